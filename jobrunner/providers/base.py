@@ -1,0 +1,93 @@
+"""The one small interface every provider implements, and the provider-neutral job record.
+
+The reconciler only ever sees `RemoteJob`s with normalized statuses; each provider maps its own
+wire format (Replicate `starting/processing/...`, Emissary `Pending/Running/...`) onto them. Unknown
+or future status values map to `UNKNOWN` (never a crash) and keep the raw value for messages.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, AsyncIterator, Protocol, runtime_checkable
+
+# Normalized statuses.
+PENDING = "pending"  # Replicate starting, Emissary Pending
+RUNNING = "running"  # Replicate processing, Emissary Running
+SUCCEEDED = "succeeded"
+FAILED = "failed"  # Emissary Failed and TimedOut
+CANCELED = "canceled"
+ABORTED = "aborted"  # Replicate: terminated before it started
+UNKNOWN = "unknown"  # a status value we do not know; treated as non-terminal
+GONE = "gone"  # the provider says 404 for a job we track (deleted outside jobrunner)
+
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELED, ABORTED, GONE})
+
+
+@dataclass
+class RemoteJob:
+    """A job as the provider reports it."""
+
+    id: str
+    job_kind: str  # "training" | "prediction"
+    status: str  # one of the normalized statuses above
+    raw_status: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    input: dict[str, Any] | None = None
+    output: Any = None
+    error: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None  # Replicate owner/name; Emissary base_model
+    version: str | None = None
+    project_id: str | None = None  # Emissary
+    extra: dict[str, Any] = field(default_factory=dict)  # provider-specific fields worth keeping
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """What to create, already resolved (no `${...}` references, files uploaded).
+
+    For Replicate/local: `model` is owner/name, `version` the 64-hex id, `destination` set for
+    trainings. For Emissary: `project_id` set and `body` is the CreateTrainingJobRequestBody.
+    `body` holds the request fields the provider API takes (input, webhook, ...).
+    """
+
+    job_kind: str
+    body: dict[str, Any]
+    model: str | None = None
+    version: str | None = None
+    destination: str | None = None
+    project_id: str | None = None
+    cancel_after: str | None = None  # Replicate Cancel-After header value, e.g. "2h"
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """Async provider interface. Implementations raise `jobrunner.errors.ProviderError` subclasses."""
+
+    name: str
+
+    async def create(self, req: CreateRequest) -> RemoteJob: ...
+
+    async def get(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> RemoteJob: ...
+
+    async def cancel(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> None: ...
+
+    def list(
+        self, job_kind: str, *, since: datetime | None = None, project_id: str | None = None
+    ) -> AsyncIterator[RemoteJob]:
+        """Newest first; stops after `since` when given (following cursor pages)."""
+        ...
+
+    async def logs(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> str: ...
+
+    async def upload(self, path: str, *, project_id: str | None = None) -> str:
+        """Upload a local file; return what to put in the input (URL, or Emissary dataset id)."""
+        ...
+
+    async def aclose(self) -> None: ...

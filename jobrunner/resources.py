@@ -1,0 +1,99 @@
+"""Plain data types shared by the pure core: loaded resources and the jobs they expand to.
+
+These are the contracts between the loader/validator (which produces `Resource`s), the spec
+expansion (which turns resources into `DesiredJob`s with fingerprints), the plan engine and the
+reconciler. They are frozen dataclasses over plain JSON-like data so that every stage stays a pure
+function that is easy to unit-test.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+API_VERSION = "jobrunner/v1"
+KINDS = ("Training", "PredictionBatch", "Model")
+PROVIDERS = ("local", "replicate", "emissary")
+
+
+@dataclass(frozen=True)
+class Position:
+    line: int  # 1-based
+    column: int  # 1-based
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One manifest document, after loading and validation.
+
+    `spec` is plain data (dicts, lists, str, int, float, bool, None). `positions` maps a JSON path
+    inside the document (e.g. "$.spec.input.order") to where it was written, so any later stage can
+    point a user at file:line:col.
+    """
+
+    kind: str
+    name: str
+    spec: dict[str, Any]
+    file: str  # path relative to the workspace root, POSIX separators
+    line: int
+    column: int = 1
+    labels: dict[str, str] = field(default_factory=dict)
+    positions: dict[str, Position] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def address(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+    @property
+    def provider(self) -> str:
+        return str(self.spec.get("provider", "local"))
+
+    def position(self, json_path: str) -> Position:
+        """Best position for a JSON path: the path itself, else its nearest ancestor, else the document."""
+        path = json_path
+        while path:
+            if path in self.positions:
+                return self.positions[path]
+            cut = max(path.rfind("."), path.rfind("["))
+            if cut <= 0:
+                break
+            path = path[:cut]
+        return Position(self.line, self.column)
+
+
+# Job kinds a provider runs. A Model resource is not a job: it is created once and kept.
+JOB_TRAINING = "training"
+JOB_PREDICTION = "prediction"
+JOB_MODEL = "model"
+
+
+@dataclass(frozen=True)
+class DesiredJob:
+    """One unit the plan reasons about: a training, one batch item, or a model.
+
+    `request` is the provider-neutral description of what to run, with references still in
+    `${Kind.name.output.field}` form when their values are not known yet. `fingerprint` is None
+    exactly when some reference is still unknown ("known after apply").
+    """
+
+    address: str  # Training/x, PredictionBatch/x[key], Model/x
+    resource_address: str  # Kind/name of the manifest document it came from
+    job_kind: str  # JOB_TRAINING | JOB_PREDICTION | JOB_MODEL
+    provider: str
+    file: str
+    request: dict[str, Any]
+    fingerprint: str | None
+    depends_on: tuple[str, ...] = ()  # resource addresses this job waits for
+    sensitive_paths: tuple[str, ...] = ()  # extra input keys to redact (spec.sensitive)
+
+
+__all__ = [
+    "API_VERSION",
+    "KINDS",
+    "PROVIDERS",
+    "Position",
+    "Resource",
+    "DesiredJob",
+    "JOB_TRAINING",
+    "JOB_PREDICTION",
+    "JOB_MODEL",
+]

@@ -1,0 +1,89 @@
+"""The state document: plain data, versioned, independent of where it is stored.
+
+One `AddressState` per address (Training/x, PredictionBatch/x[key], Model/x). The history keeps
+every remote id ever created for the address, so nothing is forgotten even when replaced; an
+`intent` is written (and flushed) before every create so a crash between "create sent" and "id
+recorded" can be resolved by looking the job up on the provider (exactly-once creation).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+STATE_FORMAT_VERSION = 1
+
+
+@dataclass
+class Attempt:
+    remote_id: str
+    fingerprint: str
+    attempt: int  # 1-based attempt number for this fingerprint
+    created_at: str  # RFC 3339, when jobrunner recorded it
+    status: str  # normalized status last observed
+    project_id: str | None = None
+
+
+@dataclass
+class Intent:
+    """Written before a create is sent; cleared once the remote id is recorded."""
+
+    fingerprint: str
+    attempt: int
+    created_at: str  # RFC 3339, before the request was sent
+    request_digest: str  # sha256 of the canonical create body, to match remote jobs after a crash
+
+
+@dataclass
+class AddressState:
+    address: str
+    kind: str  # Training | PredictionBatch | Model
+    job_kind: str  # training | prediction | model
+    provider: str
+    file: str  # manifest file (workspace-relative) that defined it
+    fingerprint: str | None = None
+    remote_id: str | None = None
+    project_id: str | None = None  # Emissary
+    status: str | None = None  # normalized status last observed
+    attempts: int = 0  # attempts for the current fingerprint
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    history: list[Attempt] = field(default_factory=list)
+    intent: Intent | None = None
+    updated_at: str | None = None
+    inputs: dict[str, Any] | None = None  # redacted request input, for diffs in plans
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "AddressState":
+        data = dict(data)
+        data["history"] = [Attempt(**a) for a in data.get("history", [])]
+        intent = data.get("intent")
+        data["intent"] = Intent(**intent) if intent else None
+        return cls(**data)
+
+
+@dataclass
+class StateDoc:
+    format_version: int = STATE_FORMAT_VERSION
+    serial: int = 0  # bumped on every write
+    lineage: str = ""  # uuid fixed at creation; saved plans check it
+    addresses: dict[str, AddressState] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "serial": self.serial,
+            "lineage": self.lineage,
+            "addresses": {k: v.to_json() for k, v in sorted(self.addresses.items())},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "StateDoc":
+        return cls(
+            format_version=data["format_version"],
+            serial=data.get("serial", 0),
+            lineage=data.get("lineage", ""),
+            addresses={k: AddressState.from_json(v) for k, v in data.get("addresses", {}).items()},
+        )
