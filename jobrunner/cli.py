@@ -1,0 +1,95 @@
+"""The `jobrunner` command line: a thin shell over the library.
+
+Each command lives in `jobrunner.commands.<area>` and only parses options, calls the library and
+hands finished values to a renderer. This module wires them into one click group and turns every
+`JobrunnerError` into a message, a hint and the documented exit code, never a traceback.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from jobrunner import __version__
+from jobrunner.errors import EXIT_ERROR, EXIT_INTERRUPTED, JobrunnerError
+
+# command name -> "module:attribute"; imported lazily so `jobrunner validate` never pays for
+# starting the HTTP stack or the local platform.
+COMMANDS: dict[str, str] = {
+    "validate": "jobrunner.commands.validate:validate",
+    "schema": "jobrunner.commands.validate:schema",
+    "serve": "jobrunner.commands.serve:serve",
+    "plan": "jobrunner.commands.jobs:plan",
+    "apply": "jobrunner.commands.jobs:apply",
+    "destroy": "jobrunner.commands.jobs:destroy",
+    "status": "jobrunner.commands.jobs:status",
+    "logs": "jobrunner.commands.jobs:logs",
+    "outputs": "jobrunner.commands.jobs:outputs",
+    "import": "jobrunner.commands.jobs:import_",
+    "state": "jobrunner.commands.state:state",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:  # a command whose module has not landed yet
+            if exc.name == module_name:
+                return None
+            raise
+        return getattr(module, attr, None)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="jobrunner")
+def cli() -> None:
+    """Validate, plan and apply ML trainings and prediction batches declared in YAML manifests.
+
+    \b
+    Quick start (offline, on the embedded local platform):
+      jobrunner validate specs/
+      jobrunner plan specs/examples/
+      jobrunner apply --auto-approve specs/examples/
+    """
+
+
+def report_error(err: JobrunnerError) -> None:
+    """Print a JobrunnerError the way every command does: message, then `hint:` line."""
+    click.echo(f"Error: {err}", err=True)
+    if err.hint:
+        click.echo(f"hint: {err.hint}", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    # Commands return their exit code (an int) or raise JobrunnerError; click's own usage errors
+    # keep click's formatting and exit code 2.
+    try:
+        rv = cli.main(args=argv, prog_name="jobrunner", standalone_mode=False)
+    except JobrunnerError as err:
+        report_error(err)
+        sys.exit(err.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Interrupted.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""The plan as data: what the pure plan engine returns and the reconciler and renderers consume."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobrunner.resources import DesiredJob
+from jobrunner.state.model import AddressState
+
+CREATE = "create"  # new address
+REPLACE = "replace"  # fingerprint changed: cancel the old run if still running, then create
+RETRY = "retry"  # last run failed/aborted/canceled outside jobrunner and attempts remain
+CANCEL = "cancel"  # address gone from manifests and its run is still running
+FORGET = "forget"  # gone and terminal: drop from state
+ADOPT = "adopt"  # a remote job matching a pending intent or an import
+WAIT = "wait"  # running, unchanged
+NOOP = "noop"  # converged
+
+ACTIONS = (CREATE, REPLACE, RETRY, CANCEL, FORGET, ADOPT, WAIT, NOOP)
+# Text-plan symbols, Terraform-like.
+SYMBOLS = {CREATE: "+", REPLACE: "-/+", RETRY: "~", CANCEL: "-", FORGET: "-", ADOPT: "<=", WAIT: "~", NOOP: " "}
+CHANGING = frozenset({CREATE, REPLACE, RETRY, CANCEL, FORGET, ADOPT})
+
+
+@dataclass(frozen=True)
+class PlannedChange:
+    address: str
+    action: str
+    reason: str  # human reason, e.g. "input.order changed (4 -> 5)"
+    job: DesiredJob | None  # the desired job (None for cancel/forget)
+    prior: AddressState | None  # what state recorded (None for create)
+    fingerprint_before: str | None = None
+    fingerprint_after: str | None = None  # None = known after apply
+    remote_status: str | None = None  # status the plan saw (saved plans re-check it)
+    adopt_remote_id: str | None = None  # for ADOPT
+    input_diff: dict[str, Any] = field(default_factory=dict)  # redacted {key: [before, after]}
+
+
+@dataclass
+class Plan:
+    changes: list[PlannedChange]  # sorted: DAG order, then address
+    paths: list[str] = field(default_factory=list)  # manifest paths planned
+    manifests_digest: str = ""
+    state_lineage: str = ""
+    state_serial: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        out = {a: 0 for a in ACTIONS}
+        for c in self.changes:
+            out[c.action] += 1
+        return out
+
+    @property
+    def has_changes(self) -> bool:
+        return any(c.action in CHANGING for c in self.changes)
