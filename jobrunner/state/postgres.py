@@ -1,0 +1,607 @@
+"""State in PostgreSQL, shared by every CI run and developer of a workspace.
+
+CI machines are fresh on every run, so a team that plans on pull requests and applies on merge
+needs its state somewhere shared. This backend keeps one row per address (so a save only writes
+the addresses that changed, in one transaction) plus a row of document metadata (serial, lineage).
+
+The lock is a PostgreSQL session-level advisory lock keyed on the workspace, held on a dedicated
+connection for as long as the command runs, plus a holder row saying who holds it (host, pid,
+user, CI run, command, start time) and a heartbeat. Because the advisory lock belongs to the
+connection, a CI job that is cancelled or killed releases it as soon as the server notices the
+connection is gone (TCP keepalives are turned on to make that quick); the holder row it leaves
+behind is simply replaced by the next run. A holder whose connection is still open but whose
+heartbeat stopped is reported as stale, and `jobrunner state unlock --force` ends its session.
+
+Several workspaces can share one database: the URL's `workspace` query parameter (default
+`default`) names the workspace, e.g. `postgresql://ci@db.internal/jobrunner?workspace=nlp`.
+"""
+from __future__ import annotations
+
+import contextlib
+import getpass
+import hashlib
+import json
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from jobrunner.errors import ConfigError, StateError, StateLockedError
+from jobrunner.state.model import STATE_FORMAT_VERSION, AddressState, StateDoc
+
+# How often the lock holder touches its heartbeat, and after how long without one a lock held by
+# a still-open connection is reported as stale (the process hangs, or its host vanished without
+# the TCP connection being torn down yet).
+HEARTBEAT_SECONDS = 15.0
+STALE_AFTER_SECONDS = 120.0
+
+# First half of the two-int advisory lock key: a fixed namespace ("jobr") so jobrunner's locks
+# never collide with another application's advisory locks in the same database.
+LOCK_NAMESPACE = 0x6A6F6272
+# pg_locks.objsubid is 2 for locks taken with the (int4, int4) form of pg_advisory_lock.
+_TWO_KEY_OBJSUBID = 2
+
+# CI systems' own run identifiers, most specific first; the first one set names the run.
+_CI_RUN_VARS = (
+    ("GITHUB_RUN_ID", "github"),
+    ("CI_PIPELINE_ID", "gitlab"),
+    ("BUILD_BUILDID", "azure"),
+    ("CIRCLE_WORKFLOW_ID", "circleci"),
+    ("BUILDKITE_BUILD_ID", "buildkite"),
+    ("BUILD_TAG", "jenkins"),
+)
+
+_SCHEMA_SQL = (
+    """
+    CREATE TABLE IF NOT EXISTS jobrunner_state (
+        workspace      text PRIMARY KEY,
+        format_version integer NOT NULL,
+        serial         bigint NOT NULL,
+        lineage        text NOT NULL,
+        updated_at     timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS jobrunner_state_addresses (
+        workspace  text NOT NULL REFERENCES jobrunner_state (workspace) ON DELETE CASCADE,
+        address    text NOT NULL,
+        data       jsonb NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (workspace, address)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS jobrunner_state_lock (
+        workspace    text PRIMARY KEY,
+        lock_id      text NOT NULL,
+        host         text NOT NULL,
+        pid          integer NOT NULL,
+        username     text NOT NULL,
+        ci_run       text,
+        command      text NOT NULL,
+        started_at   timestamptz NOT NULL,
+        heartbeat_at timestamptz NOT NULL,
+        backend_pid  integer NOT NULL
+    )
+    """,
+)
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds (or last held) a workspace's lock, as recorded in the holder row."""
+
+    lock_id: str
+    host: str
+    pid: int
+    user: str
+    ci_run: str | None
+    command: str
+    started_at: datetime
+    heartbeat_at: datetime
+    backend_pid: int
+
+    def describe(self, now: datetime | None = None) -> str:
+        now = now or datetime.now(timezone.utc)
+        age = _human_duration((now - self.started_at).total_seconds())
+        ci = f", CI run {self.ci_run}" if self.ci_run else ""
+        return (
+            f"{self.user}@{self.host} (pid {self.pid}{ci}) running `jobrunner {self.command}` "
+            f"since {self.started_at.strftime('%Y-%m-%dT%H:%M:%SZ')} ({age} ago)"
+        )
+
+    def heartbeat_age(self, now: datetime | None = None) -> float:
+        now = now or datetime.now(timezone.utc)
+        return (now - self.heartbeat_at).total_seconds()
+
+
+def _human_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+def ci_run_id(environ: dict[str, str] | None = None) -> str | None:
+    """The CI run this process belongs to (e.g. `github:1234567`), or None outside CI."""
+    env = os.environ if environ is None else environ
+    for var, system in _CI_RUN_VARS:
+        value = env.get(var)
+        if value:
+            if system == "github" and env.get("GITHUB_REPOSITORY"):
+                return f"github:{env['GITHUB_REPOSITORY']}/actions/runs/{value}"
+            return f"{system}:{value}"
+    return None
+
+
+def split_state_url(url: str) -> tuple[str, str]:
+    """Split jobrunner's `workspace` query parameter off a PostgreSQL URL.
+
+    Returns (connection URL for libpq, workspace name). libpq rejects unknown URL parameters, so
+    the workspace must not reach it.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(
+            f"state URL {redact_url(url)!r} is not a PostgreSQL URL",
+            hint="use postgresql://USER@HOST:PORT/DATABASE (optionally ?workspace=NAME).",
+        )
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    workspace = "default"
+    rest = []
+    for key, value in query:
+        if key == "workspace":
+            workspace = value or "default"
+        else:
+            rest.append((key, value))
+    return urlunsplit(parts._replace(query=urlencode(rest))), workspace
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password (if any) replaced, fit for messages and `describe()`."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(unparseable URL)"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def _scrub(text: str, url: str) -> str:
+    """Remove the URL's password from free text (driver messages may echo parts of the URL)."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password:
+        text = text.replace(password, "***")
+    return text
+
+
+def _import_psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError as exc:  # an install without the extra
+        raise ConfigError(
+            "the PostgreSQL state backend needs the psycopg driver, which is not installed",
+            hint="install it with `python -m pip install 'jobrunner[postgres]'`.",
+        ) from exc
+    return psycopg
+
+
+def _workspace_key(workspace: str) -> int:
+    """Second half of the advisory lock key: a stable signed 32-bit hash of the workspace name."""
+    return int.from_bytes(hashlib.sha256(workspace.encode()).digest()[:4], "big", signed=True)
+
+
+class PostgresStore:
+    """The `StateStore` backed by PostgreSQL (psycopg 3).
+
+    Connections are opened lazily: building a store never touches the network, so commands that
+    only read manifests pay nothing for it.
+    """
+
+    def __init__(self, url: str, *, workspace: str | None = None, connect_timeout: int = 10) -> None:
+        self.url = url
+        self._conninfo, url_workspace = split_state_url(url)
+        self.workspace = workspace or url_workspace
+        self._connect_timeout = connect_timeout
+        self._psycopg = _import_psycopg()
+        self._conn: Any = None
+        self._lock_conn: Any = None
+        self._lock_id: str | None = None
+        self._heartbeat_stop: threading.Event | None = None
+        self._heartbeat_thread: threading.Thread | None = None
+        self._schema_ready = False
+        # address -> JSON as last loaded or saved, with the serial it belongs to: a save only
+        # writes the rows that differ from it (one row per address, not the whole document).
+        self._known: dict[str, dict[str, Any]] | None = None
+        self._known_serial: int | None = None
+
+    # --- description -------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        return f"PostgreSQL {redact_url(self.url)} (workspace {self.workspace!r})"
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.describe()})"
+
+    # --- connections -------------------------------------------------------------------------
+
+    def _connect(self, *, for_lock: bool = False) -> Any:
+        psycopg = self._psycopg
+        kwargs: dict[str, Any] = {
+            "connect_timeout": self._connect_timeout,
+            "application_name": "jobrunner-lock" if for_lock else "jobrunner",
+            "autocommit": True,
+        }
+        if for_lock:
+            # Client-side keepalives, so a dead server is noticed; the server-side ones are set
+            # below, so a killed CI job's session (and its advisory lock) goes away quickly.
+            kwargs.update(keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
+        try:
+            conn = psycopg.connect(self._conninfo, **kwargs)
+        except psycopg.Error as exc:
+            raise StateError(
+                f"cannot connect to the PostgreSQL state at {redact_url(self.url)}: "
+                f"{_scrub(str(exc).strip(), self.url)}",
+                hint="check JOBRUNNER_STATE_URL (or state_url in jobrunner.yaml) and that the "
+                "server is reachable from here.",
+            ) from None
+        if for_lock:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SET tcp_keepalives_idle = 30")
+                conn.execute("SET tcp_keepalives_interval = 10")
+                conn.execute("SET tcp_keepalives_count = 3")
+        return conn
+
+    def _db(self) -> Any:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = self._connect()
+            self._schema_ready = False
+        if not self._schema_ready:
+            self._ensure_schema(self._conn)
+            self._schema_ready = True
+        return self._conn
+
+    def _ensure_schema(self, conn: Any) -> None:
+        with self._errors("prepare the state tables"), conn.transaction():
+            # Concurrent first runs would race on CREATE TABLE IF NOT EXISTS; serialize them.
+            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_NAMESPACE,))
+            for statement in _SCHEMA_SQL:
+                conn.execute(statement)
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        psycopg = self._psycopg
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            raise StateError(
+                f"lost the PostgreSQL state at {redact_url(self.url)} while trying to {doing}: "
+                f"{_scrub(str(exc).strip(), self.url)}",
+                hint="check that the server is reachable and run the command again.",
+            ) from None
+        except psycopg.Error as exc:
+            raise StateError(
+                f"PostgreSQL state at {redact_url(self.url)}: could not {doing}: "
+                f"{_scrub(str(exc).strip(), self.url)}",
+                hint="the database user needs CREATE on the database (first run) and "
+                "SELECT/INSERT/UPDATE/DELETE on the jobrunner_state* tables.",
+            ) from None
+
+    def close(self) -> None:
+        """Close the connections (releasing the lock if this store still holds it)."""
+        self._stop_heartbeat()
+        for conn in (self._conn, self._lock_conn):
+            if conn is not None and not conn.closed:
+                with contextlib.suppress(Exception):
+                    conn.close()
+        self._conn = None
+        self._lock_conn = None
+        self._lock_id = None
+
+    def __enter__(self) -> "PostgresStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the document ------------------------------------------------------------------------
+
+    def _meta_row(self, conn: Any, *, for_update: bool) -> tuple[int, int, str] | None:
+        sql = "SELECT format_version, serial, lineage FROM jobrunner_state WHERE workspace = %s"
+        if for_update:
+            sql += " FOR UPDATE"
+        return conn.execute(sql, (self.workspace,)).fetchone()
+
+    def load(self) -> StateDoc:
+        conn = self._db()
+        with self._errors("read state"), conn.transaction():
+            meta = self._meta_row(conn, for_update=False)
+            if meta is None:
+                # Fix the lineage now, so every reader of a not-yet-written state sees the same.
+                conn.execute(
+                    "INSERT INTO jobrunner_state (workspace, format_version, serial, lineage) "
+                    "VALUES (%s, %s, 0, %s) ON CONFLICT (workspace) DO NOTHING",
+                    (self.workspace, STATE_FORMAT_VERSION, str(uuid.uuid4())),
+                )
+                meta = self._meta_row(conn, for_update=False)
+            assert meta is not None
+            format_version, serial, lineage = meta
+            if format_version > STATE_FORMAT_VERSION:
+                raise StateError(
+                    f"state in {self.describe()} has format version {format_version}; this "
+                    f"jobrunner reads up to {STATE_FORMAT_VERSION}",
+                    hint="upgrade jobrunner (`python -m pip install -U jobrunner`).",
+                )
+            rows = conn.execute(
+                "SELECT address, data FROM jobrunner_state_addresses WHERE workspace = %s ORDER BY address",
+                (self.workspace,),
+            ).fetchall()
+        known = {address: data for address, data in rows}
+        try:
+            addresses = {address: AddressState.from_json(data) for address, data in known.items()}
+        except (TypeError, KeyError, ValueError) as exc:
+            raise StateError(
+                f"state in {self.describe()} holds an address row jobrunner cannot read: {exc}",
+                hint="inspect the jobrunner_state_addresses table; restore it from a backup if it was edited by hand.",
+            ) from None
+        self._known, self._known_serial = known, serial
+        return StateDoc(format_version=format_version, serial=serial, lineage=lineage, addresses=addresses)
+
+    def save(self, doc: StateDoc) -> None:
+        """Write `doc` in one transaction: changed rows only, serial bumped (also on `doc`)."""
+        conn = self._db()
+        new = {address: json.loads(json.dumps(a.to_json())) for address, a in doc.addresses.items()}
+        lineage = doc.lineage or str(uuid.uuid4())
+        jsonb = self._psycopg.types.json.Jsonb
+        with self._errors("write state"), conn.transaction():
+            meta = self._meta_row(conn, for_update=True)
+            if meta is None:
+                conn.execute(
+                    "INSERT INTO jobrunner_state (workspace, format_version, serial, lineage) "
+                    "VALUES (%s, %s, 0, %s)",
+                    (self.workspace, STATE_FORMAT_VERSION, lineage),
+                )
+                current_serial = 0
+            else:
+                current_serial = meta[1]
+            if self._known is not None and self._known_serial == current_serial:
+                old = self._known
+            else:  # someone else wrote since we last looked: compare against what is there now
+                old = {
+                    address: data
+                    for address, data in conn.execute(
+                        "SELECT address, data FROM jobrunner_state_addresses WHERE workspace = %s",
+                        (self.workspace,),
+                    ).fetchall()
+                }
+            gone = sorted(set(old) - set(new))
+            changed = sorted(a for a, data in new.items() if old.get(a) != data)
+            if gone:
+                conn.execute(
+                    "DELETE FROM jobrunner_state_addresses WHERE workspace = %s AND address = ANY(%s)",
+                    (self.workspace, gone),
+                )
+            if changed:
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO jobrunner_state_addresses (workspace, address, data, updated_at) "
+                        "VALUES (%s, %s, %s, now()) ON CONFLICT (workspace, address) "
+                        "DO UPDATE SET data = EXCLUDED.data, updated_at = now()",
+                        [(self.workspace, a, jsonb(new[a])) for a in changed],
+                    )
+            serial = current_serial + 1
+            conn.execute(
+                "UPDATE jobrunner_state SET serial = %s, lineage = %s, format_version = %s, "
+                "updated_at = now() WHERE workspace = %s",
+                (serial, lineage, doc.format_version, self.workspace),
+            )
+        doc.serial = serial
+        doc.lineage = lineage
+        self._known, self._known_serial = new, serial
+
+    # --- the lock ----------------------------------------------------------------------------
+
+    def holder(self) -> LockHolder | None:
+        """The holder row, if any (it may be left over from a run whose session has ended)."""
+        conn = self._db()
+        with self._errors("read the lock holder"):
+            row = conn.execute(
+                "SELECT lock_id, host, pid, username, ci_run, command, started_at, heartbeat_at, "
+                "backend_pid FROM jobrunner_state_lock WHERE workspace = %s",
+                (self.workspace,),
+            ).fetchone()
+        return LockHolder(*row) if row else None
+
+    def _lock_backend(self, conn: Any) -> int | None:
+        """Backend pid of the session holding the workspace's advisory lock, or None."""
+        row = conn.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND classid::bigint = %s AND objid::bigint = %s AND objsubid = %s",
+            (LOCK_NAMESPACE, _workspace_key(self.workspace) & 0xFFFFFFFF, _TWO_KEY_OBJSUBID),
+        ).fetchone()
+        return row[0] if row else None
+
+    def lock_status(self) -> tuple[LockHolder | None, int | None, bool]:
+        """(holder row, backend pid holding the advisory lock, stale?).
+
+        Stale means: the advisory lock is held but its holder stopped heartbeating, or its
+        recorded process on this very host is gone.
+        """
+        conn = self._db()
+        holder = self.holder()
+        with self._errors("read the lock"):
+            backend = self._lock_backend(conn)
+        if backend is None:
+            return holder, None, False
+        stale = False
+        if holder is not None and holder.backend_pid == backend:
+            stale = holder.heartbeat_age() > STALE_AFTER_SECONDS or (
+                holder.host == socket.gethostname() and not _pid_alive(holder.pid)
+            )
+        return holder, backend, stale
+
+    @contextlib.contextmanager
+    def lock(self, command: str) -> Iterator[None]:
+        self._acquire(command)
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _acquire(self, command: str) -> None:
+        if self._lock_conn is not None:
+            raise StateError("this process already holds the state lock")
+        self._db()  # schema first
+        conn = self._connect(for_lock=True)
+        key = (LOCK_NAMESPACE, _workspace_key(self.workspace))
+        try:
+            with self._errors("take the state lock"):
+                got = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()[0]
+            if not got:
+                holder, _backend, stale = self.lock_status()
+                raise _locked_error(self.describe(), holder, stale)
+            lock_id = str(uuid.uuid4())
+            now = datetime.now(timezone.utc)
+            with self._errors("record the lock holder"):
+                # Whatever holder row is there belongs to a session that has ended (we hold the
+                # advisory lock), e.g. a cancelled CI job: replace it.
+                conn.execute(
+                    "INSERT INTO jobrunner_state_lock (workspace, lock_id, host, pid, username, ci_run, "
+                    "command, started_at, heartbeat_at, backend_pid) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, pg_backend_pid()) "
+                    "ON CONFLICT (workspace) DO UPDATE SET lock_id = EXCLUDED.lock_id, host = EXCLUDED.host, "
+                    "pid = EXCLUDED.pid, username = EXCLUDED.username, ci_run = EXCLUDED.ci_run, "
+                    "command = EXCLUDED.command, started_at = EXCLUDED.started_at, "
+                    "heartbeat_at = EXCLUDED.heartbeat_at, backend_pid = EXCLUDED.backend_pid",
+                    (self.workspace, lock_id, socket.gethostname(), os.getpid(), _username(),
+                     ci_run_id(), command, now, now),
+                )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.close()  # closing the session releases the advisory lock
+            raise
+        self._lock_conn, self._lock_id = conn, lock_id
+        self._start_heartbeat()
+
+    def _start_heartbeat(self) -> None:
+        stop = threading.Event()
+        conn, lock_id = self._lock_conn, self._lock_id
+
+        def beat() -> None:
+            while not stop.wait(HEARTBEAT_SECONDS):
+                try:
+                    conn.execute(
+                        "UPDATE jobrunner_state_lock SET heartbeat_at = now() "
+                        "WHERE workspace = %s AND lock_id = %s",
+                        (self.workspace, lock_id),
+                    )
+                except Exception:  # the connection is gone; the lock went with it
+                    return
+
+        thread = threading.Thread(target=beat, name="jobrunner-state-lock-heartbeat", daemon=True)
+        thread.start()
+        self._heartbeat_stop, self._heartbeat_thread = stop, thread
+
+    def _stop_heartbeat(self) -> None:
+        if self._heartbeat_stop is not None:
+            self._heartbeat_stop.set()
+        if self._heartbeat_thread is not None:
+            self._heartbeat_thread.join(timeout=5)
+        self._heartbeat_stop = self._heartbeat_thread = None
+
+    def _release(self) -> None:
+        self._stop_heartbeat()
+        conn, lock_id = self._lock_conn, self._lock_id
+        self._lock_conn = self._lock_id = None
+        if conn is None:
+            return
+        try:
+            conn.execute(
+                "DELETE FROM jobrunner_state_lock WHERE workspace = %s AND lock_id = %s",
+                (self.workspace, lock_id),
+            )
+            conn.execute(
+                "SELECT pg_advisory_unlock(%s, %s)", (LOCK_NAMESPACE, _workspace_key(self.workspace))
+            )
+        except Exception:
+            pass  # the session is gone, and its advisory lock with it
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def unlock(self, force: bool) -> None:
+        """Free the workspace's lock.
+
+        Without `force` only a stale lock (see `lock_status`) or a leftover holder row is
+        removed; with `force` the session holding the lock is terminated, whoever it is.
+        """
+        conn = self._db()
+        holder, backend, stale = self.lock_status()
+        if backend is not None:
+            if not (force or stale):
+                raise _locked_error(self.describe(), holder, stale=False, unlocking=True)
+            with self._errors("end the session holding the lock"):
+                ended = conn.execute("SELECT pg_terminate_backend(%s)", (backend,)).fetchone()[0]
+            if not ended:
+                raise StateError(
+                    f"could not end the PostgreSQL session (pid {backend}) holding the state lock",
+                    hint="the database user needs to be the lock holder's role, a superuser, or a "
+                    "member of pg_signal_backend.",
+                )
+        with self._errors("remove the lock holder"):
+            conn.execute("DELETE FROM jobrunner_state_lock WHERE workspace = %s", (self.workspace,))
+
+
+def _locked_error(where: str, holder: LockHolder | None, stale: bool, unlocking: bool = False) -> StateLockedError:
+    who = holder.describe() if holder else "another session (holder not recorded yet)"
+    if stale and holder is not None:
+        age = _human_duration(holder.heartbeat_age())
+        return StateLockedError(
+            f"state in {where} is locked by {who}; the lock looks stale (no heartbeat for {age})",
+            hint="if that run is gone, free the lock with `jobrunner state unlock`.",
+        )
+    if unlocking:
+        return StateLockedError(
+            f"state in {where} is locked by {who}, which is still alive",
+            hint="wait for it to finish; if you are sure it is stuck, `jobrunner state unlock --force` "
+            "ends its database session and frees the lock.",
+        )
+    return StateLockedError(
+        f"state in {where} is locked by {who}",
+        hint="wait for that run to finish and try again; if it is stuck, see `jobrunner state unlock`.",
+    )
+
+
+def _username() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (some containers)
+        return str(os.getuid())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def open_postgres_store(url: str) -> PostgresStore:
+    """The backend for a `postgresql://` state URL (used by `jobrunner.state.store.open_store`)."""
+    return PostgresStore(url)
