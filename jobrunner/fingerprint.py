@@ -1,0 +1,76 @@
+"""Canonical JSON and sha256 digests: the identity of a job's desired result.
+
+A fingerprint is the sha256 of the canonical JSON of exactly what determines a job's result. Two
+specs that mean the same thing must give the same bytes whatever their key order or YAML style, so
+canonical JSON sorts keys, uses fixed separators and refuses NaN/Infinity (they have no JSON form).
+Local files named by `{$file: path}` enter a fingerprint by content (`{"$file_sha256": ...}`), so
+moving a file never re-runs a job and editing it always does.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+FILE_MARKER = "$file"
+FILE_DIGEST = "$file_sha256"
+
+_CHUNK = 1 << 20
+
+# (absolute path, size, mtime_ns, inode) -> sha256; files are hashed once per process even when
+# thousands of batch items name the same file.
+_digest_cache: dict[tuple[str, int, int, int], str] = {}
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON text: sorted keys, no whitespace, UTF-8 kept as is, NaN refused."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def fingerprint(value: Any) -> str:
+    """sha256 (hex) of the canonical JSON of `value`."""
+    return sha256_text(canonical_json(value))
+
+
+def file_digest(path: Path) -> str:
+    """sha256 (hex) of a file's bytes, cached by path, size, mtime and inode."""
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    cached = _digest_cache.get(key)
+    if cached is not None:
+        return cached
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    digest = h.hexdigest()
+    _digest_cache[key] = digest
+    return digest
+
+
+def is_file_marker(value: Any) -> bool:
+    """True for `{$file: path}` (the manifest's way to name a local file)."""
+    return isinstance(value, dict) and len(value) == 1 and FILE_MARKER in value
+
+
+def short(digest: str | None, n: int = 12) -> str:
+    """A digest shortened for humans; "(known after apply)" for None."""
+    return digest[:n] if digest else "(known after apply)"
+
+
+__all__ = [
+    "FILE_MARKER",
+    "FILE_DIGEST",
+    "canonical_json",
+    "sha256_text",
+    "fingerprint",
+    "file_digest",
+    "is_file_marker",
+    "short",
+]

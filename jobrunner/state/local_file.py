@@ -1,0 +1,206 @@
+"""State in a JSON file under the workspace (`.jobrunner/state.json` by default).
+
+Writes never leave a half-written file: the new document goes to a temporary file in the same
+directory, is fsynced, and replaces the old one with an atomic rename, after which the directory
+is fsynced so the rename itself survives a power cut. Before each write the previous good document
+is kept as `state.json.bak` (a hard link to the old file, so keeping it costs no copy). A corrupt
+or truncated file is reported with the way back (the backup), never silently replaced by an empty
+state, because an empty state would make the next apply create every job again.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from jobrunner.errors import StateError
+from jobrunner.state.lock import FileLock
+from jobrunner.state.model import STATE_FORMAT_VERSION, StateDoc
+
+BACKUP_SUFFIX = ".bak"
+LOCK_SUFFIX = ".lock"
+
+
+class LocalFileStore:
+    """A `StateStore` backed by one JSON file; see the module docstring."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.backup_path = self.path.with_name(self.path.name + BACKUP_SUFFIX)
+        self._lock = FileLock(self.path.with_name(self.path.name + LOCK_SUFFIX))
+        # (inode, size, mtime_ns) of the file last read or written by us: known good, so it can
+        # become the backup without being parsed again.
+        self._known_good: tuple[int, int, int] | None = None
+
+    def describe(self) -> str:
+        return f"local file {self.path}"
+
+    def __repr__(self) -> str:
+        return f"LocalFileStore({str(self.path)!r})"
+
+    @property
+    def warnings(self) -> list[str]:
+        """Warnings from taking over a stale lock, for the CLI to print."""
+        return self._lock.warnings
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def load(self) -> StateDoc:
+        try:
+            raw = self.path.read_bytes()
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return StateDoc(format_version=STATE_FORMAT_VERSION, serial=0, lineage=str(uuid.uuid4()))
+        except OSError as exc:
+            raise StateError(f"cannot read state file {self.path}: {exc.strerror}") from None
+        doc = self._parse(raw, self.path)
+        self._known_good = _stat_key(st)
+        return doc
+
+    def _parse(self, raw: bytes, where: Path) -> StateDoc:
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            what = "is empty" if not raw.strip() else f"is corrupt or truncated ({_short_reason(exc)})"
+            raise self._corrupt(f"state file {where} {what}") from None
+        if not isinstance(data, dict) or "format_version" not in data:
+            raise self._corrupt(f"state file {where} is not a jobrunner state document")
+        version = data.get("format_version")
+        if not isinstance(version, int) or version < 1:
+            raise self._corrupt(f"state file {where} has an invalid format_version {version!r}")
+        if version > STATE_FORMAT_VERSION:
+            raise StateError(
+                f"state file {where} has format version {version}, newer than this jobrunner understands "
+                f"(up to {STATE_FORMAT_VERSION})",
+                hint="a newer jobrunner wrote it; upgrade jobrunner (pip install -U jobrunner) to use this workspace",
+            )
+        try:
+            return StateDoc.from_json(data)
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            raise self._corrupt(f"state file {where} has an invalid entry ({exc})") from None
+
+    def _corrupt(self, message: str) -> StateError:
+        backup = self._backup_summary()
+        if backup:
+            hint = (
+                f"restore the last good copy ({backup}): cp {self.backup_path} {self.path}; "
+                "jobs created since then will be found again on the provider by the next apply"
+            )
+        else:
+            hint = (
+                f"no usable backup ({self.backup_path}); fix the file by hand, or move it aside to start "
+                "from empty state (the next apply would then create every job again)"
+            )
+        return StateError(message, hint=hint)
+
+    def _backup_summary(self) -> str | None:
+        try:
+            data = json.loads(self.backup_path.read_text(encoding="utf-8"))
+            return f"serial {int(data['serial'])}, {len(data.get('addresses', {}))} addresses"
+        except Exception:  # missing or also broken: no usable backup
+            return None
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def save(self, doc: StateDoc) -> None:
+        if not doc.lineage:
+            doc.lineage = str(uuid.uuid4())
+        doc.serial += 1
+        try:
+            text = json.dumps(doc.to_json(), indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            doc.serial -= 1
+            raise StateError(f"cannot write state: a value is not JSON ({exc})") from None
+        directory = self.path.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._keep_backup()
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                    fh.write("\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self.path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            _fsync_dir(directory)
+            self._known_good = _stat_key(os.stat(self.path))
+        except OSError as exc:
+            doc.serial -= 1
+            raise StateError(
+                f"cannot write state file {self.path}: {exc.strerror or exc}",
+                hint="check free disk space and permissions of the .jobrunner directory",
+            ) from None
+
+    def _keep_backup(self) -> None:
+        """Make the current file (if it is good) the backup, by hard link, atomically."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return
+        if _stat_key(st) != self._known_good:
+            # Changed behind our back (or never read by us): only a parseable file may become the backup.
+            try:
+                self._parse(self.path.read_bytes(), self.path)
+            except StateError:
+                return
+        tmp = self.backup_path.with_name(f".{self.backup_path.name}.{os.getpid()}.tmp")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        try:
+            os.link(self.path, tmp)
+        except OSError:  # file systems without hard links: copy instead
+            tmp.write_bytes(self.path.read_bytes())
+        os.replace(tmp, self.backup_path)
+
+    # -- locking ---------------------------------------------------------------------------
+
+    def lock(self, command: str) -> contextlib.AbstractContextManager[None]:
+        return self._lock.held(command)
+
+    def unlock(self, force: bool) -> str:  # type: ignore[override]
+        """Free a lock left behind; returns a sentence saying what was done, for the CLI."""
+        return self._lock.force_release(force)
+
+    def lock_holder(self) -> Any:
+        """Who holds (or last held) the lock, as a `LockInfo`, or None."""
+        return self._lock.holder()
+
+    @property
+    def lock_path(self) -> Path:
+        return self._lock.path
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on directories; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def _short_reason(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    return str(exc)
+
+
+__all__ = ["LocalFileStore", "BACKUP_SUFFIX", "LOCK_SUFFIX"]
