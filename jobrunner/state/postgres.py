@@ -227,6 +227,7 @@ class PostgresStore:
         # writes the rows that differ from it (one row per address, not the whole document).
         self._known: dict[str, dict[str, Any]] | None = None
         self._known_serial: int | None = None
+        self.warnings: list[str] = []  # e.g. a lock left by a dead run was taken over; the CLI prints them
 
     # --- description -------------------------------------------------------------------------
 
@@ -425,6 +426,8 @@ class PostgresStore:
             ).fetchone()
         return LockHolder(*row) if row else None
 
+    lock_holder = holder  # the name LocalFileStore uses
+
     def _lock_backend(self, conn: Any) -> int | None:
         """Backend pid of the session holding the workspace's advisory lock, or None."""
         row = conn.execute(
@@ -473,6 +476,11 @@ class PostgresStore:
             if not got:
                 holder, _backend, stale = self.lock_status()
                 raise _locked_error(self.describe(), holder, stale)
+            previous = self.holder()
+            if previous is not None:
+                self.warnings.append(
+                    f"took over the state lock left by {previous.describe()}; its database session has ended"
+                )
             lock_id = str(uuid.uuid4())
             now = datetime.now(timezone.utc)
             with self._errors("record the lock holder"):
@@ -542,14 +550,21 @@ class PostgresStore:
             with contextlib.suppress(Exception):
                 conn.close()
 
-    def unlock(self, force: bool) -> None:
-        """Free the workspace's lock.
+    def unlock(self, force: bool) -> str:
+        """Free the workspace's lock; returns a sentence saying what was done, for the CLI.
 
         Without `force` only a stale lock (see `lock_status`) or a leftover holder row is
         removed; with `force` the session holding the lock is terminated, whoever it is.
         """
         conn = self._db()
         holder, backend, stale = self.lock_status()
+        who = holder.describe() if holder else "an unrecorded holder"
+        if backend is None:
+            done = f"removed the state lock record left by {who}" if holder else "the state is not locked"
+        elif stale:
+            done = f"ended the stale lock of {who}"
+        else:
+            done = f"broke the state lock held by {who}"
         if backend is not None:
             if not (force or stale):
                 raise _locked_error(self.describe(), holder, stale=False, unlocking=True)
@@ -563,6 +578,7 @@ class PostgresStore:
                 )
         with self._errors("remove the lock holder"):
             conn.execute("DELETE FROM jobrunner_state_lock WHERE workspace = %s", (self.workspace,))
+        return done
 
 
 def _locked_error(where: str, holder: LockHolder | None, stale: bool, unlocking: bool = False) -> StateLockedError:

@@ -164,6 +164,7 @@ def test_killed_holder_frees_the_lock_with_its_session(pg_url, tmp_path):
                 raise
             time.sleep(0.1)
     assert holder.pid == os.getpid()  # the dead run's holder row was replaced
+    assert any(f"pid {proc.pid}" in w and "session has ended" in w for w in store.warnings)
 
 
 def test_stale_holder_is_reported_and_plain_unlock_frees_it(pg_url):
@@ -186,7 +187,8 @@ def test_unlock_refuses_a_live_lock_unless_forced(pg_url):
         with pytest.raises(StateLockedError, match="still alive") as info:
             other.unlock(force=False)
         assert "--force" in info.value.hint
-        other.unlock(force=True)
+        done = other.unlock(force=True)
+        assert done.startswith("broke the state lock held by") and "`jobrunner apply`" in done
         assert other.holder() is None
         with other.lock("plan"):
             pass
@@ -201,8 +203,10 @@ def test_unlock_removes_a_leftover_holder_row(pg_url):
             "'apply', now() - interval '2 hours', now() - interval '2 hours', 99999)"
         )
     assert store.holder().host == "ci-box"
-    store.unlock(force=False)
+    done = store.unlock(force=False)
+    assert "removed the state lock record" in done and "ci@ci-box" in done
     assert store.holder() is None
+    assert store.unlock(force=False) == "the state is not locked"
 
 
 def test_unreachable_server_is_a_state_error_without_the_password():
