@@ -276,7 +276,16 @@ class PostgresStore:
         return self._conn
 
     def _ensure_schema(self, conn: Any) -> None:
-        with self._errors("prepare the state tables"), conn.transaction():
+        # Look before creating: CREATE ... IF NOT EXISTS still needs CREATE on the schema, which a
+        # read-only role (e.g. the one pull-request plans use) does not have.
+        with self._errors("look for the state tables"):
+            missing = conn.execute(
+                "SELECT to_regclass('jobrunner_state') IS NULL OR to_regclass('jobrunner_state_addresses') IS NULL "
+                "OR to_regclass('jobrunner_state_lock') IS NULL"
+            ).fetchone()[0]
+        if not missing:
+            return
+        with self._errors("create the state tables"), conn.transaction():
             # Concurrent first runs would race on CREATE TABLE IF NOT EXISTS; serialize them.
             conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_NAMESPACE,))
             for statement in _SCHEMA_SQL:

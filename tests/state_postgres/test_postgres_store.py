@@ -242,3 +242,34 @@ def test_ci_run_id_names_the_ci_system():
     assert ci_run_id({}) is None
     assert ci_run_id({"CI_PIPELINE_ID": "12"}) == "gitlab:12"
     assert ci_run_id({"GITHUB_RUN_ID": "5", "GITHUB_REPOSITORY": "o/r"}) == "github:o/r/actions/runs/5"
+
+
+def test_open_store_picks_postgres_from_the_environment_or_the_config(pg_url, tmp_path, monkeypatch):
+    from jobrunner.state.store import open_store
+    from jobrunner.workspace import WorkspaceConfig
+
+    monkeypatch.setenv("JOBRUNNER_STATE_URL", pg_url + "?workspace=ci")
+    store = open_store(WorkspaceConfig(), tmp_path)
+    assert isinstance(store, PostgresStore) and store.workspace == "ci"
+    monkeypatch.delenv("JOBRUNNER_STATE_URL")
+    store = open_store(WorkspaceConfig(state_backend="postgres", state_url=pg_url), tmp_path)
+    assert isinstance(store, PostgresStore) and store.workspace == "default"
+    assert store.load().serial == 0
+
+
+def test_a_read_only_role_can_load_but_not_lock(pg_url):
+    writer = PostgresStore(pg_url)
+    doc = writer.load()
+    doc.addresses["Training/a"] = address("a")
+    writer.save(doc)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE ROLE reviewer LOGIN")
+        conn.execute("GRANT SELECT ON jobrunner_state, jobrunner_state_addresses, jobrunner_state_lock TO reviewer")
+    reader = PostgresStore(pg_url.replace("jobrunner@", "reviewer@"))
+    assert reader.load().addresses == doc.addresses
+    with pytest.raises(StateError, match="could not record the lock holder") as info:
+        with reader.lock("apply"):
+            pass
+    assert "INSERT" in info.value.hint
+    with writer.lock("apply"):  # the failed attempt left nothing behind
+        pass
