@@ -34,6 +34,8 @@ class PlannedChange:
     remote_status: str | None = None  # status the plan saw (saved plans re-check it)
     adopt_remote_id: str | None = None  # for ADOPT
     input_diff: dict[str, Any] = field(default_factory=dict)  # redacted {key: [before, after]}
+    blocked_by: tuple[str, ...] = ()  # upstream addresses that failed for good: apply skips this
+    quiet: bool = False  # nothing worth showing (converged): renderers list it only in counts
 
 
 @dataclass

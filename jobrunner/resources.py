@@ -84,6 +84,8 @@ class DesiredJob:
     fingerprint: str | None
     depends_on: tuple[str, ...] = ()  # resource addresses this job waits for
     sensitive_paths: tuple[str, ...] = ()  # extra input keys to redact (spec.sensitive)
+    # What the fingerprint was computed over (files as {"$file_sha256": ...}); plans diff it.
+    material: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 __all__ = [

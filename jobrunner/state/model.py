@@ -51,6 +51,9 @@ class AddressState:
     intent: Intent | None = None
     updated_at: str | None = None
     inputs: dict[str, Any] | None = None  # redacted request input, for diffs in plans
+    # The manifest's lifecycle block when last applied, so removing a manifest cannot remove its
+    # protection (prevent_cancel, on_remove) at the same time.
+    lifecycle: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,337 @@
+"""Spec expansion: from validated manifest resources to the units the plan reasons about.
+
+- a `Training` is one job, address `Training/name`;
+- a `PredictionBatch` is one prediction per item, address `PredictionBatch/name[key]`;
+- a `Model` is one `job_kind="model"` unit, address `Model/name` (created once, never deleted).
+
+Each unit carries a provider-neutral `request` (what the reconciler sends, with `{$file: path}`
+markers rewritten to workspace-relative paths so it is self-contained, and `${...}` references
+resolved where their values are known) and a fingerprint: the sha256 of the canonical JSON of what
+determines the result (`material`). Webhooks, timeout, retry, lifecycle, labels and descriptions
+never enter a fingerprint, so changing them never re-runs a job. A reference whose upstream has
+not succeeded with its current spec leaves the fingerprint None ("known after apply"); once the
+upstream's outputs are in state the reference resolves and the fingerprint is computed on the
+resolved value, so a re-plan after apply converges to "No changes".
+
+Apart from reading the local files a spec names (to hash them), everything here is pure.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from jobrunner.errors import Diagnostic, ManifestError
+from jobrunner.fingerprint import FILE_DIGEST, FILE_MARKER, file_digest, fingerprint, is_file_marker
+from jobrunner.inputs import read_batch_items, resolve_relative
+from jobrunner.providers.base import SUCCEEDED
+from jobrunner.redact import redact
+from jobrunner.references import dependency_order, find_refs, resolve_refs
+from jobrunner.resources import JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
+from jobrunner.state.model import StateDoc
+
+# Emissary CreateTrainingJobRequestBody fields that determine the trained result
+# (reference/emissary/api.md). `name` and `description` are labels: sent, never fingerprinted.
+EMISSARY_RESULT_FIELDS = (
+    "base_model", "train_dataset_id", "test_dataset_id", "train_test_split_ratio", "parameters", "hf_model_link",
+)
+EMISSARY_LABEL_FIELDS = ("name", "description")
+# Request fields passed to the provider that never enter a fingerprint.
+PASS_THROUGH_FIELDS = ("webhook", "webhook_events_filter")
+MODEL_FIELDS = ("owner", "name", "visibility", "hardware", "description")
+
+
+def expand(
+    resources: Iterable[Resource],
+    root: Path,
+    outputs: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    state: StateDoc | None = None,
+) -> list[DesiredJob]:
+    """Every desired unit of `resources`, in dependency order (then manifest order).
+
+    `outputs` maps `Kind/name` to the outputs of upstream resources (default: those recorded in
+    `state` for succeeded addresses). With `state`, an upstream's outputs are only used when that
+    upstream will not be re-run (its fingerprint is unchanged, or `lifecycle.on_change: keep`), so
+    dependents of a training about to be replaced show "known after apply", not stale values.
+    Raises ManifestError (all problems at once) for unreadable files or batch inputs.
+    """
+    resources = list(resources)
+    known: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (outputs or {}).items()}
+    if outputs is None and state is not None:
+        known = upstream_outputs(state)
+    by_addr = {r.address: r for r in resources}
+    models = _declared_models(resources)
+    jobs: list[DesiredJob] = []
+    diags: list[Diagnostic] = []
+    for address in dependency_order(resources):
+        res = by_addr[address]
+        try:
+            made = _expand_one(res, root, known, models)
+        except ManifestError as err:
+            diags.extend(err.diagnostics)
+            continue
+        if state is not None and res.kind != "Model" and len(made) == 1:
+            # Trainings are the upstreams of references: forget outputs that are about to change.
+            prior = state.addresses.get(res.address)
+            keep = str((res.spec.get("lifecycle") or {}).get("on_change", "replace")) == "keep"
+            reusable = prior is not None and prior.status == SUCCEEDED and (
+                keep or (made[0].fingerprint is not None and made[0].fingerprint == prior.fingerprint)
+            )
+            if not reusable:
+                known.pop(res.address, None)
+        jobs.extend(made)
+    if diags:
+        raise ManifestError(diags)
+    return jobs
+
+
+def upstream_outputs(state: StateDoc) -> dict[str, dict[str, Any]]:
+    """Outputs recorded for every succeeded resource-level address (not batch items)."""
+    return {
+        addr: dict(st.outputs)
+        for addr, st in state.addresses.items()
+        if "[" not in addr and st.outputs and (st.status == SUCCEEDED or st.job_kind == JOB_MODEL)
+    }
+
+
+def recorded_inputs(job: DesiredJob) -> dict[str, Any]:
+    """What the reconciler stores in `AddressState.inputs`: the redacted fingerprint material.
+
+    The plan diffs it against a new job's material to say what changed ("input.order: 4 -> 5").
+    """
+    return redact(job.material or {}, job.sensitive_paths)
+
+
+# --- per kind --------------------------------------------------------------------------------
+
+
+def _expand_one(
+    res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]], models: dict[str, str]
+) -> list[DesiredJob]:
+    if res.kind == "Model":
+        return [_model(res)]
+    if res.kind == "Training":
+        return [_training(res, root, known, models)]
+    if res.kind == "PredictionBatch":
+        return _batch(res, root, known)
+    raise ManifestError([Diagnostic("error", res.file, res.line, res.column,
+                                    f"unknown kind {res.kind!r}", res.address, "$.kind")])
+
+
+def _sensitive(res: Resource) -> tuple[str, ...]:
+    value = res.spec.get("sensitive") or ()
+    return tuple(str(v) for v in value) if isinstance(value, (list, tuple)) else (str(value),)
+
+
+def _depends(res: Resource, value: Any, extra: Iterable[str] = ()) -> tuple[str, ...]:
+    deps = {r.address for r in find_refs(value, "$.spec")} | set(extra)
+    deps.discard(res.address)
+    return tuple(sorted(deps))
+
+
+def _declared_models(resources: list[Resource]) -> dict[str, str]:
+    """owner/name -> Model/<resource name>, for training destinations declared in the workspace."""
+    out: dict[str, str] = {}
+    for r in resources:
+        if r.kind == "Model":
+            owner, name = r.spec.get("owner"), r.spec.get("name", r.name)
+            if owner:
+                out[f"{owner}/{name}"] = r.address
+    return out
+
+
+def split_version(model: Any, version: Any) -> tuple[Any, Any]:
+    """`owner/name:id` -> (owner/name, id); a bare id (or a reference) keeps the given model."""
+    if isinstance(version, str) and ":" in version and "${" not in version:
+        m, _, v = version.partition(":")
+        return (m or model), v
+    return model, version
+
+
+def _model(res: Resource) -> DesiredJob:
+    spec = res.spec
+    request: dict[str, Any] = {"provider": res.provider, "kind": JOB_MODEL}
+    for key in MODEL_FIELDS:
+        if spec.get(key) is not None:
+            request[key] = spec[key]
+    request.setdefault("name", res.name)
+    material = {k: v for k, v in request.items() if k != "description"}
+    return DesiredJob(
+        address=res.address,
+        resource_address=res.address,
+        job_kind=JOB_MODEL,
+        provider=res.provider,
+        file=res.file,
+        request=request,
+        fingerprint=fingerprint(material),
+        depends_on=(),
+        sensitive_paths=_sensitive(res),
+        material=material,
+    )
+
+
+def _training(res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]], models: dict[str, str]) -> DesiredJob:
+    spec = res.spec
+    if res.provider == "emissary":
+        body = {k: spec[k] for k in (*EMISSARY_RESULT_FIELDS, *EMISSARY_LABEL_FIELDS) if spec.get(k) is not None}
+        raw = {"project_id": spec.get("project_id"), "body": body}
+        deps = _depends(res, raw)
+        resolved, unknown = resolve_refs(raw, dict(known))
+        resolved["body"] = _files(resolved["body"], res, root, "$.spec")
+        request = {"provider": "emissary", "kind": JOB_TRAINING, **_markers(resolved)}
+        material = {
+            "provider": "emissary",
+            "kind": JOB_TRAINING,
+            "project_id": resolved.get("project_id"),
+            **{k: v for k, v in resolved["body"].items() if k in EMISSARY_RESULT_FIELDS},
+        }
+    else:
+        raw = {k: spec.get(k) for k in ("model", "version", "destination", "input")}
+        raw["input"] = raw["input"] or {}
+        dest = spec.get("destination")
+        deps = _depends(res, raw, [models[dest]] if isinstance(dest, str) and dest in models else [])
+        resolved, unknown = resolve_refs(raw, dict(known))
+        resolved["model"], resolved["version"] = split_version(resolved.get("model"), resolved.get("version"))
+        resolved["input"] = _files(resolved["input"], res, root, "$.spec.input")
+        request = {"provider": res.provider, "kind": JOB_TRAINING, **_markers(resolved)}
+        for key in PASS_THROUGH_FIELDS:
+            if spec.get(key) is not None:
+                request[key] = spec[key]
+        material = {"provider": res.provider, "kind": JOB_TRAINING, **resolved}
+    material = _material(material)
+    return DesiredJob(
+        address=res.address,
+        resource_address=res.address,
+        job_kind=JOB_TRAINING,
+        provider=res.provider,
+        file=res.file,
+        request=request,
+        fingerprint=None if unknown else fingerprint(material),
+        depends_on=deps,
+        sensitive_paths=_sensitive(res),
+        material=material,
+    )
+
+
+def _batch(res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]]) -> list[DesiredJob]:
+    spec = res.spec
+    items = read_batch_items(res, root)
+    head = {k: spec.get(k) for k in ("model", "version")}
+    deps = _depends(res, head)
+    head, unknown = resolve_refs(head, dict(known))
+    model, version = split_version(head.get("model"), head.get("version"))
+    passthrough = {k: spec[k] for k in PASS_THROUGH_FIELDS if spec.get(k) is not None}
+    sensitive = _sensitive(res)
+    jobs: list[DesiredJob] = []
+    for item in items:
+        item_input, item_unknown = resolve_refs(item.input, dict(known)) if "${" in _flat(item.input) else (item.input, False)
+        item_input = _files(item_input, res, root, "$.spec.inputs", line=item.line, file=item.file)
+        material = _material({"provider": res.provider, "kind": JOB_PREDICTION, "model": model,
+                              "version": version, "input": item_input})
+        request = {"provider": res.provider, "kind": JOB_PREDICTION, "model": model, "version": version,
+                   "input": _markers(item_input), **passthrough}
+        item_deps = deps if not item_unknown else tuple(sorted(set(deps) | set(_depends(res, item.input))))
+        jobs.append(DesiredJob(
+            address=f"{res.address}[{item.key}]",
+            resource_address=res.address,
+            job_kind=JOB_PREDICTION,
+            provider=res.provider,
+            file=res.file,
+            request=request,
+            fingerprint=None if (unknown or item_unknown) else fingerprint(material),
+            depends_on=item_deps,
+            sensitive_paths=sensitive,
+            material=material,
+        ))
+    return jobs
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _flat(value: Any) -> str:
+    """Cheap test for references anywhere in a value (most batch rows have none)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return "".join(_flat(v) for v in value.values())
+    if isinstance(value, list):
+        return "".join(_flat(v) for v in value)
+    return ""
+
+
+def _material(value: dict[str, Any]) -> dict[str, Any]:
+    """Fingerprint material: absent and null fields are the same thing; files count by content."""
+    return {k: _digests(v) for k, v in value.items() if v is not None}
+
+
+def _digests(value: Any) -> Any:
+    if isinstance(value, dict):
+        if FILE_MARKER in value and len(value) == 2 and FILE_DIGEST in value:
+            return {FILE_DIGEST: value[FILE_DIGEST]}
+        return {k: _digests(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_digests(v) for v in value]
+    return value
+
+
+def _markers(value: Any) -> Any:
+    """The request form of a value: `{$file: path}` markers only (what the reconciler uploads)."""
+    if isinstance(value, dict):
+        if FILE_MARKER in value and len(value) == 2 and FILE_DIGEST in value:
+            return {FILE_MARKER: value[FILE_MARKER]}
+        return {k: _markers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_markers(v) for v in value]
+    return value
+
+
+def _files(value: Any, res: Resource, root: Path, json_path: str, *, line: int | None = None, file: str | None = None) -> Any:
+    """Rewrite `{$file: p}` (relative to the manifest) to `{$file: workspace-relative p, $file_sha256: d}`.
+
+    The digest rides along so the material can be derived without hashing twice; `_markers`
+    strips it again for the request.
+    """
+    if is_file_marker(value):
+        rel = value[FILE_MARKER]
+        if not isinstance(rel, str):
+            return value
+        path = resolve_relative(res, root, rel)
+        try:
+            digest = file_digest(path)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            pos = res.position(json_path)
+            where_file, where_line = (file, line) if file and line else (res.file, pos.line)
+            raise ManifestError([Diagnostic(
+                "error", where_file or res.file, where_line or pos.line, pos.column if not line else 1,
+                f"file {rel!r} not found (paths in {{$file: ...}} are relative to the manifest's directory)",
+                res.address, json_path,
+            )]) from None
+        except OSError as exc:
+            pos = res.position(json_path)
+            raise ManifestError([Diagnostic("error", res.file, pos.line, pos.column,
+                                            f"file {rel!r} cannot be read: {exc.strerror}", res.address,
+                                            json_path)]) from None
+        return {FILE_MARKER: _workspace_relative(path, root), FILE_DIGEST: digest}
+    if isinstance(value, dict):
+        return {k: _files(v, res, root, f"{json_path}.{k}", line=line, file=file) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_files(v, res, root, f"{json_path}[{i}]", line=line, file=file) for i, v in enumerate(value)]
+    return value
+
+
+def _workspace_relative(path: Path, root: Path) -> str:
+    try:
+        return Path(os.path.normpath(path)).relative_to(Path(os.path.normpath(root))).as_posix()
+    except ValueError:
+        return Path(os.path.normpath(path)).as_posix()
+
+
+__all__ = [
+    "EMISSARY_RESULT_FIELDS",
+    "expand",
+    "recorded_inputs",
+    "split_version",
+    "upstream_outputs",
+]
