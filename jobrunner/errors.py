@@ -119,7 +119,13 @@ class ProviderError(JobrunnerError):
 
     `provider` names it, `status` is the HTTP status (None for transport errors), `detail` is the
     provider's own explanation (Replicate's problem+json `detail`, Emissary's `error`).
+
+    `ambiguous` is True when a non-idempotent request (a create) failed in a way that leaves its
+    fate unknown (timeout or dropped connection after the request was sent, a 5xx on a create):
+    the job may exist, so look it up on the provider before creating again.
     """
+
+    ambiguous: bool = False
 
     def __init__(
         self,

@@ -1,0 +1,522 @@
+"""The HTTP edge of every provider: one request helper, retries, and THE error translation.
+
+Every provider request goes through `HttpClient.request`, which:
+
+* reuses one `httpx.AsyncClient` (connection pooling, keep-alive) with explicit timeouts;
+* takes a token from the provider's rate limiter (`ratelimit.py`) for the request's class;
+* retries with jittered exponential backoff on 429, 5xx and connection errors, honouring
+  `Retry-After` (seconds or an HTTP date, or Replicate's `retry_after` body field);
+* NEVER blindly re-sends a non-idempotent request (a create): only a 429 (the server refused it
+  before doing anything) or a connection error that provably happened before the request left
+  (connect error/timeout, pool timeout) is retried. A timeout or dropped connection after the
+  request was sent, or a 5xx answer to it, raises an error with `ambiguous=True`: the job may
+  exist, and the reconciler must look it up before creating again;
+* translates every failure into a `jobrunner.errors.ProviderError` subclass keeping the provider's
+  own `detail` (Replicate problem+json `detail`/`invalid_fields`, Emissary `{status, error, code}`)
+  in `translate_response`, the one place where HTTP statuses become jobrunner errors.
+
+The credential travels in a header set by an `httpx.Auth` object whose repr hides it; messages and
+details are scrubbed of it in case a server echoes it back. Time and randomness are injectable so
+tests exercise the retry schedule without waiting.
+"""
+from __future__ import annotations
+
+import asyncio
+import json as jsonlib
+import logging
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, Awaitable, Callable, Iterator, Mapping
+from urllib.parse import urlsplit
+
+import httpx
+
+from jobrunner import __version__
+from jobrunner.errors import (
+    AuthError,
+    InvalidRequestError,
+    NotFoundError,
+    PaymentRequiredError,
+    ProtocolError,
+    ProviderError,
+    RateLimitedError,
+    ServerError,
+    TransportError,
+)
+from jobrunner.providers.ratelimit import OTHER, RateLimiter
+from jobrunner.redact import register_secret
+
+log = logging.getLogger("jobrunner.providers")
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+# Raised before any byte of the request left this machine: safe to retry even for a create.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0, pool=60.0)
+DEFAULT_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=30.0)
+
+Sleep = Callable[[float], Awaitable[None]]
+Now = Callable[[], datetime]
+# Resolves (base_url, token) lazily on first use, e.g. starting the local platform.
+EndpointResolver = Callable[[], tuple[str, str | None]]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class RetryPolicy:
+    """How hard to try: attempts in all, the backoff curve, and the longest Retry-After obeyed.
+
+    Backoff before retry n (1-based) is `min(backoff_max, backoff_base * 2**(n-1))`, jittered
+    down to between half and all of it ("equal jitter") so that many clients hitting the same
+    error do not come back in lockstep. A Retry-After is waited in full plus up to 10% jitter;
+    one longer than `max_retry_after` is not waited out here: the error is raised with
+    `retry_after` set, for the caller to schedule.
+    """
+
+    max_attempts: int = 5
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    max_retry_after: float = 120.0
+    rng: random.Random = field(default_factory=random.Random, repr=False)
+
+    def backoff(self, retry: int, retry_after: float | None = None) -> float:
+        if retry_after is not None:
+            return retry_after + self.rng.uniform(0.0, 0.1 * retry_after)
+        ceiling = min(self.backoff_max, self.backoff_base * (2 ** (retry - 1)))
+        return ceiling / 2 + self.rng.uniform(0.0, ceiling / 2)
+
+    @classmethod
+    def from_config(cls, raw: Mapping[str, Any] | None) -> "RetryPolicy":
+        raw = dict(raw or {})
+        policy = cls()
+        for key in ("max_attempts", "backoff_base", "backoff_max", "max_retry_after"):
+            if key in raw:
+                value = raw[key]
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                    from jobrunner.errors import ConfigError
+
+                    raise ConfigError(f"jobrunner.yaml: retries.{key} must be a non-negative number, got {value!r}")
+                setattr(policy, key, int(value) if key == "max_attempts" else float(value))
+        policy.max_attempts = max(1, policy.max_attempts)
+        return policy
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        when = None
+    if when is None:
+        try:  # some servers send ISO 8601; the official Python client accepts it too
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or utcnow())).total_seconds())
+
+
+# --- error translation: the one place -----------------------------------------------------
+
+_TAGS = re.compile(r"<[^>]+>")
+_SPACE = re.compile(r"\s+")
+DETAIL_LIMIT = 500
+
+
+def _excerpt(text: str, limit: int = 200) -> str:
+    """A short, single-line excerpt of a non-JSON body (HTML error pages included)."""
+    text = _SPACE.sub(" ", _TAGS.sub(" ", text)).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def error_detail(body: Any) -> str | None:
+    """The provider's own explanation from a JSON error body.
+
+    Replicate (problem+json): `detail`, with `title` when it adds something, plus each
+    `invalid_fields[].description`. Emissary: `error` plus `code`.
+    """
+    if not isinstance(body, dict):
+        return None
+    parts: list[str] = []
+    title, detail = body.get("title"), body.get("detail")
+    if isinstance(detail, str) and detail.strip():
+        detail = detail.strip()
+        if isinstance(title, str) and title and title.lower() not in detail.lower():
+            parts.append(f"{title}: {detail}")
+        else:
+            parts.append(detail)
+    elif isinstance(detail, (list, dict)):  # FastAPI-style validation detail
+        parts.append(jsonlib.dumps(detail, sort_keys=True))
+    elif isinstance(title, str) and title:
+        parts.append(title)
+    fields = body.get("invalid_fields")
+    if isinstance(fields, list):
+        for item in fields:
+            if isinstance(item, dict):
+                desc = item.get("description") or item.get("type")
+                where = item.get("field")
+                line = f"{where}: {desc}" if where else str(desc)
+                if desc and line not in " ".join(parts):
+                    parts.append(line)
+    error = body.get("error")
+    if isinstance(error, str) and error:
+        code = body.get("code")
+        parts.append(f"{error} ({code})" if isinstance(code, str) and code else error)
+    elif isinstance(error, dict) and isinstance(error.get("message"), str):
+        parts.append(error["message"])
+    if not parts and isinstance(body.get("message"), str):
+        parts.append(body["message"])
+    text = "; ".join(p for p in parts if p)
+    return text[:DETAIL_LIMIT] or None
+
+
+def _body_detail(response: httpx.Response) -> tuple[Any, str | None]:
+    """(parsed JSON body or None, detail text) of an error answer, whatever its shape."""
+    raw = response.content
+    if not raw.strip():
+        return None, None
+    try:
+        body = jsonlib.loads(raw)
+    except ValueError:
+        return None, _excerpt(response.text) or None
+    return body, error_detail(body) or _excerpt(response.text)
+
+
+def translate_response(
+    response: httpx.Response,
+    *,
+    provider: str,
+    what: str,
+    credential_var: str | None = None,
+    retry_after: float | None = None,
+) -> ProviderError:
+    """Map a non-2xx answer to the jobrunner error of its class, keeping the provider's detail."""
+    status = response.status_code
+    _, detail = _body_detail(response)
+    reason = response.reason_phrase or ""
+    message = f"{provider}: {what} failed: HTTP {status}{' ' + reason if reason else ''}"
+    if detail:
+        message += f": {detail}"
+    kwargs: dict[str, Any] = dict(provider=provider, status=status, detail=detail, retry_after=retry_after)
+    if status in (401, 403):
+        var = f" {credential_var}" if credential_var else " the credential"
+        return AuthError(message, hint=f"check{var}: the provider did not accept it (or it lacks access)", **kwargs)
+    if status == 402:
+        return PaymentRequiredError(message, hint="the provider account cannot pay for this: add credit or a payment method", **kwargs)
+    if status == 404:
+        return NotFoundError(message, **kwargs)
+    if status == 429:
+        when = f" (it asked to wait {retry_after:g}s)" if retry_after is not None else ""
+        return RateLimitedError(
+            message,
+            hint=f"the provider is throttling requests{when}; try again later or lower providers.{provider}.rate_limits in jobrunner.yaml",
+            **kwargs,
+        )
+    if status >= 500:
+        return ServerError(message, hint="the provider had a server error; try again later", **kwargs)
+    if 300 <= status < 400:
+        location = response.headers.get("location")
+        return ProtocolError(
+            message + (f" (redirect to {location})" if location else ""),
+            hint="redirects are not followed; check the provider's base URL",
+            **kwargs,
+        )
+    return InvalidRequestError(message, hint="the provider rejected the request; fix what its detail names and run again", **kwargs)
+
+
+# --- the client ---------------------------------------------------------------------------
+
+class _HeaderAuth(httpx.Auth):
+    """Puts the credential into one header; its repr never shows it."""
+
+    def __init__(self, header: str, scheme: str | None, token: str | None) -> None:
+        self.header = header
+        self.scheme = scheme
+        self.token = token
+
+    def __repr__(self) -> str:
+        return f"<{self.header} credential>"
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        if self.token:
+            request.headers[self.header] = f"{self.scheme} {self.token}" if self.scheme else self.token
+        yield request
+
+
+class HttpClient:
+    """A provider's connection: base URL, credential, rate limiter, retry policy, statistics."""
+
+    def __init__(
+        self,
+        provider: str,
+        base_url: str | None,
+        *,
+        token: str | None = None,
+        auth_header: str = "Authorization",
+        auth_scheme: str | None = "Bearer",
+        credential_var: str | None = None,
+        resolve_endpoint: EndpointResolver | None = None,
+        limiter: RateLimiter | None = None,
+        policy: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: httpx.Timeout | None = None,
+        sleep: Sleep = asyncio.sleep,
+        now: Now = utcnow,
+    ) -> None:
+        if base_url is None and resolve_endpoint is None:
+            raise ValueError("HttpClient needs a base_url or a resolve_endpoint")
+        self.provider = provider
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.credential_var = credential_var
+        self._auth = _HeaderAuth(auth_header, auth_scheme, token)
+        register_secret(token)  # so every other output's scrubbing knows it too
+        self._resolve_endpoint = resolve_endpoint
+        self._resolve_lock: asyncio.Lock | None = None
+        self.limiter = limiter or RateLimiter()
+        self.policy = policy or RetryPolicy()
+        self._transport = transport
+        self._timeout = timeout or DEFAULT_TIMEOUT
+        self._sleep = sleep
+        self._now = now
+        self._client: httpx.AsyncClient | None = None
+        # Counts per kind: requests, requests.<method>, retries, throttled (429s), errors.
+        self.stats: Counter[str] = Counter()
+
+    def __repr__(self) -> str:
+        return f"HttpClient(provider={self.provider!r}, base_url={self.base_url!r})"
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _ensure(self) -> httpx.AsyncClient:
+        if self._client is not None:
+            return self._client
+        if self.base_url is None:
+            assert self._resolve_endpoint is not None
+            if self._resolve_lock is None:
+                self._resolve_lock = asyncio.Lock()
+            async with self._resolve_lock:
+                if self.base_url is None:
+                    # Resolving may start a process and wait for it: keep the loop responsive.
+                    url, token = await asyncio.to_thread(self._resolve_endpoint)
+                    self.base_url = url.rstrip("/")
+                    if token:
+                        self._auth.token = token
+                        register_secret(token)
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                auth=self._auth,
+                timeout=self._timeout,
+                limits=DEFAULT_LIMITS,
+                transport=self._transport,
+                headers={"User-Agent": f"jobrunner/{__version__}", "Accept": "application/json"},
+                follow_redirects=False,
+            )
+        return self._client
+
+    def url(self, path_or_url: str) -> str:
+        """Absolute URL for a path, or a server-given URL (pagination `next`) re-rooted on our base.
+
+        A `next` link naming another origin is re-rooted on the configured base URL, so the
+        credential is only ever sent where the user pointed jobrunner.
+        """
+        assert self.base_url is not None
+        if path_or_url.startswith(("http://", "https://")):
+            given, base = urlsplit(path_or_url), urlsplit(self.base_url)
+            if (given.scheme, given.netloc) == (base.scheme, base.netloc):
+                return path_or_url
+            return f"{base.scheme}://{base.netloc}{given.path}" + (f"?{given.query}" if given.query else "")
+        return self.base_url + (path_or_url if path_or_url.startswith("/") else "/" + path_or_url)
+
+    def scrub(self, text: str | None) -> str | None:
+        """Remove the credential from text a server (or an exception) produced."""
+        token = self._auth.token
+        if text and token and token in text:
+            return text.replace(token, "(sensitive)")
+        return text
+
+    def _scrub_error(self, err: ProviderError) -> ProviderError:
+        err.message = self.scrub(err.message) or ""
+        err.args = (err.message,)
+        err.detail = self.scrub(err.detail)
+        return err
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # -- the request helper -----------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        files: Any = None,
+        data: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+        request_class: str = OTHER,
+        what: str | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> httpx.Response:
+        """Send one logical request (with retries); return the 2xx answer or raise a ProviderError.
+
+        `idempotent` defaults from the method (POST and PATCH are not). Pass `idempotent=True`
+        for POSTs that are safe to repeat (cancel, upload) and leave creates non-idempotent.
+        """
+        method = method.upper()
+        if idempotent is None:
+            idempotent = method in IDEMPOTENT_METHODS
+        client = await self._ensure()
+        url = self.url(path)
+        shown = what or f"{method} {urlsplit(url).path}"
+        attempt = 0
+        while True:
+            attempt += 1
+            await self.limiter.acquire(request_class)
+            self.stats["requests"] += 1
+            self.stats[f"requests.{request_class}"] += 1
+            try:
+                kwargs: dict[str, Any] = {}
+                if timeout is not None:
+                    kwargs["timeout"] = timeout
+                response = await client.request(
+                    method, url, json=json, params=params, files=files, data=data, headers=headers, **kwargs
+                )
+            except httpx.TransportError as exc:
+                sent = not isinstance(exc, _NOT_SENT)
+                err = TransportError(
+                    f"{self.provider}: {shown} failed: {_describe(exc)}",
+                    provider=self.provider,
+                    hint=(
+                        "the request may have reached the provider: jobrunner looks the job up before creating it again"
+                        if sent and not idempotent
+                        else f"check the network and the {self.provider} base URL ({self.base_url})"
+                    ),
+                )
+                err.ambiguous = sent and not idempotent
+                self._scrub_error(err)
+                hopeless = isinstance(exc, httpx.UnsupportedProtocol)  # a bad base URL: retrying cannot help
+                if (idempotent or not sent) and not hopeless and attempt < self.policy.max_attempts:
+                    await self._backoff(attempt, None, shown, type(exc).__name__)
+                    continue
+                self.stats["errors"] += 1
+                raise err from None
+            retry_after = self._retry_after(response)
+            self.limiter.observe(request_class, response.status_code, response.headers, retry_after)
+            status = response.status_code
+            if 200 <= status < 300:
+                return response
+            if status == 429:
+                self.stats["throttled"] += 1
+            err = self._scrub_error(
+                translate_response(
+                    response, provider=self.provider, what=shown, credential_var=self.credential_var, retry_after=retry_after
+                )
+            )
+            retryable = status == 429 or (status >= 500 and idempotent)
+            too_long = retry_after is not None and retry_after > self.policy.max_retry_after
+            if retryable and not too_long and attempt < self.policy.max_attempts:
+                await self._backoff(attempt, retry_after, shown, str(status))
+                continue
+            if status >= 500 and not idempotent:
+                # The server may have created the job before failing: never re-send blindly.
+                err.ambiguous = True
+                err.hint = "the provider may have created it anyway: jobrunner looks the job up before creating it again"
+            self.stats["errors"] += 1
+            raise err
+
+    async def _backoff(self, attempt: int, retry_after: float | None, shown: str, why: str) -> None:
+        delay = self.policy.backoff(attempt, retry_after)
+        self.stats["retries"] += 1
+        log.info("%s: %s: %s, retrying in %.2fs (attempt %d of %d)", self.provider, shown, why, delay, attempt + 1, self.policy.max_attempts)
+        await self._sleep(delay)
+
+    def _retry_after(self, response: httpx.Response) -> float | None:
+        if response.status_code not in (429, 503) and "retry-after" not in response.headers:
+            return None
+        value = parse_retry_after(response.headers.get("retry-after"), self._now())
+        if value is None and response.status_code == 429:
+            # Replicate's low-credit throttle carries `retry_after` in the body.
+            try:
+                body = jsonlib.loads(response.content)
+            except ValueError:
+                body = None
+            if isinstance(body, dict) and isinstance(body.get("retry_after"), (int, float)) and not isinstance(body.get("retry_after"), bool):
+                value = max(0.0, float(body["retry_after"]))
+        return value
+
+    async def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """`request`, then the parsed JSON body (a ProtocolError when it is not JSON)."""
+        response = await self.request(method, path, **kwargs)
+        return self.parse_json(response, kwargs.get("what"))
+
+    def parse_json(self, response: httpx.Response, what: str | None = None) -> Any:
+        shown = what or f"{response.request.method} {response.request.url.path}"
+        ctype = response.headers.get("content-type", "")
+        if not response.content.strip():
+            raise self._protocol(response, shown, "an empty body where JSON was expected")
+        if "json" not in ctype.lower():
+            raise self._protocol(
+                response, shown, f"content type {ctype or '(none)'} instead of JSON: {_excerpt(response.text, 120)}"
+            )
+        try:
+            return jsonlib.loads(response.content)
+        except ValueError as exc:
+            raise self._protocol(response, shown, f"invalid or truncated JSON ({exc.msg} at byte {exc.pos})") from None
+
+    def _protocol(self, response: httpx.Response, shown: str, problem: str) -> ProtocolError:
+        err = ProtocolError(
+            f"{self.provider}: {shown}: the provider answered HTTP {response.status_code} with {problem}",
+            provider=self.provider,
+            status=response.status_code,
+            hint=f"is {self.base_url} really a {self.provider} API endpoint? A proxy or gateway may be in the way",
+        )
+        self._scrub_error(err)
+        return err
+
+
+def _describe(exc: httpx.TransportError) -> str:
+    kind = {
+        httpx.ConnectError: "could not connect",
+        httpx.ConnectTimeout: "timed out connecting",
+        httpx.PoolTimeout: "timed out waiting for a free connection",
+        httpx.ReadTimeout: "timed out waiting for the answer",
+        httpx.WriteTimeout: "timed out sending the request",
+        httpx.RemoteProtocolError: "the connection was dropped",
+        httpx.ReadError: "the connection failed while reading the answer",
+        httpx.WriteError: "the connection failed while sending the request",
+    }.get(type(exc), "transport error")
+    text = str(exc).strip()
+    return f"{kind} ({text})" if text else kind
+
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "HttpClient",
+    "RetryPolicy",
+    "error_detail",
+    "parse_retry_after",
+    "translate_response",
+    "utcnow",
+]

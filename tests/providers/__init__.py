@@ -1,0 +1,1 @@
+"""Provider tests: HTTP behaviour against respx, shaped like the reference fixtures."""
