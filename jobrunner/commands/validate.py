@@ -1,0 +1,53 @@
+"""`jobrunner validate` and `jobrunner schema`: offline checks of manifests, and the schemas behind them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Output format; json follows `terraform validate -json`.")
+def validate(paths: tuple[Path, ...], fmt: str) -> int:
+    """Check manifests offline: schemas, references, inputs and files.
+
+    PATHS are manifest files or directories (default: the workspace). Every problem in every file is
+    reported at once as `file:line:col: Kind/name: $.json.path: message`. Exit 0 when valid, 1 when not.
+    """
+    from jobrunner.render.diagnostics import render_json, render_text
+    from jobrunner.validate import validate_paths
+    from jobrunner.workspace import find_workspace
+
+    root = find_workspace()
+    result = validate_paths(list(paths), root)
+    if fmt == "json":
+        click.echo(render_json(result.diagnostics, files=result.files))
+    else:
+        click.echo(render_text(result.diagnostics, files=len(result.files), resources=len(result.resources)))
+    return 0 if result.ok else 1
+
+
+@click.command()
+@click.option("--kind", default=None, help="Only this kind: Training, PredictionBatch or Model.")
+@click.option("--name", "name", default=None,
+              help="A schema file by name (see --list), e.g. replicate.schemas_training_request.json.")
+@click.option("--list", "list_", is_flag=True, help="List the shipped schema files.")
+def schema(kind: str | None, name: str | None, list_: bool) -> int:
+    """Print the JSON Schema (draft-07) of jobrunner manifests.
+
+    Point an editor at it with the modeline
+    `# yaml-language-server: $schema=<path to manifest.schema.json>`, or save it with
+    `jobrunner schema > manifest.schema.json`.
+    """
+    from jobrunner.errors import UsageError
+    from jobrunner.schema import kind_schema_name, schema_names, schema_text
+
+    if list_:
+        click.echo("\n".join(schema_names()))
+        return 0
+    if kind and name:
+        raise UsageError("give --kind or --name, not both")
+    click.echo(schema_text(name or kind_schema_name(kind)), nl=False)
+    return 0

@@ -1,0 +1,248 @@
+"""The items of a PredictionBatch: inline `inputs` or an `inputs_file` (JSONL or CSV).
+
+Each item becomes one prediction with address `PredictionBatch/name[key]`. The key is the row's
+`key` field (removed from the input), or else a short sha256 of the canonical row, so that adding
+or reordering rows never changes the identity of the others. `input_defaults` are merged under
+every row (the row wins). CSV cells that are plain integers or decimals become numbers and empty
+cells are left out (so defaults apply); use JSONL when exact types matter.
+
+`{$file: path}` values and `inputs_file` are relative to the manifest's directory.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from jobrunner.errors import Diagnostic, ManifestError
+from jobrunner.resources import Position, Resource
+
+MAX_INPUTS_FILE_BYTES = 256 * 1024 * 1024
+KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}\Z")
+_INT_RE = re.compile(r"-?(0|[1-9][0-9]*)\Z")
+_FLOAT_RE = re.compile(r"-?(0|[1-9][0-9]*)\.[0-9]+([eE][-+]?[0-9]+)?\Z")
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    key: str
+    input: dict[str, Any]
+    line: int  # line of the row: in the manifest (inline) or in the inputs file
+    file: str = ""  # workspace-relative file the row came from
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def row_key(row: dict[str, Any]) -> str:
+    """The default key of a row: the first 12 hex digits of the sha256 of its canonical JSON."""
+    return hashlib.sha256(canonical_json(row).encode()).hexdigest()[:12]
+
+
+def manifest_dir(resource: Resource, root: Path) -> Path:
+    return (root / resource.file).parent
+
+
+def resolve_relative(resource: Resource, root: Path, rel: str) -> Path:
+    """Absolute path of a path written in a manifest (relative to the manifest's directory)."""
+    p = Path(rel)
+    return p if p.is_absolute() else manifest_dir(resource, root) / p
+
+
+def is_file_ref(value: Any) -> bool:
+    """True for `{$file: path}` (exactly that one key with a string)."""
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("$file"), str)
+
+
+def _relpath(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _csv_cell(text: str) -> Any:
+    if _INT_RE.match(text):
+        return int(text)
+    if _FLOAT_RE.match(text):
+        return float(text)
+    return text
+
+
+def load_batch_items(resource: Resource, root: Path) -> tuple[list[BatchItem], list[Diagnostic]]:
+    """The batch's items plus every problem found (never raises for bad content)."""
+    spec = resource.spec
+    diags: list[Diagnostic] = []
+    addr = resource.address
+
+    def diag(file: str, line: int, col: int, msg: str, path: str) -> None:
+        diags.append(Diagnostic("error", file, line, col, msg, addr, path))
+
+    rows: list[tuple[Any, int, str, str]] = []  # (row, line, file, json_path)
+    if "inputs_file" in spec and spec["inputs_file"] is not None:
+        rel = spec["inputs_file"]
+        pos = resource.position("$.spec.inputs_file")
+        if not isinstance(rel, str):
+            diag(resource.file, pos.line, pos.column, "inputs_file must be a path", "$.spec.inputs_file")
+            return [], diags
+        path = resolve_relative(resource, root, rel)
+        shown = _relpath(path, root)
+        suffix = PurePosixPath(rel).suffix.lower()
+        if suffix not in (".jsonl", ".ndjson", ".csv"):
+            diag(resource.file, pos.line, pos.column,
+                 f"inputs_file {rel!r}: unknown format; use a .jsonl (one JSON object per line) or .csv file",
+                 "$.spec.inputs_file")
+            return [], diags
+        try:
+            if path.stat().st_size > MAX_INPUTS_FILE_BYTES:
+                diag(resource.file, pos.line, pos.column,
+                     f"inputs_file {rel!r} is larger than {MAX_INPUTS_FILE_BYTES} bytes; split the batch",
+                     "$.spec.inputs_file")
+                return [], diags
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            diag(resource.file, pos.line, pos.column,
+                 f"inputs_file {rel!r} not found (looked for {shown}; paths are relative to the manifest)",
+                 "$.spec.inputs_file")
+            return [], diags
+        except OSError as exc:
+            diag(resource.file, pos.line, pos.column, f"inputs_file {rel!r} cannot be read: {exc.strerror}",
+                 "$.spec.inputs_file")
+            return [], diags
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            diag(shown, line, 1, f"inputs_file is not valid UTF-8 (line {line})", "$.spec.inputs_file")
+            return [], diags
+        if suffix == ".csv":
+            rows = _read_csv(text, shown, diag)
+        else:
+            rows = _read_jsonl(text, shown, diag)
+    else:
+        inline = spec.get("inputs")
+        if isinstance(inline, list):
+            for i, row in enumerate(inline):
+                p = f"$.spec.inputs[{i}]"
+                rows.append((row, resource.position(p).line, resource.file, p))
+
+    defaults = spec.get("input_defaults") or {}
+    if not isinstance(defaults, dict):
+        defaults = {}
+    items: list[BatchItem] = []
+    first: dict[str, tuple[str, int]] = {}
+    for row, line, file, jpath in rows:
+        col = resource.position(jpath).column if file == resource.file else 1
+        if not isinstance(row, dict):
+            diag(file, line, col, f"each batch row must be an object (mapping), got {_type_name(row)}", jpath)
+            continue
+        row = dict(row)
+        if "key" in row:
+            raw_key = row.pop("key")
+            if isinstance(raw_key, bool) or not isinstance(raw_key, (str, int)):
+                diag(file, line, col, f"`key` must be a string, got {_type_name(raw_key)}", jpath)
+                continue
+            key = str(raw_key)
+            if not KEY_RE.match(key):
+                diag(file, line, col,
+                     f"invalid key {key!r}: use 1-128 letters, digits and . _ : @ + - (starting with a letter or digit)",
+                     jpath)
+                continue
+        else:
+            key = row_key(row)
+        if key in first:
+            ffile, fline = first[key]
+            where = f"line {fline}" if ffile == file else f"{ffile}:{fline}"
+            diag(file, line, col, f"duplicate batch item key {key!r} (first at {where})", jpath)
+            continue
+        first[key] = (file, line)
+        items.append(BatchItem(key, {**defaults, **row}, line, file))
+    return items, diags
+
+
+def _read_jsonl(text: str, shown: str, diag: Any) -> list[tuple[Any, int, str, str]]:
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            diag(shown, n, exc.colno, f"inputs_file line {n}: invalid JSON: {exc.msg}", "$.spec.inputs_file")
+            continue
+        if not isinstance(row, dict):
+            diag(shown, n, 1, f"inputs_file line {n}: expected a JSON object, got {_type_name(row)}",
+                 "$.spec.inputs_file")
+            continue
+        rows.append((row, n, shown, "$.spec.inputs_file"))
+    return rows
+
+
+def _read_csv(text: str, shown: str, diag: Any) -> list[tuple[Any, int, str, str]]:
+    rows = []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        diag(shown, 1, 1, "inputs_file is empty: a CSV needs a header row naming the input fields",
+             "$.spec.inputs_file")
+        return rows
+    except csv.Error as exc:
+        diag(shown, 1, 1, f"inputs_file: invalid CSV header: {exc}", "$.spec.inputs_file")
+        return rows
+    header = [h.strip() for h in header]
+    if not all(header) or len(set(header)) != len(header):
+        diag(shown, 1, 1, "inputs_file: the CSV header must name every column once (no empty or repeated names)",
+             "$.spec.inputs_file")
+        return rows
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            diag(shown, reader.line_num, 1, f"inputs_file row at line {reader.line_num}: invalid CSV: {exc}",
+                 "$.spec.inputs_file")
+            break
+        line = reader.line_num
+        if not cells or all(not c.strip() for c in cells):
+            continue
+        if len(cells) != len(header):
+            diag(shown, line, 1,
+                 f"inputs_file row at line {line}: {len(cells)} cells but the header has {len(header)} columns",
+                 "$.spec.inputs_file")
+            continue
+        row = {h: _csv_cell(c) for h, c in zip(header, cells) if c != ""}
+        rows.append((row, line, shown, "$.spec.inputs_file"))
+    return rows
+
+
+def _type_name(v: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def read_batch_items(resource: Resource, root: Path) -> list[BatchItem]:
+    """The batch's items; raises ManifestError when the rows or the inputs file are invalid."""
+    items, diags = load_batch_items(resource, root)
+    if any(d.severity == "error" for d in diags):
+        raise ManifestError(diags)
+    return items
+
+
+__all__ = [
+    "BatchItem",
+    "read_batch_items",
+    "load_batch_items",
+    "row_key",
+    "canonical_json",
+    "is_file_ref",
+    "resolve_relative",
+    "manifest_dir",
+]

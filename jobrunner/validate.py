@@ -1,0 +1,469 @@
+"""Validate manifests: schema checks plus the semantic checks only jobrunner can make.
+
+`validate_paths` reads every manifest file under the given paths and returns the resources plus
+every diagnostic found, sorted, in one pass: YAML problems, schema violations (phrased for people,
+positioned at the offending key), then cross-document checks (duplicate addresses, references and
+their cycles, batch rows and inputs files, `$file` paths, webhooks, timeouts, provider-specific
+requirements) and warnings for things that work but are probably wrong. It is pure apart from
+reading files; nothing here talks to a provider.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+from urllib.parse import urlsplit
+
+from jobrunner.durations import DurationError, parse_duration
+from jobrunner.errors import Diagnostic
+from jobrunner.inputs import BatchItem, is_file_ref, load_batch_items, resolve_relative
+from jobrunner.loader import TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_TIMESTAMP, Document, child_path, load_file
+from jobrunner.references import find_cycles, find_malformed, find_refs, known_outputs
+from jobrunner.resources import API_VERSION, KINDS, Position, Resource
+from jobrunner.schema import manifest_validator
+from jobrunner.workspace import discover_manifest_files, display_path
+
+_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+_VERSION_WITH_MODEL = re.compile(r"(?P<model>[^:/\s]+/[^:/\s]+):(?P<id>[0-9a-f]{64})\Z")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+_DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$|^[0-9]+(\.[0-9]+)?$")
+_YAML11_BOOL_WORDS = {"yes", "no", "on", "off", "y", "n"}
+
+
+@dataclass
+class ValidationResult:
+    resources: list[Resource] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # workspace-relative manifest files read
+    # Batch items by PredictionBatch address, as read during validation (saves reading them twice).
+    items: dict[str, list[BatchItem]] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.diagnostics: list[Diagnostic] = []
+        self._seen: set[tuple] = set()
+
+    def add(self, severity: str, file: str, pos: Position, message: str, address: str | None, json_path: str) -> None:
+        key = (severity, file, pos.line, pos.column, json_path, message)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        self.diagnostics.append(Diagnostic(severity, file, pos.line, pos.column, message, address, json_path))
+
+    def error_at(self, r: Resource, json_path: str, message: str) -> None:
+        self.add("error", r.file, r.position(json_path), message, r.address, json_path)
+
+    def warn_at(self, r: Resource, json_path: str, message: str) -> None:
+        self.add("warning", r.file, r.position(json_path), message, r.address, json_path)
+
+
+def validate_paths(paths: list[Path], root: Path) -> ValidationResult:
+    """Load and validate every manifest under `paths` (default: the workspace root)."""
+    out = _Collector()
+    result = ValidationResult()
+    docs: list[Document] = []
+    for path in discover_manifest_files(paths, root):
+        shown = display_path(path, root)
+        result.files.append(shown)
+        loaded = load_file(path, shown)
+        out.diagnostics.extend(loaded.diagnostics)
+        docs.extend(loaded.documents)
+    for doc in docs:
+        resource = _check_document(doc, out)
+        if resource is not None:
+            result.resources.append(resource)
+    _check_workspace(result, root, out)
+    result.diagnostics = sorted(out.diagnostics, key=Diagnostic.sort_key)
+    return result
+
+
+def validate_documents(docs: list[Document], root: Path) -> ValidationResult:
+    """Validate already-loaded documents (for tests and callers that load text themselves)."""
+    out = _Collector()
+    result = ValidationResult(files=sorted({d.file for d in docs}))
+    for doc in docs:
+        resource = _check_document(doc, out)
+        if resource is not None:
+            result.resources.append(resource)
+    _check_workspace(result, root, out)
+    result.diagnostics = sorted(out.diagnostics, key=Diagnostic.sort_key)
+    return result
+
+
+# --- one document ---------------------------------------------------------------------------
+
+def _check_document(doc: Document, out: _Collector) -> Resource | None:
+    data = doc.data
+    top = Position(doc.line, doc.column)
+    if not isinstance(data, dict):
+        out.add("error", doc.file, top,
+                f"expected a mapping with apiVersion, kind, metadata and spec; got {_kind_of(data)}", None, "$")
+        return None
+    api = data.get("apiVersion")
+    if api != API_VERSION:
+        if api is None:
+            msg = f"missing apiVersion: add `apiVersion: {API_VERSION}` (this document is not a jobrunner manifest)"
+        else:
+            msg = f"apiVersion {_show(api)} is not {API_VERSION}; jobrunner manifests use `apiVersion: {API_VERSION}`"
+        out.add("error", doc.file, doc.position("$.apiVersion"), msg, None, "$.apiVersion")
+        return None
+    kind = data.get("kind")
+    meta = data.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    address = f"{kind}/{name}" if isinstance(kind, str) and isinstance(name, str) and kind in KINDS else None
+
+    for err in manifest_validator().iter_errors(data):
+        for json_path, message in _explain(err, doc):
+            out.add("error", doc.file, doc.position(json_path), message, address, json_path)
+
+    # YAML 1.1 readings that passed the schema (free-form input) but are probably not what was meant.
+    for json_path, scalar in doc.implicit.items():
+        if scalar.tag == TAG_TIMESTAMP:
+            out.add("warning", doc.file, doc.position(json_path),
+                    f"{scalar.text} looks like a date; jobrunner keeps it as the string {_show(scalar.text)} "
+                    f"but YAML 1.1 tools read a timestamp: quote it", address, json_path)
+        elif scalar.tag == TAG_BOOL and scalar.text.lower() in _YAML11_BOOL_WORDS:
+            value = scalar.text.lower() in ("yes", "on", "y")
+            out.add("warning", doc.file, doc.position(json_path),
+                    f"`{scalar.text}` is read as the boolean {str(value).lower()} (YAML 1.1); write "
+                    f"{str(value).lower()}, or quote it if you meant the text {_show(scalar.text)}", address, json_path)
+
+    if kind not in KINDS or not isinstance(name, str) or not isinstance(data.get("spec"), dict):
+        return None
+    labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
+    return Resource(
+        kind=kind, name=name, spec=data["spec"], file=doc.file, line=doc.line, column=doc.column,
+        labels={str(k): str(v) for k, v in labels.items()}, positions=doc.positions,
+    )
+
+
+def _explain(err: Any, doc: Document) -> Iterable[tuple[str, str]]:
+    """(json_path, message) for one jsonschema error, phrased for people."""
+    path = "$"
+    for part in err.absolute_path:
+        path = child_path(path, part)
+    schema = err.schema if isinstance(err.schema, dict) else {}
+    validator = err.validator
+    value = err.instance
+    custom = schema.get("x-jobrunner-message")
+
+    if validator == "additionalProperties" and isinstance(value, dict):
+        allowed = sorted(schema.get("properties", {}))
+        for key in sorted(set(value) - set(allowed)):
+            hint = difflib.get_close_matches(str(key), allowed, n=1)
+            suggestion = f" (did you mean `{hint[0]}`?)" if hint else f"; allowed: {', '.join(allowed)}"
+            yield child_path(path, str(key)), f"unknown field `{key}`{suggestion}"
+        return
+    if validator == "required":
+        missing = re.match(r"'(.*)' is a required property", err.message)
+        field_name = missing.group(1) if missing else err.message
+        yield path, f"missing required field `{field_name}`"
+        return
+    if validator == "type":
+        trap = doc.implicit.get(path)
+        wanted = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+        if trap is not None and "string" in wanted and trap.tag in (TAG_BOOL, TAG_INT, TAG_FLOAT):
+            what = {TAG_BOOL: "a boolean", TAG_INT: "a number", TAG_FLOAT: "a number"}[trap.tag]
+            yield path, (f"`{trap.text}` is read as {what} ({_show(value)}) by YAML, but a string is expected here: "
+                         f"quote it: \"{trap.text}\"")
+            return
+        yield path, f"expected {_types(wanted)}, got {_kind_of(value)} {_show(value)}"
+        return
+    if custom:
+        yield path, f"{custom} (got {_show(value)})"
+        return
+    if validator in ("enum", "const"):
+        options = err.validator_value if validator == "enum" else [err.validator_value]
+        yield path, f"must be {'one of ' if len(options) > 1 else ''}{', '.join(_show(o) for o in options)} (got {_show(value)})"
+        return
+    if validator in ("anyOf", "oneOf"):
+        from jsonschema.exceptions import best_match
+
+        best = best_match(err.context) if err.context else None
+        if best is not None:
+            yield from _explain(best, doc)
+        else:
+            yield path, err.message
+        return
+    yield path, err.message
+
+
+# --- across documents -------------------------------------------------------------------------
+
+def _check_workspace(result: ValidationResult, root: Path, out: _Collector) -> None:
+    resources = result.resources
+    by_addr: dict[str, Resource] = {}
+    unique: list[Resource] = []
+    for r in resources:
+        first = by_addr.get(r.address)
+        if first is not None:
+            out.error_at(r, "$.metadata.name",
+                         f"duplicate address {r.address}: already defined at {first.file}:{first.line}; "
+                         f"names must be unique per kind")
+            continue
+        by_addr[r.address] = r
+        unique.append(r)
+    result.resources = unique
+
+    models = {}
+    for r in unique:
+        if r.kind == "Model":
+            owner, name = r.spec.get("owner"), r.spec.get("name")
+            if isinstance(owner, str) and isinstance(name, str):
+                full = f"{owner}/{name}"
+                if full in models:
+                    other = models[full]
+                    out.error_at(r, "$.spec.name",
+                                 f"model {full} is already declared by {other.address} ({other.file}:{other.line})")
+                else:
+                    models[full] = r
+
+    output_files: dict[str, Resource] = {}
+    for r in unique:
+        _check_references(r, by_addr, out)
+        _check_files(r, root, out)
+        _check_common(r, out)
+        if r.kind == "Training":
+            _check_training(r, models, out)
+        elif r.kind == "PredictionBatch":
+            _check_batch(r, root, out, result, output_files)
+
+    for cycle in find_cycles(unique):
+        first = by_addr[cycle[0]]
+        nxt = cycle[1]
+        ref_path = next((ref.json_path for ref in find_refs(first.spec, "$.spec") if ref.address == nxt), "$.spec")
+        text = " -> ".join(cycle)
+        out.error_at(first, ref_path, f"reference cycle: {text}")
+
+
+def _check_references(r: Resource, by_addr: dict[str, Resource], out: _Collector) -> None:
+    for json_path, text in find_malformed(r.spec, "$.spec"):
+        out.error_at(r, json_path,
+                     f"malformed reference {text}: write ${{Kind.name.output.field}}, e.g. "
+                     "${Training.my-training.output.version} (use $${ for a literal ${)")
+    for ref in find_refs(r.spec, "$.spec"):
+        if ref.kind not in KINDS:
+            out.error_at(r, ref.json_path, f"reference {ref.text}: unknown kind {ref.kind} (kinds: {', '.join(KINDS)})")
+            continue
+        target = by_addr.get(ref.address)
+        if target is None:
+            same_name = sorted(a for a in by_addr if a.split("/", 1)[1] == ref.name)
+            names = sorted(a for a in by_addr if a.startswith(ref.kind + "/"))
+            hint = (f" (did you mean {same_name[0]}?)" if same_name else
+                    (f" (did you mean {close[0]}?)" if (close := difflib.get_close_matches(ref.address, names, n=1)) else ""))
+            out.error_at(r, ref.json_path, f"reference {ref.text}: no resource {ref.address} in the workspace{hint}")
+            continue
+        if ref.address == r.address:
+            continue  # reported as a cycle
+        fields = known_outputs(target.kind, target.provider)
+        if ref.field not in fields:
+            out.error_at(r, ref.json_path,
+                         f"reference {ref.text}: {target.address} ({target.provider}) has no output `{ref.field}`; "
+                         f"known outputs: {', '.join(fields)}")
+
+
+def _walk(value: Any, path: str) -> Iterable[tuple[str, Any]]:
+    yield path, value
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _walk(v, child_path(path, str(k)))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _walk(v, child_path(path, i))
+
+
+def _check_file_ref(r: Resource, root: Path, json_path: str, value: Any, out: _Collector,
+                    file: str | None = None, line: int | None = None) -> None:
+    def err(msg: str) -> None:
+        if file is not None and line is not None:
+            out.add("error", file, Position(line, 1), msg, r.address, json_path)
+        else:
+            out.error_at(r, json_path, msg)
+
+    if not is_file_ref(value):
+        err("a file reference is exactly {$file: path} with a string path and no other keys")
+        return
+    rel = value["$file"]
+    path = resolve_relative(r, root, rel)
+    try:
+        inside = os.path.commonpath([str(path.resolve()), str(root.resolve())]) == str(root.resolve())
+    except ValueError:
+        inside = False
+    if not inside:
+        err(f"$file {rel!r} is outside the workspace ({root}); keep files inside it so plans are reproducible")
+    elif not path.exists():
+        err(f"$file {rel!r} not found (looked for {display_path(path, root)}; paths are relative to the manifest)")
+    elif not path.is_file():
+        err(f"$file {rel!r} is not a regular file")
+
+
+def _check_files(r: Resource, root: Path, out: _Collector) -> None:
+    for json_path, value in _walk(r.spec, "$.spec"):
+        if isinstance(value, dict) and "$file" in value:
+            _check_file_ref(r, root, child_path(json_path, "$file") if not is_file_ref(value) else json_path,
+                            value, out)
+
+
+def _check_common(r: Resource, out: _Collector) -> None:
+    spec = r.spec
+    timeout = spec.get("timeout")
+    # Spellings the schema already rejected are not reported twice; this catches the rest (zero).
+    if isinstance(timeout, (str, int, float)) and not isinstance(timeout, bool) and (
+            not isinstance(timeout, str) or _DURATION.match(timeout)):
+        try:
+            seconds = parse_duration(timeout)
+        except DurationError as exc:
+            out.error_at(r, "$.spec.timeout", str(exc))
+        else:
+            if seconds < 60:
+                out.warn_at(r, "$.spec.timeout", f"timeout {timeout} is under a minute; jobs are canceled that fast")
+    webhook = spec.get("webhook")
+    if isinstance(webhook, str) and "${" not in webhook:
+        parts = urlsplit(webhook)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            out.error_at(r, "$.spec.webhook", f"webhook {webhook!r} is not an http(s) URL")
+        elif r.provider == "replicate" and parts.scheme != "https":
+            out.error_at(r, "$.spec.webhook", "Replicate only calls https webhooks; use an https:// URL")
+    if spec.get("webhook_events_filter") and not spec.get("webhook"):
+        out.warn_at(r, "$.spec.webhook_events_filter", "webhook_events_filter has no effect without a webhook")
+    lifecycle = spec.get("lifecycle")
+    if isinstance(lifecycle, dict) and lifecycle.get("prevent_cancel") and lifecycle.get("on_remove") == "keep":
+        out.warn_at(r, "$.spec.lifecycle.prevent_cancel",
+                    "prevent_cancel has no effect with on_remove: keep (removal never cancels)")
+
+
+def _check_training(r: Resource, models: dict[str, Resource], out: _Collector) -> None:
+    spec = r.spec
+    if r.provider == "emissary":
+        return
+    version, model = spec.get("version"), spec.get("model")
+    if isinstance(version, str) and "${" not in version:
+        m = _VERSION_WITH_MODEL.match(version)
+        if m and isinstance(model, str) and "${" not in model and model != m["model"]:
+            out.error_at(r, "$.spec.model", f"model {model} does not match the version's model {m['model']}")
+        if _HEX64.match(version) and model is None:
+            out.error_at(r, "$.spec", "missing required field `model`: a training needs the base model's owner/name "
+                                      "(or write version as owner/name:<id>)")
+    elif isinstance(version, str) and model is None:
+        out.error_at(r, "$.spec", "missing required field `model`: a training needs the base model's owner/name")
+    dest = spec.get("destination")
+    if isinstance(dest, str) and "${" not in dest and "/" in dest and dest not in models:
+        out.warn_at(r, "$.spec.destination",
+                    f"destination {dest} is not declared as a Model in this workspace; it must already exist "
+                    f"on {r.provider}")
+    elif isinstance(dest, str) and dest in models and models[dest].provider != r.provider:
+        out.error_at(r, "$.spec.destination",
+                     f"destination {dest} is declared on provider {models[dest].provider}, but this training runs on "
+                     f"{r.provider}")
+    _check_sensitive(r, [spec.get("input")], out)
+
+
+def _check_batch(r: Resource, root: Path, out: _Collector, result: ValidationResult,
+                 output_files: dict[str, Resource]) -> None:
+    spec = r.spec
+    has_inline, has_file = "inputs" in spec, "inputs_file" in spec
+    if has_inline and has_file:
+        out.error_at(r, "$.spec.inputs_file", "give either inputs or inputs_file, not both")
+        return
+    if not has_inline and not has_file:
+        out.error_at(r, "$.spec", "missing required field `inputs` (inline rows) or `inputs_file` (JSONL or CSV)")
+        return
+    if spec.get("version") is None and spec.get("model") is None:
+        out.error_at(r, "$.spec", "missing required field `version` (or `model` for an official model)")
+    if has_inline and not isinstance(spec.get("inputs"), list):
+        return  # the schema reported it
+    items, diags = load_batch_items(r, root)
+    out.diagnostics.extend(diags)
+    result.items[r.address] = items
+    if not items and not diags:
+        out.warn_at(r, "$.spec.inputs_file" if has_file else "$.spec.inputs", "the batch has no rows: nothing will run")
+    # $file inside rows read from an inputs file (inline rows were checked with the spec).
+    if has_file:
+        for item in items:
+            for json_path, value in _walk(item.input, "$.input"):
+                if isinstance(value, dict) and "$file" in value:
+                    _check_file_ref(r, root, json_path, value, out, item.file, item.line)
+    out_file = spec.get("output_file")
+    if isinstance(out_file, str):
+        path = resolve_relative(r, root, out_file)
+        try:
+            inside = os.path.commonpath([str(path.resolve()), str(root.resolve())]) == str(root.resolve())
+        except ValueError:
+            inside = False
+        if not inside:
+            out.error_at(r, "$.spec.output_file", f"output_file {out_file!r} is outside the workspace")
+        else:
+            key = str(path.resolve())
+            other = output_files.get(key)
+            if other is not None:
+                out.error_at(r, "$.spec.output_file",
+                             f"output_file {out_file!r} is also written by {other.address}; each batch needs its own")
+            else:
+                output_files[key] = r
+    _check_sensitive(r, [spec.get("input_defaults")] + [i.input for i in items[:1000]], out)
+
+
+def _check_sensitive(r: Resource, inputs: list[Any], out: _Collector) -> None:
+    sensitive = r.spec.get("sensitive")
+    if not isinstance(sensitive, list):
+        return
+    present: set[str] = set()
+    for inp in inputs:
+        if isinstance(inp, dict):
+            present.update(map(str, inp))
+    for i, key in enumerate(sensitive):
+        if isinstance(key, str) and key not in present:
+            out.warn_at(r, f"$.spec.sensitive[{i}]", f"sensitive key `{key}` does not appear in the input")
+
+
+# --- small helpers -----------------------------------------------------------------------
+
+def _show(value: Any, limit: int = 60) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _types(wanted: list[str]) -> str:
+    names = {"object": "a mapping", "array": "a list", "string": "a string", "number": "a number",
+             "integer": "an integer", "boolean": "a boolean", "null": "null"}
+    words = [names.get(w, w) for w in wanted if not (w == "integer" and "number" in wanted)]
+    return " or ".join(words)
+
+
+__all__ = ["ValidationResult", "validate_paths", "validate_documents"]
