@@ -1,0 +1,664 @@
+"""The job commands: plan, apply, destroy, status, logs, outputs, import.
+
+Thin on purpose: each command parses its options, calls `jobrunner.reconcile` (planning and the
+executor) or the state store, and hands finished values to a renderer. Errors are
+`JobrunnerError`s; `jobrunner.cli.main` prints them and exits with their code.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from jobrunner.errors import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_JOB_FAILED,
+    EXIT_OK,
+    EXIT_WAIT_TIMEOUT,
+    StalePlanError,
+    UsageError,
+)
+from jobrunner.plan_types import CANCEL, CHANGING, FORGET, Plan, PlannedChange
+
+SAVED_PLAN_KIND = "jobrunner-saved-plan"
+SAVED_PLAN_FORMAT = 1
+
+
+# --- shared helpers -------------------------------------------------------------------------
+
+
+def _render(plan: Plan, fmt: str) -> str:
+    import importlib
+
+    module = {"text": "plan_text", "json": "plan_json", "markdown": "plan_markdown"}[fmt]
+    return importlib.import_module(f"jobrunner.render.{module}").render(plan)
+
+
+def _echo_warnings(warnings: list[str]) -> None:
+    for w in warnings:
+        click.echo(w, err=True)
+
+
+def _parse_timeout(value: str | None) -> float | None:
+    if value is None:
+        return None
+    from jobrunner.durations import DurationError, parse_duration
+
+    try:
+        return parse_duration(value)
+    except DurationError as exc:
+        raise UsageError(f"--timeout: {exc}") from None
+
+
+async def _with_pool(ws: Any, fn: Any) -> Any:
+    from jobrunner.reconcile.pool import ProviderPool
+
+    pool = ProviderPool(ws.config, ws.root)
+    try:
+        return await fn(pool)
+    finally:
+        await pool.aclose()
+
+
+def _saved_plan_json(planned: Any, targets: tuple[str, ...]) -> dict[str, Any]:
+    plan: Plan = planned.plan
+    try:
+        rendered = json.loads(_render(plan, "json"))
+    except Exception:  # the human-facing JSON is a convenience here, never a reason to fail
+        rendered = None
+    return {
+        "kind": SAVED_PLAN_KIND,
+        "format_version": SAVED_PLAN_FORMAT,
+        "paths": plan.paths,
+        "targets": list(targets),
+        "manifests_digest": plan.manifests_digest,
+        "state_lineage": plan.state_lineage,
+        "state_serial": plan.state_serial,
+        "changes": [
+            {
+                "address": c.address,
+                "action": c.action,
+                "fingerprint_after": c.fingerprint_after,
+                "remote_status": c.remote_status,
+                "remote_id": c.prior.remote_id if c.prior else None,
+            }
+            for c in plan.changes
+        ],
+        "plan": rendered,
+    }
+
+
+def _read_saved_plan(path: Path) -> dict[str, Any] | None:
+    """The saved plan in `path`, or None when it is not one (then it is a manifest path)."""
+    if not path.is_file() or path.suffix.lower() not in (".json", ".plan", ".tfplan", ""):
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("kind") != SAVED_PLAN_KIND:
+        return None
+    if data.get("format_version") != SAVED_PLAN_FORMAT:
+        raise UsageError(f"{path}: saved plan format {data.get('format_version')!r} is not supported",
+                         hint="run `jobrunner plan --out` again with this version of jobrunner")
+    return data
+
+
+def _check_saved_plan(saved: dict[str, Any], planned: Any) -> Plan:
+    """The fresh plan restricted to what the saved plan showed; StalePlanError if the world moved."""
+    fresh: Plan = planned.plan
+    moved: dict[str, str] = {}
+    if saved.get("state_lineage") and fresh.state_lineage and saved["state_lineage"] != fresh.state_lineage:
+        moved["(state)"] = "the state was replaced (different lineage)"
+    if saved.get("manifests_digest") != fresh.manifests_digest:
+        moved["(manifests)"] = "manifest files changed since the plan was saved"
+    by_addr = {c.address: c for c in fresh.changes}
+    keep: list[PlannedChange] = []
+    for entry in saved.get("changes", []):
+        addr = entry["address"]
+        now = by_addr.get(addr)
+        if now is None:
+            if entry["action"] in CHANGING:
+                moved[addr] = f"planned {entry['action']}, now nothing to do"
+            continue
+        if now.action != entry["action"]:
+            moved[addr] = f"planned {entry['action']}, now {now.action}"
+        elif now.fingerprint_after != entry.get("fingerprint_after"):
+            moved[addr] = "desired job changed"
+        elif (now.remote_status or None) != (entry.get("remote_status") or None):
+            moved[addr] = f"remote status was {entry.get('remote_status')}, now {now.remote_status}"
+        keep.append(now)
+    if moved:
+        report = "\n".join(f"  {a}: {why}" for a, why in sorted(moved.items()))
+        raise StalePlanError(f"saved plan is stale:\n{report}", moved,
+                             hint="run `jobrunner plan --out` again and review the new plan")
+    fresh.changes = keep
+    return fresh
+
+
+def _confirm(auto_approve: bool, question: str) -> bool:
+    if auto_approve:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError("confirmation needed but standard input is not a terminal",
+                         hint="review the plan and pass --auto-approve (e.g. in CI)")
+    answer = click.prompt(f"{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value",
+                          default="", show_default=False)
+    return answer.strip() == "yes"
+
+
+def _summary_line(verb: str, report: Any) -> str:
+    from jobrunner.reconcile import executor as ex
+
+    parts = [f"{report.created} created"]
+    for label, outcome in (("adopted", ex.O_ADOPTED), ("succeeded", ex.O_SUCCEEDED), ("failed", ex.O_FAILED),
+                           ("canceled", ex.O_CANCELED), ("skipped", ex.O_SKIPPED), ("errors", ex.O_ERROR)):
+        n = report.count(outcome)
+        if n or label in ("succeeded", "failed"):
+            parts.append(f"{n} {label}")
+    forgotten = report.count(ex.O_FORGOTTEN) + report.count(ex.O_CANCELED + "+forgotten")
+    if forgotten:
+        parts.append(f"{forgotten} forgotten")
+    running = len(report.running)
+    if running:
+        parts.append(f"{running} still running")
+    return f"{verb}: " + ", ".join(parts) + "."
+
+
+def _outputs_lines(doc: Any, addresses: set[str] | None, files_written: list[str]) -> list[str]:
+    from jobrunner.providers.base import SUCCEEDED
+    from jobrunner.reconcile.outputs import resource_of
+    from jobrunner.resources import JOB_PREDICTION
+
+    lines = []
+    batches: dict[str, list[Any]] = {}
+    for addr, st in sorted(doc.addresses.items()):
+        if addresses is not None and resource_of(addr) not in addresses:
+            continue
+        if st.job_kind == JOB_PREDICTION:
+            batches.setdefault(resource_of(addr), []).append(st)
+            continue
+        for key, value in sorted(st.outputs.items()):
+            if key == "id":
+                continue
+            lines.append(f"  {addr}.{key} = {value}")
+    for res, items in sorted(batches.items()):
+        ok = sum(1 for s in items if s.status == SUCCEEDED)
+        lines.append(f"  {res}: {ok}/{len(items)} item(s) succeeded")
+    for f in files_written:
+        lines.append(f"  wrote {f}")
+    return lines
+
+
+def _exit_code(report: Any) -> int:
+    from jobrunner.reconcile import executor as ex
+
+    if report.interrupted:
+        return EXIT_INTERRUPTED
+    if report.count(ex.O_ERROR):
+        return EXIT_ERROR
+    if report.count(ex.O_FAILED) or report.count(ex.O_CANCELED) or report.count(ex.O_SKIPPED):
+        return EXIT_JOB_FAILED
+    if report.timed_out:
+        return EXIT_WAIT_TIMEOUT
+    return EXIT_OK
+
+
+async def _execute(ws: Any, pool: Any, doc: Any, planned: Any, *, wait: bool, timeout: float | None,
+                   parallelism: int, destroy: bool = False) -> Any:
+    """Run the executor with Ctrl-C handling: the first stops submitting and waiting."""
+    from jobrunner.reconcile.executor import ApplyOptions, Executor
+    from jobrunner.reconcile.statewriter import StateWriter
+    from jobrunner.render.progress import make_progress
+    from jobrunner.spec import expand
+
+    progress = make_progress(sys.stdout)
+    resources = planned.resources
+    executor = Executor(
+        planned.plan,
+        desired=planned.desired,
+        resources=resources,
+        writer=StateWriter(ws.store, doc),
+        pool=pool,
+        root=ws.root,
+        expand=lambda: expand(resources, ws.root, state=doc),
+        progress=progress,
+        options=ApplyOptions(wait=wait, deadline=(time.monotonic() + timeout) if timeout else None,
+                             parallelism=parallelism, destroy=destroy),
+    )
+    loop = asyncio.get_running_loop()
+    interrupts = 0
+
+    def on_sigint() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1:
+            progress.note("Interrupt received: submitting no new jobs, saving state; running jobs keep running. "
+                          "Press Ctrl-C again to quit at once.")
+            executor.interrupt()
+        else:
+            loop.remove_signal_handler(signal.SIGINT)
+            raise KeyboardInterrupt
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        installed = True
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (e.g. some test runners)
+        installed = False
+    try:
+        return await executor.run()
+    finally:
+        progress.close()
+        if installed:
+            loop.remove_signal_handler(signal.SIGINT)
+
+
+def _print_report(report: Any, doc: Any, planned: Any, verb: str) -> int:
+    click.echo("")
+    click.echo(_summary_line(verb, report))
+    touched = {o.address.split("[", 1)[0] for o in report.outcomes.values()}
+    lines = _outputs_lines(doc, touched, report.files_written)
+    if lines:
+        click.echo("Outputs:")
+        for line in lines:
+            click.echo(line)
+    for o in sorted(report.failed, key=lambda o: o.address):
+        click.echo(f"  {o.address}: {o.outcome}: {o.detail}", err=True)
+    code = _exit_code(report)
+    if report.running:
+        if report.interrupted:
+            click.echo(f"Interrupted: state saved; {len(report.running)} job(s) keep running on the provider. "
+                       "Run `jobrunner apply` again to resume waiting.", err=True)
+        elif report.timed_out:
+            click.echo(f"Wait timed out: {len(report.running)} job(s) still running (they keep running). "
+                       "Run `jobrunner apply` again to resume waiting.", err=True)
+        else:
+            click.echo(f"{len(report.running)} job(s) still running; `jobrunner status` shows them, "
+                       "`jobrunner apply` waits for them.")
+    elif report.interrupted:
+        click.echo("Interrupted: state saved.", err=True)
+    return code
+
+
+# --- plan ------------------------------------------------------------------------------------
+
+
+@click.command("plan")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--out", "out", type=click.Path(dir_okay=False), help="Save the plan to this file for `apply PLANFILE`.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when there are no changes, 2 when there are.")
+@click.option("--target", "targets", multiple=True, metavar="ADDR", help="Only plan this address (repeatable).")
+def plan(paths: tuple[str, ...], out: str | None, fmt: str, detailed_exitcode: bool, targets: tuple[str, ...]) -> int:
+    """Show what apply would do: diff the manifests against state and the providers' live status."""
+    from jobrunner.reconcile.planning import make_plan, open_workspace, resolve_paths
+
+    ws = open_workspace()
+    abs_paths = resolve_paths(paths, ws.root)
+    doc = ws.store.load()
+    planned = asyncio.run(_with_pool(ws, lambda pool: make_plan(ws, abs_paths, doc, pool, targets=targets)))
+    _echo_warnings(planned.warnings)
+    click.echo(_render(planned.plan, fmt), nl=False)
+    if out:
+        Path(out).write_text(json.dumps(_saved_plan_json(planned, targets), indent=2, sort_keys=True) + "\n",
+                             encoding="utf-8")
+        if fmt == "text":
+            click.echo(f"\nSaved the plan to {out}; `jobrunner apply {out}` executes exactly this plan.")
+    if detailed_exitcode and planned.plan.has_changes:
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+# --- apply -----------------------------------------------------------------------------------
+
+
+@click.command("apply")
+@click.argument("paths", nargs=-1, type=click.Path(), metavar="[PLANFILE | PATHS]...")
+@click.option("--auto-approve", is_flag=True, help="Skip the confirmation prompt.")
+@click.option("--no-wait", is_flag=True, help="Create jobs and return without waiting for them to finish.")
+@click.option("--timeout", "timeout", metavar="D", help="Stop waiting after this long (e.g. 30m); jobs keep running, exit 6.")
+@click.option("--parallelism", type=click.IntRange(1, 1000), default=None, help="Concurrent operations (default from jobrunner.yaml, 10).")
+@click.option("--target", "targets", multiple=True, metavar="ADDR", help="Only apply this address and what it depends on.")
+def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: str | None,
+          parallelism: int | None, targets: tuple[str, ...]) -> int:
+    """Create, wait on and cancel jobs until the world matches the manifests (or a saved plan)."""
+    from jobrunner.reconcile.planning import make_plan, open_workspace, resolve_paths
+
+    wait_for = _parse_timeout(timeout)
+    ws = open_workspace()
+    saved = _read_saved_plan(Path(paths[0])) if len(paths) == 1 else None
+    if saved is not None:
+        if targets:
+            raise UsageError("--target cannot be combined with a saved plan", hint="targets are fixed when the plan is saved")
+        plan_paths = [(ws.root / p).resolve() for p in (saved.get("paths") or ["."])]  # workspace-relative
+        targets = tuple(saved.get("targets") or ())
+    else:
+        plan_paths = resolve_paths(paths, ws.root)
+    par = parallelism or getattr(ws.config, "parallelism", 10) or 10
+
+    async def run(pool: Any) -> int:
+        doc = ws.store.load()
+        planned = await make_plan(ws, plan_paths, doc, pool, targets=targets)
+        _echo_warnings(planned.warnings)
+        if saved is not None:
+            planned.plan = _check_saved_plan(saved, planned)
+        click.echo(_render(planned.plan, "text"), nl=False)
+        if not planned.plan.has_changes and not any(c.action == "wait" for c in planned.plan.changes):
+            # Converged; still (re)write a batch output file that is missing.
+            missing = [r for r in planned.resources if r.kind == "PredictionBatch" and r.spec.get("output_file")
+                       and not ((ws.root / r.file).parent / str(r.spec["output_file"])).exists()]
+            if missing:
+                report = await _execute(ws, pool, doc, planned, wait=False, timeout=None, parallelism=par)
+                for f in report.files_written:
+                    click.echo(f"Wrote {f}")
+            return EXIT_OK
+        if saved is None and not _confirm(auto_approve, "\nDo you want to perform these actions?"):
+            click.echo("Apply canceled.", err=True)
+            return EXIT_ERROR
+        click.echo("")
+        report = await _execute(ws, pool, doc, planned, wait=not no_wait, timeout=wait_for, parallelism=par)
+        return _print_report(report, doc, planned, "Apply complete" if _exit_code(report) == 0 else "Apply finished")
+
+    with ws.store.lock("apply"):
+        return asyncio.run(_with_pool(ws, run))
+
+
+# --- destroy ---------------------------------------------------------------------------------
+
+
+@click.command("destroy")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--auto-approve", is_flag=True, help="Skip the confirmation prompt.")
+@click.option("--target", "targets", multiple=True, metavar="ADDR", help="Only destroy this address (repeatable).")
+@click.option("--no-wait", is_flag=True, help="Do not wait for canceled jobs to stop.")
+def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...], no_wait: bool) -> int:
+    """Cancel running managed jobs (Emissary jobs are deleted) and forget every address.
+
+    Models are kept on the provider (only forgotten). A job with `lifecycle.prevent_cancel` that
+    is still running stops the destroy.
+    """
+    from jobrunner.errors import ManifestError, PlanError
+    from jobrunner.providers.base import TERMINAL
+    from jobrunner.reconcile.outputs import resource_of
+    from jobrunner.reconcile.planning import Planned, load_resources, open_workspace, resolve_paths
+    from jobrunner.refresh import refresh_tracked
+    from jobrunner.resources import JOB_MODEL
+
+    ws = open_workspace()
+    try:
+        resources, _, _ = load_resources(resolve_paths(paths, ws.root), ws.root)
+    except ManifestError:
+        resources = []
+        click.echo("warning: manifests are invalid; lifecycle settings are ignored by this destroy", err=True)
+    by_res = {r.address: r for r in resources}
+
+    async def run(pool: Any) -> int:
+        doc = ws.store.load()
+        chosen = {a: st for a, st in doc.addresses.items()
+                  if not targets or a in targets or resource_of(a) in targets}
+        remote = await refresh_tracked(doc, pool, addresses=chosen)
+        for addr, job in remote.items():
+            doc.addresses[addr].status = job.status
+        changes: list[PlannedChange] = []
+        protected = []
+        for addr, st in sorted(chosen.items()):
+            running = bool(st.remote_id) and st.job_kind != JOB_MODEL and st.status not in TERMINAL
+            emissary = st.provider == "emissary" and bool(st.remote_id)
+            lifecycle = (by_res.get(resource_of(addr)).spec.get("lifecycle") or {}) if resource_of(addr) in by_res else {}
+            if running and lifecycle.get("prevent_cancel"):
+                protected.append(addr)
+            action = CANCEL if running or emissary else FORGET
+            reason = ("running: cancel, then forget" if running else
+                      "delete the Emissary job, then forget" if emissary else
+                      "model kept on the provider; forget" if st.job_kind == JOB_MODEL else "terminal: forget")
+            changes.append(PlannedChange(address=addr, action=action, reason=reason, job=None, prior=st,
+                                         fingerprint_before=st.fingerprint, remote_status=st.status))
+        if protected:
+            raise PlanError("destroy would cancel job(s) protected by lifecycle.prevent_cancel: " + ", ".join(protected),
+                            hint="remove prevent_cancel from their manifests, or destroy other addresses with --target")
+        if not changes:
+            click.echo("No changes. Nothing to destroy.")
+            return EXIT_OK
+        plan_obj = Plan(changes=changes, state_lineage=doc.lineage, state_serial=doc.serial)
+        click.echo(_render(plan_obj, "text"), nl=False)
+        if not _confirm(auto_approve, "\nDo you really want to destroy these?"):
+            click.echo("Destroy canceled.", err=True)
+            return EXIT_ERROR
+        planned = Planned(plan=plan_obj, resources=resources, desired=[], remote=remote, files=[])
+        report = await _execute(ws, pool, doc, planned, wait=not no_wait, timeout=None,
+                                parallelism=getattr(ws.config, "parallelism", 10) or 10, destroy=True)
+        click.echo("")
+        code = _exit_code(report)
+        click.echo(_summary_line("Destroy complete" if code == 0 else "Destroy finished", report))
+        for o in sorted(report.failed, key=lambda o: o.address):
+            click.echo(f"  {o.address}: {o.outcome}: {o.detail}", err=True)
+        return code
+
+    with ws.store.lock("destroy"):
+        return asyncio.run(_with_pool(ws, run))
+
+
+# --- status ----------------------------------------------------------------------------------
+
+
+@click.command("status")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--no-refresh", is_flag=True, help="Show what state recorded without asking the providers.")
+def status(fmt: str, no_refresh: bool) -> int:
+    """Every tracked address: provider, remote id, status, age, attempts (refreshes running jobs)."""
+    from jobrunner.errors import StateLockedError
+    from jobrunner.reconcile.planning import open_workspace
+    from jobrunner.reconcile.timeutil import format_age, parse_rfc3339, utcnow
+    from jobrunner.refresh import refresh_tracked
+
+    ws = open_workspace()
+    doc = ws.store.load()
+    if not no_refresh:
+        remote = asyncio.run(_with_pool(ws, lambda pool: refresh_tracked(doc, pool)))
+        changed = False
+        for addr, job in remote.items():
+            st = doc.addresses[addr]
+            if st.status != job.status:
+                st.status = job.status
+                changed = True
+        if changed:  # record what we learned, unless another command holds the state
+            try:
+                with ws.store.lock("status"):
+                    fresh = ws.store.load()
+                    for addr, job in remote.items():
+                        if addr in fresh.addresses and fresh.addresses[addr].remote_id == job.id:
+                            fresh.addresses[addr].status = job.status
+                    ws.store.save(fresh)
+            except StateLockedError:
+                pass
+    now = utcnow()
+    rows = []
+    for addr, st in sorted(doc.addresses.items()):
+        created = None
+        for a in reversed(st.history):
+            if a.remote_id == st.remote_id:
+                created = parse_rfc3339(a.created_at)
+                break
+        age = (now - created).total_seconds() if created else None
+        rows.append({"address": addr, "provider": st.provider, "remote_id": st.remote_id, "status": st.status,
+                     "age_seconds": round(age, 1) if age is not None else None, "attempts": st.attempts,
+                     "file": st.file, "pending_intent": st.intent is not None})
+    if fmt == "json":
+        click.echo(json.dumps({"format_version": 1, "addresses": rows}, indent=2))
+        return EXIT_OK
+    if not rows:
+        click.echo("No tracked jobs. Run `jobrunner apply` to create some.")
+        return EXIT_OK
+    headers = ("ADDRESS", "PROVIDER", "REMOTE ID", "STATUS", "AGE", "ATTEMPTS")
+    table = [(r["address"], r["provider"], r["remote_id"] or "-",
+              (r["status"] or "-") + (" (intent pending)" if r["pending_intent"] else ""),
+              format_age(r["age_seconds"]) if r["age_seconds"] is not None else "-", str(r["attempts"]))
+             for r in rows]
+    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+    for t in table:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip())
+    return EXIT_OK
+
+
+# --- logs ------------------------------------------------------------------------------------
+
+
+@click.command("logs")
+@click.argument("address")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new log lines until the job finishes.")
+def logs(address: str, follow: bool) -> int:
+    """Print the logs of a tracked job (ADDRESS as in `jobrunner status`)."""
+    from jobrunner.providers.base import TERMINAL
+    from jobrunner.reconcile.planning import open_workspace
+    from jobrunner.redact import scrub_text
+    from jobrunner.resources import JOB_MODEL
+
+    ws = open_workspace()
+    doc = ws.store.load()
+    st = doc.addresses.get(address)
+    if st is None:
+        raise UsageError(f"{address}: not in state", hint="`jobrunner status` lists the tracked addresses")
+    if not st.remote_id or st.job_kind == JOB_MODEL:
+        raise UsageError(f"{address}: has no job to show logs for")
+
+    async def run(pool: Any) -> int:
+        provider = pool.get(st.provider)
+        shown = ""
+        delay = 0.5
+        while True:
+            text = await provider.logs(st.job_kind, st.remote_id, project_id=st.project_id) or ""
+            if text.startswith(shown):
+                new = text[len(shown):]
+            else:  # logs were rewritten (truncated upstream): print them whole
+                new = text
+            if new:
+                click.echo(scrub_text(new), nl=not new.endswith("\n") and not follow)
+                shown = text
+            if not follow:
+                return EXIT_OK
+            job = await provider.get(st.job_kind, st.remote_id, project_id=st.project_id)
+            if job.status in TERMINAL:
+                final = await provider.logs(st.job_kind, st.remote_id, project_id=st.project_id) or ""
+                if final.startswith(shown) and len(final) > len(shown):
+                    click.echo(scrub_text(final[len(shown):]), nl=False)
+                click.echo(f"-- {address}: {job.status}", err=True)
+                return EXIT_OK
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 3.0)
+
+    return asyncio.run(_with_pool(ws, run))
+
+
+# --- outputs ---------------------------------------------------------------------------------
+
+
+@click.command("outputs")
+@click.argument("addresses", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def outputs(addresses: tuple[str, ...], fmt: str) -> int:
+    """Print the outputs recorded in state (trained versions, batch item outputs)."""
+    from jobrunner.reconcile.outputs import resource_of
+    from jobrunner.reconcile.planning import open_workspace
+    from jobrunner.redact import redact
+
+    ws = open_workspace()
+    doc = ws.store.load()
+    data: dict[str, Any] = {}
+    for addr, st in sorted(doc.addresses.items()):
+        if addresses and addr not in addresses and resource_of(addr) not in addresses:
+            continue
+        if not st.outputs:
+            continue
+        data[addr] = redact(st.outputs)
+    if fmt == "json":
+        click.echo(json.dumps({"format_version": 1, "outputs": data}, indent=2, sort_keys=True, default=str))
+        return EXIT_OK
+    if not data:
+        click.echo("No outputs recorded yet.")
+        return EXIT_OK
+    for addr, outs in data.items():
+        for key, value in sorted(outs.items()):
+            text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+            click.echo(f"{addr}.{key} = {text}")
+    return EXIT_OK
+
+
+# --- import ----------------------------------------------------------------------------------
+
+
+@click.command("import")
+@click.argument("address")
+@click.argument("remote_id")
+@click.argument("paths", nargs=-1, type=click.Path())
+def import_(address: str, remote_id: str, paths: tuple[str, ...]) -> int:
+    """Adopt an existing remote job as ADDRESS after checking it matches the manifest."""
+    from jobrunner.errors import PlanError
+    from jobrunner.providers.base import SUCCEEDED
+    from jobrunner.reconcile import requests as rq
+    from jobrunner.reconcile.matching import matches
+    from jobrunner.reconcile.outputs import outputs_of
+    from jobrunner.reconcile.planning import expand_desired, load_resources, open_workspace, resolve_paths
+    from jobrunner.reconcile.timeutil import to_rfc3339, utcnow
+    from jobrunner.resources import JOB_MODEL
+    from jobrunner.spec import recorded_inputs
+    from jobrunner.state.model import AddressState, Attempt
+
+    ws = open_workspace()
+    resources, _, _ = load_resources(resolve_paths(paths, ws.root), ws.root)
+    by_res = {r.address: r for r in resources}
+
+    async def run(pool: Any) -> int:
+        doc = ws.store.load()
+        desired = {j.address: j for j in expand_desired(resources, ws.root, doc)}
+        job = desired.get(address)
+        if job is None:
+            raise UsageError(f"{address}: no such address in the manifests",
+                             hint="addresses look like Training/name or PredictionBatch/name[key]")
+        if job.job_kind == JOB_MODEL:
+            raise UsageError(f"{address}: models are adopted automatically by apply when they exist")
+        if job.fingerprint is None:
+            raise PlanError(f"{address}: its references are not known yet; apply its upstream first")
+        st = doc.addresses.get(address)
+        if st is not None and st.remote_id == remote_id:
+            click.echo(f"{address} already tracks {remote_id}.")
+            return EXIT_OK
+        if st is not None and st.remote_id and st.fingerprint == job.fingerprint and st.status == SUCCEEDED:
+            raise UsageError(f"{address} already tracks {st.remote_id}, which succeeded",
+                             hint=f"`jobrunner state rm {address}` first to track another job")
+        req = rq.create_request(job, by_res[job.resource_address].spec)
+        remote = await pool.get(job.provider).get(job.job_kind, remote_id, project_id=req.project_id)
+        if not matches(remote, req):
+            raise PlanError(
+                f"{address}: remote job {remote_id} does not match the manifest "
+                f"(model/version/input differ: remote version {remote.version}, input keys "
+                f"{sorted((remote.input or {}).keys())})",
+                hint="import only a job that ran exactly what the manifest declares")
+        if st is None:
+            st = AddressState(address=address, kind=job.resource_address.split("/", 1)[0], job_kind=job.job_kind,
+                              provider=job.provider, file=job.file)
+            doc.addresses[address] = st
+        now = to_rfc3339(remote.created_at or utcnow())
+        st.remote_id, st.project_id, st.status = remote.id, remote.project_id, remote.status
+        st.fingerprint, st.attempts, st.intent = job.fingerprint, 1, None
+        st.inputs = recorded_inputs(job)
+        st.outputs = outputs_of(job.job_kind, remote)
+        st.error = remote.error
+        st.file = job.file
+        st.updated_at = to_rfc3339(utcnow())
+        st.history.append(Attempt(remote_id=remote.id, fingerprint=job.fingerprint, attempt=1, created_at=now,
+                                  status=remote.status, project_id=remote.project_id))
+        ws.store.save(doc)
+        click.echo(f"Imported {remote.id} as {address} (status {remote.status}).")
+        return EXIT_OK
+
+    with ws.store.lock("import"):
+        return asyncio.run(_with_pool(ws, run))

@@ -1,0 +1,75 @@
+"""`jobrunner state`: inspect and repair the state document (list, show, rm, unlock)."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from jobrunner.errors import EXIT_OK, UsageError
+
+
+def _open():
+    from jobrunner.reconcile.planning import open_workspace
+
+    return open_workspace()
+
+
+@click.group("state")
+def state() -> None:
+    """Inspect and repair the state (where each address's remote jobs are recorded)."""
+
+
+@state.command("list")
+def list_() -> int:
+    """Every address recorded in state."""
+    ws = _open()
+    doc = ws.store.load()
+    for addr in sorted(doc.addresses):
+        click.echo(addr)
+    return EXIT_OK
+
+
+@state.command("show")
+@click.argument("address")
+def show(address: str) -> int:
+    """Everything state records for ADDRESS (history, intent, outputs), as JSON."""
+    from jobrunner.redact import redact
+
+    ws = _open()
+    doc = ws.store.load()
+    st = doc.addresses.get(address)
+    if st is None:
+        raise UsageError(f"{address}: not in state", hint="`jobrunner state list` shows the recorded addresses")
+    click.echo(json.dumps(redact(st.to_json()), indent=2, sort_keys=True, default=str))
+    return EXIT_OK
+
+
+@state.command("rm")
+@click.argument("addresses", nargs=-1, required=True)
+def rm(addresses: tuple[str, ...]) -> int:
+    """Forget ADDRESSES without touching their remote jobs (a batch address removes all its items)."""
+    ws = _open()
+    with ws.store.lock("state rm"):
+        doc = ws.store.load()
+        gone = []
+        for a in addresses:
+            matched = [k for k in doc.addresses if k == a or k.split("[", 1)[0] == a]
+            if not matched:
+                raise UsageError(f"{a}: not in state", hint="`jobrunner state list` shows the recorded addresses")
+            gone.extend(matched)
+        for k in gone:
+            del doc.addresses[k]
+        ws.store.save(doc)
+    for k in sorted(set(gone)):
+        click.echo(f"Removed {k}")
+    return EXIT_OK
+
+
+@state.command("unlock")
+@click.option("--force", is_flag=True, help="Also break a lock whose holder still looks alive.")
+def unlock(force: bool) -> int:
+    """Free a state lock left behind by a command that died."""
+    ws = _open()
+    ws.store.unlock(force)
+    click.echo("State unlocked.")
+    return EXIT_OK

@@ -1,0 +1,669 @@
+"""The apply engine: executes a plan in DAG order with bounded concurrency.
+
+One asyncio task per planned address. A task first waits for the resources it references to
+succeed (an upstream failure skips it, with the reason), resolves its `${...}` values from their
+fresh outputs, then does its action: create / replace / retry (with exactly-once creation), adopt,
+wait, cancel or forget. Waiting goes through one shared `Waiter` that polls in bulk.
+
+Exactly-once creation: before every create an intent (fingerprint, attempt, time, request digest)
+is written to state and saved. If the create fails ambiguously (transport error, timeout, 5xx) or a
+previous run died with an intent pending, the provider's recent jobs are listed and matched
+(`matching.find_match`) before anything is sent again; a match is adopted. The remote id is saved
+as soon as it is known, and every status change is saved, so a crash at any point loses nothing.
+
+A first Ctrl-C (`interrupt()`) stops submitting new jobs and stops waiting; jobs already created
+keep running on the provider and state says so.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from jobrunner.errors import (
+    JobrunnerError,
+    NotFoundError,
+    ProviderError,
+    RateLimitedError,
+    ServerError,
+    TransportError,
+)
+from jobrunner.plan_types import ADOPT, CANCEL, CREATE, FORGET, NOOP, REPLACE, RETRY, WAIT, Plan, PlannedChange
+from jobrunner.providers.base import (
+    ABORTED,
+    CANCELED,
+    FAILED,
+    GONE,
+    SUCCEEDED,
+    TERMINAL,
+    RemoteJob,
+)
+from jobrunner.reconcile import requests as rq
+from jobrunner.reconcile.matching import find_match
+from jobrunner.reconcile.outputs import batch_key, output_rows, outputs_of, resource_of, resource_outputs, write_jsonl
+from jobrunner.reconcile.statewriter import StateWriter
+from jobrunner.reconcile.timeutil import parse_rfc3339, to_rfc3339, utcnow
+from jobrunner.reconcile.waiter import Waiter
+from jobrunner.refresh import claimed_ids
+from jobrunner.resources import JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
+from jobrunner.state.model import AddressState, Attempt, Intent
+
+RETRY_ON = frozenset({FAILED, ABORTED})  # `retry.max_attempts` re-creates after these
+CREATE_TRIES = 4  # ambiguous-failure rounds (lookup, then re-send) before giving up
+
+# Outcomes per address, as counted in the summary.
+O_CREATED = "created"
+O_ADOPTED = "adopted"
+O_SUCCEEDED = "succeeded"
+O_FAILED = "failed"
+O_CANCELED = "canceled"
+O_SKIPPED = "skipped"
+O_FORGOTTEN = "forgotten"
+O_RUNNING = "running"  # left running (--no-wait, --timeout, Ctrl-C)
+O_NOOP = "noop"
+O_ERROR = "error"
+
+BAD_OUTCOMES = frozenset({O_FAILED, O_CANCELED, O_SKIPPED, O_ERROR})
+
+
+@dataclass
+class ApplyOptions:
+    wait: bool = True
+    deadline: float | None = None  # time.monotonic() when waiting gives up (--timeout)
+    parallelism: int = 10
+    destroy: bool = False  # cancel means delete where the provider can (Emissary)
+
+
+@dataclass
+class Outcome:
+    address: str
+    outcome: str
+    detail: str = ""
+    created: int = 0  # creates sent (or adopted) for this address in this run
+
+
+@dataclass
+class ApplyReport:
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    files_written: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    timed_out: bool = False
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for o in self.outcomes.values() if o.outcome == outcome)
+
+    @property
+    def created(self) -> int:
+        return sum(o.created for o in self.outcomes.values())
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes.values() if o.outcome in BAD_OUTCOMES]
+
+    @property
+    def running(self) -> list[Outcome]:
+        return [o for o in self.outcomes.values() if o.outcome == O_RUNNING]
+
+
+class _Stopped(Exception):
+    """Raised inside a task when apply is interrupted or the wait deadline passed."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+def _spec_int(spec: dict[str, Any], *path: str, default: int) -> int:
+    cur: Any = spec
+    for p in path:
+        if not isinstance(cur, dict) or p not in cur:
+            return default
+        cur = cur[p]
+    try:
+        return int(cur)
+    except (TypeError, ValueError):
+        return default
+
+
+class Executor:
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        desired: list[DesiredJob],
+        resources: list[Resource],
+        writer: StateWriter,
+        pool: Any,
+        root: Path,
+        expand: Callable[[], list[DesiredJob]],
+        progress: Any,
+        options: ApplyOptions | None = None,
+        waiter: Waiter | None = None,
+    ) -> None:
+        self.plan = plan
+        self.desired = {j.address: j for j in desired}
+        self.resources = {r.address: r for r in resources}
+        self.writer = writer
+        self.doc = writer.doc
+        self.pool = pool
+        self.root = root
+        self.expand = expand
+        self.progress = progress
+        self.options = options or ApplyOptions()
+        self.waiter = waiter or Waiter(pool, parallelism=self.options.parallelism)
+        self.report = ApplyReport()
+        self._sem = asyncio.Semaphore(max(1, self.options.parallelism))
+        self._stop = asyncio.Event()
+        self._stop_why = ""
+        self._claim_lock: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._claimed: set[str] = claimed_ids(self.doc)
+        self._resource_done: dict[str, asyncio.Event] = {}
+        self._resource_failed: dict[str, str] = {}
+        self._resolved: dict[str, asyncio.Task] = {}
+        self._touched_batches: set[str] = set()
+
+    # ---- control ------------------------------------------------------------------------
+
+    def interrupt(self, why: str = "interrupted") -> None:
+        if not self._stop.is_set():
+            self._stop_why = why
+            self._stop.set()
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set():
+            raise _Stopped(self._stop_why)
+        if self.options.deadline is not None and time.monotonic() >= self.options.deadline:
+            raise _Stopped("timeout")
+
+    async def _guard(self, awaitable: Any) -> Any:
+        """Await `awaitable` unless apply is stopped or the deadline passes first (-> _Stopped)."""
+        fut = asyncio.ensure_future(awaitable)
+        stop = asyncio.ensure_future(self._stop.wait())
+        timeout = None
+        if self.options.deadline is not None:
+            timeout = max(0.0, self.options.deadline - time.monotonic())
+        try:
+            done, _ = await asyncio.wait({fut, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if fut in done:
+            return fut.result()
+        fut.cancel()  # callers pass asyncio.shield(...) for futures others share
+        raise _Stopped(self._stop_why if self._stop.is_set() else "timeout")
+
+    # ---- bookkeeping --------------------------------------------------------------------
+
+    def _outcome(self, address: str, outcome: str, detail: str = "", created: int = 0) -> None:
+        prev = self.report.outcomes.get(address)
+        total = created + (prev.created if prev else 0)
+        self.report.outcomes[address] = Outcome(address, outcome, detail, total)
+
+    def _state_for(self, job: DesiredJob) -> AddressState:
+        st = self.doc.addresses.get(job.address)
+        if st is None:
+            st = AddressState(
+                address=job.address, kind=job.resource_address.split("/", 1)[0], job_kind=job.job_kind,
+                provider=job.provider, file=job.file,
+            )
+            self.doc.addresses[job.address] = st
+        st.file = job.file
+        st.provider = job.provider
+        return st
+
+    def _spec(self, job: DesiredJob) -> dict[str, Any]:
+        res = self.resources.get(job.resource_address)
+        return res.spec if res is not None else {}
+
+    def _redacted_input(self, job: DesiredJob) -> dict[str, Any] | None:
+        from jobrunner.spec import recorded_inputs
+
+        return recorded_inputs(job)
+
+    def _set_status(self, st: AddressState, job: RemoteJob) -> None:
+        st.status = job.status
+        if job.error:
+            st.error = job.error
+        st.updated_at = to_rfc3339(utcnow())
+        for attempt in reversed(st.history):
+            if attempt.remote_id == job.id:
+                attempt.status = job.status
+                break
+
+    # ---- the run ------------------------------------------------------------------------
+
+    async def run(self) -> ApplyReport:
+        by_resource: dict[str, list[PlannedChange]] = defaultdict(list)
+        for change in self.plan.changes:
+            by_resource[resource_of(change.address)].append(change)
+        for res in by_resource:
+            self._resource_done[res] = asyncio.Event()
+        tasks = [asyncio.create_task(self._run_resource(res, changes)) for res, changes in by_resource.items()]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            await self.waiter.aclose()
+            self._write_output_files()
+            self.writer.flush_now()
+        self.report.interrupted = self._stop.is_set() and self._stop_why == "interrupted"
+        self.report.timed_out = any(o.outcome == O_RUNNING and o.detail.startswith("wait timed out")
+                                    for o in self.report.outcomes.values())
+        return self.report
+
+    async def _run_resource(self, res: str, changes: list[PlannedChange]) -> None:
+        try:
+            results = await asyncio.gather(*(self._run_change(c) for c in changes))
+            bad = [r for r in results if r is not None]
+            if bad:
+                self._resource_failed[res] = bad[0]
+        finally:
+            self._resource_done[res].set()
+
+    async def _await_upstream(self, job: DesiredJob) -> str | None:
+        """None when every upstream resource succeeded; else why this job must be skipped."""
+        for dep in job.depends_on:
+            event = self._resource_done.get(dep)
+            if event is not None:
+                await self._guard(event.wait())
+                if dep in self._resource_failed:
+                    return f"upstream {dep} did not succeed ({self._resource_failed[dep]})"
+            else:
+                # Not part of this run (e.g. --target): its recorded state must show success.
+                states = [s for a, s in self.doc.addresses.items() if resource_of(a) == dep]
+                if dep in self.resources and (not states or any(s.status != SUCCEEDED for s in states)):
+                    return f"upstream {dep} has not succeeded"
+        return None
+
+    async def _resolve(self, job: DesiredJob) -> DesiredJob:
+        """Re-expand a job whose references were unknown at plan time, now that upstreams ran."""
+        res = job.resource_address
+        task = self._resolved.get(res)
+        if task is None:
+            async def run() -> dict[str, DesiredJob]:
+                return {j.address: j for j in self.expand() if j.resource_address == res}
+
+            task = self._resolved[res] = asyncio.ensure_future(run())
+        resolved = (await task).get(job.address)
+        if resolved is None or resolved.fingerprint is None:
+            raise JobrunnerError(f"{job.address}: references could not be resolved after upstream succeeded",
+                                 hint="check the referenced outputs with `jobrunner outputs`")
+        return resolved
+
+    def _output_files(self) -> dict[str, str]:
+        return {a: str(r.spec["output_file"]) for a, r in self.resources.items()
+                if r.kind == "PredictionBatch" and r.spec.get("output_file")}
+
+    async def _run_change(self, change: PlannedChange) -> str | None:
+        """Run one planned change; returns None on success, else a short reason."""
+        address = change.address
+        try:
+            if change.action == NOOP:
+                self._outcome(address, O_NOOP)
+                st = self.doc.addresses.get(address)
+                if st is not None and st.status not in (SUCCEEDED, None) and st.job_kind != JOB_MODEL:
+                    return st.status
+                return None
+            if change.action in (CANCEL, FORGET):
+                return await self._cancel_or_forget(change)
+            job = change.job
+            assert job is not None, f"{change.action} without a desired job"
+            if job.depends_on:
+                why = await self._await_upstream(job)
+                if why:
+                    self._outcome(address, O_SKIPPED, why)
+                    self.progress.event(address, "skipped", why)
+                    return "skipped"
+            if job.fingerprint is None:
+                job = await self._resolve(job)
+                st = self.doc.addresses.get(address)
+                if st is not None and st.fingerprint == job.fingerprint and st.remote_id:
+                    if st.status == SUCCEEDED:
+                        self._outcome(address, O_NOOP)
+                        self.progress.event(address, "unchanged", "inputs resolved to what already ran")
+                        return None
+                    if st.status not in TERMINAL:
+                        return await self._wait_existing(job, st)
+            if job.job_kind == JOB_MODEL:
+                return await self._ensure_model(job)
+            if change.action == ADOPT and change.adopt_remote_id:
+                return await self._adopt(job, change.adopt_remote_id)
+            if change.action == WAIT:
+                st = self.doc.addresses.get(address)
+                if st is not None and st.remote_id:
+                    return await self._wait_existing(job, st)
+            return await self._create_and_wait(change, job)
+        except _Stopped as stop:
+            st = self.doc.addresses.get(address)
+            if st is not None and st.remote_id and st.status not in TERMINAL:
+                what = "wait timed out; still running" if stop.why == "timeout" else "still running"
+                self._outcome(address, O_RUNNING, what)
+            elif address not in self.report.outcomes or self.report.outcomes[address].outcome in (O_NOOP,):
+                self._outcome(address, O_SKIPPED, "not submitted (" + stop.why + ")")
+            return stop.why
+        except ProviderError as exc:
+            detail = exc.detail or str(exc)
+            self._outcome(address, O_ERROR, detail)
+            self.progress.event(address, "error", detail)
+            return "error"
+        except JobrunnerError as exc:
+            self._outcome(address, O_ERROR, str(exc))
+            self.progress.event(address, "error", str(exc))
+            return "error"
+
+    # ---- models -------------------------------------------------------------------------
+
+    async def _ensure_model(self, job: DesiredJob) -> str | None:
+        spec = self._spec(job)
+        req = {**{k: spec.get(k) for k in ("owner", "name", "visibility", "hardware", "description")}, **job.request}
+        owner, name = req.get("owner"), req.get("name")
+        if (not owner or not name) and isinstance(req.get("model"), str) and "/" in req["model"]:
+            owner, name = req["model"].split("/", 1)
+        provider = self.pool.get(job.provider)
+        st = self._state_for(job)
+        self._check_stop()
+        async with self._sem:
+            info = await provider.get_model(owner, name)
+            verb = "exists, adopted"
+            if info is None:
+                info = await provider.create_model(
+                    owner, name, req.get("visibility") or "private", req.get("hardware") or "cpu",
+                    req.get("description"),
+                )
+                verb = "created"
+        url = info.get("url") if isinstance(info, dict) else None
+        st.remote_id = f"{owner}/{name}"
+        st.status = SUCCEEDED
+        st.fingerprint = job.fingerprint
+        st.attempts = max(st.attempts, 1)
+        st.outputs = {"name": f"{owner}/{name}", **({"url": url} if url else {})}
+        st.updated_at = to_rfc3339(utcnow())
+        await self.writer.flush()
+        self._outcome(job.address, O_CREATED if verb == "created" else O_ADOPTED, verb,
+                      created=1 if verb == "created" else 0)
+        self.progress.event(job.address, verb.split(",")[0], f"{owner}/{name}")
+        return None
+
+    # ---- cancel / forget ----------------------------------------------------------------
+
+    async def _cancel_remote(self, st: AddressState) -> RemoteJob | None:
+        provider = self.pool.get(st.provider)
+        delete = getattr(provider, "delete", None) if self.options.destroy and st.provider == "emissary" else None
+        async with self._sem:
+            try:
+                if delete is not None:
+                    await delete(st.job_kind, st.remote_id, project_id=st.project_id)
+                    return RemoteJob(id=st.remote_id or "", job_kind=st.job_kind, status=GONE)
+                await provider.cancel(st.job_kind, st.remote_id, project_id=st.project_id)
+            except NotFoundError:
+                return RemoteJob(id=st.remote_id or "", job_kind=st.job_kind, status=GONE)
+        return None
+
+    async def _cancel_or_forget(self, change: PlannedChange) -> str | None:
+        address = change.address
+        st = self.doc.addresses.get(address)
+        if st is None:
+            self._outcome(address, O_FORGOTTEN)
+            return None
+        deleting = self.options.destroy and st.provider == "emissary"
+        if change.action == CANCEL and st.remote_id and st.job_kind != JOB_MODEL and (
+                st.status not in TERMINAL or deleting):
+            self._check_stop()
+            gone = await self._cancel_remote(st)
+            self.progress.event(address, "canceling", st.remote_id or "")
+            if gone is None and self.options.wait:
+                try:
+                    final = await self._guard(self.waiter.wait(st.provider, st.job_kind, st.remote_id,
+                                                                project_id=st.project_id, status=st.status))
+                    self._set_status(st, final)
+                except _Stopped:
+                    pass
+        del self.doc.addresses[address]
+        await self.writer.flush()
+        self._outcome(address, O_FORGOTTEN if change.action == FORGET else O_CANCELED + "+forgotten")
+        self.progress.event(address, "canceled and forgotten" if change.action == CANCEL else "forgotten")
+        return None
+
+    # ---- create / wait ------------------------------------------------------------------
+
+    def _record(self, st: AddressState, job: DesiredJob, remote: RemoteJob, attempt: int) -> None:
+        st.remote_id = remote.id
+        st.project_id = remote.project_id or st.project_id
+        st.fingerprint = job.fingerprint
+        st.attempts = attempt
+        st.status = remote.status
+        st.error = remote.error
+        st.outputs = {}
+        st.intent = None
+        st.inputs = self._redacted_input(job)
+        st.updated_at = to_rfc3339(utcnow())
+        if not any(a.remote_id == remote.id for a in st.history):
+            st.history.append(Attempt(remote_id=remote.id, fingerprint=job.fingerprint or "", attempt=attempt,
+                                      created_at=st.updated_at, status=remote.status, project_id=remote.project_id))
+        self._claimed.add(remote.id)
+
+    async def _lookup(self, provider: Any, req: Any, desired_body: dict[str, Any], since_text: str) -> RemoteJob | None:
+        since = parse_rfc3339(since_text) or utcnow()
+        from jobrunner.reconcile.matching import CLOCK_SKEW
+
+        candidates = []
+        async for remote in provider.list(req.job_kind, since=since - CLOCK_SKEW, project_id=req.project_id):
+            candidates.append(remote)
+        return find_match(candidates, req, not_before=since, exclude_ids=self._claimed, desired_body=desired_body)
+
+    async def _create_once(self, job: DesiredJob, st: AddressState, attempt: int) -> tuple[RemoteJob, bool]:
+        """Create the job exactly once; returns (remote job, adopted?)."""
+        provider = self.pool.get(job.provider)
+        spec = self._spec(job)
+        desired = rq.create_request(job, spec)
+        base_dirs = [self.root, (self.root / job.file).parent]  # spec.expand made paths workspace-relative
+        lock = self._claim_lock[job.provider]
+        # A previous run may have died after sending this very create: look before sending.
+        if st.intent is not None and st.intent.fingerprint == job.fingerprint:
+            async with lock:
+                found = await self._lookup(provider, desired, desired.body, st.intent.created_at)
+                if found is not None:
+                    self._record(st, job, found, st.intent.attempt)
+                    await self.writer.flush()
+                    return found, True
+        self._check_stop()
+        async with self._sem:
+            self._check_stop()
+            body = await rq.upload_files(desired.body, lambda p: provider.upload(p, project_id=desired.project_id),
+                                         base_dirs)
+            req = rq.create_request(job, spec, {**job.request, **({"input": body["input"]} if "input" in body else {}),
+                                                **({"body": body} if job.provider == "emissary" else {})})
+            st.intent = Intent(fingerprint=job.fingerprint or "", attempt=attempt, created_at=to_rfc3339(utcnow()),
+                               request_digest=rq.request_digest(req))
+            await self.writer.flush()
+            delay = 0.5
+            for round_no in range(CREATE_TRIES):
+                try:
+                    remote = await provider.create(req)
+                    async with lock:
+                        self._record(st, job, remote, attempt)
+                    await self.writer.flush()
+                    return remote, False
+                except RateLimitedError as exc:  # rejected before creation: safe to send again
+                    if round_no == CREATE_TRIES - 1:
+                        raise
+                    await asyncio.sleep(exc.retry_after or delay * (1 + random.random()))
+                except (TransportError, ServerError):
+                    # The job may exist: never re-send before looking.
+                    async with lock:
+                        found = await self._lookup(provider, req, desired.body, st.intent.created_at)
+                        if found is not None:
+                            self._record(st, job, found, attempt)
+                            await self.writer.flush()
+                            return found, True
+                    if round_no == CREATE_TRIES - 1:
+                        raise
+                    await asyncio.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 8.0)
+        raise AssertionError("unreachable")
+
+    def _watch(self, st: AddressState, address: str) -> asyncio.Future:
+        def on_change(remote: RemoteJob) -> None:
+            if remote.id != st.remote_id:
+                return
+            self._set_status(st, remote)
+            self.writer.touch()
+            if not remote.terminal:
+                self.progress.event(address, remote.status, remote.id)
+
+        from jobrunner.refresh import created_time
+
+        return self.waiter.wait(st.provider, st.job_kind, st.remote_id or "", project_id=st.project_id,
+                                status=st.status, on_change=on_change, created=created_time(st))
+
+    async def _wait_terminal(self, job: DesiredJob, st: AddressState) -> RemoteJob:
+        """Wait for the job to finish, cancelling it at its own `timeout` deadline if it has one."""
+        from jobrunner.durations import parse_duration
+
+        spec = self._spec(job)
+        job_deadline = None
+        if spec.get("timeout") is not None and st.history:
+            started = parse_rfc3339(st.history[-1].created_at) or utcnow()
+            job_deadline = started.timestamp() + parse_duration(spec["timeout"])
+            if job.job_kind == JOB_PREDICTION and job.provider in ("replicate", "local"):
+                job_deadline += 10  # Cancel-After does it provider-side; ours is the backstop
+        fut = self._watch(st, job.address)
+        if job_deadline is not None:
+            remaining = job_deadline - time.time()
+            try:
+                final = await self._guard(asyncio.wait_for(asyncio.shield(fut), timeout=max(0.0, remaining)))
+            except asyncio.TimeoutError:
+                self.progress.event(job.address, "timeout", f"canceling after {spec['timeout']}")
+                await self._cancel_remote(st)
+                final = await self._guard(asyncio.shield(fut))
+        else:
+            final = await self._guard(asyncio.shield(fut))
+        self._set_status(st, final)
+        if final.status == SUCCEEDED:
+            st.outputs = outputs_of(job.job_kind, final)
+            st.error = None
+        await self.writer.flush()
+        return final
+
+    def _finish(self, job: DesiredJob, st: AddressState, final: RemoteJob, created: int) -> str | None:
+        if job.job_kind == JOB_PREDICTION:
+            self._touched_batches.add(job.resource_address)
+        if final.status == SUCCEEDED:
+            detail = ""
+            if job.job_kind == JOB_TRAINING and st.outputs.get("version"):
+                detail = f"version {st.outputs['version']}"
+            self._outcome(job.address, O_SUCCEEDED, detail, created=created)
+            self.progress.event(job.address, "succeeded", detail or final.id)
+            return None
+        why = final.error or final.raw_status or final.status
+        outcome = O_CANCELED if final.status in (CANCELED, GONE) else O_FAILED
+        self._outcome(job.address, outcome, f"{final.status}: {why}" if why != final.status else final.status,
+                      created=created)
+        self.progress.event(job.address, final.status, why if why != final.status else final.id)
+        return final.status
+
+    async def _wait_existing(self, job: DesiredJob, st: AddressState) -> str | None:
+        if not self.options.wait:
+            self._outcome(job.address, O_RUNNING, "not waiting (--no-wait)")
+            return "running"
+        self.progress.event(job.address, "waiting", st.remote_id or "")
+        final = await self._wait_terminal(job, st)
+        if final.status in RETRY_ON and st.attempts < _spec_int(self._spec(job), "retry", "max_attempts", default=1):
+            return await self._create_and_wait(None, job, first_attempt=st.attempts + 1)
+        return self._finish(job, st, final, 0)
+
+    async def _adopt(self, job: DesiredJob, remote_id: str) -> str | None:
+        provider = self.pool.get(job.provider)
+        st = self._state_for(job)
+        remote = await provider.get(job.job_kind, remote_id, project_id=getattr(job, "project_id", None)
+                                    or job.request.get("project_id"))
+        attempt = st.intent.attempt if st.intent is not None and st.intent.fingerprint == job.fingerprint else max(1, st.attempts)
+        self._record(st, job, remote, attempt)
+        await self.writer.flush()
+        self._outcome(job.address, O_ADOPTED, remote.id)
+        self.progress.event(job.address, "adopted", remote.id)
+        if remote.terminal:
+            if remote.status == SUCCEEDED:
+                st.outputs = outputs_of(job.job_kind, remote)
+                await self.writer.flush()
+            return self._finish(job, st, remote, 0)
+        if not self.options.wait:
+            self._outcome(job.address, O_RUNNING, "adopted; not waiting (--no-wait)")
+            return "running"
+        final = await self._wait_terminal(job, st)
+        return self._finish(job, st, final, 0)
+
+    async def _create_and_wait(self, change: PlannedChange | None, job: DesiredJob,
+                               first_attempt: int | None = None) -> str | None:
+        st = self._state_for(job)
+        spec = self._spec(job)
+        max_attempts = max(1, _spec_int(spec, "retry", "max_attempts", default=1))
+        if first_attempt is None:
+            if change is not None and change.action == RETRY and st.fingerprint == job.fingerprint:
+                first_attempt = st.attempts + 1
+            else:
+                first_attempt = 1
+        # Replace: stop the old run first if it is still going (never when prevent_cancel).
+        if change is not None and change.action == REPLACE and st.remote_id and st.status not in TERMINAL:
+            if not (spec.get("lifecycle") or {}).get("prevent_cancel"):
+                await self._cancel_remote(st)
+                self.progress.event(job.address, "canceling", f"old run {st.remote_id}")
+        if st.fingerprint != job.fingerprint:
+            st.attempts = 0
+        attempt = first_attempt
+        created = 0
+        while True:
+            remote, adopted = await self._create_once(job, st, attempt)
+            created += 1
+            self.progress.event(job.address, "adopted" if adopted else "created",
+                                f"{remote.id}, attempt {attempt}" if attempt > 1 else remote.id)
+            if not self.options.wait:
+                self._outcome(job.address, O_RUNNING, f"created {remote.id}; not waiting (--no-wait)", created=1)
+                if job.job_kind == JOB_PREDICTION:
+                    self._touched_batches.add(job.resource_address)
+                return "running"
+            self._outcome(job.address, O_RUNNING, remote.id, created=1)
+            final = remote if remote.terminal else await self._wait_terminal(job, st)
+            if final.status == SUCCEEDED and not st.outputs:
+                st.outputs = outputs_of(job.job_kind, final)
+                await self.writer.flush()
+            if final.status in RETRY_ON and attempt < max_attempts:
+                self._check_stop()
+                attempt += 1
+                self.progress.event(job.address, "retrying",
+                                    f"attempt {attempt} of {max_attempts} after {final.status}")
+                continue
+            return self._finish(job, st, final, 0)
+
+    # ---- batch output files -------------------------------------------------------------
+
+    def _write_output_files(self) -> None:
+        from jobrunner.redact import redact
+
+        for res_addr, resource in self.resources.items():
+            out_file = resource.spec.get("output_file") if resource.kind == "PredictionBatch" else None
+            if not out_file:
+                continue
+            path = (self.root / resource.file).parent / str(out_file)
+            if res_addr not in self._touched_batches and path.exists():
+                continue
+            items = [j for j in self.desired.values() if j.resource_address == res_addr]
+            if not items or not any(self.doc.addresses.get(j.address) for j in items):
+                continue
+            rows = output_rows([
+                (batch_key(j.address) or j.address,
+                 (self.doc.addresses[j.address].inputs if j.address in self.doc.addresses
+                  and self.doc.addresses[j.address].inputs is not None
+                  else redact(j.request.get("input") or {}, j.sensitive_paths)),
+                 self.doc.addresses.get(j.address))
+                for j in items
+            ])
+            write_jsonl(path, rows)
+            try:
+                shown = str(path.relative_to(self.root))
+            except ValueError:
+                shown = str(path)
+            self.report.files_written.append(shown)
+            self.progress.note(f"Wrote {shown} ({len(rows)} item(s))")

@@ -1,0 +1,83 @@
+"""Exactly-once creation: recognise, among a provider's recent jobs, the one a lost create made.
+
+After a crash between "create sent" and "id recorded", or an ambiguous failure (timeout, dropped
+connection, 5xx), the job may or may not exist. We never re-send blindly: we list the provider's
+jobs created since the intent (minus a small clock skew) and match on what the request asked for.
+Uploaded files get a fresh URL per upload, so inputs are compared everywhere except at the places
+that held a `{$file: ...}` marker. Remote ids already recorded in state are never matched again.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+from jobrunner.providers.base import CreateRequest, RemoteJob
+from jobrunner.reconcile.requests import is_file_marker, split_version
+
+CLOCK_SKEW = timedelta(seconds=30)
+
+
+def _same_input(desired: Any, remote: Any) -> bool:
+    if is_file_marker(desired):
+        return remote is not None  # any uploaded value stands for the file
+    if isinstance(desired, dict):
+        if not isinstance(remote, dict) or set(desired) - set(remote):
+            return False
+        # The remote may echo defaults we did not send; keys we sent must agree.
+        return all(_same_input(v, remote.get(k)) for k, v in desired.items())
+    if isinstance(desired, list):
+        return isinstance(remote, list) and len(desired) == len(remote) and all(
+            _same_input(a, b) for a, b in zip(desired, remote))
+    if isinstance(desired, bool) or isinstance(remote, bool):
+        return desired is remote
+    if isinstance(desired, (int, float)) and isinstance(remote, (int, float)):
+        return float(desired) == float(remote)
+    return desired == remote
+
+
+def matches(remote: RemoteJob, req: CreateRequest, *, desired_body: dict[str, Any] | None = None) -> bool:
+    """Does `remote` look like what `req` would have created? (`desired_body`: body before uploads.)"""
+    body = desired_body if desired_body is not None else req.body
+    if remote.job_kind != req.job_kind:
+        return False
+    if req.project_id is not None or req.model is None and "base_model" in body:
+        if req.project_id and remote.project_id and remote.project_id != req.project_id:
+            return False
+        base = body.get("base_model")
+        if base and remote.model and remote.model != base:
+            return False
+        for key in ("description", "parameters", "hf_model_link", "train_test_split_ratio"):
+            if key in body and key in remote.extra and not _same_input(body[key], remote.extra[key]):
+                return False
+        return True
+    _, want_version = split_version(req.model, req.version)
+    _, got_version = split_version(remote.model, remote.version)
+    if want_version and got_version and want_version != got_version:
+        return False
+    if req.destination and remote.extra.get("destination") and remote.extra["destination"] != req.destination:
+        return False
+    return _same_input(body.get("input") or {}, remote.input or {})
+
+
+def find_match(
+    candidates: Iterable[RemoteJob],
+    req: CreateRequest,
+    *,
+    not_before: datetime,
+    exclude_ids: set[str],
+    desired_body: dict[str, Any] | None = None,
+) -> RemoteJob | None:
+    """The earliest candidate created at/after `not_before - CLOCK_SKEW` that matches and is unclaimed."""
+    cutoff = not_before - CLOCK_SKEW
+    found: list[RemoteJob] = []
+    for job in candidates:
+        if job.id in exclude_ids:
+            continue
+        if job.created_at is not None and job.created_at < cutoff:
+            continue
+        if matches(job, req, desired_body=desired_body):
+            found.append(job)
+    if not found:
+        return None
+    found.sort(key=lambda j: (j.created_at is None, j.created_at or not_before, j.id))
+    return found[0]

@@ -1,0 +1,100 @@
+"""What a finished job leaves behind: outputs recorded in state, and a batch's `output_file`.
+
+Training outputs are the new version (`owner/name:id`) and weights URL; a batch item's are its
+output and metrics; a Model's are its `owner/name`. `resource_outputs` folds per-address state into
+the `Kind/name -> outputs` map that `${Kind.name.output.field}` references resolve against.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from jobrunner.providers.base import SUCCEEDED, RemoteJob
+from jobrunner.resources import JOB_MODEL, JOB_PREDICTION, JOB_TRAINING
+from jobrunner.state.model import AddressState, StateDoc
+
+
+def outputs_of(job_kind: str, remote: RemoteJob) -> dict[str, Any]:
+    """Outputs worth recording for a terminal job (empty unless it succeeded)."""
+    if remote.status != SUCCEEDED:
+        return {}
+    if job_kind == JOB_TRAINING:
+        out = remote.output if isinstance(remote.output, dict) else {}
+        recorded = {"id": remote.id, **{k: v for k, v in out.items() if v is not None}}
+        for key in ("checkpoint", "model_download_url"):  # Emissary's outputs
+            if remote.extra.get(key) and key not in recorded:
+                recorded[key] = remote.extra[key]
+        if "version" not in recorded and remote.project_id is None:
+            # Emissary: the fine-tuned model is named in extra fields (e.g. output_model).
+            for key in ("fine_tuned_model", "output_model", "model_name"):
+                if remote.extra.get(key):
+                    recorded["version"] = remote.extra[key]
+                    break
+        return recorded
+    if job_kind == JOB_PREDICTION:
+        return {"output": remote.output, "metrics": dict(remote.metrics or {})}
+    return {}
+
+
+def batch_key(address: str) -> str | None:
+    """`PredictionBatch/x[key]` -> key."""
+    if address.endswith("]") and "[" in address:
+        return address[address.index("[") + 1:-1]
+    return None
+
+
+def resource_of(address: str) -> str:
+    return address.split("[", 1)[0]
+
+
+def resource_outputs(doc: StateDoc, output_files: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """`Kind/name -> outputs` for succeeded addresses (the names of `references.KNOWN_OUTPUTS`).
+
+    A batch's outputs are `count` (items succeeded) and `output_file` (from `output_files`,
+    resource address -> path as written in the manifest); its items keep their own outputs.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for address, st in doc.addresses.items():
+        if st.status != SUCCEEDED:
+            continue
+        res = resource_of(address)
+        if st.job_kind == JOB_PREDICTION:
+            entry = out.setdefault(res, {"count": 0})
+            entry["count"] += 1
+            if output_files and res in output_files:
+                entry["output_file"] = output_files[res]
+        else:
+            out[res] = dict(st.outputs)
+    return out
+
+
+def output_rows(items: list[tuple[str, dict[str, Any], AddressState | None]]) -> list[dict[str, Any]]:
+    """One JSONL row per batch item, in the given (manifest) order."""
+    rows = []
+    for key, redacted_input, st in items:
+        rows.append({
+            "key": key,
+            "input": redacted_input,
+            "status": st.status if st else None,
+            "output": st.outputs.get("output") if st else None,
+            "metrics": st.outputs.get("metrics", {}) if st else {},
+            **({"error": st.error} if st is not None and st.error else {}),
+        })
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Atomically (temp + rename) write rows as JSON Lines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False, sort_keys=False, default=str) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,284 @@
+"""From a workspace to a plan: validate, expand, refresh, check against the providers, diff.
+
+This is the I/O shell around the pure plan engine, shared by `plan`, `apply`, `destroy` and
+`import`. Order matters: manifests are validated first (errors stop everything before any request
+is sent); desired jobs are expanded with the outputs state already holds, minus those of
+resources about to change (so a dependent of a changing training shows "known after apply"
+instead of a stale noop); then only non-terminal tracked jobs and pending intents are looked up;
+then training destinations and version input schemas are checked, for jobs about to be created only.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobrunner.errors import Diagnostic, ManifestError, PlanError, UsageError
+from jobrunner.plan_types import ADOPT, CREATE, REPLACE, RETRY, Plan, PlannedChange
+from jobrunner.providers.base import SUCCEEDED, RemoteJob
+from jobrunner.reconcile import requests as rq
+from jobrunner.reconcile.matching import CLOCK_SKEW, find_match
+from jobrunner.reconcile.outputs import resource_of, resource_outputs
+from jobrunner.reconcile.timeutil import parse_rfc3339
+from jobrunner.refresh import claimed_ids, refresh_tracked
+from jobrunner.resources import JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
+from jobrunner.state.model import StateDoc
+
+CREATING = frozenset({CREATE, REPLACE, RETRY})
+
+
+@dataclass
+class Workspace:
+    root: Path
+    config: Any
+    store: Any
+
+
+@dataclass
+class Planned:
+    plan: Plan
+    resources: list[Resource]
+    desired: list[DesiredJob]
+    remote: dict[str, RemoteJob]
+    files: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+
+def open_workspace(start: Path | None = None) -> Workspace:
+    from jobrunner.state.store import open_store
+    from jobrunner.workspace import find_workspace, load_config
+
+    root = find_workspace(start)
+    config = load_config(root)
+    return Workspace(root=root, config=config, store=open_store(config, root))
+
+
+def resolve_paths(paths: tuple[str, ...] | list[str], root: Path) -> list[Path]:
+    """Command-line paths (default: the current directory) as absolute paths that must exist."""
+    out = []
+    for p in paths or (".",):
+        path = Path(p)
+        path = path if path.is_absolute() else Path.cwd() / path
+        if not path.exists():
+            raise UsageError(f"{p}: no such file or directory")
+        out.append(path.resolve())
+    return out
+
+
+def load_resources(paths: list[Path], root: Path) -> tuple[list[Resource], list[str], list[Diagnostic]]:
+    """Validated resources, the manifest files read, and warnings; raises ManifestError on errors."""
+    from jobrunner.validate import validate_paths
+
+    result = validate_paths(paths, root)
+    errors = [d for d in result.diagnostics if d.severity == "error"]
+    if errors or not result.ok:
+        raise ManifestError(list(result.diagnostics))
+    warnings = [d for d in result.diagnostics if d.severity != "error"]
+    return list(result.resources), list(result.files), warnings
+
+
+def manifests_digest(files: list[str], root: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(files):
+        h.update(f.encode() + b"\0")
+        try:
+            h.update((root / f).read_bytes())
+        except OSError:
+            pass
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def output_files(resources: list[Resource]) -> dict[str, str]:
+    return {r.address: str(r.spec["output_file"]) for r in resources
+            if r.kind == "PredictionBatch" and r.spec.get("output_file")}
+
+
+def expand_desired(resources: list[Resource], root: Path, doc: StateDoc) -> list[DesiredJob]:
+    """Desired jobs; references resolve only from upstreams that will not re-run (spec.expand)."""
+    from jobrunner.spec import expand
+
+    return expand(resources, root, state=doc)
+
+
+async def lookup_intents(doc: StateDoc, desired: list[DesiredJob], resources: dict[str, Resource],
+                         pool: Any) -> dict[str, RemoteJob]:
+    """For addresses with a pending intent: the remote job that create made, if it exists."""
+    found: dict[str, RemoteJob] = {}
+    claimed = claimed_ids(doc)
+    for job in desired:
+        st = doc.addresses.get(job.address)
+        if st is None or st.intent is None or job.fingerprint is None or st.intent.fingerprint != job.fingerprint:
+            continue
+        if job.job_kind == JOB_MODEL:
+            continue
+        res = resources.get(job.resource_address)
+        req = rq.create_request(job, res.spec if res else {})
+        since = parse_rfc3339(st.intent.created_at)
+        if since is None:
+            continue
+        provider = pool.get(job.provider)
+        candidates = [j async for j in provider.list(req.job_kind, since=since - CLOCK_SKEW, project_id=req.project_id)]
+        match = find_match(candidates, req, not_before=since, exclude_ids=claimed)
+        if match is not None:
+            found[job.address] = match
+            claimed.add(match.id)
+    return found
+
+
+def _file_placeholders(value: Any) -> Any:
+    """Stand-in strings for `{$file: p}` so input schemas (which expect a URI) can be checked."""
+    if rq.is_file_marker(value):
+        return f"file:///{value['$file']}"
+    if isinstance(value, dict):
+        return {k: _file_placeholders(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_file_placeholders(v) for v in value]
+    return value
+
+
+async def check_against_providers(plan: Plan, resources: dict[str, Resource], doc: StateDoc, pool: Any) -> None:
+    """Plan-time errors: undeclared, missing training destinations; inputs the version rejects."""
+    import jsonschema
+
+    declared = set()
+    for r in resources.values():
+        if r.kind == "Model":
+            owner, name = r.spec.get("owner"), r.spec.get("name") or r.name
+            if owner:
+                declared.add(f"{owner}/{name}")
+    known_models = {st.outputs.get("name") for st in doc.addresses.values() if st.job_kind == JOB_MODEL}
+    problems: list[str] = []
+    checked_dest: dict[tuple[str, str], bool] = {}
+    schema_cache: dict[tuple[str, str, str, str], Any] = {}
+    for change in plan.changes:
+        job = change.job
+        if job is None or change.action not in CREATING or job.provider == "emissary" or job.job_kind == JOB_MODEL:
+            continue
+        res = resources.get(job.resource_address)
+        where = f"{res.file}:{res.line}: " if res else ""
+        if job.fingerprint is None:
+            continue  # version known after apply: checked by the provider at create time
+        req = rq.create_request(job, res.spec if res else {})
+        dest = req.destination if job.job_kind == JOB_TRAINING else None
+        if dest and dest not in declared and dest not in known_models:
+            key = (job.provider, dest)
+            if key not in checked_dest:
+                owner, _, name = dest.partition("/")
+                checked_dest[key] = (await pool.get(job.provider).get_model(owner, name)) is not None
+            if not checked_dest[key]:
+                problems.append(
+                    f"{where}{job.address}: destination model {dest} does not exist on {job.provider} "
+                    f"and is not declared (add a `kind: Model` manifest for it, or create it)")
+        if req.model and req.version:
+            provider = pool.get(job.provider)
+            getter = getattr(provider, "get_version_schema", None)
+            if getter is None:
+                continue
+            key2 = (job.provider, req.model, req.version, job.job_kind)
+            if key2 not in schema_cache:
+                try:
+                    schema_cache[key2] = await getter(req.model, req.version, job.job_kind)
+                except Exception as exc:  # reported per job; a missing version is a plan error
+                    from jobrunner.errors import NotFoundError
+
+                    if isinstance(exc, NotFoundError):
+                        schema_cache[key2] = exc
+                    else:
+                        raise
+            schema = schema_cache[key2]
+            if isinstance(schema, Exception):
+                problems.append(f"{where}{job.address}: version {req.model}:{req.version} not found on {job.provider}")
+                continue
+            if not schema:
+                continue
+            validator_cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+            validator = validator_cls(schema)
+            for err in sorted(validator.iter_errors(_file_placeholders(req.body.get("input") or {})),
+                              key=lambda e: list(map(str, e.absolute_path))):
+                path = "$.spec.input" + "".join(
+                    f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
+                if job.job_kind == JOB_PREDICTION and res is not None:
+                    path = path.replace("$.spec.input", "$.spec.inputs[item]")
+                pos = res.position(path) if res else None
+                loc = f"{res.file}:{pos.line}:{pos.column}: " if res and pos else where
+                problems.append(f"{loc}{job.address}: {path}: {err.message} "
+                                f"(input schema of {req.model}:{req.version[:12]})")
+    if problems:
+        # Deduplicate (batch items share messages) but keep order.
+        seen: dict[str, None] = {}
+        for p in problems:
+            seen.setdefault(p, None)
+        raise PlanError("\n".join(seen), hint="fix the manifests; nothing was sent to create any job")
+
+
+def restrict_to_targets(plan: Plan, targets: tuple[str, ...], desired: list[DesiredJob]) -> Plan:
+    """Keep only changes for the targeted addresses (a resource address selects all its items)
+    and the resources they depend on."""
+    if not targets:
+        return plan
+    deps: dict[str, set[str]] = {}
+    for job in desired:
+        deps.setdefault(job.resource_address, set()).update(job.depends_on)
+    wanted_res: set[str] = set()
+    exact: set[str] = set()
+    for t in targets:
+        if "[" in t:
+            exact.add(t)
+            wanted_res.add(resource_of(t))
+        else:
+            wanted_res.add(t)
+    stack = list(wanted_res)
+    closure: set[str] = set()
+    while stack:
+        r = stack.pop()
+        if r in closure:
+            continue
+        closure.add(r)
+        stack.extend(deps.get(r, ()))
+    known = {resource_of(c.address) for c in plan.changes} | {c.address for c in plan.changes}
+    unknown = [t for t in targets if t not in known and resource_of(t) not in known]
+    if unknown:
+        raise UsageError(f"--target {', '.join(unknown)}: no such address in the plan",
+                         hint="addresses look like Training/name or PredictionBatch/name[key]; see `jobrunner status`")
+    keep = []
+    for c in plan.changes:
+        res = resource_of(c.address)
+        if c.address in exact or (res in closure and (res not in {resource_of(e) for e in exact} or c.address in exact)):
+            keep.append(c)
+    plan.changes = keep
+    return plan
+
+
+async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, *,
+                    targets: tuple[str, ...] = (), check_remote: bool = True) -> Planned:
+    from jobrunner.plan import compute_plan
+
+    resources, files, warnings = load_resources(paths, ws.root)
+    desired = expand_desired(resources, ws.root, doc)
+    by_res = {r.address: r for r in resources}
+    remote = await refresh_tracked(doc, pool)
+    remote.update(await lookup_intents(doc, desired, by_res, pool))
+    plan = compute_plan(desired, doc, remote, planned_files=set(files), resources=resources)
+    plan.paths = plan.paths or [_rel(p, ws.root) for p in paths]
+    plan.manifests_digest = plan.manifests_digest or manifests_digest(files, ws.root)
+    plan.state_lineage = plan.state_lineage or doc.lineage
+    plan.state_serial = plan.state_serial or doc.serial
+    plan = restrict_to_targets(plan, targets, desired)
+    if check_remote:
+        await check_against_providers(plan, by_res, doc, pool)
+    return Planned(plan=plan, resources=resources, desired=desired, remote=remote, files=files,
+                   warnings=[w.format() for w in warnings])
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix() or "."
+    except ValueError:
+        return str(path)
+
+
+def run_async(coro: Any) -> Any:
+    return asyncio.run(coro)

@@ -1,0 +1,108 @@
+"""Refresh: ask providers about tracked jobs that can still change, and about pending intents.
+
+Terminal jobs are immutable, so they are never asked about: a plan over 10,000 succeeded batch
+items sends no request at all. Non-terminal jobs are refreshed in bulk where the provider offers
+it (`refresh_many`, one listing instead of N gets), else one `get` each with bounded concurrency.
+A job the provider no longer knows (404) comes back as status `gone`.
+
+Pending intents (a create was about to be sent when the last run stopped) are resolved by looking
+the job up on the provider; a match is reported so the plan can `adopt` it instead of creating a
+duplicate.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+from jobrunner.errors import NotFoundError
+from jobrunner.providers.base import GONE, TERMINAL, RemoteJob
+from jobrunner.reconcile.timeutil import parse_rfc3339, utcnow
+from jobrunner.resources import JOB_MODEL
+from jobrunner.state.model import AddressState, StateDoc
+
+
+def needs_refresh(st: AddressState) -> bool:
+    return bool(st.remote_id) and st.job_kind != JOB_MODEL and st.status not in TERMINAL
+
+
+async def fetch_jobs(
+    provider: Any, job_kind: str, ids: list[str], *, project_id: str | None = None, parallelism: int = 10,
+    oldest: datetime | None = None,
+) -> dict[str, RemoteJob]:
+    """Current view of the given job ids (missing ones as `gone`).
+
+    `oldest` is the earliest creation time among them: bulk refresh lists pages back to it.
+    """
+    if not ids:
+        return {}
+    bulk = getattr(provider, "refresh_many", None)
+    if bulk is not None and len(ids) > 1:
+        since = oldest or (utcnow() - timedelta(days=1))
+        if project_id is not None:
+            got = await bulk(job_kind, set(ids), since, project_id=project_id)
+        else:
+            got = await bulk(job_kind, set(ids), since)
+        got = dict(got or {})
+        missing = [i for i in ids if i not in got]
+    else:
+        got, missing = {}, list(ids)
+    sem = asyncio.Semaphore(max(1, parallelism))
+
+    async def one(remote_id: str) -> None:
+        async with sem:
+            try:
+                got[remote_id] = await provider.get(job_kind, remote_id, project_id=project_id)
+            except NotFoundError:
+                got[remote_id] = RemoteJob(id=remote_id, job_kind=job_kind, status=GONE, raw_status="404")
+
+    await asyncio.gather(*(one(i) for i in missing))
+    return got
+
+
+async def refresh_tracked(
+    doc: StateDoc, pool: Any, *, addresses: Iterable[str] | None = None, parallelism: int = 10
+) -> dict[str, RemoteJob]:
+    """address -> RemoteJob for every tracked, non-terminal job (restricted to `addresses` if given)."""
+    wanted = set(addresses) if addresses is not None else None
+    groups: dict[tuple[str, str, str | None], list[AddressState]] = defaultdict(list)
+    for address, st in doc.addresses.items():
+        if wanted is not None and address not in wanted:
+            continue
+        if needs_refresh(st):
+            groups[(st.provider, st.job_kind, st.project_id)].append(st)
+    out: dict[str, RemoteJob] = {}
+
+    async def group(key: tuple[str, str, str | None], states: list[AddressState]) -> None:
+        provider_name, job_kind, project_id = key
+        provider = pool.get(provider_name)
+        jobs = await fetch_jobs(provider, job_kind, [s.remote_id for s in states if s.remote_id],
+                                project_id=project_id, parallelism=parallelism,
+                                oldest=min((created_time(s) for s in states), default=None))
+        for s in states:
+            if s.remote_id in jobs:
+                out[s.address] = jobs[s.remote_id]
+
+    await asyncio.gather(*(group(k, v) for k, v in groups.items()))
+    return out
+
+
+def created_time(st: AddressState) -> datetime:
+    """When the current remote job was recorded (a lower bound of its creation, minus skew)."""
+    for attempt in reversed(st.history):
+        if attempt.remote_id == st.remote_id:
+            when = parse_rfc3339(attempt.created_at)
+            if when is not None:
+                return when - timedelta(minutes=5)
+    return utcnow() - timedelta(days=1)
+
+
+def claimed_ids(doc: StateDoc) -> set[str]:
+    """Every remote id state has ever recorded (never adopt one of these again)."""
+    ids: set[str] = set()
+    for st in doc.addresses.values():
+        if st.remote_id:
+            ids.add(st.remote_id)
+        ids.update(a.remote_id for a in st.history)
+    return ids
