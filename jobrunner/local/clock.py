@@ -1,0 +1,44 @@
+"""Time and identifiers as the Replicate wire shows them.
+
+Timestamps are RFC 3339 in UTC with a `Z` and microseconds (`2024-10-04T18:07:40.328000Z`); ids are
+26 lowercase base32 characters like Replicate's. Kept apart so tests can substitute the clock.
+"""
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from datetime import datetime, timezone
+
+
+class Clock:
+    """Wall clock (for timestamps) and monotonic clock (for durations); swappable in tests."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+def rfc3339(dt: datetime | None) -> str | None:
+    """`2024-10-04T18:07:40.328000Z`, or None."""
+    if dt is None:
+        return None
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """Parse an RFC 3339 / ISO 8601 timestamp (a `Z` suffix or offset; naive means UTC)."""
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    dt = datetime.fromisoformat(value)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc)
+
+
+def new_id() -> str:
+    """A random 26-character lowercase base32 id (Replicate's shape)."""
+    return base64.b32encode(secrets.token_bytes(20)).decode("ascii").lower()[:26]

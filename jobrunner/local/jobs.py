@@ -1,0 +1,287 @@
+"""The Replicate job lifecycle on the local platform: create, run, cancel, deadlines, waiting.
+
+A job row moves `starting` -> `processing` -> `succeeded` | `failed` | `canceled`, or from
+`starting` straight to `canceled` (user cancel) or `aborted` (its `Cancel-After` deadline passed
+before it started). Runner events are applied to the row as they arrive: logs are appended while
+the job runs, `metrics.predict_time` / `total_time` are set at the end, and a successful training
+registers its weights as a file and a new version of the destination model. Jobs that were queued
+or running when the server stopped come back as `failed` at the next start.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import re
+import urllib.parse
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jobrunner.local.clock import new_id, parse_rfc3339, rfc3339
+from jobrunner.local.db import Row
+from jobrunner.local.models import catalog
+
+if TYPE_CHECKING:
+    from jobrunner.local.platform import Platform
+
+TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
+RESTART_ERROR = (
+    "The local platform stopped while this job was queued or running, so it did not finish. "
+    "Create it again."
+)
+_FILE_URL = re.compile(r"^/v1/files/([a-z0-9]+)(?:/download)?/?$")
+
+
+class InputError(ValueError):
+    """An input the platform cannot accept (becomes a 422 naming `field`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def parse_duration(text: str) -> float:
+    """`Cancel-After` values: `30s`, `5m`, `1h`, `2h30m`, `1h30m45s`, or a bare number of seconds."""
+    value = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return float(value)
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?", value)
+    if not value or not match:
+        raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 5m, 1h30m)")
+    h, m, s = match.groups()
+    return int(h or 0) * 3600 + int(m or 0) * 60 + float(s or 0)
+
+
+class ReplicateJobs:
+    def __init__(self, platform: "Platform") -> None:
+        self.p = platform
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._cancel_status: dict[str, str] = {}
+
+    # --- creation ----------------------------------------------------------------------
+
+    def create(
+        self,
+        *,
+        kind: str,
+        version: Row,
+        input: dict[str, Any],
+        base_url: str,
+        destination: str | None = None,
+        webhook: str | None = None,
+        webhook_events_filter: list[str] | None = None,
+        cancel_after: float | None = None,
+    ) -> Row:
+        """Store a new job (status `starting`) and queue it. Inputs are already validated."""
+        now = self.p.clock.now()
+        job_id = new_id()
+        context = self._context_for(kind, version, input, job_id)
+        job: Row = {
+            "id": job_id,
+            "kind": kind,
+            "model": f"{version['owner']}/{version['name']}",
+            "version": version["id"],
+            "destination": destination,
+            "status": "starting",
+            "input": input,
+            "output": None,
+            "logs": "",
+            "error": None,
+            "metrics": {},
+            "created_at": rfc3339(now),
+            "deadline": rfc3339(now + timedelta(seconds=cancel_after)) if cancel_after else None,
+            "webhook": webhook,
+            "webhook_events_filter": webhook_events_filter,
+            "base_url": base_url,
+            "source": "api",
+            "extra": {"weights_file": context.get("weights_file_id")} if kind == "training" else {},
+        }
+        self.p.db.insert_job(job)
+        self.p.db.bump_run_count(version["owner"], version["name"])
+        mode = "train" if kind == "training" else "predict"
+        self.p.runner.submit(
+            job_id, version["engine"], mode, input, lambda k, d: self._on_event(job_id, k, d), context
+        )
+        if cancel_after:
+            loop = asyncio.get_running_loop()
+            self._timers[job_id] = loop.call_later(cancel_after, self._deadline, job_id)
+        return job
+
+    def _context_for(self, kind: str, version: Row, input: dict[str, Any], job_id: str) -> dict[str, Any]:
+        """Server-resolved paths for the engine; nothing here comes from the client verbatim."""
+        context: dict[str, Any] = {}
+        if version.get("weights_file"):
+            file = self.p.db.get_file(version["weights_file"])
+            if file is not None:
+                context["weights_path"] = str(self.p.file_path(file))
+        if kind == "training":
+            context["train_text_path"] = str(self.resolve_train_data(input.get("train_data", "")))
+            file_id = self.p.new_file_id()
+            context["weights_file_id"] = file_id
+            context["weights_path"] = str(self.p.data_dir / "files" / file_id)
+        return context
+
+    def resolve_train_data(self, value: Any) -> Path:
+        """`train_data`: a file URL of this platform, a `data:` URI, or inline text -> a local path."""
+        if not isinstance(value, str) or not value:
+            raise InputError("input.train_data", "train_data is required: a file URL of this platform, a data: URI or text")
+        if value.startswith("data:"):
+            header, sep, payload = value.partition(",")
+            if not sep:
+                raise InputError("input.train_data", "malformed data: URI (no comma)")
+            try:
+                data = (
+                    base64.b64decode(payload, validate=False)
+                    if header.endswith(";base64")
+                    else urllib.parse.unquote_to_bytes(payload)
+                )
+            except (binascii.Error, ValueError):
+                raise InputError("input.train_data", "data: URI payload is not valid base64") from None
+            return self._scratch(data)
+        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", value):
+            parsed = urllib.parse.urlsplit(value)
+            match = _FILE_URL.match(parsed.path)
+            file = self.p.db.get_file(match.group(1)) if match and parsed.scheme in ("http", "https") else None
+            if file is None:
+                raise InputError(
+                    "input.train_data",
+                    "train_data URLs must be files uploaded to this platform (POST /v1/files) or data: URIs",
+                )
+            return self.p.file_path(file)
+        return self._scratch(value.encode("utf-8"))
+
+    def _scratch(self, data: bytes) -> Path:
+        path = self.p.scratch_path(".txt")
+        path.write_bytes(data)
+        return path
+
+    # --- runner events ----------------------------------------------------------------------
+
+    def _on_event(self, job_id: str, kind: str, data: Any) -> None:
+        db = self.p.db
+        if kind == "start":
+            db.update_job(job_id, status="processing", started_at=rfc3339(self.p.clock.now()))
+            self._notify("start", job_id)
+        elif kind == "log":
+            db.append_logs(job_id, str(data))
+            self._notify("logs", job_id)
+        elif kind == "progress":
+            pass  # Replicate has no progress field; engines log their progress too
+        elif kind == "done":
+            self._finish(job_id, "succeeded", output=data.get("output"), predict_time=data.get("predict_time"))
+        elif kind == "failed":
+            self._finish(job_id, "failed", error=data.get("error"), predict_time=data.get("predict_time"))
+        elif kind == "canceled":
+            self._finish(job_id, self._cancel_status.pop(job_id, "canceled"))
+
+    def _finish(
+        self,
+        job_id: str,
+        status: str,
+        *,
+        output: Any = None,
+        error: str | None = None,
+        predict_time: float | None = None,
+    ) -> None:
+        job = self.p.db.get_job(job_id)
+        if job is None or job["status"] in TERMINAL:
+            return
+        now = self.p.clock.now()
+        if status == "succeeded" and job["kind"] == "training":
+            try:
+                output = self._register_trained_version(job, output)
+            except Exception as exc:  # the weights vanished or the destination was removed
+                status, output, error = "failed", None, f"Training failed: could not register the new version: {exc}"
+        metrics: dict[str, Any] = {"total_time": round((now - parse_rfc3339(job["created_at"])).total_seconds(), 6)}
+        if predict_time is not None and job["started_at"]:
+            metrics["predict_time"] = round(predict_time, 6)
+        values: dict[str, Any] = {"status": status, "completed_at": rfc3339(now), "metrics": metrics}
+        if status == "succeeded":
+            values["output"] = output
+        if error is not None:
+            values["error"] = error
+        self.p.db.update_job(job_id, **values)
+        timer = self._timers.pop(job_id, None)
+        if timer is not None:
+            timer.cancel()
+        self._notify("completed", job_id)
+        for fut in self._waiters.pop(job_id, []):
+            if not fut.done():
+                fut.set_result(None)
+
+    def _register_trained_version(self, job: Row, result: Any) -> dict[str, str]:
+        file_id = (job.get("extra") or {}).get("weights_file")
+        path = self.p.data_dir / "files" / file_id
+        data = path.read_bytes()
+        owner, name = job["destination"].split("/", 1)
+        if self.p.db.get_model(owner, name) is None:
+            raise RuntimeError(f"the destination model {job['destination']} no longer exists")
+        file = self.p.store_file(
+            data, name=f"{name}-weights.json", content_type="application/json", purpose="weights", file_id=file_id
+        )
+        version_id = hashlib.sha256(f"{job['id']}:{file['sha256']}".encode()).hexdigest()
+        self.p.db.insert_version(
+            {
+                "id": version_id,
+                "owner": owner,
+                "name": name,
+                "engine": "ngram",
+                "weights_file": file_id,
+                "openapi_schema": catalog.trained_ngram_schema(),
+                "cog_version": catalog.COG_VERSION,
+                "created_at": rfc3339(self.p.clock.now()),
+            }
+        )
+        return {"version": f"{owner}/{name}:{version_id}", "weights": f"{job['base_url']}/v1/files/{file_id}/download"}
+
+    def _notify(self, event: str, job_id: str) -> None:
+        if self.p._listeners:
+            job = self.p.db.get_job(job_id)
+            if job is not None:
+                self.p.notify(event, job)
+
+    # --- cancel, deadlines, waiting -----------------------------------------------------------
+
+    def cancel(self, job_id: str, *, deadline: bool = False) -> None:
+        job = self.p.db.get_job(job_id)
+        if job is None or job["status"] in TERMINAL:
+            return
+        queued = job["status"] == "starting"
+        status = "aborted" if (deadline and queued) else "canceled"
+        self._cancel_status[job_id] = status
+        if not self.p.runner.cancel(job_id):  # no longer held by the runner (e.g. finishing)
+            self._cancel_status.pop(job_id, None)
+            self._finish(job_id, status)
+
+    def _deadline(self, job_id: str) -> None:
+        self._timers.pop(job_id, None)
+        self.cancel(job_id, deadline=True)
+
+    async def wait(self, job_id: str, timeout: float) -> None:
+        """Return when the job is terminal or `timeout` seconds passed."""
+        job = self.p.db.get_job(job_id)
+        if job is None or job["status"] in TERMINAL:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(job_id, []).append(fut)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            waiters = self._waiters.get(job_id)
+            if waiters and fut in waiters:
+                waiters.remove(fut)
+
+    def recover_after_restart(self) -> None:
+        now = rfc3339(self.p.clock.now())
+        for job in self.p.db.jobs_with_status(["starting", "processing"]):
+            self.p.db.update_job(job["id"], status="failed", error=RESTART_ERROR, completed_at=now)
+
+    def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()

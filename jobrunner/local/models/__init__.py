@@ -1,0 +1,57 @@
+"""Built-in model engines of the local platform and how a worker finds them.
+
+An engine is a plain function `run(mode, input, ctx) -> output` where `mode` is "predict" or
+"train", `input` the job's validated input, and `ctx` a `RunContext` (logs, progress, extra events,
+and `ctx.context`: server-resolved values such as file paths, never taken from the client).
+Engines are named by a short name from `ENGINES` or by any importable `"module:function"` path,
+so other wire formats can run their own engine functions in the same worker processes.
+
+`INLINE` engines are trivially fast and pure (echo): the runner calls them in the server process
+instead of paying a process round trip per job.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable, Protocol
+
+
+class ModelError(Exception):
+    """A failure the model reports on purpose; its message becomes the job's `error` verbatim."""
+
+
+class RunContext(Protocol):
+    context: dict[str, Any]
+
+    def log(self, line: str) -> None: ...
+
+    def progress(self, fraction: float) -> None: ...
+
+    def emit(self, kind: str, data: Any) -> None: ...
+
+    def cancelled(self) -> bool: ...
+
+
+Engine = Callable[[str, dict[str, Any], RunContext], Any]
+
+ENGINES: dict[str, str] = {
+    "echo": "jobrunner.local.models.echo:run",
+    "ngram": "jobrunner.local.models.ngram:run",
+    "sleep": "jobrunner.local.models.sleep:run",
+}
+
+INLINE: frozenset[str] = frozenset({"echo"})
+
+_cache: dict[str, Engine] = {}
+
+
+def resolve(target: str) -> Engine:
+    """The engine function for a short name or a `module:function` path."""
+    path = ENGINES.get(target, target)
+    fn = _cache.get(path)
+    if fn is None:
+        module_name, _, attr = path.partition(":")
+        if not attr:
+            raise ModelError(f"unknown engine {target!r}")
+        fn = getattr(importlib.import_module(module_name), attr)
+        _cache[path] = fn
+    return fn

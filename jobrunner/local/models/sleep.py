@@ -1,0 +1,22 @@
+"""`jobrunner/sleep`: waits `seconds`, logs `log_lines` progress lines, fails on request. For tests."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from jobrunner.local.models import ModelError
+
+
+def run(mode: str, input: dict[str, Any], ctx: Any) -> Any:
+    seconds = float(input.get("seconds", 1.0))
+    lines = int(input.get("log_lines", 0))
+    steps = max(lines, 1)
+    ctx.log(f"sleeping {seconds:g}s")
+    for step in range(1, steps + 1):
+        time.sleep(seconds / steps)
+        if lines:
+            ctx.log(f"step {step}/{lines}")
+        ctx.progress(step / steps)
+    if input.get("fail"):
+        raise ModelError("sleep: failed on request (fail=true)")
+    return {"slept": seconds}
