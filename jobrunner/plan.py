@@ -1,0 +1,493 @@
+"""The plan engine: desired jobs + state + what providers report -> the changes apply will make.
+
+`compute_plan` is a pure function (no I/O, no clock): the same inputs always give the same plan,
+which is what makes plans reviewable and saved plans checkable. The rules (DESIGN.md section 2):
+
+- a new address is created; a job that succeeded with the same fingerprint is converged forever;
+- a changed fingerprint replaces the job (the reconciler cancels a still-running old run first),
+  unless `lifecycle.on_change: keep` and it already succeeded;
+- a run that failed, aborted, was canceled or deleted (GONE) is retried while attempts remain
+  (`retry.max_attempts`, default 1 = no retry); after that it is a noop saying how to run it again;
+- an address gone from the manifests is cancelled if still running (`lifecycle.on_remove: keep`
+  forgets it instead; `prevent_cancel: true` makes the plan an error), forgotten if terminal.
+  Only addresses whose recorded file is among `planned_files` can be "gone": planning a subset of
+  the manifests never touches the others;
+- models are created once, kept, never updated or deleted;
+- a pending write-ahead intent whose job the refresher found on the provider is adopted.
+
+How `remote` is filled (by the refresher): for an address with a tracked non-terminal job,
+`remote[address]` is that job's current view (status GONE when the provider answers 404). For an
+address whose state holds a pending `intent`, `remote[address]` is the remote job the refresher
+matched to that intent, if any: a job whose id differs from the recorded `remote_id`. Addresses
+with terminal jobs need no entry (terminal jobs are immutable).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace as dc_replace
+from typing import Any, Iterable, Mapping
+
+from jobrunner.errors import PlanError, UsageError
+from jobrunner.fingerprint import FILE_DIGEST, short
+from jobrunner.plan_types import (
+    ADOPT,
+    CANCEL,
+    CREATE,
+    FORGET,
+    NOOP,
+    REPLACE,
+    RETRY,
+    WAIT,
+    Plan,
+    PlannedChange,
+)
+from jobrunner.providers.base import (
+    ABORTED,
+    CANCELED,
+    FAILED,
+    GONE,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    TERMINAL,
+    UNKNOWN,
+    RemoteJob,
+)
+from jobrunner.redact import redact
+from jobrunner.resources import JOB_MODEL, DesiredJob, Resource
+from jobrunner.state.model import AddressState, StateDoc
+
+RETRYABLE = frozenset({FAILED, ABORTED, CANCELED, GONE})
+_MAX_REASON_KEYS = 3
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The parts of a manifest that steer the plan but never enter a fingerprint."""
+
+    max_attempts: int = 1
+    on_change: str = "replace"  # replace | keep
+    on_remove: str = "cancel"  # cancel | keep
+    prevent_cancel: bool = False
+
+    @classmethod
+    def of(cls, spec: Mapping[str, Any] | None, lifecycle: Mapping[str, Any] | None = None) -> "Policy":
+        spec = spec or {}
+        life = dict(lifecycle or {})
+        life.update(spec.get("lifecycle") or {})
+        retry = spec.get("retry") or {}
+        try:
+            attempts = max(1, int(retry.get("max_attempts", 1)))
+        except (TypeError, ValueError):
+            attempts = 1
+        return cls(
+            max_attempts=attempts,
+            on_change=str(life.get("on_change", "replace")),
+            on_remove=str(life.get("on_remove", "cancel")),
+            prevent_cancel=bool(life.get("prevent_cancel", False)),
+        )
+
+
+def lifecycle_of(resource: Resource) -> dict[str, Any]:
+    """What the reconciler records in `AddressState.lifecycle` for this resource's addresses."""
+    return dict(resource.spec.get("lifecycle") or {})
+
+
+def compute_plan(
+    desired: list[DesiredJob],
+    state: StateDoc,
+    remote: Mapping[str, RemoteJob],
+    *,
+    planned_files: set[str],
+    resources: list[Resource],
+    replace: Iterable[str] = (),
+    paths: list[str] | None = None,
+    manifests_digest: str = "",
+) -> Plan:
+    """The plan; see the module docstring. Raises PlanError when a removal would cancel a
+    job protected by `lifecycle.prevent_cancel` (every such address is listed)."""
+    policies = {r.address: Policy.of(r.spec) for r in resources}
+    forced = set(replace)
+    rank = _ranks(desired)
+    desired_addrs = {j.address for j in desired}
+    changes: list[PlannedChange] = []
+    # resource address -> why its dependents will be skipped (failed for good)
+    failed_for_good: dict[str, str] = {}
+    # resource addresses with a job about to (re)run: dependents' values are known after apply
+    rerunning: set[str] = set()
+
+    ordered = sorted(desired, key=lambda j: (rank.get(j.resource_address, 0), j.address))
+    for job in ordered:
+        prior = state.addresses.get(job.address)
+        policy = policies.get(job.resource_address) or Policy.of(None, prior.lifecycle if prior else None)
+        seen = remote.get(job.address)
+        if job.job_kind == JOB_MODEL:
+            change = _plan_model(job, prior)
+        else:
+            change = _plan_job(job, prior, seen, policy, job.address in forced, rerunning)
+        blockers = tuple(d for d in job.depends_on if d in failed_for_good)
+        if blockers and change.action in (CREATE, REPLACE, RETRY):
+            why = "; ".join(f"{b} {failed_for_good[b]}" for b in blockers)
+            change = dc_replace(change, blocked_by=blockers, reason=f"{change.reason}; will be skipped: {why}")
+        if change.action in (CREATE, REPLACE, RETRY, ADOPT, WAIT):
+            rerunning.add(job.resource_address)
+        if change.action == NOOP and change.remote_status in RETRYABLE and job.job_kind != JOB_MODEL:
+            failed_for_good[job.resource_address] = f"ended {change.remote_status}"
+        if blockers and change.action == NOOP:
+            failed_for_good.setdefault(job.resource_address, "is skipped")
+        changes.append(change)
+
+    removed: list[PlannedChange] = []
+    protected: list[str] = []
+    for address in sorted(state.addresses):
+        if address in desired_addrs:
+            continue
+        prior = state.addresses[address]
+        if prior.file not in planned_files:
+            continue  # defined (or not) in manifests this plan did not read: not ours to judge
+        resource_address = address.split("[", 1)[0]
+        policy = policies.get(resource_address) or Policy.of(None, prior.lifecycle)
+        change = _plan_removed(prior, remote.get(address), policy)
+        if change is None:
+            protected.append(address)
+            continue
+        removed.append(change)
+    if protected:
+        raise PlanError(
+            "removing these from the manifests would cancel their running jobs, but their "
+            "lifecycle.prevent_cancel is true:\n" + "\n".join(f"  {a}" for a in protected),
+            hint=(
+                "put the manifests back and wait until the jobs end, or set prevent_cancel: false and "
+                "apply that before removing them"
+            ),
+        )
+    return Plan(
+        changes=changes + removed,
+        paths=list(paths or []),
+        manifests_digest=manifests_digest,
+        state_lineage=state.lineage,
+        state_serial=state.serial,
+    )
+
+
+# --- one address ----------------------------------------------------------------------------
+
+
+def _plan_model(job: DesiredJob, prior: AddressState | None) -> PlannedChange:
+    exists = prior is not None and (prior.status == SUCCEEDED or bool(prior.remote_id))
+    if not exists:
+        return PlannedChange(
+            job.address, CREATE, "new model; adopted instead if it already exists on the provider",
+            job, prior, prior.fingerprint if prior else None, job.fingerprint,
+        )
+    assert prior is not None
+    if prior.fingerprint and job.fingerprint and prior.fingerprint != job.fingerprint:
+        diff = input_diff(prior.inputs, job)
+        what = _changed_keys(diff) or "settings"
+        return PlannedChange(
+            job.address, NOOP,
+            f"{what} changed; jobrunner never updates existing models: change it on the provider",
+            job, prior, prior.fingerprint, job.fingerprint, input_diff=diff,
+        )
+    return PlannedChange(job.address, NOOP, "model exists", job, prior, prior.fingerprint, job.fingerprint,
+                         quiet=True)
+
+
+def _plan_job(
+    job: DesiredJob,
+    prior: AddressState | None,
+    seen: RemoteJob | None,
+    policy: Policy,
+    forced: bool,
+    rerunning: set[str],
+) -> PlannedChange:
+    fp = job.fingerprint
+    waits_for = [d for d in job.depends_on if d in rerunning]
+    unknown_note = ""
+    if fp is None:
+        ups = ", ".join(waits_for or job.depends_on) or "an upstream job"
+        unknown_note = f"inputs known after apply (waits for {ups})"
+
+    if prior is None:
+        reason = "new job" if "[" not in job.address else "new batch item"
+        return PlannedChange(job.address, CREATE, _join(reason, unknown_note), job, None, None, fp,
+                             input_diff=input_diff(None, job))
+
+    # A create that was in flight when the last run stopped.
+    if prior.intent is not None and seen is not None and seen.id != prior.remote_id:
+        if fp is not None and prior.intent.fingerprint == fp:
+            return PlannedChange(
+                job.address, ADOPT,
+                f"an interrupted create did reach the provider: adopting {seen.id} ({seen.status})",
+                job, prior, prior.fingerprint, fp, remote_status=seen.status, adopt_remote_id=seen.id,
+            )
+        return PlannedChange(
+            job.address, REPLACE,
+            f"an interrupted create for an older spec reached the provider ({seen.id}); it is recorded, "
+            "then replaced",
+            job, prior, prior.intent.fingerprint, fp, remote_status=seen.status, adopt_remote_id=seen.id,
+            input_diff=input_diff(prior.inputs, job),
+        )
+
+    status, drift = _observed(prior, seen)
+    remote_status = seen.status if seen is not None else prior.status
+
+    if not prior.remote_id:
+        why = ("an interrupted create was not found on the provider" if prior.intent is not None
+               else "not created yet")
+        return PlannedChange(job.address, CREATE, _join(why, unknown_note), job, prior, prior.fingerprint, fp,
+                             remote_status=remote_status, input_diff=input_diff(prior.inputs, job))
+
+    changed = fp is None or fp != prior.fingerprint
+    if forced:
+        return PlannedChange(job.address, REPLACE, _join("replacement requested", _running_note(status, prior)),
+                             job, prior, prior.fingerprint, fp, remote_status=remote_status,
+                             input_diff=input_diff(prior.inputs, job))
+    if changed:
+        diff = input_diff(prior.inputs, job)
+        what = unknown_note if fp is None else (_changed_keys(diff, prior.inputs is not None) + " changed")
+        if policy.on_change == "keep" and status == SUCCEEDED:
+            return PlannedChange(
+                job.address, NOOP, f"{what}, but lifecycle.on_change is keep: the succeeded run stands",
+                job, prior, prior.fingerprint, fp, remote_status=remote_status, input_diff=diff,
+            )
+        return PlannedChange(job.address, REPLACE, _join(what, _running_note(status, prior)), job, prior,
+                             prior.fingerprint, fp, remote_status=remote_status, input_diff=diff)
+
+    # Unchanged spec.
+    if status == SUCCEEDED:
+        return PlannedChange(job.address, NOOP, "succeeded", job, prior, prior.fingerprint, fp,
+                             remote_status=remote_status, quiet=True)
+    if status in RETRYABLE:
+        what = drift or _ended(status, prior)
+        attempts = max(prior.attempts, 1)
+        if attempts < policy.max_attempts:
+            return PlannedChange(
+                job.address, RETRY, f"{what}; attempt {attempts + 1} of {policy.max_attempts}",
+                job, prior, prior.fingerprint, fp, remote_status=remote_status,
+            )
+        plural = "s" if attempts != 1 else ""
+        return PlannedChange(
+            job.address, NOOP,
+            f"{what}; no attempts left ({attempts} attempt{plural} of retry.max_attempts={policy.max_attempts}): "
+            "change the manifest or raise spec.retry.max_attempts to run it again",
+            job, prior, prior.fingerprint, fp, remote_status=remote_status,
+        )
+    # pending / running / unknown
+    if status == UNKNOWN:
+        raw = seen.raw_status if seen is not None and seen.raw_status else "?"
+        return PlannedChange(job.address, WAIT, f"provider reports status {raw!r}, not understood; waiting",
+                             job, prior, prior.fingerprint, fp, remote_status=remote_status)
+    return PlannedChange(job.address, WAIT, f"{status or PENDING} ({prior.remote_id})", job, prior,
+                         prior.fingerprint, fp, remote_status=remote_status)
+
+
+def _plan_removed(prior: AddressState, seen: RemoteJob | None, policy: Policy) -> PlannedChange | None:
+    """The change for an address no manifest defines any more; None = refused by prevent_cancel."""
+    address = prior.address
+    if prior.job_kind == JOB_MODEL:
+        return PlannedChange(address, FORGET, "removed from the manifests; models are kept on the provider",
+                             None, prior, prior.fingerprint, None, remote_status=prior.status)
+    candidate = seen if (prior.intent is not None and seen is not None and seen.id != prior.remote_id) else None
+    if candidate is not None:
+        if candidate.terminal:
+            return PlannedChange(address, FORGET, f"removed from the manifests (interrupted create {candidate.id} "
+                                 f"already {candidate.status})", None, prior, prior.fingerprint, None,
+                                 remote_status=candidate.status, adopt_remote_id=candidate.id)
+        return _cancel_or_keep(prior, policy, candidate.id, candidate.status, adopt=candidate.id)
+    if not prior.remote_id:
+        return PlannedChange(address, FORGET, "removed from the manifests (never created)", None, prior,
+                             prior.fingerprint, None, remote_status=prior.status)
+    status, drift = _observed(prior, seen)
+    remote_status = seen.status if seen is not None else prior.status
+    if status in TERMINAL:
+        what = drift or f"last run {status}"
+        return PlannedChange(address, FORGET, f"removed from the manifests ({what})", None, prior,
+                             prior.fingerprint, None, remote_status=remote_status)
+    return _cancel_or_keep(prior, policy, prior.remote_id, remote_status)
+
+
+def _cancel_or_keep(prior: AddressState, policy: Policy, remote_id: str, status: str | None,
+                    adopt: str | None = None) -> PlannedChange | None:
+    if policy.on_remove == "keep":
+        return PlannedChange(
+            prior.address, FORGET,
+            f"removed from the manifests; lifecycle.on_remove is keep: {remote_id} is left {status or 'running'}",
+            None, prior, prior.fingerprint, None, remote_status=status, adopt_remote_id=adopt,
+        )
+    if policy.prevent_cancel:
+        return None
+    return PlannedChange(prior.address, CANCEL, f"removed from the manifests; {remote_id} is still "
+                         f"{status or 'running'}", None, prior, prior.fingerprint, None, remote_status=status,
+                         adopt_remote_id=adopt)
+
+
+# --- wording and diffs -------------------------------------------------------------------------
+
+
+def _observed(prior: AddressState, seen: RemoteJob | None) -> tuple[str | None, str]:
+    """(status now, drift sentence) where drift explains a change made outside jobrunner."""
+    if seen is None or (prior.remote_id and seen.id != prior.remote_id):
+        return prior.status, ""
+    status = seen.status
+    if prior.status not in TERMINAL and status in (CANCELED, GONE, ABORTED):
+        return status, {
+            CANCELED: f"{seen.id} was canceled outside jobrunner",
+            GONE: f"{seen.id} was deleted outside jobrunner (the provider answers 404)",
+            ABORTED: f"{seen.id} was aborted by the provider before it started",
+        }[status]
+    return status, ""
+
+
+def _ended(status: str, prior: AddressState) -> str:
+    rid = prior.remote_id or "the last run"
+    if status == FAILED:
+        err = f": {_one_line(prior.error)}" if prior.error else ""
+        return f"{rid} failed{err}"
+    if status == GONE:
+        return f"{rid} no longer exists on the provider"
+    return f"{rid} was {status}"
+
+
+def _running_note(status: str | None, prior: AddressState) -> str:
+    if status in (PENDING, RUNNING, UNKNOWN, None):
+        return f"the running {prior.remote_id} is canceled first"
+    return ""
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+def _one_line(text: str, limit: int = 120) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _changed_keys(diff: Mapping[str, Any], have_prior: bool = True) -> str:
+    if not have_prior:
+        return "spec"
+    if not diff:
+        return "a sensitive value or file"
+    keys = list(diff)
+    if len(keys) == 1:
+        before, after = diff[keys[0]]
+        return f"{keys[0]} ({_show(before)} -> {_show(after)})"
+    shown = ", ".join(keys[:_MAX_REASON_KEYS])
+    more = f" and {len(keys) - _MAX_REASON_KEYS} more" if len(keys) > _MAX_REASON_KEYS else ""
+    return f"{shown}{more}"
+
+
+def _show(value: Any, limit: int = 40) -> str:
+    if value is None or value is _ABSENT:
+        return "(none)"
+    if isinstance(value, str) and value.startswith("file sha256:"):
+        text = value
+    else:
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "(none)"
+
+
+_ABSENT: Any = _Absent()
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted leaves of JSON-like data; a file digest is one leaf shown as "file sha256:<12 hex>"."""
+    out: dict[str, Any] = {}
+    if isinstance(value, dict) and value:
+        if set(value) == {FILE_DIGEST}:
+            out[prefix] = f"file sha256:{short(str(value[FILE_DIGEST]))}"
+            return out
+        for k, v in value.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    out[prefix] = value
+    return out
+
+
+def input_diff(before: Mapping[str, Any] | None, job: DesiredJob) -> dict[str, list[Any]]:
+    """Redacted `{key: [before, after]}` between what state recorded and the job's material.
+
+    Keys are dotted (`input.order`, `version`); `before` is None for a new job. Values that are
+    redacted on both sides never show as changed.
+    """
+    after = flatten(redact(_without_kind(job.material or {}), job.sensitive_paths))
+    if before is None:
+        return {k: [None, v] for k, v in sorted(after.items())}
+    prev = flatten(redact(_without_kind(dict(before)), job.sensitive_paths))
+    out: dict[str, list[Any]] = {}
+    for key in sorted(set(prev) | set(after)):
+        a, b = prev.get(key, _ABSENT), after.get(key, _ABSENT)
+        if a != b:
+            out[key] = [None if a is _ABSENT else a, None if b is _ABSENT else b]
+    return out
+
+
+def _without_kind(material: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in material.items() if k not in ("kind", "provider")}
+
+
+# --- ordering and targeting ---------------------------------------------------------------------
+
+
+def _ranks(desired: Iterable[DesiredJob]) -> dict[str, int]:
+    """Depth of each resource in the reference DAG (0 = no dependencies)."""
+    deps: dict[str, set[str]] = {}
+    for job in desired:
+        deps.setdefault(job.resource_address, set()).update(job.depends_on)
+    rank: dict[str, int] = {}
+
+    def depth(addr: str, trail: frozenset[str]) -> int:
+        if addr in rank:
+            return rank[addr]
+        if addr in trail:  # cycles are validation errors; never loop here
+            return 0
+        ups = [d for d in deps.get(addr, ()) if d in deps]
+        rank[addr] = 1 + max((depth(u, trail | {addr}) for u in ups), default=-1)
+        return rank[addr]
+
+    for addr in sorted(deps):
+        depth(addr, frozenset())
+    return rank
+
+
+def filter_plan(plan: Plan, targets: Iterable[str]) -> Plan:
+    """Only the changes for `targets` (addresses or resource addresses) and what they depend on.
+
+    Raises UsageError naming any target that matches nothing in the plan.
+    """
+    targets = list(targets)
+    by_resource: dict[str, list[PlannedChange]] = {}
+    for c in plan.changes:
+        by_resource.setdefault(c.address.split("[", 1)[0], []).append(c)
+    keep: set[str] = set()
+    missing = []
+    for t in targets:
+        hit = [c.address for c in plan.changes if c.address == t] or [c.address for c in by_resource.get(t, [])]
+        if not hit:
+            missing.append(t)
+        keep.update(hit)
+    if missing:
+        raise UsageError(
+            f"--target {', '.join(missing)}: no such address in this plan",
+            hint="addresses look like Training/name, PredictionBatch/name or PredictionBatch/name[key]; "
+            "see `jobrunner plan` or `jobrunner state list`",
+        )
+    by_address = {c.address: c for c in plan.changes}
+    queue = list(keep)
+    while queue:
+        c = by_address[queue.pop()]
+        for dep in c.job.depends_on if c.job else ():
+            for d in by_resource.get(dep, []):
+                if d.address not in keep:
+                    keep.add(d.address)
+                    queue.append(d.address)
+    return dc_replace(plan, changes=[c for c in plan.changes if c.address in keep])
+
+
+__all__ = ["Policy", "compute_plan", "filter_plan", "flatten", "input_diff", "lifecycle_of"]
