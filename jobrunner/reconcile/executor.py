@@ -212,6 +212,9 @@ class Executor:
             self.doc.addresses[job.address] = st
         st.file = job.file
         st.provider = job.provider
+        res = self.resources.get(job.resource_address)
+        if res is not None:
+            st.lifecycle = dict(res.spec.get("lifecycle") or {}) or None
         return st
 
     def _spec(self, job: DesiredJob) -> dict[str, Any]:
@@ -310,6 +313,11 @@ class Executor:
                 return await self._cancel_or_forget(change)
             job = change.job
             assert job is not None, f"{change.action} without a desired job"
+            if change.blocked_by:
+                why = "upstream " + ", ".join(change.blocked_by) + " failed"
+                self._outcome(address, O_SKIPPED, why)
+                self.progress.event(address, "skipped", why)
+                return "skipped"
             if job.depends_on:
                 why = await self._await_upstream(job)
                 if why:
@@ -408,6 +416,9 @@ class Executor:
             self._outcome(address, O_FORGOTTEN)
             return None
         deleting = self.options.destroy and st.provider == "emissary"
+        if change.adopt_remote_id and change.adopt_remote_id != st.remote_id:
+            # An interrupted create reached the provider: that job is the one to cancel.
+            st.remote_id, st.status, st.intent = change.adopt_remote_id, change.remote_status, None
         if change.action == CANCEL and st.remote_id and st.job_kind != JOB_MODEL and (
                 st.status not in TERMINAL or deleting):
             self._check_stop()
@@ -415,8 +426,8 @@ class Executor:
             self.progress.event(address, "canceling", st.remote_id or "")
             if gone is None and self.options.wait:
                 try:
-                    final = await self._guard(self.waiter.wait(st.provider, st.job_kind, st.remote_id,
-                                                                project_id=st.project_id, status=st.status))
+                    final = await self._guard(asyncio.shield(self.waiter.wait(
+                        st.provider, st.job_kind, st.remote_id, project_id=st.project_id, status=st.status)))
                     self._set_status(st, final)
                 except _Stopped:
                     pass
@@ -605,6 +616,15 @@ class Executor:
                 first_attempt = st.attempts + 1
             else:
                 first_attempt = 1
+        if change is not None and change.action == REPLACE and change.adopt_remote_id \
+                and change.adopt_remote_id != st.remote_id and st.intent is not None:
+            # An interrupted create for an older spec reached the provider: record it, then replace it.
+            old = RemoteJob(id=change.adopt_remote_id, job_kind=job.job_kind, status=change.remote_status or "unknown")
+            st.history.append(Attempt(remote_id=old.id, fingerprint=st.intent.fingerprint, attempt=st.intent.attempt,
+                                      created_at=st.intent.created_at, status=old.status))
+            st.remote_id, st.status, st.intent = old.id, old.status, None
+            self._claimed.add(old.id)
+            await self.writer.flush()
         # Replace: stop the old run first if it is still going (never when prevent_cancel).
         if change is not None and change.action == REPLACE and st.remote_id and st.status not in TERMINAL:
             if not (spec.get("lifecycle") or {}).get("prevent_cancel"):

@@ -261,9 +261,12 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
     by_res = {r.address: r for r in resources}
     remote = await refresh_tracked(doc, pool)
     remote.update(await lookup_intents(doc, desired, by_res, pool))
-    plan = compute_plan(desired, doc, remote, planned_files=set(files), resources=resources)
-    plan.paths = plan.paths or [_rel(p, ws.root) for p in paths]
-    plan.manifests_digest = plan.manifests_digest or manifests_digest(files, ws.root)
+    rel_paths = [_rel(p, ws.root) for p in paths]
+    digest = manifests_digest(files, ws.root)
+    plan = compute_plan(desired, doc, remote, planned_files=set(files), resources=resources,
+                        paths=rel_paths, manifests_digest=digest)
+    plan.paths = plan.paths or rel_paths
+    plan.manifests_digest = plan.manifests_digest or digest
     plan.state_lineage = plan.state_lineage or doc.lineage
     plan.state_serial = plan.state_serial or doc.serial
     plan = restrict_to_targets(plan, targets, desired)
