@@ -39,7 +39,26 @@ def _render(plan: Plan, fmt: str) -> str:
     import importlib
 
     module = {"text": "plan_text", "json": "plan_json", "markdown": "plan_markdown"}[fmt]
-    return importlib.import_module(f"jobrunner.render.{module}").render(plan)
+    try:
+        renderer = importlib.import_module(f"jobrunner.render.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"jobrunner.render.{module}" or fmt != "text":
+            raise
+        return _minimal_text(plan)
+    return renderer.render(plan)
+
+
+def _minimal_text(plan: Plan) -> str:
+    """Plain plan text, used only when the full renderer is not installed."""
+    from jobrunner.plan_types import SYMBOLS
+
+    if not plan.has_changes and not any(c.action == "wait" for c in plan.changes):
+        return "No changes.\n"
+    lines = [f"{SYMBOLS.get(c.action, ' ')} {c.address}: {c.action} ({c.reason})"
+             for c in plan.changes if c.action != "noop"]
+    counts = plan.counts()
+    lines.append("Plan: " + ", ".join(f"{n} to {a}" for a, n in counts.items() if n and a != "noop") + ".")
+    return "\n".join(lines) + "\n"
 
 
 def _echo_warnings(warnings: list[str]) -> None:
@@ -69,31 +88,10 @@ async def _with_pool(ws: Any, fn: Any) -> Any:
 
 
 def _saved_plan_json(planned: Any, targets: tuple[str, ...]) -> dict[str, Any]:
-    plan: Plan = planned.plan
-    try:
-        rendered = json.loads(_render(plan, "json"))
-    except Exception:  # the human-facing JSON is a convenience here, never a reason to fail
-        rendered = None
-    return {
-        "kind": SAVED_PLAN_KIND,
-        "format_version": SAVED_PLAN_FORMAT,
-        "paths": plan.paths,
-        "targets": list(targets),
-        "manifests_digest": plan.manifests_digest,
-        "state_lineage": plan.state_lineage,
-        "state_serial": plan.state_serial,
-        "changes": [
-            {
-                "address": c.address,
-                "action": c.action,
-                "fingerprint_after": c.fingerprint_after,
-                "remote_status": c.remote_status,
-                "remote_id": c.prior.remote_id if c.prior else None,
-            }
-            for c in plan.changes
-        ],
-        "plan": rendered,
-    }
+    from jobrunner.saved_plan import render_json_or_none, saved_plan_document
+
+    rendered = render_json_or_none(lambda p: _render(p, "json"), planned.plan)
+    return saved_plan_document(planned.plan, planned.resources, targets, rendered)
 
 
 def _read_saved_plan(path: Path) -> dict[str, Any] | None:
@@ -113,35 +111,12 @@ def _read_saved_plan(path: Path) -> dict[str, Any] | None:
 
 
 def _check_saved_plan(saved: dict[str, Any], planned: Any) -> Plan:
-    """The fresh plan restricted to what the saved plan showed; StalePlanError if the world moved."""
-    fresh: Plan = planned.plan
-    moved: dict[str, str] = {}
-    if saved.get("state_lineage") and fresh.state_lineage and saved["state_lineage"] != fresh.state_lineage:
-        moved["(state)"] = "the state was replaced (different lineage)"
-    if saved.get("manifests_digest") != fresh.manifests_digest:
-        moved["(manifests)"] = "manifest files changed since the plan was saved"
-    by_addr = {c.address: c for c in fresh.changes}
-    keep: list[PlannedChange] = []
-    for entry in saved.get("changes", []):
-        addr = entry["address"]
-        now = by_addr.get(addr)
-        if now is None:
-            if entry["action"] in CHANGING:
-                moved[addr] = f"planned {entry['action']}, now nothing to do"
-            continue
-        if now.action != entry["action"]:
-            moved[addr] = f"planned {entry['action']}, now {now.action}"
-        elif now.fingerprint_after != entry.get("fingerprint_after"):
-            moved[addr] = "desired job changed"
-        elif (now.remote_status or None) != (entry.get("remote_status") or None):
-            moved[addr] = f"remote status was {entry.get('remote_status')}, now {now.remote_status}"
-        keep.append(now)
-    if moved:
-        report = "\n".join(f"  {a}: {why}" for a, why in sorted(moved.items()))
-        raise StalePlanError(f"saved plan is stale:\n{report}", moved,
-                             hint="run `jobrunner plan --out` again and review the new plan")
-    fresh.changes = keep
-    return fresh
+    """The fresh plan restricted to what the saved plan showed; StalePlanError if what it touches moved."""
+    from jobrunner.saved_plan import check_saved_plan
+
+    checked = check_saved_plan(saved, planned.plan, planned.resources)
+    _echo_warnings(checked.notes())
+    return checked.plan
 
 
 def _confirm(auto_approve: bool, question: str) -> bool:
