@@ -186,6 +186,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return problem_response(exc.status_code, {"detail": detail, "status": exc.status_code}, exc.headers)
 
 
+async def _emissary_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    body: dict[str, Any] = {"status": exc.status_code, "error": "Not Found" if exc.status_code == 404 else str(exc.detail)}
+    if exc.status_code == 404:
+        body["code"] = "object_not_found"
+    return JSONResponse(body, status_code=exc.status_code)
+
+
 def _load_plugin(name: str) -> Any | None:
     try:
         return importlib.import_module(f"jobrunner.local.{name}")
@@ -213,6 +221,7 @@ def create_app(
     max_wait: float = 60.0,
     page_size: int = 100,
     max_body_bytes: int | None = None,
+    webhook_hosts: tuple[str, ...] | list[str] = (),
     **extra_options: Any,
 ) -> Starlette:
     """The platform app. `faults` is a `FaultConfig`, a dict of knobs or a `"k=v,..."` string;
@@ -232,7 +241,10 @@ def create_app(
     if max_body_bytes is not None:
         state.update({"max_body_bytes": max_body_bytes})
 
-    options = PlatformOptions(workers=workers, min_cancel_after=min_cancel_after, max_wait=max_wait, page_size=page_size)
+    options = PlatformOptions(
+        workers=workers, min_cancel_after=min_cancel_after, max_wait=max_wait, page_size=page_size,
+        webhook_hosts=tuple(webhook_hosts),
+    )
     platform = Platform(Path(data_dir), token, options=options, faults=state.config)
     platform.extra_options = extra_options  # type: ignore[attr-defined]
     replicate = ReplicateAPI(platform)
@@ -263,8 +275,15 @@ def create_app(
     emissary_mod = _load_plugin("emissary_api")
     emissary_app = None
     if emissary_mod is not None and hasattr(emissary_mod, "routes"):
-        handlers = emissary_mod.exception_handlers(platform) if hasattr(emissary_mod, "exception_handlers") else None
-        emissary_app = Starlette(routes=emissary_mod.routes(platform), exception_handlers=handlers)
+        emissary_routes = list(emissary_mod.routes(platform))
+        if hasattr(emissary_mod, "list_models_endpoint"):  # `GET /v1/models` exists on both wires
+            emissary_routes.insert(0, Route("/v1/models", emissary_mod.list_models_endpoint(platform), methods=["GET"]))
+        handlers = (
+            emissary_mod.exception_handlers(platform)
+            if hasattr(emissary_mod, "exception_handlers")
+            else {HTTPException: _emissary_http_error}
+        )
+        emissary_app = Starlette(routes=emissary_routes, exception_handlers=handlers)
     webhooks_mod = _load_plugin("webhooks")
     if webhooks_mod is not None and hasattr(webhooks_mod, "attach"):
         webhooks_mod.attach(platform)

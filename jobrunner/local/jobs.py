@@ -61,6 +61,13 @@ class ReplicateJobs:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._cancel_status: dict[str, str] = {}
 
+    @staticmethod
+    def render(job: Row, base_url: str) -> dict[str, Any]:
+        """The job's Replicate wire shape (what GET returns), with URLs under `base_url`."""
+        from jobrunner.local.replicate_api import render_job
+
+        return render_job(job, base_url)
+
     # --- creation ----------------------------------------------------------------------
 
     def create(

@@ -46,6 +46,7 @@ class PlatformOptions:
     min_cancel_after: float = 5.0  # Replicate's documented minimum for Cancel-After
     max_wait: float = 60.0  # longest `Prefer: wait=n`
     page_size: int = 100
+    webhook_hosts: tuple[str, ...] = ()  # hosts besides loopback that webhooks may be sent to
 
 
 class Platform:

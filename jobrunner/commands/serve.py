@@ -1,0 +1,103 @@
+"""`jobrunner serve`: run the local platform in the foreground, or stop the workspace's one.
+
+The platform speaks the Replicate v1 and Emissary v1 wire formats on loopback, with its SQLite
+state, token and files in the data directory (default `<workspace>/.jobrunner/local`). Fault
+flags turn on latency, error rates, rate limits and dropped connections for tests and benchmarks.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from jobrunner.errors import ConfigError, UsageError
+
+
+def _default_data_dir() -> Path:
+    from jobrunner.workspace import find_workspace
+
+    return find_workspace() / ".jobrunner" / "local"
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback unless --allow-remote).")
+@click.option("--port", default=8123, show_default=True, type=click.IntRange(0, 65535), help="Port; 0 picks a free one.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="State directory [default: <workspace>/.jobrunner/local].")
+@click.option("--token", envvar="JOBRUNNER_LOCAL_TOKEN", help="API token [default: generated once, stored 0600 in the data dir]. Env: JOBRUNNER_LOCAL_TOKEN.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Worker processes running models.")
+@click.option("--allow-remote", is_flag=True, help="Allow binding a non-loopback address (requires --token).")
+@click.option("--stop", is_flag=True, help="Stop the platform running for this data directory and exit.")
+@click.option("--latency-ms", type=float, help="Fault: add this much latency to every request.")
+@click.option("--error-rate", type=float, help="Fault: answer this fraction of requests (0..1) with 500/503.")
+@click.option("--rate-limit", type=click.Choice(["replicate", "off"]), help="Fault: 429 with Retry-After, Replicate's documented limits.")
+@click.option("--drop-after-create", type=float, help="Fault: drop the connection after this fraction (0..1) of committed creates.")
+@click.option("--max-body-bytes", type=click.IntRange(1), help="Reject larger request bodies with 413 [default: 100 MiB].")
+@click.option("--faults", "faults_spec", help='More fault knobs, "name=value,..." (same names as JOBRUNNER_LOCAL_FAULTS).')
+@click.option("--log-level", default="warning", show_default=True, type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+def serve(
+    host: str,
+    port: int,
+    data_dir: Path | None,
+    token: str | None,
+    workers: int,
+    allow_remote: bool,
+    stop: bool,
+    latency_ms: float | None,
+    error_rate: float | None,
+    rate_limit: str | None,
+    drop_after_create: float | None,
+    max_body_bytes: int | None,
+    faults_spec: str | None,
+    log_level: str,
+) -> int:
+    """Run the local platform (Replicate- and Emissary-compatible) in the foreground."""
+    from jobrunner.local.autostart import stop_data_dir
+    from jobrunner.local.faults import FaultConfigError, parse_faults
+    from jobrunner.local.security import SecurityError
+    from jobrunner.local.server import AlreadyRunning, ServeOptions, serve as run_server
+
+    directory = (data_dir or _default_data_dir()).resolve()
+    if stop:
+        if stop_data_dir(directory):
+            click.echo(f"Stopped the local platform of {directory}.")
+        else:
+            click.echo(f"No local platform is running for {directory}.")
+        return 0
+
+    try:
+        faults: dict[str, Any] = parse_faults(faults_spec)
+    except FaultConfigError as exc:
+        raise UsageError(f"--faults: {exc}") from None
+    for name, value in (
+        ("latency_ms", latency_ms), ("error_rate", error_rate), ("drop_after_create", drop_after_create),
+        ("max_body_bytes", max_body_bytes),
+    ):
+        if value is not None:
+            faults[name] = value
+    if rate_limit is not None:
+        faults["rate_limit"] = None if rate_limit == "off" else rate_limit
+    try:
+        from jobrunner.local.faults import FaultState
+
+        FaultState().update(faults)  # validate before binding anything
+    except FaultConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+    def ready(info: dict[str, Any]) -> None:
+        click.echo(f"jobrunner local platform listening on {info['url']} (data: {directory})", err=True)
+        click.echo(f"token: stored in {directory / 'token'}; REPLICATE_BASE_URL={info['url']}", err=True)
+
+    options = ServeOptions(
+        data_dir=directory, host=host, port=port, token=token, workers=workers,
+        allow_remote=allow_remote, faults=faults, log_level=log_level,
+    )
+    try:
+        run_server(options, on_ready=ready)
+    except SecurityError as exc:
+        raise UsageError(str(exc)) from None
+    except AlreadyRunning as exc:
+        raise ConfigError(str(exc), hint="stop it with `jobrunner serve --stop` or use another --data-dir") from None
+    except KeyboardInterrupt:
+        pass
+    return 0

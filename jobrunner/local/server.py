@@ -1,0 +1,117 @@
+"""Running the platform app under uvicorn in the foreground (`jobrunner serve`).
+
+Once the socket is bound, the actual address is written to `<data_dir>/server.json`
+(`{"pid", "host", "port", "url", "started_at"}`) so `--port 0` works and auto-start can find the
+server; the file is removed on a clean exit. An exclusive lock on `<data_dir>/server.lock` keeps
+two servers from sharing one data directory.
+"""
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+import uvicorn
+
+from jobrunner.local.security import check_bind, load_or_create_token
+
+RUNTIME_FILE = "server.json"
+LOCK_FILE = "server.lock"
+
+
+class AlreadyRunning(RuntimeError):
+    """Another server holds this data directory."""
+
+
+@dataclass
+class ServeOptions:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8123
+    token: str | None = None
+    workers: int = 2
+    allow_remote: bool = False
+    faults: dict[str, Any] = field(default_factory=dict)
+    log_level: str = "warning"
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    if host in ("0.0.0.0", "::"):
+        shown = "127.0.0.1"
+    return f"http://{shown}:{port}"
+
+
+def write_runtime(data_dir: Path, host: str, port: int) -> dict[str, Any]:
+    info = {"pid": os.getpid(), "host": host, "port": port, "url": _url(host, port), "started_at": time.time()}
+    tmp = data_dir / f".{RUNTIME_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(info))
+    os.replace(tmp, data_dir / RUNTIME_FILE)
+    return info
+
+
+def read_runtime(data_dir: Path) -> dict[str, Any] | None:
+    try:
+        info = json.loads((data_dir / RUNTIME_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and "pid" in info and "url" in info else None
+
+
+def _lock(data_dir: Path) -> TextIO:
+    fh = open(data_dir / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        info = read_runtime(data_dir)
+        where = f" (pid {info['pid']}, {info['url']})" if info else ""
+        raise AlreadyRunning(f"a local platform is already running for {data_dir}{where}") from None
+    return fh
+
+
+def serve(options: ServeOptions, on_ready: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """Run until interrupted (Ctrl-C / SIGTERM shut down gracefully)."""
+    from jobrunner.local.app import create_app
+
+    check_bind(options.host, allow_remote=options.allow_remote, token_given=bool(options.token))
+    data_dir = options.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = _lock(data_dir)
+    try:
+        token = load_or_create_token(data_dir, options.token)
+        app = create_app(data_dir, token, workers=options.workers, faults=options.faults or None)
+        config = uvicorn.Config(
+            app, host=options.host, port=options.port, log_level=options.log_level, access_log=False,
+            lifespan="on", timeout_graceful_shutdown=3,
+        )
+        server = uvicorn.Server(config)
+        asyncio.run(_run(server, data_dir, options.host, on_ready))
+    finally:
+        try:
+            info = read_runtime(data_dir)
+            if info and info.get("pid") == os.getpid():
+                (data_dir / RUNTIME_FILE).unlink(missing_ok=True)
+        finally:
+            lock.close()
+
+
+async def _run(
+    server: uvicorn.Server, data_dir: Path, host: str, on_ready: Callable[[dict[str, Any]], None] | None
+) -> None:
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            await task  # startup failed (e.g. port in use): surface uvicorn's exit
+            raise SystemExit(1)
+        await asyncio.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    info = write_runtime(data_dir, host, port)
+    if on_ready is not None:
+        on_ready(info)
+    await task
