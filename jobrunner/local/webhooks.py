@@ -37,7 +37,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -52,7 +51,6 @@ THROTTLE_SECONDS = 0.5
 # Replicate: "retried several times on an exponential backoff; the final retry is sent about
 # 1 minute after the prediction completed".
 DEFAULT_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
-SECRET_FILE = "webhook_secret"
 
 # --- signing (pure) -------------------------------------------------------------------------
 
@@ -98,26 +96,6 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes | str, *, tolera
         return False
     expected = sign(secret, msg_id, ts, body)
     return any(hmac.compare_digest(expected, sig) for sig in given)
-
-
-def load_or_create_secret(data_dir: Path) -> str:
-    """The platform's signing secret, created on first use and kept (mode 0600) in `data_dir`.
-
-    Served at `GET /v1/webhooks/default/secret`; stable across restarts so receivers keep working.
-    """
-    path = Path(data_dir) / SECRET_FILE
-    try:
-        value = path.read_text(encoding="utf-8").strip()
-        if value:
-            return value
-    except FileNotFoundError:
-        pass
-    value = generate_secret()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(value + "\n")
-    return value
 
 
 # --- policy (pure) --------------------------------------------------------------------------
@@ -398,3 +376,40 @@ def _safe_url(url: str) -> str:
         return f"{p.scheme}://{host}{port}{p.path}"
     except ValueError:
         return "(invalid url)"
+
+
+# --- wiring into the platform ---------------------------------------------------------------
+
+ALLOWED_HOSTS_ENV = "JOBRUNNER_LOCAL_WEBHOOK_HOSTS"
+
+
+def allowed_hosts_from(platform: Any) -> tuple[str, ...]:
+    """Hosts besides loopback that webhooks may go to: `options.webhook_hosts` and the
+    comma-separated `JOBRUNNER_LOCAL_WEBHOOK_HOSTS` (`*` = any host)."""
+    hosts = list(getattr(platform.options, "webhook_hosts", None) or ())
+    hosts += [h.strip() for h in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if h.strip()]
+    return tuple(hosts)
+
+
+def attach(platform: Any, **sender_options: Any) -> WebhookSender:
+    """Send webhooks for the platform's Replicate job events; returns the sender (`platform.webhooks`).
+
+    The platform calls listeners with (`start` | `output` | `logs` | `completed`, job row); the body
+    is the job's GET shape, rendered against the base URL the job was created through.
+    """
+    sender = WebhookSender(lambda: platform.webhook_secret, allowed_hosts=allowed_hosts_from(platform), **sender_options)
+
+    def on_job_event(event: str, job: Mapping[str, Any]) -> None:
+        if not job.get("webhook"):
+            return
+        sender.emit(
+            job["id"],
+            event,
+            platform.jobs.render(job, job["base_url"]),
+            webhook=job["webhook"],
+            events_filter=job.get("webhook_events_filter"),
+        )
+
+    platform.subscribe(on_job_event)
+    platform.webhooks = sender
+    return sender

@@ -1,8 +1,6 @@
 """Webhooks of the local platform: Replicate's signature scheme, filters, throttling, retries."""
 from __future__ import annotations
 
-import os
-import stat
 import time
 
 import httpx
@@ -34,13 +32,6 @@ def test_generated_secret_is_accepted_by_official_validator() -> None:
     assert wh.verify(secret, headers, body, tolerance=60)
     assert not wh.verify(secret, headers, body + b" ")
     assert not wh.verify(wh.generate_secret(), headers, body)
-
-
-def test_secret_is_created_once_with_private_mode(tmp_path) -> None:
-    first = wh.load_or_create_secret(tmp_path)
-    assert wh.load_or_create_secret(tmp_path) == first
-    mode = stat.S_IMODE(os.stat(tmp_path / wh.SECRET_FILE).st_mode)
-    assert mode == 0o600
 
 
 @pytest.mark.parametrize(
