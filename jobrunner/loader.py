@@ -16,7 +16,7 @@ report every problem in every file at once.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +250,15 @@ class _Walker:
         return value
 
 
+def _address(data: Any) -> str | None:
+    """Kind/name of a document when it names them, for positioning loader diagnostics."""
+    if isinstance(data, dict) and isinstance(data.get("kind"), str) and isinstance(data.get("metadata"), dict):
+        name = data["metadata"].get("name")
+        if isinstance(name, str):
+            return f"{data['kind']}/{name}"
+    return None
+
+
 def _merge_sources(node: Node) -> list[Node]:
     if isinstance(node, SequenceNode):
         return list(node.value)
@@ -262,15 +271,17 @@ def _pos(node: Node) -> Position:
 
 def decode(raw: bytes, file: str) -> tuple[str | None, Diagnostic | None]:
     """UTF-8 text (BOM allowed), or a diagnostic pointing at the first bad byte."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
     try:
-        return raw.decode("utf-8-sig"), None
+        return raw.decode("utf-8"), None
     except UnicodeDecodeError as exc:
         before = raw[: exc.start]
         line = before.count(b"\n") + 1
         col = exc.start - (before.rfind(b"\n") + 1) + 1
         return None, Diagnostic(
             "error", file, line, col,
-            f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save the file as UTF-8",
+            f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at line {line}, column {col}); save the file as UTF-8",
         )
 
 
@@ -295,7 +306,10 @@ def load_text(text: str, file: str) -> LoadResult:
                 ))
                 index += 1
                 continue
-            result.diagnostics.extend(walker.diagnostics)
+            address = _address(data)
+            result.diagnostics.extend(
+                replace(d, address=address) if address else d for d in walker.diagnostics
+            )
             if data is None and isinstance(node, ScalarNode) and node.tag == TAG_NULL:
                 index += 1
                 continue  # an empty document, e.g. after a trailing `---`

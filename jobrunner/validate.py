@@ -67,6 +67,9 @@ class _Collector:
         self._seen.add(key)
         self.diagnostics.append(Diagnostic(severity, file, pos.line, pos.column, message, address, json_path))
 
+    def has_error_at(self, file: str, json_path: str) -> bool:
+        return any(d.severity == "error" and d.file == file and d.json_path == json_path for d in self.diagnostics)
+
     def error_at(self, r: Resource, json_path: str, message: str) -> None:
         self.add("error", r.file, r.position(json_path), message, r.address, json_path)
 
@@ -390,7 +393,8 @@ def _check_batch(r: Resource, root: Path, out: _Collector, result: ValidationRes
     if has_inline and not isinstance(spec.get("inputs"), list):
         return  # the schema reported it
     items, diags = load_batch_items(r, root)
-    out.diagnostics.extend(diags)
+    # Inline rows were schema-checked already: do not say twice that a row is not a mapping.
+    out.diagnostics.extend(d for d in diags if not out.has_error_at(d.file, d.json_path))
     result.items[r.address] = items
     if not items and not diags:
         out.warn_at(r, "$.spec.inputs_file" if has_file else "$.spec.inputs", "the batch has no rows: nothing will run")

@@ -1,0 +1,76 @@
+"""The malformed-manifest corpus: each file under cases/ is wrong in one way, and says how.
+
+The first line of every case is `# expect: <line or file:line> | key word | key word ...`. The case
+passes when `jobrunner validate <case>` exits 1 with an error positioned at that file and line whose
+message holds every key word, and prints no traceback.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobrunner.cli import main
+
+CASES = Path(__file__).parent / "cases"
+CASE_FILES = sorted(p for p in CASES.glob("*.yaml"))
+
+
+def expectation(case: Path) -> tuple[str, int, list[str]]:
+    first = case.read_bytes().split(b"\n", 1)[0].decode("utf-8-sig")
+    assert first.startswith("# expect:"), f"{case.name}: first line must be '# expect: ...'"
+    where, *words = [part.strip() for part in first[len("# expect:"):].split("|")]
+    file, _, line = where.rpartition(":")
+    return (file or case.name), int(line), [w for w in words if w]
+
+
+def run_validate(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(["validate", *args])
+    captured = capsys.readouterr()
+    return int(exc.value.code or 0), captured.out + captured.err
+
+
+def test_corpus_is_big_enough() -> None:
+    assert len(CASE_FILES) >= 30
+
+
+@pytest.mark.parametrize("case", CASE_FILES, ids=[p.stem for p in CASE_FILES])
+def test_malformed_case(case: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(CASES)
+    file, line, words = expectation(case)
+    code, output = run_validate([case.name], capsys)
+    assert code == 1, output
+    assert "Traceback" not in output
+    lines = [ln for ln in output.splitlines() if ln.startswith(f"{file}:{line}:") and " warning:" not in ln]
+    assert lines, f"no error at {file}:{line} in:\n{output}"
+    assert any(all(w in ln for w in words) for ln in lines), f"expected {words} at {file}:{line} in:\n{output}"
+
+
+def test_whole_corpus_in_one_run_reports_every_file(capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """All files at once: every file has an error, lines sorted by file, exit 1.
+
+    (Cases re-use names such as Training/t, so together they also collide as duplicate addresses;
+    the exact expectations are checked one file at a time above.)
+    """
+    monkeypatch.chdir(CASES)
+    code, output = run_validate([c.name for c in CASE_FILES], capsys)
+    assert code == 1
+    error_files = [ln.split(":", 1)[0] for ln in output.splitlines() if ln and not ln.endswith(".")]
+    assert error_files == sorted(error_files)
+    for case in CASE_FILES:
+        file, _, _ = expectation(case)
+        assert f"\n{file}:" in "\n" + output
+
+
+def test_corpus_through_the_real_command_line() -> None:
+    """The installed entry point: exit 1, positioned messages, never a traceback."""
+    proc = subprocess.run([sys.executable, "-m", "jobrunner", "validate", "."], cwd=CASES,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "42_billion_laughs.yaml:2:1:" in proc.stdout
+    assert "41_not_utf8.yaml:3:" in proc.stdout
