@@ -373,7 +373,10 @@ class Executor:
         st = self._state_for(job)
         self._check_stop()
         async with self._sem:
-            info = await provider.get_model(owner, name)
+            try:
+                info = await provider.get_model(owner, name)
+            except NotFoundError:
+                info = None
             verb = "exists, adopted"
             if info is None:
                 info = await provider.create_model(
@@ -673,10 +676,7 @@ class Executor:
             if not items or not any(self.doc.addresses.get(j.address) for j in items):
                 continue
             rows = output_rows([
-                (batch_key(j.address) or j.address,
-                 (self.doc.addresses[j.address].inputs if j.address in self.doc.addresses
-                  and self.doc.addresses[j.address].inputs is not None
-                  else redact(j.request.get("input") or {}, j.sensitive_paths)),
+                (batch_key(j.address) or j.address, redact(j.request.get("input") or {}, j.sensitive_paths),
                  self.doc.addresses.get(j.address))
                 for j in items
             ])

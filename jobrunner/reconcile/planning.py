@@ -139,6 +139,15 @@ def _file_placeholders(value: Any) -> Any:
     return value
 
 
+async def _model_exists(provider: Any, owner: str, name: str) -> bool:
+    from jobrunner.errors import NotFoundError
+
+    try:
+        return (await provider.get_model(owner, name)) is not None
+    except NotFoundError:
+        return False
+
+
 async def check_against_providers(plan: Plan, resources: dict[str, Resource], doc: StateDoc, pool: Any) -> None:
     """Plan-time errors: undeclared, missing training destinations; inputs the version rejects."""
     import jsonschema
@@ -167,7 +176,7 @@ async def check_against_providers(plan: Plan, resources: dict[str, Resource], do
             key = (job.provider, dest)
             if key not in checked_dest:
                 owner, _, name = dest.partition("/")
-                checked_dest[key] = (await pool.get(job.provider).get_model(owner, name)) is not None
+                checked_dest[key] = await _model_exists(pool.get(job.provider), owner, name)
             if not checked_dest[key]:
                 problems.append(
                     f"{where}{job.address}: destination model {dest} does not exist on {job.provider} "
@@ -214,44 +223,6 @@ async def check_against_providers(plan: Plan, resources: dict[str, Resource], do
         raise PlanError("\n".join(seen), hint="fix the manifests; nothing was sent to create any job")
 
 
-def restrict_to_targets(plan: Plan, targets: tuple[str, ...], desired: list[DesiredJob]) -> Plan:
-    """Keep only changes for the targeted addresses (a resource address selects all its items)
-    and the resources they depend on."""
-    if not targets:
-        return plan
-    deps: dict[str, set[str]] = {}
-    for job in desired:
-        deps.setdefault(job.resource_address, set()).update(job.depends_on)
-    wanted_res: set[str] = set()
-    exact: set[str] = set()
-    for t in targets:
-        if "[" in t:
-            exact.add(t)
-            wanted_res.add(resource_of(t))
-        else:
-            wanted_res.add(t)
-    stack = list(wanted_res)
-    closure: set[str] = set()
-    while stack:
-        r = stack.pop()
-        if r in closure:
-            continue
-        closure.add(r)
-        stack.extend(deps.get(r, ()))
-    known = {resource_of(c.address) for c in plan.changes} | {c.address for c in plan.changes}
-    unknown = [t for t in targets if t not in known and resource_of(t) not in known]
-    if unknown:
-        raise UsageError(f"--target {', '.join(unknown)}: no such address in the plan",
-                         hint="addresses look like Training/name or PredictionBatch/name[key]; see `jobrunner status`")
-    keep = []
-    for c in plan.changes:
-        res = resource_of(c.address)
-        if c.address in exact or (res in closure and (res not in {resource_of(e) for e in exact} or c.address in exact)):
-            keep.append(c)
-    plan.changes = keep
-    return plan
-
-
 async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, *,
                     targets: tuple[str, ...] = (), check_remote: bool = True) -> Planned:
     from jobrunner.plan import compute_plan
@@ -269,7 +240,10 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
     plan.manifests_digest = plan.manifests_digest or digest
     plan.state_lineage = plan.state_lineage or doc.lineage
     plan.state_serial = plan.state_serial or doc.serial
-    plan = restrict_to_targets(plan, targets, desired)
+    if targets:
+        from jobrunner.plan import filter_plan
+
+        plan = filter_plan(plan, targets)
     if check_remote:
         await check_against_providers(plan, by_res, doc, pool)
     return Planned(plan=plan, resources=resources, desired=desired, remote=remote, files=files,

@@ -1,0 +1,100 @@
+"""End-to-end fixtures: a real local platform on an ephemeral loopback port, a temp workspace, the real CLI.
+
+The platform is the embedded one (`jobrunner.local.app.create_app`) served by uvicorn in a
+background thread, shared by the tests of a module; each test gets a fresh workspace whose
+`jobrunner.yaml` points the `local` provider at it. The CLI runs in-process through
+`jobrunner.cli.main` (the same entry point as the `jobrunner` script), with stdout, stderr and the
+exit code captured.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from click.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Platform:
+    url: str
+    token: str
+    data_dir: Path
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    import uvicorn
+
+    from jobrunner.local.app import create_app
+
+    data_dir = tmp_path_factory.mktemp("platform")
+    token = "r8_test_" + secrets.token_hex(8)
+    app = create_app(data_dir, token, workers=2, min_cancel_after=1.0)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("local platform did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield Platform(url=f"http://127.0.0.1:{port}", token=token, data_dir=data_dir)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, platform: Platform, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "jobrunner.yaml").write_text(f"providers:\n  local:\n    url: {platform.url}\n", encoding="utf-8")
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("JOBRUNNER_LOCAL_TOKEN", platform.token)
+    for var in ("REPLICATE_API_TOKEN", "EMISSARY_CLIENT_API_KEY", "JOBRUNNER_STATE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    return root
+
+
+def copy_examples(root: Path) -> Path:
+    dest = root / "specs" / "examples"
+    shutil.copytree(REPO / "specs" / "examples", dest)
+    return dest
+
+
+def run_cli(*args: str, input: str | None = None) -> Result:
+    """`jobrunner ARGS` in-process, exactly as the console script runs it."""
+    from jobrunner.cli import main
+
+    runner = CliRunner()
+    code = 0
+    with runner.isolation(input=input) as (out, err, _):
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        stdout, stderr = out.getvalue().decode(), err.getvalue().decode()
+    return Result(code, stdout, stderr)
