@@ -2,13 +2,10 @@
 from __future__ import annotations
 
 import itertools
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from pg_server import NoServerBinaries, PgServer, start_server  # noqa: E402
+from .pg_server import NoServerBinaries, PgServer, start_server
 
 _counter = itertools.count()
 
