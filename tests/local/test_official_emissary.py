@@ -11,10 +11,10 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from live_platform import live_platform
 from sdk_venv import VenvUnavailable, sdk_python
 
 DRIVER = Path(__file__).with_name("emissary_sdk_driver.py")
@@ -28,13 +28,12 @@ def emissary_python() -> Path:
         pytest.skip(f"cannot build an environment for emissary-client-sdk 0.4.4: {exc}")
 
 
-def test_official_emissary_sdk_full_flow(emissary_python: Path, tmp_path: Path) -> None:
-    token = "emissary-test-key"
-    with live_platform(tmp_path / "platform", token) as (url, _app):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("EMISSARY_")}
-        run = subprocess.run(
-            [str(emissary_python), str(DRIVER), url, token], capture_output=True, text=True, timeout=180, env=env
-        )
+def test_official_emissary_sdk_full_flow(emissary_python: Path, live_platform: Any) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMISSARY_")}
+    run = subprocess.run(
+        [str(emissary_python), str(DRIVER), live_platform.url, live_platform.token],
+        capture_output=True, text=True, timeout=180, env=env,
+    )
     assert run.stdout, run.stderr
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report["ok"], f"{report.get('error')}\n{report.get('traceback')}\nsteps done: {[s['step'] for s in report['steps']]}"
