@@ -234,7 +234,7 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
     remote.update(await lookup_intents(doc, desired, by_res, pool))
     rel_paths = [_rel(p, ws.root) for p in paths]
     digest = manifests_digest(files, ws.root)
-    plan = compute_plan(desired, doc, remote, planned_files=set(files), resources=resources,
+    plan = compute_plan(desired, doc, remote, planned_files=planned_files(files, rel_paths, doc), resources=resources,
                         paths=rel_paths, manifests_digest=digest)
     plan.paths = plan.paths or rel_paths
     plan.manifests_digest = plan.manifests_digest or digest
@@ -248,6 +248,21 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
         await check_against_providers(plan, by_res, doc, pool)
     return Planned(plan=plan, resources=resources, desired=desired, remote=remote, files=files,
                    warnings=[w.format() for w in warnings])
+
+
+def planned_files(files: list[str], rel_paths: list[str], doc: StateDoc) -> set[str]:
+    """Files this plan speaks for: those read, plus recorded files under the planned paths that
+    no longer exist (a deleted manifest's addresses are removed, not silently kept)."""
+    out = set(files)
+    for st in doc.addresses.values():
+        f = st.file
+        if f in out:
+            continue
+        for p in rel_paths:
+            if p in (".", "") or f == p or f.startswith(p.rstrip("/") + "/"):
+                out.add(f)
+                break
+    return out
 
 
 def _rel(path: Path, root: Path) -> str:
