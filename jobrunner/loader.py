@@ -52,6 +52,8 @@ TAG_NULL = "tag:yaml.org,2002:null"
 TAG_TIMESTAMP = "tag:yaml.org,2002:timestamp"
 TAG_MERGE = "tag:yaml.org,2002:merge"
 TAG_BINARY = "tag:yaml.org,2002:binary"
+TAG_SEQ = "tag:yaml.org,2002:seq"
+TAG_MAP = "tag:yaml.org,2002:map"
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
 
@@ -168,6 +170,11 @@ class _Walker:
             self.seen.add(nid)
         if isinstance(node, ScalarNode):
             return self.scalar(node, path)
+        expected = TAG_SEQ if isinstance(node, SequenceNode) else TAG_MAP
+        if node.tag != expected:
+            self.error(node, f"unknown tag {_short_tag(node.tag)}: jobrunner manifests use plain YAML without "
+                             "custom tags", path)
+            return None
         self.stack.add(nid)
         try:
             if isinstance(node, SequenceNode):
@@ -238,16 +245,19 @@ class _Walker:
             elif tag == TAG_BINARY:
                 self.error(node, "binary (!!binary) values are not supported; use a {$file: path} reference", path)
                 return None
-            elif tag.startswith("tag:yaml.org,2002:"):
-                return node.value
             else:
-                self.error(node, f"unknown tag {tag}: jobrunner manifests use plain YAML without custom tags", path)
+                self.error(node, f"unknown tag {_short_tag(tag)}: jobrunner manifests use plain YAML without "
+                                 "custom tags", path)
                 return None
         except (ConstructorError, ValueError) as exc:
             self.error(node, f"cannot read value {node.value!r}: {exc}", path)
             return None
         self.implicit[path] = ImplicitScalar(node.value, tag)
         return value
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag[len("tag:yaml.org,2002:"):] if tag.startswith("tag:yaml.org,2002:") else tag
 
 
 def _address(data: Any) -> str | None:

@@ -1,0 +1,84 @@
+"""Workspace discovery, config parsing and manifest discovery."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jobrunner.errors import ConfigError, UsageError
+from jobrunner.workspace import WorkspaceConfig, discover_manifest_files, find_workspace, load_config
+
+
+def test_find_workspace_nearest_parent_with_config(tmp_path: Path) -> None:
+    (tmp_path / "jobrunner.yaml").write_text("parallelism: 3\n")
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    assert find_workspace(deep) == tmp_path.resolve()
+
+
+def test_find_workspace_defaults_to_start(tmp_path: Path) -> None:
+    assert find_workspace(tmp_path) == tmp_path.resolve()
+
+
+def test_load_config_defaults_without_file(tmp_path: Path) -> None:
+    assert load_config(tmp_path) == WorkspaceConfig()
+
+
+def test_load_config_reads_everything(tmp_path: Path) -> None:
+    (tmp_path / "jobrunner.yaml").write_text(
+        "state: {backend: postgres, url: 'postgresql://db/jobs'}\n"
+        "parallelism: 4\n"
+        "providers:\n"
+        "  replicate: {base_url: 'http://127.0.0.1:9', rate_limits: {create_per_minute: 60}}\n"
+        "  local: {url: 'http://127.0.0.1:8'}\n"
+    )
+    cfg = load_config(tmp_path)
+    assert cfg.state_backend == "postgres" and cfg.state_url == "postgresql://db/jobs"
+    assert cfg.state_path == ".jobrunner/state.json"
+    assert cfg.parallelism == 4
+    assert cfg.providers["replicate"]["rate_limits"] == {"create_per_minute": 60}
+
+
+def test_load_config_flat_state_keys(tmp_path: Path) -> None:
+    (tmp_path / "jobrunner.yaml").write_text("state_path: custom/state.json\n")
+    assert load_config(tmp_path).state_path == "custom/state.json"
+
+
+@pytest.mark.parametrize("text, words", [
+    ("parallelism: 0\n", "positive integer"),
+    ("paralelism: 3\n", "unknown key"),
+    ("state: [1]\n", "must be a mapping"),
+    ("a: [\n", "invalid YAML"),
+    ("- 1\n", "mapping at the top level"),
+])
+def test_load_config_errors(tmp_path: Path, text: str, words: str) -> None:
+    (tmp_path / "jobrunner.yaml").write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path)
+    assert words in str(exc.value)
+
+
+def test_discovery_keeps_only_our_manifests(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("apiVersion: jobrunner/v1\nkind: Model\n")
+    (tmp_path / "b.yml").write_text("{apiVersion: 'jobrunner/v1', kind: Model}\n")
+    (tmp_path / "k8s.yaml").write_text("apiVersion: apps/v1\nkind: Deployment\n")
+    (tmp_path / "notes.txt").write_text("apiVersion: jobrunner/v1\n")
+    (tmp_path / "jobrunner.yaml").write_text("parallelism: 2\n")
+    hidden = tmp_path / ".jobrunner"
+    hidden.mkdir()
+    (hidden / "x.yaml").write_text("apiVersion: jobrunner/v1\n")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "c.yaml").write_text("apiVersion: jobrunner/v1\n")
+    found = [p.relative_to(tmp_path.resolve()).as_posix() for p in discover_manifest_files([tmp_path], tmp_path)]
+    assert found == ["a.yaml", "b.yml", "sub/c.yaml"]
+
+
+def test_discovery_keeps_explicit_files(tmp_path: Path) -> None:
+    (tmp_path / "k8s.yaml").write_text("apiVersion: apps/v1\n")
+    assert discover_manifest_files([tmp_path / "k8s.yaml"], tmp_path) == [(tmp_path / "k8s.yaml").resolve()]
+
+
+def test_discovery_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(UsageError):
+        discover_manifest_files([tmp_path / "nope"], tmp_path)
