@@ -8,8 +8,9 @@ Two tools, used by every renderer, the state writer and the error path:
   (`max_tokens`, `max_new_tokens`, `tokenizer`, `keyword`) are not secrets and stay visible, so plans
   of language-model jobs still show the diffs users care about.
 - `scrub_text(text)` removes known credential values (the environment's provider tokens, the local
-  platform token, anything passed to `register_secret`) and bearer-token-looking strings from free
-  text such as provider error details and log lines.
+  platform token, anything passed to `register_secret`), bearer-token-looking strings and the values
+  of secret-named URL query parameters (`?token=...`) from free text such as provider error
+  details, log lines and webhook URLs.
 """
 from __future__ import annotations
 
@@ -36,6 +37,10 @@ _BENIGN_PARTS = re.compile(
 # A value that is certainly a credential whatever its key: Replicate tokens, bearer headers.
 _TOKEN_IN_TEXT = re.compile(r"\b(r8_[A-Za-z0-9]{20,})\b")
 _AUTH_HEADER = re.compile(r"\b(Bearer|Token)\s+[A-Za-z0-9_\-.=+/]{8,}")
+
+# `name=value` in a URL query string; values of secret-looking names are redacted (webhook URLs
+# often carry a token).
+_QUERY_PARAM = re.compile(r"([?&])([^=&#\s]+)=([^&#\s]*)")
 
 # Values shorter than this are never scrubbed from text: replacing "abc" everywhere would mangle
 # messages and protects nothing.
@@ -121,6 +126,10 @@ def _scrub(text: str, secrets: list[str]) -> str:
         text = _TOKEN_IN_TEXT.sub(REDACTED, text)
     if "Bearer" in text or "Token" in text:
         text = _AUTH_HEADER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    if "://" in text and "=" in text:
+        text = _QUERY_PARAM.sub(
+            lambda m: f"{m.group(1)}{m.group(2)}={REDACTED}" if is_secret_name(m.group(2)) else m.group(0), text
+        )
     return text
 
 

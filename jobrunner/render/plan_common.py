@@ -1,0 +1,81 @@
+"""Wording shared by the plan renderers (text, JSON, markdown), so every format says the same thing."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jobrunner.plan_types import ADOPT, CANCEL, CREATE, FORGET, NOOP, REPLACE, RETRY, WAIT, Plan, PlannedChange
+from jobrunner.redact import redact, scrub_text
+from jobrunner.references import REF_RE
+
+NO_CHANGES = "No changes. Your jobs match the manifests."
+
+# Order of the summary line: what changes first, then what only waits.
+SUMMARY_ORDER = (CREATE, REPLACE, RETRY, CANCEL, FORGET)
+
+
+def summary_line(plan: Plan) -> str:
+    """`Plan: 1 to create, 0 to replace, 0 to retry, 0 to cancel, 0 to forget, 2 waiting.`"""
+    counts = plan.counts()
+    parts = [f"{counts[a]} to {a}" for a in SUMMARY_ORDER]
+    if counts[ADOPT]:
+        parts.append(f"{counts[ADOPT]} to adopt")
+    parts.append(f"{counts[WAIT]} waiting")
+    return "Plan: " + ", ".join(parts) + "."
+
+
+def show_value(value: Any, limit: int = 200) -> str:
+    """A diff value for humans: JSON, except file digests; long values cut with an ellipsis."""
+    if isinstance(value, str) and value.startswith("file sha256:"):
+        text = value
+    elif isinstance(value, str) and REF_RE.search(value):
+        text = f"{value} (known after apply)"
+    else:
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    text = scrub_text(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def diff_lines(change: PlannedChange, limit: int = 200) -> list[tuple[str, str]]:
+    """(sign, text) per changed key: `+` added, `-` removed, `~` changed (`before -> after`)."""
+    out: list[tuple[str, str]] = []
+    creating = change.prior is None
+    for key, (before, after) in change.input_diff.items():
+        if creating or before is None:
+            out.append(("+", f"{key}: {show_value(after, limit)}"))
+        elif after is None:
+            out.append(("-", f"{key}: {show_value(before, limit)}"))
+        else:
+            out.append(("~", f"{key}: {show_value(before, limit)} -> {show_value(after, limit)}"))
+    return out
+
+
+def redacted_request(change: PlannedChange) -> dict[str, Any] | None:
+    """What the change would send (or last sent), redacted; None when unknown."""
+    if change.job is not None:
+        body = {k: v for k, v in change.job.request.items() if k not in ("provider", "kind")}
+        return redact(body, change.job.sensitive_paths)
+    if change.prior is not None and change.prior.inputs is not None:
+        return redact({k: v for k, v in change.prior.inputs.items() if k not in ("provider", "kind")})
+    return None
+
+
+def resource_of(address: str) -> str:
+    return address.split("[", 1)[0]
+
+
+def visible(change: PlannedChange) -> bool:
+    """Worth a line in a human plan: everything but quiet (converged) noops."""
+    return not (change.action == NOOP and change.quiet)
+
+
+__all__ = [
+    "NO_CHANGES",
+    "SUMMARY_ORDER",
+    "summary_line",
+    "show_value",
+    "diff_lines",
+    "redacted_request",
+    "resource_of",
+    "visible",
+]

@@ -1,0 +1,65 @@
+"""The plan as JSON, for machines (CI steps, saved-plan artifacts, dashboards).
+
+`format_version` follows Terraform's rule: minor bumps only add fields, a major bump breaks.
+Every change is listed, converged ones included (`"quiet": true`), with its action, reason,
+fingerprints before/after (`after_unknown` when a reference is known only after apply), the remote
+status the plan saw, and the inputs redacted exactly as in the other formats.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jobrunner.plan_types import Plan, PlannedChange
+from jobrunner.redact import redact, scrub_text
+from jobrunner.render.plan_common import redacted_request, resource_of
+
+FORMAT_VERSION = "1.0"
+
+
+def change_dict(change: PlannedChange) -> dict[str, Any]:
+    job, prior = change.job, change.prior
+    return {
+        "address": change.address,
+        "resource": job.resource_address if job else resource_of(change.address),
+        "action": change.action,
+        "reason": scrub_text(change.reason),
+        "quiet": change.quiet,
+        "job_kind": job.job_kind if job else (prior.job_kind if prior else None),
+        "provider": job.provider if job else (prior.provider if prior else None),
+        "file": job.file if job else (prior.file if prior else None),
+        "fingerprint": {
+            "before": change.fingerprint_before,
+            "after": change.fingerprint_after,
+            "after_unknown": job is not None and change.fingerprint_after is None,
+        },
+        "remote_id": prior.remote_id if prior else None,
+        "remote_status": change.remote_status,
+        "adopt_remote_id": change.adopt_remote_id,
+        "attempts": prior.attempts if prior else 0,
+        "depends_on": list(job.depends_on) if job else [],
+        "blocked_by": list(change.blocked_by),
+        "input": redacted_request(change),
+        "input_diff": redact(change.input_diff, job.sensitive_paths if job else ()),
+    }
+
+
+def plan_dict(plan: Plan) -> dict[str, Any]:
+    counts = plan.counts()
+    return {
+        "format_version": FORMAT_VERSION,
+        "has_changes": plan.has_changes,
+        "summary": counts,
+        "paths": list(plan.paths),
+        "manifests_digest": plan.manifests_digest,
+        "state": {"lineage": plan.state_lineage, "serial": plan.state_serial},
+        "warnings": [scrub_text(w) for w in plan.warnings],
+        "changes": [change_dict(c) for c in plan.changes],
+    }
+
+
+def render(plan: Plan, *, indent: int | None = 2) -> str:
+    return json.dumps(plan_dict(plan), indent=indent, ensure_ascii=False, sort_keys=False) + "\n"
+
+
+__all__ = ["FORMAT_VERSION", "change_dict", "plan_dict", "render"]

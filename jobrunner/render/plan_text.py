@@ -1,0 +1,71 @@
+"""The plan as a terminal shows it: Terraform-like lines, a reason per line, a summary line.
+
+    + Training/poems-ngram  (new job)
+  -/+ PredictionBatch/eval[moon]  (input.prompt ("The moon" -> "The sun") changed)
+          ~ input.prompt: "The moon" -> "The sun"
+    ~ Training/big  (retry: tr-1 failed: out of memory; attempt 2 of 3)
+
+  Plan: 1 to create, 1 to replace, 1 to retry, 0 to cancel, 0 to forget, 0 waiting.
+
+Converged jobs are not listed (only counted); a converged plan says "No changes. Your jobs match
+the manifests." Colours are added only when the caller says the stream is a terminal.
+"""
+from __future__ import annotations
+
+from jobrunner.plan_types import ADOPT, CANCEL, CREATE, FORGET, NOOP, REPLACE, RETRY, SYMBOLS, WAIT, Plan, PlannedChange
+from jobrunner.redact import scrub_text
+from jobrunner.render.plan_common import NO_CHANGES, diff_lines, summary_line, visible
+
+_COLOURS = {
+    CREATE: "32",  # green
+    REPLACE: "33",  # yellow
+    RETRY: "33",
+    WAIT: "36",  # cyan
+    ADOPT: "36",
+    CANCEL: "31",  # red
+    FORGET: "31",
+    NOOP: "2",  # dim
+}
+# Actions whose symbol is shared with another one say their name before the reason.
+_NAMED = {RETRY, WAIT, CANCEL, FORGET, ADOPT, NOOP}
+_SIGN_COLOURS = {"+": "32", "-": "31", "~": "33"}
+
+
+def _paint(text: str, code: str, color: bool) -> str:
+    return f"\x1b[{code}m{text}\x1b[0m" if color else text
+
+
+def change_line(change: PlannedChange, *, color: bool = False) -> str:
+    symbol = SYMBOLS.get(change.action, "?") if change.action != NOOP else "="
+    reason = f"{change.action}: {change.reason}" if change.action in _NAMED else change.reason
+    head = f"{symbol:>3} {change.address}"
+    return f"{_paint(head, _COLOURS.get(change.action, '0'), color)}  ({scrub_text(reason)})"
+
+
+def render(plan: Plan, *, color: bool = False) -> str:
+    lines: list[str] = []
+    for warning in plan.warnings:
+        lines.append(_paint(f"Warning: {scrub_text(warning)}", "33", color))
+    if plan.warnings:
+        lines.append("")
+    shown = [c for c in plan.changes if visible(c)]
+    if shown:
+        lines.append("jobrunner will perform these actions:" if plan.has_changes else "Jobs in progress:")
+        lines.append("")
+        for change in shown:
+            lines.append(change_line(change, color=color))
+            if change.action in (REPLACE, NOOP) and change.prior is not None:
+                for sign, text in diff_lines(change):
+                    lines.append("        " + _paint(f"{sign} {text}", _SIGN_COLOURS[sign], color))
+        lines.append("")
+    if plan.has_changes:
+        lines.append(_paint(summary_line(plan), "1", color))
+    else:
+        lines.append(NO_CHANGES)
+        waiting = plan.counts()[WAIT]
+        if waiting:
+            lines.append(f"{waiting} job{'s are' if waiting != 1 else ' is'} still running.")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["render", "change_line"]

@@ -1,0 +1,141 @@
+"""Spec expansion: addresses, requests, and what does and does not enter a fingerprint."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jobrunner.errors import ManifestError
+from jobrunner.resources import JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, Resource
+from jobrunner.spec import expand, recorded_inputs, upstream_outputs
+from jobrunner.state.model import StateDoc
+from tests.unit.plan_helpers import ECHO, NGRAM, apply_all, batch, model, training
+
+
+def _one(res: Resource, root: Path, outputs: dict | None = None):
+    (job,) = expand([res], root, outputs or {})
+    return job
+
+
+def test_training_request_and_fingerprint(tmp_path: Path) -> None:
+    data = tmp_path / "specs" / "data"
+    data.mkdir(parents=True)
+    (data / "poems.txt").write_text("roses are red\n")
+    res = training(input={"train_data": {"$file": "data/poems.txt"}, "order": 5}, webhook="https://h.example/x")
+    job = _one(res, tmp_path)
+    assert job.address == "Training/poems" and job.job_kind == JOB_TRAINING and job.file == "specs/jobs.yaml"
+    assert job.request == {
+        "provider": "local", "kind": "training", "model": "jobrunner/ngram", "version": NGRAM,
+        "destination": "me/poems", "input": {"train_data": {"$file": "specs/data/poems.txt"}, "order": 5},
+        "webhook": "https://h.example/x",
+    }
+    assert "webhook" not in job.material and "$file_sha256" in job.material["input"]["train_data"]
+    first = job.fingerprint
+    assert first is not None and len(first) == 64
+
+    # moving the file (same bytes) keeps the fingerprint; editing it changes it
+    (tmp_path / "specs" / "moved.txt").write_text("roses are red\n")
+    moved = training(input={"train_data": {"$file": "moved.txt"}, "order": 5})
+    assert _one(moved, tmp_path).fingerprint == first
+    (data / "poems.txt").write_text("violets are blue\n")
+    assert _one(res, tmp_path).fingerprint != first
+
+
+def test_fields_that_never_enter_the_fingerprint(tmp_path: Path) -> None:
+    base = _one(training(), tmp_path).fingerprint
+    for extra in ({"webhook": "https://x"}, {"webhook_events_filter": ["start"]}, {"timeout": "1h"},
+                  {"retry": {"max_attempts": 3}}, {"lifecycle": {"on_change": "keep"}}, {"sensitive": ["a"]}):
+        assert _one(training(**extra), tmp_path).fingerprint == base, extra
+    labelled = Resource("Training", "poems", training().spec, "other/file.yaml", 9, labels={"team": "nlp"})
+    assert _one(labelled, tmp_path).fingerprint == base
+    # what determines the result does
+    assert _one(training(version="b" * 64), tmp_path).fingerprint != base
+    assert _one(training(destination="me/other"), tmp_path).fingerprint != base
+    assert _one(training(provider="replicate"), tmp_path).fingerprint != base
+
+
+def test_owner_name_colon_version_is_split(tmp_path: Path) -> None:
+    a = _one(training(version=f"jobrunner/ngram:{NGRAM}"), tmp_path)
+    b = _one(training(), tmp_path)
+    assert a.request["model"] == "jobrunner/ngram" and a.request["version"] == NGRAM
+    assert a.fingerprint == b.fingerprint
+
+
+def test_batch_items_have_their_own_addresses(tmp_path: Path) -> None:
+    res = batch(input_defaults={"seed": 1}, inputs=[{"key": "moon", "prompt": "The moon"}, {"prompt": "At dawn"}])
+    jobs = expand([res], tmp_path, {})
+    assert [j.address for j in jobs][0] == "PredictionBatch/eval[moon]"
+    assert jobs[1].address.startswith("PredictionBatch/eval[") and len(jobs[1].address) == len("PredictionBatch/eval[]") + 12
+    assert all(j.job_kind == JOB_PREDICTION and j.resource_address == "PredictionBatch/eval" for j in jobs)
+    assert jobs[0].request["input"] == {"seed": 1, "prompt": "The moon"}
+    assert jobs[0].request["model"] == "jobrunner/echo" and jobs[0].request["version"] == ECHO
+    # editing one row only changes that row's fingerprint
+    edited = batch(input_defaults={"seed": 1}, inputs=[{"key": "moon", "prompt": "The sun"}, {"prompt": "At dawn"}])
+    again = expand([edited], tmp_path, {})
+    assert again[0].fingerprint != jobs[0].fingerprint and again[1].fingerprint == jobs[1].fingerprint
+
+
+def test_emissary_body_fields(tmp_path: Path) -> None:
+    spec = {"provider": "emissary", "project_id": "proj-1", "base_model": "jobrunner-ngram",
+            "train_dataset_id": "ds-1", "train_test_split_ratio": 0.2, "parameters": {"epochs": 3},
+            "description": "first try"}
+    job = _one(Resource("Training", "ft", spec, "specs/ft.yaml", 1), tmp_path)
+    assert job.request["project_id"] == "proj-1"
+    assert job.request["body"] == {"base_model": "jobrunner-ngram", "train_dataset_id": "ds-1",
+                                   "train_test_split_ratio": 0.2, "parameters": {"epochs": 3},
+                                   "description": "first try"}
+    relabelled = _one(Resource("Training", "ft", {**spec, "description": "renamed"}, "specs/ft.yaml", 1), tmp_path)
+    assert relabelled.fingerprint == job.fingerprint
+    more = _one(Resource("Training", "ft", {**spec, "parameters": {"epochs": 4}}, "specs/ft.yaml", 1), tmp_path)
+    assert more.fingerprint != job.fingerprint
+
+
+def test_model_unit_and_destination_dependency(tmp_path: Path) -> None:
+    jobs = expand([training(), model()], tmp_path, {})
+    assert [j.address for j in jobs] == ["Model/poems", "Training/poems"]
+    assert jobs[0].job_kind == JOB_MODEL and jobs[0].request["owner"] == "me"
+    assert jobs[1].depends_on == ("Model/poems",)
+
+
+def test_references_unknown_then_resolved(tmp_path: Path) -> None:
+    res = [training(), batch(version="${Training.poems.output.version}")]
+    jobs = expand(res, tmp_path, {})
+    item = jobs[1]
+    assert item.fingerprint is None and item.depends_on == ("Training/poems",)
+    assert item.request["version"] == "${Training.poems.output.version}"
+    jobs = expand(res, tmp_path, {"Training/poems": {"version": f"me/poems:{'1' * 64}"}})
+    item = jobs[1]
+    assert item.fingerprint is not None
+    assert item.request["model"] == "me/poems" and item.request["version"] == "1" * 64
+
+
+def test_state_outputs_of_an_upstream_about_to_change_are_not_used(tmp_path: Path) -> None:
+    res = [training(), batch(version="${Training.poems.output.version}")]
+    doc = apply_all(res, tmp_path)
+    assert "Training/poems" in upstream_outputs(doc)
+    assert all(j.fingerprint for j in expand(res, tmp_path, state=doc))
+    changed = [training(input={"order": 9}), res[1]]
+    items = [j for j in expand(changed, tmp_path, state=doc) if j.job_kind == JOB_PREDICTION]
+    assert all(j.fingerprint is None for j in items)
+    kept = [training(input={"order": 9}, lifecycle={"on_change": "keep"}), res[1]]
+    items = [j for j in expand(kept, tmp_path, state=doc) if j.job_kind == JOB_PREDICTION]
+    assert all(j.fingerprint for j in items)
+
+
+def test_recorded_inputs_are_redacted(tmp_path: Path) -> None:
+    job = _one(training(input={"order": 4, "hf_token": "hf_secret_value", "customer": "acme"},
+                        sensitive=["customer"]), tmp_path)
+    rec = recorded_inputs(job)
+    assert rec["input"] == {"order": 4, "hf_token": "(sensitive)", "customer": "(sensitive)"}
+    assert job.request["input"]["hf_token"] == "hf_secret_value"  # the request itself is sent as written
+
+
+def test_missing_file_is_a_manifest_error(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError) as info:
+        expand([training(input={"train_data": {"$file": "nope.txt"}})], tmp_path, {})
+    (diag,) = info.value.diagnostics
+    assert "nope.txt" in diag.message and diag.address == "Training/poems" and diag.file == "specs/jobs.yaml"
+
+
+def test_empty_state_gives_no_outputs() -> None:
+    assert upstream_outputs(StateDoc()) == {}
