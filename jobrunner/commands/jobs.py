@@ -571,11 +571,30 @@ def outputs(addresses: tuple[str, ...], fmt: str) -> int:
 
 
 @click.command("import")
-@click.argument("address")
-@click.argument("remote_id")
+@click.argument("address", required=False)
+@click.argument("remote_id", required=False)
 @click.argument("paths", nargs=-1, type=click.Path())
-def import_(address: str, remote_id: str, paths: tuple[str, ...]) -> int:
-    """Adopt an existing remote job as ADDRESS after checking it matches the manifest."""
+@click.option("--discover", is_flag=True, help="Find jobs no state address owns, write manifests for them and adopt them.")
+@click.option("--since", "since", default="30d", show_default=True, metavar="D", help="With --discover: how far back to look.")
+@click.option("--provider", "providers", multiple=True, type=click.Choice(["local", "replicate", "emissary"]),
+              help="With --discover: provider to look at (repeatable; default: those the manifests and state use).")
+@click.option("--out", "out", default="discovered.yaml", show_default=True, type=click.Path(dir_okay=False),
+              help="With --discover: the manifest file to write (never overwritten).")
+def import_(address: str | None, remote_id: str | None, paths: tuple[str, ...], discover: bool, since: str,
+            providers: tuple[str, ...], out: str) -> int:
+    """Adopt an existing remote job as ADDRESS after checking it matches the manifest.
+
+    With --discover (no ADDRESS/REMOTE_ID; PATHS are the manifests): adopt every recent job that
+    nothing tracks, writing manifests for the ones no manifest declares.
+    """
+    if discover:
+        from jobrunner.discover import run_discover
+
+        given = tuple(p for p in (address, remote_id) if p) + paths
+        return run_discover(paths=given, since_text=since, providers=providers, out=out, echo=click.echo)
+    if not address or not remote_id:
+        raise UsageError("import needs ADDRESS and REMOTE_ID (or --discover)",
+                         hint="e.g. `jobrunner import Training/poems-ngram r8abc...`, or `jobrunner import --discover`")
     from jobrunner.errors import PlanError
     from jobrunner.providers.base import SUCCEEDED
     from jobrunner.reconcile import requests as rq
