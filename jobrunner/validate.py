@@ -132,8 +132,15 @@ def _check_document(doc: Document, out: _Collector) -> Resource | None:
     name = meta.get("name") if isinstance(meta, dict) else None
     address = f"{kind}/{name}" if isinstance(kind, str) and isinstance(name, str) and kind in KINDS else None
 
+    choice_paths: set[str] = set()
     for err in manifest_validator().iter_errors(data):
         for json_path, message in _explain(err, doc):
+            # A field checked by the kind dispatch and again by the provider branch (e.g. an unknown
+            # provider) would get two "must be one of" errors; the first is the more general one.
+            if err.validator in ("enum", "const"):
+                if json_path in choice_paths:
+                    continue
+                choice_paths.add(json_path)
             out.add("error", doc.file, doc.position(json_path), message, address, json_path)
 
     # YAML 1.1 readings that passed the schema (free-form input) but are probably not what was meant.
