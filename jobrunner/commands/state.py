@@ -73,3 +73,9 @@ def unlock(force: bool) -> int:
     ws.store.unlock(force)
     click.echo("State unlocked.")
     return EXIT_OK
+
+
+# `state migrate` lives in its own module (it copies between backends); registered here.
+from jobrunner.commands.state_migrate import migrate as _migrate  # noqa: E402
+
+state.add_command(_migrate)

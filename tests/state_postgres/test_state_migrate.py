@@ -84,3 +84,13 @@ def test_migrate_to_itself_is_a_usage_error(workspace):
     store = LocalFileStore(workspace / ".jobrunner" / "state.json")
     with pytest.raises(UsageError, match="same store"):
         migrate_state(store, LocalFileStore(workspace / ".jobrunner" / "state.json"))
+
+
+def test_state_migrate_is_a_subcommand_of_jobrunner_state(workspace, pg_url):
+    from jobrunner.cli import cli
+
+    seeded_local(workspace)
+    result = CliRunner().invoke(cli, ["state", "migrate", "--to", pg_url], standalone_mode=False)
+    assert result.exception is None, result.output
+    assert "Copied 3 address(es)" in result.output
+    assert len(PostgresStore(pg_url).load().addresses) == 3
