@@ -300,7 +300,9 @@ def create_app(
         finally:
             await platform.shutdown()
 
-    logging.getLogger("uvicorn.error").addFilter(_DropFilter())
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _DropFilter) for f in uvicorn_log.filters):
+        uvicorn_log.addFilter(_DropFilter())
     app = Starlette(
         routes=[
             *replicate.routes(),
