@@ -341,11 +341,16 @@ class PostgresStore:
             meta = self._meta_row(conn, for_update=False)
             if meta is None:
                 # Fix the lineage now, so every reader of a not-yet-written state sees the same.
-                conn.execute(
-                    "INSERT INTO jobrunner_state (workspace, format_version, serial, lineage) "
-                    "VALUES (%s, %s, 0, %s) ON CONFLICT (workspace) DO NOTHING",
-                    (self.workspace, STATE_FORMAT_VERSION, str(uuid.uuid4())),
-                )
+                try:
+                    with conn.transaction():  # a savepoint: a read-only role may not insert
+                        conn.execute(
+                            "INSERT INTO jobrunner_state (workspace, format_version, serial, lineage) "
+                            "VALUES (%s, %s, 0, %s) ON CONFLICT (workspace) DO NOTHING",
+                            (self.workspace, STATE_FORMAT_VERSION, str(uuid.uuid4())),
+                        )
+                except self._psycopg.errors.InsufficientPrivilege:
+                    self._known, self._known_serial = {}, 0
+                    return StateDoc(format_version=STATE_FORMAT_VERSION, serial=0, lineage="")
                 meta = self._meta_row(conn, for_update=False)
             assert meta is not None
             format_version, serial, lineage = meta

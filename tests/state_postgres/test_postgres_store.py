@@ -267,6 +267,8 @@ def test_a_read_only_role_can_load_but_not_lock(pg_url):
         conn.execute("GRANT SELECT ON jobrunner_state, jobrunner_state_addresses, jobrunner_state_lock TO reviewer")
     reader = PostgresStore(pg_url.replace("jobrunner@", "reviewer@"))
     assert reader.load().addresses == doc.addresses
+    never_written = PostgresStore(pg_url.replace("jobrunner@", "reviewer@") + "?workspace=new").load()
+    assert never_written.addresses == {} and never_written.serial == 0
     with pytest.raises(StateError, match="could not record the lock holder") as info:
         with reader.lock("apply"):
             pass
