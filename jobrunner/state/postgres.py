@@ -21,6 +21,7 @@ import contextlib
 import getpass
 import hashlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -33,6 +34,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from jobrunner.errors import ConfigError, StateError, StateLockedError
 from jobrunner.state.model import STATE_FORMAT_VERSION, AddressState, StateDoc
+
+log = logging.getLogger("jobrunner.state")
 
 # How often the lock holder touches its heartbeat, and after how long without one a lock held by
 # a still-open connection is reported as stale (the process hangs, or its host vanished without
@@ -492,9 +495,9 @@ class PostgresStore:
                 raise _locked_error(self.describe(), holder, stale)
             previous = self.holder()
             if previous is not None:
-                self.warnings.append(
-                    f"took over the state lock left by {previous.describe()}; its database session has ended"
-                )
+                message = f"took over the state lock left by {previous.describe()}; its database session has ended"
+                self.warnings.append(message)
+                log.warning(message)  # shown on stderr like the local file store's warning
             lock_id = str(uuid.uuid4())
             now = datetime.now(timezone.utc)
             with self._errors("record the lock holder"):
