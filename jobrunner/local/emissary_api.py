@@ -20,6 +20,11 @@ is an Emissary request. `is_emissary_request()` is what the app uses to dispatch
 Training with base model `jobrunner-ngram` runs `jobrunner.local.emissary_engine` in the
 platform's worker processes (see that module for the parameters). A training job whose
 `parameters.timeout_seconds` elapses is stopped and marked `TimedOut`.
+
+Deployments serve a checkpoint: `Pending -> Deploying -> Deployed` once its weights are loaded;
+`/completions` and `/chat/completions` generate text with them (`max_new_tokens` characters,
+`temperature`, `do_sample: false` for greedy decoding, and a `seed` extension for reproducible
+text). `jobrunner-ngram` is a completion model, so `/embeddings` and `/classification` answer 400.
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ from starlette.routing import Route
 
 from jobrunner.local import emissary_engine as engine
 from jobrunner.local import emissary_store as es
+from jobrunner.local.models import ngram
 from jobrunner.local.multipart import MultipartError, parse_multipart
 from jobrunner.local.security import token_matches
 
@@ -48,6 +54,8 @@ BASE_MODELS: dict[str, dict[str, Any]] = {
         "description": "A character n-gram language model trained on this machine (jobrunner local platform).",
     }
 }
+SERVER_TYPES = ("serverless", "on-demand")
+DEPLOYMENT_TERMINAL = frozenset({"Failed", "Cancelled", "TimedOut"})
 # Runner/engine events -> Emissary status.
 _FINAL = {"done": es.SUCCESS, "failed": es.FAILED, "canceled": es.CANCELLED}
 
@@ -159,6 +167,21 @@ def deployment_summary(d: es.Row) -> dict[str, Any]:
     return {"id": d["id"], "name": d["name"], "status": d["status"], "created_at": d["created_at"]}
 
 
+def deployment_detail(d: es.Row, base_model: str | None) -> dict[str, Any]:
+    return {
+        "id": d["id"],
+        "name": d["name"],
+        "description": d["description"],
+        "base_model": base_model,
+        "status": d["status"],
+        "training_id": d["training_job_id"],  # the 0.4.4 wire name (not training_job_id)
+        "checkpoint": d["checkpoint"],
+        "created_at": d["created_at"],
+        "updated_at": d["updated_at"],
+        "server_type": d["server_type"],
+    }
+
+
 # --- request parsing (pure) -----------------------------------------------------------------
 
 
@@ -201,6 +224,56 @@ def check_training_body(body: dict[str, Any]) -> None:
                 raise EmissaryError(400, f"parameters.{k} must be a string or a number")
 
 
+def check_deployment_body(body: dict[str, Any]) -> None:
+    if not isinstance(body.get("training_job_id"), str) or not body["training_job_id"]:
+        raise EmissaryError(400, "training_job_id is required and must be a non-empty string")
+    ck = body.get("checkpoint")
+    if isinstance(ck, bool) or not isinstance(ck, (int, float)) or int(ck) != ck:
+        raise EmissaryError(400, "checkpoint is required and must be an integer")
+    if body.get("server_type") is not None and body["server_type"] not in SERVER_TYPES:
+        raise EmissaryError(400, f"server_type must be one of {', '.join(SERVER_TYPES)}")
+    for key in ("name", "description"):
+        _opt_str(body, key)
+
+
+def generation_options(body: dict[str, Any]) -> dict[str, Any]:
+    """Map the inference request's sampling fields onto the n-gram generator.
+
+    `max_new_tokens` (default 500) counts characters; `temperature` defaults to 0.7;
+    `do_sample: false` means greedy decoding; `seed` (an extension) makes the text reproducible.
+    `top_p`, `top_k` and `no_repeat_ngram_size` are accepted and have no effect on this model.
+    """
+    def num(key: str, default: float, lo: float, hi: float) -> float:
+        value = body.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+            raise EmissaryError(400, f"{key} must be a number between {lo:g} and {hi:g}")
+        return float(value)
+
+    max_tokens = num("max_new_tokens", 500, 0, 10_000)
+    if max_tokens != int(max_tokens):
+        raise EmissaryError(400, "max_new_tokens must be an integer")
+    temperature = num("temperature", 0.7, 0, 10)
+    if body.get("do_sample") is False:
+        temperature = 0.0
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise EmissaryError(400, "seed must be an integer")
+    return {"max_tokens": int(max_tokens), "temperature": temperature, "seed": seed}
+
+
+def chat_prompt(messages: Any) -> str:
+    if not isinstance(messages, list) or not messages:
+        raise EmissaryError(400, "messages is required and must be a non-empty array")
+    lines = []
+    for m in messages:
+        if not isinstance(m, dict) or not isinstance(m.get("content", ""), str):
+            raise EmissaryError(400, "each message is an object with a string content")
+        if m.get("role") is not None and m["role"] not in ("system", "user", "assistant"):
+            raise EmissaryError(400, "message role must be system, user or assistant")
+        lines.append(m.get("content") or "")
+    return "\n".join(lines) + "\n"
+
+
 # --- the service ----------------------------------------------------------------------------
 
 
@@ -209,6 +282,7 @@ class EmissaryService:
         self.platform = platform
         self.store = es.EmissaryStore(platform.db.conn, platform.data_dir)
         self._timeouts: dict[str, Any] = {}
+        self._weights: dict[str, Any] = {}  # deployment id -> loaded checkpoint weights
 
     # -- lifecycle --
 
@@ -219,6 +293,12 @@ class EmissaryService:
                 job["id"], status=es.FAILED,
                 error="the local platform stopped while this training job was pending or running; create it again",
             )
+        # Deploying is only loading a checkpoint, which is done again on first use after a restart.
+        for row in self.store.conn.execute(
+            "SELECT id, training_job_id, checkpoint FROM emissary_deployments WHERE status IN ('Pending', 'Deploying')"
+        ).fetchall():
+            ok = self.store.get_checkpoint(row["training_job_id"], row["checkpoint"]) is not None
+            self.store.update_deployment(row["id"], status="Deployed" if ok else "Failed")
 
     # -- helpers --
 
@@ -451,6 +531,136 @@ class EmissaryService:
         return FileResponse(path, media_type="application/json")
 
 
+    # -- deployments (serving a checkpoint) --
+
+    async def create_deployment(self, request: Request) -> Response:
+        p = self._project(request.path_params["project_id"])
+        body = parse_json_object(await request.body(), required=True)
+        check_deployment_body(body)
+        job = self.store.get_training_job(p["id"], body["training_job_id"])
+        if job is None:
+            raise EmissaryError(400, f"training_job_id {body['training_job_id']!r} is not a training job of project {p['id']}")
+        if self.store.get_checkpoint(job["id"], int(body["checkpoint"])) is None:
+            raise EmissaryError(400, f"training job {job['id']} has no checkpoint {int(body['checkpoint'])}")
+        row = self.store.create_deployment(p["id"], body, "Pending")
+        self.platform.spawn(self._deploy(row["id"]))
+        return JSONResponse(deployment_summary(row), status_code=201)
+
+    async def _deploy(self, deployment_id: str) -> None:
+        """Pending -> Deploying -> Deployed once the checkpoint's weights are loaded (or Failed)."""
+        import asyncio
+
+        row = self.store.conn.execute("SELECT * FROM emissary_deployments WHERE id = ?", (deployment_id,)).fetchone()
+        if row is None or row["status"] != "Pending":
+            return
+        self.store.update_deployment(deployment_id, status="Deploying")
+        ck = self.store.get_checkpoint(row["training_job_id"], row["checkpoint"])
+        try:
+            if ck is None:
+                raise FileNotFoundError("the checkpoint was deleted")
+            weights = await asyncio.to_thread(_load_json, ck["path"])
+        except (OSError, ValueError) as exc:
+            self._set_deployment_status(deployment_id, "Failed")
+            log.warning("deployment %s failed: %s", deployment_id, exc)
+            return
+        if self._set_deployment_status(deployment_id, "Deployed", only_from="Deploying"):
+            self._weights[deployment_id] = weights
+
+    def _set_deployment_status(self, deployment_id: str, status: str, *, only_from: str | None = None) -> bool:
+        row = self.store.conn.execute("SELECT status FROM emissary_deployments WHERE id = ?", (deployment_id,)).fetchone()
+        if row is None or (only_from is not None and row["status"] != only_from):
+            return False
+        self.store.update_deployment(deployment_id, status=status)
+        return True
+
+    def _deployment(self, request: Request) -> es.Row:
+        p = self._project(request.path_params["project_id"])
+        d = self.store.get_deployment(p["id"], request.path_params["deployment_id"])
+        if d is None:
+            raise not_found(f"deployment {request.path_params['deployment_id']}")
+        return d
+
+    async def list_deployments(self, request: Request) -> Response:
+        p = self._project(request.path_params["project_id"])
+        return JSONResponse([deployment_summary(d) for d in self.store.list_deployments(p["id"])])
+
+    async def get_deployment(self, request: Request) -> Response:
+        d = self._deployment(request)
+        job = self.store.get_training_job(None, d["training_job_id"])
+        return JSONResponse(deployment_detail(d, job["base_model"] if job else None))
+
+    async def delete_deployment(self, request: Request) -> Response:
+        d = self._deployment(request)
+        self._weights.pop(d["id"], None)
+        self.store.delete_deployment(d["id"])
+        return Response(status_code=204)
+
+    async def cancel_deployment(self, request: Request) -> Response:
+        d = self._deployment(request)
+        if d["status"] not in DEPLOYMENT_TERMINAL:
+            self._weights.pop(d["id"], None)
+            self.store.update_deployment(d["id"], status="Cancelled")
+        return Response(status_code=204)
+
+    def _serving(self, request: Request) -> dict[str, Any]:
+        d = self._deployment(request)
+        if d["status"] != "Deployed":
+            raise EmissaryError(400, f"deployment {d['id']} is {d['status']}, not Deployed")
+        weights = self._weights.get(d["id"])
+        if weights is None:  # after a restart: weights are loaded again on first use
+            ck = self.store.get_checkpoint(d["training_job_id"], d["checkpoint"])
+            try:
+                weights = _load_json(ck["path"]) if ck else None
+            except (OSError, ValueError):
+                weights = None
+            if weights is None:
+                self.store.update_deployment(d["id"], status="Failed")
+                raise EmissaryError(400, f"deployment {d['id']} failed: its checkpoint is gone")
+            self._weights[d["id"]] = weights
+        return weights
+
+    async def completions(self, request: Request) -> Response:
+        import asyncio
+
+        weights = self._serving(request)
+        body = parse_json_object(await request.body(), required=True)
+        if not isinstance(body.get("prompt"), str):
+            raise EmissaryError(400, "prompt is required and must be a string")
+        opts = generation_options(body)
+        text = await asyncio.to_thread(ngram.generate, weights, body["prompt"], **opts)
+        return JSONResponse({"id": es.new_id("completion"), "response": text})
+
+    async def chat_completions(self, request: Request) -> Response:
+        import asyncio
+
+        weights = self._serving(request)
+        body = parse_json_object(await request.body(), required=True)
+        prompt = chat_prompt(body.get("messages"))
+        opts = generation_options(body)
+        text = await asyncio.to_thread(ngram.generate, weights, prompt, **opts)
+        return JSONResponse({"id": es.new_id("chat-completion"), "response": text})
+
+    async def embeddings(self, request: Request) -> Response:
+        self._serving(request)
+        body = parse_json_object(await request.body(), required=True)
+        for key in ("source_sentence", "target_sentence"):
+            if not isinstance(body.get(key), str):
+                raise EmissaryError(400, f"{key} is required and must be a string")
+        raise EmissaryError(400, f"{engine.BASE_MODEL} is a completion model: use /completions or /chat/completions")
+
+    async def classification(self, request: Request) -> Response:
+        self._serving(request)
+        body = parse_json_object(await request.body(), required=True)
+        if not isinstance(body.get("source_sentence"), str):
+            raise EmissaryError(400, "source_sentence is required and must be a string")
+        raise EmissaryError(400, f"{engine.BASE_MODEL} is a completion model: use /completions or /chat/completions")
+
+
+def _load_json(path: str) -> Any:
+    with open(path, "rb") as fh:
+        return json.load(fh)
+
+
 def _base_url(request: Request) -> str:
     """Absolute URLs are built from the request's own host, like the Replicate routes do."""
     return str(request.base_url).rstrip("/")
@@ -480,6 +690,7 @@ def routes(platform: Any) -> list[Route]:
     pj = "/v1/projects/{project_id}"
     tj = pj + "/training-jobs/{training_job_id}"
     ck = tj + "/checkpoints/{checkpoint:int}"
+    dp = pj + "/deployments/{deployment_id}"
     return [
         # `/v1/models` (list) is shared with the Replicate wire: the app dispatches it with
         # `is_emissary_request` to `platform.emissary_list_models`.
@@ -501,6 +712,15 @@ def routes(platform: Any) -> list[Route]:
         Route(tj + "/checkpoints", g(service.list_checkpoints), methods=["GET"]),
         Route(ck + "/download", g(service.download_checkpoint), methods=["GET"]),
         Route(ck + "/test_results", g(service.checkpoint_test_results), methods=["GET"]),
+        Route(pj + "/deployments", g(service.create_deployment), methods=["POST"]),
+        Route(pj + "/deployments", g(service.list_deployments), methods=["GET"]),
+        Route(dp, g(service.get_deployment), methods=["GET"]),
+        Route(dp, g(service.delete_deployment), methods=["DELETE"]),
+        Route(dp + "/cancel", g(service.cancel_deployment), methods=["POST"]),
+        Route(dp + "/completions", g(service.completions), methods=["POST"]),
+        Route(dp + "/chat/completions", g(service.chat_completions), methods=["POST"]),
+        Route(dp + "/embeddings", g(service.embeddings), methods=["POST"]),
+        Route(dp + "/classification", g(service.classification), methods=["POST"]),
     ]
 
 

@@ -151,6 +151,37 @@ def main(server_url: str, api_key: str) -> None:
     step("projects.get", {"datasets": len(pd.datasets), "training_jobs": len(pd.training_jobs),
                           "deployments": len(pd.deployments or [])})
 
+    dep = client.deployments.create(
+        project_id=project.id,
+        request_body={"training_job_id": job.id, "checkpoint": 3, "name": "poems-live", "server_type": "on-demand"},
+    )
+    assert dep.status.value in ("Pending", "Deploying", "Deployed"), dep
+    step("deployments.create", {"id": dep.id, "status": dep.status.value})
+    live = wait_for(lambda: client.deployments.get(project_id=project.id, deployment_id=dep.id),
+                    lambda d: d.status.value in ("Deployed", "Failed"))
+    assert live.status.value == "Deployed" and live.training_id == job.id and live.checkpoint == 3
+    step("deployments.get", {"status": live.status.value, "training_id": live.training_id, "base_model": live.base_model})
+    comp = client.deployments.completions.create(
+        project_id=project.id, deployment_id=dep.id, request_body={"prompt": "The moon", "max_new_tokens": 40, "temperature": 0.7})
+    assert isinstance(comp.response, str) and len(comp.response) == 40, comp
+    step("deployments.completions.create", comp.response)
+    chat = client.deployments.chat.completions.create(
+        project_id=project.id, deployment_id=dep.id,
+        request_body={"messages": [{"role": "user", "content": "At dawn"}], "max_new_tokens": 30})
+    assert isinstance(chat.response, str) and len(chat.response) == 30
+    step("deployments.chat.completions.create", chat.response)
+    try:
+        client.deployments.embeddings.create(project_id=project.id, deployment_id=dep.id,
+                                             request_body={"source_sentence": "a", "target_sentence": "b"})
+        raise AssertionError("embeddings from a completion model")
+    except models.APIErrorInvalidInput as exc:
+        step("deployments.embeddings.create -> APIErrorInvalidInput", exc.data.error)
+    assert [d.id for d in client.deployments.list(project_id=project.id)] == [dep.id]
+    assert client.deployments.cancel(project_id=project.id, deployment_id=dep.id) is None
+    assert client.deployments.get(project_id=project.id, deployment_id=dep.id).status.value == "Cancelled"
+    assert client.deployments.delete(project_id=project.id, deployment_id=dep.id) is None
+    step("deployments.cancel and delete", dep.id)
+
     assert client.datasets.delete(project_id=project.id, dataset_id=test_ds.id) is None
     step("datasets.delete", test_ds.id)
     assert client.projects.delete(project_id=empty.id) is None

@@ -272,3 +272,66 @@ def test_running_jobs_fail_after_a_restart(tmp_path) -> None:
         d = em.get(f"/v1/projects/{pid}/training-jobs/{job['id']}").json()
         assert d["status"] == "Failed" and "stopped" in d["error"]
         assert em.get(f"/v1/projects/{pid}/datasets/{ds}").json()["is_uploaded"] is True
+
+
+# --- deployments ----------------------------------------------------------------------------
+
+
+def trained_job(em: httpx.Client) -> tuple[str, str]:
+    pid = make_project(em)
+    ds = upload(em, pid)
+    job = em.post(f"/v1/projects/{pid}/training-jobs",
+                  json={"base_model": "jobrunner-ngram", "train_dataset_id": ds, "parameters": {"steps": 4, "checkpoint_every": 2}}).json()
+    assert wait_status(em, f"/v1/projects/{pid}/training-jobs/{job['id']}", {"Success", "Failed"})["status"] == "Success"
+    return pid, job["id"]
+
+
+def test_deployment_serves_completions_from_a_checkpoint(tmp_path) -> None:
+    data = tmp_path / "platform"
+    with serve_app(data) as live, emissary(live) as em:
+        pid, job_id = trained_job(em)
+        for body, message in [
+            ({"checkpoint": 1}, "training_job_id is required"),
+            ({"training_job_id": job_id}, "checkpoint is required"),
+            ({"training_job_id": "tr-nope", "checkpoint": 1}, "not a training job"),
+            ({"training_job_id": job_id, "checkpoint": 9}, "no checkpoint 9"),
+            ({"training_job_id": job_id, "checkpoint": 1, "server_type": "gpu"}, "server_type"),
+        ]:
+            r = em.post(f"/v1/projects/{pid}/deployments", json=body)
+            assert r.status_code == 400 and message in r.json()["error"], r.text
+        r = em.post(f"/v1/projects/{pid}/deployments", json={"training_job_id": job_id, "checkpoint": 2, "name": "d1"})
+        assert r.status_code == 201
+        dep = r.json()
+        assert set(dep) == {"id", "name", "status", "created_at"} and dep["status"] == "Pending"
+        path = f"/v1/projects/{pid}/deployments/{dep['id']}"
+        d = wait_status(em, path, {"Deployed", "Failed"})
+        assert d["status"] == "Deployed" and d["training_id"] == job_id and d["checkpoint"] == 2
+        assert d["base_model"] == "jobrunner-ngram" and isinstance(d["updated_at"], int)
+        assert em.get(f"/v1/projects/{pid}").json()["deployments"] == [{**dep, "status": "Deployed"}]
+
+        ask = {"prompt": "The moon", "max_new_tokens": 50, "seed": 3}
+        a = em.post(path + "/completions", json=ask)
+        assert a.status_code == 200 and a.json()["id"].startswith("completion-")
+        assert len(a.json()["response"]) == 50
+        assert em.post(path + "/completions", json=ask).json()["response"] == a.json()["response"]
+        greedy = {"prompt": "At dawn", "max_new_tokens": 30, "do_sample": False}
+        assert em.post(path + "/completions", json=greedy).json()["response"] == em.post(path + "/completions", json=greedy).json()["response"]
+        chat = em.post(path + "/chat/completions", json={"messages": [{"role": "user", "content": "Small"}], "max_new_tokens": 20})
+        assert chat.status_code == 200 and len(chat.json()["response"]) == 20
+        assert em.post(path + "/completions", json={"max_new_tokens": 5}).status_code == 400
+        assert em.post(path + "/chat/completions", json={"messages": []}).status_code == 400
+        emb = em.post(path + "/embeddings", json={"source_sentence": "a", "target_sentence": "b"})
+        assert emb.status_code == 400 and "completion model" in emb.json()["error"]
+        assert em.post(path + "/classification", json={}).status_code == 400
+        first_text = a.json()["response"]
+    # After a restart the deployment still serves the same text for the same seed.
+    with serve_app(data) as live, emissary(live) as em:
+        assert em.get(path).json()["status"] == "Deployed"
+        assert em.post(path + "/completions", json=ask).json()["response"] == first_text
+        assert em.post(path + "/cancel", headers=OCTET).status_code == 204
+        assert em.get(path).json()["status"] == "Cancelled"
+        stopped = em.post(path + "/completions", json=ask)
+        assert stopped.status_code == 400 and "Cancelled" in stopped.json()["error"]
+        assert em.delete(path, headers=OCTET).status_code == 204
+        assert em.get(path).status_code == 404
+        assert em.post(path + "/completions", json=ask).status_code == 404
