@@ -106,3 +106,37 @@ def claimed_ids(doc: StateDoc) -> set[str]:
             ids.add(st.remote_id)
         ids.update(a.remote_id for a in st.history)
     return ids
+
+
+def absorb(doc: StateDoc, remote: dict[str, RemoteJob], *, only_succeeded: bool = False) -> list[str]:
+    """Record what a refresh learned in `doc` (status, error, outputs); returns the addresses changed.
+
+    A job that finished while nobody waited (`--no-wait`, a wait timeout, another machine) gets its
+    outputs recorded here, so references to it resolve and `jobrunner outputs` shows them.
+    `only_succeeded` limits it to successes (done before planning, so the plan can still explain
+    failures and cancellations as drift against what state last saw).
+    """
+    from jobrunner.providers.base import SUCCEEDED
+    from jobrunner.reconcile.outputs import outputs_of
+    from jobrunner.reconcile.timeutil import to_rfc3339
+
+    changed = []
+    for address, job in remote.items():
+        st = doc.addresses.get(address)
+        if st is None or st.remote_id != job.id or st.intent is not None:
+            continue
+        if only_succeeded and job.status != SUCCEEDED:
+            continue
+        if st.status == job.status and (job.status != SUCCEEDED or st.outputs):
+            continue
+        st.status = job.status
+        st.error = job.error
+        if job.status == SUCCEEDED:
+            st.outputs = outputs_of(st.job_kind, job)
+        st.updated_at = to_rfc3339(utcnow())
+        for attempt in reversed(st.history):
+            if attempt.remote_id == job.id:
+                attempt.status = job.status
+                break
+        changed.append(address)
+    return changed

@@ -437,21 +437,15 @@ def status(fmt: str, no_refresh: bool) -> int:
     ws = open_workspace()
     doc = ws.store.load()
     if not no_refresh:
+        from jobrunner.refresh import absorb
+
         remote = asyncio.run(_with_pool(ws, lambda pool: refresh_tracked(doc, pool)))
-        changed = False
-        for addr, job in remote.items():
-            st = doc.addresses[addr]
-            if st.status != job.status:
-                st.status = job.status
-                changed = True
-        if changed:  # record what we learned, unless another command holds the state
+        if absorb(doc, remote):  # record what we learned, unless another command holds the state
             try:
                 with ws.store.lock("status"):
                     fresh = ws.store.load()
-                    for addr, job in remote.items():
-                        if addr in fresh.addresses and fresh.addresses[addr].remote_id == job.id:
-                            fresh.addresses[addr].status = job.status
-                    ws.store.save(fresh)
+                    if absorb(fresh, remote):
+                        ws.store.save(fresh)
             except StateLockedError:
                 pass
     now = utcnow()
@@ -562,7 +556,9 @@ def outputs(addresses: tuple[str, ...], fmt: str) -> int:
         return EXIT_OK
     for addr, outs in data.items():
         for key, value in sorted(outs.items()):
-            text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+            # One line per output: strings as they are unless multi-line, anything else as JSON.
+            plain = isinstance(value, str) and "\n" not in value
+            text = value if plain else json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
             click.echo(f"{addr}.{key} = {text}")
     return EXIT_OK
 

@@ -227,10 +227,13 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
                     targets: tuple[str, ...] = (), check_remote: bool = True) -> Planned:
     from jobrunner.plan import compute_plan
 
+    from jobrunner.refresh import absorb
+
     resources, files, warnings = load_resources(paths, ws.root)
-    desired = expand_desired(resources, ws.root, doc)
     by_res = {r.address: r for r in resources}
     remote = await refresh_tracked(doc, pool)
+    absorb(doc, remote, only_succeeded=True)  # outputs of jobs that finished unattended
+    desired = expand_desired(resources, ws.root, doc)
     remote.update(await lookup_intents(doc, desired, by_res, pool))
     rel_paths = [_rel(p, ws.root) for p in paths]
     digest = manifests_digest(files, ws.root)
@@ -238,8 +241,10 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
                         paths=rel_paths, manifests_digest=digest)
     plan.paths = plan.paths or rel_paths
     plan.manifests_digest = plan.manifests_digest or digest
-    plan.state_lineage = plan.state_lineage or doc.lineage
+    # A state never saved has a lineage minted at load time: meaningless for saved-plan checks.
+    plan.state_lineage = doc.lineage if doc.serial else ""
     plan.state_serial = plan.state_serial or doc.serial
+    absorb(doc, remote)  # the plan has explained any drift; state now records what was seen
     if targets:
         from jobrunner.plan import filter_plan
 

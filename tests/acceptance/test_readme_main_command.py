@@ -1,0 +1,40 @@
+"""The README's first command on a fresh checkout: no jobrunner.yaml, the platform auto-starts.
+
+Runs the real `jobrunner` entry point in a subprocess from a temp directory holding a copy of
+specs/examples/, exactly as a new user would, then stops the platform it started.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.acceptance.conftest import REPO
+
+
+def jobrunner(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("JOBRUNNER_LOCAL_TOKEN", "REPLICATE_API_TOKEN", "EMISSARY_CLIENT_API_KEY", "JOBRUNNER_STATE_URL")}
+    env["PYTHONPATH"] = str(REPO)
+    return subprocess.run([sys.executable, "-m", "jobrunner", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=180)
+
+
+def test_apply_examples_from_a_fresh_checkout_then_no_changes(tmp_path: Path):
+    shutil.copytree(REPO / "specs" / "examples", tmp_path / "specs" / "examples")
+    try:
+        first = jobrunner(tmp_path, "apply", "--auto-approve", "specs/examples/")
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "Apply complete: 6 created" in first.stdout
+        out = tmp_path / "specs/examples/out/poems-eval.jsonl"
+        assert len([json.loads(x) for x in out.read_text().splitlines()]) == 4
+        second = jobrunner(tmp_path, "apply", "--auto-approve", "specs/examples/")
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "No changes." in second.stdout
+    finally:
+        from jobrunner.local.autostart import stop_platform
+
+        stop_platform(tmp_path)
