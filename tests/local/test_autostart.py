@@ -1,0 +1,39 @@
+"""Auto-start of a workspace's platform (a real detached `jobrunner serve`), reuse, and stop."""
+from __future__ import annotations
+
+import os
+
+import httpx
+
+from jobrunner.local.autostart import data_dir_for, ensure_platform, find_platform, stop_platform
+from jobrunner.local.models.catalog import SLEEP_VERSION
+
+
+def test_ensure_platform_starts_reuses_and_stops(tmp_path):
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "jobrunner.yaml").write_text("{}\n")
+    assert find_platform(root) is None
+    handle = ensure_platform(root)
+    try:
+        assert handle.url.startswith("http://127.0.0.1:")
+        token_file = data_dir_for(root) / "token"
+        assert handle.token == token_file.read_text().strip()
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        headers = {"Authorization": f"Bearer {handle.token}"}
+        job = httpx.post(
+            f"{handle.url}/v1/predictions", json={"version": SLEEP_VERSION, "input": {"seconds": 0.2}}, headers=headers
+        ).json()
+        again = ensure_platform(root)
+        assert (again.url, again.pid) == (handle.url, handle.pid)
+        assert handle.pid != os.getpid()
+        # the job runs in the platform, not in this process
+        body = httpx.get(
+            f"{handle.url}/v1/predictions/{job['id']}", headers={**headers, "Prefer": "wait=5"}
+        ).json()
+        assert body["status"] in ("starting", "processing", "succeeded")
+    finally:
+        assert stop_platform(root) is True
+    assert find_platform(root) is None
+    assert stop_platform(root) is False
+    assert not (data_dir_for(root) / "server.json").exists()
