@@ -1,0 +1,55 @@
+"""Ctrl-C during apply (exit 130, state saved, jobs keep running) and a job's own `timeout`."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.acceptance.conftest import REPO, run_cli
+
+SLEEP = "9969ed6b494ff19ed449533b9068fbbb2d4a56c25945cdbcd23ccc069365f2f0"
+
+
+def sleep_batch(root: Path, seconds: float, extra: str = "") -> None:
+    (root / "s.yaml").write_text(
+        "apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {name: nap}\nspec:\n"
+        f"  provider: local\n  version: {SLEEP}\n  inputs:\n    - {{key: n, seconds: {seconds}}}\n{extra}")
+
+
+def test_first_ctrl_c_saves_state_and_leaves_the_job_running(workspace: Path):
+    sleep_batch(workspace, 20)
+    state_file = workspace / ".jobrunner" / "state.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "jobrunner", "apply", "--auto-approve", "s.yaml"], cwd=workspace,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            st = json.loads(state_file.read_text())["addresses"].get("PredictionBatch/nap[n]")
+            if st and st["remote_id"]:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out + err
+    assert "keep running" in err
+    st = json.loads(state_file.read_text())["addresses"]["PredictionBatch/nap[n]"]
+    assert st["status"] in ("pending", "running") and st["intent"] is None
+    r = run_cli("destroy", "--auto-approve")
+    assert r.code == 0, r.output
+
+
+def test_job_timeout_cancels_it_and_apply_exits_5(workspace: Path):
+    sleep_batch(workspace, 30, "  timeout: 2s\n")
+    started = time.monotonic()
+    r = run_cli("apply", "--auto-approve", "s.yaml")
+    assert r.code == 5, r.output
+    assert time.monotonic() - started < 20
+    st = json.loads((workspace / ".jobrunner" / "state.json").read_text())["addresses"]["PredictionBatch/nap[n]"]
+    assert st["status"] in ("canceled", "aborted")
