@@ -1,0 +1,64 @@
+"""jobrunner's own Emissary provider against the local platform's Emissary wire (real HTTP).
+
+What a user does with `EMISSARY_SERVER_URL=<local url>` and `EMISSARY_CLIENT_API_KEY=<token>`:
+the provider and the platform must agree on every code and shape.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import LivePlatform
+from jobrunner.errors import NotFoundError
+from jobrunner.providers.base import CANCELED, FAILED, SUCCEEDED, CreateRequest
+from jobrunner.providers.registry import get_provider
+from jobrunner.workspace import WorkspaceConfig
+
+
+async def _poll(provider, job_id: str, project_id: str, done: set[str], timeout: float = 20):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        job = await provider.get("training", job_id, project_id=project_id)
+        if job.status in done or loop.time() > deadline:
+            return job
+        await asyncio.sleep(0.05)
+
+
+def test_emissary_provider_trains_lists_cancels_on_the_local_platform(live_platform: LivePlatform, tmp_path: Path) -> None:
+    data = tmp_path / "poems.jsonl"
+    data.write_text("".join(json.dumps({"text": f"the moon over the sea, line {i}"}) + "\n" for i in range(60)))
+    env = {"EMISSARY_SERVER_URL": live_platform.url, "EMISSARY_CLIENT_API_KEY": live_platform.token}
+
+    async def scenario() -> None:
+        provider = get_provider("emissary", WorkspaceConfig(), tmp_path, env=env)
+        try:
+            project = await provider.create_project("poems")
+            pid = project["id"]
+            assert pid in {p["id"] for p in await provider.list_projects()}
+            ds = await provider.upload(str(data), project_id=pid)
+            body = {"base_model": "jobrunner-ngram", "train_dataset_id": ds, "train_test_split_ratio": 0.2,
+                    "parameters": {"steps": 4, "checkpoint_every": 2}}
+            job = await provider.create(CreateRequest(job_kind="training", body=body, project_id=pid))
+            done = await _poll(provider, job.id, pid, {SUCCEEDED, CANCELED, FAILED})
+            assert done.status == SUCCEEDED, done
+            ckpts = await provider.checkpoints(job.id, project_id=pid)
+            assert [c["checkpoint"] for c in ckpts] == [1, 2]
+            assert "loss=" in await provider.logs("training", job.id, project_id=pid)
+
+            slow = await provider.create(CreateRequest(job_kind="training", project_id=pid,
+                                                       body={**body, "parameters": {"steps": 100, "step_seconds": 0.5}}))
+            await provider.cancel("training", slow.id, project_id=pid)
+            assert (await _poll(provider, slow.id, pid, {CANCELED}, timeout=2)).status == CANCELED
+            listed = [j.id async for j in provider.list("training", project_id=pid)]
+            assert set(listed) == {job.id, slow.id}
+            await provider.delete("training", slow.id, project_id=pid)
+            with pytest.raises(NotFoundError):
+                await provider.get("training", slow.id, project_id=pid)
+        finally:
+            await provider.aclose()
+
+    asyncio.run(scenario())
