@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import getpass
 import hashlib
-import json
 import logging
 import os
 import socket
@@ -226,9 +225,10 @@ class PostgresStore:
         self._heartbeat_stop: threading.Event | None = None
         self._heartbeat_thread: threading.Thread | None = None
         self._schema_ready = False
-        # address -> JSON as last loaded or saved, with the serial it belongs to: a save only
-        # writes the rows that differ from it (one row per address, not the whole document).
-        self._known: dict[str, dict[str, Any]] | None = None
+        # address -> a private copy of the AddressState as last loaded or saved, with the serial it
+        # belongs to: a save compares the document against it (dataclass equality, cheap) and only
+        # serializes and writes the rows that differ (one row per address, not the whole document).
+        self._known: dict[str, AddressState] | None = None
         self._known_serial: int | None = None
         self.warnings: list[str] = []  # e.g. a lock left by a dead run was taken over; the CLI prints them
 
@@ -367,9 +367,9 @@ class PostgresStore:
                 "SELECT address, data FROM jobrunner_state_addresses WHERE workspace = %s ORDER BY address",
                 (self.workspace,),
             ).fetchall()
-        known = {address: data for address, data in rows}
         try:
-            addresses = {address: AddressState.from_json(data) for address, data in known.items()}
+            addresses = {address: AddressState.from_json(data) for address, data in rows}
+            known = {address: AddressState.from_json(data) for address, data in rows}
         except (TypeError, KeyError, ValueError) as exc:
             raise StateError(
                 f"state in {self.describe()} holds an address row jobrunner cannot read: {exc}",
@@ -381,7 +381,6 @@ class PostgresStore:
     def save(self, doc: StateDoc) -> None:
         """Write `doc` in one transaction: changed rows only, serial bumped (also on `doc`)."""
         conn = self._db()
-        new = {address: json.loads(json.dumps(a.to_json())) for address, a in doc.addresses.items()}
         lineage = doc.lineage or str(uuid.uuid4())
         jsonb = self._psycopg.types.json.Jsonb
         with self._errors("write state"), conn.transaction():
@@ -399,14 +398,15 @@ class PostgresStore:
                 old = self._known
             else:  # someone else wrote since we last looked: compare against what is there now
                 old = {
-                    address: data
+                    address: _parse_row(data)
                     for address, data in conn.execute(
                         "SELECT address, data FROM jobrunner_state_addresses WHERE workspace = %s",
                         (self.workspace,),
                     ).fetchall()
                 }
-            gone = sorted(set(old) - set(new))
-            changed = sorted(a for a, data in new.items() if old.get(a) != data)
+            gone = sorted(set(old) - set(doc.addresses))
+            changed = sorted(a for a, st in doc.addresses.items() if old.get(a) != st)
+            payload = {a: doc.addresses[a].to_json() for a in changed}
             if gone:
                 conn.execute(
                     "DELETE FROM jobrunner_state_addresses WHERE workspace = %s AND address = ANY(%s)",
@@ -418,7 +418,7 @@ class PostgresStore:
                         "INSERT INTO jobrunner_state_addresses (workspace, address, data, updated_at) "
                         "VALUES (%s, %s, %s, now()) ON CONFLICT (workspace, address) "
                         "DO UPDATE SET data = EXCLUDED.data, updated_at = now()",
-                        [(self.workspace, a, jsonb(new[a])) for a in changed],
+                        [(self.workspace, a, jsonb(payload[a])) for a in changed],
                     )
             serial = current_serial + 1
             conn.execute(
@@ -428,7 +428,9 @@ class PostgresStore:
             )
         doc.serial = serial
         doc.lineage = lineage
-        self._known, self._known_serial = new, serial
+        known = {a: st for a, st in old.items() if a not in gone}
+        known.update({a: AddressState.from_json(data) for a, data in payload.items()})  # private copies
+        self._known, self._known_serial = known, serial
 
     # --- the lock ----------------------------------------------------------------------------
 
@@ -596,6 +598,14 @@ class PostgresStore:
         with self._errors("remove the lock holder"):
             conn.execute("DELETE FROM jobrunner_state_lock WHERE workspace = %s", (self.workspace,))
         return done
+
+
+def _parse_row(data: Any) -> AddressState | None:
+    """An address row as an AddressState, or None when unreadable (then it is simply rewritten)."""
+    try:
+        return AddressState.from_json(data)
+    except (TypeError, KeyError, ValueError):
+        return None
 
 
 def _locked_error(where: str, holder: LockHolder | None, stale: bool, unlocking: bool = False) -> StateLockedError:
