@@ -34,7 +34,7 @@ from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
 try:  # libyaml's parser+composer is much faster and still gives marks on every node
-    from yaml import CParser
+    from yaml._yaml import CParser
 except ImportError:  # pragma: no cover - pure-Python fallback
     CParser = None  # type: ignore[assignment,misc]
 

@@ -66,17 +66,38 @@ class Ref:
         return f"${{{self.kind}.{self.name}.output.{self.field}}}"
 
 
-def _walk_strings(value: Any, path: str) -> Iterable[tuple[str, str]]:
+def _walk_strings(value: Any, path: str, needle: str = "${") -> list[tuple[str, str]]:
+    """(json_path, text) of every string containing `needle`; paths are only built for hits."""
     from jobrunner.loader import child_path  # local import: loader imports PyYAML
 
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _walk_strings(v, child_path(path, str(k)))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _walk_strings(v, child_path(path, i))
+    hits: list[tuple[tuple[str | int, ...], str]] = []
+    trail: list[str | int] = []
+
+    def visit(v: Any) -> None:
+        if isinstance(v, str):
+            if needle in v:
+                hits.append((tuple(trail), v))
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                if isinstance(x, (dict, list)) or (isinstance(x, str) and needle in x):
+                    trail.append(str(k))
+                    visit(x)
+                    trail.pop()
+        elif isinstance(v, list):
+            for i, x in enumerate(v):
+                if isinstance(x, (dict, list)) or (isinstance(x, str) and needle in x):
+                    trail.append(i)
+                    visit(x)
+                    trail.pop()
+
+    visit(value)
+    out = []
+    for parts, text in hits:
+        p = path
+        for part in parts:
+            p = child_path(p, part)
+        out.append((p, text))
+    return out
 
 
 def find_refs(value: Any, path: str = "$") -> list[Ref]:
@@ -163,13 +184,16 @@ def dependencies(resource: Resource) -> list[str]:
     return sorted({r.address for r in find_refs(resource.spec, "$.spec")} - {resource.address})
 
 
-def find_cycles(resources: list[Resource]) -> list[list[str]]:
-    """Each reference cycle once, as [a, b, ..., a], among known resources (sorted, deterministic)."""
+def find_cycles(resources: list[Resource], refs: dict[str, list[Ref]] | None = None) -> list[list[str]]:
+    """Each reference cycle once, as [a, b, ..., a], among known resources (sorted, deterministic).
+
+    `refs` (address -> find_refs of its spec) may be passed in when the caller has it already.
+    """
+    if refs is None:
+        refs = {r.address: find_refs(r.spec, "$.spec") for r in resources}
     known = {r.address for r in resources}
-    graph = {r.address: [d for d in dependencies(r) if d in known] for r in resources}
-    self_refs = [[r.address, r.address] for r in resources
-                 if any(ref.address == r.address for ref in find_refs(r.spec, "$.spec"))]
-    cycles: list[list[str]] = list(self_refs)
+    graph = {a: sorted({x.address for x in refs.get(a, [])} & known - {a}) for a in known}
+    cycles: list[list[str]] = [[a, a] for a in sorted(known) if any(x.address == a for x in refs.get(a, []))]
     seen_sets: set[frozenset[str]] = set()
     state: dict[str, int] = {}  # 0 unvisited, 1 on stack, 2 done
     stack: list[str] = []

@@ -22,7 +22,7 @@ from jobrunner.durations import DurationError, parse_duration
 from jobrunner.errors import Diagnostic
 from jobrunner.inputs import BatchItem, is_file_ref, load_batch_items, resolve_relative
 from jobrunner.loader import TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_TIMESTAMP, Document, child_path, load_file
-from jobrunner.references import find_cycles, find_malformed, find_refs, known_outputs
+from jobrunner.references import Ref, find_cycles, find_malformed, find_refs, known_outputs
 from jobrunner.resources import API_VERSION, KINDS, Position, Resource
 from jobrunner.schema import manifest_validator
 from jobrunner.workspace import discover_manifest_files, display_path
@@ -245,9 +245,10 @@ def _check_workspace(result: ValidationResult, root: Path, out: _Collector) -> N
                 else:
                     models[full] = r
 
+    refs = {r.address: find_refs(r.spec, "$.spec") for r in unique}
     output_files: dict[str, Resource] = {}
     for r in unique:
-        _check_references(r, by_addr, out)
+        _check_references(r, refs[r.address], by_addr, out)
         _check_files(r, root, out)
         _check_common(r, out)
         if r.kind == "Training":
@@ -255,20 +256,20 @@ def _check_workspace(result: ValidationResult, root: Path, out: _Collector) -> N
         elif r.kind == "PredictionBatch":
             _check_batch(r, root, out, result, output_files)
 
-    for cycle in find_cycles(unique):
+    for cycle in find_cycles(unique, refs):
         first = by_addr[cycle[0]]
         nxt = cycle[1]
-        ref_path = next((ref.json_path for ref in find_refs(first.spec, "$.spec") if ref.address == nxt), "$.spec")
+        ref_path = next((ref.json_path for ref in refs[first.address] if ref.address == nxt), "$.spec")
         text = " -> ".join(cycle)
         out.error_at(first, ref_path, f"reference cycle: {text}")
 
 
-def _check_references(r: Resource, by_addr: dict[str, Resource], out: _Collector) -> None:
+def _check_references(r: Resource, refs: list[Ref], by_addr: dict[str, Resource], out: _Collector) -> None:
     for json_path, text in find_malformed(r.spec, "$.spec"):
         out.error_at(r, json_path,
                      f"malformed reference {text}: write ${{Kind.name.output.field}}, e.g. "
                      "${Training.my-training.output.version} (use $${ for a literal ${)")
-    for ref in find_refs(r.spec, "$.spec"):
+    for ref in refs:
         if ref.kind not in KINDS:
             out.error_at(r, ref.json_path, f"reference {ref.text}: unknown kind {ref.kind} (kinds: {', '.join(KINDS)})")
             continue
@@ -287,16 +288,6 @@ def _check_references(r: Resource, by_addr: dict[str, Resource], out: _Collector
             out.error_at(r, ref.json_path,
                          f"reference {ref.text}: {target.address} ({target.provider}) has no output `{ref.field}`; "
                          f"known outputs: {', '.join(fields)}")
-
-
-def _walk(value: Any, path: str) -> Iterable[tuple[str, Any]]:
-    yield path, value
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from _walk(v, child_path(path, str(k)))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _walk(v, child_path(path, i))
 
 
 def _check_file_ref(r: Resource, root: Path, json_path: str, value: Any, out: _Collector,
@@ -324,11 +315,41 @@ def _check_file_ref(r: Resource, root: Path, json_path: str, value: Any, out: _C
         err(f"$file {rel!r} is not a regular file")
 
 
+def _file_refs(value: Any, path: str) -> list[tuple[str, Any]]:
+    """(json_path, value) of every mapping with a `$file` key; paths are only built for hits."""
+    hits: list[tuple[tuple[str | int, ...], Any]] = []
+    trail: list[str | int] = []
+
+    def visit(v: Any) -> None:
+        if isinstance(v, dict):
+            if "$file" in v:
+                hits.append((tuple(trail), v))
+                return
+            for k, x in v.items():
+                if isinstance(x, (dict, list)):
+                    trail.append(str(k))
+                    visit(x)
+                    trail.pop()
+        elif isinstance(v, list):
+            for i, x in enumerate(v):
+                if isinstance(x, (dict, list)):
+                    trail.append(i)
+                    visit(x)
+                    trail.pop()
+
+    visit(value)
+    out = []
+    for parts, v in hits:
+        p = path
+        for part in parts:
+            p = child_path(p, part)
+        out.append((p, v))
+    return out
+
+
 def _check_files(r: Resource, root: Path, out: _Collector) -> None:
-    for json_path, value in _walk(r.spec, "$.spec"):
-        if isinstance(value, dict) and "$file" in value:
-            _check_file_ref(r, root, child_path(json_path, "$file") if not is_file_ref(value) else json_path,
-                            value, out)
+    for json_path, value in _file_refs(r.spec, "$.spec"):
+        _check_file_ref(r, root, json_path if is_file_ref(value) else child_path(json_path, "$file"), value, out)
 
 
 def _check_common(r: Resource, out: _Collector) -> None:
@@ -408,9 +429,8 @@ def _check_batch(r: Resource, root: Path, out: _Collector, result: ValidationRes
     # $file inside rows read from an inputs file (inline rows were checked with the spec).
     if has_file:
         for item in items:
-            for json_path, value in _walk(item.input, "$.input"):
-                if isinstance(value, dict) and "$file" in value:
-                    _check_file_ref(r, root, json_path, value, out, item.file, item.line)
+            for json_path, value in _file_refs(item.input, "$.input"):
+                _check_file_ref(r, root, json_path, value, out, item.file, item.line)
     out_file = spec.get("output_file")
     if isinstance(out_file, str):
         path = resolve_relative(r, root, out_file)
