@@ -45,6 +45,9 @@ class Planned:
     files: list[str]
     warnings: list[str] = field(default_factory=list)
 
+    def __repr__(self) -> str:  # asyncio may repr a finished task's result: keep that cheap
+        return f"Planned({len(self.plan.changes)} changes, {len(self.desired)} desired jobs)"
+
 
 def open_workspace(start: Path | None = None) -> Workspace:
     from jobrunner.state.store import open_store
