@@ -13,7 +13,7 @@ import click
 def validate(paths: tuple[Path, ...], fmt: str) -> int:
     """Check manifests offline: schemas, references, inputs and files.
 
-    PATHS are manifest files or directories (default: the workspace). Every problem in every file is
+    PATHS are manifest files or directories (default: the current directory). Every problem in every file is
     reported at once as `file:line:col: Kind/name: $.json.path: message`. Exit 0 when valid, 1 when not.
     """
     from jobrunner.render.diagnostics import render_json, render_text
@@ -21,7 +21,7 @@ def validate(paths: tuple[Path, ...], fmt: str) -> int:
     from jobrunner.workspace import find_workspace
 
     root = find_workspace()
-    result = validate_paths(list(paths), root)
+    result = validate_paths(list(paths) or [Path.cwd()], root)
     if fmt == "json":
         click.echo(render_json(result.diagnostics, files=result.files))
     else:
