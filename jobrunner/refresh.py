@@ -140,3 +140,27 @@ def absorb(doc: StateDoc, remote: dict[str, RemoteJob], *, only_succeeded: bool 
                 break
         changed.append(address)
     return changed
+
+
+async def lookup_created(provider: Any, req: Any, *, since: datetime, exclude_ids: set[str],
+                         desired_body: dict[str, Any] | None = None) -> RemoteJob | None:
+    """The job a lost create of `req` made, if the provider has it (see `reconcile.matching`).
+
+    Lists jobs created since `since` minus the clock skew; list pages may abridge jobs (no input),
+    so those whose version/model could match are fetched in full before matching.
+    """
+    from jobrunner.reconcile.matching import CLOCK_SKEW, find_match
+    from jobrunner.reconcile.requests import split_version
+
+    candidates: list[RemoteJob] = []
+    _, want = split_version(req.model, req.version)
+    async for job in provider.list(req.job_kind, since=since - CLOCK_SKEW, project_id=req.project_id):
+        if job.id in exclude_ids:
+            continue
+        if job.input is None and req.project_id is None:
+            _, got = split_version(job.model, job.version)
+            if want and got and got != want:
+                continue
+            job = await provider.get(req.job_kind, job.id, project_id=req.project_id)
+        candidates.append(job)
+    return find_match(candidates, req, not_before=since, exclude_ids=exclude_ids, desired_body=desired_body)

@@ -23,10 +23,9 @@ from jobrunner.errors import (
     EXIT_JOB_FAILED,
     EXIT_OK,
     EXIT_WAIT_TIMEOUT,
-    StalePlanError,
     UsageError,
 )
-from jobrunner.plan_types import CANCEL, CHANGING, FORGET, Plan, PlannedChange
+from jobrunner.plan_types import CANCEL, FORGET, Plan, PlannedChange
 
 SAVED_PLAN_KIND = "jobrunner-saved-plan"
 SAVED_PLAN_FORMAT = 1

@@ -32,7 +32,7 @@ from jobrunner.errors import (
     ServerError,
     TransportError,
 )
-from jobrunner.plan_types import ADOPT, CANCEL, CREATE, FORGET, NOOP, REPLACE, RETRY, WAIT, Plan, PlannedChange
+from jobrunner.plan_types import ADOPT, CANCEL, FORGET, NOOP, REPLACE, RETRY, WAIT, Plan, PlannedChange
 from jobrunner.providers.base import (
     ABORTED,
     CANCELED,
@@ -43,8 +43,7 @@ from jobrunner.providers.base import (
     RemoteJob,
 )
 from jobrunner.reconcile import requests as rq
-from jobrunner.reconcile.matching import find_match
-from jobrunner.reconcile.outputs import batch_key, output_rows, outputs_of, resource_of, resource_outputs, write_jsonl
+from jobrunner.reconcile.outputs import batch_key, output_rows, outputs_of, resource_of, write_jsonl
 from jobrunner.reconcile.statewriter import StateWriter
 from jobrunner.reconcile.timeutil import parse_rfc3339, to_rfc3339, utcnow
 from jobrunner.reconcile.waiter import Waiter
@@ -459,13 +458,10 @@ class Executor:
         self._claimed.add(remote.id)
 
     async def _lookup(self, provider: Any, req: Any, desired_body: dict[str, Any], since_text: str) -> RemoteJob | None:
-        since = parse_rfc3339(since_text) or utcnow()
-        from jobrunner.reconcile.matching import CLOCK_SKEW
+        from jobrunner.refresh import lookup_created
 
-        candidates = []
-        async for remote in provider.list(req.job_kind, since=since - CLOCK_SKEW, project_id=req.project_id):
-            candidates.append(remote)
-        return find_match(candidates, req, not_before=since, exclude_ids=self._claimed, desired_body=desired_body)
+        since = parse_rfc3339(since_text) or utcnow()
+        return await lookup_created(provider, req, since=since, exclude_ids=self._claimed, desired_body=desired_body)
 
     async def _create_once(self, job: DesiredJob, st: AddressState, attempt: int) -> tuple[RemoteJob, bool]:
         """Create the job exactly once; returns (remote job, adopted?)."""

@@ -10,10 +10,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from jobrunner.providers.base import SUCCEEDED, RemoteJob
-from jobrunner.resources import JOB_MODEL, JOB_PREDICTION, JOB_TRAINING
+from jobrunner.resources import JOB_PREDICTION, JOB_TRAINING
 from jobrunner.state.model import AddressState, StateDoc
 
 

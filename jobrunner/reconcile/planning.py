@@ -16,13 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from jobrunner.errors import Diagnostic, ManifestError, PlanError, UsageError
-from jobrunner.plan_types import ADOPT, CREATE, REPLACE, RETRY, Plan, PlannedChange
-from jobrunner.providers.base import SUCCEEDED, RemoteJob
+from jobrunner.plan_types import CREATE, REPLACE, RETRY, Plan
+from jobrunner.providers.base import RemoteJob
 from jobrunner.reconcile import requests as rq
-from jobrunner.reconcile.matching import CLOCK_SKEW, find_match
-from jobrunner.reconcile.outputs import resource_of, resource_outputs
 from jobrunner.reconcile.timeutil import parse_rfc3339
-from jobrunner.refresh import claimed_ids, refresh_tracked
+from jobrunner.refresh import claimed_ids, lookup_created, refresh_tracked
 from jobrunner.resources import JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
 from jobrunner.state.model import StateDoc
 
@@ -122,9 +120,7 @@ async def lookup_intents(doc: StateDoc, desired: list[DesiredJob], resources: di
         since = parse_rfc3339(st.intent.created_at)
         if since is None:
             continue
-        provider = pool.get(job.provider)
-        candidates = [j async for j in provider.list(req.job_kind, since=since - CLOCK_SKEW, project_id=req.project_id)]
-        match = find_match(candidates, req, not_before=since, exclude_ids=claimed)
+        match = await lookup_created(pool.get(job.provider), req, since=since, exclude_ids=claimed)
         if match is not None:
             found[job.address] = match
             claimed.add(match.id)
