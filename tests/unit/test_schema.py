@@ -147,3 +147,10 @@ def test_installed_package_prints_schemas_from_any_directory(tmp_path: Path) -> 
     where = subprocess.run([str(py), "-c", "import jobrunner; print(jobrunner.__file__)"], cwd=elsewhere,
                            check=True, capture_output=True, text=True).stdout
     assert str(venv) in where  # the installed copy, not the checkout
+
+
+def test_validate_specs_command_exits_zero(capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    code, out, _ = run_cli(["validate", "specs/"], capsys)
+    assert code == 0 and "Success!" in out
