@@ -213,8 +213,10 @@ class Database:
     def list_models(self, *, before_seq: int | None = None, after_seq: int | None = None, limit: int = 100) -> list[Row]:
         return self._page("models", "1 = 1", [], before_seq, after_seq, limit)
 
-    def bump_run_count(self, owner: str, name: str) -> None:
-        self.conn.execute("UPDATE models SET run_count = run_count + 1 WHERE owner = ? AND name = ?", (owner, name))
+    def count_runs(self, owner: str, name: str) -> int:
+        """How many jobs ran this model (counted on read: one write less per create)."""
+        row = self.conn.execute("SELECT COUNT(*) FROM jobs WHERE model = ?", (f"{owner}/{name}",)).fetchone()
+        return int(row[0])
 
     def insert_version(self, version: Row) -> None:
         self._insert("versions", version)

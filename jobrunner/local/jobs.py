@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import binascii
 import hashlib
 import re
@@ -60,6 +61,36 @@ class ReplicateJobs:
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._cancel_status: dict[str, str] = {}
+        # Write-through cache of recently used job rows. This process is the only writer of the
+        # jobs table (the data-dir lock guarantees it), so a cached row is always current; it
+        # spares the SELECTs of polling and of event handling.
+        self._cache: collections.OrderedDict[str, Row] = collections.OrderedDict()
+        self._start_pending: set[str] = set()
+
+    CACHE_SIZE = 20_000
+
+    def get(self, job_id: str) -> Row | None:
+        """The current row of a job (from the cache, else the database)."""
+        job = self._cache.get(job_id)
+        if job is not None:
+            self._cache.move_to_end(job_id)
+            return job
+        job = self.p.db.get_job(job_id)
+        if job is not None:
+            self._remember(job)
+        return job
+
+    def _remember(self, job: Row) -> None:
+        self._cache[job["id"]] = job
+        self._cache.move_to_end(job["id"])
+        while len(self._cache) > self.CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    def _update(self, job_id: str, **values: Any) -> None:
+        self.p.db.update_job(job_id, **values)
+        job = self._cache.get(job_id)
+        if job is not None:
+            job.update(values)
 
     @staticmethod
     def render(job: Row, base_url: str) -> dict[str, Any]:
@@ -107,7 +138,7 @@ class ReplicateJobs:
             "extra": {"weights_file": context.get("weights_file_id")} if kind == "training" else {},
         }
         self.p.db.insert_job(job)
-        self.p.db.bump_run_count(version["owner"], version["name"])
+        self._remember({**job, "started_at": None, "completed_at": None})
         mode = "train" if kind == "training" else "predict"
         self.p.runner.submit(
             job_id, version["engine"], mode, input, lambda k, d: self._on_event(job_id, k, d), context
@@ -168,12 +199,20 @@ class ReplicateJobs:
     # --- runner events ----------------------------------------------------------------------
 
     def _on_event(self, job_id: str, kind: str, data: Any) -> None:
-        db = self.p.db
         if kind == "start":
-            db.update_job(job_id, status="processing", started_at=rfc3339(self.p.clock.now()))
+            # Stored on the next loop step, so a job that also finishes in this step (inline
+            # engines) is written once, by `_finish`.
+            job = self.get(job_id)
+            if job is not None:
+                job.update(status="processing", started_at=rfc3339(self.p.clock.now()))
+                self._start_pending.add(job_id)
+                asyncio.get_running_loop().call_soon(self._store_start, job_id)
             self._notify("start", job_id)
         elif kind == "log":
-            db.append_logs(job_id, str(data))
+            self.p.db.append_logs(job_id, str(data))
+            job = self._cache.get(job_id)
+            if job is not None:
+                job["logs"] = (job.get("logs") or "") + str(data)
             self._notify("logs", job_id)
         elif kind == "progress":
             pass  # Replicate has no progress field; engines log their progress too
@@ -184,6 +223,13 @@ class ReplicateJobs:
         elif kind == "canceled":
             self._finish(job_id, self._cancel_status.pop(job_id, "canceled"))
 
+    def _store_start(self, job_id: str) -> None:
+        if job_id in self._start_pending:
+            self._start_pending.discard(job_id)
+            job = self.get(job_id)
+            if job is not None:
+                self.p.db.update_job(job_id, status=job["status"], started_at=job["started_at"])
+
     def _finish(
         self,
         job_id: str,
@@ -193,7 +239,7 @@ class ReplicateJobs:
         error: str | None = None,
         predict_time: float | None = None,
     ) -> None:
-        job = self.p.db.get_job(job_id)
+        job = self.get(job_id)
         if job is None or job["status"] in TERMINAL:
             return
         now = self.p.clock.now()
@@ -210,7 +256,10 @@ class ReplicateJobs:
             values["output"] = output
         if error is not None:
             values["error"] = error
-        self.p.db.update_job(job_id, **values)
+        if job_id in self._start_pending:
+            self._start_pending.discard(job_id)
+            values["started_at"] = job["started_at"]
+        self._update(job_id, **values)
         timer = self._timers.pop(job_id, None)
         if timer is not None:
             timer.cancel()
@@ -246,14 +295,14 @@ class ReplicateJobs:
 
     def _notify(self, event: str, job_id: str) -> None:
         if self.p._listeners:
-            job = self.p.db.get_job(job_id)
+            job = self.get(job_id)
             if job is not None:
                 self.p.notify(event, job)
 
     # --- cancel, deadlines, waiting -----------------------------------------------------------
 
     def cancel(self, job_id: str, *, deadline: bool = False) -> None:
-        job = self.p.db.get_job(job_id)
+        job = self.get(job_id)
         if job is None or job["status"] in TERMINAL:
             return
         queued = job["status"] == "starting"
@@ -269,7 +318,7 @@ class ReplicateJobs:
 
     async def wait(self, job_id: str, timeout: float) -> None:
         """Return when the job is terminal or `timeout` seconds passed."""
-        job = self.p.db.get_job(job_id)
+        job = self.get(job_id)
         if job is None or job["status"] in TERMINAL:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -84,7 +84,7 @@ def render_version(version: Row) -> dict[str, Any]:
     }
 
 
-def render_model(model: Row, latest: Row | None, base: str) -> dict[str, Any]:
+def render_model(model: Row, latest: Row | None, base: str, run_count: int = 0) -> dict[str, Any]:
     return {
         "url": f"{base}/v1/models/{model['owner']}/{model['name']}",
         "owner": model["owner"],
@@ -94,7 +94,7 @@ def render_model(model: Row, latest: Row | None, base: str) -> dict[str, Any]:
         "github_url": model["github_url"],
         "paper_url": model["paper_url"],
         "license_url": model["license_url"],
-        "run_count": model["run_count"],
+        "run_count": run_count,
         "cover_image_url": model["cover_image_url"],
         "default_example": None,
         "latest_version": render_version(latest) if latest else None,
@@ -368,9 +368,9 @@ class ReplicateAPI:
         if prefer is not None:
             await self.p.jobs.wait(job["id"], prefer[0])
             headers["Preference-Applied"] = prefer[1]
-            job = self.p.db.get_job(job["id"]) or job
+            job = self.p.jobs.get(job["id"]) or job
         else:
-            job = {**job, "started_at": None, "completed_at": None}
+            job = {**job, "status": "starting", "started_at": None, "completed_at": None}
         return JSONResponse(render_job(job, base), status_code=201, headers=headers)
 
     async def create_prediction(self, request: Request) -> Response:
@@ -408,7 +408,7 @@ class ReplicateAPI:
     # --- jobs: get, list, cancel -------------------------------------------------------------
 
     def _job(self, request: Request, kind: str | None) -> Row:
-        job = self.p.db.get_job(request.path_params["id"])
+        job = self.p.jobs.get(request.path_params["id"])
         if job is None or (kind is not None and job["kind"] != kind):
             raise not_found()
         return job
@@ -422,7 +422,7 @@ class ReplicateAPI:
     async def _cancel(self, request: Request, kind: str | None) -> Response:
         job = self._job(request, kind)
         self.p.jobs.cancel(job["id"])
-        return JSONResponse(render_job(self.p.db.get_job(job["id"]) or job, base_url(request)))
+        return JSONResponse(render_job(self.p.jobs.get(job["id"]) or job, base_url(request)))
 
     async def cancel_prediction(self, request: Request) -> Response:
         return await self._cancel(request, None)
@@ -459,14 +459,17 @@ class ReplicateAPI:
         return JSONResponse(
             paginate(
                 request, db.list_models, self.p.options.page_size,
-                lambda m: render_model(m, db.latest_version(m["owner"], m["name"]), base),
+                lambda m: render_model(
+                    m, db.latest_version(m["owner"], m["name"]), base, db.count_runs(m["owner"], m["name"])
+                ),
             )
         )
 
     async def get_model(self, request: Request) -> Response:
         model = self._model(request)
         latest = self.p.db.latest_version(model["owner"], model["name"])
-        return JSONResponse(render_model(model, latest, base_url(request)))
+        runs = self.p.db.count_runs(model["owner"], model["name"])
+        return JSONResponse(render_model(model, latest, base_url(request), runs))
 
     async def create_model(self, request: Request) -> Response:
         body = await json_body(request)

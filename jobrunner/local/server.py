@@ -43,10 +43,38 @@ class ServeOptions:
     log_level: str = "warning"
 
 
+class _CoalescingTransport:
+    """Joins the writes made within one event-loop step into one `send`: uvicorn writes a
+    response's head and body separately, which costs two syscalls and two wake-ups of the client."""
+
+    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class NoDelayH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with TCP_NODELAY: uvicorn writes a response's head and body
-    separately, and with Nagle's algorithm on, the body then waits for the client's delayed ACK
-    (~40 ms per request on loopback)."""
+    """uvicorn's h11 protocol with TCP_NODELAY (no Nagle wait for the client's delayed ACK) and
+    one `send` per response instead of one for the head and one for the body."""
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         sock = transport.get_extra_info("socket")
@@ -55,7 +83,7 @@ class NoDelayH11Protocol(H11Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-        super().connection_made(transport)
+        super().connection_made(_CoalescingTransport(transport, asyncio.get_running_loop()))
 
 
 def uvicorn_config(app: Any, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> uvicorn.Config:
