@@ -334,7 +334,9 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
                 for f in report.files_written:
                     click.echo(f"Wrote {f}")
             return EXIT_OK
-        if saved is None and not _confirm(auto_approve, "\nDo you want to perform these actions?"):
+        # Only waiting for jobs already running changes nothing: no need to ask.
+        needs_ok = saved is None and planned.plan.has_changes
+        if needs_ok and not _confirm(auto_approve, "\nDo you want to perform these actions?"):
             click.echo("Apply canceled.", err=True)
             return EXIT_ERROR
         click.echo("")

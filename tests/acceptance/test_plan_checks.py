@@ -1,0 +1,34 @@
+"""Plan-time checks against the provider: missing training destinations and inputs the version rejects."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.acceptance.conftest import run_cli
+
+NGRAM = "a3c8c00c979c6758b251faf7897f248e49b682972e7e2cb90d03a7c19b47f174"
+
+
+def training(root: Path, destination: str, order: str) -> None:
+    (root / "data.txt").write_text("some text to learn from\n" * 20)
+    (root / "t.yaml").write_text(
+        "apiVersion: jobrunner/v1\nkind: Training\nmetadata: {name: t}\nspec:\n  provider: local\n"
+        f"  model: jobrunner/ngram\n  version: {NGRAM}\n  destination: {destination}\n"
+        f"  input:\n    train_data: {{$file: data.txt}}\n    order: {order}\n")
+
+
+def test_undeclared_missing_destination_is_a_plan_error(workspace: Path):
+    training(workspace, "me/nowhere", "3")
+    r = run_cli("plan", "t.yaml")
+    assert r.code == 1, r.output
+    assert "me/nowhere" in r.stderr and "kind: Model" in r.stderr
+    assert not (workspace / ".jobrunner" / "state.json").exists()
+
+
+def test_input_rejected_by_the_version_schema_is_a_plan_error(workspace: Path):
+    (workspace / "m.yaml").write_text(
+        "apiVersion: jobrunner/v1\nkind: Model\nmetadata: {name: dest}\nspec:\n  provider: local\n  owner: me\n"
+        "  name: dest\n  visibility: private\n  hardware: cpu\n")
+    training(workspace, "me/dest", "99")
+    r = run_cli("plan", ".")
+    assert r.code == 1, r.output
+    assert "t.yaml:" in r.stderr and "order" in r.stderr and "input schema" in r.stderr
