@@ -135,7 +135,10 @@ class ReplicateJobs:
             "webhook_events_filter": webhook_events_filter,
             "base_url": base_url,
             "source": "api",
-            "extra": {"weights_file": context.get("weights_file_id")} if kind == "training" else {},
+            "extra": (
+                {"weights_file": context.get("weights_file_id"), "scratch": context.get("scratch_path")}
+                if kind == "training" else {}
+            ),
         }
         self.p.db.insert_job(job)
         self._remember({**job, "started_at": None, "completed_at": None})
@@ -156,7 +159,10 @@ class ReplicateJobs:
             if file is not None:
                 context["weights_path"] = str(self.p.file_path(file))
         if kind == "training":
-            context["train_text_path"] = str(self.resolve_train_data(input.get("train_data", "")))
+            path = self.resolve_train_data(input.get("train_data", ""))
+            context["train_text_path"] = str(path)
+            if path.parent == self.p.data_dir / "scratch":
+                context["scratch_path"] = str(path)  # removed when the training ends
             file_id = self.p.new_file_id()
             context["weights_file_id"] = file_id
             context["weights_path"] = str(self.p.data_dir / "files" / file_id)
@@ -263,6 +269,9 @@ class ReplicateJobs:
         timer = self._timers.pop(job_id, None)
         if timer is not None:
             timer.cancel()
+        scratch = (job.get("extra") or {}).get("scratch")
+        if scratch:
+            Path(scratch).unlink(missing_ok=True)
         self._notify("completed", job_id)
         for fut in self._waiters.pop(job_id, []):
             if not fut.done():
@@ -336,6 +345,8 @@ class ReplicateJobs:
         now = rfc3339(self.p.clock.now())
         for job in self.p.db.jobs_with_status(["starting", "processing"]):
             self.p.db.update_job(job["id"], status="failed", error=RESTART_ERROR, completed_at=now)
+        for leftover in (self.p.data_dir / "scratch").glob("*"):  # inputs of jobs that cannot resume
+            leftover.unlink(missing_ok=True)
 
     def close(self) -> None:
         for timer in self._timers.values():

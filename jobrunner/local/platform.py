@@ -153,6 +153,12 @@ class Platform:
         for task in list(self._tasks):
             task.cancel()
         await self.runner.aclose()
+        sender = getattr(self, "webhooks", None)  # attached by jobrunner.local.webhooks
+        if sender is not None and hasattr(sender, "close"):
+            try:
+                sender.close(timeout=2.0)  # let final `completed` deliveries go out
+            except Exception:
+                log.exception("closing the webhook sender failed")
         self.jobs.close()
         self.db.close()
 

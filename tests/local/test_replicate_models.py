@@ -75,6 +75,7 @@ def test_training_creates_a_version_that_generates_text(client, wait, live_platf
     new_id = version_ref.split(":")[1]
     assert done["output"]["weights"].startswith(f"{live_platform.url}/v1/files/")
     assert "training a character 5-gram model" in done["logs"]
+    assert list((live_platform.data_dir / "scratch").iterdir()) == []  # the inline text is not kept
     assert done["metrics"]["predict_time"] > 0
 
     model = client.get("/v1/models/me/poems").json()
