@@ -94,6 +94,9 @@ def test_apply_replan_edit_remove_fail_timeout_destroy(workspace: Path):
     assert state(workspace)["PredictionBatch/slow[s]"]["status"] in ("pending", "running")
     r = run_cli("plan", "manifests")
     assert r.code == 0 and "slow[s]" in r.stdout
+    r = run_cli("apply", "--timeout", "1s", "manifests")  # only waiting: no confirmation needed
+    assert r.code == 6, r.output
+    assert len(state(workspace)["PredictionBatch/slow[s]"]["history"]) == 1, "resumed, not re-created"
 
     # 8. destroy cancels the running job and forgets every address.
     r = run_cli("destroy", "--auto-approve")

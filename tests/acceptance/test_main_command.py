@@ -25,3 +25,20 @@ def test_examples_apply_trains_predicts_writes_outputs_then_converges(workspace)
 
     plan = run_cli("plan", "--detailed-exitcode", "specs/examples/")
     assert plan.code == 0, plan.output
+
+
+def test_editing_the_training_reruns_it_and_its_dependent_batch(workspace):
+    examples = copy_examples(workspace)
+    assert run_cli("apply", "--auto-approve", "specs/examples/").code == 0
+    manifest = examples / "poems.yaml"
+    manifest.write_text(manifest.read_text().replace("order: 5", "order: 4"))
+    plan = run_cli("plan", "--detailed-exitcode", "specs/examples/")
+    assert plan.code == 2, plan.output
+    assert "Training/poems-ngram" in plan.stdout and "known after apply" in plan.stdout
+    r = run_cli("apply", "--auto-approve", "specs/examples/")
+    assert r.code == 0, r.output
+    state = json.loads((workspace / ".jobrunner/state.json").read_text())["addresses"]
+    training = state["Training/poems-ngram"]
+    assert len(training["history"]) == 2
+    assert all(len(state[f"PredictionBatch/poems-eval[{k}]"]["history"]) == 2 for k in ("moon", "dawn"))
+    assert run_cli("plan", "--detailed-exitcode", "specs/examples/").code == 0
