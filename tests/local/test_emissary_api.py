@@ -34,6 +34,19 @@ def em(live_platform: LivePlatform) -> httpx.Client:
         yield c
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> LivePlatform:
+    """One platform for the tests that only read their own fresh objects (keeps the suite fast)."""
+    with serve_app(tmp_path_factory.mktemp("shared") / "platform") as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def shared_em(shared: LivePlatform) -> httpx.Client:
+    with emissary(shared) as c:
+        yield c
+
+
 def make_project(em: httpx.Client, name: str = "p") -> str:
     r = em.post("/v1/projects", json={"name": name})
     assert r.status_code == 201, r.text
@@ -60,8 +73,8 @@ def wait_status(em: httpx.Client, path: str, wanted: set[str], timeout: float = 
 
 
 @pytest.mark.parametrize("headers", [{}, {"X-API-Key": ""}, {"X-API-Key": "wrong"}])
-def test_missing_empty_or_wrong_key_is_401(live_platform: LivePlatform, headers: dict[str, str]) -> None:
-    with httpx.Client(base_url=live_platform.url, headers=headers) as c:
+def test_missing_empty_or_wrong_key_is_401(shared: LivePlatform, headers: dict[str, str]) -> None:
+    with httpx.Client(base_url=shared.url, headers=headers) as c:
         r = c.get("/v1/projects")
     assert r.status_code == 401
     assert r.headers["content-type"].startswith("application/json")
@@ -127,7 +140,8 @@ def test_dataset_upload_list_get_download_delete(em: httpx.Client, live_platform
     assert not list((live_platform.data_dir / "emissary" / "datasets").iterdir())
 
 
-def test_dataset_errors(em: httpx.Client) -> None:
+def test_dataset_errors(shared_em: httpx.Client) -> None:
+    em = shared_em
     pid = make_project(em)
     not_multipart = em.post(f"/v1/projects/{pid}/datasets", json={"name": "x"})
     assert not_multipart.status_code == 400 and "multipart" in not_multipart.json()["error"]
@@ -152,7 +166,8 @@ def test_dataset_errors(em: httpx.Client) -> None:
         ({"base_model": "jobrunner-ngram", "train_dataset_id": "DS", "parameters": {"x": True}}, "parameters.x"),
     ],
 )
-def test_training_job_create_validation_is_400(em: httpx.Client, body: dict[str, Any], message: str) -> None:
+def test_training_job_create_validation_is_400(shared_em: httpx.Client, body: dict[str, Any], message: str) -> None:
+    em = shared_em
     pid = make_project(em)
     ds = upload(em, pid)
     body = {k: (ds if v == "DS" else v) for k, v in body.items()}
@@ -223,7 +238,8 @@ def test_cancel_stops_a_running_training_within_a_second(em: httpx.Client) -> No
     assert em.get(path).json()["progress"] == d["progress"] < 100
 
 
-def test_timeout_seconds_parameter_ends_in_timed_out(em: httpx.Client) -> None:
+def test_timeout_seconds_parameter_ends_in_timed_out(shared_em: httpx.Client) -> None:
+    em = shared_em
     pid = make_project(em)
     ds = upload(em, pid)
     job = em.post(f"/v1/projects/{pid}/training-jobs",
@@ -233,7 +249,8 @@ def test_timeout_seconds_parameter_ends_in_timed_out(em: httpx.Client) -> None:
     assert d["status"] == "TimedOut" and "timeout_seconds" in d["error"]
 
 
-def test_failed_training_says_why(em: httpx.Client) -> None:
+def test_failed_training_says_why(shared_em: httpx.Client) -> None:
+    em = shared_em
     pid = make_project(em)
     ds = upload(em, pid, data=b"\n\n")
     job = em.post(f"/v1/projects/{pid}/training-jobs", json={"base_model": "jobrunner-ngram", "train_dataset_id": ds}).json()
