@@ -352,3 +352,17 @@ def test_deployment_serves_completions_from_a_checkpoint(tmp_path) -> None:
         assert em.delete(path, headers=OCTET).status_code == 204
         assert em.get(path).status_code == 404
         assert em.post(path + "/completions", json=ask).status_code == 404
+
+
+# --- limits and faults answer in the Emissary error shape ------------------------------------
+
+
+@pytest.mark.platform_options(max_body_bytes=4096)
+def test_faults_and_size_limit_use_the_emissary_error_shape(live_platform: LivePlatform, em: httpx.Client) -> None:
+    pid = make_project(em)
+    big = em.post(f"/v1/projects/{pid}/datasets", files={"file": ("big.txt", b"x" * 10_000)})
+    assert big.status_code == 413 and big.json()["status"] == 413 and "error" in big.json()
+    live_platform.set_faults(fail_next=1, error_statuses=[503])
+    r = em.get("/v1/projects")
+    assert r.status_code == 503 and r.json() == {"status": 503, "error": r.json()["error"]}
+    assert em.get("/v1/projects").status_code == 200
