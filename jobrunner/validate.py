@@ -25,6 +25,7 @@ from jobrunner.loader import TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_TIMESTAMP, Docume
 from jobrunner.references import Ref, find_cycles, find_malformed, find_refs, known_outputs
 from jobrunner.resources import API_VERSION, KINDS, Position, Resource
 from jobrunner.schema import manifest_validator
+from jobrunner.version_schemas import PREDICTION_INPUT, TRAINING_INPUT, known_input_schema
 from jobrunner.workspace import discover_manifest_files, display_path
 
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
@@ -164,9 +165,13 @@ def _check_document(doc: Document, out: _Collector) -> Resource | None:
     )
 
 
-def _explain(err: Any, doc: Document) -> Iterable[tuple[str, str]]:
-    """(json_path, message) for one jsonschema error, phrased for people."""
-    path = "$"
+def _explain(err: Any, doc: Document | None, base: str = "$") -> Iterable[tuple[str, str]]:
+    """(json_path, message) for one jsonschema error, phrased for people.
+
+    `base` is the JSON path of the validated instance inside its document; `doc` (when given)
+    supplies the YAML 1.1 readings for the "quote it" hint.
+    """
+    path = base
     for part in err.absolute_path:
         path = child_path(path, part)
     schema = err.schema if isinstance(err.schema, dict) else {}
@@ -187,7 +192,7 @@ def _explain(err: Any, doc: Document) -> Iterable[tuple[str, str]]:
         yield path, f"missing required field `{field_name}`"
         return
     if validator == "type":
-        trap = doc.implicit.get(path)
+        trap = doc.implicit.get(path) if doc is not None else None
         wanted = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
         if trap is not None and "string" in wanted and trap.tag in (TAG_BOOL, TAG_INT, TAG_FLOAT):
             what = {TAG_BOOL: "a boolean", TAG_INT: "a number", TAG_FLOAT: "a number"}[trap.tag]
@@ -208,7 +213,7 @@ def _explain(err: Any, doc: Document) -> Iterable[tuple[str, str]]:
 
         best = best_match(err.context) if err.context else None
         if best is not None:
-            yield from _explain(best, doc)
+            yield from _explain(best, doc, base)
         else:
             yield path, err.message
         return
@@ -252,7 +257,7 @@ def _check_workspace(result: ValidationResult, root: Path, out: _Collector) -> N
         _check_files(r, root, out)
         _check_common(r, out)
         if r.kind == "Training":
-            _check_training(r, models, out)
+            _check_training(r, root, models, out)
         elif r.kind == "PredictionBatch":
             _check_batch(r, root, out, result, output_files)
 
@@ -380,7 +385,7 @@ def _check_common(r: Resource, out: _Collector) -> None:
                     "prevent_cancel has no effect with on_remove: keep (removal never cancels)")
 
 
-def _check_training(r: Resource, models: dict[str, Resource], out: _Collector) -> None:
+def _check_training(r: Resource, root: Path, models: dict[str, Resource], out: _Collector) -> None:
     spec = r.spec
     if r.provider == "emissary":
         return
@@ -404,6 +409,7 @@ def _check_training(r: Resource, models: dict[str, Resource], out: _Collector) -
                      f"destination {dest} is declared on provider {models[dest].provider}, but this training runs on "
                      f"{r.provider}")
     _check_sensitive(r, [spec.get("input")], out)
+    _check_known_inputs(r, root, [(spec.get("input"), "$.spec.input", None, None)], TRAINING_INPUT, out)
 
 
 def _check_batch(r: Resource, root: Path, out: _Collector, result: ValidationResult,
@@ -449,6 +455,64 @@ def _check_batch(r: Resource, root: Path, out: _Collector, result: ValidationRes
             else:
                 output_files[key] = r
     _check_sensitive(r, [spec.get("input_defaults")] + [i.input for i in items[:1000]], out)
+    defaults = spec.get("input_defaults") if isinstance(spec.get("input_defaults"), dict) else {}
+    rows = []
+    for n, item in enumerate(items):
+        if has_file:
+            rows.append((item.input, "$.input", item.file, item.line))
+        else:
+            rows.append((item.input, f"$.spec.inputs[{n}]", None, None))
+    _check_known_inputs(r, root, rows, PREDICTION_INPUT, out, defaults)
+
+
+def _placeholders(value: Any) -> Any:
+    """Input as the provider will see it: uploaded files become URLs, references stay strings."""
+    if is_file_ref(value):
+        return "file:///uploaded-at-apply"
+    if isinstance(value, dict):
+        return {k: _placeholders(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_placeholders(v) for v in value]
+    return value
+
+
+def _check_known_inputs(r: Resource, root: Path, rows: list[tuple[Any, str, str | None, int | None]],
+                        kind: str, out: _Collector, defaults: dict[str, Any] | None = None) -> None:
+    """Check inputs against the version's input schema when it is known offline (see version_schemas)."""
+    schema = known_input_schema(r.provider, r.spec.get("version"), kind, root)
+    if schema is None:
+        return
+    from jsonschema import Draft7Validator
+
+    validator = Draft7Validator(schema)
+    version = str(r.spec.get("version"))
+    model = r.spec.get("model") if isinstance(r.spec.get("model"), str) else None
+    label = model or (version.split(":", 1)[0] if ":" in version else f"version {version[:12]}")
+    reported_defaults: set[str] = set()
+    for value, base, file, line in rows:
+        if not isinstance(value, dict):
+            continue
+        for err in validator.iter_errors(_placeholders(value)):
+            for json_path, message in _explain(err, None, base):
+                if "${" in json.dumps(err.instance, default=str):
+                    continue  # a reference: its value is known after apply
+                text = f"{label} input: {message}"
+                top = err.absolute_path[0] if err.absolute_path else None
+                if defaults and isinstance(top, str) and top in defaults and top not in _own_keys(value, defaults):
+                    # the bad value came from input_defaults: report it once, there
+                    dpath = json_path.replace(base, "$.spec.input_defaults", 1)
+                    if dpath not in reported_defaults:
+                        reported_defaults.add(dpath)
+                        out.error_at(r, dpath, text)
+                elif file is not None and line is not None:
+                    out.add("error", file, Position(line, 1), text, r.address, json_path)
+                else:
+                    out.error_at(r, json_path, text)
+
+
+def _own_keys(row: dict[str, Any], defaults: dict[str, Any]) -> set[str]:
+    """Keys a merged row got from the row itself (a default with an equal value counts as the default)."""
+    return {k for k, v in row.items() if k not in defaults or defaults[k] is not v}
 
 
 def _check_sensitive(r: Resource, inputs: list[Any], out: _Collector) -> None:

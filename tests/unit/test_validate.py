@@ -10,7 +10,8 @@ from jobrunner.cli import main
 from jobrunner.loader import load_text
 from jobrunner.validate import ValidationResult, validate_documents, validate_paths
 
-V = "a3c8c00c979c6758b251faf7897f248e49b682972e7e2cb90d03a7c19b47f174"
+V = "b" * 64  # a version whose input schema is not known offline
+NGRAM = "a3c8c00c979c6758b251faf7897f248e49b682972e7e2cb90d03a7c19b47f174"  # built-in: schema known
 HEAD = "apiVersion: jobrunner/v1\n"
 
 
@@ -28,7 +29,7 @@ MODEL = HEAD + "kind: Model\nmetadata: {name: poems}\nspec: {provider: local, ow
 TRAINING = HEAD + f"""kind: Training
 metadata: {{name: t}}
 spec:
-  model: jobrunner/ngram
+  model: acme/base
   version: {V}
   destination: me/poems
   input: {{order: 3}}
@@ -177,3 +178,58 @@ def test_validate_command_text_and_json(tmp_path: Path, capsys: pytest.CaptureFi
     }
     code, out = run(["validate", "missing-dir"], capsys)
     assert code == 1 and "no such file or directory: missing-dir" in out
+
+
+def test_inputs_checked_against_builtin_version_schema(tmp_path: Path) -> None:
+    (tmp_path / "poems.txt").write_text("roses are red\n")
+    (tmp_path / "rows.jsonl").write_text('{"prompt": "a"}\n{"prompt": "b", "temperature": "hot"}\n')
+    text = HEAD + f"""kind: Training
+metadata: {{name: t}}
+spec:
+  model: jobrunner/ngram
+  version: {NGRAM}
+  destination: me/poems
+  input:
+    train_data: {{$file: poems.txt}}
+    ordr: 5
+---
+""" + HEAD + f"""kind: PredictionBatch
+metadata: {{name: b}}
+spec:
+  version: jobrunner/ngram:{NGRAM}
+  input_defaults: {{max_tokens: "80"}}
+  inputs:
+    - {{prompt: a, seed: 1.5}}
+    - {{prompt: b}}
+    - {{prompt: "${{Training.t.output.version}}", max_tokens: 3}}
+---
+""" + HEAD + f"""kind: PredictionBatch
+metadata: {{name: c}}
+spec:
+  version: {NGRAM}
+  inputs_file: rows.jsonl
+"""
+    r = check(text, tmp_path)
+    got = [(d.file, d.line, d.json_path, d.message) for d in r.errors]
+    assert got == [
+        ("m.yaml", 10, "$.spec.input.ordr", "jobrunner/ngram input: unknown field `ordr` (did you mean `order`?)"),
+        ("m.yaml", 17, "$.spec.input_defaults.max_tokens",
+         'jobrunner/ngram input: expected an integer, got a string "80"'),
+        ("m.yaml", 19, "$.spec.inputs[0].seed", "jobrunner/ngram input: expected an integer, got a number 1.5"),
+        ("rows.jsonl", 2, "$.input.temperature", 'version a3c8c00c979c input: expected a number, got a string "hot"'),
+    ]
+
+
+def test_inputs_checked_against_cached_version_schema(tmp_path: Path) -> None:
+    cache = tmp_path / ".jobrunner" / "cache" / "schemas" / "replicate"
+    cache.mkdir(parents=True)
+    openapi = {"components": {"schemas": {
+        "Input": {"type": "object", "properties": {"prompt": {"type": "string"},
+                                                   "size": {"allOf": [{"$ref": "#/components/schemas/size"}]}}},
+        "size": {"enum": ["small", "large"]}}}}
+    (cache / f"{V}.json").write_text(json.dumps(openapi))
+    text = HEAD + f"kind: PredictionBatch\nmetadata: {{name: b}}\nspec:\n  provider: replicate\n" \
+                  f"  version: {V}\n  inputs: [{{prompt: a, size: huge}}]\n"
+    r = check(text, tmp_path)
+    (err,) = r.errors
+    assert err.json_path == "$.spec.inputs[0].size" and '"huge"' in err.message

@@ -1,0 +1,69 @@
+"""Input schemas of model versions that are known without asking a provider.
+
+A pinned version is immutable, so its input schema never changes. Offline, jobrunner knows it in
+two cases: the local platform's built-in models (fixed version ids, shipped with jobrunner), and
+versions whose OpenAPI document an earlier plan or apply cached under
+`<workspace>/.jobrunner/cache/schemas/<provider>/<version id>.json`. `validate` checks inputs
+against these; other versions are checked by `plan`, which asks the provider.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+_WITH_MODEL = re.compile(r"[^:/\s]+/[^:/\s]+:(?P<id>[0-9a-f]{64})\Z")
+
+TRAINING_INPUT = "TrainingInput"
+PREDICTION_INPUT = "Input"
+
+
+def version_id(version: Any) -> str | None:
+    """The 64-hex id in `version` (a bare id or owner/name:id), else None (references, official models)."""
+    if not isinstance(version, str):
+        return None
+    if _HEX64.match(version):
+        return version
+    m = _WITH_MODEL.match(version)
+    return m["id"] if m else None
+
+
+def _openapi(provider: str, vid: str, root: Path) -> dict[str, Any] | None:
+    cached = root / ".jobrunner" / "cache" / "schemas" / provider / f"{vid}.json"
+    try:
+        data = json.loads(cached.read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            return data
+    except (OSError, ValueError):
+        pass
+    if provider == "local":
+        from jobrunner.local.models.catalog import BUILTINS  # plain data, imported only when needed
+
+        for model in BUILTINS:
+            if model.version == vid:
+                return model.openapi_schema
+    return None
+
+
+def known_input_schema(provider: str, version: Any, kind: str, root: Path) -> dict[str, Any] | None:
+    """The JSON Schema of a version's `Input` (kind PREDICTION_INPUT) or `TrainingInput`, if known.
+
+    Returned self-contained: Cog's `#/components/schemas/...` references resolve inside it.
+    """
+    vid = version_id(version)
+    if vid is None or provider not in ("local", "replicate"):
+        return None
+    openapi = _openapi(provider, vid, root)
+    if not openapi:
+        return None
+    components = openapi.get("components") if isinstance(openapi.get("components"), dict) else {}
+    schemas = components.get("schemas") if isinstance(components.get("schemas"), dict) else {}
+    schema = schemas.get(kind)
+    if not isinstance(schema, dict):
+        return None
+    return {**schema, "components": components}
+
+
+__all__ = ["TRAINING_INPUT", "PREDICTION_INPUT", "version_id", "known_input_schema"]
