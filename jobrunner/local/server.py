@@ -72,25 +72,38 @@ class _CoalescingTransport:
         return getattr(self._transport, name)
 
 
-class NoDelayH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with TCP_NODELAY (no Nagle wait for the client's delayed ACK) and
-    one `send` per response instead of one for the head and one for the body."""
+class _NoDelayMixin:
+    """TCP_NODELAY (no Nagle wait for the client's delayed ACK) and one `send` per response
+    instead of one for the head and one for the body."""
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-        super().connection_made(_CoalescingTransport(transport, asyncio.get_running_loop()))
+        super().connection_made(_CoalescingTransport(transport, asyncio.get_running_loop()))  # type: ignore[misc]
+
+
+class NoDelayH11Protocol(_NoDelayMixin, H11Protocol):
+    """uvicorn's pure-Python HTTP/1.1 protocol (h11), tuned as above."""
+
+
+def _http_protocol() -> type:
+    """httptools' C parser when it is installed (`pip install 'jobrunner[fast]'`), else h11."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
+        return NoDelayH11Protocol
+    return type("NoDelayHttpToolsProtocol", (_NoDelayMixin, HttpToolsProtocol), {})
 
 
 def uvicorn_config(app: Any, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> uvicorn.Config:
     """The uvicorn settings the platform runs with (also used by tests serving it in a thread)."""
     kwargs.setdefault("log_level", "warning")
     return uvicorn.Config(
-        app, host=host, port=port, http=NoDelayH11Protocol, access_log=False, lifespan="on",
+        app, host=host, port=port, http=_http_protocol(), access_log=False, lifespan="on",
         timeout_graceful_shutdown=3, **kwargs,
     )
 
