@@ -214,6 +214,13 @@ class WebhookSender:
         try:
             loop.run_forever()
         finally:
+            # Deliveries still retrying at shutdown are given up (and logged), not left dangling.
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("shutting down with %d webhook deliveries unfinished", len(pending))
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.run_until_complete(self._client.aclose())
             loop.close()
 

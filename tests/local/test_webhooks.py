@@ -168,3 +168,16 @@ def test_connection_errors_on_completed_are_retried_then_given_up() -> None:
         sender.close()
     assert [d.attempt for d in deliveries] == [1, 2, 3]
     assert all(d.status is None and d.error for d in deliveries)
+
+
+def test_close_gives_up_retries_in_flight_promptly() -> None:
+    with WebhookReceiver(statuses=[500, 500, 500]) as rx:
+        sender = _sender(retry_delays=(30.0,))
+        sender.emit("p9", "completed", {"id": "p9"}, webhook=rx.url)
+        rx.wait_for(lambda r: len(r) == 1)
+        thread = sender._thread
+        t0 = time.monotonic()
+        sender.close(timeout=0.3)
+        assert time.monotonic() - t0 < 2.0
+        assert thread is not None and not thread.is_alive()
+    assert len(rx.received) == 1
