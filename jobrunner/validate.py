@@ -30,7 +30,6 @@ from jobrunner.workspace import discover_manifest_files, display_path
 
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _VERSION_WITH_MODEL = re.compile(r"(?P<model>[^:/\s]+/[^:/\s]+):(?P<id>[0-9a-f]{64})\Z")
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 _DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$|^[0-9]+(\.[0-9]+)?$")
 _YAML11_BOOL_WORDS = {"yes", "no", "on", "off", "y", "n"}
 
@@ -60,16 +59,23 @@ class _Collector:
     def __init__(self) -> None:
         self.diagnostics: list[Diagnostic] = []
         self._seen: set[tuple] = set()
+        self._error_paths: set[tuple[str, str]] = set()
 
     def add(self, severity: str, file: str, pos: Position, message: str, address: str | None, json_path: str) -> None:
         key = (severity, file, pos.line, pos.column, json_path, message)
         if key in self._seen:
             return
         self._seen.add(key)
+        if severity == "error":
+            self._error_paths.add((file, json_path))
         self.diagnostics.append(Diagnostic(severity, file, pos.line, pos.column, message, address, json_path))
 
+    def extend(self, diagnostics: Iterable[Diagnostic]) -> None:
+        for d in diagnostics:
+            self.add(d.severity, d.file, Position(d.line, d.column), d.message, d.address, d.json_path)
+
     def has_error_at(self, file: str, json_path: str) -> bool:
-        return any(d.severity == "error" and d.file == file and d.json_path == json_path for d in self.diagnostics)
+        return (file, json_path) in self._error_paths
 
     def error_at(self, r: Resource, json_path: str, message: str) -> None:
         self.add("error", r.file, r.position(json_path), message, r.address, json_path)
@@ -81,27 +87,24 @@ class _Collector:
 def validate_paths(paths: list[Path], root: Path) -> ValidationResult:
     """Load and validate every manifest under `paths` (default: the workspace root)."""
     out = _Collector()
-    result = ValidationResult()
     docs: list[Document] = []
+    files: list[str] = []
     for path in discover_manifest_files(paths, root):
         shown = display_path(path, root)
-        result.files.append(shown)
+        files.append(shown)
         loaded = load_file(path, shown)
-        out.diagnostics.extend(loaded.diagnostics)
+        out.extend(loaded.diagnostics)
         docs.extend(loaded.documents)
-    for doc in docs:
-        resource = _check_document(doc, out)
-        if resource is not None:
-            result.resources.append(resource)
-    _check_workspace(result, root, out)
-    result.diagnostics = sorted(out.diagnostics, key=Diagnostic.sort_key)
-    return result
+    return _validate(docs, files, root, out)
 
 
 def validate_documents(docs: list[Document], root: Path) -> ValidationResult:
     """Validate already-loaded documents (for tests and callers that load text themselves)."""
-    out = _Collector()
-    result = ValidationResult(files=sorted({d.file for d in docs}))
+    return _validate(docs, sorted({d.file for d in docs}), root, _Collector())
+
+
+def _validate(docs: list[Document], files: list[str], root: Path, out: _Collector) -> ValidationResult:
+    result = ValidationResult(files=files)
     for doc in docs:
         resource = _check_document(doc, out)
         if resource is not None:
@@ -428,7 +431,7 @@ def _check_batch(r: Resource, root: Path, out: _Collector, result: ValidationRes
         return  # the schema reported it
     items, diags = load_batch_items(r, root)
     # Inline rows were schema-checked already: do not say twice that a row is not a mapping.
-    out.diagnostics.extend(d for d in diags if not out.has_error_at(d.file, d.json_path))
+    out.extend(d for d in diags if not out.has_error_at(d.file, d.json_path))
     result.items[r.address] = items
     if not items and not diags:
         out.warn_at(r, "$.spec.inputs_file" if has_file else "$.spec.inputs", "the batch has no rows: nothing will run")
