@@ -29,6 +29,7 @@ from jobrunner.resources import Position
 
 from yaml.composer import Composer
 from yaml.parser import Parser
+import yaml.reader
 from yaml.reader import Reader
 from yaml.resolver import Resolver
 from yaml.scanner import Scanner
@@ -298,9 +299,10 @@ def decode(raw: bytes, file: str) -> tuple[str | None, Diagnostic | None]:
 def load_text(text: str, file: str) -> LoadResult:
     """Parse a multi-document YAML text. Empty documents are skipped."""
     result = LoadResult()
-    loader = _Composer(text)
+    loader = None
     index = 0
     try:
+        loader = _Composer(text)
         while loader.check_node():
             node = loader.get_node()
             if node is None:
@@ -338,12 +340,20 @@ def load_text(text: str, file: str) -> LoadResult:
             problem += ")"
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         result.diagnostics.append(Diagnostic("error", file, line, col, f"invalid YAML: {problem}"))
-    except yaml.YAMLError as exc:  # reader errors (control characters) and the like
+    except yaml.reader.ReaderError as exc:  # control characters and the like
+        before = text[: exc.position]
+        line = before.count("\n") + 1
+        col = exc.position - (before.rfind("\n") + 1) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+        result.diagnostics.append(Diagnostic(
+            "error", file, line, col, f"invalid YAML: control character U+{char:04X} is not allowed; remove it"))
+    except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "mark", None)
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         result.diagnostics.append(Diagnostic("error", file, line, col, f"invalid YAML: {exc}"))
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return result
 
 

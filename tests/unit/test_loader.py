@@ -115,3 +115,22 @@ def test_size_cap(tmp_path: Path) -> None:
 def test_unreadable_file(tmp_path: Path) -> None:
     r = load_file(tmp_path / "missing.yaml", "missing.yaml")
     assert "cannot read file" in r.diagnostics[0].message
+
+
+def test_control_characters_are_positioned() -> None:
+    (d,) = load_text("a: b\nc: \x07x\n", "f.yaml").diagnostics
+    assert (d.line, d.column) == (2, 4) and "control character U+0007" in d.message
+
+
+def test_pure_python_parser_gives_the_same_result(monkeypatch) -> None:
+    """Without libyaml the loader falls back to PyYAML's Python parser with identical results."""
+    import jobrunner.loader as loader
+
+    texts = ["a: 1\nb: [x, {c: on}]\n---\nd: 2024-01-01\n", "a: 1\na: 2\n", "a: [1\n", "a: \x07\n"]
+    fast = [loader.load_text(t, "f.yaml") for t in texts]
+    monkeypatch.setattr(loader, "_Composer", loader._PyComposer)
+    slow = [loader.load_text(t, "f.yaml") for t in texts]
+    for f, s in zip(fast, slow):
+        assert [(d.data, d.positions, d.implicit) for d in f.documents] == \
+               [(d.data, d.positions, d.implicit) for d in s.documents]
+        assert [(d.line, d.column) for d in f.diagnostics] == [(d.line, d.column) for d in s.diagnostics]
