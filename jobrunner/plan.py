@@ -53,7 +53,7 @@ from jobrunner.providers.base import (
     UNKNOWN,
     RemoteJob,
 )
-from jobrunner.redact import redact
+from jobrunner.redact import known_secrets, redact
 from jobrunner.resources import JOB_MODEL, DesiredJob, Resource
 from jobrunner.state.model import AddressState, StateDoc
 
@@ -106,6 +106,7 @@ def compute_plan(
 ) -> Plan:
     """The plan; see the module docstring. Raises PlanError when a removal would cancel a
     job protected by `lifecycle.prevent_cancel` (every such address is listed)."""
+    secrets = known_secrets()  # read the environment once, not once per job
     policies = {r.address: Policy.of(r.spec) for r in resources}
     forced = set(replace)
     rank = _ranks(desired)
@@ -122,9 +123,9 @@ def compute_plan(
         policy = policies.get(job.resource_address) or Policy.of(None, prior.lifecycle if prior else None)
         seen = remote.get(job.address)
         if job.job_kind == JOB_MODEL:
-            change = _plan_model(job, prior)
+            change = _plan_model(job, prior, secrets)
         else:
-            change = _plan_job(job, prior, seen, policy, job.address in forced, rerunning)
+            change = _plan_job(job, prior, seen, policy, job.address in forced, rerunning, secrets)
         blockers = tuple(d for d in job.depends_on if d in failed_for_good)
         if blockers and change.action in (CREATE, REPLACE, RETRY):
             why = "; ".join(f"{b} {failed_for_good[b]}" for b in blockers)
@@ -173,7 +174,7 @@ def compute_plan(
 # --- one address ----------------------------------------------------------------------------
 
 
-def _plan_model(job: DesiredJob, prior: AddressState | None) -> PlannedChange:
+def _plan_model(job: DesiredJob, prior: AddressState | None, secrets: list[str]) -> PlannedChange:
     exists = prior is not None and (prior.status == SUCCEEDED or bool(prior.remote_id))
     if not exists:
         return PlannedChange(
@@ -182,7 +183,7 @@ def _plan_model(job: DesiredJob, prior: AddressState | None) -> PlannedChange:
         )
     assert prior is not None
     if prior.fingerprint and job.fingerprint and prior.fingerprint != job.fingerprint:
-        diff = input_diff(prior.inputs, job)
+        diff = input_diff(prior.inputs, job, secrets=secrets)
         what = _changed_keys(diff) or "settings"
         return PlannedChange(
             job.address, NOOP,
@@ -200,6 +201,7 @@ def _plan_job(
     policy: Policy,
     forced: bool,
     rerunning: set[str],
+    secrets: list[str],
 ) -> PlannedChange:
     fp = job.fingerprint
     waits_for = [d for d in job.depends_on if d in rerunning]
@@ -211,7 +213,7 @@ def _plan_job(
     if prior is None:
         reason = "new job" if "[" not in job.address else "new batch item"
         return PlannedChange(job.address, CREATE, _join(reason, unknown_note), job, None, None, fp,
-                             input_diff=input_diff(None, job))
+                             input_diff=input_diff(None, job, secrets=secrets))
 
     # A create that was in flight when the last run stopped.
     if prior.intent is not None and seen is not None and seen.id != prior.remote_id:
@@ -226,7 +228,7 @@ def _plan_job(
             f"an interrupted create for an older spec reached the provider ({seen.id}); it is recorded, "
             "then replaced",
             job, prior, prior.intent.fingerprint, fp, remote_status=seen.status, adopt_remote_id=seen.id,
-            input_diff=input_diff(prior.inputs, job),
+            input_diff=input_diff(prior.inputs, job, secrets=secrets),
         )
 
     status, drift = _observed(prior, seen)
@@ -236,15 +238,15 @@ def _plan_job(
         why = ("an interrupted create was not found on the provider" if prior.intent is not None
                else "not created yet")
         return PlannedChange(job.address, CREATE, _join(why, unknown_note), job, prior, prior.fingerprint, fp,
-                             remote_status=remote_status, input_diff=input_diff(prior.inputs, job))
+                             remote_status=remote_status, input_diff=input_diff(prior.inputs, job, secrets=secrets))
 
     changed = fp is None or fp != prior.fingerprint
     if forced:
         return PlannedChange(job.address, REPLACE, _join("replacement requested", _running_note(status, prior)),
                              job, prior, prior.fingerprint, fp, remote_status=remote_status,
-                             input_diff=input_diff(prior.inputs, job))
+                             input_diff=input_diff(prior.inputs, job, secrets=secrets))
     if changed:
-        diff = input_diff(prior.inputs, job)
+        diff = input_diff(prior.inputs, job, secrets=secrets)
         what = unknown_note if fp is None else (_changed_keys(diff, prior.inputs is not None) + " changed")
         if policy.on_change == "keep" and status == SUCCEEDED:
             return PlannedChange(
@@ -410,16 +412,18 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def input_diff(before: Mapping[str, Any] | None, job: DesiredJob) -> dict[str, list[Any]]:
+def input_diff(before: Mapping[str, Any] | None, job: DesiredJob, *, secrets: list[str] | None = None
+               ) -> dict[str, list[Any]]:
     """Redacted `{key: [before, after]}` between what state recorded and the job's material.
 
     Keys are dotted (`input.order`, `version`); `before` is None for a new job. Values that are
     redacted on both sides never show as changed.
     """
-    after = flatten(redact(_without_kind(job.material or {}), job.sensitive_paths))
+    secrets = known_secrets() if secrets is None else secrets
+    after = flatten(redact(_without_kind(job.material or {}), job.sensitive_paths, secrets=secrets))
     if before is None:
         return {k: [None, v] for k, v in sorted(after.items())}
-    prev = flatten(redact(_without_kind(dict(before)), job.sensitive_paths))
+    prev = flatten(redact(_without_kind(dict(before)), job.sensitive_paths, secrets=secrets))
     out: dict[str, list[Any]] = {}
     for key in sorted(set(prev) | set(after)):
         a, b = prev.get(key, _ABSENT), after.get(key, _ABSENT)

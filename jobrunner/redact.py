@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import lru_cache
 from typing import Any, Iterable
 
 REDACTED = "(sensitive)"
@@ -49,6 +50,7 @@ _MIN_SECRET_LEN = 6
 _registered: set[str] = set()
 
 
+@lru_cache(maxsize=4096)
 def is_secret_name(name: str) -> bool:
     """Does a key look like it holds a credential? (`api_key`, `hf_token`, `db_password`, ...)"""
     if not _SECRET_NAME.search(name):
@@ -72,16 +74,16 @@ def _split_sensitive(sensitive: Iterable[str]) -> tuple[set[str], set[tuple[str,
     return names, paths
 
 
-def redact(value: Any, sensitive: Iterable[str] = ()) -> Any:
+def redact(value: Any, sensitive: Iterable[str] = (), *, secrets: list[str] | None = None) -> Any:
     """A copy of `value` with secret-looking and `sensitive` keys' values replaced by "(sensitive)".
 
     `sensitive` entries are key names (matched at any depth, case-insensitively) or dotted paths
     from the top of `value` (`input.` prefixes are ignored, so `input.auth.user` and `auth.user` are
-    the same). Strings anywhere are also passed through `scrub_text`.
+    the same). Strings anywhere are also passed through `scrub_text`. Callers redacting many values
+    in a row may pass `secrets=known_secrets()` once instead of reading the environment each time.
     """
-    names, paths = _split_sensitive(sensitive)
-    secrets = _known_secrets()
-    return _redact(value, names, paths, (), secrets)
+    names, paths = _split_sensitive(sensitive) if sensitive else (set(), set())
+    return _redact(value, names, paths, (), known_secrets() if secrets is None else secrets)
 
 
 def _redact(value: Any, names: set[str], paths: set[tuple[str, ...]], here: tuple[str, ...], secrets: list[str]) -> Any:
@@ -108,7 +110,8 @@ def register_secret(value: str | None) -> None:
         _registered.add(value)
 
 
-def _known_secrets() -> list[str]:
+def known_secrets() -> list[str]:
+    """Credential values to scrub: the environment's provider tokens and registered secrets."""
     found = set(_registered)
     for var in SECRET_ENV_VARS:
         val = os.environ.get(var)
@@ -133,9 +136,9 @@ def _scrub(text: str, secrets: list[str]) -> str:
     return text
 
 
-def scrub_text(text: str) -> str:
+def scrub_text(text: str, *, secrets: list[str] | None = None) -> str:
     """`text` with every known credential value and bearer/`r8_` token replaced by "(sensitive)"."""
-    return _scrub(text, _known_secrets())
+    return _scrub(text, known_secrets() if secrets is None else secrets)
 
 
-__all__ = ["REDACTED", "SECRET_ENV_VARS", "is_secret_name", "redact", "register_secret", "scrub_text"]
+__all__ = ["REDACTED", "SECRET_ENV_VARS", "is_secret_name", "known_secrets", "redact", "register_secret", "scrub_text"]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from jobrunner.errors import Diagnostic, ManifestError
-from jobrunner.fingerprint import FILE_DIGEST, FILE_MARKER, file_digest, fingerprint, is_file_marker
+from jobrunner.fingerprint import FILE_DIGEST, FILE_MARKER, file_digest, fingerprint
 from jobrunner.inputs import read_batch_items, resolve_relative
 from jobrunner.providers.base import SUCCEEDED
 from jobrunner.redact import redact
@@ -178,13 +178,14 @@ def _training(res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]],
         raw = {"project_id": spec.get("project_id"), "body": body}
         deps = _depends(res, raw)
         resolved, unknown = resolve_refs(raw, dict(known))
-        resolved["body"] = _files(resolved["body"], res, root, "$.spec")
-        request = {"provider": "emissary", "kind": JOB_TRAINING, **_markers(resolved)}
+        body_req, body_mat = _files(resolved["body"], res, root, ("$.spec",))
+        request = {"provider": "emissary", "kind": JOB_TRAINING, "project_id": resolved.get("project_id"),
+                   "body": body_req}
         material = {
             "provider": "emissary",
             "kind": JOB_TRAINING,
             "project_id": resolved.get("project_id"),
-            **{k: v for k, v in resolved["body"].items() if k in EMISSARY_RESULT_FIELDS},
+            **{k: v for k, v in body_mat.items() if k in EMISSARY_RESULT_FIELDS},
         }
     else:
         raw = {k: spec.get(k) for k in ("model", "version", "destination", "input")}
@@ -193,12 +194,12 @@ def _training(res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]],
         deps = _depends(res, raw, [models[dest]] if isinstance(dest, str) and dest in models else [])
         resolved, unknown = resolve_refs(raw, dict(known))
         resolved["model"], resolved["version"] = split_version(resolved.get("model"), resolved.get("version"))
-        resolved["input"] = _files(resolved["input"], res, root, "$.spec.input")
-        request = {"provider": res.provider, "kind": JOB_TRAINING, **_markers(resolved)}
+        input_req, input_mat = _files(resolved["input"], res, root, ("$.spec", "input"))
+        request = {"provider": res.provider, "kind": JOB_TRAINING, **resolved, "input": input_req}
         for key in PASS_THROUGH_FIELDS:
             if spec.get(key) is not None:
                 request[key] = spec[key]
-        material = {"provider": res.provider, "kind": JOB_TRAINING, **resolved}
+        material = {"provider": res.provider, "kind": JOB_TRAINING, **resolved, "input": input_mat}
     material = _material(material)
     return DesiredJob(
         address=res.address,
@@ -224,13 +225,14 @@ def _batch(res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]]) ->
     passthrough = {k: spec[k] for k in PASS_THROUGH_FIELDS if spec.get(k) is not None}
     sensitive = _sensitive(res)
     jobs: list[DesiredJob] = []
+    known_map = dict(known)
     for item in items:
-        item_input, item_unknown = resolve_refs(item.input, dict(known)) if "${" in _flat(item.input) else (item.input, False)
-        item_input = _files(item_input, res, root, "$.spec.inputs", line=item.line, file=item.file)
+        item_input, item_unknown = resolve_refs(item.input, known_map) if _has_ref(item.input) else (item.input, False)
+        input_req, input_mat = _files(item_input, res, root, ("$.spec", "inputs"), line=item.line, file=item.file)
         material = _material({"provider": res.provider, "kind": JOB_PREDICTION, "model": model,
-                              "version": version, "input": item_input})
+                              "version": version, "input": input_mat})
         request = {"provider": res.provider, "kind": JOB_PREDICTION, "model": model, "version": version,
-                   "input": _markers(item_input), **passthrough}
+                   "input": input_req, **passthrough}
         item_deps = deps if not item_unknown else tuple(sorted(set(deps) | set(_depends(res, item.input))))
         jobs.append(DesiredJob(
             address=f"{res.address}[{item.key}]",
@@ -250,75 +252,75 @@ def _batch(res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]]) ->
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _flat(value: Any) -> str:
-    """Cheap test for references anywhere in a value (most batch rows have none)."""
+def _has_ref(value: Any) -> bool:
+    """Cheap test for `${` anywhere in a value (most batch rows have none)."""
     if isinstance(value, str):
-        return value
+        return "${" in value
     if isinstance(value, dict):
-        return "".join(_flat(v) for v in value.values())
+        return any(_has_ref(v) for v in value.values())
     if isinstance(value, list):
-        return "".join(_flat(v) for v in value)
-    return ""
+        return any(_has_ref(v) for v in value)
+    return False
 
 
 def _material(value: dict[str, Any]) -> dict[str, Any]:
-    """Fingerprint material: absent and null fields are the same thing; files count by content."""
-    return {k: _digests(v) for k, v in value.items() if v is not None}
+    """Fingerprint material: absent and null fields are the same thing."""
+    return {k: v for k, v in value.items() if v is not None}
 
 
-def _digests(value: Any) -> Any:
-    if isinstance(value, dict):
-        if FILE_MARKER in value and len(value) == 2 and FILE_DIGEST in value:
-            return {FILE_DIGEST: value[FILE_DIGEST]}
-        return {k: _digests(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_digests(v) for v in value]
-    return value
+def _files(value: Any, res: Resource, root: Path, path: tuple[str | int, ...], *, line: int | None = None,
+           file: str | None = None) -> tuple[Any, Any]:
+    """(request form, material form) of a value holding `{$file: p}` markers (p relative to the manifest).
 
-
-def _markers(value: Any) -> Any:
-    """The request form of a value: `{$file: path}` markers only (what the reconciler uploads)."""
-    if isinstance(value, dict):
-        if FILE_MARKER in value and len(value) == 2 and FILE_DIGEST in value:
-            return {FILE_MARKER: value[FILE_MARKER]}
-        return {k: _markers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_markers(v) for v in value]
-    return value
-
-
-def _files(value: Any, res: Resource, root: Path, json_path: str, *, line: int | None = None, file: str | None = None) -> Any:
-    """Rewrite `{$file: p}` (relative to the manifest) to `{$file: workspace-relative p, $file_sha256: d}`.
-
-    The digest rides along so the material can be derived without hashing twice; `_markers`
-    strips it again for the request.
+    The request form has `{$file: workspace-relative p}` (what the reconciler uploads), the material
+    form `{$file_sha256: digest}` (what the fingerprint covers). One walk; a value without markers is
+    returned as is, twice, without copying (the common case for thousands of batch rows).
     """
-    if is_file_marker(value):
-        rel = value[FILE_MARKER]
-        if not isinstance(rel, str):
-            return value
-        path = resolve_relative(res, root, rel)
-        try:
-            digest = file_digest(path)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            pos = res.position(json_path)
-            where_file, where_line = (file, line) if file and line else (res.file, pos.line)
-            raise ManifestError([Diagnostic(
-                "error", where_file or res.file, where_line or pos.line, pos.column if not line else 1,
-                f"file {rel!r} not found (paths in {{$file: ...}} are relative to the manifest's directory)",
-                res.address, json_path,
-            )]) from None
-        except OSError as exc:
-            pos = res.position(json_path)
-            raise ManifestError([Diagnostic("error", res.file, pos.line, pos.column,
-                                            f"file {rel!r} cannot be read: {exc.strerror}", res.address,
-                                            json_path)]) from None
-        return {FILE_MARKER: _workspace_relative(path, root), FILE_DIGEST: digest}
     if isinstance(value, dict):
-        return {k: _files(v, res, root, f"{json_path}.{k}", line=line, file=file) for k, v in value.items()}
+        if len(value) == 1 and FILE_MARKER in value and isinstance(value[FILE_MARKER], str):
+            rel = value[FILE_MARKER]
+            resolved = resolve_relative(res, root, rel)
+            digest = _digest_or_error(resolved, rel, res, path, line=line, file=file)
+            return {FILE_MARKER: _workspace_relative(resolved, root)}, {FILE_DIGEST: digest}
+        req: dict[str, Any] | None = None
+        mat: dict[str, Any] | None = None
+        for k, v in value.items():
+            if not isinstance(v, (dict, list)):
+                continue
+            r, m = _files(v, res, root, path + (k,), line=line, file=file)
+            if r is not v or m is not v:
+                if req is None:
+                    req, mat = dict(value), dict(value)
+                req[k], mat[k] = r, m  # type: ignore[index]
+        return (value, value) if req is None else (req, mat)
     if isinstance(value, list):
-        return [_files(v, res, root, f"{json_path}[{i}]", line=line, file=file) for i, v in enumerate(value)]
-    return value
+        pairs = [_files(v, res, root, path + (i,), line=line, file=file) if isinstance(v, (dict, list)) else (v, v)
+                 for i, v in enumerate(value)]
+        if all(r is v and m is v for (r, m), v in zip(pairs, value)):
+            return value, value
+        return [r for r, _ in pairs], [m for _, m in pairs]
+    return value, value
+
+
+def _json_path(path: tuple[str | int, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else (p if i == 0 else f".{p}") for i, p in enumerate(path))
+
+
+def _digest_or_error(path: Path, rel: str, res: Resource, where: tuple[str | int, ...], *, line: int | None,
+                     file: str | None) -> str:
+    try:
+        return file_digest(path)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        problem = f"file {rel!r} not found (paths in {{$file: ...}} are relative to the manifest's directory)"
+    except OSError as exc:
+        problem = f"file {rel!r} cannot be read: {exc.strerror}"
+    json_path = _json_path(where)
+    pos = res.position(json_path)
+    if file and line:  # a batch row: point at the row (in the manifest or the inputs file)
+        loc_file, loc_line, loc_col = file, line, 1
+    else:
+        loc_file, loc_line, loc_col = res.file, pos.line, pos.column
+    raise ManifestError([Diagnostic("error", loc_file, loc_line, loc_col, problem, res.address, json_path)])
 
 
 def _workspace_relative(path: Path, root: Path) -> str:

@@ -5,7 +5,7 @@ import json
 from typing import Any
 
 from jobrunner.plan_types import ADOPT, CANCEL, CREATE, FORGET, NOOP, REPLACE, RETRY, WAIT, Plan, PlannedChange
-from jobrunner.redact import redact, scrub_text
+from jobrunner.redact import known_secrets, redact, scrub_text
 from jobrunner.references import REF_RE
 
 NO_CHANGES = "No changes. Your jobs match the manifests."
@@ -24,7 +24,7 @@ def summary_line(plan: Plan) -> str:
     return "Plan: " + ", ".join(parts) + "."
 
 
-def show_value(value: Any, limit: int = 200) -> str:
+def show_value(value: Any, limit: int = 200, *, secrets: list[str] | None = None) -> str:
     """A diff value for humans: JSON, except file digests; long values cut with an ellipsis."""
     if isinstance(value, str) and value.startswith("file sha256:"):
         text = value
@@ -32,31 +32,34 @@ def show_value(value: Any, limit: int = 200) -> str:
         text = f"{value} (known after apply)"
     else:
         text = json.dumps(value, ensure_ascii=False, sort_keys=True)
-    text = scrub_text(text)
+    text = scrub_text(text, secrets=secrets)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def diff_lines(change: PlannedChange, limit: int = 200) -> list[tuple[str, str]]:
+def diff_lines(change: PlannedChange, limit: int = 200, *, secrets: list[str] | None = None) -> list[tuple[str, str]]:
     """(sign, text) per changed key: `+` added, `-` removed, `~` changed (`before -> after`)."""
     out: list[tuple[str, str]] = []
+    secrets = known_secrets() if secrets is None else secrets
     creating = change.prior is None
     for key, (before, after) in change.input_diff.items():
         if creating or before is None:
-            out.append(("+", f"{key}: {show_value(after, limit)}"))
+            out.append(("+", f"{key}: {show_value(after, limit, secrets=secrets)}"))
         elif after is None:
-            out.append(("-", f"{key}: {show_value(before, limit)}"))
+            out.append(("-", f"{key}: {show_value(before, limit, secrets=secrets)}"))
         else:
-            out.append(("~", f"{key}: {show_value(before, limit)} -> {show_value(after, limit)}"))
+            out.append(("~", f"{key}: {show_value(before, limit, secrets=secrets)} -> "
+                             f"{show_value(after, limit, secrets=secrets)}"))
     return out
 
 
-def redacted_request(change: PlannedChange) -> dict[str, Any] | None:
+def redacted_request(change: PlannedChange, *, secrets: list[str] | None = None) -> dict[str, Any] | None:
     """What the change would send (or last sent), redacted; None when unknown."""
     if change.job is not None:
         body = {k: v for k, v in change.job.request.items() if k not in ("provider", "kind")}
-        return redact(body, change.job.sensitive_paths)
+        return redact(body, change.job.sensitive_paths, secrets=secrets)
     if change.prior is not None and change.prior.inputs is not None:
-        return redact({k: v for k, v in change.prior.inputs.items() if k not in ("provider", "kind")})
+        return redact({k: v for k, v in change.prior.inputs.items() if k not in ("provider", "kind")},
+                      secrets=secrets)
     return None
 
 

@@ -14,7 +14,7 @@ import html
 import re
 
 from jobrunner.plan_types import ACTIONS, NOOP, WAIT, Plan, PlannedChange
-from jobrunner.redact import scrub_text
+from jobrunner.redact import known_secrets, scrub_text
 from jobrunner.render.plan_common import NO_CHANGES, diff_lines, summary_line, visible
 
 MARKER = "<!-- jobrunner-plan -->"
@@ -24,9 +24,9 @@ _DIFF_VALUE_LIMIT = 300
 _MAX_DIFF_LINES = 50
 
 
-def _cell(text: str) -> str:
+def _cell(text: str, secrets: list[str] | None = None) -> str:
     """Table-cell safe: one line, no pipes, no HTML."""
-    text = " ".join(scrub_text(text).split())
+    text = " ".join(scrub_text(text, secrets=secrets).split())
     return html.escape(text, quote=False).replace("|", "\\|")
 
 
@@ -35,12 +35,12 @@ def _fence(body: str) -> str:
     return "`" * max(3, max(runs, default=0) + 1)
 
 
-def _row(change: PlannedChange) -> str:
-    return f"| `{change.address}` | {change.action} | {_cell(change.reason)} |\n"
+def _row(change: PlannedChange, secrets: list[str]) -> str:
+    return f"| `{change.address}` | {change.action} | {_cell(change.reason, secrets)} |\n"
 
 
-def _details(change: PlannedChange) -> str | None:
-    lines = diff_lines(change, _DIFF_VALUE_LIMIT)
+def _details(change: PlannedChange, secrets: list[str]) -> str | None:
+    lines = diff_lines(change, _DIFF_VALUE_LIMIT, secrets=secrets)
     if not lines:
         return None
     cut = len(lines) - _MAX_DIFF_LINES
@@ -56,7 +56,7 @@ def _details(change: PlannedChange) -> str | None:
             body_lines.append(f"{sign} {text}")
     if cut > 0:
         body_lines.append(f"# … {cut} more changed keys (see the JSON plan)")
-    body = scrub_text("\n".join(body_lines))
+    body = scrub_text("\n".join(body_lines), secrets=secrets)
     fence = _fence(body)
     summary = f"<code>{html.escape(change.address)}</code>: {change.action}"
     return f"<details><summary>{summary}</summary>\n\n{fence}diff\n{body}\n{fence}\n\n</details>\n"
@@ -64,6 +64,7 @@ def _details(change: PlannedChange) -> str | None:
 
 def render(plan: Plan, *, artifact: str = DEFAULT_ARTIFACT, max_chars: int = MAX_CHARS) -> str:
     counts = plan.counts()
+    secrets = known_secrets()
     head = [MARKER, "\n### jobrunner plan\n\n"]
     for warning in plan.warnings:
         head.append(f"> **Warning:** {_cell(warning)}\n")
@@ -88,7 +89,7 @@ def render(plan: Plan, *, artifact: str = DEFAULT_ARTIFACT, max_chars: int = MAX
     used = sum(map(len, table))
     rows_cut = 0
     for i, change in enumerate(shown):
-        row = _row(change)
+        row = _row(change, secrets)
         if used + len(row) > budget:
             rows_cut = len(shown) - i
             break
@@ -103,7 +104,7 @@ def render(plan: Plan, *, artifact: str = DEFAULT_ARTIFACT, max_chars: int = MAX
     with_details = [c for c in shown if c.action != WAIT] if not rows_cut else []
     blocks: list[str] = []
     for i, change in enumerate(with_details):
-        block = _details(change)
+        block = _details(change, secrets)
         if block is None:
             continue
         if used + len(block) > max_chars - reserve:

@@ -12,8 +12,12 @@ the manifests." Colours are added only when the caller says the stream is a term
 """
 from __future__ import annotations
 
+import os
+import sys
+from typing import TextIO
+
 from jobrunner.plan_types import ADOPT, CANCEL, CREATE, FORGET, NOOP, REPLACE, RETRY, SYMBOLS, WAIT, Plan, PlannedChange
-from jobrunner.redact import scrub_text
+from jobrunner.redact import known_secrets, scrub_text
 from jobrunner.render.plan_common import NO_CHANGES, diff_lines, summary_line, visible
 
 _COLOURS = {
@@ -35,15 +39,28 @@ def _paint(text: str, code: str, color: bool) -> str:
     return f"\x1b[{code}m{text}\x1b[0m" if color else text
 
 
-def change_line(change: PlannedChange, *, color: bool = False) -> str:
+def change_line(change: PlannedChange, *, color: bool = False, secrets: list[str] | None = None) -> str:
     symbol = SYMBOLS.get(change.action, "?") if change.action != NOOP else "="
     reason = f"{change.action}: {change.reason}" if change.action in _NAMED else change.reason
     head = f"{symbol:>3} {change.address}"
-    return f"{_paint(head, _COLOURS.get(change.action, '0'), color)}  ({scrub_text(reason)})"
+    return f"{_paint(head, _COLOURS.get(change.action, '0'), color)}  ({scrub_text(reason, secrets=secrets)})"
 
 
-def render(plan: Plan, *, color: bool = False) -> str:
+def use_colour(stream: TextIO | None = None) -> bool:
+    """Colours only on a terminal, and never when NO_COLOR is set or TERM is dumb."""
+    stream = stream or sys.stdout
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def render(plan: Plan, *, color: bool | None = None) -> str:
+    """The text plan; `color=None` means: colours when standard output is a terminal."""
+    if color is None:
+        color = use_colour()
     lines: list[str] = []
+    secrets = known_secrets()
     for warning in plan.warnings:
         lines.append(_paint(f"Warning: {scrub_text(warning)}", "33", color))
     if plan.warnings:
@@ -53,9 +70,9 @@ def render(plan: Plan, *, color: bool = False) -> str:
         lines.append("jobrunner will perform these actions:" if plan.has_changes else "Jobs in progress:")
         lines.append("")
         for change in shown:
-            lines.append(change_line(change, color=color))
+            lines.append(change_line(change, color=color, secrets=secrets))
             if change.action in (REPLACE, NOOP) and change.prior is not None:
-                for sign, text in diff_lines(change):
+                for sign, text in diff_lines(change, secrets=secrets):
                     lines.append("        " + _paint(f"{sign} {text}", _SIGN_COLOURS[sign], color))
         lines.append("")
     if plan.has_changes:
@@ -68,4 +85,4 @@ def render(plan: Plan, *, color: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["render", "change_line"]
+__all__ = ["render", "change_line", "use_colour"]
