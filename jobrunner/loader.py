@@ -73,7 +73,8 @@ class ImplicitScalar:
     """A plain (unquoted) scalar that YAML resolved to something other than a string."""
 
     text: str  # what the user wrote
-    tag: str  # TAG_BOOL | TAG_INT | TAG_FLOAT | TAG_TIMESTAMP | TAG_NULL
+    tag: str  # TAG_BOOL | TAG_INT | TAG_FLOAT | TAG_TIMESTAMP
+    value: Any = None  # what YAML 1.1 made of it
 
 
 @dataclass
@@ -253,7 +254,7 @@ class _Walker:
         except (ConstructorError, ValueError) as exc:
             self.error(node, f"cannot read value {node.value!r}: {exc}", path)
             return None
-        self.implicit[path] = ImplicitScalar(node.value, tag)
+        self.implicit[path] = ImplicitScalar(node.value, tag, value)
         return value
 
 

@@ -31,6 +31,7 @@ from jobrunner.workspace import discover_manifest_files, display_path
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _VERSION_WITH_MODEL = re.compile(r"(?P<model>[^:/\s]+/[^:/\s]+):(?P<id>[0-9a-f]{64})\Z")
 _DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$|^[0-9]+(\.[0-9]+)?$")
+_PLAIN_INT = re.compile(r"[-+]?(0|[1-9][0-9]*)\Z")
 _YAML11_BOOL_WORDS = {"yes", "no", "on", "off", "y", "n"}
 
 
@@ -153,6 +154,10 @@ def _check_document(doc: Document, out: _Collector) -> Resource | None:
             out.add("warning", doc.file, doc.position(json_path),
                     f"{scalar.text} looks like a date; jobrunner keeps it as the string {_show(scalar.text)} "
                     f"but YAML 1.1 tools read a timestamp: quote it", address, json_path)
+        elif scalar.tag == TAG_INT and not _PLAIN_INT.match(scalar.text):
+            out.add("warning", doc.file, doc.position(json_path),
+                    f"`{scalar.text}` is read as the number {_show(scalar.value)} (YAML 1.1 octal, hex, sexagesimal or "
+                    f"digit groups); quote it if you meant the text {_show(scalar.text)}", address, json_path)
         elif scalar.tag == TAG_BOOL and scalar.text.lower() in _YAML11_BOOL_WORDS:
             value = scalar.text.lower() in ("yes", "on", "y")
             out.add("warning", doc.file, doc.position(json_path),

@@ -233,3 +233,13 @@ def test_inputs_checked_against_cached_version_schema(tmp_path: Path) -> None:
     r = check(text, tmp_path)
     (err,) = r.errors
     assert err.json_path == "$.spec.inputs[0].size" and '"huge"' in err.message
+
+
+def test_yaml11_numbers_warn(tmp_path: Path) -> None:
+    text = HEAD + f"kind: PredictionBatch\nmetadata: {{name: b}}\nspec:\n  version: {V}\n  timeout: 1:30\n" \
+                  "  inputs: [{prompt: a, mode: 0755, n: 12}]\n"
+    r = check(text, tmp_path)
+    assert r.ok
+    assert [(d.line, d.json_path) for d in r.warnings] == [(6, "$.spec.timeout"), (7, "$.spec.inputs[0].mode")]
+    assert "`1:30` is read as the number 90" in r.warnings[0].message
+    assert "`0755` is read as the number 493" in r.warnings[1].message
