@@ -37,3 +37,23 @@ def test_ensure_platform_starts_reuses_and_stops(tmp_path):
     assert find_platform(root) is None
     assert stop_platform(root) is False
     assert not (data_dir_for(root) / "server.json").exists()
+
+
+def test_serve_stop_from_the_workspace(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from jobrunner.cli import cli
+
+    root = tmp_path / "ws"
+    (root / "sub").mkdir(parents=True)
+    (root / "jobrunner.yaml").write_text("{}\n")
+    handle = ensure_platform(root)
+    monkeypatch.chdir(root / "sub")  # the workspace is found from a subdirectory
+    result = CliRunner().invoke(cli, ["serve", "--stop"])
+    assert result.exit_code == 0, result.output
+    assert "Stopped the local platform" in result.output
+    assert find_platform(root) is None
+    with __import__("pytest").raises(httpx.TransportError):
+        httpx.get(f"{handle.url}/v1/account", headers={"Authorization": f"Bearer {handle.token}"}, timeout=2)
+    result = CliRunner().invoke(cli, ["serve", "--stop"])
+    assert "No local platform is running" in result.output
