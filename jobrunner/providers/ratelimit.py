@@ -42,6 +42,7 @@ BACKOFF_FACTOR = 0.8
 RECOVERY_PER_SUCCESS = 0.02
 MIN_RATE_FRACTION = 0.1
 DEFAULT_429_PAUSE = 1.0
+_EPSILON = 1e-9
 
 
 class TokenBucket:
@@ -77,15 +78,18 @@ class TokenBucket:
         return f"TokenBucket(rate={self.rate}/min, burst={self.burst:g}, tokens={self.tokens:.2f})"
 
     def _refill(self, now: float) -> None:
-        if self.rate is not None and now > self._updated:
-            self.tokens = min(self.burst, self.tokens + (now - self._updated) * self.rate / 60.0)
+        # Nothing accrues while paused: after a throttle the bucket restarts empty and ramps up.
+        start = max(self._updated, self._paused_until)
+        if self.rate is not None and now > start:
+            self.tokens = min(self.burst, self.tokens + (now - start) * self.rate / 60.0)
         self._updated = max(self._updated, now)
 
     def _delay(self, now: float) -> float:
         """Seconds to wait before a token is available (0 = take one now)."""
         if now < self._paused_until:
             return self._paused_until - now
-        if self.rate is None or self.tokens >= 1.0:
+        # The epsilon keeps float rounding from leaving a waiter a billionth of a token short.
+        if self.rate is None or self.tokens >= 1.0 - _EPSILON:
             return 0.0
         return (1.0 - self.tokens) * 60.0 / self.rate
 
