@@ -154,3 +154,19 @@ def test_validate_specs_command_exits_zero(capsys: pytest.CaptureFixture[str],
     monkeypatch.chdir(REPO)
     code, out, _ = run_cli(["validate", "specs/"], capsys)
     assert code == 0 and "Success!" in out
+
+
+def test_inlined_validator_agrees_with_the_published_schema() -> None:
+    """validate uses a $ref-inlined copy for speed; editors use the file: they must agree."""
+    from jobrunner.loader import load_file
+    from jobrunner.schema import manifest_validator
+
+    published = Draft7Validator(load_schema(MANIFEST_SCHEMA))
+    docs = []
+    for f in spec_files() + sorted((REPO / "tests/manifests/cases").glob("*.yaml")):
+        docs += [d.data for d in load_file(f, f.name).documents]
+    assert len(docs) > 40
+    for data in docs:
+        ours = sorted((list(e.absolute_path), e.message) for e in manifest_validator().iter_errors(data))
+        theirs = sorted((list(e.absolute_path), e.message) for e in published.iter_errors(data))
+        assert ours == theirs
