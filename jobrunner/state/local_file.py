@@ -112,7 +112,7 @@ class LocalFileStore:
             doc.lineage = str(uuid.uuid4())
         doc.serial += 1
         try:
-            text = json.dumps(doc.to_json(), indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False)
+            text = _serialize(doc)
         except (TypeError, ValueError) as exc:
             doc.serial -= 1
             raise StateError(f"cannot write state: a value is not JSON ({exc})") from None
@@ -178,6 +178,22 @@ class LocalFileStore:
     @property
     def lock_path(self) -> Path:
         return self._lock.path
+
+
+def _serialize(doc: StateDoc) -> str:
+    """Compact JSON with one address per line: small and quick to parse at 10,000 addresses, and
+    still readable with grep and diff."""
+    data = doc.to_json()
+    addresses = data.pop("addresses")
+    head = json.dumps(data, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    if not addresses:
+        return head[:-1] + ',"addresses":{}}'
+    lines = [
+        json.dumps(k, ensure_ascii=False) + ":"
+        + json.dumps(v, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        for k, v in addresses.items()
+    ]
+    return head[:-1] + ',"addresses":{\n' + ",\n".join(lines) + "\n}}"
 
 
 def _stat_key(st: os.stat_result) -> tuple[int, int, int]:

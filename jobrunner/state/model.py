@@ -56,7 +56,13 @@ class AddressState:
     lifecycle: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # Same result as dataclasses.asdict, an order of magnitude faster: asdict deep-copies every
+        # value, which made saving 10,000 addresses take seconds. Nested plain data is shared, not
+        # copied; serialize it, do not mutate it.
+        data = dict(self.__dict__)
+        data["history"] = [dict(a.__dict__) for a in self.history]
+        data["intent"] = dict(self.intent.__dict__) if self.intent is not None else None
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "AddressState":
