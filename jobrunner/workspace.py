@@ -8,13 +8,12 @@ directory scan reads each `*.yaml`/`*.yml` file's bytes once and keeps only thos
 """
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from jobrunner.errors import ConfigError, UsageError
 
@@ -59,59 +58,70 @@ _TOP_KEYS = {"state", "state_backend", "state_path", "state_url", "providers", "
 
 def load_config(root: Path) -> WorkspaceConfig:
     """Read `<root>/jobrunner.yaml`; defaults when it does not exist. Bad content is a ConfigError."""
+    from jobrunner.loader import decode, load_text  # the manifest loader: positions, duplicate keys
+
     path = root / CONFIG_FILE
     if not path.is_file():
         return WorkspaceConfig()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{CONFIG_FILE}: not valid UTF-8 text", hint="save the file as UTF-8") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{CONFIG_FILE}:{mark.line + 1}:{mark.column + 1}" if mark else CONFIG_FILE
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
-    if data is None:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{CONFIG_FILE}: cannot read: {exc.strerror}") from None
+    text, bad = decode(raw, CONFIG_FILE)
+    if bad is not None:
+        raise ConfigError(bad.format())
+    loaded = load_text(text or "", CONFIG_FILE)
+    if loaded.diagnostics:
+        raise ConfigError("\n".join(d.format() for d in loaded.diagnostics))
+    if not loaded.documents:
         return WorkspaceConfig()
+    doc = loaded.documents[0]
+    data = doc.data
+
+    def fail(json_path: str, message: str, hint: str | None = None) -> ConfigError:
+        pos = doc.position(json_path)
+        return ConfigError(f"{CONFIG_FILE}:{pos.line}:{pos.column}: {json_path}: {message}", hint=hint)
+
     if not isinstance(data, dict):
-        raise ConfigError(f"{CONFIG_FILE}: expected a mapping at the top level, got {type(data).__name__}")
-    unknown = sorted(set(map(str, data)) - _TOP_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"{CONFIG_FILE}: unknown key(s) {', '.join(unknown)}",
-            hint=f"allowed top-level keys: {', '.join(sorted(_TOP_KEYS))}",
-        )
+        raise fail("$", "expected a mapping at the top level")
+    for key in data:
+        if key not in _TOP_KEYS:
+            close = difflib.get_close_matches(key, sorted(_TOP_KEYS), n=1)
+            raise fail(f"$.{key}", f"unknown key `{key}`" + (f" (did you mean `{close[0]}`?)" if close else ""),
+                       hint=f"allowed top-level keys: {', '.join(sorted(_TOP_KEYS))}")
     cfg = WorkspaceConfig()
     state = data.get("state") or {}
     if not isinstance(state, dict):
-        raise ConfigError(f"{CONFIG_FILE}: `state` must be a mapping (backend, path, url)")
-    state = {**state, **{k[len("state_"):]: v for k, v in data.items() if str(k).startswith("state_")}}
-    bad = sorted(set(map(str, state)) - _STATE_KEYS)
-    if bad:
-        raise ConfigError(f"{CONFIG_FILE}: unknown key(s) under state: {', '.join(bad)}",
-                          hint="allowed: backend, path, url")
-    if "backend" in state:
-        cfg.state_backend = _str(state["backend"], "state.backend")
-    if "path" in state:
-        cfg.state_path = _str(state["path"], "state.path")
-    if state.get("url") is not None:
-        cfg.state_url = _str(state["url"], "state.url")
+        raise fail("$.state", "`state` must be a mapping (backend, path, url)")
+    for key in state:
+        if key not in _STATE_KEYS:
+            raise fail(f"$.state.{key}", f"unknown key `{key}` under state", hint="allowed: backend, path, url")
+    flat = {k[len("state_"):]: (v, f"$.{k}") for k, v in data.items() if k.startswith("state_")}
+    nested = {k: (v, f"$.state.{k}") for k, v in state.items()}
+    for key, (value, json_path) in {**nested, **flat}.items():
+        if key == "url" and value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            raise fail(json_path, f"must be a non-empty string, got {value!r}")
+        if key == "backend":
+            cfg.state_backend = value
+        elif key == "path":
+            cfg.state_path = value
+        else:
+            cfg.state_url = value
     providers = data.get("providers") or {}
-    if not isinstance(providers, dict) or not all(isinstance(v, dict) or v is None for v in providers.values()):
-        raise ConfigError(f"{CONFIG_FILE}: `providers` must map provider names to mappings")
+    if not isinstance(providers, dict):
+        raise fail("$.providers", "`providers` must map provider names to mappings")
+    for name, settings in providers.items():
+        if settings is not None and not isinstance(settings, dict):
+            raise fail(f"$.providers.{name}", f"settings of provider {name} must be a mapping")
     cfg.providers = {str(k): dict(v or {}) for k, v in providers.items()}
     if "parallelism" in data:
         par = data["parallelism"]
         if isinstance(par, bool) or not isinstance(par, int) or par < 1:
-            raise ConfigError(f"{CONFIG_FILE}: `parallelism` must be a positive integer, got {par!r}")
+            raise fail("$.parallelism", f"must be a positive integer, got {par!r}")
         cfg.parallelism = par
     return cfg
-
-
-def _str(value: Any, key: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{CONFIG_FILE}: `{key}` must be a non-empty string, got {value!r}")
-    return value
 
 
 def carries_our_api_version(path: Path) -> bool:

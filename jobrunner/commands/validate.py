@@ -18,9 +18,10 @@ def validate(paths: tuple[Path, ...], fmt: str) -> int:
     """
     from jobrunner.render.diagnostics import render_json, render_text
     from jobrunner.validate import validate_paths
-    from jobrunner.workspace import find_workspace
+    from jobrunner.workspace import find_workspace, load_config
 
     root = find_workspace()
+    load_config(root)  # a broken jobrunner.yaml is reported here too (ConfigError, exit 1)
     result = validate_paths(list(paths) or [Path.cwd()], root)
     if fmt == "json":
         click.echo(render_json(result.diagnostics, files=result.files))

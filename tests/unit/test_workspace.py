@@ -82,3 +82,13 @@ def test_discovery_keeps_explicit_files(tmp_path: Path) -> None:
 def test_discovery_missing_path(tmp_path: Path) -> None:
     with pytest.raises(UsageError):
         discover_manifest_files([tmp_path / "nope"], tmp_path)
+
+
+def test_config_errors_are_positioned(tmp_path: Path) -> None:
+    (tmp_path / "jobrunner.yaml").write_text("parallelism: 3\nparalelism: 3\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path)
+    assert str(exc.value) == "jobrunner.yaml:2:1: $.paralelism: unknown key `paralelism` (did you mean `parallelism`?)"
+    (tmp_path / "jobrunner.yaml").write_text("parallelism: 3\nparallelism: 4\n")
+    with pytest.raises(ConfigError, match="duplicate key `parallelism`"):
+        load_config(tmp_path)
