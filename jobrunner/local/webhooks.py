@@ -169,6 +169,7 @@ class WebhookSender:
         throttle_seconds: float = THROTTLE_SECONDS,
         retry_delays: Iterable[float] = DEFAULT_RETRY_DELAYS,
         timeout: float = 10.0,
+        max_concurrency: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
         on_delivery: Callable[[Delivery], None] | None = None,
     ) -> None:
@@ -177,6 +178,10 @@ class WebhookSender:
         self.throttle_seconds = throttle_seconds
         self.retry_delays = tuple(retry_delays)
         self._timeout = timeout
+        # Deliveries in flight at once, over all jobs: a burst of finished jobs must not open
+        # hundreds of connections to one receiver at the same moment.
+        self._max_concurrency = max(1, max_concurrency)
+        self._slots: asyncio.Semaphore | None = None
         self._transport = transport
         self._on_delivery = on_delivery
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -208,8 +213,10 @@ class WebhookSender:
         self._loop = loop
         # follow_redirects=False: Replicate does not follow redirects either.
         self._client = httpx.AsyncClient(
-            timeout=self._timeout, follow_redirects=False, transport=self._transport, trust_env=False
+            timeout=self._timeout, follow_redirects=False, transport=self._transport, trust_env=False,
+            limits=httpx.Limits(max_connections=self._max_concurrency, max_keepalive_connections=self._max_concurrency),
         )
+        self._slots = asyncio.Semaphore(self._max_concurrency)
         self._started.set()
         try:
             loop.run_forever()
@@ -339,11 +346,13 @@ class WebhookSender:
         async with chan.lock:  # one job's webhooks go out in the order they were emitted
             while True:
                 attempt += 1
-                ts = int(time.time())
                 status: int | None = None
                 error: str | None = None
                 try:
-                    resp = await self._client.post(url, content=raw, headers=signature_headers(self.secret, msg_id, ts, raw))
+                    assert self._slots is not None
+                    async with self._slots:
+                        ts = int(time.time())  # signed when sent, not when queued
+                        resp = await self._client.post(url, content=raw, headers=signature_headers(self.secret, msg_id, ts, raw))
                     status = resp.status_code
                     ok = 200 <= status < 300
                     if not ok:
