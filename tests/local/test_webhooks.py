@@ -181,3 +181,16 @@ def test_close_gives_up_retries_in_flight_promptly() -> None:
         assert time.monotonic() - t0 < 2.0
         assert thread is not None and not thread.is_alive()
     assert len(rx.received) == 1
+
+
+def test_a_burst_of_jobs_is_delivered_with_bounded_concurrency() -> None:
+    with WebhookReceiver(delay=0.05) as rx:
+        sender = _sender(max_concurrency=3)
+        try:
+            for i in range(20):
+                sender.emit(f"b{i}", "completed", {"id": f"b{i}"}, webhook=rx.url)
+            rx.wait_for(lambda r: len(r) == 20)
+        finally:
+            sender.close()
+    assert {r.body["id"] for r in rx.received} == {f"b{i}" for i in range(20)}
+    assert 1 <= rx.max_in_flight <= 3

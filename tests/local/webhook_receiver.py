@@ -21,12 +21,19 @@ class Received:
         return json.loads(self.raw)
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # bursts of deliveries must not overflow the listen backlog
+    daemon_threads = True
+
+
 class WebhookReceiver:
     """Records every POST; answers with the statuses in `statuses` first, then 200."""
 
-    def __init__(self, statuses: list[int] | None = None) -> None:
+    def __init__(self, statuses: list[int] | None = None, delay: float = 0.0) -> None:
         self.received: list[Received] = []
         self.statuses = list(statuses or [])
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._cond = threading.Condition()
         receiver = self
 
@@ -34,6 +41,12 @@ class WebhookReceiver:
             def do_POST(self) -> None:  # noqa: N802 (http.server API)
                 raw = self.rfile.read(int(self.headers.get("content-length") or 0))
                 with receiver._cond:
+                    receiver.in_flight += 1
+                    receiver.max_in_flight = max(receiver.max_in_flight, receiver.in_flight)
+                if delay:
+                    time.sleep(delay)
+                with receiver._cond:
+                    receiver.in_flight -= 1
                     receiver.received.append(
                         Received(self.path, {k.lower(): v for k, v in self.headers.items()}, raw, time.monotonic())
                     )
@@ -46,7 +59,7 @@ class WebhookReceiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
