@@ -67,7 +67,7 @@ class ReplicateJobs:
         self._cache: collections.OrderedDict[str, Row] = collections.OrderedDict()
         self._start_pending: set[str] = set()
 
-    CACHE_SIZE = 20_000
+    CACHE_SIZE = 5_000
 
     def get(self, job_id: str) -> Row | None:
         """The current row of a job (from the cache, else the database)."""
@@ -81,6 +81,8 @@ class ReplicateJobs:
         return job
 
     def _remember(self, job: Row) -> None:
+        if job["kind"] == "training":
+            return  # few, polled slowly, and their inputs can be large (inline training text)
         self._cache[job["id"]] = job
         self._cache.move_to_end(job["id"])
         while len(self._cache) > self.CACHE_SIZE:
@@ -206,13 +208,16 @@ class ReplicateJobs:
 
     def _on_event(self, job_id: str, kind: str, data: Any) -> None:
         if kind == "start":
-            # Stored on the next loop step, so a job that also finishes in this step (inline
-            # engines) is written once, by `_finish`.
-            job = self.get(job_id)
+            started = {"status": "processing", "started_at": rfc3339(self.p.clock.now())}
+            job = self._cache.get(job_id)
             if job is not None:
-                job.update(status="processing", started_at=rfc3339(self.p.clock.now()))
+                # Stored on the next loop step, so a job that also finishes in this step (inline
+                # engines) is written once, by `_finish`.
+                job.update(started)
                 self._start_pending.add(job_id)
                 asyncio.get_running_loop().call_soon(self._store_start, job_id)
+            else:
+                self._update(job_id, **started)
             self._notify("start", job_id)
         elif kind == "log":
             self.p.db.append_logs(job_id, str(data))
@@ -232,7 +237,7 @@ class ReplicateJobs:
     def _store_start(self, job_id: str) -> None:
         if job_id in self._start_pending:
             self._start_pending.discard(job_id)
-            job = self.get(job_id)
+            job = self._cache.get(job_id)
             if job is not None:
                 self.p.db.update_job(job_id, status=job["status"], started_at=job["started_at"])
 

@@ -188,7 +188,9 @@ def _run_train(input: dict[str, Any], ctx: Any) -> dict[str, Any]:
     chunk = max(1, len(text) // 10)
     for i in range(0, len(text), chunk):
         model.update(text[i : i + chunk])
-        ctx.progress(min(1.0, (i + chunk) / len(text)))
+        done = min(len(text), i + chunk)
+        ctx.progress(done / len(text))
+        ctx.log(f"progress {100 * done // len(text)}%: {done}/{len(text)} characters")
     weights = model.to_weights()
     data = weights_bytes(weights)
     Path(ctx.context["weights_path"]).write_bytes(data)
