@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from jobrunner.errors import Diagnostic, ManifestError
-from jobrunner.resources import Position, Resource
+from jobrunner.resources import Resource
 
 MAX_INPUTS_FILE_BYTES = 256 * 1024 * 1024
 KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}\Z")

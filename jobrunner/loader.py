@@ -21,18 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+import yaml.reader
+from yaml.composer import Composer
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-
-from jobrunner.errors import Diagnostic
-from jobrunner.resources import Position
-
-from yaml.composer import Composer
 from yaml.parser import Parser
-import yaml.reader
 from yaml.reader import Reader
 from yaml.resolver import Resolver
 from yaml.scanner import Scanner
+
+from jobrunner.errors import Diagnostic
+from jobrunner.resources import Position
 
 try:  # libyaml's parser+composer is much faster and still gives marks on every node
     from yaml._yaml import CParser
