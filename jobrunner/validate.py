@@ -303,6 +303,21 @@ def _check_references(r: Resource, refs: list[Ref], by_addr: dict[str, Resource]
                          f"known outputs: {', '.join(fields)}")
 
 
+def _boundary(r: Resource, root: Path) -> Path:
+    """Where a manifest's files must stay: the workspace, or for a manifest outside it (named on
+    the command line from elsewhere) the manifest's own directory."""
+    manifest = (root / r.file).resolve()
+    return root.resolve() if _inside(manifest, root) else manifest.parent
+
+
+def _inside(path: Path, boundary: Path) -> bool:
+    try:
+        base = str(boundary.resolve())
+        return os.path.commonpath([str(path.resolve()), base]) == base
+    except ValueError:  # different drives
+        return False
+
+
 def _check_file_ref(r: Resource, root: Path, json_path: str, value: Any, out: _Collector,
                     file: str | None = None, line: int | None = None) -> None:
     def err(msg: str) -> None:
@@ -316,12 +331,9 @@ def _check_file_ref(r: Resource, root: Path, json_path: str, value: Any, out: _C
         return
     rel = value["$file"]
     path = resolve_relative(r, root, rel)
-    try:
-        inside = os.path.commonpath([str(path.resolve()), str(root.resolve())]) == str(root.resolve())
-    except ValueError:
-        inside = False
-    if not inside:
-        err(f"$file {rel!r} is outside the workspace ({root}); keep files inside it so plans are reproducible")
+    boundary = _boundary(r, root)
+    if not _inside(path, boundary):
+        err(f"$file {rel!r} is outside the workspace ({boundary}); keep files inside it so plans are reproducible")
     elif not path.exists():
         err(f"$file {rel!r} not found (looked for {display_path(path, root)}; paths are relative to the manifest)")
     elif not path.is_file():
@@ -448,11 +460,7 @@ def _check_batch(r: Resource, root: Path, out: _Collector, result: ValidationRes
     out_file = spec.get("output_file")
     if isinstance(out_file, str):
         path = resolve_relative(r, root, out_file)
-        try:
-            inside = os.path.commonpath([str(path.resolve()), str(root.resolve())]) == str(root.resolve())
-        except ValueError:
-            inside = False
-        if not inside:
+        if not _inside(path, _boundary(r, root)):
             out.error_at(r, "$.spec.output_file", f"output_file {out_file!r} is outside the workspace")
         else:
             key = str(path.resolve())

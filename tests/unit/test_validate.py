@@ -243,3 +243,17 @@ def test_yaml11_numbers_warn(tmp_path: Path) -> None:
     assert [(d.line, d.json_path) for d in r.warnings] == [(6, "$.spec.timeout"), (7, "$.spec.inputs[0].mode")]
     assert "`1:30` is read as the number 90" in r.warnings[0].message
     assert "`0755` is read as the number 493" in r.warnings[1].message
+
+
+def test_manifests_outside_the_workspace_keep_their_own_files(tmp_path: Path) -> None:
+    """`jobrunner validate /elsewhere/specs` from an unrelated directory: files beside the manifest are fine."""
+    (tmp_path / "ws").mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "poems.txt").write_text("roses\n")
+    (elsewhere / "t.yaml").write_text(TRAINING.replace("input: {order: 3}", "input: {data: {$file: poems.txt}}"))
+    (elsewhere / "u.yaml").write_text(
+        TRAINING.replace("name: t}", "name: u}").replace("input: {order: 3}", "input: {data: {$file: ../x.txt}}"))
+    r = validate_paths([elsewhere], tmp_path / "ws")
+    assert [d.file for d in r.errors] == ["../elsewhere/u.yaml"]
+    assert "outside the workspace" in r.errors[0].message
