@@ -18,6 +18,9 @@ from typing import Any
 from jobrunner.errors import ConfigError, UsageError
 
 CONFIG_FILE = "jobrunner.yaml"
+# A directory holding this file is skipped by directory scans (unless named on the command line),
+# e.g. a test corpus of deliberately broken manifests.
+IGNORE_MARKER = ".jobrunnerignore"
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 
 # Directories never scanned for manifests: VCS data, our own state, virtualenvs, caches.
@@ -137,7 +140,8 @@ def discover_manifest_files(paths: list[Path], root: Path) -> list[Path]:
     """Manifest files named by `paths` (default: the workspace root), sorted, without duplicates.
 
     A file named explicitly is always returned (the loader then says what is wrong with it); files
-    found by scanning a directory are kept only when they carry our apiVersion.
+    found by scanning a directory are kept only when they carry our apiVersion. Hidden directories,
+    SKIP_DIRS and directories holding a `.jobrunnerignore` file are not scanned.
     """
     found: dict[str, Path] = {}
     for raw in paths or [root]:
@@ -146,7 +150,8 @@ def discover_manifest_files(paths: list[Path], root: Path) -> list[Path]:
             found[str(p.resolve())] = p.resolve()
         elif p.is_dir():
             for dirpath, dirnames, filenames in os.walk(p):
-                dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
+                dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith(".")
+                                     and not os.path.exists(os.path.join(dirpath, d, IGNORE_MARKER)))
                 for name in filenames:
                     if not name.endswith(MANIFEST_SUFFIXES) or name == CONFIG_FILE:
                         continue
@@ -169,6 +174,7 @@ def display_path(path: Path, root: Path) -> str:
 
 __all__ = [
     "CONFIG_FILE",
+    "IGNORE_MARKER",
     "WorkspaceConfig",
     "find_workspace",
     "load_config",

@@ -92,3 +92,13 @@ def test_config_errors_are_positioned(tmp_path: Path) -> None:
     (tmp_path / "jobrunner.yaml").write_text("parallelism: 3\nparallelism: 4\n")
     with pytest.raises(ConfigError, match="duplicate key `parallelism`"):
         load_config(tmp_path)
+
+
+def test_ignore_marker_skips_a_directory_unless_named(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / ".jobrunnerignore").write_text("")
+    (corpus / "bad.yaml").write_text("apiVersion: jobrunner/v1\n")
+    (tmp_path / "good.yaml").write_text("apiVersion: jobrunner/v1\n")
+    assert [p.name for p in discover_manifest_files([tmp_path], tmp_path)] == ["good.yaml"]
+    assert [p.name for p in discover_manifest_files([corpus], tmp_path)] == ["bad.yaml"]
