@@ -55,7 +55,7 @@ def serve(
     from jobrunner.local.autostart import stop_data_dir
     from jobrunner.local.faults import FaultConfigError, parse_faults
     from jobrunner.local.security import SecurityError
-    from jobrunner.local.server import AlreadyRunning, ServeOptions, serve as run_server
+    from jobrunner.local.server import AlreadyRunning, ServeOptions, StartupFailed, serve as run_server
 
     directory = (data_dir or _default_data_dir()).resolve()
     if stop:
@@ -98,6 +98,8 @@ def serve(
         raise UsageError(str(exc)) from None
     except AlreadyRunning as exc:
         raise ConfigError(str(exc), hint="stop it with `jobrunner serve --stop` or use another --data-dir") from None
+    except StartupFailed as exc:
+        raise ConfigError(str(exc), hint="pick another --port, or --port 0 for a free one") from None
     except KeyboardInterrupt:
         pass
     return 0

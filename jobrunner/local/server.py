@@ -31,6 +31,10 @@ class AlreadyRunning(RuntimeError):
     """Another server holds this data directory."""
 
 
+class StartupFailed(RuntimeError):
+    """uvicorn could not start (typically: the port is in use)."""
+
+
 @dataclass
 class ServeOptions:
     data_dir: Path
@@ -156,7 +160,14 @@ def serve(options: ServeOptions, on_ready: Callable[[dict[str, Any]], None] | No
         app = create_app(data_dir, token, workers=options.workers, faults=options.faults or None)
         config = uvicorn_config(app, options.host, options.port, log_level=options.log_level)
         server = uvicorn.Server(config)
-        asyncio.run(_run(server, data_dir, options.host, on_ready))
+        try:
+            asyncio.run(_run(server, data_dir, options.host, on_ready))
+        except SystemExit as exc:  # uvicorn exits on a failed bind, after logging why
+            if server.started:
+                raise
+            raise StartupFailed(
+                f"could not listen on {options.host}:{options.port} (is the port in use?)"
+            ) from exc
     finally:
         try:
             info = read_runtime(data_dir)
@@ -169,14 +180,16 @@ def serve(options: ServeOptions, on_ready: Callable[[dict[str, Any]], None] | No
 async def _run(
     server: uvicorn.Server, data_dir: Path, host: str, on_ready: Callable[[dict[str, Any]], None] | None
 ) -> None:
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            await task  # startup failed (e.g. port in use): surface uvicorn's exit
-            raise SystemExit(1)
-        await asyncio.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    info = write_runtime(data_dir, host, port)
-    if on_ready is not None:
-        on_ready(info)
-    await task
+    async def announce() -> None:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        info = write_runtime(data_dir, host, port)
+        if on_ready is not None:
+            on_ready(info)
+
+    watcher = asyncio.create_task(announce())
+    try:
+        await server.serve()  # a failed bind raises uvicorn's SystemExit from here
+    finally:
+        watcher.cancel()

@@ -75,3 +75,21 @@ def test_serve_refuses_a_public_address_without_allow_remote(tmp_path):
     assert "explicit --token" in str(result.exception)
     result = CliRunner().invoke(cli, ["serve", "--error-rate", "2", "--data-dir", str(tmp_path)], standalone_mode=False)
     assert "between 0 and 1" in str(result.exception)
+
+
+def test_serve_on_a_busy_port_is_a_clean_error(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "jobrunner", "serve", "--port", str(port), "--data-dir", str(tmp_path)],
+            capture_output=True, text=True, timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"Error: could not listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
