@@ -28,6 +28,7 @@ text). `jobrunner-ngram` is a completion model, so `/embeddings` and `/classific
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -333,8 +334,6 @@ class EmissaryService:
         )
         timeout = (job["parameters"] or {}).get("timeout_seconds")
         if timeout is not None:
-            import asyncio
-
             handle = asyncio.get_running_loop().call_later(float(timeout), self._time_out, job_id)
             self._timeouts[job_id] = handle
 
@@ -548,8 +547,6 @@ class EmissaryService:
 
     async def _deploy(self, deployment_id: str) -> None:
         """Pending -> Deploying -> Deployed once the checkpoint's weights are loaded (or Failed)."""
-        import asyncio
-
         row = self.store.conn.execute("SELECT * FROM emissary_deployments WHERE id = ?", (deployment_id,)).fetchone()
         if row is None or row["status"] != "Pending":
             return
@@ -620,8 +617,6 @@ class EmissaryService:
         return weights
 
     async def completions(self, request: Request) -> Response:
-        import asyncio
-
         weights = self._serving(request)
         body = parse_json_object(await request.body(), required=True)
         if not isinstance(body.get("prompt"), str):
@@ -631,8 +626,6 @@ class EmissaryService:
         return JSONResponse({"id": es.new_id("completion"), "response": text})
 
     async def chat_completions(self, request: Request) -> Response:
-        import asyncio
-
         weights = self._serving(request)
         body = parse_json_object(await request.body(), required=True)
         prompt = chat_prompt(body.get("messages"))

@@ -126,9 +126,9 @@ def run(mode: str, input: dict[str, Any], ctx: Any) -> Any:
     except ValueError as exc:
         raise ModelError(str(exc)) from None
     c = ctx.context
-    text = dataset_text(Path(c["train_path"]).read_bytes())
+    text = dataset_text(_read(c["train_path"], "training"))
     if c.get("test_path"):
-        train_text, test_text = text, dataset_text(Path(c["test_path"]).read_bytes())
+        train_text, test_text = text, dataset_text(_read(c["test_path"], "test"))
     else:
         train_text, test_text = split(text, input.get("train_test_split_ratio"))
     if not train_text:
@@ -166,6 +166,13 @@ def run(mode: str, input: dict[str, Any], ctx: Any) -> Any:
             if params["step_seconds"]:
                 _pause(ctx, float(params["step_seconds"]))
     return {"steps": step, "checkpoints": checkpoint}
+
+
+def _read(path: str, which: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError:  # deleted while the job waited for a worker; never show server paths
+        raise ModelError(f"the {which} dataset is no longer available (was it deleted?)") from None
 
 
 def _write_checkpoint(ctx: Any, model: NgramModel, test_text: str, ckpt_dir: Path, n: int, step: int) -> None:

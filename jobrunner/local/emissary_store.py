@@ -12,6 +12,7 @@ nothing the client sends ever becomes part of a path.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import sqlite3
@@ -182,8 +183,6 @@ class EmissaryStore:
     def create_dataset(
         self, project_id: str, name: str | None, filename: str | None, content_type: str | None, content: bytes | None
     ) -> Row:
-        import hashlib
-
         ds_id = new_id("ds")
         path = None
         size = 0

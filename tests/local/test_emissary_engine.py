@@ -87,3 +87,9 @@ def test_empty_dataset_fails_with_a_model_error(tmp_path: Path) -> None:
     train.write_bytes(b"")
     with pytest.raises(ModelError, match="no text"):
         eng.run("train", {}, Ctx({"train_path": str(train), "checkpoint_dir": str(tmp_path)}))
+
+
+def test_a_deleted_dataset_fails_without_showing_server_paths(tmp_path: Path) -> None:
+    with pytest.raises(ModelError) as err:
+        eng.run("train", {}, Ctx({"train_path": str(tmp_path / "gone"), "checkpoint_dir": str(tmp_path)}))
+    assert "no longer available" in str(err.value) and str(tmp_path) not in str(err.value)
