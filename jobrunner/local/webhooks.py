@@ -255,7 +255,7 @@ class WebhookSender:
         with self._start_lock:
             if self._queued:
                 return False
-        return not self._tasks and all(c.pending is None for c in self._channels.values())
+        return not self._tasks and all(c.pending is None for c in list(self._channels.values()))
 
     # -- the API the platform calls --
 
