@@ -512,7 +512,7 @@ def _check_known_inputs(r: Resource, root: Path, rows: list[tuple[Any, str, str 
             for json_path, message in _explain(err, None, base):
                 if "${" in json.dumps(err.instance, default=str):
                     continue  # a reference: its value is known after apply
-                text = f"{label} input: {message}"
+                text = f"{label} input schema: {message}"
                 top = err.absolute_path[0] if err.absolute_path else None
                 if defaults and isinstance(top, str) and top in defaults and top not in _own_keys(value, defaults):
                     # the bad value came from input_defaults: report it once, there

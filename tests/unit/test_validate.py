@@ -212,11 +212,11 @@ spec:
     r = check(text, tmp_path)
     got = [(d.file, d.line, d.json_path, d.message) for d in r.errors]
     assert got == [
-        ("m.yaml", 10, "$.spec.input.ordr", "jobrunner/ngram input: unknown field `ordr` (did you mean `order`?)"),
+        ("m.yaml", 10, "$.spec.input.ordr", "jobrunner/ngram input schema: unknown field `ordr` (did you mean `order`?)"),
         ("m.yaml", 17, "$.spec.input_defaults.max_tokens",
-         'jobrunner/ngram input: expected an integer, got a string "80"'),
-        ("m.yaml", 19, "$.spec.inputs[0].seed", "jobrunner/ngram input: expected an integer, got a number 1.5"),
-        ("rows.jsonl", 2, "$.input.temperature", 'version a3c8c00c979c input: expected a number, got a string "hot"'),
+         'jobrunner/ngram input schema: expected an integer, got a string "80"'),
+        ("m.yaml", 19, "$.spec.inputs[0].seed", "jobrunner/ngram input schema: expected an integer, got a number 1.5"),
+        ("rows.jsonl", 2, "$.input.temperature", 'version a3c8c00c979c input schema: expected a number, got a string "hot"'),
     ]
 
 
