@@ -31,9 +31,11 @@ def test_prediction_webhooks_are_signed_filtered_and_throttled(live_platform: Li
     bodies = [r.body for r in got]
     assert bodies[0]["status"] in ("starting", "processing") and bodies[-1]["status"] == "succeeded"
     assert all(b["id"] == p.id for b in bodies)
-    # 12 log lines over 1.2 s, but logs webhooks at most one per 500 ms (plus start and completed).
-    assert 3 <= len(bodies) <= 6
-    intermediate = [r for r in got[1:-1]]
+    # 12 log lines over ~1.2 s, but logs webhooks at most one per 500 ms (plus start and completed).
+    intermediate = got[1:-1]
+    assert intermediate, "no logs webhook"
+    span = intermediate[-1].at - intermediate[0].at
+    assert len(intermediate) <= span / 0.45 + 1 < 12
     for a, b in zip(intermediate, intermediate[1:]):
         assert b.at - a.at >= 0.45
     final = rc.predictions.get(p.id)
