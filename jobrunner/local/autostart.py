@@ -2,9 +2,10 @@
 
 `ensure_platform(root)` returns a `PlatformHandle(url, token)` for `<root>/.jobrunner/local/`: the
 running server recorded in `server.json` if it answers with the stored token, else a new
-`python -m jobrunner serve --data-dir <root>/.jobrunner/local --port 0` started detached (its own
-session, output in `serve.log`), waited for until it answers. Jobs run in that server, so they
-outlive the CLI that started it. `stop_platform(root)` stops it (SIGTERM, then SIGKILL).
+`python -m jobrunner serve --data-dir <root>/.jobrunner/local` started detached (its own session,
+output in `serve.log`), waited for until it answers. It asks for the port it had last time (so
+URLs the platform handed out stay valid) and falls back to a free one. Jobs run in that server, so
+they outlive the CLI that started it. `stop_platform(root)` stops it (SIGTERM, then SIGKILL).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import httpx
 
 from jobrunner.errors import ConfigError
 from jobrunner.local.security import read_token
-from jobrunner.local.server import RUNTIME_FILE, read_runtime
+from jobrunner.local.server import RUNTIME_FILE, read_last_port, read_runtime
 
 DATA_DIR = Path(".jobrunner") / "local"
 LOG_FILE = "serve.log"
@@ -90,36 +91,43 @@ def ensure_platform(root: Path, *, timeout: float = START_TIMEOUT) -> PlatformHa
     data_dir = data_dir_for(root)
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / LOG_FILE
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "jobrunner", "serve", "--data-dir", str(data_dir), "--port", "0"],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            cwd=str(root),
-            start_new_session=True,  # detached: survives the CLI and its Ctrl-C
-            close_fds=True,
-        )
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = find_platform(root)
-        if found is not None:
-            return found
-        code = process.poll()
-        if code is not None:
-            # Another CLI may have won the race to start it: that server is as good as ours.
-            time.sleep(0.2)
+    last = read_last_port(data_dir)
+    ports = [last, 0] if last else [0]
+    code: int | None = None
+    for port in ports:
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "jobrunner", "serve", "--data-dir", str(data_dir), "--port", str(port)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd=str(root),
+                start_new_session=True,  # detached: survives the CLI and its Ctrl-C
+                close_fds=True,
+            )
+        while time.monotonic() < deadline:
             found = find_platform(root)
             if found is not None:
                 return found
+            code = process.poll()
+            if code is not None:
+                break
+            time.sleep(0.05)
+        else:
             raise ConfigError(
-                f"the local platform exited during start-up (exit code {code})",
-                hint=f"see {log_path}:\n{_log_tail(log_path)}",
+                f"the local platform did not answer within {timeout:g}s",
+                hint=f"see {log_path}; stop it with `jobrunner serve --stop`",
             )
-        time.sleep(0.05)
+        # It exited: another CLI may have won the race to start it (that server is as good as
+        # ours), or the port was taken (then try a free one).
+        time.sleep(0.2)
+        found = find_platform(root)
+        if found is not None:
+            return found
     raise ConfigError(
-        f"the local platform did not answer within {timeout:g}s",
-        hint=f"see {log_path}; stop it with `jobrunner serve --stop`",
+        f"the local platform exited during start-up (exit code {code})",
+        hint=f"see {log_path}:\n{_log_tail(log_path)}",
     )
 
 

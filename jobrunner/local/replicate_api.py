@@ -70,6 +70,13 @@ def render_job(job: Row, base: str) -> dict[str, Any]:
     }
     if job["kind"] == "training":
         out["destination"] = job["destination"]
+        output = job["output"]
+        stored_base = job.get("base_url") or ""
+        if isinstance(output, dict) and isinstance(output.get("weights"), str) and stored_base != base:
+            # The weights URL was made under the host the training was created through; the
+            # platform may since answer on another port (auto-start picks a free one).
+            if output["weights"].startswith(stored_base + "/v1/files/"):
+                out["output"] = {**output, "weights": base + output["weights"][len(stored_base):]}
     if job["deadline"]:
         out["deadline"] = job["deadline"]
     return out

@@ -25,6 +25,7 @@ from jobrunner.local.security import check_bind, load_or_create_token
 
 RUNTIME_FILE = "server.json"
 LOCK_FILE = "server.lock"
+LAST_PORT_FILE = "last_port"  # kept after exit: auto-start asks for the same port again
 
 
 class AlreadyRunning(RuntimeError):
@@ -124,7 +125,16 @@ def write_runtime(data_dir: Path, host: str, port: int) -> dict[str, Any]:
     tmp = data_dir / f".{RUNTIME_FILE}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(info))
     os.replace(tmp, data_dir / RUNTIME_FILE)
+    (data_dir / LAST_PORT_FILE).write_text(str(port))
     return info
+
+
+def read_last_port(data_dir: Path) -> int | None:
+    try:
+        port = int((data_dir / LAST_PORT_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return port if 0 < port < 65536 else None
 
 
 def read_runtime(data_dir: Path) -> dict[str, Any] | None:

@@ -57,3 +57,26 @@ def test_serve_stop_from_the_workspace(tmp_path, monkeypatch):
         httpx.get(f"{handle.url}/v1/account", headers={"Authorization": f"Bearer {handle.token}"}, timeout=2)
     result = CliRunner().invoke(cli, ["serve", "--stop"])
     assert "No local platform is running" in result.output
+
+
+def test_a_restarted_platform_gets_its_old_port_back_or_a_free_one(tmp_path):
+    import socket
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    first = ensure_platform(root)
+    stop_platform(root)
+    second = ensure_platform(root)
+    try:
+        assert second.url == first.url and second.pid != first.pid
+    finally:
+        stop_platform(root)
+    port = int(first.url.rsplit(":", 1)[1])
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        third = ensure_platform(root)
+        try:
+            assert third.url != first.url
+        finally:
+            stop_platform(root)

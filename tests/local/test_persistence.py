@@ -27,6 +27,9 @@ def test_state_survives_a_restart_and_running_jobs_fail(tmp_path):
         assert again["status"] == "failed" and again["error"] == RESTART_ERROR and again["completed_at"]
         assert c.get("/v1/models/me/poems").json()["latest_version"]["id"] == trained["output"]["version"].split(":")[1]
         assert c.get(f"/v1/files/{upload['id']}/download").content == b"hello"
+        # a restarted platform answers on another port: the weights URL follows the request's host
+        weights = c.get(f"/v1/trainings/{training['id']}").json()["output"]["weights"]
+        assert weights.startswith(live.url + "/v1/files/") and c.get(weights).json()["format"] == "jobrunner-ngram/1"
         pred = c.post(
             "/v1/predictions", json={"version": trained["output"]["version"], "input": {"seed": 1, "max_tokens": 10}},
             headers={"Prefer": "wait=10"},
