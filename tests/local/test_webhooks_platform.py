@@ -35,7 +35,7 @@ def test_prediction_webhooks_are_signed_filtered_and_throttled(live_platform: Li
     intermediate = got[1:-1]
     assert intermediate, "no logs webhook"
     span = intermediate[-1].at - intermediate[0].at
-    assert len(intermediate) <= span / 0.45 + 1 < 12
+    assert len(intermediate) <= span / 0.45 + 1
     for a, b in zip(intermediate, intermediate[1:]):
         assert b.at - a.at >= 0.45
     final = rc.predictions.get(p.id)
