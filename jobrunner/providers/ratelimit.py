@@ -129,17 +129,19 @@ class TokenBucket:
     def on_server_budget(self, remaining: float | None, reset: float | None) -> None:
         """Honour `ratelimit-remaining` / `ratelimit-reset` from an answer.
 
-        The server's count is the truth: never believe we hold more tokens than it says remain,
-        and when it says none remain, wait for its reset.
+        The server's count is the truth: never believe we hold more tokens than it says remain.
+        At zero, a paced bucket simply continues at its rate (servers refill continuously, and
+        Replicate always says `ratelimit-reset: 1`: pausing a whole second each time would halve
+        the throughput); an unlimited bucket has no pace of its own, so it waits for the reset.
         """
         if remaining is None:
             return
         now = self._clock()
         self._refill(now)
-        if remaining <= 0:
+        if remaining <= 0 and self.rate is None:
             self.pause(reset if reset is not None else DEFAULT_429_PAUSE)
         elif remaining < self.tokens:
-            self.tokens = float(remaining)
+            self.tokens = max(0.0, float(remaining))
 
 
 @dataclass(frozen=True)

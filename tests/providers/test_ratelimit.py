@@ -83,11 +83,19 @@ def test_server_budget_headers():
     assert limiter.bucket(CREATE).tokens == 3
     limiter.observe(OTHER, 200, {"ratelimit-remaining": "0", "ratelimit-reset": "2"}, None)
     run(limiter.acquire(OTHER))
-    assert fake.now - 1000.0 == pytest.approx(2.0 + 1 / 50, abs=1e-6)  # waited the reset, then one token's time
+    assert fake.now - 1000.0 == pytest.approx(1 / 50, abs=1e-6)  # paced: one token's time, no pause
     # the create bucket is untouched by the other class
     before = fake.now
     run(limiter.acquire(CREATE))
     assert fake.now == before
+
+
+def test_unpaced_class_waits_for_the_reset_when_nothing_remains():
+    fake = FakeTime()
+    limiter = RateLimiter(RateLimits(None, None), clock=fake.clock, sleep=fake.sleep)
+    limiter.observe(OTHER, 200, {"ratelimit-remaining": "0", "ratelimit-reset": "2"}, None)
+    run(limiter.acquire(OTHER))
+    assert fake.now - 1000.0 == pytest.approx(2.0)
 
 
 def test_rate_limits_from_config():
