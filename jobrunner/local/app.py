@@ -13,7 +13,9 @@ Emissary routes, mounted in their own sub-app (with `exception_handlers(platform
 `jobrunner.local.webhooks.attach(platform)` subscribes the webhook sender to job events.
 
 Admin routes (token required): `GET|POST /_admin/faults` (read / change fault knobs at run time),
-`GET /_admin/info` (pid, data dir, options; used by auto-start to recognize its platform).
+`GET /_admin/info` (pid, data dir, options; used by auto-start to recognize its platform),
+`GET /_admin/stats` (requests answered so far, counted by the gate; benchmarks compare clients
+by the requests the server saw, not by what each client says it sent).
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ log = logging.getLogger("jobrunner.local")
 
 _CREATE_PATH = re.compile(r"^/v1/(predictions|(models|deployments)/[^/]+/[^/]+/predictions)/?$")
 _GET_PREDICTION = re.compile(r"^/v1/predictions/[^/]+/?$")
+_LIST_JOBS = re.compile(r"^/v1/(predictions|trainings)/?$")
 
 
 def _category(method: str, path: str) -> str:
@@ -65,6 +68,25 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class RequestStats:
+    """Requests the gate saw (admin routes excepted): in all, per category, method and status.
+
+    Keys: `requests`, `category.<create|get|other>` (as the fault knobs classify them),
+    `method.<GET|POST|...>`, `list.<predictions|trainings>` (list pages), `status.<code>`
+    (`status.dropped` when the connection closed without an answer). A dict increment per
+    request: cheap enough to be always on.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def add(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(sorted(self.counts.items()))
+
+
 class Gate:
     """Wire selection, auth, size limit and faults, as one pure ASGI middleware."""
 
@@ -81,6 +103,33 @@ class Gate:
         path: str = scope["path"]
         method: str = scope["method"]
         admin = path.startswith("/_admin/")
+        if not admin:
+            stats = self.p.request_stats
+            stats.add("requests")
+            stats.add("category." + _category(method, path))
+            stats.add("method." + method)
+            if method == "GET" and _LIST_JOBS.match(path):
+                stats.add("list." + path.rstrip("/").rsplit("/", 1)[-1])
+            answered = False
+
+            async def counting_send(message: dict[str, Any]) -> None:
+                nonlocal answered
+                if message["type"] == "http.response.start":
+                    answered = True
+                    stats.add(f"status.{message['status']}")
+                await send(message)
+
+            try:
+                await self._handle(scope, receive, counting_send, headers, path, method, admin)
+            finally:
+                if not answered:
+                    stats.add("status.dropped")
+            return
+        await self._handle(scope, receive, send, headers, path, method, admin)
+
+    async def _handle(
+        self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[str, str], path: str, method: str, admin: bool
+    ) -> None:
         authorization = headers.get("authorization")
         api_key = headers.get("x-api-key")
         emissary = self.emissary_app is not None and not admin and (
@@ -247,6 +296,7 @@ def create_app(
     )
     platform = Platform(Path(data_dir), token, options=options, faults=state.config)
     platform.extra_options = extra_options  # type: ignore[attr-defined]
+    platform.request_stats = RequestStats()  # type: ignore[attr-defined]
     replicate = ReplicateAPI(platform)
 
     async def get_faults(request: Request) -> Response:
@@ -261,6 +311,9 @@ def create_app(
         except (json.JSONDecodeError, FaultConfigError, TypeError) as exc:
             return problem_response(422, {"detail": str(exc), "status": 422})
         return JSONResponse(config.as_dict())
+
+    async def stats(request: Request) -> Response:
+        return JSONResponse(platform.request_stats.snapshot())
 
     async def info(request: Request) -> Response:
         return JSONResponse(
@@ -309,6 +362,7 @@ def create_app(
             Route("/_admin/faults", get_faults, methods=["GET"]),
             Route("/_admin/faults", set_faults, methods=["POST"]),
             Route("/_admin/info", info, methods=["GET"]),
+            Route("/_admin/stats", stats, methods=["GET"]),
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
         lifespan=lifespan,
