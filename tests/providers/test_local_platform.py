@@ -195,3 +195,33 @@ def test_local_provider_starts_nothing_until_used(tmp_path: Path, monkeypatch: p
     with pytest.raises(RuntimeError):
         asyncio.run(use())
     assert calls == [tmp_path]
+
+
+def test_a_dropped_create_is_ambiguous_and_found_by_listing(platform_url: str, tmp_path: Path) -> None:
+    """The platform commits the job, then drops the connection: jobrunner must not send it again."""
+    import httpx
+
+    from jobrunner.errors import TransportError
+
+    with httpx.Client(base_url=platform_url, headers={"Authorization": f"Bearer {TOKEN}"}) as admin:
+        admin.post("/_admin/faults", json={"drop_next_creates": 1}).raise_for_status()
+
+    async def scenario() -> None:
+        provider = local_provider(platform_url, tmp_path)
+        try:
+            since = datetime.now(timezone.utc) - timedelta(seconds=2)
+            marker = {"marker": f"dropped-{time.time_ns()}"}
+            with pytest.raises(TransportError) as info:
+                await provider.create(CreateRequest(job_kind="prediction", body={"input": marker}, version=ECHO))
+            assert info.value.ambiguous is True
+            assert provider.http.stats["requests.create"] == 1  # not re-sent
+            matches = [j async for j in provider.list("prediction", since=since) if j.input == marker]
+            assert len(matches) == 1  # it was created exactly once, and can be adopted
+        finally:
+            await provider.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        with httpx.Client(base_url=platform_url, headers={"Authorization": f"Bearer {TOKEN}"}) as admin:
+            admin.post("/_admin/faults", json={"reset": True}).raise_for_status()
