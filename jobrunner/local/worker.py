@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from typing import Any, BinaryIO
@@ -59,8 +60,23 @@ def run_engine(engine: str, mode: str, input: dict[str, Any], ctx: Any) -> tuple
     return "done", {"output": output, "predict_time": time.perf_counter() - started}
 
 
+def _exit_with_parent(interval: float = 1.0) -> None:
+    """End this worker when the server that started it is gone (e.g. killed with SIGKILL), even
+    in the middle of a long job: nobody is left to receive its result."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
+    _exit_with_parent()
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything an engine prints goes to stderr
     sys.stdout = sys.stderr

@@ -118,3 +118,51 @@ def test_inline_engines_run_without_a_worker():
     assert [k for k, _ in events] == ["start", "done"]
     assert events[-1][1]["output"] == {"x": [1, 2]}
     assert workers == 0
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_workers_exit_when_the_server_is_killed(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    from jobrunner.local.models.catalog import SLEEP_VERSION
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jobrunner", "serve", "--port", "0", "--data-dir", str(tmp_path), "--token", "t"],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "server.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        url = json.loads((tmp_path / "server.json").read_text())["url"]
+        headers = {"Authorization": "Bearer t"}
+        job = httpx.post(f"{url}/v1/predictions", json={"version": SLEEP_VERSION, "input": {"seconds": 60}}, headers=headers).json()
+        while httpx.get(f"{url}/v1/predictions/{job['id']}", headers=headers).json()["status"] != "processing":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        workers = _children(server.pid)
+        assert workers
+    finally:
+        server.kill()
+        server.wait()
+    deadline = time.monotonic() + 5
+    while any(os.path.exists(f"/proc/{w}") for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(os.path.exists(f"/proc/{w}") for w in workers)
