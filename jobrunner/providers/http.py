@@ -304,6 +304,7 @@ class HttpClient:
         self._sleep = sleep
         self._now = now
         self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         # Counts per kind: requests, requests.<method>, retries, throttled (429s), errors.
         self.stats: Counter[str] = Counter()
 
@@ -313,8 +314,16 @@ class HttpClient:
     # -- plumbing ---------------------------------------------------------------------------
 
     async def _ensure(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is not None and self._loop is not loop:
+            # Used from a new event loop (a second asyncio.run): the old pool's connections and
+            # locks belong to the dead loop, so start afresh instead of failing.
+            self._client = None
+            self._resolve_lock = None
+            self.limiter.reset_locks()
         if self._client is not None:
             return self._client
+        self._loop = loop
         if self.base_url is None:
             assert self._resolve_endpoint is not None
             if self._resolve_lock is None:

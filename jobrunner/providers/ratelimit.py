@@ -198,6 +198,11 @@ class RateLimiter:
             OTHER: TokenBucket(limits.other_per_minute, burst=limits.other_burst, clock=clock, sleep=sleep),
         }
 
+    def reset_locks(self) -> None:
+        """Forget the buckets' asyncio locks (they belong to one event loop); keep their state."""
+        for bucket in self.buckets.values():
+            bucket._lock = None
+
     def bucket(self, request_class: str) -> TokenBucket:
         return self.buckets.get(request_class) or self.buckets[OTHER]
 

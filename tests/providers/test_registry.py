@@ -142,3 +142,14 @@ def test_normalize_base_url() -> None:
     assert normalize_base_url("https://api.replicate.com/", variable="X") == "https://api.replicate.com"
     assert normalize_base_url("https://api.replicate.com/v1", variable="X") == "https://api.replicate.com"
     assert normalize_base_url("http://127.0.0.1:8080/prefix", variable="X") == "http://127.0.0.1:8080/prefix"
+
+
+def test_a_provider_survives_a_second_event_loop(tmp_path: Path) -> None:
+    provider = get_provider("replicate", None, tmp_path, env={"REPLICATE_API_TOKEN": SECRET, "REPLICATE_BASE_URL": "http://127.0.0.1:9"})
+    body = {"id": "p1", "model": "a/b", "version": "v", "status": "processing", "created_at": "2026-01-01T00:00:00Z"}
+    with respx.mock(base_url="http://127.0.0.1:9") as mock:
+        route = mock.get("/v1/predictions/p1").mock(return_value=httpx.Response(200, json=body))
+        first = asyncio.run(provider.get("prediction", "p1"))
+        second = asyncio.run(provider.get("prediction", "p1"))  # a new loop, the same provider
+        asyncio.run(provider.aclose())
+    assert first.status == second.status == "running" and route.call_count == 2
