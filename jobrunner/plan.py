@@ -180,6 +180,7 @@ def _plan_model(job: DesiredJob, prior: AddressState | None, secrets: list[str])
         return PlannedChange(
             job.address, CREATE, "new model; adopted instead if it already exists on the provider",
             job, prior, prior.fingerprint if prior else None, job.fingerprint,
+            input_diff=input_diff(None, job, secrets=secrets),
         )
     assert prior is not None
     if prior.fingerprint and job.fingerprint and prior.fingerprint != job.fingerprint:

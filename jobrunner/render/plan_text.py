@@ -71,7 +71,11 @@ def render(plan: Plan, *, color: bool | None = None) -> str:
         lines.append("")
         for change in shown:
             lines.append(change_line(change, color=color, secrets=secrets))
-            if change.action in (REPLACE, NOOP) and change.prior is not None:
+            # Diffs for replaced jobs; all inputs of a new training or model (batch items are
+            # too many to list: their inputs are in the JSON plan).
+            with_diff = (change.action in (REPLACE, NOOP) and change.prior is not None) or (
+                change.action == CREATE and change.job is not None and change.address == change.job.resource_address)
+            if with_diff:
                 for sign, text in diff_lines(change, secrets=secrets):
                     lines.append("        " + _paint(f"{sign} {text}", _SIGN_COLOURS[sign], color))
         lines.append("")

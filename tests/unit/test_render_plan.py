@@ -137,3 +137,10 @@ def test_markdown_cuts_details_before_the_table(tmp_path: Path) -> None:
     shown = out.count("<details>")
     assert 0 < shown < 200
     assert f"Input details of {200 - shown} more jobs were cut" in out and "plan.json" in out
+
+
+def test_text_lists_the_inputs_of_a_new_training_but_not_of_each_batch_item(tmp_path: Path) -> None:
+    out = plan_text.render(plan_for([model(), training(), batch()], tmp_path, StateDoc()), color=False)
+    assert "  + Training/poems  (new job)\n        + destination: \"me/poems\"\n        + input.order: 4\n" in out
+    assert "        + visibility: \"private\"" in out
+    assert "prompt" not in out

@@ -139,3 +139,16 @@ def test_missing_file_is_a_manifest_error(tmp_path: Path) -> None:
 
 def test_empty_state_gives_no_outputs() -> None:
     assert upstream_outputs(StateDoc()) == {}
+
+
+def test_missing_file_in_a_batch_row_points_at_the_row(tmp_path: Path) -> None:
+    res = batch(inputs=[{"key": "a", "image": {"$file": "img/a.png"}}])
+    with pytest.raises(ManifestError) as info:
+        expand([res], tmp_path, {})
+    (diag,) = info.value.diagnostics
+    assert "img/a.png" in diag.message and diag.json_path == "$.spec.inputs.image"
+    (tmp_path / "specs" / "img").mkdir(parents=True)
+    (tmp_path / "specs" / "img" / "a.png").write_bytes(b"\x89PNG")
+    (job,) = expand([res], tmp_path, {})
+    assert job.request["input"]["image"] == {"$file": "specs/img/a.png"}
+    assert set(job.material["input"]["image"]) == {"$file_sha256"}
