@@ -143,7 +143,8 @@ def load_batch_items(resource: Resource, root: Path) -> tuple[list[BatchItem], l
             diag(file, line, col, f"each batch row must be an object (mapping), got {_type_name(row)}", jpath)
             continue
         row = dict(row)
-        if "key" in row:
+        explicit = "key" in row
+        if explicit:
             raw_key = row.pop("key")
             if isinstance(raw_key, bool) or not isinstance(raw_key, (str, int)):
                 diag(file, line, col, f"`key` must be a string, got {_type_name(raw_key)}", jpath)
@@ -159,7 +160,11 @@ def load_batch_items(resource: Resource, root: Path) -> tuple[list[BatchItem], l
         if key in first:
             ffile, fline = first[key]
             where = f"line {fline}" if ffile == file else f"{ffile}:{fline}"
-            diag(file, line, col, f"duplicate batch item key {key!r} (first at {where})", jpath)
+            if explicit:
+                diag(file, line, col, f"duplicate batch item key {key!r} (first at {where})", jpath)
+            else:
+                diag(file, line, col, f"duplicate row: identical to the row at {where} (it would be the same "
+                                      f"item {key!r}); remove it, or give both rows distinct `key`s", jpath)
             continue
         first[key] = (file, line)
         items.append(BatchItem(key, {**defaults, **row}, line, file))

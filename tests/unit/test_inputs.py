@@ -76,3 +76,9 @@ def test_inputs_file_problems(tmp_path: Path, name: str, content: str | None, wo
 def test_invalid_key(tmp_path: Path) -> None:
     _, diags = load_batch_items(batch({"inputs": [{"key": "a b]"}]}), tmp_path)
     assert "invalid key" in diags[0].message and diags[0].line == 10
+
+
+def test_identical_rows_without_keys(tmp_path: Path) -> None:
+    _, diags = load_batch_items(batch({"inputs": [{"prompt": "a"}, {"prompt": "b"}, {"prompt": "a"}]}), tmp_path)
+    (d,) = diags
+    assert d.line == 12 and "duplicate row: identical to the row at line 10" in d.message
