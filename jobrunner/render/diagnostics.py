@@ -23,7 +23,10 @@ def render_text(diagnostics: Iterable[Diagnostic], *, files: int, resources: int
     errors = sum(1 for d in diags if d.severity == "error")
     warnings = len(diags) - errors
     lines = [d.format() for d in diags]
-    if errors:
+    if not files and not diags:
+        lines.append("No manifests found: no *.yaml or *.yml file under the given paths carries "
+                     "`apiVersion: jobrunner/v1`.")
+    elif errors:
         lines.append(f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')} in {_plural(files, 'file')}.")
     else:
         tail = f" ({_plural(warnings, 'warning')})" if warnings else ""

@@ -257,3 +257,11 @@ def test_manifests_outside_the_workspace_keep_their_own_files(tmp_path: Path) ->
     r = validate_paths([elsewhere], tmp_path / "ws")
     assert [d.file for d in r.errors] == ["../elsewhere/u.yaml"]
     assert "outside the workspace" in r.errors[0].message
+
+
+def test_validate_command_with_no_manifests(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ci.yaml").write_text("on: push\n")
+    code, out = run(["validate"], capsys)
+    assert code == 0 and out.startswith("No manifests found")
