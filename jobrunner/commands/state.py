@@ -70,8 +70,9 @@ def rm(addresses: tuple[str, ...]) -> int:
 def unlock(force: bool) -> int:
     """Free a state lock left behind by a command that died."""
     ws = _open()
-    ws.store.unlock(force)
-    click.echo("State unlocked.")
+    done = ws.store.unlock(force)
+    # Backends say what they did ("ended the stale lock of ..."); say at least that it worked.
+    click.echo(f"{done[:1].upper()}{done[1:]}." if isinstance(done, str) and done else "State unlocked.")
     return EXIT_OK
 
 

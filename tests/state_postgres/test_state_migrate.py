@@ -94,3 +94,17 @@ def test_state_migrate_is_a_subcommand_of_jobrunner_state(workspace, pg_url):
     assert result.exception is None, result.output
     assert "Copied 3 address(es)" in result.output
     assert len(PostgresStore(pg_url).load().addresses) == 3
+
+
+def test_state_unlock_says_whose_lock_it_broke(workspace, pg_url, monkeypatch):
+    from jobrunner.cli import cli
+
+    monkeypatch.setenv("JOBRUNNER_STATE_URL", pg_url)
+    holder = PostgresStore(pg_url)
+    with holder.lock("apply"):
+        refused = CliRunner().invoke(cli, ["state", "unlock"], standalone_mode=False)
+        assert isinstance(refused.exception, StateLockedError)
+        result = CliRunner().invoke(cli, ["state", "unlock", "--force"], standalone_mode=False)
+        assert result.exception is None, result.output
+        assert result.output.startswith("Broke the state lock held by") and "`jobrunner apply`" in result.output
+    assert PostgresStore(pg_url).holder() is None
