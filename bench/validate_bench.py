@@ -23,6 +23,14 @@ from pathlib import Path
 VERSION = "a3c8c00c979c6758b251faf7897f248e49b682972e7e2cb90d03a7c19b47f174"
 
 
+MODEL = """apiVersion: jobrunner/v1
+kind: Model
+metadata: {name: bench}
+spec: {provider: local, owner: me, name: bench, visibility: private, hardware: cpu}
+---
+"""
+
+
 def manifest(i: int, rows: int) -> str:
     lines = [
         "# yaml-language-server: $schema=manifest.schema.json",
@@ -52,7 +60,7 @@ def manifest(i: int, rows: int) -> str:
     for r in range(rows):
         lines.append(f'    - {{key: row-{r:05d}, prompt: "Prompt number {r} of file {i}", seed: {r}, '
                      f'user_email: u{r}@example.com}}')
-    return "\n".join(lines) + "\n"
+    return (MODEL if i == 0 else "") + "\n".join(lines) + "\n"
 
 
 def main() -> int:
@@ -86,7 +94,7 @@ def main() -> int:
         cpu = (usage.ru_utime - cpu_before.ru_utime + usage.ru_stime - cpu_before.ru_stime) / args.repeat
         # ru_maxrss of children is the largest peak among them (kilobytes on Linux).
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"workspace: {args.files} files, {2 * args.files} resources, {args.rows} batch rows, "
+        print(f"workspace: {args.files} files, {2 * args.files + 1} resources, {args.rows} batch rows, "
               f"{total_bytes / 1e6:.1f} MB of YAML")
         print(f"result: {proc.stdout.strip().splitlines()[-1]}")
         print(f"wall time: best {min(times):.2f} s, median {statistics.median(times):.2f} s "
