@@ -209,7 +209,7 @@ def _plan_job(
     unknown_note = ""
     if fp is None:
         ups = ", ".join(waits_for or job.depends_on) or "an upstream job"
-        unknown_note = f"inputs known after apply (waits for {ups})"
+        unknown_note = f"{_unknown_fields(job)} known after apply (waits for {ups})"
 
     if prior is None:
         reason = "new job" if "[" not in job.address else "new batch item"
@@ -350,6 +350,14 @@ def _ended(status: str, prior: AddressState) -> str:
     if status == GONE:
         return f"{rid} no longer exists on the provider"
     return f"{rid} was {status}"
+
+
+def _unknown_fields(job: DesiredJob) -> str:
+    """Which fields hold references not resolved yet: "version", "input.prompt and input.seed"."""
+    keys = [k for k, v in flatten(_without_kind(job.material or {})).items() if isinstance(v, str) and "${" in v]
+    if not keys:
+        return "inputs"
+    return keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + " and " + keys[-1]
 
 
 def _running_note(status: str | None, prior: AddressState) -> str:
