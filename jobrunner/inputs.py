@@ -34,6 +34,7 @@ class BatchItem:
     input: dict[str, Any]
     line: int  # line of the row: in the manifest (inline) or in the inputs file
     file: str = ""  # workspace-relative file the row came from
+    json_path: str = ""  # inline rows: `$.spec.inputs[i]`; rows of an inputs file: `$.spec.inputs_file`
 
 
 def canonical_json(value: Any) -> str:
@@ -167,7 +168,7 @@ def load_batch_items(resource: Resource, root: Path) -> tuple[list[BatchItem], l
                                       f"item {key!r}); remove it, or give both rows distinct `key`s", jpath)
             continue
         first[key] = (file, line)
-        items.append(BatchItem(key, {**defaults, **row}, line, file))
+        items.append(BatchItem(key, {**defaults, **row}, line, file, jpath))
     return items, diags
 
 

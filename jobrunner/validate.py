@@ -473,11 +473,11 @@ def _check_batch(r: Resource, root: Path, out: _Collector, result: ValidationRes
     _check_sensitive(r, [spec.get("input_defaults")] + [i.input for i in items[:1000]], out)
     defaults = spec.get("input_defaults") if isinstance(spec.get("input_defaults"), dict) else {}
     rows = []
-    for n, item in enumerate(items):
+    for item in items:
         if has_file:
             rows.append((item.input, "$.input", item.file, item.line))
         else:
-            rows.append((item.input, f"$.spec.inputs[{n}]", None, None))
+            rows.append((item.input, item.json_path, None, None))
     _check_known_inputs(r, root, rows, PREDICTION_INPUT, out, defaults)
 
 

@@ -265,3 +265,10 @@ def test_validate_command_with_no_manifests(tmp_path: Path, capsys: pytest.Captu
     (tmp_path / "ci.yaml").write_text("on: push\n")
     code, out = run(["validate"], capsys)
     assert code == 0 and out.startswith("No manifests found")
+
+
+def test_input_errors_point_at_the_right_row_after_a_bad_row(tmp_path: Path) -> None:
+    text = HEAD + f"kind: PredictionBatch\nmetadata: {{name: b}}\nspec:\n  version: {NGRAM}\n  inputs:\n" \
+                  "    - just text\n    - {prompt: a, seed: x}\n"
+    r = check(text, tmp_path)
+    assert [(d.line, d.json_path) for d in r.errors] == [(7, "$.spec.inputs[0]"), (8, "$.spec.inputs[1].seed")]
