@@ -144,6 +144,9 @@ def _summary_line(verb: str, report: Any) -> str:
     running = len(report.running)
     if running:
         parts.append(f"{running} still running")
+    deferred = report.count(ex.O_DEFERRED)
+    if deferred:
+        parts.append(f"{deferred} deferred")
     return f"{verb}: " + ", ".join(parts) + "."
 
 
@@ -236,6 +239,8 @@ async def _execute(ws: Any, pool: Any, doc: Any, planned: Any, *, wait: bool, ti
 
 
 def _print_report(report: Any, doc: Any, planned: Any, verb: str) -> int:
+    from jobrunner.reconcile import executor as ex
+
     click.echo("")
     click.echo(_summary_line(verb, report))
     touched = {o.address.split("[", 1)[0] for o in report.outcomes.values()}
@@ -259,6 +264,9 @@ def _print_report(report: Any, doc: Any, planned: Any, verb: str) -> int:
                        "`jobrunner apply` waits for them.")
     elif report.interrupted:
         click.echo("Interrupted: state saved.", err=True)
+    if report.count(ex.O_DEFERRED):
+        click.echo(f"{report.count(ex.O_DEFERRED)} job(s) deferred until their upstream succeeds: "
+                   "run `jobrunner apply` again.")
     return code
 
 

@@ -63,6 +63,7 @@ O_CANCELED = "canceled"
 O_SKIPPED = "skipped"
 O_FORGOTTEN = "forgotten"
 O_RUNNING = "running"  # left running (--no-wait, --timeout, Ctrl-C)
+O_DEFERRED = "deferred"  # not started: its upstream is still running, or apply stopped first
 O_NOOP = "noop"
 O_ERROR = "error"
 
@@ -106,6 +107,9 @@ class ApplyReport:
     @property
     def running(self) -> list[Outcome]:
         return [o for o in self.outcomes.values() if o.outcome == O_RUNNING]
+
+
+_PENDING_REASONS = frozenset({"running", "timeout", "interrupted"})
 
 
 class _Stopped(Exception):
@@ -164,6 +168,7 @@ class Executor:
         self._resource_failed: dict[str, str] = {}
         self._resolved: dict[str, asyncio.Task] = {}
         self._touched_batches: set[str] = set()
+        self._timed_out = False
 
     # ---- control ------------------------------------------------------------------------
 
@@ -251,8 +256,7 @@ class Executor:
             self._write_output_files()
             self.writer.flush_now()
         self.report.interrupted = self._stop.is_set() and self._stop_why == "interrupted"
-        self.report.timed_out = any(o.outcome == O_RUNNING and o.detail.startswith("wait timed out")
-                                    for o in self.report.outcomes.values())
+        self.report.timed_out = self._timed_out
         return self.report
 
     async def _run_resource(self, res: str, changes: list[PlannedChange]) -> None:
@@ -265,13 +269,20 @@ class Executor:
             self._resource_done[res].set()
 
     async def _await_upstream(self, job: DesiredJob) -> str | None:
-        """None when every upstream resource succeeded; else why this job must be skipped."""
+        """None when every upstream resource succeeded; else why this job must be skipped.
+
+        Raises _Stopped when an upstream is merely still running (--no-wait, --timeout, Ctrl-C):
+        the job is deferred to a later apply, not failed.
+        """
         for dep in job.depends_on:
             event = self._resource_done.get(dep)
             if event is not None:
                 await self._guard(event.wait())
-                if dep in self._resource_failed:
-                    return f"upstream {dep} did not succeed ({self._resource_failed[dep]})"
+                why = self._resource_failed.get(dep)
+                if why in _PENDING_REASONS:
+                    raise _Stopped(f"upstream {dep} is still running")
+                if why is not None:
+                    return f"upstream {dep} did not succeed ({why})"
             else:
                 # Not part of this run (e.g. --target): its recorded state must show success.
                 states = [s for a, s in self.doc.addresses.items() if resource_of(a) == dep]
@@ -343,13 +354,20 @@ class Executor:
                     return await self._wait_existing(job, st)
             return await self._create_and_wait(change, job)
         except _Stopped as stop:
+            if stop.why == "timeout":
+                self._timed_out = True
             st = self.doc.addresses.get(address)
-            if st is not None and st.remote_id and st.status not in TERMINAL:
+            if st is not None and st.remote_id and st.status not in TERMINAL and (
+                    change.job is None or st.fingerprint == change.job.fingerprint or change.action == WAIT):
                 what = "wait timed out; still running" if stop.why == "timeout" else "still running"
                 self._outcome(address, O_RUNNING, what)
-            elif address not in self.report.outcomes or self.report.outcomes[address].outcome in (O_NOOP,):
-                self._outcome(address, O_SKIPPED, "not submitted (" + stop.why + ")")
-            return stop.why
+                return "running"
+            prev = self.report.outcomes.get(address)
+            if prev is None or prev.outcome in (O_NOOP,):
+                why = stop.why if stop.why.startswith("upstream") else f"not started ({stop.why})"
+                self._outcome(address, O_DEFERRED, why + "; run apply again")
+                self.progress.event(address, "deferred", why)
+            return "running" if stop.why.startswith("upstream") else stop.why
         except ProviderError as exc:
             detail = exc.detail or str(exc)
             self._outcome(address, O_ERROR, detail)

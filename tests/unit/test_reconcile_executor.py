@@ -293,3 +293,27 @@ def test_identical_batch_items_after_a_crash_adopt_distinct_jobs():
     report, doc, provider, _ = run([change(a), change(b)], [bres], [a, b], provider=provider, doc=doc)
     assert provider.creates == 2, "both were adopted, none re-created"
     assert {doc.addresses[a.address].remote_id, doc.addresses[b.address].remote_id} == {"job1", "job2"}
+
+
+def test_no_wait_defers_dependents_instead_of_failing_them():
+    from jobrunner.reconcile.executor import O_DEFERRED
+
+    tres, tjob = training()
+    bres, bjob = batch_item("Training/t", "moon", None)
+    report, doc, provider, _ = run([change(tjob), change(bjob)], [tres, bres], [tjob, bjob],
+                                   options=ApplyOptions(wait=False))
+    assert report.outcomes["Training/t"].outcome == O_RUNNING
+    assert report.outcomes["PredictionBatch/b[moon]"].outcome == O_DEFERRED
+    assert not report.failed
+
+
+def test_wait_deadline_defers_dependents_and_reports_a_timeout():
+    from jobrunner.reconcile.executor import O_DEFERRED
+
+    tres, tjob = training()
+    bres, bjob = batch_item("Training/t", "moon", None)
+    provider = FakeProvider(polls_to_finish=10_000)
+    report, doc, provider, _ = run([change(tjob), change(bjob)], [tres, bres], [tjob, bjob], provider=provider,
+                                   options=ApplyOptions(deadline=time.monotonic() + 0.3))
+    assert report.timed_out and not report.failed
+    assert report.outcomes["PredictionBatch/b[moon]"].outcome == O_DEFERRED
