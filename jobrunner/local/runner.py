@@ -198,12 +198,15 @@ class JobRunner:
             return
         except OSError:
             chunk = b""
-        if not chunk:  # EOF: the worker exited
+        if not chunk:  # EOF: the worker exited (or is exiting: its pipe closes first)
             job = slot.job
             slot.job = None
+            try:
+                code: int | None = slot.process.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                code = None
             self._retire(slot)
             if job is not None:
-                code = slot.process.poll()
                 job.on_event(
                     "failed",
                     {"error": f"the worker process running this job exited unexpectedly (exit code {code})", "predict_time": None},
