@@ -103,3 +103,71 @@ def test_example_workflow_plans_on_pull_requests_and_applies_the_reviewed_plan()
     apply_cmds = [s.get("with", {}).get("command", "") for s in apply["steps"]]
     assert "apply plan.json" in apply_cmds
     assert plan["permissions"]["pull-requests"] == "write"
+
+
+# --- the sticky-comment script of the example workflow, run with node against a fake GitHub API ---
+
+HARNESS = r"""
+const fs = require('fs');
+const script = fs.readFileSync(process.argv[2], 'utf8');
+const comments = JSON.parse(fs.readFileSync(process.argv[3], 'utf8'));
+const calls = [];
+const github = {
+  rest: { issues: {
+    listComments: async (args) => ({ data: comments }),
+    updateComment: async (args) => { calls.push(['update', args]); },
+    createComment: async (args) => { calls.push(['create', args]); },
+  } },
+  paginate: async (fn, args) => (await fn(args)).data,
+};
+const context = { repo: { owner: 'acme', repo: 'models' }, issue: { number: 7 },
+                  payload: { pull_request: { head: { sha: 'abcdef1234567890' } } } };
+const AsyncFunction = Object.getPrototypeOf(async function () {}).constructor;
+new AsyncFunction('github', 'context', 'core', 'require', 'process', script)(github, context, {}, require, process)
+  .then(() => console.log(JSON.stringify(calls)), (e) => { console.error(e); process.exit(1); });
+"""
+
+
+def comment_step_calls(tmp_path: Path, comments: list[dict], *, plan_md: str | None, outcome: str) -> list:
+    import json
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the workflow's github-script step cannot be run here")
+    wf = yaml.safe_load((REPO / "docs" / "ci" / "github-actions.yml").read_text())
+    step = next(s for s in wf["jobs"]["plan"]["steps"] if "Post or update" in s.get("name", ""))
+    (tmp_path / "script.js").write_text(step["with"]["script"])
+    (tmp_path / "harness.js").write_text(HARNESS)
+    (tmp_path / "comments.json").write_text(json.dumps(comments))
+    if plan_md is not None:
+        (tmp_path / "plan.md").write_text(plan_md)
+    env = dict(os.environ, PLAN_OUTCOME=outcome, RUN_URL="https://ci.example/run/1")
+    proc = subprocess.run([node, "harness.js", "script.js", "comments.json"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+PLAN_MD = f"{MARKER}\n### jobrunner plan: 1 to create\n| address | action | reason |\n"
+
+
+def test_comment_is_created_once_then_updated_in_place(tmp_path):
+    (call,) = comment_step_calls(tmp_path, [], plan_md=PLAN_MD, outcome="success")
+    assert call[0] == "create" and call[1]["issue_number"] == 7
+    assert call[1]["body"].startswith(PLAN_MD) and "Plan of abcdef1" in call[1]["body"]
+    existing = [
+        {"id": 11, "user": {"type": "User"}, "body": f"quoting the bot: {MARKER}"},  # a person's comment
+        {"id": 12, "user": {"type": "Bot"}, "body": f"{MARKER}\nold plan"},
+    ]
+    (call,) = comment_step_calls(tmp_path, existing, plan_md=PLAN_MD, outcome="success")
+    assert call[0] == "update" and call[1]["comment_id"] == 12
+    assert "old plan" not in call[1]["body"] and "1 to create" in call[1]["body"]
+
+
+def test_a_failed_plan_replaces_the_old_plan_in_the_comment(tmp_path):
+    existing = [{"id": 12, "user": {"type": "Bot"}, "body": f"{MARKER}\nold plan"}]
+    (call,) = comment_step_calls(tmp_path, existing, plan_md=None, outcome="failure")
+    assert call[0] == "update" and call[1]["comment_id"] == 12
+    assert call[1]["body"].startswith(MARKER) and "plan failed for abcdef1" in call[1]["body"]
+    (call,) = comment_step_calls(tmp_path, existing, plan_md=None, outcome="skipped")
+    assert "validate failed" in call[1]["body"]
