@@ -436,6 +436,8 @@ def input_diff(before: Mapping[str, Any] | None, job: DesiredJob, *, secrets: li
     out: dict[str, list[Any]] = {}
     for key in sorted(set(prev) | set(after)):
         a, b = prev.get(key, _ABSENT), after.get(key, _ABSENT)
+        if b is _ABSENT and job.fingerprint is None:
+            continue  # derived from a reference not known yet (e.g. model, from owner/name:id)
         if a != b:
             out[key] = [None if a is _ABSENT else a, None if b is _ABSENT else b]
     return out
