@@ -2,21 +2,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from jobrunner.errors import Diagnostic
 
 
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="Output format; json follows `terraform validate -json`.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True,
+              help="Output format; json follows `terraform validate -json`; github prints GitHub Actions "
+                   "annotations.")
 def validate(paths: tuple[Path, ...], fmt: str) -> int:
     """Check manifests offline: schemas, references, inputs and files.
 
     PATHS are manifest files or directories (default: the current directory). Every problem in every file is
     reported at once as `file:line:col: Kind/name: $.json.path: message`. Exit 0 when valid, 1 when not.
     """
-    from jobrunner.render.diagnostics import render_json, render_text
+    from jobrunner.render.diagnostics import render_github, render_json, render_text
     from jobrunner.validate import validate_paths
     from jobrunner.workspace import find_workspace, load_config
 
@@ -25,9 +30,31 @@ def validate(paths: tuple[Path, ...], fmt: str) -> int:
     result = validate_paths(list(paths) or [Path.cwd()], root)
     if fmt == "json":
         click.echo(render_json(result.diagnostics, files=result.files))
+    elif fmt == "github":
+        click.echo(render_github(_repo_relative(result.diagnostics, root), files=len(result.files),
+                                 resources=len(result.resources)))
     else:
         click.echo(render_text(result.diagnostics, files=len(result.files), resources=len(result.resources)))
     return 0 if result.ok else 1
+
+
+def _repo_relative(diagnostics: list[Diagnostic], root: Path) -> list[Diagnostic]:
+    """Annotations are matched to files relative to the checkout ($GITHUB_WORKSPACE), not the workspace."""
+    import dataclasses
+    import os
+
+    checkout = os.environ.get("GITHUB_WORKSPACE")
+    if not checkout:
+        return diagnostics
+    base = Path(checkout).resolve()
+    out: list[Diagnostic] = []
+    for d in diagnostics:
+        path = (root / d.file).resolve()
+        try:
+            out.append(dataclasses.replace(d, file=path.relative_to(base).as_posix()))
+        except ValueError:
+            out.append(d)
+    return out
 
 
 @click.command()

@@ -62,4 +62,28 @@ def render_json(diagnostics: Iterable[Diagnostic], *, files: list[str] | None = 
     return json.dumps(doc, indent=2, ensure_ascii=False)
 
 
-__all__ = ["FORMAT_VERSION", "render_text", "render_json", "diagnostic_dict"]
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def render_github(diagnostics: Iterable[Diagnostic], *, files: int, resources: int) -> str:
+    """GitHub Actions workflow commands: each diagnostic becomes an annotation on the pull request diff."""
+    diags = sorted(diagnostics, key=Diagnostic.sort_key)
+    lines = []
+    for d in diags:
+        level = "error" if d.severity == "error" else "warning"
+        props = f"file={_escape_property(d.file)},line={d.line},col={d.column}"
+        if d.address:
+            props += f",title={_escape_property(d.address)}"
+        lines.append(f"::{level} {props}::{_escape_data(f'{d.json_path}: {d.message}')}")
+    summary = render_text([], files=files, resources=resources) if not any(
+        d.severity == "error" for d in diags) else render_text(diags, files=files, resources=resources).splitlines()[-1]
+    lines.append(summary)
+    return "\n".join(lines)
+
+
+__all__ = ["FORMAT_VERSION", "render_text", "render_json", "render_github", "diagnostic_dict"]

@@ -272,3 +272,21 @@ def test_input_errors_point_at_the_right_row_after_a_bad_row(tmp_path: Path) -> 
                   "    - just text\n    - {prompt: a, seed: x}\n"
     r = check(text, tmp_path)
     assert [(d.line, d.json_path) for d in r.errors] == [(7, "$.spec.inputs[0]"), (8, "$.spec.inputs[1].seed")]
+
+
+def test_validate_github_annotations(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = tmp_path / "ml"
+    ws.mkdir()
+    (ws / "jobrunner.yaml").write_text("parallelism: 2\n")
+    (ws / "bad.yaml").write_text(HEAD + "kind: Model\nmetadata: {name: x}\nspec: {owner: me, name: n, visibility: "
+                                 "private, hardware: cpu, colour: red}\n")
+    monkeypatch.chdir(ws)
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(tmp_path))
+    code, out = run(["validate", "--format", "github"], capsys)
+    assert code == 1
+    assert out.splitlines() == [
+        "::error file=ml/bad.yaml,line=4,col=64,title=Model/x::$.spec.colour: unknown field `colour`; "
+        "allowed: description, hardware, name, owner, provider, visibility",
+        "1 error, 0 warnings in 1 file.",
+    ]
