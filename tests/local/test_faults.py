@@ -23,13 +23,13 @@ def test_faults_are_off_by_default_and_changeable_at_runtime(live_platform, clie
 
 
 def test_latency(live_platform, client):
-    live_platform.set_faults(latency_ms=300)
+    live_platform.set_faults(latency_ms=1000)
     started = time.monotonic()
     assert client.get("/v1/account").status_code == 200
-    assert time.monotonic() - started >= 0.3
+    assert time.monotonic() - started >= 1.0
     started = time.monotonic()
     client.get("/_admin/faults")  # admin routes are never delayed
-    assert time.monotonic() - started < 0.3
+    assert time.monotonic() - started < 1.0
 
 
 def test_error_statuses_in_each_wire_shape(live_platform, client):
