@@ -108,7 +108,7 @@ def test_prefer_wait_gives_up_after_n_seconds(client):
     resp = client.post(
         "/v1/predictions", json={"version": SLEEP_VERSION, "input": {"seconds": 5}}, headers={"Prefer": "wait=1"}
     )
-    assert 0.9 <= time.monotonic() - started < 4
+    assert 0.9 <= time.monotonic() - started < 10
     assert resp.json()["status"] in ("starting", "processing")
     client.post(f"/v1/predictions/{resp.json()['id']}/cancel")
 
