@@ -80,9 +80,7 @@ def render_github(diagnostics: Iterable[Diagnostic], *, files: int, resources: i
         if d.address:
             props += f",title={_escape_property(d.address)}"
         lines.append(f"::{level} {props}::{_escape_data(f'{d.json_path}: {d.message}')}")
-    summary = render_text([], files=files, resources=resources) if not any(
-        d.severity == "error" for d in diags) else render_text(diags, files=files, resources=resources).splitlines()[-1]
-    lines.append(summary)
+    lines.append(render_text(diags, files=files, resources=resources).splitlines()[-1])  # the summary
     return "\n".join(lines)
 
 
