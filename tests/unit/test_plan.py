@@ -268,3 +268,30 @@ def test_plan_is_pure_and_deterministic(tmp_path: Path) -> None:
     assert [(c.address, c.action, c.reason) for c in one.changes] == [
         (c.address, c.action, c.reason) for c in two.changes]
     assert doc.addresses == {}  # state untouched
+
+
+def _with_intent(doc: StateDoc, address: str, fingerprint: str) -> None:
+    st = doc.addresses[address]
+    st.intent = Intent(fingerprint=fingerprint, attempt=st.attempts + 1, created_at="2026-01-02T00:00:00+00:00",
+                       request_digest="d")
+
+
+def test_interrupted_create_for_an_older_spec_is_recorded_then_replaced(tmp_path: Path) -> None:
+    doc = apply_all([training()], tmp_path, status="failed")
+    _with_intent(doc, "Training/poems", "0" * 64)  # a create for a spec that has since changed
+    found = RemoteJob(id="tr-old", job_kind="training", status="running")
+    plan = plan_for([training()], tmp_path, doc, remote={"Training/poems": found})
+    (change,) = plan.changes
+    assert change.action == REPLACE and change.adopt_remote_id == "tr-old"
+    assert "older spec reached the provider (tr-old)" in change.reason
+
+
+def test_removed_address_with_a_found_interrupted_create_cancels_that_job(tmp_path: Path) -> None:
+    (job,) = expand([training()], tmp_path)
+    doc = apply_all([training()], tmp_path, status="failed")
+    _with_intent(doc, "Training/poems", job.fingerprint or "")
+    found = RemoteJob(id="tr-new", job_kind="training", status="running")
+    plan = plan_for([], tmp_path, doc, remote={"Training/poems": found}, planned_files={FILE})
+    (change,) = plan.changes
+    assert change.action == CANCEL and change.adopt_remote_id == "tr-new"
+    assert change.reason == "removed from the manifests; tr-new is still running"
