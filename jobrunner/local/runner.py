@@ -234,7 +234,7 @@ class JobRunner:
                 job.on_event(kind, data)
 
     def _retire(self, slot: _Slot, *, replace: bool = True) -> None:
-        """Kill a worker (if alive) and forget it; the pool refills on the next `_pump`."""
+        """Kill a worker (if alive) and forget it, starting a replacement unless closing."""
         if slot.dead:
             return
         slot.dead = True
@@ -254,5 +254,8 @@ class JobRunner:
         threading.Thread(target=slot.process.wait, daemon=True).start()
         if slot in self._slots:
             self._slots.remove(slot)
-        if replace and not self._closed and self._queue:
-            self._pump()
+        if replace and not self._closed:
+            if self._queue:
+                self._pump()
+            elif len(self._slots) < self.workers:
+                self._spawn()  # keep the pool warm: the next job need not wait for a start-up
