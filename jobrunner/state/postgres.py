@@ -107,19 +107,24 @@ class LockHolder:
     started_at: datetime
     heartbeat_at: datetime
     backend_pid: int
+    # The server's clock when the row was read: ages are measured on the server's clock only, so a
+    # CI runner whose clock is off never makes a live lock look stale.
+    observed_at: datetime | None = None
+
+    def _now(self, now: datetime | None) -> datetime:
+        return now or self.observed_at or datetime.now(timezone.utc)
 
     def describe(self, now: datetime | None = None) -> str:
-        now = now or datetime.now(timezone.utc)
-        age = _human_duration((now - self.started_at).total_seconds())
+        age = _human_duration((self._now(now) - self.started_at).total_seconds())
         ci = f", CI run {self.ci_run}" if self.ci_run else ""
+        started = self.started_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         return (
             f"{self.user}@{self.host} (pid {self.pid}{ci}) running `jobrunner {self.command}` "
-            f"since {self.started_at.strftime('%Y-%m-%dT%H:%M:%SZ')} ({age} ago)"
+            f"since {started} ({age} ago)"
         )
 
     def heartbeat_age(self, now: datetime | None = None) -> float:
-        now = now or datetime.now(timezone.utc)
-        return (now - self.heartbeat_at).total_seconds()
+        return (self._now(now) - self.heartbeat_at).total_seconds()
 
 
 def _human_duration(seconds: float) -> str:
@@ -440,7 +445,7 @@ class PostgresStore:
         with self._errors("read the lock holder"):
             row = conn.execute(
                 "SELECT lock_id, host, pid, username, ci_run, command, started_at, heartbeat_at, "
-                "backend_pid FROM jobrunner_state_lock WHERE workspace = %s",
+                "backend_pid, now() FROM jobrunner_state_lock WHERE workspace = %s",
                 (self.workspace,),
             ).fetchone()
         return LockHolder(*row) if row else None
@@ -501,20 +506,19 @@ class PostgresStore:
                 self.warnings.append(message)
                 log.warning(message)  # shown on stderr like the local file store's warning
             lock_id = str(uuid.uuid4())
-            now = datetime.now(timezone.utc)
             with self._errors("record the lock holder"):
                 # Whatever holder row is there belongs to a session that has ended (we hold the
                 # advisory lock), e.g. a cancelled CI job: replace it.
                 conn.execute(
                     "INSERT INTO jobrunner_state_lock (workspace, lock_id, host, pid, username, ci_run, "
                     "command, started_at, heartbeat_at, backend_pid) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, pg_backend_pid()) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, now(), now(), pg_backend_pid()) "
                     "ON CONFLICT (workspace) DO UPDATE SET lock_id = EXCLUDED.lock_id, host = EXCLUDED.host, "
                     "pid = EXCLUDED.pid, username = EXCLUDED.username, ci_run = EXCLUDED.ci_run, "
                     "command = EXCLUDED.command, started_at = EXCLUDED.started_at, "
                     "heartbeat_at = EXCLUDED.heartbeat_at, backend_pid = EXCLUDED.backend_pid",
                     (self.workspace, lock_id, socket.gethostname(), os.getpid(), _username(),
-                     ci_run_id(), command, now, now),
+                     ci_run_id(), command),
                 )
         except BaseException:
             with contextlib.suppress(Exception):

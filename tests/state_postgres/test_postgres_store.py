@@ -275,3 +275,16 @@ def test_a_read_only_role_can_load_but_not_lock(pg_url):
     assert "INSERT" in info.value.hint
     with writer.lock("apply"):  # the failed attempt left nothing behind
         pass
+
+
+def test_holder_times_are_the_servers_and_shown_in_utc(pg_url):
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {pg_url.rsplit('/', 1)[1]} SET timezone = 'Asia/Kathmandu'")  # UTC+05:45
+    holder, other = PostgresStore(pg_url), PostgresStore(pg_url)
+    with holder.lock("apply"):
+        row = other.holder()
+        assert row.observed_at is not None and row.heartbeat_age() < 5  # server clock against server clock
+        with psycopg.connect(pg_url) as conn:
+            utc_start = conn.execute("SELECT to_char(started_at AT TIME ZONE 'UTC', "
+                                     "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM jobrunner_state_lock").fetchone()[0]
+        assert f"since {utc_start} (" in row.describe()
