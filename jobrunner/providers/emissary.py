@@ -167,7 +167,7 @@ class EmissaryProvider:
         except NotFoundError:
             return
 
-    async def list(  # type: ignore[override]
+    async def list(
         self, job_kind: str, *, since: datetime | None = None, project_id: str | None = None
     ) -> AsyncIterator[RemoteJob]:
         """The project's training jobs, newest first (the API returns one unpaginated array)."""

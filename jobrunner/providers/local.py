@@ -8,7 +8,6 @@ starts one in the background.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Mapping
 

@@ -260,7 +260,7 @@ class ReplicateProvider:
             seen.add(nxt)
             path = nxt
 
-    async def list(  # type: ignore[override]
+    async def list(
         self, job_kind: str, *, since: datetime | None = None, project_id: str | None = None
     ) -> AsyncIterator[RemoteJob]:
         """Every job of the account, newest first; stops once past `since` when given."""
