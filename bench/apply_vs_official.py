@@ -1,0 +1,211 @@
+"""Benchmark: `jobrunner apply` of a batch of `jobrunner/echo` predictions against the official
+`replicate` Python client (1.0.7), all against the same local platform, side by side.
+
+Three clients run the same N predictions (distinct inputs per run, so nothing is shared):
+
+- **jobrunner**: a workspace with one PredictionBatch of N rows (`inputs_file`), then
+  `jobrunner apply --auto-approve --parallelism P` (interpreter start, validation, plan, creates,
+  waiting, state saves and the batch's output file all included);
+- **official, best practice**: asyncio, `predictions.async_create` under a semaphore of the same
+  parallelism P, then `prediction.async_wait()` for each (the client polls every 0.5 s);
+- **official, naive**: `predictions.create(...)` then `prediction.wait()`, one after the other
+  (`--naive-items` runs it on fewer items, and the table says so; it takes ~0.5 s per item).
+
+Wall time is measured around each process; requests are counted by the platform itself
+(`GET /_admin/stats`), so retries, polls and list pages all count. Targets (issue 6): jobrunner's
+wall time <= 1.0x the best-practice script's, its request count <= 0.5x. Prints a Markdown table.
+
+    python bench/apply_vs_official.py [--items 1000] [--parallelism 10] [--runs 1] [--naive-items N|0]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (  # noqa: E402
+    ECHO_VERSION,
+    Platform,
+    batch_rows,
+    batch_workspace,
+    bench_env,
+    delta,
+    local_platform,
+    machine,
+    run_timed,
+    table,
+)
+
+TARGET_WALL_RATIO = 1.0
+TARGET_REQUEST_RATIO = 0.5
+
+
+# --- the official client's scripts (run in a child process: `--client naive|best`) -----------
+
+def _inputs(items: int, tag: str) -> list[dict[str, Any]]:
+    rows = batch_rows(items, tag)
+    return [{k: v for k, v in row.items() if k != "key"} for row in rows]  # as jobrunner sends them
+
+
+def official_naive(url: str, token: str, items: int, tag: str) -> int:
+    import replicate
+
+    client = replicate.Client(api_token=token, base_url=url)
+    failed = 0
+    for inp in _inputs(items, tag):
+        prediction = client.predictions.create(version=ECHO_VERSION, input=inp)
+        prediction.wait()
+        failed += prediction.status != "succeeded"
+    return failed
+
+
+def official_best(url: str, token: str, items: int, tag: str, parallelism: int) -> int:
+    import replicate
+
+    async def main() -> int:
+        client = replicate.Client(api_token=token, base_url=url)
+        semaphore = asyncio.Semaphore(parallelism)
+
+        async def one(inp: dict[str, Any]) -> bool:
+            async with semaphore:
+                prediction = await client.predictions.async_create(version=ECHO_VERSION, input=inp)
+            await prediction.async_wait()
+            return prediction.status == "succeeded"
+
+        results = await asyncio.gather(*(one(inp) for inp in _inputs(items, tag)))
+        return sum(1 for ok in results if not ok)
+
+    return asyncio.run(main())
+
+
+# --- measuring ---------------------------------------------------------------------------------
+
+def measure(platform: Platform, name: str, cmd: list[str], cwd: Path, items: int) -> dict[str, Any]:
+    before = platform.stats()
+    server_cpu = platform.cpu_seconds()
+    run = run_timed(cmd, cwd=cwd, env=bench_env(platform))
+    counts = delta(platform.stats(), before)
+    if run.returncode != 0:
+        raise SystemExit(f"{name} exited {run.returncode}:\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}")
+    return {
+        "name": name, "items": items, "wall": run.wall, "cpu": run.cpu,
+        "server_cpu": platform.cpu_seconds() - server_cpu, "requests": counts.get("requests", 0),
+        "creates": counts.get("category.create", 0), "gets": counts.get("category.get", 0),
+        "lists": counts.get("list.predictions", 0), "throttled": counts.get("status.429", 0),
+        "other": counts.get("requests", 0) - counts.get("category.create", 0) - counts.get("category.get", 0)
+        - counts.get("list.predictions", 0),
+    }
+
+
+def run_jobrunner(platform: Platform, work: Path, items: int, parallelism: int, tag: str) -> dict[str, Any]:
+    ws = batch_workspace(work / f"ws-{tag}", items, platform.url, tag=tag)
+    result = measure(platform, "jobrunner apply", [sys.executable, "-m", "jobrunner", "apply", "--auto-approve",
+                                                   "--parallelism", str(parallelism)], ws, items)
+    out = ws / "out" / "results.jsonl"
+    rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    ok = sum(1 for r in rows if r.get("status") == "succeeded")
+    if ok != items:
+        raise SystemExit(f"jobrunner apply: {ok} of {items} items succeeded")
+    return result
+
+
+def run_official(platform: Platform, work: Path, mode: str, items: int, parallelism: int, tag: str) -> dict[str, Any]:
+    name = "official client, best practice (asyncio)" if mode == "best" else "official client, naive loop"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--client", mode, "--url", platform.url,
+           "--token", platform.token, "--items", str(items), "--parallelism", str(parallelism), "--tag", tag]
+    return measure(platform, name, cmd, work, items)
+
+
+def report(rows: list[dict[str, Any]], args: argparse.Namespace, runs: int) -> str:
+    def fmt(r: dict[str, Any]) -> list[Any]:
+        scaled = r["items"] != args.items
+        note = f" (measured on {r['items']:,}, x{args.items / r['items']:g})" if scaled else ""
+        f = args.items / r["items"]
+        return [r["name"] + note, f"{r['wall'] * f:.2f} s", f"{r['items'] / r['wall']:.0f}/s",
+                f"{r['requests'] * f:,.0f}", f"{r['requests'] / r['items']:.2f}",
+                f"{r['creates'] * f:,.0f} / {r['gets'] * f:,.0f} / {r['lists'] * f:,.0f} / {r['other'] * f:,.0f}",
+                f"{r['throttled'] * f:,.0f}", f"{r['cpu'] * f:.1f} s", f"{r['server_cpu'] * f:.1f} s"]
+
+    out = [f"{args.items:,} `jobrunner/echo` predictions, parallelism {args.parallelism}, "
+           f"{'median of ' + str(runs) + ' runs' if runs > 1 else '1 run'} per client; {machine()}.", ""]
+    out.append(table(["client", "wall", "predictions/s", "HTTP requests", "requests/prediction",
+                      "creates / GETs / list pages / other", "429s", "client CPU", "server CPU"],
+                     [fmt(r) for r in rows]))
+    by = {r["name"]: r for r in rows}
+    jr, best = by.get("jobrunner apply"), by.get("official client, best practice (asyncio)")
+    if jr and best:
+        wall_ratio = jr["wall"] / best["wall"]
+        req_ratio = jr["requests"] / best["requests"]
+        out += ["", f"jobrunner vs best practice: wall x{wall_ratio:.2f} (target <= {TARGET_WALL_RATIO:g}: "
+                f"{'met' if wall_ratio <= TARGET_WALL_RATIO else 'MISSED'}), requests x{req_ratio:.2f} "
+                f"(target <= {TARGET_REQUEST_RATIO:g}: {'met' if req_ratio <= TARGET_REQUEST_RATIO else 'MISSED'})."]
+    return "\n".join(out)
+
+
+def median_row(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    if len(samples) == 1:
+        return samples[0]
+    row = dict(samples[0])
+    for key in ("wall", "cpu", "server_cpu", "requests", "creates", "gets", "lists", "throttled", "other"):
+        row[key] = statistics.median(s[key] for s in samples)
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--items", type=int, default=1000)
+    ap.add_argument("--parallelism", type=int, default=10)
+    ap.add_argument("--runs", type=int, default=1, help="runs per client (alternating); the median is shown")
+    ap.add_argument("--naive-items", type=int, default=None,
+                    help="items for the naive loop (default: --items; 0 skips it); the table scales it up")
+    ap.add_argument("--workers", type=int, default=2, help="the platform's worker processes")
+    ap.add_argument("--client", choices=["naive", "best"], help=argparse.SUPPRESS)
+    ap.add_argument("--url", help=argparse.SUPPRESS)
+    ap.add_argument("--token", help=argparse.SUPPRESS)
+    ap.add_argument("--tag", default="", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.client:  # child process: one official-client run
+        failed = (official_naive(args.url, args.token, args.items, args.tag) if args.client == "naive"
+                  else official_best(args.url, args.token, args.items, args.tag, args.parallelism))
+        if failed:
+            raise SystemExit(f"{failed} prediction(s) did not succeed")
+        return
+
+    naive_items = args.items if args.naive_items is None else args.naive_items
+    samples: dict[str, list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory(prefix="jobrunner-bench-") as tmp:
+        work = Path(tmp)
+        with local_platform(work / "platform", workers=args.workers) as platform:
+            # Warm the platform (first request, SQLite pages) so no client pays for it.
+            run_official(platform, work, "best", min(20, args.items), args.parallelism, "warm-")
+            for i in range(args.runs):
+                order = ["jobrunner", "best"] if i % 2 == 0 else ["best", "jobrunner"]
+                for who in order:
+                    tag = f"r{i}-{who}-{time.time_ns()}-"
+                    if who == "jobrunner":
+                        row = run_jobrunner(platform, work, args.items, args.parallelism, tag)
+                    else:
+                        row = run_official(platform, work, "best", args.items, args.parallelism, tag)
+                    samples.setdefault(row["name"], []).append(row)
+                    print(f"  {row['name']}: {row['wall']:.2f} s, {row['requests']} requests", file=sys.stderr)
+            if naive_items:
+                row = run_official(platform, work, "naive", naive_items, args.parallelism, f"naive-{time.time_ns()}-")
+                samples[row["name"]] = [row]
+                print(f"  {row['name']}: {row['wall']:.2f} s, {row['requests']} requests", file=sys.stderr)
+    order = ["jobrunner apply", "official client, best practice (asyncio)", "official client, naive loop"]
+    rows = [median_row(samples[name]) for name in order if name in samples]
+    print(report(rows, args, args.runs))
+
+
+if __name__ == "__main__":
+    main()
