@@ -386,6 +386,7 @@ class PostgresStore:
     def save(self, doc: StateDoc) -> None:
         """Write `doc` in one transaction: changed rows only, serial bumped (also on `doc`)."""
         conn = self._db()
+        self._check_lock_held()
         lineage = doc.lineage or str(uuid.uuid4())
         jsonb = self._psycopg.types.json.Jsonb
         with self._errors("write state"), conn.transaction():
@@ -526,6 +527,31 @@ class PostgresStore:
             raise
         self._lock_conn, self._lock_id = conn, lock_id
         self._start_heartbeat()
+
+    def _check_lock_held(self) -> None:
+        """While this store holds the lock, refuse to write once it is lost.
+
+        The lock dies with its session: a database restart, a dropped connection, or someone's
+        `state unlock --force`. Writing on regardless could interleave with the next holder.
+        """
+        conn, lock_id = self._lock_conn, self._lock_id
+        if conn is None:
+            return
+        try:
+            cur = conn.execute(
+                "UPDATE jobrunner_state_lock SET heartbeat_at = now() WHERE workspace = %s AND lock_id = %s",
+                (self.workspace, lock_id),
+            )
+            held = cur.rowcount == 1
+        except self._psycopg.Error:
+            held = False
+        if not held:
+            raise StateError(
+                f"lost the state lock on {self.describe()} (its database session ended: a dropped "
+                "connection, a server restart, or `jobrunner state unlock --force`); state was not written",
+                hint="jobs already created keep running and are found again by the next apply; run "
+                "`jobrunner plan` again before applying.",
+            )
 
     def _start_heartbeat(self) -> None:
         stop = threading.Event()

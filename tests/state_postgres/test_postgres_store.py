@@ -288,3 +288,18 @@ def test_holder_times_are_the_servers_and_shown_in_utc(pg_url):
             utc_start = conn.execute("SELECT to_char(started_at AT TIME ZONE 'UTC', "
                                      "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM jobrunner_state_lock").fetchone()[0]
         assert f"since {utc_start} (" in row.describe()
+
+
+def test_a_holder_whose_lock_was_broken_refuses_to_write(pg_url):
+    holder, other = PostgresStore(pg_url), PostgresStore(pg_url)
+    doc = holder.load()
+    doc.addresses["Training/a"] = address("a")
+    with holder.lock("apply"):
+        holder.save(doc)  # fine while held
+        other.unlock(force=True)
+        doc.addresses["Training/b"] = address("b")
+        with pytest.raises(StateError, match="lost the state lock"):
+            holder.save(doc)
+    assert set(PostgresStore(pg_url).load().addresses) == {"Training/a"}
+    with holder.lock("apply"):  # a new lock works again
+        holder.save(doc)
