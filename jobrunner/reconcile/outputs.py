@@ -35,7 +35,10 @@ def outputs_of(job_kind: str, remote: RemoteJob) -> dict[str, Any]:
                     break
         return recorded
     if job_kind == JOB_PREDICTION:
-        return {"output": remote.output, "metrics": dict(remote.metrics or {})}
+        from jobrunner.redact import redact
+
+        # Models may echo their input: secret-named fields never reach state or output files.
+        return {"output": redact(remote.output), "metrics": dict(remote.metrics or {})}
     return {}
 
 

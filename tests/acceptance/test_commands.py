@@ -87,3 +87,26 @@ def test_status_logs_outputs_and_state_commands(workspace: Path):
     r = run_cli("state", "show", "PredictionBatch/s[z]")
     assert r.code == 1 and "not in state" in r.stderr
     assert run_cli("state", "unlock").code == 0
+
+
+def test_secret_named_inputs_never_reach_state_outputs_or_files(workspace: Path):
+    write(workspace, "sec", [{"key": "k", "text": "hi", "api_key": "sk-verysecretvalue"}],
+          extra="  output_file: out.jsonl\n")
+    r = run_cli("apply", "--auto-approve", "sec.yaml")
+    assert r.code == 0, r.output
+    assert "sk-verysecretvalue" not in r.output
+    for path in (workspace / ".jobrunner" / "state.json", workspace / "out.jsonl"):
+        assert "sk-verysecretvalue" not in path.read_text(), path
+    assert "sk-verysecretvalue" not in run_cli("outputs", "--format", "json").stdout
+    assert "sk-verysecretvalue" not in run_cli("plan", "--format", "json", "sec.yaml").stdout
+
+
+def test_a_locked_state_exits_4_naming_the_holder(workspace: Path):
+    from jobrunner.reconcile.planning import open_workspace
+
+    write(workspace, "l", [{"key": "k", "text": "hi"}])
+    ws = open_workspace(workspace)
+    with ws.store.lock("apply"):
+        r = run_cli("apply", "--auto-approve", "l.yaml")
+    assert r.code == 4, r.output
+    assert "apply" in r.stderr
