@@ -103,6 +103,12 @@ def test_example_workflow_plans_on_pull_requests_and_applies_the_reviewed_plan()
     apply_cmds = [s.get("with", {}).get("command", "") for s in apply["steps"]]
     assert "apply plan.json" in apply_cmds
     assert plan["permissions"]["pull-requests"] == "write"
+    # Plans may read state through a read-only role; applies write with the full one.
+    assert plan["env"]["JOBRUNNER_STATE_URL"] == "${{ secrets.JOBRUNNER_PLAN_STATE_URL || secrets.JOBRUNNER_STATE_URL }}"
+    assert apply["env"]["JOBRUNNER_STATE_URL"] == "${{ secrets.JOBRUNNER_STATE_URL }}"
+    guard = next(s for s in plan["steps"] if s.get("if") == "env.JOBRUNNER_STATE_URL == ''")
+    names = [s.get("name") for s in plan["steps"]]
+    assert names.index("Validate") < names.index(guard["name"]) < names.index("Plan")
 
 
 # --- the sticky-comment script of the example workflow, run with node against a fake GitHub API ---
