@@ -119,3 +119,25 @@ def test_plan_on_a_branch_comment_merge_apply_reviewed_plan_then_no_changes(work
     twice = run_cli("apply", "plan.json")
     assert twice.code == 3, twice.output
     assert "Training/poems-ngram: planned create, now noop" in twice.stderr
+
+
+def test_apply_while_another_run_holds_the_lock_exits_4_naming_it(workspace, pg, monkeypatch):
+    from jobrunner.state.postgres import PostgresStore
+
+    state_url = pg.create_database("ci_locked")
+    monkeypatch.setenv("JOBRUNNER_STATE_URL", state_url)
+    monkeypatch.setenv("GITHUB_RUN_ID", "4242")
+    monkeypatch.setenv("GITHUB_REPOSITORY", "acme/models")
+    shutil.copytree(REPO / "specs" / "examples", workspace / "specs" / "examples")
+    plan = run_cli("plan", "specs/", "--out", "plan.json")
+    assert plan.code == 0, plan.output
+
+    other_run = PostgresStore(state_url)
+    with other_run.lock("apply"):
+        blocked = run_cli("apply", "plan.json")
+        assert blocked.code == 4, blocked.output
+        assert "locked by" in blocked.stderr and "github:acme/models/actions/runs/4242" in blocked.stderr
+        assert "`jobrunner apply`" in blocked.stderr
+        # plans never wait for the lock: reviewers keep getting plans while an apply runs
+        assert run_cli("plan", "specs/", "--detailed-exitcode").code == 2
+    assert PostgresStore(state_url).load().addresses == {}  # the blocked apply wrote nothing
