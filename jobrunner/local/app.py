@@ -243,6 +243,16 @@ async def _emissary_http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=exc.status_code)
 
 
+class PlatformApp(Starlette):
+    """The platform's Starlette app; it notes each HTTP connection's transport in the scope (as
+    `jobrunner.transport`, when the server exposes it) so a fault can drop the connection."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope["jobrunner.transport"] = getattr(getattr(send, "__self__", None), "transport", None)
+        await super().__call__(scope, receive, send)
+
+
 def _load_plugin(name: str) -> Any | None:
     try:
         return importlib.import_module(f"jobrunner.local.{name}")
@@ -356,7 +366,7 @@ def create_app(
     uvicorn_log = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, _DropFilter) for f in uvicorn_log.filters):
         uvicorn_log.addFilter(_DropFilter())
-    app = Starlette(
+    app = PlatformApp(
         routes=[
             *replicate.routes(),
             Route("/_admin/faults", get_faults, methods=["GET"]),

@@ -1,8 +1,8 @@
 """Replicate-style errors: RFC 7807 problem+json bodies, raised as `ApiError` from route code.
 
-Also the deliberate connection drop used by the "drop after create" fault: `DropConnection` is an
-ASGI response that starts a response and then fails, so uvicorn closes the socket mid-response and
-an in-process `httpx.ASGITransport` client sees a transport error (`httpx.RemoteProtocolError`).
+Also the deliberate connection drop used by the "drop after create" fault: `DropConnection` aborts
+the connection before any response byte is sent (an in-process `httpx.ASGITransport` client sees
+a transport error, `httpx.RemoteProtocolError`).
 """
 from __future__ import annotations
 
@@ -71,15 +71,18 @@ class ConnectionDropped(httpx.RemoteProtocolError):
 
 
 class DropConnection(Response):
+    """Drop the client's connection without answering.
+
+    Under uvicorn the app (see `app.PlatformApp`) finds the connection's transport and aborts it,
+    so the client gets a reset with no response bytes at all; in-process (no transport) the
+    exception itself reaches the `httpx.ASGITransport` client as a transport error.
+    """
+
     def __init__(self) -> None:
         super().__init__(status_code=201)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 201,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
-            }
-        )
+        transport = scope.get("jobrunner.transport")
+        if transport is not None:
+            transport.abort()
         raise ConnectionDropped()
