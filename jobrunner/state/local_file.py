@@ -21,6 +21,7 @@ from typing import Any
 from jobrunner.errors import StateError
 from jobrunner.state.lock import FileLock
 from jobrunner.state.model import STATE_FORMAT_VERSION, StateDoc
+from jobrunner.state.serialize import IncrementalSerializer
 
 BACKUP_SUFFIX = ".bak"
 LOCK_SUFFIX = ".lock"
@@ -36,6 +37,9 @@ class LocalFileStore:
         # (inode, size, mtime_ns) of the file last read or written by us: known good, so it can
         # become the backup without being parsed again.
         self._known_good: tuple[int, int, int] | None = None
+        # Apply saves the same document many times while a few addresses change: reuse the
+        # serialized lines of the unchanged ones (see jobrunner.state.serialize).
+        self._serializer = IncrementalSerializer()
 
     def describe(self) -> str:
         return f"local file {self.path}"
@@ -112,7 +116,7 @@ class LocalFileStore:
             doc.lineage = str(uuid.uuid4())
         doc.serial += 1
         try:
-            text = _serialize(doc)
+            text = self._serializer.serialize(doc)
         except (TypeError, ValueError) as exc:
             doc.serial -= 1
             raise StateError(f"cannot write state: a value is not JSON ({exc})") from None

@@ -1,0 +1,74 @@
+"""Serializing a state document again and again while only a few of its addresses change.
+
+Apply saves state after every intent, create and final status, so a batch of N items saves the
+whole document O(N) times. Serializing all N addresses each time made a 1,000-item apply spend
+most of its CPU in `json.dumps`. `IncrementalSerializer` keeps, per address, the line it wrote
+last time and a private deep copy of the `AddressState` it came from; an address whose state
+still compares equal to that copy reuses its line, so a save costs one cheap dataclass comparison
+per unchanged address and `json.dumps` only for the changed ones.
+
+The private copy (not the live object, whose nested dicts and lists the reconciler mutates in
+place) is what makes the comparison trustworthy. The text is byte for byte what a full
+serialization gives: compact JSON, one address per line, sorted by address.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+
+from jobrunner.state.model import AddressState, StateDoc
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def address_line(address: str, st: AddressState) -> str:
+    return json.dumps(address, ensure_ascii=False) + ":" + _dumps(st.to_json())
+
+
+def join_document(doc: StateDoc, lines: list[str]) -> str:
+    """The document's head (everything but the addresses), then the address lines."""
+    data = dataclasses.replace(doc, addresses={}).to_json()
+    data.pop("addresses", None)
+    head = _dumps(data)
+    if not lines:
+        return head[:-1] + ',"addresses":{}}'
+    return head[:-1] + ',"addresses":{\n' + ",\n".join(lines) + "\n}}"
+
+
+def serialize(doc: StateDoc) -> str:
+    """The whole document, every address serialized (no cache)."""
+    return join_document(doc, [address_line(k, v) for k, v in sorted(doc.addresses.items())])
+
+
+class IncrementalSerializer:
+    """`serialize(doc)` with the lines of unchanged addresses reused from the previous call."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[AddressState, str]] = {}
+        self.serialized = 0  # addresses dumped in the last call (for tests and benchmarks)
+
+    def serialize(self, doc: StateDoc) -> str:
+        cache = self._cache
+        fresh: dict[str, tuple[AddressState, str]] = {}
+        lines: list[str] = []
+        dumped = 0
+        for address in sorted(doc.addresses):
+            st = doc.addresses[address]
+            hit = cache.get(address)
+            # Comparing the attribute dicts runs in C (dataclass `==` builds tuples in Python).
+            if hit is None or hit[0].__dict__ != st.__dict__:
+                # Dump first: a value that is not JSON raises before the cache changes.
+                hit = (copy.deepcopy(st), address_line(address, st))
+                dumped += 1
+            fresh[address] = hit
+            lines.append(hit[1])
+        text = join_document(doc, lines)
+        self._cache = fresh
+        self.serialized = dumped
+        return text
+
+
+__all__ = ["IncrementalSerializer", "address_line", "join_document", "serialize"]
