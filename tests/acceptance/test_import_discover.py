@@ -82,3 +82,41 @@ def test_import_without_address_or_discover_is_a_usage_error(workspace):
     result = run_cli("import")
     assert result.code == 1
     assert "import needs ADDRESS and REMOTE_ID (or --discover)" in result.stderr
+
+
+def test_discover_adopts_an_emissary_training_run_by_hand(workspace, platform, monkeypatch):
+    monkeypatch.setenv("EMISSARY_SERVER_URL", platform.url)
+    monkeypatch.setenv("EMISSARY_CLIENT_API_KEY", platform.token)
+    headers = {"X-API-Key": platform.token}
+    with httpx.Client(base_url=platform.url, headers=headers, timeout=30) as http:
+        project = http.post("/v1/projects", json={"name": "by-hand"}).json()["id"]
+        dataset = http.post(f"/v1/projects/{project}/datasets", data={"name": "poems"},
+                            files={"file": ("train.jsonl", b'{"text": "The moon is up, the night is long."}\n'
+                                                           b'{"text": "At dawn the birds begin to sing."}\n')})
+        assert dataset.status_code == 201, dataset.text
+        job = http.post(f"/v1/projects/{project}/training-jobs", json={
+            "base_model": "jobrunner-ngram", "train_dataset_id": dataset.json()["id"],
+            "description": "tried in a notebook", "parameters": {"order": 3}})
+        assert job.status_code == 201, job.text
+        job_id = job.json()["id"]
+        deadline = time.monotonic() + 30
+        while http.get(f"/v1/projects/{project}/training-jobs/{job_id}").json()["status"] in ("Pending", "Running"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+
+    result = run_cli("import", "--discover", "--provider", "emissary", "--since", "1h", "--out", "adopted.yaml")
+    assert result.code == 0, result.output
+    (doc,) = [d for d in yaml.safe_load_all((workspace / "adopted.yaml").read_text()) if d]
+    assert doc["kind"] == "Training"
+    spec = doc["spec"]
+    params = spec.pop("parameters")
+    assert spec == {"provider": "emissary", "project_id": project, "base_model": "jobrunner-ngram",
+                    "train_dataset_id": dataset.json()["id"], "description": "tried in a notebook"}
+    # The job reports every hyper-parameter it ran with, defaults included: the manifest declares them all.
+    assert params["order"] == 3 and len(params) > 1
+    address = f"Training/{doc['metadata']['name']}"
+    assert f"{address} <= emissary {job_id}" in result.stdout
+    assert run_cli("state", "list").stdout.split() == [address]
+    plan = run_cli("plan", "adopted.yaml", "--detailed-exitcode")
+    assert plan.code == 0, plan.output
+    assert "No changes." in plan.stdout
