@@ -120,3 +120,34 @@ def test_discover_adopts_an_emissary_training_run_by_hand(workspace, platform, m
     plan = run_cli("plan", "adopted.yaml", "--detailed-exitcode")
     assert plan.code == 0, plan.output
     assert "No changes." in plan.stdout
+
+
+def test_discover_adopts_a_training_run_by_hand_with_its_destination(workspace, platform):
+    auth = {"Authorization": f"Bearer {platform.token}"}
+    ngram = "a3c8c00c979c6758b251faf7897f248e49b682972e7e2cb90d03a7c19b47f174"
+    with httpx.Client(base_url=platform.url, headers=auth, timeout=30) as http:
+        made = http.post("/v1/models", json={"owner": "me", "name": "by-hand", "visibility": "private",
+                                              "hardware": "cpu"})
+        assert made.status_code in (200, 201), made.text
+        started = http.post(f"/v1/models/jobrunner/ngram/versions/{ngram}/trainings", json={
+            "destination": "me/by-hand", "input": {"train_data": "The moon is up. " * 20, "order": 3}})
+        assert started.status_code in (200, 201), started.text
+        tid = started.json()["id"]
+        deadline = time.monotonic() + 30
+        while http.get(f"/v1/trainings/{tid}").json()["status"] not in ("succeeded", "failed", "canceled"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+
+    result = run_cli("import", "--discover", "--provider", "local", "--since", "1h", "--out", "trained.yaml")
+    assert result.code == 0, result.output
+    trainings = [d for d in yaml.safe_load_all((workspace / "trained.yaml").read_text())
+                 if d and d["kind"] == "Training"]
+    (doc,) = [d for d in trainings if d["spec"].get("destination") == "me/by-hand"]
+    assert doc["spec"]["model"] == "jobrunner/ngram" and doc["spec"]["version"] == ngram
+    assert doc["spec"]["input"] == {"train_data": "The moon is up. " * 20, "order": 3}
+    address = f"Training/{doc['metadata']['name']}"
+    assert f"{address} <= local {tid}" in result.stdout
+    outputs = run_cli("outputs")
+    assert f"{address}.version = me/by-hand:" in outputs.stdout  # the trained version is known to references
+    plan = run_cli("plan", "trained.yaml", "--detailed-exitcode")
+    assert plan.code == 0, plan.output
