@@ -103,22 +103,30 @@ def start_server() -> PgServer:
     if bindir is None:
         raise NoServerBinaries("no PostgreSQL server binaries (initdb, pg_ctl, postgres) found on PATH "
                            "or under /usr/lib/postgresql/*/bin; install the `postgresql` package")
-    base = Path(tempfile.mkdtemp(prefix="jobrunner-pg-"))
-    run_as: list[str] = []
-    if os.geteuid() == 0:
-        user = _unprivileged_user()
-        os.chown(base, user.pw_uid, user.pw_gid)
-        setpriv = shutil.which("setpriv")
-        if setpriv:
-            run_as = [setpriv, f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
-        elif shutil.which("runuser"):
-            run_as = [shutil.which("runuser") or "runuser", "-u", user.pw_name, "--"]
-        else:
-            raise RuntimeError("running as root and neither setpriv nor runuser is available")
-    server = PgServer(bindir=bindir, base=base, port=_free_port(), _as=run_as)
-    try:
-        server.start()
-    except Exception:
-        shutil.rmtree(base, ignore_errors=True)
-        raise
-    return server
+    last: Exception | None = None
+    for _ in range(3):  # the free port we picked may be taken before the server binds it: try again
+        base = Path(tempfile.mkdtemp(prefix="jobrunner-pg-"))
+        run_as = _run_as(base)
+        server = PgServer(bindir=bindir, base=base, port=_free_port(), _as=run_as)
+        try:
+            server.start()
+            return server
+        except Exception as exc:
+            last = exc
+            server.stop()
+    raise RuntimeError(f"could not start PostgreSQL: {last}")
+
+
+def _run_as(base: Path) -> list[str]:
+    """The command prefix that runs the server unprivileged when we are root (it refuses root)."""
+    if os.geteuid() != 0:
+        return []
+    user = _unprivileged_user()
+    os.chown(base, user.pw_uid, user.pw_gid)
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        return [setpriv, f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
+    runuser = shutil.which("runuser")
+    if runuser:
+        return [runuser, "-u", user.pw_name, "--"]
+    raise RuntimeError("running as root and neither setpriv nor runuser is available")
