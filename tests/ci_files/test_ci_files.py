@@ -177,3 +177,18 @@ def test_a_failed_plan_replaces_the_old_plan_in_the_comment(tmp_path):
     assert call[1]["body"].startswith(MARKER) and "plan failed for abcdef1" in call[1]["body"]
     (call,) = comment_step_calls(tmp_path, existing, plan_md=None, outcome="skipped")
     assert "validate failed" in call[1]["body"]
+
+
+def test_action_install_step_reuses_an_installed_jobrunner(tmp_path):
+    if shutil.which("jobrunner") is None:
+        pytest.skip("the jobrunner console script is not installed (python -m pip install -e .)")
+    pytest.importorskip("psycopg")
+    action = yaml.safe_load((REPO / "action.yml").read_text())
+    install = next(s for s in action["runs"]["steps"] if s.get("name") == "Install jobrunner")
+    env = dict(os.environ, JOBRUNNER_INSTALL="", JOBRUNNER_ACTION_PATH=str(REPO),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{Path(shutil.which('jobrunner')).parent}"
+                    f"{os.pathsep}{os.environ.get('PATH', '')}")
+    proc = subprocess.run(["bash", "-e", "-c", install["run"]], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "already installed" in proc.stdout and "jobrunner" in proc.stdout.splitlines()[-1]
