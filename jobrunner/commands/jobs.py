@@ -288,7 +288,8 @@ def plan(paths: tuple[str, ...], out: str | None, fmt: str, detailed_exitcode: b
     doc = ws.store.load()
     planned = asyncio.run(_with_pool(ws, lambda pool: make_plan(ws, abs_paths, doc, pool, targets=targets)))
     _echo_warnings(planned.warnings)
-    click.echo(_render(planned.plan, fmt), nl=False)
+    text = _render(planned.plan, fmt)
+    click.echo(text, nl=not text.endswith("\n"))
     if out:
         Path(out).write_text(json.dumps(_saved_plan_json(planned, targets), indent=2, sort_keys=True) + "\n",
                              encoding="utf-8")

@@ -516,10 +516,12 @@ class Executor:
                     return remote, False
                 except RateLimitedError as exc:  # rejected before creation: safe to send again
                     if round_no == CREATE_TRIES - 1:
+                        st.intent = None
+                        await self.writer.flush()
                         raise
                     await asyncio.sleep(exc.retry_after or delay * (1 + random.random()))
                 except (TransportError, ServerError):
-                    # The job may exist: never re-send before looking.
+                    # The job may exist: never re-send before looking (the intent stays until known).
                     async with lock:
                         found = await self._lookup(provider, req, desired.body, st.intent.created_at)
                         if found is not None:
@@ -529,6 +531,11 @@ class Executor:
                     if round_no == CREATE_TRIES - 1:
                         raise
                     await asyncio.sleep(delay * (1 + random.random()))
+                except ProviderError:
+                    # Rejected for certain (invalid input, auth, payment): nothing was created.
+                    st.intent = None
+                    await self.writer.flush()
+                    raise
                 delay = min(delay * 2, 8.0)
         raise AssertionError("unreachable")
 

@@ -317,3 +317,18 @@ def test_wait_deadline_defers_dependents_and_reports_a_timeout():
                                    options=ApplyOptions(deadline=time.monotonic() + 0.3))
     assert report.timed_out and not report.failed
     assert report.outcomes["PredictionBatch/b[moon]"].outcome == O_DEFERRED
+
+
+def test_a_rejected_create_clears_its_intent():
+    from jobrunner.errors import InvalidRequestError
+    from jobrunner.reconcile.executor import O_ERROR
+
+    class Rejecting(FakeProvider):
+        async def create(self, req):
+            raise InvalidRequestError("invalid input", provider="local", status=422, detail="order: too large")
+
+    res, job = training()
+    report, doc, provider, store = run([change(job)], [res], [job], provider=Rejecting())
+    assert report.outcomes["Training/t"].outcome == O_ERROR
+    assert "too large" in report.outcomes["Training/t"].detail
+    assert doc.addresses["Training/t"].intent is None
