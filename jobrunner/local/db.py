@@ -108,6 +108,7 @@ class Database:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=5000")
         self.conn.executescript(SCHEMA)
+        self._versions: dict[str, Row] = {}
 
     def close(self) -> None:
         self.conn.close()
@@ -222,7 +223,14 @@ class Database:
         self._insert("versions", version)
 
     def get_version(self, version_id: str) -> Row | None:
-        return self._decode("versions", self.conn.execute("SELECT * FROM versions WHERE id = ?", (version_id,)).fetchone())
+        """Versions are immutable once written, so found ones are kept in memory."""
+        cached = self._versions.get(version_id)
+        if cached is not None:
+            return cached
+        row = self._decode("versions", self.conn.execute("SELECT * FROM versions WHERE id = ?", (version_id,)).fetchone())
+        if row is not None:
+            self._versions[version_id] = row
+        return row
 
     def latest_version(self, owner: str, name: str) -> Row | None:
         row = self.conn.execute(

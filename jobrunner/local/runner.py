@@ -139,7 +139,11 @@ class JobRunner:
     # --- internals -----------------------------------------------------------------------
 
     def _get_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
+        if self._loop is None or self._loop.is_closed():
+            # First use, or the app is now driven by a new event loop (in-process tests that
+            # call asyncio.run more than once): workers watched by the old loop are useless.
+            for slot in list(self._slots):
+                self._retire(slot, replace=False)
             self._loop = asyncio.get_running_loop()
         return self._loop
 
@@ -238,10 +242,12 @@ class JobRunner:
         if slot.dead:
             return
         slot.dead = True
-        try:
-            self._get_loop().remove_reader(slot.fd)
-        except (ValueError, OSError, RuntimeError):
-            pass
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.remove_reader(slot.fd)
+            except (ValueError, OSError, RuntimeError):
+                pass
         if slot.process.poll() is None:
             slot.process.kill()
         for stream in (slot.process.stdin, slot.process.stdout):

@@ -31,3 +31,19 @@ def test_predictions_in_process(tmp_path):
     assert echo["urls"]["get"].startswith("http://testserver/v1/predictions/")
     assert sleep["status"] == "succeeded" and sleep["output"] == {"slept": 0.1}
     assert anon["status"] == 401
+
+
+def test_one_app_driven_by_successive_event_loops(tmp_path):
+    app = create_app(tmp_path, "t", workers=1)
+
+    async def once(n: int) -> str:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", headers={"Authorization": "Bearer t"}) as c:
+            resp = await c.post("/v1/predictions", json={"version": SLEEP_VERSION, "input": {"seconds": 0}},
+                                headers={"Prefer": "wait=20"})
+            return resp.json()["status"]
+
+    try:
+        assert [asyncio.run(once(i)) for i in range(2)] == ["succeeded", "succeeded"]
+    finally:
+        asyncio.run(app.state.platform.shutdown())
