@@ -353,6 +353,9 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
         return _print_report(report, doc, planned, "Apply complete" if _exit_code(report) == 0 else "Apply finished")
 
     with ws.store.lock("apply"):
+        from jobrunner.crashpoints import crash_point
+
+        crash_point("apply.locked")
         return asyncio.run(_with_pool(ws, run))
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from jobrunner.crashpoints import crash_point
 from jobrunner.errors import (
     JobrunnerError,
     NotFoundError,
@@ -253,6 +254,7 @@ class Executor:
             await asyncio.gather(*tasks)
         finally:
             await self.waiter.aclose()
+            crash_point("outputs.before_write")
             self._write_output_files()
             self.writer.flush_now()
         self.report.interrupted = self._stop.is_set() and self._stop_why == "interrupted"
@@ -493,6 +495,7 @@ class Executor:
             async with lock:
                 found = await self._lookup(provider, desired, desired.body, st.intent.created_at)
                 if found is not None:
+                    crash_point("create.lookup_found")
                     self._record(st, job, found, st.intent.attempt)
                     await self.writer.flush()
                     return found, True
@@ -506,13 +509,16 @@ class Executor:
             st.intent = Intent(fingerprint=job.fingerprint or "", attempt=attempt, created_at=to_rfc3339(utcnow()),
                                request_digest=rq.request_digest(req))
             await self.writer.flush()
+            crash_point("create.intent_saved")
             delay = 0.5
             for round_no in range(CREATE_TRIES):
                 try:
                     remote = await provider.create(req)
+                    crash_point("create.sent")
                     async with lock:
                         self._record(st, job, remote, attempt)
                     await self.writer.flush()
+                    crash_point("create.recorded")
                     return remote, False
                 except RateLimitedError as exc:  # rejected before creation: safe to send again
                     if round_no == CREATE_TRIES - 1:
@@ -545,6 +551,7 @@ class Executor:
                 return
             self._set_status(st, remote)
             self.writer.touch()
+            crash_point("wait.status_changed")
             if not remote.terminal:
                 self.progress.event(address, remote.status, remote.id)
 
@@ -576,6 +583,7 @@ class Executor:
         else:
             final = await self._guard(asyncio.shield(fut))
         self._set_status(st, final)
+        crash_point("wait.terminal")
         if final.status == SUCCEEDED:
             st.outputs = outputs_of(job.job_kind, final)
             st.error = None
@@ -615,6 +623,7 @@ class Executor:
         remote = await provider.get(job.job_kind, remote_id, project_id=getattr(job, "project_id", None)
                                     or job.request.get("project_id"))
         attempt = st.intent.attempt if st.intent is not None and st.intent.fingerprint == job.fingerprint else max(1, st.attempts)
+        crash_point("create.lookup_found")
         self._record(st, job, remote, attempt)
         await self.writer.flush()
         self._outcome(job.address, O_ADOPTED, remote.id)

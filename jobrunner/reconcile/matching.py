@@ -67,7 +67,8 @@ def find_match(
     exclude_ids: set[str],
     desired_body: dict[str, Any] | None = None,
 ) -> RemoteJob | None:
-    """The earliest candidate created at/after `not_before - CLOCK_SKEW` that matches and is unclaimed."""
+    """The earliest matching unclaimed candidate created at/after `not_before` (else the earliest one
+    inside the `CLOCK_SKEW` window before it)."""
     cutoff = not_before - CLOCK_SKEW
     found: list[RemoteJob] = []
     for job in candidates:
@@ -79,5 +80,9 @@ def find_match(
             found.append(job)
     if not found:
         return None
-    found.sort(key=lambda j: (j.created_at is None, j.created_at or not_before, j.id))
+    # Our own create was sent after its intent was written, so a job created at/after `not_before`
+    # wins over an identical one from the skew window before it (say another workspace's run of
+    # the same input): adopting that one would leave ours untracked.
+    found.sort(key=lambda j: (j.created_at is None, j.created_at is not None and j.created_at < not_before,
+                              j.created_at or not_before, j.id))
     return found[0]

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from jobrunner.crashpoints import armed, crash_point
 from jobrunner.errors import StateError
 from jobrunner.state.lock import FileLock
 from jobrunner.state.model import STATE_FORMAT_VERSION, StateDoc
@@ -124,18 +125,28 @@ class LocalFileStore:
         try:
             directory.mkdir(parents=True, exist_ok=True)
             self._keep_backup()
+            crash_point("state.backup_kept")
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    if armed("state.tmp_partial"):  # crash tests: leave a torn temporary file behind
+                        fh.write(text[: len(text) // 2])
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                        crash_point("state.tmp_partial")
+                        fh.seek(0)
+                        fh.truncate()
                     fh.write(text)
                     fh.write("\n")
                     fh.flush()
                     os.fsync(fh.fileno())
+                crash_point("state.tmp_written")
                 os.replace(tmp, self.path)
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
                 raise
+            crash_point("state.renamed")
             _fsync_dir(directory)
             self._known_good = _stat_key(os.stat(self.path))
         except OSError as exc:

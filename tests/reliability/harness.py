@@ -1,0 +1,203 @@
+"""Shared pieces of the reliability suites: a real local platform on a loopback port, workspaces,
+the real CLI (in-process or as a separate process that can be killed), and the exactly-once audit.
+
+The audit is the heart of every suite: it lists what the platform itself holds (its own listing,
+not our state) and checks it against the state file: every remote job belongs to exactly one
+address and attempt, every address's attempts each have exactly one remote job, and every desired
+address converged. "Zero duplicates, zero lost" is that check passing.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import uvicorn
+from click.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[2]
+
+ECHO = "0ab87730172dfeb11de187803938c2507e8ab8f7cab883c1a905b3f91b3d3ab6"
+NGRAM = "a3c8c00c979c6758b251faf7897f248e49b682972e7e2cb90d03a7c19b47f174"
+SLEEP = "9969ed6b494ff19ed449533b9068fbbb2d4a56c25945cdbcd23ccc069365f2f0"
+
+
+@dataclass
+class Platform:
+    url: str
+    token: str
+    data_dir: Path
+    app: Any
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30.0)
+
+    def faults(self, **knobs: Any) -> None:
+        with self.client() as c:
+            c.post("/_admin/faults", json=knobs).raise_for_status()
+
+    def jobs(self, kind: str) -> list[dict[str, Any]]:
+        """Every prediction or training the platform holds, from its own paginated listing."""
+        out: list[dict[str, Any]] = []
+        with self.client() as c:
+            url: str | None = f"/v1/{kind}"
+            while url:
+                page = c.get(url).json()
+                out += page["results"]
+                url = page.get("next")
+        return out
+
+
+@contextlib.contextmanager
+def serve_platform(data_dir: Path, token: str | None = None, **options: Any) -> Iterator[Platform]:
+    from jobrunner.local.app import create_app
+    from jobrunner.local.server import uvicorn_config
+
+    token = token or "jrl_rel_" + secrets.token_hex(12)
+    app = create_app(data_dir, token, **options)
+    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", 0))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("local platform did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield Platform(f"http://127.0.0.1:{port}", token, data_dir, app)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+def make_workspace(root: Path, platform: Platform) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "jobrunner.yaml").write_text(f"providers:\n  local:\n    url: {platform.url}\n", encoding="utf-8")
+    return root
+
+
+def clean_env(platform: Platform, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REPLICATE_API_TOKEN", "EMISSARY_CLIENT_API_KEY", "JOBRUNNER_STATE_URL",
+                        "JOBRUNNER_TEST_CRASH_AT", "JOBRUNNER_LOCAL_FAULTS")}
+    env.update(JOBRUNNER_LOCAL_TOKEN=platform.token, PYTHONPATH=str(REPO), **extra)
+    return env
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_cli(*args: str, input: str | None = None) -> Result:
+    """`jobrunner ARGS` in-process, exactly as the console script runs it (cwd and env as set)."""
+    from jobrunner.cli import main
+
+    runner = CliRunner()
+    code = 0
+    with runner.isolation(input=input) as (out, err, _):
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        stdout, stderr = out.getvalue().decode(), err.getvalue().decode()
+    return Result(code, stdout, stderr)
+
+
+def run_process(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 120) -> Result:
+    """`jobrunner ARGS` as a separate process (for SIGKILL and lock tests)."""
+    proc = subprocess.run([sys.executable, "-m", "jobrunner", *args], cwd=cwd, env=env, capture_output=True,
+                          timeout=timeout, text=True)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def apply_until_converged(cwd: Path, env: dict[str, str], *paths: str, rounds: int = 5) -> list[Result]:
+    """Re-run `apply --auto-approve` until it exits 0 (a user's response to failures caused by faults)."""
+    results = []
+    for _ in range(rounds):
+        r = run_process(["apply", "--auto-approve", *paths], cwd, env, timeout=300)
+        results.append(r)
+        assert "Traceback" not in r.output, r.output
+        if r.code == 0:
+            return results
+    raise AssertionError("apply did not converge:\n" + "\n---\n".join(r.output[-3000:] for r in results))
+
+
+def load_state(root: Path) -> dict[str, Any]:
+    return json.loads((root / ".jobrunner" / "state.json").read_text(encoding="utf-8"))
+
+
+@dataclass
+class Audit:
+    remote_jobs: int = 0
+    addresses: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def audit_exactly_once(platform: Platform, root: Path, since: str, expected: set[str]) -> Audit:
+    """Compare the platform's own listing (jobs created since `since`) with the state file.
+
+    Zero duplicates: no address has two remote jobs for one attempt, and no remote job is claimed
+    twice. Zero lost: every remote job created since `since` is recorded under some address, and
+    every expected address is recorded, succeeded, with one remote job per attempt.
+    """
+    remote = {j["id"]: j for kind in ("predictions", "trainings") for j in platform.jobs(kind)
+              if j["created_at"] >= since}
+    state = load_state(root)["addresses"]
+    audit = Audit(remote_jobs=len(remote), addresses=len(state))
+    claimed: dict[str, str] = {}
+    for address, st in state.items():
+        if st.get("job_kind") == "model":
+            continue
+        per_attempt: dict[int, list[str]] = {}
+        for attempt in st.get("history") or []:
+            per_attempt.setdefault(int(attempt["attempt"]), []).append(attempt["remote_id"])
+            if attempt["remote_id"] in claimed:
+                audit.problems.append(f"{attempt['remote_id']} claimed by {claimed[attempt['remote_id']]} and {address}")
+            claimed[attempt["remote_id"]] = address
+        for n, ids in per_attempt.items():
+            if len(ids) != 1:
+                audit.problems.append(f"{address} attempt {n} has {len(ids)} remote jobs: {ids}")
+        if st.get("remote_id") not in claimed:
+            audit.problems.append(f"{address}: current remote id {st.get('remote_id')} is not in its history")
+        if st.get("intent") is not None:
+            audit.problems.append(f"{address}: an intent is still pending")
+    for rid in remote:
+        if rid not in claimed:
+            audit.problems.append(f"remote job {rid} ({remote[rid].get('status')}) is recorded under no address (lost)")
+    for address in expected:
+        st = state.get(address)
+        if st is None:
+            audit.problems.append(f"{address} is missing from state")
+        elif st.get("status") != "succeeded":
+            audit.problems.append(f"{address} is {st.get('status')}, not succeeded")
+        elif st.get("job_kind") != "model" and remote.get(st["remote_id"], {}).get("status") != "succeeded":
+            audit.problems.append(f"{address}: state says succeeded, the platform says "
+                                  f"{remote.get(st['remote_id'], {}).get('status')}")
+    return audit
+
+
+def platform_now(platform: Platform) -> str:
+    """A timestamp in the platform's own format, for 'created since' filters."""
+    from datetime import datetime, timezone
+
+    from jobrunner.local.clock import rfc3339
+
+    time.sleep(0.01)
+    return rfc3339(datetime.now(timezone.utc)) or ""

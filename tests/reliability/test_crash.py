@@ -1,0 +1,123 @@
+"""Crash suite: `kill -9` apply at chosen points, re-run, and prove exactly-once every time.
+
+Each case runs `jobrunner apply` as a separate process with `JOBRUNNER_TEST_CRASH_AT=<point>[:<n>]`
+(see `jobrunner.crashpoints`), which SIGKILLs it the n-th time it reaches that point. After each
+kill the state file must still parse (never torn); then apply is re-run until it exits 0 and the
+platform's own listing is audited against state: one remote job per address and attempt, nothing
+lost, nothing created twice. The first re-run must also take over the dead process's lock with a
+warning (a `kill -9` never leaves the workspace stuck).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+
+from jobrunner.crashpoints import POINTS
+from tests.reliability.harness import (
+    Platform,
+    apply_until_converged,
+    audit_exactly_once,
+    clean_env,
+    platform_now,
+    run_cli,
+    run_process,
+)
+from tests.reliability.workloads import write_workload
+
+# (case id, crash points hit one after another by successive runs)
+CASES = [
+    ("locked", ["apply.locked"]),
+    ("after-intent-before-create", ["create.intent_saved"]),
+    ("after-intent-mid-batch", ["create.intent_saved:5"]),
+    ("after-create-before-state-write", ["create.sent"]),
+    ("after-create-mid-batch", ["create.sent:6"]),
+    ("after-id-saved-before-wait", ["create.recorded:3"]),
+    ("during-wait-status-change", ["wait.status_changed:2"]),
+    ("job-done-not-saved", ["wait.terminal:2"]),
+    ("before-output-files", ["outputs.before_write"]),
+    ("state-write-after-backup", ["state.backup_kept:3"]),
+    ("state-write-torn-temp-file", ["state.tmp_partial:4"]),
+    ("state-write-before-rename", ["state.tmp_written:2"]),
+    ("state-write-after-rename", ["state.renamed:6"]),
+    ("twice: create sent, then lookup found", ["create.sent:2", "create.lookup_found"]),
+    ("twice: after create, then during wait", ["create.sent:4", "wait.status_changed"]),
+]
+
+
+def _state_parses(root: Path) -> None:
+    path = root / ".jobrunner" / "state.json"
+    if path.exists():
+        data = json.loads(path.read_text(encoding="utf-8"))  # a torn file would fail here
+        assert "addresses" in data and isinstance(data["serial"], int)
+
+
+@pytest.mark.parametrize("points", [c[1] for c in CASES], ids=[c[0] for c in CASES])
+def test_kill_9_then_rerun_is_exactly_once(points: list[str], workspace: Path, platform: Platform) -> None:
+    for point in points:
+        assert point.split(":")[0] in POINTS
+    tag = workspace.parent.name[-12:].replace("_", "-").lower()
+    expected = write_workload(workspace, tag, predictions=8, trainings=1, slow=1, output_file=True)
+    since = platform_now(platform)
+    for point in points:
+        r = run_process(["apply", "--auto-approve", "jobs.yaml"], workspace,
+                        clean_env(platform, JOBRUNNER_TEST_CRASH_AT=point))
+        assert r.code == -signal.SIGKILL, f"{point} was never reached:\n{r.output}"
+        _state_parses(workspace)
+    results = apply_until_converged(workspace, clean_env(platform), "jobs.yaml")
+    assert "took over a stale state lock" in results[0].output, results[0].output
+    audit = audit_exactly_once(platform, workspace, since, expected)
+    assert not audit.problems, "\n".join(audit.problems)
+    assert audit.remote_jobs == 10  # 8 echo + 1 sleep + 1 training, each created exactly once
+    assert (workspace / "out" / "echo.jsonl").read_text().count("\n") == 8
+    r = run_cli("plan", "--detailed-exitcode", "jobs.yaml")
+    assert r.code == 0, r.output
+
+
+def test_truncated_state_gives_the_way_back_and_the_backup_converges(workspace: Path, platform: Platform) -> None:
+    tag = workspace.parent.name[-12:].replace("_", "-").lower()
+    expected = write_workload(workspace, tag, predictions=6, trainings=0)
+    since = platform_now(platform)
+    r = run_process(["apply", "--auto-approve", "jobs.yaml"], workspace,
+                    clean_env(platform, JOBRUNNER_TEST_CRASH_AT="create.recorded:4"))
+    assert r.code == -signal.SIGKILL
+    state = workspace / ".jobrunner" / "state.json"
+    backup = workspace / ".jobrunner" / "state.json.bak"
+    assert backup.exists()
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])  # a truncated file (disk full, bad copy)
+
+    for command in (["plan", "jobs.yaml"], ["apply", "--auto-approve", "jobs.yaml"], ["status"]):
+        r = run_cli(*command)
+        assert r.code == 1, r.output
+        assert "Traceback" not in r.output
+        assert "corrupt or truncated" in r.output and f"cp {backup} {state}" in r.output, r.output
+    # The documented way back: restore the last good copy; the next apply finds what it lacks.
+    shutil.copyfile(backup, state)
+    apply_until_converged(workspace, clean_env(platform), "jobs.yaml")
+    audit = audit_exactly_once(platform, workspace, since, expected)
+    assert not audit.problems, "\n".join(audit.problems)
+    assert audit.remote_jobs == 6
+
+
+def test_an_identical_job_from_elsewhere_is_not_adopted_in_place_of_ours(workspace: Path, platform: Platform) -> None:
+    """Crash after the create: the re-run must adopt *our* job, not an identical one another
+    workspace created seconds before (inside the clock-skew window of the lookup)."""
+    from tests.reliability.harness import ECHO
+
+    tag = workspace.parent.name[-12:].replace("_", "-").lower()
+    expected = write_workload(workspace, tag, predictions=1, trainings=0)
+    with platform.client() as c:  # someone else's run of the very same input
+        foreign = c.post("/v1/predictions", json={"version": ECHO, "input": {"text": tag, "n": 0}}).json()["id"]
+    since = platform_now(platform)
+    r = run_process(["apply", "--auto-approve", "jobs.yaml"], workspace,
+                    clean_env(platform, JOBRUNNER_TEST_CRASH_AT="create.sent"))
+    assert r.code == -signal.SIGKILL
+    apply_until_converged(workspace, clean_env(platform), "jobs.yaml")
+    audit = audit_exactly_once(platform, workspace, since, expected)
+    assert not audit.problems, "\n".join(audit.problems)
+    assert audit.remote_jobs == 1
+    state = json.loads((workspace / ".jobrunner" / "state.json").read_text())
+    assert state["addresses"]["PredictionBatch/echo[p0]"]["remote_id"] != foreign
