@@ -11,6 +11,7 @@ none (its token is read from the workspace). Per-provider settings in jobrunner.
         rate_limits: {create_per_minute: 600, other_per_minute: 3000}
         retries: {max_attempts: 5, backoff_base: 0.5, backoff_max: 30, max_retry_after: 120}
         timeout: 30                             # seconds per request (connect: 10)
+        sync_wait: 1                            # Prefer: wait=n on prediction creates (false: off)
       emissary: {base_url: https://api.withemissary.com}
       local: {url: http://127.0.0.1:8765}       # else the workspace's platform is auto-started
 
@@ -31,6 +32,7 @@ from jobrunner.providers.http import DEFAULT_TIMEOUT, HttpClient, RetryPolicy, S
 from jobrunner.providers.local import LocalProvider, local_endpoint
 from jobrunner.providers.ratelimit import REPLICATE_LIMITS, UNLIMITED, RateLimiter, RateLimits
 from jobrunner.providers.replicate import ReplicateProvider
+from jobrunner.providers.sync_create import SyncCreatePolicy
 
 REPLICATE_TOKEN_ENV = "REPLICATE_API_TOKEN"
 REPLICATE_URL_ENV = "REPLICATE_BASE_URL"
@@ -40,7 +42,7 @@ EMISSARY_URL_ENV = "EMISSARY_SERVER_URL"
 EMISSARY_DEFAULT_URL = "https://api.withemissary.com"
 
 PROVIDER_NAMES = ("replicate", "emissary", "local")
-_SETTING_KEYS = {"base_url", "url", "rate_limits", "retries", "timeout"}
+_SETTING_KEYS = {"base_url", "url", "rate_limits", "retries", "timeout", "sync_wait"}
 
 
 def normalize_base_url(url: str, *, variable: str) -> str:
@@ -124,7 +126,8 @@ def get_provider(
             limiter=RateLimiter(limits, **limiter_kwargs),
             **extra,
         )
-        return ReplicateProvider(http, schema_cache_dir=cache_dir)
+        return ReplicateProvider(http, schema_cache_dir=cache_dir,
+                                 sync_create=SyncCreatePolicy.from_config(settings.get("sync_wait"), name))
     if name == "emissary":
         key = _credential(env, EMISSARY_KEY_ENV, name, "your Emissary API key")
         url = env.get(EMISSARY_URL_ENV) or settings.get("base_url") or EMISSARY_DEFAULT_URL
@@ -154,7 +157,8 @@ def get_provider(
             limiter=RateLimiter(limits, **limiter_kwargs),
             **extra,
         )
-        return LocalProvider(http, schema_cache_dir=cache_dir)
+        return LocalProvider(http, schema_cache_dir=cache_dir,
+                             sync_create=SyncCreatePolicy.from_config(settings.get("sync_wait"), name))
     raise ConfigError(f"unknown provider {name!r}", hint=f"known providers: {', '.join(PROVIDER_NAMES)}")
 
 

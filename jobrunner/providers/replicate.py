@@ -40,6 +40,7 @@ from jobrunner.providers.base import (
 )
 from jobrunner.providers.http import HttpClient
 from jobrunner.providers.ratelimit import CREATE, OTHER
+from jobrunner.providers.sync_create import SyncCreatePolicy
 
 TRAINING = "training"
 PREDICTION = "prediction"
@@ -157,8 +158,17 @@ class ReplicateProvider:
 
     name = "replicate"
 
-    def __init__(self, http: HttpClient, *, name: str | None = None, schema_cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        http: HttpClient,
+        *,
+        name: str | None = None,
+        schema_cache_dir: Path | None = None,
+        sync_create: SyncCreatePolicy | None = None,
+    ) -> None:
         self.http = http
+        # Prediction creates ask to be held until done while that pays (see sync_create.py).
+        self.sync_create = sync_create if sync_create is not None else SyncCreatePolicy()
         if name:
             self.name = name
         self.schema_cache_dir = schema_cache_dir
@@ -177,6 +187,9 @@ class ReplicateProvider:
         headers = {"Cancel-After": req.cancel_after} if req.cancel_after else None
         model, version = split_version(req.model, req.version or req.body.get("version"))
         if req.job_kind == PREDICTION:
+            prefer = self.sync_create.header()
+            if prefer:
+                headers = {**(headers or {}), "Prefer": prefer}
             body = {k: req.body[k] for k in PREDICTION_FIELDS if k in req.body}
             body.setdefault("input", {})
             if version:
@@ -190,7 +203,10 @@ class ReplicateProvider:
             data = await self.http.request_json(
                 "POST", path, json=body, headers=headers, idempotent=False, request_class=CREATE, what="create prediction"
             )
-            return job_from_json(data, PREDICTION)
+            job = job_from_json(data, PREDICTION)
+            if prefer:
+                self.sync_create.observe(job.terminal)
+            return job
         if req.job_kind == TRAINING:
             destination = req.destination or req.body.get("destination")
             if not (model and version and destination):
