@@ -305,7 +305,7 @@ class HttpClient:
         self._now = now
         self._client: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Counts per kind: requests, requests.<method>, retries, throttled (429s), errors.
+        # Counters: requests (sent, retries included), requests.<class>, retries, throttled (429s), errors.
         self.stats: Counter[str] = Counter()
 
     def __repr__(self) -> str:
@@ -359,7 +359,9 @@ class HttpClient:
             given, base = urlsplit(path_or_url), urlsplit(self.base_url)
             if (given.scheme, given.netloc) == (base.scheme, base.netloc):
                 return path_or_url
-            return f"{base.scheme}://{base.netloc}{given.path}" + (f"?{given.query}" if given.query else "")
+            prefix = base.path.rstrip("/")
+            path = given.path if not prefix or given.path.startswith(prefix + "/") else prefix + given.path
+            return f"{base.scheme}://{base.netloc}{path}" + (f"?{given.query}" if given.query else "")
         return self.base_url + (path_or_url if path_or_url.startswith("/") else "/" + path_or_url)
 
     def scrub(self, text: str | None) -> str | None:

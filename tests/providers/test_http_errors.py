@@ -289,3 +289,13 @@ def test_parse_retry_after():
     assert parse_retry_after("soon", now) is None
     assert parse_retry_after(None, now) is None
     assert parse_retry_after("", now) is None
+
+
+def test_next_links_are_rerooted_on_the_base_url_with_its_prefix():
+    from jobrunner.providers.http import HttpClient
+
+    http = HttpClient("replicate", "http://127.0.0.1:9/replicate", token="t")
+    assert http.url("/v1/predictions") == "http://127.0.0.1:9/replicate/v1/predictions"
+    assert http.url("https://api.replicate.com/v1/predictions?cursor=abc") == "http://127.0.0.1:9/replicate/v1/predictions?cursor=abc"
+    assert http.url("http://127.0.0.1:9/replicate/v1/predictions?cursor=abc") == "http://127.0.0.1:9/replicate/v1/predictions?cursor=abc"
+    assert http.url("http://elsewhere:9/replicate/v1/trainings") == "http://127.0.0.1:9/replicate/v1/trainings"
