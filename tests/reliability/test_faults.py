@@ -1,0 +1,69 @@
+"""Fault suite: apply 200 predictions and 10 trainings against a local platform that misbehaves
+the way real networks and providers do, then prove nothing was lost or duplicated.
+
+Faults (set at run time through the platform's admin route, `POST /_admin/faults`):
+- 10% of requests answered 500/503 before they are processed (`error_rate`),
+- 5% of creates committed, then the connection dropped without an answer (`drop_after_create`):
+  the client cannot know whether the job exists,
+- 429 bursts with `Retry-After`: creates above 20 in a burst, refilled at 20 per second,
+- latency spikes: every request delayed by 0-300 ms (`latency_jitter_ms`).
+
+A run may end with some addresses failed by the faults (a create that kept failing through its
+retries); the user's response, and the test's, is to run apply again until it exits 0. Then the
+platform's own listing is audited against state: one remote job per address and attempt, every
+remote job recorded, every address succeeded.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.reliability.harness import (
+    Platform,
+    apply_until_converged,
+    audit_exactly_once,
+    clean_env,
+    platform_now,
+    run_cli,
+)
+from tests.reliability.workloads import write_workload
+
+FAULTS = {
+    "error_rate": 0.10,
+    "drop_after_create": 0.05,
+    "rate_limit": "custom",
+    "create_per_minute": 1200,
+    "other_per_minute": 60000,
+    "get_per_minute": 60000,
+    "burst": 20,
+    "latency_jitter_ms": 300,
+    "seed": 20261122,
+}
+
+
+def test_faulty_platform_converges_with_zero_duplicates_and_zero_lost(workspace: Path, platform: Platform) -> None:
+    expected = write_workload(workspace, "faults", predictions=200, trainings=10)
+    since = platform_now(platform)
+    platform.faults(**FAULTS)
+    started = time.monotonic()
+    try:
+        results = apply_until_converged(workspace, clean_env(platform), "--parallelism", "20", "jobs.yaml")
+    finally:
+        platform.faults(reset=True)
+    took = time.monotonic() - started
+    print(f"fault suite: converged in {len(results)} apply run(s), {took:.1f}s; "
+          f"exit codes {[r.code for r in results]}")
+    for r in results[:-1]:
+        assert r.code == 5, r.output[-2000:]  # failed jobs are reported as such, never a crash
+    audit = audit_exactly_once(platform, workspace, since, expected)
+    assert not audit.problems, "\n".join(audit.problems[:50])
+    assert audit.remote_jobs == 210, audit  # 200 predictions + 10 trainings, each created once
+    with platform.client() as c:
+        stats = c.get("/_admin/stats").json()
+    print(f"platform answered: {stats}")
+    # The faults really fired: creates were dropped after commit (and adopted), 5xx and 429 answered.
+    assert stats.get("status.dropped", 0) >= 3 and stats.get("status.429", 0) >= 1, stats
+    assert stats.get("status.500", 0) + stats.get("status.503", 0) >= 5, stats
+    assert "adopted" in "".join(r.output for r in results)
+    r = run_cli("plan", "--detailed-exitcode", "jobs.yaml")
+    assert r.code == 0, r.output
