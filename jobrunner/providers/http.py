@@ -311,6 +311,11 @@ class HttpClient:
     def __repr__(self) -> str:
         return f"HttpClient(provider={self.provider!r}, base_url={self.base_url!r})"
 
+    @property
+    def timeout(self) -> httpx.Timeout:
+        """The default timeouts of this provider's requests."""
+        return self._timeout
+
     # -- plumbing ---------------------------------------------------------------------------
 
     async def _ensure(self) -> httpx.AsyncClient:

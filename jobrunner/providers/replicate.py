@@ -64,6 +64,7 @@ PAGE_SIZE = 100
 CLOCK_SKEW = timedelta(minutes=10)
 REFRESH_CONCURRENCY = 16
 UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0, pool=60.0)
+SYNC_READ_MARGIN = 10.0  # seconds beyond a Prefer: wait hold before a create's answer is overdue
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _FRACTION = re.compile(r"\.(\d+)")
@@ -200,8 +201,17 @@ class ReplicateProvider:
                 path = f"/v1/models/{owner}/{name}/predictions"
             else:
                 raise UsageError("a Replicate prediction needs a version (or an official model name)")
+            timeout = None
+            if prefer and self.sync_create.wait_seconds:
+                # The server holds the answer up to the wait: a read timeout shorter than that
+                # would turn every held create into an ambiguous one.
+                base = self.http.timeout
+                hold = float(self.sync_create.wait_seconds) + SYNC_READ_MARGIN
+                if base.read is not None and base.read < hold:
+                    timeout = httpx.Timeout(connect=base.connect, read=hold, write=base.write, pool=base.pool)
             data = await self.http.request_json(
-                "POST", path, json=body, headers=headers, idempotent=False, request_class=CREATE, what="create prediction"
+                "POST", path, json=body, headers=headers, idempotent=False, request_class=CREATE,
+                what="create prediction", timeout=timeout,
             )
             job = job_from_json(data, PREDICTION)
             if prefer:

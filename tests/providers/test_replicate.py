@@ -431,3 +431,17 @@ def test_version_without_schema(fake_time):
     with respx.mock(base_url=REPLICATE) as mock:
         mock.get(f"/v1/models/a/b/versions/{V1}").mock(return_value=httpx.Response(200, json=version))
         assert run(_call(replicate_provider(fake_time), lambda p: p.get_version_schema("a/b", V1))) is None
+
+
+def test_a_held_create_gets_a_read_timeout_longer_than_the_hold(fake_time):
+    from jobrunner.providers.sync_create import SyncCreatePolicy
+
+    req = CreateRequest(job_kind="prediction", body={"input": {}}, version=V1)
+    with respx.mock(base_url=REPLICATE) as mock:
+        route = mock.post("/v1/predictions").mock(return_value=httpx.Response(201, json=CREATED))
+        run(_call(replicate_provider(fake_time, sync_create=SyncCreatePolicy(60)), lambda p: p.create(req)))
+        sent = route.calls.last.request
+        assert sent.headers["Prefer"] == "wait=60"
+        assert sent.extensions["timeout"]["read"] >= 70 and sent.extensions["timeout"]["connect"] == 10
+        run(_call(replicate_provider(fake_time, sync_create=SyncCreatePolicy(1)), lambda p: p.create(req)))
+        assert route.calls.last.request.extensions["timeout"]["read"] == 30  # the default already covers it
