@@ -6,7 +6,7 @@ Starts `python -m jobrunner serve` on an ephemeral port with a fresh data direct
 seconds, and prints requests/s, creates/s and p50/p99 latency per request kind as a Markdown
 table. Usage:
 
-    python bench/local_platform_bench.py --clients 16 --duration 10
+    python bench/local_platform_bench.py --clients 24 --duration 10
 """
 from __future__ import annotations
 
@@ -180,7 +180,7 @@ async def run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--clients", type=int, default=24)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--poll-interval", type=float, default=0.0, help="seconds between polls of one prediction")
