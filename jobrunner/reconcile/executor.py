@@ -672,7 +672,7 @@ class Executor:
             created += 1
             self.progress.event(job.address, "adopted" if adopted else "created",
                                 f"{remote.id}, attempt {attempt}" if attempt > 1 else remote.id)
-            if not self.options.wait:
+            if not self.options.wait and not remote.terminal:
                 self._outcome(job.address, O_RUNNING, f"created {remote.id}; not waiting (--no-wait)", created=1)
                 if job.job_kind == JOB_PREDICTION:
                     self._touched_batches.add(job.resource_address)
@@ -680,6 +680,8 @@ class Executor:
             self._outcome(job.address, O_RUNNING, remote.id, created=1)
             final = remote if remote.terminal else await self._wait_terminal(job, st)
             if final.status == SUCCEEDED and not st.outputs:
+                # Finished within the create call (e.g. `Prefer: wait`): record it like a wait would.
+                self._set_status(st, final)
                 st.outputs = outputs_of(job.job_kind, final)
                 await self.writer.flush()
             if final.status in RETRY_ON and attempt < max_attempts:

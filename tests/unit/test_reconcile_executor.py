@@ -332,3 +332,17 @@ def test_a_rejected_create_clears_its_intent():
     assert report.outcomes["Training/t"].outcome == O_ERROR
     assert "too large" in report.outcomes["Training/t"].detail
     assert doc.addresses["Training/t"].intent is None
+
+
+def test_a_job_finished_within_the_create_call_has_its_outputs_recorded_even_without_waiting():
+    class Instant(FakeProvider):
+        async def create(self, req):
+            job = await super().create(req)
+            return self._advance(job.id)
+
+    res, job = training()
+    report, doc, provider, _ = run([change(job)], [res], [job], provider=Instant(),
+                                   options=ApplyOptions(wait=False))
+    st = doc.addresses["Training/t"]
+    assert st.status == SUCCEEDED and st.outputs["version"].startswith("me/poems:")
+    assert report.outcomes["Training/t"].outcome == O_SUCCEEDED
