@@ -189,3 +189,14 @@ def test_account_hardware_and_webhook_secret(client, live_platform):
     assert client.get("/v1/webhooks/default/secret").json()["key"] == secret
     path = live_platform.data_dir / "webhook_secret"
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_delete_model_only_own_and_without_versions(client, wait):
+    _create_model(client, "empty")
+    assert client.delete("/v1/models/me/empty").status_code == 204
+    assert client.get("/v1/models/me/empty").status_code == 404
+    assert client.delete("/v1/models/jobrunner/echo").status_code == 403
+    _create_model(client)
+    assert _train(client, wait, TRAIN_TEXT)["status"] == "succeeded"
+    assert client.delete("/v1/models/me/poems").status_code == 409
+    assert client.delete("/v1/models/me/nothing").status_code == 404
