@@ -124,7 +124,7 @@ class LocalFileStore:
         directory = self.path.parent
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            self._keep_backup()
+            self._keep_backup(doc)
             crash_point("state.backup_kept")
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
             try:
@@ -149,6 +149,9 @@ class LocalFileStore:
             crash_point("state.renamed")
             _fsync_dir(directory)
             self._known_good = _stat_key(os.stat(self.path))
+        except StateError:
+            doc.serial -= 1
+            raise
         except OSError as exc:
             doc.serial -= 1
             raise StateError(
@@ -156,18 +159,28 @@ class LocalFileStore:
                 hint="check free disk space and permissions of the .jobrunner directory",
             ) from None
 
-    def _keep_backup(self) -> None:
-        """Make the current file (if it is good) the backup, by hard link, atomically."""
+    def _keep_backup(self, doc: StateDoc) -> None:
+        """Make the current file (if it is good) the backup, by hard link, atomically.
+
+        A file changed since this store last read or wrote it is parsed first: only a good document
+        may become the backup, and one with the same lineage and a serial at least as new as the
+        one being written means another process wrote state meanwhile: refuse to overwrite it.
+        """
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
             return
         if _stat_key(st) != self._known_good:
-            # Changed behind our back (or never read by us): only a parseable file may become the backup.
             try:
-                self._parse(self.path.read_bytes(), self.path)
+                on_disk = self._parse(self.path.read_bytes(), self.path)
             except StateError:
                 return
+            if on_disk.lineage == doc.lineage and on_disk.serial >= doc.serial:
+                raise StateError(
+                    f"state file {self.path} was written by another process (serial {on_disk.serial}) "
+                    f"since this one read it; not overwriting it with serial {doc.serial}",
+                    hint="run the command again; state-writing commands take the state lock to avoid this",
+                )
         tmp = self.backup_path.with_name(f".{self.backup_path.name}.{os.getpid()}.tmp")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

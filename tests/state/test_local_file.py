@@ -110,6 +110,18 @@ def test_newer_format_version_is_refused(tmp_path: Path) -> None:
     assert "upgrade jobrunner" in info.value.hint
 
 
+def test_a_write_by_another_process_is_not_overwritten(tmp_path: Path) -> None:
+    mine, theirs = LocalFileStore(tmp_path / "state.json"), LocalFileStore(tmp_path / "state.json")
+    doc = mine.load()
+    mine.save(doc)
+    stale = theirs.load()
+    doc.addresses["Training/a"] = _doc_with().addresses["Training/a"]
+    mine.save(doc)  # serial 2
+    with pytest.raises(StateError, match="written by another process"):
+        theirs.save(stale)  # would write serial 2 over a different serial 2
+    assert stale.serial == 1 and "Training/a" in theirs.load().addresses
+
+
 def test_failed_write_keeps_old_file(tmp_path: Path) -> None:
     store = LocalFileStore(tmp_path / "state.json")
     doc = _doc_with()
@@ -225,3 +237,43 @@ def test_open_store_dispatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         open_store(WorkspaceConfig(state_backend="postgres"), tmp_path)
     with pytest.raises(ConfigError, match="unknown state backend"):
         open_store(WorkspaceConfig(state_backend="etcd"), tmp_path)
+
+
+_SAVE_FOREVER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from jobrunner.state.local_file import LocalFileStore
+    from jobrunner.state.model import AddressState, StateDoc
+    store = LocalFileStore(Path(sys.argv[1]))
+    doc = store.load()
+    doc.lineage = "L"
+    for i in range(2000):
+        doc.addresses[f"PredictionBatch/b[{i}]"] = AddressState(
+            address=f"PredictionBatch/b[{i}]", kind="PredictionBatch", job_kind="prediction", provider="local",
+            file="b.yaml", fingerprint="f" * 64, remote_id=f"r{i}", status="succeeded", outputs={"text": "x" * 200})
+    store.save(doc)
+    print("ready", flush=True)
+    while True:
+        store.save(doc)
+    """
+)
+
+
+def test_kill_9_during_saves_never_leaves_a_broken_file(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    for delay in (0.05, 0.13, 0.31):
+        proc = subprocess.Popen([sys.executable, "-c", _SAVE_FOREVER, str(path)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        import time
+
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        doc = LocalFileStore(path).load()  # whatever moment the kill hit, the file is whole
+        assert len(doc.addresses) == 2000 and doc.lineage == "L" and doc.serial >= 1
+        backup = LocalFileStore(path).backup_path
+        if doc.serial > 1:  # the backup, too, is a whole document (killed between link and rename: equal)
+            assert json.loads(backup.read_text())["serial"] in (doc.serial - 1, doc.serial)
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert len(leftovers) <= 3  # at most one temp file per killed writer, never read as state
