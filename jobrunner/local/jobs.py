@@ -16,7 +16,7 @@ import binascii
 import hashlib
 import re
 import urllib.parse
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 

@@ -12,6 +12,7 @@ import ipaddress
 import os
 import secrets
 from pathlib import Path
+from typing import Callable
 
 TOKEN_FILE = "token"
 WEBHOOK_SECRET_FILE = "webhook_secret"
@@ -31,7 +32,7 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _read_or_create(path: Path, make: "callable") -> str:  # type: ignore[valid-type]
+def _read_or_create(path: Path, make: Callable[[], str]) -> str:
     try:
         value = path.read_text().strip()
         if value:
@@ -72,7 +73,10 @@ def load_or_create_webhook_secret(data_dir: Path) -> str:
 
 
 def token_matches(presented: str | None, token: str) -> bool:
-    return bool(presented) and hmac.compare_digest(presented.encode(), token.encode())  # type: ignore[union-attr]
+    """Constant-time comparison; a missing or empty credential never matches."""
+    if not presented:
+        return False
+    return hmac.compare_digest(presented.encode(), token.encode())
 
 
 def is_loopback(host: str) -> bool:
