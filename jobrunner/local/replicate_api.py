@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from jobrunner.local.clock import parse_rfc3339, rfc3339
 from jobrunner.local.db import Row
-from jobrunner.local.jobs import InputError, parse_duration
+from jobrunner.local.jobs import TERMINAL, InputError, parse_duration
 from jobrunner.local.models import catalog
 from jobrunner.local.multipart import MultipartError, parse_multipart
 from jobrunner.local.problems import ApiError, DropConnection, invalid_fields, not_found
@@ -376,6 +376,11 @@ class ReplicateAPI:
             await self.p.jobs.wait(job["id"], prefer[0])
             headers["Preference-Applied"] = prefer[1]
             job = self.p.jobs.get(job["id"]) or job
+            if job["status"] not in TERMINAL:
+                # Replicate answers a wait that ran out with the job still `starting`, even when
+                # it is processing; the official Python client's run() relies on that to keep
+                # polling (anything else it takes as finished).
+                job = {**job, "status": "starting", "started_at": None}
         else:
             job = {**job, "status": "starting", "started_at": None, "completed_at": None}
         return JSONResponse(render_job(job, base), status_code=201, headers=headers)

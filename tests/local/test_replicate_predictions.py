@@ -109,7 +109,8 @@ def test_prefer_wait_gives_up_after_n_seconds(client):
         "/v1/predictions", json={"version": SLEEP_VERSION, "input": {"seconds": 5}}, headers={"Prefer": "wait=1"}
     )
     assert 0.9 <= time.monotonic() - started < 10
-    assert resp.json()["status"] in ("starting", "processing")
+    # still running: reported as `starting`, as Replicate does (the official client then polls)
+    assert resp.json()["status"] == "starting"
     client.post(f"/v1/predictions/{resp.json()['id']}/cancel")
 
 
@@ -193,3 +194,11 @@ def test_cancel_after_validation(client):
     for value in ("1h30m", "90s", "5m", "2"):
         ok = client.post("/v1/predictions", json={"version": ECHO_VERSION, "input": {}}, headers={"Cancel-After": value})
         assert ok.status_code == 201, value
+
+
+def test_official_client_run_keeps_polling_after_the_wait_window(live_platform):
+    import replicate
+
+    rc = replicate.Client(api_token=live_platform.token, base_url=live_platform.url)
+    output = rc.run(f"jobrunner/sleep:{SLEEP_VERSION}", input={"seconds": 1.5}, wait=1)
+    assert output == {"slept": 1.5}
