@@ -33,7 +33,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    ECHO_VERSION,
+    VERSIONS,
     Platform,
     batch_rows,
     batch_workspace,
@@ -51,37 +51,37 @@ TARGET_REQUEST_RATIO = 0.5
 
 # --- the official client's scripts (run in a child process: `--client naive|best`) -----------
 
-def _inputs(items: int, tag: str) -> list[dict[str, Any]]:
-    rows = batch_rows(items, tag)
+def _inputs(args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = batch_rows(args.items, args.tag, model=args.model, seconds=args.seconds)
     return [{k: v for k, v in row.items() if k != "key"} for row in rows]  # as jobrunner sends them
 
 
-def official_naive(url: str, token: str, items: int, tag: str) -> int:
+def official_naive(args: argparse.Namespace) -> int:
     import replicate
 
-    client = replicate.Client(api_token=token, base_url=url)
+    client = replicate.Client(api_token=args.token, base_url=args.url)
     failed = 0
-    for inp in _inputs(items, tag):
-        prediction = client.predictions.create(version=ECHO_VERSION, input=inp)
+    for inp in _inputs(args):
+        prediction = client.predictions.create(version=VERSIONS[args.model], input=inp)
         prediction.wait()
         failed += prediction.status != "succeeded"
     return failed
 
 
-def official_best(url: str, token: str, items: int, tag: str, parallelism: int) -> int:
+def official_best(args: argparse.Namespace) -> int:
     import replicate
 
     async def main() -> int:
-        client = replicate.Client(api_token=token, base_url=url)
-        semaphore = asyncio.Semaphore(parallelism)
+        client = replicate.Client(api_token=args.token, base_url=args.url)
+        semaphore = asyncio.Semaphore(args.parallelism)
 
         async def one(inp: dict[str, Any]) -> bool:
             async with semaphore:
-                prediction = await client.predictions.async_create(version=ECHO_VERSION, input=inp)
+                prediction = await client.predictions.async_create(version=VERSIONS[args.model], input=inp)
             await prediction.async_wait()
             return prediction.status == "succeeded"
 
-        results = await asyncio.gather(*(one(inp) for inp in _inputs(items, tag)))
+        results = await asyncio.gather(*(one(inp) for inp in _inputs(args)))
         return sum(1 for ok in results if not ok)
 
     return asyncio.run(main())
@@ -106,10 +106,11 @@ def measure(platform: Platform, name: str, cmd: list[str], cwd: Path, items: int
     }
 
 
-def run_jobrunner(platform: Platform, work: Path, items: int, parallelism: int, tag: str) -> dict[str, Any]:
-    ws = batch_workspace(work / f"ws-{tag}", items, platform.url, tag=tag)
+def run_jobrunner(platform: Platform, work: Path, args: argparse.Namespace, tag: str) -> dict[str, Any]:
+    items = args.items
+    ws = batch_workspace(work / f"ws-{tag}", items, platform.url, tag=tag, model=args.model, seconds=args.seconds)
     result = measure(platform, "jobrunner apply", [sys.executable, "-m", "jobrunner", "apply", "--auto-approve",
-                                                   "--parallelism", str(parallelism)], ws, items)
+                                                   "--parallelism", str(args.parallelism)], ws, items)
     out = ws / "out" / "results.jsonl"
     rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
     ok = sum(1 for r in rows if r.get("status") == "succeeded")
@@ -118,10 +119,12 @@ def run_jobrunner(platform: Platform, work: Path, items: int, parallelism: int, 
     return result
 
 
-def run_official(platform: Platform, work: Path, mode: str, items: int, parallelism: int, tag: str) -> dict[str, Any]:
+def run_official(platform: Platform, work: Path, mode: str, items: int, args: argparse.Namespace,
+                 tag: str) -> dict[str, Any]:
     name = "official client, best practice (asyncio)" if mode == "best" else "official client, naive loop"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--client", mode, "--url", platform.url,
-           "--token", platform.token, "--items", str(items), "--parallelism", str(parallelism), "--tag", tag]
+           "--token", platform.token, "--items", str(items), "--parallelism", str(args.parallelism), "--tag", tag,
+           "--model", args.model, "--seconds", str(args.seconds)]
     return measure(platform, name, cmd, work, items)
 
 
@@ -135,7 +138,8 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, runs: int) -> s
                 f"{r['creates'] * f:,.0f} / {r['gets'] * f:,.0f} / {r['lists'] * f:,.0f} / {r['other'] * f:,.0f}",
                 f"{r['throttled'] * f:,.0f}", f"{r['cpu'] * f:.1f} s", f"{r['server_cpu'] * f:.1f} s"]
 
-    out = [f"{args.items:,} `jobrunner/echo` predictions, parallelism {args.parallelism}, "
+    what = f"`jobrunner/{args.model}`" + (f" ({args.seconds:g} s each)" if args.model == "sleep" else "")
+    out = [f"{args.items:,} {what} predictions, parallelism {args.parallelism}, platform workers {args.workers}, "
            f"{'median of ' + str(runs) + ' runs' if runs > 1 else '1 run'} per client; {machine()}.", ""]
     out.append(table(["client", "wall", "predictions/s", "HTTP requests", "requests/prediction",
                       "creates / GETs / list pages / other", "429s", "client CPU", "server CPU"],
@@ -168,6 +172,9 @@ def main() -> None:
     ap.add_argument("--naive-items", type=int, default=None,
                     help="items for the naive loop (default: --items; 0 skips it); the table scales it up")
     ap.add_argument("--workers", type=int, default=2, help="the platform's worker processes")
+    ap.add_argument("--model", choices=sorted(VERSIONS), default="echo",
+                    help="echo (finishes at once) or sleep (runs --seconds in a worker process)")
+    ap.add_argument("--seconds", type=float, default=2.0, help="how long each sleep prediction runs")
     ap.add_argument("--client", choices=["naive", "best"], help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--token", help=argparse.SUPPRESS)
@@ -175,8 +182,7 @@ def main() -> None:
     args = ap.parse_args()
 
     if args.client:  # child process: one official-client run
-        failed = (official_naive(args.url, args.token, args.items, args.tag) if args.client == "naive"
-                  else official_best(args.url, args.token, args.items, args.tag, args.parallelism))
+        failed = official_naive(args) if args.client == "naive" else official_best(args)
         if failed:
             raise SystemExit(f"{failed} prediction(s) did not succeed")
         return
@@ -187,19 +193,20 @@ def main() -> None:
         work = Path(tmp)
         with local_platform(work / "platform", workers=args.workers) as platform:
             # Warm the platform (first request, SQLite pages) so no client pays for it.
-            run_official(platform, work, "best", min(20, args.items), args.parallelism, "warm-")
+            warm = argparse.Namespace(**{**vars(args), "model": "echo"})
+            run_official(platform, work, "best", min(20, args.items), warm, "warm-")
             for i in range(args.runs):
                 order = ["jobrunner", "best"] if i % 2 == 0 else ["best", "jobrunner"]
                 for who in order:
                     tag = f"r{i}-{who}-{time.time_ns()}-"
                     if who == "jobrunner":
-                        row = run_jobrunner(platform, work, args.items, args.parallelism, tag)
+                        row = run_jobrunner(platform, work, args, tag)
                     else:
-                        row = run_official(platform, work, "best", args.items, args.parallelism, tag)
+                        row = run_official(platform, work, "best", args.items, args, tag)
                     samples.setdefault(row["name"], []).append(row)
                     print(f"  {row['name']}: {row['wall']:.2f} s, {row['requests']} requests", file=sys.stderr)
             if naive_items:
-                row = run_official(platform, work, "naive", naive_items, args.parallelism, f"naive-{time.time_ns()}-")
+                row = run_official(platform, work, "naive", naive_items, args, f"naive-{time.time_ns()}-")
                 samples[row["name"]] = [row]
                 print(f"  {row['name']}: {row['wall']:.2f} s, {row['requests']} requests", file=sys.stderr)
     order = ["jobrunner apply", "official client, best practice (asyncio)", "official client, naive loop"]

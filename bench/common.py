@@ -23,6 +23,8 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 ECHO_VERSION = "0ab87730172dfeb11de187803938c2507e8ab8f7cab883c1a905b3f91b3d3ab6"
+SLEEP_VERSION = "9969ed6b494ff19ed449533b9068fbbb2d4a56c25945cdbcd23ccc069365f2f0"
+VERSIONS = {"echo": ECHO_VERSION, "sleep": SLEEP_VERSION}
 TOKEN = "jrl_bench-0123456789abcdef"
 
 
@@ -100,25 +102,34 @@ def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
 
 
-def batch_rows(items: int, tag: str = "") -> list[dict[str, Any]]:
-    """The benchmark's prediction inputs: `items` distinct echo inputs."""
+def batch_rows(items: int, tag: str = "", *, model: str = "echo", seconds: float = 1.0) -> list[dict[str, Any]]:
+    """The benchmark's prediction inputs: `items` distinct rows for `jobrunner/<model>`.
+
+    `sleep` takes only `seconds` (its schema allows nothing else): rows differ in the microseconds.
+    """
+    if model == "sleep":
+        return [{"key": f"item-{i:05d}", "seconds": round(seconds + i * 1e-6, 6)} for i in range(items)]
     return [{"key": f"item-{i:05d}", "prompt": f"{tag}prompt number {i}", "seed": i % 7} for i in range(items)]
 
 
 def batch_workspace(root: Path, items: int, url: str, *, tag: str = "", rate_limits: dict[str, Any] | None = None,
-                    name: str = "bench") -> Path:
-    """A workspace with one PredictionBatch of `items` `jobrunner/echo` rows on the platform at `url`."""
+                    name: str = "bench", model: str = "echo", seconds: float = 1.0,
+                    settings: dict[str, Any] | None = None) -> Path:
+    """A workspace with one PredictionBatch of `items` `jobrunner/<model>` rows on the platform at `url`.
+
+    `settings` are more `providers.local` keys for jobrunner.yaml (e.g. `sync_wait`).
+    """
     root.mkdir(parents=True, exist_ok=True)
-    config = {"providers": {"local": {"url": url}}}
+    config: dict[str, Any] = {"providers": {"local": {"url": url, **(settings or {})}}}
     if rate_limits:
         config["providers"]["local"]["rate_limits"] = rate_limits
     (root / "jobrunner.yaml").write_text(json.dumps(config, indent=2) + "\n")
     with open(root / "prompts.jsonl", "w") as fh:
-        for row in batch_rows(items, tag):
+        for row in batch_rows(items, tag, model=model, seconds=seconds):
             fh.write(json.dumps(row) + "\n")
     (root / "batch.yaml").write_text(
         "apiVersion: jobrunner/v1\nkind: PredictionBatch\n"
-        f"metadata: {{name: {name}}}\nspec:\n  provider: local\n  version: {ECHO_VERSION}\n"
+        f"metadata: {{name: {name}}}\nspec:\n  provider: local\n  version: {VERSIONS[model]}\n"
         "  inputs_file: prompts.jsonl\n  output_file: out/results.jsonl\n")
     return root
 
@@ -175,6 +186,6 @@ def machine() -> str:
 
 
 __all__ = [
-    "ECHO_VERSION", "Platform", "REPO", "Run", "TOKEN", "batch_rows", "batch_workspace", "bench_env", "delta",
+    "ECHO_VERSION", "Platform", "SLEEP_VERSION", "VERSIONS", "REPO", "Run", "TOKEN", "batch_rows", "batch_workspace", "bench_env", "delta",
     "local_platform", "machine", "run_timed", "table",
 ]
