@@ -382,11 +382,21 @@ def _changed_keys(diff: Mapping[str, Any], have_prior: bool = True) -> str:
         return "a sensitive value or file"
     keys = list(diff)
     if len(keys) == 1:
-        before, after = diff[keys[0]]
+        before, after = _around_difference(*diff[keys[0]])
         return f"{keys[0]} ({_show(before)} -> {_show(after)})"
     shown = ", ".join(keys[:_MAX_REASON_KEYS])
     more = f" and {len(keys) - _MAX_REASON_KEYS} more" if len(keys) > _MAX_REASON_KEYS else ""
     return f"{shown}{more}"
+
+
+def _around_difference(before: Any, after: Any, context: int = 10) -> tuple[Any, Any]:
+    """Two long strings that share a long prefix, cut to start shortly before they differ."""
+    if not (isinstance(before, str) and isinstance(after, str)):
+        return before, after
+    i = next((n for n, (a, b) in enumerate(zip(before, after)) if a != b), min(len(before), len(after)))
+    if i <= context + 5:
+        return before, after
+    return "…" + before[i - context:], "…" + after[i - context:]
 
 
 def _show(value: Any, limit: int = 40) -> str:

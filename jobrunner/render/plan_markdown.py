@@ -15,7 +15,7 @@ import re
 
 from jobrunner.plan_types import ACTIONS, NOOP, WAIT, Plan, PlannedChange
 from jobrunner.redact import known_secrets, scrub_text
-from jobrunner.render.plan_common import NO_CHANGES, diff_lines, summary_line, visible
+from jobrunner.render.plan_common import NO_CHANGES, diff_lines, resource_of, summary_line, visible
 
 MARKER = "<!-- jobrunner-plan -->"
 MAX_CHARS = 60_000
@@ -62,6 +62,23 @@ def _details(change: PlannedChange, secrets: list[str]) -> str | None:
     return f"<details><summary>{summary}</summary>\n\n{fence}diff\n{body}\n{fence}\n\n</details>\n"
 
 
+def _per_resource(shown: list[PlannedChange]) -> str:
+    """One row per batch, so a reviewer sees every batch even when the address table is cut:
+    `| PredictionBatch/eval | 9,998 create, 2 replace |`. Omitted for small plans."""
+    if len(shown) <= 10:
+        return ""
+    groups: dict[str, dict[str, int]] = {}
+    for c in shown:
+        if "[" in c.address:
+            counts = groups.setdefault(resource_of(c.address), {})
+            counts[c.action] = counts.get(c.action, 0) + 1
+    if not groups:
+        return ""
+    rows = ["| Batch | Items |\n", "|---|---|\n"]
+    rows += [f"| `{r}` | " + ", ".join(f"{n:,} {a}" for a, n in g.items()) + " |\n" for r, g in groups.items()]
+    return "".join(rows) + "\n"
+
+
 def render(plan: Plan, *, artifact: str = DEFAULT_ARTIFACT, max_chars: int = MAX_CHARS) -> str:
     counts = plan.counts()
     secrets = known_secrets()
@@ -78,6 +95,7 @@ def render(plan: Plan, *, artifact: str = DEFAULT_ARTIFACT, max_chars: int = MAX
 
     shown = [c for c in plan.changes if visible(c)]
     hidden = len(plan.changes) - len(shown)
+    header += _per_resource(shown)
     footer = f"\n<sub>{hidden} converged job{'s' if hidden != 1 else ''} not listed.</sub>\n" if hidden else ""
     if not shown:
         return header + footer.lstrip("\n")

@@ -125,6 +125,7 @@ def test_markdown_of_10000_items_stays_under_the_limit(tmp_path: Path) -> None:
     assert 100 < len(rows) < 10_000
     assert rows[0].startswith("| `PredictionBatch/eval[item-00000]`")  # stable order: the first rows stay
     assert f"**{10_000 - len(rows)} more rows not shown**" in out and "the `plan-json` artifact" in out
+    assert "| `PredictionBatch/eval` | 10,000 create |" in out  # every batch is summed up, cut or not
     assert "<details>" not in out
 
 
