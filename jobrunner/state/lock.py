@@ -256,8 +256,9 @@ class FileLock:
     # -- messages ------------------------------------------------------------------------
 
     def _warn(self, message: str) -> None:
+        # Kept for the CLI, and logged: without logging configured, Python prints warnings to stderr.
         self.warnings.append(message)
-        log.warning(message)
+        log.warning("Warning: %s", message)
 
     def _held_error(self, info: LockInfo | None) -> StateLockedError:
         if info is None:
