@@ -14,7 +14,6 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
