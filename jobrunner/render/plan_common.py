@@ -24,6 +24,20 @@ def summary_line(plan: Plan) -> str:
     return "Plan: " + ", ".join(parts) + "."
 
 
+def no_changes_line(plan: Plan) -> str:
+    """The closing sentence of a plan without changes: converged, or what still runs or failed."""
+    waiting = plan.counts()[WAIT]
+    notes = sum(1 for c in plan.changes if c.action == NOOP and not c.quiet)
+    if not waiting and not notes:
+        return NO_CHANGES
+    parts = []
+    if waiting:
+        parts.append(f"{waiting} job{'s are' if waiting != 1 else ' is'} still running")
+    if notes:
+        parts.append(f"{notes} need{'s' if notes == 1 else ''} attention (see above)")
+    return "No changes. " + "; ".join(parts) + "."
+
+
 def show_value(value: Any, limit: int = 200, *, secrets: list[str] | None = None) -> str:
     """A diff value for humans: JSON, except file digests; long values cut with an ellipsis."""
     if isinstance(value, str) and value.startswith("file sha256:"):
@@ -76,6 +90,7 @@ __all__ = [
     "NO_CHANGES",
     "SUMMARY_ORDER",
     "summary_line",
+    "no_changes_line",
     "show_value",
     "diff_lines",
     "redacted_request",

@@ -15,7 +15,7 @@ import re
 
 from jobrunner.plan_types import ACTIONS, NOOP, WAIT, Plan, PlannedChange
 from jobrunner.redact import known_secrets, scrub_text
-from jobrunner.render.plan_common import NO_CHANGES, diff_lines, resource_of, summary_line, visible
+from jobrunner.render.plan_common import diff_lines, no_changes_line, resource_of, summary_line, visible
 
 MARKER = "<!-- jobrunner-plan -->"
 MAX_CHARS = 60_000
@@ -90,7 +90,7 @@ def render(plan: Plan, *, artifact: str = DEFAULT_ARTIFACT, max_chars: int = MAX
     head.append("| " + " | ".join(a for a in ACTIONS if a != NOOP) + " | unchanged |\n")
     head.append("|" + "---:|" * len(ACTIONS) + "\n")
     head.append("| " + " | ".join(str(counts[a]) for a in ACTIONS if a != NOOP) + f" | {counts[NOOP]} |\n\n")
-    head.append(f"**{summary_line(plan)}**\n\n" if plan.has_changes else f"**{NO_CHANGES}**\n\n")
+    head.append(f"**{summary_line(plan) if plan.has_changes else no_changes_line(plan)}**\n\n")
     header = "".join(head)
 
     shown = [c for c in plan.changes if visible(c)]

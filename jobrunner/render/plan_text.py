@@ -18,7 +18,7 @@ from typing import TextIO
 
 from jobrunner.plan_types import ADOPT, CANCEL, CREATE, FORGET, NOOP, REPLACE, RETRY, SYMBOLS, WAIT, Plan, PlannedChange
 from jobrunner.redact import known_secrets, scrub_text
-from jobrunner.render.plan_common import NO_CHANGES, diff_lines, summary_line, visible
+from jobrunner.render.plan_common import diff_lines, no_changes_line, summary_line, visible
 
 _COLOURS = {
     CREATE: "32",  # green
@@ -67,7 +67,8 @@ def render(plan: Plan, *, color: bool | None = None) -> str:
         lines.append("")
     shown = [c for c in plan.changes if visible(c)]
     if shown:
-        lines.append("jobrunner will perform these actions:" if plan.has_changes else "Jobs in progress:")
+        lines.append("jobrunner will perform these actions:" if plan.has_changes
+                     else "Jobs still running or needing attention:")
         lines.append("")
         for change in shown:
             lines.append(change_line(change, color=color, secrets=secrets))
@@ -81,11 +82,8 @@ def render(plan: Plan, *, color: bool | None = None) -> str:
         lines.append("")
     if plan.has_changes:
         lines.append(_paint(summary_line(plan), "1", color))
-    else:
-        lines.append(NO_CHANGES)
-        waiting = plan.counts()[WAIT]
-        if waiting:
-            lines.append(f"{waiting} job{'s are' if waiting != 1 else ' is'} still running.")
+        return "\n".join(lines) + "\n"
+    lines.append(no_changes_line(plan))
     return "\n".join(lines) + "\n"
 
 

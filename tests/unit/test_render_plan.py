@@ -54,7 +54,15 @@ def test_text_no_changes(tmp_path: Path) -> None:
     assert plan_text.render(plan_for(res, tmp_path, doc)) == "No changes. Your jobs match the manifests.\n"
     doc.addresses["Training/poems"].status = "running"
     out = plan_text.render(plan_for(res, tmp_path, doc))
-    assert "No changes. Your jobs match the manifests.\n1 job is still running.\n" in out
+    assert out.endswith("No changes. 1 job is still running.\n")
+    assert "Jobs still running or needing attention:" in out
+
+
+def test_text_failed_for_good_is_not_called_converged(tmp_path: Path) -> None:
+    doc = apply_all([training()], tmp_path, status="failed", error="boom")
+    out = plan_text.render(plan_for([training()], tmp_path, doc), color=False)
+    assert "  = Training/poems  (noop: r-Training/poems failed: boom; no attempts left" in out
+    assert out.endswith("No changes. 1 needs attention (see above).\n")
 
 
 def test_json_document(mixed) -> None:
