@@ -28,6 +28,7 @@ from jobrunner.crashpoints import crash_point
 from jobrunner.errors import (
     JobrunnerError,
     NotFoundError,
+    ProtocolError,
     ProviderError,
     RateLimitedError,
     ServerError,
@@ -170,6 +171,7 @@ class Executor:
         self._resolved: dict[str, asyncio.Task] = {}
         self._touched_batches: set[str] = set()
         self._timed_out = False
+        self._pending_saves: set[asyncio.Future] = set()
 
     # ---- control ------------------------------------------------------------------------
 
@@ -254,6 +256,8 @@ class Executor:
             await asyncio.gather(*tasks)
         finally:
             await self.waiter.aclose()
+            if self._pending_saves:
+                await asyncio.gather(*self._pending_saves, return_exceptions=True)
             crash_point("outputs.before_write")
             self._write_output_files()
             self.writer.flush_now()
@@ -371,7 +375,12 @@ class Executor:
                 self.progress.event(address, "deferred", why)
             return "running" if stop.why.startswith("upstream") else stop.why
         except ProviderError as exc:
-            detail = exc.detail or str(exc)
+            # The message names provider, request, HTTP status and the provider's detail; the hint
+            # says what to do (e.g. which credential variable to check).
+            detail = str(exc)
+            if exc.detail and exc.detail not in detail:
+                detail += f": {exc.detail}"
+            detail += f" ({exc.hint})" if exc.hint else ""
             self._outcome(address, O_ERROR, detail)
             self.progress.event(address, "error", detail)
             return "error"
@@ -526,7 +535,11 @@ class Executor:
                         await self.writer.flush()
                         raise
                     await asyncio.sleep(exc.retry_after or delay * (1 + random.random()))
-                except (TransportError, ServerError):
+                except (TransportError, ServerError, ProtocolError) as exc:
+                    if isinstance(exc, ProtocolError) and not 200 <= (exc.status or 0) < 300:
+                        raise  # an unreadable error answer: the create was refused
+                    # An unreadable 2xx answer means the job was created, as surely as a dropped
+                    # connection may have: look it up, never send it again.
                     # The job may exist: never re-send before looking (the intent stays until known).
                     async with lock:
                         found = await self._lookup(provider, req, desired.body, st.intent.created_at)
@@ -550,7 +563,7 @@ class Executor:
             if remote.id != st.remote_id:
                 return
             self._set_status(st, remote)
-            self.writer.touch()
+            self._pending_saves.add(asyncio.ensure_future(self.writer.flush()))  # every status change is saved
             crash_point("wait.status_changed")
             if not remote.terminal:
                 self.progress.event(address, remote.status, remote.id)

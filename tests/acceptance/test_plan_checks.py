@@ -32,3 +32,12 @@ def test_input_rejected_by_the_version_schema_is_a_plan_error(workspace: Path):
     r = run_cli("plan", ".")
     assert r.code == 1, r.output
     assert "t.yaml:" in r.stderr and "order" in r.stderr and "input schema" in r.stderr
+
+
+def test_invalid_manifests_stop_plan_before_any_request(workspace: Path):
+    (workspace / "bad.yaml").write_text("apiVersion: jobrunner/v1\nkind: Training\nmetadata: {name: Bad_Name}\n"
+                                        "spec:\n  provider: local\n")
+    r = run_cli("plan", ".")
+    assert r.code == 1, r.output
+    assert "bad.yaml:" in r.stderr
+    assert not (workspace / ".jobrunner" / "state.json").exists()
