@@ -277,3 +277,13 @@ def test_kill_9_during_saves_never_leaves_a_broken_file(tmp_path: Path) -> None:
             assert json.loads(backup.read_text())["serial"] in (doc.serial - 1, doc.serial)
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert len(leftovers) <= 3  # at most one temp file per killed writer, never read as state
+
+
+def test_open_store_picks_postgres_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver is not installed")
+    monkeypatch.setenv("JOBRUNNER_STATE_URL", "postgresql://ci@127.0.0.1:1/jobrunner?workspace=nlp")
+    store = open_store(WorkspaceConfig(), tmp_path)  # built lazily: no connection is made here
+    assert type(store).__name__ == "PostgresStore" and isinstance(store, StateStore)
+    monkeypatch.delenv("JOBRUNNER_STATE_URL")
+    store = open_store(WorkspaceConfig(state_backend="postgres", state_url="postgresql://ci@127.0.0.1:1/j"), tmp_path)
+    assert type(store).__name__ == "PostgresStore"
