@@ -11,6 +11,7 @@ small built-in models for real in worker processes. Module map:
 - `runner` / `worker`: the job runner and its worker processes.
 - `models/`: the built-in model engines (echo, ngram, sleep) and their catalog (fixed version ids).
 - `replicate_api`: the Replicate v1 routes and serializers.
+- `problems`: problem+json errors and the deliberate connection drop.
 - `faults`, `security`, `multipart`, `clock`: small helpers.
 - `server`, `autostart`: running the app with uvicorn, and finding/starting one per workspace.
 """
