@@ -136,9 +136,29 @@ def _scrub(text: str, secrets: list[str]) -> str:
     return text
 
 
+def hidden_values(recorded: Any, actual: Any) -> list[str]:
+    """The values in `actual` at the places `recorded` (its redacted copy, as kept in state) hides.
+
+    Lets free text that may quote a job's input (a model's logs) be scrubbed of that job's secret
+    inputs, with `scrub_text(text, secrets=known_secrets() + hidden_values(...))`.
+    """
+    found: list[str] = []
+    if recorded == REDACTED and actual is not None and not isinstance(actual, (dict, list)):
+        text = str(actual)
+        if len(text) >= 4:  # scrubbing "1" or "no" from logs would hide everything and protect nothing
+            found.append(text)
+    elif isinstance(recorded, dict) and isinstance(actual, dict):
+        for k, v in recorded.items():
+            found += hidden_values(v, actual.get(k))
+    elif isinstance(recorded, list) and isinstance(actual, list):
+        for a, b in zip(recorded, actual):
+            found += hidden_values(a, b)
+    return found
+
+
 def scrub_text(text: str, *, secrets: list[str] | None = None) -> str:
     """`text` with every known credential value and bearer/`r8_` token replaced by "(sensitive)"."""
     return _scrub(text, known_secrets() if secrets is None else secrets)
 
 
-__all__ = ["REDACTED", "SECRET_ENV_VARS", "is_secret_name", "known_secrets", "redact", "register_secret", "scrub_text"]
+__all__ = ["REDACTED", "SECRET_ENV_VARS", "hidden_values", "is_secret_name", "known_secrets", "redact", "register_secret", "scrub_text"]

@@ -501,7 +501,7 @@ def logs(address: str, follow: bool) -> int:
     """Print the logs of a tracked job (ADDRESS as in `jobrunner status`)."""
     from jobrunner.providers.base import TERMINAL
     from jobrunner.reconcile.planning import open_workspace
-    from jobrunner.redact import scrub_text
+    from jobrunner.redact import hidden_values, known_secrets, scrub_text
     from jobrunner.resources import JOB_MODEL
 
     ws = open_workspace()
@@ -514,6 +514,16 @@ def logs(address: str, follow: bool) -> int:
 
     async def run(pool: Any) -> int:
         provider = pool.get(st.provider)
+        # A model may print its input: hide the values state keeps redacted (secret-named keys,
+        # spec.sensitive), which only the provider's copy of the input still has.
+        secrets = known_secrets()
+        if isinstance(st.inputs, dict) and isinstance(st.inputs.get("input"), dict):
+            remote = await provider.get(st.job_kind, st.remote_id, project_id=st.project_id)
+            secrets = sorted(set(secrets + hidden_values(st.inputs["input"], remote.input)), key=len, reverse=True)
+
+        def scrub(text: str) -> str:
+            return scrub_text(text, secrets=secrets)
+
         shown = ""
         delay = 0.5
         while True:
@@ -523,7 +533,7 @@ def logs(address: str, follow: bool) -> int:
             else:  # logs were rewritten (truncated upstream): print them whole
                 new = text
             if new:
-                click.echo(scrub_text(new), nl=not new.endswith("\n") and not follow)
+                click.echo(scrub(new), nl=not new.endswith("\n") and not follow)
                 shown = text
             if not follow:
                 return EXIT_OK
@@ -531,7 +541,7 @@ def logs(address: str, follow: bool) -> int:
             if job.status in TERMINAL:
                 final = await provider.logs(st.job_kind, st.remote_id, project_id=st.project_id) or ""
                 if final.startswith(shown) and len(final) > len(shown):
-                    click.echo(scrub_text(final[len(shown):]), nl=False)
+                    click.echo(scrub(final[len(shown):]), nl=False)
                 click.echo(f"-- {address}: {job.status}", err=True)
                 return EXIT_OK
             await asyncio.sleep(delay)

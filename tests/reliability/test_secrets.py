@@ -1,0 +1,157 @@
+"""Secrets never leave the process: sentinel credentials and secret-looking inputs must appear in
+no output (text, JSON, Markdown plans; status, outputs, logs, state commands), no file jobrunner
+writes (state, its backup, saved plans, batch output files, anything under .jobrunner/) and no
+error message, even when a provider echoes them back.
+
+Two runs: one against Replicate and Emissary played by respx on loopback addresses (the provider
+echoes inputs and, in errors, the credential, as real services do), one against the real local
+platform whose token is a sentinel.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from tests.reliability.harness import ECHO, REPO, Platform, make_workspace, run_cli, serve_platform
+
+FIXTURES = REPO / "tests" / "providers" / "fixtures"
+PREDICTION = json.loads((FIXTURES / "replicate" / "prediction_get_succeeded.json").read_text())
+VERSION = PREDICTION["version"]
+
+REPLICATE_TOKEN = "r8_SentinelReplicateToken0123456789ab"
+EMISSARY_KEY = "em-sentinel-emissary-key-0123456789"
+LOCAL_TOKEN = "jrl_sentinel_local_token_0123456789abcdef"
+INPUT_SECRETS = {
+    "api_key": "sentinel-api-key-value-4242",
+    "hf_token": "hf_sentinelHuggingFaceToken4242",
+    "password": "sentinel-password-4242",
+    "customer_email": "sentinel.customer@example.org",  # listed under spec.sensitive
+}
+ALL = [REPLICATE_TOKEN, EMISSARY_KEY, LOCAL_TOKEN, *INPUT_SECRETS.values()]
+
+MANIFEST = f"""apiVersion: jobrunner/v1
+kind: PredictionBatch
+metadata: {{name: secrets}}
+spec:
+  provider: replicate
+  version: {VERSION}
+  sensitive: [customer_email]
+  input_defaults: {{api_key: {INPUT_SECRETS['api_key']}, hf_token: {INPUT_SECRETS['hf_token']}}}
+  inputs:
+    - {{key: a, text: Alice, password: {INPUT_SECRETS['password']}, customer_email: {INPUT_SECRETS['customer_email']}}}
+    - {{key: b, text: Bob, password: {INPUT_SECRETS['password']}, customer_email: {INPUT_SECRETS['customer_email']}}}
+  output_file: out/secrets.jsonl
+---
+apiVersion: jobrunner/v1
+kind: Training
+metadata: {{name: tune}}
+spec:
+  provider: emissary
+  project_id: ms-12345
+  base_model: Llama-3.2-1B-Instruct
+  train_dataset_id: ds-12345
+"""
+
+
+def _leaks(text: str) -> list[str]:
+    return [s for s in ALL if s in text]
+
+
+def _files(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    out = {}
+    for path in root.rglob("*"):
+        if path.is_file() and not any(part in skip for part in path.parts):
+            out[str(path.relative_to(root))] = path.read_bytes().decode("utf-8", errors="replace")
+    return out
+
+
+class Providers:
+    """Replicate echoes the input it got (as the real API does) and logs a line; Emissary refuses the
+    key and quotes it back in its error, the worst a server can do."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, dict[str, Any]] = {}
+
+    def replicate(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            body = json.loads(request.content)
+            rid = f"sec{len(self.jobs):023d}"
+            self.jobs[rid] = PREDICTION | {"id": rid, "input": body["input"], "status": "succeeded",
+                                           "logs": f"running with {body['input']}\n"}
+            return httpx.Response(201, json=self.jobs[rid] | {"status": "starting"})
+        if request.url.path.endswith("/predictions"):
+            return httpx.Response(200, json={"next": None, "previous": None, "results": list(self.jobs.values())})
+        rid = request.url.path.rsplit("/", 1)[-1]
+        return httpx.Response(200, json=self.jobs.get(rid, PREDICTION))
+
+    def emissary(self, request: httpx.Request) -> httpx.Response:
+        key = request.headers.get("x-api-key", "")
+        return httpx.Response(401, json={"status": 401, "error": f"Unauthorized: API key {key} is not valid"})
+
+
+def test_no_secret_reaches_any_output_file_or_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "jobrunner.yaml").write_text("providers: {}\n")
+    (root / "m.yaml").write_text(MANIFEST)
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("REPLICATE_API_TOKEN", REPLICATE_TOKEN)
+    monkeypatch.setenv("REPLICATE_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("EMISSARY_CLIENT_API_KEY", EMISSARY_KEY)
+    monkeypatch.setenv("EMISSARY_SERVER_URL", "http://127.0.0.1:8")
+    monkeypatch.setenv("JOBRUNNER_LOCAL_TOKEN", LOCAL_TOKEN)
+    monkeypatch.delenv("JOBRUNNER_STATE_URL", raising=False)
+    fake = Providers()
+    outputs: dict[str, str] = {}
+    commands = [
+        ["validate"], ["plan"], ["plan", "--format", "json"], ["plan", "--format", "markdown"],
+        ["plan", "--out", "saved.plan"], ["apply", "--auto-approve"], ["status"], ["status", "--format", "json"],
+        ["outputs"], ["outputs", "--format", "json"], ["logs", "PredictionBatch/secrets[a]"], ["state", "list"],
+        ["state", "show", "PredictionBatch/secrets[a]"], ["state", "show", "Training/tune"],
+        ["plan", "--format", "json"], ["plan", "--format", "markdown"], ["apply", "saved.plan"],
+    ]
+    with respx.mock(assert_all_called=False) as mock:
+        mock.route(host="127.0.0.1", port=9).mock(side_effect=fake.replicate)
+        mock.route(host="127.0.0.1", port=8).mock(side_effect=fake.emissary)
+        for args in commands:
+            r = run_cli(*args)
+            outputs[" ".join(args)] = r.output
+            assert "Traceback" not in r.output, r.output
+    assert fake.jobs, "the predictions really ran"
+    assert "HTTP 401" in outputs["apply --auto-approve"], "the Emissary refusal is reported"
+    assert "(sensitive)" in outputs["plan --format json"] + outputs["state show PredictionBatch/secrets[a]"]
+    leaks = {name: _leaks(text) for name, text in {**outputs, **_files(root)}.items() if name != "m.yaml"}
+    assert not any(leaks.values()), {k: v for k, v in leaks.items() if v}
+
+
+def test_the_local_platform_token_stays_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with serve_platform(tmp_path / "platform", token=LOCAL_TOKEN, workers=1) as platform:
+        root = make_workspace(tmp_path / "ws", platform)
+        (root / "m.yaml").write_text(
+            "apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {name: echo}\nspec:\n  provider: local\n"
+            f"  version: {ECHO}\n  inputs:\n    - {{key: a, text: hello}}\n  output_file: out/echo.jsonl\n")
+        monkeypatch.chdir(root)
+        monkeypatch.setenv("JOBRUNNER_LOCAL_TOKEN", LOCAL_TOKEN)
+        outputs = {}
+        for args in (["plan", "--format", "json"], ["apply", "--auto-approve"], ["status"], ["outputs"],
+                     ["logs", "PredictionBatch/echo[a]"]):
+            r = run_cli(*args)
+            assert r.code == 0 and "Traceback" not in r.output, r.output
+            outputs[" ".join(args)] = r.output
+        # a wrong token: the refusal must not quote what was sent
+        monkeypatch.setenv("JOBRUNNER_LOCAL_TOKEN", LOCAL_TOKEN[::-1])
+        (root / "m.yaml").write_text((root / "m.yaml").read_text().replace("hello", "again"))
+        r = run_cli("apply", "--auto-approve")
+        assert r.code == 1 and "401" in r.output, r.output
+        outputs["wrong token"] = r.output
+        leaks = {k: [s for s in (LOCAL_TOKEN, LOCAL_TOKEN[::-1]) if s in v] for k, v in {**outputs, **_files(root)}.items()}
+        assert not any(leaks.values()), {k: v for k, v in leaks.items() if v}
+        # the platform's own files (database, logs, uploads) keep it at most in its 0600 token file
+        platform_files = _files(platform.data_dir)
+        holders = [name for name, text in platform_files.items() if LOCAL_TOKEN in text]
+        assert set(holders) <= {"token"}, holders
