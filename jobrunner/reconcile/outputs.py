@@ -74,6 +74,15 @@ def resource_outputs(doc: StateDoc, output_files: dict[str, str] | None = None) 
     return out
 
 
+def _sorted(value: Any) -> Any:
+    """Dicts with sorted keys at every level: rows are byte-identical whether state was reloaded or not."""
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
 def output_rows(items: list[tuple[str, dict[str, Any], AddressState | None]]) -> list[dict[str, Any]]:
     """One JSONL row per batch item, in the given (manifest) order."""
     rows = []
@@ -82,8 +91,8 @@ def output_rows(items: list[tuple[str, dict[str, Any], AddressState | None]]) ->
             "key": key,
             "input": redacted_input,
             "status": st.status if st else None,
-            "output": st.outputs.get("output") if st else None,
-            "metrics": st.outputs.get("metrics", {}) if st else {},
+            "output": _sorted(st.outputs.get("output")) if st else None,
+            "metrics": _sorted(st.outputs.get("metrics", {})) if st else {},
             **({"error": st.error} if st is not None and st.error else {}),
         })
     return rows

@@ -26,6 +26,14 @@ def test_examples_apply_trains_predicts_writes_outputs_then_converges(workspace)
     plan = run_cli("plan", "--detailed-exitcode", "specs/examples/")
     assert plan.code == 0, plan.output
 
+    # A deleted output file is written again from state, without running anything.
+    out = workspace / "specs/examples/out/poems-eval.jsonl"
+    before = out.read_text()
+    out.unlink()
+    third = run_cli("apply", "--auto-approve", "specs/examples/")
+    assert third.code == 0 and "No changes." in third.stdout, third.output
+    assert out.read_text() == before
+
 
 def test_editing_the_training_reruns_it_and_its_dependent_batch(workspace):
     examples = copy_examples(workspace)
