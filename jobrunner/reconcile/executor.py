@@ -615,8 +615,7 @@ class Executor:
             return None
         why = final.error or final.raw_status or final.status
         outcome = O_CANCELED if final.status in (CANCELED, GONE) else O_FAILED
-        self._outcome(job.address, outcome, f"{final.status}: {why}" if why != final.status else final.status,
-                      created=created)
+        self._outcome(job.address, outcome, why if final.status in why else f"{final.status}: {why}", created=created)
         self.progress.event(job.address, final.status, why if why != final.status else final.id)
         return final.status
 
@@ -700,8 +699,8 @@ class Executor:
             if final.status in RETRY_ON and attempt < max_attempts:
                 self._check_stop()
                 attempt += 1
-                self.progress.event(job.address, "retrying",
-                                    f"attempt {attempt} of {max_attempts} after {final.status}")
+                self.progress.event(job.address, "retrying", f"attempt {attempt} of {max_attempts} after {final.status}"
+                                    + (f": {final.error}" if final.error else ""))
                 continue
             return self._finish(job, st, final, 0)
 
