@@ -346,3 +346,32 @@ def test_a_job_finished_within_the_create_call_has_its_outputs_recorded_even_wit
     st = doc.addresses["Training/t"]
     assert st.status == SUCCEEDED and st.outputs["version"].startswith("me/poems:")
     assert report.outcomes["Training/t"].outcome == O_SUCCEEDED
+
+
+def test_parallelism_bounds_concurrent_creates():
+    class Slow(FakeProvider):
+        def __init__(self):
+            super().__init__()
+            self.inflight = 0
+            self.peak = 0
+
+        async def create(self, req):
+            self.inflight += 1
+            self.peak = max(self.peak, self.inflight)
+            await asyncio.sleep(0.01)
+            try:
+                return await super().create(req)
+            finally:
+                self.inflight -= 1
+
+    bres, _ = batch_item("Training/x", "0", "f")
+    jobs = []
+    for i in range(12):
+        _, j = batch_item("Training/x", str(i), f"fp{i}", version="c" * 64)
+        jobs.append(DesiredJob(**{**j.__dict__, "depends_on": (), "request": {**j.request, "input": {"i": i}}}))
+    provider = Slow()
+    report, doc, provider, store = run([change(j) for j in jobs], [bres], jobs, provider=provider,
+                                       options=ApplyOptions(parallelism=3))
+    assert provider.creates == 12 and provider.peak <= 3
+    assert all(o.outcome == O_SUCCEEDED for o in report.outcomes.values())
+    assert len(store.snapshots) < 2 * 12, "intent and record saves of concurrent creates are coalesced"
