@@ -147,7 +147,26 @@ async def _model_exists(provider: Any, owner: str, name: str) -> bool:
         return False
 
 
-async def check_against_providers(plan: Plan, resources: dict[str, Resource], doc: StateDoc, pool: Any) -> None:
+MAX_PROBLEMS = 50
+_ITEM_LOCATIONS: dict[str, dict[str, tuple[str, int, str]]] = {}
+
+
+def _item_location(res: Resource, root: Path, address: str) -> tuple[str, int, str]:
+    """(file, line, json path) of the batch row behind `address` (only computed on the error path)."""
+    if res.address not in _ITEM_LOCATIONS:
+        from jobrunner.inputs import read_batch_items
+
+        try:
+            items = read_batch_items(res, root)
+        except Exception:  # the location is a nicety; never fail the report over it
+            items = []
+        _ITEM_LOCATIONS[res.address] = {
+            f"{res.address}[{i.key}]": (i.file or res.file, i.line, i.json_path) for i in items}
+    return _ITEM_LOCATIONS[res.address].get(address, (res.file, res.line, ""))
+
+
+async def check_against_providers(plan: Plan, resources: dict[str, Resource], doc: StateDoc, pool: Any,
+                                  ws_root: Path | None = None) -> None:
     """Plan-time errors: undeclared, missing training destinations; inputs the version rejects."""
     import jsonschema
 
@@ -206,20 +225,22 @@ async def check_against_providers(plan: Plan, resources: dict[str, Resource], do
             validator = validator_cls(schema)
             for err in sorted(validator.iter_errors(_file_placeholders(req.body.get("input") or {})),
                               key=lambda e: list(map(str, e.absolute_path))):
-                path = "$.spec.input" + "".join(
-                    f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
+                inner = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
+                path = "$.spec.input" + inner
                 if job.job_kind == JOB_PREDICTION and res is not None:
-                    path = path.replace("$.spec.input", "$.spec.inputs[item]")
-                pos = res.position(path) if res else None
-                loc = f"{res.file}:{pos.line}:{pos.column}: " if res and pos else where
+                    item = _item_location(res, ws_root, job.address)
+                    path = (item[2] or "$.spec.inputs") + inner
+                    loc = f"{item[0]}:{item[1]}: " if item[1] else where
+                else:
+                    pos = res.position(path) if res else None
+                    loc = f"{res.file}:{pos.line}:{pos.column}: " if res and pos else where
                 problems.append(f"{loc}{job.address}: {path}: {err.message} "
                                 f"(input schema of {req.model}:{req.version[:12]})")
     if problems:
-        # Deduplicate (batch items share messages) but keep order.
-        seen: dict[str, None] = {}
-        for p in problems:
-            seen.setdefault(p, None)
-        raise PlanError("\n".join(seen), hint="fix the manifests; nothing was sent to create any job")
+        # Deduplicate but keep order; a batch of thousands of bad rows shows the first ones.
+        seen = list(dict.fromkeys(problems))
+        shown = seen[:MAX_PROBLEMS] + ([f"... and {len(seen) - MAX_PROBLEMS} more"] if len(seen) > MAX_PROBLEMS else [])
+        raise PlanError("\n".join(shown), hint="fix the manifests; nothing was sent to create any job")
 
 
 async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, *,
@@ -249,7 +270,7 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
 
         plan = filter_plan(plan, targets)
     if check_remote:
-        await check_against_providers(plan, by_res, doc, pool)
+        await check_against_providers(plan, by_res, doc, pool, ws.root)
     return Planned(plan=plan, resources=resources, desired=desired, remote=remote, files=files,
                    warnings=[w.format() for w in warnings])
 

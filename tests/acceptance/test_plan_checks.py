@@ -41,3 +41,22 @@ def test_invalid_manifests_stop_plan_before_any_request(workspace: Path):
     assert r.code == 1, r.output
     assert "bad.yaml:" in r.stderr
     assert not (workspace / ".jobrunner" / "state.json").exists()
+
+
+def test_batch_row_rejected_by_a_trained_versions_schema_points_at_its_line(workspace: Path):
+    import json
+
+    (workspace / "m.yaml").write_text(
+        "apiVersion: jobrunner/v1\nkind: Model\nmetadata: {name: dest}\nspec:\n  provider: local\n  owner: me\n"
+        "  name: dest\n  visibility: private\n  hardware: cpu\n")
+    training(workspace, "me/dest", "3")
+    assert run_cli("apply", "--auto-approve", ".").code == 0
+    version = json.loads((workspace / ".jobrunner/state.json").read_text())["addresses"]["Training/t"]["outputs"]["version"]
+    (workspace / "rows.jsonl").write_text('{"key": "a", "prompt": "x"}\n{"key": "b", "prompt": "y", "seed": "nope"}\n')
+    (workspace / "b.yaml").write_text(
+        "apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {name: b}\nspec:\n  provider: local\n"
+        f"  version: {version}\n  inputs_file: rows.jsonl\n")
+    r = run_cli("plan", "b.yaml")
+    assert r.code == 1, r.output
+    assert "rows.jsonl:2:" in r.stderr and "PredictionBatch/b[b]" in r.stderr and "seed" in r.stderr
+    assert "[a]" not in r.stderr
