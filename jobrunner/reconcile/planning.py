@@ -148,21 +148,20 @@ async def _model_exists(provider: Any, owner: str, name: str) -> bool:
 
 
 MAX_PROBLEMS = 50
-_ITEM_LOCATIONS: dict[str, dict[str, tuple[str, int, str]]] = {}
 
 
-def _item_location(res: Resource, root: Path, address: str) -> tuple[str, int, str]:
+def _item_location(res: Resource, root: Path, address: str,
+                   cache: dict[str, dict[str, tuple[str, int, str]]]) -> tuple[str, int, str]:
     """(file, line, json path) of the batch row behind `address` (only computed on the error path)."""
-    if res.address not in _ITEM_LOCATIONS:
+    if res.address not in cache:
         from jobrunner.inputs import read_batch_items
 
         try:
             items = read_batch_items(res, root)
         except Exception:  # the location is a nicety; never fail the report over it
             items = []
-        _ITEM_LOCATIONS[res.address] = {
-            f"{res.address}[{i.key}]": (i.file or res.file, i.line, i.json_path) for i in items}
-    return _ITEM_LOCATIONS[res.address].get(address, (res.file, res.line, ""))
+        cache[res.address] = {f"{res.address}[{i.key}]": (i.file or res.file, i.line, i.json_path) for i in items}
+    return cache[res.address].get(address, (res.file, res.line, ""))
 
 
 async def check_against_providers(plan: Plan, resources: dict[str, Resource], doc: StateDoc, pool: Any,
@@ -180,6 +179,7 @@ async def check_against_providers(plan: Plan, resources: dict[str, Resource], do
     problems: list[str] = []
     checked_dest: dict[tuple[str, str], bool] = {}
     schema_cache: dict[tuple[str, str, str, str], Any] = {}
+    locations: dict[str, dict[str, tuple[str, int, str]]] = {}
     for change in plan.changes:
         job = change.job
         if job is None or change.action not in CREATING or job.provider == "emissary" or job.job_kind == JOB_MODEL:
@@ -228,7 +228,7 @@ async def check_against_providers(plan: Plan, resources: dict[str, Resource], do
                 inner = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
                 path = "$.spec.input" + inner
                 if job.job_kind == JOB_PREDICTION and res is not None:
-                    item = _item_location(res, ws_root, job.address)
+                    item = _item_location(res, ws_root or Path.cwd(), job.address, locations)
                     path = (item[2] or "$.spec.inputs") + inner
                     loc = f"{item[0]}:{item[1]}: " if item[1] else where
                 else:
