@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import secrets
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -117,15 +118,18 @@ def test_path_traversal_on_file_routes_is_rejected(small_platform: Platform, tmp
                 assert r.status_code in (400, 404), f"{path}: {r.status_code}"
                 assert secret_marker not in r.text and "root:" not in r.text
         # uploads named to escape are stored inside the data directory, under a safe name
-        before = set(tmp_path.parent.rglob("*escape*"))
-        r = c.post("/v1/files", files={"content": ("../../../escape-r.txt", b"hello", "text/plain")})
+        name = f"jr-escape-{secrets.token_hex(6)}"
+        r = c.post("/v1/files", files={"content": (f"../../../../{name}.txt", b"hello", "text/plain")})
         assert r.status_code in (200, 201, 400), r.text
         r = c.post(f"/v1/projects/{project}/datasets", data={"name": "d"}, headers=em,
-                   files={"file": ("../../../escape-e.jsonl", b'{"text": "hi"}\n')})
+                   files={"file": (f"../../../../{name}.jsonl", b'{"text": "hi"}\n')})
         assert r.status_code in (200, 201, 400, 422), r.text
     data_dir = small_platform.data_dir.resolve()
-    for found in set(tmp_path.parent.parent.rglob("*escape*")) - before:
-        assert data_dir in found.resolve().parents, f"an upload escaped the data directory: {found}"
+    for directory in [data_dir, *list(data_dir.parents)[:5]]:
+        for found in directory.glob(f"*{name}*"):
+            assert False, f"an upload escaped into {found}"
+    inside = [p for p in data_dir.rglob(f"*{name}*")]
+    assert all(data_dir in p.resolve().parents for p in inside)
 
 
 def _soak_module() -> Any:
