@@ -38,26 +38,7 @@ def _render(plan: Plan, fmt: str) -> str:
     import importlib
 
     module = {"text": "plan_text", "json": "plan_json", "markdown": "plan_markdown"}[fmt]
-    try:
-        renderer = importlib.import_module(f"jobrunner.render.{module}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"jobrunner.render.{module}" or fmt != "text":
-            raise
-        return _minimal_text(plan)
-    return renderer.render(plan)
-
-
-def _minimal_text(plan: Plan) -> str:
-    """Plain plan text, used only when the full renderer is not installed."""
-    from jobrunner.plan_types import SYMBOLS
-
-    if not plan.has_changes and not any(c.action == "wait" for c in plan.changes):
-        return "No changes.\n"
-    lines = [f"{SYMBOLS.get(c.action, ' ')} {c.address}: {c.action} ({c.reason})"
-             for c in plan.changes if c.action != "noop"]
-    counts = plan.counts()
-    lines.append("Plan: " + ", ".join(f"{n} to {a}" for a, n in counts.items() if n and a != "noop") + ".")
-    return "\n".join(lines) + "\n"
+    return importlib.import_module(f"jobrunner.render.{module}").render(plan)
 
 
 def _echo_warnings(warnings: list[str]) -> None:
