@@ -26,10 +26,7 @@ from jobrunner.errors import (
     UsageError,
 )
 from jobrunner.plan_types import CANCEL, FORGET, Plan, PlannedChange
-
-SAVED_PLAN_KIND = "jobrunner-saved-plan"
-SAVED_PLAN_FORMAT = 1
-
+from jobrunner.saved_plan import SAVED_PLAN_FORMAT, SAVED_PLAN_KIND
 
 # --- shared helpers -------------------------------------------------------------------------
 
