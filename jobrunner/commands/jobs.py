@@ -111,7 +111,9 @@ def _summary_line(verb: str, report: Any) -> str:
     from jobrunner.reconcile import executor as ex
 
     parts = [f"{report.created} created"]
-    for label, outcome in (("adopted", ex.O_ADOPTED), ("succeeded", ex.O_SUCCEEDED), ("failed", ex.O_FAILED),
+    if report.adopted:
+        parts.append(f"{report.adopted} adopted")
+    for label, outcome in (("succeeded", ex.O_SUCCEEDED), ("failed", ex.O_FAILED),
                            ("canceled", ex.O_CANCELED), ("skipped", ex.O_SKIPPED), ("errors", ex.O_ERROR)):
         n = report.count(outcome)
         if n or label in ("succeeded", "failed"):

@@ -85,7 +85,8 @@ class Outcome:
     address: str
     outcome: str
     detail: str = ""
-    created: int = 0  # creates sent (or adopted) for this address in this run
+    created: int = 0  # creates sent for this address in this run
+    adopted: int = 0  # existing remote jobs (or models) taken over instead of creating
 
 
 @dataclass
@@ -101,6 +102,10 @@ class ApplyReport:
     @property
     def created(self) -> int:
         return sum(o.created for o in self.outcomes.values())
+
+    @property
+    def adopted(self) -> int:
+        return sum(o.adopted for o in self.outcomes.values())
 
     @property
     def failed(self) -> list[Outcome]:
@@ -204,10 +209,10 @@ class Executor:
 
     # ---- bookkeeping --------------------------------------------------------------------
 
-    def _outcome(self, address: str, outcome: str, detail: str = "", created: int = 0) -> None:
+    def _outcome(self, address: str, outcome: str, detail: str = "", created: int = 0, adopted: int = 0) -> None:
         prev = self.report.outcomes.get(address)
-        total = created + (prev.created if prev else 0)
-        self.report.outcomes[address] = Outcome(address, outcome, detail, total)
+        self.report.outcomes[address] = Outcome(address, outcome, detail, created + (prev.created if prev else 0),
+                                                adopted + (prev.adopted if prev else 0))
 
     def _state_for(self, job: DesiredJob) -> AddressState:
         st = self.doc.addresses.get(job.address)
@@ -421,7 +426,7 @@ class Executor:
         st.updated_at = to_rfc3339(utcnow())
         await self.writer.flush()
         self._outcome(job.address, O_CREATED if verb == "created" else O_ADOPTED, verb,
-                      created=1 if verb == "created" else 0)
+                      created=1 if verb == "created" else 0, adopted=0 if verb == "created" else 1)
         self.progress.event(job.address, verb.split(",")[0], f"{owner}/{name}")
         return None
 
@@ -477,7 +482,9 @@ class Executor:
         st.attempts = attempt
         st.status = remote.status
         st.error = remote.error
-        st.outputs = {}
+        # A create answered already finished (Prefer: wait) carries its outputs: recording them
+        # now saves the separate save that waiting would otherwise make for them.
+        st.outputs = outputs_of(job.job_kind, remote) if remote.status == SUCCEEDED else {}
         st.intent = None
         st.inputs = self._redacted_input(job)
         st.updated_at = to_rfc3339(utcnow())
@@ -638,7 +645,7 @@ class Executor:
         crash_point("create.lookup_found")
         self._record(st, job, remote, attempt)
         await self.writer.flush()
-        self._outcome(job.address, O_ADOPTED, remote.id)
+        self._outcome(job.address, O_ADOPTED, remote.id, adopted=1)
         self.progress.event(job.address, "adopted", remote.id)
         if remote.terminal:
             if remote.status == SUCCEEDED:
@@ -685,11 +692,12 @@ class Executor:
             self.progress.event(job.address, "adopted" if adopted else "created",
                                 f"{remote.id}, attempt {attempt}" if attempt > 1 else remote.id)
             if not self.options.wait and not remote.terminal:
-                self._outcome(job.address, O_RUNNING, f"created {remote.id}; not waiting (--no-wait)", created=1)
+                self._outcome(job.address, O_RUNNING, f"created {remote.id}; not waiting (--no-wait)",
+                              created=0 if adopted else 1, adopted=1 if adopted else 0)
                 if job.job_kind == JOB_PREDICTION:
                     self._touched_batches.add(job.resource_address)
                 return "running"
-            self._outcome(job.address, O_RUNNING, remote.id, created=1)
+            self._outcome(job.address, O_RUNNING, remote.id, created=0 if adopted else 1, adopted=1 if adopted else 0)
             final = remote if remote.terminal else await self._wait_terminal(job, st)
             if final.status == SUCCEEDED and not st.outputs:
                 # Finished within the create call (e.g. `Prefer: wait`): record it like a wait would.

@@ -76,4 +76,4 @@ def test_dropped_connection_after_commit_is_adopted_not_duplicated(workspace: Pa
         faults(platform, reset=True)
     assert r.code == 0, r.output
     assert len(jobs_with(platform, marker)) == 1
-    assert "adopted" in r.stdout
+    assert "adopted" in r.stdout and "0 created, 1 adopted" in r.stdout
