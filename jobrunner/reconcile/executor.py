@@ -57,7 +57,6 @@ RETRY_ON = frozenset({FAILED, ABORTED})  # `retry.max_attempts` re-creates after
 CREATE_TRIES = 4  # ambiguous-failure rounds (lookup, then re-send) before giving up
 
 # Outcomes per address, as counted in the summary.
-O_CREATED = "created"
 O_ADOPTED = "adopted"
 O_SUCCEEDED = "succeeded"
 O_FAILED = "failed"
@@ -425,7 +424,7 @@ class Executor:
         st.outputs = {"name": f"{owner}/{name}", **({"url": url} if url else {})}
         st.updated_at = to_rfc3339(utcnow())
         await self.writer.flush()
-        self._outcome(job.address, O_CREATED if verb == "created" else O_ADOPTED, verb,
+        self._outcome(job.address, O_SUCCEEDED, verb,
                       created=1 if verb == "created" else 0, adopted=0 if verb == "created" else 1)
         self.progress.event(job.address, verb.split(",")[0], f"{owner}/{name}")
         return None
