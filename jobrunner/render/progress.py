@@ -17,24 +17,62 @@ _DONE = {"succeeded", "failed", "canceled", "aborted", "gone", "skipped", "forgo
 
 
 class LineProgress:
-    """One line per event, for logs."""
+    """One line per event, for logs.
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    A large batch would flood a CI log with three lines per item, so once a batch has shown
+    `item_lines` item events, its routine item events (created, running, succeeded) are folded into
+    one progress line per batch every `summary_every` seconds; failures, retries and errors are
+    always printed.
+    """
+
+    LOUD = frozenset({"failed", "canceled", "aborted", "gone", "error", "retrying", "skipped", "timeout", "deferred"})
+
+    def __init__(self, stream: TextIO | None = None, *, item_lines: int = 50, summary_every: float = 5.0) -> None:
         self.stream = stream or sys.stdout
         self.start = time.monotonic()
+        self.item_lines = item_lines
+        self.summary_every = summary_every
+        self._shown: dict[str, int] = {}  # batch -> item events printed
+        self._status: dict[str, dict[str, str]] = {}  # batch -> item -> last event
+        self._last_summary: dict[str, float] = {}
+
+    def _line(self, text: str) -> None:
+        self.stream.write(scrub_text(f"[{time.monotonic() - self.start:7.1f}s] {text}") + "\n")
+        self.stream.flush()
 
     def event(self, address: str, what: str, detail: str = "") -> None:
-        elapsed = time.monotonic() - self.start
         tail = f" ({detail})" if detail else ""
-        self.stream.write(scrub_text(f"[{elapsed:7.1f}s] {address}: {what}{tail}") + "\n")
-        self.stream.flush()
+        batch = address.split("[", 1)[0] if "[" in address else None
+        if batch is None:
+            self._line(f"{address}: {what}{tail}")
+            return
+        self._status.setdefault(batch, {})[address] = what
+        shown = self._shown.get(batch, 0)
+        if shown < self.item_lines or what in self.LOUD:
+            self._shown[batch] = shown + 1
+            self._line(f"{address}: {what}{tail}")
+            if shown + 1 == self.item_lines:
+                self._line(f"{batch}: further routine item events are summarized every {self.summary_every:g}s")
+            return
+        now = time.monotonic()
+        if now - self._last_summary.get(batch, 0.0) >= self.summary_every:
+            self._last_summary[batch] = now
+            self._summary(batch)
+
+    def _summary(self, batch: str) -> None:
+        counts: dict[str, int] = {}
+        for what in self._status[batch].values():
+            counts[what] = counts.get(what, 0) + 1
+        self._line(f"{batch}: " + ", ".join(f"{n} {w}" for w, n in sorted(counts.items())))
 
     def note(self, text: str) -> None:
         self.stream.write(scrub_text(text) + "\n")
         self.stream.flush()
 
     def close(self) -> None:
-        pass
+        for batch, shown in self._shown.items():
+            if shown >= self.item_lines:
+                self._summary(batch)
 
 
 class TableProgress:

@@ -161,3 +161,18 @@ def test_table_progress_redraws_in_place():
     p.event("A/a", "succeeded", "x")
     p.close()
     assert "\x1b[" in buf.getvalue() and "succeeded" in buf.getvalue()
+
+
+def test_line_progress_folds_routine_events_of_large_batches():
+    buf = io.StringIO()
+    p = LineProgress(buf, item_lines=3, summary_every=3600)
+    for i in range(10):
+        p.event(f"PredictionBatch/b[{i}]", "created")
+    p.event("PredictionBatch/b[7]", "failed", "boom")
+    p.event("Training/t", "succeeded")
+    p.close()
+    lines = buf.getvalue().splitlines()
+    assert sum("created" in x and "[" in x.split("]", 1)[1] for x in lines) <= 4
+    assert any("PredictionBatch/b[7]: failed (boom)" in x for x in lines)
+    assert any("Training/t: succeeded" in x for x in lines)
+    assert "9 created" in lines[-1] and "1 failed" in lines[-1]
