@@ -14,6 +14,7 @@ import json
 import os
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,15 @@ from jobrunner.state.serialize import IncrementalSerializer
 
 BACKUP_SUFFIX = ".bak"
 LOCK_SUFFIX = ".lock"
+
+
+@dataclass(frozen=True)
+class PreparedSave:
+    """A serialized document ready to be written (`LocalFileStore.prepare` / `write_prepared`)."""
+
+    text: str
+    lineage: str
+    serial: int
 
 
 class LocalFileStore:
@@ -112,6 +122,19 @@ class LocalFileStore:
     # -- writing ---------------------------------------------------------------------------
 
     def save(self, doc: StateDoc) -> None:
+        prepared = self.prepare(doc)
+        try:
+            self.write_prepared(prepared)
+        except StateError:
+            doc.serial -= 1
+            raise
+
+    def prepare(self, doc: StateDoc) -> "PreparedSave":
+        """The CPU half of `save`: bump the serial and serialize, where the document lives.
+
+        Together with `write_prepared` it lets the apply engine serialize on its event loop (the
+        document is never seen mid-change) and do the disk I/O in a worker thread.
+        """
         if not doc.lineage:
             doc.lineage = str(uuid.uuid4())
         doc.serial += 1
@@ -120,10 +143,18 @@ class LocalFileStore:
         except (TypeError, ValueError) as exc:
             doc.serial -= 1
             raise StateError(f"cannot write state: a value is not JSON ({exc})") from None
+        return PreparedSave(text=text, lineage=doc.lineage, serial=doc.serial)
+
+    def write_prepared(self, prepared: "PreparedSave") -> None:
+        """The I/O half of `save`: backup, temporary file, fsync, rename. Touches no document.
+
+        Calls must not overlap (the apply engine runs them one at a time, in order).
+        """
+        text = prepared.text
         directory = self.path.parent
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            self._keep_backup(doc)
+            self._keep_backup(prepared)
             crash_point("state.backup_kept")
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
             try:
@@ -148,17 +179,13 @@ class LocalFileStore:
             crash_point("state.renamed")
             _fsync_dir(directory)
             self._known_good = _stat_key(os.stat(self.path))
-        except StateError:
-            doc.serial -= 1
-            raise
         except OSError as exc:
-            doc.serial -= 1
             raise StateError(
                 f"cannot write state file {self.path}: {exc.strerror or exc}",
                 hint="check free disk space and permissions of the .jobrunner directory",
             ) from None
 
-    def _keep_backup(self, doc: StateDoc) -> None:
+    def _keep_backup(self, doc: "StateDoc | PreparedSave") -> None:
         """Make the current file (if it is good) the backup, by hard link, atomically.
 
         A file changed since this store last read or wrote it is parsed first: only a good document
@@ -246,4 +273,4 @@ def _short_reason(exc: Exception) -> str:
     return str(exc)
 
 
-__all__ = ["LocalFileStore", "BACKUP_SUFFIX", "LOCK_SUFFIX"]
+__all__ = ["LocalFileStore", "PreparedSave", "BACKUP_SUFFIX", "LOCK_SUFFIX"]
