@@ -142,25 +142,40 @@ def absorb(doc: StateDoc, remote: dict[str, RemoteJob], *, only_succeeded: bool 
     return changed
 
 
-async def lookup_created(provider: Any, req: Any, *, since: datetime, exclude_ids: set[str],
-                         desired_body: dict[str, Any] | None = None) -> RemoteJob | None:
-    """The job a lost create of `req` made, if the provider has it (see `reconcile.matching`).
+async def list_candidates(provider: Any, job_kind: str, *, since: datetime, project_id: str | None,
+                          exclude_ids: set[str], versions: set[str] | None = None) -> list[RemoteJob]:
+    """Jobs created since `since` minus the clock skew that a lost create might have made.
 
-    Lists jobs created since `since` minus the clock skew; list pages may abridge jobs (no input),
-    so those whose version/model could match are fetched in full before matching.
+    List pages may abridge jobs (no input): those whose version could match one in `versions`
+    (None: any) are fetched in full, since matching compares inputs.
     """
-    from jobrunner.reconcile.matching import CLOCK_SKEW, find_match
+    from jobrunner.reconcile.matching import CLOCK_SKEW
     from jobrunner.reconcile.requests import split_version
 
-    candidates: list[RemoteJob] = []
-    _, want = split_version(req.model, req.version)
-    async for job in provider.list(req.job_kind, since=since - CLOCK_SKEW, project_id=req.project_id):
+    out: list[RemoteJob] = []
+    async for job in provider.list(job_kind, since=since - CLOCK_SKEW, project_id=project_id):
         if job.id in exclude_ids:
             continue
-        if job.input is None and req.project_id is None:
+        if job.input is None and project_id is None:
             _, got = split_version(job.model, job.version)
-            if want and got and got != want:
+            if versions is not None and got and got not in versions:
                 continue
-            job = await provider.get(req.job_kind, job.id, project_id=req.project_id)
-        candidates.append(job)
+            job = await provider.get(job_kind, job.id, project_id=project_id)
+        elif project_id is not None and "train_dataset" not in job.extra:
+            # Emissary lists summaries (no datasets, description or parameters): matching needs
+            # the detail, or trainings that differ only by dataset could be swapped.
+            job = await provider.get(job_kind, job.id, project_id=project_id)
+        out.append(job)
+    return out
+
+
+async def lookup_created(provider: Any, req: Any, *, since: datetime, exclude_ids: set[str],
+                         desired_body: dict[str, Any] | None = None) -> RemoteJob | None:
+    """The job a lost create of `req` made, if the provider has it (see `reconcile.matching`)."""
+    from jobrunner.reconcile.matching import find_match
+    from jobrunner.reconcile.requests import split_version
+
+    _, want = split_version(req.model, req.version)
+    candidates = await list_candidates(provider, req.job_kind, since=since, project_id=req.project_id,
+                                       exclude_ids=exclude_ids, versions={want} if want else None)
     return find_match(candidates, req, not_before=since, exclude_ids=exclude_ids, desired_body=desired_body)

@@ -522,7 +522,7 @@ class Executor:
             req = rq.create_request(job, spec, {**job.request, **({"input": body["input"]} if "input" in body else {}),
                                                 **({"body": body} if job.provider == "emissary" else {})})
             st.intent = Intent(fingerprint=job.fingerprint or "", attempt=attempt, created_at=to_rfc3339(utcnow()),
-                               request_digest=rq.request_digest(req))
+                               request_digest=rq.request_digest(req), inputs=self._redacted_input(job))
             await self.writer.flush()
             crash_point("create.intent_saved")
             delay = 0.5

@@ -12,13 +12,24 @@ from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 from jobrunner.providers.base import CreateRequest, RemoteJob
+from jobrunner.redact import REDACTED
 from jobrunner.reconcile.requests import is_file_marker, split_version
 
 CLOCK_SKEW = timedelta(seconds=30)
 
 
-def _same_input(desired: Any, remote: Any) -> bool:
+def _is_wildcard(desired: Any) -> bool:
+    """Values we cannot compare: a local file (uploaded under a fresh URL each time, recorded as
+    `{$file: p}` or, in state, as `{$file_sha256: d}`) and a redacted secret."""
     if is_file_marker(desired):
+        return True
+    if isinstance(desired, dict) and set(desired) <= {"$file", "$file_sha256"} and desired:
+        return True
+    return desired == REDACTED
+
+
+def _same_input(desired: Any, remote: Any) -> bool:
+    if _is_wildcard(desired):
         return remote is not None  # any uploaded value stands for the file
     if isinstance(desired, dict):
         if not isinstance(remote, dict) or set(desired) - set(remote):
@@ -48,6 +59,12 @@ def matches(remote: RemoteJob, req: CreateRequest, *, desired_body: dict[str, An
             return False
         for key in ("description", "parameters", "hf_model_link", "train_test_split_ratio"):
             if key in body and key in remote.extra and not _same_input(body[key], remote.extra[key]):
+                return False
+        # The detail names its datasets as objects; trainings may differ by nothing else.
+        for key, field in (("train_dataset_id", "train_dataset"), ("test_dataset_id", "test_dataset")):
+            got = remote.extra.get(field)
+            got_id = got.get("id") if isinstance(got, dict) else None
+            if body.get(key) and got_id and got_id != body[key]:
                 return False
         return True
     _, want_version = split_version(req.model, req.version)

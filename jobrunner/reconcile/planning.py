@@ -19,8 +19,9 @@ from jobrunner.errors import Diagnostic, ManifestError, PlanError, UsageError
 from jobrunner.plan_types import CREATE, REPLACE, RETRY, Plan
 from jobrunner.providers.base import RemoteJob
 from jobrunner.reconcile import requests as rq
+from jobrunner.reconcile.matching import find_match
 from jobrunner.reconcile.timeutil import parse_rfc3339
-from jobrunner.refresh import claimed_ids, lookup_created, refresh_tracked
+from jobrunner.refresh import claimed_ids, list_candidates, refresh_tracked
 from jobrunner.resources import JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
 from jobrunner.state.model import StateDoc
 
@@ -104,26 +105,65 @@ def expand_desired(resources: list[Resource], root: Path, doc: StateDoc) -> list
     return expand(resources, root, state=doc)
 
 
+def request_from_recorded(st: Any) -> Any:
+    """A CreateRequest rebuilt from what state recorded at intent time (for addresses no manifest
+    defines any more, whose interrupted create must still be found, not orphaned)."""
+    from jobrunner.providers.base import CreateRequest
+
+    material = (st.intent.inputs if st.intent is not None and st.intent.inputs else None) or st.inputs or {}
+    if not material:
+        return None
+    if st.provider == "emissary":
+        body = {k: v for k, v in material.items() if k in rq.EMISSARY_BODY_FIELDS}
+        return CreateRequest(job_kind=st.job_kind, body=body, project_id=material.get("project_id"))
+    model, version = rq.split_version(material.get("model"), material.get("version"))
+    return CreateRequest(job_kind=st.job_kind, body={"input": material.get("input") or {}}, model=model,
+                         version=version, destination=material.get("destination"))
+
+
 async def lookup_intents(doc: StateDoc, desired: list[DesiredJob], resources: dict[str, Resource],
                          pool: Any) -> dict[str, RemoteJob]:
-    """For addresses with a pending intent: the remote job that create made, if it exists."""
-    found: dict[str, RemoteJob] = {}
-    claimed = claimed_ids(doc)
-    for job in desired:
-        st = doc.addresses.get(job.address)
-        if st is None or st.intent is None or job.fingerprint is None or st.intent.fingerprint != job.fingerprint:
+    """For addresses with a pending intent: the remote job that create made, if it exists.
+
+    One listing per (provider, job kind, project) back to the earliest pending intent, however many
+    intents a crash left behind; then each intent is matched, earliest first, against it.
+    """
+    pending: list[tuple[str, str, Any, Any]] = []  # (address, provider, request, since)
+    by_address = {j.address: j for j in desired}
+    for address, st in doc.addresses.items():
+        if st.intent is None or st.job_kind == JOB_MODEL:
             continue
-        if job.job_kind == JOB_MODEL:
-            continue
-        res = resources.get(job.resource_address)
-        req = rq.create_request(job, res.spec if res else {})
         since = parse_rfc3339(st.intent.created_at)
+        job = by_address.get(address)
         if since is None:
             continue
-        match = await lookup_created(pool.get(job.provider), req, since=since, exclude_ids=claimed)
-        if match is not None:
-            found[job.address] = match
-            claimed.add(match.id)
+        if job is not None:
+            if job.fingerprint is None or st.intent.fingerprint != job.fingerprint:
+                continue
+            res = resources.get(job.resource_address)
+            req = rq.create_request(job, res.spec if res else {})
+        else:
+            req = request_from_recorded(st)
+            if req is None:
+                continue
+        pending.append((address, st.provider, req, since))
+    if not pending:
+        return {}
+    claimed = claimed_ids(doc)
+    groups: dict[tuple[str, str, str | None], list[tuple[str, str, Any, Any]]] = {}
+    for entry in pending:
+        groups.setdefault((entry[1], entry[2].job_kind, entry[2].project_id), []).append(entry)
+    found: dict[str, RemoteJob] = {}
+    for (provider_name, job_kind, project_id), entries in groups.items():
+        versions = {rq.split_version(e[2].model, e[2].version)[1] for e in entries}
+        candidates = await list_candidates(
+            pool.get(provider_name), job_kind, since=min(e[3] for e in entries), project_id=project_id,
+            exclude_ids=claimed, versions=None if None in versions else versions)
+        for address, _, req, since in sorted(entries, key=lambda e: e[3]):
+            match = find_match(candidates, req, not_before=since, exclude_ids=claimed)
+            if match is not None:
+                found[address] = match
+                claimed.add(match.id)
     return found
 
 

@@ -31,6 +31,9 @@ class Intent:
     attempt: int
     created_at: str  # RFC 3339, before the request was sent
     request_digest: str  # sha256 of the canonical create body, to match remote jobs after a crash
+    # What the create asks for (redacted fingerprint material): lets a later run find the job a lost
+    # create made even when no manifest defines the address any more.
+    inputs: dict[str, Any] | None = None
 
 
 @dataclass

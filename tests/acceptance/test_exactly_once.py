@@ -77,3 +77,20 @@ def test_dropped_connection_after_commit_is_adopted_not_duplicated(workspace: Pa
     assert r.code == 0, r.output
     assert len(jobs_with(platform, marker)) == 1
     assert "adopted" in r.stdout and "0 created, 1 adopted" in r.stdout
+
+
+def test_crash_then_manifest_deleted_still_finds_the_job_instead_of_orphaning_it(workspace: Path, platform):
+    marker = f"orphan-{time.time_ns()}"
+    manifest(workspace, marker)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("crash_after_create.py")), "apply",
+                           "--auto-approve", "m.yaml"], cwd=workspace, env=env, capture_output=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    (workspace / "m.yaml").unlink()
+    r = run_cli("plan", ".")
+    assert r.code == 0, r.output
+    [job] = jobs_with(platform, marker)
+    assert job["id"] in r.stdout, "the plan names the job the interrupted create made"
+    r = run_cli("apply", "--auto-approve", ".")
+    assert r.code == 0, r.output
+    assert json.loads((workspace / ".jobrunner" / "state.json").read_text())["addresses"] == {}
