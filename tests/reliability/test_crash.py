@@ -121,3 +121,44 @@ def test_an_identical_job_from_elsewhere_is_not_adopted_in_place_of_ours(workspa
     assert audit.remote_jobs == 1
     state = json.loads((workspace / ".jobrunner" / "state.json").read_text())
     assert state["addresses"]["PredictionBatch/echo[p0]"]["remote_id"] != foreign
+
+
+def _emissary_setup(platform: Platform, tag: str) -> tuple[str, list[str]]:
+    em = {"X-API-Key": platform.token, "Authorization": ""}
+    with platform.client() as c:
+        project = c.post("/v1/projects", json={"name": f"crash-{tag}"}, headers=em).json()["id"]
+        datasets = []
+        for i in range(3):
+            rows = "".join(json.dumps({"text": f"dataset {i} line {n} of {tag}"}) + "\n" for n in range(20))
+            r = c.post(f"/v1/projects/{project}/datasets", data={"name": f"d{i}"}, headers=em,
+                       files={"file": (f"d{i}.jsonl", rows.encode())})
+            r.raise_for_status()
+            datasets.append(r.json()["id"])
+    return project, datasets
+
+
+@pytest.mark.parametrize("point", ["create.intent_saved:3", "create.sent:2", "create.sent:3"])
+def test_emissary_trainings_that_differ_only_by_dataset_are_never_swapped(point: str, workspace: Path,
+                                                                         platform: Platform) -> None:
+    """Emissary's list gives job summaries (no datasets, no parameters): after a crash, the lookup
+    must still tell apart trainings of one project and base model that differ only by dataset."""
+    tag = workspace.parent.name[-12:].replace("_", "-").lower()
+    project, datasets = _emissary_setup(platform, tag)
+    (workspace / "jobs.yaml").write_text("".join(
+        f"---\napiVersion: jobrunner/v1\nkind: Training\nmetadata: {{name: t{i}}}\nspec:\n  provider: emissary\n"
+        f"  project_id: {project}\n  base_model: jobrunner-ngram\n  train_dataset_id: {d}\n"
+        for i, d in enumerate(datasets)))
+    env = clean_env(platform, EMISSARY_SERVER_URL=platform.url, EMISSARY_CLIENT_API_KEY=platform.token)
+    r = run_process(["apply", "--auto-approve", "jobs.yaml"], workspace, {**env, "JOBRUNNER_TEST_CRASH_AT": point})
+    assert r.code == -signal.SIGKILL, r.output
+    apply_until_converged(workspace, env, "jobs.yaml")
+    state = json.loads((workspace / ".jobrunner" / "state.json").read_text())["addresses"]
+    em = {"X-API-Key": platform.token, "Authorization": ""}
+    with platform.client() as c:
+        jobs = c.get(f"/v1/projects/{project}/training-jobs", headers=em).json()
+        assert len(jobs) == 3, [j["id"] for j in jobs]  # one per training: none created twice
+        for i, d in enumerate(datasets):
+            st = state[f"Training/t{i}"]
+            assert st["status"] == "succeeded" and st["intent"] is None
+            detail = c.get(f"/v1/projects/{project}/training-jobs/{st['remote_id']}", headers=em).json()
+            assert detail["train_dataset"]["id"] == d, f"Training/t{i} adopted a job trained on another dataset"
