@@ -16,10 +16,12 @@ class DurationError(ValueError):
     """The text is not a duration; the message says what is accepted."""
 
 
-def parse_duration(text: str | int | float) -> float:
+def parse_duration(text: str | int | float, *, allow_days: bool = True) -> float:
     """Seconds for a duration such as `2h`, `30m`, `1h30m45s` or a bare number of seconds.
 
-    Raises DurationError for anything else, including zero and negative durations.
+    Raises DurationError for anything else, including zero and negative durations. With
+    `allow_days=False` the `d` unit is refused too, as Go's time.ParseDuration (and so Replicate's
+    `Cancel-After` header) does.
     """
     if isinstance(text, bool):
         raise DurationError(f"invalid duration {text!r}: use a number with a unit such as 30m, 2h or 1h30m")
@@ -29,11 +31,12 @@ def parse_duration(text: str | int | float) -> float:
         s = str(text).strip().lower()
         if re.fullmatch(r"\d+(?:\.\d+)?", s):
             seconds = float(s)
-        elif _WHOLE.fullmatch(s):
+        elif _WHOLE.fullmatch(s) and (allow_days or not any(u == "d" for _, u in _PART.findall(s))):
             seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(s))
         else:
+            units = "ms, s, m, h, d" if allow_days else "ms, s, m, h"
             raise DurationError(
-                f"invalid duration {text!r}: use a number with a unit (ms, s, m, h, d) such as 30m, 2h or 1h30m45s"
+                f"invalid duration {text!r}: use a number with a unit ({units}) such as 30m, 2h or 1h30m45s"
             )
     if seconds <= 0:
         raise DurationError(f"invalid duration {text!r}: must be greater than zero")

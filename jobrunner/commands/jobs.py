@@ -44,14 +44,9 @@ def _echo_warnings(warnings: list[str]) -> None:
 
 
 def _parse_timeout(value: str | None) -> float | None:
-    if value is None:
-        return None
-    from jobrunner.durations import DurationError, parse_duration
+    from jobrunner.reconcile.timeutil import parse_duration
 
-    try:
-        return parse_duration(value)
-    except DurationError as exc:
-        raise UsageError(f"--timeout: {exc}") from None
+    return parse_duration(value, what="--timeout")
 
 
 async def _with_pool(ws: Any, fn: Any) -> Any:

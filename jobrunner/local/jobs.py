@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jobrunner.durations import parse_duration as _parse_duration
 from jobrunner.local.clock import new_id, parse_rfc3339, rfc3339
 from jobrunner.local.db import Row
 from jobrunner.local.models import catalog
@@ -44,15 +45,12 @@ class InputError(ValueError):
 
 
 def parse_duration(text: str) -> float:
-    """`Cancel-After` values: `30s`, `5m`, `1h`, `2h30m`, `1h30m45s`, or a bare number of seconds."""
-    value = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", value):
-        return float(value)
-    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?", value)
-    if not value or not match:
-        raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 5m, 1h30m)")
-    h, m, s = match.groups()
-    return int(h or 0) * 3600 + int(m or 0) * 60 + float(s or 0)
+    """`Cancel-After` values: `30s`, `5m`, `1h`, `2h30m`, `1h30m45s`, or a bare number of seconds.
+
+    jobrunner.durations' spelling without the `d` unit, which Replicate's (Go) parser refuses too;
+    raises ValueError (DurationError) naming what is accepted.
+    """
+    return _parse_duration(text, allow_days=False)
 
 
 class ReplicateJobs:

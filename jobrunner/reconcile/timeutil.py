@@ -4,9 +4,9 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
+from jobrunner.durations import DurationError
+from jobrunner.durations import parse_duration as _parse_duration
 from jobrunner.errors import UsageError
-
-_DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
 
 def utcnow() -> datetime:
@@ -36,19 +36,17 @@ def parse_rfc3339(text: str | None) -> datetime | None:
 
 
 def parse_duration(text: str | int | float | None, *, what: str = "duration") -> float | None:
-    """`30s`, `5m`, `2h30m`, `1h30m45s` or a bare number of seconds -> seconds (None stays None)."""
+    """Seconds for a duration given on the command line (None stays None); UsageError otherwise.
+
+    The spelling is jobrunner.durations' (`30s`, `5m`, `2h30m`, `1d`, a bare number of seconds);
+    this only turns its DurationError into the CLI's usage error naming `what` (e.g. `--timeout`).
+    """
     if text is None:
         return None
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return float(text)
-    s = str(text).strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", s):
-        return float(s)
-    m = _DURATION_RE.match(s)
-    if not s or not m or not any(m.groups()):
-        raise UsageError(f"invalid {what} {text!r}", hint="use a number of seconds or a form like 30s, 5m, 2h30m")
-    h, mi, se = m.groups()
-    return int(h or 0) * 3600 + int(mi or 0) * 60 + float(se or 0)
+    try:
+        return _parse_duration(text)
+    except DurationError as exc:
+        raise UsageError(f"{what}: {exc}", hint="use a number of seconds or a form like 30s, 5m, 2h30m") from None
 
 
 def format_age(seconds: float) -> str:

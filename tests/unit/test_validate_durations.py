@@ -24,3 +24,19 @@ def test_format_round_trips() -> None:
     for seconds in (1, 59, 60, 3600, 5445, 86400 + 1):
         assert parse_duration(format_duration(seconds)) == seconds
     assert format_duration(0.25) == "250ms"
+
+
+def test_days_can_be_refused_like_go() -> None:
+    assert parse_duration("1h30m", allow_days=False) == 5400
+    with pytest.raises(DurationError, match=r"ms, s, m, h\)"):
+        parse_duration("1d", allow_days=False)
+
+
+def test_cli_flavour_raises_a_usage_error_naming_the_flag() -> None:
+    from jobrunner.errors import UsageError
+    from jobrunner.reconcile.timeutil import parse_duration as parse_flag
+
+    assert parse_flag(None) is None
+    assert parse_flag("1d", what="--timeout") == 86400
+    with pytest.raises(UsageError, match=r"^--timeout: invalid duration 'soon'"):
+        parse_flag("soon", what="--timeout")
