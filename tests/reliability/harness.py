@@ -154,7 +154,7 @@ def audit_exactly_once(platform: Platform, root: Path, since: str, expected: set
     """Compare the platform's own listing (jobs created since `since`) with the state file.
 
     Zero duplicates: no address has two remote jobs for one attempt, and no remote job is claimed
-    twice. Zero lost: every remote job created since `since` is recorded under some address, and
+    twice. Agreement: every finished job's status in state is the platform's. Zero lost: every remote job created since `since` is recorded under some address, and
     every expected address is recorded, succeeded, with one remote job per attempt.
     """
     remote = {j["id"]: j for kind in ("predictions", "trainings") for j in platform.jobs(kind)
@@ -168,6 +168,11 @@ def audit_exactly_once(platform: Platform, root: Path, since: str, expected: set
         per_attempt: dict[int, list[str]] = {}
         for attempt in st.get("history") or []:
             per_attempt.setdefault(int(attempt["attempt"]), []).append(attempt["remote_id"])
+            seen = remote.get(attempt["remote_id"])
+            if seen is not None and seen["status"] in ("succeeded", "failed", "canceled") \
+                    and attempt.get("status") != seen["status"]:
+                audit.problems.append(f"{address}: state says {attempt['remote_id']} is {attempt.get('status')}, "
+                                      f"the platform says {seen['status']}")
             if attempt["remote_id"] in claimed:
                 audit.problems.append(f"{attempt['remote_id']} claimed by {claimed[attempt['remote_id']]} and {address}")
             claimed[attempt["remote_id"]] = address
