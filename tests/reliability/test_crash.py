@@ -162,3 +162,41 @@ def test_emissary_trainings_that_differ_only_by_dataset_are_never_swapped(point:
             assert st["status"] == "succeeded" and st["intent"] is None
             detail = c.get(f"/v1/projects/{project}/training-jobs/{st['remote_id']}", headers=em).json()
             assert detail["train_dataset"]["id"] == d, f"Training/t{i} adopted a job trained on another dataset"
+
+
+@pytest.mark.parametrize("signals", [[signal.SIGINT, signal.SIGINT], [signal.SIGTERM]],
+                         ids=["ctrl-c-twice", "sigterm"])
+def test_ctrl_c_twice_or_sigterm_mid_batch_then_rerun_is_exactly_once(signals: list[int], workspace: Path,
+                                                                      platform: Platform) -> None:
+    """What a user (Ctrl-C, Ctrl-C) or a cancelled CI job (SIGTERM) does in the middle of a batch."""
+    import subprocess
+    import sys
+    import time
+
+    tag = workspace.parent.name[-12:].replace("_", "-").lower()
+    expected = write_workload(workspace, tag, predictions=30, trainings=1, slow=2)
+    since = platform_now(platform)
+    proc = subprocess.Popen([sys.executable, "-m", "jobrunner", "apply", "--auto-approve", "--parallelism", "2",
+                             "jobs.yaml"], cwd=workspace, env=clean_env(platform), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    state = workspace / ".jobrunner" / "state.json"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until a few creates are recorded
+        try:
+            if sum(1 for a in json.loads(state.read_text())["addresses"].values() if a.get("remote_id")) >= 3:
+                break
+        except (FileNotFoundError, ValueError):
+            pass
+        time.sleep(0.01)
+    for sig in signals:
+        proc.send_signal(sig)
+        time.sleep(0.05)
+    out, _ = proc.communicate(timeout=60)
+    # 130 (or death by SIGINT, which a shell also shows as 130) for Ctrl-C; death by SIGTERM for SIGTERM
+    assert proc.returncode in (130, -signal.SIGINT, -signal.SIGTERM), out
+    assert "Traceback" not in out, out
+    _state_parses(workspace)
+    apply_until_converged(workspace, clean_env(platform), "jobs.yaml")
+    audit = audit_exactly_once(platform, workspace, since, expected)
+    assert not audit.problems, "\n".join(audit.problems)
+    assert audit.remote_jobs == 33
