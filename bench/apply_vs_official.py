@@ -146,7 +146,11 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, runs: int) -> s
                      [fmt(r) for r in rows]))
     by = {r["name"]: r for r in rows}
     jr, best = by.get("jobrunner apply"), by.get("official client, best practice (asyncio)")
-    if jr and best:
+    if jr and best and args.model != "echo":
+        out += ["", f"jobrunner vs best practice: wall x{jr['wall'] / best['wall']:.2f}, requests "
+                f"x{jr['requests'] / best['requests']:.2f} (the targets are set for the echo batch; here the "
+                "predictions' own run time sets the pace)."]
+    elif jr and best:
         wall_ratio = jr["wall"] / best["wall"]
         req_ratio = jr["requests"] / best["requests"]
         out += ["", f"jobrunner vs best practice: wall x{wall_ratio:.2f} (target <= {TARGET_WALL_RATIO:g}: "
