@@ -24,9 +24,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
-from jobrunner.errors import StalePlanError
+from jobrunner.errors import StalePlanError, UsageError
 from jobrunner.plan_types import CHANGING, Plan, PlannedChange
 
 SAVED_PLAN_KIND = "jobrunner-saved-plan"
@@ -35,6 +36,25 @@ SAVED_PLAN_FORMAT = 1
 # Spec keys whose effect is already in each job's fingerprint, and which must not put every item of
 # a batch out of scope when one row changes.
 _PER_ITEM_KEYS = frozenset({"input", "inputs", "inputs_file", "input_defaults"})
+
+
+def read_saved_plan(path: Path) -> dict[str, Any] | None:
+    """The saved plan in `path`, or None when it is not one (then `apply` takes it as a manifest path).
+
+    Raises UsageError for a saved plan of a format this version does not read.
+    """
+    if not path.is_file() or path.suffix.lower() not in (".json", ".plan", ".tfplan", ""):
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("kind") != SAVED_PLAN_KIND:
+        return None
+    if data.get("format_version") != SAVED_PLAN_FORMAT:
+        raise UsageError(f"{path}: saved plan format {data.get('format_version')!r} is not supported",
+                         hint="run `jobrunner plan --out` again with this version of jobrunner")
+    return data
 
 
 def spec_digest(spec: dict[str, Any]) -> str:

@@ -25,8 +25,7 @@ from jobrunner.errors import (
     EXIT_WAIT_TIMEOUT,
     UsageError,
 )
-from jobrunner.plan_types import CANCEL, FORGET, Plan, PlannedChange
-from jobrunner.saved_plan import SAVED_PLAN_FORMAT, SAVED_PLAN_KIND
+from jobrunner.plan_types import Plan
 
 # --- shared helpers -------------------------------------------------------------------------
 
@@ -66,22 +65,6 @@ def _saved_plan_json(planned: Any, targets: tuple[str, ...]) -> dict[str, Any]:
     return saved_plan_document(planned.plan, planned.resources, targets, rendered)
 
 
-def _read_saved_plan(path: Path) -> dict[str, Any] | None:
-    """The saved plan in `path`, or None when it is not one (then it is a manifest path)."""
-    if not path.is_file() or path.suffix.lower() not in (".json", ".plan", ".tfplan", ""):
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(data, dict) or data.get("kind") != SAVED_PLAN_KIND:
-        return None
-    if data.get("format_version") != SAVED_PLAN_FORMAT:
-        raise UsageError(f"{path}: saved plan format {data.get('format_version')!r} is not supported",
-                         hint="run `jobrunner plan --out` again with this version of jobrunner")
-    return data
-
-
 def _check_saved_plan(saved: dict[str, Any], planned: Any) -> Plan:
     """The fresh plan restricted to what the saved plan showed; StalePlanError if what it touches moved."""
     from jobrunner.saved_plan import check_saved_plan
@@ -100,54 +83,6 @@ def _confirm(auto_approve: bool, question: str) -> bool:
     answer = click.prompt(f"{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value",
                           default="", show_default=False)
     return answer.strip() == "yes"
-
-
-def _summary_line(verb: str, report: Any) -> str:
-    from jobrunner.reconcile import executor as ex
-
-    parts = [f"{report.created} created"]
-    if report.adopted:
-        parts.append(f"{report.adopted} adopted")
-    for label, outcome in (("succeeded", ex.O_SUCCEEDED), ("failed", ex.O_FAILED),
-                           ("canceled", ex.O_CANCELED), ("skipped", ex.O_SKIPPED), ("errors", ex.O_ERROR)):
-        n = report.count(outcome)
-        if n or label in ("succeeded", "failed"):
-            parts.append(f"{n} {label}")
-    forgotten = report.count(ex.O_FORGOTTEN) + report.count(ex.O_CANCELED + "+forgotten")
-    if forgotten:
-        parts.append(f"{forgotten} forgotten")
-    running = len(report.running)
-    if running:
-        parts.append(f"{running} still running")
-    deferred = report.count(ex.O_DEFERRED)
-    if deferred:
-        parts.append(f"{deferred} deferred")
-    return f"{verb}: " + ", ".join(parts) + "."
-
-
-def _outputs_lines(doc: Any, addresses: set[str] | None, files_written: list[str]) -> list[str]:
-    from jobrunner.providers.base import SUCCEEDED
-    from jobrunner.reconcile.outputs import resource_of
-    from jobrunner.resources import JOB_PREDICTION
-
-    lines = []
-    batches: dict[str, list[Any]] = {}
-    for addr, st in sorted(doc.addresses.items()):
-        if addresses is not None and resource_of(addr) not in addresses:
-            continue
-        if st.job_kind == JOB_PREDICTION:
-            batches.setdefault(resource_of(addr), []).append(st)
-            continue
-        for key, value in sorted(st.outputs.items()):
-            if key == "id":
-                continue
-            lines.append(f"  {addr}.{key} = {value}")
-    for res, items in sorted(batches.items()):
-        ok = sum(1 for s in items if s.status == SUCCEEDED)
-        lines.append(f"  {res}: {ok}/{len(items)} item(s) succeeded")
-    for f in files_written:
-        lines.append(f"  wrote {f}")
-    return lines
 
 
 def _exit_code(report: Any) -> int:
@@ -213,36 +148,12 @@ async def _execute(ws: Any, pool: Any, doc: Any, planned: Any, *, wait: bool, ti
             loop.remove_signal_handler(signal.SIGINT)
 
 
-def _print_report(report: Any, doc: Any, planned: Any, verb: str) -> int:
-    from jobrunner.reconcile import executor as ex
+def _print_report(report: Any, doc: Any, verb: str) -> int:
+    from jobrunner.render.report import apply_report
 
-    click.echo("")
-    click.echo(_summary_line(verb, report))
-    touched = {o.address.split("[", 1)[0] for o in report.outcomes.values()}
-    lines = _outputs_lines(doc, touched, report.files_written)
-    if lines:
-        click.echo("Outputs:")
-        for line in lines:
-            click.echo(line)
-    for o in sorted(report.failed, key=lambda o: o.address):
-        click.echo(f"  {o.address}: {o.outcome}: {o.detail}", err=True)
-    code = _exit_code(report)
-    if report.running:
-        if report.interrupted:
-            click.echo(f"Interrupted: state saved; {len(report.running)} job(s) keep running on the provider. "
-                       "Run `jobrunner apply` again to resume waiting.", err=True)
-        elif report.timed_out:
-            click.echo(f"Wait timed out: {len(report.running)} job(s) still running (they keep running). "
-                       "Run `jobrunner apply` again to resume waiting.", err=True)
-        else:
-            click.echo(f"{len(report.running)} job(s) still running; `jobrunner status` shows them, "
-                       "`jobrunner apply` waits for them.")
-    elif report.interrupted:
-        click.echo("Interrupted: state saved.", err=True)
-    if report.count(ex.O_DEFERRED):
-        click.echo(f"{report.count(ex.O_DEFERRED)} job(s) deferred until their upstream succeeds: "
-                   "run `jobrunner apply` again.")
-    return code
+    for line, to_stderr in apply_report(report, doc, verb).lines:
+        click.echo(line, err=to_stderr)
+    return _exit_code(report)
 
 
 # --- plan ------------------------------------------------------------------------------------
@@ -289,10 +200,11 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
           parallelism: int | None, targets: tuple[str, ...]) -> int:
     """Create, wait on and cancel jobs until the world matches the manifests (or a saved plan)."""
     from jobrunner.reconcile.planning import make_plan, open_workspace, resolve_paths
+    from jobrunner.saved_plan import read_saved_plan
 
     wait_for = _parse_timeout(timeout)
     ws = open_workspace()
-    saved = _read_saved_plan(Path(paths[0])) if len(paths) == 1 else None
+    saved = read_saved_plan(Path(paths[0])) if len(paths) == 1 else None
     if saved is not None:
         if targets:
             raise UsageError("--target cannot be combined with a saved plan", hint="targets are fixed when the plan is saved")
@@ -325,7 +237,7 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
             return EXIT_ERROR
         click.echo("")
         report = await _execute(ws, pool, doc, planned, wait=not no_wait, timeout=wait_for, parallelism=par)
-        return _print_report(report, doc, planned, "Apply complete" if _exit_code(report) == 0 else "Apply finished")
+        return _print_report(report, doc, "Apply complete" if _exit_code(report) == 0 else "Apply finished")
 
     with ws.store.lock("apply"):
         from jobrunner.crashpoints import crash_point
@@ -348,12 +260,10 @@ def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...]
     Models are kept on the provider (only forgotten). A job with `lifecycle.prevent_cancel` that
     is still running stops the destroy.
     """
-    from jobrunner.errors import ManifestError, PlanError
-    from jobrunner.providers.base import TERMINAL
+    from jobrunner.errors import ManifestError
     from jobrunner.reconcile.outputs import resource_of
-    from jobrunner.reconcile.planning import Planned, load_resources, open_workspace, resolve_paths
+    from jobrunner.reconcile.planning import Planned, destroy_changes, load_resources, open_workspace, resolve_paths
     from jobrunner.refresh import refresh_tracked
-    from jobrunner.resources import JOB_MODEL
 
     ws = open_workspace()
     try:
@@ -370,23 +280,7 @@ def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...]
         remote = await refresh_tracked(doc, pool, addresses=chosen)
         for addr, job in remote.items():
             doc.addresses[addr].status = job.status
-        changes: list[PlannedChange] = []
-        protected = []
-        for addr, st in sorted(chosen.items()):
-            running = bool(st.remote_id) and st.job_kind != JOB_MODEL and st.status not in TERMINAL
-            emissary = st.provider == "emissary" and bool(st.remote_id)
-            lifecycle = (by_res.get(resource_of(addr)).spec.get("lifecycle") or {}) if resource_of(addr) in by_res else {}
-            if running and lifecycle.get("prevent_cancel"):
-                protected.append(addr)
-            action = CANCEL if running or emissary else FORGET
-            reason = ("running: cancel, then forget" if running else
-                      "delete the Emissary job, then forget" if emissary else
-                      "model kept on the provider; forget" if st.job_kind == JOB_MODEL else "terminal: forget")
-            changes.append(PlannedChange(address=addr, action=action, reason=reason, job=None, prior=st,
-                                         fingerprint_before=st.fingerprint, remote_status=st.status))
-        if protected:
-            raise PlanError("destroy would cancel job(s) protected by lifecycle.prevent_cancel: " + ", ".join(protected),
-                            hint="remove prevent_cancel from their manifests, or destroy other addresses with --target")
+        changes = destroy_changes(chosen, by_res)
         if not changes:
             click.echo("No changes. Nothing to destroy.")
             return EXIT_OK
@@ -398,11 +292,13 @@ def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...]
         planned = Planned(plan=plan_obj, resources=resources, desired=[], remote=remote, files=[])
         report = await _execute(ws, pool, doc, planned, wait=not no_wait, timeout=None,
                                 parallelism=getattr(ws.config, "parallelism", 10) or 10, destroy=True)
+        from jobrunner.render.report import failure_lines, summary_line
+
         click.echo("")
         code = _exit_code(report)
-        click.echo(_summary_line("Destroy complete" if code == 0 else "Destroy finished", report))
-        for o in sorted(report.failed, key=lambda o: o.address):
-            click.echo(f"  {o.address}: {o.outcome}: {o.detail}", err=True)
+        click.echo(summary_line("Destroy complete" if code == 0 else "Destroy finished", report))
+        for line in failure_lines(report):
+            click.echo(line, err=True)
         return code
 
     with ws.store.lock("destroy"):
@@ -419,7 +315,7 @@ def status(fmt: str, no_refresh: bool) -> int:
     """Every tracked address: provider, remote id, status, age, attempts (refreshes running jobs)."""
     from jobrunner.errors import StateLockedError
     from jobrunner.reconcile.planning import open_workspace
-    from jobrunner.reconcile.timeutil import format_age, parse_rfc3339, utcnow
+    from jobrunner.reconcile.timeutil import utcnow
     from jobrunner.refresh import refresh_tracked
 
     ws = open_workspace()
@@ -436,33 +332,10 @@ def status(fmt: str, no_refresh: bool) -> int:
                         ws.store.save(fresh)
             except StateLockedError:
                 pass
-    now = utcnow()
-    rows = []
-    for addr, st in sorted(doc.addresses.items()):
-        created = None
-        for a in reversed(st.history):
-            if a.remote_id == st.remote_id:
-                created = parse_rfc3339(a.created_at)
-                break
-        age = (now - created).total_seconds() if created else None
-        rows.append({"address": addr, "provider": st.provider, "remote_id": st.remote_id, "status": st.status,
-                     "age_seconds": round(age, 1) if age is not None else None, "attempts": st.attempts,
-                     "file": st.file, "pending_intent": st.intent is not None})
-    if fmt == "json":
-        click.echo(json.dumps({"format_version": 1, "addresses": rows}, indent=2))
-        return EXIT_OK
-    if not rows:
-        click.echo("No tracked jobs. Run `jobrunner apply` to create some.")
-        return EXIT_OK
-    headers = ("ADDRESS", "PROVIDER", "REMOTE ID", "STATUS", "AGE", "ATTEMPTS")
-    table = [(r["address"], r["provider"], r["remote_id"] or "-",
-              (r["status"] or "-") + (" (intent pending)" if r["pending_intent"] else ""),
-              format_age(r["age_seconds"]) if r["age_seconds"] is not None else "-", str(r["attempts"]))
-             for r in rows]
-    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(headers)]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
-    for t in table:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip())
+    from jobrunner.render.outputs import status_json, status_rows, status_text
+
+    rows = status_rows(doc, utcnow())
+    click.echo(status_json(rows) if fmt == "json" else status_text(rows))
     return EXIT_OK
 
 
@@ -533,31 +406,12 @@ def logs(address: str, follow: bool) -> int:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def outputs(addresses: tuple[str, ...], fmt: str) -> int:
     """Print the outputs recorded in state (trained versions, batch item outputs)."""
-    from jobrunner.reconcile.outputs import resource_of
     from jobrunner.reconcile.planning import open_workspace
-    from jobrunner.redact import redact
+    from jobrunner.render.outputs import outputs_json, outputs_text, recorded_outputs
 
     ws = open_workspace()
-    doc = ws.store.load()
-    data: dict[str, Any] = {}
-    for addr, st in sorted(doc.addresses.items()):
-        if addresses and addr not in addresses and resource_of(addr) not in addresses:
-            continue
-        if not st.outputs:
-            continue
-        data[addr] = redact(st.outputs)
-    if fmt == "json":
-        click.echo(json.dumps({"format_version": 1, "outputs": data}, indent=2, sort_keys=True, default=str))
-        return EXIT_OK
-    if not data:
-        click.echo("No outputs recorded yet.")
-        return EXIT_OK
-    for addr, outs in data.items():
-        for key, value in sorted(outs.items()):
-            # One line per output: strings as they are unless multi-line, anything else as JSON.
-            plain = isinstance(value, str) and "\n" not in value
-            text = value if plain else json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
-            click.echo(f"{addr}.{key} = {text}")
+    data = recorded_outputs(ws.store.load(), addresses)
+    click.echo(outputs_json(data) if fmt == "json" else outputs_text(data))
     return EXIT_OK
 
 

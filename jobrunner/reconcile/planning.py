@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jobrunner.errors import Diagnostic, ManifestError, PlanError, UsageError
-from jobrunner.plan_types import CREATE, REPLACE, RETRY, Plan
+from jobrunner.plan_types import CANCEL, CREATE, FORGET, REPLACE, RETRY, Plan, PlannedChange
 from jobrunner.providers.base import RemoteJob
 from jobrunner.reconcile import requests as rq
 from jobrunner.reconcile.matching import find_match
@@ -313,6 +313,36 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
         await check_against_providers(plan, by_res, doc, pool, ws.root)
     return Planned(plan=plan, resources=resources, desired=desired, remote=remote, files=files,
                    warnings=[w.format() for w in warnings])
+
+
+def destroy_changes(chosen: dict[str, Any], resources: dict[str, Resource]) -> list[PlannedChange]:
+    """What destroy does to each chosen address (state refreshed): cancel running jobs, delete
+    Emissary jobs, forget the rest; models stay on the provider.
+
+    Raises PlanError naming every running job its manifest protects with `lifecycle.prevent_cancel`.
+    """
+    from jobrunner.providers.base import TERMINAL
+    from jobrunner.reconcile.outputs import resource_of
+
+    changes: list[PlannedChange] = []
+    protected = []
+    for addr, st in sorted(chosen.items()):
+        running = bool(st.remote_id) and st.job_kind != JOB_MODEL and st.status not in TERMINAL
+        emissary = st.provider == "emissary" and bool(st.remote_id)
+        res = resources.get(resource_of(addr))
+        lifecycle = (res.spec.get("lifecycle") or {}) if res is not None else {}
+        if running and lifecycle.get("prevent_cancel"):
+            protected.append(addr)
+        action = CANCEL if running or emissary else FORGET
+        reason = ("running: cancel, then forget" if running else
+                  "delete the Emissary job, then forget" if emissary else
+                  "model kept on the provider; forget" if st.job_kind == JOB_MODEL else "terminal: forget")
+        changes.append(PlannedChange(address=addr, action=action, reason=reason, job=None, prior=st,
+                                     fingerprint_before=st.fingerprint, remote_status=st.status))
+    if protected:
+        raise PlanError("destroy would cancel job(s) protected by lifecycle.prevent_cancel: " + ", ".join(protected),
+                        hint="remove prevent_cancel from their manifests, or destroy other addresses with --target")
+    return changes
 
 
 def planned_files(files: list[str], rel_paths: list[str], doc: StateDoc) -> set[str]:

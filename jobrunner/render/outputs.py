@@ -1,0 +1,122 @@
+"""What `status` and `outputs` print, and the outputs part of apply's summary.
+
+Pure functions of the state document (and the time, for ages): the commands load state, refresh
+it, and print what these return, so the text and JSON forms always show the same facts.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Iterable
+
+from jobrunner.state.model import StateDoc
+
+STATUS_HEADERS = ("ADDRESS", "PROVIDER", "REMOTE ID", "STATUS", "AGE", "ATTEMPTS")
+
+
+# --- status ----------------------------------------------------------------------------------
+
+
+def status_rows(doc: StateDoc, now: datetime) -> list[dict[str, Any]]:
+    """One row per tracked address; age counts from the creation of the job it tracks now."""
+    from jobrunner.reconcile.timeutil import parse_rfc3339
+
+    rows = []
+    for addr, st in sorted(doc.addresses.items()):
+        created = None
+        for a in reversed(st.history):
+            if a.remote_id == st.remote_id:
+                created = parse_rfc3339(a.created_at)
+                break
+        age = (now - created).total_seconds() if created else None
+        rows.append({"address": addr, "provider": st.provider, "remote_id": st.remote_id, "status": st.status,
+                     "age_seconds": round(age, 1) if age is not None else None, "attempts": st.attempts,
+                     "file": st.file, "pending_intent": st.intent is not None})
+    return rows
+
+
+def status_json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps({"format_version": 1, "addresses": rows}, indent=2)
+
+
+def status_text(rows: list[dict[str, Any]]) -> str:
+    """An aligned table (no trailing newline), or a hint when nothing is tracked."""
+    from jobrunner.reconcile.timeutil import format_age
+
+    if not rows:
+        return "No tracked jobs. Run `jobrunner apply` to create some."
+    table = [(r["address"], r["provider"], r["remote_id"] or "-",
+              (r["status"] or "-") + (" (intent pending)" if r["pending_intent"] else ""),
+              format_age(r["age_seconds"]) if r["age_seconds"] is not None else "-", str(r["attempts"]))
+             for r in rows]
+    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(STATUS_HEADERS)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(STATUS_HEADERS, widths)).rstrip()]
+    lines.extend("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip() for t in table)
+    return "\n".join(lines)
+
+
+# --- outputs ---------------------------------------------------------------------------------
+
+
+def recorded_outputs(doc: StateDoc, addresses: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+    """Redacted outputs per address, for the given addresses or resources (all when none given)."""
+    from jobrunner.reconcile.outputs import resource_of
+    from jobrunner.redact import redact
+
+    wanted = set(addresses)
+    data: dict[str, dict[str, Any]] = {}
+    for addr, st in sorted(doc.addresses.items()):
+        if wanted and addr not in wanted and resource_of(addr) not in wanted:
+            continue
+        if not st.outputs:
+            continue
+        data[addr] = redact(st.outputs)
+    return data
+
+
+def outputs_json(data: dict[str, dict[str, Any]]) -> str:
+    return json.dumps({"format_version": 1, "outputs": data}, indent=2, sort_keys=True, default=str)
+
+
+def outputs_text(data: dict[str, dict[str, Any]]) -> str:
+    """`address.key = value` lines (no trailing newline), or a note when there are none."""
+    if not data:
+        return "No outputs recorded yet."
+    lines = []
+    for addr, outs in data.items():
+        for key, value in sorted(outs.items()):
+            # One line per output: strings as they are unless multi-line, anything else as JSON.
+            plain = isinstance(value, str) and "\n" not in value
+            text = value if plain else json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+            lines.append(f"{addr}.{key} = {text}")
+    return "\n".join(lines)
+
+
+def summary_outputs_lines(doc: StateDoc, resources: set[str] | None, files_written: list[str]) -> list[str]:
+    """The `Outputs:` lines after apply: single jobs' outputs, a count per batch, files written."""
+    from jobrunner.providers.base import SUCCEEDED
+    from jobrunner.reconcile.outputs import resource_of
+    from jobrunner.resources import JOB_PREDICTION
+
+    lines = []
+    batches: dict[str, list[Any]] = {}
+    for addr, st in sorted(doc.addresses.items()):
+        if resources is not None and resource_of(addr) not in resources:
+            continue
+        if st.job_kind == JOB_PREDICTION:
+            batches.setdefault(resource_of(addr), []).append(st)
+            continue
+        for key, value in sorted(st.outputs.items()):
+            if key == "id":
+                continue
+            lines.append(f"  {addr}.{key} = {value}")
+    for res, items in sorted(batches.items()):
+        ok = sum(1 for s in items if s.status == SUCCEEDED)
+        lines.append(f"  {res}: {ok}/{len(items)} item(s) succeeded")
+    for f in files_written:
+        lines.append(f"  wrote {f}")
+    return lines
+
+
+__all__ = ["status_rows", "status_json", "status_text", "recorded_outputs", "outputs_json", "outputs_text",
+           "summary_outputs_lines"]

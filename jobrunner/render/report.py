@@ -1,0 +1,90 @@
+"""What apply and destroy print when they finish: the summary line and the closing notes.
+
+Pure functions of the executor's report (and state, for outputs); the commands print the lines
+these return, on stdout or stderr as each line says.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobrunner.state.model import StateDoc
+
+
+@dataclass
+class ReportText:
+    """Lines in the order they are printed, each marked for standard output or standard error."""
+
+    lines: list[tuple[str, bool]] = field(default_factory=list)  # (text, to_stderr)
+
+    def out(self, line: str) -> None:
+        self.lines.append((line, False))
+
+    def err(self, line: str) -> None:
+        self.lines.append((line, True))
+
+
+def summary_line(verb: str, report: Any) -> str:
+    """`Apply complete: 3 created, 3 succeeded, 0 failed.` and the other counts that are not zero."""
+    from jobrunner.reconcile import executor as ex
+
+    parts = [f"{report.created} created"]
+    if report.adopted:
+        parts.append(f"{report.adopted} adopted")
+    for label, outcome in (("succeeded", ex.O_SUCCEEDED), ("failed", ex.O_FAILED),
+                           ("canceled", ex.O_CANCELED), ("skipped", ex.O_SKIPPED), ("errors", ex.O_ERROR)):
+        n = report.count(outcome)
+        if n or label in ("succeeded", "failed"):
+            parts.append(f"{n} {label}")
+    forgotten = report.count(ex.O_FORGOTTEN) + report.count(ex.O_CANCELED + "+forgotten")
+    if forgotten:
+        parts.append(f"{forgotten} forgotten")
+    running = len(report.running)
+    if running:
+        parts.append(f"{running} still running")
+    deferred = report.count(ex.O_DEFERRED)
+    if deferred:
+        parts.append(f"{deferred} deferred")
+    return f"{verb}: " + ", ".join(parts) + "."
+
+
+def failure_lines(report: Any) -> list[str]:
+    """One line per job that did not succeed, with the provider's error."""
+    return [f"  {o.address}: {o.outcome}: {o.detail}" for o in sorted(report.failed, key=lambda o: o.address)]
+
+
+def apply_report(report: Any, doc: StateDoc, verb: str) -> ReportText:
+    """Everything apply prints after the executor ran: summary, outputs, failures, what is left."""
+    from jobrunner.reconcile import executor as ex
+    from jobrunner.render.outputs import summary_outputs_lines
+
+    text = ReportText()
+    text.out("")
+    text.out(summary_line(verb, report))
+    touched = {o.address.split("[", 1)[0] for o in report.outcomes.values()}
+    lines = summary_outputs_lines(doc, touched, report.files_written)
+    if lines:
+        text.out("Outputs:")
+        for line in lines:
+            text.out(line)
+    for line in failure_lines(report):
+        text.err(line)
+    if report.running:
+        if report.interrupted:
+            text.err(f"Interrupted: state saved; {len(report.running)} job(s) keep running on the provider. "
+                            "Run `jobrunner apply` again to resume waiting.")
+        elif report.timed_out:
+            text.err(f"Wait timed out: {len(report.running)} job(s) still running (they keep running). "
+                            "Run `jobrunner apply` again to resume waiting.")
+        else:
+            text.out(f"{len(report.running)} job(s) still running; `jobrunner status` shows them, "
+                            "`jobrunner apply` waits for them.")
+    elif report.interrupted:
+        text.err("Interrupted: state saved.")
+    if report.count(ex.O_DEFERRED):
+        text.out(f"{report.count(ex.O_DEFERRED)} job(s) deferred until their upstream succeeds: "
+                        "run `jobrunner apply` again.")
+    return text
+
+
+__all__ = ["ReportText", "summary_line", "failure_lines", "apply_report"]
