@@ -243,7 +243,7 @@ def _plan_job(
 
     changed = fp is None or fp != prior.fingerprint
     if forced:
-        return PlannedChange(job.address, REPLACE, _join("replacement requested", _running_note(status, prior)),
+        return PlannedChange(job.address, REPLACE, _join("replacement requested", _running_note(status, prior, policy)),
                              job, prior, prior.fingerprint, fp, remote_status=remote_status,
                              input_diff=input_diff(prior.inputs, job, secrets=secrets))
     if changed:
@@ -254,7 +254,7 @@ def _plan_job(
                 job.address, NOOP, f"{what}, but lifecycle.on_change is keep: the succeeded run stands",
                 job, prior, prior.fingerprint, fp, remote_status=remote_status, input_diff=diff,
             )
-        return PlannedChange(job.address, REPLACE, _join(what, _running_note(status, prior)), job, prior,
+        return PlannedChange(job.address, REPLACE, _join(what, _running_note(status, prior, policy)), job, prior,
                              prior.fingerprint, fp, remote_status=remote_status, input_diff=diff)
 
     # Unchanged spec.
@@ -360,8 +360,11 @@ def _unknown_fields(job: DesiredJob) -> str:
     return keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + " and " + keys[-1]
 
 
-def _running_note(status: str | None, prior: AddressState) -> str:
+def _running_note(status: str | None, prior: AddressState, policy: Policy) -> str:
+    """What a replace does to the run it supersedes while that run is still going."""
     if status in (PENDING, RUNNING, UNKNOWN, None):
+        if policy.prevent_cancel:  # the executor never cancels a protected run: say so
+            return f"the running {prior.remote_id} is left running (lifecycle.prevent_cancel)"
         return f"the running {prior.remote_id} is canceled first"
     return ""
 

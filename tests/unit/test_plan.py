@@ -66,6 +66,17 @@ def test_replacing_a_running_job_cancels_it_first(tmp_path: Path) -> None:
     assert "the running r-Training/poems is canceled first" in change.reason
 
 
+def test_replacing_a_protected_running_job_says_it_is_left_running(tmp_path: Path) -> None:
+    doc = apply_all([training()], tmp_path, status="running")
+    protected = {"prevent_cancel": True}
+    for forced in ([], ["Training/poems"]):
+        edited = training(lifecycle=protected) if forced else training(input={"order": 5}, lifecycle=protected)
+        (change,) = plan_for([edited], tmp_path, doc, replace=forced).changes
+        assert change.action == REPLACE
+        assert "the running r-Training/poems is left running (lifecycle.prevent_cancel)" in change.reason
+        assert "canceled" not in change.reason
+
+
 def test_on_change_keep_leaves_a_succeeded_run(tmp_path: Path) -> None:
     doc = apply_all([training()], tmp_path)
     plan = plan_for([training(input={"order": 5}, lifecycle={"on_change": "keep"})], tmp_path, doc)
