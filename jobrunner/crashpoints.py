@@ -28,6 +28,7 @@ POINTS: dict[str, str] = {
     "create.sent": "the provider answered the create, its id is not saved yet",
     "create.recorded": "the remote id is saved, waiting has not started",
     "create.lookup_found": "a re-run found the job of a pending intent on the provider, not recorded yet",
+    "cancel.sent": "a cancel (destroy, removed address, replace) was accepted, state not updated yet",
     "wait.status_changed": "a polled status change is in memory, not saved yet",
     "wait.terminal": "a job's final status is known, not saved yet",
     "outputs.before_write": "every job is done, batch output files not written yet",

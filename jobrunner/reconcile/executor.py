@@ -442,6 +442,7 @@ class Executor:
                 await provider.cancel(st.job_kind, st.remote_id, project_id=st.project_id)
             except NotFoundError:
                 return RemoteJob(id=st.remote_id or "", job_kind=st.job_kind, status=GONE)
+        crash_point("cancel.sent")
         return None
 
     async def _cancel_or_forget(self, change: PlannedChange) -> str | None:

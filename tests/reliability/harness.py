@@ -154,8 +154,10 @@ def audit_exactly_once(platform: Platform, root: Path, since: str, expected: set
     """Compare the platform's own listing (jobs created since `since`) with the state file.
 
     Zero duplicates: no address has two remote jobs for one attempt, and no remote job is claimed
-    twice. Agreement: every finished job's status in state is the platform's. Zero lost: every remote job created since `since` is recorded under some address, and
-    every expected address is recorded, succeeded, with one remote job per attempt.
+    twice (an attempt is a fingerprint and an attempt number: a replaced job starts again at 1).
+    Agreement: the status state records for each address's current job is the platform's. Zero
+    lost: every remote job created since `since` is recorded under some address, and every
+    expected address is recorded and succeeded.
     """
     remote = {j["id"]: j for kind in ("predictions", "trainings") for j in platform.jobs(kind)
               if j["created_at"] >= since}
@@ -165,20 +167,21 @@ def audit_exactly_once(platform: Platform, root: Path, since: str, expected: set
     for address, st in state.items():
         if st.get("job_kind") == "model":
             continue
-        per_attempt: dict[int, list[str]] = {}
+        per_attempt: dict[tuple[str, int], list[str]] = {}
         for attempt in st.get("history") or []:
-            per_attempt.setdefault(int(attempt["attempt"]), []).append(attempt["remote_id"])
-            seen = remote.get(attempt["remote_id"])
-            if seen is not None and seen["status"] in ("succeeded", "failed", "canceled") \
-                    and attempt.get("status") != seen["status"]:
-                audit.problems.append(f"{address}: state says {attempt['remote_id']} is {attempt.get('status')}, "
-                                      f"the platform says {seen['status']}")
+            per_attempt.setdefault((attempt.get("fingerprint") or "", int(attempt["attempt"])), []).append(
+                attempt["remote_id"])
             if attempt["remote_id"] in claimed:
                 audit.problems.append(f"{attempt['remote_id']} claimed by {claimed[attempt['remote_id']]} and {address}")
             claimed[attempt["remote_id"]] = address
-        for n, ids in per_attempt.items():
+        for (_, n), ids in per_attempt.items():
             if len(ids) != 1:
                 audit.problems.append(f"{address} attempt {n} has {len(ids)} remote jobs: {ids}")
+        seen = remote.get(st.get("remote_id") or "")
+        if seen is not None and seen["status"] in ("succeeded", "failed", "canceled") \
+                and st.get("status") != seen["status"]:
+            audit.problems.append(f"{address}: state says {st['remote_id']} is {st.get('status')}, "
+                                  f"the platform says {seen['status']}")
         if st.get("remote_id") not in claimed:
             audit.problems.append(f"{address}: current remote id {st.get('remote_id')} is not in its history")
         if st.get("intent") is not None:

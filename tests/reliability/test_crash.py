@@ -200,3 +200,48 @@ def test_ctrl_c_twice_or_sigterm_mid_batch_then_rerun_is_exactly_once(signals: l
     audit = audit_exactly_once(platform, workspace, since, expected)
     assert not audit.problems, "\n".join(audit.problems)
     assert audit.remote_jobs == 33
+
+
+def test_kill_9_in_the_middle_of_a_replace_then_rerun(workspace: Path, platform: Platform) -> None:
+    """Changed inputs replace jobs (the running ones are canceled first); a kill after the first
+    cancel, then after a create, must still end with one new job per address and the old ones canceled."""
+    tag = workspace.parent.name[-12:].replace("_", "-").lower()
+    expected = write_workload(workspace, tag, predictions=4, trainings=0, slow=2, slow_seconds=30)
+    since = platform_now(platform)
+    r = run_process(["apply", "--auto-approve", "--no-wait", "jobs.yaml"], workspace, clean_env(platform))
+    assert r.code == 0, r.output
+    manifest = workspace / "jobs.yaml"
+    manifest.write_text(manifest.read_text().replace("log_lines: 3", "log_lines: 4").replace("seconds: 30.", "seconds: 1.")
+                        .replace(f'"{tag}"', f'"{tag}-v2"'))
+    for point in ("cancel.sent", "create.sent:3"):
+        r = run_process(["apply", "--auto-approve", "jobs.yaml"], workspace,
+                        clean_env(platform, JOBRUNNER_TEST_CRASH_AT=point))
+        assert r.code == -signal.SIGKILL, f"{point} was never reached:\n{r.output}"
+        _state_parses(workspace)
+    apply_until_converged(workspace, clean_env(platform), "jobs.yaml")
+    audit = audit_exactly_once(platform, workspace, since, expected)
+    assert not audit.problems, "\n".join(audit.problems)
+    assert audit.remote_jobs == 12  # 6 originals, 6 replacements
+    old = [j for j in platform.jobs("predictions") if j["created_at"] >= since
+           and j["input"].get("log_lines") == 3]
+    assert len(old) == 2 and all(j["status"] in ("canceled", "succeeded") for j in old), old
+
+
+def test_kill_9_during_destroy_then_rerun(workspace: Path, platform: Platform) -> None:
+    tag = workspace.parent.name[-12:].replace("_", "-").lower()
+    write_workload(workspace, tag, predictions=2, trainings=0, slow=3, slow_seconds=30)
+    since = platform_now(platform)
+    r = run_process(["apply", "--auto-approve", "--no-wait", "jobs.yaml"], workspace, clean_env(platform))
+    assert r.code == 0, r.output
+    r = run_process(["destroy", "--auto-approve", "jobs.yaml"], workspace,
+                    clean_env(platform, JOBRUNNER_TEST_CRASH_AT="cancel.sent:2"))
+    assert r.code == -signal.SIGKILL, r.output
+    _state_parses(workspace)
+    r = run_process(["destroy", "--auto-approve", "jobs.yaml"], workspace, clean_env(platform))
+    assert r.code == 0, r.output
+    assert json.loads((workspace / ".jobrunner" / "state.json").read_text())["addresses"] == {}
+    jobs = [j for j in platform.jobs("predictions") if j["created_at"] >= since]
+    assert len(jobs) == 5, "destroy never creates"
+    slow = [j for j in jobs if "seconds" in j["input"]]
+    assert all(j["status"] in ("canceled", "succeeded") for j in slow), [j["status"] for j in slow]
+    assert sum(j["status"] == "canceled" for j in slow) >= 2

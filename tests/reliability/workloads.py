@@ -12,7 +12,7 @@ POEM = ("Tyger Tyger, burning bright, In the forests of the night; What immortal
 
 
 def write_workload(root: Path, tag: str, *, predictions: int, trainings: int, slow: int = 0,
-                   output_file: bool = False) -> set[str]:
+                   output_file: bool = False, slow_seconds: float = 1.5) -> set[str]:
     """Write `jobs.yaml`; returns the addresses apply must converge (every one must succeed)."""
     docs: list[str] = []
     expected: set[str] = set()
@@ -34,7 +34,7 @@ def write_workload(root: Path, tag: str, *, predictions: int, trainings: int, sl
         expected |= {f"PredictionBatch/echo[p{i}]" for i in range(predictions)}
     if slow:
         # A sleep input cannot carry a tag: a unique duration keeps runs of different tests apart.
-        seconds = 1.5 + int(hashlib.sha256(tag.encode()).hexdigest()[:6], 16) % 100000 / 1e7
+        seconds = slow_seconds + int(hashlib.sha256(tag.encode()).hexdigest()[:6], 16) % 100000 / 1e7
         rows = "".join(f"    - {{key: s{i}, seconds: {seconds + i / 1e8!r}, log_lines: 3}}\n" for i in range(slow))
         docs.append(f"kind: PredictionBatch\nmetadata: {{name: slow}}\nspec:\n  provider: local\n"
                     f"  version: {SLEEP}\n  inputs:\n{rows}")
