@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping
 
 from jobrunner.errors import Diagnostic, ManifestError
 from jobrunner.fingerprint import FILE_DIGEST, FILE_MARKER, file_digest, fingerprint
-from jobrunner.inputs import read_batch_items, resolve_relative
+from jobrunner.inputs import BatchItem, read_batch_items, resolve_relative
 from jobrunner.providers.base import SUCCEEDED
 from jobrunner.redact import redact
 from jobrunner.references import dependency_order, find_refs, resolve_refs
@@ -47,6 +47,7 @@ def expand(
     outputs: Mapping[str, Mapping[str, Any]] | None = None,
     *,
     state: StateDoc | None = None,
+    items: Mapping[str, list[BatchItem]] | None = None,
 ) -> list[DesiredJob]:
     """Every desired unit of `resources`, in dependency order (then manifest order).
 
@@ -54,6 +55,8 @@ def expand(
     `state` for succeeded addresses). With `state`, an upstream's outputs are only used when that
     upstream will not be re-run (its fingerprint is unchanged, or `lifecycle.on_change: keep`), so
     dependents of a training about to be replaced show "known after apply", not stale values.
+    `items` maps a PredictionBatch address to its rows as validation already read them
+    (`ValidationResult.items`); a batch not in it has its rows read here.
     Raises ManifestError (all problems at once) for unreadable files or batch inputs.
     """
     resources = list(resources)
@@ -67,7 +70,7 @@ def expand(
     for address in dependency_order(resources):
         res = by_addr[address]
         try:
-            made = _expand_one(res, root, known, models)
+            made = _expand_one(res, root, known, models, (items or {}).get(address))
         except ManifestError as err:
             diags.extend(err.diagnostics)
             continue
@@ -107,14 +110,15 @@ def recorded_inputs(job: DesiredJob) -> dict[str, Any]:
 
 
 def _expand_one(
-    res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]], models: dict[str, str]
+    res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]], models: dict[str, str],
+    items: list[BatchItem] | None = None,
 ) -> list[DesiredJob]:
     if res.kind == "Model":
         return [_model(res)]
     if res.kind == "Training":
         return [_training(res, root, known, models)]
     if res.kind == "PredictionBatch":
-        return _batch(res, root, known)
+        return _batch(res, root, known, items)
     raise ManifestError([Diagnostic("error", res.file, res.line, res.column,
                                     f"unknown kind {res.kind!r}", res.address, "$.kind")])
 
@@ -215,9 +219,11 @@ def _training(res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]],
     )
 
 
-def _batch(res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]]) -> list[DesiredJob]:
+def _batch(res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]],
+           items: list[BatchItem] | None = None) -> list[DesiredJob]:
     spec = res.spec
-    items = read_batch_items(res, root)
+    if items is None:
+        items = read_batch_items(res, root)
     head = {k: spec.get(k) for k in ("model", "version")}
     deps = _depends(res, head)
     head, unknown = resolve_refs(head, dict(known))

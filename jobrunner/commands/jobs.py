@@ -116,7 +116,7 @@ async def _execute(ws: Any, pool: Any, doc: Any, planned: Any, *, wait: bool, ti
         writer=StateWriter(ws.store, doc),
         pool=pool,
         root=ws.root,
-        expand=lambda: expand(resources, ws.root, state=doc),
+        expand=lambda: expand(resources, ws.root, state=doc, items=planned.items),
         progress=progress,
         options=ApplyOptions(wait=wait, deadline=(time.monotonic() + timeout) if timeout else None,
                              parallelism=parallelism, destroy=destroy),
@@ -448,19 +448,20 @@ def import_(address: str | None, remote_id: str | None, paths: tuple[str, ...], 
     from jobrunner.reconcile import requests as rq
     from jobrunner.reconcile.matching import matches
     from jobrunner.reconcile.outputs import outputs_of
-    from jobrunner.reconcile.planning import expand_desired, load_resources, open_workspace, resolve_paths
+    from jobrunner.reconcile.planning import expand_desired, load_validated, open_workspace, resolve_paths
     from jobrunner.reconcile.timeutil import to_rfc3339, utcnow
     from jobrunner.resources import JOB_MODEL
     from jobrunner.spec import recorded_inputs
     from jobrunner.state.model import AddressState, Attempt
 
     ws = open_workspace()
-    resources, _, _ = load_resources(resolve_paths(paths, ws.root), ws.root)
+    validated = load_validated(resolve_paths(paths, ws.root), ws.root)
+    resources = list(validated.resources)
     by_res = {r.address: r for r in resources}
 
     async def run(pool: Any) -> int:
         doc = ws.store.load()
-        desired = {j.address: j for j in expand_desired(resources, ws.root, doc)}
+        desired = {j.address: j for j in expand_desired(resources, ws.root, doc, validated.items)}
         job = desired.get(address)
         if job is None:
             raise UsageError(f"{address}: no such address in the manifests",

@@ -43,6 +43,8 @@ class Planned:
     remote: dict[str, RemoteJob]
     files: list[str]
     warnings: list[str] = field(default_factory=list)
+    # Batch rows as validation read them, so expanding again (apply) neither re-reads nor re-parses.
+    items: dict[str, list[Any]] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # asyncio may repr a finished task's result: keep that cheap
         return f"Planned({len(self.plan.changes)} changes, {len(self.desired)} desired jobs)"
@@ -71,14 +73,23 @@ def resolve_paths(paths: tuple[str, ...] | list[str], root: Path) -> list[Path]:
 
 def load_resources(paths: list[Path], root: Path) -> tuple[list[Resource], list[str], list[Diagnostic]]:
     """Validated resources, the manifest files read, and warnings; raises ManifestError on errors."""
+    result = load_validated(paths, root)
+    return list(result.resources), list(result.files), warnings_of(result)
+
+
+def load_validated(paths: list[Path], root: Path) -> Any:
+    """The ValidationResult of the manifests under `paths`; raises ManifestError on errors."""
     from jobrunner.validate import validate_paths
 
     result = validate_paths(paths, root)
     errors = [d for d in result.diagnostics if d.severity == "error"]
     if errors or not result.ok:
         raise ManifestError(list(result.diagnostics))
-    warnings = [d for d in result.diagnostics if d.severity != "error"]
-    return list(result.resources), list(result.files), warnings
+    return result
+
+
+def warnings_of(result: Any) -> list[Diagnostic]:
+    return [d for d in result.diagnostics if d.severity != "error"]
 
 
 def manifests_digest(files: list[str], root: Path) -> str:
@@ -98,11 +109,15 @@ def output_files(resources: list[Resource]) -> dict[str, str]:
             if r.kind == "PredictionBatch" and r.spec.get("output_file")}
 
 
-def expand_desired(resources: list[Resource], root: Path, doc: StateDoc) -> list[DesiredJob]:
-    """Desired jobs; references resolve only from upstreams that will not re-run (spec.expand)."""
+def expand_desired(resources: list[Resource], root: Path, doc: StateDoc,
+                   items: dict[str, list[Any]] | None = None) -> list[DesiredJob]:
+    """Desired jobs; references resolve only from upstreams that will not re-run (spec.expand).
+
+    `items`: batch rows already read by validation (ValidationResult.items), reused as they are.
+    """
     from jobrunner.spec import expand
 
-    return expand(resources, root, state=doc)
+    return expand(resources, root, state=doc, items=items)
 
 
 def request_from_recorded(st: Any) -> Any:
@@ -289,11 +304,12 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
 
     from jobrunner.refresh import absorb
 
-    resources, files, warnings = load_resources(paths, ws.root)
+    validated = load_validated(paths, ws.root)
+    resources, files, warnings = list(validated.resources), list(validated.files), warnings_of(validated)
     by_res = {r.address: r for r in resources}
     remote = await refresh_tracked(doc, pool)
     absorb(doc, remote, only_succeeded=True)  # outputs of jobs that finished unattended
-    desired = expand_desired(resources, ws.root, doc)
+    desired = expand_desired(resources, ws.root, doc, validated.items)
     remote.update(await lookup_intents(doc, desired, by_res, pool))
     rel_paths = [_rel(p, ws.root) for p in paths]
     digest = manifests_digest(files, ws.root)
@@ -312,7 +328,7 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
     if check_remote:
         await check_against_providers(plan, by_res, doc, pool, ws.root)
     return Planned(plan=plan, resources=resources, desired=desired, remote=remote, files=files,
-                   warnings=[w.format() for w in warnings])
+                   warnings=[w.format() for w in warnings], items=validated.items)
 
 
 def destroy_changes(chosen: dict[str, Any], resources: dict[str, Resource]) -> list[PlannedChange]:

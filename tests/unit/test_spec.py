@@ -152,3 +152,22 @@ def test_missing_file_in_a_batch_row_points_at_the_row(tmp_path: Path) -> None:
     (job,) = expand([res], tmp_path, {})
     assert job.request["input"]["image"] == {"$file": "specs/img/a.png"}
     assert set(job.material["input"]["image"]) == {"$file_sha256"}
+
+
+def test_batch_rows_read_by_validation_are_reused_not_read_again(tmp_path: Path) -> None:
+    from jobrunner.validate import validate_paths
+
+    (tmp_path / "jobs.yaml").write_text(
+        "apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {name: big}\nspec:\n"
+        f"  provider: local\n  version: {ECHO}\n  input_defaults: {{max_tokens: 8}}\n  inputs_file: rows.jsonl\n")
+    (tmp_path / "rows.jsonl").write_text('{"key": "a", "prompt": "one"}\n{"prompt": "two"}\n')
+    result = validate_paths([tmp_path], tmp_path)
+    assert result.ok and set(result.items) == {"PredictionBatch/big"}
+    read_again = expand(result.resources, tmp_path)
+    (tmp_path / "rows.jsonl").unlink()  # only the rows validation read can be used now
+    reused = expand(result.resources, tmp_path, items=result.items)
+    assert [(j.address, j.fingerprint, j.request) for j in reused] == \
+        [(j.address, j.fingerprint, j.request) for j in read_again]
+    assert reused[0].request["input"] == {"prompt": "one", "max_tokens": 8}
+    with pytest.raises(ManifestError, match="rows.jsonl"):
+        expand(result.resources, tmp_path)  # without them, the rows are read (and now missing)
