@@ -1,7 +1,7 @@
 """End-to-end fixtures: a real local platform on an ephemeral loopback port, a temp workspace, the real CLI.
 
 The platform is the embedded one (`jobrunner.local.app.create_app`) served by uvicorn in a
-background thread, shared by the tests of a module; each test gets a fresh workspace whose
+background thread (tests/platform_fixture.py), shared by the tests of a module; each test gets a fresh workspace whose
 `jobrunner.yaml` points the `local` provider at it. The CLI runs in-process through
 `jobrunner.cli.main` (the same entry point as the `jobrunner` script), with stdout, stderr and the
 exit code captured.
@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -20,14 +18,10 @@ from typing import Iterator
 import pytest
 from click.testing import CliRunner
 
+from tests.platform_fixture import LivePlatform as Platform
+from tests.platform_fixture import serve_platform
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Platform:
-    url: str
-    token: str
-    data_dir: Path
 
 
 @dataclass
@@ -43,28 +37,9 @@ class Result:
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    import uvicorn
-
-    from jobrunner.local.app import create_app
-
-    data_dir = tmp_path_factory.mktemp("platform")
     token = "r8_test_" + secrets.token_hex(8)
-    app = create_app(data_dir, token, workers=2, min_cancel_after=1.0)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("local platform did not start")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield Platform(url=f"http://127.0.0.1:{port}", token=token, data_dir=data_dir)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
+    with serve_platform(tmp_path_factory.mktemp("platform"), token, workers=2, min_cancel_after=1.0) as live:
+        yield live
 
 
 @pytest.fixture

@@ -7,21 +7,19 @@ versions, cancel works, and a bulk refresh of many jobs costs a few list pages.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-import uvicorn
 
 from jobrunner.errors import AuthError, InvalidRequestError, NotFoundError
 from jobrunner.providers.base import TERMINAL, CreateRequest
 from jobrunner.providers.local import LocalProvider
 from jobrunner.providers.registry import get_provider
 from jobrunner.workspace import WorkspaceConfig
+from tests.platform_fixture import serve_platform
 
 ECHO = "0ab87730172dfeb11de187803938c2507e8ab8f7cab883c1a905b3f91b3d3ab6"
 NGRAM = "a3c8c00c979c6758b251faf7897f248e49b682972e7e2cb90d03a7c19b47f174"
@@ -29,32 +27,10 @@ SLEEP = "9969ed6b494ff19ed449533b9068fbbb2d4a56c25945cdbcd23ccc069365f2f0"
 TOKEN = "jrl_provider-test-token-0123456789"
 
 
-@contextlib.contextmanager
-def serve(data_dir: Path) -> Iterator[str]:
-    from jobrunner.local.app import create_app
-    from jobrunner.local.server import uvicorn_config
-
-    app = create_app(data_dir, TOKEN, min_cancel_after=0.2)
-    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the local platform did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-
-
 @pytest.fixture(scope="module")
 def platform_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with serve(tmp_path_factory.mktemp("platform")) as url:
-        yield url
+    with serve_platform(tmp_path_factory.mktemp("platform"), TOKEN, min_cancel_after=0.2) as live:
+        yield live.url
 
 
 def local_provider(url: str, root: Path, token: str = TOKEN) -> Any:
