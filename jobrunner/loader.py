@@ -15,7 +15,6 @@ report every problem in every file at once.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
 from jobrunner.errors import Diagnostic
+from jobrunner.jsonpaths import child_path
 from jobrunner.resources import Position
 
 try:  # libyaml's parser+composer is much faster and still gives marks on every node
@@ -54,18 +54,6 @@ TAG_MERGE = "tag:yaml.org,2002:merge"
 TAG_BINARY = "tag:yaml.org,2002:binary"
 TAG_SEQ = "tag:yaml.org,2002:seq"
 TAG_MAP = "tag:yaml.org,2002:map"
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
-
-
-def child_path(parent: str, key: str | int) -> str:
-    """JSON path of a child: `$.a.b`, `$.a[3]`, `$.a['odd key']`."""
-    if isinstance(key, int):
-        return f"{parent}[{key}]"
-    if _BARE_KEY.match(key):
-        return f"{parent}.{key}"
-    return f"{parent}[{key!r}]"
-
 
 @dataclass(frozen=True)
 class ImplicitScalar:

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from jobrunner.jsonpaths import find_values
 from jobrunner.resources import Resource
 
 # One well-formed reference. Names are DNS labels (metadata.name), fields are identifiers.
@@ -67,37 +68,8 @@ class Ref:
 
 
 def _walk_strings(value: Any, path: str, needle: str = "${") -> list[tuple[str, str]]:
-    """(json_path, text) of every string containing `needle`; paths are only built for hits."""
-    from jobrunner.loader import child_path  # local import: loader imports PyYAML
-
-    hits: list[tuple[tuple[str | int, ...], str]] = []
-    trail: list[str | int] = []
-
-    def visit(v: Any) -> None:
-        if isinstance(v, str):
-            if needle in v:
-                hits.append((tuple(trail), v))
-        elif isinstance(v, dict):
-            for k, x in v.items():
-                if isinstance(x, (dict, list)) or (isinstance(x, str) and needle in x):
-                    trail.append(str(k))
-                    visit(x)
-                    trail.pop()
-        elif isinstance(v, list):
-            for i, x in enumerate(v):
-                if isinstance(x, (dict, list)) or (isinstance(x, str) and needle in x):
-                    trail.append(i)
-                    visit(x)
-                    trail.pop()
-
-    visit(value)
-    out = []
-    for parts, text in hits:
-        p = path
-        for part in parts:
-            p = child_path(p, part)
-        out.append((p, text))
-    return out
+    """(json_path, text) of every string containing `needle`."""
+    return find_values(value, path, lambda v: isinstance(v, str) and needle in v)
 
 
 def find_refs(value: Any, path: str = "$") -> list[Ref]:

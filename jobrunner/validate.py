@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from jobrunner.durations import DurationError, parse_duration
 from jobrunner.errors import Diagnostic
 from jobrunner.inputs import BatchItem, is_file_ref, load_batch_items, resolve_relative
+from jobrunner.jsonpaths import find_values
 from jobrunner.loader import TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_TIMESTAMP, Document, child_path, load_file
 from jobrunner.references import Ref, find_cycles, find_malformed, find_refs, known_outputs
 from jobrunner.resources import API_VERSION, KINDS, Position, Resource
@@ -341,35 +342,8 @@ def _check_file_ref(r: Resource, root: Path, json_path: str, value: Any, out: _C
 
 
 def _file_refs(value: Any, path: str) -> list[tuple[str, Any]]:
-    """(json_path, value) of every mapping with a `$file` key; paths are only built for hits."""
-    hits: list[tuple[tuple[str | int, ...], Any]] = []
-    trail: list[str | int] = []
-
-    def visit(v: Any) -> None:
-        if isinstance(v, dict):
-            if "$file" in v:
-                hits.append((tuple(trail), v))
-                return
-            for k, x in v.items():
-                if isinstance(x, (dict, list)):
-                    trail.append(str(k))
-                    visit(x)
-                    trail.pop()
-        elif isinstance(v, list):
-            for i, x in enumerate(v):
-                if isinstance(x, (dict, list)):
-                    trail.append(i)
-                    visit(x)
-                    trail.pop()
-
-    visit(value)
-    out = []
-    for parts, v in hits:
-        p = path
-        for part in parts:
-            p = child_path(p, part)
-        out.append((p, v))
-    return out
+    """(json_path, value) of every mapping with a `$file` key."""
+    return find_values(value, path, lambda v: isinstance(v, dict) and "$file" in v)
 
 
 def _check_files(r: Resource, root: Path, out: _Collector) -> None:

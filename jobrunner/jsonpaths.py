@@ -1,0 +1,59 @@
+"""JSON paths (`$.spec.input.order`) and finding values by them inside plain data.
+
+Diagnostics, positions and references all name a place in a manifest by JSON path; this module
+spells those paths one way and walks nested dicts and lists for the values a check looks for.
+Pure and free of PyYAML, so modules that only walk data do not pay for the YAML loader.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
+
+
+def child_path(parent: str, key: str | int) -> str:
+    """JSON path of a child: `$.a.b`, `$.a[3]`, `$.a['odd key']`."""
+    if isinstance(key, int):
+        return f"{parent}[{key}]"
+    if _BARE_KEY.match(key):
+        return f"{parent}.{key}"
+    return f"{parent}[{key!r}]"
+
+
+def find_values(value: Any, path: str, match: Callable[[Any], bool]) -> list[tuple[str, Any]]:
+    """(json_path, found) for every value below `value` (itself included) for which `match` is true.
+
+    A match is not searched further. Paths are only built for matches: large batch inputs are
+    walked on every plan, and almost nothing in them matches.
+    """
+    hits: list[tuple[tuple[str | int, ...], Any]] = []
+    trail: list[str | int] = []
+
+    def visit(v: Any) -> None:
+        if match(v):
+            hits.append((tuple(trail), v))
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                if isinstance(x, (dict, list)) or match(x):
+                    trail.append(str(k))
+                    visit(x)
+                    trail.pop()
+        elif isinstance(v, list):
+            for i, x in enumerate(v):
+                if isinstance(x, (dict, list)) or match(x):
+                    trail.append(i)
+                    visit(x)
+                    trail.pop()
+
+    visit(value)
+    out = []
+    for parts, found in hits:
+        p = path
+        for part in parts:
+            p = child_path(p, part)
+        out.append((p, found))
+    return out
+
+
+__all__ = ["child_path", "find_values"]
