@@ -508,7 +508,7 @@ class HttpClient:
         try:
             return jsonlib.loads(response.content)
         except ValueError as exc:
-            raise self._protocol(response, shown, f"invalid or truncated JSON ({exc.msg} at byte {exc.pos})") from None
+            raise self._protocol(response, shown, f"invalid or truncated JSON ({exc.msg}: byte {exc.pos})") from None
 
     def _protocol(self, response: httpx.Response, shown: str, problem: str) -> ProtocolError:
         err = ProtocolError(

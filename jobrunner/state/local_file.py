@@ -269,7 +269,7 @@ def _fsync_dir(directory: Path) -> None:
 
 def _short_reason(exc: Exception) -> str:
     if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+        return f"{exc.msg}: line {exc.lineno} column {exc.colno}"  # msg may end in "at"
     return str(exc)
 
 
