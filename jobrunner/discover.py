@@ -73,7 +73,9 @@ def _model_name(model: str | None) -> str:
 
 
 def _created(job: RemoteJob) -> str:
-    return job.created_at.strftime("%Y-%m-%dT%H:%M:%SZ") if job.created_at else "unknown time"
+    from jobrunner.timestamps import to_rfc3339
+
+    return to_rfc3339(job.created_at, timespec="seconds") if job.created_at else "unknown time"
 
 
 def _version_id(job: RemoteJob) -> str | None:

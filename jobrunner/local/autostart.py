@@ -22,6 +22,7 @@ import httpx
 from jobrunner.errors import ConfigError
 from jobrunner.local.security import read_token
 from jobrunner.local.server import RUNTIME_FILE, read_last_port, read_runtime
+from jobrunner.state.lock import pid_alive
 
 DATA_DIR = Path(".jobrunner") / "local"
 LOG_FILE = "serve.log"
@@ -38,16 +39,6 @@ class PlatformHandle:
 
 def data_dir_for(root: Path) -> Path:
     return Path(root) / DATA_DIR
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _answers(url: str, token: str, data_dir: Path) -> bool:
@@ -69,7 +60,7 @@ def find_platform(root: Path) -> PlatformHandle | None:
     data_dir = data_dir_for(root)
     info = read_runtime(data_dir)
     token = read_token(data_dir)
-    if info is None or token is None or not _alive(int(info["pid"])):
+    if info is None or token is None or not pid_alive(int(info["pid"])):
         return None
     if not _answers(info["url"], token, data_dir):
         return None
@@ -142,14 +133,14 @@ def stop_data_dir(data_dir: Path, *, timeout: float = 10.0) -> bool:
     if info is None:
         return False
     pid = int(info["pid"])
-    if not _alive(pid):
+    if not pid_alive(pid):
         (data_dir / RUNTIME_FILE).unlink(missing_ok=True)
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid) and _is_running_child_or_other(pid):
+    while time.monotonic() < deadline and pid_alive(pid) and _is_running_child_or_other(pid):
         time.sleep(0.05)
-    if _alive(pid) and _is_running_child_or_other(pid):
+    if pid_alive(pid) and _is_running_child_or_other(pid):
         os.kill(pid, signal.SIGKILL)
     (data_dir / RUNTIME_FILE).unlink(missing_ok=True)
     return True
@@ -161,4 +152,4 @@ def _is_running_child_or_other(pid: int) -> bool:
         done, _ = os.waitpid(pid, os.WNOHANG)
         return done == 0
     except ChildProcessError:
-        return True  # not our child: `_alive` is the answer
+        return True  # not our child: `pid_alive` is the answer

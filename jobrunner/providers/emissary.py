@@ -32,6 +32,7 @@ from jobrunner.providers.base import (
 )
 from jobrunner.providers.http import HttpClient
 from jobrunner.providers.ratelimit import CREATE
+from jobrunner.timestamps import to_rfc3339
 
 TRAINING = "training"
 
@@ -215,7 +216,7 @@ class EmissaryProvider:
         for point in job.extra.get("training_loss") or []:
             if isinstance(point, dict):
                 when = epoch(point.get("timestamp"))
-                stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ") if when else "?"
+                stamp = to_rfc3339(when, timespec="seconds") if when else "?"
                 lines.append(f"{stamp} loss={point.get('loss')}")
         return "\n".join(lines) + "\n"
 

@@ -41,6 +41,7 @@ from jobrunner.providers.base import (
 from jobrunner.providers.http import HttpClient
 from jobrunner.providers.ratelimit import CREATE, OTHER
 from jobrunner.providers.sync_create import SyncCreatePolicy
+from jobrunner.timestamps import parse_rfc3339, to_rfc3339
 
 TRAINING = "training"
 PREDICTION = "prediction"
@@ -67,29 +68,15 @@ UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0, pool=60.0)
 SYNC_READ_MARGIN = 10.0  # seconds beyond a Prefer: wait hold before a create's answer is overdue
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_FRACTION = re.compile(r"\.(\d+)")
 
 
-def parse_time(value: Any) -> datetime | None:
-    """An RFC 3339 timestamp (`Z`, 0-9 fractional digits) as an aware datetime; None if invalid."""
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip().replace("z", "Z")
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    # Python accepts at most 6 fractional digits; Replicate sends up to 9.
-    text = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], text, count=1)
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+# The Replicate wire's names for jobrunner.timestamps' parser and formatter (`created_after`
+# takes microseconds, as the API shows them).
+parse_time = parse_rfc3339
 
 
 def format_time(when: datetime) -> str:
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return to_rfc3339(when, timespec="microseconds")
 
 
 def split_version(model: str | None, version: str | None) -> tuple[str | None, str | None]:

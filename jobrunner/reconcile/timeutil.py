@@ -1,38 +1,16 @@
-"""Time helpers shared by state, matching and rendering: RFC 3339 in UTC and `2h30m` durations."""
-from __future__ import annotations
+"""Time helpers of the commands and the reconciler: RFC 3339 in UTC, `--timeout` values, ages.
 
-import re
-from datetime import datetime, timezone
+Timestamps are jobrunner.timestamps' and durations jobrunner.durations' (re-exported here for the
+reconciler); this adds what only the command line needs.
+"""
+from __future__ import annotations
 
 from jobrunner.durations import DurationError
 from jobrunner.durations import parse_duration as _parse_duration
 from jobrunner.errors import UsageError
+from jobrunner.timestamps import parse_rfc3339, to_rfc3339, utcnow
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def to_rfc3339(value: datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def parse_rfc3339(text: str | None) -> datetime | None:
-    """Parse an RFC 3339 timestamp (any fractional precision, `Z` or offset); None when unparsable."""
-    if not text:
-        return None
-    s = text.strip().replace("Z", "+00:00").replace("z", "+00:00")
-    # Python < 3.11 would choke on 9 fractional digits; 3.11 accepts them, but trim to 6 anyway.
-    m = re.match(r"^(.*\.\d{6})\d+(.*)$", s)
-    if m:
-        s = m.group(1) + m.group(2)
-    try:
-        out = datetime.fromisoformat(s)
-    except ValueError:
-        return None
-    return out if out.tzinfo else out.replace(tzinfo=timezone.utc)
+__all__ = ["format_age", "parse_duration", "parse_rfc3339", "to_rfc3339", "utcnow"]
 
 
 def parse_duration(text: str | int | float | None, *, what: str = "duration") -> float | None:

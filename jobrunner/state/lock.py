@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from jobrunner.errors import StateError, StateLockedError
+from jobrunner.timestamps import parse_rfc3339
 
 log = logging.getLogger("jobrunner.state")
 
@@ -41,7 +42,8 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _username() -> str:
+def current_user() -> str:
+    """Who runs this process, for lock holders (the uid where there is no passwd entry)."""
     try:
         return getpass.getuser()
     except Exception:  # no passwd entry (containers): not worth failing a lock over
@@ -101,7 +103,7 @@ class LockInfo:
             id=uuid.uuid4().hex,
             host=socket.gethostname(),
             pid=os.getpid(),
-            user=_username(),
+            user=current_user(),
             command=command,
             started_at=_now().isoformat(timespec="seconds"),
             ci_run=ci_run_id(),
@@ -130,12 +132,9 @@ class LockInfo:
         return json.dumps(asdict(self), sort_keys=True) + "\n"
 
     def age_seconds(self, now: datetime | None = None) -> float:
-        try:
-            started = datetime.fromisoformat(self.started_at)
-        except ValueError:
+        started = parse_rfc3339(self.started_at)
+        if started is None:
             return 0.0
-        if started.tzinfo is None:
-            started = started.replace(tzinfo=timezone.utc)
         return ((now or _now()) - started).total_seconds()
 
     def describe(self, now: datetime | None = None) -> str:
@@ -298,4 +297,4 @@ def _write_fd(fd: int, text: str) -> None:
     os.fsync(fd)
 
 
-__all__ = ["CI_RUN_VARS", "FileLock", "LockInfo", "ci_run_id", "human_age", "pid_alive"]
+__all__ = ["CI_RUN_VARS", "FileLock", "LockInfo", "ci_run_id", "current_user", "human_age", "pid_alive"]

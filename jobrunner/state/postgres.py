@@ -18,7 +18,6 @@ Several workspaces can share one database: the URL's `workspace` query parameter
 from __future__ import annotations
 
 import contextlib
-import getpass
 import hashlib
 import logging
 import os
@@ -32,7 +31,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from jobrunner.errors import ConfigError, StateError, StateLockedError
+from jobrunner.state.lock import current_user, human_age, pid_alive
 from jobrunner.state.model import STATE_FORMAT_VERSION, AddressState, StateDoc
+from jobrunner.timestamps import to_rfc3339
 
 log = logging.getLogger("jobrunner.state")
 
@@ -115,9 +116,9 @@ class LockHolder:
         return now or self.observed_at or datetime.now(timezone.utc)
 
     def describe(self, now: datetime | None = None) -> str:
-        age = _human_duration((self._now(now) - self.started_at).total_seconds())
+        age = human_age((self._now(now) - self.started_at).total_seconds())
         ci = f", CI run {self.ci_run}" if self.ci_run else ""
-        started = self.started_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        started = to_rfc3339(self.started_at, timespec="seconds")
         return (
             f"{self.user}@{self.host} (pid {self.pid}{ci}) running `jobrunner {self.command}` "
             f"since {started} ({age} ago)"
@@ -125,15 +126,6 @@ class LockHolder:
 
     def heartbeat_age(self, now: datetime | None = None) -> float:
         return (self._now(now) - self.heartbeat_at).total_seconds()
-
-
-def _human_duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
 
 
 def ci_run_id(environ: dict[str, str] | None = None) -> str | None:
@@ -477,7 +469,7 @@ class PostgresStore:
         stale = False
         if holder is not None and holder.backend_pid == backend:
             stale = holder.heartbeat_age() > STALE_AFTER_SECONDS or (
-                holder.host == socket.gethostname() and not _pid_alive(holder.pid)
+                holder.host == socket.gethostname() and not pid_alive(holder.pid)
             )
         return holder, backend, stale
 
@@ -518,7 +510,7 @@ class PostgresStore:
                     "pid = EXCLUDED.pid, username = EXCLUDED.username, ci_run = EXCLUDED.ci_run, "
                     "command = EXCLUDED.command, started_at = EXCLUDED.started_at, "
                     "heartbeat_at = EXCLUDED.heartbeat_at, backend_pid = EXCLUDED.backend_pid",
-                    (self.workspace, lock_id, socket.gethostname(), os.getpid(), _username(),
+                    (self.workspace, lock_id, socket.gethostname(), os.getpid(), current_user(),
                      ci_run_id(), command),
                 )
         except BaseException:
@@ -641,7 +633,7 @@ def _parse_row(data: Any) -> AddressState | None:
 def _locked_error(where: str, holder: LockHolder | None, stale: bool, unlocking: bool = False) -> StateLockedError:
     who = holder.describe() if holder else "another session (holder not recorded yet)"
     if stale and holder is not None:
-        age = _human_duration(holder.heartbeat_age())
+        age = human_age(holder.heartbeat_age())
         return StateLockedError(
             f"state in {where} is locked by {who}; the lock looks stale (no heartbeat for {age})",
             hint="if that run is gone, free the lock with `jobrunner state unlock`.",
@@ -656,23 +648,6 @@ def _locked_error(where: str, holder: LockHolder | None, stale: bool, unlocking:
         f"state in {where} is locked by {who}",
         hint="wait for that run to finish and try again; if it is stuck, see `jobrunner state unlock`.",
     )
-
-
-def _username() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry (some containers)
-        return str(os.getuid())
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def open_postgres_store(url: str) -> PostgresStore:

@@ -1,0 +1,50 @@
+"""RFC 3339 timestamps in UTC: the one parser and formatter jobrunner uses.
+
+State, plans, providers' responses (Replicate sends up to 9 fractional digits) and messages all
+carry timestamps; parsing them one way means one answer to "is this a time?" everywhere.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def parse_rfc3339(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp (`Z` or an offset, 0-9 fractional digits) as an aware datetime.
+
+    None for anything that is not one (None, non-strings, invalid dates). A timestamp without an
+    offset is taken as UTC.
+    """
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip().replace("z", "Z")
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    # datetime keeps microseconds: pad or cut the fraction to 6 digits.
+    text = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], text, count=1)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def to_rfc3339(value: datetime, *, timespec: str = "auto") -> str:
+    """`2024-10-04T18:07:40.328000Z`: in UTC with a `Z` (a naive datetime is taken as UTC).
+
+    `timespec` as for datetime.isoformat: "auto" shows microseconds only when there are some,
+    "seconds" drops them, "microseconds" always shows six digits.
+    """
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+__all__ = ["parse_rfc3339", "to_rfc3339", "utcnow"]
