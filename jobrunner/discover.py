@@ -237,25 +237,11 @@ def adopt(doc: Any, job: Any, spec: dict[str, Any], remote: RemoteJob) -> bool:
     """Record `remote` as the run of desired `job` in state `doc` if it matches; True when it did."""
     from jobrunner.reconcile import requests as rq
     from jobrunner.reconcile.matching import matches
-    from jobrunner.reconcile.outputs import outputs_of
-    from jobrunner.reconcile.timeutil import to_rfc3339, utcnow
-    from jobrunner.spec import recorded_inputs
-    from jobrunner.state.model import AddressState, Attempt
+    from jobrunner.reconcile.outputs import record_adoption
 
     if job.fingerprint is None or not matches(remote, rq.create_request(job, spec)):
         return False
-    st = AddressState(address=job.address, kind=job.resource_address.split("/", 1)[0], job_kind=job.job_kind,
-                      provider=job.provider, file=job.file)
-    st.remote_id, st.project_id, st.status = remote.id, remote.project_id, remote.status
-    st.fingerprint, st.attempts, st.intent = job.fingerprint, 1, None
-    st.inputs = recorded_inputs(job)
-    st.outputs = outputs_of(job.job_kind, remote)
-    st.error = remote.error
-    st.updated_at = to_rfc3339(utcnow())
-    st.history.append(Attempt(remote_id=remote.id, fingerprint=job.fingerprint, attempt=1,
-                              created_at=to_rfc3339(remote.created_at or utcnow()), status=remote.status,
-                              project_id=remote.project_id))
-    doc.addresses[job.address] = st
+    record_adoption(doc, job, remote)
     return True
 
 

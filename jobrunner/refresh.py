@@ -134,10 +134,9 @@ def absorb(doc: StateDoc, remote: dict[str, RemoteJob], *, only_succeeded: bool 
         if job.status == SUCCEEDED:
             st.outputs = outputs_of(st.job_kind, job)
         st.updated_at = to_rfc3339(utcnow())
-        for attempt in reversed(st.history):
-            if attempt.remote_id == job.id:
-                attempt.status = job.status
-                break
+        attempt = st.attempt_of(job.id)
+        if attempt is not None:
+            attempt.status = job.status
         changed.append(address)
     return changed
 

@@ -447,12 +447,9 @@ def import_(address: str | None, remote_id: str | None, paths: tuple[str, ...], 
     from jobrunner.providers.base import SUCCEEDED
     from jobrunner.reconcile import requests as rq
     from jobrunner.reconcile.matching import matches
-    from jobrunner.reconcile.outputs import outputs_of
+    from jobrunner.reconcile.outputs import record_adoption
     from jobrunner.reconcile.planning import expand_desired, load_validated, open_workspace, resolve_paths
-    from jobrunner.reconcile.timeutil import to_rfc3339, utcnow
     from jobrunner.resources import JOB_MODEL
-    from jobrunner.spec import recorded_inputs
-    from jobrunner.state.model import AddressState, Attempt
 
     ws = open_workspace()
     validated = load_validated(resolve_paths(paths, ws.root), ws.root)
@@ -485,20 +482,7 @@ def import_(address: str | None, remote_id: str | None, paths: tuple[str, ...], 
                 f"(model/version/input differ: remote version {remote.version}, input keys "
                 f"{sorted((remote.input or {}).keys())})",
                 hint="import only a job that ran exactly what the manifest declares")
-        if st is None:
-            st = AddressState(address=address, kind=job.resource_address.split("/", 1)[0], job_kind=job.job_kind,
-                              provider=job.provider, file=job.file)
-            doc.addresses[address] = st
-        now = to_rfc3339(remote.created_at or utcnow())
-        st.remote_id, st.project_id, st.status = remote.id, remote.project_id, remote.status
-        st.fingerprint, st.attempts, st.intent = job.fingerprint, 1, None
-        st.inputs = recorded_inputs(job)
-        st.outputs = outputs_of(job.job_kind, remote)
-        st.error = remote.error
-        st.file = job.file
-        st.updated_at = to_rfc3339(utcnow())
-        st.history.append(Attempt(remote_id=remote.id, fingerprint=job.fingerprint, attempt=1, created_at=now,
-                                  status=remote.status, project_id=remote.project_id))
+        record_adoption(doc, job, remote, st)
         ws.store.save(doc)
         click.echo(f"Imported {remote.id} as {address} (status {remote.status}).")
         return EXIT_OK

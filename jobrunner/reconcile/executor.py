@@ -242,10 +242,9 @@ class Executor:
         if job.error:
             st.error = job.error
         st.updated_at = to_rfc3339(utcnow())
-        for attempt in reversed(st.history):
-            if attempt.remote_id == job.id:
-                attempt.status = job.status
-                break
+        attempt = st.attempt_of(job.id)
+        if attempt is not None:
+            attempt.status = job.status
 
     # ---- the run ------------------------------------------------------------------------
 

@@ -42,6 +42,33 @@ def outputs_of(job_kind: str, remote: RemoteJob) -> dict[str, Any]:
     return {}
 
 
+def record_adoption(doc: StateDoc, job: Any, remote: RemoteJob, st: AddressState | None = None) -> AddressState:
+    """Record `remote` (checked to match desired `job`) as the address's first attempt, in `doc`.
+
+    `st` is the address's existing state to update (its history is kept), or None for a fresh one.
+    Used by `import` and `import --discover`, which adopt jobs jobrunner did not create.
+    """
+    from jobrunner.spec import recorded_inputs
+    from jobrunner.state.model import Attempt
+    from jobrunner.timestamps import to_rfc3339, utcnow
+
+    if st is None:
+        st = AddressState(address=job.address, kind=job.resource_address.split("/", 1)[0], job_kind=job.job_kind,
+                          provider=job.provider, file=job.file)
+    st.remote_id, st.project_id, st.status = remote.id, remote.project_id, remote.status
+    st.fingerprint, st.attempts, st.intent = job.fingerprint, 1, None
+    st.inputs = recorded_inputs(job)
+    st.outputs = outputs_of(job.job_kind, remote)
+    st.error = remote.error
+    st.file = job.file
+    st.updated_at = to_rfc3339(utcnow())
+    st.history.append(Attempt(remote_id=remote.id, fingerprint=job.fingerprint, attempt=1,
+                              created_at=to_rfc3339(remote.created_at or utcnow()), status=remote.status,
+                              project_id=remote.project_id))
+    doc.addresses[job.address] = st
+    return st
+
+
 def batch_key(address: str) -> str | None:
     """`PredictionBatch/x[key]` -> key."""
     if address.endswith("]") and "[" in address:

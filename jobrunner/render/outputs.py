@@ -23,11 +23,8 @@ def status_rows(doc: StateDoc, now: datetime) -> list[dict[str, Any]]:
 
     rows = []
     for addr, st in sorted(doc.addresses.items()):
-        created = None
-        for a in reversed(st.history):
-            if a.remote_id == st.remote_id:
-                created = parse_rfc3339(a.created_at)
-                break
+        attempt = st.attempt_of(st.remote_id)
+        created = parse_rfc3339(attempt.created_at) if attempt is not None else None
         age = (now - created).total_seconds() if created else None
         rows.append({"address": addr, "provider": st.provider, "remote_id": st.remote_id, "status": st.status,
                      "age_seconds": round(age, 1) if age is not None else None, "attempts": st.attempts,

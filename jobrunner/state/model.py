@@ -58,6 +58,13 @@ class AddressState:
     # protection (prevent_cancel, on_remove) at the same time.
     lifecycle: dict[str, Any] | None = None
 
+    def attempt_of(self, remote_id: str | None) -> Attempt | None:
+        """The latest recorded attempt that created `remote_id`, if any."""
+        for attempt in reversed(self.history):
+            if attempt.remote_id == remote_id:
+                return attempt
+        return None
+
     def to_json(self) -> dict[str, Any]:
         # Same result as dataclasses.asdict, an order of magnitude faster: asdict deep-copies every
         # value, which made saving 10,000 addresses take seconds. Nested plain data is shared, not
