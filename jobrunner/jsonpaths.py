@@ -7,8 +7,9 @@ Pure and free of PyYAML, so modules that only walk data do not pay for the YAML 
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, TypeVar
 
+T = TypeVar("T")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
 
 
@@ -19,6 +20,23 @@ def child_path(parent: str, key: str | int) -> str:
     if _BARE_KEY.match(key):
         return f"{parent}.{key}"
     return f"{parent}[{key!r}]"
+
+
+def nearest(table: Mapping[str, T], json_path: str) -> T | None:
+    """The entry for `json_path` in `table`, else for its nearest ancestor path (None if none).
+
+    Used to point at the best known `file:line:col` for a path that has no position of its own.
+    """
+    path = json_path
+    while path:
+        found = table.get(path)
+        if found is not None:
+            return found
+        cut = max(path.rfind("."), path.rfind("["))
+        if cut <= 0:
+            break
+        path = path[:cut]
+    return None
 
 
 def find_values(value: Any, path: str, match: Callable[[Any], bool]) -> list[tuple[str, Any]]:
@@ -56,4 +74,4 @@ def find_values(value: Any, path: str, match: Callable[[Any], bool]) -> list[tup
     return out
 
 
-__all__ = ["child_path", "find_values"]
+__all__ = ["child_path", "find_values", "nearest"]

@@ -30,7 +30,7 @@ from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
 from jobrunner.errors import Diagnostic
-from jobrunner.jsonpaths import child_path
+from jobrunner.jsonpaths import child_path, nearest
 from jobrunner.resources import Position
 
 try:  # libyaml's parser+composer is much faster and still gives marks on every node
@@ -77,16 +77,8 @@ class Document:
     implicit: dict[str, ImplicitScalar] = field(default_factory=dict)
 
     def position(self, json_path: str) -> Position:
-        path = json_path
-        while path:
-            pos = self.positions.get(path)
-            if pos is not None:
-                return pos
-            cut = max(path.rfind("."), path.rfind("["))
-            if cut <= 0:
-                break
-            path = path[:cut]
-        return Position(self.line, self.column)
+        """Best position for a JSON path: the path itself, else its nearest ancestor, else the document."""
+        return nearest(self.positions, json_path) or Position(self.line, self.column)
 
 
 @dataclass

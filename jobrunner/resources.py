@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from jobrunner.jsonpaths import nearest
+
 API_VERSION = "jobrunner/v1"
 KINDS = ("Training", "PredictionBatch", "Model")
 PROVIDERS = ("local", "replicate", "emissary")
@@ -49,15 +51,7 @@ class Resource:
 
     def position(self, json_path: str) -> Position:
         """Best position for a JSON path: the path itself, else its nearest ancestor, else the document."""
-        path = json_path
-        while path:
-            if path in self.positions:
-                return self.positions[path]
-            cut = max(path.rfind("."), path.rfind("["))
-            if cut <= 0:
-                break
-            path = path[:cut]
-        return Position(self.line, self.column)
+        return nearest(self.positions, json_path) or Position(self.line, self.column)
 
 
 # Job kinds a provider runs. A Model resource is not a job: it is created once and kept.
