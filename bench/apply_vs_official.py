@@ -45,6 +45,8 @@ from bench.common import (  # noqa: E402
     table,
 )
 
+JOBRUNNER = "jobrunner apply"
+JOBRUNNER_NO_HOLD = "jobrunner apply, sync_wait: false (waiting by list only)"
 TARGET_WALL_RATIO = 1.0
 TARGET_REQUEST_RATIO = 0.5
 
@@ -106,11 +108,14 @@ def measure(platform: Platform, name: str, cmd: list[str], cwd: Path, items: int
     }
 
 
-def run_jobrunner(platform: Platform, work: Path, args: argparse.Namespace, tag: str) -> dict[str, Any]:
+def run_jobrunner(platform: Platform, work: Path, args: argparse.Namespace, tag: str, *,
+                  sync_wait: bool = True) -> dict[str, Any]:
     items = args.items
-    ws = batch_workspace(work / f"ws-{tag}", items, platform.url, tag=tag, model=args.model, seconds=args.seconds)
-    result = measure(platform, "jobrunner apply", [sys.executable, "-m", "jobrunner", "apply", "--auto-approve",
-                                                   "--parallelism", str(args.parallelism)], ws, items)
+    ws = batch_workspace(work / f"ws-{tag}", items, platform.url, tag=tag, model=args.model, seconds=args.seconds,
+                         settings=None if sync_wait else {"sync_wait": False})
+    name = JOBRUNNER if sync_wait else JOBRUNNER_NO_HOLD
+    result = measure(platform, name, [sys.executable, "-m", "jobrunner", "apply", "--auto-approve",
+                                      "--parallelism", str(args.parallelism)], ws, items)
     out = ws / "out" / "results.jsonl"
     rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
     ok = sum(1 for r in rows if r.get("status") == "succeeded")
@@ -145,7 +150,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, runs: int) -> s
                       "creates / GETs / list pages / other", "429s", "client CPU", "server CPU"],
                      [fmt(r) for r in rows]))
     by = {r["name"]: r for r in rows}
-    jr, best = by.get("jobrunner apply"), by.get("official client, best practice (asyncio)")
+    jr, best = by.get(JOBRUNNER), by.get("official client, best practice (asyncio)")
     if jr and best and args.model != "echo":
         out += ["", f"jobrunner vs best practice: wall x{jr['wall'] / best['wall']:.2f}, requests "
                 f"x{jr['requests'] / best['requests']:.2f} (the targets are set for the echo batch; here the "
@@ -179,6 +184,8 @@ def main() -> None:
     ap.add_argument("--model", choices=sorted(VERSIONS), default="echo",
                     help="echo (finishes at once) or sleep (runs --seconds in a worker process)")
     ap.add_argument("--seconds", type=float, default=2.0, help="how long each sleep prediction runs")
+    ap.add_argument("--without-sync-wait", action="store_true",
+                    help="also run jobrunner with sync_wait: false (no held creates: every job is waited on by list)")
     ap.add_argument("--client", choices=["naive", "best"], help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--token", help=argparse.SUPPRESS)
@@ -201,10 +208,14 @@ def main() -> None:
             run_official(platform, work, "best", min(20, args.items), warm, "warm-")
             for i in range(args.runs):
                 order = ["jobrunner", "best"] if i % 2 == 0 else ["best", "jobrunner"]
+                if args.without_sync_wait:
+                    order.append("jobrunner-no-hold")
                 for who in order:
                     tag = f"r{i}-{who}-{time.time_ns()}-"
                     if who == "jobrunner":
                         row = run_jobrunner(platform, work, args, tag)
+                    elif who == "jobrunner-no-hold":
+                        row = run_jobrunner(platform, work, args, tag, sync_wait=False)
                     else:
                         row = run_official(platform, work, "best", args.items, args, tag)
                     samples.setdefault(row["name"], []).append(row)
@@ -213,7 +224,7 @@ def main() -> None:
                 row = run_official(platform, work, "naive", naive_items, args, f"naive-{time.time_ns()}-")
                 samples[row["name"]] = [row]
                 print(f"  {row['name']}: {row['wall']:.2f} s, {row['requests']} requests", file=sys.stderr)
-    order = ["jobrunner apply", "official client, best practice (asyncio)", "official client, naive loop"]
+    order = [JOBRUNNER, JOBRUNNER_NO_HOLD, "official client, best practice (asyncio)", "official client, naive loop"]
     rows = [median_row(samples[name]) for name in order if name in samples]
     print(report(rows, args, args.runs))
 
