@@ -10,6 +10,9 @@ import secrets
 import time
 from datetime import datetime, timezone
 
+from jobrunner.timestamps import parse_rfc3339 as _parse
+from jobrunner.timestamps import to_rfc3339
+
 
 class Clock:
     """Wall clock (for timestamps) and monotonic clock (for durations); swappable in tests."""
@@ -22,20 +25,20 @@ class Clock:
 
 
 def rfc3339(dt: datetime | None) -> str | None:
-    """`2024-10-04T18:07:40.328000Z`, or None."""
+    """`2024-10-04T18:07:40.328000Z` (always six fractional digits, as Replicate shows them), or None."""
     if dt is None:
         return None
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return to_rfc3339(dt, timespec="microseconds")
 
 
 def parse_rfc3339(text: str) -> datetime:
-    """Parse an RFC 3339 / ISO 8601 timestamp (a `Z` suffix or offset; naive means UTC)."""
-    value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
-    dt = datetime.fromisoformat(value)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+    """Parse an RFC 3339 / ISO 8601 timestamp (a `Z` suffix or offset; naive means UTC), in UTC.
+
+    Raises ValueError when `text` is not one (the API turns that into a 400/422).
+    """
+    dt = _parse(text)
+    if dt is None:
+        raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
     return dt.astimezone(timezone.utc)
 
 
