@@ -155,3 +155,37 @@ def test_the_local_platform_token_stays_secret(tmp_path: Path, monkeypatch: pyte
         platform_files = _files(platform.data_dir)
         holders = [name for name, text in platform_files.items() if LOCAL_TOKEN in text]
         assert set(holders) <= {"token"}, holders
+
+
+def test_an_auto_started_platform_keeps_its_token_out_of_its_log_and_every_output(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No `providers.local.url`: the CLI starts `jobrunner serve` in the background, which writes
+    `serve.log` and generates its token. Only the 0600 token file may hold it."""
+    from jobrunner.local.autostart import stop_platform
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "jobrunner.yaml").write_text("providers: {}\n")
+    (root / "m.yaml").write_text(
+        "apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {name: echo}\nspec:\n  provider: local\n"
+        f"  version: {ECHO}\n  inputs:\n    - {{key: a, text: hello}}\n")
+    monkeypatch.chdir(root)
+    for var in ("JOBRUNNER_LOCAL_TOKEN", "REPLICATE_API_TOKEN", "EMISSARY_CLIENT_API_KEY", "JOBRUNNER_STATE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    try:
+        outputs = {}
+        for args in (["apply", "--auto-approve"], ["status"], ["logs", "PredictionBatch/echo[a]"]):
+            r = run_cli(*args)
+            assert r.code == 0 and "Traceback" not in r.output, r.output
+            outputs[" ".join(args)] = r.output
+        token_file = root / ".jobrunner" / "local" / "token"
+        token = token_file.read_text().strip()
+        assert len(token) > 20 and token_file.stat().st_mode & 0o777 == 0o600
+        url = json.loads((root / ".jobrunner" / "local" / "server.json").read_text())["url"]
+        with httpx.Client(base_url=url, timeout=10) as c:  # refusals must not echo what was sent
+            assert c.get("/v1/predictions", headers={"Authorization": f"Bearer {token}x"}).status_code == 401
+        holders = [k for k, v in {**outputs, **_files(root)}.items() if token in v]
+        assert holders == [".jobrunner/local/token"], holders
+        assert (root / ".jobrunner" / "local" / "serve.log").exists()
+    finally:
+        stop_platform(root)
