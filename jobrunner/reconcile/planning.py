@@ -350,9 +350,11 @@ def destroy_changes(chosen: dict[str, Any], resources: dict[str, Resource]) -> l
         if running and lifecycle.get("prevent_cancel"):
             protected.append(addr)
         action = CANCEL if running or emissary else FORGET
-        reason = ("running: cancel, then forget" if running else
-                  "delete the Emissary job, then forget" if emissary else
-                  "model kept on the provider; forget" if st.job_kind == JOB_MODEL else "terminal: forget")
+        # The renderer names the action ("cancel:", "forget:"); the reason says why and what follows.
+        reason = ("still running; forgotten once canceled" if running else
+                  "the Emissary job is deleted, then forgotten" if emissary else
+                  "the model stays on the provider" if st.job_kind == JOB_MODEL else
+                  f"already {st.status or 'ended'}")
         changes.append(PlannedChange(address=addr, action=action, reason=reason, job=None, prior=st,
                                      fingerprint_before=st.fingerprint, remote_status=st.status))
     if protected:

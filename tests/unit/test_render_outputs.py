@@ -55,6 +55,8 @@ def test_destroy_cancels_running_jobs_and_refuses_protected_ones() -> None:
     changes = {c.address: c for c in destroy_changes(doc.addresses, {})}
     assert changes["Training/poems"].action == CANCEL
     assert changes["PredictionBatch/b[k1]"].action == FORGET
+    assert changes["Training/poems"].reason == "still running; forgotten once canceled"
+    assert changes["PredictionBatch/b[k1]"].reason == "already succeeded"
     protected = Resource(kind="Training", name="poems", spec={"lifecycle": {"prevent_cancel": True}},
                          file="t.yaml", line=1)
     with pytest.raises(PlanError, match="Training/poems"):
