@@ -110,14 +110,20 @@ class Gate:
             stats.add("method." + method)
             if method == "GET" and _LIST_JOBS.match(path):
                 stats.add("list." + path.rstrip("/").rsplit("/", 1)[-1])
-            answered = False
+            answered = dropped = False
 
             async def counting_send(message: dict[str, Any]) -> None:
-                nonlocal answered
+                nonlocal answered, dropped
                 if message["type"] == "http.response.start":
-                    answered = True
-                    stats.add(f"status.{message['status']}")
-                await send(message)
+                    transport = scope.get("jobrunner.transport")
+                    # A sub-app's error middleware answers 500 to a connection a fault just dropped
+                    # (the Emissary routes): nothing reaches the client, so count it as dropped.
+                    dropped = transport is not None and transport.is_closing()
+                    if not dropped:
+                        answered = True
+                        stats.add(f"status.{message['status']}")
+                if not dropped:
+                    await send(message)
 
             try:
                 await self._handle(scope, receive, counting_send, headers, path, method, admin)

@@ -485,6 +485,10 @@ class EmissaryService:
             raise EmissaryError(400, str(exc)) from None
         job = self.store.create_training_job(p["id"], body)
         self.start_training(job)
+        if self.platform.faults.should_drop_create():  # fault injection: committed, but no answer
+            from jobrunner.local.problems import DropConnection
+
+            return DropConnection()
         return JSONResponse(training_summary(job), status_code=201)
 
     async def list_training_jobs(self, request: Request) -> Response:

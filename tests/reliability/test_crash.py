@@ -123,12 +123,12 @@ def test_an_identical_job_from_elsewhere_is_not_adopted_in_place_of_ours(workspa
     assert state["addresses"]["PredictionBatch/echo[p0]"]["remote_id"] != foreign
 
 
-def _emissary_setup(platform: Platform, tag: str) -> tuple[str, list[str]]:
+def _emissary_setup(platform: Platform, tag: str, count: int = 3) -> tuple[str, list[str]]:
     em = {"X-API-Key": platform.token, "Authorization": ""}
     with platform.client() as c:
         project = c.post("/v1/projects", json={"name": f"crash-{tag}"}, headers=em).json()["id"]
         datasets = []
-        for i in range(3):
+        for i in range(count):
             rows = "".join(json.dumps({"text": f"dataset {i} line {n} of {tag}"}) + "\n" for n in range(20))
             r = c.post(f"/v1/projects/{project}/datasets", data={"name": f"d{i}"}, headers=em,
                        files={"file": (f"d{i}.jsonl", rows.encode())})

@@ -15,6 +15,7 @@ remote job recorded, every address succeeded.
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -90,3 +91,34 @@ def test_a_harsh_platform_needs_reruns_and_they_still_create_each_job_once(works
     audit = audit_exactly_once(platform, workspace, since, expected)
     assert not audit.problems, "\n".join(audit.problems[:50])
     assert audit.remote_jobs == 63
+
+
+def test_emissary_trainings_under_faults_each_get_their_own_job_once(workspace: Path, platform: Platform) -> None:
+    """10 Emissary trainings in one project, same base model, differing only by dataset, with 10%
+    errors and 30% of creates dropped after commit: each gets exactly one job, on its own dataset."""
+    from tests.reliability.test_crash import _emissary_setup
+
+    project, datasets = _emissary_setup(platform, "faults", count=10)
+    (workspace / "jobs.yaml").write_text("".join(
+        f"---\napiVersion: jobrunner/v1\nkind: Training\nmetadata: {{name: t{i}}}\nspec:\n  provider: emissary\n"
+        f"  project_id: {project}\n  base_model: jobrunner-ngram\n  train_dataset_id: {d}\n"
+        for i, d in enumerate(datasets)))
+    env = clean_env(platform, EMISSARY_SERVER_URL=platform.url, EMISSARY_CLIENT_API_KEY=platform.token)
+    platform.faults(error_rate=0.10, drop_after_create=0.30, latency_jitter_ms=200, seed=11)
+    try:
+        results = apply_until_converged(workspace, env, "jobs.yaml", rounds=6)
+    finally:
+        platform.faults(reset=True)
+    with platform.client() as c:
+        stats = c.get("/_admin/stats").json()
+    assert stats.get("status.dropped", 0) >= 1, stats
+    state = json.loads((workspace / ".jobrunner" / "state.json").read_text())["addresses"]
+    em = {"X-API-Key": platform.token, "Authorization": ""}
+    with platform.client() as c:
+        jobs = c.get(f"/v1/projects/{project}/training-jobs", headers=em).json()
+        assert len(jobs) == 10, f"{len(jobs)} jobs for 10 trainings after {len(results)} apply run(s)"
+        for i, d in enumerate(datasets):
+            st = state[f"Training/t{i}"]
+            assert st["status"] == "succeeded" and st["intent"] is None and len(st["history"]) == 1
+            detail = c.get(f"/v1/projects/{project}/training-jobs/{st['remote_id']}", headers=em).json()
+            assert detail["train_dataset"]["id"] == d
