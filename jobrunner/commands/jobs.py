@@ -164,7 +164,7 @@ def _print_report(report: Any, doc: Any, verb: str) -> int:
 @click.option("--out", "out", type=click.Path(dir_okay=False), help="Save the plan to this file for `apply PLANFILE`.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when there are no changes, 2 when there are.")
-@click.option("--target", "targets", multiple=True, metavar="ADDR", help="Only plan this address (repeatable).")
+@click.option("--target", "targets", multiple=True, metavar="ADDR", help="Only plan this address and what it depends on (repeatable).")
 def plan(paths: tuple[str, ...], out: str | None, fmt: str, detailed_exitcode: bool, targets: tuple[str, ...]) -> int:
     """Show what apply would do: diff the manifests against state and the providers' live status."""
     from jobrunner.reconcile.planning import make_plan, open_workspace, resolve_paths
@@ -195,7 +195,7 @@ def plan(paths: tuple[str, ...], out: str | None, fmt: str, detailed_exitcode: b
 @click.option("--no-wait", is_flag=True, help="Create jobs and return without waiting for them to finish.")
 @click.option("--timeout", "timeout", metavar="D", help="Stop waiting after this long (e.g. 30m); jobs keep running, exit 6.")
 @click.option("--parallelism", type=click.IntRange(1, 1000), default=None, help="Concurrent operations (default from jobrunner.yaml, 10).")
-@click.option("--target", "targets", multiple=True, metavar="ADDR", help="Only apply this address and what it depends on.")
+@click.option("--target", "targets", multiple=True, metavar="ADDR", help="Only apply this address and what it depends on (repeatable).")
 def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: str | None,
           parallelism: int | None, targets: tuple[str, ...]) -> int:
     """Create, wait on and cancel jobs until the world matches the manifests (or a saved plan)."""
