@@ -46,6 +46,7 @@ _QUERY_PARAM = re.compile(r"([?&])([^=&#\s]+)=([^&#\s]*)")
 # Values shorter than this are never scrubbed from text: replacing "abc" everywhere would mangle
 # messages and protects nothing.
 _MIN_SECRET_LEN = 6
+MIN_SECRET_LEN = _MIN_SECRET_LEN
 
 _registered: set[str] = set()
 
@@ -161,4 +162,4 @@ def scrub_text(text: str, *, secrets: list[str] | None = None) -> str:
     return _scrub(text, known_secrets() if secrets is None else secrets)
 
 
-__all__ = ["REDACTED", "SECRET_ENV_VARS", "hidden_values", "is_secret_name", "known_secrets", "redact", "register_secret", "scrub_text"]
+__all__ = ["MIN_SECRET_LEN", "REDACTED", "SECRET_ENV_VARS", "hidden_values", "is_secret_name", "known_secrets", "redact", "register_secret", "scrub_text"]

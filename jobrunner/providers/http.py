@@ -50,7 +50,7 @@ from jobrunner.errors import (
     TransportError,
 )
 from jobrunner.providers.ratelimit import OTHER, RateLimiter
-from jobrunner.redact import register_secret
+from jobrunner.redact import MIN_SECRET_LEN, register_secret
 
 log = logging.getLogger("jobrunner.providers")
 
@@ -372,7 +372,9 @@ class HttpClient:
     def scrub(self, text: str | None) -> str | None:
         """Remove the credential from text a server (or an exception) produced."""
         token = self._auth.token
-        if text and token and token in text:
+        # As in redact.scrub_text: a very short (test) credential is not searched for, or every
+        # occurrence of its letters would be blanked out of the message.
+        if text and token and len(token) >= MIN_SECRET_LEN and token in text:
             return text.replace(token, "(sensitive)")
         return text
 

@@ -26,7 +26,7 @@ from jobrunner.errors import (
 from jobrunner.providers.base import CreateRequest
 from jobrunner.providers.http import parse_retry_after
 
-from .conftest import REPLICATE, TOKEN, fixture, problem, replicate_provider, run
+from .conftest import EMISSARY, REPLICATE, TOKEN, fixture, problem, replicate_provider, run
 
 VERSION = "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa"
 GET_PATH = "/v1/predictions/gm3qorzdhgbfurvjtvhg6dckhu"
@@ -277,6 +277,20 @@ def test_a_token_echoed_by_the_server_is_scrubbed(fake_time):
             run(_get(replicate_provider(fake_time)))
     _no_token(info.value)
     assert "(sensitive)" in info.value.detail
+
+
+def test_a_very_short_credential_does_not_blank_out_the_message():
+    from jobrunner.providers.http import HttpClient
+
+    http = HttpClient("emissary", EMISSARY, token="t", auth_header="X-API-Key", auth_scheme=None,
+                      credential_var="EMISSARY_CLIENT_API_KEY")
+    text = "upload dataset train.jsonl failed: HTTP 404 Not Found: project ms-1 not found"
+    assert http.scrub(text) == text
+    long = HttpClient("emissary", EMISSARY, token="k3y-0123456789", auth_header="X-API-Key", auth_scheme=None,
+                      credential_var="EMISSARY_CLIENT_API_KEY")
+    assert long.scrub("bad key k3y-0123456789") == "bad key (sensitive)"
+    run(http.aclose())
+    run(long.aclose())
 
 
 def test_parse_retry_after():
