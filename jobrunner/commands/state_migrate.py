@@ -96,8 +96,11 @@ def migrate(to: str, from_: str | None, force: bool) -> int:
             "To use it, export JOBRUNNER_STATE_URL with that URL (in CI: from a secret), or set "
             "`state: {backend: postgres, url: ...}` in jobrunner.yaml."
         )
-    else:
+    elif to == "local":
         click.echo("To use it, unset JOBRUNNER_STATE_URL and remove `state.backend: postgres` from jobrunner.yaml.")
+    else:  # a state file elsewhere: a copy, or a state file this workspace can be pointed at
+        click.echo("To use it, unset JOBRUNNER_STATE_URL and set `state: {backend: local, path: <that file>}` "
+                   "in jobrunner.yaml.")
     for store in (source, dest):
         close = getattr(store, "close", None)
         if close:

@@ -108,3 +108,15 @@ def test_state_unlock_says_whose_lock_it_broke(workspace, pg_url, monkeypatch):
         assert result.exception is None, result.output
         assert result.output.startswith("Broke the state lock held by") and "`jobrunner apply`" in result.output
     assert PostgresStore(pg_url).holder() is None
+
+
+def test_a_copy_to_a_state_file_elsewhere_says_how_to_point_the_workspace_at_it(workspace, tmp_path):
+    from jobrunner.cli import cli
+
+    seeded_local(workspace)
+    target = tmp_path / "copy.json"
+    result = CliRunner().invoke(cli, ["state", "migrate", "--to", str(target)], standalone_mode=False)
+    assert result.exception is None, result.output
+    assert "Copied 3 address(es)" in result.output and "path: <that file>" in result.output
+    assert "postgres" not in result.output.split("Copied", 1)[1].split("\n", 1)[1]
+    assert len(LocalFileStore(target).load().addresses) == 3
