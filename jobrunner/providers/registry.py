@@ -88,6 +88,13 @@ def _credential(env: Mapping[str, str], variable: str, provider: str, where: str
     return value
 
 
+def _base_url(name: str, env: Mapping[str, str], settings: dict[str, Any], variable: str, default: str) -> str:
+    """The provider's base URL: the environment variable, else `providers.<name>.base_url`, else
+    the public API; errors name whichever of the two settings it came from."""
+    url = env.get(variable) or settings.get("base_url") or default
+    return normalize_base_url(str(url), variable=variable if env.get(variable) else f"providers.{name}.base_url")
+
+
 def get_provider(
     name: str,
     config: Any,
@@ -114,11 +121,10 @@ def get_provider(
     cache_dir = Path(root) / ".jobrunner" / "cache" / "schemas" / name
     if name == "replicate":
         token = _credential(env, REPLICATE_TOKEN_ENV, name, "an API token from https://replicate.com/account/api-tokens")
-        url = env.get(REPLICATE_URL_ENV) or settings.get("base_url") or REPLICATE_DEFAULT_URL
         limits = RateLimits.from_config(settings.get("rate_limits"), REPLICATE_LIMITS)
         http = HttpClient(
             name,
-            normalize_base_url(str(url), variable=REPLICATE_URL_ENV if env.get(REPLICATE_URL_ENV) else "providers.replicate.base_url"),
+            _base_url(name, env, settings, REPLICATE_URL_ENV, REPLICATE_DEFAULT_URL),
             token=token,
             auth_header="Authorization",
             auth_scheme="Bearer",
@@ -130,11 +136,10 @@ def get_provider(
                                  sync_create=SyncCreatePolicy.from_config(settings.get("sync_wait"), name))
     if name == "emissary":
         key = _credential(env, EMISSARY_KEY_ENV, name, "your Emissary API key")
-        url = env.get(EMISSARY_URL_ENV) or settings.get("base_url") or EMISSARY_DEFAULT_URL
         limits = RateLimits.from_config(settings.get("rate_limits"), UNLIMITED)
         http = HttpClient(
             name,
-            normalize_base_url(str(url), variable=EMISSARY_URL_ENV if env.get(EMISSARY_URL_ENV) else "providers.emissary.base_url"),
+            _base_url(name, env, settings, EMISSARY_URL_ENV, EMISSARY_DEFAULT_URL),
             token=key,
             auth_header="X-API-Key",
             auth_scheme=None,
