@@ -116,7 +116,6 @@ def measure(platform: Platform, name: str, cmd: list[str], cwd: Path, limit_per_
         "name": name, "run": run, "wall": run.wall, "created": len(times), "span": span, "rate": rate,
         "share": rate / limit_per_s, "steady": steady, "steady_share": steady / limit_per_s, "requests": requests, "throttled": counts.get("status.429", 0),
         "throttled_share": counts.get("status.429", 0) / requests if requests else 0.0,
-        "create_429": counts.get("category.create", 0) - len(times),
     }
 
 
