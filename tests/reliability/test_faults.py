@@ -70,14 +70,14 @@ def test_faulty_platform_converges_with_zero_duplicates_and_zero_lost(workspace:
     assert r.code == 0, r.output
 
 
-HARSH = {**FAULTS, "error_rate": 0.35, "drop_after_create": 0.20, "latency_jitter_ms": 100, "seed": 7}
+HARSH = {"error_rate": 0.30, "drop_after_create": 0.20, "seed": 7}
 
 
 def test_a_harsh_platform_needs_reruns_and_they_still_create_each_job_once(workspace: Path,
                                                                           platform: Platform) -> None:
-    """35% errors and 20% drops: some creates exhaust their retries, so apply reports them and is
+    """30% errors and 20% drops: some creates exhaust their retries, so apply reports them and is
     re-run (exactly what a user does); across the re-runs nothing is duplicated or lost."""
-    expected = write_workload(workspace, "harsh", predictions=60, trainings=3)
+    expected = write_workload(workspace, "harsh", predictions=40, trainings=2)
     since = platform_now(platform)
     platform.faults(**HARSH)
     try:
@@ -90,7 +90,7 @@ def test_a_harsh_platform_needs_reruns_and_they_still_create_each_job_once(works
         assert r.code in (1, 5), r.output[-2000:]
     audit = audit_exactly_once(platform, workspace, since, expected)
     assert not audit.problems, "\n".join(audit.problems[:50])
-    assert audit.remote_jobs == 63
+    assert audit.remote_jobs == 42
 
 
 def test_emissary_trainings_under_faults_each_get_their_own_job_once(workspace: Path, platform: Platform) -> None:
