@@ -43,7 +43,8 @@ def _wait_for_holder(workspace: Path, pid: int) -> None:
 
 def test_second_apply_exits_4_naming_the_holder_and_nothing_is_created_twice(workspace: Path,
                                                                              platform: Platform) -> None:
-    expected = write_workload(workspace, "conc-second", predictions=5, trainings=0, slow=2)
+    # slow jobs keep the first apply (and its lock) busy while two more commands start
+    expected = write_workload(workspace, "conc-second", predictions=5, trainings=0, slow=2, slow_seconds=5)
     since = platform_now(platform)
     env = clean_env(platform)
     first = _start_apply(workspace, env)
