@@ -275,6 +275,10 @@ class ReplicateJobs:
         scratch = (job.get("extra") or {}).get("scratch")
         if scratch:
             Path(scratch).unlink(missing_ok=True)
+        if status == "succeeded" and output is not None:
+            # Built-in models produce their output at the end; it is still new output, so
+            # `output` subscribers hear of it (before `completed`, as on Replicate).
+            self._notify("output", job_id)
         self._notify("completed", job_id)
         for fut in self._waiters.pop(job_id, []):
             if not fut.done():

@@ -47,6 +47,7 @@ log = logging.getLogger("jobrunner.local.webhooks")
 EVENTS = ("start", "output", "logs", "completed")
 DEFAULT_EVENTS = frozenset({"output", "completed"})
 THROTTLED_EVENTS = frozenset({"output", "logs"})
+FINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "aborted"})
 THROTTLE_SECONDS = 0.5
 # Replicate: "retried several times on an exponential backoff; the final retry is sent about
 # 1 minute after the prediction completed".
@@ -275,7 +276,12 @@ class WebhookSender:
         """
         if not webhook or event not in EVENTS:
             return False
-        if event not in normalize_filter(events_filter):
+        wanted = normalize_filter(events_filter)
+        if event not in wanted:
+            return False
+        if event == "output" and "completed" in wanted and body.get("status") in FINAL_STATUSES:
+            # Output that appears as the job finishes: the `completed` webhook carries the same
+            # body, so one delivery says it all.
             return False
         if not target_allowed(webhook, self.allowed_hosts):
             log.warning("webhook for %s not sent: host of %s is not allowed by the platform config", job_id, _safe_url(webhook))

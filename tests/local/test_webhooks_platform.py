@@ -69,6 +69,16 @@ def test_default_filter_sends_only_completed_for_a_plain_prediction(live_platfor
     assert got
 
 
+def test_output_only_filter_hears_of_output_produced_at_the_end(live_platform: LivePlatform) -> None:
+    rc = replicate.Client(api_token=live_platform.token, base_url=live_platform.url)
+    with WebhookReceiver() as rx:
+        p = rc.predictions.create(version=ECHO, input={"text": "hi"}, webhook=rx.url, webhook_events_filter=["output"])
+        got = rx.wait_for(lambda r: len(r) >= 1)
+        time.sleep(0.3)
+    assert len(rx.received) == 1
+    assert got[0].body["id"] == p.id and got[0].body["output"] == {"text": "hi"}
+
+
 def test_webhook_to_a_host_outside_the_allowed_list_is_not_sent(live_platform: LivePlatform, caplog) -> None:
     rc = replicate.Client(api_token=live_platform.token, base_url=live_platform.url)
     with caplog.at_level(logging.WARNING, logger="jobrunner.local.webhooks"):
