@@ -90,7 +90,7 @@ def _exit_code(report: Any) -> int:
 
     if report.interrupted:
         return EXIT_INTERRUPTED
-    if report.count(ex.O_ERROR):
+    if report.count(ex.O_ERROR) or report.count(ex.O_NOT_ATTEMPTED):
         return EXIT_ERROR
     if report.count(ex.O_FAILED) or report.count(ex.O_CANCELED) or report.count(ex.O_SKIPPED):
         return EXIT_JOB_FAILED

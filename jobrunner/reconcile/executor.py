@@ -13,10 +13,17 @@ as soon as it is known, and every status change is saved, so a crash at any poin
 
 A first Ctrl-C (`interrupt()`) stops submitting new jobs and stops waiting; jobs already created
 keep running on the provider and state says so.
+
+A provider that refuses the credential (401/403) or the account (402) refuses every request alike,
+so the first such answer stops all further requests to that provider in this run: its remaining
+jobs are not attempted (no intent is saved for them) and are reported once, as a count, while
+other providers' jobs carry on. Until one create of a provider has succeeded, its creates go one at
+a time, so a wrong token costs one refused request, not one per job.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import defaultdict
@@ -26,8 +33,10 @@ from typing import Any, Callable
 
 from jobrunner.crashpoints import crash_point
 from jobrunner.errors import (
+    AuthError,
     JobrunnerError,
     NotFoundError,
+    PaymentRequiredError,
     ProtocolError,
     ProviderError,
     RateLimitedError,
@@ -67,8 +76,11 @@ O_RUNNING = "running"  # left running (--no-wait, --timeout, Ctrl-C)
 O_DEFERRED = "deferred"  # not started: its upstream is still running, or apply stopped first
 O_NOOP = "noop"
 O_ERROR = "error"
+O_NOT_ATTEMPTED = "not attempted"  # its provider refused the credential or account earlier in this run
 
-BAD_OUTCOMES = frozenset({O_FAILED, O_CANCELED, O_SKIPPED, O_ERROR})
+BAD_OUTCOMES = frozenset({O_FAILED, O_CANCELED, O_SKIPPED, O_ERROR, O_NOT_ATTEMPTED})
+# Answers that mean every further request to the same provider would be refused too.
+PROVIDER_STOPPING = (AuthError, PaymentRequiredError)
 
 
 @dataclass
@@ -86,6 +98,7 @@ class Outcome:
     detail: str = ""
     created: int = 0  # creates sent for this address in this run
     adopted: int = 0  # existing remote jobs (or models) taken over instead of creating
+    stopped_provider: str = ""  # set when the outcome comes from that provider's stop (reported once)
 
 
 @dataclass
@@ -94,6 +107,8 @@ class ApplyReport:
     files_written: list[str] = field(default_factory=list)
     interrupted: bool = False
     timed_out: bool = False
+    # provider -> the refusal that stopped it (message, provider detail, hint), in order of stopping
+    provider_stops: dict[str, str] = field(default_factory=dict)
 
     def count(self, outcome: str) -> int:
         return sum(1 for o in self.outcomes.values() if o.outcome == outcome)
@@ -118,12 +133,28 @@ class ApplyReport:
 _PENDING_REASONS = frozenset({"running", "timeout", "interrupted"})
 
 
+class _ProviderStopped(Exception):
+    """Raised inside a task instead of sending anything to a provider that refused this run."""
+
+    def __init__(self, provider: str) -> None:
+        super().__init__(provider)
+        self.provider = provider
+
+
 class _Stopped(Exception):
     """Raised inside a task when apply is interrupted or the wait deadline passed."""
 
     def __init__(self, why: str) -> None:
         super().__init__(why)
         self.why = why
+
+
+def _error_detail(exc: ProviderError) -> str:
+    """The provider error as one line: message, the provider's detail, and the hint."""
+    detail = str(exc)
+    if exc.detail and exc.detail not in detail:
+        detail += f": {exc.detail}"
+    return detail + (f" ({exc.hint})" if exc.hint else "")
 
 
 def _spec_int(spec: dict[str, Any], *path: str, default: int) -> int:
@@ -176,6 +207,10 @@ class Executor:
         self._touched_batches: set[str] = set()
         self._timed_out = False
         self._pending_saves: set[asyncio.Future] = set()
+        # Providers whose credential a successful create has proven, and the one-at-a-time gate
+        # creates go through until then (see _provider_gate).
+        self._proven: set[str] = set()
+        self._probe: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     # ---- control ------------------------------------------------------------------------
 
@@ -206,12 +241,40 @@ class Executor:
         fut.cancel()  # callers pass asyncio.shield(...) for futures others share
         raise _Stopped(self._stop_why if self._stop.is_set() else "timeout")
 
+    # ---- provider stops ------------------------------------------------------------------
+
+    def _check_provider(self, provider: str) -> None:
+        if provider in self.report.provider_stops:
+            raise _ProviderStopped(provider)
+
+    def _stop_provider(self, exc: ProviderError, provider: str) -> bool:
+        """Record that `provider` refused this run; True the first time (the one to report)."""
+        name = exc.provider or provider
+        if name in self.report.provider_stops:
+            return False
+        self.report.provider_stops[name] = _error_detail(exc)
+        if name != provider:
+            self.report.provider_stops.setdefault(provider, self.report.provider_stops[name])
+        return True
+
+    @contextlib.asynccontextmanager
+    async def _provider_gate(self, provider: str) -> Any:
+        """Around one create: refuse if the provider stopped; one at a time until one succeeded."""
+        self._check_provider(provider)
+        if provider in self._proven:
+            yield
+            return
+        async with self._probe[provider]:
+            self._check_provider(provider)
+            yield
+
     # ---- bookkeeping --------------------------------------------------------------------
 
-    def _outcome(self, address: str, outcome: str, detail: str = "", created: int = 0, adopted: int = 0) -> None:
+    def _outcome(self, address: str, outcome: str, detail: str = "", created: int = 0, adopted: int = 0,
+                 stopped_provider: str = "") -> None:
         prev = self.report.outcomes.get(address)
         self.report.outcomes[address] = Outcome(address, outcome, detail, created + (prev.created if prev else 0),
-                                                adopted + (prev.adopted if prev else 0))
+                                                adopted + (prev.adopted if prev else 0), stopped_provider)
 
     def _state_for(self, job: DesiredJob) -> AddressState:
         st = self.doc.addresses.get(job.address)
@@ -328,6 +391,10 @@ class Executor:
                 if st is not None and st.status not in (SUCCEEDED, None) and st.job_kind != JOB_MODEL:
                     return st.status
                 return None
+            if change.action == CANCEL:
+                st = self.doc.addresses.get(address)
+                if st is not None and st.provider:
+                    self._check_provider(st.provider)
             if change.action in (CANCEL, FORGET):
                 return await self._cancel_or_forget(change)
             job = change.job
@@ -353,6 +420,7 @@ class Executor:
                         return None
                     if st.status not in TERMINAL:
                         return await self._wait_existing(job, st)
+            self._check_provider(job.provider)
             if job.job_kind == JOB_MODEL:
                 return await self._ensure_model(job)
             if change.action == ADOPT and change.adopt_remote_id:
@@ -377,13 +445,23 @@ class Executor:
                 self._outcome(address, O_DEFERRED, why + "; run apply again")
                 self.progress.event(address, "deferred", why)
             return "running" if stop.why.startswith("upstream") else stop.why
+        except _ProviderStopped as stop:
+            self._outcome(address, O_NOT_ATTEMPTED, f"{stop.provider} refused an earlier request",
+                          stopped_provider=stop.provider)
+            return "error"
         except ProviderError as exc:
             # The message names provider, request, HTTP status and the provider's detail; the hint
             # says what to do (e.g. which credential variable to check).
-            detail = str(exc)
-            if exc.detail and exc.detail not in detail:
-                detail += f": {exc.detail}"
-            detail += f" ({exc.hint})" if exc.hint else ""
+            detail = _error_detail(exc)
+            provider = change.job.provider if change.job is not None else (exc.provider or "")
+            if isinstance(exc, PROVIDER_STOPPING):
+                first = self._stop_provider(exc, provider)
+                # Requests already in flight when the provider stopped are refused alike: they
+                # belong to the one report of the stop, not a line each.
+                self._outcome(address, O_ERROR, detail, stopped_provider=exc.provider or provider)
+                if first:
+                    self.progress.event(address, "error", detail)
+                return "error"
             self._outcome(address, O_ERROR, detail)
             self.progress.event(address, "error", detail)
             return "error"
@@ -507,6 +585,7 @@ class Executor:
         lock = self._claim_lock[job.provider]
         # A previous run may have died after sending this very create: look before sending.
         if st.intent is not None and st.intent.fingerprint == job.fingerprint:
+            self._check_provider(job.provider)
             async with lock:
                 found = await self._lookup(provider, desired, desired.body, st.intent.created_at)
                 if found is not None:
@@ -515,7 +594,7 @@ class Executor:
                     await self.writer.flush()
                     return found, True
         self._check_stop()
-        async with self._sem:
+        async with self._sem, self._provider_gate(job.provider):
             self._check_stop()
             body = await rq.upload_files(desired.body, lambda p: provider.upload(p, project_id=desired.project_id),
                                          base_dirs)
@@ -529,6 +608,7 @@ class Executor:
             for round_no in range(CREATE_TRIES):
                 try:
                     remote = await provider.create(req)
+                    self._proven.add(job.provider)
                     crash_point("create.sent")
                     async with lock:
                         self._record(st, job, remote, attempt)

@@ -39,6 +39,9 @@ def summary_line(verb: str, report: Any) -> str:
     forgotten = report.count(ex.O_FORGOTTEN) + report.count(ex.O_CANCELED + "+forgotten")
     if forgotten:
         parts.append(f"{forgotten} forgotten")
+    not_attempted = report.count(ex.O_NOT_ATTEMPTED)
+    if not_attempted:
+        parts.append(f"{not_attempted} not attempted")
     running = len(report.running)
     if running:
         parts.append(f"{running} still running")
@@ -49,8 +52,27 @@ def summary_line(verb: str, report: Any) -> str:
 
 
 def failure_lines(report: Any) -> list[str]:
-    """One line per job that did not succeed, with the provider's error."""
-    return [f"  {o.address}: {o.outcome}: {o.detail}" for o in sorted(report.failed, key=lambda o: o.address)]
+    """One line per job that did not succeed, with the provider's error.
+
+    Jobs caught by a provider's stop (it refused the credential or account) are not listed one by
+    one: each stopped provider gets one block naming the refusal and how many jobs it affected.
+    """
+    from jobrunner.reconcile import executor as ex
+
+    lines = [f"  {o.address}: {o.outcome}: {o.detail}"
+             for o in sorted(report.failed, key=lambda o: o.address) if not o.stopped_provider]
+    for provider, detail in getattr(report, "provider_stops", {}).items():
+        mine = [o for o in report.outcomes.values() if o.stopped_provider == provider]
+        if not mine:
+            continue
+        refused = sorted(o.address for o in mine if o.outcome != ex.O_NOT_ATTEMPTED)
+        skipped = sum(1 for o in mine if o.outcome == ex.O_NOT_ATTEMPTED)
+        lines.append(f"  provider {provider} refused this run, so apply sent it nothing more: {detail}")
+        if refused:
+            lines.append(f"    refused: {refused[0]}" + (f" and {len(refused) - 1} more in flight" if len(refused) > 1 else ""))
+        if skipped:
+            lines.append(f"    not attempted: {skipped} job(s) of {provider}; run `jobrunner apply` again once fixed")
+    return lines
 
 
 def apply_report(report: Any, doc: StateDoc, verb: str) -> ReportText:
