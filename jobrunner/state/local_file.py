@@ -6,6 +6,10 @@ is fsynced so the rename itself survives a power cut. Before each write the prev
 is kept as `state.json.bak` (a hard link to the old file, so keeping it costs no copy). A corrupt
 or truncated file is reported with the way back (the backup), never silently replaced by an empty
 state, because an empty state would make the next apply create every job again.
+
+A crash inside a write can leave its temporary file (`.state.json.*.tmp`) behind. The lock holder
+sweeps those away, once on taking the lock and once on its first save: with the lock held no other
+jobrunner is writing, and a file older than this process and open in no process is nobody's.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import contextlib
 import json
 import os
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +31,8 @@ from jobrunner.state.serialize import IncrementalSerializer
 
 BACKUP_SUFFIX = ".bak"
 LOCK_SUFFIX = ".lock"
+# Temporary files this process may make are all newer than this (it is set when state is imported).
+_PROCESS_START = time.time()
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ class LocalFileStore:
         # Apply saves the same document many times while a few addresses change: reuse the
         # serialized lines of the unchanged ones (see jobrunner.state.serialize).
         self._serializer = IncrementalSerializer()
+        self._swept = False  # stray temporary files removed since this store was made
 
     def describe(self) -> str:
         return f"local file {self.path}"
@@ -179,6 +187,8 @@ class LocalFileStore:
             crash_point("state.renamed")
             _fsync_dir(directory)
             self._known_good = _stat_key(os.stat(self.path))
+            if not self._swept:
+                self.sweep_temporary_files()
         except OSError as exc:
             raise StateError(
                 f"cannot write state file {self.path}: {exc.strerror or exc}",
@@ -215,11 +225,45 @@ class LocalFileStore:
         except OSError:  # file systems without hard links: copy instead
             tmp.write_bytes(self.path.read_bytes())
         os.replace(tmp, self.backup_path)
+        # When the backup already is this very file (a write crashed after keeping it), rename()
+        # of one hard link onto another does nothing and leaves the temporary link behind.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
     # -- locking ---------------------------------------------------------------------------
 
     def lock(self, command: str) -> contextlib.AbstractContextManager[None]:
-        return self._lock.held(command)
+        return self._held(command)
+
+    @contextlib.contextmanager
+    def _held(self, command: str) -> Any:
+        with self._lock.held(command):
+            self.sweep_temporary_files()
+            yield
+
+    def sweep_temporary_files(self) -> list[Path]:
+        """Remove temporary files that crashed writes left beside the state; returns those removed.
+
+        Only files older than this process and open in no process are removed (see the module
+        docstring); failing to remove one is harmless, as they are never read.
+        """
+        self._swept = True
+        try:
+            candidates = [p for p in self.path.parent.glob(f".{self.path.name}.*.tmp")
+                          if _older_than_process(p)]
+        except OSError:
+            return []
+        if not candidates:
+            return []
+        held = _open_files()
+        removed = []
+        for path in candidates:
+            if held is not None and _file_key(path) in held:
+                continue
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(path)
+        return removed
 
     def unlock(self, force: bool) -> str:  # type: ignore[override]
         """Free a lock left behind; returns a sentence saying what was done, for the CLI."""
@@ -252,6 +296,46 @@ def _serialize(doc: StateDoc) -> str:
 
 def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _older_than_process(path: Path) -> bool:
+    try:
+        return os.stat(path).st_mtime < _PROCESS_START
+    except OSError:
+        return False
+
+
+def _file_key(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _open_files() -> set[tuple[int, int]] | None:
+    """(device, inode) of every file any visible process holds open, from /proc; None without it.
+
+    Only read when stray temporary files exist, which is after a crash, so its cost is rare.
+    """
+    proc = Path("/proc")
+    if not (proc / "self" / "fd").is_dir():
+        return None
+    held: set[tuple[int, int]] = set()
+    for pid_dir in proc.iterdir():
+        if not pid_dir.name.isdigit():
+            continue
+        try:
+            fds = list((pid_dir / "fd").iterdir())
+        except OSError:  # gone, or not ours to look at
+            continue
+        for fd in fds:
+            try:
+                st = os.stat(fd)
+            except OSError:
+                continue
+            held.add((st.st_dev, st.st_ino))
+    return held
 
 
 def _fsync_dir(directory: Path) -> None:
