@@ -141,3 +141,45 @@ def test_a_fixed_credential_afterwards_creates_every_job_once(mixed: Path, platf
         r = run_cli("apply", "--auto-approve")
     assert r.code == 0, r.output
     assert len(made) == ITEMS
+
+
+def test_credit_running_out_mid_batch_keeps_what_ran_and_stops_the_rest(mixed: Path, platform: Platform) -> None:
+    """The first 5 creates are accepted, then the account runs out of credit (402)."""
+    from datetime import datetime, timezone
+
+    from jobrunner.local.clock import rfc3339
+
+    prediction = json.loads((FIXTURES / "prediction_get_succeeded.json").read_text())
+    made: list[dict[str, Any]] = []
+    refused = 0
+
+    def running_out(request: httpx.Request) -> httpx.Response:
+        nonlocal refused
+        if request.method == "POST":
+            if len(made) >= 5:
+                refused += 1
+                return httpx.Response(402, json=P402, headers={"content-type": "application/problem+json"})
+            job = prediction | {"id": f"p{len(made)}", "created_at": rfc3339(datetime.now(timezone.utc)),
+                                "input": json.loads(request.content)["input"]}
+            made.append(job)
+            return httpx.Response(201, json=job)
+        if request.url.path.endswith("/predictions"):
+            return httpx.Response(200, json={"next": None, "previous": None, "results": made})
+        pid = request.url.path.rsplit("/", 1)[-1]
+        return httpx.Response(200, json=next(j for j in made if j["id"] == pid))
+
+    port = httpx.URL(platform.url).port
+    with respx.mock(assert_all_called=False) as mock:
+        mock.route(host="127.0.0.1", port=port).pass_through()
+        mock.route(host="127.0.0.1", port=9).mock(side_effect=running_out)
+        r = run_cli("apply", "--auto-approve", "--parallelism", "4")
+    assert r.code == 1, r.output
+    assert 1 <= refused <= 4, refused  # at most the creates already in flight when credit ran out
+    assert r.stderr.count("provider replicate refused this run") == 1, r.output
+    assert r.output.count("insufficient credit") <= 2, r.output
+    state = _state(mixed)
+    remote = {a: s for a, s in state.items() if a.startswith("PredictionBatch/remote[")}
+    assert sorted(s["remote_id"] for s in remote.values() if s.get("remote_id")) == sorted(j["id"] for j in made)
+    assert all(s.get("intent") is None for s in remote.values()), remote
+    not_attempted = ITEMS - len(made) - refused
+    assert f"not attempted: {not_attempted} job(s) of replicate" in r.stderr, r.output
