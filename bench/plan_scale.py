@@ -7,13 +7,12 @@ Two tables, one invocation:
    engine is timed stage by stage in a fresh process and `jobrunner plan --detailed-exitcode` end
    to end (interpreter start included). The workspace's providers point at a loopback socket that
    counts connections: terminal jobs are immutable, so the plan must send no request at all.
-   (This table is `bench/plan_bench.py`'s measurement, reused.)
 2. **All tracked jobs non-terminal** (state last saw them `running`, e.g. after `apply --no-wait`):
    N real predictions exist on a local platform and `jobrunner plan` must refresh them. Requests
    are counted by the platform: the bulk refresh lists pages of 100 newest first, so N jobs
    should cost about N/100 requests, not N.
 
-Targets (issue 6): at 10,000 items <= 1.5 s and <= 200 MB, near-linear growth; zero requests when
+Targets (issues 4 and 6): at 10,000 items <= 1.5 s and <= 200 MB, near-linear growth; zero requests when
 every tracked job is terminal; O(N/100) requests to refresh N running jobs.
 
     python bench/plan_scale.py [--sizes 100,1000,10000] [--runs 3] [--refresh-sizes 100,1000,10000]
@@ -22,9 +21,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
+import socket
+import subprocess
 import sys
 import tempfile
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,6 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import plan_bench  # noqa: E402
 from bench.common import (  # noqa: E402
     ECHO_VERSION,
     Platform,
@@ -45,14 +47,111 @@ from bench.common import (  # noqa: E402
     table,
 )
 
-TARGET_WALL_S = plan_bench.TARGET_WALL_S
-TARGET_RSS_MB = plan_bench.TARGET_RSS_MB
+TARGET_WALL_S = 1.5
+TARGET_RSS_MB = 200
 
 
-# --- table 1: every tracked job terminal (plan_bench's measurement) ------------------------------
+# --- table 1: every tracked job terminal ---------------------------------------------------------
+
+def counting_server() -> tuple[int, list[bytes]]:
+    """A loopback socket that records the first bytes of every connection and answers nothing."""
+    seen: list[bytes] = []
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+
+    def serve() -> None:
+        while True:
+            conn, _ = sock.accept()
+            seen.append(conn.recv(200))
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return sock.getsockname()[1], seen
+
+
+def build(root: Path, items: int, port: int) -> None:
+    """A workspace whose N batch items are all recorded as succeeded."""
+    from jobrunner.plan import lifecycle_of
+    from jobrunner.spec import expand, recorded_inputs
+    from jobrunner.state.local_file import LocalFileStore
+    from jobrunner.state.model import AddressState, Attempt, StateDoc
+    from jobrunner.validate import validate_paths
+
+    url = f"http://127.0.0.1:{port}"
+    (root / "jobrunner.yaml").write_text(
+        f"providers:\n  local:\n    url: {url}\n  replicate:\n    base_url: {url}\n  emissary:\n    base_url: {url}\n")
+    with open(root / "prompts.jsonl", "w") as fh:
+        for i in range(items):
+            fh.write(json.dumps({"key": f"item-{i:05d}", "prompt": f"prompt number {i}", "seed": i % 7}) + "\n")
+    (root / "batch.yaml").write_text(
+        "apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {name: big}\nspec:\n"
+        f"  provider: local\n  version: {ECHO_VERSION}\n  input_defaults: {{max_tokens: 80}}\n"
+        "  inputs_file: prompts.jsonl\n")
+    result = validate_paths([root], root)
+    assert result.ok, [d.format() for d in result.diagnostics]
+    (res,) = result.resources
+    doc = StateDoc(lineage="bench")
+    for job in expand(result.resources, root):
+        rid = "p" + (job.fingerprint or "")[:25]
+        doc.addresses[job.address] = AddressState(
+            address=job.address, kind=res.kind, job_kind=job.job_kind, provider=job.provider, file=job.file,
+            fingerprint=job.fingerprint, remote_id=rid, status="succeeded", attempts=1,
+            outputs={"output": job.request["input"]["prompt"], "metrics": {"predict_time": 0.01}},
+            inputs=recorded_inputs(job), lifecycle=lifecycle_of(res), updated_at="2026-01-01T00:00:00+00:00",
+            history=[Attempt(remote_id=rid, fingerprint=job.fingerprint or "", attempt=1,
+                             created_at="2026-01-01T00:00:00+00:00", status="succeeded")],
+        )
+    LocalFileStore(root / ".jobrunner" / "state.json").save(doc)
+
+
+# --- the engine, measured inside a fresh process ------------------------------------------------
+
+_ENGINE = r"""
+import json, resource, sys, time
+from pathlib import Path
+t0 = time.perf_counter()
+from jobrunner.plan import compute_plan
+from jobrunner.render import plan_json, plan_markdown, plan_text
+from jobrunner.spec import expand
+from jobrunner.state.local_file import LocalFileStore
+from jobrunner.validate import validate_paths
+root = Path(sys.argv[1])
+t1 = time.perf_counter()
+doc = LocalFileStore(root / ".jobrunner" / "state.json").load()
+t2 = time.perf_counter()
+result = validate_paths([root], root)
+t3 = time.perf_counter()
+desired = expand(result.resources, root, state=doc)
+t4 = time.perf_counter()
+plan = compute_plan(desired, doc, {}, planned_files=set(result.files), resources=result.resources)
+t5 = time.perf_counter()
+text = plan_text.render(plan, color=False)
+t6 = time.perf_counter()
+plan_json.render(plan)
+t7 = time.perf_counter()
+md = plan_markdown.render(plan)
+t8 = time.perf_counter()
+assert not plan.has_changes and text.startswith("No changes."), text[:500]
+print(json.dumps({
+    "import": t1 - t0, "load": t2 - t1, "validate": t3 - t2, "expand": t4 - t3, "plan": t5 - t4,
+    "text": t6 - t5, "json": t7 - t6, "markdown": t8 - t7, "total": t8 - t1,
+    "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "changes": len(plan.changes),
+    "markdown_chars": len(md),
+}))
+"""
+
+
+def run_engine(root: Path, env: dict[str, str]) -> dict[str, float]:
+    proc = subprocess.run([sys.executable, "-c", _ENGINE, str(root)], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"engine run failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 
 def terminal_table(sizes: list[int], runs: int) -> tuple[str, bool]:
-    port, seen = plan_bench.counting_server()
+    port, seen = counting_server()
     env = {**bench_env(), "JOBRUNNER_LOCAL_TOKEN": "bench-token", "REPLICATE_API_TOKEN": "bench-token",
            "REPLICATE_BASE_URL": f"http://127.0.0.1:{port}", "EMISSARY_CLIENT_API_KEY": "bench-token",
            "EMISSARY_SERVER_URL": f"http://127.0.0.1:{port}"}
@@ -60,16 +159,23 @@ def terminal_table(sizes: list[int], runs: int) -> tuple[str, bool]:
     for n in sizes:
         with tempfile.TemporaryDirectory(prefix="jobrunner-plan-scale-") as tmp:
             root = Path(tmp)
-            plan_bench.build(root, n, port)
-            engine = min((plan_bench.run_engine(root, env) for _ in range(runs)), key=lambda r: r["total"])
+            build(root, n, port)
+            engine = min((run_engine(root, env) for _ in range(runs)), key=lambda r: r["total"])
             before = len(seen)
-            cli = [plan_bench.run_cli(root, env) for _ in range(runs)]
+            cli = []
+            for _ in range(runs):
+                run = run_timed([sys.executable, "-m", "jobrunner", "plan", "--detailed-exitcode"], cwd=root, env=env)
+                if run.returncode != 0:
+                    raise SystemExit(f"jobrunner plan exited {run.returncode} (expected 0, no changes):\n"
+                                     f"{run.stdout[-1500:]}\n{run.stderr[-1500:]}")
+                # run_timed's peak RSS is the largest child so far; sizes run in increasing order
+                cli.append((run.wall, run.cpu, run.rss_mb))
             rows.append((n, engine, min(w for w, _, _ in cli), min(c for _, c, _ in cli), max(r for _, _, r in cli),
                          len(seen) - before))
     out = [table(
-        ["items", "state load", "validate", "expand", "compute_plan", "render text", "engine total (+ JSON, Markdown)", "engine peak RSS",
+        ["items", "state load", "validate", "expand", "compute_plan", "render text / JSON / Markdown", "engine total", "engine peak RSS",
          "`jobrunner plan` wall", "CPU", "peak RSS", "HTTP requests"],
-        [[f"{n:,}", f"{e['load']:.3f} s", f"{e['validate']:.3f} s", f"{e['expand']:.3f} s", f"{e['plan']:.3f} s", f"{e['text']:.3f} s",
+        [[f"{n:,}", f"{e['load']:.3f} s", f"{e['validate']:.3f} s", f"{e['expand']:.3f} s", f"{e['plan']:.3f} s", f"{e['text']:.3f} / {e['json']:.3f} / {e['markdown']:.3f} s",
           f"{e['total']:.3f} s", f"{e['rss_mb']:.0f} MB", f"{wall:.2f} s", f"{cpu:.2f} s", f"{rss:.0f} MB", req]
          for n, e, wall, cpu, rss, req in rows])]
     n, e, wall, cpu, rss, req = rows[-1]
