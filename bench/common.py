@@ -178,6 +178,14 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | No
     return "\n".join(lines)
 
 
+def percentile(values: Sequence[float], q: float) -> float:
+    """The `q`th percentile (nearest rank) of `values`; NaN when there are none."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
 def machine() -> str:
     """One line about where the figures come from (they are noisy on a shared machine)."""
     load = os.getloadavg()
@@ -187,5 +195,5 @@ def machine() -> str:
 
 __all__ = [
     "ECHO_VERSION", "Platform", "SLEEP_VERSION", "VERSIONS", "REPO", "Run", "TOKEN", "batch_rows", "batch_workspace", "bench_env", "delta",
-    "local_platform", "machine", "run_timed", "table",
+    "local_platform", "machine", "percentile", "run_timed", "table",
 ]

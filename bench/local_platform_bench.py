@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,37 +22,10 @@ from pathlib import Path
 
 import httpx
 
-ECHO_VERSION = "0ab87730172dfeb11de187803938c2507e8ab8f7cab883c1a905b3f91b3d3ab6"
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def start_server(data_dir: Path, token: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jobrunner", "serve", "--data-dir", str(data_dir), "--port", "0",
-         "--token", token, "--workers", str(workers)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "JOBRUNNER_LOCAL_FAULTS": ""},
-    )
-    deadline = time.monotonic() + 30
-    runtime = data_dir / "server.json"
-    while time.monotonic() < deadline:
-        if runtime.exists():
-            try:
-                return proc, json.loads(runtime.read_text())["url"]
-            except (ValueError, KeyError):
-                pass
-        if proc.poll() is not None:
-            raise SystemExit("the platform exited during start-up")
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("the platform did not start")
+from bench.common import ECHO_VERSION, local_platform, percentile, table  # noqa: E402
 
 
 class RawClient:
@@ -144,15 +116,6 @@ async def client_loop(
                 break
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User+system CPU time of a process (Linux /proc), to report server CPU per request."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 async def run(
     url: str, token: str, clients: int, duration: float, warmup: float, poll_interval: float, kind: str
 ) -> dict[str, object]:
@@ -190,25 +153,18 @@ def main() -> None:
     parser.add_argument("--token")
     args = parser.parse_args()
 
-    proc = None
-    tmp = None
-    url, token = args.url, args.token
-    if url is None:
-        tmp = tempfile.TemporaryDirectory(prefix="jobrunner-bench-")
-        token = "bench-token"
-        proc, url = start_server(Path(tmp.name), token, args.workers)
-    cpu_before = cpu_seconds(proc.pid) if proc is not None else None
-    try:
-        result = asyncio.run(
-            run(url, token or "", args.clients, args.duration, args.warmup, args.poll_interval, args.client)
-        )
-        cpu_after = cpu_seconds(proc.pid) if proc is not None else None
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(10)
-        if tmp is not None:
-            tmp.cleanup()
+    def measure(url: str, token: str) -> dict[str, object]:
+        return asyncio.run(run(url, token, args.clients, args.duration, args.warmup, args.poll_interval, args.client))
+
+    cpu_before = cpu_after = None
+    if args.url is not None:
+        result = measure(args.url, args.token or "")
+    else:
+        with tempfile.TemporaryDirectory(prefix="jobrunner-bench-") as tmp, \
+                local_platform(Path(tmp), workers=args.workers, token="bench-token") as platform:
+            cpu_before = platform.cpu_seconds()
+            result = measure(platform.url, platform.token)
+            cpu_after = platform.cpu_seconds()
     lat, counts, elapsed = result["lat"], result["counts"], result["elapsed"]  # type: ignore[misc]
     total = counts["create"] + counts["get"]  # type: ignore[index]
     all_lat = lat["create"] + lat["get"]  # type: ignore[index]
@@ -217,18 +173,19 @@ def main() -> None:
         f"## local platform benchmark: {args.clients} clients ({args.client}), {elapsed:.1f}s, "
         f"echo predictions over loopback, {os.cpu_count()} CPUs, load average {load:.1f}\n"
     )
-    print("| measure | value |")
-    print("|---|---|")
-    print(f"| requests/s (all) | {total / elapsed:.0f} |")
-    print(f"| creates/s | {counts['create'] / elapsed:.0f} |")  # type: ignore[index]
-    print(f"| predictions succeeded | {counts['succeeded']} |")  # type: ignore[index]
-    print(f"| errors | {counts['errors']} |")  # type: ignore[index]
+    rows: list[list[object]] = [
+        ["requests/s (all)", f"{total / elapsed:.0f}"],
+        ["creates/s", f"{counts['create'] / elapsed:.0f}"],  # type: ignore[index]
+        ["predictions succeeded", counts["succeeded"]],  # type: ignore[index]
+        ["errors", counts["errors"]],  # type: ignore[index]
+    ]
     if cpu_before is not None and cpu_after is not None and total:
         # includes the warm-up's requests in the CPU time, so this slightly overstates the cost
-        print(f"| server CPU per request (ms) | {(cpu_after - cpu_before) * 1000 / total:.2f} |")
+        rows.append(["server CPU per request (ms)", f"{(cpu_after - cpu_before) * 1000 / total:.2f}"])
     for name, values in (("create", lat["create"]), ("get", lat["get"]), ("all", all_lat)):  # type: ignore[index]
-        print(f"| {name} latency p50 / p99 (ms) | {percentile(values, 50) * 1000:.1f} / {percentile(values, 99) * 1000:.1f} |")
-
+        rows.append([f"{name} latency p50 / p99 (ms)",
+                     f"{percentile(values, 50) * 1000:.1f} / {percentile(values, 99) * 1000:.1f}"])
+    print(table(["measure", "value"], rows))
 
 if __name__ == "__main__":
     main()

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -27,37 +26,11 @@ from typing import Any
 
 import httpx
 
-from jobrunner.local.webhooks import verify
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-ECHO_VERSION = "0ab87730172dfeb11de187803938c2507e8ab8f7cab883c1a905b3f91b3d3ab6"
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
-
-
-def start_server(data_dir: Path, token: str) -> tuple[subprocess.Popen[bytes], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jobrunner", "serve", "--data-dir", str(data_dir), "--port", "0", "--token", token],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "JOBRUNNER_LOCAL_FAULTS": ""},
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        runtime = data_dir / "server.json"
-        if runtime.exists():
-            try:
-                return proc, json.loads(runtime.read_text())["url"]
-            except (ValueError, KeyError):
-                pass
-        if proc.poll() is not None:
-            raise SystemExit("the platform exited during start-up")
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("the platform did not start")
+from bench.common import ECHO_VERSION, local_platform, percentile, table  # noqa: E402
+from jobrunner.local.webhooks import verify  # noqa: E402
 
 
 class Receiver:
@@ -111,22 +84,18 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=60.0, help="give up waiting for webhooks after this many seconds")
     args = ap.parse_args()
 
-    token = "bench-token"
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start_server(Path(tmp) / "platform", token)
-        try:
-            secret = httpx.get(f"{url}/v1/webhooks/default/secret", headers={"Authorization": f"Bearer {token}"}, trust_env=False).json()["key"]
-            rx = Receiver()
-            started = time.perf_counter()
-            errors = asyncio.run(create_jobs(url, token, rx.url, args.jobs, args.clients))
-            expected = args.jobs - errors
-            deadline = time.monotonic() + args.timeout
-            while len(rx.arrivals) < expected and time.monotonic() < deadline:
-                time.sleep(0.02)
-            elapsed = time.perf_counter() - started
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    with tempfile.TemporaryDirectory() as tmp, \
+            local_platform(Path(tmp) / "platform", token="bench-token") as platform:
+        url, token = platform.url, platform.token
+        secret = httpx.get(f"{url}/v1/webhooks/default/secret", headers={"Authorization": f"Bearer {token}"}, trust_env=False).json()["key"]
+        rx = Receiver()
+        started = time.perf_counter()
+        errors = asyncio.run(create_jobs(url, token, rx.url, args.jobs, args.clients))
+        expected = args.jobs - errors
+        deadline = time.monotonic() + args.timeout
+        while len(rx.arrivals) < expected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
 
     delays: list[float] = []
     bad = 0
@@ -138,13 +107,14 @@ def main() -> None:
             delays.append(at - datetime.fromisoformat(completed.replace("Z", "+00:00")).timestamp())
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"## webhook benchmark: {args.jobs} echo predictions, {args.clients} clients, {os.cpu_count()} CPUs, load average {load:.1f}\n")
-    print("| measure | value |\n|---|---|")
-    print(f"| webhooks delivered / expected | {len(rx.arrivals)} / {expected} |")
-    print(f"| create errors | {errors} |")
-    print(f"| webhooks/s (first create to last webhook) | {len(rx.arrivals) / elapsed:.0f} |")
-    print(f"| completed_at -> received, p50 / p99 (ms) | {percentile(delays, 50) * 1000:.1f} / {percentile(delays, 99) * 1000:.1f} |")
-    print(f"| signatures failing verification | {bad} |")
-
+    print(table(["measure", "value"], [
+        ["webhooks delivered / expected", f"{len(rx.arrivals)} / {expected}"],
+        ["create errors", errors],
+        ["webhooks/s (first create to last webhook)", f"{len(rx.arrivals) / elapsed:.0f}"],
+        ["completed_at -> received, p50 / p99 (ms)",
+         f"{percentile(delays, 50) * 1000:.1f} / {percentile(delays, 99) * 1000:.1f}"],
+        ["signatures failing verification", bad],
+    ]))
 
 if __name__ == "__main__":
     main()
