@@ -11,21 +11,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-ECHO = "0ab87730172dfeb11de187803938c2507e8ab8f7cab883c1a905b3f91b3d3ab6"
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import ECHO_VERSION, Run, bench_env, run_timed  # noqa: E402
 
 
-def jobrunner(cwd: Path, *args: str) -> tuple[float, subprocess.CompletedProcess]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "jobrunner", *args], cwd=cwd, env=env, capture_output=True, text=True)
-    return time.perf_counter() - start, proc
+def jobrunner(cwd: Path, *args: str) -> Run:
+    return run_timed([sys.executable, "-m", "jobrunner", *args], cwd=cwd, env=bench_env())
 
 
 def main() -> None:
@@ -33,7 +30,6 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=1000)
     ap.add_argument("--parallelism", type=int, default=10)
     args = ap.parse_args()
-    sys.path.insert(0, str(REPO))
     from jobrunner.local.autostart import ensure_platform, stop_platform
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -43,15 +39,17 @@ def main() -> None:
                 fh.write(json.dumps({"key": f"i{i:05d}", "text": f"row {i}"}) + "\n")
         (root / "batch.yaml").write_text(
             "apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {name: bench}\nspec:\n"
-            f"  provider: local\n  version: {ECHO}\n  inputs_file: rows.jsonl\n  output_file: out.jsonl\n")
+            f"  provider: local\n  version: {ECHO_VERSION}\n  inputs_file: rows.jsonl\n  output_file: out.jsonl\n")
         ensure_platform(root)
         try:
-            first, proc = jobrunner(root, "apply", "--auto-approve", "--parallelism", str(args.parallelism))
+            proc = jobrunner(root, "apply", "--auto-approve", "--parallelism", str(args.parallelism))
+            first = proc.wall
             if proc.returncode != 0:
                 print(proc.stdout[-3000:], proc.stderr[-3000:])
                 raise SystemExit(f"apply exited {proc.returncode}")
             lines = (root / "out.jsonl").read_text().splitlines()
-            second, proc2 = jobrunner(root, "apply", "--auto-approve")
+            proc2 = jobrunner(root, "apply", "--auto-approve")
+            second = proc2.wall
             print(f"apply of {args.items} echo items (parallelism {args.parallelism}): {first:.2f}s wall "
                   f"({args.items / first:.0f} jobs/s end to end), {len(lines)} output rows")
             print(f"second apply (No changes.): {second:.2f}s wall, exit {proc2.returncode}")
