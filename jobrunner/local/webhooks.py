@@ -142,6 +142,7 @@ class _JobChannel:
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     last_intermediate: float = 0.0
+    last_sent_intermediate: float = 0.0  # when the last throttled event actually went out
     pending: tuple[str, str, bytes] | None = None  # (event, url, body) waiting for the window
     timer: asyncio.TimerHandle | None = None
     closed: bool = False
@@ -350,6 +351,13 @@ class WebhookSender:
         delays = list(self.retry_delays) if retry else []
         attempt = 0
         async with chan.lock:  # one job's webhooks go out in the order they were emitted
+            if event in THROTTLED_EVENTS:
+                # The window is also kept at send time: a slow delivery ahead in this job's queue
+                # must not let the intermediate ones behind it go out back to back.
+                gap = chan.last_sent_intermediate + self.throttle_seconds - time.monotonic()
+                if gap > 0:
+                    await asyncio.sleep(gap)
+                chan.last_sent_intermediate = time.monotonic()
             while True:
                 attempt += 1
                 status: int | None = None

@@ -92,6 +92,24 @@ def test_signed_delivery_in_order_with_throttled_intermediate_events() -> None:
     assert len({r.headers["webhook-id"] for r in got}) == 4
 
 
+def test_throttle_window_holds_at_send_time_behind_a_slow_delivery() -> None:
+    every = ["logs", "completed"]
+    with WebhookReceiver(delays=[0.9]) as rx:  # the first answer is slow, the rest are quick
+        sender = _sender()
+        try:
+            t0 = time.monotonic()
+            for i, at in enumerate((0.0, 0.55, 1.1)):  # each one outside the previous window
+                time.sleep(max(0.0, t0 + at - time.monotonic()))
+                sender.emit("p2", "logs", {"id": "p2", "status": "processing", "logs": f"line {i}"}, webhook=rx.url, events_filter=every)
+            got = rx.wait_for(lambda r: len(r) >= 3)
+            assert sender.flush()
+        finally:
+            sender.close()
+    assert [r.body["logs"] for r in got] == ["line 0", "line 1", "line 2"]
+    # line 1 waited behind the slow line 0; line 2 must still keep its 500 ms from line 1.
+    assert got[2].at - got[1].at >= 0.45
+
+
 def test_events_filter_is_honoured() -> None:
     with WebhookReceiver() as rx:
         sender = _sender()

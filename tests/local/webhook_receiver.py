@@ -29,9 +29,10 @@ class _Server(ThreadingHTTPServer):
 class WebhookReceiver:
     """Records every POST; answers with the statuses in `statuses` first, then 200."""
 
-    def __init__(self, statuses: list[int] | None = None, delay: float = 0.0) -> None:
+    def __init__(self, statuses: list[int] | None = None, delay: float = 0.0, delays: list[float] | None = None) -> None:
         self.received: list[Received] = []
         self.statuses = list(statuses or [])
+        self.delays = list(delays or [])  # per-request answer delays, in order; then `delay`
         self.in_flight = 0
         self.max_in_flight = 0
         self._cond = threading.Condition()
@@ -43,8 +44,9 @@ class WebhookReceiver:
                 with receiver._cond:
                     receiver.in_flight += 1
                     receiver.max_in_flight = max(receiver.max_in_flight, receiver.in_flight)
-                if delay:
-                    time.sleep(delay)
+                    wait = receiver.delays.pop(0) if receiver.delays else delay
+                if wait:
+                    time.sleep(wait)
                 with receiver._cond:
                     receiver.in_flight -= 1
                     receiver.received.append(
