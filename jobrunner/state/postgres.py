@@ -487,6 +487,7 @@ class PostgresStore:
         self._db()  # schema first
         conn = self._connect(for_lock=True)
         key = (LOCK_NAMESPACE, _workspace_key(self.workspace))
+        got = False
         try:
             with self._errors("take the state lock"):
                 got = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()[0]
@@ -514,8 +515,14 @@ class PostgresStore:
                      ci_run_id(), command),
                 )
         except BaseException:
+            if got:
+                # Release it now: the server frees a closed session's locks only once its backend
+                # has exited, and the next command must not find this failed attempt holding it.
+                with contextlib.suppress(Exception):
+                    conn.rollback()  # a failed INSERT aborts the transaction; the lock survives it
+                    conn.execute("SELECT pg_advisory_unlock(%s, %s)", key)
             with contextlib.suppress(Exception):
-                conn.close()  # closing the session releases the advisory lock
+                conn.close()
             raise
         self._lock_conn, self._lock_id = conn, lock_id
         self._start_heartbeat()
