@@ -14,15 +14,15 @@ import os
 import secrets
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
-import uvicorn
 from click.testing import CliRunner
+
+from tests.platform_fixture import serve_platform as shared_serve_platform
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,25 +59,10 @@ class Platform:
 
 @contextlib.contextmanager
 def serve_platform(data_dir: Path, token: str | None = None, **options: Any) -> Iterator[Platform]:
-    from jobrunner.local.app import create_app
-    from jobrunner.local.server import uvicorn_config
-
+    """The shared live-platform helper, with a fresh token unless one is given."""
     token = token or "jrl_rel_" + secrets.token_hex(12)
-    app = create_app(data_dir, token, **options)
-    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("local platform did not start")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield Platform(f"http://127.0.0.1:{port}", token, data_dir, app)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
+    with shared_serve_platform(data_dir, token, **options) as live:
+        yield Platform(live.url, live.token, live.data_dir, live.app)
 
 
 def make_workspace(root: Path, platform: Platform) -> Path:
