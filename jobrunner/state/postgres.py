@@ -43,6 +43,10 @@ log = logging.getLogger("jobrunner.state")
 HEARTBEAT_SECONDS = 15.0
 STALE_AFTER_SECONDS = 120.0
 
+# `synchronous_commit` values that wait for the commit's WAL to reach this server's disk (and, when
+# synchronous standbys are configured, theirs): anything weaker is raised to `on` for our sessions.
+DURABLE_SYNCHRONOUS_COMMIT = frozenset({"on", "remote_apply"})
+
 # First half of the two-int advisory lock key: a fixed namespace ("jobr") so jobrunner's locks
 # never collide with another application's advisory locks in the same database.
 LOCK_NAMESPACE = 0x6A6F6272
@@ -259,12 +263,26 @@ class PostgresStore:
                 hint="check JOBRUNNER_STATE_URL (or state_url in jobrunner.yaml) and that the "
                 "server is reachable from here.",
             ) from None
+        self._require_synchronous_commit(conn)
         if for_lock:
             with contextlib.suppress(psycopg.Error):
                 conn.execute("SET tcp_keepalives_idle = 30")
                 conn.execute("SET tcp_keepalives_interval = 10")
                 conn.execute("SET tcp_keepalives_count = 3")
         return conn
+
+    def _require_synchronous_commit(self, conn: Any) -> None:
+        """Make every commit of this session durable before the server acknowledges it.
+
+        A server (or role, or database) configured with `synchronous_commit = off` acknowledges a
+        commit before its WAL is flushed; a server crash then loses state writes jobrunner already
+        acted on (a recorded remote id vanishes, and the next apply creates the job again). A
+        setting at least as strong (`on`, `remote_apply`) is kept as it is.
+        """
+        with self._errors("ask for synchronous commits"):
+            current = conn.execute("SELECT current_setting('synchronous_commit')").fetchone()[0]
+            if current not in DURABLE_SYNCHRONOUS_COMMIT:
+                conn.execute("SET synchronous_commit = on")
 
     def _db(self) -> Any:
         if self._conn is None or self._conn.closed or self._conn.broken:
