@@ -3,7 +3,7 @@
 Writes never leave a half-written file: the new document goes to a temporary file in the same
 directory, is fsynced, and replaces the old one with an atomic rename, after which the directory
 is fsynced so the rename itself survives a power cut. Before each write the previous good document
-is kept as `state.json.bak` (a hard link to the old file, so keeping it costs no copy). A corrupt
+is copied to `state.json.bak` (a copy, never a hard link: see `_keep_backup`). A corrupt
 or truncated file is reported with the way back (the backup), never silently replaced by an empty
 state, because an empty state would make the next apply create every job again.
 
@@ -196,19 +196,25 @@ class LocalFileStore:
             ) from None
 
     def _keep_backup(self, doc: "StateDoc | PreparedSave") -> None:
-        """Make the current file (if it is good) the backup, by hard link, atomically.
+        """Copy the current file (if it is good) to the backup, atomically.
+
+        A copy, never a hard link: with a link, a write that fails or is killed after keeping the
+        backup leaves `state.json` and `state.json.bak` as one inode, and any later in-place damage
+        to the state file destroys the backup with it. The copy goes to a temporary file that is
+        fsynced and renamed over the backup, so the backup is always a whole document too.
 
         A file changed since this store last read or wrote it is parsed first: only a good document
         may become the backup, and one with the same lineage and a serial at least as new as the
         one being written means another process wrote state meanwhile: refuse to overwrite it.
         """
         try:
+            raw = self.path.read_bytes()
             st = os.stat(self.path)
         except FileNotFoundError:
             return
         if _stat_key(st) != self._known_good:
             try:
-                on_disk = self._parse(self.path.read_bytes(), self.path)
+                on_disk = self._parse(raw, self.path)
             except StateError:
                 return
             if on_disk.lineage == doc.lineage and on_disk.serial >= doc.serial:
@@ -218,17 +224,16 @@ class LocalFileStore:
                     hint="run the command again; state-writing commands take the state lock to avoid this",
                 )
         tmp = self.backup_path.with_name(f".{self.backup_path.name}.{os.getpid()}.tmp")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
         try:
-            os.link(self.path, tmp)
-        except OSError:  # file systems without hard links: copy instead
-            tmp.write_bytes(self.path.read_bytes())
-        os.replace(tmp, self.backup_path)
-        # When the backup already is this very file (a write crashed after keeping it), rename()
-        # of one hard link onto another does nothing and leaves the temporary link behind.
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+            with open(tmp, "wb") as fh:
+                fh.write(raw)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.backup_path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     # -- locking ---------------------------------------------------------------------------
 
