@@ -25,6 +25,7 @@ from typing import Any
 
 from jobrunner.crashpoints import armed, crash_point
 from jobrunner.errors import StateError
+from jobrunner.state.identity import UNCHECKED, _Unchecked, check_identity
 from jobrunner.state.lock import FileLock
 from jobrunner.state.model import STATE_FORMAT_VERSION, StateDoc
 from jobrunner.state.serialize import IncrementalSerializer
@@ -47,8 +48,11 @@ class PreparedSave:
 class LocalFileStore:
     """A `StateStore` backed by one JSON file; see the module docstring."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, workspace_id: "str | None | _Unchecked" = UNCHECKED) -> None:
         self.path = Path(path)
+        # The workspace config's id, checked against the one the state records on every load
+        # (jobrunner.state.identity); UNCHECKED for a store built outside a workspace.
+        self.workspace_id = workspace_id
         self.backup_path = self.path.with_name(self.path.name + BACKUP_SUFFIX)
         self._lock = FileLock(self.path.with_name(self.path.name + LOCK_SUFFIX))
         # (inode, size, mtime_ns) of the file last read or written by us: known good, so it can
@@ -77,12 +81,22 @@ class LocalFileStore:
             raw = self.path.read_bytes()
             st = os.stat(self.path)
         except FileNotFoundError:
-            return StateDoc(format_version=STATE_FORMAT_VERSION, serial=0, lineage=str(uuid.uuid4()))
+            doc = StateDoc(format_version=STATE_FORMAT_VERSION, serial=0, lineage=str(uuid.uuid4()))
+            doc.workspace_id = self._checked_identity(None)
+            return doc
         except OSError as exc:
             raise StateError(f"cannot read state file {self.path}: {exc.strerror}") from None
         doc = self._parse(raw, self.path)
+        doc.workspace_id = self._checked_identity(doc.workspace_id)
         self._known_good = _stat_key(st)
         return doc
+
+    def _checked_identity(self, recorded: str | None) -> str | None:
+        return check_identity(
+            recorded, self.workspace_id, f"state file {self.path}",
+            separate_hint="point `state.path` in jobrunner.yaml (or JOBRUNNER_STATE_URL) at a state file of "
+            "its own; a state file copied from another checkout must not be used",
+        )
 
     def _parse(self, raw: bytes, where: Path) -> StateDoc:
         try:
