@@ -5,7 +5,8 @@ directory, is fsynced, and replaces the old one with an atomic rename, after whi
 is fsynced so the rename itself survives a power cut. Before each write the previous good document
 is copied to `state.json.bak` (a copy, never a hard link: see `_keep_backup`). A corrupt
 or truncated file is reported with the way back (the backup), never silently replaced by an empty
-state, because an empty state would make the next apply create every job again.
+state, because an empty state would make the next apply create every job again. The way back is
+`jobrunner state restore-backup` (jobrunner.commands.state_restore), never a plain copy.
 
 A crash inside a write can leave its temporary file (`.state.json.*.tmp`) behind. The lock holder
 sweeps those away, once on taking the lock and once on its first save: with the lock held no other
@@ -123,9 +124,13 @@ class LocalFileStore:
     def _corrupt(self, message: str) -> StateError:
         backup = self._backup_summary()
         if backup:
+            # Not `cp`: jobs created after the backup was taken are not in it, and only a restore
+            # that marks the state recovered makes the next apply look them up instead of creating
+            # them again (jobrunner.state.recovery).
             hint = (
-                f"restore the last good copy ({backup}): cp {self.backup_path} {self.path}; "
-                "jobs created since then will be found again on the provider by the next apply"
+                f"restore the last good copy ({backup}) with `jobrunner state restore-backup`, then run "
+                "`jobrunner apply`: jobs created since the backup are looked up on the provider and "
+                f"adopted, not created again (the damaged file is kept beside {self.backup_path.name})"
             )
         else:
             hint = (
