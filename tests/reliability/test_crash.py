@@ -10,7 +10,6 @@ warning (a `kill -9` never leaves the workspace stuck).
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 from pathlib import Path
 
