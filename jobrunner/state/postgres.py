@@ -13,7 +13,13 @@ behind is simply replaced by the next run. A holder whose connection is still op
 heartbeat stopped is reported as stale, and `jobrunner state unlock --force` ends its session.
 
 Several workspaces can share one database: the URL's `workspace` query parameter (default
-`default`) names the workspace, e.g. `postgresql://ci@db.internal/jobrunner?workspace=nlp`.
+`default`) names the workspace, e.g. `postgresql://ci@db.internal/jobrunner?workspace=nlp`. The
+namespace also records the `workspace.id` of the repository that writes it, and a repository with
+another id is refused (jobrunner.state.identity), so two repositories left on the same namespace
+by mistake never see each other's jobs as removed.
+
+Every session asks for `synchronous_commit = on` (unless something at least as strong is already
+in force): a server configured with it off would acknowledge state writes it can still lose.
 """
 from __future__ import annotations
 
