@@ -241,6 +241,7 @@ class PostgresStore:
         self._heartbeat_thread: threading.Thread | None = None
         self._schema_ready = False
         self._has_meta_columns = True  # jobrunner_state has workspace_id and recovered_at
+        self._warned_identity = False
         # address -> a private copy of the AddressState as last loaded or saved, with the serial it
         # belongs to: a save compares the document against it (dataclass equality, cheap) and only
         # serializes and writes the rows that differ (one row per address, not the whole document).
@@ -432,6 +433,20 @@ class PostgresStore:
         return StateDoc(format_version=format_version, serial=serial, lineage=lineage, addresses=addresses,
                         workspace_id=workspace_id, recovered_at=recovered_at)
 
+    def _warn_without_identity(self, doc: StateDoc) -> None:
+        """Once per store: a shared state written by a workspace without an id is unprotected."""
+        if self.workspace_id is not None or doc.workspace_id is not None or self._warned_identity:
+            return
+        self._warned_identity = True
+        message = (
+            f"{self.describe()} is shared state, and this workspace has no id: another repository "
+            "using the same URL and namespace would see this workspace's jobs as removed. Add "
+            "`workspace: {id: <a name unique to this repository>}` to jobrunner.yaml and commit it "
+            "(see docs/ci.md, \"One state per repository\")."
+        )
+        self.warnings.append(message)
+        log.warning("Warning: %s", message)  # without logging configured, Python prints it to stderr
+
     def _checked_identity(self, recorded: str | None) -> str | None:
         return check_identity(
             recorded, self.workspace_id, self.describe(),
@@ -443,6 +458,7 @@ class PostgresStore:
         """Write `doc` in one transaction: changed rows only, serial bumped (also on `doc`)."""
         conn = self._db()
         self._check_lock_held()
+        self._warn_without_identity(doc)
         lineage = doc.lineage or str(uuid.uuid4())
         jsonb = self._psycopg.types.json.Jsonb
         with self._errors("write state"), conn.transaction():

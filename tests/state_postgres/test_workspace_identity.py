@@ -102,11 +102,14 @@ def test_two_repositories_on_one_database_never_cancel_each_others_jobs(tmp_path
 
 
 def test_a_state_written_before_workspace_ids_is_claimed_by_the_first_workspace_that_names_one(
-        tmp_path, platform, env, monkeypatch):  # noqa: F811
+        tmp_path, platform, env, monkeypatch, caplog):  # noqa: F811
     repo = make_workspace(tmp_path / "a", platform, "alpha", None)
     monkeypatch.chdir(repo)
-    assert run_cli("apply", "--auto-approve", "--no-wait", ".").code == 0
-    assert recorded_id(env) is None  # no id configured: nothing recorded, nothing checked
+    legacy = run_cli("apply", "--auto-approve", "--no-wait", ".")
+    assert legacy.code == 0, legacy.output
+    assert recorded_id(env) is None  # no id configured: nothing recorded, nothing checked ...
+    assert "this workspace has no id" in caplog.text  # ... and the writer is told so (on stderr)
+    caplog.clear()
     from jobrunner.state.postgres import PostgresStore
 
     doc = PostgresStore(env).load()
@@ -118,6 +121,7 @@ def test_a_state_written_before_workspace_ids_is_claimed_by_the_first_workspace_
         manifest.write_text(manifest.read_text() + "    - {key: k2, seconds: 30}\n")
         again = run_cli("apply", "--auto-approve", "--no-wait", ".")
         assert again.code == 0, again.output
+        assert "has no id" not in caplog.text
         assert "1 to add" in again.stdout or "create" in again.stdout, again.output
         rids.append(PostgresStore(env).load().addresses["PredictionBatch/alpha[k2]"].remote_id)
         assert recorded_id(env) == "repo-a-1111"  # claimed by its first write
