@@ -45,14 +45,14 @@ def restore_backup(store: object, *, force: bool = False) -> tuple[object, Path 
             hint="restore the database from its own backups; the state there is written in transactions "
             "and is never left half-written by jobrunner.",
         )
+    if not store.backup_path.is_file():  # before the lock, which would create .jobrunner/
+        raise _no_backup(store.backup_path)
     with store.lock("state restore-backup"):
         try:
             raw = store.backup_path.read_bytes()
             mtime = datetime.fromtimestamp(os.stat(store.backup_path).st_mtime, tz=timezone.utc)
         except FileNotFoundError:
-            raise StateError(f"there is no backup to restore ({store.backup_path} does not exist)",
-                             hint="fix the state file by hand, or move it aside to start from empty state "
-                             "(the next apply would then create every job again)") from None
+            raise _no_backup(store.backup_path) from None
         try:
             backup = store._parse(raw, store.backup_path)
         except StateError as exc:
@@ -74,6 +74,12 @@ def restore_backup(store: object, *, force: bool = False) -> tuple[object, Path 
         store._known_good = None
         store.save(backup)
     return backup, aside
+
+
+def _no_backup(path: Path) -> StateError:
+    return StateError(f"there is no backup to restore ({path} does not exist)",
+                      hint="fix the state file by hand, or move it aside to start from empty state "
+                      "(the next apply would then create every job again)")
 
 
 def _current_state_readable(store: object) -> bool:

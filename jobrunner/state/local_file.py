@@ -130,7 +130,7 @@ class LocalFileStore:
             hint = (
                 f"restore the last good copy ({backup}) with `jobrunner state restore-backup`, then run "
                 "`jobrunner apply`: jobs created since the backup are looked up on the provider and "
-                f"adopted, not created again (the damaged file is kept beside {self.backup_path.name})"
+                "adopted, not created again (the command keeps the damaged file beside the restored one)"
             )
         else:
             hint = (

@@ -96,6 +96,12 @@ def test_restore_rules(tmp_path: Path) -> None:
     assert sorted(doc.addresses) == ["Training/a"] and doc.recovered_at == "2026-01-01T00:00:00Z"
     assert os.stat(store.path).st_ino != os.stat(store.backup_path).st_ino
 
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(StateError, match="no backup to restore"):
+        restore_backup(LocalFileStore(empty / ".jobrunner" / "state.json"))
+    assert list(empty.iterdir()) == []  # no .jobrunner/ made where there is nothing to restore
+
     nothing = tmp_path / "none" / "state.json"
     nothing.parent.mkdir()
     nothing.write_text("{")
