@@ -279,7 +279,12 @@ class PostgresStore:
                 hint="check JOBRUNNER_STATE_URL (or state_url in jobrunner.yaml) and that the "
                 "server is reachable from here.",
             ) from None
-        self._require_synchronous_commit(conn)
+        try:
+            self._require_synchronous_commit(conn)
+        except StateError:
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise
         if for_lock:
             with contextlib.suppress(psycopg.Error):
                 conn.execute("SET tcp_keepalives_idle = 30")
