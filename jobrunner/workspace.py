@@ -41,6 +41,8 @@ class WorkspaceConfig:
     state_url: str | None = None
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     parallelism: int = 10
+    # `workspace: {id: ...}`: names this workspace in the state it writes (jobrunner.state.identity).
+    workspace_id: str | None = None
 
 
 def find_workspace(start: Path | None = None) -> Path:
@@ -56,7 +58,7 @@ def find_workspace(start: Path | None = None) -> Path:
 
 _STATE_KEYS = {"backend", "path", "url"}
 # `state: {backend, path, url}` and the flat spellings `state_backend`/`state_path`/`state_url`.
-_TOP_KEYS = {"state", "state_backend", "state_path", "state_url", "providers", "parallelism"}
+_TOP_KEYS = {"state", "state_backend", "state_path", "state_url", "providers", "parallelism", "workspace"}
 
 
 def load_config(root: Path) -> WorkspaceConfig:
@@ -124,7 +126,21 @@ def load_config(root: Path) -> WorkspaceConfig:
         if isinstance(par, bool) or not isinstance(par, int) or par < 1:
             raise fail("$.parallelism", f"must be a positive integer, got {par!r}")
         cfg.parallelism = par
+    if "workspace" in data:
+        cfg.workspace_id = _workspace_id(data["workspace"], fail)
     return cfg
+
+
+def _workspace_id(value: Any, fail: Any) -> str:
+    """`workspace: {id: ...}`, validated (see jobrunner.state.identity)."""
+    from jobrunner.state.identity import WORKSPACE_ID_RULE, is_valid_workspace_id
+
+    if not isinstance(value, dict) or set(value) != {"id"}:
+        raise fail("$.workspace", "`workspace` must be a mapping with one key, `id`",
+                   hint="e.g. `workspace: {id: nlp-models-3f2a9c1e}` (`jobrunner init` writes one)")
+    if not is_valid_workspace_id(value["id"]):
+        raise fail("$.workspace.id", f"invalid workspace id {value['id']!r}: {WORKSPACE_ID_RULE}")
+    return str(value["id"])
 
 
 def carries_our_api_version(path: Path) -> bool:

@@ -80,3 +80,8 @@ def unlock(force: bool) -> int:
 from jobrunner.commands.state_migrate import migrate as _migrate  # noqa: E402
 
 state.add_command(_migrate)
+
+# `state restore-backup` lives in its own module (recovery from a damaged state file); registered here.
+from jobrunner.commands.state_restore import restore_backup_command as _restore_backup  # noqa: E402
+
+state.add_command(_restore_backup)

@@ -23,14 +23,14 @@ def store_for(target: str, config: WorkspaceConfig, root: Path) -> StateStore:
     if target.startswith(("postgresql://", "postgres://")):
         from jobrunner.state.postgres import PostgresStore
 
-        return PostgresStore(target)
+        return PostgresStore(target, workspace_id=config.workspace_id)
     from jobrunner.state.local_file import LocalFileStore
 
     if target == "local":
         path = Path(config.state_path or ".jobrunner/state.json")
     else:
         path = Path(target[len("file://"):] if target.startswith("file://") else target)
-    return LocalFileStore(path if path.is_absolute() else root / path)
+    return LocalFileStore(path if path.is_absolute() else root / path, workspace_id=config.workspace_id)
 
 
 def migrate_state(source: StateStore, dest: StateStore, *, force: bool = False) -> StateDoc:
@@ -54,6 +54,8 @@ def migrate_state(source: StateStore, dest: StateStore, *, force: bool = False) 
             serial=max(doc.serial, existing.serial),
             lineage=doc.lineage,
             addresses=dict(doc.addresses),
+            workspace_id=doc.workspace_id,
+            recovered_at=doc.recovered_at,
         )
         dest.save(copy)
         check = dest.load()

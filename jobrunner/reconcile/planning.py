@@ -310,6 +310,10 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
     remote = await refresh_tracked(doc, pool)
     absorb(doc, remote, only_succeeded=True)  # outputs of jobs that finished unattended
     desired = expand_desired(resources, ws.root, doc, validated.items)
+    # A state restored from a backup: what it may lack is looked up before anything is created.
+    from jobrunner.state.recovery import mark_recovery_lookups
+
+    mark_recovery_lookups(doc, desired, whole_workspace=any(p == ws.root or p in ws.root.parents for p in paths))
     remote.update(await lookup_intents(doc, desired, by_res, pool))
     rel_paths = [_rel(p, ws.root) for p in paths]
     digest = manifests_digest(files, ws.root)

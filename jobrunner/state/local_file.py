@@ -3,9 +3,10 @@
 Writes never leave a half-written file: the new document goes to a temporary file in the same
 directory, is fsynced, and replaces the old one with an atomic rename, after which the directory
 is fsynced so the rename itself survives a power cut. Before each write the previous good document
-is kept as `state.json.bak` (a hard link to the old file, so keeping it costs no copy). A corrupt
+is copied to `state.json.bak` (a copy, never a hard link: see `_keep_backup`). A corrupt
 or truncated file is reported with the way back (the backup), never silently replaced by an empty
-state, because an empty state would make the next apply create every job again.
+state, because an empty state would make the next apply create every job again. The way back is
+`jobrunner state restore-backup` (jobrunner.commands.state_restore), never a plain copy.
 
 A crash inside a write can leave its temporary file (`.state.json.*.tmp`) behind. The lock holder
 sweeps those away, once on taking the lock and once on its first save: with the lock held no other
@@ -25,6 +26,7 @@ from typing import Any
 
 from jobrunner.crashpoints import armed, crash_point
 from jobrunner.errors import StateError
+from jobrunner.state.identity import UNCHECKED, _Unchecked, check_identity
 from jobrunner.state.lock import FileLock
 from jobrunner.state.model import STATE_FORMAT_VERSION, StateDoc
 from jobrunner.state.serialize import IncrementalSerializer
@@ -47,8 +49,11 @@ class PreparedSave:
 class LocalFileStore:
     """A `StateStore` backed by one JSON file; see the module docstring."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, workspace_id: "str | None | _Unchecked" = UNCHECKED) -> None:
         self.path = Path(path)
+        # The workspace config's id, checked against the one the state records on every load
+        # (jobrunner.state.identity); UNCHECKED for a store built outside a workspace.
+        self.workspace_id = workspace_id
         self.backup_path = self.path.with_name(self.path.name + BACKUP_SUFFIX)
         self._lock = FileLock(self.path.with_name(self.path.name + LOCK_SUFFIX))
         # (inode, size, mtime_ns) of the file last read or written by us: known good, so it can
@@ -77,12 +82,22 @@ class LocalFileStore:
             raw = self.path.read_bytes()
             st = os.stat(self.path)
         except FileNotFoundError:
-            return StateDoc(format_version=STATE_FORMAT_VERSION, serial=0, lineage=str(uuid.uuid4()))
+            doc = StateDoc(format_version=STATE_FORMAT_VERSION, serial=0, lineage=str(uuid.uuid4()))
+            doc.workspace_id = self._checked_identity(None)
+            return doc
         except OSError as exc:
             raise StateError(f"cannot read state file {self.path}: {exc.strerror}") from None
         doc = self._parse(raw, self.path)
+        doc.workspace_id = self._checked_identity(doc.workspace_id)
         self._known_good = _stat_key(st)
         return doc
+
+    def _checked_identity(self, recorded: str | None) -> str | None:
+        return check_identity(
+            recorded, self.workspace_id, f"state file {self.path}",
+            separate_hint="point `state.path` in jobrunner.yaml (or JOBRUNNER_STATE_URL) at a state file of "
+            "its own; a state file copied from another checkout must not be used",
+        )
 
     def _parse(self, raw: bytes, where: Path) -> StateDoc:
         try:
@@ -109,9 +124,13 @@ class LocalFileStore:
     def _corrupt(self, message: str) -> StateError:
         backup = self._backup_summary()
         if backup:
+            # Not `cp`: jobs created after the backup was taken are not in it, and only a restore
+            # that marks the state recovered makes the next apply look them up instead of creating
+            # them again (jobrunner.state.recovery).
             hint = (
-                f"restore the last good copy ({backup}): cp {self.backup_path} {self.path}; "
-                "jobs created since then will be found again on the provider by the next apply"
+                f"restore the last good copy ({backup}) with `jobrunner state restore-backup`, then run "
+                "`jobrunner apply`: jobs created since the backup are looked up on the provider and "
+                "adopted, not created again (the command keeps the damaged file beside the restored one)"
             )
         else:
             hint = (
@@ -196,19 +215,25 @@ class LocalFileStore:
             ) from None
 
     def _keep_backup(self, doc: "StateDoc | PreparedSave") -> None:
-        """Make the current file (if it is good) the backup, by hard link, atomically.
+        """Copy the current file (if it is good) to the backup, atomically.
+
+        A copy, never a hard link: with a link, a write that fails or is killed after keeping the
+        backup leaves `state.json` and `state.json.bak` as one inode, and any later in-place damage
+        to the state file destroys the backup with it. The copy goes to a temporary file that is
+        fsynced and renamed over the backup, so the backup is always a whole document too.
 
         A file changed since this store last read or wrote it is parsed first: only a good document
         may become the backup, and one with the same lineage and a serial at least as new as the
         one being written means another process wrote state meanwhile: refuse to overwrite it.
         """
         try:
+            raw = self.path.read_bytes()
             st = os.stat(self.path)
         except FileNotFoundError:
             return
         if _stat_key(st) != self._known_good:
             try:
-                on_disk = self._parse(self.path.read_bytes(), self.path)
+                on_disk = self._parse(raw, self.path)
             except StateError:
                 return
             if on_disk.lineage == doc.lineage and on_disk.serial >= doc.serial:
@@ -218,17 +243,16 @@ class LocalFileStore:
                     hint="run the command again; state-writing commands take the state lock to avoid this",
                 )
         tmp = self.backup_path.with_name(f".{self.backup_path.name}.{os.getpid()}.tmp")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
         try:
-            os.link(self.path, tmp)
-        except OSError:  # file systems without hard links: copy instead
-            tmp.write_bytes(self.path.read_bytes())
-        os.replace(tmp, self.backup_path)
-        # When the backup already is this very file (a write crashed after keeping it), rename()
-        # of one hard link onto another does nothing and leaves the temporary link behind.
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+            with open(tmp, "wb") as fh:
+                fh.write(raw)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.backup_path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     # -- locking ---------------------------------------------------------------------------
 

@@ -89,20 +89,41 @@ class StateDoc:
     serial: int = 0  # bumped on every write
     lineage: str = ""  # uuid fixed at creation; saved plans check it
     addresses: dict[str, AddressState] = field(default_factory=dict)
+    # The `workspace.id` of the jobrunner.yaml whose commands write this state (see
+    # jobrunner.state.identity): a state recording another id is refused, never acted on.
+    workspace_id: str | None = None
+    # Set (RFC 3339) when this state was restored from a backup (`jobrunner state restore-backup`):
+    # jobs created after the backup was taken are not in it, so until an apply has looked every
+    # address up on its provider, an address state does not track must be looked up before it is
+    # created, never created blindly. Cleared by the first apply that completes after the restore.
+    recovered_at: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "format_version": self.format_version,
             "serial": self.serial,
             "lineage": self.lineage,
             "addresses": {k: v.to_json() for k, v in sorted(self.addresses.items())},
         }
+        # Written only when set: documents without them read exactly as before, by any version
+        # (older versions ignore keys they do not know).
+        if self.workspace_id is not None:
+            data["workspace_id"] = self.workspace_id
+        if self.recovered_at is not None:
+            data["recovered_at"] = self.recovered_at
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "StateDoc":
+        workspace_id, recovered_at = data.get("workspace_id"), data.get("recovered_at")
+        for key, value in (("workspace_id", workspace_id), ("recovered_at", recovered_at)):
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{key} must be a string, got {value!r}")
         return cls(
             format_version=data["format_version"],
             serial=data.get("serial", 0),
             lineage=data.get("lineage", ""),
             addresses={k: AddressState.from_json(v) for k, v in data.get("addresses", {}).items()},
+            workspace_id=workspace_id,
+            recovered_at=recovered_at,
         )

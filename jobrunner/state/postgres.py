@@ -13,7 +13,13 @@ behind is simply replaced by the next run. A holder whose connection is still op
 heartbeat stopped is reported as stale, and `jobrunner state unlock --force` ends its session.
 
 Several workspaces can share one database: the URL's `workspace` query parameter (default
-`default`) names the workspace, e.g. `postgresql://ci@db.internal/jobrunner?workspace=nlp`.
+`default`) names the workspace, e.g. `postgresql://ci@db.internal/jobrunner?workspace=nlp`. The
+namespace also records the `workspace.id` of the repository that writes it, and a repository with
+another id is refused (jobrunner.state.identity), so two repositories left on the same namespace
+by mistake never see each other's jobs as removed.
+
+Every session asks for `synchronous_commit = on` (unless something at least as strong is already
+in force): a server configured with it off would acknowledge state writes it can still lose.
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from jobrunner.errors import ConfigError, StateError, StateLockedError
+from jobrunner.state.identity import UNCHECKED, WorkspaceMismatchError, _Unchecked, check_identity
 from jobrunner.state.lock import current_user, human_age, pid_alive
 from jobrunner.state.model import STATE_FORMAT_VERSION, AddressState, StateDoc
 from jobrunner.timestamps import to_rfc3339
@@ -42,6 +49,10 @@ log = logging.getLogger("jobrunner.state")
 # the TCP connection being torn down yet).
 HEARTBEAT_SECONDS = 15.0
 STALE_AFTER_SECONDS = 120.0
+
+# `synchronous_commit` values that wait for the commit's WAL to reach this server's disk (and, when
+# synchronous standbys are configured, theirs): anything weaker is raised to `on` for our sessions.
+DURABLE_SYNCHRONOUS_COMMIT = frozenset({"on", "remote_apply"})
 
 # First half of the two-int advisory lock key: a fixed namespace ("jobr") so jobrunner's locks
 # never collide with another application's advisory locks in the same database.
@@ -69,6 +80,9 @@ _SCHEMA_SQL = (
         updated_at     timestamptz NOT NULL DEFAULT now()
     )
     """,
+    # Added after the first release: a database made by an older jobrunner gets them here.
+    "ALTER TABLE jobrunner_state ADD COLUMN IF NOT EXISTS workspace_id text",
+    "ALTER TABLE jobrunner_state ADD COLUMN IF NOT EXISTS recovered_at text",
     """
     CREATE TABLE IF NOT EXISTS jobrunner_state_addresses (
         workspace  text NOT NULL REFERENCES jobrunner_state (workspace) ON DELETE CASCADE,
@@ -210,8 +224,12 @@ class PostgresStore:
     only read manifests pay nothing for it.
     """
 
-    def __init__(self, url: str, *, workspace: str | None = None, connect_timeout: int = 10) -> None:
+    def __init__(self, url: str, *, workspace: str | None = None, connect_timeout: int = 10,
+                 workspace_id: "str | None | _Unchecked" = UNCHECKED) -> None:
         self.url = url
+        # The workspace config's id, checked against the one the state records on every load
+        # (jobrunner.state.identity); UNCHECKED for a store built outside a workspace.
+        self.workspace_id = workspace_id
         self._conninfo, url_workspace = split_state_url(url)
         self.workspace = workspace or url_workspace
         self._connect_timeout = connect_timeout
@@ -222,6 +240,8 @@ class PostgresStore:
         self._heartbeat_stop: threading.Event | None = None
         self._heartbeat_thread: threading.Thread | None = None
         self._schema_ready = False
+        self._has_meta_columns = True  # jobrunner_state has workspace_id and recovered_at
+        self._warned_identity = False
         # address -> a private copy of the AddressState as last loaded or saved, with the serial it
         # belongs to: a save compares the document against it (dataclass equality, cheap) and only
         # serializes and writes the rows that differ (one row per address, not the whole document).
@@ -259,12 +279,31 @@ class PostgresStore:
                 hint="check JOBRUNNER_STATE_URL (or state_url in jobrunner.yaml) and that the "
                 "server is reachable from here.",
             ) from None
+        try:
+            self._require_synchronous_commit(conn)
+        except StateError:
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise
         if for_lock:
             with contextlib.suppress(psycopg.Error):
                 conn.execute("SET tcp_keepalives_idle = 30")
                 conn.execute("SET tcp_keepalives_interval = 10")
                 conn.execute("SET tcp_keepalives_count = 3")
         return conn
+
+    def _require_synchronous_commit(self, conn: Any) -> None:
+        """Make every commit of this session durable before the server acknowledges it.
+
+        A server (or role, or database) configured with `synchronous_commit = off` acknowledges a
+        commit before its WAL is flushed; a server crash then loses state writes jobrunner already
+        acted on (a recorded remote id vanishes, and the next apply creates the job again). A
+        setting at least as strong (`on`, `remote_apply`) is kept as it is.
+        """
+        with self._errors("ask for synchronous commits"):
+            current = conn.execute("SELECT current_setting('synchronous_commit')").fetchone()[0]
+            if current not in DURABLE_SYNCHRONOUS_COMMIT:
+                conn.execute("SET synchronous_commit = on")
 
     def _db(self) -> Any:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -281,15 +320,34 @@ class PostgresStore:
         with self._errors("look for the state tables"):
             missing = conn.execute(
                 "SELECT to_regclass('jobrunner_state') IS NULL OR to_regclass('jobrunner_state_addresses') IS NULL "
-                "OR to_regclass('jobrunner_state_lock') IS NULL"
+                "OR to_regclass('jobrunner_state_lock') IS NULL OR (SELECT count(*) FROM pg_attribute "
+                "WHERE attrelid = to_regclass('jobrunner_state') AND attname IN ('workspace_id', 'recovered_at') "
+                "AND NOT attisdropped) < 2"
             ).fetchone()[0]
         if not missing:
+            self._has_meta_columns = True
             return
-        with self._errors("create the state tables"), conn.transaction():
-            # Concurrent first runs would race on CREATE TABLE IF NOT EXISTS; serialize them.
-            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_NAMESPACE,))
-            for statement in _SCHEMA_SQL:
-                conn.execute(statement)
+        try:
+            with self._errors("create the state tables"), conn.transaction():
+                # Concurrent first runs would race on CREATE TABLE IF NOT EXISTS; serialize them.
+                conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_NAMESPACE,))
+                for statement in _SCHEMA_SQL:
+                    conn.execute(statement)
+        except StateError:
+            # A read-only role cannot add the newer columns to tables an older jobrunner made: it
+            # reads without them (no workspace id recorded there yet, so nothing to check).
+            if self._tables_exist(conn):
+                self._has_meta_columns = False
+                return
+            raise
+        self._has_meta_columns = True
+
+    def _tables_exist(self, conn: Any) -> bool:
+        with self._errors("look for the state tables"):
+            return bool(conn.execute(
+                "SELECT to_regclass('jobrunner_state') IS NOT NULL AND to_regclass('jobrunner_state_addresses') "
+                "IS NOT NULL AND to_regclass('jobrunner_state_lock') IS NOT NULL"
+            ).fetchone()[0])
 
     @contextlib.contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
@@ -329,8 +387,10 @@ class PostgresStore:
 
     # --- the document ------------------------------------------------------------------------
 
-    def _meta_row(self, conn: Any, *, for_update: bool) -> tuple[int, int, str] | None:
-        sql = "SELECT format_version, serial, lineage FROM jobrunner_state WHERE workspace = %s"
+    def _meta_row(self, conn: Any, *, for_update: bool) -> tuple[int, int, str, str | None, str | None] | None:
+        """(format_version, serial, lineage, workspace_id, recovered_at) of this namespace, or None."""
+        extra = "workspace_id, recovered_at" if self._has_meta_columns else "NULL::text, NULL::text"
+        sql = f"SELECT format_version, serial, lineage, {extra} FROM jobrunner_state WHERE workspace = %s"
         if for_update:
             sql += " FOR UPDATE"
         return conn.execute(sql, (self.workspace,)).fetchone()
@@ -350,10 +410,12 @@ class PostgresStore:
                         )
                 except self._psycopg.errors.InsufficientPrivilege:
                     self._known, self._known_serial = {}, 0
-                    return StateDoc(format_version=STATE_FORMAT_VERSION, serial=0, lineage="")
+                    return StateDoc(format_version=STATE_FORMAT_VERSION, serial=0, lineage="",
+                                    workspace_id=self._checked_identity(None))
                 meta = self._meta_row(conn, for_update=False)
             assert meta is not None
-            format_version, serial, lineage = meta
+            format_version, serial, lineage, recorded_id, recovered_at = meta
+            workspace_id = self._checked_identity(recorded_id)  # before reading any address
             if format_version > STATE_FORMAT_VERSION:
                 raise StateError(
                     f"state in {self.describe()} has format version {format_version}; this "
@@ -373,12 +435,35 @@ class PostgresStore:
                 hint="inspect the jobrunner_state_addresses table; restore it from a backup if it was edited by hand.",
             ) from None
         self._known, self._known_serial = known, serial
-        return StateDoc(format_version=format_version, serial=serial, lineage=lineage, addresses=addresses)
+        return StateDoc(format_version=format_version, serial=serial, lineage=lineage, addresses=addresses,
+                        workspace_id=workspace_id, recovered_at=recovered_at)
+
+    def _warn_without_identity(self, doc: StateDoc) -> None:
+        """Once per store: a shared state written by a workspace without an id is unprotected."""
+        if self.workspace_id is not None or doc.workspace_id is not None or self._warned_identity:
+            return
+        self._warned_identity = True
+        message = (
+            f"{self.describe()} is shared state, and this workspace has no id: another repository "
+            "using the same URL and namespace would see this workspace's jobs as removed. Add "
+            "`workspace: {id: <a name unique to this repository>}` to jobrunner.yaml and commit it "
+            "(see docs/ci.md, \"One state per repository\")."
+        )
+        self.warnings.append(message)
+        log.warning("Warning: %s", message)  # without logging configured, Python prints it to stderr
+
+    def _checked_identity(self, recorded: str | None) -> str | None:
+        return check_identity(
+            recorded, self.workspace_id, self.describe(),
+            separate_hint="add `?workspace=NAME` with a name of its own to the state URL (JOBRUNNER_STATE_URL "
+            "or state.url in jobrunner.yaml), or use another database",
+        )
 
     def save(self, doc: StateDoc) -> None:
         """Write `doc` in one transaction: changed rows only, serial bumped (also on `doc`)."""
         conn = self._db()
         self._check_lock_held()
+        self._warn_without_identity(doc)
         lineage = doc.lineage or str(uuid.uuid4())
         jsonb = self._psycopg.types.json.Jsonb
         with self._errors("write state"), conn.transaction():
@@ -392,6 +477,14 @@ class PostgresStore:
                 current_serial = 0
             else:
                 current_serial = meta[1]
+                recorded_id = meta[3]
+                if recorded_id is not None and doc.workspace_id is not None and recorded_id != doc.workspace_id:
+                    # Another workspace claimed this namespace since we loaded it: never write over it.
+                    raise WorkspaceMismatchError(
+                        f"state in {self.describe()} was claimed by workspace {recorded_id!r} while this "
+                        f"command ran for workspace {doc.workspace_id!r}; state was not written",
+                        hint="two repositories share this state: give each its own `?workspace=NAME` in the state URL.",
+                    )
             if self._known is not None and self._known_serial == current_serial:
                 old = self._known
             else:  # someone else wrote since we last looked: compare against what is there now
@@ -419,11 +512,21 @@ class PostgresStore:
                         [(self.workspace, a, jsonb(payload[a])) for a in changed],
                     )
             serial = current_serial + 1
-            conn.execute(
-                "UPDATE jobrunner_state SET serial = %s, lineage = %s, format_version = %s, "
-                "updated_at = now() WHERE workspace = %s",
-                (serial, lineage, doc.format_version, self.workspace),
-            )
+            if self._has_meta_columns:
+                # As the document says: a recorded id is never dropped (the load checked it), and
+                # recovered_at is cleared by the apply that finished the lookups.
+                conn.execute(
+                    "UPDATE jobrunner_state SET serial = %s, lineage = %s, format_version = %s, "
+                    "workspace_id = COALESCE(%s, workspace_id), recovered_at = %s, updated_at = now() "
+                    "WHERE workspace = %s",
+                    (serial, lineage, doc.format_version, doc.workspace_id, doc.recovered_at, self.workspace),
+                )
+            else:
+                conn.execute(
+                    "UPDATE jobrunner_state SET serial = %s, lineage = %s, format_version = %s, "
+                    "updated_at = now() WHERE workspace = %s",
+                    (serial, lineage, doc.format_version, self.workspace),
+                )
         doc.serial = serial
         doc.lineage = lineage
         known = {a: st for a, st in old.items() if a not in gone}
@@ -657,6 +760,6 @@ def _locked_error(where: str, holder: LockHolder | None, stale: bool, unlocking:
     )
 
 
-def open_postgres_store(url: str) -> PostgresStore:
+def open_postgres_store(url: str, *, workspace_id: "str | None | _Unchecked" = UNCHECKED) -> PostgresStore:
     """The backend for a `postgresql://` state URL (used by `jobrunner.state.store.open_store`)."""
-    return PostgresStore(url)
+    return PostgresStore(url, workspace_id=workspace_id)

@@ -10,6 +10,9 @@ object store) only has to get those five right. Backends:
 The backend comes from `JOBRUNNER_STATE_URL` when set (`postgresql://...`, or `file:///path` /
 a plain path for a local file), else from the workspace config (`state.backend`, `state.path`,
 `state.url`).
+
+Whatever the backend, the store is given the workspace's `workspace.id` and refuses a state that
+records another one (jobrunner.state.identity).
 """
 from __future__ import annotations
 
@@ -56,20 +59,22 @@ def open_store(config: "WorkspaceConfig", root: Path) -> StateStore:
     """The store a workspace is configured to use (env `JOBRUNNER_STATE_URL` first)."""
     url = os.environ.get(STATE_URL_ENV) or None
     backend = getattr(config, "state_backend", "local") or "local"
+    # Every store of a workspace checks the state's recorded workspace id against this one.
+    ident = getattr(config, "workspace_id", None)
     if url:
         scheme = urlsplit(url).scheme.lower()
         if scheme in ("postgres", "postgresql"):
-            return _postgres(url)
+            return _postgres(url, ident)
         if scheme == "file":
-            return _local(Path(unquote(urlsplit(url).path)), root)
+            return _local(Path(unquote(urlsplit(url).path)), root, ident)
         if scheme == "" or len(scheme) == 1:  # a plain path (a Windows drive letter looks like a scheme)
-            return _local(Path(url), root)
+            return _local(Path(url), root, ident)
         raise ConfigError(
             f"{STATE_URL_ENV}: unsupported state URL scheme {scheme!r}",
             hint="use postgresql://user@host/db for shared state, or a file path for a local state file",
         )
     if backend == "local":
-        return _local(Path(getattr(config, "state_path", None) or ".jobrunner/state.json"), root)
+        return _local(Path(getattr(config, "state_path", None) or ".jobrunner/state.json"), root, ident)
     if backend in ("postgres", "postgresql"):
         state_url = getattr(config, "state_url", None)
         if not state_url:
@@ -77,20 +82,20 @@ def open_store(config: "WorkspaceConfig", root: Path) -> StateStore:
                 "jobrunner.yaml: state.backend is postgres but state.url is not set",
                 hint=f"set state.url: postgresql://user@host/db in jobrunner.yaml, or {STATE_URL_ENV}",
             )
-        return _postgres(state_url)
+        return _postgres(state_url, ident)
     raise ConfigError(
         f"jobrunner.yaml: unknown state backend {backend!r}",
         hint="state.backend is one of: local, postgres",
     )
 
 
-def _local(path: Path, root: Path) -> StateStore:
+def _local(path: Path, root: Path, workspace_id: str | None) -> StateStore:
     from jobrunner.state.local_file import LocalFileStore
 
-    return LocalFileStore(path if path.is_absolute() else root / path)
+    return LocalFileStore(path if path.is_absolute() else root / path, workspace_id=workspace_id)
 
 
-def _postgres(url: str) -> StateStore:
+def _postgres(url: str, workspace_id: str | None) -> StateStore:
     try:
         from jobrunner.state import postgres
     except ImportError as exc:  # the module, or its driver (psycopg), is missing
@@ -98,8 +103,7 @@ def _postgres(url: str) -> StateStore:
             f"the PostgreSQL state backend is not available ({exc})",
             hint="install the driver: pip install 'psycopg[binary]'",
         ) from None
-    opener = getattr(postgres, "open_postgres_store", None) or getattr(postgres, "PostgresStore")
-    return opener(url)
+    return postgres.open_postgres_store(url, workspace_id=workspace_id)
 
 
 __all__ = ["STATE_URL_ENV", "StateStore", "open_store"]

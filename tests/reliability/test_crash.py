@@ -10,7 +10,6 @@ warning (a `kill -9` never leaves the workspace stuck).
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 from pathlib import Path
 
@@ -93,9 +92,11 @@ def test_truncated_state_gives_the_way_back_and_the_backup_converges(workspace: 
         r = run_cli(*command)
         assert r.code == 1, r.output
         assert "Traceback" not in r.output
-        assert "corrupt or truncated" in r.output and f"cp {backup} {state}" in r.output, r.output
-    # The documented way back: restore the last good copy; the next apply finds what it lacks.
-    shutil.copyfile(backup, state)
+        assert "corrupt or truncated" in r.output and "`jobrunner state restore-backup`" in r.output, r.output
+    # The documented way back: restore the last good copy (marked recovered); the next apply
+    # looks up on the provider what it lacks instead of creating it again.
+    restored = run_cli("state", "restore-backup")
+    assert restored.code == 0, restored.output
     apply_until_converged(workspace, clean_env(platform), "jobs.yaml")
     audit = audit_exactly_once(platform, workspace, since, expected)
     assert not audit.problems, "\n".join(audit.problems)

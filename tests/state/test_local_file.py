@@ -76,7 +76,8 @@ def test_corrupt_file_names_file_and_backup(tmp_path: Path) -> None:
         LocalFileStore(store.path).load()
     err = info.value
     assert str(store.path) in str(err) and "corrupt or truncated" in str(err)
-    assert f"cp {store.backup_path} {store.path}" in err.hint and "serial 1" in err.hint
+    assert "`jobrunner state restore-backup`" in err.hint and "serial 1" in err.hint
+    assert "cp " not in err.hint  # a plain copy would plan the jobs missing from the backup as new
     # the corrupt file never becomes the backup
     fresh = LocalFileStore(store.path)
     fresh.save(StateDoc(lineage="x"))

@@ -303,3 +303,32 @@ def test_a_holder_whose_lock_was_broken_refuses_to_write(pg_url):
     assert set(PostgresStore(pg_url).load().addresses) == {"Training/a"}
     with holder.lock("apply"):  # a new lock works again
         holder.save(doc)
+
+
+def _session_setting(conn, name: str) -> str:
+    return conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0]
+
+
+def test_sessions_commit_synchronously_on_a_server_that_does_not(pg_url):
+    # The test server runs with synchronous_commit=off (pg_server.py): an acknowledged state write
+    # could be lost by a server crash, and the next apply would create its jobs again.
+    with psycopg.connect(pg_url) as conn:
+        assert _session_setting(conn, "synchronous_commit") == "off"
+    store = PostgresStore(pg_url)
+    doc = store.load()
+    assert _session_setting(store._conn, "synchronous_commit") == "on"
+    with store.lock("apply"):
+        assert _session_setting(store._lock_conn, "synchronous_commit") == "on"
+        doc.addresses["Training/a"] = address("a")
+        store.save(doc)
+        assert _session_setting(store._conn, "synchronous_commit") == "on"
+    store.close()
+
+
+def test_a_stronger_synchronous_commit_is_kept(pg_url):
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {pg_url.rsplit('/', 1)[1]} SET synchronous_commit = 'remote_apply'")
+    store = PostgresStore(pg_url)
+    store.load()
+    assert _session_setting(store._conn, "synchronous_commit") == "remote_apply"
+    store.close()
