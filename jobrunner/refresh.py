@@ -119,6 +119,7 @@ def absorb(doc: StateDoc, remote: dict[str, RemoteJob], *, only_succeeded: bool 
     from jobrunner.providers.base import SUCCEEDED
     from jobrunner.reconcile.outputs import outputs_of
     from jobrunner.reconcile.timeutil import to_rfc3339
+    from jobrunner.redact import SECRETS
 
     changed = []
     for address, job in remote.items():
@@ -129,6 +130,10 @@ def absorb(doc: StateDoc, remote: dict[str, RemoteJob], *, only_succeeded: bool 
             continue
         if st.status == job.status and (job.status != SUCCEEDED or st.outputs):
             continue
+        if isinstance(st.inputs, dict):
+            # No manifest needed: the provider's copy of the input names the values state hides,
+            # so an error or output quoting them is scrubbed when state is written or shown.
+            SECRETS.add_hidden(st.inputs.get("input"), job.input)
         st.status = job.status
         st.error = job.error
         if job.status == SUCCEEDED:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import respx
 
-from tests.reliability.harness import ECHO, REPO, Platform, make_workspace, run_cli, serve_platform
+from tests.reliability.harness import ECHO, REPO, SLEEP, Platform, make_workspace, run_cli, serve_platform
 
 FIXTURES = REPO / "tests" / "providers" / "fixtures"
 PREDICTION = json.loads((FIXTURES / "replicate" / "prediction_get_succeeded.json").read_text())
@@ -187,5 +187,95 @@ def test_an_auto_started_platform_keeps_its_token_out_of_its_log_and_every_outpu
         holders = [k for k, v in {**outputs, **_files(root)}.items() if token in v]
         assert holders == [".jobrunner/local/token"], holders
         assert (root / ".jobrunner" / "local" / "serve.log").exists()
+    finally:
+        stop_platform(root)
+
+
+# --- secrets by value: the real CLI on an auto-started local platform ---------------------------
+
+BY_VALUE = {
+    # listed under spec.sensitive; quotes and a slash, so JSON escapes it and URLs encode it
+    "sensitive": 'sentinel "cust"/email+7f3a@example.org',
+    "secret_named": "sentinel-api-key-9d41c0",  # input `api_key`
+    "env_token": "r8_SentinelEnvToken0123456789abcdefXYZ",  # REPLICATE_API_TOKEN, pasted into an input
+    "webhook_code": "sentinelWebhookCode4242",  # ?code=
+    "webhook_path": "T0SENTINEL1234567890abcdef",  # a token-shaped webhook path segment
+    "fail_message": "sentinel-fail-message-5e6f",  # quoted back in the failed job's error
+}
+
+
+def _encodings(value: str) -> set[str]:
+    """How a value may be written: raw, JSON-escaped, URL-encoded."""
+    from urllib.parse import quote, quote_plus
+
+    return {value, json.dumps(value)[1:-1], quote(value, safe=""), quote_plus(value), quote(value)}
+
+
+def _by_value_leaks(text: str) -> list[str]:
+    return sorted(name for name, value in BY_VALUE.items() if any(e in text for e in _encodings(value)))
+
+
+def test_secret_values_never_leave_whatever_echoes_or_quotes_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The echo model returns its input (so its output holds every secret input), the sleep model
+    fails quoting a sensitive input in its error, a webhook URL carries a `?code=` and a token in its
+    path, and a provider token from the environment is pasted into an ordinary input. Every command
+    a user runs, every file in the workspace (state, backup, saved plan, output file, the platform's
+    serve.log) and every stdout/stderr is then searched for each value, raw, JSON-escaped and
+    URL-encoded: zero hits. Only the platform's own job database may hold the inputs: it is the
+    provider, which has to run them."""
+    from jobrunner.local.autostart import stop_platform
+
+    s = BY_VALUE
+    sensitive_yaml = json.dumps(s["sensitive"])
+    hook = f"https://hooks.example.com/services/{s['webhook_path']}?code={s['webhook_code']}&event=completed"
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "jobrunner.yaml").write_text("providers: {}\n")
+    (root / "m.yaml").write_text(
+        "apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {name: echo}\nspec:\n  provider: local\n"
+        f"  version: {ECHO}\n  sensitive: [customer_email]\n  webhook: {hook}\n"
+        f"  input_defaults: {{api_key: {s['secret_named']}}}\n  inputs:\n"
+        f"    - {{key: a, text: hello, customer_email: {sensitive_yaml}, note: 'token {s['env_token']}'}}\n"
+        "  output_file: out/echo.jsonl\n"
+        "---\n"
+        "apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {name: fails}\nspec:\n  provider: local\n"
+        f"  version: {SLEEP}\n  sensitive: [message]\n  inputs:\n"
+        f"    - {{key: x, seconds: 0, fail: true, message: {s['fail_message']}}}\n"
+        "  output_file: out/fails.jsonl\n")
+    monkeypatch.chdir(root)
+    for var in ("JOBRUNNER_LOCAL_TOKEN", "EMISSARY_CLIENT_API_KEY", "JOBRUNNER_STATE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("REPLICATE_API_TOKEN", s["env_token"])
+    commands = [
+        ["validate"], ["plan"], ["plan", "--format", "json"], ["plan", "--format", "markdown"],
+        ["plan", "--out", "saved.plan"], ["apply", "saved.plan"], ["status"], ["status", "--format", "json"],
+        ["outputs"], ["outputs", "--format", "json"], ["logs", "PredictionBatch/echo[a]"],
+        ["logs", "PredictionBatch/fails[x]"], ["state", "list"], ["state", "show", "PredictionBatch/echo[a]"],
+        ["state", "show", "PredictionBatch/fails[x]"], ["plan"], ["plan", "--format", "json"],
+        ["plan", "--format", "markdown"], ["apply", "--auto-approve"], ["status"],
+    ]
+    outputs: dict[str, str] = {}
+    try:
+        for i, args in enumerate(commands):
+            r = run_cli(*args)
+            assert "Traceback" not in r.output, r.output
+            outputs[f"{i}: jobrunner {' '.join(args)}"] = r.output
+        # the jobs really ran: the echo job succeeded with its output recorded, the other failed
+        state = json.loads((root / ".jobrunner" / "state.json").read_text())["addresses"]
+        assert state["PredictionBatch/echo[a]"]["status"] == "succeeded"
+        assert state["PredictionBatch/echo[a]"]["outputs"]["output"]["text"] == "hello"
+        assert state["PredictionBatch/fails[x]"]["status"] == "failed"
+        assert "failed on request" in state["PredictionBatch/fails[x]"]["error"]
+        assert (root / "out" / "echo.jsonl").exists() and (root / "saved.plan").exists()
+        assert (root / ".jobrunner" / "state.json.bak").exists()
+        assert "(sensitive)" in outputs["8: jobrunner outputs"]
+        assert "failed on request" in outputs["5: jobrunner apply saved.plan"]
+        log = root / ".jobrunner" / "local" / "serve.log"
+        assert "hooks.example.com" in log.read_text(), "the refused webhook was logged"
+        platform_db = {".jobrunner/local/" + n for n in ("platform.db", "platform.db-wal", "platform.db-shm")}
+        files = {k: v for k, v in _files(root).items() if k != "m.yaml" and k not in platform_db
+                 and not k.startswith(".jobrunner/local/files/")}
+        leaks = {name: _by_value_leaks(text) for name, text in {**outputs, **files}.items()}
+        assert not any(leaks.values()), {k: v for k, v in leaks.items() if v}
     finally:
         stop_platform(root)
