@@ -88,16 +88,25 @@ def is_secret_url_param(name: str) -> bool:
 # --- the set of known secret values ----------------------------------------------------------
 
 
+# Text that JSON (and Python's repr) and URL encoding leave as it is.
+_JSON_PLAIN = re.compile(r"^[ !#-&(-\[\]-~]*$")
+_URL_PLAIN = re.compile(r"^[A-Za-z0-9_.\-~]*$")
+
+
 def encodings_of(value: str, min_len: int = _MIN_SECRET_LEN) -> set[str]:
     """`value` as it may appear in text jobrunner shows or stores: raw, JSON-escaped (once and
     twice: a JSON error detail inside a JSON document), URL-encoded, Python-repr-escaped, and the
     decoded form of a value that was written URL-encoded."""
     found = {value}
-    for text in (value, unquote(value), unquote_plus(value)):
+    # Most values need no escaping at all: only pay for the encodings that can differ.
+    forms = {value, unquote(value), unquote_plus(value)} if ("%" in value or "+" in value) else {value}
+    for text in forms:
         found.add(text)
-        once = json.dumps(text)[1:-1]
-        found.update((once, json.dumps(text, ensure_ascii=False)[1:-1], json.dumps(once)[1:-1]))
-        found.update((quote(text, safe=""), quote(text), quote_plus(text), repr(text)[1:-1]))
+        if not _JSON_PLAIN.match(text):
+            once = json.dumps(text)[1:-1]
+            found.update((once, json.dumps(text, ensure_ascii=False)[1:-1], json.dumps(once)[1:-1], repr(text)[1:-1]))
+        if not _URL_PLAIN.match(text):
+            found.update((quote(text, safe=""), quote(text), quote_plus(text)))
     return {v for v in found if len(v) >= min_len}
 
 
@@ -180,7 +189,7 @@ class SecretSet:
         return text
 
 
-Secrets = Union[SecretSet, "list[str]"]
+Secrets = Union[SecretSet, list[str]]
 _EMPTY = SecretSet()
 
 

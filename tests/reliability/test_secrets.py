@@ -32,7 +32,8 @@ INPUT_SECRETS = {
     "password": "sentinel-password-4242",
     "customer_email": "sentinel.customer@example.org",  # listed under spec.sensitive
 }
-ALL = [REPLICATE_TOKEN, EMISSARY_KEY, LOCAL_TOKEN, *INPUT_SECRETS.values()]
+WEBHOOK_SECRETS = {"sig": "sentinelSignature0a1b2c3d", "code": "sentinel-code-4242-zz"}
+ALL = [REPLICATE_TOKEN, EMISSARY_KEY, LOCAL_TOKEN, *INPUT_SECRETS.values(), *WEBHOOK_SECRETS.values()]
 
 MANIFEST = f"""apiVersion: jobrunner/v1
 kind: PredictionBatch
@@ -41,10 +42,13 @@ spec:
   provider: replicate
   version: {VERSION}
   sensitive: [customer_email]
+  webhook: https://example.com/hook?sig={WEBHOOK_SECRETS['sig']}&code={WEBHOOK_SECRETS['code']}
   input_defaults: {{api_key: {INPUT_SECRETS['api_key']}, hf_token: {INPUT_SECRETS['hf_token']}}}
   inputs:
     - {{key: a, text: Alice, password: {INPUT_SECRETS['password']}, customer_email: {INPUT_SECRETS['customer_email']}}}
     - {{key: b, text: Bob, password: {INPUT_SECRETS['password']}, customer_email: {INPUT_SECRETS['customer_email']}}}
+    - {{key: c, text: Carol, password: {INPUT_SECRETS['password']}, customer_email: {INPUT_SECRETS['customer_email']}}}
+    - {{key: d, text: Dave, password: {INPUT_SECRETS['password']}, customer_email: {INPUT_SECRETS['customer_email']}}}
   output_file: out/secrets.jsonl
 ---
 apiVersion: jobrunner/v1
@@ -71,8 +75,10 @@ def _files(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 class Providers:
-    """Replicate echoes the input it got (as the real API does) and logs a line; Emissary refuses the
-    key and quotes it back in its error, the worst a server can do."""
+    """Replicate echoes the input it got (as the real API does), logs it, and its model returns it
+    as output (row a, b); for row c the job fails with an error quoting the password, for row d the
+    create is refused with a 422 whose detail quotes the sensitive email. Emissary refuses the key
+    and quotes it back in its error, the worst a server can do."""
 
     def __init__(self) -> None:
         self.jobs: dict[str, dict[str, Any]] = {}
@@ -80,9 +86,18 @@ class Providers:
     def replicate(self, request: httpx.Request) -> httpx.Response:
         if request.method == "POST":
             body = json.loads(request.content)
+            given = body["input"]
+            if given.get("text") == "Dave":
+                return httpx.Response(422, json={
+                    "detail": f"- input.customer_email: {given.get('customer_email')} is not allowed\n",
+                    "status": 422, "title": "Input validation failed"})
             rid = f"sec{len(self.jobs):023d}"
-            self.jobs[rid] = PREDICTION | {"id": rid, "input": body["input"], "status": "succeeded",
-                                           "logs": f"running with {body['input']}\n"}
+            failed = given.get("text") == "Carol"
+            self.jobs[rid] = PREDICTION | {
+                "id": rid, "input": given, "status": "failed" if failed else "succeeded",
+                "output": None if failed else {"echo": given, "note": f"mailed {given.get('customer_email')}"},
+                "error": f"login refused for password {given.get('password')!r}" if failed else None,
+                "logs": f"running with {given}\n"}
             return httpx.Response(201, json=self.jobs[rid] | {"status": "starting"})
         if request.url.path.endswith("/predictions"):
             return httpx.Response(200, json={"next": None, "previous": None, "results": list(self.jobs.values())})
@@ -124,6 +139,10 @@ def test_no_secret_reaches_any_output_file_or_error(tmp_path: Path, monkeypatch:
             assert "Traceback" not in r.output, r.output
     assert fake.jobs, "the predictions really ran"
     assert "HTTP 401" in outputs["apply --auto-approve"], "the Emissary refusal is reported"
+    assert "422" in outputs["apply --auto-approve"] and "is not allowed" in outputs["apply --auto-approve"]
+    assert "login refused for password" in outputs["apply --auto-approve"]
+    assert "login refused for password" in outputs["plan --format json"], "the next plan explains the failure"
+    assert "mailed (sensitive)" in outputs["outputs"], "an echoed sensitive value is hidden, the rest shown"
     assert "(sensitive)" in outputs["plan --format json"] + outputs["state show PredictionBatch/secrets[a]"]
     leaks = {name: _leaks(text) for name, text in {**outputs, **_files(root)}.items() if name != "m.yaml"}
     assert not any(leaks.values()), {k: v for k, v in leaks.items() if v}
