@@ -262,10 +262,10 @@ def hidden_scalars(value: Any, sensitive: Iterable[str] = ()) -> list[str]:
         if isinstance(v, dict):
             for k, item in v.items():
                 key = str(k)
-                path = here + (key,)
-                if key.lower() in names or path in paths or is_secret_name(key):
+                path = here + (key,) if paths else here  # paths are rare: no tuple per key without them
+                if is_secret_name(key) or (names and key.lower() in names) or (paths and path in paths):
                     all_scalars(item)
-                else:
+                elif isinstance(item, (dict, list)):
                     walk(item, path)
         elif isinstance(v, list):
             for item in v:
