@@ -312,6 +312,23 @@ class SecretRegistry:
         `recorded` (state's redacted copy) hides: works without the manifests."""
         self.add_all(v for v in hidden_values(recorded, actual) if len(v) >= _MIN_SECRET_LEN)
 
+    def add_spec(self, spec: Any) -> None:
+        """Register the secret values of a manifest's raw spec, before it is validated (so even a
+        validation error that quotes one is scrubbed): sensitive and secret-named inputs of
+        `input`, `input_defaults` and inline `inputs` rows, secret-named fields anywhere else,
+        and the `webhook` URL."""
+        if not isinstance(spec, dict):
+            return
+        listed = spec.get("sensitive")
+        sensitive = [str(v) for v in listed] if isinstance(listed, list) else [str(listed)] if listed else []
+        for part in ("input", "input_defaults"):
+            self.add_input(spec.get(part), sensitive)
+        rows = spec.get("inputs")
+        for row in rows if isinstance(rows, list) else ():
+            self.add_input(row, sensitive)
+        self.add_input({k: v for k, v in spec.items() if k not in ("input", "input_defaults", "inputs")})
+        self.add_url(spec.get("webhook"))
+
     def add_jobs(self, jobs: Iterable[Any]) -> None:
         """Register every secret value of desired jobs: sensitive and secret-named inputs (also
         secret-named fields of the whole request, e.g. an Emissary body) and webhook URLs."""

@@ -10,6 +10,7 @@ platform whose token is a sentinel.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -296,5 +297,72 @@ def test_secret_values_never_leave_whatever_echoes_or_quotes_them(tmp_path: Path
                  and not k.startswith(".jobrunner/local/files/")}
         leaks = {name: _by_value_leaks(text) for name, text in {**outputs, **files}.items()}
         assert not any(leaks.values()), {k: v for k, v in leaks.items() if v}
+    finally:
+        stop_platform(root)
+
+
+def test_validation_errors_that_quote_a_secret_value_show_it_redacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A message that quotes a bad value (wrong type against the model's input schema, a field
+    given the secret by mistake) names the place and the problem, never the value."""
+    from jobrunner.local.autostart import stop_platform
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "jobrunner.yaml").write_text("providers: {}\n")
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("JOBRUNNER_LOCAL_TOKEN", raising=False)
+    head = "apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {name: b}\nspec:\n  provider: local\n"
+    try:
+        (root / "m.yaml").write_text(head + f"  version: {ECHO}\n  sensitive: [email]\n"
+                                     "  inputs:\n    - {key: a, api_key: sentinel-key-31337, email: sentinel-mail-31337}\n"
+                                     "  timeout: sentinel-key-31337\n  output_file: [sentinel-mail-31337]\n")
+        r = run_cli("validate")
+        assert r.code == 1 and "$.spec.timeout" in r.output and "$.spec.output_file" in r.output, r.output
+        assert "31337" not in r.output and "(sensitive)" in r.output, r.output
+        (root / "m.yaml").write_text(head + f"  version: {SLEEP}\n  sensitive: [message]\n"
+                                     "  inputs:\n    - {key: a, seconds: 0, message: 987654321}\n")
+        r = run_cli("plan")
+        assert r.code == 1 and "inputs[0].message" in r.output and "expected a string" in r.output, r.output
+        assert "987654321" not in r.output, r.output
+    finally:
+        stop_platform(root)
+
+
+def test_status_records_a_failure_that_quotes_a_sensitive_input_without_reading_the_manifests(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`apply --no-wait`, then `status` (which reads no manifest) sees the job fail with an error
+    quoting its sensitive input: the value is learnt from the provider's copy of the input at the
+    places state hides, so neither state nor the status output holds it."""
+    from jobrunner.local.autostart import stop_platform
+
+    secret = "sentinel-late-failure-8c2d"
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "jobrunner.yaml").write_text("providers: {}\n")
+    (root / "m.yaml").write_text(
+        "apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {name: late}\nspec:\n  provider: local\n"
+        f"  version: {SLEEP}\n  sensitive: [message]\n  inputs:\n"
+        f"    - {{key: x, seconds: 3, fail: true, message: {secret}}}\n")
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("JOBRUNNER_LOCAL_TOKEN", raising=False)
+    state_file = root / ".jobrunner" / "state.json"
+    try:
+        r = run_cli("apply", "--auto-approve", "--no-wait")
+        assert r.code == 0, r.output
+        (root / "m.yaml").unlink()  # status must manage on its own
+        outputs = [r.output]
+        for _ in range(60):
+            r = run_cli("status")
+            outputs.append(r.output)
+            if json.loads(state_file.read_text())["addresses"]["PredictionBatch/late[x]"]["status"] == "failed":
+                break
+            time.sleep(0.5)
+        st = json.loads(state_file.read_text())["addresses"]["PredictionBatch/late[x]"]
+        assert st["status"] == "failed" and st["error"] == "sleep: failed on request (fail=true): (sensitive)", st
+        outputs.append(run_cli("status", "--format", "json").output)
+        outputs.append(run_cli("state", "show", "PredictionBatch/late[x]").output)
+        holders = [name for name, text in {**{str(i): o for i, o in enumerate(outputs)}, **_files(root)}.items()
+                   if secret in text and not name.startswith(".jobrunner/local/platform.db")]
+        assert not holders, holders
     finally:
         stop_platform(root)
