@@ -432,17 +432,18 @@ def _redact(value: Any, names: set[str], paths: set[tuple[str, ...]], here: tupl
 
 
 def scrub_data(value: Any, *, secrets: Secrets | None = None, whole_values: bool = False) -> Any:
-    """`value` (JSON-like) with known secret values scrubbed from its strings, by value only (keys
-    are not looked at). Returns `value` itself, not a copy, when nothing changed: it runs on every
-    address of every state save. With `whole_values`, a string holding a secret becomes
-    "(sensitive)" whole."""
+    """`value` (JSON-like) with known secret values scrubbed from its strings, by value only: keys
+    are not looked at and no heuristic applies, so what state stores stays usable (a presigned
+    download URL that a reference passes on is kept unless it holds a known value). Returns `value`
+    itself, not a copy, when nothing changed: it runs on every address of every state save. With
+    `whole_values`, a string holding a secret becomes "(sensitive)" whole."""
     found = _as_set(secrets)
     return _scrub_deep(value, found, whole_values)
 
 
 def _scrub_deep(value: Any, secrets: SecretSet, whole: bool) -> Any:
     if isinstance(value, str):
-        scrubbed = _scrub(value, secrets)
+        scrubbed = secrets.scrub(value) if secrets else value
         if scrubbed == value:
             return value
         return REDACTED if whole else scrubbed
