@@ -380,13 +380,16 @@ def logs(address: str, follow: bool) -> int:
         delay = 0.5
         while True:
             text = await provider.logs(st.job_kind, st.remote_id, project_id=st.project_id) or ""
-            if text.startswith(shown):
-                new = text[len(shown):]
-            else:  # logs were rewritten (truncated upstream): print them whole
-                new = text
+            if not text.startswith(shown):  # logs were rewritten (truncated upstream): print them whole
+                shown = ""
+            new = text[len(shown):]
+            if follow:
+                # A line still being written waits for its end: a secret value it holds is never
+                # printed in two halves that the scrubber cannot recognise.
+                new = new[: new.rfind("\n") + 1]
             if new:
                 click.echo(scrub(new), nl=not new.endswith("\n") and not follow)
-                shown = text
+                shown += new
             if not follow:
                 return EXIT_OK
             job = await provider.get(st.job_kind, st.remote_id, project_id=st.project_id)

@@ -366,3 +366,46 @@ def test_status_records_a_failure_that_quotes_a_sensitive_input_without_reading_
         assert not holders, holders
     finally:
         stop_platform(root)
+
+
+def test_logs_follow_never_prints_a_secret_in_two_halves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model prints its password while `logs --follow` polls: one poll sees the line cut in the
+    middle of the value, the next sees it whole. Scrubbed chunk by chunk, neither half would be
+    recognised and the terminal would show the value whole; a line is printed once it has ended."""
+    secret = INPUT_SECRETS["password"]
+    full = f"boot\nlogin with {secret} ok\n"
+    cut = full.index(secret) + 8
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "jobrunner.yaml").write_text("providers: {}\n")
+    (root / "m.yaml").write_text(
+        f"apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {{name: f}}\nspec:\n  provider: replicate\n"
+        f"  version: {VERSION}\n  inputs:\n    - {{key: a, text: Alice, password: {secret}}}\n")
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("REPLICATE_API_TOKEN", REPLICATE_TOKEN)
+    monkeypatch.setenv("REPLICATE_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.delenv("JOBRUNNER_STATE_URL", raising=False)
+    job: dict[str, Any] = {}
+    gets = {"n": 0}
+
+    def replicate(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            job.update(PREDICTION | {"id": "follow0000000000000000000", "input": json.loads(request.content)["input"],
+                                     "status": "starting", "output": None, "logs": ""})
+            return httpx.Response(201, json=job)
+        if request.url.path.endswith("/predictions"):
+            return httpx.Response(200, json={"next": None, "previous": None, "results": [job]})
+        gets["n"] += 1
+        # until the 4th GET of `logs`: still running, the log line cut in the middle of the value
+        done = gets["n"] >= 4
+        return httpx.Response(200, json=job | {"status": "succeeded" if done else "processing",
+                                               "logs": full if done else full[:cut]})
+
+    with respx.mock(assert_all_called=False) as mock:
+        mock.route(host="127.0.0.1", port=9).mock(side_effect=replicate)
+        assert run_cli("apply", "--auto-approve", "--no-wait").code == 0
+        gets["n"] = 0
+        r = run_cli("logs", "--follow", "PredictionBatch/f[a]")
+    assert r.code == 0 and "Traceback" not in r.output, r.output
+    assert "boot\nlogin with (sensitive) ok\n" in r.stdout, r.output
+    assert secret not in r.output, r.output
