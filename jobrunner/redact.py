@@ -9,9 +9,10 @@ language-model jobs still show the diffs users care about.
 By value: a key rule cannot see a secret that comes back somewhere else: a model that echoes its
 input, a job error or a provider's 422 detail that quotes it, a webhook URL carrying `?code=...`.
 So every command keeps one registry of the secret values it knows (`SECRETS`): the environment's
-provider tokens, the local platform token, and, once the manifests are loaded (`register_jobs`), the
-values of sensitive and secret-named inputs and the secret parts of webhook URLs (query values that
-are named or shaped like secrets, userinfo, token-shaped path segments). `scrub_text` and `redact`
+provider tokens, the local platform token, and, as soon as the manifests are read (`add_spec` during
+validation, `register_jobs` after expansion), the values of sensitive and secret-named inputs and the
+secret parts of webhook URLs (query values that are named or shaped like secrets, userinfo,
+token-shaped path segments). `scrub_text` and `redact`
 replace every occurrence of those values, also JSON-escaped or URL-encoded, with "(sensitive)".
 They are applied at the boundaries where values leave the process: state serialization
 (`AddressState.to_json`), batch output files, saved plans, every renderer, and the CLI's standard
@@ -153,8 +154,12 @@ class SecretSet:
         found = {v for v in found if v not in REDACTED}
         self.values = frozenset(found)
         short = sorted(v for v in found if len(v) <= _TRIE_MAX_LEN)
-        self._pattern = re.compile(_trie_pattern(short)) if short else None
-        self._long = sorted((v for v in found if len(v) > _TRIE_MAX_LEN), key=len, reverse=True)
+        long = [v for v in found if len(v) > _TRIE_MAX_LEN]
+        try:
+            self._pattern = re.compile(_trie_pattern(short)) if short else None
+        except (RecursionError, re.error):  # a pathological set (deeply nested prefixes): search one by one
+            self._pattern, long = None, list(found)
+        self._long = sorted(long, key=len, reverse=True)
 
     def __bool__(self) -> bool:
         return bool(self.values)
@@ -172,12 +177,6 @@ class SecretSet:
         """This set and `other`: one job's hidden input values (`hidden_values`), which are
         searched for down to 4 characters in that job's own logs."""
         return SecretSet([*self._raw, *other], min_len=min(self._min_len, 4))
-
-    def found_in(self, text: str) -> bool:
-        """Does `text` hold one of the values?"""
-        if self._pattern is not None and self._pattern.search(text):
-            return True
-        return any(v in text for v in self._long)
 
     def scrub(self, text: str) -> str:
         """`text` with every occurrence of a value replaced by "(sensitive)"."""
