@@ -325,7 +325,8 @@ class SecretRegistry:
         rows = spec.get("inputs")
         for row in rows if isinstance(rows, list) else ():
             self.add_input(row, sensitive)
-        self.add_input({k: v for k, v in spec.items() if k not in ("input", "input_defaults", "inputs")})
+        # Other fields: an Emissary body's `parameters`, which `sensitive` may name too.
+        self.add_input({k: v for k, v in spec.items() if k not in ("input", "input_defaults", "inputs")}, sensitive)
         self.add_url(spec.get("webhook"))
 
     def add_jobs(self, jobs: Iterable[Any]) -> None:
@@ -335,7 +336,7 @@ class SecretRegistry:
             request = getattr(job, "request", None) or {}
             sensitive = getattr(job, "sensitive_paths", ()) or ()
             self.add_input(request.get("input"), sensitive)
-            self.add_input({k: v for k, v in request.items() if k != "input"})
+            self.add_input({k: v for k, v in request.items() if k != "input"}, sensitive)
             self.add_url(request.get("webhook"))
 
     def snapshot(self) -> SecretSet:

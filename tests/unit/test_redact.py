@@ -165,3 +165,18 @@ def test_ten_thousand_secrets_scrub_quickly() -> None:
         scrubbed = found.scrub(text)
     assert scrubbed.endswith(REDACTED) and "lorem" in scrubbed
     assert time.perf_counter() - started < 20  # measured ~3 s on a busy 2-core machine
+
+
+def test_a_raw_spec_registers_its_secret_values_before_validation() -> None:
+    registry = SecretRegistry()
+    registry.add_spec({
+        "provider": "emissary", "description": "plain words here",
+        "parameters": {"wandb_key": "wandb-secret-77", "epochs": 3, "run_label": "label-secret-77"},
+        "sensitive": ["run_label", "email"],
+        "input_defaults": {"api_key": "default-key-77"},
+        "inputs": [{"key": "a", "email": "row-mail-77@example.org", "prompt": "hello world"}, "not a row"],
+        "webhook": "https://h.example.com/x?code=hook-code-77",
+    })
+    values = set(registry.snapshot())
+    assert {"wandb-secret-77", "label-secret-77", "default-key-77", "row-mail-77@example.org", "hook-code-77"} <= values
+    assert not values & {"plain words here", "hello world", "emissary"}
