@@ -70,6 +70,17 @@ def report_error(err: JobrunnerError) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Each command knows its own secrets (the environment's, its manifests'), none left from an
+    # earlier command run in the same process; everything it prints is scrubbed of them.
+    from jobrunner.redact import SECRETS
+    from jobrunner.render.guard import guarded_output
+
+    SECRETS.clear()
+    with guarded_output():
+        _main(argv)
+
+
+def _main(argv: list[str] | None) -> None:
     # Commands return their exit code (an int) or raise JobrunnerError; click's own usage errors
     # keep click's formatting and exit code 2.
     try:

@@ -442,10 +442,12 @@ def input_diff(before: Mapping[str, Any] | None, job: DesiredJob, *, secrets: li
     redacted on both sides never show as changed.
     """
     secrets = known_secrets() if secrets is None else secrets
-    after = flatten(redact(_without_kind(job.material or {}), job.sensitive_paths, secrets=secrets))
+    # Whole values, as state records them (spec.recorded_inputs): a string holding a secret is
+    # "(sensitive)" on both sides, never a change.
+    after = flatten(redact(_without_kind(job.material or {}), job.sensitive_paths, secrets=secrets, whole_values=True))
     if before is None:
         return {k: [None, v] for k, v in sorted(after.items())}
-    prev = flatten(redact(_without_kind(dict(before)), job.sensitive_paths, secrets=secrets))
+    prev = flatten(redact(_without_kind(dict(before)), job.sensitive_paths, secrets=secrets, whole_values=True))
     out: dict[str, list[Any]] = {}
     for key in sorted(set(prev) | set(after)):
         a, b = prev.get(key, _ABSENT), after.get(key, _ABSENT)

@@ -1,23 +1,34 @@
-"""Keep secrets out of everything jobrunner prints or stores.
+"""Keep secrets out of everything jobrunner prints or stores: by key and by value.
 
-Two tools, used by every renderer, the state writer and the error path:
+By key: `redact(value, sensitive)` copies JSON-like data, replacing the values of keys that are named
+like secrets (`*token*`, `*key*`, `*password*`, `*secret*`, ...) or listed in a manifest's
+`spec.sensitive`, with `"(sensitive)"`. Count-like parameters that merely contain such a word
+(`max_tokens`, `max_new_tokens`, `tokenizer`, `keyword`) are not secrets and stay visible, so plans of
+language-model jobs still show the diffs users care about.
 
-- `redact(value, sensitive)` copies JSON-like data, replacing the values of keys that are named like
-  secrets (`*token*`, `*key*`, `*password*`, `*secret*`, ...) or listed in a manifest's
-  `spec.sensitive`, with `"(sensitive)"`. Count-like parameters that merely contain such a word
-  (`max_tokens`, `max_new_tokens`, `tokenizer`, `keyword`) are not secrets and stay visible, so plans
-  of language-model jobs still show the diffs users care about.
-- `scrub_text(text)` removes known credential values (the environment's provider tokens, the local
-  platform token, anything passed to `register_secret`), bearer-token-looking strings and the values
-  of secret-named URL query parameters (`?token=...`) from free text such as provider error
-  details, log lines and webhook URLs.
+By value: a key rule cannot see a secret that comes back somewhere else: a model that echoes its
+input, a job error or a provider's 422 detail that quotes it, a webhook URL carrying `?code=...`.
+So every command keeps one registry of the secret values it knows (`SECRETS`): the environment's
+provider tokens, the local platform token, and, as soon as the manifests are read (`add_spec` during
+validation, `register_jobs` after expansion), the values of sensitive and secret-named inputs and the
+secret parts of webhook URLs (query values that are named or shaped like secrets, userinfo,
+token-shaped path segments). `scrub_text` and `redact`
+replace every occurrence of those values, also JSON-escaped or URL-encoded, with "(sensitive)".
+They are applied at the boundaries where values leave the process: state serialization
+(`AddressState.to_json`), batch output files, saved plans, every renderer, and the CLI's standard
+output and error streams (`jobrunner.render.guard`).
+
+Values shorter than `MIN_SECRET_LEN` are never searched for in text (scrubbing "abc" everywhere would
+mangle messages and protect nothing); they are still hidden wherever their key is known.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator, Union
+from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit
 
 REDACTED = "(sensitive)"
 
@@ -27,6 +38,8 @@ SECRET_ENV_VARS = (
     "EMISSARY_CLIENT_API_KEY",
     "JOBRUNNER_LOCAL_TOKEN",
 )
+# Environment variables holding a URL whose password is a credential (the state backend).
+SECRET_URL_ENV_VARS = ("JOBRUNNER_STATE_URL",)
 
 _SECRET_NAME = re.compile(r"token|key|passw(or)?d|pwd|secret|credential|auth", re.IGNORECASE)
 # Word parts that contain a secret-like word but name counts or vocabulary, not credentials; they
@@ -35,6 +48,9 @@ _BENIGN_PARTS = re.compile(
     r"tokens?[_-]?(len|length|count|limit|budget|ids?)|tokens|tokeniz[a-z]*|keywords?|keyframes?|author(?!i)[a-z]*",
     re.IGNORECASE,
 )
+# URL query parameters that carry a credential although not named like one: Azure Functions'
+# `code`, signed URLs' `sig`/`signature` (S3, GCS, Azure SAS), HMACs.
+_URL_SECRET_PARAM = re.compile(r"^(code|sig|signature|hmac|x-amz-signature|x-goog-signature)$", re.IGNORECASE)
 # A value that is certainly a credential whatever its key: Replicate tokens, bearer headers.
 _TOKEN_IN_TEXT = re.compile(r"\b(r8_[A-Za-z0-9]{20,})\b")
 _AUTH_HEADER = re.compile(r"\b(Bearer|Token)\s+[A-Za-z0-9_\-.=+/]{8,}")
@@ -42,13 +58,19 @@ _AUTH_HEADER = re.compile(r"\b(Bearer|Token)\s+[A-Za-z0-9_\-.=+/]{8,}")
 # `name=value` in a URL query string; values of secret-looking names are redacted (webhook URLs
 # often carry a token).
 _QUERY_PARAM = re.compile(r"([?&])([^=&#\s]+)=([^&#\s]*)")
+# `scheme://user:password@host`: the password goes.
+_USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]*:)([^@\s/]+)(@)")
+# A URL path segment or query value shaped like a generated credential (long, letters and digits).
+_TOKEN_SHAPED = re.compile(r"^(?=.*[A-Za-z])(?=.*[0-9])[A-Za-z0-9_\-.~%+=]{8,}$")
+_LONG_SEGMENT = 16
 
 # Values shorter than this are never scrubbed from text: replacing "abc" everywhere would mangle
 # messages and protects nothing.
 _MIN_SECRET_LEN = 6
 MIN_SECRET_LEN = _MIN_SECRET_LEN
-
-_registered: set[str] = set()
+# Values up to this long go into one compiled trie pattern; longer ones (a sensitive document) are
+# searched for one by one: the pattern's size grows with their length.
+_TRIE_MAX_LEN = 256
 
 
 @lru_cache(maxsize=4096)
@@ -57,6 +79,150 @@ def is_secret_name(name: str) -> bool:
     if not _SECRET_NAME.search(name):
         return False
     return bool(_SECRET_NAME.search(_BENIGN_PARTS.sub("", name)))
+
+
+def is_secret_url_param(name: str) -> bool:
+    """Does a URL query parameter carry a credential? (`token`, `api_key`, `code`, `sig`, ...)"""
+    return is_secret_name(name) or bool(_URL_SECRET_PARAM.match(name))
+
+
+# --- the set of known secret values ----------------------------------------------------------
+
+
+# Text that JSON (and Python's repr) and URL encoding leave as it is.
+_JSON_PLAIN = re.compile(r"^[ !#-&(-\[\]-~]*$")
+_URL_PLAIN = re.compile(r"^[A-Za-z0-9_.\-~]*$")
+
+
+def encodings_of(value: str, min_len: int = _MIN_SECRET_LEN) -> set[str]:
+    """`value` as it may appear in text jobrunner shows or stores: raw, JSON-escaped (once and
+    twice: a JSON error detail inside a JSON document), URL-encoded, Python-repr-escaped, and the
+    decoded form of a value that was written URL-encoded."""
+    found = {value}
+    # Most values need no escaping at all: only pay for the encodings that can differ.
+    forms = {value, unquote(value), unquote_plus(value)} if ("%" in value or "+" in value) else {value}
+    for text in forms:
+        found.add(text)
+        if not _JSON_PLAIN.match(text):
+            once = json.dumps(text)[1:-1]
+            found.update((once, json.dumps(text, ensure_ascii=False)[1:-1], json.dumps(once)[1:-1], repr(text)[1:-1]))
+        if not _URL_PLAIN.match(text):
+            found.update((quote(text, safe=""), quote(text), quote_plus(text)))
+    return {v for v in found if len(v) >= min_len}
+
+
+def _trie_pattern(values: Iterable[str]) -> str:
+    """One regular expression matching any of `values`, longest first, built as a trie so the
+    matcher follows one branch per character instead of trying every value at every position
+    (10,000 values: 70 µs per short text instead of milliseconds)."""
+    root: dict[str, Any] = {}
+    for value in values:
+        node = root
+        for ch in value:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def build(node: dict[str, Any]) -> str:
+        # Iterative over runs of single children, so a 256-character value adds no recursion depth.
+        out = []
+        while True:
+            children = [ch for ch in node if ch != ""]
+            if len(children) == 1 and "" not in node:
+                out.append(re.escape(children[0]))
+                node = node[children[0]]
+                continue
+            break
+        alts = [re.escape(ch) + build(node[ch]) for ch in sorted(children)]
+        if alts:
+            body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+            out.append(f"(?:{body})?" if "" in node else body)
+        return "".join(out)
+
+    return build(root)
+
+
+class SecretSet:
+    """An immutable set of secret values (with their encodings) and one compiled matcher."""
+
+    def __init__(self, values: Iterable[str] = (), *, min_len: int = _MIN_SECRET_LEN) -> None:
+        # A value inside "(sensitive)" itself would grow the text at every pass: never searched for.
+        self._raw = frozenset(v for v in values if isinstance(v, str) and len(v) >= min_len and v not in REDACTED)
+        self._min_len = min_len
+        found: set[str] = set()
+        for value in self._raw:
+            found |= encodings_of(value, min_len)
+        found = {v for v in found if v not in REDACTED}
+        self.values = frozenset(found)
+        short = sorted(v for v in found if len(v) <= _TRIE_MAX_LEN)
+        long = [v for v in found if len(v) > _TRIE_MAX_LEN]
+        try:
+            self._pattern = re.compile(_trie_pattern(short)) if short else None
+        except (RecursionError, re.error):  # a pathological set (deeply nested prefixes): search one by one
+            self._pattern, long = None, list(found)
+        self._long = sorted(long, key=len, reverse=True)
+
+    def __bool__(self) -> bool:
+        return bool(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self.values, key=len, reverse=True))
+
+    def __contains__(self, value: object) -> bool:
+        return value in self.values
+
+    def __add__(self, other: Iterable[str]) -> "SecretSet":
+        """This set and `other`: one job's hidden input values (`hidden_values`), which are
+        searched for down to 4 characters in that job's own logs."""
+        return SecretSet([*self._raw, *other], min_len=min(self._min_len, 4))
+
+    def scrub(self, text: str) -> str:
+        """`text` with every occurrence of a value replaced by "(sensitive)"."""
+        for value in self._long:
+            if value in text:
+                text = text.replace(value, REDACTED)
+        if self._pattern is not None:
+            text = self._pattern.sub(REDACTED, text)
+        return text
+
+
+Secrets = Union[SecretSet, list[str]]
+_EMPTY = SecretSet()
+
+
+def _scalar_text(value: Any) -> str | None:
+    """The text a scalar input value shows as, or None for what is never searched for (booleans,
+    containers, short values)."""
+    if isinstance(value, bool) or value is None or isinstance(value, (dict, list)):
+        return None
+    text = str(value)
+    return text if len(text) >= _MIN_SECRET_LEN else None
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secret parts of a (webhook) URL: userinfo (the password, or a lone user name, which is
+    then a token), query values named like credentials or shaped like generated tokens (letters and
+    digits, 8+ characters; `?event=completed` is not a secret), and path segments shaped like
+    tokens (16+ characters of letters and digits, e.g. Slack's and Discord's hook paths)."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return []
+    found: list[str] = []
+    if parts.password:
+        found.append(parts.password)
+    elif parts.username:
+        found.append(parts.username)
+    for m in _QUERY_PARAM.finditer("?" + parts.query if parts.query else ""):
+        name, value = unquote_plus(m.group(2)), m.group(3)
+        if value and (is_secret_url_param(name) or _TOKEN_SHAPED.match(value)):
+            found += [value, unquote_plus(value)]
+    for segment in parts.path.split("/"):
+        if len(segment) >= _LONG_SEGMENT and _TOKEN_SHAPED.match(segment):
+            found += [segment, unquote(segment)]
+    return [v for v in found if len(v) >= _MIN_SECRET_LEN]
 
 
 def _split_sensitive(sensitive: Iterable[str]) -> tuple[set[str], set[tuple[str, ...]]]:
@@ -75,19 +241,175 @@ def _split_sensitive(sensitive: Iterable[str]) -> tuple[set[str], set[tuple[str,
     return names, paths
 
 
-def redact(value: Any, sensitive: Iterable[str] = (), *, secrets: list[str] | None = None) -> Any:
+def hidden_scalars(value: Any, sensitive: Iterable[str] = ()) -> list[str]:
+    """The scalar values `redact(value, sensitive)` would hide by key (secret-named or listed keys),
+    as text: what must also be scrubbed wherever it turns up by value."""
+    names, paths = _split_sensitive(sensitive) if sensitive else (set(), set())
+    found: list[str] = []
+
+    def all_scalars(v: Any) -> None:
+        if isinstance(v, dict):
+            for item in v.values():
+                all_scalars(item)
+        elif isinstance(v, list):
+            for item in v:
+                all_scalars(item)
+        elif (text := _scalar_text(v)) is not None:
+            found.append(text)
+
+    def walk(v: Any, here: tuple[str, ...]) -> None:
+        if isinstance(v, dict):
+            for k, item in v.items():
+                key = str(k)
+                path = here + (key,) if paths else here  # paths are rare: no tuple per key without them
+                if is_secret_name(key) or (names and key.lower() in names) or (paths and path in paths):
+                    all_scalars(item)
+                elif isinstance(item, (dict, list)):
+                    walk(item, path)
+        elif isinstance(v, list):
+            for item in v:
+                walk(item, here)
+
+    walk(value, ())
+    return found
+
+
+class SecretRegistry:
+    """The secret values one command knows. Process-wide (`SECRETS`), cleared when a command starts
+    (`jobrunner.cli.main`), filled from the environment and the manifests, read through `snapshot`."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._snapshot: tuple[tuple[Any, ...], SecretSet] | None = None
+
+    def clear(self) -> None:
+        self._values.clear()
+        self._snapshot = None
+
+    def add(self, value: Any) -> None:
+        """Register one secret value (too short or non-scalar values are ignored)."""
+        text = _scalar_text(value)
+        if text is not None and text not in self._values:
+            self._values.add(text)
+            self._snapshot = None
+
+    def add_all(self, values: Iterable[Any]) -> None:
+        for value in values:
+            self.add(value)
+
+    def add_url(self, url: Any) -> None:
+        """Register the secret parts of a webhook URL (see `url_secrets`)."""
+        if isinstance(url, str) and url:
+            self.add_all(url_secrets(url))
+
+    def add_input(self, value: Any, sensitive: Iterable[str] = ()) -> None:
+        """Register the values an input hides by key (secret-named keys, `spec.sensitive`)."""
+        self.add_all(hidden_scalars(value, sensitive))
+
+    def add_hidden(self, recorded: Any, actual: Any) -> None:
+        """Register the values of `actual` (a provider's copy of a job's input) at the places
+        `recorded` (state's redacted copy) hides: works without the manifests."""
+        self.add_all(v for v in hidden_values(recorded, actual) if len(v) >= _MIN_SECRET_LEN)
+
+    def add_spec(self, spec: Any) -> None:
+        """Register the secret values of a manifest's raw spec, before it is validated (so even a
+        validation error that quotes one is scrubbed): sensitive and secret-named inputs of
+        `input`, `input_defaults` and inline `inputs` rows, secret-named fields anywhere else,
+        and the `webhook` URL."""
+        if not isinstance(spec, dict):
+            return
+        listed = spec.get("sensitive")
+        sensitive = [str(v) for v in listed] if isinstance(listed, list) else [str(listed)] if listed else []
+        for part in ("input", "input_defaults"):
+            self.add_input(spec.get(part), sensitive)
+        rows = spec.get("inputs")
+        for row in rows if isinstance(rows, list) else ():
+            self.add_input(row, sensitive)
+        # Other fields: an Emissary body's `parameters`, which `sensitive` may name too.
+        self.add_input({k: v for k, v in spec.items() if k not in ("input", "input_defaults", "inputs")}, sensitive)
+        self.add_url(spec.get("webhook"))
+
+    def add_jobs(self, jobs: Iterable[Any]) -> None:
+        """Register every secret value of desired jobs: sensitive and secret-named inputs (also
+        secret-named fields of the whole request, e.g. an Emissary body) and webhook URLs."""
+        for job in jobs:
+            request = getattr(job, "request", None) or {}
+            sensitive = getattr(job, "sensitive_paths", ()) or ()
+            self.add_input(request.get("input"), sensitive)
+            self.add_input({k: v for k, v in request.items() if k != "input"}, sensitive)
+            self.add_url(request.get("webhook"))
+
+    def snapshot(self) -> SecretSet:
+        """Everything known now, the environment's credentials included (read at each call, so a
+        test or a command that changes the environment is seen)."""
+        env = tuple(os.environ.get(v) for v in SECRET_ENV_VARS + SECRET_URL_ENV_VARS)
+        key = (len(self._values), env)
+        if self._snapshot is not None and self._snapshot[0] == key:
+            return self._snapshot[1]
+        values = set(self._values)
+        for var, val in zip(SECRET_ENV_VARS + SECRET_URL_ENV_VARS, env):
+            if not val:
+                continue
+            if var in SECRET_URL_ENV_VARS:
+                try:
+                    password = urlsplit(val).password
+                except ValueError:
+                    password = None
+                if password:
+                    values.add(password)
+            else:
+                values.add(val)
+        snap = SecretSet(values)
+        self._snapshot = (key, snap)
+        return snap
+
+
+SECRETS = SecretRegistry()
+
+
+def register_secret(value: str | None) -> None:
+    """Add a credential value (e.g. the local platform token) to what `scrub_text` removes."""
+    SECRETS.add(value)
+
+
+def register_jobs(jobs: Iterable[Any]) -> None:
+    """Add the secret values of desired jobs (inputs, webhook URLs) to what is scrubbed."""
+    SECRETS.add_jobs(jobs)
+
+
+def known_secrets() -> SecretSet:
+    """Secret values to scrub: the environment's credentials and everything registered."""
+    return SECRETS.snapshot()
+
+
+def _as_set(secrets: Secrets | None) -> SecretSet:
+    if secrets is None:
+        return known_secrets()
+    if isinstance(secrets, SecretSet):
+        return secrets
+    return SecretSet(secrets) if secrets else _EMPTY
+
+
+# --- applying it -----------------------------------------------------------------------------
+
+
+def redact(value: Any, sensitive: Iterable[str] = (), *, secrets: Secrets | None = None,
+           whole_values: bool = False) -> Any:
     """A copy of `value` with secret-looking and `sensitive` keys' values replaced by "(sensitive)".
 
     `sensitive` entries are key names (matched at any depth, case-insensitively) or dotted paths
     from the top of `value` (`input.` prefixes are ignored, so `input.auth.user` and `auth.user` are
-    the same). Strings anywhere are also passed through `scrub_text`. Callers redacting many values
-    in a row may pass `secrets=known_secrets()` once instead of reading the environment each time.
+    the same). Strings anywhere are also scrubbed of known secret values; with `whole_values` a
+    string that holds one becomes "(sensitive)" whole (what state records as a job's inputs, where
+    "(sensitive)" matches anything when a lost create is looked up). Callers redacting many values
+    in a row may pass `secrets=known_secrets()` once.
     """
     names, paths = _split_sensitive(sensitive) if sensitive else (set(), set())
-    return _redact(value, names, paths, (), known_secrets() if secrets is None else secrets)
+    return _redact(value, names, paths, (), _as_set(secrets), whole_values)
 
 
-def _redact(value: Any, names: set[str], paths: set[tuple[str, ...]], here: tuple[str, ...], secrets: list[str]) -> Any:
+def _redact(value: Any, names: set[str], paths: set[tuple[str, ...]], here: tuple[str, ...], secrets: SecretSet,
+            whole: bool) -> Any:
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for k, v in value.items():
@@ -96,44 +418,66 @@ def _redact(value: Any, names: set[str], paths: set[tuple[str, ...]], here: tupl
             if key.lower() in names or path in paths or is_secret_name(key):
                 out[k] = REDACTED
             else:
-                out[k] = _redact(v, names, paths, path, secrets)
+                out[k] = _redact(v, names, paths, path, secrets, whole)
         return out
     if isinstance(value, list):
-        return [_redact(v, names, paths, here, secrets) for v in value]
+        return [_redact(v, names, paths, here, secrets, whole) for v in value]
     if isinstance(value, str):
+        if whole:
+            return REDACTED if value != REDACTED and _scrub(value, secrets) != value else value
         return _scrub(value, secrets)
+    if secrets and not isinstance(value, bool) and isinstance(value, (int, float)) and str(value) in secrets:
+        return REDACTED  # a sensitive number (an account id) echoed back as a number
     return value
 
 
-def register_secret(value: str | None) -> None:
-    """Add a credential value (e.g. the local platform token) to what `scrub_text` removes."""
-    if value and len(value) >= _MIN_SECRET_LEN:
-        _registered.add(value)
+def scrub_data(value: Any, *, secrets: Secrets | None = None, whole_values: bool = False) -> Any:
+    """`value` (JSON-like) with known secret values scrubbed from its strings, by value only: keys
+    are not looked at and no heuristic applies, so what state stores stays usable (a presigned
+    download URL that a reference passes on is kept unless it holds a known value). Returns `value`
+    itself, not a copy, when nothing changed: it runs on every address of every state save. With
+    `whole_values`, a string holding a secret becomes "(sensitive)" whole."""
+    found = _as_set(secrets)
+    return _scrub_deep(value, found, whole_values)
 
 
-def known_secrets() -> list[str]:
-    """Credential values to scrub: the environment's provider tokens and registered secrets."""
-    found = set(_registered)
-    for var in SECRET_ENV_VARS:
-        val = os.environ.get(var)
-        if val and len(val) >= _MIN_SECRET_LEN:
-            found.add(val)
-    # Longest first so a token that contains another is removed whole.
-    return sorted(found, key=len, reverse=True)
+def _scrub_deep(value: Any, secrets: SecretSet, whole: bool) -> Any:
+    if isinstance(value, str):
+        scrubbed = secrets.scrub(value) if secrets else value
+        if scrubbed == value:
+            return value
+        return REDACTED if whole else scrubbed
+    if isinstance(value, dict):
+        out = None
+        for k, v in value.items():
+            new = _scrub_deep(v, secrets, whole)
+            if new is not v:
+                if out is None:
+                    out = dict(value)
+                out[k] = new
+        return value if out is None else out
+    if isinstance(value, list):
+        items = [_scrub_deep(v, secrets, whole) for v in value]
+        return value if all(a is b for a, b in zip(items, value)) else items
+    if secrets and not isinstance(value, bool) and isinstance(value, (int, float)) and str(value) in secrets:
+        return REDACTED
+    return value
 
 
-def _scrub(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
+def _scrub(text: str, secrets: SecretSet) -> str:
+    if secrets:
+        text = secrets.scrub(text)
     if "r8_" in text:
         text = _TOKEN_IN_TEXT.sub(REDACTED, text)
     if "Bearer" in text or "Token" in text:
         text = _AUTH_HEADER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
-    if "://" in text and "=" in text:
-        text = _QUERY_PARAM.sub(
-            lambda m: f"{m.group(1)}{m.group(2)}={REDACTED}" if is_secret_name(m.group(2)) else m.group(0), text
-        )
+    if "://" in text:
+        if "=" in text:
+            text = _QUERY_PARAM.sub(
+                lambda m: f"{m.group(1)}{m.group(2)}={REDACTED}" if is_secret_url_param(m.group(2)) else m.group(0),
+                text)
+        if "@" in text:
+            text = _USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}{m.group(3)}", text)
     return text
 
 
@@ -148,6 +492,8 @@ def hidden_values(recorded: Any, actual: Any) -> list[str]:
         text = str(actual)
         if len(text) >= 4:  # scrubbing "1" or "no" from logs would hide everything and protect nothing
             found.append(text)
+    elif recorded == REDACTED and isinstance(actual, (dict, list)):
+        found += hidden_scalars({"secret": actual})
     elif isinstance(recorded, dict) and isinstance(actual, dict):
         for k, v in recorded.items():
             found += hidden_values(v, actual.get(k))
@@ -157,9 +503,21 @@ def hidden_values(recorded: Any, actual: Any) -> list[str]:
     return found
 
 
-def scrub_text(text: str, *, secrets: list[str] | None = None) -> str:
-    """`text` with every known credential value and bearer/`r8_` token replaced by "(sensitive)"."""
-    return _scrub(text, known_secrets() if secrets is None else secrets)
+def scrub_text(text: str, *, secrets: Secrets | None = None) -> str:
+    """`text` with every known secret value (raw or encoded), bearer/`r8_` tokens, secret URL query
+    values and URL passwords replaced by "(sensitive)"."""
+    return _scrub(text, _as_set(secrets))
 
 
-__all__ = ["MIN_SECRET_LEN", "REDACTED", "SECRET_ENV_VARS", "hidden_values", "is_secret_name", "known_secrets", "redact", "register_secret", "scrub_text"]
+def scrub_values(text: str, *, secrets: Secrets | None = None) -> str:
+    """`text` with only the known secret values replaced: no heuristics, so it is safe for any
+    output (schemas, help) where a word like "Token" followed by text is not a credential."""
+    found = _as_set(secrets)
+    return found.scrub(text) if found else text
+
+
+__all__ = [
+    "MIN_SECRET_LEN", "REDACTED", "SECRETS", "SECRET_ENV_VARS", "SecretRegistry", "SecretSet", "encodings_of",
+    "hidden_scalars", "hidden_values", "is_secret_name", "is_secret_url_param", "known_secrets", "redact",
+    "register_jobs", "register_secret", "scrub_data", "scrub_text", "scrub_values", "url_secrets",
+]

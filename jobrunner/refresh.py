@@ -119,7 +119,15 @@ def absorb(doc: StateDoc, remote: dict[str, RemoteJob], *, only_succeeded: bool 
     from jobrunner.providers.base import SUCCEEDED
     from jobrunner.reconcile.outputs import outputs_of
     from jobrunner.reconcile.timeutil import to_rfc3339
+    from jobrunner.redact import SECRETS
 
+    # No manifest needed: the provider's copy of each input names the values state hides, so an
+    # error or output quoting them is scrubbed when state is written or shown. All first, so the
+    # registry's matcher is built once, not once per job.
+    for address, job in remote.items():
+        st = doc.addresses.get(address)
+        if st is not None and isinstance(st.inputs, dict) and st.remote_id == job.id:
+            SECRETS.add_hidden(st.inputs.get("input"), job.input)
     changed = []
     for address, job in remote.items():
         st = doc.addresses.get(address)

@@ -102,8 +102,10 @@ def recorded_inputs(job: DesiredJob) -> dict[str, Any]:
     """What the reconciler stores in `AddressState.inputs`: the redacted fingerprint material.
 
     The plan diffs it against a new job's material to say what changed ("input.order: 4 -> 5").
+    A value holding a known secret is recorded as "(sensitive)" whole: a lookup after a lost create
+    treats that as matching anything, where a half-scrubbed string would match nothing.
     """
-    return redact(job.material or {}, job.sensitive_paths)
+    return redact(job.material or {}, job.sensitive_paths, whole_values=True)
 
 
 # --- per kind --------------------------------------------------------------------------------

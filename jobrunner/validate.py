@@ -106,7 +106,11 @@ def validate_documents(docs: list[Document], root: Path) -> ValidationResult:
 
 
 def _validate(docs: list[Document], files: list[str], root: Path, out: _Collector) -> ValidationResult:
+    from jobrunner.redact import SECRETS
+
     result = ValidationResult(files=files)
+    for doc in docs:  # before any message can quote one of their values (redact.SECRETS)
+        SECRETS.add_spec(doc.data.get("spec") if isinstance(doc.data, dict) else None)
     for doc in docs:
         resource = _check_document(doc, out)
         if resource is not None:

@@ -61,8 +61,12 @@ async def _with_pool(ws: Any, fn: Any) -> Any:
 def _saved_plan_json(planned: Any, targets: tuple[str, ...]) -> dict[str, Any]:
     from jobrunner.saved_plan import render_json_or_none, saved_plan_document
 
+    from jobrunner.redact import scrub_data
+
     rendered = render_json_or_none(lambda p: _render(p, "json"), planned.plan)
-    return saved_plan_document(planned.plan, planned.resources, targets, rendered)
+    # The saved plan's file boundary: no secret value (a webhook's `?code=`, a quoted error) in the
+    # plan it shows. The rest is addresses and digests the staleness check compares as they are.
+    return saved_plan_document(planned.plan, planned.resources, targets, scrub_data(rendered))
 
 
 def _check_saved_plan(saved: dict[str, Any], planned: Any) -> Plan:
@@ -367,7 +371,7 @@ def logs(address: str, follow: bool) -> int:
         secrets = known_secrets()
         if isinstance(st.inputs, dict) and isinstance(st.inputs.get("input"), dict):
             remote = await provider.get(st.job_kind, st.remote_id, project_id=st.project_id)
-            secrets = sorted(set(secrets + hidden_values(st.inputs["input"], remote.input)), key=len, reverse=True)
+            secrets = secrets + hidden_values(st.inputs["input"], remote.input)
 
         def scrub(text: str) -> str:
             return scrub_text(text, secrets=secrets)
@@ -376,13 +380,16 @@ def logs(address: str, follow: bool) -> int:
         delay = 0.5
         while True:
             text = await provider.logs(st.job_kind, st.remote_id, project_id=st.project_id) or ""
-            if text.startswith(shown):
-                new = text[len(shown):]
-            else:  # logs were rewritten (truncated upstream): print them whole
-                new = text
+            if not text.startswith(shown):  # logs were rewritten (truncated upstream): print them whole
+                shown = ""
+            new = text[len(shown):]
+            if follow:
+                # A line still being written waits for its end: a secret value it holds is never
+                # printed in two halves that the scrubber cannot recognise.
+                new = new[: new.rfind("\n") + 1]
             if new:
                 click.echo(scrub(new), nl=not new.endswith("\n") and not follow)
-                shown = text
+                shown += new
             if not follow:
                 return EXIT_OK
             job = await provider.get(st.job_kind, st.remote_id, project_id=st.project_id)

@@ -398,12 +398,17 @@ class WebhookSender:
 
 
 def _safe_url(url: str) -> str:
-    """The URL without its query string or credentials, for logs."""
+    """The URL without its query string or credentials, for logs (serve.log), and without path
+    segments shaped like tokens: many hook URLs carry their secret in the path (Slack, Discord)."""
+    from jobrunner.redact import REDACTED, url_secrets
+
     try:
         p = urlsplit(url)
         host = p.hostname or ""
         port = f":{p.port}" if p.port else ""
-        return f"{p.scheme}://{host}{port}{p.path}"
+        hidden = set(url_secrets(url))
+        path = "/".join(REDACTED if seg in hidden else seg for seg in p.path.split("/"))
+        return f"{p.scheme}://{host}{port}{path}"
     except ValueError:
         return "(invalid url)"
 

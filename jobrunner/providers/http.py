@@ -191,7 +191,10 @@ def error_detail(body: Any) -> str | None:
         parts.append(error["message"])
     if not parts and isinstance(body.get("message"), str):
         parts.append(body["message"])
-    text = "; ".join(p for p in parts if p)
+    from jobrunner.redact import scrub_text
+
+    # Scrubbed before it is cut: a secret the detail quotes must not survive as a prefix.
+    text = scrub_text("; ".join(p for p in parts if p))
     return text[:DETAIL_LIMIT] or None
 
 

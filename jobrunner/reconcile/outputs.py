@@ -127,6 +127,12 @@ def output_rows(items: list[tuple[str, dict[str, Any], AddressState | None]]) ->
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     """Atomically (temp + rename) write rows as JSON Lines."""
+    from jobrunner.redact import known_secrets, scrub_data
+
+    # The file boundary: a row's output or error that quotes a secret value (a model echoing a
+    # sensitive input) is written scrubbed, like its input.
+    secrets = known_secrets()
+    rows = [scrub_data(row, secrets=secrets) for row in rows]
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

@@ -115,9 +115,14 @@ def expand_desired(resources: list[Resource], root: Path, doc: StateDoc,
 
     `items`: batch rows already read by validation (ValidationResult.items), reused as they are.
     """
+    from jobrunner.redact import register_jobs
     from jobrunner.spec import expand
 
-    return expand(resources, root, state=doc, items=items)
+    desired = expand(resources, root, state=doc, items=items)
+    # Every secret value the manifests hold (sensitive inputs, webhook URL parts) is scrubbed from
+    # everything this command stores or prints from here on, wherever it turns up (redact.SECRETS).
+    register_jobs(desired)
+    return desired
 
 
 def request_from_recorded(st: Any) -> Any:

@@ -5,7 +5,7 @@ import json
 from typing import Any
 
 from jobrunner.plan_types import ADOPT, CANCEL, CREATE, FORGET, NOOP, REPLACE, RETRY, WAIT, Plan, PlannedChange
-from jobrunner.redact import known_secrets, redact, scrub_text
+from jobrunner.redact import Secrets, known_secrets, redact, scrub_text
 from jobrunner.references import REF_RE
 
 NO_CHANGES = "No changes. Your jobs match the manifests."
@@ -38,7 +38,7 @@ def no_changes_line(plan: Plan) -> str:
     return "No changes. " + "; ".join(parts) + "."
 
 
-def show_value(value: Any, limit: int = 200, *, secrets: list[str] | None = None) -> str:
+def show_value(value: Any, limit: int = 200, *, secrets: Secrets | None = None) -> str:
     """A diff value for humans: JSON, except file digests; long values cut with an ellipsis."""
     if isinstance(value, str) and value.startswith("file sha256:"):
         text = value
@@ -50,7 +50,7 @@ def show_value(value: Any, limit: int = 200, *, secrets: list[str] | None = None
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def diff_lines(change: PlannedChange, limit: int = 200, *, secrets: list[str] | None = None) -> list[tuple[str, str]]:
+def diff_lines(change: PlannedChange, limit: int = 200, *, secrets: Secrets | None = None) -> list[tuple[str, str]]:
     """(sign, text) per changed key: `+` added, `-` removed, `~` changed (`before -> after`)."""
     out: list[tuple[str, str]] = []
     secrets = known_secrets() if secrets is None else secrets
@@ -66,7 +66,7 @@ def diff_lines(change: PlannedChange, limit: int = 200, *, secrets: list[str] | 
     return out
 
 
-def redacted_request(change: PlannedChange, *, secrets: list[str] | None = None) -> dict[str, Any] | None:
+def redacted_request(change: PlannedChange, *, secrets: Secrets | None = None) -> dict[str, Any] | None:
     """What the change would send (or last sent), redacted; None when unknown."""
     if change.job is not None:
         body = {k: v for k, v in change.job.request.items() if k not in ("provider", "kind")}

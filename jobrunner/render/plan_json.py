@@ -11,13 +11,13 @@ import json
 from typing import Any
 
 from jobrunner.plan_types import Plan, PlannedChange
-from jobrunner.redact import known_secrets, redact, scrub_text
+from jobrunner.redact import Secrets, known_secrets, redact, scrub_text
 from jobrunner.render.plan_common import redacted_request, resource_of
 
 FORMAT_VERSION = "1.0"
 
 
-def change_dict(change: PlannedChange, *, secrets: list[str] | None = None) -> dict[str, Any]:
+def change_dict(change: PlannedChange, *, secrets: Secrets | None = None) -> dict[str, Any]:
     job, prior = change.job, change.prior
     secrets = known_secrets() if secrets is None else secrets
     return {

@@ -14,7 +14,7 @@ import html
 import re
 
 from jobrunner.plan_types import ACTIONS, NOOP, WAIT, Plan, PlannedChange
-from jobrunner.redact import known_secrets, scrub_text
+from jobrunner.redact import Secrets, known_secrets, scrub_text
 from jobrunner.render.plan_common import diff_lines, no_changes_line, resource_of, summary_line, visible
 
 MARKER = "<!-- jobrunner-plan -->"
@@ -24,7 +24,7 @@ _DIFF_VALUE_LIMIT = 300
 _MAX_DIFF_LINES = 50
 
 
-def _cell(text: str, secrets: list[str] | None = None) -> str:
+def _cell(text: str, secrets: Secrets | None = None) -> str:
     """Table-cell safe: one line, no pipes, no HTML."""
     text = " ".join(scrub_text(text, secrets=secrets).split())
     return html.escape(text, quote=False).replace("|", "\\|")
@@ -35,11 +35,11 @@ def _fence(body: str) -> str:
     return "`" * max(3, max(runs, default=0) + 1)
 
 
-def _row(change: PlannedChange, secrets: list[str]) -> str:
+def _row(change: PlannedChange, secrets: Secrets) -> str:
     return f"| `{change.address}` | {change.action} | {_cell(change.reason, secrets)} |\n"
 
 
-def _details(change: PlannedChange, secrets: list[str]) -> str | None:
+def _details(change: PlannedChange, secrets: Secrets) -> str | None:
     lines = diff_lines(change, _DIFF_VALUE_LIMIT, secrets=secrets)
     if not lines:
         return None

@@ -17,7 +17,7 @@ import sys
 from typing import TextIO
 
 from jobrunner.plan_types import ADOPT, CANCEL, CREATE, FORGET, NOOP, REPLACE, RETRY, SYMBOLS, WAIT, Plan, PlannedChange
-from jobrunner.redact import known_secrets, scrub_text
+from jobrunner.redact import Secrets, known_secrets, scrub_text
 from jobrunner.render.plan_common import diff_lines, no_changes_line, summary_line, visible
 
 _COLOURS = {
@@ -39,7 +39,7 @@ def _paint(text: str, code: str, color: bool) -> str:
     return f"\x1b[{code}m{text}\x1b[0m" if color else text
 
 
-def change_line(change: PlannedChange, *, color: bool = False, secrets: list[str] | None = None) -> str:
+def change_line(change: PlannedChange, *, color: bool = False, secrets: Secrets | None = None) -> str:
     symbol = SYMBOLS.get(change.action, "?") if change.action != NOOP else "="
     reason = f"{change.action}: {change.reason}" if change.action in _NAMED else change.reason
     head = f"{symbol:>3} {change.address}"

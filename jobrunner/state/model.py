@@ -72,6 +72,7 @@ class AddressState:
         data = dict(self.__dict__)
         data["history"] = [dict(a.__dict__) for a in self.history]
         data["intent"] = dict(self.intent.__dict__) if self.intent is not None else None
+        _scrub_secrets(data)
         return data
 
     @classmethod
@@ -81,6 +82,25 @@ class AddressState:
         intent = data.get("intent")
         data["intent"] = Intent(**intent) if intent else None
         return cls(**data)
+
+
+def _scrub_secrets(data: dict[str, Any]) -> None:
+    """Every way out of an address's state (the state file, its backup, PostgreSQL, `state show`)
+    passes here: the free-form fields lose every secret value the command knows (redact.SECRETS),
+    so a model that echoes a sensitive input or an error that quotes one is never stored. Inputs
+    keep their shape: a value that holds a secret becomes "(sensitive)" whole, which lookups of a
+    lost create treat as matching anything."""
+    from jobrunner.redact import known_secrets, scrub_data
+
+    secrets = known_secrets()
+    for name in ("outputs", "error"):
+        if data.get(name):
+            data[name] = scrub_data(data[name], secrets=secrets)
+    if data.get("inputs"):
+        data["inputs"] = scrub_data(data["inputs"], secrets=secrets, whole_values=True)
+    intent = data.get("intent")
+    if intent and intent.get("inputs"):
+        intent["inputs"] = scrub_data(intent["inputs"], secrets=secrets, whole_values=True)
 
 
 @dataclass

@@ -10,6 +10,7 @@ platform whose token is a sentinel.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import httpx
 import pytest
 import respx
 
-from tests.reliability.harness import ECHO, REPO, Platform, make_workspace, run_cli, serve_platform
+from tests.reliability.harness import ECHO, REPO, SLEEP, Platform, make_workspace, run_cli, serve_platform
 
 FIXTURES = REPO / "tests" / "providers" / "fixtures"
 PREDICTION = json.loads((FIXTURES / "replicate" / "prediction_get_succeeded.json").read_text())
@@ -32,7 +33,8 @@ INPUT_SECRETS = {
     "password": "sentinel-password-4242",
     "customer_email": "sentinel.customer@example.org",  # listed under spec.sensitive
 }
-ALL = [REPLICATE_TOKEN, EMISSARY_KEY, LOCAL_TOKEN, *INPUT_SECRETS.values()]
+WEBHOOK_SECRETS = {"sig": "sentinelSignature0a1b2c3d", "code": "sentinel-code-4242-zz"}
+ALL = [REPLICATE_TOKEN, EMISSARY_KEY, LOCAL_TOKEN, *INPUT_SECRETS.values(), *WEBHOOK_SECRETS.values()]
 
 MANIFEST = f"""apiVersion: jobrunner/v1
 kind: PredictionBatch
@@ -41,10 +43,13 @@ spec:
   provider: replicate
   version: {VERSION}
   sensitive: [customer_email]
+  webhook: https://example.com/hook?sig={WEBHOOK_SECRETS['sig']}&code={WEBHOOK_SECRETS['code']}
   input_defaults: {{api_key: {INPUT_SECRETS['api_key']}, hf_token: {INPUT_SECRETS['hf_token']}}}
   inputs:
     - {{key: a, text: Alice, password: {INPUT_SECRETS['password']}, customer_email: {INPUT_SECRETS['customer_email']}}}
     - {{key: b, text: Bob, password: {INPUT_SECRETS['password']}, customer_email: {INPUT_SECRETS['customer_email']}}}
+    - {{key: c, text: Carol, password: {INPUT_SECRETS['password']}, customer_email: {INPUT_SECRETS['customer_email']}}}
+    - {{key: d, text: Dave, password: {INPUT_SECRETS['password']}, customer_email: {INPUT_SECRETS['customer_email']}}}
   output_file: out/secrets.jsonl
 ---
 apiVersion: jobrunner/v1
@@ -71,8 +76,10 @@ def _files(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 class Providers:
-    """Replicate echoes the input it got (as the real API does) and logs a line; Emissary refuses the
-    key and quotes it back in its error, the worst a server can do."""
+    """Replicate echoes the input it got (as the real API does), logs it, and its model returns it
+    as output (row a, b); for row c the job fails with an error quoting the password, for row d the
+    create is refused with a 422 whose detail quotes the sensitive email. Emissary refuses the key
+    and quotes it back in its error, the worst a server can do."""
 
     def __init__(self) -> None:
         self.jobs: dict[str, dict[str, Any]] = {}
@@ -80,9 +87,18 @@ class Providers:
     def replicate(self, request: httpx.Request) -> httpx.Response:
         if request.method == "POST":
             body = json.loads(request.content)
+            given = body["input"]
+            if given.get("text") == "Dave":
+                return httpx.Response(422, json={
+                    "detail": f"- input.customer_email: {given.get('customer_email')} is not allowed\n",
+                    "status": 422, "title": "Input validation failed"})
             rid = f"sec{len(self.jobs):023d}"
-            self.jobs[rid] = PREDICTION | {"id": rid, "input": body["input"], "status": "succeeded",
-                                           "logs": f"running with {body['input']}\n"}
+            failed = given.get("text") == "Carol"
+            self.jobs[rid] = PREDICTION | {
+                "id": rid, "input": given, "status": "failed" if failed else "succeeded",
+                "output": None if failed else {"echo": given, "note": f"mailed {given.get('customer_email')}"},
+                "error": f"login refused for password {given.get('password')!r}" if failed else None,
+                "logs": f"running with {given}\n"}
             return httpx.Response(201, json=self.jobs[rid] | {"status": "starting"})
         if request.url.path.endswith("/predictions"):
             return httpx.Response(200, json={"next": None, "previous": None, "results": list(self.jobs.values())})
@@ -124,6 +140,10 @@ def test_no_secret_reaches_any_output_file_or_error(tmp_path: Path, monkeypatch:
             assert "Traceback" not in r.output, r.output
     assert fake.jobs, "the predictions really ran"
     assert "HTTP 401" in outputs["apply --auto-approve"], "the Emissary refusal is reported"
+    assert "422" in outputs["apply --auto-approve"] and "is not allowed" in outputs["apply --auto-approve"]
+    assert "login refused for password" in outputs["apply --auto-approve"]
+    assert "login refused for password" in outputs["plan --format json"], "the next plan explains the failure"
+    assert "mailed (sensitive)" in outputs["outputs"], "an echoed sensitive value is hidden, the rest shown"
     assert "(sensitive)" in outputs["plan --format json"] + outputs["state show PredictionBatch/secrets[a]"]
     leaks = {name: _leaks(text) for name, text in {**outputs, **_files(root)}.items() if name != "m.yaml"}
     assert not any(leaks.values()), {k: v for k, v in leaks.items() if v}
@@ -189,3 +209,203 @@ def test_an_auto_started_platform_keeps_its_token_out_of_its_log_and_every_outpu
         assert (root / ".jobrunner" / "local" / "serve.log").exists()
     finally:
         stop_platform(root)
+
+
+# --- secrets by value: the real CLI on an auto-started local platform ---------------------------
+
+BY_VALUE = {
+    # listed under spec.sensitive; quotes and a slash, so JSON escapes it and URLs encode it
+    "sensitive": 'sentinel "cust"/email+7f3a@example.org',
+    "secret_named": "sentinel-api-key-9d41c0",  # input `api_key`
+    "env_token": "r8_SentinelEnvToken0123456789abcdefXYZ",  # REPLICATE_API_TOKEN, pasted into an input
+    "webhook_code": "sentinelWebhookCode4242",  # ?code=
+    "webhook_path": "T0SENTINEL1234567890abcdef",  # a token-shaped webhook path segment
+    "fail_message": "sentinel-fail-message-5e6f",  # quoted back in the failed job's error
+}
+
+
+def _encodings(value: str) -> set[str]:
+    """How a value may be written: raw, JSON-escaped, URL-encoded."""
+    from urllib.parse import quote, quote_plus
+
+    return {value, json.dumps(value)[1:-1], quote(value, safe=""), quote_plus(value), quote(value)}
+
+
+def _by_value_leaks(text: str) -> list[str]:
+    return sorted(name for name, value in BY_VALUE.items() if any(e in text for e in _encodings(value)))
+
+
+def test_secret_values_never_leave_whatever_echoes_or_quotes_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The echo model returns its input (so its output holds every secret input), the sleep model
+    fails quoting a sensitive input in its error, a webhook URL carries a `?code=` and a token in its
+    path, and a provider token from the environment is pasted into an ordinary input. Every command
+    a user runs, every file in the workspace (state, backup, saved plan, output file, the platform's
+    serve.log) and every stdout/stderr is then searched for each value, raw, JSON-escaped and
+    URL-encoded: zero hits. Only the platform's own job database may hold the inputs: it is the
+    provider, which has to run them."""
+    from jobrunner.local.autostart import stop_platform
+
+    s = BY_VALUE
+    sensitive_yaml = json.dumps(s["sensitive"])
+    hook = f"https://hooks.example.com/services/{s['webhook_path']}?code={s['webhook_code']}&event=completed"
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "jobrunner.yaml").write_text("providers: {}\n")
+    (root / "m.yaml").write_text(
+        "apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {name: echo}\nspec:\n  provider: local\n"
+        f"  version: {ECHO}\n  sensitive: [customer_email]\n  webhook: {hook}\n"
+        f"  input_defaults: {{api_key: {s['secret_named']}}}\n  inputs:\n"
+        f"    - {{key: a, text: hello, customer_email: {sensitive_yaml}, note: 'token {s['env_token']}'}}\n"
+        "  output_file: out/echo.jsonl\n"
+        "---\n"
+        "apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {name: fails}\nspec:\n  provider: local\n"
+        f"  version: {SLEEP}\n  sensitive: [message]\n  inputs:\n"
+        f"    - {{key: x, seconds: 0, fail: true, message: {s['fail_message']}}}\n"
+        "  output_file: out/fails.jsonl\n")
+    monkeypatch.chdir(root)
+    for var in ("JOBRUNNER_LOCAL_TOKEN", "EMISSARY_CLIENT_API_KEY", "JOBRUNNER_STATE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("REPLICATE_API_TOKEN", s["env_token"])
+    commands = [
+        ["validate"], ["plan"], ["plan", "--format", "json"], ["plan", "--format", "markdown"],
+        ["plan", "--out", "saved.plan"], ["apply", "saved.plan"], ["status"], ["status", "--format", "json"],
+        ["outputs"], ["outputs", "--format", "json"], ["logs", "PredictionBatch/echo[a]"],
+        ["logs", "PredictionBatch/fails[x]"], ["state", "list"], ["state", "show", "PredictionBatch/echo[a]"],
+        ["state", "show", "PredictionBatch/fails[x]"], ["plan"], ["plan", "--format", "json"],
+        ["plan", "--format", "markdown"], ["apply", "--auto-approve"], ["status"],
+    ]
+    outputs: dict[str, str] = {}
+    try:
+        for i, args in enumerate(commands):
+            r = run_cli(*args)
+            assert "Traceback" not in r.output, r.output
+            outputs[f"{i}: jobrunner {' '.join(args)}"] = r.output
+        # the jobs really ran: the echo job succeeded with its output recorded, the other failed
+        state = json.loads((root / ".jobrunner" / "state.json").read_text())["addresses"]
+        assert state["PredictionBatch/echo[a]"]["status"] == "succeeded"
+        assert state["PredictionBatch/echo[a]"]["outputs"]["output"]["text"] == "hello"
+        assert state["PredictionBatch/fails[x]"]["status"] == "failed"
+        assert "failed on request" in state["PredictionBatch/fails[x]"]["error"]
+        assert (root / "out" / "echo.jsonl").exists() and (root / "saved.plan").exists()
+        assert (root / ".jobrunner" / "state.json.bak").exists()
+        assert "(sensitive)" in outputs["8: jobrunner outputs"]
+        assert "failed on request" in outputs["5: jobrunner apply saved.plan"]
+        log = root / ".jobrunner" / "local" / "serve.log"
+        assert "hooks.example.com" in log.read_text(), "the refused webhook was logged"
+        platform_db = {".jobrunner/local/" + n for n in ("platform.db", "platform.db-wal", "platform.db-shm")}
+        files = {k: v for k, v in _files(root).items() if k != "m.yaml" and k not in platform_db
+                 and not k.startswith(".jobrunner/local/files/")}
+        leaks = {name: _by_value_leaks(text) for name, text in {**outputs, **files}.items()}
+        assert not any(leaks.values()), {k: v for k, v in leaks.items() if v}
+    finally:
+        stop_platform(root)
+
+
+def test_validation_errors_that_quote_a_secret_value_show_it_redacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A message that quotes a bad value (wrong type against the model's input schema, a field
+    given the secret by mistake) names the place and the problem, never the value."""
+    from jobrunner.local.autostart import stop_platform
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "jobrunner.yaml").write_text("providers: {}\n")
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("JOBRUNNER_LOCAL_TOKEN", raising=False)
+    head = "apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {name: b}\nspec:\n  provider: local\n"
+    try:
+        (root / "m.yaml").write_text(head + f"  version: {ECHO}\n  sensitive: [email]\n"
+                                     "  inputs:\n    - {key: a, api_key: sentinel-key-31337, email: sentinel-mail-31337}\n"
+                                     "  timeout: sentinel-key-31337\n  output_file: [sentinel-mail-31337]\n")
+        r = run_cli("validate")
+        assert r.code == 1 and "$.spec.timeout" in r.output and "$.spec.output_file" in r.output, r.output
+        assert "31337" not in r.output and "(sensitive)" in r.output, r.output
+        (root / "m.yaml").write_text(head + f"  version: {SLEEP}\n  sensitive: [message]\n"
+                                     "  inputs:\n    - {key: a, seconds: 0, message: 987654321}\n")
+        r = run_cli("plan")
+        assert r.code == 1 and "inputs[0].message" in r.output and "expected a string" in r.output, r.output
+        assert "987654321" not in r.output, r.output
+    finally:
+        stop_platform(root)
+
+
+def test_status_records_a_failure_that_quotes_a_sensitive_input_without_reading_the_manifests(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`apply --no-wait`, then `status` (which reads no manifest) sees the job fail with an error
+    quoting its sensitive input: the value is learnt from the provider's copy of the input at the
+    places state hides, so neither state nor the status output holds it."""
+    from jobrunner.local.autostart import stop_platform
+
+    secret = "sentinel-late-failure-8c2d"
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "jobrunner.yaml").write_text("providers: {}\n")
+    (root / "m.yaml").write_text(
+        "apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {name: late}\nspec:\n  provider: local\n"
+        f"  version: {SLEEP}\n  sensitive: [message]\n  inputs:\n"
+        f"    - {{key: x, seconds: 3, fail: true, message: {secret}}}\n")
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("JOBRUNNER_LOCAL_TOKEN", raising=False)
+    state_file = root / ".jobrunner" / "state.json"
+    try:
+        r = run_cli("apply", "--auto-approve", "--no-wait")
+        assert r.code == 0, r.output
+        (root / "m.yaml").unlink()  # status must manage on its own
+        outputs = [r.output]
+        for _ in range(60):
+            r = run_cli("status")
+            outputs.append(r.output)
+            if json.loads(state_file.read_text())["addresses"]["PredictionBatch/late[x]"]["status"] == "failed":
+                break
+            time.sleep(0.5)
+        st = json.loads(state_file.read_text())["addresses"]["PredictionBatch/late[x]"]
+        assert st["status"] == "failed" and st["error"] == "sleep: failed on request (fail=true): (sensitive)", st
+        outputs.append(run_cli("status", "--format", "json").output)
+        outputs.append(run_cli("state", "show", "PredictionBatch/late[x]").output)
+        holders = [name for name, text in {**{str(i): o for i, o in enumerate(outputs)}, **_files(root)}.items()
+                   if secret in text and not name.startswith(".jobrunner/local/platform.db")]
+        assert not holders, holders
+    finally:
+        stop_platform(root)
+
+
+def test_logs_follow_never_prints_a_secret_in_two_halves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model prints its password while `logs --follow` polls: one poll sees the line cut in the
+    middle of the value, the next sees it whole. Scrubbed chunk by chunk, neither half would be
+    recognised and the terminal would show the value whole; a line is printed once it has ended."""
+    secret = INPUT_SECRETS["password"]
+    full = f"boot\nlogin with {secret} ok\n"
+    cut = full.index(secret) + 8
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "jobrunner.yaml").write_text("providers: {}\n")
+    (root / "m.yaml").write_text(
+        f"apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {{name: f}}\nspec:\n  provider: replicate\n"
+        f"  version: {VERSION}\n  inputs:\n    - {{key: a, text: Alice, password: {secret}}}\n")
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("REPLICATE_API_TOKEN", REPLICATE_TOKEN)
+    monkeypatch.setenv("REPLICATE_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.delenv("JOBRUNNER_STATE_URL", raising=False)
+    job: dict[str, Any] = {}
+    gets = {"n": 0}
+
+    def replicate(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            job.update(PREDICTION | {"id": "follow0000000000000000000", "input": json.loads(request.content)["input"],
+                                     "status": "starting", "output": None, "logs": ""})
+            return httpx.Response(201, json=job)
+        if request.url.path.endswith("/predictions"):
+            return httpx.Response(200, json={"next": None, "previous": None, "results": [job]})
+        gets["n"] += 1
+        # until the 4th GET of `logs`: still running, the log line cut in the middle of the value
+        done = gets["n"] >= 4
+        return httpx.Response(200, json=job | {"status": "succeeded" if done else "processing",
+                                               "logs": full if done else full[:cut]})
+
+    with respx.mock(assert_all_called=False) as mock:
+        mock.route(host="127.0.0.1", port=9).mock(side_effect=replicate)
+        assert run_cli("apply", "--auto-approve", "--no-wait").code == 0
+        gets["n"] = 0
+        r = run_cli("logs", "--follow", "PredictionBatch/f[a]")
+    assert r.code == 0 and "Traceback" not in r.output, r.output
+    assert "boot\nlogin with (sensitive) ok\n" in r.stdout, r.output
+    assert secret not in r.output, r.output

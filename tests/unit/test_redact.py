@@ -1,6 +1,8 @@
 """Secrets never reach outputs: secret-named keys, spec.sensitive, known tokens in free text."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from jobrunner.redact import REDACTED, is_secret_name, redact, register_secret, scrub_text
@@ -68,3 +70,113 @@ def test_secret_query_parameters_in_urls() -> None:
     url = "https://example.com/hook?token=s3cr3t&team=nlp"
     assert scrub_text(url) == f"https://example.com/hook?token={REDACTED}&team=nlp"
     assert redact({"webhook": url})["webhook"] == f"https://example.com/hook?token={REDACTED}&team=nlp"
+
+
+# --- secrets by value ----------------------------------------------------------------------------
+
+from types import SimpleNamespace  # noqa: E402
+from urllib.parse import quote, quote_plus  # noqa: E402
+
+from jobrunner.redact import SecretRegistry, SecretSet, scrub_data, url_secrets  # noqa: E402
+
+
+def test_a_value_is_found_raw_json_escaped_and_url_encoded() -> None:
+    secret = 'pa"ss/w+rd \\ 42'
+    found = SecretSet([secret])
+    for text in (secret, json.dumps(secret)[1:-1], json.dumps(json.dumps(secret)[1:-1])[1:-1], quote(secret, safe=""),
+                 quote_plus(secret), repr(secret)[1:-1]):
+        assert found.scrub(f"<{text}>") == f"<{REDACTED}>", text
+    assert found.scrub(json.dumps({"out": f"echo {secret}"})) == json.dumps({"out": f"echo {REDACTED}"})
+
+
+def test_short_values_are_not_searched_for_and_redacted_itself_never_grows() -> None:
+    found = SecretSet(["abc", "12345", "sensitive", "(sensitive)"])
+    assert not found
+    assert found.scrub("abc 12345 sensitive (sensitive)") == "abc 12345 sensitive (sensitive)"
+    registry = SecretRegistry()
+    registry.add_all(["abc", True, 12, None, {"x": "long-enough-value"}])
+    assert not registry.snapshot().values - SecretSet(os_values()).values
+
+
+def os_values() -> list[str]:
+    import os
+
+    from jobrunner.redact import SECRET_ENV_VARS
+
+    return [os.environ[v] for v in SECRET_ENV_VARS if os.environ.get(v)]
+
+
+def test_webhook_url_secrets_are_chosen_by_name_or_shape() -> None:
+    url = ("https://bot:hunter2hunter2@hooks.example.com/services/T0ABCDEF1234567890xyz/hook"
+           "?code=c0de-value&sig=abc123def456&event=completed&team=nlp&nonce=k9k9k9k9k9")
+    found = set(url_secrets(url))
+    assert {"hunter2hunter2", "T0ABCDEF1234567890xyz", "c0de-value", "abc123def456", "k9k9k9k9k9"} <= found
+    assert not found & {"completed", "nlp", "services", "hook", "hooks.example.com", "bot"}
+    assert url_secrets("https://ghp_0123456789abcdef@example.com/x") == ["ghp_0123456789abcdef"]
+
+
+def test_free_text_urls_lose_passwords_and_signed_query_values() -> None:
+    text = "POST https://u:pw-123456@h.example.com/x?sig=zzz&code=yyy&page=2 failed"
+    assert scrub_text(text, secrets=[]) == (
+        f"POST https://u:{REDACTED}@h.example.com/x?sig={REDACTED}&code={REDACTED}&page=2 failed")
+
+
+def test_registry_takes_sensitive_and_secret_named_inputs_and_webhooks_from_jobs() -> None:
+    job = SimpleNamespace(
+        request={"input": {"prompt": "hi there", "email": "ann@example.org", "api_key": "key-material-1",
+                           "nested": {"auth": {"user": "user-name-1", "pin": 123456}}},
+                 "webhook": "https://example.com/h?code=webhook-code-1"},
+        sensitive_paths=("email",))
+    registry = SecretRegistry()
+    registry.add_jobs([job])
+    values = registry.snapshot()
+    assert {"ann@example.org", "key-material-1", "user-name-1", "123456", "webhook-code-1"} <= set(values)
+    assert "hi there" not in values
+    out = redact({"output": {"echo": "mail ann@example.org", "pin": 123456, "prompt": "hi there"}}, secrets=values)
+    assert out == {"output": {"echo": f"mail {REDACTED}", "pin": REDACTED, "prompt": "hi there"}}
+    registry.clear()
+    assert "ann@example.org" not in registry.snapshot()
+
+
+def test_whole_values_keep_the_shape_lookups_rely_on() -> None:
+    found = SecretSet(["secret-value-9"])
+    value = {"prompt": "use secret-value-9 now", "n": 3, "kept": "plain"}
+    assert redact(value, secrets=found, whole_values=True) == {"prompt": REDACTED, "n": 3, "kept": "plain"}
+    assert redact(value, secrets=found) == {"prompt": f"use {REDACTED} now", "n": 3, "kept": "plain"}
+
+
+def test_scrub_data_returns_the_same_object_when_nothing_is_secret() -> None:
+    found = SecretSet(["secret-value-9"])
+    clean = {"a": ["x", {"b": 1}], "c": "text"}
+    assert scrub_data(clean, secrets=found) is clean
+    dirty = {"a": ["x", {"b": "secret-value-9"}], "c": "text"}
+    out = scrub_data(dirty, secrets=found)
+    assert out == {"a": ["x", {"b": REDACTED}], "c": "text"} and dirty["a"][1]["b"] == "secret-value-9"
+
+
+def test_ten_thousand_secrets_scrub_quickly() -> None:
+    import time
+
+    values = [f"customer-{i:05d}@example.org" for i in range(10_000)]
+    started = time.perf_counter()
+    found = SecretSet(values)
+    text = "row output: " + "lorem ipsum " * 20 + values[1234]
+    for _ in range(1000):
+        scrubbed = found.scrub(text)
+    assert scrubbed.endswith(REDACTED) and "lorem" in scrubbed
+    assert time.perf_counter() - started < 20  # measured ~3 s on a busy 2-core machine
+
+
+def test_a_raw_spec_registers_its_secret_values_before_validation() -> None:
+    registry = SecretRegistry()
+    registry.add_spec({
+        "provider": "emissary", "description": "plain words here",
+        "parameters": {"wandb_key": "wandb-secret-77", "epochs": 3, "run_label": "label-secret-77"},
+        "sensitive": ["run_label", "email"],
+        "input_defaults": {"api_key": "default-key-77"},
+        "inputs": [{"key": "a", "email": "row-mail-77@example.org", "prompt": "hello world"}, "not a row"],
+        "webhook": "https://h.example.com/x?code=hook-code-77",
+    })
+    values = set(registry.snapshot())
+    assert {"wandb-secret-77", "label-secret-77", "default-key-77", "row-mail-77@example.org", "hook-code-77"} <= values
+    assert not values & {"plain words here", "hello world", "emissary"}

@@ -36,6 +36,8 @@ SLEEP_INPUT: dict[str, Any] = {
                  "description": "End as failed instead of succeeded."},
         "log_lines": {"type": "integer", "title": "Log Lines", "minimum": 0, "maximum": 10000, "default": 0,
                       "x-order": 2, "description": "Progress lines to log, evenly spaced."},
+        "message": {"type": "string", "title": "Message", "x-order": 3,
+                    "description": "With fail: quoted in the job's error, as a model quotes its input."},
     },
     "additionalProperties": False,
 }

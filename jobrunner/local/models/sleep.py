@@ -1,4 +1,5 @@
-"""`jobrunner/sleep`: waits `seconds`, logs `log_lines` progress lines, fails on request. For tests."""
+"""`jobrunner/sleep`: waits `seconds`, logs `log_lines` progress lines, fails on request (quoting
+`message` in its error, as real models quote their input). For tests."""
 from __future__ import annotations
 
 import time
@@ -18,5 +19,6 @@ def run(mode: str, input: dict[str, Any], ctx: Any) -> Any:
             ctx.log(f"step {step}/{lines}")
         ctx.progress(step / steps)
     if input.get("fail"):
-        raise ModelError("sleep: failed on request (fail=true)")
+        message = input.get("message")
+        raise ModelError("sleep: failed on request (fail=true)" + (f": {message}" if message else ""))
     return {"slept": seconds}
