@@ -239,7 +239,9 @@ class ReplicateProvider:
         )
 
     async def logs(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> str:
-        data = await self.http.request_json("GET", f"{_collection(job_kind)}/{remote_id}", what=f"get {job_kind} {remote_id}")
+        """The job's log; a long one is its last `max_log_bytes`, after a truncation marker line."""
+        data = await self.http.request_json("GET", f"{_collection(job_kind)}/{remote_id}", what=f"get {job_kind} {remote_id}",
+                                            log_bytes=self.http.max_log_bytes)
         logs = data.get("logs") if isinstance(data, dict) else None
         return logs if isinstance(logs, str) else ""
 
