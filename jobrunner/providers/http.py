@@ -144,9 +144,9 @@ class _AttemptTimedOut(Exception):
 
     def describe(self) -> str:
         if self.phase == "body":
-            return (f"the answer did not arrive in full within {self.limit:g}s "
+            return (f"the answer did not arrive in full within {self.limit:.3g}s "
                     f"(headers came, then {self.received:,} bytes of the body)")
-        return f"no answer within {self.limit:g}s"
+        return f"no answer within {self.limit:.3g}s"
 
 
 @dataclass
