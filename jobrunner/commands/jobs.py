@@ -389,10 +389,16 @@ def status(fmt: str, no_refresh: bool, timeout: str | None) -> int:
 @click.argument("address")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new log lines until the job finishes.")
 def logs(address: str, follow: bool) -> int:
-    """Print the logs of a tracked job (ADDRESS as in `jobrunner status`)."""
+    """Print the logs of a tracked job (ADDRESS as in `jobrunner status`).
+
+    A log longer than providers.<name>.max_log_bytes (1 MiB) is shown from its end, after a
+    `[jobrunner: log truncated: ...]` line saying how much was left out.
+    """
     from jobrunner.providers.base import TERMINAL
     from jobrunner.reconcile.planning import open_workspace
     from jobrunner.redact import hidden_values, known_secrets, scrub_text
+    from jobrunner.providers.bodies import LOG_TRUNCATED_PREFIX
+    from jobrunner.render.logs import ANCHOR_CHARS, log_increment
     from jobrunner.resources import JOB_MODEL
 
     ws = open_workspace()
@@ -419,9 +425,10 @@ def logs(address: str, follow: bool) -> int:
         delay = 0.5
         while True:
             text = await provider.logs(st.job_kind, st.remote_id, project_id=st.project_id) or ""
-            if not text.startswith(shown):  # logs were rewritten (truncated upstream): print them whole
+            # A long log comes back as its end only (behind a marker line): find what is new.
+            new, continues = log_increment(shown, text)
+            if not continues:  # rewritten upstream, or grew past what is kept: print it whole
                 shown = ""
-            new = text[len(shown):]
             if follow:
                 # A line still being written waits for its end: a secret value it holds is never
                 # printed in two halves that the scrubber cannot recognise.
@@ -429,13 +436,16 @@ def logs(address: str, follow: bool) -> int:
             if new:
                 click.echo(scrub(new), nl=not new.endswith("\n") and not follow)
                 shown += new
+            if text.startswith(LOG_TRUNCATED_PREFIX):
+                shown = shown[-ANCHOR_CHARS[0]:]  # only its end is ever looked for again
             if not follow:
                 return EXIT_OK
             job = await provider.get(st.job_kind, st.remote_id, project_id=st.project_id)
             if job.status in TERMINAL:
                 final = await provider.logs(st.job_kind, st.remote_id, project_id=st.project_id) or ""
-                if final.startswith(shown) and len(final) > len(shown):
-                    click.echo(scrub(final[len(shown):]), nl=False)
+                rest, continues = log_increment(shown, final)
+                if rest and continues:
+                    click.echo(scrub(rest), nl=False)
                 click.echo(f"-- {address}: {job.status}", err=True)
                 return EXIT_OK
             await asyncio.sleep(delay)

@@ -25,6 +25,8 @@ MiB = 1024 * KiB
 LOG_TRUNCATED_PREFIX = "[jobrunner: log truncated:"
 
 _STRUCTURE = re.compile(rb'["{}\[\],:]')
+# A quote after a byte that is not a backslash and an even run of backslashes: unescaped.
+_CLOSING_QUOTE = re.compile(rb'[^\\](?:\\\\)*"')
 _LOW_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 _LOG_KEY = b"logs"
 
@@ -63,12 +65,20 @@ def _escape_start(data: bytes, i: int) -> bool:
     return run % 2 == 1
 
 
-def _safe_cut(data: bytes, p: int) -> int:
-    """The first position >= p that does not split an escape (`\\x` or `\\uXXXX`) of JSON string data."""
+def _safe_cut(data: bytes, p: int, *, split_at_end: bool = False) -> int:
+    """The first position >= p that does not split an escape (`\\x` or `\\uXXXX`) of JSON string data.
+
+    With `split_at_end`, an escape that runs past the end of `data` (it continues in the next
+    chunk) gives its start instead, which is <= p.
+    """
     for start in range(max(0, p - 5), p):
         if data[start] == 0x5C and _escape_start(data, start):
             length = 6 if start + 1 < len(data) and data[start + 1] == 0x75 else 2
+            if start + 1 == len(data):
+                length = 2  # a lone backslash at the very end: its escape continues in the next chunk
             if start + length > p:
+                if start + length > len(data) and split_at_end:
+                    return start
                 return min(len(data), start + length)
     return p
 
@@ -160,20 +170,27 @@ class LogTrimmer:
         return bytes(out)
 
     def _string_end(self, chunk: bytes, start: int) -> int:
-        """Index of the closing quote of the open string in chunk[start:], or -1 (updates `_run`)."""
-        pos = start
-        while True:
-            q = chunk.find(b'"', pos)
-            if q < 0:
-                run = _trailing_backslashes(chunk, start, len(chunk))
-                self._run = run + self._run if run == len(chunk) - start else run
-                return -1
-            run = _trailing_backslashes(chunk, start, q)
-            if run == q - start:
-                run += self._run
-            if run % 2 == 0:
-                return q
-            pos = q + 1
+        """Index of the closing quote of the open string in chunk[start:], or -1 (updates `_run`).
+
+        A quote closes the string when an even number of backslashes precede it. Backslashes at
+        the very start of the chunk continue the run the previous chunk ended with (`_run`);
+        after the first other byte, the regex finds the closing quote in C, whatever the log.
+        """
+        n = len(chunk)
+        lead = start
+        while lead < n and chunk[lead] == 0x5C:
+            lead += 1
+        if lead == n:
+            self._run += n - start
+            return -1
+        if chunk[lead] == 0x22 and (lead - start + self._run) % 2 == 0:
+            return lead
+        # Most chunks of a log hold no quote at all: memchr says so at once.
+        match = _CLOSING_QUOTE.search(chunk, lead) if chunk.find(b'"', lead) >= 0 else None
+        if match is not None:
+            return match.end() - 1
+        self._run = _trailing_backslashes(chunk, lead, n)
+        return -1
 
     # -- the log field ---------------------------------------------------------------------
 
@@ -187,10 +204,11 @@ class LogTrimmer:
         end = self._string_end(chunk, i)
         data = self._carry + chunk[i:] if end < 0 else self._carry + chunk[i:end]
         self._carry = b""
-        if end < 0 and self._run % 2 == 1:
-            # The piece ends inside an escape: hold its backslash for the next piece, so a piece
-            # that ends up first after trimming never starts in the middle of an escape.
-            data, self._carry = data[:-1], data[-1:]
+        if end < 0:
+            # The piece may end inside an escape: hold that escape's start for the next piece, so a
+            # piece that ends up first after trimming never starts in the middle of one.
+            split = _safe_cut(data, len(data), split_at_end=True)
+            data, self._carry = data[:split], data[split:]
         if data:
             self._total += len(data)
             if len(data) > self.keep:
