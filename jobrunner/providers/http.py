@@ -133,6 +133,11 @@ def current_deadline() -> CommandDeadline | None:
     return _COMMAND_DEADLINE.get()
 
 
+def upload_seconds(size: int) -> float:
+    """The time one upload attempt of `size` bytes may take: 5 minutes, plus 1 s per MiB beyond 300 MiB."""
+    return max(300.0, size / MiB)
+
+
 class _AttemptTimedOut(Exception):
     """One attempt ran out of time; `phase` and `received` say how far it got."""
 
@@ -491,12 +496,15 @@ class HttpClient:
         what: str | None = None,
         timeout: httpx.Timeout | None = None,
         log_bytes: int = FIELD_LOG_BYTES,
+        attempt_timeout: float | None = None,
     ) -> httpx.Response:
         """Send one logical request (with retries); return the 2xx answer or raise a ProviderError.
 
         `idempotent` defaults from the method (POST and PATCH are not). Pass `idempotent=True`
         for POSTs that are safe to repeat (cancel, upload) and leave creates non-idempotent.
         `log_bytes` is what is kept of each `logs` field of a JSON answer (its end).
+        `attempt_timeout` replaces the total time one attempt may take (an upload's grows with
+        its size, see `upload_seconds`); the request's deadline is never shorter than one attempt.
         """
         method = method.upper()
         if idempotent is None:
@@ -505,8 +513,9 @@ class HttpClient:
         url = self.url(path)
         shown = what or f"{method} {urlsplit(url).path}"
         # One attempt gets the read timeout in total (a held create's is longer than the hold).
-        per_attempt = float((timeout or self._timeout).read or self._timeout.read or DEFAULT_TIMEOUT.read or 30.0)
-        end, bound = self._end_of(time.monotonic())
+        per_attempt = attempt_timeout or float(
+            (timeout or self._timeout).read or self._timeout.read or DEFAULT_TIMEOUT.read or 30.0)
+        end, bound = self._end_of(time.monotonic(), per_attempt)
         attempt = 0
         while True:
             attempt += 1
@@ -567,9 +576,9 @@ class HttpClient:
             self.stats["errors"] += 1
             raise err
 
-    def _end_of(self, started: float) -> tuple[float, CommandDeadline | None]:
+    def _end_of(self, started: float, per_attempt: float) -> tuple[float, CommandDeadline | None]:
         """When this request must be over: its own deadline, or the command's if that is sooner."""
-        end = started + self.deadline
+        end = started + max(self.deadline, per_attempt)
         command = current_deadline()
         if command is not None and command.at < end:
             return command.at, command
@@ -719,6 +728,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "command_deadline",
     "current_deadline",
+    "upload_seconds",
     "HttpClient",
     "RetryPolicy",
     "error_detail",

@@ -38,7 +38,7 @@ from jobrunner.providers.base import (
     CreateRequest,
     RemoteJob,
 )
-from jobrunner.providers.http import HttpClient
+from jobrunner.providers.http import HttpClient, upload_seconds
 from jobrunner.providers.ratelimit import CREATE, OTHER
 from jobrunner.providers.sync_create import SyncCreatePolicy
 from jobrunner.timestamps import parse_rfc3339, to_rfc3339
@@ -354,6 +354,7 @@ class ReplicateProvider:
             idempotent=True,
             what=f"upload {file.name}",
             timeout=UPLOAD_TIMEOUT,
+            attempt_timeout=upload_seconds(len(content)),
         )
         url = (data.get("urls") or {}).get("get") if isinstance(data, dict) else None
         if not isinstance(url, str) or not url:

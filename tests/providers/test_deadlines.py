@@ -220,3 +220,28 @@ def test_the_trimmer_keeps_json_valid_and_only_shortens_logs(doc: Any, keep: int
             assert kept == original
     if not before:
         assert trimmed == doc
+
+
+def test_the_bounds_are_read_from_jobrunner_yaml_and_checked(tmp_path: Any) -> None:
+    from types import SimpleNamespace
+
+    from jobrunner.errors import ConfigError
+    from jobrunner.providers.registry import get_provider
+
+    env = {"REPLICATE_API_TOKEN": TOKEN}
+    config = SimpleNamespace(providers={"replicate": {"deadline": 7, "max_body_bytes": 1000, "max_log_bytes": 100,
+                                                      "unreachable_after": 9}})
+    http = get_provider("replicate", config, tmp_path, env=env).http
+    assert (http.deadline, http.max_body_bytes, http.max_log_bytes, http.unreachable_after) == (7.0, 1000, 100, 9.0)
+    defaults = get_provider("replicate", SimpleNamespace(providers={}), tmp_path, env=env).http
+    assert (defaults.deadline, defaults.max_body_bytes, defaults.max_log_bytes) == (120.0, 32 * 1024 * 1024, 1024 * 1024)
+    for key, bad in [("deadline", 0), ("max_body_bytes", 1.5), ("unreachable_after", "5m")]:
+        with pytest.raises(ConfigError, match=f"providers.replicate.{key} must be a positive"):
+            get_provider("replicate", SimpleNamespace(providers={"replicate": {key: bad}}), tmp_path, env=env)
+
+
+def test_an_upload_may_take_longer_than_the_request_deadline() -> None:
+    from jobrunner.providers.http import upload_seconds
+
+    assert upload_seconds(10) == 300.0
+    assert upload_seconds(1024 * 1024 * 1024) == 1024.0
