@@ -166,7 +166,9 @@ class Waiter:
 
 
 def _seconds(value: float) -> str:
-    """A short duration for messages: 45s, 5m, 5m30s."""
+    """A short duration for messages: 0.5s, 45s, 5m, 5m30s."""
+    if value < 60:
+        return f"{value:.2g}s" if value < 10 else f"{value:.0f}s"
     total = int(round(value))
     minutes, seconds = divmod(total, 60)
     if not minutes:
