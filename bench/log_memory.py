@@ -32,7 +32,7 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -147,10 +147,9 @@ def _workspace(root: Path, jobs: int) -> list[str]:
             "history": [{"remote_id": remote_id, "fingerprint": f"{i:064x}", "attempt": 1,
                          "created_at": _created(i), "status": "running"}],
         }
-    state = {"format_version": 1, "serial": 1, "lineage": "bench-log-memory", "addresses": entries}
     from jobrunner.state.model import STATE_FORMAT_VERSION
 
-    state["format_version"] = STATE_FORMAT_VERSION
+    state = {"format_version": STATE_FORMAT_VERSION, "serial": 1, "lineage": "bench-log-memory", "addresses": entries}
     (root / ".jobrunner" / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
     return addresses
 
