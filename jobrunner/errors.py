@@ -160,6 +160,14 @@ class TransportError(RetryableError):
     """Connection refused, reset or dropped, or a timeout: the request's fate is unknown."""
 
 
+class ProviderUnreachableError(ProviderError):
+    """A provider answered nothing usable for longer than its `unreachable_after` while apply waited.
+
+    Not retryable: apply stops waiting on that provider's jobs (they keep running remotely, and
+    state still tracks them, so the next apply resumes waiting).
+    """
+
+
 class AuthError(ProviderError):
     """401/403: the credential is missing or wrong."""
 

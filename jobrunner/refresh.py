@@ -8,19 +8,45 @@ A job the provider no longer knows (404) comes back as status `gone`.
 Pending intents (a create was about to be sent when the last run stopped) are resolved by looking
 the job up on the provider; a match is reported so the plan can `adopt` it instead of creating a
 duplicate.
+
+A refresh never hangs: `refresh_bound` gives the time a command's refresh may take (`--timeout`,
+else `JOBRUNNER_REFRESH_TIMEOUT`, else 2 minutes), which the commands install as the command
+deadline of every provider request (`jobrunner.providers.http.command_deadline`).
 """
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import defaultdict
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from jobrunner.errors import NotFoundError
 from jobrunner.providers.base import GONE, TERMINAL, RemoteJob
 from jobrunner.reconcile.timeutil import parse_rfc3339, utcnow
 from jobrunner.resources import JOB_MODEL
 from jobrunner.state.model import AddressState, StateDoc
+
+
+REFRESH_TIMEOUT_ENV = "JOBRUNNER_REFRESH_TIMEOUT"
+DEFAULT_REFRESH_TIMEOUT = 120.0
+
+
+def refresh_bound(option: str | None, command: str, env: Mapping[str, str] | None = None) -> tuple[float, str]:
+    """(seconds, how it was set) for the provider refresh of `command` (plan, status, apply...).
+
+    `--timeout D` wins, then the environment variable, then the default; the second value names
+    the setting in messages, so an error says which bound ran out and how to change it.
+    """
+    from jobrunner.reconcile.timeutil import parse_duration
+
+    if option:
+        return float(parse_duration(option, what="--timeout") or 0), f"{command} --timeout {option}"
+    value = (os.environ if env is None else env).get(REFRESH_TIMEOUT_ENV, "").strip()
+    if value:
+        return float(parse_duration(value, what=REFRESH_TIMEOUT_ENV) or 0), f"{REFRESH_TIMEOUT_ENV}={value}"
+    return DEFAULT_REFRESH_TIMEOUT, (f"the {command} refresh bound (2m: change it with --timeout "
+                                     f"or {REFRESH_TIMEOUT_ENV})")
 
 
 def needs_refresh(st: AddressState) -> bool:

@@ -48,6 +48,20 @@ def _parse_timeout(value: str | None) -> float | None:
     return parse_duration(value, what="--timeout")
 
 
+# After `apply --timeout` passes, provider requests still in flight (a create being answered, a
+# poll) get this much longer before they are cut, so an answer that is arriving gets recorded.
+TIMEOUT_GRACE = 10.0
+
+
+def _refresh_deadline(option: str | None, command: str, started: float | None = None) -> Any:
+    """The command deadline of a command's provider refresh (see `jobrunner.refresh.refresh_bound`)."""
+    from jobrunner.providers.http import command_deadline
+    from jobrunner.refresh import refresh_bound
+
+    seconds, why = refresh_bound(option, command)
+    return command_deadline((started if started is not None else time.monotonic()) + seconds, why)
+
+
 async def _with_pool(ws: Any, fn: Any) -> Any:
     from jobrunner.reconcile.pool import ProviderPool
 
@@ -103,9 +117,14 @@ def _exit_code(report: Any) -> int:
     return EXIT_OK
 
 
-async def _execute(ws: Any, pool: Any, doc: Any, planned: Any, *, wait: bool, timeout: float | None,
-                   parallelism: int, destroy: bool = False) -> Any:
-    """Run the executor with Ctrl-C handling: the first stops submitting and waiting."""
+async def _execute(ws: Any, pool: Any, doc: Any, planned: Any, *, wait: bool, deadline: float | None,
+                   parallelism: int, destroy: bool = False, why: str = "") -> Any:
+    """Run the executor with Ctrl-C handling: the first stops submitting and waiting.
+
+    `deadline` (time.monotonic()) is when waiting stops (`--timeout`); provider requests still in
+    flight then are cut TIMEOUT_GRACE seconds later, so the command ends in bounded time.
+    """
+    from jobrunner.providers.http import command_deadline
     from jobrunner.reconcile.executor import ApplyOptions, Executor
     from jobrunner.reconcile.statewriter import StateWriter
     from jobrunner.render.progress import make_progress
@@ -122,8 +141,7 @@ async def _execute(ws: Any, pool: Any, doc: Any, planned: Any, *, wait: bool, ti
         root=ws.root,
         expand=lambda: expand(resources, ws.root, state=doc, items=planned.items),
         progress=progress,
-        options=ApplyOptions(wait=wait, deadline=(time.monotonic() + timeout) if timeout else None,
-                             parallelism=parallelism, destroy=destroy),
+        options=ApplyOptions(wait=wait, deadline=deadline, parallelism=parallelism, destroy=destroy),
     )
     loop = asyncio.get_running_loop()
     interrupts = 0
@@ -145,7 +163,8 @@ async def _execute(ws: Any, pool: Any, doc: Any, planned: Any, *, wait: bool, ti
     except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (e.g. some test runners)
         installed = False
     try:
-        return await executor.run()
+        with command_deadline(deadline + TIMEOUT_GRACE if deadline is not None else None, why):
+            return await executor.run()
     finally:
         progress.close()
         if installed:
@@ -169,14 +188,19 @@ def _print_report(report: Any, doc: Any, verb: str) -> int:
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when there are no changes, 2 when there are.")
 @click.option("--target", "targets", multiple=True, metavar="ADDR", help="Only plan this address and what it depends on (repeatable).")
-def plan(paths: tuple[str, ...], out: str | None, fmt: str, detailed_exitcode: bool, targets: tuple[str, ...]) -> int:
+@click.option("--timeout", "timeout", metavar="D",
+              help="Give up asking the providers after this long (default 2m, or $JOBRUNNER_REFRESH_TIMEOUT); exit 1.")
+def plan(paths: tuple[str, ...], out: str | None, fmt: str, detailed_exitcode: bool, targets: tuple[str, ...],
+         timeout: str | None) -> int:
     """Show what apply would do: diff the manifests against state and the providers' live status."""
     from jobrunner.reconcile.planning import make_plan, open_workspace, resolve_paths
 
+    bound = _refresh_deadline(timeout, "plan")
     ws = open_workspace()
     abs_paths = resolve_paths(paths, ws.root)
     doc = ws.store.load()
-    planned = asyncio.run(_with_pool(ws, lambda pool: make_plan(ws, abs_paths, doc, pool, targets=targets)))
+    with bound:
+        planned = asyncio.run(_with_pool(ws, lambda pool: make_plan(ws, abs_paths, doc, pool, targets=targets)))
     _echo_warnings(planned.warnings)
     text = _render(planned.plan, fmt)
     click.echo(text, nl=not text.endswith("\n"))
@@ -197,7 +221,8 @@ def plan(paths: tuple[str, ...], out: str | None, fmt: str, detailed_exitcode: b
 @click.argument("paths", nargs=-1, type=click.Path(), metavar="[PLANFILE | PATHS]...")
 @click.option("--auto-approve", is_flag=True, help="Skip the confirmation prompt.")
 @click.option("--no-wait", is_flag=True, help="Create jobs and return without waiting for them to finish.")
-@click.option("--timeout", "timeout", metavar="D", help="Stop waiting after this long (e.g. 30m); jobs keep running, exit 6.")
+@click.option("--timeout", "timeout", metavar="D",
+              help="Bound the whole apply, planning refresh included (e.g. 30m): waiting stops then, jobs keep running, exit 6.")
 @click.option("--parallelism", type=click.IntRange(1, 1000), default=None, help="Concurrent operations (default from jobrunner.yaml, 10).")
 @click.option("--target", "targets", multiple=True, metavar="ADDR", help="Only apply this address and what it depends on (repeatable).")
 def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: str | None,
@@ -207,6 +232,7 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
     from jobrunner.saved_plan import read_saved_plan
 
     wait_for = _parse_timeout(timeout)
+    started = time.monotonic()
     ws = open_workspace()
     saved = read_saved_plan(Path(paths[0])) if len(paths) == 1 else None
     if saved is not None:
@@ -220,7 +246,8 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
 
     async def run(pool: Any) -> int:
         doc = ws.store.load()
-        planned = await make_plan(ws, plan_paths, doc, pool, targets=targets)
+        with _refresh_deadline(timeout, "apply", started):  # --timeout covers planning too
+            planned = await make_plan(ws, plan_paths, doc, pool, targets=targets)
         _echo_warnings(planned.warnings)
         if saved is not None:
             planned.plan = _check_saved_plan(saved, planned)
@@ -230,17 +257,21 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
             missing = [r for r in planned.resources if r.kind == "PredictionBatch" and r.spec.get("output_file")
                        and not ((ws.root / r.file).parent / str(r.spec["output_file"])).exists()]
             if missing:
-                report = await _execute(ws, pool, doc, planned, wait=False, timeout=None, parallelism=par)
+                report = await _execute(ws, pool, doc, planned, wait=False, deadline=None, parallelism=par)
                 for f in report.files_written:
                     click.echo(f"Wrote {f}")
             return EXIT_OK
         # Only waiting for jobs already running changes nothing: no need to ask.
         needs_ok = saved is None and planned.plan.has_changes
+        asked = time.monotonic()
         if needs_ok and not _confirm(auto_approve, "\nDo you want to perform these actions?"):
             click.echo("Apply canceled.", err=True)
             return EXIT_ERROR
         click.echo("")
-        report = await _execute(ws, pool, doc, planned, wait=not no_wait, timeout=wait_for, parallelism=par)
+        # The time spent reading the plan at the prompt is not part of --timeout.
+        deadline = started + wait_for + (time.monotonic() - asked) if wait_for else None
+        report = await _execute(ws, pool, doc, planned, wait=not no_wait, deadline=deadline, parallelism=par,
+                                why=f"apply --timeout {timeout} (+{TIMEOUT_GRACE:g}s for requests in flight)")
         return _print_report(report, doc, "Apply complete" if _exit_code(report) == 0 else "Apply finished")
 
     with ws.store.lock("apply"):
@@ -281,7 +312,8 @@ def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...]
         doc = ws.store.load()
         chosen = {a: st for a, st in doc.addresses.items()
                   if not targets or a in targets or resource_of(a) in targets}
-        remote = await refresh_tracked(doc, pool, addresses=chosen)
+        with _refresh_deadline(None, "destroy"):
+            remote = await refresh_tracked(doc, pool, addresses=chosen)
         for addr, job in remote.items():
             doc.addresses[addr].status = job.status
         changes = destroy_changes(chosen, by_res)
@@ -294,7 +326,7 @@ def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...]
             click.echo("Destroy canceled.", err=True)
             return EXIT_ERROR
         planned = Planned(plan=plan_obj, resources=resources, desired=[], remote=remote, files=[])
-        report = await _execute(ws, pool, doc, planned, wait=not no_wait, timeout=None,
+        report = await _execute(ws, pool, doc, planned, wait=not no_wait, deadline=None,
                                 parallelism=getattr(ws.config, "parallelism", 10) or 10, destroy=True)
         from jobrunner.render.report import failure_lines, summary_line
 
@@ -315,9 +347,11 @@ def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...]
 @click.command("status")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--no-refresh", is_flag=True, help="Show what state recorded without asking the providers.")
-def status(fmt: str, no_refresh: bool) -> int:
+@click.option("--timeout", "timeout", metavar="D",
+              help="Give up asking the providers after this long (default 2m, or $JOBRUNNER_REFRESH_TIMEOUT); exit 1.")
+def status(fmt: str, no_refresh: bool, timeout: str | None) -> int:
     """Every tracked address: provider, remote id, status, age, attempts (refreshes running jobs)."""
-    from jobrunner.errors import StateLockedError
+    from jobrunner.errors import ProviderError, StateLockedError
     from jobrunner.reconcile.planning import open_workspace
     from jobrunner.reconcile.timeutil import utcnow
     from jobrunner.refresh import refresh_tracked
@@ -327,7 +361,12 @@ def status(fmt: str, no_refresh: bool) -> int:
     if not no_refresh:
         from jobrunner.refresh import absorb
 
-        remote = asyncio.run(_with_pool(ws, lambda pool: refresh_tracked(doc, pool)))
+        try:
+            with _refresh_deadline(timeout, "status"):
+                remote = asyncio.run(_with_pool(ws, lambda pool: refresh_tracked(doc, pool)))
+        except ProviderError as err:
+            err.hint = (err.hint + "; " if err.hint else "") + "`jobrunner status --no-refresh` shows what state recorded"
+            raise
         if absorb(doc, remote):  # record what we learned, unless another command holds the state
             try:
                 with ws.store.lock("status"):
@@ -350,10 +389,16 @@ def status(fmt: str, no_refresh: bool) -> int:
 @click.argument("address")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new log lines until the job finishes.")
 def logs(address: str, follow: bool) -> int:
-    """Print the logs of a tracked job (ADDRESS as in `jobrunner status`)."""
+    """Print the logs of a tracked job (ADDRESS as in `jobrunner status`).
+
+    A log longer than providers.<name>.max_log_bytes (1 MiB) is shown from its end, after a
+    `[jobrunner: log truncated: ...]` line saying how much was left out.
+    """
     from jobrunner.providers.base import TERMINAL
     from jobrunner.reconcile.planning import open_workspace
     from jobrunner.redact import hidden_values, known_secrets, scrub_text
+    from jobrunner.providers.bodies import LOG_TRUNCATED_PREFIX
+    from jobrunner.render.logs import ANCHOR_CHARS, log_increment
     from jobrunner.resources import JOB_MODEL
 
     ws = open_workspace()
@@ -380,9 +425,10 @@ def logs(address: str, follow: bool) -> int:
         delay = 0.5
         while True:
             text = await provider.logs(st.job_kind, st.remote_id, project_id=st.project_id) or ""
-            if not text.startswith(shown):  # logs were rewritten (truncated upstream): print them whole
+            # A long log comes back as its end only (behind a marker line): find what is new.
+            new, continues = log_increment(shown, text)
+            if not continues:  # rewritten upstream, or grew past what is kept: print it whole
                 shown = ""
-            new = text[len(shown):]
             if follow:
                 # A line still being written waits for its end: a secret value it holds is never
                 # printed in two halves that the scrubber cannot recognise.
@@ -390,13 +436,16 @@ def logs(address: str, follow: bool) -> int:
             if new:
                 click.echo(scrub(new), nl=not new.endswith("\n") and not follow)
                 shown += new
+            if text.startswith(LOG_TRUNCATED_PREFIX):
+                shown = shown[-ANCHOR_CHARS[0]:]  # only its end is ever looked for again
             if not follow:
                 return EXIT_OK
             job = await provider.get(st.job_kind, st.remote_id, project_id=st.project_id)
             if job.status in TERMINAL:
                 final = await provider.logs(st.job_kind, st.remote_id, project_id=st.project_id) or ""
-                if final.startswith(shown) and len(final) > len(shown):
-                    click.echo(scrub(final[len(shown):]), nl=False)
+                rest, continues = log_increment(shown, final)
+                if rest and continues:
+                    click.echo(scrub(rest), nl=False)
                 click.echo(f"-- {address}: {job.status}", err=True)
                 return EXIT_OK
             await asyncio.sleep(delay)

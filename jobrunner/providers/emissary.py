@@ -30,7 +30,7 @@ from jobrunner.providers.base import (
     CreateRequest,
     RemoteJob,
 )
-from jobrunner.providers.http import HttpClient
+from jobrunner.providers.http import HttpClient, upload_seconds
 from jobrunner.providers.ratelimit import CREATE
 from jobrunner.timestamps import to_rfc3339
 
@@ -244,6 +244,7 @@ class EmissaryProvider:
             idempotent=True,  # a repeated upload only leaves a spare dataset behind
             what=f"upload dataset {file.name}",
             timeout=UPLOAD_TIMEOUT,
+            attempt_timeout=upload_seconds(len(content)),
         )
         dataset_id = data.get("id") if isinstance(data, dict) else None
         if not isinstance(dataset_id, str) or not dataset_id:

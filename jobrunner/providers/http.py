@@ -3,6 +3,13 @@
 Every provider request goes through `HttpClient.request`, which:
 
 * reuses one `httpx.AsyncClient` (connection pooling, keep-alive) with explicit timeouts;
+* bounds every request in total time, not only per read: one attempt (connect, send, the whole
+  answer) gets `timeout` seconds, all attempts and backoffs together get `deadline` seconds, and a
+  command-wide deadline (`command_deadline`, e.g. `apply --timeout` or the refresh bound of
+  `plan`/`status`) cuts whatever is in flight when it passes. A server that sends headers and then
+  trickles its body one byte a second is given up on like one that never answers;
+* reads answers streaming with a byte cap (`max_body_bytes`), keeping only the tail of job logs
+  (`bodies.LogTrimmer`), so no answer is ever held whole before its size is known;
 * takes a token from the provider's rate limiter (`ratelimit.py`) for the request's class;
 * retries with jittered exponential backoff on 429, 5xx and connection errors, honouring
   `Retry-After` (seconds or an HTTP date, or Replicate's `retry_after` body field);
@@ -22,12 +29,15 @@ tests exercise the retry schedule without waiting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import functools
 import json as jsonlib
 import logging
 import random
 import re
 import ssl
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -49,6 +59,7 @@ from jobrunner.errors import (
     ServerError,
     TransportError,
 )
+from jobrunner.providers.bodies import BodyTooLarge, LogTrimmer, MiB, KiB, read_capped
 from jobrunner.providers.ratelimit import OTHER, RateLimiter
 from jobrunner.redact import MIN_SECRET_LEN, register_secret
 
@@ -59,6 +70,14 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0, pool=60.0)
+# One request, all attempts and the backoffs between them (providers.<name>.deadline).
+DEFAULT_DEADLINE = 120.0
+# The largest answer read (providers.<name>.max_body_bytes); job logs are trimmed, not counted whole.
+DEFAULT_MAX_BODY_BYTES = 32 * MiB
+# What `jobrunner logs` keeps of one job's log (providers.<name>.max_log_bytes): the end of it.
+DEFAULT_MAX_LOG_BYTES = 1 * MiB
+# What any other answer keeps of a `logs` field (a status poll or list page has no use for logs).
+FIELD_LOG_BYTES = 16 * KiB
 DEFAULT_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=30.0)
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -75,6 +94,64 @@ def _ssl_context() -> ssl.SSLContext:
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+# --- the command's deadline -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CommandDeadline:
+    """When the running command stops waiting for providers (`time.monotonic()`), and why."""
+
+    at: float
+    why: str  # e.g. "apply --timeout 20s", for the message of a request it cuts
+
+
+_COMMAND_DEADLINE: contextvars.ContextVar[CommandDeadline | None] = contextvars.ContextVar(
+    "jobrunner_command_deadline", default=None)
+
+
+@contextlib.contextmanager
+def command_deadline(at: float | None, why: str) -> Iterator[None]:
+    """Every provider request made inside (tasks started inside included) ends by `at`.
+
+    A request still in flight then is cut and fails with a TransportError naming the provider,
+    the request and `why`; one that would start after it fails at once without sending anything.
+    Nested deadlines: the earlier one wins.
+    """
+    current = _COMMAND_DEADLINE.get()
+    if at is None or (current is not None and current.at <= at):
+        yield
+        return
+    token = _COMMAND_DEADLINE.set(CommandDeadline(at, why))
+    try:
+        yield
+    finally:
+        _COMMAND_DEADLINE.reset(token)
+
+
+def current_deadline() -> CommandDeadline | None:
+    return _COMMAND_DEADLINE.get()
+
+
+def upload_seconds(size: int) -> float:
+    """The time one upload attempt of `size` bytes may take: 5 minutes, plus 1 s per MiB beyond 300 MiB."""
+    return max(300.0, size / MiB)
+
+
+class _AttemptTimedOut(Exception):
+    """One attempt ran out of time; `phase` and `received` say how far it got."""
+
+    def __init__(self, phase: str, received: int, limit: float) -> None:
+        super().__init__(phase)
+        self.phase = phase
+        self.received = received
+        self.limit = limit
+
+    def describe(self) -> str:
+        if self.phase == "body":
+            return (f"the answer did not arrive in full within {self.limit:.3g}s "
+                    f"(headers came, then {self.received:,} bytes of the body)")
+        return f"no answer within {self.limit:.3g}s"
 
 
 @dataclass
@@ -288,6 +365,10 @@ class HttpClient:
         policy: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: httpx.Timeout | None = None,
+        deadline: float = DEFAULT_DEADLINE,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
+        unreachable_after: float | None = None,
         sleep: Sleep = asyncio.sleep,
         now: Now = utcnow,
     ) -> None:
@@ -304,6 +385,12 @@ class HttpClient:
         self.policy = policy or RetryPolicy()
         self._transport = transport
         self._timeout = timeout or DEFAULT_TIMEOUT
+        self.deadline = deadline
+        self.max_body_bytes = max_body_bytes
+        self.max_log_bytes = max_log_bytes
+        # How long polling tolerates this provider failing before apply stops waiting on it
+        # (read by `reconcile.waiter`; None: its default).
+        self.unreachable_after = unreachable_after
         self._sleep = sleep
         self._now = now
         self._client: httpx.AsyncClient | None = None
@@ -408,11 +495,16 @@ class HttpClient:
         request_class: str = OTHER,
         what: str | None = None,
         timeout: httpx.Timeout | None = None,
+        log_bytes: int = FIELD_LOG_BYTES,
+        attempt_timeout: float | None = None,
     ) -> httpx.Response:
         """Send one logical request (with retries); return the 2xx answer or raise a ProviderError.
 
         `idempotent` defaults from the method (POST and PATCH are not). Pass `idempotent=True`
         for POSTs that are safe to repeat (cancel, upload) and leave creates non-idempotent.
+        `log_bytes` is what is kept of each `logs` field of a JSON answer (its end).
+        `attempt_timeout` replaces the total time one attempt may take (an upload's grows with
+        its size, see `upload_seconds`); the request's deadline is never shorter than one attempt.
         """
         method = method.upper()
         if idempotent is None:
@@ -420,35 +512,43 @@ class HttpClient:
         client = await self._ensure()
         url = self.url(path)
         shown = what or f"{method} {urlsplit(url).path}"
+        # One attempt gets the read timeout in total (a held create's is longer than the hold).
+        per_attempt = attempt_timeout or float(
+            (timeout or self._timeout).read or self._timeout.read or DEFAULT_TIMEOUT.read or 30.0)
+        end, bound = self._end_of(time.monotonic(), per_attempt)
         attempt = 0
         while True:
             attempt += 1
-            await self.limiter.acquire(request_class)
+            if time.monotonic() >= end:  # nothing is sent once the deadline has passed
+                raise self._out_of_time(shown, bound, attempt - 1, sent=False)
+            try:
+                async with asyncio.timeout(max(0.0, end - time.monotonic())):
+                    await self.limiter.acquire(request_class)
+            except TimeoutError:
+                raise self._out_of_time(shown, bound, attempt - 1, sent=False) from None
             self.stats["requests"] += 1
             self.stats[f"requests.{request_class}"] += 1
+            limit = min(per_attempt, end - time.monotonic())
             try:
-                kwargs: dict[str, Any] = {}
-                if timeout is not None:
-                    kwargs["timeout"] = timeout
-                response = await client.request(
-                    method, url, json=json, params=params, files=files, data=data, headers=headers, **kwargs
+                response = await self._attempt(
+                    client, method, url, limit=limit, log_bytes=log_bytes, timeout=timeout,
+                    json=json, params=params, files=files, data=data, headers=headers,
                 )
+            except _AttemptTimedOut as cut:
+                err = self._transport_error(shown, cut.describe(), sent=True, idempotent=idempotent)
+                if time.monotonic() >= end - 0.001:
+                    raise self._out_of_time(shown, bound, attempt, sent=not idempotent, last=cut.describe()) from None
+                if idempotent and attempt < self.policy.max_attempts and await self._backoff(
+                        attempt, None, shown, "timeout", end):
+                    continue
+                self.stats["errors"] += 1
+                raise err from None
             except httpx.TransportError as exc:
                 sent = not isinstance(exc, _NOT_SENT)
-                err = TransportError(
-                    f"{self.provider}: {shown} failed: {_describe(exc)}",
-                    provider=self.provider,
-                    hint=(
-                        "the request may have reached the provider: jobrunner looks the job up before creating it again"
-                        if sent and not idempotent
-                        else f"check the network and the {self.provider} base URL ({self.base_url})"
-                    ),
-                )
-                err.ambiguous = sent and not idempotent
-                self._scrub_error(err)
+                err = self._transport_error(shown, _describe(exc), sent=sent, idempotent=idempotent)
                 hopeless = isinstance(exc, httpx.UnsupportedProtocol)  # a bad base URL: retrying cannot help
-                if (idempotent or not sent) and not hopeless and attempt < self.policy.max_attempts:
-                    await self._backoff(attempt, None, shown, type(exc).__name__)
+                if (idempotent or not sent) and not hopeless and attempt < self.policy.max_attempts \
+                        and await self._backoff(attempt, None, shown, type(exc).__name__, end):
                     continue
                 self.stats["errors"] += 1
                 raise err from None
@@ -466,8 +566,8 @@ class HttpClient:
             )
             retryable = status == 429 or (status >= 500 and idempotent)
             too_long = retry_after is not None and retry_after > self.policy.max_retry_after
-            if retryable and not too_long and attempt < self.policy.max_attempts:
-                await self._backoff(attempt, retry_after, shown, str(status))
+            if retryable and not too_long and attempt < self.policy.max_attempts \
+                    and await self._backoff(attempt, retry_after, shown, str(status), end):
                 continue
             if status >= 500 and not idempotent:
                 # The server may have created the job before failing: never re-send blindly.
@@ -476,11 +576,90 @@ class HttpClient:
             self.stats["errors"] += 1
             raise err
 
-    async def _backoff(self, attempt: int, retry_after: float | None, shown: str, why: str) -> None:
+    def _end_of(self, started: float, per_attempt: float) -> tuple[float, CommandDeadline | None]:
+        """When this request must be over: its own deadline, or the command's if that is sooner."""
+        end = started + max(self.deadline, per_attempt)
+        command = current_deadline()
+        if command is not None and command.at < end:
+            return command.at, command
+        return end, None
+
+    async def _attempt(self, client: httpx.AsyncClient, method: str, url: str, *, limit: float, log_bytes: int,
+                       timeout: httpx.Timeout | None, **kwargs: Any) -> httpx.Response:
+        """One exchange, bounded in total by `limit` seconds; the body read streaming, capped."""
+        extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+        phase, received = "answer", [0]
+        try:
+            async with asyncio.timeout(max(0.0, limit)):
+                request = client.build_request(method, url, **kwargs, **extra)
+                response = await client.send(request, stream=True)
+                phase = "body"
+                try:
+                    json_body = "json" in response.headers.get("content-type", "").lower()
+                    body = await read_capped(
+                        response.aiter_bytes(), max_bytes=self.max_body_bytes,
+                        trimmer=LogTrimmer(log_bytes) if json_body else None, progress=received,
+                    )
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise _AttemptTimedOut(phase, received[0], limit) from None
+        except BodyTooLarge as big:
+            raise self._too_large(response, method, url, big) from None
+        # The body was read here, under the cap; hand it to the response as if httpx had read it.
+        response._content = body
+        return response
+
+    def _too_large(self, response: httpx.Response, method: str, url: str, big: BodyTooLarge) -> ProtocolError:
+        err = ProtocolError(
+            f"{self.provider}: {method} {urlsplit(url).path}: the answer (HTTP {response.status_code}) is larger than "
+            f"{big.cap:,} bytes; jobrunner stopped reading it",
+            provider=self.provider,
+            status=response.status_code,
+            hint=(f"raise providers.{self.provider}.max_body_bytes in jobrunner.yaml if answers this large are "
+                  f"expected, else check that {self.base_url} is really a {self.provider} API endpoint"),
+        )
+        return self._scrub_error(err)
+
+    def _transport_error(self, shown: str, why: str, *, sent: bool, idempotent: bool) -> TransportError:
+        err = TransportError(
+            f"{self.provider}: {shown} failed: {why}",
+            provider=self.provider,
+            hint=(
+                "the request may have reached the provider: jobrunner looks the job up before creating it again"
+                if sent and not idempotent
+                else f"check the network and the {self.provider} base URL ({self.base_url})"
+            ),
+        )
+        err.ambiguous = sent and not idempotent
+        return self._scrub_error(err)  # type: ignore[return-value]
+
+    def _out_of_time(self, shown: str, bound: CommandDeadline | None, attempts: int, *, sent: bool,
+                     last: str | None = None) -> TransportError:
+        """The error of a request that ran out of its own deadline or the command's."""
+        tries = f" after {attempts} attempt{'s' if attempts != 1 else ''}" if attempts else ""
+        if bound is not None:
+            why = f"stopped at the deadline of {bound.why}{tries}"
+        else:
+            why = f"no complete answer within {self.deadline:g}s{tries} (providers.{self.provider}.deadline)"
+        if last:
+            why += f"; last: {last}"
+        err = self._transport_error(shown, why, sent=sent, idempotent=not sent)
+        if not err.ambiguous:
+            err.hint = (f"{self.provider} is not answering (or answers too slowly): check the network and "
+                        f"{self.base_url}, then run the command again; jobs already running keep running")
+        self.stats["errors"] += 1
+        return err
+
+    async def _backoff(self, attempt: int, retry_after: float | None, shown: str, why: str, end: float) -> bool:
+        """Wait before the next attempt; False (no wait) when that would end past the deadline."""
         delay = self.policy.backoff(attempt, retry_after)
+        if time.monotonic() + delay >= end:
+            return False
         self.stats["retries"] += 1
         log.info("%s: %s: %s, retrying in %.2fs (attempt %d of %d)", self.provider, shown, why, delay, attempt + 1, self.policy.max_attempts)
         await self._sleep(delay)
+        return True
 
     def _retry_after(self, response: httpx.Response) -> float | None:
         if response.status_code not in (429, 503) and "retry-after" not in response.headers:
@@ -542,7 +721,14 @@ def _describe(exc: httpx.TransportError) -> str:
 
 
 __all__ = [
+    "CommandDeadline",
+    "DEFAULT_DEADLINE",
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_LOG_BYTES",
     "DEFAULT_TIMEOUT",
+    "command_deadline",
+    "current_deadline",
+    "upload_seconds",
     "HttpClient",
     "RetryPolicy",
     "error_detail",

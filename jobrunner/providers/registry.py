@@ -10,7 +10,11 @@ none (its token is read from the workspace). Per-provider settings in jobrunner.
         base_url: https://api.replicate.com     # REPLICATE_BASE_URL wins when set
         rate_limits: {create_per_minute: 600, other_per_minute: 3000}
         retries: {max_attempts: 5, backoff_base: 0.5, backoff_max: 30, max_retry_after: 120}
-        timeout: 30                             # seconds per request (connect: 10)
+        timeout: 30                             # seconds per attempt, the whole answer included (connect: 10)
+        deadline: 120                           # seconds per request, all attempts and backoffs included
+        max_body_bytes: 33554432                # larger answers are a protocol error (32 MiB)
+        max_log_bytes: 1048576                  # `jobrunner logs` keeps the end of a log (1 MiB)
+        unreachable_after: 300                  # apply stops waiting after this long without an answer
         sync_wait: 1                            # Prefer: wait=n on prediction creates (false: off)
       emissary: {base_url: https://api.withemissary.com}
       local: {url: http://127.0.0.1:8765}       # else the workspace's platform is auto-started
@@ -28,7 +32,15 @@ import httpx
 
 from jobrunner.errors import ConfigError, CredentialsError
 from jobrunner.providers.emissary import EmissaryProvider
-from jobrunner.providers.http import DEFAULT_TIMEOUT, HttpClient, RetryPolicy, Sleep
+from jobrunner.providers.http import (
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_LOG_BYTES,
+    DEFAULT_TIMEOUT,
+    HttpClient,
+    RetryPolicy,
+    Sleep,
+)
 from jobrunner.providers.local import LocalProvider, local_endpoint
 from jobrunner.providers.ratelimit import REPLICATE_LIMITS, UNLIMITED, RateLimiter, RateLimits
 from jobrunner.providers.replicate import ReplicateProvider
@@ -42,7 +54,8 @@ EMISSARY_URL_ENV = "EMISSARY_SERVER_URL"
 EMISSARY_DEFAULT_URL = "https://api.withemissary.com"
 
 PROVIDER_NAMES = ("replicate", "emissary", "local")
-_SETTING_KEYS = {"base_url", "url", "rate_limits", "retries", "timeout", "sync_wait"}
+_SETTING_KEYS = {"base_url", "url", "rate_limits", "retries", "timeout", "sync_wait", "deadline", "max_body_bytes",
+                 "max_log_bytes", "unreachable_after"}
 
 
 def normalize_base_url(url: str, *, variable: str) -> str:
@@ -76,6 +89,27 @@ def _timeout(settings: Mapping[str, Any], name: str) -> httpx.Timeout:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ConfigError(f"jobrunner.yaml: providers.{name}.timeout must be a positive number of seconds, got {value!r}")
     return httpx.Timeout(float(value), connect=min(10.0, float(value)), pool=60.0)
+
+
+def _positive(settings: Mapping[str, Any], name: str, key: str, default: float, *, integer: bool = False) -> Any:
+    """A positive number setting of providers.<name>, or its default."""
+    value = settings.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or (integer and value != int(value)):
+        kind = "a positive whole number of bytes" if integer else "a positive number of seconds"
+        raise ConfigError(f"jobrunner.yaml: providers.{name}.{key} must be {kind}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _bounds(settings: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The time and size bounds of a provider's requests (see docs/providers.md, "Deadlines")."""
+    return {
+        "deadline": _positive(settings, name, "deadline", DEFAULT_DEADLINE),
+        "max_body_bytes": _positive(settings, name, "max_body_bytes", DEFAULT_MAX_BODY_BYTES, integer=True),
+        "max_log_bytes": _positive(settings, name, "max_log_bytes", DEFAULT_MAX_LOG_BYTES, integer=True),
+        "unreachable_after": _positive(settings, name, "unreachable_after", 0) or None,
+    }
 
 
 def _credential(env: Mapping[str, str], variable: str, provider: str, where: str) -> str:
@@ -113,7 +147,7 @@ def get_provider(
     settings = _settings(config, name)
     policy = RetryPolicy.from_config(settings.get("retries"))
     timeout = _timeout(settings, name)
-    extra: dict[str, Any] = {"transport": transport, "timeout": timeout, "policy": policy}
+    extra: dict[str, Any] = {"transport": transport, "timeout": timeout, "policy": policy, **_bounds(settings, name)}
     limiter_kwargs: dict[str, Any] = {}
     if sleep is not None:
         extra["sleep"] = sleep

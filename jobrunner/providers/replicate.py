@@ -38,7 +38,7 @@ from jobrunner.providers.base import (
     CreateRequest,
     RemoteJob,
 )
-from jobrunner.providers.http import HttpClient
+from jobrunner.providers.http import HttpClient, upload_seconds
 from jobrunner.providers.ratelimit import CREATE, OTHER
 from jobrunner.providers.sync_create import SyncCreatePolicy
 from jobrunner.timestamps import parse_rfc3339, to_rfc3339
@@ -239,7 +239,9 @@ class ReplicateProvider:
         )
 
     async def logs(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> str:
-        data = await self.http.request_json("GET", f"{_collection(job_kind)}/{remote_id}", what=f"get {job_kind} {remote_id}")
+        """The job's log; a long one is its last `max_log_bytes`, after a truncation marker line."""
+        data = await self.http.request_json("GET", f"{_collection(job_kind)}/{remote_id}", what=f"get {job_kind} {remote_id}",
+                                            log_bytes=self.http.max_log_bytes)
         logs = data.get("logs") if isinstance(data, dict) else None
         return logs if isinstance(logs, str) else ""
 
@@ -352,6 +354,7 @@ class ReplicateProvider:
             idempotent=True,
             what=f"upload {file.name}",
             timeout=UPLOAD_TIMEOUT,
+            attempt_timeout=upload_seconds(len(content)),
         )
         url = (data.get("urls") or {}).get("get") if isinstance(data, dict) else None
         if not isinstance(url, str) or not url:

@@ -4,21 +4,30 @@ Each job that needs watching registers here; a single loop refreshes all watched
 (provider, job kind, project) in bulk (`jobrunner.refresh.fetch_jobs`), reports status changes and
 resolves a job's future when it turns terminal. The interval starts short (local jobs finish in
 well under a second) and backs off while nothing changes, so a long wait costs few requests.
-Transient provider errors during polling are reported and retried on the next tick.
+Transient provider errors during polling are reported and retried on the next tick, but not
+forever: once a provider has failed every poll for `unreachable_after` seconds (its
+`providers.<name>.unreachable_after`, 5 minutes by default), its jobs' futures fail with a
+`ProviderUnreachableError` and apply stops waiting on them. The jobs keep running remotely and
+state still tracks them, so the next apply resumes waiting. Each poll is itself bounded by the
+request deadline (`jobrunner.providers.http`), so apply stops within `unreachable_after` plus one
+request deadline of the provider's last answer.
 """
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
 
-from jobrunner.errors import RetryableError
+from jobrunner.errors import ProviderUnreachableError, RetryableError
 from jobrunner.providers.base import RemoteJob
 from jobrunner.refresh import fetch_jobs
 
 Key = tuple[str, str, str | None]  # provider, job kind, project id
+
+DEFAULT_UNREACHABLE_AFTER = 300.0  # seconds of failed polls before apply stops waiting on a provider
 
 
 @dataclass
@@ -42,6 +51,8 @@ class Waiter:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.polls = 0
+        # When each group's current run of failed polls began (time.monotonic()).
+        self._failing_since: dict[Key, float] = {}
 
     def wait(self, provider: str, job_kind: str, remote_id: str, *, project_id: str | None = None,
              status: str | None = None, on_change: Callable[[RemoteJob], None] | None = None,
@@ -76,6 +87,7 @@ class Waiter:
             except RetryableError as exc:
                 if self.on_error:
                     self.on_error(exc)
+                self._give_up_if_unreachable(key, watches, exc)
                 continue
             except Exception as exc:  # fatal (auth, protocol): every waiter of this group learns it
                 for w in watches.values():
@@ -83,6 +95,7 @@ class Waiter:
                         w.future.set_exception(exc)
                 watches.clear()
                 continue
+            self._failing_since.pop(key, None)
             for remote_id, job in jobs.items():
                 w = watches.get(remote_id)
                 if w is None:
@@ -98,6 +111,34 @@ class Waiter:
                         w.future.set_result(job)
         self.polls += 1
         return changed
+
+    def unreachable_after(self, provider_name: str) -> float:
+        """How long `provider_name` may fail every poll before waiting on it stops."""
+        http = getattr(self.pool.get(provider_name), "http", None)
+        value = getattr(http, "unreachable_after", None)
+        return float(value) if isinstance(value, (int, float)) and value > 0 else DEFAULT_UNREACHABLE_AFTER
+
+    def _give_up_if_unreachable(self, key: Key, watches: dict[str, _Watch], exc: Exception) -> None:
+        """After `unreachable_after` seconds of failed polls, fail this group's waits (jobs keep running)."""
+        now = time.monotonic()
+        since = self._failing_since.setdefault(key, now)
+        provider_name = key[0]
+        window = self.unreachable_after(provider_name)
+        if now - since < window:
+            return
+        del self._failing_since[key]
+        err = ProviderUnreachableError(
+            f"{provider_name}: stopped waiting for {len(watches)} job(s): every poll failed for "
+            f"{_seconds(now - since)} (providers.{provider_name}.unreachable_after is {_seconds(window)}); "
+            f"last error: {exc}",
+            provider=provider_name,
+            hint=(f"the jobs keep running on {provider_name} and state still tracks them: run `jobrunner apply` "
+                  "again once it answers, and it resumes waiting"),
+        )
+        for w in watches.values():
+            if not w.future.done():
+                w.future.set_exception(err)
+        watches.clear()
 
     async def _loop(self) -> None:
         interval = self.min_interval
@@ -122,3 +163,14 @@ class Waiter:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
+
+
+def _seconds(value: float) -> str:
+    """A short duration for messages: 0.5s, 45s, 5m, 5m30s."""
+    if value < 60:
+        return f"{value:.2g}s" if value < 10 else f"{value:.0f}s"
+    total = int(round(value))
+    minutes, seconds = divmod(total, 60)
+    if not minutes:
+        return f"{seconds}s"
+    return f"{minutes}m" + (f"{seconds}s" if seconds else "")

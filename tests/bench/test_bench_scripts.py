@@ -63,3 +63,12 @@ def test_plan_scale_small() -> None:
     refresh = _row(out, "150")
     assert refresh[1] == "2" and refresh[2] == "2" and refresh[3] == "0"  # 2 list pages, no GET
     assert "Refresh of running jobs through list pages: met" in out
+
+
+def test_log_memory_small() -> None:
+    out = _run("bench/log_memory.py", "--log-mb", "3", "--jobs", "2")
+    status = _row(out, "status (2 running jobs refreshed)")
+    logs = _row(out, "logs PredictionBatch/chatty[j0]")
+    assert status[-1] == "0" and logs[-1] == "0"
+    # The log printed is its end (max_log_bytes, 1 MiB), not the 3 MB the server sent.
+    assert 500_000 < int(logs[3].removesuffix(" B").replace(",", "")) < 1_200_000
