@@ -693,14 +693,19 @@ class Executor:
                     # An unreadable 2xx answer means the job was created, as surely as a dropped
                     # connection may have: look it up, never send it again.
                     # The job may exist: never re-send before looking (the intent stays until known).
-                    found = await self._lookup(provider, key, req, desired.body, st.intent.created_at, attempted_at)
+                    last = round_no == CREATE_TRIES - 1
+                    # The window is waited out only before a re-send: after the last round the intent
+                    # stays, and the next run's lookup finds a job that was slow to be listed.
+                    found = await self._lookup(provider, key, req, desired.body, st.intent.created_at,
+                                               attempted_at if not last else 0.0)
                     if found is not None:
                         self._record(st, job, found, attempt)
                         await self.writer.flush()
                         return found, True
-                    if round_no == CREATE_TRIES - 1:
+                    if last:
                         raise
-                    await asyncio.sleep(delay * (1 + random.random()))
+                    if not self.options.lookup_window:  # else the window already spaced the re-send
+                        await asyncio.sleep(delay * (1 + random.random()))
                 except ProviderError:
                     # Rejected for certain (invalid input, auth, payment): nothing was created.
                     st.intent = None
