@@ -603,10 +603,21 @@ class Executor:
     def _gate_key(job: DesiredJob, req: Any) -> tuple[str, str, str | None]:
         return (job.provider, job.job_kind, req.project_id)
 
+    async def _pause_without_slot(self, seconds: float) -> None:
+        """Sleep without holding a `--parallelism` slot: a create waiting out the lookup window
+        must not keep other addresses from being created."""
+        self._sem.release()
+        try:
+            await self._guard(asyncio.sleep(seconds))
+        finally:
+            await self._sem.acquire()
+
     async def _lookup(self, provider: Any, key: tuple[str, str, str | None], req: Any, desired_body: dict[str, Any],
-                      since_text: str, attempted_at: float) -> RemoteJob | None:
+                      since_text: str, attempted_at: float, *, holds_slot: bool = False) -> RemoteJob | None:
         """The job an earlier create of `req` made, claimed for the caller; None when, after the
-        lookup window since `attempted_at` (epoch seconds), the provider still lists none."""
+        lookup window since `attempted_at` (epoch seconds), the provider still lists none.
+
+        `holds_slot`: the caller holds a parallelism slot, given up while waiting."""
         from jobrunner.refresh import lookup_created
 
         since = parse_rfc3339(since_text) or utcnow()
@@ -623,7 +634,11 @@ class Executor:
             if remaining <= 0:
                 return None
             # The provider's list may lag behind a job just created: look again before concluding.
-            await self._guard(asyncio.sleep(next_listing_delay(listings, remaining)))
+            pause = next_listing_delay(listings, remaining)
+            if holds_slot:
+                await self._pause_without_slot(pause)
+            else:
+                await self._guard(asyncio.sleep(pause))
             listings += 1
 
     def _check_answer(self, job: DesiredJob, remote: RemoteJob) -> None:
@@ -697,7 +712,7 @@ class Executor:
                     # The window is waited out only before a re-send: after the last round the intent
                     # stays, and the next run's lookup finds a job that was slow to be listed.
                     found = await self._lookup(provider, key, req, desired.body, st.intent.created_at,
-                                               attempted_at if not last else 0.0)
+                                               attempted_at if not last else 0.0, holds_slot=True)
                     if found is not None:
                         self._record(st, job, found, attempt)
                         await self.writer.flush()

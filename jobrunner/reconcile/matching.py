@@ -47,8 +47,10 @@ def lookup_window(env: Mapping[str, str]) -> float:
 
 
 def next_listing_delay(elapsed_listings: int, remaining: float) -> float:
-    """How long to wait before listing again: 0.5 s, 1 s, 2 s, then every 2 s, never past the window."""
-    return max(0.0, min(remaining, 0.5 * 2 ** min(elapsed_listings, 2)))
+    """How long to wait before listing again: 2 s after the first listing, then the rest of the
+    window. Every listing holds back the creates of its provider (see creategate), so a lookup
+    that finds nothing lists three times at most."""
+    return max(0.0, min(remaining, 2.0) if elapsed_listings == 0 else remaining)
 
 
 def _is_wildcard(desired: Any) -> bool:

@@ -80,6 +80,11 @@ def test_a_state_restored_from_an_older_backup_adopts_instead_of_creating(worksp
     assert plan.code == 0, plan.output
     assert "0 to create" in plan.output and "4 to adopt" in plan.output, plan.output
     assert all(f"echo[r{i}]  (adopt: state was recovered" in plan.output for i in range(4, 8)), plan.output
+    as_json = run_process(["plan", "--format", "json", "jobs.yaml"], workspace, env)
+    actions = {c["address"]: c["action"] for c in json.loads(as_json.stdout)["changes"]}
+    assert [actions.get(f"PredictionBatch/echo[r{i}]") for i in range(4, 8)] == ["adopt"] * 4, as_json.output
+    markdown = run_process(["plan", "--format", "markdown", "jobs.yaml"], workspace, env)
+    assert markdown.code == 0 and "adopt" in markdown.stdout, markdown.output
     r = run_process(["apply", "--auto-approve", "jobs.yaml"], workspace, env)
     assert r.code == 0, r.output
     _assert_exactly_once(platform, workspace, since, expected)

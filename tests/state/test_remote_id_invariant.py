@@ -70,3 +70,16 @@ def test_recovered_at_round_trips_and_is_absent_unless_set():
     doc.recovered_at = "2026-12-02T20:00:00Z"
     again = StateDoc.from_json(json.loads(json.dumps(doc.to_json())))
     assert again.recovered_at == "2026-12-02T20:00:00Z"
+
+
+def test_import_cannot_record_a_job_another_address_owns():
+    from jobrunner.providers.base import RemoteJob
+    from jobrunner.reconcile.outputs import record_adoption
+    from jobrunner.resources import DesiredJob
+
+    doc = StateDoc(addresses={"B[a]": _st("B[a]", "p1", ("p1",))})
+    job = DesiredJob(address="B[b]", resource_address="PredictionBatch/B", job_kind="prediction", provider="local",
+                     file="b.yaml", request={"input": {}}, fingerprint="f")
+    with pytest.raises(RemoteIdClashError):
+        record_adoption(doc, job, RemoteJob(id="p1", job_kind="prediction", status="succeeded"))
+    assert "B[b]" not in doc.addresses

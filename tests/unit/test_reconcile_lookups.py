@@ -194,5 +194,5 @@ def test_lookup_window_setting():
         with pytest.raises(ConfigError) as err:
             lookup_window({"JOBRUNNER_LOOKUP_WINDOW": bad})
         assert "JOBRUNNER_LOOKUP_WINDOW" in str(err.value)
-    assert [next_listing_delay(i, 100) for i in range(4)] == [0.5, 1.0, 2.0, 2.0]
-    assert next_listing_delay(3, 0.3) == 0.3
+    assert [next_listing_delay(i, 8.0) for i in range(3)] == [2.0, 8.0, 8.0]
+    assert next_listing_delay(0, 0.3) == 0.3 and next_listing_delay(1, -1) == 0
