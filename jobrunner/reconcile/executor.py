@@ -227,6 +227,7 @@ class Executor:
         # creates go through until then (see _provider_gate).
         self._proven: set[str] = set()
         self._probe: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._probing: set[asyncio.Task | None] = set()  # tasks inside a one-at-a-time gate
 
     # ---- control ------------------------------------------------------------------------
 
@@ -282,7 +283,12 @@ class Executor:
             return
         async with self._probe[provider]:
             self._check_provider(provider)
-            yield
+            task = asyncio.current_task()
+            self._probing.add(task)
+            try:
+                yield
+            finally:
+                self._probing.discard(task)
 
     # ---- bookkeeping --------------------------------------------------------------------
 
@@ -605,7 +611,13 @@ class Executor:
 
     async def _pause_without_slot(self, seconds: float) -> None:
         """Sleep without holding a `--parallelism` slot: a create waiting out the lookup window
-        must not keep other addresses from being created."""
+        must not keep other addresses from being created.
+
+        Not while holding the one-at-a-time gate of an unproven provider: the addresses that would
+        take the slot would wait on that gate, and this one on the slot."""
+        if asyncio.current_task() in self._probing:
+            await self._guard(asyncio.sleep(seconds))
+            return
         self._sem.release()
         try:
             await self._guard(asyncio.sleep(seconds))

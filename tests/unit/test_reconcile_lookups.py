@@ -196,3 +196,37 @@ def test_lookup_window_setting():
         assert "JOBRUNNER_LOOKUP_WINDOW" in str(err.value)
     assert [next_listing_delay(i, 8.0) for i in range(3)] == [2.0, 8.0, 8.0]
     assert next_listing_delay(0, 0.3) == 0.3 and next_listing_delay(1, -1) == 0
+
+
+def test_waiting_out_the_window_with_one_slot_and_an_unproven_provider_does_not_deadlock():
+    """The first create of a provider goes alone; if it is dropped, its lookup waits out the window
+    while holding that one-at-a-time gate, so it must keep its slot (the others would wait on the
+    gate holding the only slot, and it on the slot)."""
+    from pathlib import Path
+
+    from jobrunner.plan_types import Plan
+    from jobrunner.reconcile.executor import Executor
+    from jobrunner.reconcile.statewriter import StateWriter
+    from jobrunner.reconcile.waiter import Waiter
+    from tests.unit.test_reconcile_executor import Pool, RecordingStore
+
+    res, jobs = _identical(["a", "b", "c"])
+    provider = LaggingList(lag=0.5)
+    provider.drop_next_create_after_commit = 1
+    doc = StateDoc(lineage="L")
+
+    class Silent:
+        def event(self, *a): ...
+        def note(self, *a): ...
+
+    async def go():
+        pool = Pool(provider)
+        ex = Executor(Plan(changes=[change(j) for j in jobs]), desired=jobs, resources=[res],
+                      writer=StateWriter(RecordingStore(), doc), pool=pool, root=Path("/nonexistent"),
+                      expand=lambda: jobs, progress=Silent(), options=ApplyOptions(lookup_window=1.5, parallelism=1),
+                      waiter=Waiter(pool, min_interval=0.01, max_interval=0.02))
+        return await asyncio.wait_for(ex.run(), timeout=30)
+
+    report = asyncio.run(go())
+    assert all(report.outcomes[j.address].outcome == O_SUCCEEDED for j in jobs)
+    assert provider.creates == 3 and len({doc.addresses[j.address].remote_id for j in jobs}) == 3
