@@ -211,12 +211,6 @@ def _plan_job(
         ups = ", ".join(waits_for or job.depends_on) or "an upstream job"
         unknown_note = f"{_unknown_fields(job)} known after apply (waits for {ups})"
 
-    if prior is None and seen is not None:
-        # A recovered state lacked this address, and the provider already has its job.
-        return PlannedChange(job.address, ADOPT,
-                             f"state was recovered and the provider already has this job: adopting {seen.id} "
-                             f"({seen.status})", job, None, None, fp, remote_status=seen.status,
-                             adopt_remote_id=seen.id)
     if prior is None:
         reason = "new job" if "[" not in job.address else "new batch item"
         return PlannedChange(job.address, CREATE, _join(reason, unknown_note), job, None, None, fp,

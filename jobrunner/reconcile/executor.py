@@ -348,21 +348,10 @@ class Executor:
                 await asyncio.gather(*self._pending_saves, return_exceptions=True)
             crash_point("outputs.before_write")
             self._write_output_files()
-            if self.doc.recovered_at is not None and self._recovery_done():
-                self.doc.recovered_at = None
             self.writer.flush_now()
         self.report.interrupted = self._stop.is_set() and self._stop_why == "interrupted"
         self.report.timed_out = self._timed_out
         return self.report
-
-    def _recovery_done(self) -> bool:
-        """A recovered state's lookups are done once a run covered every desired address (no
-        --target) and recorded every job its plan adopted; addresses still missing were looked up
-        and found absent, so creating them later is safe."""
-        if self._stop.is_set() or not set(self.desired) <= {c.address for c in self.plan.changes}:
-            return False
-        return all(self.doc.owner_of(c.adopt_remote_id) == c.address
-                   for c in self.plan.changes if c.action == ADOPT and c.adopt_remote_id)
 
     async def _run_resource(self, res: str, changes: list[PlannedChange]) -> None:
         try:

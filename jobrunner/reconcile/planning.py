@@ -13,7 +13,6 @@ import asyncio
 import hashlib
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -145,28 +144,14 @@ def request_from_recorded(st: Any) -> Any:
 
 @dataclass
 class _Lookup:
-    """One address to look up on its provider: a pending intent, or an address a recovered state lacks."""
+    """One address to look up on its provider: a pending intent (a restored state's untracked
+    addresses get one from `state.recovery.mark_recovery_lookups`)."""
 
     address: str
     provider: str
     request: Any
     since: Any  # datetime: candidates created from then on (minus the clock skew) may be its job
-    window_from: float | None  # epoch seconds of the create attempt (None: no list lag to wait out)
-
-
-RECOVERY_LOOKBACK = timedelta(days=1)  # how far back a recovered state with no timestamps looks
-
-
-def recovery_since(doc: StateDoc) -> datetime:
-    """Jobs a recovered state may lack were created after its last recorded event (or, for a state
-    that records none, within `RECOVERY_LOOKBACK` of the recovery)."""
-    stamps: list[datetime] = []
-    for st in doc.addresses.values():
-        texts = [st.updated_at, *(a.created_at for a in st.history), st.intent.created_at if st.intent else None]
-        stamps += [t for t in (parse_rfc3339(x) for x in texts if x) if t is not None]
-    if stamps:
-        return max(stamps)
-    return (parse_rfc3339(doc.recovered_at or "") or datetime.now(timezone.utc)) - RECOVERY_LOOKBACK
+    window_from: float  # epoch seconds of the create attempt: the list may lag behind it
 
 
 def _pending_lookups(doc: StateDoc, desired: list[DesiredJob], resources: dict[str, Resource]) -> list[_Lookup]:
@@ -189,23 +174,12 @@ def _pending_lookups(doc: StateDoc, desired: list[DesiredJob], resources: dict[s
             if req is None:
                 continue
         pending.append(_Lookup(address, st.provider, req, since, since.timestamp()))
-    if doc.recovered_at is not None:
-        # A state restored from a backup does not know the jobs created after the backup was taken:
-        # every address it lacks is looked up like an interrupted create before anything is created.
-        since = recovery_since(doc)
-        for job in desired:
-            if job.address in doc.addresses or job.job_kind == JOB_MODEL or job.fingerprint is None:
-                continue
-            res = resources.get(job.resource_address)
-            pending.append(_Lookup(job.address, job.provider, rq.create_request(job, res.spec if res else {}),
-                                   since, None))
     return pending
 
 
 async def lookup_intents(doc: StateDoc, desired: list[DesiredJob], resources: dict[str, Resource],
                          pool: Any, *, window: float | None = None) -> dict[str, RemoteJob]:
-    """For addresses with a pending intent (and, in a recovered state, every address it lacks):
-    the remote job that create made, if it exists.
+    """For addresses with a pending intent: the remote job that create made, if it exists.
 
     One listing per (provider, job kind, project) back to the earliest of them, however many a
     crash left behind; then each is matched, earliest first, against it, and a job matched once is
@@ -228,7 +202,7 @@ async def lookup_intents(doc: StateDoc, desired: list[DesiredJob], resources: di
         await _match_round(pending, claimed, found, pool)
         now = time.time()
         open_until = [e.window_from + window for e in pending
-                      if e.address not in found and e.window_from is not None and e.window_from + window > now]
+                      if e.address not in found and e.window_from + window > now]
         if not open_until:
             return found
         pending = [e for e in pending if e.address not in found]
