@@ -106,6 +106,10 @@ class StateError(JobrunnerError):
     """State is unreadable, corrupt or of an unknown format version."""
 
 
+class RemoteIdClashError(StateError):
+    """One remote job would be recorded under two addresses (state's one-id-one-address invariant)."""
+
+
 class StateLockedError(StateError):
     """Another process holds the state lock."""
 
@@ -186,6 +190,11 @@ class InvalidRequestError(ProviderError):
 
 class ProtocolError(ProviderError):
     """The provider answered with something we cannot understand (bad JSON, wrong content type)."""
+
+
+class UnexpectedIdError(ProtocolError):
+    """The provider answered about a different job than the one asked for (a GET whose id differs,
+    a create answered with the id of a job state already records): never accepted."""
 
 
 # --- jobs ---------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ def _default_data_dir() -> Path:
 @click.option("--error-rate", type=float, help="Fault: answer this fraction of requests (0..1) with 500/503.")
 @click.option("--rate-limit", type=click.Choice(["replicate", "off"]), help="Fault: 429 with Retry-After, Replicate's documented limits.")
 @click.option("--drop-after-create", type=float, help="Fault: drop the connection after this fraction (0..1) of committed creates.")
+@click.option("--list-lag", "list_lag_s", type=click.FloatRange(min=0), help="Fault: list endpoints hide jobs younger than this many seconds (a lagging index).")
 @click.option("--max-body-bytes", type=click.IntRange(1), help="Reject larger request bodies with 413 [default: 100 MiB].")
 @click.option("--faults", "faults_spec", help='More fault knobs, "name=value,..." (same names as JOBRUNNER_LOCAL_FAULTS).')
 @click.option("--log-level", default="warning", show_default=True, type=click.Choice(["critical", "error", "warning", "info", "debug"]))
@@ -47,6 +48,7 @@ def serve(
     error_rate: float | None,
     rate_limit: str | None,
     drop_after_create: float | None,
+    list_lag_s: float | None,
     max_body_bytes: int | None,
     faults_spec: str | None,
     log_level: str,
@@ -71,7 +73,7 @@ def serve(
         raise UsageError(f"--faults: {exc}") from None
     for name, value in (
         ("latency_ms", latency_ms), ("error_rate", error_rate), ("drop_after_create", drop_after_create),
-        ("max_body_bytes", max_body_bytes),
+        ("list_lag_s", list_lag_s), ("max_body_bytes", max_body_bytes),
     ):
         if value is not None:
             faults[name] = value

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 from starlette.requests import Request
@@ -493,7 +494,11 @@ class EmissaryService:
 
     async def list_training_jobs(self, request: Request) -> Response:
         p = self._project(request.path_params["project_id"])
-        return JSONResponse([training_summary(j) for j in self.store.list_training_jobs(p["id"])])
+        jobs = self.store.list_training_jobs(p["id"])
+        lagging = self.platform.faults.listed_before(time.time())
+        if lagging is not None:  # fault injection: a list index that lags behind the jobs
+            jobs = [j for j in jobs if j["created_at"] + 1 <= lagging]  # whole seconds: round up
+        return JSONResponse([training_summary(j) for j in jobs])
 
     async def get_training_job(self, request: Request) -> Response:
         j = self._job(request.path_params["project_id"], request.path_params["training_job_id"])

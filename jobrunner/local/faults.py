@@ -5,8 +5,10 @@ rate answered with 500/503 (`error_rate`, `error_statuses`) or a deterministic `
 429 rate limits with `Retry-After` from token buckets (`rate_limit="replicate"` is Replicate's
 documented 600 creates/min and 3000 other requests/min; `create_per_minute` / `other_per_minute` /
 `burst` set them explicitly), dropping the connection after a create was committed
-(`drop_after_create` rate or a deterministic `drop_next_creates` count), and the request-size
-limit `max_body_bytes` (413).
+(`drop_after_create` rate, a deterministic `drop_next_creates` count, or every n-th create with
+`drop_every_nth_create`), a lagging list (`list_lag_s`: list endpoints of both wires hide jobs
+younger than that many seconds, as an eventually consistent provider index would, while GET of
+one job still finds them), and the request-size limit `max_body_bytes` (413).
 
 They are set by `jobrunner serve` flags, by the environment variable `JOBRUNNER_LOCAL_FAULTS`
 (`"latency_ms=50,error_rate=0.1,rate_limit=replicate"`), and at run time through the token-guarded
@@ -44,6 +46,8 @@ class FaultConfig:
     burst: float | None = None
     drop_after_create: float = 0.0
     drop_next_creates: int = 0
+    drop_every_nth_create: int = 0  # 3: the 3rd, 6th, 9th... committed create is dropped
+    list_lag_s: float = 0.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     seed: int | None = None
 
@@ -54,6 +58,7 @@ class FaultConfig:
         return bool(
             self.latency_ms or self.latency_jitter_ms or self.error_rate or self.fail_next
             or self.rate_limit or self.drop_after_create or self.drop_next_creates
+            or self.drop_every_nth_create
         )
 
 
@@ -79,7 +84,7 @@ def _coerce(name: str, value: Any) -> Any:
             if text not in ("replicate", "custom"):
                 raise ValueError("use 'replicate' or 'custom'")
             return text
-        if name in ("fail_next", "drop_next_creates", "max_body_bytes", "seed"):
+        if name in ("fail_next", "drop_next_creates", "drop_every_nth_create", "max_body_bytes", "seed"):
             number = int(value)
         else:
             number = float(value)
@@ -143,6 +148,7 @@ class FaultState:
         self.config = config or FaultConfig()
         self._rng = random.Random(self.config.seed)
         self._buckets: dict[str, _Bucket] = {}
+        self._creates = 0  # committed creates seen, for `drop_every_nth_create`
 
     def update(self, changes: dict[str, Any]) -> FaultConfig:
         if changes.get("reset"):
@@ -156,6 +162,7 @@ class FaultState:
         self.config = base
         self._rng = random.Random(base.seed)
         self._buckets = {}
+        self._creates = 0
         return base
 
     def _limits(self) -> dict[str, float] | None:
@@ -200,7 +207,15 @@ class FaultState:
     def should_drop_create(self) -> bool:
         """Called after a create was committed: drop the connection instead of answering?"""
         c = self.config
+        self._creates += 1
+        if c.drop_every_nth_create and self._creates % c.drop_every_nth_create == 0:
+            return True
         if c.drop_next_creates > 0:
             c.drop_next_creates -= 1
             return True
         return bool(c.drop_after_create) and self._rng.random() < c.drop_after_create
+
+    def listed_before(self, now: float) -> float | None:
+        """With `list_lag_s` set: the epoch time after which created jobs are left out of lists."""
+        lag = self.config.list_lag_s
+        return now - lag if lag > 0 else None

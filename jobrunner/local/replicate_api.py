@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
 from jsonschema import Draft7Validator
@@ -445,6 +446,10 @@ class ReplicateAPI:
     def _list_jobs(self, request: Request, kind: str) -> Response:
         after, before = _time_filter(request, "created_after"), _time_filter(request, "created_before")
         base = base_url(request)
+        lagging = self.p.faults.listed_before(self.p.clock.now().timestamp())
+        if lagging is not None:  # fault injection: a list index that lags behind the jobs
+            hidden = rfc3339(datetime.fromtimestamp(lagging, tz=timezone.utc))
+            before = hidden if before is None or (hidden or "") < before else before
 
         def fetch(**kw: Any) -> list[Row]:
             return self.p.db.list_jobs(kind, created_after=after, created_before=before, **kw)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, AsyncIterator, Protocol, runtime_checkable
 
+from jobrunner.errors import UnexpectedIdError
+
 # Normalized statuses.
 PENDING = "pending"  # Replicate starting, Emissary Pending
 RUNNING = "running"  # Replicate processing, Emissary Running
@@ -46,6 +48,19 @@ class RemoteJob:
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
+
+
+def check_id(job: RemoteJob, asked: str, provider: str, what: str) -> RemoteJob:
+    """`job` if it is the one asked for. An answer about another job is a protocol error: recording
+    it would tie an address to a job that is not its own."""
+    if job.id != asked:
+        raise UnexpectedIdError(
+            f"{provider}: {what}: the answer is about {job.job_kind} {job.id!r}, not {asked!r}",
+            provider=provider,
+            hint="the provider (or a proxy or cache in front of it) answered for another job; nothing was "
+                 "recorded from that answer",
+        )
+    return job
 
 
 @dataclass(frozen=True)

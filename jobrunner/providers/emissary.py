@@ -20,6 +20,7 @@ import httpx
 
 from jobrunner.errors import NotFoundError, ProtocolError, UsageError
 from jobrunner.providers.base import (
+    check_id,
     CANCELED,
     FAILED,
     GONE,
@@ -152,7 +153,7 @@ class EmissaryProvider:
     async def get(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> RemoteJob:
         _check_kind(job_kind)
         data = await self.http.request_json("GET", f"{self._jobs(project_id, 'get')}/{remote_id}", what=f"get training job {remote_id}")
-        return job_from_json(data, project_id)
+        return check_id(job_from_json(data, project_id), remote_id, self.name, f"get training job {remote_id}")
 
     async def cancel(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> None:
         _check_kind(job_kind)

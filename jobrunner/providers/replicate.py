@@ -27,6 +27,7 @@ import httpx
 
 from jobrunner.errors import NotFoundError, ProtocolError, UsageError
 from jobrunner.providers.base import (
+    check_id,
     ABORTED,
     CANCELED,
     FAILED,
@@ -230,7 +231,7 @@ class ReplicateProvider:
 
     async def get(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> RemoteJob:
         data = await self.http.request_json("GET", f"{_collection(job_kind)}/{remote_id}", what=f"get {job_kind} {remote_id}")
-        return job_from_json(data, job_kind)
+        return check_id(job_from_json(data, job_kind), remote_id, self.name, f"get {job_kind} {remote_id}")
 
     async def cancel(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> None:
         # Canceling twice is harmless, so a cancel may be retried like a read.

@@ -10,6 +10,10 @@ is written to state and saved. If the create fails ambiguously (transport error,
 previous run died with an intent pending, the provider's recent jobs are listed and matched
 (`matching.find_match`) before anything is sent again; a match is adopted. The remote id is saved
 as soon as it is known, and every status change is saved, so a crash at any point loses nothing.
+Creates and lookups of one provider's jobs go through a `CreateGate`, so a lookup never adopts a
+job whose create answer is still on its way to a sibling address that sent the same request, and
+a lookup that finds nothing lists again until the lookup window has passed (a lagging list). Every
+remote id is claimed in the state model before it is recorded (one remote job, one address).
 
 A first Ctrl-C (`interrupt()`) stops submitting new jobs and stops waiting; jobs already created
 keep running on the provider and state says so.
@@ -42,6 +46,7 @@ from jobrunner.errors import (
     RateLimitedError,
     ServerError,
     TransportError,
+    UnexpectedIdError,
 )
 from jobrunner.plan_types import ADOPT, CANCEL, FORGET, NOOP, REPLACE, RETRY, WAIT, Plan, PlannedChange
 from jobrunner.providers.base import (
@@ -54,6 +59,8 @@ from jobrunner.providers.base import (
     RemoteJob,
 )
 from jobrunner.reconcile import requests as rq
+from jobrunner.reconcile.creategate import CreateGate
+from jobrunner.reconcile.matching import next_listing_delay
 from jobrunner.reconcile.outputs import batch_key, output_rows, outputs_of, resource_of, write_jsonl
 from jobrunner.reconcile.statewriter import StateWriter
 from jobrunner.reconcile.timeutil import parse_rfc3339, to_rfc3339, utcnow
@@ -89,6 +96,7 @@ class ApplyOptions:
     deadline: float | None = None  # time.monotonic() when waiting gives up (--timeout)
     parallelism: int = 10
     destroy: bool = False  # cancel means delete where the provider can (Emissary)
+    lookup_window: float | None = None  # seconds a list may lag (None: JOBRUNNER_LOOKUP_WINDOW or default)
 
 
 @dataclass
@@ -199,8 +207,16 @@ class Executor:
         self._sem = asyncio.Semaphore(max(1, self.options.parallelism))
         self._stop = asyncio.Event()
         self._stop_why = ""
-        self._claim_lock: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._claimed: set[str] = claimed_ids(self.doc)
+        self._gate = CreateGate()
+        # Ids state records, plus those the plan adopts for an address (not recorded yet): a lookup
+        # for another address must never take one of them.
+        self._claimed: set[str] = claimed_ids(self.doc) | {c.adopt_remote_id for c in plan.changes if c.adopt_remote_id}
+        if self.options.lookup_window is None:
+            import os
+
+            from jobrunner.reconcile.matching import lookup_window
+
+            self.options.lookup_window = lookup_window(os.environ)
         self._resource_done: dict[str, asyncio.Event] = {}
         self._resource_failed: dict[str, str] = {}
         self._resolved: dict[str, asyncio.Task] = {}
@@ -211,6 +227,7 @@ class Executor:
         # creates go through until then (see _provider_gate).
         self._proven: set[str] = set()
         self._probe: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._probing: set[asyncio.Task | None] = set()  # tasks inside a one-at-a-time gate
 
     # ---- control ------------------------------------------------------------------------
 
@@ -266,7 +283,12 @@ class Executor:
             return
         async with self._probe[provider]:
             self._check_provider(provider)
-            yield
+            task = asyncio.current_task()
+            self._probing.add(task)
+            try:
+                yield
+            finally:
+                self._probing.discard(task)
 
     # ---- bookkeeping --------------------------------------------------------------------
 
@@ -531,6 +553,7 @@ class Executor:
         deleting = self.options.destroy and st.provider == "emissary"
         if change.adopt_remote_id and change.adopt_remote_id != st.remote_id:
             # An interrupted create reached the provider: that job is the one to cancel.
+            self.doc.claim_remote_id(address, change.adopt_remote_id)
             st.remote_id, st.status, st.intent = change.adopt_remote_id, change.remote_status, None
         if change.action == CANCEL and st.remote_id and st.job_kind != JOB_MODEL and (
                 st.status not in TERMINAL or deleting):
@@ -553,6 +576,7 @@ class Executor:
     # ---- create / wait ------------------------------------------------------------------
 
     def _record(self, st: AddressState, job: DesiredJob, remote: RemoteJob, attempt: int) -> None:
+        self.doc.claim_remote_id(st.address, remote.id)  # raises before anything is recorded
         st.remote_id = remote.id
         st.project_id = remote.project_id or st.project_id
         st.fingerprint = job.fingerprint
@@ -570,29 +594,84 @@ class Executor:
                                       created_at=st.updated_at, status=remote.status, project_id=remote.project_id))
         self._claimed.add(remote.id)
 
-    async def _lookup(self, provider: Any, req: Any, desired_body: dict[str, Any], since_text: str) -> RemoteJob | None:
+    @staticmethod
+    def _gate_key(job: DesiredJob, req: Any) -> tuple[str, str, str | None]:
+        return (job.provider, job.job_kind, req.project_id)
+
+    async def _pause_without_slot(self, seconds: float) -> None:
+        """Sleep without holding a `--parallelism` slot: a create waiting out the lookup window
+        must not keep other addresses from being created.
+
+        Not while holding the one-at-a-time gate of an unproven provider: the addresses that would
+        take the slot would wait on that gate, and this one on the slot."""
+        if asyncio.current_task() in self._probing:
+            await self._guard(asyncio.sleep(seconds))
+            return
+        self._sem.release()
+        try:
+            await self._guard(asyncio.sleep(seconds))
+        finally:
+            await self._sem.acquire()
+
+    async def _lookup(self, provider: Any, key: tuple[str, str, str | None], req: Any, desired_body: dict[str, Any],
+                      since_text: str, attempted_at: float, *, holds_slot: bool = False) -> RemoteJob | None:
+        """The job an earlier create of `req` made, claimed for the caller; None when, after the
+        lookup window since `attempted_at` (epoch seconds), the provider still lists none.
+
+        `holds_slot`: the caller holds a parallelism slot, given up while waiting."""
         from jobrunner.refresh import lookup_created
 
         since = parse_rfc3339(since_text) or utcnow()
-        return await lookup_created(provider, req, since=since, exclude_ids=self._claimed, desired_body=desired_body)
+        deadline = attempted_at + (self.options.lookup_window or 0.0)
+        listings = 0
+        while True:
+            async with self._gate.looking(key):
+                found = await lookup_created(provider, req, since=since, exclude_ids=self._claimed,
+                                             desired_body=desired_body)
+                if found is not None:
+                    self._claimed.add(found.id)  # before leaving the gate: no other lookup may take it
+                    return found
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                return None
+            # The provider's list may lag behind a job just created: look again before concluding.
+            pause = next_listing_delay(listings, remaining)
+            if holds_slot:
+                await self._pause_without_slot(pause)
+            else:
+                await self._guard(asyncio.sleep(pause))
+            listings += 1
+
+    def _check_answer(self, job: DesiredJob, remote: RemoteJob) -> None:
+        """A create answered with the id of a job this workspace already records is no new job."""
+        owner = self.doc.owner_of(remote.id)
+        if remote.id in self._claimed or (owner is not None and owner != job.address):
+            raise UnexpectedIdError(
+                f"{job.provider}: create {job.job_kind} for {job.address}: the answer names {remote.id}, "
+                f"which is already the job of {owner or 'another address of this plan'}",
+                provider=job.provider,
+                hint="nothing was recorded from that answer; the create stays pending and the next apply looks "
+                     "its job up on the provider",
+            )
 
     async def _create_once(self, job: DesiredJob, st: AddressState, attempt: int) -> tuple[RemoteJob, bool]:
         """Create the job exactly once; returns (remote job, adopted?)."""
         provider = self.pool.get(job.provider)
         spec = self._spec(job)
         desired = rq.create_request(job, spec)
+        key = self._gate_key(job, desired)
         base_dirs = [self.root, (self.root / job.file).parent]  # spec.expand made paths workspace-relative
-        lock = self._claim_lock[job.provider]
         # A previous run may have died after sending this very create: look before sending.
         if st.intent is not None and st.intent.fingerprint == job.fingerprint:
             self._check_provider(job.provider)
-            async with lock:
-                found = await self._lookup(provider, desired, desired.body, st.intent.created_at)
-                if found is not None:
-                    crash_point("create.lookup_found")
-                    self._record(st, job, found, st.intent.attempt)
-                    await self.writer.flush()
-                    return found, True
+            sent = parse_rfc3339(st.intent.created_at)
+            found = await self._lookup(provider, key, desired, desired.body, st.intent.created_at,
+                                       sent.timestamp() if sent is not None else time.time())
+            if found is not None:
+                crash_point("create.lookup_found")
+                self._record(st, job, found, st.intent.attempt)
+                await self.writer.flush()
+                return found, True
         self._check_stop()
         async with self._sem, self._provider_gate(job.provider):
             self._check_stop()
@@ -606,11 +685,14 @@ class Executor:
             crash_point("create.intent_saved")
             delay = 0.5
             for round_no in range(CREATE_TRIES):
+                attempted_at = time.time()
                 try:
-                    remote = await provider.create(req)
-                    self._proven.add(job.provider)
-                    crash_point("create.sent")
-                    async with lock:
+                    # Held until the id is recorded: no lookup lists while this answer is in flight.
+                    async with self._gate.creating(key):
+                        remote = await provider.create(req)
+                        self._proven.add(job.provider)
+                        crash_point("create.sent")
+                        self._check_answer(job, remote)
                         self._record(st, job, remote, attempt)
                     await self.writer.flush()
                     crash_point("create.recorded")
@@ -627,15 +709,19 @@ class Executor:
                     # An unreadable 2xx answer means the job was created, as surely as a dropped
                     # connection may have: look it up, never send it again.
                     # The job may exist: never re-send before looking (the intent stays until known).
-                    async with lock:
-                        found = await self._lookup(provider, req, desired.body, st.intent.created_at)
-                        if found is not None:
-                            self._record(st, job, found, attempt)
-                            await self.writer.flush()
-                            return found, True
-                    if round_no == CREATE_TRIES - 1:
+                    last = round_no == CREATE_TRIES - 1
+                    # The window is waited out only before a re-send: after the last round the intent
+                    # stays, and the next run's lookup finds a job that was slow to be listed.
+                    found = await self._lookup(provider, key, req, desired.body, st.intent.created_at,
+                                               attempted_at if not last else 0.0, holds_slot=True)
+                    if found is not None:
+                        self._record(st, job, found, attempt)
+                        await self.writer.flush()
+                        return found, True
+                    if last:
                         raise
-                    await asyncio.sleep(delay * (1 + random.random()))
+                    if not self.options.lookup_window:  # else the window already spaced the re-send
+                        await asyncio.sleep(delay * (1 + random.random()))
                 except ProviderError:
                     # Rejected for certain (invalid input, auth, payment): nothing was created.
                     st.intent = None
@@ -751,6 +837,7 @@ class Executor:
                 and change.adopt_remote_id != st.remote_id and st.intent is not None:
             # An interrupted create for an older spec reached the provider: record it, then replace it.
             old = RemoteJob(id=change.adopt_remote_id, job_kind=job.job_kind, status=change.remote_status or "unknown")
+            self.doc.claim_remote_id(job.address, old.id)
             st.history.append(Attempt(remote_id=old.id, fingerprint=st.intent.fingerprint, attempt=st.intent.attempt,
                                       created_at=st.intent.created_at, status=old.status))
             st.remote_id, st.status, st.intent = old.id, old.status, None

@@ -5,17 +5,52 @@ connection, 5xx), the job may or may not exist. We never re-send blindly: we lis
 jobs created since the intent (minus a small clock skew) and match on what the request asked for.
 Uploaded files get a fresh URL per upload, so inputs are compared everywhere except at the places
 that held a `{$file: ...}` marker. Remote ids already recorded in state are never matched again.
+
+A provider's list may lag behind its jobs (an eventually consistent index): a job created a moment
+ago can be missing from the list while a GET already finds it. So "not found" is only concluded
+once the list has been read again after `lookup_window` seconds have passed since the create
+attempt (default `DEFAULT_LOOKUP_WINDOW`, set with `JOBRUNNER_LOOKUP_WINDOW`, in seconds).
 """
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from jobrunner.providers.base import CreateRequest, RemoteJob
 from jobrunner.redact import REDACTED
 from jobrunner.reconcile.requests import is_file_marker, split_version
 
 CLOCK_SKEW = timedelta(seconds=30)
+DEFAULT_LOOKUP_WINDOW = 10.0  # seconds a provider's list may lag behind a job just created
+LOOKUP_WINDOW_ENV = "JOBRUNNER_LOOKUP_WINDOW"
+LOOKUP_WINDOW_MAX = 600.0
+
+
+def lookup_window(env: Mapping[str, str]) -> float:
+    """Seconds after a create attempt during which a lookup that finds nothing lists again.
+
+    From `JOBRUNNER_LOOKUP_WINDOW` (0 trusts the first listing); an unusable value is a ConfigError.
+    """
+    from jobrunner.errors import ConfigError
+
+    text = env.get(LOOKUP_WINDOW_ENV)
+    if text is None or not text.strip():
+        return DEFAULT_LOOKUP_WINDOW
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= LOOKUP_WINDOW_MAX:
+        raise ConfigError(f"{LOOKUP_WINDOW_ENV}={text!r}: expected a number of seconds from 0 to {LOOKUP_WINDOW_MAX:g}",
+                          hint=f"unset it for the default of {DEFAULT_LOOKUP_WINDOW:g} seconds")
+    return value
+
+
+def next_listing_delay(elapsed_listings: int, remaining: float) -> float:
+    """How long to wait before listing again: 2 s after the first listing, then the rest of the
+    window. Every listing holds back the creates of its provider (see creategate), so a lookup
+    that finds nothing lists three times at most."""
+    return max(0.0, min(remaining, 2.0) if elapsed_listings == 0 else remaining)
 
 
 def _is_wildcard(desired: Any) -> bool:

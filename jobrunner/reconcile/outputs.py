@@ -55,6 +55,7 @@ def record_adoption(doc: StateDoc, job: Any, remote: RemoteJob, st: AddressState
     if st is None:
         st = AddressState(address=job.address, kind=job.resource_address.split("/", 1)[0], job_kind=job.job_kind,
                           provider=job.provider, file=job.file)
+    doc.claim_remote_id(job.address, remote.id)  # one remote job, one address
     st.remote_id, st.project_id, st.status = remote.id, remote.project_id, remote.status
     st.fingerprint, st.attempts, st.intent = job.fingerprint, 1, None
     st.inputs = recorded_inputs(job)

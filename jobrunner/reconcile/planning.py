@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from jobrunner.errors import Diagnostic, ManifestError, PlanError, UsageError
 from jobrunner.plan_types import CANCEL, CREATE, FORGET, REPLACE, RETRY, Plan, PlannedChange
 from jobrunner.providers.base import RemoteJob
 from jobrunner.reconcile import requests as rq
-from jobrunner.reconcile.matching import find_match
+from jobrunner.reconcile.matching import find_match, next_listing_delay
 from jobrunner.reconcile.timeutil import parse_rfc3339
 from jobrunner.refresh import claimed_ids, list_candidates, refresh_tracked
 from jobrunner.resources import JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
@@ -141,14 +142,20 @@ def request_from_recorded(st: Any) -> Any:
                          version=version, destination=material.get("destination"))
 
 
-async def lookup_intents(doc: StateDoc, desired: list[DesiredJob], resources: dict[str, Resource],
-                         pool: Any) -> dict[str, RemoteJob]:
-    """For addresses with a pending intent: the remote job that create made, if it exists.
+@dataclass
+class _Lookup:
+    """One address to look up on its provider: a pending intent (a restored state's untracked
+    addresses get one from `state.recovery.mark_recovery_lookups`)."""
 
-    One listing per (provider, job kind, project) back to the earliest pending intent, however many
-    intents a crash left behind; then each intent is matched, earliest first, against it.
-    """
-    pending: list[tuple[str, str, Any, Any]] = []  # (address, provider, request, since)
+    address: str
+    provider: str
+    request: Any
+    since: Any  # datetime: candidates created from then on (minus the clock skew) may be its job
+    window_from: float  # epoch seconds of the create attempt: the list may lag behind it
+
+
+def _pending_lookups(doc: StateDoc, desired: list[DesiredJob], resources: dict[str, Resource]) -> list[_Lookup]:
+    pending: list[_Lookup] = []
     by_address = {j.address: j for j in desired}
     for address, st in doc.addresses.items():
         if st.intent is None or st.job_kind == JOB_MODEL:
@@ -166,25 +173,58 @@ async def lookup_intents(doc: StateDoc, desired: list[DesiredJob], resources: di
             req = request_from_recorded(st)
             if req is None:
                 continue
-        pending.append((address, st.provider, req, since))
+        pending.append(_Lookup(address, st.provider, req, since, since.timestamp()))
+    return pending
+
+
+async def lookup_intents(doc: StateDoc, desired: list[DesiredJob], resources: dict[str, Resource],
+                         pool: Any, *, window: float | None = None) -> dict[str, RemoteJob]:
+    """For addresses with a pending intent: the remote job that create made, if it exists.
+
+    One listing per (provider, job kind, project) back to the earliest of them, however many a
+    crash left behind; then each is matched, earliest first, against it, and a job matched once is
+    never matched again. An intent not found while its create is younger than the lookup window
+    (`matching.lookup_window`) is looked for again: the provider's list may lag behind its jobs.
+    """
+    pending = _pending_lookups(doc, desired, resources)
     if not pending:
         return {}
+    if window is None:
+        import os
+
+        from jobrunner.reconcile.matching import lookup_window
+
+        window = lookup_window(os.environ)
     claimed = claimed_ids(doc)
-    groups: dict[tuple[str, str, str | None], list[tuple[str, str, Any, Any]]] = {}
-    for entry in pending:
-        groups.setdefault((entry[1], entry[2].job_kind, entry[2].project_id), []).append(entry)
     found: dict[str, RemoteJob] = {}
+    listings = 0
+    while True:
+        await _match_round(pending, claimed, found, pool)
+        now = time.time()
+        open_until = [e.window_from + window for e in pending
+                      if e.address not in found and e.window_from + window > now]
+        if not open_until:
+            return found
+        pending = [e for e in pending if e.address not in found]
+        await asyncio.sleep(next_listing_delay(listings, max(open_until) - now))
+        listings += 1
+
+
+async def _match_round(pending: list[_Lookup], claimed: set[str], found: dict[str, RemoteJob], pool: Any) -> None:
+    groups: dict[tuple[str, str, str | None], list[_Lookup]] = {}
+    for entry in pending:
+        if entry.address not in found:
+            groups.setdefault((entry.provider, entry.request.job_kind, entry.request.project_id), []).append(entry)
     for (provider_name, job_kind, project_id), entries in groups.items():
-        versions = {rq.split_version(e[2].model, e[2].version)[1] for e in entries}
+        versions = {rq.split_version(e.request.model, e.request.version)[1] for e in entries}
         candidates = await list_candidates(
-            pool.get(provider_name), job_kind, since=min(e[3] for e in entries), project_id=project_id,
+            pool.get(provider_name), job_kind, since=min(e.since for e in entries), project_id=project_id,
             exclude_ids=claimed, versions=None if None in versions else versions)
-        for address, _, req, since in sorted(entries, key=lambda e: e[3]):
-            match = find_match(candidates, req, not_before=since, exclude_ids=claimed)
+        for entry in sorted(entries, key=lambda e: e.since):
+            match = find_match(candidates, entry.request, not_before=entry.since, exclude_ids=claimed)
             if match is not None:
-                found[address] = match
+                found[entry.address] = match
                 claimed.add(match.id)
-    return found
 
 
 def _file_placeholders(value: Any) -> Any:
@@ -312,6 +352,7 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
     validated = load_validated(paths, ws.root)
     resources, files, warnings = list(validated.resources), list(validated.files), warnings_of(validated)
     by_res = {r.address: r for r in resources}
+    doc.check_remote_ids()  # one remote job, one address: a state that breaks it is not planned on
     remote = await refresh_tracked(doc, pool)
     absorb(doc, remote, only_succeeded=True)  # outputs of jobs that finished unattended
     desired = expand_desired(resources, ws.root, doc, validated.items)

@@ -4,11 +4,19 @@ One `AddressState` per address (Training/x, PredictionBatch/x[key], Model/x). Th
 every remote id ever created for the address, so nothing is forgotten even when replaced; an
 `intent` is written (and flushed) before every create so a crash between "create sent" and "id
 recorded" can be resolved by looking the job up on the provider (exactly-once creation).
+
+Invariant: one remote job belongs to one address. Every writer that records a remote id goes
+through `StateDoc.claim_remote_id`, which refuses an id another address already holds
+(`RemoteIdClashError`); `check_remote_ids` verifies a whole document (commands that plan or apply
+run it on the state they load). Two addresses sharing a job means one of them adopted a job it did
+not create while its own is untracked: never something to accept silently.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from jobrunner.errors import RemoteIdClashError
 
 STATE_FORMAT_VERSION = 1
 
@@ -117,6 +125,8 @@ class StateDoc:
     # address up on its provider, an address state does not track must be looked up before it is
     # created, never created blindly. Cleared by the first apply that completes after the restore.
     recovered_at: str | None = None
+    # remote id -> address, built on first use by `claim_remote_id` (not part of the document).
+    _owners: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -132,6 +142,71 @@ class StateDoc:
         if self.recovered_at is not None:
             data["recovered_at"] = self.recovered_at
         return data
+
+    # -- one remote id, one address ----------------------------------------------------------------
+
+    def _holds(self, address: str, remote_id: str) -> bool:
+        st = self.addresses.get(address)
+        return st is not None and (st.remote_id == remote_id or any(a.remote_id == remote_id for a in st.history))
+
+    def owner_of(self, remote_id: str) -> str | None:
+        """The address that records `remote_id` (current or in its history), if any."""
+        if self._owners is None:
+            self._owners = {}
+            for address, st in self.addresses.items():
+                if st.job_kind == "model":
+                    continue
+                for rid in ([st.remote_id] if st.remote_id else []) + [a.remote_id for a in st.history]:
+                    self._owners.setdefault(rid, address)
+        owner = self._owners.get(remote_id)
+        if owner is not None and self._holds(owner, remote_id):
+            return owner
+        # The index is stale (forgotten, moved or directly edited addresses): look for real.
+        for address, st in self.addresses.items():
+            if st.job_kind != "model" and self._holds(address, remote_id):
+                self._owners[remote_id] = address
+                return address
+        self._owners.pop(remote_id, None)
+        return None
+
+    def claim_remote_id(self, address: str, remote_id: str) -> None:
+        """Reserve `remote_id` for `address` before recording it there.
+
+        Raises RemoteIdClashError when another address already records that remote job.
+        """
+        owner = self.owner_of(remote_id) if self._owners is None or remote_id in self._owners else None
+        if owner is not None and owner != address:
+            raise RemoteIdClashError(
+                f"remote job {remote_id} is already recorded under {owner}; refusing to record it under "
+                f"{address} as well (one remote job belongs to one address)",
+                hint=f"nothing was recorded for {address}; run apply again: it looks its own job up on the provider",
+            )
+        if self._owners is not None:
+            self._owners[remote_id] = address
+
+    def remote_id_clashes(self) -> dict[str, list[str]]:
+        """remote id -> the addresses recording it, for every id recorded under more than one."""
+        seen: dict[str, list[str]] = {}
+        for address, st in self.addresses.items():
+            if st.job_kind == "model":
+                continue
+            for rid in {st.remote_id, *(a.remote_id for a in st.history)} - {None}:
+                seen.setdefault(str(rid), []).append(address)
+        return {rid: sorted(owners) for rid, owners in seen.items() if len(owners) > 1}
+
+    def check_remote_ids(self) -> None:
+        """Raise RemoteIdClashError naming every remote job that two addresses record."""
+        clashes = self.remote_id_clashes()
+        if not clashes:
+            return
+        shown = [f"{rid}: {', '.join(owners)}" for rid, owners in sorted(clashes.items())]
+        more = f"\n  ... and {len(shown) - 10} more" if len(shown) > 10 else ""
+        raise RemoteIdClashError(
+            f"state records {len(clashes)} remote job(s) under more than one address:\n  "
+            + "\n  ".join(shown[:10]) + more,
+            hint="one remote job belongs to one address: `jobrunner state rm ADDRESS` all but one of the addresses "
+                 "named; the next apply creates their jobs again",
+        )
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "StateDoc":

@@ -84,6 +84,38 @@ def test_drop_after_create_commits_the_job_but_drops_the_connection(live_platfor
     assert resp.status_code == 201  # only the next one was dropped
 
 
+def test_drop_every_nth_create_is_deterministic(live_platform, client):
+    live_platform.set_faults(drop_every_nth_create=3)
+    outcomes = []
+    for i in range(7):
+        try:
+            outcomes.append(client.post("/v1/predictions", json={"version": ECHO_VERSION, "input": {"i": i}}).status_code)
+        except httpx.TransportError:
+            outcomes.append("dropped")
+    assert outcomes == [201, 201, "dropped", 201, 201, "dropped", 201]
+    assert len(client.get("/v1/predictions").json()["results"]) == 7  # every dropped create was committed
+
+
+def test_list_lag_hides_young_jobs_from_lists_of_both_wires_but_not_from_get(live_platform, client):
+    emissary = {"X-API-Key": live_platform.token}
+    project = httpx.post(f"{live_platform.url}/v1/projects", json={"name": "lag"}, headers=emissary).json()["id"]
+    live_platform.set_faults(list_lag_s=2)
+    created = client.post("/v1/predictions", json={"version": ECHO_VERSION, "input": {"marker": "young"}}).json()
+    assert client.get("/v1/predictions").json()["results"] == []
+    assert client.get(f"/v1/predictions/{created['id']}").json()["id"] == created["id"]
+    jobs_url = f"{live_platform.url}/v1/projects/{project}/training-jobs"
+    dataset = httpx.post(f"{live_platform.url}/v1/projects/{project}/datasets", headers=emissary,
+                         files={"file": ("d.jsonl", b'{"prompt": "a", "completion": "b"}\n')}).json()
+    job = httpx.post(jobs_url, headers=emissary, json={"base_model": "jobrunner-ngram", "train_dataset_id": dataset["id"]})
+    assert job.status_code == 201, job.text
+    assert httpx.get(jobs_url, headers=emissary).json() == []
+    time.sleep(3.1)  # Emissary times are whole seconds: its list may hide a job up to a second longer
+    assert [p["id"] for p in client.get("/v1/predictions").json()["results"]] == [created["id"]]
+    assert [j["id"] for j in httpx.get(jobs_url, headers=emissary).json()] == [job.json()["id"]]
+    live_platform.set_faults(reset=True)
+    assert live_platform.set_faults()["list_lag_s"] == 0
+
+
 def test_request_size_limit_is_413(live_platform, client):
     live_platform.set_faults(max_body_bytes=1000)
     big = {"version": ECHO_VERSION, "input": {"blob": "x" * 2000}}

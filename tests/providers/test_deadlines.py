@@ -119,6 +119,7 @@ def test_a_request_after_the_command_deadline_sends_nothing() -> None:
 def _prediction_with_logs(logs: str) -> dict[str, Any]:
     body = fixture("replicate/prediction_get_succeeded.json")
     body["logs"] = logs
+    body["id"] = "p1"  # served as /v1/predictions/p1: a GET answered for another id is refused
     return body
 
 

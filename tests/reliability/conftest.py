@@ -6,7 +6,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.reliability.harness import Platform, make_workspace, serve_platform
+from tests.reliability.harness import LOOKUP_WINDOW, Platform, make_workspace, serve_platform
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +20,7 @@ def workspace(tmp_path: Path, platform: Platform, monkeypatch: pytest.MonkeyPatc
     root = make_workspace(tmp_path / "ws", platform)
     monkeypatch.chdir(root)
     monkeypatch.setenv("JOBRUNNER_LOCAL_TOKEN", platform.token)
+    monkeypatch.setenv("JOBRUNNER_LOOKUP_WINDOW", LOOKUP_WINDOW)  # see harness.clean_env
     for var in ("REPLICATE_API_TOKEN", "EMISSARY_CLIENT_API_KEY", "JOBRUNNER_STATE_URL", "JOBRUNNER_TEST_CRASH_AT"):
         monkeypatch.delenv(var, raising=False)
     return root

@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 ECHO = "0ab87730172dfeb11de187803938c2507e8ab8f7cab883c1a905b3f91b3d3ab6"
 NGRAM = "a3c8c00c979c6758b251faf7897f248e49b682972e7e2cb90d03a7c19b47f174"
 SLEEP = "9969ed6b494ff19ed449533b9068fbbb2d4a56c25945cdbcd23ccc069365f2f0"
+LOOKUP_WINDOW = "2"  # seconds (JOBRUNNER_LOOKUP_WINDOW) for CLI runs against the test platform
 
 
 @dataclass
@@ -75,7 +76,10 @@ def clean_env(platform: Platform, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("REPLICATE_API_TOKEN", "EMISSARY_CLIENT_API_KEY", "JOBRUNNER_STATE_URL",
                         "JOBRUNNER_TEST_CRASH_AT", "JOBRUNNER_LOCAL_FAULTS")}
-    env.update(JOBRUNNER_LOCAL_TOKEN=platform.token, PYTHONPATH=str(REPO), **extra)
+    # The platform's list never lags unless a test sets `list_lag_s`: a short lookup window keeps the
+    # fault suites' re-sends quick (test_lookups.py sets its own window against a lagging list).
+    env.update(JOBRUNNER_LOCAL_TOKEN=platform.token, PYTHONPATH=str(REPO), JOBRUNNER_LOOKUP_WINDOW=LOOKUP_WINDOW)
+    env.update(extra)
     return env
 
 
