@@ -129,8 +129,8 @@ def _tracked_note(bad_files: set[str], tracked: dict[str, list[str]], doc: State
     hit = sorted(f for f in bad_files if f in tracked)
     if not hit:
         return None
-    lines = [f"{f}: state tracks {_jobs_phrase(tracked[f], doc)} from this file; while it has errors none of "
-             "them is planned, canceled or forgotten" for f in hit]
+    lines = [f"{f} holds {_jobs_phrase(tracked[f], doc)}; while it has errors none of them is planned, "
+             "canceled or forgotten" for f in hit]
     lines.append("Nothing was sent to any provider. To remove those jobs on purpose, delete the file "
                  "(or their documents) once it reads again.")
     return "\n".join(lines)
@@ -146,11 +146,11 @@ def _refuse_emptied(empty_files: list[str], tracked: dict[str, list[str]], doc: 
     if not hit:
         return
     raise PlanError(
-        "\n".join(f"{f}: the file holds no jobrunner documents (empty or all commented out), but state tracks "
+        "\n".join(f"{f} holds no jobrunner documents (empty or all commented out), but state records "
                   f"{_jobs_phrase(tracked[f], doc)} from it; jobrunner does not read that as a removal"
                   for f in hit) + "\nNothing was sent to any provider.",
-        hint=("restore its documents (e.g. `git checkout -- FILE`); to remove its jobs on purpose, delete the file "
-              "(plan then shows cancel/forget)"),
+        hint=(f"restore its documents (e.g. `git checkout -- {' '.join(hit)}`); to remove its jobs on purpose, "
+              "delete the file (plan then shows cancel/forget)"),
     )
 
 
