@@ -16,6 +16,8 @@ CONFIG_TEMPLATE = """\
 # jobrunner workspace config. This directory is the workspace root: jobrunner commands run here or
 # in any directory below it use the state and settings below. Every key is optional.
 # Reference: docs/cli.md (init, workspaces) and docs/manifests.md (workspace).
+workspace:
+  id: {workspace_id}   # recorded in state and checked by every command; commit it (docs/ci.md)
 state:
   backend: local                  # local (a JSON file) | postgres (then set url:)
   path: .jobrunner/state.json     # relative to this directory
@@ -54,8 +56,22 @@ def init(directory: Path | None, force: bool) -> int:
             hint=f"run jobrunner from anywhere below {enclosing} as it is, or pass --force for a separate workspace",
         )
     root.mkdir(parents=True, exist_ok=True)
-    config.write_text(CONFIG_TEMPLATE, encoding="utf-8")
+    config.write_text(CONFIG_TEMPLATE.replace("{workspace_id}", _workspace_id(root)), encoding="utf-8")
     click.echo(f"Initialized the workspace {root}: wrote {CONFIG_FILE}.")
     click.echo("jobrunner commands run in this directory or below it now use its state (.jobrunner/state.json, "
                "created by the first apply).")
     return 0
+
+
+def _workspace_id(root: Path) -> str:
+    """The id the local state here already records (it was written by this workspace), else a new one."""
+    import json
+
+    from jobrunner.state.identity import is_valid_workspace_id, new_workspace_id
+    from jobrunner.workspace import DEFAULT_STATE_PATH
+
+    try:
+        recorded = json.loads((root / DEFAULT_STATE_PATH).read_text(encoding="utf-8")).get("workspace_id")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    return recorded if is_valid_workspace_id(recorded) else new_workspace_id(root)

@@ -192,7 +192,8 @@ def test_init_pins_the_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert (root / "jobrunner.yaml").is_file() and not (root / ".jobrunner").exists()
     from jobrunner.workspace import find_workspace, load_config
 
-    assert load_config(root).state_path == ".jobrunner/state.json"
+    cfg = load_config(root)
+    assert cfg.state_path == ".jobrunner/state.json" and cfg.workspace_id and cfg.workspace_id.startswith("repo-")
     assert find_workspace(root / "ml" / "batches") == root.resolve()
     r = run_cli("init")
     assert r.code == 0 and "already a workspace" in r.stdout
@@ -202,3 +203,16 @@ def test_init_pins_the_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert not (root / "ml" / "jobrunner.yaml").exists()
     r = run_cli("init", "--force")
     assert r.code == 0 and (root / "ml" / "jobrunner.yaml").is_file()
+
+
+def test_init_keeps_the_id_the_state_already_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    (tmp_path / ".jobrunner").mkdir()
+    (tmp_path / ".jobrunner" / "state.json").write_text(json.dumps(
+        {"format_version": 1, "serial": 3, "lineage": "l", "workspace_id": "team-ml-0a1b2c3d", "addresses": {}}))
+    monkeypatch.chdir(tmp_path)
+    r = run_cli("init")
+    assert r.code == 0, r.output
+    from jobrunner.workspace import load_config
+
+    assert load_config(tmp_path).workspace_id == "team-ml-0a1b2c3d"
+    assert run_cli("status", "--no-refresh").code == 0  # the state's id and the config's agree

@@ -134,7 +134,9 @@ def test_nothing_above_is_the_start_directory(tmp_path: Path) -> None:
 def test_this_repository_is_one_workspace_from_any_directory() -> None:
     repo = Path(__file__).resolve().parents[2]
     assert find_workspace(repo / "specs" / "examples" / "data") == repo
-    assert load_config(repo) == WorkspaceConfig()  # the committed config spells out the defaults
+    cfg = load_config(repo)  # the committed config (written by `jobrunner init`) spells out the defaults
+    assert (cfg.state_backend, cfg.state_path, cfg.parallelism) == ("local", ".jobrunner/state.json", 10)
+    assert cfg.workspace_id and cfg.workspace_id.startswith("jobrunner-")
 
 
 @pytest.mark.parametrize("line", [
