@@ -8,7 +8,8 @@ walking up from the current directory (`locate_workspace`):
 2. else the nearest directory holding default local state (`.jobrunner/state.json`), so a
    workspace first used without a config (the README's one-step apply) is found again from below;
 3. else the current directory itself (a brand-new workspace; nothing is written there unless it
-   holds manifests, see `reconcile.planning.require_manifests`).
+   holds manifests, see `reconcile.planning.require_manifests`), unless the manifests a command
+   names lie elsewhere: then theirs (`find_workspace_for`).
 
 Its config names the state backend, provider endpoints, rate limits and default parallelism;
 everything has a default so a workspace without a config file works. Manifest discovery is cheap
@@ -84,6 +85,32 @@ def locate_workspace(start: Path | None = None) -> tuple[Path, WorkspaceSource]:
         if (candidate / DEFAULT_STATE_PATH).is_file():
             return candidate, "state"
     return here, "cwd"
+
+
+def find_workspace_for(paths: list[Path] | tuple[Path, ...], start: Path | None = None) -> Path:
+    """The workspace root for a command run in `start` (default: cwd) on manifest `paths`.
+
+    The current directory decides when it is in a workspace. When it is not (nothing marks one
+    at or above it) and the paths are elsewhere, the workspace is the one marked at or above the
+    first path that has one, else the first path's directory: `cd /tmp && jobrunner apply
+    ~/proj/specs` then uses ~/proj's state (or starts it beside the manifests), never /tmp.
+    """
+    here, how = locate_workspace(start)
+    if how != "cwd" or not paths:
+        return here
+    absolute = [(p if p.is_absolute() else here / p).resolve() for p in paths]
+    if all(_is_within(p, here) for p in absolute):
+        return here
+    for p in absolute:
+        root, how = locate_workspace(p)
+        if how != "cwd":
+            return root
+    first = absolute[0]
+    return first if first.is_dir() else first.parent
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
 
 
 _STATE_KEYS = {"backend", "path", "url"}
@@ -224,6 +251,7 @@ __all__ = [
     "WorkspaceConfig",
     "find_workspace",
     "locate_workspace",
+    "find_workspace_for",
     "DEFAULT_STATE_PATH",
     "load_config",
     "discover_manifest_files",

@@ -196,7 +196,7 @@ def plan(paths: tuple[str, ...], out: str | None, fmt: str, detailed_exitcode: b
     from jobrunner.reconcile.planning import make_plan, open_workspace, require_manifests, resolve_paths
 
     bound = _refresh_deadline(timeout, "plan")
-    ws = open_workspace()
+    ws = open_workspace(paths=paths)
     abs_paths = resolve_paths(paths, ws.root)
     require_manifests(ws, abs_paths)
     doc = ws.store.load()
@@ -234,7 +234,7 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
 
     wait_for = _parse_timeout(timeout)
     started = time.monotonic()
-    ws = open_workspace()
+    ws = open_workspace(paths=paths)
     saved = read_saved_plan(Path(paths[0])) if len(paths) == 1 else None
     if saved is not None:
         if targets:
@@ -303,7 +303,7 @@ def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...]
                                               require_manifests, resolve_paths)
     from jobrunner.refresh import refresh_tracked
 
-    ws = open_workspace()
+    ws = open_workspace(paths=paths)
     destroy_paths = resolve_paths(paths, ws.root)
     require_manifests(ws, destroy_paths, whole_state=True)
     try:
@@ -513,7 +513,7 @@ def import_(address: str | None, remote_id: str | None, paths: tuple[str, ...], 
                                               resolve_paths)
     from jobrunner.resources import JOB_MODEL
 
-    ws = open_workspace()
+    ws = open_workspace(paths=paths)
     import_paths = resolve_paths(paths, ws.root)
     require_manifests(ws, import_paths)
     validated = load_validated(import_paths, ws.root)

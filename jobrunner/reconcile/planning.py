@@ -51,11 +51,13 @@ class Planned:
         return f"Planned({len(self.plan.changes)} changes, {len(self.desired)} desired jobs)"
 
 
-def open_workspace(start: Path | None = None) -> Workspace:
+def open_workspace(start: Path | None = None, *, paths: tuple[str, ...] | list[str] = ()) -> Workspace:
+    """The workspace a command run in `start` (default: cwd) on manifest `paths` works on
+    (`workspace.find_workspace_for`), with its config and state store (nothing is written)."""
     from jobrunner.state.store import open_store
-    from jobrunner.workspace import find_workspace, load_config
+    from jobrunner.workspace import find_workspace_for, load_config
 
-    root = find_workspace(start)
+    root = find_workspace_for([Path(p) for p in paths], start)
     config = load_config(root)
     return Workspace(root=root, config=config, store=open_store(config, root))
 

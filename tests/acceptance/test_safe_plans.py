@@ -216,3 +216,21 @@ def test_init_keeps_the_id_the_state_already_records(tmp_path: Path, monkeypatch
 
     assert load_config(tmp_path).workspace_id == "team-ml-0a1b2c3d"
     assert run_cli("status", "--no-refresh").code == 0  # the state's id and the config's agree
+
+
+def test_manifests_named_from_an_unrelated_directory_use_their_workspace(workspace: Path, platform: Platform,
+                                                                         tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    m = workspace / "manifests"
+    m.mkdir()
+    (m / "run.yaml").write_text(sleep_batch("run", 2))
+    assert run_cli("apply", "--auto-approve", "--no-wait").code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    r = run_cli("plan", "--detailed-exitcode", str(m))
+    assert r.code == 0, r.output
+    assert "create" not in r.stdout.lower()
+    assert list(elsewhere.iterdir()) == []
+    assert run_cli("destroy", "--auto-approve", str(m)).code == 0
+    assert state(workspace) == {}

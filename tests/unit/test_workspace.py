@@ -7,7 +7,7 @@ import pytest
 
 from jobrunner.errors import ConfigError, UsageError
 from jobrunner.workspace import (WorkspaceConfig, discover_manifest_files, find_workspace, load_config,
-                                 locate_workspace)
+                                 find_workspace_for, locate_workspace)
 
 
 def test_find_workspace_nearest_parent_with_config(tmp_path: Path) -> None:
@@ -147,3 +147,22 @@ def test_discovery_keeps_files_with_a_misspelled_api_version(tmp_path: Path, lin
     """A typo in the apiVersion line must make a file an error, not invisible to a directory scan."""
     (tmp_path / "m.yaml").write_text(line + "\nkind: Model\n")
     assert [p.name for p in discover_manifest_files([tmp_path], tmp_path)] == ["m.yaml"]
+
+
+def test_manifests_named_from_outside_any_workspace_use_their_own(tmp_path: Path) -> None:
+    """`cd /tmp && jobrunner apply ~/proj/specs` uses ~/proj's workspace, never /tmp."""
+    proj, elsewhere = tmp_path / "proj", tmp_path / "elsewhere"
+    (proj / "specs").mkdir(parents=True)
+    elsewhere.mkdir()
+    # Nothing marks a workspace: the manifests' directory, not the current one.
+    assert find_workspace_for([proj / "specs"], elsewhere) == (proj / "specs").resolve()
+    (proj / ".jobrunner").mkdir()
+    (proj / ".jobrunner" / "state.json").write_text("{}")
+    assert find_workspace_for([proj / "specs"], elsewhere) == proj.resolve()
+    (proj / "jobrunner.yaml").write_text("{}\n")
+    assert find_workspace_for([proj / "specs" / "a.yaml"], elsewhere) == proj.resolve()
+    # Inside a workspace, or with paths below the current directory, the current directory decides.
+    assert find_workspace_for([Path("specs")], proj) == proj.resolve()
+    (elsewhere / "m").mkdir()
+    assert find_workspace_for([Path("m")], elsewhere) == elsewhere.resolve()
+    assert find_workspace_for([], elsewhere) == elsewhere.resolve()
