@@ -234,3 +234,10 @@ def test_manifests_named_from_an_unrelated_directory_use_their_workspace(workspa
     assert list(elsewhere.iterdir()) == []
     assert run_cli("destroy", "--auto-approve", str(m)).code == 0
     assert state(workspace) == {}
+
+
+def test_state_rm_where_nothing_is_tracked_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    r = run_cli("state", "rm", "Training/x")
+    assert r.code == 1 and "Training/x: not in state" in r.stderr, r.output
+    assert list(tmp_path.iterdir()) == []
