@@ -133,10 +133,14 @@ def test_deleting_the_file_is_still_a_removal(workspace: Path, platform: Platfor
     m.mkdir()
     (m / "run.yaml").write_text(sleep_batch("run", 2))
     assert run_cli("apply", "--auto-approve", "--no-wait", "manifests").code == 0
+    ids = {st["remote_id"] for st in state(workspace).values()}
     (m / "run.yaml").unlink()
     r = run_cli("plan", "--detailed-exitcode", "manifests")
     assert r.code == 2, r.output
     assert r.stdout.lower().count("cancel") >= 2
+    r = run_cli("apply", "--auto-approve", "manifests")
+    assert r.code == 0, r.output
+    assert canceled_ids(platform, ids) == ids and state(workspace) == {}
 
 
 def test_the_same_plan_from_a_sub_directory(workspace: Path, platform: Platform, monkeypatch: pytest.MonkeyPatch):
