@@ -234,8 +234,9 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
 
     wait_for = _parse_timeout(timeout)
     started = time.monotonic()
-    ws = open_workspace(paths=paths)
     saved = read_saved_plan(Path(paths[0])) if len(paths) == 1 else None
+    # A saved plan file may sit anywhere (a CI artifact): only manifest paths locate the workspace.
+    ws = open_workspace(paths=() if saved is not None else paths)
     if saved is not None:
         if targets:
             raise UsageError("--target cannot be combined with a saved plan", hint="targets are fixed when the plan is saved")

@@ -245,3 +245,28 @@ def test_state_rm_where_nothing_is_tracked_writes_nothing(tmp_path: Path, monkey
     r = run_cli("state", "rm", "Training/x")
     assert r.code == 1 and "Training/x: not in state" in r.stderr, r.output
     assert list(tmp_path.iterdir()) == []
+
+
+
+def test_a_saved_plan_kept_elsewhere_applies_to_the_current_workspace(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch):
+    """Nothing marks the workspace yet (no jobrunner.yaml, no state): `apply /elsewhere/plan.json`
+    (a CI artifact) applies to the current directory's manifests and state, not to /elsewhere."""
+    from jobrunner.local.autostart import stop_platform
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "m.yaml").write_text(sleep_batch("quick", 1, seconds=0.1))
+    artifact = tmp_path / "artifacts" / "plan.json"
+    artifact.parent.mkdir()
+    monkeypatch.chdir(ws)
+    monkeypatch.delenv("JOBRUNNER_LOCAL_TOKEN", raising=False)  # the auto-started platform's own token
+    try:
+        r = run_cli("plan", "--out", str(artifact))
+        assert r.code == 0, r.output
+        r = run_cli("apply", str(artifact))
+        assert r.code == 0, r.output
+        assert list(state(ws)) == ["PredictionBatch/quick[r0]"]
+        assert sorted(p.name for p in artifact.parent.iterdir()) == ["plan.json"]
+    finally:
+        stop_platform(ws)
