@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "logs": "jobrunner.commands.jobs:logs",
     "outputs": "jobrunner.commands.jobs:outputs",
     "import": "jobrunner.commands.jobs:import_",
+    "init": "jobrunner.commands.init:init",
     "state": "jobrunner.commands.state:state",
 }
 

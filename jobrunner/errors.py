@@ -65,11 +65,12 @@ class Diagnostic:
 class ManifestError(JobrunnerError):
     """Manifests are invalid; carries every diagnostic found, not only the first."""
 
-    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+    def __init__(self, diagnostics: list[Diagnostic], *, note: str | None = None) -> None:
         self.diagnostics = sorted(diagnostics, key=Diagnostic.sort_key)
         errors = [d for d in self.diagnostics if d.severity == "error"]
+        # `note`: what the errors mean for tracked jobs (planning names files state tracks jobs from).
         super().__init__(
-            "\n".join(d.format() for d in errors) or "invalid manifests",
+            "\n".join([*(d.format() for d in errors), *([note] if note else [])]) or "invalid manifests",
             hint=f"{len(errors)} error(s); fix them and run `jobrunner validate` again.",
         )
 

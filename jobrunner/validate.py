@@ -41,6 +41,9 @@ class ValidationResult:
     resources: list[Resource] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     files: list[str] = field(default_factory=list)  # workspace-relative manifest files read
+    # Files read that hold no YAML document at all (empty, whitespace, only comments or `---`).
+    # Not an error in itself; planning refuses it for a file state still tracks jobs from.
+    empty_files: list[str] = field(default_factory=list)
     # Batch items by PredictionBatch address, as read during validation (saves reading them twice).
     items: dict[str, list[BatchItem]] = field(default_factory=dict)
 
@@ -86,18 +89,29 @@ class _Collector:
         self.add("warning", r.file, r.position(json_path), message, r.address, json_path)
 
 
-def validate_paths(paths: list[Path], root: Path) -> ValidationResult:
-    """Load and validate every manifest under `paths` (default: the workspace root)."""
+def validate_paths(paths: list[Path], root: Path, *, also: Iterable[Path] = ()) -> ValidationResult:
+    """Load and validate every manifest under `paths` (default: the workspace root).
+
+    `also`: files read even when a directory scan would skip them (files state tracks jobs from:
+    whatever they now hold must be reported, never taken for "no manifests here").
+    """
     out = _Collector()
     docs: list[Document] = []
     files: list[str] = []
-    for path in discover_manifest_files(paths, root):
+    empty: list[str] = []
+    found = {str(p): p for p in discover_manifest_files(paths, root)}
+    found.update({str(p.resolve()): p.resolve() for p in also if p.is_file()})
+    for path in sorted(found.values()):
         shown = display_path(path, root)
         files.append(shown)
         loaded = load_file(path, shown)
         out.extend(loaded.diagnostics)
         docs.extend(loaded.documents)
-    return _validate(docs, files, root, out)
+        if not loaded.documents and not loaded.diagnostics:
+            empty.append(shown)
+    result = _validate(docs, files, root, out)
+    result.empty_files = empty
+    return result
 
 
 def validate_documents(docs: list[Document], root: Path) -> ValidationResult:
@@ -131,11 +145,7 @@ def _check_document(doc: Document, out: _Collector) -> Resource | None:
         return None
     api = data.get("apiVersion")
     if api != API_VERSION:
-        if api is None:
-            msg = f"missing apiVersion: add `apiVersion: {API_VERSION}` (this document is not a jobrunner manifest)"
-        else:
-            msg = f"apiVersion {_show(api)} is not {API_VERSION}; jobrunner manifests use `apiVersion: {API_VERSION}`"
-        out.add("error", doc.file, doc.position("$.apiVersion"), msg, None, "$.apiVersion")
+        out.add("error", doc.file, doc.position("$.apiVersion"), _api_version_message(api), None, "$.apiVersion")
         return None
     kind = data.get("kind")
     meta = data.get("metadata")
@@ -176,6 +186,17 @@ def _check_document(doc: Document, out: _Collector) -> Resource | None:
         kind=kind, name=name, spec=data["spec"], file=doc.file, line=doc.line, column=doc.column,
         labels={str(k): str(v) for k, v in labels.items()}, positions=doc.positions,
     )
+
+
+def _api_version_message(api: Any) -> str:
+    """Why a document's apiVersion is not ours, and what to write instead."""
+    if api is None:
+        return f"missing apiVersion: add `apiVersion: {API_VERSION}` (this document is not a jobrunner manifest)"
+    if isinstance(api, str) and api.strip().lower().startswith("jobrunner/"):
+        # Another version (or case) of ours: meant as a manifest, so say exactly what we read.
+        hint = " (apiVersion is case-sensitive)" if api.strip().lower() == API_VERSION else ""
+        return f"unsupported apiVersion {api.strip()}; this jobrunner reads {API_VERSION}{hint}"
+    return f"apiVersion {_show(api)} is not {API_VERSION}; jobrunner manifests use `apiVersion: {API_VERSION}`"
 
 
 def _explain(err: Any, doc: Document | None, base: str = "$") -> Iterable[tuple[str, str]]:

@@ -1,10 +1,22 @@
 """Where a workspace is, what its config says, and which files in it are manifests.
 
-A workspace is the current directory, or the nearest parent holding `jobrunner.yaml`. Its config
-names the state backend, provider endpoints, rate limits and default parallelism; everything has a
-default so a workspace without a config file works. Manifest discovery is cheap on purpose: a
-directory scan reads each `*.yaml`/`*.yml` file's bytes once and keeps only those that mention
-`apiVersion: jobrunner/v1`, so unrelated YAML (CI files, Kubernetes, Helm values) is ignored.
+The same manifests must map to the same state from any directory inside a workspace, or a run from
+a sub-directory would plan creates for jobs that already ran. So the workspace root is found by
+walking up from the current directory (`locate_workspace`):
+
+1. the nearest directory holding `jobrunner.yaml` (written by `jobrunner init`);
+2. else the nearest directory holding default local state (`.jobrunner/state.json`), so a
+   workspace first used without a config (the README's one-step apply) is found again from below;
+3. else the current directory itself (a brand-new workspace; nothing is written there unless it
+   holds manifests, see `reconcile.planning.require_manifests`), unless the manifests a command
+   names lie elsewhere: then theirs (`find_workspace_for`).
+
+Its config names the state backend, provider endpoints, rate limits and default parallelism;
+everything has a default so a workspace without a config file works. Manifest discovery is cheap
+on purpose: a directory scan reads each `*.yaml`/`*.yml` file's bytes once and keeps only those
+that mention a jobrunner `apiVersion`, so unrelated YAML (CI files, Kubernetes, Helm values) is
+ignored. Any version and spelling counts (`jobrunner/v2`, `jobrunner/V1`, a missing colon): a
+file meant as a manifest but written wrong must be read and reported, never skipped in silence.
 """
 from __future__ import annotations
 
@@ -13,7 +25,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from jobrunner.errors import ConfigError, UsageError
 
@@ -27,9 +39,15 @@ MANIFEST_SUFFIXES = (".yaml", ".yml")
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", ".jobrunner", ".venv", "venv", "node_modules", "__pycache__",
                        ".tox", ".mypy_cache", ".pytest_cache", "build", "dist"})
 
-# Any spelling of our apiVersion in block or flow style, quoted or not. False positives (a comment
-# mentioning it) only cost a parse; the loader then reports documents that are not ours.
-_API_VERSION_RE = re.compile(rb"""apiVersion['"]?\s*:\s*['"]?jobrunner/v1\b""")
+# Any spelling of a jobrunner apiVersion in block or flow style, quoted or not, of any version or
+# case, with the colon or not (`apiVersion jobrunner/v1`): a typo in that line must make the file an
+# error, not invisible. False positives (a comment mentioning it) only cost a parse; the validator
+# then reports documents that are not ours.
+_API_VERSION_RE = re.compile(rb"""api[_-]?version['"]?[ \t]*[:=]?[ \t]*['"]?jobrunner/""", re.IGNORECASE)
+# Default local state, whose presence marks a workspace root that has no jobrunner.yaml.
+DEFAULT_STATE_PATH = ".jobrunner/state.json"
+
+WorkspaceSource = Literal["config", "state", "cwd"]
 
 
 @dataclass
@@ -37,7 +55,7 @@ class WorkspaceConfig:
     """The parsed `jobrunner.yaml` (every field optional)."""
 
     state_backend: str = "local"
-    state_path: str = ".jobrunner/state.json"
+    state_path: str = DEFAULT_STATE_PATH
     state_url: str | None = None
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     parallelism: int = 10
@@ -46,14 +64,53 @@ class WorkspaceConfig:
 
 
 def find_workspace(start: Path | None = None) -> Path:
-    """The nearest directory at or above `start` (default: cwd) holding jobrunner.yaml, else `start`."""
+    """The workspace root for `start` (default: cwd); see `locate_workspace`."""
+    return locate_workspace(start)[0]
+
+
+def locate_workspace(start: Path | None = None) -> tuple[Path, WorkspaceSource]:
+    """The workspace root for `start` (default: cwd) and what marked it (module docstring).
+
+    A `jobrunner.yaml` anywhere above wins over nearer default state: a config is the user's
+    explicit statement of the root, state below it can only be left over from before it existed.
+    """
     here = (start or Path.cwd()).resolve()
     if here.is_file():
         here = here.parent
-    for candidate in (here, *here.parents):
+    chain = (here, *here.parents)
+    for candidate in chain:
         if (candidate / CONFIG_FILE).is_file():
-            return candidate
-    return here
+            return candidate, "config"
+    for candidate in chain:
+        if (candidate / DEFAULT_STATE_PATH).is_file():
+            return candidate, "state"
+    return here, "cwd"
+
+
+def find_workspace_for(paths: list[Path] | tuple[Path, ...], start: Path | None = None) -> Path:
+    """The workspace root for a command run in `start` (default: cwd) on manifest `paths`.
+
+    The current directory decides when it is in a workspace. When it is not (nothing marks one
+    at or above it) and the paths are elsewhere, the workspace is the one marked at or above the
+    first path that has one, else the first path's directory: `cd /tmp && jobrunner apply
+    ~/proj/specs` then uses ~/proj's state (or starts it beside the manifests), never /tmp.
+    """
+    here, how = locate_workspace(start)
+    if how != "cwd" or not paths:
+        return here
+    absolute = [(p if p.is_absolute() else here / p).resolve() for p in paths]
+    if all(_is_within(p, here) for p in absolute):
+        return here
+    for p in absolute:
+        root, how = locate_workspace(p)
+        if how != "cwd":
+            return root
+    first = absolute[0]
+    return first if first.is_dir() else first.parent
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
 
 
 _STATE_KEYS = {"backend", "path", "url"}
@@ -144,7 +201,7 @@ def _workspace_id(value: Any, fail: Any) -> str:
 
 
 def carries_our_api_version(path: Path) -> bool:
-    """True when the file's bytes mention `apiVersion: jobrunner/v1` (a cheap pre-filter)."""
+    """True when the file's bytes mention a jobrunner apiVersion, however misspelled (a cheap pre-filter)."""
     try:
         with path.open("rb") as fh:
             return _API_VERSION_RE.search(fh.read()) is not None
@@ -193,6 +250,9 @@ __all__ = [
     "IGNORE_MARKER",
     "WorkspaceConfig",
     "find_workspace",
+    "locate_workspace",
+    "find_workspace_for",
+    "DEFAULT_STATE_PATH",
     "load_config",
     "discover_manifest_files",
     "carries_our_api_version",

@@ -193,11 +193,12 @@ def _print_report(report: Any, doc: Any, verb: str) -> int:
 def plan(paths: tuple[str, ...], out: str | None, fmt: str, detailed_exitcode: bool, targets: tuple[str, ...],
          timeout: str | None) -> int:
     """Show what apply would do: diff the manifests against state and the providers' live status."""
-    from jobrunner.reconcile.planning import make_plan, open_workspace, resolve_paths
+    from jobrunner.reconcile.planning import make_plan, open_workspace, require_manifests, resolve_paths
 
     bound = _refresh_deadline(timeout, "plan")
-    ws = open_workspace()
+    ws = open_workspace(paths=paths)
     abs_paths = resolve_paths(paths, ws.root)
+    require_manifests(ws, abs_paths)
     doc = ws.store.load()
     with bound:
         planned = asyncio.run(_with_pool(ws, lambda pool: make_plan(ws, abs_paths, doc, pool, targets=targets)))
@@ -228,13 +229,14 @@ def plan(paths: tuple[str, ...], out: str | None, fmt: str, detailed_exitcode: b
 def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: str | None,
           parallelism: int | None, targets: tuple[str, ...]) -> int:
     """Create, wait on and cancel jobs until the world matches the manifests (or a saved plan)."""
-    from jobrunner.reconcile.planning import make_plan, open_workspace, resolve_paths
+    from jobrunner.reconcile.planning import make_plan, open_workspace, require_manifests, resolve_paths
     from jobrunner.saved_plan import read_saved_plan
 
     wait_for = _parse_timeout(timeout)
     started = time.monotonic()
-    ws = open_workspace()
     saved = read_saved_plan(Path(paths[0])) if len(paths) == 1 else None
+    # A saved plan file may sit anywhere (a CI artifact): only manifest paths locate the workspace.
+    ws = open_workspace(paths=() if saved is not None else paths)
     if saved is not None:
         if targets:
             raise UsageError("--target cannot be combined with a saved plan", hint="targets are fixed when the plan is saved")
@@ -242,6 +244,7 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
         targets = tuple(saved.get("targets") or ())
     else:
         plan_paths = resolve_paths(paths, ws.root)
+        require_manifests(ws, plan_paths)  # before the lock: nothing is written where nothing is managed
     par = parallelism or getattr(ws.config, "parallelism", 10) or 10
 
     async def run(pool: Any) -> int:
@@ -297,12 +300,15 @@ def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...]
     """
     from jobrunner.errors import ManifestError
     from jobrunner.reconcile.outputs import resource_of
-    from jobrunner.reconcile.planning import Planned, destroy_changes, load_resources, open_workspace, resolve_paths
+    from jobrunner.reconcile.planning import (Planned, destroy_changes, load_resources, open_workspace,
+                                              require_manifests, resolve_paths)
     from jobrunner.refresh import refresh_tracked
 
-    ws = open_workspace()
+    ws = open_workspace(paths=paths)
+    destroy_paths = resolve_paths(paths, ws.root)
+    require_manifests(ws, destroy_paths, whole_state=True)
     try:
-        resources, _, _ = load_resources(resolve_paths(paths, ws.root), ws.root)
+        resources, _, _ = load_resources(destroy_paths, ws.root)
     except ManifestError:
         resources = []
         click.echo("warning: manifests are invalid; lifecycle settings are ignored by this destroy", err=True)
@@ -504,11 +510,14 @@ def import_(address: str | None, remote_id: str | None, paths: tuple[str, ...], 
     from jobrunner.reconcile import requests as rq
     from jobrunner.reconcile.matching import matches
     from jobrunner.reconcile.outputs import record_adoption
-    from jobrunner.reconcile.planning import expand_desired, load_validated, open_workspace, resolve_paths
+    from jobrunner.reconcile.planning import (expand_desired, load_validated, open_workspace, require_manifests,
+                                              resolve_paths)
     from jobrunner.resources import JOB_MODEL
 
-    ws = open_workspace()
-    validated = load_validated(resolve_paths(paths, ws.root), ws.root)
+    ws = open_workspace(paths=paths)
+    import_paths = resolve_paths(paths, ws.root)
+    require_manifests(ws, import_paths)
+    validated = load_validated(import_paths, ws.root)
     resources = list(validated.resources)
     by_res = {r.address: r for r in resources}
 

@@ -49,6 +49,9 @@ def show(address: str) -> int:
 def rm(addresses: tuple[str, ...]) -> int:
     """Forget ADDRESSES without touching their remote jobs (a batch address removes all its items)."""
     ws = _open()
+    if not ws.store.load().addresses:  # nothing recorded: say so before the lock writes anything here
+        raise UsageError(f"{addresses[0]}: not in state (the workspace {ws.root} tracks nothing)",
+                         hint="run jobrunner inside the workspace whose state records it")
     with ws.store.lock("state rm"):
         doc = ws.store.load()
         gone = []

@@ -23,9 +23,9 @@ def validate(paths: tuple[Path, ...], fmt: str) -> int:
     """
     from jobrunner.render.diagnostics import render_github, render_json, render_text
     from jobrunner.validate import validate_paths
-    from jobrunner.workspace import find_workspace, load_config
+    from jobrunner.workspace import find_workspace_for, load_config
 
-    root = find_workspace()
+    root = find_workspace_for(list(paths))
     load_config(root)  # a broken jobrunner.yaml is reported here too (ConfigError, exit 1)
     result = validate_paths(list(paths) or [Path.cwd()], root)
     if fmt == "json":

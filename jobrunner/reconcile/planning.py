@@ -51,11 +51,13 @@ class Planned:
         return f"Planned({len(self.plan.changes)} changes, {len(self.desired)} desired jobs)"
 
 
-def open_workspace(start: Path | None = None) -> Workspace:
+def open_workspace(start: Path | None = None, *, paths: tuple[str, ...] | list[str] = ()) -> Workspace:
+    """The workspace a command run in `start` (default: cwd) on manifest `paths` works on
+    (`workspace.find_workspace_for`), with its config and state store (nothing is written)."""
     from jobrunner.state.store import open_store
-    from jobrunner.workspace import find_workspace, load_config
+    from jobrunner.workspace import find_workspace_for, load_config
 
-    root = find_workspace(start)
+    root = find_workspace_for([Path(p) for p in paths], start)
     config = load_config(root)
     return Workspace(root=root, config=config, store=open_store(config, root))
 
@@ -78,15 +80,106 @@ def load_resources(paths: list[Path], root: Path) -> tuple[list[Resource], list[
     return list(result.resources), list(result.files), warnings_of(result)
 
 
-def load_validated(paths: list[Path], root: Path) -> Any:
-    """The ValidationResult of the manifests under `paths`; raises ManifestError on errors."""
+def load_validated(paths: list[Path], root: Path, *, doc: StateDoc | None = None,
+                   rel_paths: list[str] | None = None) -> Any:
+    """The ValidationResult of the manifests under `paths`; raises ManifestError on errors.
+
+    With `doc` (and the planned `rel_paths`), every file state tracks jobs from under those paths
+    is read too, whatever it now holds, and removal is guarded (see `tracked_by_file`): a tracked
+    file with errors or with no documents left stops the plan, naming the file and its jobs.
+    """
     from jobrunner.validate import validate_paths
 
-    result = validate_paths(paths, root)
+    tracked = tracked_by_file(doc, rel_paths if rel_paths is not None else ["."]) if doc is not None else {}
+    existing = [root / f for f in tracked if (root / f).is_file()]
+    result = validate_paths(paths, root, also=existing)
     errors = [d for d in result.diagnostics if d.severity == "error"]
     if errors or not result.ok:
-        raise ManifestError(list(result.diagnostics))
+        raise ManifestError(list(result.diagnostics), note=_tracked_note({d.file for d in errors}, tracked, doc))
+    _refuse_emptied(result.empty_files, tracked, doc)
     return result
+
+
+def tracked_by_file(doc: StateDoc, rel_paths: list[str]) -> dict[str, list[str]]:
+    """Addresses state tracks, by their recorded manifest file, for files under `rel_paths`.
+
+    These are the only addresses a plan may call removed, and only when their file was deleted
+    or still reads as jobrunner manifests that no longer define them: a file that exists but no
+    longer yields jobrunner documents (a typo in apiVersion, a YAML error, emptied) is an error.
+    """
+    out: dict[str, list[str]] = {}
+    for address, st in sorted(doc.addresses.items()):
+        if st.file and _under(st.file, rel_paths):
+            out.setdefault(st.file, []).append(address)
+    return out
+
+
+def _jobs_phrase(addresses: list[str], doc: StateDoc) -> str:
+    """`200 tracked addresses (142 running)`: what a broken or emptied file stands for."""
+    from jobrunner.providers.base import TERMINAL
+
+    running = sum(1 for a in addresses if (st := doc.addresses[a]).remote_id and st.job_kind != JOB_MODEL
+                  and st.status not in TERMINAL)
+    noun = "address" if len(addresses) == 1 else "addresses"
+    return f"{len(addresses)} tracked {noun}" + (f" ({running} running)" if running else "")
+
+
+def _tracked_note(bad_files: set[str], tracked: dict[str, list[str]], doc: StateDoc | None) -> str | None:
+    """Lines naming each file with errors that state tracks jobs from (None when there is none)."""
+    if doc is None:
+        return None
+    hit = sorted(f for f in bad_files if f in tracked)
+    if not hit:
+        return None
+    lines = [f"{f} holds {_jobs_phrase(tracked[f], doc)}; while it has errors none of them is planned, "
+             "canceled or forgotten" for f in hit]
+    lines.append("Nothing was sent to any provider. To remove those jobs on purpose, delete the file "
+                 "(or their documents) once it reads again.")
+    return "\n".join(lines)
+
+
+def _refuse_emptied(empty_files: list[str], tracked: dict[str, list[str]], doc: StateDoc | None) -> None:
+    """A tracked file that now holds no document at all (emptied, truncated, all commented out)
+    is refused, not read as a removal: an accident (a bad merge, a truncated write, a commented
+    block) must not cancel paid work, and deleting the file says "remove" unambiguously."""
+    if doc is None:
+        return
+    hit = sorted(f for f in empty_files if f in tracked)
+    if not hit:
+        return
+    raise PlanError(
+        "\n".join(f"{f} holds no jobrunner documents (empty or all commented out), but state records "
+                  f"{_jobs_phrase(tracked[f], doc)} from it; jobrunner does not read that as a removal"
+                  for f in hit) + "\nNothing was sent to any provider.",
+        hint=(f"restore its documents (e.g. `git checkout -- {' '.join(hit)}`); to remove its jobs on purpose, "
+              "delete the file (plan then shows cancel/forget)"),
+    )
+
+
+def require_manifests(ws: Workspace, paths: list[Path], *, whole_state: bool = False) -> None:
+    """UsageError when `paths` hold no manifest and state tracks no job from them.
+
+    Called before any lock is taken, so a command run in the wrong directory writes nothing
+    (no `.jobrunner/` appears there) and says so, instead of "No changes". `whole_state`
+    (destroy): any tracked job anywhere in the workspace is enough.
+    """
+    from jobrunner.workspace import discover_manifest_files
+
+    if discover_manifest_files(paths, ws.root):
+        return
+    doc = ws.store.load()
+    rel_paths = ["."] if whole_state else [_rel(p, ws.root) for p in paths]
+    if tracked_by_file(doc, rel_paths) or (whole_state and doc.addresses):
+        return
+    where = ", ".join(str(p) for p in paths) or str(Path.cwd())
+    describe = getattr(ws.store, "describe", None)
+    state = describe() if callable(describe) else "state"
+    raise UsageError(
+        f"No manifests found under {where}: no *.yaml or *.yml file there carries `apiVersion: jobrunner/v1`, "
+        f"and the workspace {ws.root} ({state}) tracks no job from there. Nothing was written.",
+        hint=("run jobrunner inside your workspace (the directory holding jobrunner.yaml, or below it) or name the "
+              "manifest files; `jobrunner init` makes the current directory a workspace"),
+    )
 
 
 def warnings_of(result: Any) -> list[Diagnostic]:
@@ -349,7 +442,8 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
 
     from jobrunner.refresh import absorb
 
-    validated = load_validated(paths, ws.root)
+    rel_paths = [_rel(p, ws.root) for p in paths]
+    validated = load_validated(paths, ws.root, doc=doc, rel_paths=rel_paths)
     resources, files, warnings = list(validated.resources), list(validated.files), warnings_of(validated)
     by_res = {r.address: r for r in resources}
     doc.check_remote_ids()  # one remote job, one address: a state that breaks it is not planned on
@@ -361,7 +455,6 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
 
     mark_recovery_lookups(doc, desired, whole_workspace=any(p == ws.root or p in ws.root.parents for p in paths))
     remote.update(await lookup_intents(doc, desired, by_res, pool))
-    rel_paths = [_rel(p, ws.root) for p in paths]
     digest = manifests_digest(files, ws.root)
     plan = compute_plan(desired, doc, remote, planned_files=planned_files(files, rel_paths, doc), resources=resources,
                         paths=rel_paths, manifests_digest=digest)
@@ -418,14 +511,14 @@ def planned_files(files: list[str], rel_paths: list[str], doc: StateDoc) -> set[
     no longer exist (a deleted manifest's addresses are removed, not silently kept)."""
     out = set(files)
     for st in doc.addresses.values():
-        f = st.file
-        if f in out:
-            continue
-        for p in rel_paths:
-            if p in (".", "") or f == p or f.startswith(p.rstrip("/") + "/"):
-                out.add(f)
-                break
+        if st.file not in out and _under(st.file, rel_paths):
+            out.add(st.file)
     return out
+
+
+def _under(file: str, rel_paths: list[str]) -> bool:
+    """Whether a workspace-relative file is one of, or below one of, the planned paths."""
+    return any(p in (".", "") or file == p or file.startswith(p.rstrip("/") + "/") for p in rel_paths)
 
 
 def _rel(path: Path, root: Path) -> str:

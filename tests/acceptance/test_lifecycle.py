@@ -73,8 +73,10 @@ def test_apply_replan_edit_remove_fail_timeout_destroy(workspace: Path):
     r = run_cli("apply", "--auto-approve", "manifests")
     assert r.code == 0, r.output
     assert state(workspace) == {}
+    # Nothing left to manage there: no manifest and no tracked job is an error, not "No changes".
     r = run_cli("plan", "--detailed-exitcode", "manifests")
-    assert r.code == 0, r.output
+    assert r.code == 1, r.output
+    assert "No manifests found under" in r.stderr
 
     # 6. a failing job: exit 5, retried up to retry.max_attempts.
     (m / "fail.yaml").write_text(batch("fails", SLEEP, [{"key": "f", "seconds": 0.1, "fail": True}],

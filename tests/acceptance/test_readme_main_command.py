@@ -34,6 +34,16 @@ def test_apply_examples_from_a_fresh_checkout_then_no_changes(tmp_path: Path):
         second = jobrunner(tmp_path, "apply", "--auto-approve", "specs/examples/")
         assert second.returncode == 0, second.stdout + second.stderr
         assert "No changes." in second.stdout
+        # One workspace wherever you stand: from a sub-directory the root's state is found (no
+        # jobrunner.yaml here, so through .jobrunner/state.json), nothing is planned anew, and no
+        # second state appears.
+        for sub in ("specs/examples", "specs/examples/data"):
+            third = jobrunner(tmp_path / sub, "plan", "--detailed-exitcode", str(tmp_path / "specs/examples"))
+            assert third.returncode == 0, third.stdout + third.stderr
+            assert "No changes." in third.stdout
+        third = jobrunner(tmp_path / "specs/examples", "plan", "--detailed-exitcode")
+        assert third.returncode == 0, third.stdout + third.stderr
+        assert sorted(p.parent.relative_to(tmp_path).as_posix() for p in tmp_path.rglob(".jobrunner")) == ["."]
     finally:
         from jobrunner.local.autostart import stop_platform
 

@@ -13,9 +13,13 @@ from pathlib import Path
 import pytest
 
 from jobrunner.cli import main
+from jobrunner.workspace import display_path, find_workspace
 
 CASES = Path(__file__).parent / "cases"
 CASE_FILES = sorted(p for p in CASES.glob("*.yaml"))
+# Diagnostics name files relative to the workspace root, which is found from CASES (the
+# repository root, through its jobrunner.yaml): the `# expect:` lines are relative to CASES.
+PREFIX = (display_path(CASES, find_workspace(CASES)).rstrip("/") + "/").removeprefix("./")
 
 
 def expectation(case: Path) -> tuple[str, int, list[str]]:
@@ -23,7 +27,7 @@ def expectation(case: Path) -> tuple[str, int, list[str]]:
     assert first.startswith("# expect:"), f"{case.name}: first line must be '# expect: ...'"
     where, *words = [part.strip() for part in first[len("# expect:"):].split("|")]
     file, _, line = where.rpartition(":")
-    return (file or case.name), int(line), [w for w in words if w]
+    return PREFIX + (file or case.name), int(line), [w for w in words if w]
 
 
 def run_validate(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -62,7 +66,7 @@ def test_whole_corpus_in_one_run_reports_every_file(capsys: pytest.CaptureFixtur
     error_files = [ln.split(":", 1)[0] for ln in output.splitlines() if ln and not ln.endswith(".")]
     assert error_files == sorted(error_files)
     for case in CASE_FILES:
-        assert f"\n{case.name}:" in "\n" + output
+        assert f"\n{PREFIX}{case.name}:" in "\n" + output
 
 
 def test_corpus_through_the_real_command_line() -> None:

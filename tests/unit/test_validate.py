@@ -290,3 +290,27 @@ def test_validate_github_annotations(tmp_path: Path, capsys: pytest.CaptureFixtu
         "allowed: description, hardware, name, owner, provider, visibility",
         "1 error, 0 warnings in 1 file.",
     ]
+
+
+@pytest.mark.parametrize("version, extra", [("jobrunner/v2", ""), ("jobrunner/V1", " (apiVersion is case-sensitive)")])
+def test_another_jobrunner_api_version_is_unsupported(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch, version: str,
+                                                      extra: str) -> None:
+    """Found by a directory scan and reported at file:line (it used to be skipped: "No manifests found", exit 0)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.yaml").write_text("# a batch\n" + TRAINING.replace("jobrunner/v1", version))
+    code, out = run(["validate"], capsys)
+    assert code == 1
+    assert out.splitlines()[0] == (f"m.yaml:2:1: $.apiVersion: unsupported apiVersion {version}; "
+                                   f"this jobrunner reads jobrunner/v1{extra}")
+
+
+def test_files_named_as_also_are_read_whatever_they_hold(tmp_path: Path) -> None:
+    """Planning passes the files state tracks jobs from: read even when a scan would skip them."""
+    (tmp_path / "gone.yaml").write_text("# apiVersion: jobrunner/v1 (everything commented out)\n")
+    (tmp_path / "mangled.yaml").write_text(TRAINING.replace("apiVersion: jobrunner/v1", "apiVerison: jobrunner/v1"))
+    (tmp_path / "blank.yaml").write_text("\n  \n")
+    r = validate_paths([tmp_path], tmp_path, also=[tmp_path / "mangled.yaml", tmp_path / "blank.yaml"])
+    assert r.files == ["blank.yaml", "gone.yaml", "mangled.yaml"]
+    assert r.empty_files == ["blank.yaml", "gone.yaml"]
+    assert [d.file for d in r.errors] == ["mangled.yaml"] and "missing apiVersion" in r.errors[0].message

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from jobrunner.errors import ConfigError, UsageError
-from jobrunner.workspace import WorkspaceConfig, discover_manifest_files, find_workspace, load_config
+from jobrunner.workspace import (WorkspaceConfig, discover_manifest_files, find_workspace, load_config,
+                                 find_workspace_for, locate_workspace)
 
 
 def test_find_workspace_nearest_parent_with_config(tmp_path: Path) -> None:
@@ -102,3 +103,66 @@ def test_ignore_marker_skips_a_directory_unless_named(tmp_path: Path) -> None:
     (tmp_path / "good.yaml").write_text("apiVersion: jobrunner/v1\n")
     assert [p.name for p in discover_manifest_files([tmp_path], tmp_path)] == ["good.yaml"]
     assert [p.name for p in discover_manifest_files([corpus], tmp_path)] == ["bad.yaml"]
+
+
+def test_find_workspace_from_below_finds_default_state(tmp_path: Path) -> None:
+    """No jobrunner.yaml: the nearest directory holding .jobrunner/state.json is the root."""
+    (tmp_path / ".jobrunner").mkdir()
+    (tmp_path / ".jobrunner" / "state.json").write_text("{}")
+    deep = tmp_path / "specs" / "examples"
+    deep.mkdir(parents=True)
+    assert locate_workspace(deep) == (tmp_path.resolve(), "state")
+    # A lock or platform data alone (no state file) marks nothing.
+    other = tmp_path / "other"
+    (other / ".jobrunner").mkdir(parents=True)
+    (other / ".jobrunner" / "state.json.lock").write_text("")
+    assert locate_workspace(other / ".jobrunner") == (tmp_path.resolve(), "state")
+
+
+def test_a_config_above_wins_over_nearer_state(tmp_path: Path) -> None:
+    (tmp_path / "jobrunner.yaml").write_text("{}\n")
+    sub = tmp_path / "sub"
+    (sub / ".jobrunner").mkdir(parents=True)
+    (sub / ".jobrunner" / "state.json").write_text("{}")
+    assert locate_workspace(sub) == (tmp_path.resolve(), "config")
+
+
+def test_nothing_above_is_the_start_directory(tmp_path: Path) -> None:
+    assert locate_workspace(tmp_path) == (tmp_path.resolve(), "cwd")
+
+
+def test_this_repository_is_one_workspace_from_any_directory() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    assert find_workspace(repo / "specs" / "examples" / "data") == repo
+    cfg = load_config(repo)  # the committed config (written by `jobrunner init`) spells out the defaults
+    assert (cfg.state_backend, cfg.state_path, cfg.parallelism) == ("local", ".jobrunner/state.json", 10)
+    assert cfg.workspace_id and cfg.workspace_id.startswith("jobrunner-")
+
+
+@pytest.mark.parametrize("line", [
+    "apiVersion: jobrunner/v2", "apiVersion: jobrunner/V1", "apiVersion jobrunner/v1", "apiVersion: 'JobRunner/v1'",
+    "{apiVersion: \"jobrunner/v3\", kind: Model}", "apiversion: jobrunner/v1",
+])
+def test_discovery_keeps_files_with_a_misspelled_api_version(tmp_path: Path, line: str) -> None:
+    """A typo in the apiVersion line must make a file an error, not invisible to a directory scan."""
+    (tmp_path / "m.yaml").write_text(line + "\nkind: Model\n")
+    assert [p.name for p in discover_manifest_files([tmp_path], tmp_path)] == ["m.yaml"]
+
+
+def test_manifests_named_from_outside_any_workspace_use_their_own(tmp_path: Path) -> None:
+    """`cd /tmp && jobrunner apply ~/proj/specs` uses ~/proj's workspace, never /tmp."""
+    proj, elsewhere = tmp_path / "proj", tmp_path / "elsewhere"
+    (proj / "specs").mkdir(parents=True)
+    elsewhere.mkdir()
+    # Nothing marks a workspace: the manifests' directory, not the current one.
+    assert find_workspace_for([proj / "specs"], elsewhere) == (proj / "specs").resolve()
+    (proj / ".jobrunner").mkdir()
+    (proj / ".jobrunner" / "state.json").write_text("{}")
+    assert find_workspace_for([proj / "specs"], elsewhere) == proj.resolve()
+    (proj / "jobrunner.yaml").write_text("{}\n")
+    assert find_workspace_for([proj / "specs" / "a.yaml"], elsewhere) == proj.resolve()
+    # Inside a workspace, or with paths below the current directory, the current directory decides.
+    assert find_workspace_for([Path("specs")], proj) == proj.resolve()
+    (elsewhere / "m").mkdir()
+    assert find_workspace_for([Path("m")], elsewhere) == elsewhere.resolve()
+    assert find_workspace_for([], elsewhere) == elsewhere.resolve()
