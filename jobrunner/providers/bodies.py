@@ -229,7 +229,11 @@ class LogTrimmer:
     def _log_value(self) -> bytes:
         body = b"".join(self._pieces)
         self._pieces.clear()
-        if self._kept == self._total:
+        if len(body) > self.keep:
+            # The pieces are network chunks of any size, so the oldest kept one may reach far past
+            # the cap: cut to the cap itself, or how much is kept would depend on chunk timing.
+            body = body[_safe_cut(body, len(body) - self.keep):]
+        if len(body) == self._total:
             return b'"' + body + b'"'
         self.truncated += 1
         # The first kept piece may start inside a UTF-8 character or between the two halves of a

@@ -217,6 +217,9 @@ def test_the_trimmer_keeps_json_valid_and_only_shortens_logs(doc: Any, keep: int
         if kept.startswith(LOG_TRUNCATED_PREFIX):
             tail = kept.split("]\n", 1)[1]
             assert original.endswith(tail) or len(tail) <= 1
+            # The cap holds whatever the chunking: never more than `keep` bytes of the log
+            # (+5 for an escape that the cut may not split).
+            assert len(json.dumps(tail, ensure_ascii=ascii_only)) - 2 <= keep + 5
         else:
             assert kept == original
     if not before:
@@ -246,3 +249,23 @@ def test_an_upload_may_take_longer_than_the_request_deadline() -> None:
 
     assert upload_seconds(10) == 300.0
     assert upload_seconds(1024 * 1024 * 1024) == 1024.0
+
+
+def test_the_trimmer_keeps_no_more_than_its_cap_whatever_the_chunk_sizes() -> None:
+    # A big chunk followed by small ones used to keep the big one whole: up to twice the cap,
+    # depending on how the network happened to split the body.
+    log = "".join(f"step {i}/10000\n" for i in range(1, 10_001))
+    raw = json.dumps({"id": "x", "logs": log}).encode()
+    head = raw.index(b'"logs": "') + 9
+    # Chunk sizes counted back from the end of the body: what the trimmer holds last decides.
+    for sizes in ((19_000, 500), (15_000, 3_000, 2_000), (1, 7_000, 13_000, 100)):
+        trimmer, out, at = LogTrimmer(20_000), b"", 0
+        ends = [len(raw) - sum(sizes[i:]) for i in range(len(sizes))]
+        for end in ends:
+            out += trimmer.feed(raw[at:end])
+            at = end
+        out += trimmer.feed(raw[at:]) + trimmer.finish()
+        kept = json.loads(out)["logs"]
+        assert kept.startswith(LOG_TRUNCATED_PREFIX), sizes
+        tail = kept.split("]\n", 1)[1]
+        assert log.endswith(tail) and len(tail) <= 20_000, (sizes, len(tail))
