@@ -555,6 +555,10 @@ def import_(address: str | None, remote_id: str | None, paths: tuple[str, ...], 
                              hint="addresses look like Training/name or PredictionBatch/name[key]")
         if job.job_kind == JOB_MODEL:
             raise UsageError(f"{address}: models are adopted automatically by apply when they exist")
+        if job.fingerprint is None and job.missing_outputs:
+            from jobrunner.references import missing_outputs_text
+
+            raise PlanError(f"{address}: cannot be imported: {missing_outputs_text(job.missing_outputs)}")
         if job.fingerprint is None:
             raise PlanError(f"{address}: its references are not known yet; apply its upstream first")
         st = doc.addresses.get(address)
