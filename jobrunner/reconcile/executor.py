@@ -426,7 +426,8 @@ class Executor:
             job = change.job
             assert job is not None, f"{change.action} without a desired job"
             if change.blocked_by:
-                why = "upstream " + ", ".join(change.blocked_by) + " failed"
+                why = (missing_outputs_text(job.missing_outputs) if job.missing_outputs
+                       else "upstream " + ", ".join(change.blocked_by) + " failed")
                 self._outcome(address, O_SKIPPED, why)
                 self.progress.event(address, "skipped", why)
                 return "skipped"

@@ -258,6 +258,7 @@ def test_an_upstream_that_succeeded_without_the_output_needs_attention_once(work
         assert "Training/ft succeeded without output `checkpoint`, `model_download_url`" in r.output
         assert "jobrunner state rm Training/ft" in r.output
         assert "could not be resolved" not in r.output and "Traceback" not in r.output
+        assert "Training/ft failed" not in r.output  # it succeeded; it lacks an output
     r = run_cli("plan", "--detailed-exitcode")
     assert r.code == 5, r.output
     assert "PredictionBatch/down[all]" in r.stdout and "succeeded without output" in r.stdout
