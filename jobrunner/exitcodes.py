@@ -9,7 +9,7 @@ tests check it row by row. Commands never pick a number themselves: errors map t
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Any
+from typing import Any, Sequence
 
 from jobrunner.plan_types import CHANGING, NOOP, Plan, PlannedChange
 from jobrunner.providers.base import ABORTED, CANCELED, FAILED, GONE
@@ -111,7 +111,7 @@ def for_plan(plan: Plan, *, detailed: bool) -> ExitCode:
 # --- apply / destroy ----------------------------------------------------------------------------
 
 
-def for_apply(report: Any | None, pending: list[PlannedChange] = ()) -> ExitCode:  # type: ignore[assignment]
+def for_apply(report: Any | None, pending: Sequence[PlannedChange] = ()) -> ExitCode:
     """`apply`/`destroy` after the executor ran (`report`, None when nothing had to run).
 
     `pending` are the plan's attention changes the executor did not touch (jobs that ended badly
