@@ -29,7 +29,8 @@ class ExitCode(IntEnum):
 
 # (code, meaning) in the order docs/cli.md and README.md show them; tests compare the docs to it.
 TABLE: tuple[tuple[ExitCode, str], ...] = (
-    (ExitCode.OK, "success: every managed job in scope succeeded (or is kept by `lifecycle`), or no changes"),
+    (ExitCode.OK, "success: every managed job in scope succeeded (or is kept by `lifecycle`; with "
+                  "`apply --no-wait`, is still running), or no changes"),
     (ExitCode.ERROR, "error: invalid manifests, a provider rejected a request, bad usage (unknown option, "
                      "command or address, missing argument)"),
     (ExitCode.CHANGES, "`plan --detailed-exitcode`: changes present"),
