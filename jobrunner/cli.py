@@ -2,7 +2,8 @@
 
 Each command lives in `jobrunner.commands.<area>` and only parses options, calls the library and
 hands finished values to a renderer. This module wires them into one click group and turns every
-`JobrunnerError` into a message, a hint and the documented exit code, never a traceback.
+`JobrunnerError` into a message, a hint and the documented exit code (`jobrunner.exitcodes`), never
+a traceback.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import sys
 import click
 
 from jobrunner import __version__
-from jobrunner.errors import EXIT_ERROR, EXIT_INTERRUPTED, JobrunnerError
+from jobrunner.errors import JobrunnerError
+from jobrunner.exitcodes import ExitCode, for_error
 
 # command name -> "module:attribute"; imported lazily so `jobrunner validate` never pays for
 # starting the HTTP stack or the local platform.
@@ -82,25 +84,28 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _main(argv: list[str] | None) -> None:
-    # Commands return their exit code (an int) or raise JobrunnerError; click's own usage errors
-    # keep click's formatting and exit code 2.
+    """Run one command and exit with the code `jobrunner.exitcodes` decides.
+
+    Commands return their exit code (an int) or raise; click's own usage errors (unknown option,
+    command or choice, missing argument) keep click's message but exit 1, not click's 2, which CI
+    reads as "changes present" after `plan --detailed-exitcode`.
+    """
     try:
         rv = cli.main(args=argv, prog_name="jobrunner", standalone_mode=False)
     except JobrunnerError as err:
         report_error(err)
-        sys.exit(err.exit_code)
-    except click.exceptions.Abort:
+        code = err.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
         click.echo("Interrupted.", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        code = for_error(exc)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    sys.exit(rv if isinstance(rv, int) else 0)
+        code = for_error(exc)
+    except click.exceptions.Exit as exc:  # --help, --version
+        code = exc.exit_code
+    else:
+        code = rv if isinstance(rv, int) else ExitCode.OK
+    sys.exit(int(code))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Exit codes of DESIGN.md section 3 (all commands).
+# Exit codes (DESIGN.md section 3): names kept for callers; the values and the decision of which
+# one a command returns live in `jobrunner.exitcodes`.
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
@@ -27,8 +28,6 @@ class JobrunnerError(Exception):
     `hint` says what to do about it; the CLI prints it on its own line after the message.
     """
 
-    exit_code: int = EXIT_ERROR
-
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -36,6 +35,13 @@ class JobrunnerError(Exception):
 
     def __str__(self) -> str:  # keep str() free of the hint; the CLI prints it separately
         return self.message
+
+    @property
+    def exit_code(self) -> int:
+        """Decided by type in `jobrunner.exitcodes.for_error`, the one place exit codes are chosen."""
+        from jobrunner.exitcodes import for_error
+
+        return int(for_error(self))
 
 
 # --- input: manifests, config, usage -------------------------------------------------------
@@ -94,7 +100,6 @@ class PlanError(JobrunnerError):
 class StalePlanError(JobrunnerError):
     """A saved plan no longer matches the world; `changes` lists address -> what moved."""
 
-    exit_code = EXIT_STALE_PLAN
 
     def __init__(self, message: str, changes: dict[str, str] | None = None, *, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
@@ -114,7 +119,6 @@ class RemoteIdClashError(StateError):
 class StateLockedError(StateError):
     """Another process holds the state lock."""
 
-    exit_code = EXIT_LOCKED
 
 
 # --- providers ----------------------------------------------------------------------------
@@ -203,19 +207,16 @@ class UnexpectedIdError(ProtocolError):
 class JobFailedError(JobrunnerError):
     """One or more jobs ended failed or canceled."""
 
-    exit_code = EXIT_JOB_FAILED
 
 
 class WaitTimeoutError(JobrunnerError):
     """`--timeout` expired while jobs were still running (they keep running)."""
 
-    exit_code = EXIT_WAIT_TIMEOUT
 
 
 class Interrupted(JobrunnerError):
     """The user pressed Ctrl-C; state was saved and running jobs keep running."""
 
-    exit_code = EXIT_INTERRUPTED
 
 
 __all__ = [name for name in dir() if not name.startswith("_")]

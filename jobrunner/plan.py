@@ -54,6 +54,7 @@ from jobrunner.providers.base import (
     RemoteJob,
 )
 from jobrunner.redact import known_secrets, redact
+from jobrunner.references import missing_outputs_text
 from jobrunner.resources import JOB_MODEL, DesiredJob, Resource
 from jobrunner.state.model import AddressState, StateDoc
 
@@ -130,6 +131,10 @@ def compute_plan(
         if blockers and change.action in (CREATE, REPLACE, RETRY):
             why = "; ".join(f"{b} {failed_for_good[b]}" for b in blockers)
             change = dc_replace(change, blocked_by=blockers, reason=f"{change.reason}; will be skipped: {why}")
+        elif job.missing_outputs and change.action in (CREATE, REPLACE, RETRY):
+            # Its upstream succeeded without an output it references: waiting never helps.
+            change = dc_replace(change, blocked_by=tuple(sorted({a for a, _ in job.missing_outputs})),
+                                reason="will be skipped: " + missing_outputs_text(job.missing_outputs))
         if change.action in (CREATE, REPLACE, RETRY, ADOPT, WAIT):
             rerunning.add(job.resource_address)
         if change.action == NOOP and change.remote_status in RETRYABLE and job.job_kind != JOB_MODEL:

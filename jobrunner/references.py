@@ -51,6 +51,30 @@ def known_outputs(kind: str, provider: str) -> tuple[str, ...]:
     return KNOWN_OUTPUTS.get(kind, {}).get(provider, ())
 
 
+def resource_outputs(resource: Resource) -> tuple[str, ...]:
+    """The outputs this resource will have once it succeeded: its kind's and provider's, except a
+    batch's `output_file` when the spec sets none (a reference to it could never resolve)."""
+    fields = known_outputs(resource.kind, resource.provider)
+    if resource.kind == "PredictionBatch" and not resource.spec.get("output_file"):
+        fields = tuple(f for f in fields if f != "output_file")
+    return fields
+
+
+def missing_outputs_text(missing: tuple[tuple[str, str], ...]) -> str:
+    """Why a job whose upstream succeeded cannot run: which output is missing, and what to do.
+
+    `missing` is (upstream address, field) per reference that cannot resolve.
+    """
+    parts = []
+    for address in sorted({a for a, _ in missing}):
+        fields = ", ".join(f"`{f}`" for a, f in sorted(missing) if a == address)
+        parts.append(f"{address} succeeded without output {fields}")
+    upstreams = sorted({a for a, _ in missing})
+    rerun = " and ".join(f"`jobrunner state rm {a}`" for a in upstreams)
+    return ("; ".join(parts) + f": check it on the provider, then run it again ({rerun}, then `jobrunner apply`), "
+            "or reference an output it has (`jobrunner outputs` lists them)")
+
+
 @dataclass(frozen=True)
 class Ref:
     kind: str
@@ -228,6 +252,8 @@ __all__ = [
     "REF_PATTERN",
     "KNOWN_OUTPUTS",
     "known_outputs",
+    "resource_outputs",
+    "missing_outputs_text",
     "Ref",
     "find_refs",
     "find_malformed",

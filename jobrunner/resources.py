@@ -80,6 +80,9 @@ class DesiredJob:
     sensitive_paths: tuple[str, ...] = ()  # extra input keys to redact (spec.sensitive)
     # What the fingerprint was computed over (files as {"$file_sha256": ...}); plans diff it.
     material: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    # (upstream address, output field) per reference whose upstream succeeded, and will not run
+    # again, without that output: the job cannot run until someone acts (plan: needs attention).
+    missing_outputs: tuple[tuple[str, str], ...] = ()
 
 
 __all__ = [

@@ -18,6 +18,7 @@ Apart from reading the local files a spec names (to hash them), everything here 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -74,15 +75,14 @@ def expand(
         except ManifestError as err:
             diags.extend(err.diagnostics)
             continue
-        if state is not None and res.kind != "Model" and len(made) == 1:
-            # Trainings are the upstreams of references: forget outputs that are about to change.
-            prior = state.addresses.get(res.address)
-            keep = str((res.spec.get("lifecycle") or {}).get("on_change", "replace")) == "keep"
-            reusable = prior is not None and prior.status == SUCCEEDED and (
-                keep or (made[0].fingerprint is not None and made[0].fingerprint == prior.fingerprint)
-            )
-            if not reusable:
+        made = _mark_missing_outputs(res, made, known)
+        if state is not None and res.kind != "Model":
+            # Upstreams of references: forget outputs that are about to change.
+            outs = _settled_outputs(res, made, state)
+            if outs is None:
                 known.pop(res.address, None)
+            else:
+                known[res.address] = outs
         jobs.extend(made)
     if diags:
         raise ManifestError(diags)
@@ -90,12 +90,56 @@ def expand(
 
 
 def upstream_outputs(state: StateDoc) -> dict[str, dict[str, Any]]:
-    """Outputs recorded for every succeeded resource-level address (not batch items)."""
+    """Outputs recorded for every succeeded resource-level address (not batch items; `expand`
+    computes a batch's from its items). A success that recorded no outputs is kept (as {}), so a
+    reference to it is known to be missing rather than merely not known yet."""
     return {
         addr: dict(st.outputs)
         for addr, st in state.addresses.items()
-        if "[" not in addr and st.outputs and (st.status == SUCCEEDED or st.job_kind == JOB_MODEL)
+        if "[" not in addr and (st.status == SUCCEEDED or (st.job_kind == JOB_MODEL and st.outputs))
     }
+
+
+def _settled_outputs(res: Resource, made: list[DesiredJob], state: StateDoc) -> dict[str, Any] | None:
+    """The outputs `res` offers its dependents now, or None while they are not known.
+
+    Known only when every unit of `res` succeeded and will not run again: its fingerprint is
+    unchanged, or `lifecycle.on_change: keep` keeps the succeeded run. A training's outputs are
+    what state recorded; a batch's are `count` (its items) and `output_file` (the workspace-relative
+    path of the file apply writes, when the spec sets one).
+    """
+    keep = str((res.spec.get("lifecycle") or {}).get("on_change", "replace")) == "keep"
+
+    def settled(job: DesiredJob) -> bool:
+        prior = state.addresses.get(job.address)
+        return prior is not None and prior.status == SUCCEEDED and (
+            keep or (job.fingerprint is not None and job.fingerprint == prior.fingerprint))
+
+    if not all(settled(j) for j in made):
+        return None
+    if res.kind == "PredictionBatch":
+        outs: dict[str, Any] = {"count": len(made)}
+        if res.spec.get("output_file"):
+            here = os.path.dirname(res.file)
+            outs["output_file"] = Path(os.path.normpath(os.path.join(here, str(res.spec["output_file"])))).as_posix()
+        return outs
+    prior = state.addresses.get(res.address)
+    return dict(prior.outputs) if prior is not None else None
+
+
+def _mark_missing_outputs(res: Resource, made: list[DesiredJob], known: Mapping[str, Mapping[str, Any]]) -> list[DesiredJob]:
+    """Jobs whose references stay unknown although their upstream settled: say which output is missing.
+
+    `known` holds only upstreams that succeeded and will not run again, so a field absent there
+    never arrives by waiting; the plan reports such a job as needing attention instead.
+    """
+    if all(j.fingerprint is not None for j in made):
+        return made
+    missing = tuple(sorted({(r.address, r.field) for r in find_refs(res.spec, "$.spec")
+                            if r.address in known and known[r.address].get(r.field) is None}))
+    if not missing:
+        return made
+    return [replace(j, missing_outputs=missing) if j.fingerprint is None else j for j in made]
 
 
 def recorded_inputs(job: DesiredJob) -> dict[str, Any]:
@@ -227,7 +271,8 @@ def _batch(res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]],
     if items is None:
         items = read_batch_items(res, root)
     head = {k: spec.get(k) for k in ("model", "version")}
-    deps = _depends(res, head)
+    # References in rows make the whole batch wait for their upstream too, not only the version's.
+    deps = _depends(res, [head, *(item.input for item in items if _has_ref(item.input))])
     head, unknown = resolve_refs(head, dict(known))
     model, version = split_version(head.get("model"), head.get("version"))
     passthrough = {k: spec[k] for k in PASS_THROUGH_FIELDS if spec.get(k) is not None}

@@ -23,7 +23,7 @@ from jobrunner.errors import Diagnostic
 from jobrunner.inputs import BatchItem, is_file_ref, load_batch_items, resolve_relative
 from jobrunner.jsonpaths import find_values
 from jobrunner.loader import TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_TIMESTAMP, Document, child_path, load_file
-from jobrunner.references import Ref, find_cycles, find_malformed, find_refs, known_outputs
+from jobrunner.references import Ref, find_cycles, find_malformed, find_refs, known_outputs, resource_outputs
 from jobrunner.resources import API_VERSION, KINDS, Position, Resource
 from jobrunner.schema import manifest_validator
 from jobrunner.version_schemas import PREDICTION_INPUT, TRAINING_INPUT, known_input_schema
@@ -322,10 +322,12 @@ def _check_references(r: Resource, refs: list[Ref], by_addr: dict[str, Resource]
             continue
         if ref.address == r.address:
             continue  # reported as a cycle
-        fields = known_outputs(target.kind, target.provider)
+        fields = resource_outputs(target)
         if ref.field not in fields:
+            unset = ref.field == "output_file" and ref.field in known_outputs(target.kind, target.provider)
+            why = "sets no spec.output_file" if unset else "has no output `" + ref.field + "`"
             out.error_at(r, ref.json_path,
-                         f"reference {ref.text}: {target.address} ({target.provider}) has no output `{ref.field}`; "
+                         f"reference {ref.text}: {target.address} ({target.provider}) {why}; "
                          f"known outputs: {', '.join(fields)}")
 
 

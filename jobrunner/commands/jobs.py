@@ -16,15 +16,8 @@ from typing import Any
 
 import click
 
-from jobrunner.errors import (
-    EXIT_CHANGES,
-    EXIT_ERROR,
-    EXIT_INTERRUPTED,
-    EXIT_JOB_FAILED,
-    EXIT_OK,
-    EXIT_WAIT_TIMEOUT,
-    UsageError,
-)
+from jobrunner.errors import EXIT_ERROR, EXIT_OK, UsageError
+from jobrunner.exitcodes import ExitCode, actionable, attention, for_apply, for_plan
 from jobrunner.plan_types import Plan
 
 # --- shared helpers -------------------------------------------------------------------------
@@ -103,18 +96,9 @@ def _confirm(auto_approve: bool, question: str) -> bool:
     return answer.strip() == "yes"
 
 
-def _exit_code(report: Any) -> int:
-    from jobrunner.reconcile import executor as ex
-
-    if report.interrupted:
-        return EXIT_INTERRUPTED
-    if report.count(ex.O_ERROR) or report.count(ex.O_NOT_ATTEMPTED):
-        return EXIT_ERROR
-    if report.count(ex.O_FAILED) or report.count(ex.O_CANCELED) or report.count(ex.O_SKIPPED):
-        return EXIT_JOB_FAILED
-    if report.timed_out:
-        return EXIT_WAIT_TIMEOUT
-    return EXIT_OK
+def _exit_code(report: Any, pending: list[Any] | None = None) -> int:
+    """Decided by `jobrunner.exitcodes.for_apply`; `pending`: attention changes apply did not run."""
+    return int(for_apply(report, list(pending or ())))
 
 
 async def _execute(ws: Any, pool: Any, doc: Any, planned: Any, *, wait: bool, deadline: float | None,
@@ -171,12 +155,25 @@ async def _execute(ws: Any, pool: Any, doc: Any, planned: Any, *, wait: bool, de
             loop.remove_signal_handler(signal.SIGINT)
 
 
-def _print_report(report: Any, doc: Any, verb: str) -> int:
+def _print_report(report: Any, doc: Any, plan: Plan) -> int:
     from jobrunner.render.report import apply_report
 
-    for line, to_stderr in apply_report(report, doc, verb).lines:
+    pending = _untouched_attention(plan, report)
+    code = _exit_code(report, pending)
+    verb = "Apply complete" if code == ExitCode.OK else "Apply finished"
+    for line, to_stderr in apply_report(report, doc, verb, pending).lines:
         click.echo(line, err=to_stderr)
-    return _exit_code(report)
+    return code
+
+
+def _untouched_attention(plan: Plan, report: Any | None) -> list[Any]:
+    """Attention changes of the plan that the executor's report does not already count as failed."""
+    from jobrunner.reconcile import executor as ex
+
+    outcomes = getattr(report, "outcomes", {}) if report is not None else {}
+    settled = {ex.O_FAILED, ex.O_CANCELED, ex.O_SKIPPED, ex.O_ERROR, ex.O_NOT_ATTEMPTED}
+    return [c for c in attention(plan)
+            if c.address not in outcomes or outcomes[c.address].outcome not in settled]
 
 
 # --- plan ------------------------------------------------------------------------------------
@@ -186,7 +183,8 @@ def _print_report(report: Any, doc: Any, verb: str) -> int:
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--out", "out", type=click.Path(dir_okay=False), help="Save the plan to this file for `apply PLANFILE`.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
-@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when there are no changes, 2 when there are.")
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 0 when there are no changes, 2 when there are, 5 when none but a job needs attention.")
 @click.option("--target", "targets", multiple=True, metavar="ADDR", help="Only plan this address and what it depends on (repeatable).")
 @click.option("--timeout", "timeout", metavar="D",
               help="Give up asking the providers after this long (default 2m, or $JOBRUNNER_REFRESH_TIMEOUT); exit 1.")
@@ -210,12 +208,20 @@ def plan(paths: tuple[str, ...], out: str | None, fmt: str, detailed_exitcode: b
                              encoding="utf-8")
         if fmt == "text":
             click.echo(f"\nSaved the plan to {out}; `jobrunner apply {out}` executes exactly this plan.")
-    if detailed_exitcode and planned.plan.has_changes:
-        return EXIT_CHANGES
-    return EXIT_OK
+    return int(for_plan(planned.plan, detailed=detailed_exitcode))
 
 
 # --- apply -----------------------------------------------------------------------------------
+
+
+def _print_converged(plan: Plan) -> int:
+    """Nothing to run: 0, unless a job in scope needs attention (then say which and what to do, 5)."""
+    from jobrunner.render.report import attention_lines
+
+    pending = attention(plan)
+    for line in attention_lines(pending):
+        click.echo(line, err=True)
+    return _exit_code(None, pending)
 
 
 @click.command("apply")
@@ -259,13 +265,16 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
             # Converged; still (re)write a batch output file that is missing.
             missing = [r for r in planned.resources if r.kind == "PredictionBatch" and r.spec.get("output_file")
                        and not ((ws.root / r.file).parent / str(r.spec["output_file"])).exists()]
-            if missing:
+            # A job that ended badly since the last run (e.g. a platform restart failed it): record
+            # that in state and in its batch's output file, not only in this run's output.
+            if missing or attention(planned.plan):
                 report = await _execute(ws, pool, doc, planned, wait=False, deadline=None, parallelism=par)
                 for f in report.files_written:
                     click.echo(f"Wrote {f}")
-            return EXIT_OK
-        # Only waiting for jobs already running changes nothing: no need to ask.
-        needs_ok = saved is None and planned.plan.has_changes
+            return _print_converged(planned.plan)
+        # Only waiting for jobs already running, or changes that will all be skipped (blocked by
+        # their upstream), change nothing: no need to ask.
+        needs_ok = saved is None and bool(actionable(planned.plan))
         asked = time.monotonic()
         if needs_ok and not _confirm(auto_approve, "\nDo you want to perform these actions?"):
             click.echo("Apply canceled.", err=True)
@@ -275,7 +284,7 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
         deadline = started + wait_for + (time.monotonic() - asked) if wait_for else None
         report = await _execute(ws, pool, doc, planned, wait=not no_wait, deadline=deadline, parallelism=par,
                                 why=f"apply --timeout {timeout} (+{TIMEOUT_GRACE:g}s for requests in flight)")
-        return _print_report(report, doc, "Apply complete" if _exit_code(report) == 0 else "Apply finished")
+        return _print_report(report, doc, planned.plan)
 
     with ws.store.lock("apply"):
         from jobrunner.crashpoints import crash_point
@@ -285,6 +294,21 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
 
 
 # --- destroy ---------------------------------------------------------------------------------
+
+
+def _check_destroy_targets(targets: tuple[str, ...], tracked: dict[str, Any]) -> None:
+    """A --target that names nothing in state is a mistake (a typo must not read as "nothing to
+    destroy", exit 0), exactly as `apply --target` treats an address missing from its plan."""
+    from jobrunner.reconcile.outputs import resource_of
+
+    resources = {resource_of(a) for a in tracked}
+    missing = [t for t in targets if t not in tracked and t not in resources]
+    if missing:
+        raise UsageError(
+            f"--target {', '.join(missing)}: no such address in state",
+            hint="addresses look like Training/name, PredictionBatch/name or PredictionBatch/name[key]; "
+            "see `jobrunner state list`",
+        )
 
 
 @click.command("destroy")
@@ -316,6 +340,7 @@ def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...]
 
     async def run(pool: Any) -> int:
         doc = ws.store.load()
+        _check_destroy_targets(targets, doc.addresses)
         chosen = {a: st for a, st in doc.addresses.items()
                   if not targets or a in targets or resource_of(a) in targets}
         with _refresh_deadline(None, "destroy"):
@@ -338,7 +363,7 @@ def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...]
 
         click.echo("")
         code = _exit_code(report)
-        click.echo(summary_line("Destroy complete" if code == 0 else "Destroy finished", report))
+        click.echo(summary_line("Destroy complete" if code == ExitCode.OK else "Destroy finished", report))
         for line in failure_lines(report):
             click.echo(line, err=True)
         return code
@@ -530,6 +555,10 @@ def import_(address: str | None, remote_id: str | None, paths: tuple[str, ...], 
                              hint="addresses look like Training/name or PredictionBatch/name[key]")
         if job.job_kind == JOB_MODEL:
             raise UsageError(f"{address}: models are adopted automatically by apply when they exist")
+        if job.fingerprint is None and job.missing_outputs:
+            from jobrunner.references import missing_outputs_text
+
+            raise PlanError(f"{address}: cannot be imported: {missing_outputs_text(job.missing_outputs)}")
         if job.fingerprint is None:
             raise PlanError(f"{address}: its references are not known yet; apply its upstream first")
         st = doc.addresses.get(address)

@@ -151,9 +151,35 @@ class EmissaryProvider:
         return job_from_json(data, project_id)
 
     async def get(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> RemoteJob:
+        return await self._with_checkpoint(await self._get(job_kind, remote_id, project_id=project_id))
+
+    async def _get(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> RemoteJob:
         _check_kind(job_kind)
         data = await self.http.request_json("GET", f"{self._jobs(project_id, 'get')}/{remote_id}", what=f"get training job {remote_id}")
         return check_id(job_from_json(data, project_id), remote_id, self.name, f"get training job {remote_id}")
+
+    async def _with_checkpoint(self, job: RemoteJob) -> RemoteJob:
+        """A succeeded job with its latest checkpoint's `checkpoint` and `model_download_url` in `extra`.
+
+        The job detail does not carry them (only `GET .../checkpoints` does), yet they are the
+        documented outputs `${Training.x.output.checkpoint}` and `.model_download_url` resolve to.
+        A job that succeeded without any checkpoint is returned as it is: its dependents are then
+        reported as needing attention instead of failing on every apply.
+        """
+        if job.status != SUCCEEDED or "checkpoint" in job.extra:
+            return job
+        try:
+            points = await self.checkpoints(job.id, project_id=job.project_id)
+        except NotFoundError:
+            return job
+        numbered = [c for c in points if isinstance(c.get("checkpoint"), int) and not isinstance(c["checkpoint"], bool)]
+        if not numbered:
+            return job
+        latest = max(numbered, key=lambda c: c["checkpoint"])
+        job.extra["checkpoint"] = latest["checkpoint"]
+        if isinstance(latest.get("model_download_url"), str) and latest["model_download_url"]:
+            job.extra["model_download_url"] = latest["model_download_url"]
+        return job
 
     async def cancel(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> None:
         _check_kind(job_kind)
@@ -206,11 +232,19 @@ class EmissaryProvider:
                 except NotFoundError:
                     found[remote_id] = RemoteJob(id=remote_id, job_kind=job_kind, status=GONE, project_id=project_id)
 
+        # Listed summaries lack checkpoints like details do; `get` completes the ones it fetches.
+        listed = [j for j in found.values() if j.status == SUCCEEDED]
         await asyncio.gather(*(fetch(i) for i in sorted(wanted - set(found))))
+
+        async def complete(job: RemoteJob) -> None:
+            async with semaphore:
+                await self._with_checkpoint(job)
+
+        await asyncio.gather(*(complete(j) for j in listed))
         return found
 
     async def logs(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> str:
-        job = await self.get(job_kind, remote_id, project_id=project_id)
+        job = await self._get(job_kind, remote_id, project_id=project_id)
         lines = [f"status: {job.raw_status or job.status}"]
         if "progress" in job.metrics:
             lines.append(f"progress: {job.metrics['progress']}%")

@@ -65,6 +65,7 @@ from jobrunner.reconcile.outputs import batch_key, output_rows, outputs_of, reso
 from jobrunner.reconcile.statewriter import StateWriter
 from jobrunner.reconcile.timeutil import parse_rfc3339, to_rfc3339, utcnow
 from jobrunner.reconcile.waiter import Waiter
+from jobrunner.references import missing_outputs_text
 from jobrunner.refresh import claimed_ids
 from jobrunner.resources import JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
 from jobrunner.state.model import AddressState, Attempt, Intent
@@ -394,7 +395,7 @@ class Executor:
 
             task = self._resolved[res] = asyncio.ensure_future(run())
         resolved = (await task).get(job.address)
-        if resolved is None or resolved.fingerprint is None:
+        if resolved is None or (resolved.fingerprint is None and not resolved.missing_outputs):
             raise JobrunnerError(f"{job.address}: references could not be resolved after upstream succeeded",
                                  hint="check the referenced outputs with `jobrunner outputs`")
         return resolved
@@ -411,6 +412,9 @@ class Executor:
                 self._outcome(address, O_NOOP)
                 st = self.doc.addresses.get(address)
                 if st is not None and st.status not in (SUCCEEDED, None) and st.job_kind != JOB_MODEL:
+                    if st.job_kind == JOB_PREDICTION and change.job is not None:
+                        # It may have ended badly unattended (e.g. a platform restart): its row must say so.
+                        self._touched_batches.add(change.job.resource_address)
                     return st.status
                 return None
             if change.action == CANCEL:
@@ -422,7 +426,8 @@ class Executor:
             job = change.job
             assert job is not None, f"{change.action} without a desired job"
             if change.blocked_by:
-                why = "upstream " + ", ".join(change.blocked_by) + " failed"
+                why = (missing_outputs_text(job.missing_outputs) if job.missing_outputs
+                       else "upstream " + ", ".join(change.blocked_by) + " failed")
                 self._outcome(address, O_SKIPPED, why)
                 self.progress.event(address, "skipped", why)
                 return "skipped"
@@ -434,6 +439,11 @@ class Executor:
                     return "skipped"
             if job.fingerprint is None:
                 job = await self._resolve(job)
+                if job.missing_outputs:  # the upstream succeeded without an output this job needs
+                    why = missing_outputs_text(job.missing_outputs)
+                    self._outcome(address, O_SKIPPED, why)
+                    self.progress.event(address, "skipped", why)
+                    return "skipped"
                 st = self.doc.addresses.get(address)
                 if st is not None and st.fingerprint == job.fingerprint and st.remote_id:
                     if st.status == SUCCEEDED:

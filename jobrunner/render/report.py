@@ -75,8 +75,41 @@ def failure_lines(report: Any) -> list[str]:
     return lines
 
 
-def apply_report(report: Any, doc: StateDoc, verb: str) -> ReportText:
-    """Everything apply prints after the executor ran: summary, outputs, failures, what is left."""
+# At most this many attention lines; the plan above them lists every one.
+MAX_ATTENTION_LINES = 20
+ATTENTION_HINT = (
+    "hint: fix what made a job fail, then change its manifest or raise spec.retry.max_attempts to run it "
+    "again (or `jobrunner state rm ADDRESS`, and the next apply creates it anew); a job blocked by its "
+    "upstream runs once that upstream succeeds with the outputs it needs."
+)
+
+
+def attention_lines(changes: list[Any]) -> list[str]:
+    """Which jobs need a person and what to do, for standard error (empty when none).
+
+    `changes` are the plan's attention changes (`jobrunner.exitcodes.attention`) that this run
+    did not already report as failed or skipped.
+    """
+    from jobrunner.redact import scrub_text
+
+    if not changes:
+        return []
+    n = len(changes)
+    lines = [f"{n} job{'s' if n != 1 else ''} need{'s' if n == 1 else ''} attention "
+             "(apply exits 5 until this is dealt with):"]
+    for change in changes[:MAX_ATTENTION_LINES]:
+        lines.append(f"  {change.address}: {scrub_text(change.reason)}")
+    if n > MAX_ATTENTION_LINES:
+        lines.append(f"  ... and {n - MAX_ATTENTION_LINES} more (`jobrunner status` lists them)")
+    lines.append(ATTENTION_HINT)
+    return lines
+
+
+def apply_report(report: Any, doc: StateDoc, verb: str, pending: list[Any] | None = None) -> ReportText:
+    """Everything apply prints after the executor ran: summary, outputs, failures, what is left.
+
+    `pending`: attention changes of the plan that the executor did not run (see `attention_lines`).
+    """
     from jobrunner.reconcile import executor as ex
     from jobrunner.render.outputs import summary_outputs_lines
 
@@ -106,7 +139,12 @@ def apply_report(report: Any, doc: StateDoc, verb: str) -> ReportText:
     if report.count(ex.O_DEFERRED):
         text.out(f"{report.count(ex.O_DEFERRED)} job(s) deferred until their upstream succeeds: "
                         "run `jobrunner apply` again.")
+    pending = list(pending or ())
+    for line in attention_lines(pending):
+        text.err(line)
+    if not pending and any(report.count(o) for o in (ex.O_FAILED, ex.O_CANCELED, ex.O_SKIPPED)):
+        text.err(ATTENTION_HINT)
     return text
 
 
-__all__ = ["ReportText", "summary_line", "failure_lines", "apply_report"]
+__all__ = ["ReportText", "MAX_ATTENTION_LINES", "ATTENTION_HINT", "summary_line", "failure_lines", "attention_lines", "apply_report"]

@@ -86,7 +86,9 @@ def test_apply_replan_edit_remove_fail_timeout_destroy(workspace: Path):
     st = state(workspace)["PredictionBatch/fails[f]"]
     assert st["status"] == "failed" and st["attempts"] == 2 and len(st["history"]) == 2
     r = run_cli("plan", "--detailed-exitcode", "manifests")
-    assert r.code == 0, r.output  # no attempts left: nothing to do until the manifest changes
+    # No attempts left: nothing to do until the manifest changes, and the job needs attention (5).
+    assert r.code == 5, r.output
+    assert "No changes." in r.stdout and "PredictionBatch/fails[f]" in r.stdout
     (m / "fail.yaml").unlink()
 
     # 7. a wait timeout: exit 6, the job keeps running; a later apply resumes waiting.

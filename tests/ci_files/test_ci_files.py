@@ -38,14 +38,14 @@ def run_action(tmp_path: Path, command: str, *, output_file: str = "", allowed: 
 
 def test_action_passes_the_exit_code_through_and_fails_on_it(tmp_path):
     code, _out, _err, outputs = run_action(tmp_path, "no-such-command")
-    assert code == 2  # click's usage error, not swallowed
-    assert "exit-code=2" in outputs
+    assert code == 1  # a usage error (exit 1, never click's 2, which reads as "changes"), not swallowed
+    assert "exit-code=1" in outputs
 
 
 def test_action_accepts_allowed_exit_codes(tmp_path):
-    code, out, _err, outputs = run_action(tmp_path, "no-such-command", allowed="0, 2")
+    code, out, _err, outputs = run_action(tmp_path, "no-such-command", allowed="0, 1")
     assert code == 0
-    assert "exit-code=2" in outputs
+    assert "exit-code=1" in outputs
     assert "::error::" not in out
 
 

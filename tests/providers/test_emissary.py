@@ -76,14 +76,41 @@ def test_get_detail_maps_status_progress_and_loss(fake_time):
 )
 def test_status_enum(fake_time, raw, normalized):
     body = {**fixture("emissary/training_job_create.json")["response"]["body"], "status": raw, "updated_at": 1633040000}
-    with respx.mock(base_url=EMISSARY) as mock:
+    with respx.mock(base_url=EMISSARY, assert_all_called=False) as mock:
         mock.get(f"{JOBS}/tr-12345").mock(return_value=_json(200, body))
+        # A succeeded job's outputs come from its checkpoints; only a success asks for them.
+        points = mock.get(f"{JOBS}/tr-12345/checkpoints").mock(return_value=_json(200, []))
         job = run(_call(emissary_provider(fake_time), lambda p: p.get("training", "tr-12345", project_id="ms-12345")))
+    assert points.called == (normalized == "succeeded")
     assert job.status == normalized and job.raw_status == raw
     if raw == "TimedOut":
         assert job.error == "training timed out"
     if normalized in ("succeeded", "failed", "canceled"):
         assert job.completed_at == datetime.fromtimestamp(1633040000, tz=timezone.utc)
+
+
+def test_a_succeeded_job_carries_its_latest_checkpoint_as_outputs(fake_time):
+    from jobrunner.reconcile.outputs import outputs_of
+
+    body = {**fixture("emissary/training_job_create.json")["response"]["body"], "status": "Success"}
+    points = fixture("emissary/training_job_checkpoints_cancel_delete.json")["list_checkpoints"]["response"]["body"]
+    with respx.mock(base_url=EMISSARY) as mock:
+        mock.get(f"{JOBS}/tr-12345").mock(return_value=_json(200, body))
+        mock.get(f"{JOBS}/tr-12345/checkpoints").mock(return_value=_json(200, list(reversed(points))))
+        job = run(_call(emissary_provider(fake_time), lambda p: p.get("training", "tr-12345", project_id="ms-12345")))
+    assert outputs_of("training", job) == {"id": "tr-12345", "checkpoint": 2,
+                                           "model_download_url": "s3://my_model/checkpoint-2"}
+
+
+def test_a_success_without_checkpoints_records_no_checkpoint_output(fake_time):
+    from jobrunner.reconcile.outputs import outputs_of
+
+    body = {**fixture("emissary/training_job_create.json")["response"]["body"], "status": "Success"}
+    with respx.mock(base_url=EMISSARY) as mock:
+        mock.get(f"{JOBS}/tr-12345").mock(return_value=_json(200, body))
+        mock.get(f"{JOBS}/tr-12345/checkpoints").mock(return_value=_json(200, []))
+        job = run(_call(emissary_provider(fake_time), lambda p: p.get("training", "tr-12345", project_id="ms-12345")))
+    assert outputs_of("training", job) == {"id": "tr-12345"}
 
 
 def test_list_is_a_bare_array_sorted_newest_first_and_cut_at_since(fake_time):

@@ -171,3 +171,27 @@ def test_batch_rows_read_by_validation_are_reused_not_read_again(tmp_path: Path)
     assert reused[0].request["input"] == {"prompt": "one", "max_tokens": 8}
     with pytest.raises(ManifestError, match="rows.jsonl"):
         expand(result.resources, tmp_path)  # without them, the rows are read (and now missing)
+
+
+def test_batch_outputs_resolve_once_every_item_succeeded(tmp_path: Path) -> None:
+    up = batch(name="up", output_file="../out/up.jsonl")
+    down = batch(name="down", inputs=[{"key": "n", "n": "${PredictionBatch.up.output.count}",
+                                       "f": "${PredictionBatch.up.output.output_file}"}])
+    doc = apply_all([up], tmp_path)
+    (job,) = [j for j in expand([up, down], tmp_path, state=doc) if j.resource_address == "PredictionBatch/down"]
+    assert job.depends_on == ("PredictionBatch/up",)  # a reference in a row makes the batch wait too
+    assert job.request["input"] == {"n": 2, "f": "out/up.jsonl"}  # workspace-relative (FILE is specs/…)
+    doc.addresses["PredictionBatch/up[b]"].status = "failed"
+    (job,) = [j for j in expand([up, down], tmp_path, state=doc) if j.resource_address == "PredictionBatch/down"]
+    assert job.fingerprint is None and job.missing_outputs == ()  # not settled: not known yet, nothing missing
+
+
+def test_an_output_missing_from_a_settled_upstream_is_named(tmp_path: Path) -> None:
+    res = [training(), batch(version="${Training.poems.output.version}",
+                             inputs=[{"key": "w", "w": "${Training.poems.output.weights}"}])]
+    doc = apply_all(res[:1], tmp_path)  # recorded outputs: version only
+    item = [j for j in expand(res, tmp_path, state=doc) if j.job_kind == JOB_PREDICTION][0]
+    assert item.fingerprint is None and item.missing_outputs == (("Training/poems", "weights"),)
+    doc.addresses["Training/poems"].outputs = {}
+    item = [j for j in expand(res, tmp_path, state=doc) if j.job_kind == JOB_PREDICTION][0]
+    assert item.missing_outputs == (("Training/poems", "version"), ("Training/poems", "weights"))
