@@ -341,6 +341,8 @@ class Executor:
             # all before anything is sent, so a crash later in the run never loses or repeats a move.
             self.writer.flush_now()
             self.progress.note(f"Moved {len(self.plan.moves)} address(es) in state (moved list of jobrunner.yaml)")
+            # Their batch's output file is written again: its rows now carry the new keys.
+            self._touched_batches.update(resource_of(new) for _, new in self.plan.moves)
         by_resource: dict[str, list[PlannedChange]] = defaultdict(list)
         for change in self.plan.changes:
             by_resource[resource_of(change.address)].append(change)
