@@ -157,7 +157,8 @@ def check_moves(moves: list[Move], resources: Iterable[Resource] | None = None,
         if problem is None and m.source == m.target:
             problem = f"moves {m.source} onto itself"
         if problem is None and m.source.split("/", 1)[0] != m.target.split("/", 1)[0]:
-            problem = f"cannot move a {m.source.split('/', 1)[0]} to a {m.target.split('/', 1)[0]} ({m.source} -> {m.target})"
+            kinds = (m.source.split("/", 1)[0], m.target.split("/", 1)[0])
+            problem = f"cannot move a {kinds[0]} to a {kinds[1]} ({m.source} -> {m.target})"
         if problem is None and m.is_item != ("[" in m.target):
             problem = ("a whole batch moves to a whole batch and an item to an item "
                        f"({m.source} -> {m.target})")

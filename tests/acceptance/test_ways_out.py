@@ -105,7 +105,8 @@ def test_adding_keys_to_rows_with_moves_keeps_the_jobs(workspace: Path, platform
                                                                {"key": "bye", "text": "bye"}], "out/g.jsonl"))
     r = run_cli("plan")
     assert "2 to cancel" in r.stdout or "2 to forget" in r.stdout, r.output  # without moves: removed + created
-    add_moves(workspace, (by_text["hello"], "PredictionBatch/greet[hi]"), (by_text["bye"], "PredictionBatch/greet[bye]"))
+    add_moves(workspace, (by_text["hello"], "PredictionBatch/greet[hi]"),
+              (by_text["bye"], "PredictionBatch/greet[bye]"))
     r = run_cli("plan")
     assert r.code == 0, r.output
     assert "0 to create" in r.stdout and "0 to forget" in r.stdout and "2 to move" in r.stdout

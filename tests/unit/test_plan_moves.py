@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from jobrunner.errors import PlanError, UsageError
+from jobrunner.errors import PlanError, StalePlanError, UsageError
 from jobrunner.loader import load_text
 from jobrunner.moves import Move, apply_moves, check_moves, moves_from_config, resolve_moves
 from jobrunner.plan import expand_replace, filter_plan
 from jobrunner.plan_types import CANCEL, CREATE, MOVED, NOOP, REPLACE
 from jobrunner.render import plan_json, plan_markdown, plan_text
 from jobrunner.saved_plan import check_saved_plan, saved_plan_document
-from jobrunner.errors import StalePlanError
 from jobrunner.spec import expand
 from jobrunner.state.model import StateDoc
 from tests.unit.plan_helpers import FILE, actions, apply_all, batch, model, plan_for, reasons, training
