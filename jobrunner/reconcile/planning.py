@@ -436,6 +436,16 @@ async def check_against_providers(plan: Plan, resources: dict[str, Resource], do
         raise PlanError("\n".join(shown), hint="fix the manifests; nothing was sent to create any job")
 
 
+def _expand_without(forced: set[str], resources: list[Resource], root: Path, doc: StateDoc,
+                    items: dict[str, list[Any]]) -> list[DesiredJob]:
+    """Desired jobs with the outputs of trainings `--replace` re-runs unknown: their dependents show
+    "known after apply" and run again with the new outputs, not the old ones."""
+    from jobrunner.spec import expand, upstream_outputs
+
+    outputs = {a: o for a, o in upstream_outputs(doc).items() if a not in forced}
+    return expand(resources, root, outputs, state=doc, items=items)
+
+
 def apply_declared_moves(ws: Workspace, validated: Any, doc: StateDoc, rel_paths: list[str]) -> dict[str, str]:
     """Check jobrunner.yaml's `moved` list and re-key `doc` in memory; returns {new: old}.
 
@@ -475,6 +485,8 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
     absorb(doc, remote, only_succeeded=True)  # outputs of jobs that finished unattended
     desired = expand_desired(resources, ws.root, doc, validated.items)
     forced = expand_replace(replace, desired)
+    if any("[" not in a for a in forced):
+        desired = _expand_without(forced, resources, ws.root, doc, validated.items)
     # A state restored from a backup: what it may lack is looked up before anything is created.
     from jobrunner.state.recovery import mark_recovery_lookups
 

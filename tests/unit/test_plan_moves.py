@@ -283,3 +283,17 @@ def test_saved_plans_carry_moves_and_go_stale_when_the_moves_differ(tmp_path: Pa
     with pytest.raises(StalePlanError, match="moved from PredictionBatch/old\\[a\\] by a moved entry the plan did "
                                              "not show"):
         check_saved_plan(only_other, again, res)
+
+
+def test_replacing_a_training_reruns_its_dependents_with_the_new_outputs(tmp_path: Path) -> None:
+    from jobrunner.plan import compute_plan
+    from jobrunner.reconcile.planning import _expand_without
+
+    res = [training(), batch("eval", version="${Training.poems.output.version}")]
+    doc = apply_all(res, tmp_path)
+    desired = _expand_without({"Training/poems"}, res, tmp_path, doc, {})
+    plan = compute_plan(desired, doc, {}, planned_files={FILE}, resources=res, replace={"Training/poems"})
+    assert actions(plan) == {"Training/poems": REPLACE, "PredictionBatch/eval[a]": REPLACE,
+                             "PredictionBatch/eval[b]": REPLACE}
+    assert reasons(plan)["Training/poems"] == "replace requested"
+    assert reasons(plan)["PredictionBatch/eval[a]"] == "version known after apply (waits for Training/poems)"
