@@ -340,6 +340,7 @@ class Executor:
             # Declared renames: planning re-keyed the state in memory; one atomic save records them
             # all before anything is sent, so a crash later in the run never loses or repeats a move.
             self.writer.flush_now()
+            crash_point("moves.saved")
             self.progress.note(f"Moved {len(self.plan.moves)} address(es) in state (moved list of jobrunner.yaml)")
             # Their batch's output file is written again: its rows now carry the new keys.
             self._touched_batches.update(resource_of(new) for _, new in self.plan.moves)

@@ -221,3 +221,38 @@ def test_a_saved_plan_carries_replace_and_moves(workspace: Path, platform: Platf
     r = run_cli("apply", "p.json")
     assert r.code == 3, r.output
     assert len(predictions(platform)) == total + 1
+
+
+def test_kill_9_while_recording_moves_loses_and_repeats_nothing(workspace: Path, platform: Platform):
+    """A crash in the middle of the save that records the moves, or right after it: the next apply
+    finds the jobs at their old or new addresses, never twice, and finishes them under the new name."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.acceptance.conftest import REPO
+
+    rows = [{"key": k, "seconds": 2} for k in ("a", "b")]
+    (workspace / "jobs.yaml").write_text(batch("naps", SLEEP, rows, "out/naps.jsonl"))
+    assert run_cli("apply", "--auto-approve", "--no-wait").code == 0
+    ids = {a.split("[")[1]: st["remote_id"] for a, st in addresses(workspace).items()}
+    total = len(predictions(platform))
+    (workspace / "jobs.yaml").write_text(batch("sleepers", SLEEP, rows, "out/sleepers.jsonl"))
+    add_moves(workspace, ("PredictionBatch/naps", "PredictionBatch/sleepers"))
+    for point, moved_on_disk in (("state.tmp_partial", False), ("moves.saved", True)):
+        env = {**os.environ, "PYTHONPATH": str(REPO), "JOBRUNNER_TEST_CRASH_AT": point}
+        proc = subprocess.run([sys.executable, "-m", "jobrunner", "apply", "--auto-approve"], cwd=workspace,
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+        st = addresses(workspace)
+        prefix = "PredictionBatch/sleepers" if moved_on_disk else "PredictionBatch/naps"
+        assert sorted(st) == [f"{prefix}[a]", f"{prefix}[b]"]
+        assert {k: s["remote_id"] for k, s in ((a.split("[")[1], s) for a, s in st.items())} == ids
+    r = run_cli("apply", "--auto-approve")
+    assert r.code == 0, r.output
+    st = addresses(workspace)
+    assert sorted(st) == ["PredictionBatch/sleepers[a]", "PredictionBatch/sleepers[b]"]
+    assert all(s["status"] == "succeeded" and len(s["history"]) == 1 for s in st.values())
+    assert len(predictions(platform)) == total
+    assert sorted(x["key"] for x in rows_of(workspace / "out" / "sleepers.jsonl")) == ["a", "b"]
