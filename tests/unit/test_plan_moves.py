@@ -5,17 +5,19 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from jobrunner.errors import PlanError, StalePlanError, UsageError
 from jobrunner.loader import load_text
 from jobrunner.moves import Move, apply_moves, check_moves, moves_from_config, resolve_moves
 from jobrunner.plan import expand_replace, filter_plan
-from jobrunner.plan_types import CANCEL, CREATE, MOVED, NOOP, REPLACE
+from jobrunner.plan_types import CANCEL, CREATE, FORGET, MOVED, NOOP, REPLACE
 from jobrunner.render import plan_json, plan_markdown, plan_text
 from jobrunner.saved_plan import check_saved_plan, saved_plan_document
 from jobrunner.spec import expand
 from jobrunner.state.model import StateDoc
-from tests.unit.plan_helpers import FILE, actions, apply_all, batch, model, plan_for, reasons, training
+from tests.unit.plan_helpers import FILE, actions, apply_all, batch, model, plan_for, reasons, record, training
 
 ROWS = [{"key": "a", "prompt": "A"}, {"key": "b", "prompt": "B"}]
 
@@ -297,3 +299,40 @@ def test_replacing_a_training_reruns_its_dependents_with_the_new_outputs(tmp_pat
                              "PredictionBatch/eval[b]": REPLACE}
     assert reasons(plan)["Training/poems"] == "replace requested"
     assert reasons(plan)["PredictionBatch/eval[a]"] == "version known after apply (waits for Training/poems)"
+
+
+STATUSES = ["pending", "running", "succeeded", "failed", "canceled"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    statuses=st.lists(st.sampled_from(STATUSES), min_size=1, max_size=6),
+    kept=st.lists(st.booleans(), min_size=6, max_size=6),
+    changed=st.lists(st.booleans(), min_size=6, max_size=6),
+)
+def test_a_declared_rename_never_cancels_and_creates_the_same_job(tmp_path: Path, statuses: list[str],
+                                                                   kept: list[bool], changed: list[bool]) -> None:
+    """Whatever each item's status, and whichever items the renamed batch keeps or edits: a kept item is
+    never canceled or created at all (moved, or moved and replaced/retried per the usual rules); a
+    dropped one follows the removal rules; state keeps every remote id exactly once."""
+    rows = [{"key": f"k{i}", "prompt": f"p{i}"} for i in range(len(statuses))]
+    doc = StateDoc(lineage="L")
+    old = batch("old", inputs=rows)
+    for job, status in zip(expand([old], tmp_path, state=doc), statuses):
+        record(doc, job, old, status=status)
+    ids = sorted(s.remote_id for s in doc.addresses.values())
+    new_rows = [{**r, "prompt": r["prompt"] + ("!" if changed[i] else "")} for i, r in enumerate(rows) if kept[i]]
+    new = [batch("new", inputs=new_rows)]
+    plan = plan_for(new, tmp_path, doc, moved=moved(doc, [mv("PredictionBatch/old", "PredictionBatch/new")], new))
+    assert sorted(s.remote_id for s in doc.addresses.values()) == ids
+    for i, status in enumerate(statuses):
+        change = next(c for c in plan.changes if c.address == f"PredictionBatch/new[k{i}]")
+        assert change.moved_from == f"PredictionBatch/old[k{i}]"
+        if not kept[i]:
+            assert change.action in (CANCEL, FORGET)
+            assert (change.action == CANCEL) == (status in ("pending", "running"))
+        elif changed[i]:
+            assert change.action == REPLACE
+        else:
+            assert change.action == MOVED  # a failed one says it needs attention, at its new address
+            assert (status in ("failed", "canceled")) == ("no attempts left" in change.reason)
