@@ -308,9 +308,10 @@ def _as_moved(change: PlannedChange, moved: Mapping[str, str] | None) -> Planned
         if change.action == WAIT and change.reason.startswith((PENDING, RUNNING)):
             what = f"still {change.reason}"
         return dc_replace(change, action=MOVED, reason=_join(f"moved from {old}", what), quiet=False, moved_from=old)
-    return dc_replace(change, reason=f"moved from {old}, and {change.action}d: {change.reason}"
-                      if change.action in (CREATE, REPLACE) else f"moved from {old}; {change.action}: {change.reason}",
-                      moved_from=old)
+    if change.action in (CREATE, REPLACE):
+        return dc_replace(change, reason=f"moved from {old}, and {change.action}d: {change.reason}", moved_from=old)
+    # retry / adopt / cancel / forget: renderers name the action before the reason.
+    return dc_replace(change, reason=f"moved from {old}; {change.reason}", moved_from=old)
 
 
 def _plan_removed(prior: AddressState, seen: RemoteJob | None, policy: Policy) -> PlannedChange | None:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from jobrunner.errors import StalePlanError, UsageError
-from jobrunner.plan_types import CHANGING, Plan, PlannedChange
+from jobrunner.plan_types import CHANGING, MOVED, Plan, PlannedChange
 
 SAVED_PLAN_KIND = "jobrunner-saved-plan"
 SAVED_PLAN_FORMAT = 1
@@ -193,7 +193,8 @@ def _what_moved(entry: dict[str, Any], now: PlannedChange | None, specs: dict[st
     if (now.moved_from or None) != (entry.get("moved_from") or None):
         return (f"planned as moved from {entry.get('moved_from') or 'nowhere'}, now moved from "
                 f"{now.moved_from or 'nowhere'}")
-    if (now.remote_status or None) != (entry.get("remote_status") or None):
+    # A move changes nothing on the provider: a moved job that finished since is still the same move.
+    if planned != MOVED and (now.remote_status or None) != (entry.get("remote_status") or None):
         return f"remote status was {entry.get('remote_status') or 'none'}, now {now.remote_status or 'none'}"
     remote_id = now.prior.remote_id if now.prior else None
     if (remote_id or None) != (entry.get("remote_id") or None):

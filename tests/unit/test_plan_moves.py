@@ -274,6 +274,13 @@ def test_saved_plans_carry_moves_and_go_stale_when_the_moves_differ(tmp_path: Pa
     # the same moves again: not stale, everything is executed
     _, again = _moved_and_replaced(tmp_path)
     assert [c.action for c in check_saved_plan(saved, again, res).plan.changes] == [REPLACE, MOVED]
+    # the jobs finished since the plan was made: that matters to the replace (no cancel any more), not to
+    # the pure move, which does nothing on the provider
+    doc = apply_all([batch("old", inputs=ROWS)], tmp_path, status="succeeded")
+    finished = plan_for(res, tmp_path, doc, moved=moved(doc, [mv("PredictionBatch/old", "PredictionBatch/new")], res))
+    with pytest.raises(StalePlanError) as stale:
+        check_saved_plan(saved, finished, res)
+    assert list(stale.value.changes) == ["PredictionBatch/new[a]"]
     # planned before the moved entry existed (cancel + create), applied after it: stale, nothing runs
     doc = apply_all([batch("old", inputs=ROWS)], tmp_path, status="running")
     before = plan_for(res, tmp_path, doc)
