@@ -479,7 +479,6 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
     resources, files, warnings = list(validated.resources), list(validated.files), warnings_of(validated)
     by_res = {r.address: r for r in resources}
     doc.check_remote_ids()  # one remote job, one address: a state that breaks it is not planned on
-    rel_paths = [_rel(p, ws.root) for p in paths]
     moved = apply_declared_moves(ws, validated, doc, rel_paths)
     remote = await refresh_tracked(doc, pool)
     absorb(doc, remote, only_succeeded=True)  # outputs of jobs that finished unattended
