@@ -440,10 +440,14 @@ def _expand_without(forced: set[str], resources: list[Resource], root: Path, doc
                     items: dict[str, list[Any]]) -> list[DesiredJob]:
     """Desired jobs with the outputs of trainings `--replace` re-runs unknown: their dependents show
     "known after apply" and run again with the new outputs, not the old ones."""
-    from jobrunner.spec import expand, upstream_outputs
+    from dataclasses import replace as dc_replace
 
-    outputs = {a: o for a, o in upstream_outputs(doc).items() if a not in forced}
-    return expand(resources, root, outputs, state=doc, items=items)
+    from jobrunner.spec import expand
+
+    # A view of state in which the forced runs are not settled (the document itself is unchanged).
+    view = dc_replace(doc, addresses={a: (dc_replace(st, status=None) if a in forced else st)
+                                      for a, st in doc.addresses.items()})
+    return expand(resources, root, state=view, items=items)
 
 
 def apply_declared_moves(ws: Workspace, validated: Any, doc: StateDoc, rel_paths: list[str]) -> dict[str, str]:
