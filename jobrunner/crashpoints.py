@@ -24,6 +24,7 @@ ENV_VAR = "JOBRUNNER_TEST_CRASH_AT"
 
 POINTS: dict[str, str] = {
     "apply.locked": "apply holds the state lock, before anything was planned or sent",
+    "moves.saved": "apply saved the declared renames (moved list), nothing else was sent or saved yet",
     "create.intent_saved": "the intent is on disk, the create was not sent yet",
     "create.sent": "the provider answered the create, its id is not saved yet",
     "create.recorded": "the remote id is saved, waiting has not started",

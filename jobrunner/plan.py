@@ -13,7 +13,12 @@ which is what makes plans reviewable and saved plans checkable. The rules (DESIG
   Only addresses whose recorded file is among `planned_files` can be "gone": planning a subset of
   the manifests never touches the others;
 - models are created once, kept, never updated or deleted;
-- a pending write-ahead intent whose job the refresher found on the provider is adopted.
+- a pending write-ahead intent whose job the refresher found on the provider is adopted;
+- an address in `replace` (`--replace`) is re-run on purpose even though it converged;
+- a record a declared rename moved (`moved`, new address -> old; state already re-keyed by
+  `jobrunner.moves`) is planned at its new address as usual; when that alone would be a noop or a
+  wait, the change is `moved`, else it keeps its action (moved AND replaced) and says where it
+  moved from. Never cancel + create.
 
 How `remote` is filled (by the refresher): for an address with a tracked non-terminal job,
 `remote[address]` is that job's current view (status GONE when the provider answers 404). For an
@@ -34,6 +39,7 @@ from jobrunner.plan_types import (
     CANCEL,
     CREATE,
     FORGET,
+    MOVED,
     NOOP,
     REPLACE,
     RETRY,
@@ -104,6 +110,7 @@ def compute_plan(
     replace: Iterable[str] = (),
     paths: list[str] | None = None,
     manifests_digest: str = "",
+    moved: Mapping[str, str] | None = None,
 ) -> Plan:
     """The plan; see the module docstring. Raises PlanError when a removal would cancel a
     job protected by `lifecycle.prevent_cancel` (every such address is listed)."""
@@ -141,7 +148,7 @@ def compute_plan(
             failed_for_good[job.resource_address] = f"ended {change.remote_status}"
         if blockers and change.action == NOOP:
             failed_for_good.setdefault(job.resource_address, "is skipped")
-        changes.append(change)
+        changes.append(_as_moved(change, moved))
 
     removed: list[PlannedChange] = []
     protected: list[str] = []
@@ -157,7 +164,7 @@ def compute_plan(
         if change is None:
             protected.append(address)
             continue
-        removed.append(change)
+        removed.append(_as_moved(change, moved))
     if protected:
         raise PlanError(
             "removing these from the manifests would cancel their running jobs, but their "
@@ -248,7 +255,7 @@ def _plan_job(
 
     changed = fp is None or fp != prior.fingerprint
     if forced:
-        return PlannedChange(job.address, REPLACE, _join("replacement requested", _running_note(status, prior, policy)),
+        return PlannedChange(job.address, REPLACE, _join("replace requested", _running_note(status, prior, policy)),
                              job, prior, prior.fingerprint, fp, remote_status=remote_status,
                              input_diff=input_diff(prior.inputs, job, secrets=secrets))
     if changed:
@@ -288,6 +295,23 @@ def _plan_job(
                              job, prior, prior.fingerprint, fp, remote_status=remote_status)
     return PlannedChange(job.address, WAIT, f"{status or PENDING} ({prior.remote_id})", job, prior,
                          prior.fingerprint, fp, remote_status=remote_status)
+
+
+def _as_moved(change: PlannedChange, moved: Mapping[str, str] | None) -> PlannedChange:
+    """The change of an address a declared rename moved: `moved` when nothing else happens to it."""
+    old = (moved or {}).get(change.address)
+    if old is None:
+        return change
+    if change.action in (NOOP, WAIT):
+        # Converged or still running: only state changes. A noop that needs attention keeps its reason.
+        what = "" if change.quiet else change.reason
+        if change.action == WAIT and change.reason.startswith((PENDING, RUNNING)):
+            what = f"still {change.reason}"
+        return dc_replace(change, action=MOVED, reason=_join(f"moved from {old}", what), quiet=False, moved_from=old)
+    if change.action in (CREATE, REPLACE):
+        return dc_replace(change, reason=f"moved from {old}, and {change.action}d: {change.reason}", moved_from=old)
+    # retry / adopt / cancel / forget: renderers name the action before the reason.
+    return dc_replace(change, reason=f"moved from {old}; {change.reason}", moved_from=old)
 
 
 def _plan_removed(prior: AddressState, seen: RemoteJob | None, policy: Policy) -> PlannedChange | None:
@@ -491,6 +515,39 @@ def _ranks(desired: Iterable[DesiredJob]) -> dict[str, int]:
     return rank
 
 
+def expand_replace(requested: Iterable[str], desired: Iterable[DesiredJob]) -> set[str]:
+    """The job addresses `--replace ADDR` names: an address, or every item of a batch.
+
+    Raises UsageError for an address no manifest defines (like `--target`), or a Model.
+    """
+    jobs = list(desired)
+    by_resource: dict[str, list[str]] = {}
+    kinds: dict[str, str] = {}
+    for j in jobs:
+        by_resource.setdefault(j.resource_address, []).append(j.address)
+        kinds[j.address] = kinds[j.resource_address] = j.job_kind
+    out: set[str] = set()
+    missing, models = [], []
+    for addr in requested:
+        if kinds.get(addr) == JOB_MODEL:
+            models.append(addr)
+            continue
+        hit = [addr] if addr in kinds and addr not in by_resource else by_resource.get(addr, [])
+        if not hit:
+            missing.append(addr)
+        out.update(hit)
+    if models:
+        raise UsageError(f"--replace {', '.join(models)}: models are created once and never replaced",
+                         hint="--replace names Training/name, PredictionBatch/name or PredictionBatch/name[key]")
+    if missing:
+        raise UsageError(
+            f"--replace {', '.join(missing)}: no such address in the manifests",
+            hint="addresses look like Training/name, PredictionBatch/name or PredictionBatch/name[key]; "
+            "see `jobrunner plan` or `jobrunner state list`",
+        )
+    return out
+
+
 def filter_plan(plan: Plan, targets: Iterable[str]) -> Plan:
     """Only the changes for `targets` (addresses or resource addresses) and what they depend on.
 
@@ -522,7 +579,15 @@ def filter_plan(plan: Plan, targets: Iterable[str]) -> Plan:
                 if d.address not in keep:
                     keep.add(d.address)
                     queue.append(d.address)
+    # A move re-keys state for the whole apply: like Terraform, targeting may not leave one out.
+    outside = [f"{c.moved_from} -> {c.address}" for c in plan.changes if c.moved_from and c.address not in keep]
+    if outside:
+        shown = ", ".join(outside[:5]) + (f" and {len(outside) - 5} more" if len(outside) > 5 else "")
+        raise UsageError(
+            f"--target leaves out addresses the moved list of jobrunner.yaml moves: {shown}",
+            hint="apply without --target first (the moves change nothing on the provider), or add --target for them",
+        )
     return dc_replace(plan, changes=[c for c in plan.changes if c.address in keep])
 
 
-__all__ = ["Policy", "compute_plan", "filter_plan", "flatten", "input_diff", "lifecycle_of"]
+__all__ = ["Policy", "compute_plan", "expand_replace", "filter_plan", "flatten", "input_diff", "lifecycle_of"]

@@ -15,11 +15,16 @@ FORGET = "forget"  # gone and terminal: drop from state
 ADOPT = "adopt"  # a remote job matching a pending intent or an import
 WAIT = "wait"  # running, unchanged
 NOOP = "noop"  # converged
+# A declared rename (`moved:` in jobrunner.yaml) whose job needs nothing else: state records it under
+# the new address, the job keeps running. A moved job that also needs a create/replace/retry/cancel
+# keeps that action and says where it moved from (`PlannedChange.moved_from`).
+MOVED = "moved"
 
-ACTIONS = (CREATE, REPLACE, RETRY, CANCEL, FORGET, ADOPT, WAIT, NOOP)
+ACTIONS = (CREATE, REPLACE, RETRY, CANCEL, FORGET, ADOPT, MOVED, WAIT, NOOP)
 # Text-plan symbols, Terraform-like.
-SYMBOLS = {CREATE: "+", REPLACE: "-/+", RETRY: "~", CANCEL: "-", FORGET: "-", ADOPT: "<=", WAIT: "~", NOOP: " "}
-CHANGING = frozenset({CREATE, REPLACE, RETRY, CANCEL, FORGET, ADOPT})
+SYMBOLS = {CREATE: "+", REPLACE: "-/+", RETRY: "~", CANCEL: "-", FORGET: "-", ADOPT: "<=", MOVED: "->", WAIT: "~",
+           NOOP: " "}
+CHANGING = frozenset({CREATE, REPLACE, RETRY, CANCEL, FORGET, ADOPT, MOVED})
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class PlannedChange:
     input_diff: dict[str, Any] = field(default_factory=dict)  # redacted {key: [before, after]}
     blocked_by: tuple[str, ...] = ()  # upstream addresses that failed for good: apply skips this
     quiet: bool = False  # nothing worth showing (converged): renderers list it only in counts
+    moved_from: str | None = None  # the address state recorded it under before a declared move
 
 
 @dataclass
@@ -52,6 +58,11 @@ class Plan:
         for c in self.changes:
             out[c.action] += 1
         return out
+
+    @property
+    def moves(self) -> list[tuple[str, str]]:
+        """(from, to) of every address this plan moves in state, whatever else it does to it."""
+        return [(c.moved_from, c.address) for c in self.changes if c.moved_from]
 
     @property
     def has_changes(self) -> bool:

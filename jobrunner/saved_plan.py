@@ -8,6 +8,7 @@ cancel, forget, adopt), what it saw and what it decided:
 
 - the action, the desired fingerprint and the spec digest of its resource (what was reviewed),
 - the remote status and remote id state recorded (what the world looked like),
+- the address it moves from, for a declared rename (`moved`),
 
 and `apply plan.json` re-plans, then compares only those. Everything else is out of scope:
 
@@ -17,7 +18,10 @@ and `apply plan.json` re-plans, then compares only those. Everything else is out
   (the manifests' digest is recorded for information only).
 
 The one global check is the state's lineage: a plan made against another state document (the
-state was replaced or migrated from elsewhere) is stale as a whole.
+state was replaced or migrated from elsewhere) is stale as a whole. A move the saved plan did not
+show (an entry added to `moved:` since) makes it stale too: apply records every move it finds, so
+an unreviewed one must not slip in. `--replace` addresses are saved with the plan and re-planned
+with it, like `--target`.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from jobrunner.errors import StalePlanError, UsageError
-from jobrunner.plan_types import CHANGING, Plan, PlannedChange
+from jobrunner.plan_types import CHANGING, MOVED, Plan, PlannedChange
 
 SAVED_PLAN_KIND = "jobrunner-saved-plan"
 SAVED_PLAN_FORMAT = 1
@@ -73,7 +77,7 @@ def _resource_address(address: str) -> str:
 
 
 def _entry(change: PlannedChange, specs: dict[str, str]) -> dict[str, Any]:
-    return {
+    entry = {
         "address": change.address,
         "action": change.action,
         "touches": change.action in CHANGING,
@@ -82,10 +86,14 @@ def _entry(change: PlannedChange, specs: dict[str, str]) -> dict[str, Any]:
         "remote_id": change.prior.remote_id if change.prior else None,
         "spec_digest": specs.get(_resource_address(change.address)),
     }
+    if change.moved_from:  # only on declared renames, so plans without moves read as before
+        entry["moved_from"] = change.moved_from
+    return entry
 
 
 def saved_plan_document(plan: Plan, resources: list[Any], targets: tuple[str, ...] | list[str],
-                        rendered_json: dict[str, Any] | None) -> dict[str, Any]:
+                        rendered_json: dict[str, Any] | None, *,
+                        replace: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
     """The JSON document `plan --out` writes (redacted: it holds no inputs, only digests)."""
     specs = {r.address: spec_digest(r.spec) for r in resources}
     return {
@@ -93,6 +101,7 @@ def saved_plan_document(plan: Plan, resources: list[Any], targets: tuple[str, ..
         "format_version": SAVED_PLAN_FORMAT,
         "paths": plan.paths,
         "targets": list(targets),
+        "replace": list(replace),
         "manifests_digest": plan.manifests_digest,
         "state_lineage": plan.state_lineage,
         "state_serial": plan.state_serial,
@@ -151,7 +160,9 @@ def check_saved_plan(saved: dict[str, Any], fresh: Plan, resources: list[Any]) -
             keep.append(now)
     saved_addresses = {e["address"] for e in saved.get("changes", [])}
     for c in fresh.changes:
-        if c.address not in saved_addresses and c.action in CHANGING:
+        if c.address not in saved_addresses and c.moved_from:
+            moved[c.address] = f"moved from {c.moved_from} by a moved entry the plan did not show"
+        elif c.address not in saved_addresses and c.action in CHANGING:
             held_back[c.address] = c.action
     if moved:
         report = "\n".join(f"  {a}: {why}" for a, why in sorted(moved.items()))
@@ -179,7 +190,11 @@ def _what_moved(entry: dict[str, Any], now: PlannedChange | None, specs: dict[st
         return f"planned {planned}, now nothing to do"
     if now.action != planned:
         return f"planned {planned}, now {now.action} ({now.reason})"
-    if (now.remote_status or None) != (entry.get("remote_status") or None):
+    if (now.moved_from or None) != (entry.get("moved_from") or None):
+        return (f"planned as moved from {entry.get('moved_from') or 'nowhere'}, now moved from "
+                f"{now.moved_from or 'nowhere'}")
+    # A move changes nothing on the provider: a moved job that finished since is still the same move.
+    if planned != MOVED and (now.remote_status or None) != (entry.get("remote_status") or None):
         return f"remote status was {entry.get('remote_status') or 'none'}, now {now.remote_status or 'none'}"
     remote_id = now.prior.remote_id if now.prior else None
     if (remote_id or None) != (entry.get("remote_id") or None):

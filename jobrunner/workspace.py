@@ -115,7 +115,8 @@ def _is_within(path: Path, root: Path) -> bool:
 
 _STATE_KEYS = {"backend", "path", "url"}
 # `state: {backend, path, url}` and the flat spellings `state_backend`/`state_path`/`state_url`.
-_TOP_KEYS = {"state", "state_backend", "state_path", "state_url", "providers", "parallelism", "workspace"}
+# `moved` is read by jobrunner.moves (declared renames), with its own file:line checks.
+_TOP_KEYS = {"state", "state_backend", "state_path", "state_url", "providers", "parallelism", "workspace", "moved"}
 
 
 def load_config(root: Path) -> WorkspaceConfig:

@@ -65,7 +65,7 @@ async def _with_pool(ws: Any, fn: Any) -> Any:
         await pool.aclose()
 
 
-def _saved_plan_json(planned: Any, targets: tuple[str, ...]) -> dict[str, Any]:
+def _saved_plan_json(planned: Any, targets: tuple[str, ...], replace: tuple[str, ...] = ()) -> dict[str, Any]:
     from jobrunner.saved_plan import render_json_or_none, saved_plan_document
 
     from jobrunner.redact import scrub_data
@@ -73,7 +73,7 @@ def _saved_plan_json(planned: Any, targets: tuple[str, ...]) -> dict[str, Any]:
     rendered = render_json_or_none(lambda p: _render(p, "json"), planned.plan)
     # The saved plan's file boundary: no secret value (a webhook's `?code=`, a quoted error) in the
     # plan it shows. The rest is addresses and digests the staleness check compares as they are.
-    return saved_plan_document(planned.plan, planned.resources, targets, scrub_data(rendered))
+    return saved_plan_document(planned.plan, planned.resources, targets, scrub_data(rendered), replace=replace)
 
 
 def _check_saved_plan(saved: dict[str, Any], planned: Any) -> Plan:
@@ -188,8 +188,10 @@ def _untouched_attention(plan: Plan, report: Any | None) -> list[Any]:
 @click.option("--target", "targets", multiple=True, metavar="ADDR", help="Only plan this address and what it depends on (repeatable).")
 @click.option("--timeout", "timeout", metavar="D",
               help="Give up asking the providers after this long (default 2m, or $JOBRUNNER_REFRESH_TIMEOUT); exit 1.")
+@click.option("--replace", "replace", multiple=True, metavar="ADDR",
+              help="Re-run this job even though it succeeded or failed (repeatable; a batch means every item).")
 def plan(paths: tuple[str, ...], out: str | None, fmt: str, detailed_exitcode: bool, targets: tuple[str, ...],
-         timeout: str | None) -> int:
+         timeout: str | None, replace: tuple[str, ...]) -> int:
     """Show what apply would do: diff the manifests against state and the providers' live status."""
     from jobrunner.reconcile.planning import make_plan, open_workspace, require_manifests, resolve_paths
 
@@ -199,12 +201,13 @@ def plan(paths: tuple[str, ...], out: str | None, fmt: str, detailed_exitcode: b
     require_manifests(ws, abs_paths)
     doc = ws.store.load()
     with bound:
-        planned = asyncio.run(_with_pool(ws, lambda pool: make_plan(ws, abs_paths, doc, pool, targets=targets)))
+        planned = asyncio.run(_with_pool(
+            ws, lambda pool: make_plan(ws, abs_paths, doc, pool, targets=targets, replace=replace)))
     _echo_warnings(planned.warnings)
     text = _render(planned.plan, fmt)
     click.echo(text, nl=not text.endswith("\n"))
     if out:
-        Path(out).write_text(json.dumps(_saved_plan_json(planned, targets), indent=2, sort_keys=True) + "\n",
+        Path(out).write_text(json.dumps(_saved_plan_json(planned, targets, replace), indent=2, sort_keys=True) + "\n",
                              encoding="utf-8")
         if fmt == "text":
             click.echo(f"\nSaved the plan to {out}; `jobrunner apply {out}` executes exactly this plan.")
@@ -232,8 +235,10 @@ def _print_converged(plan: Plan) -> int:
               help="Bound the whole apply, planning refresh included (e.g. 30m): waiting stops then, jobs keep running, exit 6.")
 @click.option("--parallelism", type=click.IntRange(1, 1000), default=None, help="Concurrent operations (default from jobrunner.yaml, 10).")
 @click.option("--target", "targets", multiple=True, metavar="ADDR", help="Only apply this address and what it depends on (repeatable).")
+@click.option("--replace", "replace", multiple=True, metavar="ADDR",
+              help="Re-run this job even though it succeeded or failed (repeatable; a batch means every item).")
 def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: str | None,
-          parallelism: int | None, targets: tuple[str, ...]) -> int:
+          parallelism: int | None, targets: tuple[str, ...], replace: tuple[str, ...]) -> int:
     """Create, wait on and cancel jobs until the world matches the manifests (or a saved plan)."""
     from jobrunner.reconcile.planning import make_plan, open_workspace, require_manifests, resolve_paths
     from jobrunner.saved_plan import read_saved_plan
@@ -246,8 +251,12 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
     if saved is not None:
         if targets:
             raise UsageError("--target cannot be combined with a saved plan", hint="targets are fixed when the plan is saved")
+        if replace:
+            raise UsageError("--replace cannot be combined with a saved plan",
+                             hint="replacements are fixed when the plan is saved: `jobrunner plan --replace ADDR --out F`")
         plan_paths = [(ws.root / p).resolve() for p in (saved.get("paths") or ["."])]  # workspace-relative
         targets = tuple(saved.get("targets") or ())
+        replace = tuple(saved.get("replace") or ())
     else:
         plan_paths = resolve_paths(paths, ws.root)
         require_manifests(ws, plan_paths)  # before the lock: nothing is written where nothing is managed
@@ -256,7 +265,7 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
     async def run(pool: Any) -> int:
         doc = ws.store.load()
         with _refresh_deadline(timeout, "apply", started):  # --timeout covers planning too
-            planned = await make_plan(ws, plan_paths, doc, pool, targets=targets)
+            planned = await make_plan(ws, plan_paths, doc, pool, targets=targets, replace=replace)
         _echo_warnings(planned.warnings)
         if saved is not None:
             planned.plan = _check_saved_plan(saved, planned)

@@ -1,4 +1,4 @@
-"""`jobrunner state`: inspect and repair the state document (list, show, rm, unlock)."""
+"""`jobrunner state`: inspect and repair the state document (list, show, rm, mv, unlock)."""
 from __future__ import annotations
 
 import json
@@ -66,6 +66,58 @@ def rm(addresses: tuple[str, ...]) -> int:
     for k in sorted(set(gone)):
         click.echo(f"Removed {k}")
     return EXIT_OK
+
+
+@state.command("mv")
+@click.argument("source", metavar="OLD")
+@click.argument("destination", metavar="NEW")
+def mv(source: str, destination: str) -> int:
+    """Move OLD's whole record (remote ids, history, fingerprint, outputs, intent) to NEW.
+
+    For a rename the manifests already show: the next plan then sees the same job at NEW (a noop,
+    or a wait while it runs) instead of canceling it at OLD and creating it again at NEW. A batch
+    address moves every item: `state mv PredictionBatch/old PredictionBatch/new`. Nothing is sent
+    to any provider. The `moved:` list of jobrunner.yaml does the same declaratively, in review.
+    """
+    from jobrunner.moves import Move, apply_moves, check_moves, resource_of
+
+    problems = check_moves([Move(source, destination, "state mv", 0, 0, 0)])
+    if problems:
+        raise UsageError(f"state mv {source} {destination}: {problems[0].message}",
+                         hint="addresses look like Training/name, PredictionBatch/name or PredictionBatch/name[key]")
+    ws = _open()
+    with ws.store.lock("state mv"):
+        doc = ws.store.load()
+        pairs = _mv_pairs(doc, source, destination)
+        apply_moves(doc, pairs, {})
+        ws.store.save(doc)  # one atomic save: every item moves, or none
+    for old, new in pairs.items():
+        click.echo(f"Moved {old} to {new}")
+    click.echo(f"Successfully moved {len(pairs)} address(es). Next: rename {resource_of(source)} in its manifest "
+               f"if you have not yet, then `jobrunner plan` shows {resource_of(destination)} unchanged.")
+    return EXIT_OK
+
+
+def _mv_pairs(doc: object, source: str, destination: str) -> dict[str, str]:
+    """{old: new} for `state mv`; UsageError when OLD is missing or NEW (or any item of it) exists."""
+    addresses = doc.addresses  # type: ignore[attr-defined]
+    if "[" in source:
+        pairs = {source: destination} if source in addresses else {}
+    else:
+        pairs = {a: destination + a[len(source):] for a in sorted(addresses)
+                 if a == source or a.startswith(source + "[")}
+    if not pairs:
+        raise UsageError(f"state mv: {source} is not in state; nothing was moved",
+                         hint="`jobrunner state list` shows the recorded addresses")
+    taken = [new for new in pairs.values() if new in addresses]
+    if "[" not in destination:
+        taken += [a for a in addresses if a.startswith(destination + "[") and a not in taken]
+    if taken:
+        listed = ", ".join(sorted(taken)[:5]) + (f" and {len(taken) - 5} more" if len(taken) > 5 else "")
+        raise UsageError(f"state mv: {destination} already exists in state ({listed}); nothing was moved",
+                         hint=f"an address holds one job: `jobrunner state rm {destination}` first if its record "
+                              "is no longer wanted (its remote jobs are left alone)")
+    return pairs
 
 
 @state.command("unlock")

@@ -28,6 +28,7 @@ def validate(paths: tuple[Path, ...], fmt: str) -> int:
     root = find_workspace_for(list(paths))
     load_config(root)  # a broken jobrunner.yaml is reported here too (ConfigError, exit 1)
     result = validate_paths(list(paths) or [Path.cwd()], root)
+    _check_moved_list(result, root)
     if fmt == "json":
         click.echo(render_json(result.diagnostics, files=result.files))
     elif fmt == "github":
@@ -36,6 +37,19 @@ def validate(paths: tuple[Path, ...], fmt: str) -> int:
     else:
         click.echo(render_text(result.diagnostics, files=len(result.files), resources=len(result.resources)))
     return 0 if result.ok else 1
+
+
+def _check_moved_list(result: object, root: Path) -> None:
+    """Add the problems of jobrunner.yaml's `moved` list (declared renames) to `result`."""
+    from jobrunner.moves import check_moves, read_moves
+
+    moves, diags = read_moves(root)
+    items = result.items  # type: ignore[attr-defined]
+    keys = {res: [i.key for i in rows] for res, rows in items.items()}
+    diags += check_moves(moves, result.resources, keys)  # type: ignore[attr-defined]
+    if diags:
+        result.diagnostics = sorted([*result.diagnostics, *diags],  # type: ignore[attr-defined]
+                                    key=lambda d: d.sort_key())
 
 
 def _repo_relative(diagnostics: list[Diagnostic], root: Path) -> list[Diagnostic]:

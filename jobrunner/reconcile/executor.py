@@ -32,6 +32,7 @@ import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -48,7 +49,7 @@ from jobrunner.errors import (
     TransportError,
     UnexpectedIdError,
 )
-from jobrunner.plan_types import ADOPT, CANCEL, FORGET, NOOP, REPLACE, RETRY, WAIT, Plan, PlannedChange
+from jobrunner.plan_types import ADOPT, CANCEL, FORGET, MOVED, NOOP, REPLACE, RETRY, WAIT, Plan, PlannedChange
 from jobrunner.providers.base import (
     ABORTED,
     CANCELED,
@@ -335,6 +336,14 @@ class Executor:
     # ---- the run ------------------------------------------------------------------------
 
     async def run(self) -> ApplyReport:
+        if self.plan.moves:
+            # Declared renames: planning re-keyed the state in memory; one atomic save records them
+            # all before anything is sent, so a crash later in the run never loses or repeats a move.
+            self.writer.flush_now()
+            crash_point("moves.saved")
+            self.progress.note(f"Moved {len(self.plan.moves)} address(es) in state (moved list of jobrunner.yaml)")
+            # Their batch's output file is written again: its rows now carry the new keys.
+            self._touched_batches.update(resource_of(new) for _, new in self.plan.moves)
         by_resource: dict[str, list[PlannedChange]] = defaultdict(list)
         for change in self.plan.changes:
             by_resource[resource_of(change.address)].append(change)
@@ -407,6 +416,12 @@ class Executor:
     async def _run_change(self, change: PlannedChange) -> str | None:
         """Run one planned change; returns None on success, else a short reason."""
         address = change.address
+        if change.action == MOVED:
+            # Only state moved (saved at the start of the run): a running job is waited on like any
+            # other; a finished one is as it was.
+            st = self.doc.addresses.get(address)
+            running = st is not None and bool(st.remote_id) and st.status not in TERMINAL
+            change = dc_replace(change, action=WAIT if running and change.job is not None else NOOP)
         try:
             if change.action == NOOP:
                 self._outcome(address, O_NOOP)

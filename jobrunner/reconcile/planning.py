@@ -436,9 +436,45 @@ async def check_against_providers(plan: Plan, resources: dict[str, Resource], do
         raise PlanError("\n".join(shown), hint="fix the manifests; nothing was sent to create any job")
 
 
+def _expand_without(forced: set[str], resources: list[Resource], root: Path, doc: StateDoc,
+                    items: dict[str, list[Any]]) -> list[DesiredJob]:
+    """Desired jobs with the outputs of trainings `--replace` re-runs unknown: their dependents show
+    "known after apply" and run again with the new outputs, not the old ones."""
+    from dataclasses import replace as dc_replace
+
+    from jobrunner.spec import expand
+
+    # A view of state in which the forced runs are not settled (the document itself is unchanged).
+    view = dc_replace(doc, addresses={a: (dc_replace(st, status=None) if a in forced else st)
+                                      for a, st in doc.addresses.items()})
+    return expand(resources, root, state=view, items=items)
+
+
+def apply_declared_moves(ws: Workspace, validated: Any, doc: StateDoc, rel_paths: list[str]) -> dict[str, str]:
+    """Check jobrunner.yaml's `moved` list and re-key `doc` in memory; returns {new: old}.
+
+    Runs before refresh and expansion, so references and fingerprints are seen at the new
+    addresses. Nothing is saved here: apply's first save records the moves (one atomic save).
+    """
+    from jobrunner.moves import apply_moves, check_moves, read_moves, resolve_moves
+
+    moves, diags = read_moves(ws.root)
+    keys = {res: [i.key for i in items] for res, items in validated.items.items()}
+    diags += check_moves(moves, validated.resources, keys)
+    if diags:
+        raise ManifestError(diags)
+    if not moves:
+        return {}
+    defined = {r.address: r.file for r in validated.resources}
+    pairs = resolve_moves(moves, doc, defined, planned_files(list(validated.files), rel_paths, doc))
+    apply_moves(doc, pairs, defined)
+    return {new: old for old, new in pairs.items()}
+
+
 async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, *,
-                    targets: tuple[str, ...] = (), check_remote: bool = True) -> Planned:
-    from jobrunner.plan import compute_plan
+                    targets: tuple[str, ...] = (), check_remote: bool = True,
+                    replace: tuple[str, ...] = ()) -> Planned:
+    from jobrunner.plan import compute_plan, expand_replace
 
     from jobrunner.refresh import absorb
 
@@ -447,9 +483,13 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
     resources, files, warnings = list(validated.resources), list(validated.files), warnings_of(validated)
     by_res = {r.address: r for r in resources}
     doc.check_remote_ids()  # one remote job, one address: a state that breaks it is not planned on
+    moved = apply_declared_moves(ws, validated, doc, rel_paths)
     remote = await refresh_tracked(doc, pool)
     absorb(doc, remote, only_succeeded=True)  # outputs of jobs that finished unattended
     desired = expand_desired(resources, ws.root, doc, validated.items)
+    forced = expand_replace(replace, desired)
+    if any("[" not in a for a in forced):
+        desired = _expand_without(forced, resources, ws.root, doc, validated.items)
     # A state restored from a backup: what it may lack is looked up before anything is created.
     from jobrunner.state.recovery import mark_recovery_lookups
 
@@ -457,7 +497,7 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
     remote.update(await lookup_intents(doc, desired, by_res, pool))
     digest = manifests_digest(files, ws.root)
     plan = compute_plan(desired, doc, remote, planned_files=planned_files(files, rel_paths, doc), resources=resources,
-                        paths=rel_paths, manifests_digest=digest)
+                        paths=rel_paths, manifests_digest=digest, replace=forced, moved=moved)
     plan.paths = plan.paths or rel_paths
     plan.manifests_digest = plan.manifests_digest or digest
     # A state never saved has a lineage minted at load time: meaningless for saved-plan checks.

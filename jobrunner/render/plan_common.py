@@ -15,11 +15,17 @@ SUMMARY_ORDER = (CREATE, REPLACE, RETRY, CANCEL, FORGET)
 
 
 def summary_line(plan: Plan) -> str:
-    """`Plan: 1 to create, 0 to replace, 0 to retry, 0 to cancel, 0 to forget, 2 waiting.`"""
+    """`Plan: 1 to create, 0 to replace, 0 to retry, 0 to cancel, 0 to forget, 2 waiting.`
+
+    Declared renames add `N to move`: every moved address, including those also replaced.
+    """
     counts = plan.counts()
     parts = [f"{counts[a]} to {a}" for a in SUMMARY_ORDER]
     if counts[ADOPT]:
         parts.append(f"{counts[ADOPT]} to adopt")
+    moves = len(plan.moves)
+    if moves:
+        parts.append(f"{moves} to move")
     parts.append(f"{counts[WAIT]} waiting")
     return "Plan: " + ", ".join(parts) + "."
 

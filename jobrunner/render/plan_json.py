@@ -3,7 +3,9 @@
 `format_version` follows Terraform's rule: minor bumps only add fields, a major bump breaks.
 Every change is listed, converged ones included (`"quiet": true`), with its action, reason,
 fingerprints before/after (`after_unknown` when a reference is known only after apply), the remote
-status the plan saw, and the inputs redacted exactly as in the other formats.
+status the plan saw, and the inputs redacted exactly as in the other formats. A change of an address a
+declared rename moved carries `moved_from` (its action is `moved`, or what else happens to it), and
+`moves` lists every (from, to) pair.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ def change_dict(change: PlannedChange, *, secrets: Secrets | None = None) -> dic
         "remote_id": prior.remote_id if prior else None,
         "remote_status": change.remote_status,
         "adopt_remote_id": change.adopt_remote_id,
+        "moved_from": change.moved_from,
         "attempts": prior.attempts if prior else 0,
         "depends_on": list(job.depends_on) if job else [],
         "blocked_by": list(change.blocked_by),
@@ -57,6 +60,7 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
         "manifests_digest": plan.manifests_digest,
         "state": {"lineage": plan.state_lineage, "serial": plan.state_serial},
         "warnings": [scrub_text(w, secrets=secrets) for w in plan.warnings],
+        "moves": [{"from": old, "to": new} for old, new in plan.moves],
         "changes": [change_dict(c, secrets=secrets) for c in plan.changes],
     }
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import re
 
-from jobrunner.plan_types import ACTIONS, NOOP, WAIT, Plan, PlannedChange
+from jobrunner.plan_types import ACTIONS, MOVED, NOOP, WAIT, Plan, PlannedChange
 from jobrunner.redact import Secrets, known_secrets, scrub_text
 from jobrunner.render.plan_common import diff_lines, no_changes_line, resource_of, summary_line, visible
 
@@ -87,9 +87,12 @@ def render(plan: Plan, *, artifact: str = DEFAULT_ARTIFACT, max_chars: int = MAX
         head.append(f"> **Warning:** {_cell(warning)}\n")
     if plan.warnings:
         head.append("\n")
-    head.append("| " + " | ".join(a for a in ACTIONS if a != NOOP) + " | unchanged |\n")
-    head.append("|" + "---:|" * len(ACTIONS) + "\n")
-    head.append("| " + " | ".join(str(counts[a]) for a in ACTIONS if a != NOOP) + f" | {counts[NOOP]} |\n\n")
+    # The moved column only when something moves; it counts every moved address, also replaced ones.
+    columns = [a for a in ACTIONS if a != NOOP and (a != MOVED or plan.moves)]
+    counts[MOVED] = len(plan.moves)
+    head.append("| " + " | ".join(columns) + " | unchanged |\n")
+    head.append("|" + "---:|" * (len(columns) + 1) + "\n")
+    head.append("| " + " | ".join(str(counts[a]) for a in columns) + f" | {counts[NOOP]} |\n\n")
     head.append(f"**{summary_line(plan) if plan.has_changes else no_changes_line(plan)}**\n\n")
     header = "".join(head)
 

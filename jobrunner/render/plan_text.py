@@ -2,6 +2,7 @@
 
     + Training/poems-ngram  (new job)
   -/+ PredictionBatch/eval[moon]  (input.prompt ("The moon" -> "The sun") changed)
+   -> PredictionBatch/poems[moon]  (moved from PredictionBatch/eval[moon]; still running (p-12))
           ~ input.prompt: "The moon" -> "The sun"
     ~ Training/big  (retry: tr-1 failed: out of memory; attempt 2 of 3)
 
@@ -16,7 +17,20 @@ import os
 import sys
 from typing import TextIO
 
-from jobrunner.plan_types import ADOPT, CANCEL, CREATE, FORGET, NOOP, REPLACE, RETRY, SYMBOLS, WAIT, Plan, PlannedChange
+from jobrunner.plan_types import (
+    ADOPT,
+    CANCEL,
+    CREATE,
+    FORGET,
+    MOVED,
+    NOOP,
+    REPLACE,
+    RETRY,
+    SYMBOLS,
+    WAIT,
+    Plan,
+    PlannedChange,
+)
 from jobrunner.redact import Secrets, known_secrets, scrub_text
 from jobrunner.render.plan_common import diff_lines, no_changes_line, summary_line, visible
 
@@ -26,6 +40,7 @@ _COLOURS = {
     RETRY: "33",
     WAIT: "36",  # cyan
     ADOPT: "36",
+    MOVED: "36",
     CANCEL: "31",  # red
     FORGET: "31",
     NOOP: "2",  # dim

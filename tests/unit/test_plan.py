@@ -88,7 +88,7 @@ def test_forced_replace(tmp_path: Path) -> None:
     doc = apply_all([training()], tmp_path)
     plan = plan_for([training()], tmp_path, doc, replace=["Training/poems"])
     assert actions(plan) == {"Training/poems": REPLACE}
-    assert reasons(plan)["Training/poems"] == "replacement requested"
+    assert reasons(plan)["Training/poems"] == "replace requested"
 
 
 def test_running_unchanged_waits(tmp_path: Path) -> None:
