@@ -70,8 +70,8 @@ def missing_outputs_text(missing: tuple[tuple[str, str], ...]) -> str:
         fields = ", ".join(f"`{f}`" for a, f in sorted(missing) if a == address)
         parts.append(f"{address} succeeded without output {fields}")
     upstreams = sorted({a for a, _ in missing})
-    rerun = " and ".join(f"`jobrunner state rm {a}`" for a in upstreams)
-    return ("; ".join(parts) + f": check it on the provider, then run it again ({rerun}, then `jobrunner apply`), "
+    rerun = "jobrunner apply " + " ".join(f"--replace {a}" for a in upstreams)
+    return ("; ".join(parts) + f": check it on the provider, then run it again (`{rerun}`), "
             "or reference an output it has (`jobrunner outputs` lists them)")
 
 

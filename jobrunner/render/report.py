@@ -79,7 +79,7 @@ def failure_lines(report: Any) -> list[str]:
 MAX_ATTENTION_LINES = 20
 ATTENTION_HINT = (
     "hint: fix what made a job fail, then change its manifest or raise spec.retry.max_attempts to run it "
-    "again (or `jobrunner state rm ADDRESS`, and the next apply creates it anew); a job blocked by its "
+    "again (or `jobrunner apply --replace ADDRESS` to run it again as it is); a job blocked by its "
     "upstream runs once that upstream succeeds with the outputs it needs."
 )
 

@@ -256,7 +256,7 @@ def test_an_upstream_that_succeeded_without_the_output_needs_attention_once(work
         r = run_cli("apply", "--auto-approve")
         assert r.code == 5, r.output
         assert "Training/ft succeeded without output `checkpoint`, `model_download_url`" in r.output
-        assert "jobrunner state rm Training/ft" in r.output
+        assert "jobrunner apply --replace Training/ft" in r.output
         assert "could not be resolved" not in r.output and "Traceback" not in r.output
         assert "Training/ft failed" not in r.output  # it succeeded; it lacks an output
     r = run_cli("plan", "--detailed-exitcode")
@@ -267,9 +267,8 @@ def test_an_upstream_that_succeeded_without_the_output_needs_attention_once(work
     assert not st.get("PredictionBatch/down[all]", {}).get("remote_id")
     assert len(_predictions(platform)) == predictions_before
 
-    # The fix the message names: forget the training, and the next apply runs it (and `down`) again.
-    assert run_cli("state", "rm", "Training/ft").code == 0
-    r = run_cli("apply", "--auto-approve")
+    # The fix the message names: replace the training, and the apply runs it (and `down`) again.
+    r = run_cli("apply", "--auto-approve", "--replace", "Training/ft")
     assert r.code == 0, r.output
     assert state(workspace)["PredictionBatch/down[all]"]["outputs"]["output"]["checkpoint"] == 2
 
