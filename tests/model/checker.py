@@ -212,8 +212,10 @@ class Checker:
                 continue
             claim = self.claims.get(rid)
             if claim is None:
+                twins = sorted(a for a, (_, want) in desired.items() if _same(want, job.input))
                 out.append(f"lost: platform job {rid} ({job.kind}, {job.status}, input {_short(job.input)}) "
-                           "is recorded under no address, and never was")
+                           "is recorded under no address, and never was"
+                           + (f" (a duplicate of {', '.join(twins)}?)" if twins else ""))
                 continue
             address, g = claim
             if address in desired and gen.get(address, 0) == g:

@@ -37,7 +37,7 @@ PLATFORM_START_S = 30.0
 # platform restart). Scheduled knobs where a fault must fire, seeded rates elsewhere.
 PROFILES: dict[str, dict[str, Any]] = {
     "errors": {"error_rate": 0.15},
-    "drops": {"drop_every": 3},
+    "drops": {"drop_every": 2},
     "drops_random": {"drop_after_create": 0.25},
     "burst429": {"http_429_at": list(range(2, 8)), "retry_after_s": 1},
     "latency": {"latency_jitter_ms": 150},
@@ -364,22 +364,37 @@ class Session:
         return []
 
     def step_damage_state(self, step: Step, obs: Observation) -> list[str]:
+        """The state file replaced by a damaged copy (a bad copy, a sync tool), then the way back
+        that `status` prints, followed to the letter."""
+        return self._damage(step, obs, in_place=False)
+
+    def step_damage_inplace(self, step: Step, obs: Observation) -> list[str]:
+        """The state file damaged in place, on its own inode (a failing disk, an editor writing in
+        place): a backup that shares the inode is damaged with it."""
+        return self._damage(step, obs, in_place=True)
+
+    def _damage(self, step: Step, obs: Observation, *, in_place: bool) -> list[str]:
         state = self.ws / ".jobrunner" / "state.json"
         if not state.exists():
             return []
         obs.damaged = True
+        data = state.read_bytes()
         how = step.arg("how")
-        # In place (the file's own inode, as a failing disk or an editor would): a backup that
-        # shares the inode is damaged with it.
-        with open(state, "r+b") as fh:
-            size = fh.seek(0, 2)
-            if how == "truncate":
-                fh.truncate(max(1, size // 2))
-            elif how == "empty":
-                fh.truncate(0)
-            else:
-                fh.seek(max(0, size // 3))
-                fh.write(b"\x00garbage{{{" * 4)
+        if how == "truncate":
+            damaged = data[: max(1, len(data) // 2)]
+        elif how == "empty":
+            damaged = b""
+        else:
+            cut = max(0, len(data) // 3)
+            damaged = data[:cut] + b"\x00garbage{{{" * 4 + data[cut + 48:]
+        if in_place:
+            with open(state, "r+b") as fh:
+                fh.write(damaged)
+                fh.truncate(len(damaged))
+        else:
+            tmp = state.with_name("model-test-damaged.tmp")
+            tmp.write_bytes(damaged)
+            os.replace(tmp, state)
         problems = self.checker.backup_problems()
         done = self.cli("status")
         self._note(obs, done)
@@ -387,12 +402,52 @@ class Session:
             problems.append(f"clean-exit: status on a damaged state exited {done.code}, not 1")
         hint = _cp_hint(done.output)
         if hint is None:
-            problems.append(f"recovery: no `cp ... state.json.bak ...` hint for a damaged state")
-            return problems
+            problems.append("recovery: no `cp ... state.json.bak ...` hint for a damaged state")
         if problems:
             return problems
+        assert hint is not None
         shutil.copyfile(hint[0], hint[1])  # follow the hint exactly as a user would
         return []
+
+    def step_crash_recover(self, step: Step, obs: Observation) -> list[str]:
+        """A crash in the middle of creating, then a damaged state file, then the recovery hint
+        followed to the letter: the backup may predate the jobs the crashed apply created."""
+        problems = self.step_crash_apply(Step("crash_apply", (("point", step.arg("point")), ("n", step.arg("n")))), obs)
+        obs.applied = None
+        return problems + self._damage(Step("damage_state", (("how", step.arg("how")),)), obs, in_place=False)
+
+    def step_identical_drops(self, step: Step, obs: Observation) -> list[str]:
+        """Identical rows created in one apply (parallelism 10) while every 2nd or 3rd create is
+        dropped after commit: each lookup must find its own job, never a sibling's."""
+        before = dict(self.platform.faults)
+        self.platform.set_faults({"drop_every": step.arg("drop_every")})
+        try:
+            done = self.cli("apply", "--auto-approve", "--parallelism", "10")
+        finally:
+            self.platform.set_faults(before)
+        return [p for p in self._apply_done(obs, done) if "no fault on" not in p]
+
+    def step_inspect(self, step: Step, obs: Observation) -> list[str]:
+        """Every read-only view a user has: each must end cleanly (and the checker scans them all
+        for secrets)."""
+        problems = []
+        addresses = sorted(self.plan[0][1].desired())  # any address; state show/logs of one
+        views = [("status",), ("outputs",), ("state", "list"), ("plan", "--format", "json"),
+                 ("plan", "--format", "markdown")]
+        state = self.ws / ".jobrunner" / "state.json"
+        try:
+            recorded = sorted(json.loads(state.read_text())["addresses"])
+        except (OSError, ValueError, KeyError):
+            recorded = []
+        for address in [a for a in recorded if "[" in a][:2] + addresses[:0]:
+            views += [("state", "show", address), ("logs", address)]
+        for args in views:
+            done = self.cli(*args)
+            self._note(obs, done)
+            if not isinstance(done.code, int) or done.code not in (0, 1, 2, 5) \
+                    or (done.code == 1 and not self.platform.faults):
+                problems.append(f"clean-exit: `jobrunner {' '.join(args)}` exited {done.code}")
+        return problems
 
     def step_typo(self, step: Step, obs: Observation) -> list[str]:
         path = self.ws / str(step.arg("file"))

@@ -31,13 +31,19 @@ MAX_ATTEMPTS = 6  # a platform kill fails the jobs it was running; re-runs retry
 StepKind = Literal[
     "add_rows", "remove_rows", "rename_row", "change_row", "add_slow", "training",
     "apply", "plan", "crash_apply", "kill_apply", "kill_platform", "faults", "damage_state", "typo",
+    "crash_recover", "inspect", "identical_drops", "damage_inplace",
 ]
 WEIGHTS: dict[str, float] = {
     "add_rows": 3.0, "remove_rows": 1.2, "rename_row": 1.0, "change_row": 1.2, "add_slow": 1.5,
     "training": 1.2, "apply": 3.0, "plan": 0.8, "crash_apply": 2.0, "kill_apply": 1.0,
-    "kill_platform": 0.7, "faults": 1.2, "damage_state": 0.7, "typo": 0.7,
+    "kill_platform": 0.7, "faults": 1.2, "damage_state": 0.5, "typo": 0.7, "crash_recover": 0.8,
+    "inspect": 0.5, "identical_drops": 0.6, "damage_inplace": 0.4,
 }
-EXTRA_KINDS: frozenset[str] = frozenset({"typo"})
+# typo: a manifest whose apiVersion is mistyped is treated as removed (its jobs canceled/forgotten).
+# crash_recover: restoring state.json.bak after a crash mid-create duplicates the jobs created since.
+# identical_drops: identical rows under dropped creates end with swapped / shared remote ids.
+# damage_inplace: after a kill inside a state write, the backup can share the state's inode.
+EXTRA_KINDS: frozenset[str] = frozenset({"typo", "crash_recover", "identical_drops", "damage_inplace"})
 DEFAULT_KINDS = frozenset(WEIGHTS) - EXTRA_KINDS
 
 # Named crash points, copied (not imported: the test stays independent of jobrunner's code) from
@@ -47,6 +53,8 @@ CRASH_POINTS = (
     "cancel.sent", "wait.status_changed", "wait.terminal", "outputs.before_write", "state.backup_kept",
     "state.tmp_partial", "state.tmp_written", "state.renamed",
 )
+# Where a crash leaves the most to recover: creates sent or recorded, statuses not yet saved.
+RECOVER_POINTS = ("create.intent_saved", "create.sent", "create.recorded", "wait.terminal", "state.renamed")
 FAULT_PROFILES = ("errors", "drops", "drops_random", "burst429", "latency", "list_lag", "off")
 TYPOS = ("jobrunner/v2", "jobruner/v1", "jobrunner/V1", "jobrunner/v1beta1")
 
@@ -194,8 +202,14 @@ def _draw(kind: str, world: World, rng: random.Random) -> Step | None:
     """One step of `kind` valid in `world` (or None: nothing to do), applying its edit to `world`."""
     if kind == "add_rows":
         identical = rng.random() < 0.5
-        keys = [_add_echo(world, rng, identical=identical or i > 0 and rng.random() < 0.5)
-                for i in range(rng.randint(1, 3))]
+        if identical:  # several samples of one row: the same input under different keys
+            keys = [_add_echo(world, rng, identical=False)]
+            content = world.echo[-1].content
+            for _ in range(rng.randint(2, 5)):
+                keys.append(world.fresh("e"))
+                world.echo.append(Row(keys[-1], copy.deepcopy(content)))
+        else:
+            keys = [_add_echo(world, rng, identical=rng.random() < 0.3) for _ in range(rng.randint(1, 3))]
         return Step(kind, (("keys", tuple(keys)), ("identical", identical)))
     if kind == "remove_rows":
         batch, rows = _pick_batch(world, rng)
@@ -242,12 +256,24 @@ def _draw(kind: str, world: World, rng: random.Random) -> Step | None:
     if kind == "crash_apply":
         return Step(kind, (("point", rng.choice(CRASH_POINTS)), ("n", rng.randint(1, 3))))
     if kind == "kill_apply":
-        return Step(kind, (("after_s", round(rng.uniform(0.3, 2.5), 2)),))
+        return Step(kind, (("after_s", round(rng.uniform(0.15, 2.0), 2)),))
+    if kind == "crash_recover":
+        return Step(kind, (("point", rng.choice(RECOVER_POINTS)), ("n", rng.randint(1, 4)),
+                           ("how", rng.choice(("truncate", "garbage", "empty")))))
+    if kind == "inspect":
+        return Step(kind)
+    if kind == "identical_drops":  # several samples of one new row, created at once while creates drop
+        first = _add_echo(world, rng, identical=False)
+        keys = [first]
+        for _ in range(rng.randint(3, 6)):
+            keys.append(world.fresh("e"))
+            world.echo.append(Row(keys[-1], copy.deepcopy(world.echo[-1].content)))
+        return Step(kind, (("keys", tuple(keys)), ("drop_every", rng.choice((2, 3)))))
     if kind == "kill_platform":
         return Step(kind, (("after_s", round(rng.uniform(0.2, 2.0), 2)), ("during_apply", rng.random() < 0.8)))
     if kind == "faults":
         return Step(kind, (("profile", rng.choice(FAULT_PROFILES)), ("seed", rng.randint(1, 10**6))))
-    if kind == "damage_state":
+    if kind in ("damage_state", "damage_inplace"):
         return Step(kind, (("how", rng.choice(("truncate", "garbage", "empty"))),))
     if kind == "typo":
         files = [name for name, text in world.files().items() if text is not None]
