@@ -1,7 +1,7 @@
 """The model-based adversarial test in CI: a short budget of seeded runs, plus the checker's own tests
 and the regressions the model test found.
 
-Budget: `MODEL_CI_SEEDS` (default `1,2,3`) × `MODEL_CI_STEPS` (default 15) steps, a minute or two on
+Budget: `MODEL_CI_SEEDS` (default `1,2,3`) × `MODEL_CI_STEPS` (default 20) steps, a minute or two on
 a quiet machine. Long runs: `python bench/soak_model.py --steps N --seed S --seeds K`. Opt-in step
 kinds that reproduce known, unfixed bugs: `MODEL_STEPS_EXTRA=typo` (or `all`).
 """
@@ -19,7 +19,7 @@ from tests.model.world import DEFAULT_KINDS, EXTRA_KINDS, Row, World, generate, 
 from tests.reliability.harness import ECHO, Platform, clean_env, make_workspace, run_process, serve_platform
 
 CI_SEEDS = [int(s) for s in os.environ.get("MODEL_CI_SEEDS", "1,2,3").split(",") if s.strip()]
-CI_STEPS = int(os.environ.get("MODEL_CI_STEPS", "15"))
+CI_STEPS = int(os.environ.get("MODEL_CI_STEPS", "20"))
 
 
 @pytest.mark.slow
