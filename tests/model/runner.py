@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -200,7 +201,16 @@ class Session:
         return Done("killed" if proc.returncode == -signal.SIGKILL else proc.returncode, out)
 
     def cli(self, *args: str, **env: str) -> Done:
-        return self.finish(self.spawn(*args, **env))
+        done = self.finish(self.spawn(*args, **env))
+        self.record(args, env, done)
+        return done
+
+    def record(self, args: tuple[str, ...], env: dict[str, str], done: Done) -> None:
+        """Every command's full output, in order, in `<run dir>/commands.log` (kept on failure)."""
+        with open(self.root / "commands.log", "a", encoding="utf-8") as fh:
+            prefix = "".join(f"{k}={v} " for k, v in env.items())
+            fh.write(f"\n=== step {len(self.report.records)}: {prefix}jobrunner {' '.join(args)} -> {done.code}\n")
+            fh.write(done.output)
 
     def write_manifests(self, world: World) -> None:
         for name, text in world.files().items():
@@ -269,7 +279,7 @@ class Session:
         extra = sorted(self.kinds - DEFAULT_KINDS)
         env = f"MODEL_STEPS_EXTRA={','.join(extra)} " if extra else ""
         lines.append(f"replay: {env}python bench/soak_model.py --seed {self.seed} --steps {len(self.plan)}"
-                     + (f" --extra {','.join(extra)}" if extra else "") + f"   (workspace kept: {self.ws})")
+                     + (f" --extra {','.join(extra)}" if extra else "") + f"   (kept: {self.ws}, every command's output in {self.root / 'commands.log'})")
         tail = "\n".join(o[-1500:] for o in obs.outputs[-2:])
         if tail:
             lines.append("last command output:\n" + tail)
@@ -330,6 +340,7 @@ class Session:
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
         done = self.finish(proc)
+        self.record(("apply", "--auto-approve"), {"KILL_AFTER_S": str(step.arg("after_s"))}, done)
         if done.code == "killed":
             self._note(obs, done)
             return []
@@ -345,6 +356,7 @@ class Session:
             return []
         # The apply met a vanished platform: any documented outcome, as long as it ends cleanly.
         done = self.finish(proc)
+        self.record(("apply", "--auto-approve"), {"PLATFORM_KILLED_AFTER_S": str(step.arg("after_s"))}, done)
         problems = self._apply_done(obs, done, expect=(0, 1, 5, 6))
         obs.applied = None  # a job failed by the restart may not be retried yet: not a quiescent point
         return [p for p in problems if "no fault on" not in p]
@@ -400,13 +412,20 @@ class Session:
         self._note(obs, done)
         if done.code != 1:
             problems.append(f"clean-exit: status on a damaged state exited {done.code}, not 1")
-        hint = _cp_hint(done.output)
+        hint = _recovery_hint(done.output)
         if hint is None:
-            problems.append("recovery: no `cp ... state.json.bak ...` hint for a damaged state")
+            problems.append("recovery: a damaged state's error gives no way back (no `cp ... state.json.bak` "
+                            "and no `jobrunner state restore-backup`)")
         if problems:
             return problems
-        assert hint is not None
-        shutil.copyfile(hint[0], hint[1])  # follow the hint exactly as a user would
+        # Follow the hint exactly as a user would: the command it names, or the copy it spells out.
+        if hint[0] == "cli":
+            restored = self.cli(*hint[1:])
+            self._note(obs, restored)
+            if restored.code != 0:
+                return [f"recovery: `jobrunner {' '.join(hint[1:])}` (the hint) exited {restored.code}"]
+        else:
+            shutil.copyfile(hint[1], hint[2])
         return []
 
     def step_crash_recover(self, step: Step, obs: Observation) -> list[str]:
@@ -465,12 +484,16 @@ class Session:
         return []
 
 
-def _cp_hint(output: str) -> tuple[str, str] | None:
+def _recovery_hint(output: str) -> tuple[str, ...] | None:
+    """The way back a damaged state's error names: ("cli", args...) or ("cp", source, target)."""
+    match = re.search(r"jobrunner (state restore-backup)\b", output)
+    if match:
+        return ("cli", *match.group(1).split())
     for line in output.splitlines():
         if "cp " in line and "state.json.bak" in line:
             words = line.split("cp ", 1)[1].replace(";", " ").split()
             if len(words) >= 2:
-                return words[0], words[1]
+                return ("cp", words[0], words[1])
     return None
 
 

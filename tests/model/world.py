@@ -43,7 +43,10 @@ WEIGHTS: dict[str, float] = {
 # crash_recover: restoring state.json.bak after a crash mid-create duplicates the jobs created since.
 # identical_drops: identical rows under dropped creates end with swapped / shared remote ids.
 # damage_inplace: after a kill inside a state write, the backup can share the state's inode.
-EXTRA_KINDS: frozenset[str] = frozenset({"typo", "crash_recover", "identical_drops", "damage_inplace"})
+# damage_state: the state marked recovered by `state restore-backup` stays so after converged
+#   applies, and its lookups then adopt identical siblings' jobs (shared remote ids).
+EXTRA_KINDS: frozenset[str] = frozenset({"typo", "crash_recover", "identical_drops", "damage_inplace",
+                                         "damage_state"})
 DEFAULT_KINDS = frozenset(WEIGHTS) - EXTRA_KINDS
 
 # Named crash points, copied (not imported: the test stays independent of jobrunner's code) from
