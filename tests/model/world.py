@@ -45,8 +45,11 @@ WEIGHTS: dict[str, float] = {
 # damage_inplace: after a kill inside a state write, the backup can share the state's inode.
 # damage_state: the state marked recovered by `state restore-backup` stays so after converged
 #   applies, and its lookups then adopt identical siblings' jobs (shared remote ids).
+# identical_rows (a flag, not a step): add_rows may add several rows with one input; a lookup
+#   after a crash or a retried create can then adopt a sibling's job (shared remote ids).
+FLAGS = frozenset({"identical_rows"})
 EXTRA_KINDS: frozenset[str] = frozenset({"typo", "crash_recover", "identical_drops", "damage_inplace",
-                                         "damage_state"})
+                                         "damage_state"}) | FLAGS
 DEFAULT_KINDS = frozenset(WEIGHTS) - EXTRA_KINDS
 
 # Named crash points, copied (not imported: the test stays independent of jobrunner's code) from
@@ -190,21 +193,21 @@ def generate(seed: int, steps: int, kinds: frozenset[str] = DEFAULT_KINDS) -> li
     """`steps` steps, each with the world (the manifests) after it: a pure function of the arguments."""
     rng = random.Random(f"model-{seed}")
     world = new_world(seed)
-    names = sorted(k for k in WEIGHTS if k in kinds)
+    names = sorted(k for k in WEIGHTS if k in kinds and k not in FLAGS)
     weights = [WEIGHTS[k] for k in names]
     out: list[tuple[Step, World]] = [(Step("apply", (("parallelism", 10),)), copy.deepcopy(world))]
     while len(out) < steps:
         kind = rng.choices(names, weights)[0]
-        step = _draw(kind, world, rng)
+        step = _draw(kind, world, rng, kinds)
         if step is not None:
             out.append((step, copy.deepcopy(world)))
     return out[:steps]
 
 
-def _draw(kind: str, world: World, rng: random.Random) -> Step | None:
+def _draw(kind: str, world: World, rng: random.Random, kinds: frozenset[str]) -> Step | None:
     """One step of `kind` valid in `world` (or None: nothing to do), applying its edit to `world`."""
     if kind == "add_rows":
-        identical = rng.random() < 0.5
+        identical = rng.random() < 0.5 and "identical_rows" in kinds
         if identical:  # several samples of one row: the same input under different keys
             keys = [_add_echo(world, rng, identical=False)]
             content = world.echo[-1].content
@@ -212,7 +215,8 @@ def _draw(kind: str, world: World, rng: random.Random) -> Step | None:
                 keys.append(world.fresh("e"))
                 world.echo.append(Row(keys[-1], copy.deepcopy(content)))
         else:
-            keys = [_add_echo(world, rng, identical=rng.random() < 0.3) for _ in range(rng.randint(1, 3))]
+            keys = [_add_echo(world, rng, identical=rng.random() < 0.3 and "identical_rows" in kinds)
+                    for _ in range(rng.randint(1, 3))]
         return Step(kind, (("keys", tuple(keys)), ("identical", identical)))
     if kind == "remove_rows":
         batch, rows = _pick_batch(world, rng)
@@ -312,8 +316,8 @@ def kinds_from_env(extra: str | None) -> frozenset[str]:
     """The default kinds plus the comma-separated `extra` ones (MODEL_STEPS_EXTRA); `all` = every kind."""
     names = {n.strip() for n in (extra or "").split(",") if n.strip()}
     if "all" in names:
-        return DEFAULT_KINDS | EXTRA_KINDS
-    unknown = names - set(WEIGHTS)
+        return DEFAULT_KINDS | EXTRA_KINDS | FLAGS
+    unknown = names - set(WEIGHTS) - FLAGS
     if unknown:
         raise ValueError(f"unknown step kind(s) {sorted(unknown)}; known: {sorted(WEIGHTS)}")
     return DEFAULT_KINDS | frozenset(names)
