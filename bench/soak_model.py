@@ -45,20 +45,20 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         try:
             report = run_model(seed, args.steps, kinds, keep=args.keep, log=None if args.quiet else sys.stdout)
-            rows.append((seed, len(report.records), report.checks, "ok", report.seconds))
+            rows.append((seed, len(report.records), report.evaluations, "ok", report.seconds))
         except ModelFailure as exc:
-            text = str(exc)
-            failures.append(text)
-            done = text.count("\n  ") if False else 0
-            rows.append((seed, args.steps, 0, "FAILED", time.monotonic() - t0))
-            print(text, flush=True)
+            failures.append(f"seed {seed} step {exc.step}: " + "; ".join(p.split(":")[0] for p in exc.problems))
+            rows.append((seed, exc.step + 1, exc.checks, "FAILED", time.monotonic() - t0))
+            print(str(exc), flush=True)
     print()
-    print(f"{'seed':>6} {'steps':>6} {'checks':>7} {'result':>7} {'seconds':>8}")
+    print(f"{'seed':>6} {'steps':>6} {'checks':>7} {'result':>7} {'seconds':>8}   (checks: invariants evaluated)")
     for seed, steps, checks, result, seconds in rows:
         print(f"{seed:>6} {steps:>6} {checks:>7} {result:>7} {seconds:>8.1f}")
     total_steps = sum(r[1] for r in rows)
     print(f"\n{len(rows)} seed(s), {total_steps} step(s), {sum(r[2] for r in rows)} invariant check(s), "
           f"{len(failures)} failure(s), {time.monotonic() - started:.0f}s")
+    for line in failures:
+        print(f"  {line}")
     return 1 if failures else 0
 
 

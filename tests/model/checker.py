@@ -98,7 +98,8 @@ class Checker:
     # address -> generation at which state last held it
     held: dict[str, int] = field(default_factory=dict)
     restored: bool = False  # state was restored from a backup since the last quiescent point
-    checks: int = 0
+    checks: int = 0  # check() calls: one per step, and one per final apply
+    evaluations: int = 0  # invariants evaluated, summed over the checks
 
     def check(self, world: World, obs: Observation) -> list[str]:
         problems: list[str] = []
@@ -122,6 +123,9 @@ class Checker:
             self.restored = False
         self.held = {a: gen.get(a, 0) for a in addresses if a in desired}
         self.checks += 1
+        # Always: shared-id, one-per-attempt, one-live, known-id, agree, canceled-in-manifest,
+        # not-forgotten, secrets, clean-exit; strict: lost, no-intent, converged (+ outputs on 0).
+        self.evaluations += 9 + (3 if strict else 0) + (1 if strict and obs.applied == 0 else 0)
         return problems
 
     # --- always -------------------------------------------------------------------------------

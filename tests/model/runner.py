@@ -50,6 +50,12 @@ LIST_LAG_S = 2.0  # for the `list_lag` profile, when the platform has such a kno
 class ModelFailure(AssertionError):
     """An invariant broke; the message says how to reproduce it."""
 
+    def __init__(self, message: str, *, step: int = 0, checks: int = 0, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.step = step  # the failing step (the step count: the final convergence)
+        self.checks = checks
+        self.problems = problems or []
+
 
 @dataclass
 class StepRecord:
@@ -64,6 +70,7 @@ class RunReport:
     seed: int
     steps: int
     checks: int = 0
+    evaluations: int = 0
     records: list[StepRecord] = field(default_factory=list)
     final_codes: list[int] = field(default_factory=list)
     seconds: float = 0.0
@@ -243,6 +250,7 @@ class Session:
             self.platform.stop()
             self.report.seconds = time.monotonic() - started
             self.report.checks = self.checker.checks
+            self.report.evaluations = self.checker.evaluations
         return self.report
 
     def converge(self) -> None:
@@ -283,7 +291,7 @@ class Session:
         tail = "\n".join(o[-1500:] for o in obs.outputs[-2:])
         if tail:
             lines.append("last command output:\n" + tail)
-        raise ModelFailure("\n".join(lines))
+        raise ModelFailure("\n".join(lines), step=index, checks=self.checker.evaluations, problems=problems)
 
     def _log(self, text: str) -> None:
         if self.log is not None:
