@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-s", type=float, default=0.0, help="stop starting new seeds after this long")
     args = parser.parse_args(argv)
     kinds = kinds_from_env(args.extra)
+    # `timeout` or a CI runner ends the soak with SIGTERM: unwind, so the platform is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     rows: list[tuple[int, int, int, str, float]] = []
     failures: list[str] = []
