@@ -38,7 +38,7 @@ PLATFORM_START_S = 30.0
 # platform restart). Scheduled knobs where a fault must fire, seeded rates elsewhere.
 PROFILES: dict[str, dict[str, Any]] = {
     "errors": {"error_rate": 0.15},
-    "drops": {"drop_every": 2},
+    "drops": {"drop_every_nth_create": 2},
     "drops_random": {"drop_after_create": 0.25},
     "burst429": {"http_429_at": list(range(2, 8)), "retry_after_s": 1},
     "latency": {"latency_jitter_ms": 150},
@@ -447,7 +447,7 @@ class Session:
         """Identical rows created in one apply (parallelism 10) while every 2nd or 3rd create is
         dropped after commit: each lookup must find its own job, never a sibling's."""
         before = dict(self.platform.faults)
-        self.platform.set_faults({"drop_every": step.arg("drop_every")})
+        self.platform.set_faults({"drop_every_nth_create": step.arg("drop_every_nth_create")})
         try:
             done = self.cli("apply", "--auto-approve", "--parallelism", "10")
         finally:

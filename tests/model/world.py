@@ -275,7 +275,7 @@ def _draw(kind: str, world: World, rng: random.Random, kinds: frozenset[str]) ->
         for _ in range(rng.randint(3, 6)):
             keys.append(world.fresh("e"))
             world.echo.append(Row(keys[-1], copy.deepcopy(world.echo[-1].content)))
-        return Step(kind, (("keys", tuple(keys)), ("drop_every", rng.choice((2, 3)))))
+        return Step(kind, (("keys", tuple(keys)), ("drop_every_nth_create", rng.choice((2, 3)))))
     if kind == "kill_platform":
         return Step(kind, (("after_s", round(rng.uniform(0.2, 2.0), 2)), ("during_apply", rng.random() < 0.8)))
     if kind == "faults":

@@ -5,7 +5,8 @@ Faults (set at run time through the platform's admin route, `POST /_admin/faults
 test asserts on is *scheduled*, so every run meets it (a run once met zero 429s by chance and went
 red with nothing broken):
 - 500/503 answers at 16 known request numbers (`http_5xx_at`) on top of a seeded 5% error rate,
-- every 20th create committed, then the connection dropped without an answer (`drop_every`): the
+- every 20th create committed, then the connection dropped without an answer
+  (`drop_every_nth_create`): the
   client cannot know whether the job exists,
 - a 429 burst with `Retry-After: 1` at requests 40-49 and single 429s later (`http_429_at`), on top
   of a token-bucket rate limit (creates above 20 in a burst, refilled at 20 per second),
@@ -40,7 +41,7 @@ DROP_EVERY = 20
 FAULTS = {
     "http_5xx_at": SCHEDULED_5XX,
     "http_429_at": SCHEDULED_429,
-    "drop_every": DROP_EVERY,
+    "drop_every_nth_create": DROP_EVERY,
     "error_rate": 0.05,
     "drop_after_create": 0.0,
     "rate_limit": "custom",
@@ -121,7 +122,7 @@ def test_emissary_trainings_under_faults_each_get_their_own_job_once(workspace: 
     env = clean_env(platform, EMISSARY_SERVER_URL=platform.url, EMISSARY_CLIENT_API_KEY=platform.token)
     # Every 3rd create dropped (scheduled: at least 3 of the 10 trainings are met by it) on top of the
     # seeded random drops and errors.
-    platform.faults(error_rate=0.10, drop_after_create=0.30, drop_every=3, latency_jitter_ms=200, seed=11)
+    platform.faults(error_rate=0.10, drop_after_create=0.30, drop_every_nth_create=3, latency_jitter_ms=200, seed=11)
     try:
         results = apply_until_converged(workspace, env, "jobs.yaml", rounds=6)
     finally:
@@ -154,16 +155,16 @@ def test_scheduled_429_and_5xx_answer_exactly_the_listed_request_numbers() -> No
 
 def test_drop_every_drops_each_nth_committed_create_and_setting_knobs_restarts_the_count() -> None:
     faults = FaultState()
-    faults.update({"drop_every": 3})
+    faults.update({"drop_every_nth_create": 3})
     assert [faults.should_drop_create() for _ in range(7)] == [False, False, True, False, False, True, False]
-    faults.update({"drop_every": 3})  # a new schedule counts from its own start
+    faults.update({"drop_every_nth_create": 3})  # a new schedule counts from its own start
     assert [faults.should_drop_create() for _ in range(3)] == [False, False, True]
     faults.update({"reset": True})
     assert not faults.config.active() and not any(faults.should_drop_create() for _ in range(10))
 
 
 def test_scheduled_knobs_are_validated() -> None:
-    for bad in ("http_429_at=0", "http_5xx_at=x", "drop_every=-1"):
+    for bad in ("http_429_at=0", "http_5xx_at=x", "drop_every_nth_create=-1"):
         try:
             parse_faults(bad)
         except FaultConfigError as exc:
