@@ -3,7 +3,9 @@ and the regressions the model test found.
 
 Budget: `MODEL_CI_SEEDS` (default `1,2,3`) × `MODEL_CI_STEPS` (default 20) steps, a minute or two on
 a quiet machine. Long runs: `python bench/soak_model.py --steps N --seed S --seeds K`. Opt-in step
-kinds that reproduce known, unfixed bugs: `MODEL_STEPS_EXTRA=typo` (or `all`).
+kinds that reproduce known, unfixed bugs (`typo`, `crash_recover`, `identical_drops`,
+`damage_inplace`, `damage_state`, and the flag `identical_rows`): `MODEL_STEPS_EXTRA=typo,...` or
+`MODEL_STEPS_EXTRA=all` (docs/reliability.md, "The model-based test").
 """
 from __future__ import annotations
 
