@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,15 @@ def test_model_based_run_holds_every_invariant(seed: int, tmp_path: Path) -> Non
         pytest.fail(str(exc), pytrace=False)
     assert len(report.records) == CI_STEPS and report.checks >= CI_STEPS
     assert report.final_codes[-1] == 0
+
+
+def test_soak_script_prints_its_table_and_a_replayable_failure_names_its_seed() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "bench/soak_model.py", "--seed", "9", "--steps", "4", "--quiet"],
+                          cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "1 seed(s), 4 step(s)" in proc.stdout and "0 failure(s)" in proc.stdout, proc.stdout
 
 
 # --- the generator ----------------------------------------------------------------------------
