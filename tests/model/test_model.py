@@ -38,7 +38,7 @@ def test_model_based_run_holds_every_invariant(seed: int, tmp_path: Path) -> Non
     assert report.final_codes[-1] == 0
 
 
-def test_soak_script_prints_its_table_and_a_replayable_failure_names_its_seed() -> None:
+def test_soak_script_runs_and_prints_its_table() -> None:
     repo = Path(__file__).resolve().parents[2]
     proc = subprocess.run([sys.executable, "bench/soak_model.py", "--seed", "9", "--steps", "4", "--quiet"],
                           cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True,
