@@ -471,8 +471,10 @@ class Session:
         for args in views:
             done = self.cli(*args)
             self._note(obs, done)
+            # `logs` of an address whose create is still only an intent has no job: a clean error.
+            no_job = args[0] == "logs" and done.code == 1 and "has no job" in done.output
             if not isinstance(done.code, int) or done.code not in (0, 1, 2, 5) \
-                    or (done.code == 1 and not self.platform.faults):
+                    or (done.code == 1 and not self.platform.faults and not no_job):
                 problems.append(f"clean-exit: `jobrunner {' '.join(args)}` exited {done.code}")
         return problems
 
