@@ -6,8 +6,7 @@ test asserts on is *scheduled*, so every run meets it (a run once met zero 429s 
 red with nothing broken):
 - 500/503 answers at 16 known request numbers (`http_5xx_at`) on top of a seeded 5% error rate,
 - every 20th create committed, then the connection dropped without an answer
-  (`drop_every_nth_create`): the
-  client cannot know whether the job exists,
+  (`drop_every_nth_create`): the client cannot know whether the job exists,
 - a 429 burst with `Retry-After: 1` at requests 40-49 and single 429s later (`http_429_at`), on top
   of a token-bucket rate limit (creates above 20 in a burst, refilled at 20 per second),
 - latency spikes: every request delayed by 0-300 ms (`latency_jitter_ms`).
