@@ -20,7 +20,9 @@ exited 0 or 5 with no intent pending, when every job must be accounted for):
   (except after the state file was damaged and restored from its backup, until the next apply);
 - backup-intact: after damage to `state.json`, `state.json.bak` still parses;
 - lost (strict): every platform job is recorded under an address, or was recorded under one the
-  manifests no longer have (and is then not running: removal cancels);
+  manifests no longer have, or ran an input the manifests asked for under an address that has
+  since been removed or changed (an interrupted create the re-run found and forgot); such a job
+  must not be running (removal cancels);
 - no-intent (strict): no intent is left pending;
 - converged (strict): every address in the manifests is in state, and succeeded on the platform
   (failed is allowed on exit 5, when its attempts ran out);
@@ -73,8 +75,12 @@ def read_state(path: Path) -> tuple[dict[str, Any] | None, str | None]:
         return None, f"{type(exc).__name__}: {exc}"
 
 
+def _key(value: dict[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    return _key(a) == _key(b)
 
 
 @dataclass
@@ -98,6 +104,8 @@ class Checker:
     # address -> generation at which state last held it
     held: dict[str, int] = field(default_factory=dict)
     restored: bool = False  # state was restored from a backup since the last quiescent point
+    # canonical input -> every (address, generation) the manifests ever asked to run it
+    asked: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
     checks: int = 0  # check() calls: one per step, and one per final apply
     evaluations: int = 0  # invariants evaluated, summed over the checks
 
@@ -113,6 +121,8 @@ class Checker:
         jobs = read_platform(self.platform_db)
         desired = world.desired()
         gen = world.generation
+        for address, (_, want) in desired.items():
+            self.asked.setdefault(_key(want), set()).add((address, gen.get(address, 0)))
         strict = obs.applied in (0, 5) and not any(st.get("intent") for st in addresses.values())
         problems += self._claims(addresses, jobs, desired, gen)
         problems += self._forgotten(addresses, desired, gen)
@@ -215,6 +225,13 @@ class Checker:
             if rid in claimed_now:
                 continue
             claim = self.claims.get(rid)
+            if claim is None and self._superseded(job, desired, gen):
+                # An interrupted create of a row since removed or changed: found by the re-run's
+                # lookup and forgotten (terminal), which is right; still running, it is not.
+                if job.status in LIVE:
+                    out.append(f"lost: platform job {rid} ({job.status}, input {_short(job.input)}) was "
+                               "created for a row since removed or changed, and is still running")
+                continue
             if claim is None:
                 twins = sorted(a for a, (_, want) in desired.items() if _same(want, job.input))
                 out.append(f"lost: platform job {rid} ({job.kind}, {job.status}, input {_short(job.input)}) "
@@ -246,6 +263,16 @@ class Checker:
                 out.append(f"converged: {address}'s job {job.id} ran input {_short(job.input)}, "
                            f"the manifests ask for {_short(want)}")
         return out
+
+    def _superseded(self, job: PlatformJob, desired: dict[str, tuple[str, dict[str, Any]]],
+                    gen: dict[str, int]) -> bool:
+        """Did the manifests once ask for this job's input under an address that no longer asks
+        for it (removed, renamed or changed since)?"""
+        for address, g in self.asked.get(_key(job.input), ()):
+            want = desired.get(address)
+            if want is None or gen.get(address, 0) != g or not _same(want[1], job.input):
+                return True
+        return False
 
     def _output_files(self, world: World) -> list[str]:
         out = []
