@@ -45,6 +45,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     "off": {},
 }
 LIST_LAG_S = 2.0  # for the `list_lag` profile, when the platform has such a knob
+# The CLI's lookup window (JOBRUNNER_LOOKUP_WINDOW, seconds a provider's list may lag): above the
+# lag the `list_lag` profile injects, below the 10 s default that would dominate every re-run.
+LOOKUP_WINDOW_S = "4"
 
 
 class ModelFailure(AssertionError):
@@ -191,7 +194,8 @@ class Session:
         env = {k: v for k, v in os.environ.items()
                if k not in ("REPLICATE_API_TOKEN", "EMISSARY_CLIENT_API_KEY", "JOBRUNNER_STATE_URL",
                             "JOBRUNNER_TEST_CRASH_AT", "JOBRUNNER_LOCAL_FAULTS")}
-        env.update(JOBRUNNER_LOCAL_TOKEN=self.platform.token, PYTHONPATH=str(REPO), **extra)
+        env.update(JOBRUNNER_LOCAL_TOKEN=self.platform.token, PYTHONPATH=str(REPO),
+                   JOBRUNNER_LOOKUP_WINDOW=LOOKUP_WINDOW_S, **extra)
         return env
 
     def spawn(self, *args: str, **env: str) -> subprocess.Popen[str]:
