@@ -271,12 +271,15 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
             planned.plan = _check_saved_plan(saved, planned)
         click.echo(_render(planned.plan, "text"), nl=False)
         if not planned.plan.has_changes and not any(c.action == "wait" for c in planned.plan.changes):
-            # Converged; still (re)write a batch output file that is missing.
-            missing = [r for r in planned.resources if r.kind == "PredictionBatch" and r.spec.get("output_file")
-                       and not ((ws.root / r.file).parent / str(r.spec["output_file"])).exists()]
+            # Converged; still (re)write a batch output file that is missing or stale (a kill after
+            # the jobs finished and before the file was written): the executor writes only a file
+            # whose content differs from what it should hold.
+            from jobrunner.reconcile.executor import output_files_due
+
+            stale = output_files_due(ws.root, {r.address: r for r in planned.resources}, planned.desired, doc)
             # A job that ended badly since the last run (e.g. a platform restart failed it): record
             # that in state and in its batch's output file, not only in this run's output.
-            if missing or attention(planned.plan):
+            if stale or attention(planned.plan):
                 report = await _execute(ws, pool, doc, planned, wait=False, deadline=None, parallelism=par)
                 for f in report.files_written:
                     click.echo(f"Wrote {f}")

@@ -10,6 +10,13 @@ documented 600 creates/min and 3000 other requests/min; `create_per_minute` / `o
 younger than that many seconds, as an eventually consistent provider index would, while GET of
 one job still finds them), and the request-size limit `max_body_bytes` (413).
 
+Scheduled knobs make a fault fire on every run, not by chance (a test that asserts a fault was met
+must not depend on a random draw): `http_429_at` and `http_5xx_at` answer the listed request
+numbers (1-based, counting every non-admin request since the knobs were last set) with a 429
+(`Retry-After: retry_after_s`) or with the first of `error_statuses`; `drop_every_nth_create`
+drops the connection after every n-th committed create. Lists are written `3|7|12` in the text
+forms.
+
 They are set by `jobrunner serve` flags, by the environment variable `JOBRUNNER_LOCAL_FAULTS`
 (`"latency_ms=50,error_rate=0.1,rate_limit=replicate"`), and at run time through the token-guarded
 admin route `POST /_admin/faults` (a JSON object of knobs; `{"reset": true}` turns everything off).
@@ -50,6 +57,10 @@ class FaultConfig:
     list_lag_s: float = 0.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     seed: int | None = None
+    # Scheduled faults (see the module docstring): deterministic, whatever the random draws.
+    http_429_at: list[int] = field(default_factory=list)
+    http_5xx_at: list[int] = field(default_factory=list)
+    retry_after_s: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,7 +70,12 @@ class FaultConfig:
             self.latency_ms or self.latency_jitter_ms or self.error_rate or self.fail_next
             or self.rate_limit or self.drop_after_create or self.drop_next_creates
             or self.drop_every_nth_create
+            or self.scheduled()
         )
+
+    def scheduled(self) -> bool:
+        """Is a scheduled 429 or 5xx set?"""
+        return bool(self.http_429_at or self.http_5xx_at)
 
 
 _FIELDS = {f.name: f for f in fields(FaultConfig)}
@@ -68,6 +84,8 @@ _FIELDS = {f.name: f for f in fields(FaultConfig)}
 def _coerce(name: str, value: Any) -> Any:
     if name not in _FIELDS:
         raise FaultConfigError(f"unknown fault knob {name!r}; known: {', '.join(sorted(_FIELDS))}")
+    if name in _SCHEDULE_LISTS:
+        return _coerce_schedule(name, value)
     if value is None or value == "":
         return None if name in ("rate_limit", "create_per_minute", "other_per_minute", "get_per_minute", "burst", "seed") else _FIELDS[name].default
     try:
@@ -84,7 +102,7 @@ def _coerce(name: str, value: Any) -> Any:
             if text not in ("replicate", "custom"):
                 raise ValueError("use 'replicate' or 'custom'")
             return text
-        if name in ("fail_next", "drop_next_creates", "drop_every_nth_create", "max_body_bytes", "seed"):
+        if name in ("fail_next", "drop_next_creates", "drop_every_nth_create", "max_body_bytes", "seed", "retry_after_s"):
             number = int(value)
         else:
             number = float(value)
@@ -95,6 +113,23 @@ def _coerce(name: str, value: Any) -> Any:
     if isinstance(number, (int, float)) and number < 0:
         raise FaultConfigError(f"{name} must not be negative, got {value!r}")
     return number
+
+
+_SCHEDULE_LISTS = ("http_429_at", "http_5xx_at")
+
+
+def _coerce_schedule(name: str, value: Any) -> list[int]:
+    """`[3, 7]`, `"3|7"` or `"3 7"` -> `[3, 7]`: request numbers, each at least 1."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else str(value).replace("|", " ").replace("/", " ").split()
+    try:
+        numbers = sorted({int(v) for v in items})
+    except (TypeError, ValueError) as exc:
+        raise FaultConfigError(f"bad value for fault knob {name!r}: {value!r} ({exc})") from None
+    if any(n < 1 for n in numbers):
+        raise FaultConfigError(f"{name} lists request numbers counted from 1, got {value!r}")
+    return numbers
 
 
 def parse_faults(text: str | None) -> dict[str, Any]:
@@ -149,6 +184,7 @@ class FaultState:
         self._rng = random.Random(self.config.seed)
         self._buckets: dict[str, _Bucket] = {}
         self._creates = 0  # committed creates seen, for `drop_every_nth_create`
+        self._requests = 0  # non-admin requests decided since the knobs were last set
 
     def update(self, changes: dict[str, Any]) -> FaultConfig:
         if changes.get("reset"):
@@ -163,6 +199,7 @@ class FaultState:
         self._rng = random.Random(base.seed)
         self._buckets = {}
         self._creates = 0
+        self._requests = 0
         return base
 
     def _limits(self) -> dict[str, float] | None:
@@ -180,6 +217,9 @@ class FaultState:
         """`category` is `create`, `get` (polling one job) or `other`."""
         c = self.config
         decision = Decision()
+        self._requests += 1
+        if c.scheduled() and self._scheduled_status(decision):
+            return decision
         if c.latency_ms or c.latency_jitter_ms:
             decision.delay = (c.latency_ms + self._rng.random() * c.latency_jitter_ms) / 1000.0
         limits = self._limits()
@@ -203,6 +243,18 @@ class FaultState:
         if c.error_rate and self._rng.random() < c.error_rate:
             decision.status = self._rng.choice(c.error_statuses)
         return decision
+
+    def _scheduled_status(self, decision: Decision) -> bool:
+        """Answer this request (number `self._requests`) with a scheduled 429 or 5xx? Fills `decision`."""
+        c = self.config
+        if self._requests in c.http_429_at:
+            decision.status = 429
+            decision.retry_after = max(1, c.retry_after_s)
+            return True
+        if self._requests in c.http_5xx_at:
+            decision.status = c.error_statuses[0]
+            return True
+        return False
 
     def should_drop_create(self) -> bool:
         """Called after a create was committed: drop the connection instead of answering?"""

@@ -27,6 +27,7 @@ a time, so a wrong token costs one refused request, not one per job.
 from __future__ import annotations
 
 import asyncio
+import json
 import contextlib
 import random
 import time
@@ -69,7 +70,7 @@ from jobrunner.reconcile.waiter import Waiter
 from jobrunner.references import missing_outputs_text
 from jobrunner.refresh import claimed_ids
 from jobrunner.resources import JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
-from jobrunner.state.model import AddressState, Attempt, Intent
+from jobrunner.state.model import AddressState, Attempt, Intent, StateDoc
 
 RETRY_ON = frozenset({FAILED, ABORTED})  # `retry.max_attempts` re-creates after these
 CREATE_TRIES = 4  # ambiguous-failure rounds (lookup, then re-send) before giving up
@@ -906,23 +907,8 @@ class Executor:
     # ---- batch output files -------------------------------------------------------------
 
     def _write_output_files(self) -> None:
-        from jobrunner.redact import redact
-
-        for res_addr, resource in self.resources.items():
-            out_file = resource.spec.get("output_file") if resource.kind == "PredictionBatch" else None
-            if not out_file:
-                continue
-            path = (self.root / resource.file).parent / str(out_file)
-            if res_addr not in self._touched_batches and path.exists():
-                continue
-            items = [j for j in self.desired.values() if j.resource_address == res_addr]
-            if not items or not any(self.doc.addresses.get(j.address) for j in items):
-                continue
-            rows = output_rows([
-                (batch_key(j.address) or j.address, redact(j.request.get("input") or {}, j.sensitive_paths),
-                 self.doc.addresses.get(j.address))
-                for j in items
-            ])
+        for path, rows in output_files_due(self.root, self.resources, self.desired.values(), self.doc,
+                                           self._touched_batches):
             write_jsonl(path, rows)
             try:
                 shown = str(path.relative_to(self.root))
@@ -930,3 +916,39 @@ class Executor:
                 shown = str(path)
             self.report.files_written.append(shown)
             self.progress.note(f"Wrote {shown} ({len(rows)} item(s))")
+
+
+def output_files_due(root: Path, resources: dict[str, Resource], desired: Any, doc: StateDoc,
+                     touched: set[str] | frozenset[str] = frozenset()) -> list[tuple[Path, list[dict[str, Any]]]]:
+    """The batch output files to (re)write, with their rows: a touched batch's always; an untouched
+    one's when its file does not hold what it should (rows were removed, or a kill came after the
+    jobs finished and before the file was written)."""
+    from jobrunner.redact import redact
+
+    jobs = list(desired)
+    due = []
+    for res_addr, resource in resources.items():
+        out_file = resource.spec.get("output_file") if resource.kind == "PredictionBatch" else None
+        if not out_file:
+            continue
+        path = (root / resource.file).parent / str(out_file)
+        items = [j for j in jobs if j.resource_address == res_addr]
+        if not items or not any(doc.addresses.get(j.address) for j in items):
+            continue
+        rows = output_rows([
+            (batch_key(j.address) or j.address, redact(j.request.get("input") or {}, j.sensitive_paths),
+             doc.addresses.get(j.address))
+            for j in items
+        ])
+        if res_addr in touched or not _file_holds(path, rows):
+            due.append((path, rows))
+    return due
+
+
+def _file_holds(path: Path, rows: list[dict[str, Any]]) -> bool:
+    """Does the output file at `path` already hold exactly `rows` (as `write_jsonl` writes them)?"""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()] == json.loads(json.dumps(rows, default=str))
+    except (OSError, ValueError):
+        return False

@@ -1,11 +1,14 @@
 """Fault suite: apply 200 predictions and 10 trainings against a local platform that misbehaves
 the way real networks and providers do, then prove nothing was lost or duplicated.
 
-Faults (set at run time through the platform's admin route, `POST /_admin/faults`):
-- 10% of requests answered 500/503 before they are processed (`error_rate`),
-- 5% of creates committed, then the connection dropped without an answer (`drop_after_create`):
-  the client cannot know whether the job exists,
-- 429 bursts with `Retry-After`: creates above 20 in a burst, refilled at 20 per second,
+Faults (set at run time through the platform's admin route, `POST /_admin/faults`). Every fault a
+test asserts on is *scheduled*, so every run meets it (a run once met zero 429s by chance and went
+red with nothing broken):
+- 500/503 answers at 16 known request numbers (`http_5xx_at`) on top of a seeded 5% error rate,
+- every 20th create committed, then the connection dropped without an answer
+  (`drop_every_nth_create`): the client cannot know whether the job exists,
+- a 429 burst with `Retry-After: 1` at requests 40-49 and single 429s later (`http_429_at`), on top
+  of a token-bucket rate limit (creates above 20 in a burst, refilled at 20 per second),
 - latency spikes: every request delayed by 0-300 ms (`latency_jitter_ms`).
 
 A run may end with some addresses failed by the faults (a create that kept failing through its
@@ -27,11 +30,19 @@ from tests.reliability.harness import (
     platform_now,
     run_cli,
 )
+from jobrunner.local.faults import FaultConfigError, FaultState, parse_faults
 from tests.reliability.workloads import write_workload
 
+SCHEDULED_5XX = [3, 9, 17, 26, 31, 55, 64, 78, 90, 101, 115, 127, 140, 152, 166, 181]
+SCHEDULED_429 = [*range(40, 50), 120, 160, 199]
+DROP_EVERY = 20
+
 FAULTS = {
-    "error_rate": 0.10,
-    "drop_after_create": 0.05,
+    "http_5xx_at": SCHEDULED_5XX,
+    "http_429_at": SCHEDULED_429,
+    "drop_every_nth_create": DROP_EVERY,
+    "error_rate": 0.05,
+    "drop_after_create": 0.0,
     "rate_limit": "custom",
     "create_per_minute": 1200,
     "other_per_minute": 60000,
@@ -62,9 +73,13 @@ def test_faulty_platform_converges_with_zero_duplicates_and_zero_lost(workspace:
     with platform.client() as c:
         stats = c.get("/_admin/stats").json()
     print(f"platform answered: {stats}")
-    # The faults really fired: creates were dropped after commit (and adopted), 5xx and 429 answered.
-    assert stats.get("status.dropped", 0) >= 3 and stats.get("status.429", 0) >= 1, stats
-    assert stats.get("status.500", 0) + stats.get("status.503", 0) >= 5, stats
+    # The faults really fired, every run: they are scheduled, not drawn. 210 jobs need at least 210
+    # creates, so every 20th of them dropped is at least 10 drops; more than 200 requests reach every
+    # scheduled 429 and 5xx.
+    assert stats.get("requests", 0) > max(SCHEDULED_429 + SCHEDULED_5XX), stats
+    assert stats.get("status.dropped", 0) >= 210 // DROP_EVERY, stats
+    assert stats.get("status.429", 0) >= len(SCHEDULED_429), stats
+    assert stats.get("status.500", 0) + stats.get("status.503", 0) >= len(SCHEDULED_5XX), stats
     assert "adopted" in "".join(r.output for r in results)
     r = run_cli("plan", "--detailed-exitcode", "jobs.yaml")
     assert r.code == 0, r.output
@@ -104,14 +119,16 @@ def test_emissary_trainings_under_faults_each_get_their_own_job_once(workspace: 
         f"  project_id: {project}\n  base_model: jobrunner-ngram\n  train_dataset_id: {d}\n"
         for i, d in enumerate(datasets)))
     env = clean_env(platform, EMISSARY_SERVER_URL=platform.url, EMISSARY_CLIENT_API_KEY=platform.token)
-    platform.faults(error_rate=0.10, drop_after_create=0.30, latency_jitter_ms=200, seed=11)
+    # Every 3rd create dropped (scheduled: at least 3 of the 10 trainings are met by it) on top of the
+    # seeded random drops and errors.
+    platform.faults(error_rate=0.10, drop_after_create=0.30, drop_every_nth_create=3, latency_jitter_ms=200, seed=11)
     try:
         results = apply_until_converged(workspace, env, "jobs.yaml", rounds=6)
     finally:
         platform.faults(reset=True)
     with platform.client() as c:
         stats = c.get("/_admin/stats").json()
-    assert stats.get("status.dropped", 0) >= 1, stats
+    assert stats.get("status.dropped", 0) >= 10 // 3, stats
     state = json.loads((workspace / ".jobrunner" / "state.json").read_text())["addresses"]
     em = {"X-API-Key": platform.token, "Authorization": ""}
     with platform.client() as c:
@@ -122,3 +139,47 @@ def test_emissary_trainings_under_faults_each_get_their_own_job_once(workspace: 
             assert st["status"] == "succeeded" and st["intent"] is None and len(st["history"]) == 1
             detail = c.get(f"/v1/projects/{project}/training-jobs/{st['remote_id']}", headers=em).json()
             assert detail["train_dataset"]["id"] == d
+
+
+# --- the scheduled knobs themselves (pure: no platform, no clock) ---------------------------------
+
+
+def test_scheduled_429_and_5xx_answer_exactly_the_listed_request_numbers() -> None:
+    faults = FaultState()
+    faults.update(parse_faults("http_429_at=2|5|6,http_5xx_at=3,retry_after_s=4,error_statuses=503"))
+    decisions = [faults.decide("create" if i % 2 else "other", now=0.0) for i in range(1, 9)]
+    assert [d.status for d in decisions] == [None, 429, 503, None, 429, 429, None, None]
+    assert {d.retry_after for d in decisions if d.status == 429} == {4}
+
+
+def test_drop_every_drops_each_nth_committed_create_and_setting_knobs_restarts_the_count() -> None:
+    faults = FaultState()
+    faults.update({"drop_every_nth_create": 3})
+    assert [faults.should_drop_create() for _ in range(7)] == [False, False, True, False, False, True, False]
+    faults.update({"drop_every_nth_create": 3})  # a new schedule counts from its own start
+    assert [faults.should_drop_create() for _ in range(3)] == [False, False, True]
+    faults.update({"reset": True})
+    assert not faults.config.active() and not any(faults.should_drop_create() for _ in range(10))
+
+
+def test_scheduled_knobs_are_validated() -> None:
+    for bad in ("http_429_at=0", "http_5xx_at=x", "drop_every_nth_create=-1"):
+        try:
+            parse_faults(bad)
+        except FaultConfigError as exc:
+            assert bad.split("=")[0] in str(exc)
+        else:
+            raise AssertionError(f"{bad} was accepted")
+    assert parse_faults("http_429_at=7 3 3")["http_429_at"] == [3, 7]
+
+
+def test_scheduled_faults_reach_the_client_through_the_admin_route(platform: Platform) -> None:
+    platform.faults(reset=True)
+    platform.faults(http_429_at=[2], http_5xx_at=[3], retry_after_s=2)
+    try:
+        with platform.client() as c:
+            codes = [c.get("/v1/account") for _ in range(4)]
+    finally:
+        platform.faults(reset=True)
+    assert [r.status_code for r in codes] == [200, 429, 500, 200]
+    assert codes[1].headers["retry-after"] == "2"
