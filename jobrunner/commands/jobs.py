@@ -278,8 +278,9 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
 
             stale = output_files_due(ws.root, {r.address: r for r in planned.resources}, planned.desired, doc)
             # A job that ended badly since the last run (e.g. a platform restart failed it): record
-            # that in state and in its batch's output file, not only in this run's output.
-            if stale or attention(planned.plan):
+            # that in state and in its batch's output file, not only in this run's output. A job that
+            # finished unattended (a killed apply, --no-wait) is saved with its status and outputs.
+            if stale or attention(planned.plan) or planned.absorbed:
                 report = await _execute(ws, pool, doc, planned, wait=False, deadline=None, parallelism=par)
                 for f in report.files_written:
                     click.echo(f"Wrote {f}")

@@ -46,6 +46,9 @@ class Planned:
     warnings: list[str] = field(default_factory=list)
     # Batch rows as validation read them, so expanding again (apply) neither re-reads nor re-parses.
     items: dict[str, list[Any]] = field(default_factory=dict)
+    # Addresses whose recorded status or outputs the refresh changed in `doc` (jobs that finished
+    # while no apply watched them): apply saves them even when the plan has nothing to do.
+    absorbed: list[str] = field(default_factory=list)
 
     def __repr__(self) -> str:  # asyncio may repr a finished task's result: keep that cheap
         return f"Planned({len(self.plan.changes)} changes, {len(self.desired)} desired jobs)"
@@ -485,7 +488,7 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
     doc.check_remote_ids()  # one remote job, one address: a state that breaks it is not planned on
     moved = apply_declared_moves(ws, validated, doc, rel_paths)
     remote = await refresh_tracked(doc, pool)
-    absorb(doc, remote, only_succeeded=True)  # outputs of jobs that finished unattended
+    absorbed = absorb(doc, remote, only_succeeded=True)  # outputs of jobs that finished unattended
     desired = expand_desired(resources, ws.root, doc, validated.items)
     forced = expand_replace(replace, desired)
     if any("[" not in a for a in forced):
@@ -503,7 +506,7 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
     # A state never saved has a lineage minted at load time: meaningless for saved-plan checks.
     plan.state_lineage = doc.lineage if doc.serial else ""
     plan.state_serial = plan.state_serial or doc.serial
-    absorb(doc, remote)  # the plan has explained any drift; state now records what was seen
+    absorbed += absorb(doc, remote)  # the plan has explained any drift; state now records what was seen
     if targets:
         from jobrunner.plan import filter_plan
 
@@ -511,7 +514,7 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
     if check_remote:
         await check_against_providers(plan, by_res, doc, pool, ws.root)
     return Planned(plan=plan, resources=resources, desired=desired, remote=remote, files=files,
-                   warnings=[w.format() for w in warnings], items=validated.items)
+                   warnings=[w.format() for w in warnings], items=validated.items, absorbed=absorbed)
 
 
 def destroy_changes(chosen: dict[str, Any], resources: dict[str, Resource]) -> list[PlannedChange]:
