@@ -12,7 +12,8 @@ checks the two on every load (`check_identity`):
   (exit 1), nothing read or written, with both ways out (separate state, or fix the config);
 - the state records no id (new, or written by an older jobrunner) and the config names one: the
   state is claimed, the id is recorded by the next write;
-- neither names one: accepted as before (no protection; docs/ci.md says to set an id).
+- neither names one: accepted for the local state file (it lives inside the workspace); the
+  PostgreSQL store, shared by nature, refuses to be used without an id.
 
 Pure: no I/O here; the stores call it.
 """

@@ -241,7 +241,6 @@ class PostgresStore:
         self._heartbeat_thread: threading.Thread | None = None
         self._schema_ready = False
         self._has_meta_columns = True  # jobrunner_state has workspace_id and recovered_at
-        self._warned_identity = False
         # address -> a private copy of the AddressState as last loaded or saved, with the serial it
         # belongs to: a save compares the document against it (dataclass equality, cheap) and only
         # serializes and writes the rows that differ (one row per address, not the whole document).
@@ -410,12 +409,14 @@ class PostgresStore:
                         )
                 except self._psycopg.errors.InsufficientPrivilege:
                     self._known, self._known_serial = {}, 0
+                    self._require_identity()
                     return StateDoc(format_version=STATE_FORMAT_VERSION, serial=0, lineage="",
                                     workspace_id=self._checked_identity(None))
                 meta = self._meta_row(conn, for_update=False)
             assert meta is not None
             format_version, serial, lineage, recorded_id, recovered_at = meta
             workspace_id = self._checked_identity(recorded_id)  # before reading any address
+            self._require_identity()
             if format_version > STATE_FORMAT_VERSION:
                 raise StateError(
                     f"state in {self.describe()} has format version {format_version}; this "
@@ -438,19 +439,19 @@ class PostgresStore:
         return StateDoc(format_version=format_version, serial=serial, lineage=lineage, addresses=addresses,
                         workspace_id=workspace_id, recovered_at=recovered_at)
 
-    def _warn_without_identity(self, doc: StateDoc) -> None:
-        """Once per store: a shared state written by a workspace without an id is unprotected."""
-        if self.workspace_id is not None or doc.workspace_id is not None or self._warned_identity:
+    def _require_identity(self) -> None:
+        """Shared state needs a workspace id: without one, two repositories on the same URL and
+        namespace would each read the other's jobs as removed, and an apply would cancel them."""
+        if self.workspace_id is not None:  # an id, or UNCHECKED (library use without a config)
             return
-        self._warned_identity = True
-        message = (
-            f"{self.describe()} is shared state, and this workspace has no id: another repository "
-            "using the same URL and namespace would see this workspace's jobs as removed. Add "
-            "`workspace: {id: <a name unique to this repository>}` to jobrunner.yaml and commit it "
-            "(see docs/ci.md, \"One state per repository\")."
+        raise WorkspaceMismatchError(
+            f"{self.describe()} is shared state, and this workspace's jobrunner.yaml names no workspace id; "
+            "refusing to use it, so that another repository's jobs can never look removed here "
+            "(nothing was read or changed)",
+            hint="run `jobrunner init` in the workspace root (it writes `workspace: {id: ...}` to jobrunner.yaml), "
+                 "or add `workspace: {id: <a name unique to this repository>}` yourself, and commit it "
+                 "(docs/ci.md, \"One state per repository\")",
         )
-        self.warnings.append(message)
-        log.warning("Warning: %s", message)  # without logging configured, Python prints it to stderr
 
     def _checked_identity(self, recorded: str | None) -> str | None:
         return check_identity(
@@ -463,7 +464,6 @@ class PostgresStore:
         """Write `doc` in one transaction: changed rows only, serial bumped (also on `doc`)."""
         conn = self._db()
         self._check_lock_held()
-        self._warn_without_identity(doc)
         lineage = doc.lineage or str(uuid.uuid4())
         jsonb = self._psycopg.types.json.Jsonb
         with self._errors("write state"), conn.transaction():

@@ -46,6 +46,12 @@ def pg() -> Iterator[PgServer]:
     server.stop()
 
 
+def _name_workspace(root: Path) -> None:
+    """Shared state needs a committed workspace id (what `jobrunner init` writes)."""
+    config = root / "jobrunner.yaml"
+    config.write_text("workspace: {id: acme-models}\n" + config.read_text(encoding="utf-8"), encoding="utf-8")
+
+
 def git(root: Path, *args: str) -> str:
     proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True,
                           env={"GIT_AUTHOR_NAME": "dev", "GIT_AUTHOR_EMAIL": "dev@example.com",
@@ -59,6 +65,7 @@ def test_plan_on_a_branch_comment_merge_apply_reviewed_plan_then_no_changes(work
         pytest.skip("git is not installed")
     state_url = pg.create_database("ci_workflow") + "?workspace=models"
     monkeypatch.setenv("JOBRUNNER_STATE_URL", state_url)
+    _name_workspace(workspace)
 
     git(workspace, "init", "-q", "-b", "main")
     (workspace / ".gitignore").write_text(".jobrunner/\nplan.json\nplan.md\nspecs/examples/out/\n")
@@ -126,6 +133,7 @@ def test_apply_while_another_run_holds_the_lock_exits_4_naming_it(workspace, pg,
 
     state_url = pg.create_database("ci_locked")
     monkeypatch.setenv("JOBRUNNER_STATE_URL", state_url)
+    _name_workspace(workspace)
     monkeypatch.setenv("GITHUB_RUN_ID", "4242")
     monkeypatch.setenv("GITHUB_REPOSITORY", "acme/models")
     shutil.copytree(REPO / "specs" / "examples", workspace / "specs" / "examples")

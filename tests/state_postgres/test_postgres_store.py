@@ -12,6 +12,8 @@ import time
 import psycopg
 import pytest
 
+from jobrunner.state.identity import WorkspaceMismatchError
+
 from jobrunner.errors import EXIT_LOCKED, ConfigError, StateError, StateLockedError
 from jobrunner.state.model import AddressState, Attempt, Intent, StateDoc
 from jobrunner.state.postgres import PostgresStore, ci_run_id, redact_url, split_state_url
@@ -252,9 +254,14 @@ def test_open_store_picks_postgres_from_the_environment_or_the_config(pg_url, tm
     store = open_store(WorkspaceConfig(), tmp_path)
     assert isinstance(store, PostgresStore) and store.workspace == "ci"
     monkeypatch.delenv("JOBRUNNER_STATE_URL")
-    store = open_store(WorkspaceConfig(state_backend="postgres", state_url=pg_url), tmp_path)
+    store = open_store(WorkspaceConfig(state_backend="postgres", state_url=pg_url, workspace_id="acme"), tmp_path)
     assert isinstance(store, PostgresStore) and store.workspace == "default"
     assert store.load().serial == 0
+    # Shared state with no workspace id named is refused, with the way out.
+    unnamed = open_store(WorkspaceConfig(state_backend="postgres", state_url=pg_url), tmp_path)
+    with pytest.raises(WorkspaceMismatchError, match="names no workspace id") as refused:
+        unnamed.load()
+    assert "jobrunner init" in (refused.value.hint or "")
 
 
 def test_a_read_only_role_can_load_but_not_lock(pg_url):

@@ -28,7 +28,8 @@ def seeded_local(root) -> StateDoc:
 
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
-    (tmp_path / "jobrunner.yaml").write_text("state: {backend: local}\n")
+    # Shared (PostgreSQL) state needs a workspace id, as `jobrunner init` writes.
+    (tmp_path / "jobrunner.yaml").write_text("workspace: {id: migrate-test}\nstate: {backend: local}\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("JOBRUNNER_STATE_URL", raising=False)
     return tmp_path

@@ -105,11 +105,19 @@ def test_a_state_written_before_workspace_ids_is_claimed_by_the_first_workspace_
         tmp_path, platform, env, monkeypatch, caplog):  # noqa: F811
     repo = make_workspace(tmp_path / "a", platform, "alpha", None)
     monkeypatch.chdir(repo)
+    # Shared state without a workspace id is refused outright: nothing read, nothing sent.
+    refused = run_cli("apply", "--auto-approve", "--no-wait", ".")
+    assert refused.code == 1 and "names no workspace id" in refused.stderr, refused.output
+    assert "jobrunner init" in refused.stderr
+    assert recorded_id(env) is None
+    # A state an older jobrunner wrote (no ids then): apply once, then take the id away again.
+    (repo / "jobrunner.yaml").write_text(
+        f"workspace: {{id: repo-a-1111}}\nproviders:\n  local:\n    url: {platform.url}\n")
     legacy = run_cli("apply", "--auto-approve", "--no-wait", ".")
     assert legacy.code == 0, legacy.output
-    assert recorded_id(env) is None  # no id configured: nothing recorded, nothing checked ...
-    assert "this workspace has no id" in caplog.text  # ... and the writer is told so (on stderr)
-    caplog.clear()
+    with psycopg.connect(env, autocommit=True) as conn:
+        conn.execute("UPDATE jobrunner_state SET workspace_id = NULL")
+    assert recorded_id(env) is None
     from jobrunner.state.postgres import PostgresStore
 
     doc = PostgresStore(env).load()
@@ -121,7 +129,6 @@ def test_a_state_written_before_workspace_ids_is_claimed_by_the_first_workspace_
         manifest.write_text(manifest.read_text() + "    - {key: k2, seconds: 30}\n")
         again = run_cli("apply", "--auto-approve", "--no-wait", ".")
         assert again.code == 0, again.output
-        assert "has no id" not in caplog.text
         assert "1 to add" in again.stdout or "create" in again.stdout, again.output
         rids.append(PostgresStore(env).load().addresses["PredictionBatch/alpha[k2]"].remote_id)
         assert recorded_id(env) == "repo-a-1111"  # claimed by its first write
