@@ -141,11 +141,13 @@ def test_installed_package_prints_schemas_from_any_directory(tmp_path: Path) -> 
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(REPO)], check=True)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
+    # A PYTHONPATH pointing at a checkout would make the check below test that checkout instead.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run([str(venv / "bin" / "jobrunner"), "schema"], cwd=elsewhere, check=True,
-                         capture_output=True, text=True).stdout
+                         capture_output=True, text=True, env=env).stdout
     assert json.loads(out)["title"] == "jobrunner manifest"
     where = subprocess.run([str(py), "-c", "import jobrunner; print(jobrunner.__file__)"], cwd=elsewhere,
-                           check=True, capture_output=True, text=True).stdout
+                           check=True, capture_output=True, text=True, env=env).stdout
     assert str(venv) in where  # the installed copy, not the checkout
 
 
