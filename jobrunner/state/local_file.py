@@ -82,6 +82,16 @@ class LocalFileStore:
             raw = self.path.read_bytes()
             st = os.stat(self.path)
         except FileNotFoundError:
+            if self.backup_path.is_file():
+                # Saves replace the file atomically, so it never goes missing once written: someone
+                # removed it. Read as empty, the next apply would create every job again.
+                raise StateError(
+                    f"state file {self.path} is missing, but its backup {self.backup_path.name} is there; "
+                    "refusing to start from empty state (every tracked job would be created again)",
+                    hint="run `jobrunner state restore-backup`: it restores the backup and the next apply looks up "
+                         "on the provider every job created since, instead of creating it again. To start from "
+                         f"empty state on purpose, move {self.backup_path.name} aside first.",
+                ) from None
             doc = StateDoc(format_version=STATE_FORMAT_VERSION, serial=0, lineage=str(uuid.uuid4()))
             doc.workspace_id = self._checked_identity(None)
             return doc

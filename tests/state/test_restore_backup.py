@@ -119,6 +119,20 @@ def test_restore_rules(tmp_path: Path) -> None:
     assert other.read_text() == "{"  # nothing was changed
 
 
+def test_a_deleted_state_file_next_to_its_backup_is_refused_not_read_as_empty(tmp_path: Path) -> None:
+    from jobrunner.commands.state_restore import restore_backup
+
+    path = tmp_path / "state.json"
+    _two_saves(path)
+    path.unlink()  # read as empty state, the next apply would create every tracked job again
+    with pytest.raises(StateError, match="is missing, but its backup") as refused:
+        LocalFileStore(path).load()
+    assert "jobrunner state restore-backup" in (refused.value.hint or "")
+    doc, aside = restore_backup(LocalFileStore(path))  # the way out the hint names
+    assert aside is None and sorted(doc.addresses) == ["Training/a"] and doc.recovered_at
+    assert sorted(LocalFileStore(path).load().addresses) == ["Training/a"]
+
+
 def test_restore_is_refused_for_postgresql_state() -> None:
     pytest.importorskip("psycopg")
     from jobrunner.commands.state_restore import restore_backup
