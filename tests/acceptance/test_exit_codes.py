@@ -41,6 +41,21 @@ def write(root: Path, name: str, text: str) -> None:
     (root / name).write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
 
 
+def nap_batch(root: Path, seconds: float, output_file: str | None = None) -> None:
+    """nap.yaml: one `jobrunner/sleep` item `k` that runs for `seconds`."""
+    out = f"\n          output_file: {output_file}" if output_file else ""
+    write(root, "nap.yaml", f"""
+        apiVersion: jobrunner/v1
+        kind: PredictionBatch
+        metadata: {{name: nap}}
+        spec:
+          provider: local
+          version: {SLEEP}
+          inputs:
+            - {{key: k, seconds: {seconds}}}{out}
+        """)
+
+
 def echo_batch(root: Path, name: str = "b", rows: str = "- {key: a, x: 1}") -> None:
     write(root, f"{name}.yaml", f"""
         apiVersion: jobrunner/v1
@@ -262,16 +277,7 @@ def test_changes_win_over_attention_in_plan_but_apply_still_exits_5(workspace: P
 
 
 def test_a_job_canceled_outside_jobrunner_keeps_apply_at_5(workspace: Path, platform):
-    write(workspace, "nap.yaml", f"""
-        apiVersion: jobrunner/v1
-        kind: PredictionBatch
-        metadata: {{name: nap}}
-        spec:
-          provider: local
-          version: {SLEEP}
-          inputs:
-            - {{key: k, seconds: 30}}
-        """)
+    nap_batch(workspace, 30)
     assert run_cli("apply", "--auto-approve", "--no-wait", "nap.yaml").code == 0
     remote_id = state(workspace)["PredictionBatch/nap[k]"]["remote_id"]
     with platform.client() as c:
@@ -291,17 +297,7 @@ def test_jobs_failed_by_a_platform_restart_keep_apply_at_5(tmp_path: Path, monke
     for var in ("REPLICATE_API_TOKEN", "EMISSARY_CLIENT_API_KEY", "JOBRUNNER_STATE_URL"):
         monkeypatch.delenv(var, raising=False)
     data = tmp_path / "platform"
-    write(root, "nap.yaml", f"""
-        apiVersion: jobrunner/v1
-        kind: PredictionBatch
-        metadata: {{name: nap}}
-        spec:
-          provider: local
-          version: {SLEEP}
-          inputs:
-            - {{key: k, seconds: 60}}
-          output_file: out/nap.jsonl
-        """)
+    nap_batch(root, 60, output_file="out/nap.jsonl")
     with serve_platform(data, token) as live:
         (root / "jobrunner.yaml").write_text(f"providers:\n  local:\n    url: {live.url}\n")
         assert run_cli("apply", "--auto-approve", "--no-wait", "nap.yaml").code == 0
@@ -327,16 +323,7 @@ def test_jobs_failed_by_a_platform_restart_keep_apply_at_5(tmp_path: Path, monke
 
 @covers(ExitCode.WAIT_TIMEOUT)
 def test_apply_timeout_exits_6_and_the_job_keeps_running(workspace: Path):
-    write(workspace, "nap.yaml", f"""
-        apiVersion: jobrunner/v1
-        kind: PredictionBatch
-        metadata: {{name: nap}}
-        spec:
-          provider: local
-          version: {SLEEP}
-          inputs:
-            - {{key: k, seconds: 20}}
-        """)
+    nap_batch(workspace, 20)
     r = run_cli("apply", "--auto-approve", "--timeout", "1s", "nap.yaml")
     assert r.code == 6, r.output
     assert state(workspace)["PredictionBatch/nap[k]"]["status"] in ("pending", "running")
@@ -348,16 +335,7 @@ def test_apply_timeout_exits_6_and_the_job_keeps_running(workspace: Path):
 
 @covers(ExitCode.INTERRUPTED)
 def test_ctrl_c_exits_130(workspace: Path):
-    write(workspace, "nap.yaml", f"""
-        apiVersion: jobrunner/v1
-        kind: PredictionBatch
-        metadata: {{name: nap}}
-        spec:
-          provider: local
-          version: {SLEEP}
-          inputs:
-            - {{key: k, seconds: 20}}
-        """)
+    nap_batch(workspace, 20)
     proc = subprocess.Popen([sys.executable, "-m", "jobrunner", "apply", "--auto-approve", "nap.yaml"],
                             cwd=workspace, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

@@ -7,13 +7,11 @@ then succeeded, and every later apply printed "No changes" and exited 0 while st
 from __future__ import annotations
 
 import json
-import textwrap
 import time
 from pathlib import Path
 
 from tests.acceptance.conftest import run_cli
-
-SLEEP = "9969ed6b494ff19ed449533b9068fbbb2d4a56c25945cdbcd23ccc069365f2f0"
+from tests.acceptance.test_exit_codes import nap_batch
 
 
 def _state(root: Path) -> dict:
@@ -21,16 +19,7 @@ def _state(root: Path) -> dict:
 
 
 def test_a_job_that_finished_unattended_is_saved_by_a_no_change_apply(workspace: Path, platform) -> None:
-    (workspace / "nap.yaml").write_text(textwrap.dedent(f"""\
-        apiVersion: jobrunner/v1
-        kind: PredictionBatch
-        metadata: {{name: nap}}
-        spec:
-          provider: local
-          version: {SLEEP}
-          inputs:
-            - {{key: k, seconds: 2}}
-        """), encoding="utf-8")
+    nap_batch(workspace, 2)
     assert run_cli("apply", "--auto-approve", "--no-wait", "nap.yaml").code == 0
     remote_id = _state(workspace)["PredictionBatch/nap[k]"]["remote_id"]
     assert _state(workspace)["PredictionBatch/nap[k]"]["status"] != "succeeded"
