@@ -102,12 +102,12 @@ def build_manifests(candidates: list[Candidate], *, taken: set[str] = frozenset(
 
     for c in trainings:
         job = c.job
-        spec, why = adapter_for(c.provider).discovered_training(c.provider, job)
-        if spec is None:
+        declared, why = adapter_for(c.provider).discovered_training(c.provider, job)
+        if declared is None:
             out.skipped.append((job.id, why or "cannot be written as a manifest"))
             continue
         name = unique("Training", f"{_model_name(job.model)}-{job.id[:10]}")
-        out.documents.append(_document("Training", name, spec, [job]))
+        out.documents.append(_document("Training", name, declared, [job]))
         out.addresses[f"Training/{name}"] = (c.provider, job.id)
 
     batches: dict[tuple[str, str | None, str], list[RemoteJob]] = {}

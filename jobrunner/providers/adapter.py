@@ -102,10 +102,10 @@ class ProviderAdapter:
 
 
 __all__ = [
-    "Capabilities",
     "DEFAULT_PROVIDER",
-    "DiscoveredSpec",
     "PROVIDER_NAMES",
+    "Capabilities",
+    "DiscoveredSpec",
     "ProviderAdapter",
     "ProviderName",
     "RequestForm",

@@ -38,7 +38,8 @@ OUTPUT_FIELDS: Mapping[str, tuple[str, ...]] = {
 def create_request(job: DesiredJob, spec: Mapping[str, Any], request: Mapping[str, Any] | None = None) -> CreateRequest:
     """The create request of a desired training; `request` overrides `job.request` (datasets uploaded)."""
     req = dict(job.request if request is None else request)
-    body_src = req.get("body") if isinstance(req.get("body"), dict) else req
+    given = req.get("body")
+    body_src: Mapping[str, Any] = given if isinstance(given, dict) else req
     body = {k: v for k, v in body_src.items() if k in BODY_FIELDS}
     project_id = req.get("project_id") or body_src.get("project_id") or spec.get("project_id")
     return CreateRequest(job_kind=JOB_TRAINING, body=body, project_id=project_id)
