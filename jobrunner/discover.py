@@ -35,7 +35,7 @@ import yaml
 
 from jobrunner.errors import UsageError
 from jobrunner.providers.adapter import split_version
-from jobrunner.providers.adapters import ADAPTERS, adapter_for
+from jobrunner.providers.adapters import adapter_for, find_adapter
 from jobrunner.providers.base import RemoteJob
 from jobrunner.providers.names import PROVIDER_NAMES
 from jobrunner.resources import API_VERSION, JOB_PREDICTION, JOB_TRAINING
@@ -245,7 +245,7 @@ def run_discover(*, paths: tuple[str, ...], since_text: str, providers: tuple[st
         doc = ws.store.load()
         chosen = list(providers) or sorted({st.provider for st in doc.addresses.values()}
                                            | {r.provider for r in resources})
-        chosen = [p for p in chosen if p in ADAPTERS]
+        chosen = [p for p in chosen if find_adapter(p) is not None]
         if not chosen:
             raise UsageError("no provider to look at: the manifests and state name none",
                              hint=f"name one with --provider {'|'.join(PROVIDER_NAMES)}")

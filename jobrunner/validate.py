@@ -24,7 +24,7 @@ from jobrunner.inputs import BatchItem, is_file_ref, load_batch_items, resolve_r
 from jobrunner.jsonpaths import find_values
 from jobrunner.loader import TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_TIMESTAMP, Document, child_path, load_file
 from jobrunner.providers.adapter import RequestForm
-from jobrunner.providers.adapters import ADAPTERS
+from jobrunner.providers.adapters import find_adapter
 from jobrunner.references import Ref, find_cycles, find_malformed, find_refs, known_outputs, resource_outputs
 from jobrunner.resources import API_VERSION, KINDS, Position, Resource
 from jobrunner.schema import manifest_validator
@@ -382,7 +382,7 @@ def _check_files(r: Resource, root: Path, out: _Collector) -> None:
 
 def _check_common(r: Resource, out: _Collector) -> None:
     spec = r.spec
-    adapter = ADAPTERS.get(r.provider)  # None: an unknown provider, which the schema reports
+    adapter = find_adapter(r.provider)  # None: an unknown provider, which the schema reports
     timeout = spec.get("timeout")
     # Spellings the schema already rejected are not reported twice; this catches the rest (zero).
     if isinstance(timeout, (str, int, float)) and not isinstance(timeout, bool) and (
@@ -411,7 +411,7 @@ def _check_common(r: Resource, out: _Collector) -> None:
 
 def _check_training(r: Resource, root: Path, models: dict[str, Resource], out: _Collector) -> None:
     spec = r.spec
-    adapter = ADAPTERS.get(r.provider)
+    adapter = find_adapter(r.provider)
     if adapter is None or adapter.form is not RequestForm.VERSIONED:
         return  # model, version and destination are the VERSIONED form's fields
     version, model = spec.get("version"), spec.get("model")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jobrunner.providers.adapter import RequestForm
-from jobrunner.providers.adapters import ADAPTERS
+from jobrunner.providers.adapters import find_adapter
 
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _WITH_MODEL = re.compile(r"[^:/\s]+/[^:/\s]+:(?P<id>[0-9a-f]{64})\Z")
@@ -53,7 +53,7 @@ def known_input_schema(provider: str, version: Any, kind: str, root: Path) -> di
     Returned self-contained: Cog's `#/components/schemas/...` references resolve inside it.
     """
     vid = version_id(version)
-    adapter = ADAPTERS.get(provider)
+    adapter = find_adapter(provider)
     if vid is None or adapter is None or adapter.form is not RequestForm.VERSIONED:
         return None
     openapi = _openapi(provider, vid, root, adapter.version_schema)

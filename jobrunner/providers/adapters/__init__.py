@@ -20,12 +20,17 @@ from jobrunner.providers.names import PROVIDER_NAMES
 ADAPTERS: Mapping[str, ProviderAdapter] = MappingProxyType({a.name: a for a in (LOCAL, REPLICATE, EMISSARY)})
 
 
+def find_adapter(name: str) -> ProviderAdapter | None:
+    """The adapter of provider `name`, or None for a name no provider has (validation reports it)."""
+    return ADAPTERS.get(name)
+
+
 def adapter_for(name: str) -> ProviderAdapter:
     """The adapter of provider `name`; an unknown name is a ConfigError listing the known ones."""
-    adapter = ADAPTERS.get(name)
+    adapter = find_adapter(name)
     if adapter is None:
         raise ConfigError(f"unknown provider {name!r}", hint=f"known providers: {', '.join(PROVIDER_NAMES)}")
     return adapter
 
 
-__all__ = ["ADAPTERS", "adapter_for"]
+__all__ = ["ADAPTERS", "adapter_for", "find_adapter"]
