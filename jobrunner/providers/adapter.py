@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jobrunner.providers.base import CreateRequest, RemoteJob
 from jobrunner.providers.names import DEFAULT_PROVIDER, PROVIDER_NAMES, ProviderName
+from jobrunner.providers.ratelimit import UNLIMITED
 from jobrunner.resources import DesiredJob
 
 
@@ -69,6 +70,20 @@ class Capabilities:
     https_webhooks_only: bool = False
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a hosted provider's API is and how it authenticates. Credentials come from the
+    environment only; `providers.<name>.base_url` in jobrunner.yaml may move the URL."""
+
+    credential_env: str  # e.g. REPLICATE_API_TOKEN
+    credential_hint: str  # where to get one, for the "not set" message
+    url_env: str  # e.g. REPLICATE_BASE_URL (wins over jobrunner.yaml)
+    default_url: str
+    auth_header: str = "Authorization"
+    auth_scheme: str | None = "Bearer"
+    rate_limits: Mapping[str, float | None] = field(default_factory=lambda: dict(UNLIMITED))  # documented limits
+
+
 # (spec, why-not) of a manifest that reproduces a remote training, for `import --discover`.
 DiscoveredSpec = tuple[dict[str, Any] | None, str | None]
 
@@ -99,6 +114,8 @@ class ProviderAdapter:
     body_fields: tuple[str, ...] = ()
     result_fields: tuple[str, ...] = ()
     version_schema: Callable[[str], dict[str, Any] | None] | None = None
+    # Hosted providers: their API's URL and credential (None: the client finds its own endpoint).
+    endpoint: Endpoint | None = None
 
 
 __all__ = [
@@ -106,6 +123,7 @@ __all__ = [
     "PROVIDER_NAMES",
     "Capabilities",
     "DiscoveredSpec",
+    "Endpoint",
     "ProviderAdapter",
     "ProviderName",
     "RequestForm",

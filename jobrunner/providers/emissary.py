@@ -32,7 +32,7 @@ from jobrunner.providers.base import (
     RemoteJob,
 )
 from jobrunner.providers.http import HttpClient, upload_seconds
-from jobrunner.providers.ratelimit import CREATE, UNLIMITED
+from jobrunner.providers.ratelimit import CREATE
 from jobrunner.providers.settings import ClientContext
 from jobrunner.timestamps import to_rfc3339
 
@@ -296,18 +296,10 @@ class EmissaryProvider:
         return [p for p in data if isinstance(p, dict)] if isinstance(data, list) else []
 
 
-KEY_ENV = "EMISSARY_CLIENT_API_KEY"
-URL_ENV = "EMISSARY_SERVER_URL"
-DEFAULT_URL = "https://api.withemissary.com"
-
-
 def build_client(ctx: ClientContext) -> EmissaryProvider:
-    """The Emissary client: `EMISSARY_CLIENT_API_KEY` in `X-API-Key`, `EMISSARY_SERVER_URL` or
-    `providers.emissary.base_url`; no rate limit unless jobrunner.yaml sets one."""
-    key = ctx.credential(KEY_ENV, "your Emissary API key")
-    http = ctx.http(ctx.base_url(URL_ENV, DEFAULT_URL), token=key, auth_header="X-API-Key", auth_scheme=None,
-                    credential_var=KEY_ENV, default_limits=UNLIMITED)
-    return EmissaryProvider(http)
+    """The Emissary client: the adapter's endpoint (`EMISSARY_CLIENT_API_KEY` in `X-API-Key`,
+    `EMISSARY_SERVER_URL` or `providers.emissary.base_url`); no rate limit unless jobrunner.yaml sets one."""
+    return EmissaryProvider(ctx.hosted_http(), name=ctx.name)
 
 
 __all__ = ["EmissaryProvider", "STATUS_MAP", "build_client", "job_from_json"]

@@ -69,7 +69,7 @@ def get_provider(
     """
     adapter = adapter_for(name)
     ctx = ClientContext(name, Path(root), provider_settings(config, name), os.environ if env is None else env,
-                        transport=transport, sleep=sleep)
+                        transport=transport, sleep=sleep, endpoint=adapter.endpoint)
     return client_factory(adapter.client)(ctx)
 
 

@@ -41,7 +41,7 @@ from jobrunner.providers.base import (
     RemoteJob,
 )
 from jobrunner.providers.http import HttpClient, upload_seconds
-from jobrunner.providers.ratelimit import CREATE, OTHER, REPLICATE_LIMITS
+from jobrunner.providers.ratelimit import CREATE, OTHER
 from jobrunner.providers.settings import ClientContext
 from jobrunner.providers.sync_create import SyncCreatePolicy
 from jobrunner.timestamps import REFRESH_LOOKBACK, parse_rfc3339, to_rfc3339
@@ -451,18 +451,12 @@ class ReplicateProvider:
             pass
 
 
-TOKEN_ENV = "REPLICATE_API_TOKEN"
-URL_ENV = "REPLICATE_BASE_URL"
-DEFAULT_URL = "https://api.replicate.com"
-
-
 def build_client(ctx: ClientContext) -> ReplicateProvider:
-    """The Replicate client: `REPLICATE_API_TOKEN`, `REPLICATE_BASE_URL` or `providers.replicate.base_url`,
-    Replicate's documented rate limits unless jobrunner.yaml sets others."""
-    token = ctx.credential(TOKEN_ENV, "an API token from https://replicate.com/account/api-tokens")
-    http = ctx.http(ctx.base_url(URL_ENV, DEFAULT_URL), token=token, auth_header="Authorization", auth_scheme="Bearer",
-                    credential_var=TOKEN_ENV, default_limits=REPLICATE_LIMITS)
-    return ReplicateProvider(http, schema_cache_dir=ctx.schema_cache_dir, sync_create=ctx.sync_create())
+    """A Replicate-wire client for a hosted provider: the adapter's endpoint (for Replicate:
+    `REPLICATE_API_TOKEN`, `REPLICATE_BASE_URL` or `providers.replicate.base_url`, its documented
+    rate limits unless jobrunner.yaml sets others)."""
+    return ReplicateProvider(ctx.hosted_http(), name=ctx.name, schema_cache_dir=ctx.schema_cache_dir,
+                             sync_create=ctx.sync_create())
 
 
 __all__ = ["ReplicateProvider", "STATUS_MAP", "build_client", "format_time", "job_from_json", "parse_time", "split_version"]

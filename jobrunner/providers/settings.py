@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from jobrunner.errors import ConfigError, CredentialsError
+from jobrunner.providers.adapter import Endpoint
 from jobrunner.providers.http import (
     DEFAULT_DEADLINE,
     DEFAULT_MAX_BODY_BYTES,
@@ -101,6 +102,7 @@ class ClientContext:
     env: Mapping[str, str]
     transport: httpx.AsyncBaseTransport | None = None
     sleep: Sleep | None = None
+    endpoint: Endpoint | None = None  # the adapter's, for hosted providers
     _checked: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -133,6 +135,15 @@ class ClientContext:
         url = self.env.get(variable) or self.settings.get("base_url") or default
         where = variable if self.env.get(variable) else f"providers.{self.name}.base_url"
         return normalize_base_url(str(url), variable=where)
+
+    def hosted_http(self) -> HttpClient:
+        """The HttpClient of a hosted provider: its adapter's endpoint, credential and limits."""
+        ep = self.endpoint
+        if ep is None:
+            raise ConfigError(f"{self.name}: the provider's adapter names no endpoint")
+        token = self.credential(ep.credential_env, ep.credential_hint)
+        return self.http(self.base_url(ep.url_env, ep.default_url), token=token, auth_header=ep.auth_header,
+                         auth_scheme=ep.auth_scheme, credential_var=ep.credential_env, default_limits=ep.rate_limits)
 
     def http(self, base_url: str | None, *, default_limits: Mapping[str, float | None], auth_header: str, auth_scheme: str | None,
              credential_var: str, token: str | None = None,

@@ -16,15 +16,14 @@ import pytest
 import respx
 
 import jobrunner.providers.adapters as adapters
-from jobrunner.errors import ConfigError
-from jobrunner.providers.adapter import RequestForm, split_version
+from jobrunner.errors import ConfigError, CredentialsError
+from jobrunner.providers.adapter import Endpoint, RequestForm, split_version
 from jobrunner.providers.adapters import ADAPTERS, adapter_for
 from jobrunner.providers.adapters.replicate import REPLICATE
 from jobrunner.providers.base import CreateRequest
 from jobrunner.providers.names import PROVIDER_NAMES
 from jobrunner.providers.registry import client_factory, get_provider
 from jobrunner.providers.replicate import ReplicateProvider, build_client
-from jobrunner.providers.settings import ClientContext
 from jobrunner.resources import JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
 from jobrunner.spec import expand
 
@@ -105,15 +104,10 @@ def test_project_body_requests_keep_only_the_body_fields() -> None:
 ACME_URL = "http://acme.invalid"
 
 
-def build_acme(ctx: ClientContext) -> ReplicateProvider:
-    """Acme's client: the Replicate wire at Acme's URL, with Acme's own token variable."""
-    token = ctx.credential("ACME_API_TOKEN", "an Acme API token")
-    http = ctx.http(ctx.base_url("ACME_BASE_URL", ACME_URL), token=token, auth_header="Authorization",
-                    auth_scheme="Bearer", credential_var="ACME_API_TOKEN", default_limits={})
-    return ReplicateProvider(http, name="acme", schema_cache_dir=ctx.schema_cache_dir)
-
-
-ACME = replace(REPLICATE, name="acme", title="Acme", client="tests.providers.test_adapters:build_acme")  # type: ignore[arg-type]
+# The whole of Acme: the Replicate wire at Acme's URL, with Acme's own credential.
+ACME = replace(REPLICATE, name="acme", title="Acme",  # type: ignore[arg-type]  # "acme" is not in the Literal here
+               endpoint=Endpoint(credential_env="ACME_API_TOKEN", credential_hint="an Acme API token",
+                                 url_env="ACME_BASE_URL", default_url=ACME_URL))
 
 
 @pytest.fixture
@@ -128,6 +122,7 @@ def test_a_provider_added_to_the_table_is_expanded_built_and_called(with_acme: N
     [job] = expand([res], tmp_path)
     assert job.provider == "acme" and job.request["version"] == V and job.fingerprint
     provider = get_provider("acme", None, tmp_path, env={"ACME_API_TOKEN": "acme-token"})
+    assert isinstance(provider, ReplicateProvider) and provider.name == "acme" and provider.http.provider == "acme"
     req = adapter_for("acme").create_request(job, res.spec, None)
 
     async def create() -> str:
@@ -142,6 +137,9 @@ def test_a_provider_added_to_the_table_is_expanded_built_and_called(with_acme: N
                        "input": {"order": 3}, "created_at": "2026-01-02T00:00:00Z"}))
         assert asyncio.run(create()) == "acme-1"
     assert route.calls.last.request.headers["Authorization"] == "Bearer acme-token"
+    with pytest.raises(CredentialsError) as info:
+        get_provider("acme", None, tmp_path, env={})
+    assert "ACME_API_TOKEN" in str(info.value) and "an Acme API token" in info.value.hint
 
 
 def test_client_factory_resolves_the_named_function() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from jobrunner.providers.adapter import (
     Capabilities,
     DiscoveredSpec,
+    Endpoint,
     ProviderAdapter,
     RequestForm,
 )
@@ -86,6 +87,9 @@ EMISSARY = ProviderAdapter(
     discovered_training=discovered_training,
     body_fields=BODY_FIELDS,
     result_fields=RESULT_FIELDS,
+    endpoint=Endpoint(credential_env="EMISSARY_CLIENT_API_KEY", credential_hint="your Emissary API key",
+                      url_env="EMISSARY_SERVER_URL", default_url="https://api.withemissary.com",
+                      auth_header="X-API-Key", auth_scheme=None),
 )
 
 __all__ = ["BODY_FIELDS", "EMISSARY", "LABEL_FIELDS", "OUTPUT_FIELDS", "RESULT_FIELDS", "create_request",

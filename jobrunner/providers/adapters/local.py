@@ -31,6 +31,7 @@ LOCAL = replace(
     client="jobrunner.providers.local:build_client",
     capabilities=replace(REPLICATE.capabilities, https_webhooks_only=False),
     version_schema=builtin_version_schema,
+    endpoint=None,  # providers.local.url, else the workspace's platform (started on first use)
 )
 
 __all__ = ["LOCAL", "builtin_version_schema"]

@@ -13,11 +13,13 @@ from typing import Any
 from jobrunner.providers.adapter import (
     Capabilities,
     DiscoveredSpec,
+    Endpoint,
     ProviderAdapter,
     RequestForm,
     split_version,
 )
 from jobrunner.providers.base import CreateRequest, RemoteJob
+from jobrunner.providers.ratelimit import REPLICATE_LIMITS
 from jobrunner.resources import JOB_PREDICTION, JOB_TRAINING, DesiredJob
 
 # Request fields passed through to the provider (never part of a fingerprint).
@@ -84,6 +86,10 @@ REPLICATE = ProviderAdapter(
     create_request=create_request,
     recorded_request=recorded_request,
     discovered_training=discovered_training,
+    endpoint=Endpoint(credential_env="REPLICATE_API_TOKEN",
+                      credential_hint="an API token from https://replicate.com/account/api-tokens",
+                      url_env="REPLICATE_BASE_URL", default_url="https://api.replicate.com",
+                      rate_limits=REPLICATE_LIMITS),
 )
 
 __all__ = ["OUTPUT_FIELDS", "PASS_THROUGH", "REPLICATE", "create_request", "discovered_training", "recorded_request"]
