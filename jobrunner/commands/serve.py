@@ -12,7 +12,6 @@ from typing import Any
 import click
 
 from jobrunner.errors import ConfigError, UsageError
-# The rate-limit fault preset is named after the provider whose documented limits it applies.
 from jobrunner.providers.adapters.replicate import REPLICATE
 
 

@@ -38,9 +38,7 @@ def normalize_base_url(url: str, *, variable: str) -> str:
     url = url.strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"{variable}: {url!r} is not an http(s) URL", hint="e.g. https://api.replicate.com")
-    if url.endswith("/v1"):
-        url = url[: -len("/v1")]
-    return url
+    return url.removesuffix("/v1")
 
 
 def provider_settings(config: Any, name: str) -> dict[str, Any]:

@@ -15,8 +15,8 @@ import httpx
 import pytest
 import respx
 
-import jobrunner.providers.adapters as adapters
 from jobrunner.errors import ConfigError, CredentialsError
+from jobrunner.providers import adapters
 from jobrunner.providers.adapter import Endpoint, RequestForm, split_version
 from jobrunner.providers.adapters import ADAPTERS, adapter_for
 from jobrunner.providers.adapters.replicate import REPLICATE
