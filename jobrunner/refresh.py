@@ -26,8 +26,8 @@ from jobrunner.providers.adapter import split_version
 from jobrunner.providers.base import GONE, TERMINAL, RemoteJob
 from jobrunner.reconcile.timeutil import parse_rfc3339, utcnow
 from jobrunner.resources import JOB_MODEL
-from jobrunner.timestamps import CLOCK_SKEW
 from jobrunner.state.model import AddressState, StateDoc
+from jobrunner.timestamps import CLOCK_SKEW
 
 
 REFRESH_TIMEOUT_ENV = "JOBRUNNER_REFRESH_TIMEOUT"
