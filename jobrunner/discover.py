@@ -6,7 +6,8 @@ address has ever recorded, writes manifests that declare exactly what they ran (
 `-generate-config-out`), and records them in state under the new addresses. The next `plan` of
 those manifests shows no changes; from then on they are edited and applied like any other.
 
-Mapping, per provider (all from the job as the provider reports it, never guessed):
+Mapping, per provider (all from the job as the provider reports it, never guessed; trainings by
+the provider adapter's `discovered_training`):
 
 - Replicate / local training -> a `Training` with model, version, destination and input.
 - Replicate / local predictions -> one `PredictionBatch` per (model, version), one inline item
@@ -33,11 +34,12 @@ from typing import Any
 import yaml
 
 from jobrunner.errors import UsageError
+from jobrunner.providers.adapter import split_version
+from jobrunner.providers.adapters import adapter_for, find_adapter
 from jobrunner.providers.base import RemoteJob
+from jobrunner.providers.names import PROVIDER_NAMES
 from jobrunner.resources import API_VERSION, JOB_PREDICTION, JOB_TRAINING
 
-REPLICATE_WIRE = ("local", "replicate")
-DISCOVERABLE = ("local", "replicate", "emissary")
 _DNS_BAD = re.compile(r"[^a-z0-9-]+")
 
 
@@ -79,8 +81,7 @@ def _created(job: RemoteJob) -> str:
 
 
 def _version_id(job: RemoteJob) -> str | None:
-    version = job.version or ""
-    return version.rpartition(":")[2] or None
+    return split_version(None, job.version or "")[1] or None
 
 
 def build_manifests(candidates: list[Candidate], *, taken: set[str] = frozenset()) -> Generated:
@@ -101,15 +102,12 @@ def build_manifests(candidates: list[Candidate], *, taken: set[str] = frozenset(
 
     for c in trainings:
         job = c.job
-        if c.provider == "emissary":
-            spec, why = _emissary_spec(job)
-        else:
-            spec, why = _replicate_training_spec(c.provider, job)
-        if spec is None:
+        declared, why = adapter_for(c.provider).discovered_training(c.provider, job)
+        if declared is None:
             out.skipped.append((job.id, why or "cannot be written as a manifest"))
             continue
         name = unique("Training", f"{_model_name(job.model)}-{job.id[:10]}")
-        out.documents.append(_document("Training", name, spec, [job]))
+        out.documents.append(_document("Training", name, declared, [job]))
         out.addresses[f"Training/{name}"] = (c.provider, job.id)
 
     batches: dict[tuple[str, str | None, str], list[RemoteJob]] = {}
@@ -139,34 +137,6 @@ def build_manifests(candidates: list[Candidate], *, taken: set[str] = frozenset(
 def _order(c: Candidate) -> tuple:
     far_past = datetime.min.replace(tzinfo=timezone.utc)
     return (c.provider, c.job.created_at or far_past, c.job.id)
-
-
-def _replicate_training_spec(provider: str, job: RemoteJob) -> tuple[dict[str, Any] | None, str | None]:
-    version = _version_id(job)
-    destination = job.extra.get("destination")
-    if not job.model or not version:
-        return None, "the training names no base model and version"
-    if not destination:
-        return None, "the provider does not report its destination (it is known once the training succeeds)"
-    return {"provider": provider, "model": job.model, "version": version, "destination": destination,
-            "input": dict(job.input or {})}, None
-
-
-def _emissary_spec(job: RemoteJob) -> tuple[dict[str, Any] | None, str | None]:
-    train = job.extra.get("train_dataset")
-    train_id = train.get("id") if isinstance(train, dict) else job.extra.get("train_dataset_id")
-    if not job.project_id or not job.model or not train_id:
-        return None, "the job does not report its project, base model and training dataset"
-    spec: dict[str, Any] = {"provider": "emissary", "project_id": job.project_id, "base_model": job.model,
-                            "train_dataset_id": train_id}
-    test = job.extra.get("test_dataset")
-    test_id = test.get("id") if isinstance(test, dict) else job.extra.get("test_dataset_id")
-    if test_id:
-        spec["test_dataset_id"] = test_id
-    for key in ("train_test_split_ratio", "description", "parameters", "hf_model_link"):
-        if job.extra.get(key) is not None:
-            spec[key] = job.extra[key]
-    return spec, None
 
 
 def _document(kind: str, name: str, spec: dict[str, Any], jobs: list[RemoteJob]) -> dict[str, Any]:
@@ -213,23 +183,28 @@ async def list_unowned(pool: Any, providers: list[str], claimed: set[str], since
     found: list[Candidate] = []
     for name in providers:
         provider = pool.get(name)
-        if name == "emissary":
-            projects = set(project_ids)
-            lister = getattr(provider, "list_projects", None)
-            if lister is not None:
-                projects.update(str(p["id"]) for p in await lister() if p.get("id"))
-            for project in sorted(projects):
-                async for job in provider.list(JOB_TRAINING, since=since, project_id=project):
+        adapter = adapter_for(name)
+        caps = adapter.capabilities
+        kinds = [k for k in (JOB_TRAINING, JOB_PREDICTION) if k in adapter.job_kinds]
+        if not caps.project_scoped:
+            for kind in kinds:
+                async for job in provider.list(kind, since=since):
                     if job.id not in claimed:
-                        # The list holds summaries; the detail names the datasets.
-                        found.append(Candidate(name, await provider.get(JOB_TRAINING, job.id, project_id=project)))
+                        if caps.list_returns_summaries or job.extra.get("partial"):  # fetch the whole job
+                            job = await provider.get(kind, job.id)
+                        found.append(Candidate(name, job))
             continue
-        for kind in (JOB_TRAINING, JOB_PREDICTION):
-            async for job in provider.list(kind, since=since):
-                if job.id not in claimed:
-                    if job.extra.get("partial"):  # abridged list entry: fetch the whole job
-                        job = await provider.get(kind, job.id)
-                    found.append(Candidate(name, job))
+        projects = set(project_ids)
+        lister = getattr(provider, "list_projects", None)
+        if lister is not None:
+            projects.update(str(p["id"]) for p in await lister() if p.get("id"))
+        for project in sorted(projects):
+            for kind in kinds:
+                async for job in provider.list(kind, since=since, project_id=project):
+                    if job.id not in claimed:
+                        if caps.list_returns_summaries or job.extra.get("partial"):  # the detail names the datasets
+                            job = await provider.get(kind, job.id, project_id=project)
+                        found.append(Candidate(name, job))
     return found
 
 
@@ -270,10 +245,10 @@ def run_discover(*, paths: tuple[str, ...], since_text: str, providers: tuple[st
         doc = ws.store.load()
         chosen = list(providers) or sorted({st.provider for st in doc.addresses.values()}
                                            | {r.provider for r in resources})
-        chosen = [p for p in chosen if p in DISCOVERABLE]
+        chosen = [p for p in chosen if find_adapter(p) is not None]
         if not chosen:
             raise UsageError("no provider to look at: the manifests and state name none",
-                             hint="name one with --provider local|replicate|emissary")
+                             hint=f"name one with --provider {'|'.join(PROVIDER_NAMES)}")
         projects = {str(r.spec["project_id"]) for r in resources if r.spec.get("project_id")}
         projects |= {st.project_id for st in doc.addresses.values() if st.project_id}
         # Declared jobs not yet tracked (or only as an intent): a remote job matching one of them

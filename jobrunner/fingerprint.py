@@ -3,6 +3,18 @@
 A fingerprint is the sha256 of the canonical JSON of exactly what determines a job's result. Two
 specs that mean the same thing must give the same bytes whatever their key order or YAML style, so
 canonical JSON sorts keys, uses fixed separators and refuses NaN/Infinity (they have no JSON form).
+
+The JSON text forms, one per purpose (each defined here, nowhere else):
+- `canonical_json`: the identity form. Every digest jobrunner keeps or compares is over it:
+  fingerprints, batch row keys (`inputs.row_key`), the create digest of a write-ahead intent
+  (`reconcile.requests.request_digest`), the spec digest of a saved plan. Changing its options
+  would change every recorded fingerprint and re-run every job, so it never changes.
+- `interpolated_json`: the text of a non-string output spliced into a string by a reference
+  (`"run ${Training.x.output.checkpoint}"`). ASCII-escaped, as it always was: the resolved string
+  enters fingerprints, so its bytes must stay the same.
+The state file's on-disk form (`jobrunner.state`) happens to use the same options as
+`canonical_json` per address line; it is a storage format, free to change without touching any
+fingerprint.
 Local files named by `{$file: path}` enter a fingerprint by content (`{"$file_sha256": ...}`), so
 moving a file never re-runs a job and editing it always does.
 """
@@ -27,6 +39,11 @@ _digest_cache: dict[tuple[str, int, int, int], str] = {}
 def canonical_json(value: Any) -> str:
     """Deterministic JSON text: sorted keys, no whitespace, UTF-8 kept as is, NaN refused."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def interpolated_json(value: Any) -> str:
+    """A non-string value as text inside a string: sorted keys, no whitespace, ASCII escapes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def sha256_text(text: str) -> str:
@@ -55,8 +72,9 @@ def file_digest(path: Path) -> str:
 
 
 def is_file_marker(value: Any) -> bool:
-    """True for `{$file: path}` (the manifest's way to name a local file)."""
-    return isinstance(value, dict) and len(value) == 1 and FILE_MARKER in value
+    """True for `{$file: path}`, the manifest's way to name a local file: exactly that one key,
+    with a string path. Validation reports anything else holding a `$file` key as an error."""
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get(FILE_MARKER), str)
 
 
 def short(digest: str | None, n: int = 12) -> str:
@@ -68,6 +86,7 @@ __all__ = [
     "FILE_MARKER",
     "FILE_DIGEST",
     "canonical_json",
+    "interpolated_json",
     "sha256_text",
     "fingerprint",
     "file_digest",

@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from jobrunner.errors import Diagnostic, ManifestError
+from jobrunner.fingerprint import canonical_json, is_file_marker
 from jobrunner.resources import Resource
 
 MAX_INPUTS_FILE_BYTES = 256 * 1024 * 1024
@@ -37,10 +38,6 @@ class BatchItem:
     json_path: str = ""  # inline rows: `$.spec.inputs[i]`; rows of an inputs file: `$.spec.inputs_file`
 
 
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 def row_key(row: dict[str, Any]) -> str:
     """The default key of a row: the first 12 hex digits of the sha256 of its canonical JSON."""
     return hashlib.sha256(canonical_json(row).encode()).hexdigest()[:12]
@@ -56,9 +53,8 @@ def resolve_relative(resource: Resource, root: Path, rel: str) -> Path:
     return p if p.is_absolute() else manifest_dir(resource, root) / p
 
 
-def is_file_ref(value: Any) -> bool:
-    """True for `{$file: path}` (exactly that one key with a string)."""
-    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("$file"), str)
+# The manifest's file marker, under the name validation and batch reading know it by.
+is_file_ref = is_file_marker
 
 
 def _relpath(path: Path, root: Path) -> str:

@@ -13,8 +13,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from jobrunner.fingerprint import interpolated_json
 from jobrunner.jsonpaths import find_values
-from jobrunner.resources import Resource
+from jobrunner.providers.adapters import ADAPTERS
+from jobrunner.resources import KINDS, Resource
 
 # One well-formed reference. Names are DNS labels (metadata.name), fields are identifiers.
 REF_RE = re.compile(
@@ -27,23 +29,11 @@ ANY_REF_RE = re.compile(r"(?<!\$)\$\{[^}]*\}?")
 REF_PATTERN = r"^\$\{[A-Za-z][A-Za-z0-9]*\.[a-z0-9]([-a-z0-9]*[a-z0-9])?\.output\.[A-Za-z_][A-Za-z0-9_]*\}$"
 
 # Outputs each kind (and provider) records after a successful run; references to other fields are
-# validation errors. Kept here, next to the syntax, because plan, apply and docs all rely on it.
+# validation errors. Each provider's adapter declares its own (`ProviderAdapter.output_fields`);
+# this is the kind -> provider -> fields view plan, apply and docs read.
 KNOWN_OUTPUTS: dict[str, dict[str, tuple[str, ...]]] = {
-    "Training": {
-        "replicate": ("id", "version", "weights"),
-        "local": ("id", "version", "weights"),
-        "emissary": ("id", "checkpoint", "model_download_url"),
-    },
-    "PredictionBatch": {
-        "replicate": ("output_file", "count"),
-        "local": ("output_file", "count"),
-        "emissary": ("output_file", "count"),
-    },
-    "Model": {
-        "replicate": ("name", "url"),
-        "local": ("name", "url"),
-        "emissary": ("name", "url"),
-    },
+    kind: {name: adapter.output_fields[kind] for name, adapter in ADAPTERS.items() if kind in adapter.output_fields}
+    for kind in KINDS
 }
 
 
@@ -156,7 +146,7 @@ def resolve_refs(value: Any, outputs: dict[str, dict[str, Any]]) -> tuple[Any, b
                 got = lookup(m)
                 if got is _MISSING:
                     return m.group(0)
-                return got if isinstance(got, str) else _json_text(got)
+                return got if isinstance(got, str) else interpolated_json(got)
 
             out = REF_RE.sub(repl, v)
             return out if unknown else out.replace("$${", "${")
@@ -167,12 +157,6 @@ def resolve_refs(value: Any, outputs: dict[str, dict[str, Any]]) -> tuple[Any, b
         return v
 
     return sub(value), unknown
-
-
-def _json_text(value: Any) -> str:
-    import json
-
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def dependencies(resource: Resource) -> list[str]:

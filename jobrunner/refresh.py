@@ -22,10 +22,12 @@ from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
 from jobrunner.errors import NotFoundError
+from jobrunner.providers.adapter import split_version
 from jobrunner.providers.base import GONE, TERMINAL, RemoteJob
 from jobrunner.reconcile.timeutil import parse_rfc3339, utcnow
 from jobrunner.resources import JOB_MODEL
 from jobrunner.state.model import AddressState, StateDoc
+from jobrunner.timestamps import CLOCK_SKEW
 
 
 REFRESH_TIMEOUT_ENV = "JOBRUNNER_REFRESH_TIMEOUT"
@@ -115,12 +117,12 @@ async def refresh_tracked(
 
 
 def created_time(st: AddressState) -> datetime:
-    """When the current remote job was recorded (a lower bound of its creation, minus skew)."""
+    """When the current remote job was recorded (bulk refresh lists `REFRESH_LOOKBACK` before it)."""
     for attempt in reversed(st.history):
         if attempt.remote_id == st.remote_id:
             when = parse_rfc3339(attempt.created_at)
             if when is not None:
-                return when - timedelta(minutes=5)
+                return when
     return utcnow() - timedelta(days=1)
 
 
@@ -182,9 +184,6 @@ async def list_candidates(provider: Any, job_kind: str, *, since: datetime, proj
     List pages may abridge jobs (no input): those whose version could match one in `versions`
     (None: any) are fetched in full, since matching compares inputs.
     """
-    from jobrunner.reconcile.matching import CLOCK_SKEW
-    from jobrunner.reconcile.requests import split_version
-
     out: list[RemoteJob] = []
     async for job in provider.list(job_kind, since=since - CLOCK_SKEW, project_id=project_id):
         if job.id in exclude_ids:
@@ -206,7 +205,6 @@ async def lookup_created(provider: Any, req: Any, *, since: datetime, exclude_id
                          desired_body: dict[str, Any] | None = None) -> RemoteJob | None:
     """The job a lost create of `req` made, if the provider has it (see `reconcile.matching`)."""
     from jobrunner.reconcile.matching import find_match
-    from jobrunner.reconcile.requests import split_version
 
     _, want = split_version(req.model, req.version)
     candidates = await list_candidates(provider, req.job_kind, since=since, project_id=req.project_id,

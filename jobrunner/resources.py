@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobrunner.jsonpaths import nearest
+from jobrunner.providers.names import DEFAULT_PROVIDER, PROVIDER_NAMES
 
 API_VERSION = "jobrunner/v1"
 KINDS = ("Training", "PredictionBatch", "Model")
-PROVIDERS = ("local", "replicate", "emissary")
+PROVIDERS = PROVIDER_NAMES
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Resource:
 
     @property
     def provider(self) -> str:
-        return str(self.spec.get("provider", "local"))
+        return str(self.spec.get("provider", DEFAULT_PROVIDER))
 
     def position(self, json_path: str) -> Position:
         """Best position for a JSON path: the path itself, else its nearest ancestor, else the document."""

@@ -25,13 +25,13 @@ with it, like `--target`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from jobrunner.errors import StalePlanError, UsageError
+from jobrunner.fingerprint import fingerprint
 from jobrunner.plan_types import CHANGING, MOVED, Plan, PlannedChange
 
 SAVED_PLAN_KIND = "jobrunner-saved-plan"
@@ -67,9 +67,7 @@ def spec_digest(spec: dict[str, Any]) -> str:
     Covers what the fingerprint leaves out on purpose (timeout, retry, lifecycle, webhook, output
     file): those do not change a job's result, but a reviewed plan ran with them.
     """
-    kept = {k: v for k, v in spec.items() if k not in _PER_ITEM_KEYS}
-    text = json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return fingerprint({k: v for k, v in spec.items() if k not in _PER_ITEM_KEYS})
 
 
 def _resource_address(address: str) -> str:

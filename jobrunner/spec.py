@@ -23,20 +23,16 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from jobrunner.errors import Diagnostic, ManifestError
-from jobrunner.fingerprint import FILE_DIGEST, FILE_MARKER, file_digest, fingerprint
+from jobrunner.fingerprint import FILE_DIGEST, FILE_MARKER, file_digest, fingerprint, is_file_marker
 from jobrunner.inputs import BatchItem, read_batch_items, resolve_relative
+from jobrunner.providers.adapter import ProviderAdapter, RequestForm, split_version
+from jobrunner.providers.adapters import adapter_for
 from jobrunner.providers.base import SUCCEEDED
 from jobrunner.redact import redact
 from jobrunner.references import dependency_order, find_refs, resolve_refs
 from jobrunner.resources import JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
 from jobrunner.state.model import StateDoc
 
-# Emissary CreateTrainingJobRequestBody fields that determine the trained result
-# (reference/emissary/api.md). `name` and `description` are labels: sent, never fingerprinted.
-EMISSARY_RESULT_FIELDS = (
-    "base_model", "train_dataset_id", "test_dataset_id", "train_test_split_ratio", "parameters", "hf_model_link",
-)
-EMISSARY_LABEL_FIELDS = ("name", "description")
 # Request fields passed to the provider that never enter a fingerprint.
 PASS_THROUGH_FIELDS = ("webhook", "webhook_events_filter")
 MODEL_FIELDS = ("owner", "name", "visibility", "hardware", "description")
@@ -191,14 +187,6 @@ def _declared_models(resources: list[Resource]) -> dict[str, str]:
     return out
 
 
-def split_version(model: Any, version: Any) -> tuple[Any, Any]:
-    """`owner/name:id` -> (owner/name, id); a bare id (or a reference) keeps the given model."""
-    if isinstance(version, str) and ":" in version and "${" not in version:
-        m, _, v = version.partition(":")
-        return (m or model), v
-    return model, version
-
-
 def _model(res: Resource) -> DesiredJob:
     spec = res.spec
     request: dict[str, Any] = {"provider": res.provider, "kind": JOB_MODEL}
@@ -221,35 +209,16 @@ def _model(res: Resource) -> DesiredJob:
     )
 
 
+# (request, material, depends_on, unknown) of one training, built by its provider's request form.
+_TrainingParts = tuple[dict[str, Any], dict[str, Any], tuple[str, ...], bool]
+
+
 def _training(res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]], models: dict[str, str]) -> DesiredJob:
-    spec = res.spec
-    if res.provider == "emissary":
-        body = {k: spec[k] for k in (*EMISSARY_RESULT_FIELDS, *EMISSARY_LABEL_FIELDS) if spec.get(k) is not None}
-        raw = {"project_id": spec.get("project_id"), "body": body}
-        deps = _depends(res, raw)
-        resolved, unknown = resolve_refs(raw, dict(known))
-        body_req, body_mat = _files(resolved["body"], res, root, ("$.spec",))
-        request = {"provider": "emissary", "kind": JOB_TRAINING, "project_id": resolved.get("project_id"),
-                   "body": body_req}
-        material = {
-            "provider": "emissary",
-            "kind": JOB_TRAINING,
-            "project_id": resolved.get("project_id"),
-            **{k: v for k, v in body_mat.items() if k in EMISSARY_RESULT_FIELDS},
-        }
+    adapter = adapter_for(res.provider)
+    if adapter.form is RequestForm.PROJECT_BODY:
+        request, material, deps, unknown = _project_body_training(res, root, known, adapter)
     else:
-        raw = {k: spec.get(k) for k in ("model", "version", "destination", "input")}
-        raw["input"] = raw["input"] or {}
-        dest = spec.get("destination")
-        deps = _depends(res, raw, [models[dest]] if isinstance(dest, str) and dest in models else [])
-        resolved, unknown = resolve_refs(raw, dict(known))
-        resolved["model"], resolved["version"] = split_version(resolved.get("model"), resolved.get("version"))
-        input_req, input_mat = _files(resolved["input"], res, root, ("$.spec", "input"))
-        request = {"provider": res.provider, "kind": JOB_TRAINING, **resolved, "input": input_req}
-        for key in PASS_THROUGH_FIELDS:
-            if spec.get(key) is not None:
-                request[key] = spec[key]
-        material = {"provider": res.provider, "kind": JOB_TRAINING, **resolved, "input": input_mat}
+        request, material, deps, unknown = _versioned_training(res, root, known, models)
     material = _material(material)
     return DesiredJob(
         address=res.address,
@@ -263,6 +232,45 @@ def _training(res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]],
         sensitive_paths=_sensitive(res),
         material=material,
     )
+
+
+def _project_body_training(res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]],
+                           adapter: ProviderAdapter) -> _TrainingParts:
+    """A project and a flat request body; only the adapter's result fields enter the fingerprint."""
+    spec = res.spec
+    body = {k: spec[k] for k in adapter.body_fields if spec.get(k) is not None}
+    raw = {"project_id": spec.get("project_id"), "body": body}
+    deps = _depends(res, raw)
+    resolved, unknown = resolve_refs(raw, dict(known))
+    body_req, body_mat = _files(resolved["body"], res, root, ("$.spec",))
+    request = {"provider": res.provider, "kind": JOB_TRAINING, "project_id": resolved.get("project_id"),
+               "body": body_req}
+    material = {
+        "provider": res.provider,
+        "kind": JOB_TRAINING,
+        "project_id": resolved.get("project_id"),
+        **{k: v for k, v in body_mat.items() if k in adapter.result_fields},
+    }
+    return request, material, deps, unknown
+
+
+def _versioned_training(res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]],
+                        models: dict[str, str]) -> _TrainingParts:
+    """Model, pinned version, destination and input; webhooks are passed through, never fingerprinted."""
+    spec = res.spec
+    raw = {k: spec.get(k) for k in ("model", "version", "destination", "input")}
+    raw["input"] = raw["input"] or {}
+    dest = spec.get("destination")
+    deps = _depends(res, raw, [models[dest]] if isinstance(dest, str) and dest in models else [])
+    resolved, unknown = resolve_refs(raw, dict(known))
+    resolved["model"], resolved["version"] = split_version(resolved.get("model"), resolved.get("version"))
+    input_req, input_mat = _files(resolved["input"], res, root, ("$.spec", "input"))
+    request = {"provider": res.provider, "kind": JOB_TRAINING, **resolved, "input": input_req}
+    for key in PASS_THROUGH_FIELDS:
+        if spec.get(key) is not None:
+            request[key] = spec[key]
+    material = {"provider": res.provider, "kind": JOB_TRAINING, **resolved, "input": input_mat}
+    return request, material, deps, unknown
 
 
 def _batch(res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]],
@@ -330,7 +338,7 @@ def _files(value: Any, res: Resource, root: Path, path: tuple[str | int, ...], *
     returned as is, twice, without copying (the common case for thousands of batch rows).
     """
     if isinstance(value, dict):
-        if len(value) == 1 and FILE_MARKER in value and isinstance(value[FILE_MARKER], str):
+        if is_file_marker(value):
             rel = value[FILE_MARKER]
             resolved = resolve_relative(res, root, rel)
             digest = _digest_or_error(resolved, rel, res, path, line=line, file=file)
@@ -384,7 +392,6 @@ def _workspace_relative(path: Path, root: Path) -> str:
 
 
 __all__ = [
-    "EMISSARY_RESULT_FIELDS",
     "expand",
     "recorded_inputs",
     "split_version",

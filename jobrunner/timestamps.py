@@ -6,10 +6,22 @@ carry timestamps; parsing them one way means one answer to "is this a time?" eve
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 _FRACTION = re.compile(r"\.(\d+)")
+
+# Two windows around "when was this job created", which mean different things:
+#
+# CLOCK_SKEW: how far a provider's clock may run behind ours, so that a job's `created_at` (its
+# clock) precedes the intent time we recorded before sending the create (our clock). Finding the
+# job a lost create made looks this far back. It stays narrow on purpose: a wider window lets an
+# identical job created just before (another run's) pass for ours.
+CLOCK_SKEW = timedelta(seconds=30)
+# REFRESH_LOOKBACK: how much further back than the oldest tracked job's recorded creation a bulk
+# refresh walks the provider's list pages. A margin of cost only (a job the walk misses is then
+# fetched by id), so it is generous: skew, plus creation times recorded late by a slow answer.
+REFRESH_LOOKBACK = timedelta(minutes=15)
 
 
 def utcnow() -> datetime:

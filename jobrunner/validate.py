@@ -23,6 +23,8 @@ from jobrunner.errors import Diagnostic
 from jobrunner.inputs import BatchItem, is_file_ref, load_batch_items, resolve_relative
 from jobrunner.jsonpaths import find_values
 from jobrunner.loader import TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_TIMESTAMP, Document, child_path, load_file
+from jobrunner.providers.adapter import RequestForm
+from jobrunner.providers.adapters import find_adapter
 from jobrunner.references import Ref, find_cycles, find_malformed, find_refs, known_outputs, resource_outputs
 from jobrunner.resources import API_VERSION, KINDS, Position, Resource
 from jobrunner.schema import manifest_validator
@@ -380,6 +382,7 @@ def _check_files(r: Resource, root: Path, out: _Collector) -> None:
 
 def _check_common(r: Resource, out: _Collector) -> None:
     spec = r.spec
+    adapter = find_adapter(r.provider)  # None: an unknown provider, which the schema reports
     timeout = spec.get("timeout")
     # Spellings the schema already rejected are not reported twice; this catches the rest (zero).
     if isinstance(timeout, (str, int, float)) and not isinstance(timeout, bool) and (
@@ -396,8 +399,8 @@ def _check_common(r: Resource, out: _Collector) -> None:
         parts = urlsplit(webhook)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             out.error_at(r, "$.spec.webhook", f"webhook {webhook!r} is not an http(s) URL")
-        elif r.provider == "replicate" and parts.scheme != "https":
-            out.error_at(r, "$.spec.webhook", "Replicate only calls https webhooks; use an https:// URL")
+        elif parts.scheme != "https" and adapter is not None and adapter.capabilities.https_webhooks_only:
+            out.error_at(r, "$.spec.webhook", f"{adapter.title} only calls https webhooks; use an https:// URL")
     if spec.get("webhook_events_filter") and not spec.get("webhook"):
         out.warn_at(r, "$.spec.webhook_events_filter", "webhook_events_filter has no effect without a webhook")
     lifecycle = spec.get("lifecycle")
@@ -408,8 +411,9 @@ def _check_common(r: Resource, out: _Collector) -> None:
 
 def _check_training(r: Resource, root: Path, models: dict[str, Resource], out: _Collector) -> None:
     spec = r.spec
-    if r.provider == "emissary":
-        return
+    adapter = find_adapter(r.provider)
+    if adapter is None or adapter.form is not RequestForm.VERSIONED:
+        return  # model, version and destination are the VERSIONED form's fields
     version, model = spec.get("version"), spec.get("model")
     if isinstance(version, str) and "${" not in version:
         m = _VERSION_WITH_MODEL.match(version)

@@ -1,7 +1,8 @@
 """Input schemas of model versions that are known without asking a provider.
 
 A pinned version is immutable, so its input schema never changes. Offline, jobrunner knows it in
-two cases: the local platform's built-in models (fixed version ids, shipped with jobrunner), and
+two cases: versions the provider's adapter knows (`ProviderAdapter.version_schema`: the local
+platform's built-in models, fixed version ids shipped with jobrunner), and
 versions whose OpenAPI document an earlier plan or apply cached under
 `<workspace>/.jobrunner/cache/schemas/<provider>/<version id>.json`. `validate` checks inputs
 against these; other versions are checked by `plan`, which asks the provider.
@@ -10,8 +11,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from jobrunner.providers.adapter import RequestForm
+from jobrunner.providers.adapters import find_adapter
 
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _WITH_MODEL = re.compile(r"[^:/\s]+/[^:/\s]+:(?P<id>[0-9a-f]{64})\Z")
@@ -30,7 +35,8 @@ def version_id(version: Any) -> str | None:
     return m["id"] if m else None
 
 
-def _openapi(provider: str, vid: str, root: Path) -> dict[str, Any] | None:
+def _openapi(provider: str, vid: str, root: Path,
+             source: Callable[[str], dict[str, Any] | None] | None) -> dict[str, Any] | None:
     cached = root / ".jobrunner" / "cache" / "schemas" / provider / f"{vid}.json"
     try:
         data = json.loads(cached.read_text(encoding="utf-8"))
@@ -38,13 +44,7 @@ def _openapi(provider: str, vid: str, root: Path) -> dict[str, Any] | None:
             return data
     except (OSError, ValueError):
         pass
-    if provider == "local":
-        from jobrunner.local.models.catalog import BUILTINS  # plain data, imported only when needed
-
-        for model in BUILTINS:
-            if model.version == vid:
-                return model.openapi_schema
-    return None
+    return source(vid) if source is not None else None
 
 
 def known_input_schema(provider: str, version: Any, kind: str, root: Path) -> dict[str, Any] | None:
@@ -53,9 +53,10 @@ def known_input_schema(provider: str, version: Any, kind: str, root: Path) -> di
     Returned self-contained: Cog's `#/components/schemas/...` references resolve inside it.
     """
     vid = version_id(version)
-    if vid is None or provider not in ("local", "replicate"):
+    adapter = find_adapter(provider)
+    if vid is None or adapter is None or adapter.form is not RequestForm.VERSIONED:
         return None
-    openapi = _openapi(provider, vid, root)
+    openapi = _openapi(provider, vid, root, adapter.version_schema)
     if not openapi:
         return None
     components = openapi.get("components") if isinstance(openapi.get("components"), dict) else {}
@@ -66,4 +67,4 @@ def known_input_schema(provider: str, version: Any, kind: str, root: Path) -> di
     return {**schema, "components": components}
 
 
-__all__ = ["TRAINING_INPUT", "PREDICTION_INPUT", "version_id", "known_input_schema"]
+__all__ = ["TRAINING_INPUT", "PREDICTION_INPUT", "known_input_schema", "version_id"]

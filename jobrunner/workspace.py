@@ -48,13 +48,17 @@ _API_VERSION_RE = re.compile(rb"""api[_-]?version['"]?[ \t]*[:=]?[ \t]*['"]?jobr
 DEFAULT_STATE_PATH = ".jobrunner/state.json"
 
 WorkspaceSource = Literal["config", "state", "cwd"]
+# The state backend that keeps state in a file of the workspace (`state.backend` in jobrunner.yaml,
+# `--to`/`--from` of `state migrate`). A state store, not the `local` provider, though both are
+# spelled "local".
+LOCAL_STATE_BACKEND = "local"
 
 
 @dataclass
 class WorkspaceConfig:
     """The parsed `jobrunner.yaml` (every field optional)."""
 
-    state_backend: str = "local"
+    state_backend: str = LOCAL_STATE_BACKEND
     state_path: str = DEFAULT_STATE_PATH
     state_url: str | None = None
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -31,6 +31,20 @@ from typing import Any
 
 import yaml
 
+from jobrunner.providers.adapter import RequestForm
+from jobrunner.providers.adapters import ADAPTERS
+from jobrunner.providers.names import PROVIDER_NAMES
+
+# Which providers each spec shape accepts comes from the adapter table: a provider added there
+# appears in the schemas once this script is run again.
+VERSIONED = [name for name, a in ADAPTERS.items() if a.form is RequestForm.VERSIONED]
+PROJECT_BODY = [name for name, a in ADAPTERS.items() if a.form is RequestForm.PROJECT_BODY]
+
+
+def one_of(names: list[str]) -> dict[str, Any]:
+    """`const` for one name (the schemas' if/then dispatch reads best that way), else `enum`."""
+    return {"const": names[0]} if len(names) == 1 else {"enum": names}
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 UPSTREAM = HERE / "upstream"
@@ -248,7 +262,7 @@ def replicate_training_spec() -> dict[str, Any]:
         "required": ["version", "destination", "input"],
         "additionalProperties": False,
         "properties": {
-            "provider": {"enum": ["local", "replicate"], "description": "Where the job runs (default local)."},
+            "provider": {"enum": VERSIONED, "description": "Where the job runs (default local)."},
             "model": {"$ref": "#/definitions/model"},
             "version": {"$ref": "#/definitions/version"},
             "destination": {
@@ -278,7 +292,7 @@ def emissary_training_spec() -> dict[str, Any]:
         "required": ["provider", "project_id", "base_model", "train_dataset_id"],
         "additionalProperties": False,
         "properties": {
-            "provider": {"const": "emissary"},
+            "provider": one_of(PROJECT_BODY),
             "project_id": {"type": "string", "minLength": 1, "description": "The Emissary project that owns the job."},
             "base_model": up(b, "base_model"),
             "train_dataset_id": dataset,
@@ -299,9 +313,9 @@ def emissary_training_spec() -> dict[str, Any]:
 def training_spec() -> dict[str, Any]:
     return {
         "type": "object",
-        "properties": {"provider": {"enum": ["local", "replicate", "emissary"],
-                                    "x-jobrunner-message": "must be one of local, replicate, emissary"}},
-        "if": {"properties": {"provider": {"const": "emissary"}}, "required": ["provider"]},
+        "properties": {"provider": {"enum": list(PROVIDER_NAMES),
+                                    "x-jobrunner-message": f"must be one of {', '.join(PROVIDER_NAMES)}"}},
+        "if": {"properties": {"provider": one_of(PROJECT_BODY)}, "required": ["provider"]},
         "then": {"$ref": "#/definitions/EmissaryTrainingSpec"},
         "else": {"$ref": "#/definitions/ReplicateTrainingSpec"},
     }
@@ -314,8 +328,9 @@ def batch_spec() -> dict[str, Any]:
         "description": "Many predictions of one model version: one per row of inputs or inputs_file.",
         "additionalProperties": False,
         "properties": {
-            "provider": {"enum": ["local", "replicate"],
-                         "x-jobrunner-message": "must be local or replicate (emissary runs trainings only)"},
+            "provider": {"enum": VERSIONED,
+                         "x-jobrunner-message": f"must be {' or '.join(VERSIONED)} "
+                                                f"({', '.join(PROJECT_BODY)} runs trainings only)"},
             "model": {"$ref": "#/definitions/model"},
             "version": {"allOf": [up(p, "version"), {"$ref": "#/definitions/version"}]},
             "input_defaults": {"allOf": [up(p, "input")], "description": "Merged under every row (the row wins)."},
@@ -343,8 +358,7 @@ def model_spec() -> dict[str, Any]:
         "required": ["owner", "name", "visibility", "hardware"],
         "additionalProperties": False,
         "properties": {
-            "provider": {"enum": ["local", "replicate"],
-                         "x-jobrunner-message": "must be local or replicate"},
+            "provider": {"enum": VERSIONED, "x-jobrunner-message": f"must be {' or '.join(VERSIONED)}"},
             "owner": up(m, "owner"),
             "name": up(m, "name"),
             "visibility": up(m, "visibility"),

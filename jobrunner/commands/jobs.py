@@ -19,6 +19,7 @@ import click
 from jobrunner.errors import EXIT_ERROR, EXIT_OK, UsageError
 from jobrunner.exitcodes import ExitCode, actionable, attention, for_apply, for_plan
 from jobrunner.plan_types import Plan
+from jobrunner.providers.names import PROVIDER_NAMES
 
 # --- shared helpers -------------------------------------------------------------------------
 
@@ -524,7 +525,7 @@ def outputs(addresses: tuple[str, ...], fmt: str) -> int:
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--discover", is_flag=True, help="Find jobs no state address owns, write manifests for them and adopt them.")
 @click.option("--since", "since", default="30d", show_default=True, metavar="D", help="With --discover: how far back to look.")
-@click.option("--provider", "providers", multiple=True, type=click.Choice(["local", "replicate", "emissary"]),
+@click.option("--provider", "providers", multiple=True, type=click.Choice(PROVIDER_NAMES),
               help="With --discover: provider to look at (repeatable; default: those the manifests and state use).")
 @click.option("--out", "out", default="discovered.yaml", show_default=True, type=click.Path(dir_okay=False),
               help="With --discover: the manifest file to write (never overwritten).")

@@ -12,12 +12,14 @@ from typing import Any
 import click
 
 from jobrunner.errors import ConfigError, UsageError
+from jobrunner.providers.adapters.replicate import REPLICATE
 
 
 def _default_data_dir() -> Path:
+    from jobrunner.providers.local import DATA_DIR
     from jobrunner.workspace import find_workspace
 
-    return find_workspace() / ".jobrunner" / "local"
+    return find_workspace() / DATA_DIR
 
 
 @click.command("serve")
@@ -30,7 +32,7 @@ def _default_data_dir() -> Path:
 @click.option("--stop", is_flag=True, help="Stop the platform running for this data directory and exit.")
 @click.option("--latency-ms", type=float, help="Fault: add this much latency to every request.")
 @click.option("--error-rate", type=float, help="Fault: answer this fraction of requests (0..1) with 500/503.")
-@click.option("--rate-limit", type=click.Choice(["replicate", "off"]), help="Fault: 429 with Retry-After, Replicate's documented limits.")
+@click.option("--rate-limit", type=click.Choice([REPLICATE.name, "off"]), help="Fault: 429 with Retry-After, Replicate's documented limits.")
 @click.option("--drop-after-create", type=float, help="Fault: drop the connection after this fraction (0..1) of committed creates.")
 @click.option("--list-lag", "list_lag_s", type=click.FloatRange(min=0), help="Fault: list endpoints hide jobs younger than this many seconds (a lagging index).")
 @click.option("--max-body-bytes", type=click.IntRange(1), help="Reject larger request bodies with 413 [default: 100 MiB].")

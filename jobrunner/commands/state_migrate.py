@@ -15,7 +15,7 @@ import click
 from jobrunner.errors import StateError, UsageError
 from jobrunner.state.model import StateDoc
 from jobrunner.state.store import StateStore, open_store
-from jobrunner.workspace import WorkspaceConfig, find_workspace, load_config
+from jobrunner.workspace import LOCAL_STATE_BACKEND, WorkspaceConfig, find_workspace, load_config
 
 
 def store_for(target: str, config: WorkspaceConfig, root: Path) -> StateStore:
@@ -26,7 +26,7 @@ def store_for(target: str, config: WorkspaceConfig, root: Path) -> StateStore:
         return PostgresStore(target, workspace_id=config.workspace_id)
     from jobrunner.state.local_file import LocalFileStore
 
-    if target == "local":
+    if target == LOCAL_STATE_BACKEND:
         path = Path(config.state_path or ".jobrunner/state.json")
     else:
         path = Path(target[len("file://"):] if target.startswith("file://") else target)
@@ -98,7 +98,7 @@ def migrate(to: str, from_: str | None, force: bool) -> int:
             "To use it, export JOBRUNNER_STATE_URL with that URL (in CI: from a secret), or set "
             "`state: {backend: postgres, url: ...}` in jobrunner.yaml."
         )
-    elif to == "local":
+    elif to == LOCAL_STATE_BACKEND:
         click.echo("To use it, unset JOBRUNNER_STATE_URL and remove `state.backend: postgres` from jobrunner.yaml.")
     else:  # a state file elsewhere: a copy, or a state file this workspace can be pointed at
         click.echo("To use it, unset JOBRUNNER_STATE_URL and set `state: {backend: local, path: <that file>}` "

@@ -33,6 +33,7 @@ from jobrunner.providers.base import (
 )
 from jobrunner.providers.http import HttpClient, upload_seconds
 from jobrunner.providers.ratelimit import CREATE
+from jobrunner.providers.settings import ClientContext
 from jobrunner.timestamps import to_rfc3339
 
 TRAINING = "training"
@@ -295,4 +296,10 @@ class EmissaryProvider:
         return [p for p in data if isinstance(p, dict)] if isinstance(data, list) else []
 
 
-__all__ = ["EmissaryProvider", "STATUS_MAP", "job_from_json"]
+def build_client(ctx: ClientContext) -> EmissaryProvider:
+    """The Emissary client: the adapter's endpoint (`EMISSARY_CLIENT_API_KEY` in `X-API-Key`,
+    `EMISSARY_SERVER_URL` or `providers.emissary.base_url`); no rate limit unless jobrunner.yaml sets one."""
+    return EmissaryProvider(ctx.hosted_http(), name=ctx.name)
+
+
+__all__ = ["EmissaryProvider", "STATUS_MAP", "build_client", "job_from_json"]

@@ -13,7 +13,9 @@ from typing import Any, Mapping
 
 from jobrunner.errors import CredentialsError
 from jobrunner.providers.http import EndpointResolver
+from jobrunner.providers.ratelimit import UNLIMITED
 from jobrunner.providers.replicate import ReplicateProvider
+from jobrunner.providers.settings import ClientContext, normalize_base_url
 
 TOKEN_ENV = "JOBRUNNER_LOCAL_TOKEN"
 DATA_DIR = Path(".jobrunner") / "local"
@@ -48,6 +50,17 @@ def local_endpoint(root: Path, settings: Mapping[str, Any], env: Mapping[str, st
     return configured if url else autostarted
 
 
+def build_client(ctx: ClientContext) -> LocalProvider:
+    """The local client: `providers.local.url` (with its token) when set, else the workspace's
+    platform, started on first use; no rate limit unless jobrunner.yaml sets one."""
+    settings = dict(ctx.settings)
+    if settings.get("url"):
+        settings["url"] = normalize_base_url(str(settings["url"]), variable="providers.local.url")
+    http = ctx.http(None, resolve_endpoint=local_endpoint(Path(ctx.root), settings, ctx.env), auth_header="Authorization",
+                    auth_scheme="Bearer", credential_var="the local platform token", default_limits=UNLIMITED)
+    return LocalProvider(http, schema_cache_dir=ctx.schema_cache_dir, sync_create=ctx.sync_create())
+
+
 def _read_token(path: Path) -> str | None:
     try:
         return path.read_text(encoding="utf-8").strip() or None
@@ -55,4 +68,4 @@ def _read_token(path: Path) -> str | None:
         return None
 
 
-__all__ = ["LocalProvider", "TOKEN_ENV", "local_endpoint"]
+__all__ = ["LocalProvider", "TOKEN_ENV", "build_client", "local_endpoint"]

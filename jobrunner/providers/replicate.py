@@ -19,13 +19,14 @@ import asyncio
 import json
 import mimetypes
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterable
 
 import httpx
 
 from jobrunner.errors import NotFoundError, ProtocolError, UsageError
+from jobrunner.providers.adapter import split_version
 from jobrunner.providers.base import (
     check_id,
     ABORTED,
@@ -41,8 +42,9 @@ from jobrunner.providers.base import (
 )
 from jobrunner.providers.http import HttpClient, upload_seconds
 from jobrunner.providers.ratelimit import CREATE, OTHER
+from jobrunner.providers.settings import ClientContext
 from jobrunner.providers.sync_create import SyncCreatePolicy
-from jobrunner.timestamps import parse_rfc3339, to_rfc3339
+from jobrunner.timestamps import REFRESH_LOOKBACK, parse_rfc3339, to_rfc3339
 
 TRAINING = "training"
 PREDICTION = "prediction"
@@ -61,9 +63,6 @@ PREDICTION_FIELDS = ("input", "webhook", "webhook_events_filter")
 TRAINING_FIELDS = ("input", "webhook", "webhook_events_filter")
 
 PAGE_SIZE = 100
-# Our recorded creation times come from this machine's clock and follow the server's by the
-# request's latency: list a little further back than the oldest tracked job.
-CLOCK_SKEW = timedelta(minutes=10)
 REFRESH_CONCURRENCY = 16
 UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0, pool=60.0)
 SYNC_READ_MARGIN = 10.0  # seconds beyond a Prefer: wait hold before a create's answer is overdue
@@ -78,14 +77,6 @@ parse_time = parse_rfc3339
 
 def format_time(when: datetime) -> str:
     return to_rfc3339(when, timespec="microseconds")
-
-
-def split_version(model: str | None, version: str | None) -> tuple[str | None, str | None]:
-    """(owner/name, version id) from `model` and a version given as `id` or `owner/name:id`."""
-    if version and ":" in version:
-        prefix, _, vid = version.rpartition(":")
-        return (model or prefix or None), vid
-    return model, version
 
 
 def _owner_name(model: str, what: str) -> tuple[str, str]:
@@ -295,7 +286,7 @@ class ReplicateProvider:
         """Current state of many jobs in about len(ids)/100 requests.
 
         Walks list pages (100 a page, newest first) back to `oldest` (the earliest creation time
-        of the tracked jobs, minus a margin for clock skew), then GETs the ids the list did not
+        of the tracked jobs, minus `timestamps.REFRESH_LOOKBACK`), then GETs the ids the list did not
         show (without `oldest`, the walk is bounded by that cost rule alone). The walk also stops as soon as fetching the remaining ids one by one would be
         cheaper than the pages already spent. Jobs the provider no longer knows (404) come back
         with status GONE. Jobs a list page abridged (terminal, without their output) are fetched
@@ -309,7 +300,7 @@ class ReplicateProvider:
         if oldest is not None:
             if oldest.tzinfo is None:
                 oldest = oldest.replace(tzinfo=timezone.utc)
-            since = oldest - CLOCK_SKEW
+            since = oldest - REFRESH_LOOKBACK
         pages = 0
         if len(wanted) > 1:
             walker = self.pages(job_kind, since=since)
@@ -460,4 +451,12 @@ class ReplicateProvider:
             pass
 
 
-__all__ = ["ReplicateProvider", "STATUS_MAP", "format_time", "job_from_json", "parse_time", "split_version"]
+def build_client(ctx: ClientContext) -> ReplicateProvider:
+    """A Replicate-wire client for a hosted provider: the adapter's endpoint (for Replicate:
+    `REPLICATE_API_TOKEN`, `REPLICATE_BASE_URL` or `providers.replicate.base_url`, its documented
+    rate limits unless jobrunner.yaml sets others)."""
+    return ReplicateProvider(ctx.hosted_http(), name=ctx.name, schema_cache_dir=ctx.schema_cache_dir,
+                             sync_create=ctx.sync_create())
+
+
+__all__ = ["ReplicateProvider", "STATUS_MAP", "build_client", "format_time", "job_from_json", "parse_time", "split_version"]

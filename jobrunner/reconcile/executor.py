@@ -51,6 +51,8 @@ from jobrunner.errors import (
     UnexpectedIdError,
 )
 from jobrunner.plan_types import ADOPT, CANCEL, FORGET, MOVED, NOOP, REPLACE, RETRY, WAIT, Plan, PlannedChange
+from jobrunner.providers.adapter import RequestForm
+from jobrunner.providers.adapters import adapter_for
 from jobrunner.providers.base import (
     ABORTED,
     CANCELED,
@@ -178,6 +180,11 @@ def _spec_int(spec: dict[str, Any], *path: str, default: int) -> int:
         return int(cur)
     except (TypeError, ValueError):
         return default
+
+
+def _takes_body(job: DesiredJob) -> bool:
+    """Uploads land in a PROJECT_BODY request's body (datasets), not in an `input`."""
+    return adapter_for(job.provider).form is RequestForm.PROJECT_BODY
 
 
 class Executor:
@@ -556,9 +563,13 @@ class Executor:
 
     # ---- cancel / forget ----------------------------------------------------------------
 
+    def _deletes(self, st: AddressState) -> bool:
+        """Destroy deletes the job on providers that can (not only cancels it)."""
+        return self.options.destroy and adapter_for(st.provider).capabilities.delete_on_destroy
+
     async def _cancel_remote(self, st: AddressState) -> RemoteJob | None:
         provider = self.pool.get(st.provider)
-        delete = getattr(provider, "delete", None) if self.options.destroy and st.provider == "emissary" else None
+        delete = getattr(provider, "delete", None) if self._deletes(st) else None
         async with self._sem:
             try:
                 if delete is not None:
@@ -576,7 +587,7 @@ class Executor:
         if st is None:
             self._outcome(address, O_FORGOTTEN)
             return None
-        deleting = self.options.destroy and st.provider == "emissary"
+        deleting = self._deletes(st)
         if change.adopt_remote_id and change.adopt_remote_id != st.remote_id:
             # An interrupted create reached the provider: that job is the one to cancel.
             self.doc.claim_remote_id(address, change.adopt_remote_id)
@@ -704,7 +715,7 @@ class Executor:
             body = await rq.upload_files(desired.body, lambda p: provider.upload(p, project_id=desired.project_id),
                                          base_dirs)
             req = rq.create_request(job, spec, {**job.request, **({"input": body["input"]} if "input" in body else {}),
-                                                **({"body": body} if job.provider == "emissary" else {})})
+                                                **({"body": body} if _takes_body(job) else {})})
             st.intent = Intent(fingerprint=job.fingerprint or "", attempt=attempt, created_at=to_rfc3339(utcnow()),
                                request_digest=rq.request_digest(req), inputs=self._redacted_input(job))
             await self.writer.flush()
@@ -780,7 +791,7 @@ class Executor:
         if spec.get("timeout") is not None and st.history:
             started = parse_rfc3339(st.history[-1].created_at) or utcnow()
             job_deadline = started.timestamp() + parse_duration(spec["timeout"])
-            if job.job_kind == JOB_PREDICTION and job.provider in ("replicate", "local"):
+            if job.job_kind == JOB_PREDICTION and adapter_for(job.provider).capabilities.provider_deadline:
                 job_deadline += 10  # Cancel-After does it provider-side; ours is the backstop
         fut = self._watch(st, job.address)
         if job_deadline is not None:

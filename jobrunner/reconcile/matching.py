@@ -13,14 +13,14 @@ attempt (default `DEFAULT_LOOKUP_WINDOW`, set with `JOBRUNNER_LOOKUP_WINDOW`, in
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 from jobrunner.providers.base import CreateRequest, RemoteJob
 from jobrunner.redact import REDACTED
-from jobrunner.reconcile.requests import is_file_marker, split_version
-
-CLOCK_SKEW = timedelta(seconds=30)
+from jobrunner.fingerprint import is_file_marker
+from jobrunner.providers.adapter import split_version
+from jobrunner.timestamps import CLOCK_SKEW
 DEFAULT_LOOKUP_WINDOW = 10.0  # seconds a provider's list may lag behind a job just created
 LOOKUP_WINDOW_ENV = "JOBRUNNER_LOOKUP_WINDOW"
 LOOKUP_WINDOW_MAX = 600.0

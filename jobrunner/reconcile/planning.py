@@ -18,6 +18,8 @@ from typing import Any
 
 from jobrunner.errors import Diagnostic, ManifestError, PlanError, UsageError
 from jobrunner.plan_types import CANCEL, CREATE, FORGET, REPLACE, RETRY, Plan, PlannedChange
+from jobrunner.providers.adapter import RequestForm
+from jobrunner.providers.adapters import adapter_for
 from jobrunner.providers.base import RemoteJob
 from jobrunner.reconcile import requests as rq
 from jobrunner.reconcile.matching import find_match, next_listing_delay
@@ -225,17 +227,10 @@ def expand_desired(resources: list[Resource], root: Path, doc: StateDoc,
 def request_from_recorded(st: Any) -> Any:
     """A CreateRequest rebuilt from what state recorded at intent time (for addresses no manifest
     defines any more, whose interrupted create must still be found, not orphaned)."""
-    from jobrunner.providers.base import CreateRequest
-
     material = (st.intent.inputs if st.intent is not None and st.intent.inputs else None) or st.inputs or {}
     if not material:
         return None
-    if st.provider == "emissary":
-        body = {k: v for k, v in material.items() if k in rq.EMISSARY_BODY_FIELDS}
-        return CreateRequest(job_kind=st.job_kind, body=body, project_id=material.get("project_id"))
-    model, version = rq.split_version(material.get("model"), material.get("version"))
-    return CreateRequest(job_kind=st.job_kind, body={"input": material.get("input") or {}}, model=model,
-                         version=version, destination=material.get("destination"))
+    return adapter_for(st.provider).recorded_request(st.job_kind, material)
 
 
 @dataclass
@@ -378,7 +373,8 @@ async def check_against_providers(plan: Plan, resources: dict[str, Resource], do
     locations: dict[str, dict[str, tuple[str, int, str]]] = {}
     for change in plan.changes:
         job = change.job
-        if job is None or change.action not in CREATING or job.provider == "emissary" or job.job_kind == JOB_MODEL:
+        if (job is None or change.action not in CREATING or job.job_kind == JOB_MODEL
+                or adapter_for(job.provider).form is not RequestForm.VERSIONED):
             continue
         res = resources.get(job.resource_address)
         where = f"{res.file}:{res.line}: " if res else ""
@@ -530,15 +526,16 @@ def destroy_changes(chosen: dict[str, Any], resources: dict[str, Resource]) -> l
     protected = []
     for addr, st in sorted(chosen.items()):
         running = bool(st.remote_id) and st.job_kind != JOB_MODEL and st.status not in TERMINAL
-        emissary = st.provider == "emissary" and bool(st.remote_id)
+        adapter = adapter_for(st.provider)
+        deleted = adapter.capabilities.delete_on_destroy and bool(st.remote_id)
         res = resources.get(resource_of(addr))
         lifecycle = (res.spec.get("lifecycle") or {}) if res is not None else {}
         if running and lifecycle.get("prevent_cancel"):
             protected.append(addr)
-        action = CANCEL if running or emissary else FORGET
+        action = CANCEL if running or deleted else FORGET
         # The renderer names the action ("cancel:", "forget:"); the reason says why and what follows.
         reason = ("still running; forgotten once canceled" if running else
-                  "the Emissary job is deleted, then forgotten" if emissary else
+                  f"the {adapter.title} job is deleted, then forgotten" if deleted else
                   "the model stays on the provider" if st.job_kind == JOB_MODEL else
                   f"already {st.status or 'ended'}")
         changes.append(PlannedChange(address=addr, action=action, reason=reason, job=None, prior=st,

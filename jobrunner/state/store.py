@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 from jobrunner.errors import ConfigError
 from jobrunner.state.model import StateDoc
+from jobrunner.workspace import LOCAL_STATE_BACKEND
 
 if TYPE_CHECKING:
     from jobrunner.workspace import WorkspaceConfig
@@ -58,7 +59,7 @@ class StateStore(Protocol):
 def open_store(config: "WorkspaceConfig", root: Path) -> StateStore:
     """The store a workspace is configured to use (env `JOBRUNNER_STATE_URL` first)."""
     url = os.environ.get(STATE_URL_ENV) or None
-    backend = getattr(config, "state_backend", "local") or "local"
+    backend = getattr(config, "state_backend", LOCAL_STATE_BACKEND) or LOCAL_STATE_BACKEND
     # Every store of a workspace checks the state's recorded workspace id against this one.
     ident = getattr(config, "workspace_id", None)
     if url:
@@ -73,7 +74,7 @@ def open_store(config: "WorkspaceConfig", root: Path) -> StateStore:
             f"{STATE_URL_ENV}: unsupported state URL scheme {scheme!r}",
             hint="use postgresql://user@host/db for shared state, or a file path for a local state file",
         )
-    if backend == "local":
+    if backend == LOCAL_STATE_BACKEND:
         return _local(Path(getattr(config, "state_path", None) or ".jobrunner/state.json"), root, ident)
     if backend in ("postgres", "postgresql"):
         state_url = getattr(config, "state_url", None)

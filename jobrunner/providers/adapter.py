@@ -1,0 +1,131 @@
+"""What a provider is to jobrunner: one `ProviderAdapter` value per provider, pure data and functions.
+
+The core (spec expansion, validation, references, planning, discovery, apply) asks a provider's
+adapter instead of comparing provider names: which request form its jobs take, which outputs they
+record, what it can do (`Capabilities`), how a desired job becomes its `CreateRequest`. Adapters
+are registered in one name-keyed table, `jobrunner.providers.adapters.ADAPTERS`; the wire client
+is named by `client` ("module:function") and built by `jobrunner.providers.registry.get_provider`,
+so reading an adapter never imports httpx or the local platform.
+
+Adding a provider is one adapter module plus one entry in that table (docs/architecture.md).
+"""
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobrunner.providers.base import CreateRequest, RemoteJob
+from jobrunner.providers.names import DEFAULT_PROVIDER, PROVIDER_NAMES, ProviderName
+from jobrunner.providers.ratelimit import UNLIMITED
+from jobrunner.resources import DesiredJob
+
+
+class RequestForm(enum.Enum):
+    """The shape of a provider's create requests, which decides how a spec expands.
+
+    VERSIONED: `model` (owner/name), a pinned `version`, `input` and, for trainings, a
+    `destination`; inputs follow the version's OpenAPI schema (the Replicate wire).
+    PROJECT_BODY: a `project_id` and a flat request body of named fields, some of which determine
+    the result (`result_fields`) and some only label it (the Emissary wire).
+    """
+
+    VERSIONED = "versioned"
+    PROJECT_BODY = "project_body"
+
+
+def split_version(model: Any, version: Any) -> tuple[Any, Any]:
+    """(owner/name, version id) of a VERSIONED job from its `model` and `version` fields.
+
+    `version` is a bare id or `owner/name:id` (reference/replicate/api.md, "version accepted
+    formats"). The model named in the version wins over `model`: the version id alone decides what
+    runs, and `validate` reports a `model` that disagrees with it. A bare id, and a version that
+    still holds a `${...}` reference, keep the given model.
+    """
+    if isinstance(version, str) and ":" in version and "${" not in version:
+        named, _, vid = version.partition(":")
+        return (named or model), vid
+    return model, version
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider does that the reconciler must plan around."""
+
+    # `destroy` deletes the job on the provider (not only cancels it), so it is always sent.
+    delete_on_destroy: bool
+    # The provider cancels a prediction at its `timeout` itself (Replicate's Cancel-After header);
+    # jobrunner's own deadline is then only a backstop.
+    provider_deadline: bool
+    # Many jobs' status can be read from list pages in one walk (`refresh_many`).
+    bulk_refresh: bool
+    # List pages hold summaries without inputs or datasets: matching and discovery fetch each detail.
+    list_returns_summaries: bool
+    # A changed spec can be applied to the existing remote object (no provider does this yet).
+    update_in_place: bool
+    # Jobs live inside a project: every call names its `project_id`.
+    project_scoped: bool = False
+    # Only https webhooks are called.
+    https_webhooks_only: bool = False
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a hosted provider's API is and how it authenticates. Credentials come from the
+    environment only; `providers.<name>.base_url` in jobrunner.yaml may move the URL."""
+
+    credential_env: str  # e.g. REPLICATE_API_TOKEN
+    credential_hint: str  # where to get one, for the "not set" message
+    url_env: str  # e.g. REPLICATE_BASE_URL (wins over jobrunner.yaml)
+    default_url: str
+    auth_header: str = "Authorization"
+    auth_scheme: str | None = "Bearer"
+    rate_limits: Mapping[str, float | None] = field(default_factory=lambda: dict(UNLIMITED))  # documented limits
+
+
+# (spec, why-not) of a manifest that reproduces a remote training, for `import --discover`.
+DiscoveredSpec = tuple[dict[str, Any] | None, str | None]
+
+
+@dataclass(frozen=True)
+class ProviderAdapter:
+    """Everything the core knows about one provider.
+
+    The hooks are plain functions of plain data: `create_request(job, spec, request)` builds the
+    wire request from a desired job (its `request`, or `request` given after file uploads) and the
+    resource spec (for settings outside the fingerprint: webhook, timeout); `recorded_request`
+    rebuilds one from the inputs state recorded at intent time (an address no manifest defines any
+    more); `discovered_training` writes a manifest spec for a remote training; `version_schema`
+    returns the OpenAPI document of a version known without asking the provider (None: unknown).
+    """
+
+    name: ProviderName
+    title: str  # how messages name it ("Replicate")
+    client: str  # "module:function" building the wire client (see providers.registry)
+    form: RequestForm
+    capabilities: Capabilities
+    job_kinds: frozenset[str]  # job kinds it runs (a Model resource is not a job)
+    output_fields: Mapping[str, tuple[str, ...]]  # resource kind -> outputs recorded on success
+    create_request: Callable[[DesiredJob, Mapping[str, Any], Mapping[str, Any] | None], CreateRequest]
+    recorded_request: Callable[[str, Mapping[str, Any]], CreateRequest]
+    discovered_training: Callable[[str, RemoteJob], DiscoveredSpec]
+    # PROJECT_BODY form: the request body's fields, and those of them that determine the result.
+    body_fields: tuple[str, ...] = ()
+    result_fields: tuple[str, ...] = ()
+    version_schema: Callable[[str], dict[str, Any] | None] | None = None
+    # Hosted providers: their API's URL and credential (None: the client finds its own endpoint).
+    endpoint: Endpoint | None = None
+
+
+__all__ = [
+    "DEFAULT_PROVIDER",
+    "PROVIDER_NAMES",
+    "Capabilities",
+    "DiscoveredSpec",
+    "Endpoint",
+    "ProviderAdapter",
+    "ProviderName",
+    "RequestForm",
+    "split_version",
+]

@@ -1,0 +1,37 @@
+"""The local adapter: the Replicate wire against the embedded platform (`jobrunner serve`).
+
+Same requests, outputs and capabilities as Replicate, except that it calls http webhooks too (it
+runs on this machine) and knows its built-in models' version schemas offline, so `validate`
+checks their inputs without a platform running.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from jobrunner.providers.adapters.replicate import REPLICATE
+
+
+def builtin_version_schema(version_id: str) -> dict[str, Any] | None:
+    """The OpenAPI document of one of the platform's built-in model versions, else None."""
+    # Imported on first use: the catalog is plain data, but `validate` of a workspace without
+    # local jobs should not load the platform's package at all.
+    from jobrunner.local.models.catalog import BUILTINS
+
+    for model in BUILTINS:
+        if model.version == version_id:
+            return model.openapi_schema
+    return None
+
+
+LOCAL = replace(
+    REPLICATE,
+    name="local",
+    title="the local platform",
+    client="jobrunner.providers.local:build_client",
+    capabilities=replace(REPLICATE.capabilities, https_webhooks_only=False),
+    version_schema=builtin_version_schema,
+    endpoint=None,  # providers.local.url, else the workspace's platform (started on first use)
+)
+
+__all__ = ["LOCAL", "builtin_version_schema"]
