@@ -19,7 +19,7 @@ import time
 import traceback
 from typing import Any, BinaryIO
 
-from jobrunner.local.models import ModelError, resolve
+from jobrunner.local.engines import ModelError, resolve
 
 
 class WorkerContext:

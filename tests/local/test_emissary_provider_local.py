@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LivePlatform
+from tests.platform_fixture import LivePlatform
 from jobrunner.errors import NotFoundError
 from jobrunner.providers.base import CANCELED, FAILED, SUCCEEDED, CreateRequest
 from jobrunner.providers.registry import get_provider

@@ -8,7 +8,7 @@ import time
 import replicate
 from replicate.webhook import WebhookSigningSecret, Webhooks
 
-from conftest import LivePlatform
+from tests.platform_fixture import LivePlatform
 from webhook_receiver import WebhookReceiver
 
 ECHO = "0ab87730172dfeb11de187803938c2507e8ab8f7cab883c1a905b3f91b3d3ab6"

@@ -23,7 +23,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from jobrunner.local.models import ModelError
+from jobrunner.local.engines import ModelError
 
 WEIGHTS_FORMAT = "jobrunner-ngram/1"
 MIN_ORDER, MAX_ORDER, DEFAULT_ORDER = 1, 10, 4

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from jobrunner.local.models import ModelError
+from jobrunner.local.engines import ModelError
 
 
 def run(mode: str, input: dict[str, Any], ctx: Any) -> Any:

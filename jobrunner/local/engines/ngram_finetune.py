@@ -1,9 +1,9 @@
-"""The `jobrunner-ngram` base model of the local platform's Emissary wire: fine-tuning for real.
+"""The `ngram_finetune` engine: the Emissary wire's `jobrunner-ngram` base model, fine-tuned for real.
 
 An Emissary training job names a base model, a training dataset and optionally a test dataset or
 a split ratio. For `jobrunner-ngram` the platform runs this engine in a worker process: it builds
 the same character n-gram model as `jobrunner/ngram` (the functions of
-`jobrunner.local.models.ngram`) step by step, reports progress, a training loss per step, and
+`jobrunner.local.engines.ngram`) step by step, reports progress, a training loss per step, and
 writes a checkpoint every `checkpoint_every` steps with the loss and perplexity on the test split.
 
 Training parameters (the request's `parameters`; values are str/int/float on the wire):
@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobrunner.local.models import ModelError
-from jobrunner.local.models.ngram import DEFAULT_ORDER, MAX_ORDER, MIN_ORDER, NgramModel, evaluate, weights_bytes
+from jobrunner.local.engines import ModelError
+from jobrunner.local.engines.ngram import DEFAULT_ORDER, MAX_ORDER, MIN_ORDER, NgramModel, evaluate, weights_bytes
 
 BASE_MODEL = "jobrunner-ngram"
 DEFAULTS: dict[str, float | int] = {
@@ -41,7 +41,6 @@ DEFAULTS: dict[str, float | int] = {
     "eval_chars": 2000,
 }
 DEFAULT_SPLIT = 0.1
-ENGINE = "jobrunner.local.emissary_engine:run"
 
 
 # --- pure helpers ---------------------------------------------------------------------------
