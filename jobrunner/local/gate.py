@@ -15,6 +15,7 @@ import asyncio
 import re
 from typing import Any
 
+from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from jobrunner.local.emissary.errors import error_response as emissary_error
@@ -89,69 +90,76 @@ class Gate:
     async def _handle(
         self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[str, str], path: str, method: str, admin: bool
     ) -> None:
+        emissary = not admin and (
+            ("x-api-key" in headers and "authorization" not in headers) or path.startswith("/v1/projects")
+        )
+        refusal = self._refuse_unauthenticated(headers, emissary, admin) or self._refuse_declared_size(headers, emissary)
+        extra_headers: list[tuple[bytes, bytes]] = []
+        if refusal is None and not admin and self.p.faults.config.active():
+            refusal, extra_headers = await self._apply_faults(method, path, emissary)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self._forward(scope, receive, send, emissary, extra_headers)
+
+    def _refuse_unauthenticated(self, headers: dict[str, str], emissary: bool, admin: bool) -> Response | None:
+        """401 in the wire's shape unless the request presents the platform token."""
         authorization = headers.get("authorization")
         api_key = headers.get("x-api-key")
-        emissary = not admin and (
-            (api_key is not None and authorization is None) or path.startswith("/v1/projects")
-        )
-        error = emissary_error if emissary else None
-
-        # --- auth -------------------------------------------------------------------------
-        token = self.p.token
         if emissary:
-            ok = token_matches(api_key, token)
-            if not ok:
-                await emissary_error(401, "Unauthorized")(scope, receive, send)
-                return
-        else:
-            presented = None
-            if authorization:
-                scheme, _, value = authorization.partition(" ")
-                if scheme.lower() in ("bearer", "token"):
-                    presented = value.strip()
-            if admin and presented is None:
-                presented = api_key
-            if not token_matches(presented, token):
-                detail = (
-                    "You did not pass a valid authentication token"
-                    if (authorization or (admin and api_key))
-                    else "You did not pass an authentication token"
-                )
-                await replicate_error(401, detail, title="Unauthenticated")(scope, receive, send)
-                return
+            return None if token_matches(api_key, self.p.token) else emissary_error(401, "Unauthorized")
+        presented = None
+        if authorization:
+            scheme, _, value = authorization.partition(" ")
+            if scheme.lower() in ("bearer", "token"):
+                presented = value.strip()
+        if admin and presented is None:
+            presented = api_key
+        if token_matches(presented, self.p.token):
+            return None
+        detail = (
+            "You did not pass a valid authentication token"
+            if (authorization or (admin and api_key))
+            else "You did not pass an authentication token"
+        )
+        return replicate_error(401, detail, title="Unauthenticated")
 
-        # --- size limit ---------------------------------------------------------------------
-        limit = self.p.faults.config.max_body_bytes
-        too_large = f"Request bodies must be less than {limit} bytes"
+    def _too_large(self, emissary: bool) -> Response:
+        detail = f"Request bodies must be less than {self.p.faults.config.max_body_bytes} bytes"
+        return emissary_error(413, detail) if emissary else replicate_error(413, detail)
+
+    def _refuse_declared_size(self, headers: dict[str, str], emissary: bool) -> Response | None:
         length = headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            resp = error(413, too_large) if error else replicate_error(413, too_large)
-            await resp(scope, receive, send)
-            return
+        if length is not None and length.isdigit() and int(length) > self.p.faults.config.max_body_bytes:
+            return self._too_large(emissary)
+        return None
 
-        # --- faults -------------------------------------------------------------------------
+    async def _apply_faults(self, method: str, path: str, emissary: bool) -> tuple[Response | None, list[tuple[bytes, bytes]]]:
+        """Delay the request, or answer it with an injected error; also the rate-limit headers to add."""
+        decision = self.p.faults.decide(category(method, path), self.p.clock.monotonic())
+        if decision.delay:
+            await asyncio.sleep(decision.delay)
         extra_headers: list[tuple[bytes, bytes]] = []
-        if not admin and self.p.faults.config.active():
-            decision = self.p.faults.decide(category(method, path), self.p.clock.monotonic())
-            if decision.delay:
-                await asyncio.sleep(decision.delay)
-            if decision.ratelimit_remaining is not None:
-                extra_headers = [(b"ratelimit-remaining", str(decision.ratelimit_remaining).encode()), (b"ratelimit-reset", b"1")]
-            if decision.status == 429:
-                wait = decision.retry_after or 1
-                h = {"Retry-After": str(wait)}
-                resp = (
-                    error(429, f"Too many requests; retry after {wait}s", h) if error
-                    else replicate_error(429, f"Request was throttled. Your rate limit resets in ~{wait}s.", headers=h, retry_after=wait)
-                )
-                await resp(scope, receive, send)
-                return
-            if decision.status is not None:
-                msg = "Internal server error (injected fault)" if decision.status < 503 else "Service unavailable (injected fault)"
-                resp = error(decision.status, msg) if error else replicate_error(decision.status, msg)
-                await resp(scope, receive, send)
-                return
+        if decision.ratelimit_remaining is not None:
+            extra_headers = [(b"ratelimit-remaining", str(decision.ratelimit_remaining).encode()), (b"ratelimit-reset", b"1")]
+        if decision.status == 429:
+            wait = decision.retry_after or 1
+            h = {"Retry-After": str(wait)}
+            refusal = (
+                emissary_error(429, f"Too many requests; retry after {wait}s", h) if emissary
+                else replicate_error(429, f"Request was throttled. Your rate limit resets in ~{wait}s.", headers=h, retry_after=wait)
+            )
+            return refusal, extra_headers
+        if decision.status is not None:
+            msg = "Internal server error (injected fault)" if decision.status < 503 else "Service unavailable (injected fault)"
+            return (emissary_error(decision.status, msg) if emissary else replicate_error(decision.status, msg)), extra_headers
+        return None, extra_headers
 
+    async def _forward(
+        self, scope: dict[str, Any], receive: Any, send: Any, emissary: bool, extra_headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        """Pass the request to its wire's app, counting the body bytes actually received (413 past the limit)."""
+        limit = self.p.faults.config.max_body_bytes
         received = 0
 
         async def limited_receive() -> dict[str, Any]:
@@ -179,5 +187,4 @@ class Gate:
         except _BodyTooLarge:
             if started:
                 raise
-            resp = error(413, too_large) if error else replicate_error(413, too_large)
-            await resp(scope, receive, send)
+            await self._too_large(emissary)(scope, receive, send)
