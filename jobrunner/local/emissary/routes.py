@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from jobrunner.local.db import Row
 from jobrunner.local.drop import DropConnection
 from jobrunner.local.emissary import catalog
 from jobrunner.local.emissary import serializers as wire
@@ -106,20 +107,20 @@ class EmissaryRoutes:
 
     # -- path lookups --
 
-    def _project(self, request: Request) -> Any:
+    def _project(self, request: Request) -> Row:
         return self.service.project(request.path_params["project_id"])
 
-    def _job(self, request: Request) -> Any:
+    def _job(self, request: Request) -> Row:
         return self.service.training_job(request.path_params["project_id"], request.path_params["training_job_id"])
 
-    def _dataset(self, request: Request) -> Any:
+    def _dataset(self, request: Request) -> Row:
         return self.service.dataset(request.path_params["project_id"], request.path_params["dataset_id"])
 
-    def _checkpoint(self, request: Request) -> Any:
+    def _checkpoint(self, request: Request) -> Row:
         p = request.path_params
         return self.service.checkpoint(p["project_id"], p["training_job_id"], p["checkpoint"])
 
-    def _deployment(self, request: Request) -> Any:
+    def _deployment(self, request: Request) -> Row:
         return self.service.deployment(request.path_params["project_id"], request.path_params["deployment_id"])
 
     # -- base models and projects --

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobrunner.local.engines import ModelError
+from jobrunner.local.engines import ModelError, RunContext
 from jobrunner.local.engines.ngram import DEFAULT_ORDER, MAX_ORDER, MIN_ORDER, NgramModel, evaluate, weights_bytes
 
 BASE_MODEL = "jobrunner-ngram"
@@ -115,7 +115,7 @@ def test_results(metrics: dict[str, float], results_url: str | None) -> dict[str
 # --- engine ---------------------------------------------------------------------------------
 
 
-def run(mode: str, input: dict[str, Any], ctx: Any) -> Any:
+def run(mode: str, input: dict[str, Any], ctx: RunContext) -> Any:
     """Worker entry point. `input` = {"parameters", "train_test_split_ratio"}; `ctx.context` holds
     the server-resolved dataset paths and the checkpoint directory."""
     if mode != "train":
@@ -174,7 +174,7 @@ def _read(path: str, which: str) -> bytes:
         raise ModelError(f"the {which} dataset is no longer available (was it deleted?)") from None
 
 
-def _write_checkpoint(ctx: Any, model: NgramModel, test_text: str, ckpt_dir: Path, n: int, step: int) -> None:
+def _write_checkpoint(ctx: RunContext, model: NgramModel, test_text: str, ckpt_dir: Path, n: int, step: int) -> None:
     weights = model.to_weights()
     path = ckpt_dir / f"checkpoint-{n}.json"
     path.write_bytes(weights_bytes(weights))
@@ -186,7 +186,7 @@ def _write_checkpoint(ctx: Any, model: NgramModel, test_text: str, ckpt_dir: Pat
     ctx.emit("checkpoint", {"checkpoint": n, "step": step, "path": str(path), "metrics": metrics})
 
 
-def _pause(ctx: Any, seconds: float) -> None:
+def _pause(ctx: RunContext, seconds: float) -> None:
     """Sleep in short slices so a cancel is noticed within a fraction of a second."""
     end = time.monotonic() + seconds
     while not ctx.cancelled():
