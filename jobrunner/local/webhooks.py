@@ -1,4 +1,7 @@
-"""Replicate-style webhooks sent by the local platform.
+"""Signed webhooks sent by the local platform, with Replicate's delivery rules.
+
+Part of the platform core (it imports no wire): the Replicate wire's service
+(`replicate.service.ReplicateService`) owns a `WebhookSender` and emits its job events into it.
 
 Replicate POSTs the GET-shaped prediction/training body to a job's `webhook` URL, signed the
 Standard-Webhooks way (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC>`
