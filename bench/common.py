@@ -41,7 +41,7 @@ class Platform:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30.0)
 
     def stats(self) -> dict[str, int]:
-        """The server's request counters so far (see `jobrunner.local.app.RequestStats`)."""
+        """The server's request counters so far (see `jobrunner.local.platform.RequestStats`)."""
         with self.client() as c:
             resp = c.get("/_admin/stats")
             resp.raise_for_status()

@@ -32,7 +32,13 @@ class LivePlatform:
 
     @property
     def platform(self) -> Any:
+        """The platform core (`jobrunner.local.platform.Platform`)."""
         return self.app.state.platform
+
+    @property
+    def emissary(self) -> Any:
+        """The Emissary wire's service (`jobrunner.local.emissary.service.EmissaryService`)."""
+        return self.app.state.emissary
 
     def client(self, **headers: str) -> httpx.Client:
         """A client speaking the Replicate wire (Bearer token) to this platform."""

@@ -1,18 +1,17 @@
 """The embedded local platform behind `provider: local` and `jobrunner serve`.
 
 A real HTTP server (starlette app served by uvicorn, state in SQLite under the data directory)
-that speaks the Replicate v1 wire format (and, through `emissary_api`, the Emissary one) and runs
-small built-in models for real in worker processes. Module map:
+that speaks two wire formats, Replicate v1 and Emissary (SDK 0.4.4), and runs small built-in
+models for real in worker processes. Layers, each importing only those below it (see
+docs/architecture.md, checked by tests/local/test_layout.py):
 
-- `app`: `create_app(data_dir, token, **options)`, the ASGI app and its middleware.
-- `platform`: the `Platform` object handed to every route module (db, runner, jobs, config, clock).
-- `db`: SQLite persistence (jobs, models, versions, files).
-- `jobs`: the Replicate job lifecycle (create, events from the runner, cancel, deadlines, waiting).
-- `runner` / `worker`: the job runner and its worker processes.
-- `models/`: the built-in model engines (echo, ngram, sleep) and their catalog (fixed version ids).
-- `replicate_api`: the Replicate v1 routes and serializers.
-- `problems`: problem+json errors and the deliberate connection drop.
-- `faults`, `security`, `multipart`, `clock`: small helpers.
-- `server`, `autostart`: running the app with uvicorn, and finding/starting one per workspace.
+- composition: `app` (`create_app(data_dir, token, **options)`, the ASGI app), `gate` (wire
+  selection, auth, size limit, faults, request counting), `server` (uvicorn, `jobrunner serve`),
+  `autostart` (finding/starting one platform per workspace).
+- wires, one package each with the same modules: `replicate/` and `emissary/`, each with
+  `catalog`, `store`, `service`, `serializers`, `errors`, `routes`.
+- `engines/`: the code that runs a job (echo, sleep, ngram, ngram_finetune).
+- core, naming neither wire: `platform` (the `Platform` both services build on), `db`, `runner` /
+  `worker` (engine processes), `webhooks` (signed delivery), `faults`, `security`, `clock`,
+  `multipart`, `drop`.
 """
-from __future__ import annotations

@@ -102,6 +102,7 @@ def _coerce(name: str, value: Any) -> Any:
             if text not in ("replicate", "custom"):
                 raise ValueError("use 'replicate' or 'custom'")
             return text
+        number: float
         if name in ("fail_next", "drop_next_creates", "drop_every_nth_create", "max_body_bytes", "seed", "retry_after_s"):
             number = int(value)
         else:

@@ -41,9 +41,12 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, Part]:
         if not name:
             continue
         filename = sub.get_filename()
-        payload = sub.get_payload(decode=True)
-        if payload is None:
-            payload = (sub.get_payload() or "").encode("utf-8") if isinstance(sub.get_payload(), str) else b""
+        decoded = sub.get_payload(decode=True)
+        if isinstance(decoded, bytes):
+            payload = decoded
+        else:  # not transfer-encoded: the text as it came
+            raw = sub.get_payload()
+            payload = raw.encode("utf-8") if isinstance(raw, str) else b""
         ctype = sub.get("Content-Type")
         parts[str(name)] = Part(str(name), filename, sub.get_content_type() if ctype else None, payload)
     return parts

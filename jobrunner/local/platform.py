@@ -1,43 +1,37 @@
-"""The `Platform` object: everything a wire-format route module needs, in one place.
+"""The `Platform` core: what both wire formats build on, naming neither.
 
-`app.create_app` builds one and hands it to the Replicate routes and, when present, to
-`jobrunner.local.emissary_api.routes(platform)` and `jobrunner.local.webhooks.attach(platform)`.
+`app.create_app` builds one `Platform` and hands it to each wire's service
+(`replicate.service.ReplicateService`, `emissary.service.EmissaryService`). It holds:
 
-Attributes:
 - `data_dir: Path`, `token: str`, `options: PlatformOptions`, `clock: Clock`
-- `db: Database` (SQLite; `db.conn` for other wire formats' own tables)
+- `db: Database`: the one SQLite file; each wire's store creates its own tables in it.
 - `runner: JobRunner`: `runner.submit(job_id, engine, mode, input, on_event, context)` /
-  `runner.cancel(job_id)`; engines are `models.ENGINES` names or `"module:function"` paths
-  (`jobrunner.local.models.ngram` has `train`, `generate`, `evaluate`, `NgramModel`).
-- `jobs: ReplicateJobs`: the Replicate job lifecycle.
+  `runner.cancel(job_id)`; engines are `engines.ENGINES` names or `"module:function"` paths.
 - `faults: FaultState`: the live fault knobs (`faults.should_drop_create()` after committing a create).
-- `webhook_secret: str`: `whsec_...`, as served by `GET /v1/webhooks/default/secret`.
-- `subscribe(listener)`: `listener(event, job)` is called for Replicate job events `start`,
-  `output`, `logs` and `completed`, with `job` the stored job row (`jobs.render(job, job["base_url"])`
-  gives its wire shape).
-- `store_file(data, name=, content_type=, metadata=, purpose=) -> row`, `file_path(row) -> Path`,
-  `scratch_path(suffix) -> Path`: server-made file names under the data directory.
+- `request_stats: RequestStats`: what the app's gate counted (`GET /_admin/stats`).
+- `webhook_secret: str`: `whsec_...`, the signing secret of webhooks.
+- `scratch_dir` / `scratch_path(suffix)`: server-made names for a job's temporary files (emptied
+  at start: nothing there outlives the jobs that used it).
 - `spawn(coro)`: run a background task that is cancelled at shutdown.
+- `on_shutdown(close)`: a service's own clean-up, run by `shutdown()` after the workers stop and
+  before the database closes.
 """
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from jobrunner.local.clock import Clock, new_id, rfc3339
-from jobrunner.local.db import Database, Row
+from jobrunner.local.clock import Clock
+from jobrunner.local.db import Database
 from jobrunner.local.faults import FaultConfig, FaultState
 from jobrunner.local.runner import JobRunner
 from jobrunner.local.security import load_or_create_webhook_secret
 
 log = logging.getLogger("jobrunner.local")
-
-Listener = Callable[[str, Row], None]
 
 
 @dataclass
@@ -47,6 +41,25 @@ class PlatformOptions:
     max_wait: float = 60.0  # longest `Prefer: wait=n`
     page_size: int = 100
     webhook_hosts: tuple[str, ...] = ()  # hosts besides loopback that webhooks may be sent to
+
+
+class RequestStats:
+    """Requests the gate saw (admin routes excepted): in all, per category, method and status.
+
+    Keys: `requests`, `category.<create|get|other>` (as the fault knobs classify them),
+    `method.<GET|POST|...>`, `list.<predictions|trainings>` (list pages), `status.<code>`
+    (`status.dropped` when the connection closed without an answer). A dict increment per
+    request: cheap enough to be always on.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def add(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(sorted(self.counts.items()))
 
 
 class Platform:
@@ -64,32 +77,18 @@ class Platform:
         self.options = options or PlatformOptions()
         self.clock = clock or Clock()
         data_dir.mkdir(parents=True, exist_ok=True)
-        (data_dir / "files").mkdir(exist_ok=True)
-        (data_dir / "scratch").mkdir(exist_ok=True)
+        self.scratch_dir = data_dir / "scratch"
+        self.scratch_dir.mkdir(exist_ok=True)
+        for leftover in self.scratch_dir.glob("*"):  # inputs of jobs that cannot resume after a restart
+            leftover.unlink(missing_ok=True)
         self.db = Database(data_dir / "platform.db")
         self.runner = JobRunner(workers=self.options.workers)
         self.faults = FaultState(faults)
-        self._listeners: list[Listener] = []
+        self.request_stats = RequestStats()
+        self._closers: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._webhook_secret: str | None = None
         self._closed = False
-        from jobrunner.local.jobs import ReplicateJobs  # circular: jobs needs the platform
-
-        self.jobs = ReplicateJobs(self)
-
-    # --- events ----------------------------------------------------------------------------
-
-    def subscribe(self, listener: Listener) -> None:
-        self._listeners.append(listener)
-
-    def notify(self, event: str, job: Row) -> None:
-        for listener in self._listeners:
-            try:
-                listener(event, job)
-            except Exception:  # a listener bug must never break a job
-                log.exception("job event listener failed")
-
-    # --- secrets ----------------------------------------------------------------------------
 
     @property
     def webhook_secret(self) -> str:
@@ -97,47 +96,10 @@ class Platform:
             self._webhook_secret = load_or_create_webhook_secret(self.data_dir)
         return self._webhook_secret
 
-    # --- files ------------------------------------------------------------------------------
-
-    def file_path(self, row: Row) -> Path:
-        return self.data_dir / "files" / Path(row["path"]).name
-
-    def new_file_id(self) -> str:
-        return new_id()
-
-    def store_file(
-        self,
-        data: bytes,
-        *,
-        name: str = "file",
-        content_type: str = "application/octet-stream",
-        metadata: dict[str, Any] | None = None,
-        purpose: str = "upload",
-        file_id: str | None = None,
-    ) -> Row:
-        """Write `data` under a server-made name and record it; returns the file row."""
-        fid = file_id or new_id()
-        path = self.data_dir / "files" / fid
-        if not path.exists() or path.read_bytes() != data:
-            path.write_bytes(data)
-        row = {
-            "id": fid,
-            "name": _safe_display_name(name),
-            "content_type": content_type or "application/octet-stream",
-            "size": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "metadata": metadata or {},
-            "created_at": rfc3339(self.clock.now()),
-            "path": fid,
-            "purpose": purpose,
-        }
-        self.db.insert_file(row)
-        return row
-
     def scratch_path(self, suffix: str = "") -> Path:
-        return self.data_dir / "scratch" / (secrets.token_hex(16) + suffix)
+        return self.scratch_dir / (secrets.token_hex(16) + suffix)
 
-    # --- tasks ------------------------------------------------------------------------------
+    # --- tasks and shutdown -------------------------------------------------------------------
 
     def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -145,25 +107,20 @@ class Platform:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def on_shutdown(self, close: Callable[[], None]) -> None:
+        self._closers.append(close)
+
     async def shutdown(self) -> None:
-        """Stop workers and background tasks and close the database (idempotent)."""
+        """Stop workers and background tasks, run the services' clean-ups, close the database (idempotent)."""
         if self._closed:
             return
         self._closed = True
         for task in list(self._tasks):
             task.cancel()
         await self.runner.aclose()
-        sender = getattr(self, "webhooks", None)  # attached by jobrunner.local.webhooks
-        if sender is not None and hasattr(sender, "close"):
+        for close in self._closers:
             try:
-                sender.close(timeout=2.0)  # let final `completed` deliveries go out
-            except Exception:
-                log.exception("closing the webhook sender failed")
-        self.jobs.close()
+                close()
+            except Exception:  # one service's failed clean-up must not keep the database open
+                log.exception("a local platform service failed to shut down cleanly")
         self.db.close()
-
-
-def _safe_display_name(name: str) -> str:
-    """Keep only the last path component of a client-given file name (display only)."""
-    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip() or "file"
-    return base[:255]

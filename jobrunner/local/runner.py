@@ -7,7 +7,7 @@ kind (e.g. `checkpoint`), and finally one of `done` (`{"output", "predict_time"}
 job or kills the worker running it (and starts a replacement), so cancel takes effect at once.
 
 A stuck model never stalls the API: engines run in separate processes and the event loop only
-reacts to their pipes becoming readable. Engines listed in `models.INLINE` (echo) are trivially fast
+reacts to their pipes becoming readable. Engines listed in `engines.INLINE` (echo) are trivially fast
 and pure, so they run on the event loop itself without a process round trip.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from jobrunner.local.models import INLINE
+from jobrunner.local.engines import INLINE
 from jobrunner.local.worker import run_engine
 
 log = logging.getLogger("jobrunner.local.runner")

@@ -1,4 +1,7 @@
-"""Replicate-style webhooks sent by the local platform.
+"""Signed webhooks sent by the local platform, with Replicate's delivery rules.
+
+Part of the platform core (it imports no wire): the Replicate wire's service
+(`replicate.service.ReplicateService`) owns a `WebhookSender` and emits its job events into it.
 
 Replicate POSTs the GET-shaped prediction/training body to a job's `webhook` URL, signed the
 Standard-Webhooks way (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC>`
@@ -413,38 +416,14 @@ def _safe_url(url: str) -> str:
         return "(invalid url)"
 
 
-# --- wiring into the platform ---------------------------------------------------------------
+# --- configuration ----------------------------------------------------------------------------
 
 ALLOWED_HOSTS_ENV = "JOBRUNNER_LOCAL_WEBHOOK_HOSTS"
 
 
-def allowed_hosts_from(platform: Any) -> tuple[str, ...]:
-    """Hosts besides loopback that webhooks may go to: `options.webhook_hosts` and the
-    comma-separated `JOBRUNNER_LOCAL_WEBHOOK_HOSTS` (`*` = any host)."""
-    hosts = list(getattr(platform.options, "webhook_hosts", None) or ())
+def allowed_hosts_from(configured: Iterable[str]) -> tuple[str, ...]:
+    """Hosts besides loopback that webhooks may go to: the platform's `webhook_hosts` option and
+    the comma-separated `JOBRUNNER_LOCAL_WEBHOOK_HOSTS` (`*` = any host)."""
+    hosts = list(configured)
     hosts += [h.strip() for h in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if h.strip()]
     return tuple(hosts)
-
-
-def attach(platform: Any, **sender_options: Any) -> WebhookSender:
-    """Send webhooks for the platform's Replicate job events; returns the sender (`platform.webhooks`).
-
-    The platform calls listeners with (`start` | `output` | `logs` | `completed`, job row); the body
-    is the job's GET shape, rendered against the base URL the job was created through.
-    """
-    sender = WebhookSender(lambda: platform.webhook_secret, allowed_hosts=allowed_hosts_from(platform), **sender_options)
-
-    def on_job_event(event: str, job: Mapping[str, Any]) -> None:
-        if not job.get("webhook"):
-            return
-        sender.emit(
-            job["id"],
-            event,
-            platform.jobs.render(job, job["base_url"]),
-            webhook=job["webhook"],
-            events_filter=job.get("webhook_events_filter"),
-        )
-
-    platform.subscribe(on_job_event)
-    platform.webhooks = sender
-    return sender

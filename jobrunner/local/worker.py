@@ -19,7 +19,7 @@ import time
 import traceback
 from typing import Any, BinaryIO
 
-from jobrunner.local.models import ModelError, resolve
+from jobrunner.local.engines import ModelError, RunContext, resolve
 
 
 class WorkerContext:
@@ -47,7 +47,7 @@ class WorkerContext:
         return False  # cancel kills the process; engines never need to poll
 
 
-def run_engine(engine: str, mode: str, input: dict[str, Any], ctx: Any) -> tuple[str, dict[str, Any]]:
+def run_engine(engine: str, mode: str, input: dict[str, Any], ctx: RunContext) -> tuple[str, dict[str, Any]]:
     """Run one engine call; returns the final `(kind, data)` event. Shared by inline execution."""
     started = time.perf_counter()
     try:

@@ -247,7 +247,7 @@ def test_an_upstream_that_succeeded_without_the_output_needs_attention_once(work
             break
         assert time.monotonic() < deadline and got["status"] in ("Pending", "Running"), got
         time.sleep(0.1)
-    platform.platform.emissary.store.conn.execute(
+    platform.emissary.store.conn.execute(
         "DELETE FROM emissary_checkpoints WHERE training_job_id = ?", (job_id,))
     _down(workspace)
     predictions_before = len(_predictions(platform))

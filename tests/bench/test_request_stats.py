@@ -6,7 +6,7 @@ import asyncio
 import httpx
 
 from jobrunner.local.app import create_app
-from jobrunner.local.models.catalog import ECHO_VERSION
+from jobrunner.local.replicate.catalog import ECHO_VERSION
 
 
 def test_stats_count_requests_by_category_method_list_and_status(tmp_path):

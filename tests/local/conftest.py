@@ -4,26 +4,20 @@
   thread (tests/platform_fixture.py); yields a `LivePlatform(url, token, data_dir, app)`. Options for `create_app` can be
   given with `@pytest.mark.platform_options(workers=1, ...)`.
 - `client`: a synchronous `httpx.Client` for it with the Replicate `Authorization` header.
-- `serve_app(data_dir, token, **options)`: the same as a context manager, for tests that restart
-  a platform on one data directory.
+- `wait`: the `wait_for(client, path, timeout=, until=)` helper.
+
+Plain helpers (`TOKEN`, `serve_app`, `wait_for`) live in `tests/local/helpers.py`.
 """
 from __future__ import annotations
 
-import contextlib
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
 import pytest
 
-from tests.platform_fixture import LivePlatform, serve_platform
-
-TOKEN = "test-token-0123456789"
-
-
-def serve_app(data_dir: Path, token: str = TOKEN, **options: Any) -> contextlib.AbstractContextManager[LivePlatform]:
-    return serve_platform(data_dir, token, **options)
+from tests.local.helpers import serve_app, wait_for
+from tests.platform_fixture import LivePlatform
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,16 +38,6 @@ def live_platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Li
 def client(live_platform: LivePlatform) -> Iterator[httpx.Client]:
     with live_platform.client() as c:
         yield c
-
-
-def wait_for(client: httpx.Client, path: str, *, timeout: float = 15.0, until: tuple[str, ...] = ("succeeded", "failed", "canceled", "aborted")) -> dict[str, Any]:
-    """Poll a job until its status is in `until`; returns its JSON."""
-    deadline = time.monotonic() + timeout
-    while True:
-        body = client.get(path).json()
-        if body["status"] in until or time.monotonic() > deadline:
-            return body
-        time.sleep(0.02)
 
 
 @pytest.fixture

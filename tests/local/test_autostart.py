@@ -6,7 +6,7 @@ import os
 import httpx
 
 from jobrunner.local.autostart import data_dir_for, ensure_platform, find_platform, stop_platform
-from jobrunner.local.models.catalog import SLEEP_VERSION
+from jobrunner.local.replicate.catalog import SLEEP_VERSION
 
 
 def test_ensure_platform_starts_reuses_and_stops(tmp_path):

@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import LivePlatform, serve_app
+from tests.local.helpers import serve_app
+from tests.platform_fixture import LivePlatform
 
 STATUSES = {"Pending", "Running", "Success", "Failed", "TimedOut", "Cancelled"}
 OCTET = {"Content-Type": "application/octet-stream"}  # what the SDK sends with empty bodies
@@ -272,7 +273,7 @@ def test_delete_running_job_and_project_cascade(em: httpx.Client, live_platform:
     assert em.get(f"/v1/projects/{pid}/training-jobs/{a['id']}/checkpoints").status_code == 404
     assert em.delete(f"/v1/projects/{pid}").status_code == 204
     assert em.get(f"/v1/projects/{pid}/training-jobs").status_code == 404
-    service = live_platform.platform.emissary
+    service = live_platform.emissary
     assert service.store.get_training_job(None, b["id"]) is None
     assert not live_platform.platform.runner.holds(b["id"])
 

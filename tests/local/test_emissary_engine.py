@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from jobrunner.local import emissary_engine as eng
-from jobrunner.local.models import ModelError
+from jobrunner.local.engines import ModelError
+from jobrunner.local.engines import ngram_finetune as eng
 
 POEM = (
     "The moon rises over the quiet sea, and the stars answer with a slow light. "

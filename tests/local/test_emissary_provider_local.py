@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LivePlatform
 from jobrunner.errors import NotFoundError
 from jobrunner.providers.base import CANCELED, FAILED, SUCCEEDED, CreateRequest
 from jobrunner.providers.registry import get_provider
 from jobrunner.workspace import WorkspaceConfig
+from tests.platform_fixture import LivePlatform
 
 
 async def _poll(provider, job_id: str, project_id: str, done: set[str], timeout: float = 20):

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from jobrunner.local.faults import FaultConfigError, FaultState, parse_faults
-from jobrunner.local.models.catalog import ECHO_VERSION
+from jobrunner.local.replicate.catalog import ECHO_VERSION
 
 
 def test_faults_are_off_by_default_and_changeable_at_runtime(live_platform, client):

@@ -7,8 +7,8 @@ import httpx
 import pytest
 
 from jobrunner.local.clock import new_id, parse_rfc3339, rfc3339
-from jobrunner.local.jobs import parse_duration
 from jobrunner.local.multipart import MultipartError, parse_multipart
+from jobrunner.local.replicate.serializers import parse_duration
 
 
 def test_multipart_round_trip_keeps_binary_content():

@@ -6,7 +6,7 @@ import asyncio
 import httpx
 
 from jobrunner.local.app import create_app
-from jobrunner.local.models.catalog import ECHO_VERSION, SLEEP_VERSION
+from jobrunner.local.replicate.catalog import ECHO_VERSION, SLEEP_VERSION
 
 
 def test_predictions_in_process(tmp_path):

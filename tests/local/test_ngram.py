@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from jobrunner.local.models import ModelError
-from jobrunner.local.models.ngram import NgramModel, evaluate, generate, train
+from jobrunner.local.engines import ModelError
+from jobrunner.local.engines.ngram import NgramModel, evaluate, generate, train
 
 TEXT = "the cat sat on the mat. the dog sat on the log. " * 20
 

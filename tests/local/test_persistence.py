@@ -1,10 +1,9 @@
 """Jobs, models, versions and files survive a restart; jobs caught running come back failed."""
 from __future__ import annotations
 
-from conftest import TOKEN, serve_app, wait_for
-
-from jobrunner.local.jobs import RESTART_ERROR
-from jobrunner.local.models.catalog import ECHO_VERSION, NGRAM_VERSION, SLEEP_VERSION
+from jobrunner.local.replicate.catalog import ECHO_VERSION, NGRAM_VERSION, SLEEP_VERSION
+from jobrunner.local.replicate.service import RESTART_ERROR
+from tests.local.helpers import TOKEN, serve_app, wait_for
 
 
 def test_state_survives_a_restart_and_running_jobs_fail(tmp_path):

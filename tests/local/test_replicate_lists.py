@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from jobrunner.local.models.catalog import ECHO_VERSION
+from jobrunner.local.replicate.catalog import ECHO_VERSION
 
 
 def _create(client: httpx.Client, n: int) -> list[str]:

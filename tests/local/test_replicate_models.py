@@ -5,7 +5,7 @@ import base64
 import json
 import re
 
-from jobrunner.local.models.catalog import ECHO_VERSION, NGRAM_VERSION, SLEEP_VERSION
+from jobrunner.local.replicate.catalog import ECHO_VERSION, NGRAM_VERSION, SLEEP_VERSION
 
 TRAIN_TEXT = "the moon rises over the sea and the sea answers the moon. " * 40
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from jobrunner.local.models.catalog import ECHO_VERSION, NGRAM_VERSION, SLEEP_VERSION
+from jobrunner.local.replicate.catalog import ECHO_VERSION, NGRAM_VERSION, SLEEP_VERSION
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 REQUIRED = {"id", "model", "version", "input", "output", "data_removed", "error", "status", "created_at", "urls"}

@@ -141,7 +141,7 @@ def test_workers_exit_when_the_server_is_killed(tmp_path):
 
     import httpx
 
-    from jobrunner.local.models.catalog import SLEEP_VERSION
+    from jobrunner.local.replicate.catalog import SLEEP_VERSION
 
     server = subprocess.Popen(
         [sys.executable, "-m", "jobrunner", "serve", "--port", "0", "--data-dir", str(tmp_path), "--token", "t"],

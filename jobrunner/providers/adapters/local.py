@@ -16,7 +16,7 @@ def builtin_version_schema(version_id: str) -> dict[str, Any] | None:
     """The OpenAPI document of one of the platform's built-in model versions, else None."""
     # Imported on first use: the catalog is plain data, but `validate` of a workspace without
     # local jobs should not load the platform's package at all.
-    from jobrunner.local.models.catalog import BUILTINS
+    from jobrunner.local.replicate.catalog import BUILTINS
 
     for model in BUILTINS:
         if model.version == version_id:

@@ -1,32 +1,43 @@
-"""The Replicate job lifecycle on the local platform: create, run, cancel, deadlines, waiting.
+"""The Replicate wire's service on the local platform: catalog, files and the job lifecycle.
 
 A job row moves `starting` -> `processing` -> `succeeded` | `failed` | `canceled`, or from
 `starting` straight to `canceled` (user cancel) or `aborted` (its `Cancel-After` deadline passed
 before it started). Runner events are applied to the row as they arrive: logs are appended while
 the job runs, `metrics.predict_time` / `total_time` are set at the end, and a successful training
-registers its weights as a file and a new version of the destination model. Jobs that were queued
-or running when the server stopped come back as `failed` at the next start.
+registers its weights as a file and a new version of the destination model. Each event is also
+the job's webhook (`start`, `output`, `logs`, `completed`, sent by `jobrunner.local.webhooks`).
+
+At start the built-in models of `catalog` are seeded (fixed version ids), and jobs that were
+queued or running when the server stopped come back as `failed`. Inputs are validated against the
+version's Cog-style `Input` / `TrainingInput` schema. Nothing here knows HTTP: `routes` parses
+requests and renders rows with `serializers`.
 """
 from __future__ import annotations
 
 import asyncio
 import base64
-import collections
 import binascii
+import collections
 import hashlib
+import logging
 import re
 import urllib.parse
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from jobrunner.durations import parse_duration as _parse_duration
+from jsonschema import Draft7Validator
+
 from jobrunner.local.clock import new_id, parse_rfc3339, rfc3339
 from jobrunner.local.db import Row
-from jobrunner.local.models import catalog
+from jobrunner.local.platform import Platform
+from jobrunner.local.replicate import catalog
+from jobrunner.local.replicate.errors import ApiError, invalid_fields
+from jobrunner.local.replicate.serializers import HEX64, JobKind, input_problems, render_job
+from jobrunner.local.replicate.store import ReplicateStore
+from jobrunner.local.webhooks import WebhookSender, allowed_hosts_from
 
-if TYPE_CHECKING:
-    from jobrunner.local.platform import Platform
+log = logging.getLogger("jobrunner.local")
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 RESTART_ERROR = (
@@ -44,18 +55,20 @@ class InputError(ValueError):
         self.field = field
 
 
-def parse_duration(text: str) -> float:
-    """`Cancel-After` values: `30s`, `5m`, `1h`, `2h30m`, `1h30m45s`, or a bare number of seconds.
+class ReplicateService:
+    """The Replicate wire's state and job lifecycle on the platform core (see the module docstring)."""
 
-    jobrunner.durations' spelling without the `d` unit, which Replicate's (Go) parser refuses too;
-    raises ValueError (DurationError) naming what is accepted.
-    """
-    return _parse_duration(text, allow_days=False)
+    CACHE_SIZE = 5_000
 
-
-class ReplicateJobs:
-    def __init__(self, platform: "Platform") -> None:
+    def __init__(self, platform: Platform) -> None:
         self.p = platform
+        self.store = ReplicateStore(platform.db)
+        self.files_dir = platform.data_dir / "files"
+        self.files_dir.mkdir(exist_ok=True)
+        self.webhooks = WebhookSender(
+            lambda: platform.webhook_secret, allowed_hosts=allowed_hosts_from(platform.options.webhook_hosts)
+        )
+        self._validators: dict[tuple[str, str], Draft7Validator] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._cancel_status: dict[str, str] = {}
@@ -64,8 +77,9 @@ class ReplicateJobs:
         # spares the SELECTs of polling and of event handling.
         self._cache: collections.OrderedDict[str, Row] = collections.OrderedDict()
         self._start_pending: set[str] = set()
-
-    CACHE_SIZE = 5_000
+        self._seed_builtins()
+        self._recover_after_restart()
+        platform.on_shutdown(self._close)
 
     def get(self, job_id: str) -> Row | None:
         """The current row of a job (from the cache, else the database)."""
@@ -73,7 +87,7 @@ class ReplicateJobs:
         if job is not None:
             self._cache.move_to_end(job_id)
             return job
-        job = self.p.db.get_job(job_id)
+        job = self.store.get_job(job_id)
         if job is not None:
             self._remember(job)
         return job
@@ -87,24 +101,122 @@ class ReplicateJobs:
             self._cache.popitem(last=False)
 
     def _update(self, job_id: str, **values: Any) -> None:
-        self.p.db.update_job(job_id, **values)
+        self.store.update_job(job_id, **values)
         job = self._cache.get(job_id)
         if job is not None:
             job.update(values)
 
-    @staticmethod
-    def render(job: Row, base_url: str) -> dict[str, Any]:
-        """The job's Replicate wire shape (what GET returns), with URLs under `base_url`."""
-        from jobrunner.local.replicate_api import render_job
+    # --- catalog: built-in models, versions, inputs ------------------------------------------
 
-        return render_job(job, base_url)
+    def _seed_builtins(self) -> None:
+        """Create the built-in models and their fixed versions on first start (idempotent)."""
+        store = self.store
+        now = rfc3339(self.p.clock.now())
+        for model in catalog.BUILTINS:
+            if store.get_model(catalog.OWNER, model.name) is None:
+                store.insert_model(
+                    {
+                        "owner": catalog.OWNER, "name": model.name, "description": model.description,
+                        "visibility": "public", "hardware": "cpu", "is_official": 1, "created_at": now,
+                    }
+                )
+            if store.get_version(model.version) is None:
+                store.insert_version(
+                    {
+                        "id": model.version, "owner": catalog.OWNER, "name": model.name, "engine": model.engine,
+                        "weights_file": None, "openapi_schema": model.openapi_schema,
+                        "cog_version": catalog.COG_VERSION, "created_at": now,
+                    }
+                )
+
+    def resolve_version(self, ref: Any) -> Row:
+        """The version a create names: `<id>`, `owner/name:<id>`, or `owner/name` of an official model."""
+        bad = ApiError(
+            422,
+            "The specified version does not exist (or perhaps you don't have permission to use it?)",
+            title="Invalid version or not permitted",
+        )
+        if not isinstance(ref, str) or not ref:
+            raise bad
+        owner_name, _, vid = ref.rpartition(":") if ":" in ref else ("", "", ref)
+        if HEX64.match(vid):
+            version = self.store.get_version(vid)
+            if version is None or (owner_name and owner_name != f"{version['owner']}/{version['name']}"):
+                raise bad
+            return version
+        if "/" in ref and ":" not in ref:  # owner/name: official models only
+            owner, name = ref.split("/", 1)
+            model = self.store.get_model(owner, name)
+            latest = self.store.latest_version(owner, name) if model and model["is_official"] else None
+            if latest is not None:
+                return latest
+        raise bad
+
+    def validate_input(self, version: Row, schema_name: str, value: Any) -> dict[str, Any]:
+        """`value` checked against the version's `Input` or `TrainingInput` schema (422 otherwise)."""
+        if not isinstance(value, dict):
+            raise invalid_fields([("type", "input", "input must be an object")])
+        key = (version["id"], schema_name)
+        validator = self._validators.get(key)
+        if validator is None:
+            schema = ((version["openapi_schema"] or {}).get("components") or {}).get("schemas", {}).get(schema_name)
+            if schema is None:
+                if schema_name == "TrainingInput":
+                    raise ApiError(
+                        422, f"{version['owner']}/{version['name']}:{version['id']} cannot be trained.",
+                        title="Invalid version or not permitted",
+                    )
+                return value
+            validator = self._validators[key] = Draft7Validator(schema)
+        errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+        if errors:
+            raise invalid_fields(input_problems(errors, value))
+        return value
+
+    # --- files ----------------------------------------------------------------------------
+
+    def file_path(self, row: Row) -> Path:
+        return self.files_dir / Path(row["path"]).name
+
+    def store_file(
+        self,
+        data: bytes,
+        *,
+        name: str = "file",
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, Any] | None = None,
+        purpose: str = "upload",
+        file_id: str | None = None,
+    ) -> Row:
+        """Write `data` under a server-made name and record it; returns the file row."""
+        fid = file_id or new_id()
+        path = self.files_dir / fid
+        if not path.exists() or path.read_bytes() != data:
+            path.write_bytes(data)
+        row = {
+            "id": fid,
+            "name": _safe_display_name(name),
+            "content_type": content_type or "application/octet-stream",
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "metadata": metadata or {},
+            "created_at": rfc3339(self.p.clock.now()),
+            "path": fid,
+            "purpose": purpose,
+        }
+        self.store.insert_file(row)
+        return row
+
+    def delete_file(self, row: Row) -> None:
+        self.store.delete_file(row["id"])
+        self.file_path(row).unlink(missing_ok=True)
 
     # --- creation ----------------------------------------------------------------------
 
     def create(
         self,
         *,
-        kind: str,
+        kind: JobKind,
         version: Row,
         input: dict[str, Any],
         base_url: str,
@@ -140,7 +252,7 @@ class ReplicateJobs:
                 if kind == "training" else {}
             ),
         }
-        self.p.db.insert_job(job)
+        self.store.insert_job(job)
         self._remember({**job, "started_at": None, "completed_at": None})
         mode = "train" if kind == "training" else "predict"
         self.p.runner.submit(
@@ -155,17 +267,17 @@ class ReplicateJobs:
         """Server-resolved paths for the engine; nothing here comes from the client verbatim."""
         context: dict[str, Any] = {}
         if version.get("weights_file"):
-            file = self.p.db.get_file(version["weights_file"])
+            file = self.store.get_file(version["weights_file"])
             if file is not None:
-                context["weights_path"] = str(self.p.file_path(file))
+                context["weights_path"] = str(self.file_path(file))
         if kind == "training":
             path = self.resolve_train_data(input.get("train_data", ""))
             context["train_text_path"] = str(path)
-            if path.parent == self.p.data_dir / "scratch":
+            if path.parent == self.p.scratch_dir:
                 context["scratch_path"] = str(path)  # removed when the training ends
-            file_id = self.p.new_file_id()
+            file_id = new_id()
             context["weights_file_id"] = file_id
-            context["weights_path"] = str(self.p.data_dir / "files" / file_id)
+            context["weights_path"] = str(self.files_dir / file_id)
         return context
 
     def resolve_train_data(self, value: Any) -> Path:
@@ -188,13 +300,13 @@ class ReplicateJobs:
         if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", value):
             parsed = urllib.parse.urlsplit(value)
             match = _FILE_URL.match(parsed.path)
-            file = self.p.db.get_file(match.group(1)) if match and parsed.scheme in ("http", "https") else None
+            file = self.store.get_file(match.group(1)) if match and parsed.scheme in ("http", "https") else None
             if file is None:
                 raise InputError(
                     "input.train_data",
                     "train_data URLs must be files uploaded to this platform (POST /v1/files) or data: URIs",
                 )
-            return self.p.file_path(file)
+            return self.file_path(file)
         return self._scratch(value.encode("utf-8"))
 
     def _scratch(self, data: bytes) -> Path:
@@ -218,7 +330,7 @@ class ReplicateJobs:
                 self._update(job_id, **started)
             self._notify("start", job_id)
         elif kind == "log":
-            self.p.db.append_logs(job_id, str(data))
+            self.store.append_logs(job_id, str(data))
             job = self._cache.get(job_id)
             if job is not None:
                 job["logs"] = (job.get("logs") or "") + str(data)
@@ -237,7 +349,7 @@ class ReplicateJobs:
             self._start_pending.discard(job_id)
             job = self._cache.get(job_id)
             if job is not None:
-                self.p.db.update_job(job_id, status=job["status"], started_at=job["started_at"])
+                self.store.update_job(job_id, status=job["status"], started_at=job["started_at"])
 
     def _finish(
         self,
@@ -286,16 +398,18 @@ class ReplicateJobs:
 
     def _register_trained_version(self, job: Row, result: Any) -> dict[str, str]:
         file_id = (job.get("extra") or {}).get("weights_file")
-        path = self.p.data_dir / "files" / file_id
+        if not file_id:
+            raise RuntimeError("the training recorded no weights file")
+        path = self.files_dir / file_id
         data = path.read_bytes()
         owner, name = job["destination"].split("/", 1)
-        if self.p.db.get_model(owner, name) is None:
+        if self.store.get_model(owner, name) is None:
             raise RuntimeError(f"the destination model {job['destination']} no longer exists")
-        file = self.p.store_file(
+        file = self.store_file(
             data, name=f"{name}-weights.json", content_type="application/json", purpose="weights", file_id=file_id
         )
         version_id = hashlib.sha256(f"{job['id']}:{file['sha256']}".encode()).hexdigest()
-        self.p.db.insert_version(
+        self.store.insert_version(
             {
                 "id": version_id,
                 "owner": owner,
@@ -310,10 +424,17 @@ class ReplicateJobs:
         return {"version": f"{owner}/{name}:{version_id}", "weights": f"{job['base_url']}/v1/files/{file_id}/download"}
 
     def _notify(self, event: str, job_id: str) -> None:
-        if self.p._listeners:
-            job = self.get(job_id)
-            if job is not None:
-                self.p.notify(event, job)
+        """Send the job's webhook for `event` (`start`, `output`, `logs`, `completed`), if it has one."""
+        job = self.get(job_id)
+        if job is None or not job.get("webhook"):
+            return
+        try:
+            self.webhooks.emit(
+                job_id, event, render_job(job, job["base_url"]),
+                webhook=job["webhook"], events_filter=job.get("webhook_events_filter"),
+            )
+        except Exception:  # a webhook bug must never break a job
+            log.exception("queueing a webhook failed")
 
     # --- cancel, deadlines, waiting -----------------------------------------------------------
 
@@ -348,14 +469,23 @@ class ReplicateJobs:
             if waiters and fut in waiters:
                 waiters.remove(fut)
 
-    def recover_after_restart(self) -> None:
+    def _recover_after_restart(self) -> None:
+        """Jobs that were queued or running when the server stopped cannot resume: mark them failed."""
         now = rfc3339(self.p.clock.now())
-        for job in self.p.db.jobs_with_status(["starting", "processing"]):
-            self.p.db.update_job(job["id"], status="failed", error=RESTART_ERROR, completed_at=now)
-        for leftover in (self.p.data_dir / "scratch").glob("*"):  # inputs of jobs that cannot resume
-            leftover.unlink(missing_ok=True)
+        for job in self.store.jobs_with_status(["starting", "processing"]):
+            self.store.update_job(job["id"], status="failed", error=RESTART_ERROR, completed_at=now)
 
-    def close(self) -> None:
+    def _close(self) -> None:
+        try:
+            self.webhooks.close(timeout=2.0)  # let final `completed` deliveries go out
+        except Exception:
+            log.exception("closing the webhook sender failed")
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+
+
+def _safe_display_name(name: str) -> str:
+    """Keep only the last path component of a client-given file name (display only)."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip() or "file"
+    return base[:255]

@@ -1,7 +1,7 @@
 """The Emissary side of the local platform's SQLite file: projects, datasets, training jobs,
 checkpoints and deployments.
 
-These tables live in the same database as the Replicate-wire tables (one file to back up, one
+These tables live in the same database as the Replicate wire's (`replicate.store`) (one file to back up, one
 connection owned by the server's event loop) but are separate: the Emissary wire has its own ids
 (`ms-`, `ds-`, `tr-`, `dp-` like the SDK's examples), its own status enum and integer epoch-second
 timestamps. A training job row points at the platform job (`runner_job_id`) that does the work in
@@ -13,22 +13,21 @@ nothing the client sends ever becomes part of a path.
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
-Row = dict[str, Any]
+from jobrunner.local.db import Database, Row, dumps
+from jobrunner.local.emissary.catalog import USER_ID
 
 # The closed status enum of SDK 0.4.4 (TrainingJobSummary.status / TrainingJobDetailStatus).
 PENDING, RUNNING, SUCCESS, FAILED, TIMED_OUT, CANCELLED = "Pending", "Running", "Success", "Failed", "TimedOut", "Cancelled"
 TRAINING_STATUSES = (PENDING, RUNNING, SUCCESS, FAILED, TIMED_OUT, CANCELLED)
 TERMINAL = frozenset({SUCCESS, FAILED, TIMED_OUT, CANCELLED})
-DEPLOYMENT_STATUSES = ("Pending", "Deploying", "Deployed", "Failed", "Cancelled", "TimedOut")
-
-USER_ID = "me"  # the local account, as on the Replicate wire
+DEPLOYING, DEPLOYED = "Deploying", "Deployed"
+DEPLOYMENT_STATUSES = (PENDING, DEPLOYING, DEPLOYED, FAILED, CANCELLED, TIMED_OUT)
+DEPLOYMENT_TERMINAL = frozenset({FAILED, CANCELLED, TIMED_OUT})
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS emissary_projects (
@@ -98,9 +97,6 @@ CREATE TABLE IF NOT EXISTS emissary_deployments (
 CREATE INDEX IF NOT EXISTS emissary_deployments_project ON emissary_deployments(project_id, seq);
 """
 
-_JSON = {"parameters", "training_loss", "test_results"}
-
-
 def now() -> int:
     """Emissary timestamps are integer epoch seconds."""
     return int(time.time())
@@ -110,64 +106,34 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(6)}"
 
 
-def _decode(row: sqlite3.Row | None) -> Row | None:
-    if row is None:
-        return None
-    out = dict(row)
-    for key in _JSON & out.keys():
-        out[key] = json.loads(out[key]) if out[key] is not None else None
-    return out
-
-
-def _encode(values: Row) -> list[Any]:
-    return [json.dumps(v, separators=(",", ":")) if k in _JSON and v is not None else v for k, v in values.items()]
-
-
 class EmissaryStore:
     """Short statements on the platform's shared SQLite connection."""
 
-    def __init__(self, conn: sqlite3.Connection, data_dir: Path) -> None:
-        self.conn = conn
-        self.conn.row_factory = sqlite3.Row
-        self.conn.executescript(SCHEMA)
+    def __init__(self, db: Database, data_dir: Path) -> None:
+        db.create_tables(SCHEMA)
+        self.conn = db.conn
+        self._projects = db.table("emissary_projects")
+        self._datasets = db.table("emissary_datasets")
+        self._jobs = db.table("emissary_training_jobs", ("parameters", "training_loss"))
+        self._checkpoints = db.table("emissary_checkpoints", ("test_results",))
+        self._deployments = db.table("emissary_deployments")
         self.dataset_dir = Path(data_dir) / "emissary" / "datasets"
         self.checkpoint_dir = Path(data_dir) / "emissary" / "checkpoints"
         self.dataset_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
 
-    # --- generic -------------------------------------------------------------------------
-
-    def _insert(self, table: str, values: Row) -> None:
-        cols = list(values)
-        self.conn.execute(
-            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", _encode(values)
-        )
-
-    def _update(self, table: str, key: str, key_value: Any, values: Row) -> None:
-        if values:
-            self.conn.execute(
-                f"UPDATE {table} SET {', '.join(c + ' = ?' for c in values)} WHERE {key} = ?",
-                [*_encode(values), key_value],
-            )
-
-    def _one(self, sql: str, args: tuple[Any, ...]) -> Row | None:
-        return _decode(self.conn.execute(sql, args).fetchone())
-
-    def _all(self, sql: str, args: tuple[Any, ...]) -> list[Row]:
-        return [_decode(r) for r in self.conn.execute(sql, args).fetchall()]  # type: ignore[misc]
-
     # --- projects ------------------------------------------------------------------------
 
     def create_project(self, name: str | None) -> Row:
         row = {"id": new_id("ms"), "name": name, "created_at": now()}
-        self._insert("emissary_projects", row)
+        self._projects.insert(row)
         return row
 
     def get_project(self, project_id: str) -> Row | None:
-        return self._one("SELECT * FROM emissary_projects WHERE id = ?", (project_id,))
+        return self._projects.one("SELECT * FROM emissary_projects WHERE id = ?", (project_id,))
 
     def list_projects(self) -> list[Row]:
-        return self._all("SELECT * FROM emissary_projects ORDER BY seq DESC", ())
+        return self._projects.all("SELECT * FROM emissary_projects ORDER BY seq DESC", ())
 
     def delete_project(self, project_id: str) -> None:
         """Deletes the project and everything in it (the caller cancels running jobs first)."""
@@ -204,19 +170,19 @@ class EmissaryStore:
             "created_at": ts,
             "updated_at": ts,
         }
-        self._insert("emissary_datasets", row)
+        self._datasets.insert(row)
         return row
 
     def get_dataset(self, project_id: str, dataset_id: str) -> Row | None:
-        return self._one(
+        return self._datasets.one(
             "SELECT * FROM emissary_datasets WHERE id = ? AND project_id = ?", (dataset_id, project_id)
         )
 
     def list_datasets(self, project_id: str) -> list[Row]:
-        return self._all("SELECT * FROM emissary_datasets WHERE project_id = ? ORDER BY seq DESC", (project_id,))
+        return self._datasets.all("SELECT * FROM emissary_datasets WHERE project_id = ? ORDER BY seq DESC", (project_id,))
 
     def delete_dataset(self, dataset_id: str) -> None:
-        row = self._one("SELECT * FROM emissary_datasets WHERE id = ?", (dataset_id,))
+        row = self._datasets.one("SELECT * FROM emissary_datasets WHERE id = ?", (dataset_id,))
         if row and row["path"]:
             Path(row["path"]).unlink(missing_ok=True)
         self.conn.execute("DELETE FROM emissary_datasets WHERE id = ?", (dataset_id,))
@@ -245,31 +211,31 @@ class EmissaryStore:
             "created_at": ts,
             "updated_at": ts,
         }
-        self._insert("emissary_training_jobs", row)
+        self._jobs.insert(row)
         return row
 
     def get_training_job(self, project_id: str | None, job_id: str) -> Row | None:
         if project_id is None:
-            return self._one("SELECT * FROM emissary_training_jobs WHERE id = ?", (job_id,))
-        return self._one(
+            return self._jobs.one("SELECT * FROM emissary_training_jobs WHERE id = ?", (job_id,))
+        return self._jobs.one(
             "SELECT * FROM emissary_training_jobs WHERE id = ? AND project_id = ?", (job_id, project_id)
         )
 
     def list_training_jobs(self, project_id: str) -> list[Row]:
-        return self._all(
+        return self._jobs.all(
             "SELECT * FROM emissary_training_jobs WHERE project_id = ? ORDER BY seq DESC", (project_id,)
         )
 
     def training_jobs_with_status(self, statuses: tuple[str, ...]) -> list[Row]:
         marks = ", ".join("?" * len(statuses))
-        return self._all(f"SELECT * FROM emissary_training_jobs WHERE status IN ({marks})", statuses)
+        return self._jobs.all(f"SELECT * FROM emissary_training_jobs WHERE status IN ({marks})", statuses)
 
     def update_training_job(self, job_id: str, **values: Any) -> None:
         values.setdefault("updated_at", now())
-        self._update("emissary_training_jobs", "id", job_id, values)
+        self._jobs.update("id", job_id, values)
 
     def append_training_loss(self, job_id: str, point: Row) -> None:
-        row = self._one("SELECT training_loss FROM emissary_training_jobs WHERE id = ?", (job_id,))
+        row = self._jobs.one("SELECT training_loss FROM emissary_training_jobs WHERE id = ?", (job_id,))
         if row is not None:
             self.update_training_job(job_id, training_loss=[*row["training_loss"], point])
 
@@ -286,16 +252,16 @@ class EmissaryStore:
         self.conn.execute(
             "INSERT OR REPLACE INTO emissary_checkpoints (training_job_id, checkpoint, path, test_results, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (job_id, checkpoint, path, json.dumps(test_results, separators=(",", ":")), ts, ts),
+            (job_id, checkpoint, path, dumps(test_results), ts, ts),
         )
 
     def list_checkpoints(self, job_id: str) -> list[Row]:
-        return self._all(
+        return self._checkpoints.all(
             "SELECT * FROM emissary_checkpoints WHERE training_job_id = ? ORDER BY checkpoint", (job_id,)
         )
 
     def get_checkpoint(self, job_id: str, checkpoint: int) -> Row | None:
-        return self._one(
+        return self._checkpoints.one(
             "SELECT * FROM emissary_checkpoints WHERE training_job_id = ? AND checkpoint = ?", (job_id, checkpoint)
         )
 
@@ -315,20 +281,28 @@ class EmissaryStore:
             "created_at": ts,
             "updated_at": ts,
         }
-        self._insert("emissary_deployments", row)
+        self._deployments.insert(row)
         return row
 
     def get_deployment(self, project_id: str, deployment_id: str) -> Row | None:
-        return self._one(
+        return self._deployments.one(
             "SELECT * FROM emissary_deployments WHERE id = ? AND project_id = ?", (deployment_id, project_id)
         )
 
+    def deployment(self, deployment_id: str) -> Row | None:
+        """A deployment by id alone (background work that outlives its request)."""
+        return self._deployments.one("SELECT * FROM emissary_deployments WHERE id = ?", (deployment_id,))
+
+    def deployments_with_status(self, statuses: tuple[str, ...]) -> list[Row]:
+        marks = ", ".join("?" * len(statuses))
+        return self._deployments.all(f"SELECT * FROM emissary_deployments WHERE status IN ({marks})", statuses)
+
     def list_deployments(self, project_id: str) -> list[Row]:
-        return self._all("SELECT * FROM emissary_deployments WHERE project_id = ? ORDER BY seq DESC", (project_id,))
+        return self._deployments.all("SELECT * FROM emissary_deployments WHERE project_id = ? ORDER BY seq DESC", (project_id,))
 
     def update_deployment(self, deployment_id: str, **values: Any) -> None:
         values.setdefault("updated_at", now())
-        self._update("emissary_deployments", "id", deployment_id, values)
+        self._deployments.update("id", deployment_id, values)
 
     def delete_deployment(self, deployment_id: str) -> None:
         self.conn.execute("DELETE FROM emissary_deployments WHERE id = ?", (deployment_id,))

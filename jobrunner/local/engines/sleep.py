@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from jobrunner.local.models import ModelError
+from jobrunner.local.engines import ModelError, RunContext
 
 
-def run(mode: str, input: dict[str, Any], ctx: Any) -> Any:
+def run(mode: str, input: dict[str, Any], ctx: RunContext) -> Any:
     seconds = float(input.get("seconds", 1.0))
     lines = int(input.get("log_lines", 0))
     steps = max(lines, 1)

@@ -1,15 +1,9 @@
-"""Replicate-style errors: RFC 7807 problem+json bodies, raised as `ApiError` from route code.
-
-Also the deliberate connection drop used by the "drop after create" fault: `DropConnection` aborts
-the connection before any response byte is sent (an in-process `httpx.ASGITransport` client sees
-a transport error, `httpx.RemoteProtocolError`).
-"""
+"""The Replicate wire's errors: RFC 7807 problem+json bodies, raised as `ApiError` from route code."""
 from __future__ import annotations
 
 import json
 from typing import Any
 
-import httpx
 from starlette.responses import Response
 
 PROBLEM_JSON = "application/problem+json"
@@ -63,26 +57,6 @@ def invalid_fields(problems: list[tuple[str, str, str]], title: str = "Input val
     )
 
 
-class ConnectionDropped(httpx.RemoteProtocolError):
-    """Raised on purpose after a committed create, to drop the client's connection."""
-
-    def __init__(self) -> None:
-        super().__init__("connection dropped by the local platform's drop_after_create fault")
-
-
-class DropConnection(Response):
-    """Drop the client's connection without answering.
-
-    Under uvicorn the app (see `app.PlatformApp`) finds the connection's transport and aborts it,
-    so the client gets a reset with no response bytes at all; in-process (no transport) the
-    exception itself reaches the `httpx.ASGITransport` client as a transport error.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(status_code=201)
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        transport = scope.get("jobrunner.transport")
-        if transport is not None:
-            transport.abort()
-        raise ConnectionDropped()
+def error_response(status: int, detail: str, *, title: str | None = None, headers: dict[str, str] | None = None, **extra: Any) -> Response:
+    """An `ApiError`'s answer built outside route code (the app's gate: auth, size limit, faults)."""
+    return problem_response(status, ApiError(status, detail, title=title, **extra).body(), headers)

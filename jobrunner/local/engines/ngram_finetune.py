@@ -1,9 +1,9 @@
-"""The `jobrunner-ngram` base model of the local platform's Emissary wire: fine-tuning for real.
+"""The `ngram_finetune` engine: the Emissary wire's `jobrunner-ngram` base model, fine-tuned for real.
 
 An Emissary training job names a base model, a training dataset and optionally a test dataset or
 a split ratio. For `jobrunner-ngram` the platform runs this engine in a worker process: it builds
 the same character n-gram model as `jobrunner/ngram` (the functions of
-`jobrunner.local.models.ngram`) step by step, reports progress, a training loss per step, and
+`jobrunner.local.engines.ngram`) step by step, reports progress, a training loss per step, and
 writes a checkpoint every `checkpoint_every` steps with the loss and perplexity on the test split.
 
 Training parameters (the request's `parameters`; values are str/int/float on the wire):
@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobrunner.local.models import ModelError
-from jobrunner.local.models.ngram import DEFAULT_ORDER, MAX_ORDER, MIN_ORDER, NgramModel, evaluate, weights_bytes
+from jobrunner.local.engines import ModelError, RunContext
+from jobrunner.local.engines.ngram import DEFAULT_ORDER, MAX_ORDER, MIN_ORDER, NgramModel, evaluate, weights_bytes
 
 BASE_MODEL = "jobrunner-ngram"
 DEFAULTS: dict[str, float | int] = {
@@ -41,7 +41,6 @@ DEFAULTS: dict[str, float | int] = {
     "eval_chars": 2000,
 }
 DEFAULT_SPLIT = 0.1
-ENGINE = "jobrunner.local.emissary_engine:run"
 
 
 # --- pure helpers ---------------------------------------------------------------------------
@@ -116,7 +115,7 @@ def test_results(metrics: dict[str, float], results_url: str | None) -> dict[str
 # --- engine ---------------------------------------------------------------------------------
 
 
-def run(mode: str, input: dict[str, Any], ctx: Any) -> Any:
+def run(mode: str, input: dict[str, Any], ctx: RunContext) -> Any:
     """Worker entry point. `input` = {"parameters", "train_test_split_ratio"}; `ctx.context` holds
     the server-resolved dataset paths and the checkpoint directory."""
     if mode != "train":
@@ -175,7 +174,7 @@ def _read(path: str, which: str) -> bytes:
         raise ModelError(f"the {which} dataset is no longer available (was it deleted?)") from None
 
 
-def _write_checkpoint(ctx: Any, model: NgramModel, test_text: str, ckpt_dir: Path, n: int, step: int) -> None:
+def _write_checkpoint(ctx: RunContext, model: NgramModel, test_text: str, ckpt_dir: Path, n: int, step: int) -> None:
     weights = model.to_weights()
     path = ckpt_dir / f"checkpoint-{n}.json"
     path.write_bytes(weights_bytes(weights))
@@ -187,7 +186,7 @@ def _write_checkpoint(ctx: Any, model: NgramModel, test_text: str, ckpt_dir: Pat
     ctx.emit("checkpoint", {"checkpoint": n, "step": step, "path": str(path), "metrics": metrics})
 
 
-def _pause(ctx: Any, seconds: float) -> None:
+def _pause(ctx: RunContext, seconds: float) -> None:
     """Sleep in short slices so a cancel is noticed within a fraction of a second."""
     end = time.monotonic() + seconds
     while not ctx.cancelled():

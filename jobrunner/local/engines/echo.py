@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from jobrunner.local.engines import RunContext
 
-def run(mode: str, input: dict[str, Any], ctx: Any) -> Any:
+
+def run(mode: str, input: dict[str, Any], ctx: RunContext) -> Any:
     return input

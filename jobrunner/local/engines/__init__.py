@@ -1,10 +1,17 @@
-"""Built-in model engines of the local platform and how a worker finds them.
+"""The local platform's engines (the code that runs a job, for either wire) and how a worker finds them.
 
 An engine is a plain function `run(mode, input, ctx) -> output` where `mode` is "predict" or
 "train", `input` the job's validated input, and `ctx` a `RunContext` (logs, progress, extra events,
 and `ctx.context`: server-resolved values such as file paths, never taken from the client).
 Engines are named by a short name from `ENGINES` or by any importable `"module:function"` path,
-so other wire formats can run their own engine functions in the same worker processes.
+so tests can run their own engine functions in the same worker processes.
+
+| name             | module           | used by |
+|------------------|------------------|---------|
+| `echo`           | `echo`           | Replicate model `jobrunner/echo` |
+| `sleep`          | `sleep`          | Replicate model `jobrunner/sleep` |
+| `ngram`          | `ngram`          | Replicate model `jobrunner/ngram` and its trained versions |
+| `ngram_finetune` | `ngram_finetune` | Emissary base model `jobrunner-ngram` |
 
 `INLINE` engines are trivially fast and pure (echo): the runner calls them in the server process
 instead of paying a process round trip per job.
@@ -34,9 +41,10 @@ class RunContext(Protocol):
 Engine = Callable[[str, dict[str, Any], RunContext], Any]
 
 ENGINES: dict[str, str] = {
-    "echo": "jobrunner.local.models.echo:run",
-    "ngram": "jobrunner.local.models.ngram:run",
-    "sleep": "jobrunner.local.models.sleep:run",
+    "echo": "jobrunner.local.engines.echo:run",
+    "ngram": "jobrunner.local.engines.ngram:run",
+    "ngram_finetune": "jobrunner.local.engines.ngram_finetune:run",
+    "sleep": "jobrunner.local.engines.sleep:run",
 }
 
 INLINE: frozenset[str] = frozenset({"echo"})

@@ -23,7 +23,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from jobrunner.local.models import ModelError
+from jobrunner.local.engines import ModelError, RunContext
 
 WEIGHTS_FORMAT = "jobrunner-ngram/1"
 MIN_ORDER, MAX_ORDER, DEFAULT_ORDER = 1, 10, 4
@@ -169,13 +169,13 @@ def base_weights() -> dict[str, Any]:
 # --- engine entry point ------------------------------------------------------------------
 
 
-def run(mode: str, input: dict[str, Any], ctx: Any) -> Any:
+def run(mode: str, input: dict[str, Any], ctx: RunContext) -> Any:
     if mode == "train":
         return _run_train(input, ctx)
     return _run_predict(input, ctx)
 
 
-def _run_train(input: dict[str, Any], ctx: Any) -> dict[str, Any]:
+def _run_train(input: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     text = ctx.context.get("train_text")
     if text is None:
         path = ctx.context.get("train_text_path")
@@ -198,7 +198,7 @@ def _run_train(input: dict[str, Any], ctx: Any) -> dict[str, Any]:
     return {"order": order, "characters": len(text), "weights_sha256": hashlib.sha256(data).hexdigest()}
 
 
-def _run_predict(input: dict[str, Any], ctx: Any) -> str:
+def _run_predict(input: dict[str, Any], ctx: RunContext) -> str:
     path = ctx.context.get("weights_path")
     weights = json.loads(Path(path).read_bytes()) if path else base_weights()
     prompt = str(input.get("prompt", ""))
