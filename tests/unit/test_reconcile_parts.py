@@ -14,7 +14,7 @@ from jobrunner.reconcile.matching import find_match, matches
 from jobrunner.reconcile.outputs import batch_key, output_rows, outputs_of, resource_outputs, write_jsonl
 from jobrunner.reconcile.requests import create_request, file_markers, request_digest, split_version, upload_files
 from jobrunner.reconcile.statewriter import StateWriter
-from jobrunner.render.progress import LineProgress, TableProgress
+from jobrunner.render.progress import LineProgress, make_progress
 from jobrunner.resources import DesiredJob
 from jobrunner.state.model import AddressState, StateDoc
 
@@ -154,9 +154,9 @@ def test_line_progress_is_one_line_per_event_and_scrubs_tokens(monkeypatch):
     assert "r8_secretvalue123" not in buf.getvalue()
 
 
-def test_table_progress_redraws_in_place():
+def test_live_progress_redraws_in_place():
     buf = io.StringIO()
-    p = TableProgress(buf, min_redraw=0)
+    p = make_progress(buf, tty=True)
     p.event("A/a", "running", "x")
     p.event("A/a", "succeeded", "x")
     p.close()
