@@ -39,6 +39,7 @@ BAD: frozenset[str] = frozenset({"failed", "canceled", "aborted", "gone", "skipp
 _WORDS: dict[str, tuple[EventKind, JobStatus]] = {
     "created": ("create", "pending"),
     "adopted": ("create", "pending"),
+    "exists": ("create", "pending"),  # a model that already exists, adopted
     "pending": ("status", "pending"),
     "running": ("status", "running"),
     "unknown": ("status", "unknown"),
