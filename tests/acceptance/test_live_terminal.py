@@ -79,7 +79,7 @@ class Tmux:
         return self._tmux("capture-pane", "-p", "-J", "-S", "-", "-E", "-", "-t", "t")
 
     def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, check=False)
 
 
 def watch(term: Tmux, width: int, height: int, timeout: float = 120) -> tuple[str, int]:
