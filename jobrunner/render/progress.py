@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, TextIO
 
 from jobrunner.redact import scrub_text
-from jobrunner.render.events import ProgressSink
+from jobrunner.render.events import ProgressSink, classify
 
 if TYPE_CHECKING:
     from jobrunner.plan_types import Plan
@@ -25,8 +25,9 @@ class LineProgress:
 
     A large batch would flood a CI log with three lines per item, so once a batch has shown
     `item_lines` item events, its routine item events (created, running, succeeded) are folded into
-    one progress line per batch every `summary_every` seconds; failures, retries and errors are
-    always printed.
+    one progress line per batch every `summary_every` seconds, counting its items by status (the
+    vocabulary of `status`: a created item is `pending`); failures, retries and errors are always
+    printed.
     """
 
     LOUD = frozenset({"failed", "canceled", "aborted", "gone", "error", "retrying", "skipped", "timeout", "deferred"})
@@ -37,7 +38,7 @@ class LineProgress:
         self.item_lines = item_lines
         self.summary_every = summary_every
         self._shown: dict[str, int] = {}  # batch -> item events printed
-        self._status: dict[str, dict[str, str]] = {}  # batch -> item -> last event
+        self._status: dict[str, dict[str, str]] = {}  # batch -> item -> status (jobrunner.render.events)
         self._last_summary: dict[str, float] = {}
 
     def _line(self, text: str) -> None:
@@ -50,7 +51,7 @@ class LineProgress:
         if batch is None:
             self._line(f"{address}: {what}{tail}")
             return
-        self._status.setdefault(batch, {})[address] = what
+        self._status.setdefault(batch, {})[address] = classify(address, what).status
         shown = self._shown.get(batch, 0)
         if shown < self.item_lines or what in self.LOUD:
             self._shown[batch] = shown + 1

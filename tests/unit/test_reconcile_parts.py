@@ -175,4 +175,4 @@ def test_line_progress_folds_routine_events_of_large_batches():
     assert sum("created" in x and "[" in x.split("]", 1)[1] for x in lines) <= 4
     assert any("PredictionBatch/b[7]: failed (boom)" in x for x in lines)
     assert any("Training/t: succeeded" in x for x in lines)
-    assert "9 created" in lines[-1] and "1 failed" in lines[-1]
+    assert "9 pending" in lines[-1] and "1 failed" in lines[-1]  # by status, as `status` shows them
