@@ -60,6 +60,7 @@ class SingleView:
     detail: str
     started: float
     finished: float | None = None
+    progress: int | None = None  # percent, when the provider reports it
 
     def elapsed(self, now: float) -> float:
         return (self.finished if self.finished is not None else now) - self.started
@@ -96,7 +97,12 @@ class Board:
         row = self.singles.get(ev.address)
         if row is None:
             row = self.singles[ev.address] = SingleView(ev.address, ev.status, ev.detail, now)
-        row.status, row.detail = ev.status, ev.detail
+        row.status = ev.status
+        row.detail = ev.remote_id if ev.progress is not None and ev.remote_id else ev.detail
+        if ev.progress is not None:
+            row.progress = ev.progress
+        elif ev.status == "succeeded":
+            row.progress = None if row.progress is None else 100
         row.finished = now if ev.status in DONE else None
 
 

@@ -60,6 +60,7 @@ _WORDS: dict[str, tuple[EventKind, JobStatus]] = {
     "error": ("error", "error"),
 }
 _ATTEMPT = re.compile(r"attempt (\d+)(?: of (\d+))?")
+_PROGRESS = re.compile(r"(\S+) \((\d{1,3})%\)")  # "tr-123 (75%)": a percentage the provider reports
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class JobEvent:
     remote_id: str | None = None
     attempt: int | None = None
     max_attempts: int | None = None
+    progress: int | None = None  # percent done, when the provider reports it (Emissary trainings)
 
     @property
     def batch(self) -> str | None:
@@ -84,7 +86,10 @@ class JobEvent:
 def classify(address: str, word: str, detail: str = "") -> JobEvent:
     """The typed event for one executor report (`detail` is free text: a remote id, an error, ...)."""
     kind, status = _WORDS.get(word, ("status", "unknown"))
-    remote_id = attempt = max_attempts = None
+    remote_id: str | None = None
+    attempt: int | None = None
+    max_attempts: int | None = None
+    progress: int | None = None
     if kind == "create":
         remote_id = detail.split(",", 1)[0].strip() or None
         attempt = 1
@@ -95,11 +100,15 @@ def classify(address: str, word: str, detail: str = "") -> JobEvent:
         if found:
             attempt = int(found.group(1))
             max_attempts = int(found.group(2)) if found.group(2) else None
-    if kind == "status" and status in ("pending", "running", "unknown", "succeeded") and re.fullmatch(r"\S+", detail):
-        remote_id = detail
+    if kind == "status" and status in ("pending", "running", "unknown", "succeeded"):
+        found = _PROGRESS.fullmatch(detail)
+        if found:
+            remote_id, progress = found.group(1), min(100, int(found.group(2)))
+        elif re.fullmatch(r"\S+", detail):
+            remote_id = detail
     if word == "timeout":
         detail = f"timed out, {detail}" if detail else "timed out, canceling"
-    return JobEvent(address, kind, status, detail, word, remote_id, attempt, max_attempts)
+    return JobEvent(address, kind, status, detail, word, remote_id, attempt, max_attempts, progress)
 
 
 class ProgressSink(Protocol):

@@ -67,7 +67,7 @@ class JsonEvents:
         elif ev.kind == "error":
             fields.update(message=ev.detail or ev.status)
         else:
-            fields.update(remote_id=ev.remote_id, detail=ev.detail or None)
+            fields.update(remote_id=ev.remote_id, detail=ev.detail or None, progress=ev.progress)
         self.emit(ev.kind, **fields)
 
     def note(self, text: str) -> None:

@@ -1,7 +1,8 @@
 """The live view of apply and destroy on a terminal: one steady frame, redrawn in place with rich.
 
 Per batch a progress bar with done/total, percentage, rate and ETA, the counts by status and the
-latest failures with their errors; per training (or model) its status and elapsed time. The frame
+latest failures with their errors; per training (or model) its status, elapsed time and progress
+percentage when the provider reports one (Emissary). The frame
 is built to fit the terminal's height (batches first, then failures, then single jobs, with "... N
 more" lines for what does not fit), and rich's `Live` crops anything taller, so the terminal never
 scrolls and scrollback never fills with copies of the frame. `rich` does the cursor work (and its
@@ -90,8 +91,9 @@ def _single_line(row: SingleView, now: float, name_width: int) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(f"{row.address:<{name_width}}  ")
     text.append(f"{row.status:<10}", style=STYLES.get(row.status, ""))
-    text.append(f"  {clock(row.elapsed(now)):>7}  ")
-    text.append(row.detail.splitlines()[0] if row.detail.strip() else "", style="dim")
+    text.append(f"  {clock(row.elapsed(now)):>7}")
+    text.append(f"  {row.progress:>3d}%" if row.progress is not None else "      ", style="bold")
+    text.append("  " + (row.detail.splitlines()[0] if row.detail.strip() else ""), style="dim")
     return text
 
 

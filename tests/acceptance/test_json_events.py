@@ -107,3 +107,26 @@ def test_json_needs_auto_approve_and_every_document_has_one_format_version(works
         assert json.loads(r.stdout)["format_version"] == "1.0", args
     r = run_cli("plan", "--json", "--format", "markdown")
     assert r.code == 1 and "two formats" in r.stderr
+
+
+def test_an_emissary_trainings_reported_progress_is_streamed(workspace: Path, platform, monkeypatch) -> None:
+    import httpx
+
+    monkeypatch.setenv("EMISSARY_SERVER_URL", platform.url)
+    monkeypatch.setenv("EMISSARY_CLIENT_API_KEY", platform.token)
+    project = httpx.post(f"{platform.url}/v1/projects", json={"name": "p"}, headers={"X-API-Key": platform.token},
+                         timeout=10).json()
+    (workspace / "data").mkdir()
+    (workspace / "data" / "train.jsonl").write_text(
+        "\n".join(json.dumps({"text": f"line {i}: the moon over the quiet sea"}) for i in range(40)) + "\n")
+    (workspace / "ft.yaml").write_text(
+        "apiVersion: jobrunner/v1\nkind: Training\nmetadata: {name: ft}\nspec:\n  provider: emissary\n"
+        f"  project_id: {project['id']}\n  base_model: jobrunner-ngram\n"
+        "  train_dataset_id: {$file: data/train.jsonl}\n  train_test_split_ratio: 0.2\n"
+        "  parameters: {order: 3, steps: 10, step_seconds: 0.4}\n")
+    r = run_cli("apply", "--json", "--auto-approve", "ft.yaml")
+    assert r.code == 0, r.output
+    events = events_of(r.stdout)
+    seen = [e["progress"] for e in events if e["type"] == "status" and "progress" in e]
+    assert seen and seen == sorted(seen) and any(0 < p < 100 for p in seen), seen
+    assert events[-2]["type"] == "output" and events[-1]["exit_code"] == 0

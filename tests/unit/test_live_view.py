@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -120,3 +121,13 @@ def test_batch_totals_come_from_the_plan_without_converged_items() -> None:
     board.begin(Plan(changes=changes))
     assert board.batches["PredictionBatch/b"].total == 3 and "Training/t" not in board.batches
     assert board.batches["PredictionBatch/b"].counts() == {"pending": 3}
+
+
+def test_a_trainings_reported_progress_shows_in_its_row() -> None:
+    ev = classify("Training/ft", "running", "tr-8f2c41 (75%)")
+    assert (ev.remote_id, ev.progress) == ("tr-8f2c41", 75)
+    board = Board()
+    board.apply(classify("Training/ft", "created", "tr-8f2c41"), 0.0)
+    board.apply(ev, 10.0)
+    (line,) = [x for x in frame_lines(board, 80, 10) if x.startswith("Training/ft")]
+    assert re.search(r"running\s+1:40\s+75%\s+tr-8f2c41$", line), line
