@@ -26,7 +26,7 @@ from rich.text import Text
 
 from jobrunner.redact import scrub_text
 from jobrunner.render.board import BatchView, Board, SingleView
-from jobrunner.render.events import STATUSES, classify
+from jobrunner.render.events import BAD, STATUSES, classify
 
 if TYPE_CHECKING:
     from jobrunner.plan_types import Plan
@@ -97,14 +97,23 @@ def _single_line(row: SingleView, now: float, name_width: int) -> Text:
     return text
 
 
+def _header(batches: list[BatchView], singles: list[SingleView], elapsed: float) -> Text:
+    """`Elapsed 0:08 · 296/502 jobs done · 3 failed`: the whole run in one line."""
+    done = sum(b.done for b in batches) + sum(1 for r in singles if r.finished is not None)
+    total = sum(b.total for b in batches) + len(singles)
+    bad = sum(1 for b in batches for s in b.status.values() if s in BAD) + sum(1 for r in singles if r.status in BAD)
+    text = Text(f"Elapsed {clock(elapsed)} · {done}/{total} jobs done", style="bold", no_wrap=True,
+                overflow="ellipsis")
+    if bad:
+        text.append(f" · {bad} did not succeed", style="red")
+    return text
+
+
 def render_board(board: Board, now: float, started: float, *, width: int, height: int) -> RenderableType:
     """The frame: at most `height` lines of at most `width` cells."""
     singles = sorted(board.singles.values(), key=lambda r: (r.finished is not None, r.address))
     batches = list(board.batches.values())
-    running = sum(1 for r in singles if r.finished is None) + sum(
-        1 for b in batches for s in b.status.values() if s in ("pending", "running", "canceling", "retrying"))
-    lines: list[RenderableType] = [Text(f"Elapsed {clock(now - started)} · {running} in progress",
-                                        style="bold", no_wrap=True, overflow="ellipsis")]
+    lines: list[RenderableType] = [_header(batches, singles, now - started)]
     room = max(1, height) - 1
     shown = batches[: max(0, room // 2)]
     if len(shown) < len(batches):

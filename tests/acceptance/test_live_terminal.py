@@ -111,6 +111,7 @@ def test_live_view_is_one_steady_frame_with_the_right_counts(live_platform: Live
     assert "Traceback" not in text
     # one frame in the whole scrollback: the view redrew in place
     assert text.count("Elapsed ") == 1, text
+    assert re.search(r"Elapsed \d+:\d\d · 30/30 jobs done · 2 did not succeed", text), text
     bars = BAR.findall(text)
     assert bars == [(str(ITEMS), str(ITEMS), "100")], text
     assert re.search(rf"\b{ITEMS - len(FAILING)} succeeded · {len(FAILING)} failed\b", text), text

@@ -52,6 +52,7 @@ def test_board_counts_rate_and_eta() -> None:
     assert view.done == 2 and view.counts() == {"pending": 8, "succeeded": 1, "failed": 1}
     assert view.rate(4.0) == pytest.approx(0.5) and view.eta(4.0) == pytest.approx(16.0)
     assert list(view.failures) == [("[k1]", "failed", "boom")]
+    assert frame_lines(board, 80, 20)[0] == "Elapsed 1:40 · 2/10 jobs done · 1 did not succeed"
 
 
 def frame_lines(board: Board, width: int, height: int) -> list[str]:
@@ -83,6 +84,7 @@ def test_frame_says_what_it_leaves_out() -> None:
         board.apply(classify(f"Training/t{s:02d}", "running", "r8abc"), 1.0)
     lines = frame_lines(board, 80, 10)
     assert lines[-1].startswith("… and 22 more jobs (22 in progress)")
+    assert lines[0] == "Elapsed 1:40 · 0/30 jobs done"
 
 
 def test_clock() -> None:
