@@ -130,3 +130,41 @@ def test_an_emissary_trainings_reported_progress_is_streamed(workspace: Path, pl
     seen = [e["progress"] for e in events if e["type"] == "status" and "progress" in e]
     assert seen and seen == sorted(seen) and any(0 < p < 100 for p in seen), seen
     assert events[-2]["type"] == "output" and events[-1]["exit_code"] == 0
+
+
+def test_a_first_ctrl_c_still_ends_the_stream_with_a_summary(workspace: Path, platform) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    write(workspace, "nap.yaml", f"""
+        apiVersion: jobrunner/v1
+        kind: PredictionBatch
+        metadata: {{name: nap}}
+        spec:
+          provider: local
+          version: {SLEEP}
+          inputs:
+            - {{key: k, seconds: 30}}
+        """)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "JOBRUNNER_LOCAL_TOKEN": platform.token}
+    proc = subprocess.Popen([sys.executable, "-m", "jobrunner", "apply", "--json", "--auto-approve"], cwd=workspace,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:  # read until the job exists, then interrupt once
+            lines.append(line)
+            if json.loads(line)["type"] == "create":
+                proc.send_signal(signal.SIGINT)
+                break
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    events = events_of("".join(lines) + rest)
+    assert proc.returncode == 130
+    assert any(e["type"] == "note" and "Interrupt received" in e["message"] for e in events)
+    summary = events[-1]
+    assert summary["type"] == "summary" and summary["interrupted"] is True and summary["exit_code"] == 130
+    assert summary["outcomes"] == {"running": 1}  # left running on the platform, recorded in state
