@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from jobrunner.commands.output_options import json_option, no_color_option, pick_format, require_approval_for_json
 from jobrunner.errors import EXIT_ERROR, EXIT_OK, UsageError
 from jobrunner.exitcodes import ExitCode, actionable, attention, for_apply, for_plan
 from jobrunner.plan_types import Plan
@@ -92,9 +93,29 @@ def _confirm(auto_approve: bool, question: str) -> bool:
     if not sys.stdin.isatty():
         raise UsageError("confirmation needed but standard input is not a terminal",
                          hint="review the plan and pass --auto-approve (e.g. in CI)")
-    answer = click.prompt(f"{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value",
-                          default="", show_default=False)
+    # The prompt runs inside asyncio.run, whose SIGINT handler only cancels the main task, which a
+    # blocking read never notices: the first Ctrl-C would be swallowed. Python's own handler raises
+    # KeyboardInterrupt in the read, and click turns that into Abort ("Interrupted.", exit 130).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        answer = click.prompt(f"{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value",
+                              default="", show_default=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     return answer.strip() == "yes"
+
+
+def _json_events(operation: str) -> Any:
+    from jobrunner.render.json_events import JsonEvents
+
+    return JsonEvents(operation, sys.stdout)  # type: ignore[arg-type]
+
+
+def _progress(no_color: bool) -> Any:
+    """The live view on a terminal, plain lines otherwise (or with --no-color / NO_COLOR)."""
+    from jobrunner.render.progress import make_progress
+
+    return make_progress(sys.stdout, color=not no_color)
 
 
 def _exit_code(report: Any, pending: list[Any] | None = None) -> int:
@@ -103,7 +124,7 @@ def _exit_code(report: Any, pending: list[Any] | None = None) -> int:
 
 
 async def _execute(ws: Any, pool: Any, doc: Any, planned: Any, *, wait: bool, deadline: float | None,
-                   parallelism: int, destroy: bool = False, why: str = "") -> Any:
+                   parallelism: int, destroy: bool = False, why: str = "", progress: Any = None) -> Any:
     """Run the executor with Ctrl-C handling: the first stops submitting and waiting.
 
     `deadline` (time.monotonic()) is when waiting stops (`--timeout`); provider requests still in
@@ -115,7 +136,8 @@ async def _execute(ws: Any, pool: Any, doc: Any, planned: Any, *, wait: bool, de
     from jobrunner.render.progress import make_progress
     from jobrunner.spec import expand
 
-    progress = make_progress(sys.stdout)
+    progress = progress or make_progress(sys.stdout)
+    progress.begin(planned.plan)
     resources = planned.resources
     executor = Executor(
         planned.plan,
@@ -156,14 +178,20 @@ async def _execute(ws: Any, pool: Any, doc: Any, planned: Any, *, wait: bool, de
             loop.remove_signal_handler(signal.SIGINT)
 
 
-def _print_report(report: Any, doc: Any, plan: Plan) -> int:
-    from jobrunner.render.report import apply_report
+def _print_report(report: Any, doc: Any, plan: Plan, events: Any = None) -> int:
+    """The closing report; with `--json` (`events`), the output and summary events, and only the
+    report's standard-error lines (failures, what to do) as text."""
+    from jobrunner.render.report import apply_report, summary_line
 
     pending = _untouched_attention(plan, report)
     code = _exit_code(report, pending)
     verb = "Apply complete" if code == ExitCode.OK else "Apply finished"
     for line, to_stderr in apply_report(report, doc, verb, pending).lines:
-        click.echo(line, err=to_stderr)
+        if to_stderr or events is None:
+            click.echo(line, err=to_stderr)
+    if events is not None:
+        events.outputs(doc, [o.address for o in report.outcomes.values() if o.outcome in ("succeeded", "adopted")])
+        events.summary(code, summary_line(verb, report), report)
     return code
 
 
@@ -191,10 +219,13 @@ def _untouched_attention(plan: Plan, report: Any | None) -> list[Any]:
               help="Give up asking the providers after this long (default 2m, or $JOBRUNNER_REFRESH_TIMEOUT); exit 1.")
 @click.option("--replace", "replace", multiple=True, metavar="ADDR",
               help="Re-run this job even though it succeeded or failed (repeatable; a batch means every item).")
+@json_option("the plan")
 def plan(paths: tuple[str, ...], out: str | None, fmt: str, detailed_exitcode: bool, targets: tuple[str, ...],
-         timeout: str | None, replace: tuple[str, ...]) -> int:
+         timeout: str | None, replace: tuple[str, ...], json_out: bool) -> int:
     """Show what apply would do: diff the manifests against state and the providers' live status."""
     from jobrunner.reconcile.planning import make_plan, open_workspace, require_manifests, resolve_paths
+
+    fmt = pick_format(fmt, json_out)
 
     bound = _refresh_deadline(timeout, "plan")
     ws = open_workspace(paths=paths)
@@ -238,8 +269,11 @@ def _print_converged(plan: Plan) -> int:
 @click.option("--target", "targets", multiple=True, metavar="ADDR", help="Only apply this address and what it depends on (repeatable).")
 @click.option("--replace", "replace", multiple=True, metavar="ADDR",
               help="Re-run this job even though it succeeded or failed (repeatable; a batch means every item).")
+@json_option("a stream of events, one per line,")
+@no_color_option()
 def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: str | None,
-          parallelism: int | None, targets: tuple[str, ...], replace: tuple[str, ...]) -> int:
+          parallelism: int | None, targets: tuple[str, ...], replace: tuple[str, ...], json_out: bool,
+          no_color: bool) -> int:
     """Create, wait on and cancel jobs until the world matches the manifests (or a saved plan)."""
     from jobrunner.reconcile.planning import make_plan, open_workspace, require_manifests, resolve_paths
     from jobrunner.saved_plan import read_saved_plan
@@ -247,6 +281,8 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
     wait_for = _parse_timeout(timeout)
     started = time.monotonic()
     saved = read_saved_plan(Path(paths[0])) if len(paths) == 1 else None
+    require_approval_for_json(json_out and saved is None, auto_approve, "apply")
+    events = _json_events("apply") if json_out else None
     # A saved plan file may sit anywhere (a CI artifact): only manifest paths locate the workspace.
     ws = open_workspace(paths=() if saved is not None else paths)
     if saved is not None:
@@ -270,7 +306,10 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
         _echo_warnings(planned.warnings)
         if saved is not None:
             planned.plan = _check_saved_plan(saved, planned)
-        click.echo(_render(planned.plan, "text"), nl=False)
+        if events is not None:
+            events.plan(planned.plan)
+        else:
+            click.echo(_render(planned.plan, "text"), nl=False)
         if not planned.plan.has_changes and not any(c.action == "wait" for c in planned.plan.changes):
             # Converged; still (re)write a batch output file that is missing or stale (a kill after
             # the jobs finished and before the file was written): the executor writes only a file
@@ -281,11 +320,17 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
             # A job that ended badly since the last run (e.g. a platform restart failed it): record
             # that in state and in its batch's output file, not only in this run's output. A job that
             # finished unattended (a killed apply, --no-wait) is saved with its status and outputs.
+            report = None
             if stale or attention(planned.plan) or planned.absorbed:
-                report = await _execute(ws, pool, doc, planned, wait=False, deadline=None, parallelism=par)
+                report = await _execute(ws, pool, doc, planned, wait=False, deadline=None, parallelism=par,
+                                        progress=events or _progress(no_color))
                 for f in report.files_written:
-                    click.echo(f"Wrote {f}")
-            return _print_converged(planned.plan)
+                    if events is None:
+                        click.echo(f"Wrote {f}")
+            code = _print_converged(planned.plan)
+            if events is not None:
+                events.summary(code, "No changes. Infrastructure matches the manifests.", report)
+            return code
         # Only waiting for jobs already running, or changes that will all be skipped (blocked by
         # their upstream), change nothing: no need to ask.
         needs_ok = saved is None and bool(actionable(planned.plan))
@@ -293,12 +338,14 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
         if needs_ok and not _confirm(auto_approve, "\nDo you want to perform these actions?"):
             click.echo("Apply canceled.", err=True)
             return EXIT_ERROR
-        click.echo("")
+        if events is None:
+            click.echo("")
         # The time spent reading the plan at the prompt is not part of --timeout.
         deadline = started + wait_for + (time.monotonic() - asked) if wait_for else None
         report = await _execute(ws, pool, doc, planned, wait=not no_wait, deadline=deadline, parallelism=par,
-                                why=f"apply --timeout {timeout} (+{TIMEOUT_GRACE:g}s for requests in flight)")
-        return _print_report(report, doc, planned.plan)
+                                why=f"apply --timeout {timeout} (+{TIMEOUT_GRACE:g}s for requests in flight)",
+                                progress=events or _progress(no_color))
+        return _print_report(report, doc, planned.plan, events)
 
     with ws.store.lock("apply"):
         from jobrunner.crashpoints import crash_point
@@ -330,7 +377,10 @@ def _check_destroy_targets(targets: tuple[str, ...], tracked: dict[str, Any]) ->
 @click.option("--auto-approve", is_flag=True, help="Skip the confirmation prompt.")
 @click.option("--target", "targets", multiple=True, metavar="ADDR", help="Only destroy this address (repeatable).")
 @click.option("--no-wait", is_flag=True, help="Do not wait for canceled jobs to stop.")
-def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...], no_wait: bool) -> int:
+@json_option("a stream of events, one per line,")
+@no_color_option()
+def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...], no_wait: bool, json_out: bool,
+            no_color: bool) -> int:
     """Cancel running managed jobs (Emissary jobs are deleted) and forget every address.
 
     Models are kept on the provider (only forgotten). A job with `lifecycle.prevent_cancel` that
@@ -342,6 +392,8 @@ def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...]
                                               require_manifests, resolve_paths)
     from jobrunner.refresh import refresh_tracked
 
+    require_approval_for_json(json_out, auto_approve, "destroy")
+    events = _json_events("destroy") if json_out else None
     ws = open_workspace(paths=paths)
     destroy_paths = resolve_paths(paths, ws.root)
     require_manifests(ws, destroy_paths, whole_state=True)
@@ -362,22 +414,33 @@ def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...]
         for addr, job in remote.items():
             doc.addresses[addr].status = job.status
         changes = destroy_changes(chosen, by_res)
-        if not changes:
-            click.echo("No changes. Nothing to destroy.")
-            return EXIT_OK
         plan_obj = Plan(changes=changes, state_lineage=doc.lineage, state_serial=doc.serial)
-        click.echo(_render(plan_obj, "text"), nl=False)
+        if events is not None:
+            events.plan(plan_obj)
+        if not changes:
+            if events is not None:
+                events.summary(EXIT_OK, "No changes. Nothing to destroy.")
+            else:
+                click.echo("No changes. Nothing to destroy.")
+            return EXIT_OK
+        if events is None:
+            click.echo(_render(plan_obj, "text"), nl=False)
         if not _confirm(auto_approve, "\nDo you really want to destroy these?"):
             click.echo("Destroy canceled.", err=True)
             return EXIT_ERROR
         planned = Planned(plan=plan_obj, resources=resources, desired=[], remote=remote, files=[])
         report = await _execute(ws, pool, doc, planned, wait=not no_wait, deadline=None,
-                                parallelism=getattr(ws.config, "parallelism", 10) or 10, destroy=True)
+                                parallelism=getattr(ws.config, "parallelism", 10) or 10, destroy=True,
+                                progress=events or _progress(no_color))
         from jobrunner.render.report import failure_lines, summary_line
 
-        click.echo("")
         code = _exit_code(report)
-        click.echo(summary_line("Destroy complete" if code == ExitCode.OK else "Destroy finished", report))
+        summary = summary_line("Destroy complete" if code == ExitCode.OK else "Destroy finished", report)
+        if events is not None:
+            events.summary(code, summary, report)
+        else:
+            click.echo("")
+            click.echo(summary)
         for line in failure_lines(report):
             click.echo(line, err=True)
         return code
@@ -394,8 +457,10 @@ def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...]
 @click.option("--no-refresh", is_flag=True, help="Show what state recorded without asking the providers.")
 @click.option("--timeout", "timeout", metavar="D",
               help="Give up asking the providers after this long (default 2m, or $JOBRUNNER_REFRESH_TIMEOUT); exit 1.")
-def status(fmt: str, no_refresh: bool, timeout: str | None) -> int:
+@json_option("the table")
+def status(fmt: str, no_refresh: bool, timeout: str | None, json_out: bool) -> int:
     """Every tracked address: provider, remote id, status, age, attempts (refreshes running jobs)."""
+    fmt = pick_format(fmt, json_out)
     from jobrunner.errors import ProviderError, StateLockedError
     from jobrunner.reconcile.planning import open_workspace
     from jobrunner.reconcile.timeutil import utcnow
@@ -505,8 +570,10 @@ def logs(address: str, follow: bool) -> int:
 @click.command("outputs")
 @click.argument("addresses", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def outputs(addresses: tuple[str, ...], fmt: str) -> int:
+@json_option("the outputs")
+def outputs(addresses: tuple[str, ...], fmt: str, json_out: bool) -> int:
     """Print the outputs recorded in state (trained versions, batch item outputs)."""
+    fmt = pick_format(fmt, json_out)
     from jobrunner.reconcile.planning import open_workspace
     from jobrunner.render.outputs import outputs_json, outputs_text, recorded_outputs
 

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from jobrunner.commands.output_options import json_option, pick_format
+
 if TYPE_CHECKING:
     from jobrunner.errors import Diagnostic
 
@@ -15,7 +17,8 @@ if TYPE_CHECKING:
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True,
               help="Output format; json follows `terraform validate -json`; github prints GitHub Actions "
                    "annotations.")
-def validate(paths: tuple[Path, ...], fmt: str) -> int:
+@json_option("the diagnostics")
+def validate(paths: tuple[Path, ...], fmt: str, json_out: bool) -> int:
     """Check manifests offline: schemas, references, inputs and files.
 
     PATHS are manifest files or directories (default: the current directory). Every problem in every file is
@@ -25,6 +28,7 @@ def validate(paths: tuple[Path, ...], fmt: str) -> int:
     from jobrunner.validate import validate_paths
     from jobrunner.workspace import find_workspace_for, load_config
 
+    fmt = pick_format(fmt, json_out)
     root = find_workspace_for(list(paths))
     load_config(root)  # a broken jobrunner.yaml is reported here too (ConfigError, exit 1)
     result = validate_paths(list(paths) or [Path.cwd()], root)

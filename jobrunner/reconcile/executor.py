@@ -187,6 +187,12 @@ def _takes_body(job: DesiredJob) -> bool:
     return adapter_for(job.provider).form is RequestForm.PROJECT_BODY
 
 
+def _with_progress(remote: RemoteJob) -> str:
+    """A progress event's detail: the remote id, and `(75%)` when the provider reports a percentage."""
+    pct = remote.metrics.get("progress") if isinstance(remote.metrics, dict) else None
+    return f"{remote.id} ({int(pct)}%)" if isinstance(pct, (int, float)) else remote.id
+
+
 class Executor:
     def __init__(
         self,
@@ -771,11 +777,15 @@ class Executor:
         def on_change(remote: RemoteJob) -> None:
             if remote.id != st.remote_id:
                 return
+            if remote.status == st.status and not remote.terminal:
+                # Only the progress the provider reports moved: shown, nothing to save.
+                self.progress.event(address, remote.status, _with_progress(remote))
+                return
             self._set_status(st, remote)
             self._pending_saves.add(asyncio.ensure_future(self.writer.flush()))  # every status change is saved
             crash_point("wait.status_changed")
             if not remote.terminal:
-                self.progress.event(address, remote.status, remote.id)
+                self.progress.event(address, remote.status, _with_progress(remote))
 
         from jobrunner.refresh import created_time
 

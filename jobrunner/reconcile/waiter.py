@@ -35,6 +35,7 @@ class _Watch:
     remote_id: str
     future: asyncio.Future
     last_status: str | None = None
+    last_progress: Any = None  # the percentage the provider reports (Emissary trainings), if any
     created: datetime | None = None
     on_change: list[Callable[[RemoteJob], None]] = field(default_factory=list)
 
@@ -100,9 +101,14 @@ class Waiter:
                 w = watches.get(remote_id)
                 if w is None:
                     continue
+                progress = job.metrics.get("progress") if isinstance(job.metrics, dict) else None
                 if job.status != w.last_status:
                     changed = True
-                    w.last_status = job.status
+                    w.last_status, w.last_progress = job.status, progress
+                    for cb in w.on_change:
+                        cb(job)
+                elif progress != w.last_progress:  # for the live view; the poll interval is unchanged
+                    w.last_progress = progress
                     for cb in w.on_change:
                         cb(job)
                 if job.terminal:

@@ -7,11 +7,11 @@ and CI log viewers turn into links) plus a summary line. JSON follows `terraform
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from jobrunner.errors import Diagnostic
-
-FORMAT_VERSION = "1.0"
+from jobrunner.render.formats import FORMAT_VERSION
 
 
 def _plural(n: int, word: str) -> str:

@@ -9,6 +9,7 @@ import json
 from datetime import datetime
 from typing import Any, Iterable
 
+from jobrunner.render.formats import FORMAT_VERSION
 from jobrunner.state.model import StateDoc
 
 STATUS_HEADERS = ("ADDRESS", "PROVIDER", "REMOTE ID", "STATUS", "AGE", "ATTEMPTS")
@@ -33,7 +34,7 @@ def status_rows(doc: StateDoc, now: datetime) -> list[dict[str, Any]]:
 
 
 def status_json(rows: list[dict[str, Any]]) -> str:
-    return json.dumps({"format_version": 1, "addresses": rows}, indent=2)
+    return json.dumps({"format_version": FORMAT_VERSION, "addresses": rows}, indent=2)
 
 
 def status_text(rows: list[dict[str, Any]]) -> str:
@@ -72,7 +73,7 @@ def recorded_outputs(doc: StateDoc, addresses: Iterable[str] = ()) -> dict[str, 
 
 
 def outputs_json(data: dict[str, dict[str, Any]]) -> str:
-    return json.dumps({"format_version": 1, "outputs": data}, indent=2, sort_keys=True, default=str)
+    return json.dumps({"format_version": FORMAT_VERSION, "outputs": data}, indent=2, sort_keys=True, default=str)
 
 
 def outputs_text(data: dict[str, dict[str, Any]]) -> str:

@@ -14,9 +14,8 @@ from typing import Any
 
 from jobrunner.plan_types import Plan, PlannedChange
 from jobrunner.redact import Secrets, known_secrets, redact, scrub_text
+from jobrunner.render.formats import FORMAT_VERSION
 from jobrunner.render.plan_common import redacted_request, resource_of
-
-FORMAT_VERSION = "1.0"
 
 
 def change_dict(change: PlannedChange, *, secrets: Secrets | None = None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from jobrunner.reconcile.matching import find_match, matches
 from jobrunner.reconcile.outputs import batch_key, output_rows, outputs_of, resource_outputs, write_jsonl
 from jobrunner.reconcile.requests import create_request, file_markers, request_digest, split_version, upload_files
 from jobrunner.reconcile.statewriter import StateWriter
-from jobrunner.render.progress import LineProgress, TableProgress
+from jobrunner.render.progress import LineProgress, make_progress
 from jobrunner.resources import DesiredJob
 from jobrunner.state.model import AddressState, StateDoc
 
@@ -154,9 +154,9 @@ def test_line_progress_is_one_line_per_event_and_scrubs_tokens(monkeypatch):
     assert "r8_secretvalue123" not in buf.getvalue()
 
 
-def test_table_progress_redraws_in_place():
+def test_live_progress_redraws_in_place():
     buf = io.StringIO()
-    p = TableProgress(buf, min_redraw=0)
+    p = make_progress(buf, tty=True)
     p.event("A/a", "running", "x")
     p.event("A/a", "succeeded", "x")
     p.close()
@@ -175,4 +175,4 @@ def test_line_progress_folds_routine_events_of_large_batches():
     assert sum("created" in x and "[" in x.split("]", 1)[1] for x in lines) <= 4
     assert any("PredictionBatch/b[7]: failed (boom)" in x for x in lines)
     assert any("Training/t: succeeded" in x for x in lines)
-    assert "9 created" in lines[-1] and "1 failed" in lines[-1]
+    assert "9 pending" in lines[-1] and "1 failed" in lines[-1]  # by status, as `status` shows them
