@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from jobrunner.commands.output_options import json_option, no_color_option, pick_format, require_approval_for_json
+from jobrunner.completion import complete_addresses
 from jobrunner.errors import EXIT_ERROR, EXIT_OK, UsageError
 from jobrunner.exitcodes import ExitCode, actionable, attention, for_apply, for_plan
 from jobrunner.plan_types import Plan
@@ -211,18 +212,27 @@ def _untouched_attention(plan: Plan, report: Any | None) -> list[Any]:
 @click.command("plan")
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--out", "out", type=click.Path(dir_okay=False), help="Save the plan to this file for `apply PLANFILE`.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
+              help="Output format: text for people, json for tools, markdown for a pull-request comment.")
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 0 when there are no changes, 2 when there are, 5 when none but a job needs attention.")
-@click.option("--target", "targets", multiple=True, metavar="ADDR", help="Only plan this address and what it depends on (repeatable).")
-@click.option("--timeout", "timeout", metavar="D",
+@click.option("--target", "targets", multiple=True, metavar="ADDR", shell_complete=complete_addresses,
+              help="Only plan this address and what it depends on (repeatable).")
+@click.option("--timeout", "timeout", metavar="DURATION",
               help="Give up asking the providers after this long (default 2m, or $JOBRUNNER_REFRESH_TIMEOUT); exit 1.")
-@click.option("--replace", "replace", multiple=True, metavar="ADDR",
+@click.option("--replace", "replace", multiple=True, metavar="ADDR", shell_complete=complete_addresses,
               help="Re-run this job even though it succeeded or failed (repeatable; a batch means every item).")
 @json_option("the plan")
 def plan(paths: tuple[str, ...], out: str | None, fmt: str, detailed_exitcode: bool, targets: tuple[str, ...],
          timeout: str | None, replace: tuple[str, ...], json_out: bool) -> int:
-    """Show what apply would do: diff the manifests against state and the providers' live status."""
+    """Show what apply would do: diff the manifests against state and the providers' live status.
+
+    \b
+    Examples:
+      jobrunner plan specs/examples/
+      jobrunner plan --out plan.json specs/ && jobrunner apply plan.json
+      jobrunner plan --detailed-exitcode --format markdown > plan.md   # CI: exit 2 = changes
+    """
     from jobrunner.reconcile.planning import make_plan, open_workspace, require_manifests, resolve_paths
 
     fmt = pick_format(fmt, json_out)
@@ -263,18 +273,26 @@ def _print_converged(plan: Plan) -> int:
 @click.argument("paths", nargs=-1, type=click.Path(), metavar="[PLANFILE | PATHS]...")
 @click.option("--auto-approve", is_flag=True, help="Skip the confirmation prompt.")
 @click.option("--no-wait", is_flag=True, help="Create jobs and return without waiting for them to finish.")
-@click.option("--timeout", "timeout", metavar="D",
+@click.option("--timeout", "timeout", metavar="DURATION",
               help="Bound the whole apply, planning refresh included (e.g. 30m): waiting stops then, jobs keep running, exit 6.")
-@click.option("--parallelism", type=click.IntRange(1, 1000), default=None, help="Concurrent operations (default from jobrunner.yaml, 10).")
-@click.option("--target", "targets", multiple=True, metavar="ADDR", help="Only apply this address and what it depends on (repeatable).")
-@click.option("--replace", "replace", multiple=True, metavar="ADDR",
+@click.option("--parallelism", type=click.IntRange(1, 1000), default=None, metavar="N", help="Concurrent operations (default from jobrunner.yaml, 10).")
+@click.option("--target", "targets", multiple=True, metavar="ADDR", shell_complete=complete_addresses,
+              help="Only apply this address and what it depends on (repeatable).")
+@click.option("--replace", "replace", multiple=True, metavar="ADDR", shell_complete=complete_addresses,
               help="Re-run this job even though it succeeded or failed (repeatable; a batch means every item).")
 @json_option("a stream of events, one per line,")
 @no_color_option()
 def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: str | None,
           parallelism: int | None, targets: tuple[str, ...], replace: tuple[str, ...], json_out: bool,
           no_color: bool) -> int:
-    """Create, wait on and cancel jobs until the world matches the manifests (or a saved plan)."""
+    """Create, wait on and cancel jobs until the world matches the manifests (or a saved plan).
+
+    \b
+    Examples:
+      jobrunner apply specs/examples/
+      jobrunner apply --auto-approve --timeout 30m specs/
+      jobrunner apply --replace 'PredictionBatch/poems-eval[moon]' specs/examples/
+    """
     from jobrunner.reconcile.planning import make_plan, open_workspace, require_manifests, resolve_paths
     from jobrunner.saved_plan import read_saved_plan
 
@@ -375,7 +393,8 @@ def _check_destroy_targets(targets: tuple[str, ...], tracked: dict[str, Any]) ->
 @click.command("destroy")
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--auto-approve", is_flag=True, help="Skip the confirmation prompt.")
-@click.option("--target", "targets", multiple=True, metavar="ADDR", help="Only destroy this address (repeatable).")
+@click.option("--target", "targets", multiple=True, metavar="ADDR", shell_complete=complete_addresses,
+              help="Only destroy this address (repeatable).")
 @click.option("--no-wait", is_flag=True, help="Do not wait for canceled jobs to stop.")
 @json_option("a stream of events, one per line,")
 @no_color_option()
@@ -385,6 +404,11 @@ def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...]
 
     Models are kept on the provider (only forgotten). A job with `lifecycle.prevent_cancel` that
     is still running stops the destroy.
+
+    \b
+    Examples:
+      jobrunner destroy
+      jobrunner destroy --auto-approve --target PredictionBatch/poems-eval
     """
     from jobrunner.errors import ManifestError
     from jobrunner.reconcile.outputs import resource_of
@@ -453,13 +477,21 @@ def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...]
 
 
 @click.command("status")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Output format: a table for people, or json for tools.")
 @click.option("--no-refresh", is_flag=True, help="Show what state recorded without asking the providers.")
-@click.option("--timeout", "timeout", metavar="D",
+@click.option("--timeout", "timeout", metavar="DURATION",
               help="Give up asking the providers after this long (default 2m, or $JOBRUNNER_REFRESH_TIMEOUT); exit 1.")
 @json_option("the table")
 def status(fmt: str, no_refresh: bool, timeout: str | None, json_out: bool) -> int:
-    """Every tracked address: provider, remote id, status, age, attempts (refreshes running jobs)."""
+    """Every tracked address: provider, remote id, status, age, attempts (refreshes running jobs).
+
+    \b
+    Examples:
+      jobrunner status
+      jobrunner status --no-refresh          # what state recorded, no provider asked
+      jobrunner status --format json | jq '.addresses'
+    """
     fmt = pick_format(fmt, json_out)
     from jobrunner.errors import ProviderError, StateLockedError
     from jobrunner.reconcile.planning import open_workspace
@@ -496,13 +528,18 @@ def status(fmt: str, no_refresh: bool, timeout: str | None, json_out: bool) -> i
 
 
 @click.command("logs")
-@click.argument("address")
+@click.argument("address", shell_complete=complete_addresses)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new log lines until the job finishes.")
 def logs(address: str, follow: bool) -> int:
     """Print the logs of a tracked job (ADDRESS as in `jobrunner status`).
 
     A log longer than providers.<name>.max_log_bytes (1 MiB) is shown from its end, after a
     `[jobrunner: log truncated: ...]` line saying how much was left out.
+
+    \b
+    Examples:
+      jobrunner logs 'PredictionBatch/poems-eval[moon]'
+      jobrunner logs --follow Training/poems-ngram
     """
     from jobrunner.providers.base import TERMINAL
     from jobrunner.reconcile.planning import open_workspace
@@ -568,11 +605,19 @@ def logs(address: str, follow: bool) -> int:
 
 
 @click.command("outputs")
-@click.argument("addresses", nargs=-1)
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.argument("addresses", nargs=-1, shell_complete=complete_addresses)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Output format: text for people, or json for tools.")
 @json_option("the outputs")
 def outputs(addresses: tuple[str, ...], fmt: str, json_out: bool) -> int:
-    """Print the outputs recorded in state (trained versions, batch item outputs)."""
+    """Print the outputs recorded in state (trained versions, batch item outputs).
+
+    \b
+    Examples:
+      jobrunner outputs
+      jobrunner outputs Training/poems-ngram
+      jobrunner outputs --format json PredictionBatch/poems-eval
+    """
     fmt = pick_format(fmt, json_out)
     from jobrunner.reconcile.planning import open_workspace
     from jobrunner.render.outputs import outputs_json, outputs_text, recorded_outputs
@@ -587,11 +632,11 @@ def outputs(addresses: tuple[str, ...], fmt: str, json_out: bool) -> int:
 
 
 @click.command("import")
-@click.argument("address", required=False)
+@click.argument("address", required=False, shell_complete=complete_addresses)
 @click.argument("remote_id", required=False)
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--discover", is_flag=True, help="Find jobs no state address owns, write manifests for them and adopt them.")
-@click.option("--since", "since", default="30d", show_default=True, metavar="D", help="With --discover: how far back to look.")
+@click.option("--since", "since", default="30d", show_default=True, metavar="DURATION", help="With --discover: how far back to look.")
 @click.option("--provider", "providers", multiple=True, type=click.Choice(PROVIDER_NAMES),
               help="With --discover: provider to look at (repeatable; default: those the manifests and state use).")
 @click.option("--out", "out", default="discovered.yaml", show_default=True, type=click.Path(dir_okay=False),
@@ -602,6 +647,11 @@ def import_(address: str | None, remote_id: str | None, paths: tuple[str, ...], 
 
     With --discover (no ADDRESS/REMOTE_ID; PATHS are the manifests): adopt every recent job that
     nothing tracks, writing manifests for the ones no manifest declares.
+
+    \b
+    Examples:
+      jobrunner import Training/poems-ngram r8-abc123 specs/
+      jobrunner import --discover --since 7d --provider replicate specs/
     """
     if discover:
         from jobrunner.discover import run_discover
