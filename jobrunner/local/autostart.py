@@ -47,6 +47,7 @@ REGISTRY_DIR = "platforms"
 START_TIMEOUT = 30.0
 DEFAULT_IDLE_STOP = 15 * 60.0
 _NEVER = ("never", "off", "0", "false", "no")
+ALREADY_RUNNING = "a local platform is already running for"
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,15 @@ def find_platform(root: Path, settings: Mapping[str, Any] | None = None) -> Plat
     return find_data_dir(data_dir_for(root, settings))
 
 
+def _log_since(path: Path, offset: int) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read(64 * 1024).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
 def _log_tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -185,10 +195,12 @@ def ensure_platform(
     last = read_last_port(data_dir)
     code: int | None = None
     for port in ([last, 0] if last else [0]):
+        log_start = log_path.stat().st_size if log_path.exists() else 0
         process = _spawn(data_dir, port, idle_stop, Path(root))
         found, code = _wait_until_answering(data_dir, process, deadline)
-        if found is not None:
-            return PlatformHandle(found.url, found.token, found.pid, data_dir, started=True, idle_stop=idle_stop)
+        if found is not None:  # ours, or the one another CLI started a moment before (it announces that)
+            ours = found.pid == process.pid
+            return PlatformHandle(found.url, found.token, found.pid, data_dir, started=ours, idle_stop=idle_stop)
         if code is None:
             raise ConfigError(
                 f"the local platform did not answer within {timeout:g}s",
@@ -196,8 +208,7 @@ def ensure_platform(
             )
         # It exited: another CLI may have won the race to start it (that server is as good as
         # ours, and that CLI announces it), or the port was taken (then try a free one).
-        time.sleep(0.2)
-        found = find_data_dir(data_dir)
+        found = _wait_for_winner(data_dir, _log_since(log_path, log_start), deadline)
         if found is not None:
             return found
     raise ConfigError(
@@ -219,6 +230,17 @@ def _wait_until_answering(
             return None, code
         time.sleep(0.05)
     return None, None
+
+
+def _wait_for_winner(data_dir: Path, said: str, deadline: float) -> PlatformHandle | None:
+    """The platform another CLI is starting on `data_dir` right now, once it answers; None when our
+    server failed for another reason (`said`: what it wrote to serve.log, e.g. a taken port)."""
+    racing = ALREADY_RUNNING in said  # jobrunner.local.server.AlreadyRunning's words
+    while True:
+        found = find_data_dir(data_dir)
+        if found is not None or not racing or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.05)
 
 
 def stop_platform(root: Path, settings: Mapping[str, Any] | None = None, *, timeout: float = 10.0) -> bool:

@@ -89,7 +89,8 @@ def test_commands_that_need_no_platform_start_none(tmp_path: Path, shared_dir: P
     monkeypatch.chdir(root)
     assert run_cli("apply", "--auto-approve").code == 0
     assert stop_data_dir(shared_dir)
-    for args in (["validate"], ["plan"], ["status", "--no-refresh"], ["outputs", "PredictionBatch/b"]):
+    for args in (["validate"], ["plan"], ["status", "--no-refresh"], ["status"], ["outputs", "PredictionBatch/b"],
+                 ["state", "list"]):
         r = run_cli(*args)
         assert r.code == 0 and ANNOUNCED not in r.output, (args, r.output)
         assert find_data_dir(shared_dir) is None, args
@@ -155,3 +156,19 @@ def test_serve_status_ignores_a_stale_registry_entry(tmp_path: Path, shared_dir:
     assert r.stdout.strip() == "No local platform is running." and not (registry / "999999.json").exists()
     with pytest.raises(httpx.TransportError):
         httpx.get("http://127.0.0.1:1/_admin/info", timeout=1)
+
+
+def test_two_workspaces_starting_at_once_get_one_platform(tmp_path: Path, shared_dir: Path) -> None:
+    """Two CLIs in two workspaces need the platform at the same moment: one starts it, the other
+    waits for that one instead of failing or starting a second."""
+    import subprocess
+    import sys
+
+    roots = [_workspace(tmp_path / name) for name in ("one", "two")]
+    env = {k: v for k, v in os.environ.items() if k != "JOBRUNNER_LOCAL_TOKEN"}
+    procs = [subprocess.Popen([sys.executable, "-m", "jobrunner", "apply", "--auto-approve"], cwd=root, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for root in roots]
+    results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    assert all(code == 0 for code, _, _ in results), results
+    assert sum(err.count(ANNOUNCED) for _, _, err in results) == 1, results
+    assert [p.data_dir for p in running_platforms()] == [shared_dir]
