@@ -10,8 +10,9 @@ or starts one in the background; a start is announced once on stderr.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from jobrunner.errors import CredentialsError
 from jobrunner.providers.http import EndpointResolver
@@ -34,9 +35,11 @@ def local_endpoint(root: Path, settings: Mapping[str, Any], env: Mapping[str, st
     url = settings.get("url")
 
     def configured() -> tuple[str, str | None]:
-        from jobrunner.local.autostart import data_dir_for  # the data dir `jobrunner serve` defaults to
+        from jobrunner.local.autostart import LEGACY_DATA_DIR, data_dir_for
 
-        token = env.get(TOKEN_ENV) or _read_token(data_dir_for(root, settings) / TOKEN_FILE)
+        # the data dir `jobrunner serve` defaults to here, then the workspace's own
+        token = (env.get(TOKEN_ENV) or _read_token(data_dir_for(root, settings) / TOKEN_FILE)
+                 or _read_token(root / LEGACY_DATA_DIR / TOKEN_FILE))
         if not token:
             raise CredentialsError(
                 f"local: providers.local.url is set ({url}) but no platform token was found",
@@ -83,4 +86,4 @@ def _read_token(path: Path) -> str | None:
         return None
 
 
-__all__ = ["LocalProvider", "TOKEN_ENV", "build_client", "local_endpoint", "platform_data_dir"]
+__all__ = ["TOKEN_ENV", "LocalProvider", "build_client", "local_endpoint", "platform_data_dir"]
