@@ -77,7 +77,7 @@ class ManifestError(JobrunnerError):
         # `note`: what the errors mean for tracked jobs (planning names files state tracks jobs from).
         super().__init__(
             "\n".join([*(d.format() for d in errors), *([note] if note else [])]) or "invalid manifests",
-            hint=f"{len(errors)} error(s); fix them and run `jobrunner validate` again.",
+            hint=f"{len(errors)} error{'' if len(errors) == 1 else 's'}; fix {'it' if len(errors) == 1 else 'them'} and run `jobrunner validate` again.",
         )
 
 

@@ -319,6 +319,9 @@ def load_text(text: str, file: str) -> LoadResult:
                 problem += f" at line {exc.context_mark.line + 1}"
             problem += ")"
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        if mark is not None and _tab_indented(text, mark.line):
+            problem = "a tab in the indentation: YAML allows only spaces there; use spaces instead of the tab(s) on this line"
+            col = 1
         result.diagnostics.append(Diagnostic("error", file, line, col, f"invalid YAML: {problem}"))
     except yaml.reader.ReaderError as exc:  # control characters and the like
         before = text[: exc.position]
@@ -335,6 +338,16 @@ def load_text(text: str, file: str) -> LoadResult:
         if loader is not None:
             loader.dispose()
     return result
+
+
+def _tab_indented(text: str, line_index: int) -> bool:
+    """True when line `line_index` (0-based) is indented with a tab, which YAML forbids: the
+    parser's own words for it ("found character that cannot start any token") never say so."""
+    lines = text.splitlines()
+    if not 0 <= line_index < len(lines):
+        return False
+    line = lines[line_index]
+    return "\t" in line[: len(line) - len(line.lstrip(" \t"))]
 
 
 def load_file(path: Path, file: str, *, max_bytes: int = MAX_FILE_BYTES) -> LoadResult:

@@ -50,8 +50,19 @@ def read_saved_plan(path: Path) -> dict[str, Any] | None:
     if not path.is_file() or path.suffix.lower() not in (".json", ".plan", ".tfplan", ""):
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        if _looks_like_saved_plan(path, text):
+            # Read as a manifest it would be reported as invalid YAML: true, and no help at all.
+            where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+            raise UsageError(
+                f"{path}: this saved plan is damaged: it is not valid JSON{where} (cut short or edited?)",
+                hint=f"make it again with `jobrunner plan --out {path}` and review it; a saved plan is never edited by hand",
+            ) from None
         return None
     if not isinstance(data, dict) or data.get("kind") != SAVED_PLAN_KIND:
         return None
@@ -59,6 +70,14 @@ def read_saved_plan(path: Path) -> dict[str, Any] | None:
         raise UsageError(f"{path}: saved plan format {data.get('format_version')!r} is not supported",
                          hint="run `jobrunner plan --out` again with this version of jobrunner")
     return data
+
+
+def _looks_like_saved_plan(path: Path, text: str) -> bool:
+    """A file `plan --out` wrote: its own suffixes, its kind, or the JSON object it starts with."""
+    if path.suffix.lower() in (".plan", ".tfplan") or SAVED_PLAN_KIND in text:
+        return True
+    head = text.lstrip()[:200]
+    return head.startswith("{") and '"changes"' in head
 
 
 def spec_digest(spec: dict[str, Any]) -> str:

@@ -16,3 +16,11 @@ def _fresh_secret_registry() -> Iterator[None]:
     SECRETS.clear()
     yield
     SECRETS.clear()
+
+
+@pytest.fixture(autouse=True)
+def _own_jobrunner_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Auto-started platforms live in the per-user `$JOBRUNNER_HOME` (data and the registry that
+    `serve --status` lists): each test gets its own, so tests never share, list or stop one
+    another's platforms, nor the developer's."""
+    monkeypatch.setenv("JOBRUNNER_HOME", str(tmp_path_factory.mktemp("jobrunner-home")))

@@ -36,6 +36,11 @@ def init(directory: Path | None, force: bool) -> int:
 
     Commands run in that directory or below it find this file and share one state. Nothing else is
     written; an existing jobrunner.yaml is left as it is.
+
+    \b
+    Examples:
+      jobrunner init
+      jobrunner init ml-jobs/ && cd ml-jobs/ && jobrunner validate
     """
     from jobrunner.errors import UsageError
     from jobrunner.workspace import CONFIG_FILE, locate_workspace

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from jobrunner.commands.output_options import json_option, no_color_option, pick_format, require_approval_for_json
+from jobrunner.completion import complete_addresses
 from jobrunner.errors import EXIT_ERROR, EXIT_OK, UsageError
 from jobrunner.exitcodes import ExitCode, actionable, attention, for_apply, for_plan
 from jobrunner.plan_types import Plan
@@ -211,18 +212,27 @@ def _untouched_attention(plan: Plan, report: Any | None) -> list[Any]:
 @click.command("plan")
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--out", "out", type=click.Path(dir_okay=False), help="Save the plan to this file for `apply PLANFILE`.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
+              help="Output format: text for people, json for tools, markdown for a pull-request comment.")
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 0 when there are no changes, 2 when there are, 5 when none but a job needs attention.")
-@click.option("--target", "targets", multiple=True, metavar="ADDR", help="Only plan this address and what it depends on (repeatable).")
-@click.option("--timeout", "timeout", metavar="D",
+@click.option("--target", "targets", multiple=True, metavar="ADDR", shell_complete=complete_addresses,
+              help="Only plan this address and what it depends on (repeatable).")
+@click.option("--timeout", "timeout", metavar="DURATION",
               help="Give up asking the providers after this long (default 2m, or $JOBRUNNER_REFRESH_TIMEOUT); exit 1.")
-@click.option("--replace", "replace", multiple=True, metavar="ADDR",
+@click.option("--replace", "replace", multiple=True, metavar="ADDR", shell_complete=complete_addresses,
               help="Re-run this job even though it succeeded or failed (repeatable; a batch means every item).")
 @json_option("the plan")
 def plan(paths: tuple[str, ...], out: str | None, fmt: str, detailed_exitcode: bool, targets: tuple[str, ...],
          timeout: str | None, replace: tuple[str, ...], json_out: bool) -> int:
-    """Show what apply would do: diff the manifests against state and the providers' live status."""
+    """Show what apply would do: diff the manifests against state and the providers' live status.
+
+    \b
+    Examples:
+      jobrunner plan specs/examples/
+      jobrunner plan --out plan.json specs/ && jobrunner apply plan.json
+      jobrunner plan --detailed-exitcode --format markdown > plan.md   # CI: exit 2 = changes
+    """
     from jobrunner.reconcile.planning import make_plan, open_workspace, require_manifests, resolve_paths
 
     fmt = pick_format(fmt, json_out)
@@ -263,18 +273,26 @@ def _print_converged(plan: Plan) -> int:
 @click.argument("paths", nargs=-1, type=click.Path(), metavar="[PLANFILE | PATHS]...")
 @click.option("--auto-approve", is_flag=True, help="Skip the confirmation prompt.")
 @click.option("--no-wait", is_flag=True, help="Create jobs and return without waiting for them to finish.")
-@click.option("--timeout", "timeout", metavar="D",
+@click.option("--timeout", "timeout", metavar="DURATION",
               help="Bound the whole apply, planning refresh included (e.g. 30m): waiting stops then, jobs keep running, exit 6.")
-@click.option("--parallelism", type=click.IntRange(1, 1000), default=None, help="Concurrent operations (default from jobrunner.yaml, 10).")
-@click.option("--target", "targets", multiple=True, metavar="ADDR", help="Only apply this address and what it depends on (repeatable).")
-@click.option("--replace", "replace", multiple=True, metavar="ADDR",
+@click.option("--parallelism", type=click.IntRange(1, 1000), default=None, metavar="N", help="Concurrent operations (default from jobrunner.yaml, 10).")
+@click.option("--target", "targets", multiple=True, metavar="ADDR", shell_complete=complete_addresses,
+              help="Only apply this address and what it depends on (repeatable).")
+@click.option("--replace", "replace", multiple=True, metavar="ADDR", shell_complete=complete_addresses,
               help="Re-run this job even though it succeeded or failed (repeatable; a batch means every item).")
 @json_option("a stream of events, one per line,")
 @no_color_option()
 def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: str | None,
           parallelism: int | None, targets: tuple[str, ...], replace: tuple[str, ...], json_out: bool,
           no_color: bool) -> int:
-    """Create, wait on and cancel jobs until the world matches the manifests (or a saved plan)."""
+    """Create, wait on and cancel jobs until the world matches the manifests (or a saved plan).
+
+    \b
+    Examples:
+      jobrunner apply specs/examples/
+      jobrunner apply --auto-approve --timeout 30m specs/
+      jobrunner apply --replace 'PredictionBatch/poems-eval[moon]' specs/examples/
+    """
     from jobrunner.reconcile.planning import make_plan, open_workspace, require_manifests, resolve_paths
     from jobrunner.saved_plan import read_saved_plan
 
@@ -375,7 +393,8 @@ def _check_destroy_targets(targets: tuple[str, ...], tracked: dict[str, Any]) ->
 @click.command("destroy")
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--auto-approve", is_flag=True, help="Skip the confirmation prompt.")
-@click.option("--target", "targets", multiple=True, metavar="ADDR", help="Only destroy this address (repeatable).")
+@click.option("--target", "targets", multiple=True, metavar="ADDR", shell_complete=complete_addresses,
+              help="Only destroy this address (repeatable).")
 @click.option("--no-wait", is_flag=True, help="Do not wait for canceled jobs to stop.")
 @json_option("a stream of events, one per line,")
 @no_color_option()
@@ -385,6 +404,11 @@ def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...]
 
     Models are kept on the provider (only forgotten). A job with `lifecycle.prevent_cancel` that
     is still running stops the destroy.
+
+    \b
+    Examples:
+      jobrunner destroy
+      jobrunner destroy --auto-approve --target PredictionBatch/poems-eval
     """
     from jobrunner.errors import ManifestError
     from jobrunner.reconcile.outputs import resource_of
@@ -453,13 +477,21 @@ def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...]
 
 
 @click.command("status")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Output format: a table for people, or json for tools.")
 @click.option("--no-refresh", is_flag=True, help="Show what state recorded without asking the providers.")
-@click.option("--timeout", "timeout", metavar="D",
+@click.option("--timeout", "timeout", metavar="DURATION",
               help="Give up asking the providers after this long (default 2m, or $JOBRUNNER_REFRESH_TIMEOUT); exit 1.")
 @json_option("the table")
 def status(fmt: str, no_refresh: bool, timeout: str | None, json_out: bool) -> int:
-    """Every tracked address: provider, remote id, status, age, attempts (refreshes running jobs)."""
+    """Every tracked address: provider, remote id, status, age, attempts (refreshes running jobs).
+
+    \b
+    Examples:
+      jobrunner status
+      jobrunner status --no-refresh          # what state recorded, no provider asked
+      jobrunner status --format json | jq '.addresses'
+    """
     fmt = pick_format(fmt, json_out)
     from jobrunner.errors import ProviderError, StateLockedError
     from jobrunner.reconcile.planning import open_workspace
@@ -495,90 +527,154 @@ def status(fmt: str, no_refresh: bool, timeout: str | None, json_out: bool) -> i
 # --- logs ------------------------------------------------------------------------------------
 
 
+def _tracked_under(doc: Any, address: str) -> list[str]:
+    """The state addresses ADDRESS names: itself, or every item of a batch address."""
+    if address in doc.addresses:
+        return [address]
+    return sorted(k for k in doc.addresses if k.split("[", 1)[0] == address)
+
+
+def _not_in_state(doc: Any, address: str) -> UsageError:
+    """`ADDRESS: not in state`, with the closest tracked addresses when it looks like a typo."""
+    import difflib
+
+    known = sorted({k for k in doc.addresses} | {k.split("[", 1)[0] for k in doc.addresses})
+    close = difflib.get_close_matches(address, known, n=3, cutoff=0.6)
+    hint = (f"did you mean {' or '.join(close)}? " if close else "") + "`jobrunner status` lists the tracked addresses"
+    return UsageError(f"{address}: not in state", hint=hint)
+
+
 @click.command("logs")
-@click.argument("address")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new log lines until the job finishes.")
+@click.argument("address", shell_complete=complete_addresses)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new log lines until the job finishes (one job, not a batch).")
 def logs(address: str, follow: bool) -> int:
-    """Print the logs of a tracked job (ADDRESS as in `jobrunner status`).
+    """Print the logs of a tracked job, or of every item of a batch (ADDRESS as in `jobrunner status`).
 
     A log longer than providers.<name>.max_log_bytes (1 MiB) is shown from its end, after a
-    `[jobrunner: log truncated: ...]` line saying how much was left out.
+    `[jobrunner: log truncated: ...]` line saying how much was left out. A job that failed or was
+    canceled ends with a `-- ADDRESS: failed: <error>` line on stderr.
+
+    \b
+    Examples:
+      jobrunner logs 'PredictionBatch/poems-eval[moon]'
+      jobrunner logs PredictionBatch/poems-eval        # every item, one after another
+      jobrunner logs --follow Training/poems-ngram
     """
-    from jobrunner.providers.base import TERMINAL
     from jobrunner.reconcile.planning import open_workspace
-    from jobrunner.redact import hidden_values, known_secrets, scrub_text
-    from jobrunner.providers.bodies import LOG_TRUNCATED_PREFIX
-    from jobrunner.render.logs import ANCHOR_CHARS, log_increment
     from jobrunner.resources import JOB_MODEL
 
     ws = open_workspace()
     doc = ws.store.load()
-    st = doc.addresses.get(address)
-    if st is None:
-        raise UsageError(f"{address}: not in state", hint="`jobrunner status` lists the tracked addresses")
-    if not st.remote_id or st.job_kind == JOB_MODEL:
-        raise UsageError(f"{address}: has no job to show logs for")
+    addresses = _tracked_under(doc, address)
+    if not addresses:
+        raise _not_in_state(doc, address)
+    batch = addresses != [address]
+    if batch and follow:
+        raise UsageError(f"{address}: --follow takes one job, and this batch has {len(addresses)} items",
+                         hint=f"follow one item, e.g. jobrunner logs --follow '{addresses[0]}'")
+    for one in addresses:
+        st = doc.addresses[one]
+        if not st.remote_id or st.job_kind == JOB_MODEL:
+            if batch:
+                continue
+            raise UsageError(f"{address}: has no job to show logs for")
 
     async def run(pool: Any) -> int:
-        provider = pool.get(st.provider)
-        # A model may print its input: hide the values state keeps redacted (secret-named keys,
-        # spec.sensitive), which only the provider's copy of the input still has.
-        secrets = known_secrets()
-        if isinstance(st.inputs, dict) and isinstance(st.inputs.get("input"), dict):
-            remote = await provider.get(st.job_kind, st.remote_id, project_id=st.project_id)
-            secrets = secrets + hidden_values(st.inputs["input"], remote.input)
-
-        def scrub(text: str) -> str:
-            return scrub_text(text, secrets=secrets)
-
-        shown = ""
-        delay = 0.5
-        while True:
-            text = await provider.logs(st.job_kind, st.remote_id, project_id=st.project_id) or ""
-            # A long log comes back as its end only (behind a marker line): find what is new.
-            new, continues = log_increment(shown, text)
-            if not continues:  # rewritten upstream, or grew past what is kept: print it whole
-                shown = ""
-            if follow:
-                # A line still being written waits for its end: a secret value it holds is never
-                # printed in two halves that the scrubber cannot recognise.
-                new = new[: new.rfind("\n") + 1]
-            if new:
-                click.echo(scrub(new), nl=not new.endswith("\n") and not follow)
-                shown += new
-            if text.startswith(LOG_TRUNCATED_PREFIX):
-                shown = shown[-ANCHOR_CHARS[0]:]  # only its end is ever looked for again
-            if not follow:
-                return EXIT_OK
-            job = await provider.get(st.job_kind, st.remote_id, project_id=st.project_id)
-            if job.status in TERMINAL:
-                final = await provider.logs(st.job_kind, st.remote_id, project_id=st.project_id) or ""
-                rest, continues = log_increment(shown, final)
-                if rest and continues:
-                    click.echo(scrub(rest), nl=False)
-                click.echo(f"-- {address}: {job.status}", err=True)
-                return EXIT_OK
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 3.0)
+        for one in addresses:
+            st = doc.addresses[one]
+            if not st.remote_id or st.job_kind == JOB_MODEL:
+                continue
+            if batch:
+                click.echo(f"==> {one} ({st.status or '-'}) <==")
+            await _print_logs(pool, one, st, follow)
+        return EXIT_OK
 
     return asyncio.run(_with_pool(ws, run))
+
+
+async def _print_logs(pool: Any, address: str, st: Any, follow: bool) -> None:
+    """One job's log (followed until it ends with `follow`), then its error when it did not succeed."""
+    from jobrunner.providers.base import TERMINAL
+    from jobrunner.providers.bodies import LOG_TRUNCATED_PREFIX
+    from jobrunner.redact import hidden_values, known_secrets, scrub_text
+    from jobrunner.render.logs import ANCHOR_CHARS, log_increment
+
+    provider = pool.get(st.provider)
+    job = await provider.get(st.job_kind, st.remote_id, project_id=st.project_id)
+    # A model may print its input: hide the values state keeps redacted (secret-named keys,
+    # spec.sensitive), which only the provider's copy of the input still has.
+    secrets = known_secrets()
+    if isinstance(st.inputs, dict) and isinstance(st.inputs.get("input"), dict):
+        secrets = secrets + hidden_values(st.inputs["input"], job.input)
+
+    def scrub(text: str) -> str:
+        return scrub_text(text, secrets=secrets)
+
+    shown = ""
+    delay = 0.5
+    while True:
+        text = await provider.logs(st.job_kind, st.remote_id, project_id=st.project_id) or ""
+        # A long log comes back as its end only (behind a marker line): find what is new.
+        new, continues = log_increment(shown, text)
+        if not continues:  # rewritten upstream, or grew past what is kept: print it whole
+            shown = ""
+        if follow:
+            # A line still being written waits for its end: a secret value it holds is never
+            # printed in two halves that the scrubber cannot recognise.
+            new = new[: new.rfind("\n") + 1]
+        if new:
+            click.echo(scrub(new), nl=not new.endswith("\n") and not follow)
+            shown += new
+        if text.startswith(LOG_TRUNCATED_PREFIX):
+            shown = shown[-ANCHOR_CHARS[0]:]  # only its end is ever looked for again
+        if not follow:
+            break
+        job = await provider.get(st.job_kind, st.remote_id, project_id=st.project_id)
+        if job.status in TERMINAL:
+            final = await provider.logs(st.job_kind, st.remote_id, project_id=st.project_id) or ""
+            rest, continues = log_increment(shown, final)
+            if rest and continues:
+                click.echo(scrub(rest), nl=False)
+            break
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 3.0)
+    if follow or job.status in TERMINAL - {"succeeded"}:
+        click.echo(scrub(_ending(address, job)), err=True)
+
+
+def _ending(address: str, job: Any) -> str:
+    """`-- ADDRESS: failed: <error>`: the last thing a log of a job that did not succeed must say."""
+    why = job.error or (job.raw_status if job.raw_status and job.raw_status != job.status else "")
+    return f"-- {address}: {job.status}" + (f": {why}" if why else "")
 
 
 # --- outputs ---------------------------------------------------------------------------------
 
 
 @click.command("outputs")
-@click.argument("addresses", nargs=-1)
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.argument("addresses", nargs=-1, shell_complete=complete_addresses)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Output format: text for people, or json for tools.")
 @json_option("the outputs")
 def outputs(addresses: tuple[str, ...], fmt: str, json_out: bool) -> int:
-    """Print the outputs recorded in state (trained versions, batch item outputs)."""
+    """Print the outputs recorded in state (trained versions, batch item outputs).
+
+    \b
+    Examples:
+      jobrunner outputs
+      jobrunner outputs Training/poems-ngram
+      jobrunner outputs --format json PredictionBatch/poems-eval
+    """
     fmt = pick_format(fmt, json_out)
     from jobrunner.reconcile.planning import open_workspace
     from jobrunner.render.outputs import outputs_json, outputs_text, recorded_outputs
 
     ws = open_workspace()
-    data = recorded_outputs(ws.store.load(), addresses)
+    doc = ws.store.load()
+    for address in addresses:  # a typo must not read as "no outputs yet", exit 0
+        if not _tracked_under(doc, address):
+            raise _not_in_state(doc, address)
+    data = recorded_outputs(doc, addresses)
     click.echo(outputs_json(data) if fmt == "json" else outputs_text(data))
     return EXIT_OK
 
@@ -587,11 +683,11 @@ def outputs(addresses: tuple[str, ...], fmt: str, json_out: bool) -> int:
 
 
 @click.command("import")
-@click.argument("address", required=False)
+@click.argument("address", required=False, shell_complete=complete_addresses)
 @click.argument("remote_id", required=False)
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--discover", is_flag=True, help="Find jobs no state address owns, write manifests for them and adopt them.")
-@click.option("--since", "since", default="30d", show_default=True, metavar="D", help="With --discover: how far back to look.")
+@click.option("--since", "since", default="30d", show_default=True, metavar="DURATION", help="With --discover: how far back to look.")
 @click.option("--provider", "providers", multiple=True, type=click.Choice(PROVIDER_NAMES),
               help="With --discover: provider to look at (repeatable; default: those the manifests and state use).")
 @click.option("--out", "out", default="discovered.yaml", show_default=True, type=click.Path(dir_okay=False),
@@ -602,6 +698,11 @@ def import_(address: str | None, remote_id: str | None, paths: tuple[str, ...], 
 
     With --discover (no ADDRESS/REMOTE_ID; PATHS are the manifests): adopt every recent job that
     nothing tracks, writing manifests for the ones no manifest declares.
+
+    \b
+    Examples:
+      jobrunner import Training/poems-ngram r8-abc123 specs/
+      jobrunner import --discover --since 7d --provider replicate specs/
     """
     if discover:
         from jobrunner.discover import run_discover
@@ -614,7 +715,7 @@ def import_(address: str | None, remote_id: str | None, paths: tuple[str, ...], 
     from jobrunner.errors import PlanError
     from jobrunner.providers.base import SUCCEEDED
     from jobrunner.reconcile import requests as rq
-    from jobrunner.reconcile.matching import matches
+    from jobrunner.reconcile.matching import mismatches
     from jobrunner.reconcile.outputs import record_adoption
     from jobrunner.reconcile.planning import (expand_desired, load_validated, open_workspace, require_manifests,
                                               resolve_paths)
@@ -651,12 +752,12 @@ def import_(address: str | None, remote_id: str | None, paths: tuple[str, ...], 
                              hint=f"`jobrunner state rm {address}` first to track another job")
         req = rq.create_request(job, by_res[job.resource_address].spec)
         remote = await pool.get(job.provider).get(job.job_kind, remote_id, project_id=req.project_id)
-        if not matches(remote, req):
+        differences = mismatches(remote, req)
+        if differences:
+            shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
             raise PlanError(
-                f"{address}: remote job {remote_id} does not match the manifest "
-                f"(model/version/input differ: remote version {remote.version}, input keys "
-                f"{sorted((remote.input or {}).keys())})",
-                hint="import only a job that ran exactly what the manifest declares")
+                f"{address}: remote job {remote_id} does not match the manifest: {shown}",
+                hint="import only a job that ran exactly what the manifest declares (or change the manifest to match it)")
         record_adoption(doc, job, remote, st)
         ws.store.save(doc)
         click.echo(f"Imported {remote.id} as {address} (status {remote.status}).")

@@ -5,6 +5,7 @@ import json
 
 import click
 
+from jobrunner.completion import complete_addresses
 from jobrunner.errors import EXIT_OK, UsageError
 
 
@@ -16,12 +17,25 @@ def _open():
 
 @click.group("state")
 def state() -> None:
-    """Inspect and repair the state (where each address's remote jobs are recorded)."""
+    """Inspect and repair the state (where each address's remote jobs are recorded).
+
+    \b
+    Examples:
+      jobrunner state list
+      jobrunner state mv Training/poems-ngram Training/poems-ngram-v2
+      jobrunner state migrate --to postgresql://ci@db.internal/jobrunner
+    """
 
 
 @state.command("list")
 def list_() -> int:
-    """Every address recorded in state."""
+    """Every address recorded in state.
+
+    \b
+    Examples:
+      jobrunner state list
+      jobrunner state list | grep '^PredictionBatch/'
+    """
     ws = _open()
     doc = ws.store.load()
     for addr in sorted(doc.addresses):
@@ -30,9 +44,15 @@ def list_() -> int:
 
 
 @state.command("show")
-@click.argument("address")
+@click.argument("address", shell_complete=complete_addresses)
 def show(address: str) -> int:
-    """Everything state records for ADDRESS (history, intent, outputs), as JSON."""
+    """Everything state records for ADDRESS (history, intent, outputs), as JSON.
+
+    \b
+    Examples:
+      jobrunner state show Training/poems-ngram
+      jobrunner state show 'PredictionBatch/poems-eval[moon]' | jq .history
+    """
     from jobrunner.redact import redact
 
     ws = _open()
@@ -45,9 +65,15 @@ def show(address: str) -> int:
 
 
 @state.command("rm")
-@click.argument("addresses", nargs=-1, required=True)
+@click.argument("addresses", nargs=-1, required=True, shell_complete=complete_addresses)
 def rm(addresses: tuple[str, ...]) -> int:
-    """Forget ADDRESSES without touching their remote jobs (a batch address removes all its items)."""
+    """Forget ADDRESSES without touching their remote jobs (a batch address removes all its items).
+
+    \b
+    Examples:
+      jobrunner state rm Training/poems-ngram
+      jobrunner state rm 'PredictionBatch/poems-eval[moon]' 'PredictionBatch/poems-eval[dawn]'
+    """
     ws = _open()
     if not ws.store.load().addresses:  # nothing recorded: say so before the lock writes anything here
         raise UsageError(f"{addresses[0]}: not in state (the workspace {ws.root} tracks nothing)",
@@ -69,7 +95,7 @@ def rm(addresses: tuple[str, ...]) -> int:
 
 
 @state.command("mv")
-@click.argument("source", metavar="OLD")
+@click.argument("source", metavar="OLD", shell_complete=complete_addresses)
 @click.argument("destination", metavar="NEW")
 def mv(source: str, destination: str) -> int:
     """Move OLD's whole record (remote ids, history, fingerprint, outputs, intent) to NEW.
@@ -78,6 +104,11 @@ def mv(source: str, destination: str) -> int:
     or a wait while it runs) instead of canceling it at OLD and creating it again at NEW. A batch
     address moves every item: `state mv PredictionBatch/old PredictionBatch/new`. Nothing is sent
     to any provider. The `moved:` list of jobrunner.yaml does the same declaratively, in review.
+
+    \b
+    Examples:
+      jobrunner state mv Training/poems-ngram Training/poems-ngram-v2
+      jobrunner state mv PredictionBatch/poems-eval PredictionBatch/poems-eval-2026
     """
     from jobrunner.moves import Move, apply_moves, check_moves, resource_of
 
@@ -123,7 +154,13 @@ def _mv_pairs(doc: object, source: str, destination: str) -> dict[str, str]:
 @state.command("unlock")
 @click.option("--force", is_flag=True, help="Also break a lock whose holder still looks alive.")
 def unlock(force: bool) -> int:
-    """Free a state lock left behind by a command that died."""
+    """Free a state lock left behind by a command that died.
+
+    \b
+    Examples:
+      jobrunner state unlock
+      jobrunner state unlock --force     # the holder looks alive but is not
+    """
     ws = _open()
     done = ws.store.unlock(force)
     # Backends say what they did ("ended the stale lock of ..."); say at least that it worked.

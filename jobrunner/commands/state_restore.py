@@ -104,6 +104,11 @@ def restore_backup_command(force: bool) -> int:
     backup was taken are not in it: the restored state is marked recovered, so the next apply
     looks every address it does not track up on the provider and adopts the job it finds
     instead of creating it again. Run `jobrunner apply` next (with no paths: the whole workspace).
+
+    \b
+    Examples:
+      jobrunner state restore-backup && jobrunner apply
+      jobrunner state restore-backup --force
     """
     from jobrunner.reconcile.planning import open_workspace
 

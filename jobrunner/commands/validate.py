@@ -23,6 +23,12 @@ def validate(paths: tuple[Path, ...], fmt: str, json_out: bool) -> int:
 
     PATHS are manifest files or directories (default: the current directory). Every problem in every file is
     reported at once as `file:line:col: Kind/name: $.json.path: message`. Exit 0 when valid, 1 when not.
+
+    \b
+    Examples:
+      jobrunner validate
+      jobrunner validate specs/train.yaml specs/eval.yaml
+      jobrunner validate --format github specs/      # annotations in a GitHub Actions run
     """
     from jobrunner.render.diagnostics import render_github, render_json, render_text
     from jobrunner.validate import validate_paths
@@ -76,8 +82,8 @@ def _repo_relative(diagnostics: list[Diagnostic], root: Path) -> list[Diagnostic
 
 
 @click.command()
-@click.option("--kind", default=None, help="Only this kind: Training, PredictionBatch or Model.")
-@click.option("--name", "name", default=None,
+@click.option("--kind", default=None, metavar="KIND", help="Only this kind: Training, PredictionBatch or Model.")
+@click.option("--name", "name", default=None, metavar="FILE",
               help="A schema file by name (see --list), e.g. replicate.schemas_training_request.json.")
 @click.option("--list", "list_", is_flag=True, help="List the shipped schema files.")
 def schema(kind: str | None, name: str | None, list_: bool) -> int:
@@ -86,6 +92,12 @@ def schema(kind: str | None, name: str | None, list_: bool) -> int:
     Point an editor at it with the modeline
     `# yaml-language-server: $schema=<path to manifest.schema.json>`, or save it with
     `jobrunner schema > manifest.schema.json`.
+
+    \b
+    Examples:
+      jobrunner schema > manifest.schema.json
+      jobrunner schema --kind Training
+      jobrunner schema --list
     """
     from jobrunner.errors import UsageError
     from jobrunner.schema import kind_schema_name, schema_names, schema_text

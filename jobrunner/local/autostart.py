@@ -1,32 +1,53 @@
-"""Finding, starting and stopping the local platform of a workspace.
+"""The lifecycle of auto-started local platforms: one per user and data directory, announced, self-stopping.
 
-`ensure_platform(root)` returns a `PlatformHandle(url, token)` for `<root>/.jobrunner/local/`: the
-running server recorded in `server.json` if it answers with the stored token, else a new
-`python -m jobrunner serve --data-dir <root>/.jobrunner/local` started detached (its own session,
-output in `serve.log`), waited for until it answers. It asks for the port it had last time (so
-URLs the platform handed out stay valid) and falls back to a free one. Jobs run in that server, so
-they outlive the CLI that started it. `stop_platform(root)` stops it (SIGTERM, then SIGKILL).
+Without `providers.local.url`, the first request of a command that needs the platform calls
+`ensure_platform(root, settings)`. It returns a `PlatformHandle(url, token, ...)` for the data
+directory `data_dir_for(root, settings)` resolves:
+
+1. `providers.local.data_dir` in jobrunner.yaml (relative to the workspace), when set;
+2. else `<root>/.jobrunner/local` when it already holds a platform database (a workspace from before
+   platforms were shared keeps its jobs reachable);
+3. else the per-user `$JOBRUNNER_HOME/local` (default `$XDG_STATE_HOME/jobrunner`, else
+   `~/.local/state/jobrunner`), so every workspace of a user shares one platform, as they would
+   share one account at a hosted provider.
+
+A running server recorded in the data directory's `server.json` that answers with the stored token
+is reused; else `python -m jobrunner serve --data-dir DIR --idle-stop DURATION` is started detached
+(own session, output in `serve.log`) and waited for, asking for the port it had last time (URLs it
+handed out stay valid) and falling back to a free one. `started=True` on the handle tells the caller
+to announce it, once. The server stops itself after `providers.local.idle_stop` (default 15 min)
+without requests and without running jobs, and registers itself under `$JOBRUNNER_HOME/platforms/`
+while it runs so `jobrunner serve --status` can list every running one.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from jobrunner.durations import DurationError, format_duration, parse_duration
 from jobrunner.errors import ConfigError
 from jobrunner.local.security import read_token
 from jobrunner.local.server import RUNTIME_FILE, read_last_port, read_runtime
 from jobrunner.state.lock import pid_alive
 
-DATA_DIR = Path(".jobrunner") / "local"
+HOME_ENV = "JOBRUNNER_HOME"
+LEGACY_DATA_DIR = Path(".jobrunner") / "local"
 LOG_FILE = "serve.log"
+REGISTRY_DIR = "platforms"
 START_TIMEOUT = 30.0
+DEFAULT_IDLE_STOP = 15 * 60.0
+_NEVER = ("never", "off", "0", "false", "no")
+ALREADY_RUNNING = "a local platform is already running for"
 
 
 @dataclass(frozen=True)
@@ -35,10 +56,71 @@ class PlatformHandle:
     token: str
     pid: int | None = None
     data_dir: Path | None = None
+    started: bool = False  # True when this call started it (the caller announces it)
+    idle_stop: float | None = None
 
 
-def data_dir_for(root: Path) -> Path:
-    return Path(root) / DATA_DIR
+@dataclass(frozen=True)
+class RunningPlatform:
+    """One entry of `jobrunner serve --status`."""
+
+    pid: int
+    url: str
+    data_dir: Path
+    started_at: float
+    idle_stop: float | None
+
+
+def user_home(env: Mapping[str, str] | None = None) -> Path:
+    """The per-user jobrunner directory (shared platform data, the registry of running platforms)."""
+    env = os.environ if env is None else env
+    if env.get(HOME_ENV):
+        return Path(env[HOME_ENV]).expanduser()
+    state_home = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state_home).expanduser() / "jobrunner"
+
+
+def data_dir_for(root: Path, settings: Mapping[str, Any] | None = None) -> Path:
+    """The data directory of the platform a workspace uses (module docstring: configured, legacy, per user)."""
+    configured = (settings or {}).get("data_dir")
+    if configured:
+        return (Path(root) / Path(str(configured)).expanduser()).resolve()
+    legacy = Path(root) / LEGACY_DATA_DIR
+    if (legacy / "platform.db").exists():
+        return legacy.resolve()
+    return (user_home() / "local").resolve()
+
+
+def idle_stop_for(settings: Mapping[str, Any] | None) -> float | None:
+    """Seconds of idleness after which an auto-started platform stops; None for never."""
+    value = (settings or {}).get("idle_stop", DEFAULT_IDLE_STOP)
+    if value is None or str(value).strip().lower() in _NEVER:
+        return None
+    try:
+        return parse_duration(value)
+    except DurationError as exc:
+        raise ConfigError(
+            f"jobrunner.yaml: providers.local.idle_stop: {exc}",
+            hint="write a duration such as 15m or 1h, or `never` to keep the platform running",
+        ) from None
+
+
+def describe_idle(seconds: float | None) -> str:
+    """`15 min`, `90 s`, `2 h`: how the announcement and `serve --status` spell an idle stop."""
+    if seconds is None:
+        return "never stops by itself"
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)} min"
+    return f"{seconds:g} s"
+
+
+def announcement(handle: PlatformHandle) -> str:
+    where = handle.url.removeprefix("http://")
+    if handle.idle_stop is None:
+        return f"started the local platform on {where}; it keeps running until `jobrunner serve --stop`"
+    return f"started the local platform on {where}; it stops after {describe_idle(handle.idle_stop)} idle"
 
 
 def _answers(url: str, token: str, data_dir: Path) -> bool:
@@ -56,8 +138,8 @@ def _answers(url: str, token: str, data_dir: Path) -> bool:
     return served == data_dir.resolve()
 
 
-def find_platform(root: Path) -> PlatformHandle | None:
-    data_dir = data_dir_for(root)
+def find_data_dir(data_dir: Path) -> PlatformHandle | None:
+    """The platform serving `data_dir`, when one runs and answers with the stored token."""
     info = read_runtime(data_dir)
     token = read_token(data_dir)
     if info is None or token is None or not pid_alive(int(info["pid"])):
@@ -67,6 +149,19 @@ def find_platform(root: Path) -> PlatformHandle | None:
     return PlatformHandle(info["url"], token, int(info["pid"]), data_dir)
 
 
+def find_platform(root: Path, settings: Mapping[str, Any] | None = None) -> PlatformHandle | None:
+    return find_data_dir(data_dir_for(root, settings))
+
+
+def _log_since(path: Path, offset: int) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read(64 * 1024).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
 def _log_tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -74,46 +169,46 @@ def _log_tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
-def ensure_platform(root: Path, *, timeout: float = START_TIMEOUT) -> PlatformHandle:
-    """The workspace's running platform, started in the background when none answers."""
-    found = find_platform(root)
+def _spawn(data_dir: Path, port: int, idle_stop: float | None, cwd: Path) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "jobrunner", "serve", "--data-dir", str(data_dir), "--port", str(port)]
+    command += ["--idle-stop", format_duration(idle_stop) if idle_stop else "never"]
+    with open(data_dir / LOG_FILE, "ab") as log:
+        return subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=str(cwd),
+            start_new_session=True,  # detached: survives the CLI and its Ctrl-C
+            close_fds=True,
+        )
+
+
+def ensure_platform(
+    root: Path, settings: Mapping[str, Any] | None = None, *, timeout: float = START_TIMEOUT
+) -> PlatformHandle:
+    """The running platform for the workspace's data directory, started in the background when none answers."""
+    data_dir = data_dir_for(root, settings)
+    found = find_data_dir(data_dir)
     if found is not None:
         return found
-    data_dir = data_dir_for(root)
+    idle_stop = idle_stop_for(settings)
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / LOG_FILE
     deadline = time.monotonic() + timeout
     last = read_last_port(data_dir)
-    ports = [last, 0] if last else [0]
     code: int | None = None
-    for port in ports:
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "jobrunner", "serve", "--data-dir", str(data_dir), "--port", str(port)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                cwd=str(root),
-                start_new_session=True,  # detached: survives the CLI and its Ctrl-C
-                close_fds=True,
-            )
-        while time.monotonic() < deadline:
-            found = find_platform(root)
-            if found is not None:
-                return found
-            code = process.poll()
-            if code is not None:
-                break
-            time.sleep(0.05)
-        else:
+    for port in ([last, 0] if last else [0]):
+        log_start = log_path.stat().st_size if log_path.exists() else 0
+        process = _spawn(data_dir, port, idle_stop, Path(root))
+        found, code = _wait_until_answering(data_dir, process, deadline)
+        if found is not None:  # ours, or the one another CLI started a moment before (it announces that)
+            ours = found.pid == process.pid
+            return PlatformHandle(found.url, found.token, found.pid, data_dir, started=ours, idle_stop=idle_stop)
+        if code is None:
             raise ConfigError(
                 f"the local platform did not answer within {timeout:g}s",
-                hint=f"see {log_path}; stop it with `jobrunner serve --stop`",
+                hint=f"see {log_path}; stop it with `jobrunner serve --stop --data-dir {data_dir}`",
             )
         # It exited: another CLI may have won the race to start it (that server is as good as
-        # ours), or the port was taken (then try a free one).
-        time.sleep(0.2)
-        found = find_platform(root)
+        # ours, and that CLI announces it), or the port was taken (then try a free one).
+        found = _wait_for_winner(data_dir, _log_since(log_path, log_start), deadline)
         if found is not None:
             return found
     raise ConfigError(
@@ -122,10 +217,40 @@ def ensure_platform(root: Path, *, timeout: float = START_TIMEOUT) -> PlatformHa
     )
 
 
-def stop_platform(root: Path, *, timeout: float = 10.0) -> bool:
-    """Stop the workspace's platform; False when none was running."""
-    data_dir = data_dir_for(root)
-    return stop_data_dir(data_dir, timeout=timeout)
+def _wait_until_answering(
+    data_dir: Path, process: subprocess.Popen[bytes], deadline: float
+) -> tuple[PlatformHandle | None, int | None]:
+    """(handle, None) once it answers; (None, exit code) if it exits first; (None, None) at the deadline."""
+    while time.monotonic() < deadline:
+        found = find_data_dir(data_dir)
+        if found is not None:
+            return found, None
+        code = process.poll()
+        if code is not None:
+            return None, code
+        time.sleep(0.05)
+    return None, None
+
+
+def _wait_for_winner(data_dir: Path, said: str, deadline: float) -> PlatformHandle | None:
+    """The platform another CLI is starting on `data_dir` right now, once it answers; None when our
+    server failed for another reason (`said`: what it wrote to serve.log, e.g. a taken port)."""
+    racing = ALREADY_RUNNING in said  # jobrunner.local.server.AlreadyRunning's words
+    while True:
+        found = find_data_dir(data_dir)
+        if found is not None or not racing or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.05)
+
+
+def stop_platform(root: Path, settings: Mapping[str, Any] | None = None, *, timeout: float = 10.0) -> bool:
+    """Stop the platform of the workspace's data directory (settings default to its jobrunner.yaml's
+    `providers.local`); False when none was running."""
+    if settings is None:
+        from jobrunner.workspace import load_config
+
+        settings = load_config(Path(root)).providers.get("local")
+    return stop_data_dir(data_dir_for(root, settings), timeout=timeout)
 
 
 def stop_data_dir(data_dir: Path, *, timeout: float = 10.0) -> bool:
@@ -153,3 +278,56 @@ def _is_running_child_or_other(pid: int) -> bool:
         return done == 0
     except ChildProcessError:
         return True  # not our child: `pid_alive` is the answer
+
+
+# --- the registry of running platforms (`jobrunner serve --status`) -------------------------------
+
+
+def _registry() -> Path:
+    return user_home() / REGISTRY_DIR
+
+
+def register(info: Mapping[str, Any], data_dir: Path, idle_stop: float | None) -> Callable[[], None]:
+    """Record a running server under the per-user registry; returns the function that removes the entry."""
+    entry = _registry() / f"{info['pid']}.json"
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        record = {"pid": info["pid"], "url": info["url"], "data_dir": str(data_dir),
+                  "started_at": info.get("started_at", time.time()), "idle_stop": idle_stop}
+        tmp = entry.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, entry)
+    except OSError:
+        pass  # a read-only home only costs the `serve --status` listing, never the server
+
+    def unregister() -> None:
+        entry.unlink(missing_ok=True)
+
+    return unregister
+
+
+def running_platforms() -> list[RunningPlatform]:
+    """Every registered platform whose process still serves its data directory; stale entries are removed."""
+    found: list[RunningPlatform] = []
+    for entry in sorted(_registry().glob("*.json")):
+        record = _read_entry(entry)
+        if record is None:
+            entry.unlink(missing_ok=True)
+            continue
+        found.append(record)
+    return sorted(found, key=lambda p: p.started_at)
+
+
+def _read_entry(entry: Path) -> RunningPlatform | None:
+    try:
+        raw = json.loads(entry.read_text())
+        pid, data_dir = int(raw["pid"]), Path(raw["data_dir"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    runtime = read_runtime(data_dir)
+    # the pid must still be alive and still be the server of that directory (pids are reused)
+    if not pid_alive(pid) or runtime is None or int(runtime.get("pid", -1)) != pid:
+        return None
+    idle = raw.get("idle_stop")
+    return RunningPlatform(pid, str(raw.get("url", runtime["url"])), data_dir,
+                           float(raw.get("started_at") or 0.0), float(idle) if idle else None)

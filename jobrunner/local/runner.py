@@ -126,6 +126,10 @@ class JobRunner:
             or any(s.job is not None and s.job.job_id == job_id for s in self._slots)
         )
 
+    def busy(self) -> bool:
+        """True while any job is queued or running (an idle platform may stop only when False)."""
+        return bool(self._inline_pending or self._queue or any(s.job is not None for s in self._slots))
+
     def running(self, job_id: str) -> bool:
         return any(s.job is not None and s.job.job_id == job_id for s in self._slots)
 

@@ -46,6 +46,7 @@ class ServeOptions:
     allow_remote: bool = False
     faults: dict[str, Any] = field(default_factory=dict)
     log_level: str = "warning"
+    idle_stop: float | None = None  # stop after this many seconds without requests or running jobs
 
 
 class _CoalescingTransport:
@@ -171,7 +172,8 @@ def serve(options: ServeOptions, on_ready: Callable[[dict[str, Any]], None] | No
         config = uvicorn_config(app, options.host, options.port, log_level=options.log_level)
         server = uvicorn.Server(config)
         try:
-            asyncio.run(_run(server, data_dir, options.host, on_ready))
+            idle = (app.state.platform, options.idle_stop) if options.idle_stop is not None else None
+            asyncio.run(_run(server, data_dir, options.host, on_ready, idle))
         except SystemExit as exc:  # uvicorn exits on a failed bind, after logging why
             if server.started:
                 raise
@@ -188,7 +190,8 @@ def serve(options: ServeOptions, on_ready: Callable[[dict[str, Any]], None] | No
 
 
 async def _run(
-    server: uvicorn.Server, data_dir: Path, host: str, on_ready: Callable[[dict[str, Any]], None] | None
+    server: uvicorn.Server, data_dir: Path, host: str, on_ready: Callable[[dict[str, Any]], None] | None,
+    idle: tuple[Any, float] | None = None,
 ) -> None:
     async def announce() -> None:
         while not server.started:
@@ -198,8 +201,27 @@ async def _run(
         if on_ready is not None:
             on_ready(info)
 
-    watcher = asyncio.create_task(announce())
+    watchers = [asyncio.create_task(announce())]
+    if idle is not None:
+        watchers.append(asyncio.create_task(_stop_when_idle(server, *idle)))
     try:
         await server.serve()  # a failed bind raises uvicorn's SystemExit from here
     finally:
-        watcher.cancel()
+        for watcher in watchers:
+            watcher.cancel()
+
+
+async def _stop_when_idle(server: uvicorn.Server, platform: Any, idle_stop: float) -> None:
+    """Ask uvicorn to exit once `idle_stop` seconds pass with no API request and no job queued or
+    running. Activity is read from the request counter the gate keeps (admin requests, such as
+    `serve --status` probes, do not count), so an idle check never keeps the platform alive."""
+    poll = max(0.05, min(5.0, idle_stop / 4))
+    last_count, idle_since = -1, time.monotonic()
+    while not server.should_exit:
+        await asyncio.sleep(poll)
+        count = platform.request_stats.counts.get("requests", 0)
+        if count != last_count or platform.runner.busy():
+            last_count, idle_since = count, time.monotonic()
+        elif time.monotonic() - idle_since >= idle_stop:
+            print(f"jobrunner local platform: idle for {idle_stop:g}s with no running jobs, stopping", flush=True)
+            server.should_exit = True

@@ -116,6 +116,8 @@ class ProviderAdapter:
     version_schema: Callable[[str], dict[str, Any] | None] | None = None
     # Hosted providers: their API's URL and credential (None: the client finds its own endpoint).
     endpoint: Endpoint | None = None
+    # jobrunner.yaml keys under providers.<name> that only this provider reads (beyond SETTING_KEYS).
+    settings_keys: frozenset[str] = frozenset()
 
 
 __all__ = [

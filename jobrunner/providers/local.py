@@ -3,13 +3,16 @@
 Nothing is started until the first request: a plan whose jobs are all terminal never boots the
 platform. Then the endpoint comes from `providers.local.url` in jobrunner.yaml when set (with the
 token from `JOBRUNNER_LOCAL_TOKEN` or the platform's token file), else from
-`jobrunner.local.autostart.ensure_platform(root)`, which finds the workspace's running platform or
-starts one in the background.
+`jobrunner.local.autostart.ensure_platform(root, settings)`, which finds the running platform of
+the data directory the workspace uses (per user unless `providers.local.data_dir` says otherwise)
+or starts one in the background; a start is announced once on stderr.
 """
 from __future__ import annotations
 
+import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from jobrunner.errors import CredentialsError
 from jobrunner.providers.http import EndpointResolver
@@ -18,7 +21,6 @@ from jobrunner.providers.replicate import ReplicateProvider
 from jobrunner.providers.settings import ClientContext, normalize_base_url
 
 TOKEN_ENV = "JOBRUNNER_LOCAL_TOKEN"
-DATA_DIR = Path(".jobrunner") / "local"
 TOKEN_FILE = "token"
 
 
@@ -33,7 +35,11 @@ def local_endpoint(root: Path, settings: Mapping[str, Any], env: Mapping[str, st
     url = settings.get("url")
 
     def configured() -> tuple[str, str | None]:
-        token = env.get(TOKEN_ENV) or _read_token(root / DATA_DIR / TOKEN_FILE)
+        from jobrunner.local.autostart import LEGACY_DATA_DIR, data_dir_for
+
+        # the data dir `jobrunner serve` defaults to here, then the workspace's own
+        token = (env.get(TOKEN_ENV) or _read_token(data_dir_for(root, settings) / TOKEN_FILE)
+                 or _read_token(root / LEGACY_DATA_DIR / TOKEN_FILE))
         if not token:
             raise CredentialsError(
                 f"local: providers.local.url is set ({url}) but no platform token was found",
@@ -42,9 +48,12 @@ def local_endpoint(root: Path, settings: Mapping[str, Any], env: Mapping[str, st
         return str(url), token
 
     def autostarted() -> tuple[str, str | None]:
-        from jobrunner.local.autostart import ensure_platform
+        from jobrunner.local.autostart import announcement, ensure_platform
 
-        handle = ensure_platform(root)
+        handle = ensure_platform(root, settings=settings)
+        if handle.started:
+            # stderr: stdout may be a plan, JSON or a piped status table
+            print(announcement(handle), file=sys.stderr, flush=True)
         return handle.url, handle.token
 
     return configured if url else autostarted
@@ -61,6 +70,15 @@ def build_client(ctx: ClientContext) -> LocalProvider:
     return LocalProvider(http, schema_cache_dir=ctx.schema_cache_dir, sync_create=ctx.sync_create())
 
 
+def platform_data_dir(root: Path) -> Path:
+    """The data directory `jobrunner serve` defaults to in workspace `root`: the one auto-start
+    uses (providers.local.data_dir, a legacy `.jobrunner/local`, else the per-user one)."""
+    from jobrunner.local.autostart import data_dir_for
+    from jobrunner.workspace import load_config
+
+    return data_dir_for(root, load_config(root).providers.get(LocalProvider.name))
+
+
 def _read_token(path: Path) -> str | None:
     try:
         return path.read_text(encoding="utf-8").strip() or None
@@ -68,4 +86,4 @@ def _read_token(path: Path) -> str | None:
         return None
 
 
-__all__ = ["LocalProvider", "TOKEN_ENV", "build_client", "local_endpoint"]
+__all__ = ["TOKEN_ENV", "LocalProvider", "build_client", "local_endpoint", "platform_data_dir"]

@@ -19,7 +19,8 @@ none (its token is read from the workspace). Per-provider settings in jobrunner.
         unreachable_after: 300                  # apply stops waiting after this long without an answer
         sync_wait: 1                            # Prefer: wait=n on prediction creates (false: off)
       emissary: {base_url: https://api.withemissary.com}
-      local: {url: http://127.0.0.1:8765}       # else the workspace's platform is auto-started
+      local: {url: http://127.0.0.1:8765}       # else the user's platform is auto-started, with
+                                                # data_dir (default per user) and idle_stop (15m)
 
 A missing credential is a CredentialsError naming the variable; the value itself never appears
 in any message, repr or log.
@@ -68,7 +69,8 @@ def get_provider(
     An unknown name is a ConfigError listing the known providers.
     """
     adapter = adapter_for(name)
-    ctx = ClientContext(name, Path(root), provider_settings(config, name), os.environ if env is None else env,
+    ctx = ClientContext(name, Path(root), provider_settings(config, name, adapter.settings_keys),
+                        os.environ if env is None else env,
                         transport=transport, sleep=sleep, endpoint=adapter.endpoint)
     return client_factory(adapter.client)(ctx)
 

@@ -41,17 +41,19 @@ def normalize_base_url(url: str, *, variable: str) -> str:
     return url.removesuffix("/v1")
 
 
-def provider_settings(config: Any, name: str) -> dict[str, Any]:
-    """`providers.<name>` of jobrunner.yaml (empty when absent); unknown keys are a ConfigError."""
+def provider_settings(config: Any, name: str, own_keys: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """`providers.<name>` of jobrunner.yaml (empty when absent); keys neither common nor in
+    `own_keys` (the adapter's `settings_keys`) are a ConfigError."""
     providers = getattr(config, "providers", None) or {}
     raw = providers.get(name) or {}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"jobrunner.yaml: providers.{name} must be a mapping")
-    unknown = sorted(set(raw) - SETTING_KEYS)
+    known = SETTING_KEYS | own_keys
+    unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(
             f"jobrunner.yaml: unknown key(s) under providers.{name}: {', '.join(unknown)}",
-            hint=f"known keys: {', '.join(sorted(SETTING_KEYS))}",
+            hint=f"known keys: {', '.join(sorted(known))}",
         )
     return dict(raw)
 

@@ -64,6 +64,7 @@ from jobrunner.providers.base import (
 )
 from jobrunner.reconcile import requests as rq
 from jobrunner.reconcile.creategate import CreateGate
+from jobrunner.reconcile.deadline import deadline_reason
 from jobrunner.reconcile.matching import next_listing_delay
 from jobrunner.reconcile.outputs import batch_key, output_rows, outputs_of, resource_of, write_jsonl
 from jobrunner.reconcile.statewriter import StateWriter
@@ -832,7 +833,8 @@ class Executor:
             self._outcome(job.address, O_SUCCEEDED, detail, created=created)
             self.progress.event(job.address, "succeeded", detail or final.id)
             return None
-        why = final.error or final.raw_status or final.status
+        why = (deadline_reason(final, self._spec(job).get("timeout"))
+               or final.error or final.raw_status or final.status)
         outcome = O_CANCELED if final.status in (CANCELED, GONE) else O_FAILED
         self._outcome(job.address, outcome, why if final.status in why else f"{final.status}: {why}", created=created)
         self.progress.event(job.address, final.status, why if why != final.status else final.id)

@@ -111,6 +111,68 @@ def matches(remote: RemoteJob, req: CreateRequest, *, desired_body: dict[str, An
     return _same_input(body.get("input") or {}, remote.input or {})
 
 
+def mismatches(remote: RemoteJob, req: CreateRequest, *, desired_body: dict[str, Any] | None = None) -> list[str]:
+    """What makes `remote` not what `req` would have created, one phrase each (empty when `matches`).
+
+    For `jobrunner import`, which must say what differs. The same rules as `matches`, and never an
+    input value (it may be sensitive): only where inputs differ. Versions and models are shown.
+    """
+    body = desired_body if desired_body is not None else req.body
+    if remote.job_kind != req.job_kind:
+        return [f"kind: the manifest declares a {req.job_kind}, the remote job is a {remote.job_kind}"]
+    if req.project_id is not None or req.model is None and "base_model" in body:
+        return _emissary_mismatches(remote, req, body)
+    found: list[str] = []
+    _, want_version = split_version(req.model, req.version)
+    _, got_version = split_version(remote.model, remote.version)
+    if want_version and got_version and want_version != got_version:
+        found.append(f"version: the manifest runs {want_version}, the remote job ran {got_version}")
+    if req.destination and remote.extra.get("destination") and remote.extra["destination"] != req.destination:
+        found.append(f"destination: the manifest trains into {req.destination}, "
+                     f"the remote job into {remote.extra['destination']}")
+    found += _input_differences(body.get("input") or {}, remote.input or {}, "input")
+    return found
+
+
+def _emissary_mismatches(remote: RemoteJob, req: CreateRequest, body: dict[str, Any]) -> list[str]:
+    found: list[str] = []
+    if req.project_id and remote.project_id and remote.project_id != req.project_id:
+        found.append(f"project: the manifest's is {req.project_id}, the remote job's {remote.project_id}")
+    base = body.get("base_model")
+    if base and remote.model and remote.model != base:
+        found.append(f"base_model: the manifest's is {base}, the remote job's {remote.model}")
+    for key in ("description", "parameters", "hf_model_link", "train_test_split_ratio"):
+        if key in body and key in remote.extra and not _same_input(body[key], remote.extra[key]):
+            found.append(f"{key} differs")
+    for key, field in (("train_dataset_id", "train_dataset"), ("test_dataset_id", "test_dataset")):
+        got = remote.extra.get(field)
+        got_id = got.get("id") if isinstance(got, dict) else None
+        if body.get(key) and got_id and got_id != body[key]:
+            found.append(f"{key}: the manifest's is {body[key]}, the remote job's {got_id}")
+    return found
+
+
+def _input_differences(desired: Any, remote: Any, path: str) -> list[str]:
+    """Where `_same_input(desired, remote)` fails, as `input.a.b differs` / `... missing` phrases."""
+    if _is_wildcard(desired):
+        return [] if remote is not None else [f"{path} is missing on the remote job"]
+    if isinstance(desired, dict):
+        if not isinstance(remote, dict):
+            return [f"{path} differs"]
+        found: list[str] = []
+        for key, value in desired.items():
+            if key not in remote:
+                found.append(f"{path}.{key} is missing on the remote job")
+            else:
+                found += _input_differences(value, remote[key], f"{path}.{key}")
+        return found
+    if isinstance(desired, list):
+        if not isinstance(remote, list) or len(desired) != len(remote):
+            return [f"{path} differs"]
+        return [d for i, (a, b) in enumerate(zip(desired, remote)) for d in _input_differences(a, b, f"{path}[{i}]")]
+    return [] if _same_input(desired, remote) else [f"{path} differs"]
+
+
 def find_match(
     candidates: Iterable[RemoteJob],
     req: CreateRequest,

@@ -50,7 +50,23 @@ def status_text(rows: list[dict[str, Any]]) -> str:
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(STATUS_HEADERS)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(STATUS_HEADERS, widths)).rstrip()]
     lines.extend("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip() for t in table)
+    lines.append(status_summary(rows))
     return "\n".join(lines)
+
+
+# Lifecycle order for the summary's counts; statuses not listed follow, alphabetically.
+_STATUS_ORDER = ("pending", "starting", "running", "processing", "succeeded", "failed", "canceled", "aborted", "gone")
+
+
+def status_summary(rows: list[dict[str, Any]]) -> str:
+    """`200 tracked: 180 succeeded, 15 running, 5 failed.`: the line a long table needs at its end."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        key = r["status"] or "not created"
+        counts[key] = counts.get(key, 0) + 1
+    order = {s: i for i, s in enumerate(_STATUS_ORDER)}
+    ranked = sorted(counts, key=lambda s: (order.get(s, len(order)), s))
+    return f"{len(rows)} tracked: " + ", ".join(f"{counts[s]} {s}" for s in ranked) + "."
 
 
 # --- outputs ---------------------------------------------------------------------------------

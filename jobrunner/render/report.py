@@ -24,31 +24,45 @@ class ReportText:
         self.lines.append((line, True))
 
 
+def _count(n: int, noun: str) -> str:
+    """`1 error`, `2 errors`; words that are adjectives (`3 created`) pass `noun` with no plural."""
+    if noun == "error":
+        return f"{n} error" + ("" if n == 1 else "s")
+    return f"{n} {noun}"
+
+
 def summary_line(verb: str, report: Any) -> str:
-    """`Apply complete: 3 created, 3 succeeded, 0 failed.` and the other counts that are not zero."""
+    """`Apply complete: 3 created, 3 succeeded, 0 failed.` and the other counts that are not zero.
+
+    Apply always shows created/succeeded/failed; destroy (a verb starting with `Destroy`) creates
+    and runs nothing, so it shows only the counts that are not zero: `Destroy complete: 2 canceled,
+    5 forgotten.` A job canceled because the manifests dropped it counts as canceled and forgotten.
+    """
     from jobrunner.reconcile import executor as ex
 
-    parts = [f"{report.created} created"]
-    if report.adopted:
-        parts.append(f"{report.adopted} adopted")
-    for label, outcome in (("succeeded", ex.O_SUCCEEDED), ("failed", ex.O_FAILED),
-                           ("canceled", ex.O_CANCELED), ("skipped", ex.O_SKIPPED), ("errors", ex.O_ERROR)):
-        n = report.count(outcome)
-        if n or label in ("succeeded", "failed"):
-            parts.append(f"{n} {label}")
-    forgotten = report.count(ex.O_FORGOTTEN) + report.count(ex.O_CANCELED + "+forgotten")
-    if forgotten:
-        parts.append(f"{forgotten} forgotten")
-    not_attempted = report.count(ex.O_NOT_ATTEMPTED)
-    if not_attempted:
-        parts.append(f"{not_attempted} not attempted")
-    running = len(report.running)
-    if running:
-        parts.append(f"{running} still running")
-    deferred = report.count(ex.O_DEFERRED)
-    if deferred:
-        parts.append(f"{deferred} deferred")
-    return f"{verb}: " + ", ".join(parts) + "."
+    destroying = verb.startswith("Destroy")
+    canceled_and_forgotten = report.count(ex.O_CANCELED + "+forgotten")
+    counts: list[tuple[str, int, bool]] = [  # (noun, count, shown even when zero)
+        ("created", report.created, not destroying),
+        ("adopted", report.adopted, False),
+        ("succeeded", report.count(ex.O_SUCCEEDED), not destroying),
+        ("failed", report.count(ex.O_FAILED), not destroying),
+        ("canceled", report.count(ex.O_CANCELED) + canceled_and_forgotten, False),
+        ("skipped", report.count(ex.O_SKIPPED), False),
+        ("error", report.count(ex.O_ERROR), False),
+        ("forgotten", report.count(ex.O_FORGOTTEN) + canceled_and_forgotten, False),
+        ("not attempted", report.count(ex.O_NOT_ATTEMPTED), False),
+        ("still running", len(report.running), False),
+        ("deferred", report.count(ex.O_DEFERRED), False),
+    ]
+    parts = [_count(n, noun) for noun, n, always in counts if n or always]
+    return f"{verb}: " + (", ".join(parts) if parts else "nothing to do") + "."
+
+
+def _outcome_and_detail(outcome: str, detail: str) -> str:
+    """`canceled: <why>`, never `canceled: canceled` or `canceled: canceled: <why>`."""
+    detail = (detail or "").removeprefix(f"{outcome}: ")
+    return outcome if detail in ("", outcome) else f"{outcome}: {detail}"
 
 
 def failure_lines(report: Any) -> list[str]:
@@ -59,7 +73,7 @@ def failure_lines(report: Any) -> list[str]:
     """
     from jobrunner.reconcile import executor as ex
 
-    lines = [f"  {o.address}: {o.outcome}: {o.detail}"
+    lines = [f"  {o.address}: {_outcome_and_detail(o.outcome, o.detail)}"
              for o in sorted(report.failed, key=lambda o: o.address) if not o.stopped_provider]
     for provider, detail in getattr(report, "provider_stops", {}).items():
         mine = [o for o in report.outcomes.values() if o.stopped_provider == provider]

@@ -113,7 +113,7 @@ class Providers:
 def test_no_secret_reaches_any_output_file_or_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "ws"
     root.mkdir()
-    (root / "jobrunner.yaml").write_text("providers: {}\n")
+    (root / "jobrunner.yaml").write_text("providers: {local: {data_dir: .jobrunner/local}}\n")
     (root / "m.yaml").write_text(MANIFEST)
     monkeypatch.chdir(root)
     monkeypatch.setenv("REPLICATE_API_TOKEN", REPLICATE_TOKEN)
@@ -185,7 +185,7 @@ def test_an_auto_started_platform_keeps_its_token_out_of_its_log_and_every_outpu
 
     root = tmp_path / "ws"
     root.mkdir()
-    (root / "jobrunner.yaml").write_text("providers: {}\n")
+    (root / "jobrunner.yaml").write_text("providers: {local: {data_dir: .jobrunner/local}}\n")
     (root / "m.yaml").write_text(
         "apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {name: echo}\nspec:\n  provider: local\n"
         f"  version: {ECHO}\n  inputs:\n    - {{key: a, text: hello}}\n")
@@ -250,7 +250,7 @@ def test_secret_values_never_leave_whatever_echoes_or_quotes_them(tmp_path: Path
     hook = f"https://hooks.example.com/services/{s['webhook_path']}?code={s['webhook_code']}&event=completed"
     root = tmp_path / "ws"
     root.mkdir()
-    (root / "jobrunner.yaml").write_text("providers: {}\n")
+    (root / "jobrunner.yaml").write_text("providers: {local: {data_dir: .jobrunner/local}}\n")
     (root / "m.yaml").write_text(
         "apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {name: echo}\nspec:\n  provider: local\n"
         f"  version: {ECHO}\n  sensitive: [customer_email]\n  webhook: {hook}\n"
@@ -308,7 +308,7 @@ def test_validation_errors_that_quote_a_secret_value_show_it_redacted(tmp_path: 
 
     root = tmp_path / "ws"
     root.mkdir()
-    (root / "jobrunner.yaml").write_text("providers: {}\n")
+    (root / "jobrunner.yaml").write_text("providers: {local: {data_dir: .jobrunner/local}}\n")
     monkeypatch.chdir(root)
     monkeypatch.delenv("JOBRUNNER_LOCAL_TOKEN", raising=False)
     head = "apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {name: b}\nspec:\n  provider: local\n"
@@ -338,7 +338,7 @@ def test_status_records_a_failure_that_quotes_a_sensitive_input_without_reading_
     secret = "sentinel-late-failure-8c2d"
     root = tmp_path / "ws"
     root.mkdir()
-    (root / "jobrunner.yaml").write_text("providers: {}\n")
+    (root / "jobrunner.yaml").write_text("providers: {local: {data_dir: .jobrunner/local}}\n")
     (root / "m.yaml").write_text(
         "apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {name: late}\nspec:\n  provider: local\n"
         f"  version: {SLEEP}\n  sensitive: [message]\n  inputs:\n"
@@ -377,7 +377,7 @@ def test_logs_follow_never_prints_a_secret_in_two_halves(tmp_path: Path, monkeyp
     cut = full.index(secret) + 8
     root = tmp_path / "ws"
     root.mkdir()
-    (root / "jobrunner.yaml").write_text("providers: {}\n")
+    (root / "jobrunner.yaml").write_text("providers: {local: {data_dir: .jobrunner/local}}\n")
     (root / "m.yaml").write_text(
         f"apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {{name: f}}\nspec:\n  provider: replicate\n"
         f"  version: {VERSION}\n  inputs:\n    - {{key: a, text: Alice, password: {secret}}}\n")

@@ -31,7 +31,8 @@ LOCAL = replace(
     client="jobrunner.providers.local:build_client",
     capabilities=replace(REPLICATE.capabilities, https_webhooks_only=False),
     version_schema=builtin_version_schema,
-    endpoint=None,  # providers.local.url, else the workspace's platform (started on first use)
+    endpoint=None,  # providers.local.url, else the user's platform (started on first use)
+    settings_keys=frozenset({"data_dir", "idle_stop"}),  # the auto-started platform's (jobrunner.local.autostart)
 )
 
 __all__ = ["LOCAL", "builtin_version_schema"]
