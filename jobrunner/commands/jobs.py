@@ -406,6 +406,13 @@ def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...]
 
     async def run(pool: Any) -> int:
         doc = ws.store.load()
+        if doc.recovered_at is not None:  # restored from a backup: find the jobs it lacks first
+            from jobrunner.commands.state_recover import look_up_after_restore
+
+            with _refresh_deadline(None, "destroy"):
+                await look_up_after_restore(doc, resources, ws.root, pool,
+                                            whole_workspace=any(p == ws.root or p in ws.root.parents
+                                                                for p in destroy_paths))
         _check_destroy_targets(targets, doc.addresses)
         chosen = {a: st for a, st in doc.addresses.items()
                   if not targets or a in targets or resource_of(a) in targets}

@@ -156,6 +156,41 @@ def _record(doc: Any, job: Any, found: Any) -> None:
     st.attempts = len(earlier) + 1
 
 
+async def look_up_after_restore(doc: Any, resources: list[Any], root: Any, pool: Any, *,
+                                whole_workspace: bool) -> list[str]:
+    """For a state restored from its backup (`doc.recovered_at` set): find, and record, the jobs
+    of the manifests' addresses the backup lacks, as apply would before creating anything.
+
+    Used by destroy, which acts on what state tracks: without this, a job created after the backup
+    was taken would be neither canceled nor forgotten, just left running. Returns the addresses
+    whose job was found. Addresses with no job keep their pending intent (a later apply resolves
+    it); the recovered flag is cleared once the whole workspace was looked at.
+    """
+    from jobrunner.reconcile.planning import expand_desired, lookup_intents
+    from jobrunner.state.recovery import Found, mark_recovery_lookups
+
+    since = doc.recovered_at
+    if since is None or not resources:
+        return []
+    by_res = {r.address: r for r in resources}
+    adopted: list[str] = []
+    tracked_before = set(doc.addresses)
+    while True:  # again while something is found: a batch that references a found training's output
+        doc.recovered_at = since
+        desired = {job.address: job for job in expand_desired(resources, root, doc)}
+        mark_recovery_lookups(doc, desired.values(), whole_workspace=False)
+        found = await lookup_intents(doc, list(desired.values()), by_res, pool)
+        for address, remote in found.items():
+            _record(doc, desired[address], Found(job=remote))
+            adopted.append(address)
+        if not found:
+            doc.recovered_at = None if whole_workspace else since
+            # Addresses the backup lacked whose lookup found nothing: no job to destroy, nothing to record.
+            for address in [a for a, st in doc.addresses.items() if a not in tracked_before and not st.remote_id]:
+                del doc.addresses[address]
+            return adopted
+
+
 def _job_line(remote: Any) -> str:
     created = remote.created_at.strftime("%Y-%m-%dT%H:%M:%SZ") if remote.created_at else "unknown time"
     return f"{remote.id} ({remote.status}, created {created})"
@@ -242,4 +277,5 @@ def recover_command(paths: tuple[str, ...], dry_run: bool, assign_in_order: bool
     return EXIT_OK
 
 
-__all__ = ["RecoverReport", "describe", "load_for_recovery", "recover", "recover_command"]
+__all__ = ["RecoverReport", "describe", "load_for_recovery", "look_up_after_restore", "recover",
+           "recover_command"]
