@@ -513,7 +513,7 @@ def logs(address: str, follow: bool) -> int:
     """
     from jobrunner.providers.base import TERMINAL
     from jobrunner.reconcile.planning import open_workspace
-    from jobrunner.redact import hidden_values, known_secrets, scrub_text
+    from jobrunner.redact import SECRETS, hidden_values, known_secrets, scrub_text
     from jobrunner.providers.bodies import LOG_TRUNCATED_PREFIX
     from jobrunner.render.logs import ANCHOR_CHARS, log_increment
     from jobrunner.resources import JOB_MODEL
@@ -529,7 +529,9 @@ def logs(address: str, follow: bool) -> int:
     async def run(pool: Any) -> int:
         provider = pool.get(st.provider)
         # A model may print its input: hide the values state keeps redacted (secret-named keys,
-        # spec.sensitive), which only the provider's copy of the input still has.
+        # spec.sensitive), which only the provider's copy of the input still has; and the contents
+        # of sensitive {$file} inputs, which only the manifest's files have.
+        SECRETS.add_manifest_file(ws.root / st.file)
         secrets = known_secrets()
         if isinstance(st.inputs, dict) and isinstance(st.inputs.get("input"), dict):
             remote = await provider.get(st.job_kind, st.remote_id, project_id=st.project_id)
