@@ -35,8 +35,10 @@ class RecoverReport:
     listed: int = 0  # provider listings made
 
 
-def load_for_recovery(store: Any) -> Any:
-    """The state to recover into: the current one, or an empty one when it was lost."""
+def load_even_if_lost(store: Any) -> Any:
+    """The current state, or an empty one when the state file and its backup are both gone (what
+    `load` refuses to read as empty after the workspace tracked jobs): for commands that write a
+    whole state, `state recover` and `state migrate`."""
     from jobrunner.state.local_file import LocalFileStore
 
     if isinstance(store, LocalFileStore) and not store.path.exists() and not store.backup_path.exists():
@@ -256,7 +258,7 @@ def recover_command(paths: tuple[str, ...], dry_run: bool, assign_in_order: bool
     require_manifests(ws, rec_paths)
     validated = load_validated(rec_paths, ws.root)
     with ws.store.lock("state recover"):
-        doc = load_for_recovery(ws.store)
+        doc = load_even_if_lost(ws.store)
 
         async def run(pool: Any) -> RecoverReport:
             return await recover(doc, list(validated.resources), ws.root, validated.items, pool,
@@ -277,5 +279,5 @@ def recover_command(paths: tuple[str, ...], dry_run: bool, assign_in_order: bool
     return EXIT_OK
 
 
-__all__ = ["RecoverReport", "describe", "load_for_recovery", "look_up_after_restore", "recover",
+__all__ = ["RecoverReport", "describe", "load_even_if_lost", "look_up_after_restore", "recover",
            "recover_command"]
