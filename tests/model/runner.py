@@ -195,7 +195,7 @@ class Session:
                if k not in ("REPLICATE_API_TOKEN", "EMISSARY_CLIENT_API_KEY", "JOBRUNNER_STATE_URL",
                             "JOBRUNNER_TEST_CRASH_AT", "JOBRUNNER_LOCAL_FAULTS")}
         env.update(JOBRUNNER_LOCAL_TOKEN=self.platform.token, PYTHONPATH=str(REPO),
-                   JOBRUNNER_LOOKUP_WINDOW=LOOKUP_WINDOW_S, **extra)
+                   JOBRUNNER_LOOKUP_WINDOW=LOOKUP_WINDOW_S, JOBRUNNER_MARKER_DIR=str(self.root / "markers"), **extra)
         return env
 
     def spawn(self, *args: str, **env: str) -> subprocess.Popen[str]:
@@ -438,6 +438,28 @@ class Session:
                 return [f"recovery: `jobrunner {' '.join(hint[1:])}` (the hint) exited {restored.code}"]
         else:
             shutil.copyfile(hint[1], hint[2])
+        return []
+
+    def step_lose_state(self, step: Step, obs: Observation) -> list[str]:
+        """state.json and its backup both deleted (`rm -rf`, a fresh checkout): commands must refuse
+        with the way back, and following it (`jobrunner state recover`) must find the jobs."""
+        state = self.ws / ".jobrunner" / "state.json"
+        if not state.exists():
+            return []
+        obs.damaged = True
+        state.unlink()
+        state.with_name("state.json.bak").unlink(missing_ok=True)
+        done = self.cli("status")
+        self._note(obs, done)
+        if done.code != 1 or "jobrunner state recover" not in done.output:
+            return [f"recovery: status on a lost state exited {done.code} without naming `jobrunner state recover`"]
+        recovered = self.cli("state", "recover")
+        self._note(obs, recovered)
+        if recovered.code == 1 and "--assign-in-order" in recovered.output:
+            recovered = self.cli("state", "recover", "--assign-in-order")  # the decision the hint offers
+            self._note(obs, recovered)
+        if recovered.code != 0:
+            return [f"recovery: `jobrunner state recover` (the hint) exited {recovered.code}"]
         return []
 
     def step_crash_recover(self, step: Step, obs: Observation) -> list[str]:
