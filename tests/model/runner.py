@@ -322,8 +322,11 @@ class Session:
             obs.applied = done.code
             if done.code not in expect:
                 return [f"clean-exit: apply exited {done.code} (expected one of {expect})"]
-            if done.code == 1 and not self.platform.faults:
-                return [f"clean-exit: apply exited 1 with no fault on"]
+            # With every row removed there is nothing to manage: apply says so and exits 1.
+            empty = "No manifests found" in done.output and not any(
+                (self.ws / name).exists() for name in ("echo.yaml", "slow.yaml", "train.yaml"))
+            if done.code == 1 and not self.platform.faults and not empty:
+                return ["clean-exit: apply exited 1 with no fault on"]
         return []
 
     def step_apply(self, step: Step, obs: Observation) -> list[str]:
@@ -426,11 +429,18 @@ class Session:
             problems.append(f"clean-exit: status on a damaged state exited {done.code}, not 1")
         hint = _recovery_hint(done.output)
         if hint is None:
-            problems.append("recovery: a damaged state's error gives no way back (no `cp ... state.json.bak` "
-                            "and no `jobrunner state restore-backup`)")
+            problems.append("recovery: a damaged state's error gives no way back (no `cp ... state.json.bak`, "
+                            "no `jobrunner state restore-backup`, no `jobrunner state recover`)")
         if problems:
             return problems
         # Follow the hint exactly as a user would: the command it names, or the copy it spells out.
+        if hint[0] == "recover":  # no usable backup: move the files aside, then look every job up
+            for name in ("state.json", "state.json.bak"):
+                path = state.with_name(name)
+                if path.exists():
+                    os.replace(path, path.with_name(name + ".aside"))
+            obs.state_lost = True
+            return self._state_recover(obs)
         if hint[0] == "cli":
             restored = self.cli(*hint[1:])
             self._note(obs, restored)
@@ -446,13 +456,16 @@ class Session:
         state = self.ws / ".jobrunner" / "state.json"
         if not state.exists():
             return []
-        obs.damaged = True
+        obs.damaged = obs.state_lost = True
         state.unlink()
         state.with_name("state.json.bak").unlink(missing_ok=True)
         done = self.cli("status")
         self._note(obs, done)
         if done.code != 1 or "jobrunner state recover" not in done.output:
             return [f"recovery: status on a lost state exited {done.code} without naming `jobrunner state recover`"]
+        return self._state_recover(obs)
+
+    def _state_recover(self, obs: Observation) -> list[str]:
         recovered = self.cli("state", "recover")
         self._note(obs, recovered)
         if recovered.code == 1 and "--assign-in-order" in recovered.output:
@@ -525,6 +538,8 @@ def _recovery_hint(output: str) -> tuple[str, ...] | None:
     match = re.search(r"jobrunner (state restore-backup)\b", output)
     if match:
         return ("cli", *match.group(1).split())
+    if "jobrunner state recover" in output:
+        return ("recover",)
     for line in output.splitlines():
         if "cp " in line and "state.json.bak" in line:
             words = line.split("cp ", 1)[1].replace(";", " ").split()
