@@ -12,7 +12,8 @@ So every command keeps one registry of the secret values it knows (`SECRETS`): t
 provider tokens, the local platform token, and, as soon as the manifests are read (`add_spec` during
 validation, `register_jobs` after expansion), the values of sensitive and secret-named inputs and the
 secret parts of webhook URLs (query values that are named or shaped like secrets, userinfo,
-token-shaped path segments). `scrub_text` and `redact`
+token-shaped path segments), and the contents of `{$file: ...}` inputs that are sensitive or
+secret-named (a key file: `register_jobs` with the workspace root reads them). `scrub_text` and `redact`
 replace every occurrence of those values, also JSON-escaped or URL-encoded, with "(sensitive)".
 They are applied at the boundaries where values leave the process: state serialization
 (`AddressState.to_json`), batch output files, saved plans, every renderer, and the CLI's standard
@@ -71,6 +72,11 @@ MIN_SECRET_LEN = _MIN_SECRET_LEN
 # Values up to this long go into one compiled trie pattern; longer ones (a sensitive document) are
 # searched for one by one: the pattern's size grows with their length.
 _TRIE_MAX_LEN = 256
+# A sensitive `{$file: p}` input's contents are secrets when the file is at most this large: a key
+# or a credentials file is small, and a larger file (a data set someone marked sensitive) is
+# never searched for as a whole in every output.
+_SECRET_FILE_MAX = 64 * 1024
+_FILE_MARKER = "$file"
 
 
 @lru_cache(maxsize=4096)
@@ -274,6 +280,56 @@ def hidden_scalars(value: Any, sensitive: Iterable[str] = ()) -> list[str]:
     return found
 
 
+def hidden_files(value: Any, sensitive: Iterable[str] = ()) -> list[str]:
+    """The `{$file: p}` paths under the keys `redact(value, sensitive)` hides (secret-named or
+    listed): files whose contents are secrets."""
+    names, paths = _split_sensitive(sensitive) if sensitive else (set(), set())
+    found: list[str] = []
+
+    def markers(v: Any) -> None:
+        if isinstance(v, dict):
+            if len(v) == 1 and isinstance(v.get(_FILE_MARKER), str):
+                found.append(v[_FILE_MARKER])
+                return
+            for item in v.values():
+                markers(item)
+        elif isinstance(v, list):
+            for item in v:
+                markers(item)
+
+    def walk(v: Any, here: tuple[str, ...]) -> None:
+        if isinstance(v, dict):
+            for k, item in v.items():
+                key = str(k)
+                path = here + (key,) if paths else here  # paths are rare: no tuple per key without them
+                if is_secret_name(key) or (names and key.lower() in names) or (paths and path in paths):
+                    markers(item)
+                elif isinstance(item, (dict, list)):
+                    walk(item, path)
+        elif isinstance(v, list):
+            for item in v:
+                walk(item, here)
+
+    walk(value, ())
+    return found
+
+
+def file_secrets(path: Any) -> list[str]:
+    """The secret values a sensitive file holds: its whole text and each of its lines (a key file
+    quoted in part still hides). Nothing for a file that is missing, too large or not text."""
+    from pathlib import Path
+
+    try:
+        file = Path(path)
+        if file.stat().st_size > _SECRET_FILE_MAX:
+            return []
+        text = file.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    values = [text.strip()] + [line.strip() for line in text.splitlines()]
+    return [v for v in values if len(v) >= _MIN_SECRET_LEN]
+
+
 class SecretRegistry:
     """The secret values one command knows. Process-wide (`SECRETS`), cleared when a command starts
     (`jobrunner.cli.main`), filled from the environment and the manifests, read through `snapshot`."""
@@ -311,33 +367,61 @@ class SecretRegistry:
         `recorded` (state's redacted copy) hides: works without the manifests."""
         self.add_all(v for v in hidden_values(recorded, actual) if len(v) >= _MIN_SECRET_LEN)
 
-    def add_spec(self, spec: Any) -> None:
+    def add_spec(self, spec: Any, base_dir: Any = None) -> None:
         """Register the secret values of a manifest's raw spec, before it is validated (so even a
         validation error that quotes one is scrubbed): sensitive and secret-named inputs of
         `input`, `input_defaults` and inline `inputs` rows, secret-named fields anywhere else,
-        and the `webhook` URL."""
+        and the `webhook` URL; with `base_dir` (the manifest's directory, which `{$file: p}`
+        paths are relative to), the contents of sensitive file inputs too."""
         if not isinstance(spec, dict):
             return
         listed = spec.get("sensitive")
         sensitive = [str(v) for v in listed] if isinstance(listed, list) else [str(listed)] if listed else []
-        for part in ("input", "input_defaults"):
-            self.add_input(spec.get(part), sensitive)
         rows = spec.get("inputs")
-        for row in rows if isinstance(rows, list) else ():
-            self.add_input(row, sensitive)
+        others = {k: v for k, v in spec.items() if k not in ("input", "input_defaults", "inputs")}
         # Other fields: an Emissary body's `parameters`, which `sensitive` may name too.
-        self.add_input({k: v for k, v in spec.items() if k not in ("input", "input_defaults", "inputs")}, sensitive)
+        parts = [spec.get("input"), spec.get("input_defaults"), *(rows if isinstance(rows, list) else ()), others]
+        for part in parts:
+            self.add_input(part, sensitive)
         self.add_url(spec.get("webhook"))
+        if base_dir is not None:
+            for part in parts:
+                for rel in hidden_files(part, sensitive):
+                    self.add_all(file_secrets(os.path.join(base_dir, rel)))
 
-    def add_jobs(self, jobs: Iterable[Any]) -> None:
+    def add_manifest_file(self, path: Any) -> None:
+        """Register the secrets of one manifest file, read as plain YAML (best effort: a file that
+        does not read adds nothing). For commands that show a job's output without validating the
+        manifests (`logs`)."""
+        import yaml
+
+        try:
+            with open(path, encoding="utf-8") as fh:
+                docs = list(yaml.safe_load_all(fh))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return
+        for doc in docs:
+            if isinstance(doc, dict):
+                self.add_spec(doc.get("spec"), os.path.dirname(os.fspath(path)))
+
+    def add_jobs(self, jobs: Iterable[Any], root: Any = None) -> None:
         """Register every secret value of desired jobs: sensitive and secret-named inputs (also
-        secret-named fields of the whole request, e.g. an Emissary body) and webhook URLs."""
+        secret-named fields of the whole request, e.g. an Emissary body) and webhook URLs; with
+        the workspace `root`, also the contents of sensitive `{$file: p}` inputs (p is relative to it)."""
+        read: set[str] = set()  # each file once, however many rows name it
         for job in jobs:
             request = getattr(job, "request", None) or {}
             sensitive = getattr(job, "sensitive_paths", ()) or ()
             self.add_input(request.get("input"), sensitive)
             self.add_input({k: v for k, v in request.items() if k != "input"}, sensitive)
             self.add_url(request.get("webhook"))
+            if root is None:
+                continue
+            others = {k: v for k, v in request.items() if k != "input"}
+            for rel in hidden_files(request.get("input"), sensitive) + hidden_files(others, sensitive):
+                if rel not in read:
+                    read.add(rel)
+                    self.add_all(file_secrets(os.path.join(root, rel)))
 
     def snapshot(self) -> SecretSet:
         """Everything known now, the environment's credentials included (read at each call, so a
@@ -372,9 +456,10 @@ def register_secret(value: str | None) -> None:
     SECRETS.add(value)
 
 
-def register_jobs(jobs: Iterable[Any]) -> None:
-    """Add the secret values of desired jobs (inputs, webhook URLs) to what is scrubbed."""
-    SECRETS.add_jobs(jobs)
+def register_jobs(jobs: Iterable[Any], root: Any = None) -> None:
+    """Add the secret values of desired jobs (inputs, webhook URLs; with the workspace `root`, the
+    contents of sensitive `{$file}` inputs) to what is scrubbed."""
+    SECRETS.add_jobs(jobs, root)
 
 
 def known_secrets() -> SecretSet:
@@ -518,6 +603,6 @@ def scrub_values(text: str, *, secrets: Secrets | None = None) -> str:
 
 __all__ = [
     "MIN_SECRET_LEN", "REDACTED", "SECRETS", "SECRET_ENV_VARS", "SecretRegistry", "SecretSet", "encodings_of",
-    "hidden_scalars", "hidden_values", "is_secret_name", "is_secret_url_param", "known_secrets", "redact",
+    "file_secrets", "hidden_files", "hidden_scalars", "hidden_values", "is_secret_name", "is_secret_url_param", "known_secrets", "redact",
     "register_jobs", "register_secret", "scrub_data", "scrub_text", "scrub_values", "url_secrets",
 ]

@@ -126,7 +126,8 @@ def _validate(docs: list[Document], files: list[str], root: Path, out: _Collecto
 
     result = ValidationResult(files=files)
     for doc in docs:  # before any message can quote one of their values (redact.SECRETS)
-        SECRETS.add_spec(doc.data.get("spec") if isinstance(doc.data, dict) else None)
+        SECRETS.add_spec(doc.data.get("spec") if isinstance(doc.data, dict) else None,
+                         (root / doc.file).parent)  # {$file: p} is relative to the manifest
     for doc in docs:
         resource = _check_document(doc, out)
         if resource is not None:

@@ -430,6 +430,13 @@ def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...]
 
     async def run(pool: Any) -> int:
         doc = ws.store.load()
+        if doc.recovered_at is not None:  # restored from a backup: find the jobs it lacks first
+            from jobrunner.commands.state_recover import look_up_after_restore
+
+            with _refresh_deadline(None, "destroy"):
+                await look_up_after_restore(doc, resources, ws.root, pool,
+                                            whole_workspace=any(p == ws.root or p in ws.root.parents
+                                                                for p in destroy_paths))
         _check_destroy_targets(targets, doc.addresses)
         chosen = {a: st for a, st in doc.addresses.items()
                   if not targets or a in targets or resource_of(a) in targets}
@@ -586,23 +593,25 @@ def logs(address: str, follow: bool) -> int:
                 continue
             if batch:
                 click.echo(f"==> {one} ({st.status or '-'}) <==")
-            await _print_logs(pool, one, st, follow)
+            await _print_logs(pool, one, st, follow, ws.root)
         return EXIT_OK
 
     return asyncio.run(_with_pool(ws, run))
 
 
-async def _print_logs(pool: Any, address: str, st: Any, follow: bool) -> None:
+async def _print_logs(pool: Any, address: str, st: Any, follow: bool, root: Path) -> None:
     """One job's log (followed until it ends with `follow`), then its error when it did not succeed."""
     from jobrunner.providers.base import TERMINAL
     from jobrunner.providers.bodies import LOG_TRUNCATED_PREFIX
-    from jobrunner.redact import hidden_values, known_secrets, scrub_text
+    from jobrunner.redact import SECRETS, hidden_values, known_secrets, scrub_text
     from jobrunner.render.logs import ANCHOR_CHARS, log_increment
 
     provider = pool.get(st.provider)
     job = await provider.get(st.job_kind, st.remote_id, project_id=st.project_id)
     # A model may print its input: hide the values state keeps redacted (secret-named keys,
-    # spec.sensitive), which only the provider's copy of the input still has.
+    # spec.sensitive), which only the provider's copy of the input still has; and the contents
+    # of sensitive {$file} inputs, which only the manifest's files have.
+    SECRETS.add_manifest_file(root / st.file)
     secrets = known_secrets()
     if isinstance(st.inputs, dict) and isinstance(st.inputs.get("input"), dict):
         secrets = secrets + hidden_values(st.inputs["input"], job.input)

@@ -177,3 +177,7 @@ state.add_command(_migrate)
 from jobrunner.commands.state_restore import restore_backup_command as _restore_backup  # noqa: E402
 
 state.add_command(_restore_backup)
+# `state recover` too (a state lost together with its backup: look every address up first).
+from jobrunner.commands.state_recover import recover_command as _recover  # noqa: E402
+
+state.add_command(_recover)

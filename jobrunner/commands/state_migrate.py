@@ -42,7 +42,11 @@ def migrate_state(source: StateStore, dest: StateStore, *, force: bool = False) 
         )
     with source.lock("state migrate"), dest.lock("state migrate"):
         doc = source.load()
-        existing = dest.load()
+        # A destination state file that is gone (with its backup) is what this copy replaces: not
+        # the lost state that `load` refuses to read as empty (jobrunner.state.applied).
+        from jobrunner.commands.state_recover import load_even_if_lost
+
+        existing = load_even_if_lost(dest)
         if existing.addresses and not force:
             raise UsageError(
                 f"{dest.describe()} already holds state ({len(existing.addresses)} addresses, serial "

@@ -78,8 +78,8 @@ def restore_backup(store: object, *, force: bool = False) -> tuple[object, Path 
 
 def _no_backup(path: Path) -> StateError:
     return StateError(f"there is no backup to restore ({path} does not exist)",
-                      hint="fix the state file by hand, or move it aside to start from empty state "
-                      "(the next apply would then create every job again)")
+                      hint="fix the state file by hand, or move it aside and run `jobrunner state recover`: it "
+                      "looks every address up on its provider and records the jobs it finds, so none is created again")
 
 
 def _current_state_readable(store: object) -> bool:

@@ -220,7 +220,7 @@ def expand_desired(resources: list[Resource], root: Path, doc: StateDoc,
     desired = expand(resources, root, state=doc, items=items)
     # Every secret value the manifests hold (sensitive inputs, webhook URL parts) is scrubbed from
     # everything this command stores or prints from here on, wherever it turns up (redact.SECRETS).
-    register_jobs(desired)
+    register_jobs(desired, root)  # with root: sensitive {$file} inputs' contents too
     return desired
 
 

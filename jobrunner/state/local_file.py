@@ -6,7 +6,9 @@ is fsynced so the rename itself survives a power cut. Before each write the prev
 is copied to `state.json.bak` (a copy, never a hard link: see `_keep_backup`). A corrupt
 or truncated file is reported with the way back (the backup), never silently replaced by an empty
 state, because an empty state would make the next apply create every job again. The way back is
-`jobrunner state restore-backup` (jobrunner.commands.state_restore), never a plain copy.
+`jobrunner state restore-backup` (jobrunner.commands.state_restore), never a plain copy. A state
+file lost together with its backup is noticed through a marker kept outside the workspace
+(jobrunner.state.applied), and the way back is `jobrunner state recover`.
 
 A crash inside a write can leave its temporary file (`.state.json.*.tmp`) behind. The lock holder
 sweeps those away, once on taking the lock and once on its first save: with the lock held no other
@@ -26,10 +28,12 @@ from typing import Any
 
 from jobrunner.crashpoints import armed, crash_point
 from jobrunner.errors import StateError
+from jobrunner.state.applied import lost_state_error, note_applied
 from jobrunner.state.identity import UNCHECKED, _Unchecked, check_identity
 from jobrunner.state.lock import FileLock
 from jobrunner.state.model import STATE_FORMAT_VERSION, StateDoc
 from jobrunner.state.serialize import IncrementalSerializer
+from jobrunner.timestamps import to_rfc3339, utcnow
 
 BACKUP_SUFFIX = ".bak"
 LOCK_SUFFIX = ".lock"
@@ -44,6 +48,8 @@ class PreparedSave:
     text: str
     lineage: str
     serial: int
+    tracks_jobs: bool = False  # the document holds addresses (see jobrunner.state.applied)
+    workspace_id: str | None = None
 
 
 class LocalFileStore:
@@ -63,6 +69,7 @@ class LocalFileStore:
         # serialized lines of the unchanged ones (see jobrunner.state.serialize).
         self._serializer = IncrementalSerializer()
         self._swept = False  # stray temporary files removed since this store was made
+        self._noted_lineage: str | None = None  # lineage whose applied-marker this store has left
 
     def describe(self) -> str:
         return f"local file {self.path}"
@@ -92,14 +99,21 @@ class LocalFileStore:
                          "on the provider every job created since, instead of creating it again. To start from "
                          f"empty state on purpose, move {self.backup_path.name} aside first.",
                 ) from None
-            doc = StateDoc(format_version=STATE_FORMAT_VERSION, serial=0, lineage=str(uuid.uuid4()))
-            doc.workspace_id = self._checked_identity(None)
-            return doc
+            lost = lost_state_error(self.path, self.backup_path)
+            if lost is not None:  # both files gone after this workspace tracked jobs
+                raise lost from None
+            return self.empty_doc()
         except OSError as exc:
             raise StateError(f"cannot read state file {self.path}: {exc.strerror}") from None
         doc = self._parse(raw, self.path)
         doc.workspace_id = self._checked_identity(doc.workspace_id)
         self._known_good = _stat_key(st)
+        return doc
+
+    def empty_doc(self) -> StateDoc:
+        """A fresh, empty state of a new lineage (what a workspace that never applied starts from)."""
+        doc = StateDoc(format_version=STATE_FORMAT_VERSION, serial=0, lineage=str(uuid.uuid4()))
+        doc.workspace_id = self._checked_identity(None)
         return doc
 
     def _checked_identity(self, recorded: str | None) -> str | None:
@@ -144,8 +158,9 @@ class LocalFileStore:
             )
         else:
             hint = (
-                f"no usable backup ({self.backup_path}); fix the file by hand, or move it aside to start "
-                "from empty state (the next apply would then create every job again)"
+                f"no usable backup ({self.backup_path}); fix the file by hand, or move it (and any backup) "
+                "aside and run `jobrunner state recover`: it looks every address up on its provider and "
+                "records the jobs it finds, so none is created again"
             )
         return StateError(message, hint=hint)
 
@@ -180,7 +195,8 @@ class LocalFileStore:
         except (TypeError, ValueError) as exc:
             doc.serial -= 1
             raise StateError(f"cannot write state: a value is not JSON ({exc})") from None
-        return PreparedSave(text=text, lineage=doc.lineage, serial=doc.serial)
+        return PreparedSave(text=text, lineage=doc.lineage, serial=doc.serial, tracks_jobs=bool(doc.addresses),
+                            workspace_id=doc.workspace_id)
 
     def write_prepared(self, prepared: "PreparedSave") -> None:
         """The I/O half of `save`: backup, temporary file, fsync, rename. Touches no document.
@@ -218,6 +234,9 @@ class LocalFileStore:
             self._known_good = _stat_key(os.stat(self.path))
             if not self._swept:
                 self.sweep_temporary_files()
+            if prepared.tracks_jobs and self._noted_lineage != prepared.lineage:
+                note_applied(self.path, prepared.lineage, prepared.workspace_id, to_rfc3339(utcnow()))
+                self._noted_lineage = prepared.lineage
         except OSError as exc:
             raise StateError(
                 f"cannot write state file {self.path}: {exc.strerror or exc}",

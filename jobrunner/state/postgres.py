@@ -29,6 +29,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ log = logging.getLogger("jobrunner.state")
 # the TCP connection being torn down yet).
 HEARTBEAT_SECONDS = 15.0
 STALE_AFTER_SECONDS = 120.0
+# pg_terminate_backend only signals the session; it lets go of the advisory lock when its backend
+# exits, which on a loaded server takes a moment. `unlock` waits this long for that to happen.
+UNLOCK_WAIT_SECONDS = 10.0
 
 # `synchronous_commit` values that wait for the commit's WAL to reach this server's disk (and, when
 # synchronous standbys are configured, theirs): anything weaker is raised to `on` for our sessions.
@@ -727,9 +731,29 @@ class PostgresStore:
                     hint="the database user needs to be the lock holder's role, a superuser, or a "
                     "member of pg_signal_backend.",
                 )
+            # Only once the session is gone is the lock free: returning earlier (and removing
+            # the holder row) let the next command meet a lock held by an unrecorded holder.
+            self._wait_session_gone(conn, backend)
         with self._errors("remove the lock holder"):
             conn.execute("DELETE FROM jobrunner_state_lock WHERE workspace = %s", (self.workspace,))
         return done
+
+
+    def _wait_session_gone(self, conn: Any, backend: int) -> None:
+        """Wait (bounded) until the ended session `backend` no longer holds the workspace's lock."""
+        deadline = time.monotonic() + UNLOCK_WAIT_SECONDS
+        while True:
+            with self._errors("read the lock"):
+                if self._lock_backend(conn) != backend:
+                    return
+            if time.monotonic() >= deadline:
+                raise StateError(
+                    f"asked PostgreSQL to end the session (pid {backend}) holding the state lock on "
+                    f"{self.describe()}, but it has not exited after {UNLOCK_WAIT_SECONDS:g} s",
+                    hint="run `jobrunner state unlock` again in a moment; if it stays, the server's "
+                    "administrator can look at that backend in pg_stat_activity.",
+                )
+            time.sleep(0.05)
 
 
 def _parse_row(data: Any) -> AddressState | None:

@@ -9,15 +9,24 @@ pending intent dated `recovered_at` (`mark_recovery_lookups`). From there the or
 exactly-once machinery takes over: the planner looks each one up on the provider and adopts the
 job it finds, and the executor looks once more before it sends any create.
 
+A state lost with its backup has no such instant: `jobrunner state recover`
+(jobrunner.commands.state_recover) lists each provider's jobs once, with no time bound, and
+`assign_found` decides here which job belongs to which address. One remote job is given to one
+address only when nothing else could claim it; identical rows (one input, several keys) are
+given their jobs in creation order only when there are exactly as many jobs as rows, and any
+other case is reported as ambiguous rather than guessed.
+
 Pure: works on the document in memory; the caller's next save records the intents.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable
+from typing import Any, Iterable
 
-from jobrunner.providers.base import ABORTED, CANCELED, FAILED, GONE
+from jobrunner.providers.base import ABORTED, CANCELED, FAILED, GONE, RemoteJob
 from jobrunner.resources import JOB_MODEL, DesiredJob
 from jobrunner.state.model import AddressState, Intent, StateDoc
 from jobrunner.timestamps import parse_rfc3339
@@ -91,4 +100,87 @@ def lookup_window_start(backup: StateDoc, backup_mtime: datetime) -> datetime:
     return min(latest_recorded, backup_mtime)
 
 
-__all__ = ["RecoveryMarks", "lookup_window_start", "mark_recovery_lookups", "needs_lookup"]
+@dataclass
+class Found:
+    """The jobs found for one address: `job` is its current one, `earlier` its older attempts."""
+
+    job: RemoteJob
+    earlier: list[RemoteJob] = field(default_factory=list)
+    in_order: bool = False  # given by creation order among identical rows
+
+
+@dataclass
+class Ambiguous:
+    """Rows that several jobs could belong to, in a way that names no owner: left for the user."""
+
+    addresses: list[str]
+    jobs: list[RemoteJob]
+    reason: str
+
+
+@dataclass
+class Assignment:
+    """What `assign_found` decided: found per address, ambiguous groups, addresses with no job."""
+
+    found: dict[str, Found] = field(default_factory=dict)
+    ambiguous: list[Ambiguous] = field(default_factory=list)
+    not_found: list[str] = field(default_factory=list)
+
+
+def _created_order(job: RemoteJob) -> tuple[bool, datetime | None, str]:
+    return (job.created_at is None, job.created_at, job.id)
+
+
+def _request_key(request: Any) -> str:
+    """What makes two rows identical: the same request (the same body, model, version, ...)."""
+    fields = {name: getattr(request, name, None)
+              for name in ("job_kind", "body", "model", "version", "destination", "project_id")}
+    return json.dumps(fields, sort_keys=True, default=str)
+
+
+def assign_found(wanted: Sequence[tuple[str, Any]], candidates: Sequence[RemoteJob],
+                 matches: Callable[[RemoteJob, Any], bool], *, in_order: bool = False) -> Assignment:
+    """Which candidate job belongs to which wanted address (`wanted`: (address, request), in
+    manifest order; `matches(job, request)`: could `job` be what `request` creates?).
+
+    Addresses whose requests match the very same set of jobs form a group (identical rows do):
+    - one address: its newest job is its current one, the older ones are its earlier attempts;
+    - as many jobs as addresses: given in creation order, rows in manifest order;
+    - otherwise, or when a job also matches another group (a `{$file}` input matches any
+      upload): ambiguous, nothing given, unless `in_order`: then each group in manifest order
+      takes the earliest jobs no earlier group took, one per row, first rows first (rows left
+      over are created by the next apply; jobs left over stay untracked).
+    """
+    result = Assignment()
+    groups: dict[tuple[frozenset[str], str], list[str]] = {}
+    by_id = {job.id: job for job in candidates}
+    for address, request in wanted:
+        ids = frozenset(job.id for job in candidates if matches(job, request))
+        if ids:
+            groups.setdefault((ids, _request_key(request)), []).append(address)
+        else:
+            result.not_found.append(address)
+    taken: set[str] = set()  # with in_order: jobs already given to an earlier group
+    for (ids, request_key), addresses in groups.items():
+        jobs = sorted((by_id[i] for i in ids), key=_created_order)
+        shared = any(other_ids & ids for other_ids, other_key in groups if (other_ids, other_key) != (ids, request_key))
+        if len(addresses) == 1 and not shared:
+            result.found[addresses[0]] = Found(job=jobs[-1], earlier=jobs[:-1])
+        elif len(addresses) == len(jobs) and not shared:
+            for address, job in zip(addresses, jobs):
+                result.found[address] = Found(job=job, in_order=True)
+        elif in_order:
+            free = [job for job in jobs if job.id not in taken]
+            for address, job in zip(addresses, free):
+                result.found[address] = Found(job=job, in_order=True)
+                taken.add(job.id)
+            result.not_found.extend(addresses[len(free):])
+        else:
+            reason = ("a job matches rows with different inputs (a `{$file}` input matches any upload)" if shared
+                      else f"{len(addresses)} rows with one input, {len(jobs)} matching jobs")
+            result.ambiguous.append(Ambiguous(addresses=list(addresses), jobs=jobs, reason=reason))
+    return result
+
+
+__all__ = ["Ambiguous", "Assignment", "Found", "RecoveryMarks", "assign_found", "lookup_window_start",
+           "mark_recovery_lookups", "needs_lookup"]

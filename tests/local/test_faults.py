@@ -99,7 +99,9 @@ def test_drop_every_nth_create_is_deterministic(live_platform, client):
 def test_list_lag_hides_young_jobs_from_lists_of_both_wires_but_not_from_get(live_platform, client):
     emissary = {"X-API-Key": live_platform.token}
     project = httpx.post(f"{live_platform.url}/v1/projects", json={"name": "lag"}, headers=emissary).json()["id"]
-    live_platform.set_faults(list_lag_s=2)
+    # A lag far longer than any stall of a loaded machine between a create and the list that
+    # follows (with a 2 s lag, a run stalled for 2 s would see the job already), then shortened.
+    live_platform.set_faults(list_lag_s=60)
     created = client.post("/v1/predictions", json={"version": ECHO_VERSION, "input": {"marker": "young"}}).json()
     assert client.get("/v1/predictions").json()["results"] == []
     assert client.get(f"/v1/predictions/{created['id']}").json()["id"] == created["id"]
@@ -109,7 +111,8 @@ def test_list_lag_hides_young_jobs_from_lists_of_both_wires_but_not_from_get(liv
     job = httpx.post(jobs_url, headers=emissary, json={"base_model": "jobrunner-ngram", "train_dataset_id": dataset["id"]})
     assert job.status_code == 201, job.text
     assert httpx.get(jobs_url, headers=emissary).json() == []
-    time.sleep(3.1)  # Emissary times are whole seconds: its list may hide a job up to a second longer
+    live_platform.set_faults(list_lag_s=1)
+    time.sleep(2.1)  # Emissary times are whole seconds: its list may hide a job up to a second longer
     assert [p["id"] for p in client.get("/v1/predictions").json()["results"]] == [created["id"]]
     assert [j["id"] for j in httpx.get(jobs_url, headers=emissary).json()] == [job.json()["id"]]
     live_platform.set_faults(reset=True)

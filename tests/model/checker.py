@@ -52,16 +52,17 @@ class PlatformJob:
     status: str
     input: dict[str, Any]
     error: str | None
+    version: str | None = None
 
 
 def read_platform(db: Path) -> dict[str, PlatformJob]:
     """Every job the platform holds, read straight from its SQLite file (read-only)."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
-        rows = conn.execute("SELECT id, kind, status, input, error FROM jobs ORDER BY seq").fetchall()
+        rows = conn.execute("SELECT id, kind, status, input, error, version FROM jobs ORDER BY seq").fetchall()
     finally:
         conn.close()
-    return {r[0]: PlatformJob(r[0], r[1], r[2], json.loads(r[3] or "{}"), r[4]) for r in rows}
+    return {r[0]: PlatformJob(r[0], r[1], r[2], json.loads(r[3] or "{}"), r[4], r[5]) for r in rows}
 
 
 def read_state(path: Path) -> tuple[dict[str, Any] | None, str | None]:
@@ -91,6 +92,7 @@ class Observation:
     codes: list[int | str] = field(default_factory=list)  # their exit codes ("killed", "hung")
     applied: int | None = None  # the exit code of an apply that ran to its end, if any
     damaged: bool = False  # the step damaged and restored the state file
+    state_lost: bool = False  # the step deleted the state file and its backup (then `state recover`)
 
 
 @dataclass
@@ -104,6 +106,9 @@ class Checker:
     # address -> generation at which state last held it
     held: dict[str, int] = field(default_factory=dict)
     restored: bool = False  # state was restored from a backup since the last quiescent point
+    # Remote ids claimed when the state (and its backup) was lost: recovery finds the jobs that ran
+    # what the manifests ask for now, not the history of replaced jobs.
+    lost_claims: set[str] = field(default_factory=set)
     # canonical input -> every (address, generation) the manifests ever asked to run it
     asked: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
     checks: int = 0  # check() calls: one per step, and one per final apply
@@ -115,6 +120,8 @@ class Checker:
         problems += self._secrets_on_disk()
         if obs.damaged:
             self.restored = True
+        if obs.state_lost:
+            self.lost_claims |= set(self.claims)
         addresses, why = read_state(self.workspace / ".jobrunner" / "state.json")
         if addresses is None:
             return problems + [f"state.json does not parse after the step: {why}"]
@@ -239,6 +246,8 @@ class Checker:
                            + (f" (a duplicate of {', '.join(twins)}?)" if twins else ""))
                 continue
             address, g = claim
+            if address in desired and gen.get(address, 0) == g and self._lost_with_state(job, addresses.get(address), jobs):
+                continue
             if address in desired and gen.get(address, 0) == g:
                 out.append(f"lost: platform job {rid} of {address} ({job.status}) is no longer recorded, "
                            "yet the address is still in the manifests")
@@ -263,6 +272,18 @@ class Checker:
                 out.append(f"converged: {address}'s job {job.id} ran input {_short(job.input)}, "
                            f"the manifests ask for {_short(want)}")
         return out
+
+    def _lost_with_state(self, job: PlatformJob, st: dict[str, Any] | None, jobs: dict[str, PlatformJob]) -> bool:
+        """A job the address held when the state was lost, not found again, and rightly so: it is
+        ended, and the address's job now is not a duplicate of it made since the loss (either
+        another job held before the loss, e.g. an identical row's, or one that ran another input
+        or version: the old one was replaced)."""
+        if job.id not in self.lost_claims or job.status in LIVE or st is None:
+            return False
+        current = jobs.get(st.get("remote_id") or "")
+        if current is None or current.id in self.lost_claims:
+            return True
+        return not (_same(current.input, job.input) and current.version == job.version)
 
     def _superseded(self, job: PlatformJob, desired: dict[str, tuple[str, dict[str, Any]]],
                     gen: dict[str, int]) -> bool:

@@ -195,7 +195,7 @@ class Session:
                if k not in ("REPLICATE_API_TOKEN", "EMISSARY_CLIENT_API_KEY", "JOBRUNNER_STATE_URL",
                             "JOBRUNNER_TEST_CRASH_AT", "JOBRUNNER_LOCAL_FAULTS")}
         env.update(JOBRUNNER_LOCAL_TOKEN=self.platform.token, PYTHONPATH=str(REPO),
-                   JOBRUNNER_LOOKUP_WINDOW=LOOKUP_WINDOW_S, **extra)
+                   JOBRUNNER_LOOKUP_WINDOW=LOOKUP_WINDOW_S, JOBRUNNER_MARKER_DIR=str(self.root / "markers"), **extra)
         return env
 
     def spawn(self, *args: str, **env: str) -> subprocess.Popen[str]:
@@ -322,8 +322,11 @@ class Session:
             obs.applied = done.code
             if done.code not in expect:
                 return [f"clean-exit: apply exited {done.code} (expected one of {expect})"]
-            if done.code == 1 and not self.platform.faults:
-                return [f"clean-exit: apply exited 1 with no fault on"]
+            # With every row removed there is nothing to manage: apply says so and exits 1.
+            empty = "No manifests found" in done.output and not any(
+                (self.ws / name).exists() for name in ("echo.yaml", "slow.yaml", "train.yaml"))
+            if done.code == 1 and not self.platform.faults and not empty:
+                return ["clean-exit: apply exited 1 with no fault on"]
         return []
 
     def step_apply(self, step: Step, obs: Observation) -> list[str]:
@@ -426,11 +429,18 @@ class Session:
             problems.append(f"clean-exit: status on a damaged state exited {done.code}, not 1")
         hint = _recovery_hint(done.output)
         if hint is None:
-            problems.append("recovery: a damaged state's error gives no way back (no `cp ... state.json.bak` "
-                            "and no `jobrunner state restore-backup`)")
+            problems.append("recovery: a damaged state's error gives no way back (no `cp ... state.json.bak`, "
+                            "no `jobrunner state restore-backup`, no `jobrunner state recover`)")
         if problems:
             return problems
         # Follow the hint exactly as a user would: the command it names, or the copy it spells out.
+        if hint[0] == "recover":  # no usable backup: move the files aside, then look every job up
+            for name in ("state.json", "state.json.bak"):
+                path = state.with_name(name)
+                if path.exists():
+                    os.replace(path, path.with_name(name + ".aside"))
+            obs.state_lost = True
+            return self._state_recover(obs)
         if hint[0] == "cli":
             restored = self.cli(*hint[1:])
             self._note(obs, restored)
@@ -438,6 +448,31 @@ class Session:
                 return [f"recovery: `jobrunner {' '.join(hint[1:])}` (the hint) exited {restored.code}"]
         else:
             shutil.copyfile(hint[1], hint[2])
+        return []
+
+    def step_lose_state(self, step: Step, obs: Observation) -> list[str]:
+        """state.json and its backup both deleted (`rm -rf`, a fresh checkout): commands must refuse
+        with the way back, and following it (`jobrunner state recover`) must find the jobs."""
+        state = self.ws / ".jobrunner" / "state.json"
+        if not state.exists():
+            return []
+        obs.damaged = obs.state_lost = True
+        state.unlink()
+        state.with_name("state.json.bak").unlink(missing_ok=True)
+        done = self.cli("status")
+        self._note(obs, done)
+        if done.code != 1 or "jobrunner state recover" not in done.output:
+            return [f"recovery: status on a lost state exited {done.code} without naming `jobrunner state recover`"]
+        return self._state_recover(obs)
+
+    def _state_recover(self, obs: Observation) -> list[str]:
+        recovered = self.cli("state", "recover")
+        self._note(obs, recovered)
+        if recovered.code == 1 and "--assign-in-order" in recovered.output:
+            recovered = self.cli("state", "recover", "--assign-in-order")  # the decision the hint offers
+            self._note(obs, recovered)
+        if recovered.code != 0:
+            return [f"recovery: `jobrunner state recover` (the hint) exited {recovered.code}"]
         return []
 
     def step_crash_recover(self, step: Step, obs: Observation) -> list[str]:
@@ -485,6 +520,11 @@ class Session:
     def step_typo(self, step: Step, obs: Observation) -> list[str]:
         path = self.ws / str(step.arg("file"))
         text = path.read_text(encoding="utf-8")
+        try:
+            recorded = json.loads((self.ws / ".jobrunner" / "state.json").read_text())["addresses"].values()
+            tracked = any(st.get("file") == path.name for st in recorded)
+        except (OSError, ValueError, KeyError, AttributeError):
+            tracked = True
         path.write_text(text.replace("apiVersion: jobrunner/v1", f"apiVersion: {step.arg('api_version')}", 1),
                         encoding="utf-8")
         try:
@@ -492,6 +532,11 @@ class Session:
         finally:
             path.write_text(text, encoding="utf-8")
         self._note(obs, done)
+        # A file whose apiVersion is not even `jobrunner/...` is not a manifest; while state tracks
+        # no job from it, there is nothing it could remove, and apply rightly goes on without it.
+        foreign = not str(step.arg("api_version")).startswith("jobrunner/")
+        if done.code == 0 and foreign and not tracked:
+            return []
         if done.code != 1:
             return [f"typo: apply with apiVersion {step.arg('api_version')!r} in {path.name} exited {done.code}, "
                     f"not 1 (a manifest that no longer parses is an error, never a removal)"]
@@ -503,6 +548,8 @@ def _recovery_hint(output: str) -> tuple[str, ...] | None:
     match = re.search(r"jobrunner (state restore-backup)\b", output)
     if match:
         return ("cli", *match.group(1).split())
+    if "jobrunner state recover" in output:
+        return ("recover",)
     for line in output.splitlines():
         if "cp " in line and "state.json.bak" in line:
             words = line.split("cp ", 1)[1].replace(";", " ").split()

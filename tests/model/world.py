@@ -32,13 +32,13 @@ MAX_ATTEMPTS = 6  # a platform kill fails the jobs it was running; re-runs retry
 StepKind = Literal[
     "add_rows", "remove_rows", "rename_row", "change_row", "add_slow", "training",
     "apply", "plan", "crash_apply", "kill_apply", "kill_platform", "faults", "damage_state", "typo",
-    "crash_recover", "inspect", "identical_drops", "damage_inplace",
+    "crash_recover", "inspect", "identical_drops", "damage_inplace", "lose_state",
 ]
 WEIGHTS: dict[str, float] = {
     "add_rows": 3.0, "remove_rows": 1.2, "rename_row": 1.0, "change_row": 1.2, "add_slow": 1.5,
     "training": 1.2, "apply": 3.0, "plan": 0.8, "crash_apply": 2.0, "kill_apply": 1.0,
     "kill_platform": 0.7, "faults": 1.2, "damage_state": 0.5, "typo": 0.7, "crash_recover": 0.8,
-    "inspect": 0.5, "identical_drops": 0.6, "damage_inplace": 0.4,
+    "inspect": 0.5, "identical_drops": 0.6, "damage_inplace": 0.4, "lose_state": 0.4,
 }
 # What these kinds found before their fixes:
 # typo: a manifest whose apiVersion is mistyped is treated as removed (its jobs canceled/forgotten).
@@ -49,8 +49,12 @@ WEIGHTS: dict[str, float] = {
 #   applies, and its lookups then adopt identical siblings' jobs (shared remote ids).
 # identical_rows (a flag, not a step): add_rows may add several rows with one input; a lookup
 #   after a crash or a retried create can then adopt a sibling's job (shared remote ids).
+# lose_state (opt-in: `--extra lose_state`): state.json and its backup both deleted, then the hint
+#   (`jobrunner state recover`, with --assign-in-order when it reports ambiguous identical rows)
+#   followed. Recovery by lookup cannot know which of several identical jobs a row owned, so after
+#   identical rows were removed the checker may call a sibling's job lost: a known limit, not a bug.
 FLAGS = frozenset({"identical_rows"})
-EXTRA_KINDS: frozenset[str] = frozenset()
+EXTRA_KINDS: frozenset[str] = frozenset({"lose_state"})
 DEFAULT_KINDS = (frozenset(WEIGHTS) | FLAGS) - EXTRA_KINDS
 
 # Named crash points, copied (not imported: the test stays independent of jobrunner's code) from
@@ -268,7 +272,7 @@ def _draw(kind: str, world: World, rng: random.Random, kinds: frozenset[str]) ->
     if kind == "crash_recover":
         return Step(kind, (("point", rng.choice(RECOVER_POINTS)), ("n", rng.randint(1, 4)),
                            ("how", rng.choice(("truncate", "garbage", "empty")))))
-    if kind == "inspect":
+    if kind in ("inspect", "lose_state"):
         return Step(kind)
     if kind == "identical_drops":  # several samples of one new row, created at once while creates drop
         first = _add_echo(world, rng, identical=False)

@@ -409,3 +409,73 @@ def test_logs_follow_never_prints_a_secret_in_two_halves(tmp_path: Path, monkeyp
     assert r.code == 0 and "Traceback" not in r.output, r.output
     assert "boot\nlogin with (sensitive) ok\n" in r.stdout, r.output
     assert secret not in r.output, r.output
+
+
+KEY_FILE = "-----BEGIN KEY-----\nsentinelKeyFileLine0123456789abcdef\n-----END KEY-----\n"
+NOTES_FILE = "sentinel-notes-file-contents-77aa\n"
+PLAIN_FILE = "plain-data-visible-1234\n"
+
+
+class FileEchoingReplicate:
+    """Replicate that keeps uploaded files and fails each prediction with an error quoting the
+    contents of every file its input names, as a model that cannot parse its input does."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, str] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "POST" and path.endswith("/files"):
+            content = request.content.decode("utf-8", errors="replace")
+            url = f"https://files.example/f{len(self.files)}"
+            self.files[url] = next(text for text in (KEY_FILE, NOTES_FILE, PLAIN_FILE) if text in content)
+            return httpx.Response(201, json={"id": url.rsplit("/", 1)[-1], "urls": {"get": url}})
+        if request.method == "POST":
+            given = json.loads(request.content)["input"]
+            quoted = " | ".join(self.files[v] for v in given.values() if v in self.files)
+            rid = f"fil{len(self.jobs):023d}"
+            self.jobs[rid] = PREDICTION | {"id": rid, "input": given, "status": "failed", "output": None,
+                                           "error": f"cannot parse input: {quoted}", "logs": f"read {quoted}"}
+            return httpx.Response(201, json=self.jobs[rid] | {"status": "starting"})
+        if path.endswith("/predictions"):
+            return httpx.Response(200, json={"next": None, "previous": None, "results": list(self.jobs.values())})
+        return httpx.Response(200, json=self.jobs.get(path.rsplit("/", 1)[-1], PREDICTION))
+
+
+def test_the_contents_of_sensitive_file_inputs_are_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `{$file}` input under a secret-named key or listed in `spec.sensitive` is a secret by its
+    contents: a job error quoting them is scrubbed from every output and file. A file input that is
+    not sensitive stays visible."""
+    root = tmp_path / "ws"
+    (root / "keys").mkdir(parents=True)
+    (root / "keys" / "service.key").write_text(KEY_FILE)
+    (root / "keys" / "notes.txt").write_text(NOTES_FILE)
+    (root / "plain.txt").write_text(PLAIN_FILE)
+    (root / "jobrunner.yaml").write_text("providers: {}\n")
+    (root / "m.yaml").write_text(
+        f"apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {{name: files}}\nspec:\n  provider: replicate\n"
+        f"  version: {VERSION}\n  sensitive: [notes]\n  inputs:\n"
+        "    - {key: a, text: one, service_key: {$file: keys/service.key}}\n"
+        "    - {key: b, text: two, notes: {$file: keys/notes.txt}, data: {$file: plain.txt}}\n")
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("REPLICATE_API_TOKEN", REPLICATE_TOKEN)
+    monkeypatch.setenv("REPLICATE_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.delenv("JOBRUNNER_STATE_URL", raising=False)
+    fake = FileEchoingReplicate()
+    outputs: dict[str, str] = {}
+    with respx.mock(assert_all_called=False) as mock:
+        mock.route(host="127.0.0.1", port=9).mock(side_effect=fake)
+        for args in (["apply", "--auto-approve"], ["status"], ["status", "--format", "json"],
+                     ["state", "show", "PredictionBatch/files[a]"], ["state", "show", "PredictionBatch/files[b]"],
+                     ["logs", "PredictionBatch/files[a]"], ["plan", "--format", "json"]):
+            r = run_cli(*args)
+            assert "Traceback" not in r.output, r.output
+            outputs[" ".join(args)] = r.output
+    assert len(fake.jobs) == 2 and len(fake.files) == 3, "both rows ran, with their files uploaded"
+    assert "cannot parse input" in outputs["apply --auto-approve"]
+    assert "plain-data-visible-1234" in outputs["apply --auto-approve"], "a file that is not sensitive stays visible"
+    sentinels = ["sentinelKeyFileLine0123456789abcdef", "sentinel-notes-file-contents-77aa"]
+    texts = {**outputs, **_files(root, skip=("keys",))}
+    leaks = {name: [s for s in sentinels if s in text] for name, text in texts.items()}
+    assert not any(leaks.values()), {k: v for k, v in leaks.items() if v}

@@ -26,6 +26,7 @@ from tests.reliability.harness import (
     load_state,
     platform_now,
     run_cli,
+    run_process,
 )
 from tests.reliability.workloads import write_workload
 
@@ -65,6 +66,29 @@ def test_restoring_a_lagging_backup_adopts_the_jobs_it_lacks(workspace: Path, pl
     audit = audit_exactly_once(platform, workspace, since, expected)
     assert not audit.problems, "\n".join(audit.problems)
     assert audit.remote_jobs == 6  # 0 duplicates
+    assert "recovered_at" not in load_state(workspace)
+
+
+def test_destroy_after_a_restore_cancels_the_jobs_the_backup_lacks(workspace: Path, platform: Platform) -> None:  # noqa: F811
+    """The backup knows one of three running jobs; destroy finds the other two, as apply would."""
+    tag = workspace.parent.name[-12:].replace("_", "-").lower()
+    since = platform_now(platform)
+    env = clean_env(platform)
+    write_workload(workspace, tag, predictions=0, trainings=0, slow=1, slow_seconds=120)
+    assert run_process(["apply", "--auto-approve", "--no-wait"], workspace, env).code == 0
+    state = workspace / ".jobrunner" / "state.json"
+    older = state.read_bytes()  # knows slow[s0] only
+    write_workload(workspace, tag, predictions=0, trainings=0, slow=3, slow_seconds=120)
+    assert run_process(["apply", "--auto-approve", "--no-wait"], workspace, env).code == 0
+    (workspace / ".jobrunner" / "state.json.bak").write_bytes(older)
+    state.write_text("{")  # damaged
+    assert run_cli("state", "restore-backup").code == 0
+
+    destroyed = run_process(["destroy", "--auto-approve"], workspace, env)
+    assert destroyed.code == 0, destroyed.output
+    jobs = [j for j in platform.jobs("predictions") if j["created_at"] >= since]
+    assert len(jobs) == 3 and {j["status"] for j in jobs} == {"canceled"}, [(j["id"], j["status"]) for j in jobs]
+    assert load_state(workspace)["addresses"] == {}
     assert "recovered_at" not in load_state(workspace)
 
 

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import psycopg
@@ -181,6 +182,61 @@ def test_stale_holder_is_reported_and_plain_unlock_frees_it(pg_url):
         with other.lock("apply"):
             assert other.holder().pid == os.getpid()
     # the first holder's release on a dead session is quiet
+
+
+def _backend_pid(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2"
+        ).fetchone()[0]
+
+
+def test_unlock_returns_only_once_the_ended_session_has_let_go_of_the_lock(pg_url):
+    """pg_terminate_backend only signals the session: it may hold the advisory lock a while longer.
+
+    The hung holder's backend is stopped (SIGSTOP) so that it cannot exit at once, as on a loaded
+    server, and resumed after a second. Before unlock waited, it returned at once having removed
+    the holder row, and the next `lock` met "another session (holder not recorded yet)".
+    """
+    holder, other = PostgresStore(pg_url), PostgresStore(pg_url)
+    with holder.lock("apply"):
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("UPDATE jobrunner_state_lock SET heartbeat_at = now() - interval '10 minutes'")
+        backend = _backend_pid(pg_url)
+        try:
+            os.kill(backend, signal.SIGSTOP)
+        except PermissionError:
+            pytest.skip("cannot signal the PostgreSQL backend as this user")
+        resume = threading.Timer(1.0, os.kill, (backend, signal.SIGCONT))
+        resume.start()
+        try:
+            started = time.monotonic()
+            assert other.unlock(force=False).startswith("ended the stale lock of")
+            assert time.monotonic() - started >= 0.9  # it waited for the session to go
+            with other.lock("apply"):
+                assert other.holder().pid == os.getpid()
+        finally:
+            resume.join()
+
+
+def test_unlock_of_a_session_that_will_not_exit_keeps_the_holder_row_and_says_so(pg_url, monkeypatch):
+    monkeypatch.setattr("jobrunner.state.postgres.UNLOCK_WAIT_SECONDS", 0.5)
+    holder, other = PostgresStore(pg_url), PostgresStore(pg_url)
+    with holder.lock("apply"):
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("UPDATE jobrunner_state_lock SET heartbeat_at = now() - interval '10 minutes'")
+        backend = _backend_pid(pg_url)
+        try:
+            os.kill(backend, signal.SIGSTOP)
+        except PermissionError:
+            pytest.skip("cannot signal the PostgreSQL backend as this user")
+        try:
+            with pytest.raises(StateError, match="has not exited") as info:
+                other.unlock(force=False)
+            assert "state unlock" in info.value.hint
+            assert other.holder() is not None  # the error that follows still names who holds it
+        finally:
+            os.kill(backend, signal.SIGCONT)
 
 
 def test_unlock_refuses_a_live_lock_unless_forced(pg_url):
