@@ -561,7 +561,7 @@ class Executor:
         st.attempts = max(st.attempts, 1)
         st.outputs = {"name": f"{owner}/{name}", **({"url": url} if url else {})}
         st.updated_at = to_rfc3339(utcnow())
-        await self.writer.flush()
+        await self.writer.flush(job.address)
         self._outcome(job.address, O_SUCCEEDED, verb,
                       created=1 if verb == "created" else 0, adopted=0 if verb == "created" else 1)
         self.progress.event(job.address, verb.split(",")[0], f"{owner}/{name}")
@@ -611,7 +611,7 @@ class Executor:
                 except _Stopped:
                     pass
         del self.doc.addresses[address]
-        await self.writer.flush()
+        await self.writer.flush(address)
         self._outcome(address, O_FORGOTTEN if change.action == FORGET else O_CANCELED + "+forgotten")
         self.progress.event(address, "canceled and forgotten" if change.action == CANCEL else "forgotten")
         return None
@@ -713,7 +713,7 @@ class Executor:
             if found is not None:
                 crash_point("create.lookup_found")
                 self._record(st, job, found, st.intent.attempt)
-                await self.writer.flush()
+                await self.writer.flush(job.address)
                 return found, True
         self._check_stop()
         async with self._sem, self._provider_gate(job.provider):
@@ -724,7 +724,7 @@ class Executor:
                                                 **({"body": body} if _takes_body(job) else {})})
             st.intent = Intent(fingerprint=job.fingerprint or "", attempt=attempt, created_at=to_rfc3339(utcnow()),
                                request_digest=rq.request_digest(req), inputs=self._redacted_input(job))
-            await self.writer.flush()
+            await self.writer.flush(job.address)
             crash_point("create.intent_saved")
             delay = 0.5
             for round_no in range(CREATE_TRIES):
@@ -737,13 +737,13 @@ class Executor:
                         crash_point("create.sent")
                         self._check_answer(job, remote)
                         self._record(st, job, remote, attempt)
-                    await self.writer.flush()
+                    await self.writer.flush(job.address)
                     crash_point("create.recorded")
                     return remote, False
                 except RateLimitedError as exc:  # rejected before creation: safe to send again
                     if round_no == CREATE_TRIES - 1:
                         st.intent = None
-                        await self.writer.flush()
+                        await self.writer.flush(job.address)
                         raise
                     await asyncio.sleep(exc.retry_after or delay * (1 + random.random()))
                 except (TransportError, ServerError, ProtocolError) as exc:
@@ -759,7 +759,7 @@ class Executor:
                                                attempted_at if not last else 0.0, holds_slot=True)
                     if found is not None:
                         self._record(st, job, found, attempt)
-                        await self.writer.flush()
+                        await self.writer.flush(job.address)
                         return found, True
                     if last:
                         raise
@@ -768,7 +768,7 @@ class Executor:
                 except ProviderError:
                     # Rejected for certain (invalid input, auth, payment): nothing was created.
                     st.intent = None
-                    await self.writer.flush()
+                    await self.writer.flush(job.address)
                     raise
                 delay = min(delay * 2, 8.0)
         raise AssertionError("unreachable")
@@ -782,7 +782,7 @@ class Executor:
                 self.progress.event(address, remote.status, _with_progress(remote))
                 return
             self._set_status(st, remote)
-            self._pending_saves.add(asyncio.ensure_future(self.writer.flush()))  # every status change is saved
+            self._pending_saves.add(asyncio.ensure_future(self.writer.flush(address)))  # every status change is saved
             crash_point("wait.status_changed")
             if not remote.terminal:
                 self.progress.event(address, remote.status, _with_progress(remote))
@@ -819,7 +819,7 @@ class Executor:
         if final.status == SUCCEEDED:
             st.outputs = outputs_of(job.job_kind, final)
             st.error = None
-        await self.writer.flush()
+        await self.writer.flush(job.address)
         return final
 
     def _finish(self, job: DesiredJob, st: AddressState, final: RemoteJob, created: int) -> str | None:
@@ -856,13 +856,13 @@ class Executor:
         attempt = st.intent.attempt if st.intent is not None and st.intent.fingerprint == job.fingerprint else max(1, st.attempts)
         crash_point("create.lookup_found")
         self._record(st, job, remote, attempt)
-        await self.writer.flush()
+        await self.writer.flush(job.address)
         self._outcome(job.address, O_ADOPTED, remote.id, adopted=1)
         self.progress.event(job.address, "adopted", remote.id)
         if remote.terminal:
             if remote.status == SUCCEEDED:
                 st.outputs = outputs_of(job.job_kind, remote)
-                await self.writer.flush()
+                await self.writer.flush(job.address)
             return self._finish(job, st, remote, 0)
         if not self.options.wait:
             self._outcome(job.address, O_RUNNING, "adopted; not waiting (--no-wait)")
@@ -889,7 +889,7 @@ class Executor:
                                       created_at=st.intent.created_at, status=old.status))
             st.remote_id, st.status, st.intent = old.id, old.status, None
             self._claimed.add(old.id)
-            await self.writer.flush()
+            await self.writer.flush(job.address)
         # Replace: stop the old run first if it is still going (never when prevent_cancel).
         if change is not None and change.action == REPLACE and st.remote_id and st.status not in TERMINAL:
             if not (spec.get("lifecycle") or {}).get("prevent_cancel"):
@@ -916,7 +916,7 @@ class Executor:
                 # Finished within the create call (e.g. `Prefer: wait`): record it like a wait would.
                 self._set_status(st, final)
                 st.outputs = outputs_of(job.job_kind, final)
-                await self.writer.flush()
+                await self.writer.flush(job.address)
             if final.status in RETRY_ON and attempt < max_attempts:
                 self._check_stop()
                 attempt += 1
