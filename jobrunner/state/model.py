@@ -161,7 +161,12 @@ class StateDoc:
         owner = self._owners.get(remote_id)
         if owner is not None and self._holds(owner, remote_id):
             return owner
-        # The index is stale (forgotten, moved or directly edited addresses): look for real.
+        if owner is None:
+            # Not indexed: no address records it, as every writer records ids through
+            # `claim_remote_id`. (Scanning every address here made each create of a batch cost
+            # O(N), a batch O(N²): the answer to a create is checked against this index.)
+            return None
+        # The entry is stale (a forgotten or moved address): look for real.
         for address, st in self.addresses.items():
             if st.job_kind != "model" and self._holds(address, remote_id):
                 self._owners[remote_id] = address
