@@ -66,6 +66,7 @@ from jobrunner.reconcile import requests as rq
 from jobrunner.reconcile.creategate import CreateGate
 from jobrunner.reconcile.matching import next_listing_delay
 from jobrunner.reconcile.outputs import batch_key, output_rows, outputs_of, resource_of, write_jsonl
+from jobrunner.reconcile.pool import in_flight_limit, run_bounded
 from jobrunner.reconcile.statewriter import StateWriter
 from jobrunner.reconcile.timeutil import parse_rfc3339, to_rfc3339, utcnow
 from jobrunner.reconcile.waiter import Waiter
@@ -379,7 +380,7 @@ class Executor:
 
     async def _run_resource(self, res: str, changes: list[PlannedChange]) -> None:
         try:
-            results = await asyncio.gather(*(self._run_change(c) for c in changes))
+            results = await run_bounded(changes, self._run_change, in_flight_limit(self.options.parallelism))
             bad = [r for r in results if r is not None]
             if bad:
                 self._resource_failed[res] = bad[0]
