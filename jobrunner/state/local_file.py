@@ -27,6 +27,7 @@ import os
 import tempfile
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Collection
@@ -44,7 +45,7 @@ from jobrunner.state.journal import (
 )
 from jobrunner.state.lock import FileLock
 from jobrunner.state.model import STATE_FORMAT_VERSION, AddressState, StateDoc
-from jobrunner.state.serialize import _dumps, serialize
+from jobrunner.state.serialize import _dumps, serialize_chunks
 
 BACKUP_SUFFIX = ".bak"
 LOCK_SUFFIX = ".lock"
@@ -62,10 +63,14 @@ COMPACT_ENV = "JOBRUNNER_TEST_COMPACT_BYTES"
 class PreparedSave:
     """A serialized document ready to be written (`LocalFileStore.prepare` / `write_prepared`)."""
 
-    text: str  # the whole document (a snapshot), or "" for a journal record
+    chunks: list[str]  # the whole document in pieces (a snapshot), or [] for a journal record
     lineage: str
     serial: int
     record: bytes | None = None  # a journal record of the changed addresses, instead of a snapshot
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
 
 
 class LocalFileStore:
@@ -263,13 +268,13 @@ class LocalFileStore:
                 record = _record(doc, changed)
                 assert self._planned_journal is not None
                 self._planned_journal += len(record)
-                return PreparedSave(text="", lineage=doc.lineage, serial=doc.serial, record=record)
-            text = serialize(doc)
+                return PreparedSave(chunks=[], lineage=doc.lineage, serial=doc.serial, record=record)
+            chunks = serialize_chunks(doc)
         except (TypeError, ValueError) as exc:
             doc.serial -= 1
             raise StateError(f"cannot write state: a value is not JSON ({exc})") from None
-        self._planned_journal, self._planned_snapshot_size = 0, len(text)
-        return PreparedSave(text=text, lineage=doc.lineage, serial=doc.serial)
+        self._planned_journal, self._planned_snapshot_size = 0, sum(map(len, chunks))
+        return PreparedSave(chunks=chunks, lineage=doc.lineage, serial=doc.serial)
 
     def _journal_due(self, doc: StateDoc) -> bool:
         planned = self._planned_journal
@@ -378,7 +383,6 @@ class LocalFileStore:
 
     def _write_snapshot(self, prepared: "PreparedSave") -> None:
         """Backup, temporary file, fsync, rename, fsync the directory; then retire the journal."""
-        data = (prepared.text + "\n").encode("utf-8")
         directory = self.path.parent
         directory.mkdir(parents=True, exist_ok=True)
         if self._backup_is_snapshot and _stat_key_or_none(self.path) == self._known_good:
@@ -390,13 +394,13 @@ class LocalFileStore:
         try:
             with os.fdopen(fd, "wb") as fh:
                 if armed("state.tmp_partial"):  # crash tests: leave a torn temporary file behind
-                    fh.write(data[: len(data) // 2])
+                    fh.write("".join(prepared.chunks[: max(1, len(prepared.chunks) // 2)]).encode("utf-8"))
                     fh.flush()
                     os.fsync(fh.fileno())
                     crash_point("state.tmp_partial")
                     fh.seek(0)
                     fh.truncate()
-                fh.write(data)
+                crc, size = _write_chunks(fh, [*prepared.chunks, "\n"])
                 fh.flush()
                 os.fsync(fh.fileno())
             crash_point("state.tmp_written")
@@ -408,7 +412,7 @@ class LocalFileStore:
         crash_point("state.renamed")
         _fsync_dir(directory)
         self._known_good = _stat_key(os.stat(self.path))
-        self._snapshot = (prepared.serial, prepared.lineage, len(data), snapshot_digest(data))
+        self._snapshot = (prepared.serial, prepared.lineage, size, f"{crc:08x}:{size}")
         self._backup_is_snapshot = False
         self.snapshots += 1
         self._retire_journal()
@@ -539,6 +543,29 @@ def _atomic_copy(raw: bytes, target: Path) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _write_chunks(fh: Any, chunks: list[str]) -> tuple[int, int]:
+    """Write `chunks` encoded, in batches of about 1 MiB; (crc32, length) of what was written,
+    the same as `journal.snapshot_digest` of the whole file."""
+    crc, size = 0, 0
+    batch: list[str] = []
+    pending = 0
+
+    def flush() -> None:
+        nonlocal crc, size, batch, pending
+        data = "".join(batch).encode("utf-8")
+        fh.write(data)
+        crc, size = zlib.crc32(data, crc), size + len(data)
+        batch, pending = [], 0
+
+    for chunk in chunks:
+        batch.append(chunk)
+        pending += len(chunk)
+        if pending >= 1 << 20:
+            flush()
+    flush()
+    return crc, size
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -218,3 +218,16 @@ def test_read_state_json_replays_the_journal(store: LocalFileStore) -> None:
 def test_compaction_floor_can_be_lowered_for_tests(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv(local_file.COMPACT_ENV, "0")
     assert LocalFileStore(tmp_path / "s.json")._compact_min == 0
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 2500])
+def test_a_snapshot_written_in_pieces_is_the_whole_document_and_its_digest(store: LocalFileStore, n: int) -> None:
+    from jobrunner.state.journal import snapshot_digest
+    from jobrunner.state.serialize import serialize, serialize_chunks
+
+    doc = _doc(n)
+    assert "".join(serialize_chunks(doc)) == serialize(doc)
+    store.save(doc)
+    raw = store.path.read_bytes()
+    assert raw == (serialize(doc) + "\n").encode("utf-8")
+    assert store._snapshot is not None and store._snapshot[3] == snapshot_digest(raw)
