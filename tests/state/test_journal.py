@@ -231,3 +231,33 @@ def test_a_snapshot_written_in_pieces_is_the_whole_document_and_its_digest(store
     raw = store.path.read_bytes()
     assert raw == (serialize(doc) + "\n").encode("utf-8")
     assert store._snapshot is not None and store._snapshot[3] == snapshot_digest(raw)
+
+
+def test_a_snapshot_is_read_line_by_line_or_whole_with_the_same_result(store: LocalFileStore) -> None:
+    doc = _doc(30)
+    doc.workspace_id = "ws-1"
+    store.save(doc)
+    by_line = LocalFileStore(store.path).load()
+    assert by_line.to_json() == doc.to_json()
+    # Re-indented by hand (not the layout jobrunner writes): read whole, same document.
+    store.path.write_text(json.dumps(json.loads(store.path.read_text()), indent=2))
+    assert LocalFileStore(store.path).load().to_json() == doc.to_json()
+
+
+@pytest.mark.parametrize("damage", ["drop-closing", "drop-comma", "bad-entry", "trailing"])
+def test_a_damaged_snapshot_in_the_line_layout_is_reported_as_before(store: LocalFileStore, damage: str) -> None:
+    doc = _doc(5)
+    store.save(doc)
+    lines = store.path.read_text().splitlines(keepends=True)
+    if damage == "drop-closing":
+        lines = lines[:-1]
+    elif damage == "drop-comma":
+        lines[2] = lines[2].replace("},\n", "}\n")
+    elif damage == "bad-entry":
+        lines[2] = lines[2].replace('"kind"', '"kindz"')
+    else:
+        lines.append("{}\n")
+    store.path.write_text("".join(lines))
+    with pytest.raises(StateError) as err:
+        LocalFileStore(store.path).load()
+    assert "corrupt or truncated" in err.value.message or "invalid entry" in err.value.message
