@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -367,8 +368,8 @@ class LocalFileStore:
     def _backup_snapshot(self) -> None:
         if self._backup_is_snapshot:
             return
-        raw = self.path.read_bytes()
-        _atomic_copy(raw, self.backup_path)
+        with open(self.path, "rb") as src:  # streamed: a big snapshot is never held whole
+            _atomic_copy(src, self.backup_path)
         self._backup_is_snapshot = True
 
     def _retire_journal(self) -> None:
@@ -581,12 +582,16 @@ def _compact_min() -> int:
         return COMPACT_MIN_BYTES
 
 
-def _atomic_copy(raw: bytes, target: Path) -> None:
-    """Write `raw` to `target` through an fsynced temporary file and a rename (never torn)."""
+def _atomic_copy(raw: "bytes | Any", target: Path) -> None:
+    """Write `raw` (bytes, or a binary file to copy) to `target` through an fsynced temporary file
+    and a rename (never torn)."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as fh:
-            fh.write(raw)
+            if isinstance(raw, bytes):
+                fh.write(raw)
+            else:
+                shutil.copyfileobj(raw, fh, 1 << 20)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
