@@ -969,8 +969,14 @@ def output_files_due(root: Path, resources: dict[str, Resource], desired: Any, d
 
 def _file_holds(path: Path, rows: list[dict[str, Any]]) -> bool:
     """Does the output file at `path` already hold exactly `rows` (as `write_jsonl` writes them)?"""
+    # Row by row: a 100,000-row file is never held whole, nor parsed whole, nor its rows copied.
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()] == json.loads(json.dumps(rows, default=str))
+        with open(path, encoding="utf-8") as fh:
+            lines = (line for line in fh if line.strip())
+            for row in rows:
+                line = next(lines, None)
+                if line is None or json.loads(line) != json.loads(json.dumps(row, default=str)):
+                    return False
+            return next(lines, None) is None
     except (OSError, ValueError):
         return False
