@@ -535,7 +535,10 @@ def read_state_json(path: Path) -> dict[str, Any]:
 _ADDRESSES_OPEN = b',"addresses":{\n'
 
 
-def _read_by_line(fh: Any) -> tuple[bytes, dict[str, AddressState], int, str] | None:
+_Streamed = tuple[bytes, dict[str, AddressState], int, str]
+
+
+def _read_by_line(fh: Any) -> _Streamed | None:
     """Read a snapshot in the layout jobrunner writes (the head, then one address per line) one
     line at a time: (the head as a JSON document without addresses, the addresses, size, digest).
 
@@ -570,7 +573,8 @@ def _read_by_line(fh: Any) -> tuple[bytes, dict[str, AddressState], int, str] | 
     return head, addresses, size, f"{crc:08x}:{size}"
 
 
-def _rewind(fh: Any) -> None:
+def _rewind(fh: Any) -> _Streamed | None:
+    """Back to the start, for a whole read; None (the file is not read line by line)."""
     fh.seek(0)
     return None
 
