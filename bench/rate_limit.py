@@ -90,6 +90,9 @@ def creation_times(platform: Platform, since: str) -> list[datetime]:
         params: dict[str, str] | None = {"created_after": since}
         while url:
             page = c.get(url, params=params)
+            if page.status_code == 429:  # the platform limits the bench's own listing too: wait
+                time.sleep(float(page.headers.get("retry-after") or 1))
+                continue
             page.raise_for_status()
             data = page.json()
             params = None

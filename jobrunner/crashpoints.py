@@ -37,6 +37,9 @@ POINTS: dict[str, str] = {
     "state.tmp_partial": "state write: half of the new document is in the temporary file",
     "state.tmp_written": "state write: the temporary file is complete and fsynced, not renamed yet",
     "state.renamed": "state write: the new file replaced the old one, directory not fsynced yet",
+    "state.compacted": "state write: a new snapshot includes the journal, the journal is not removed yet",
+    "journal.partial": "journal append: part of the record is in the journal (fsynced), the rest not written",
+    "journal.appended": "journal append: the record is fsynced, the save not acknowledged yet",
 }
 
 _hits: dict[str, int] = {}

@@ -67,6 +67,7 @@ from jobrunner.reconcile.creategate import CreateGate
 from jobrunner.reconcile.deadline import deadline_reason
 from jobrunner.reconcile.matching import next_listing_delay
 from jobrunner.reconcile.outputs import batch_key, output_rows, outputs_of, resource_of, write_jsonl
+from jobrunner.reconcile.pool import in_flight_limit, run_bounded
 from jobrunner.reconcile.statewriter import StateWriter
 from jobrunner.reconcile.timeutil import parse_rfc3339, to_rfc3339, utcnow
 from jobrunner.reconcile.waiter import Waiter
@@ -380,7 +381,7 @@ class Executor:
 
     async def _run_resource(self, res: str, changes: list[PlannedChange]) -> None:
         try:
-            results = await asyncio.gather(*(self._run_change(c) for c in changes))
+            results = await run_bounded(changes, self._run_change, in_flight_limit(self.options.parallelism))
             bad = [r for r in results if r is not None]
             if bad:
                 self._resource_failed[res] = bad[0]
@@ -562,7 +563,7 @@ class Executor:
         st.attempts = max(st.attempts, 1)
         st.outputs = {"name": f"{owner}/{name}", **({"url": url} if url else {})}
         st.updated_at = to_rfc3339(utcnow())
-        await self.writer.flush()
+        await self.writer.flush(job.address)
         self._outcome(job.address, O_SUCCEEDED, verb,
                       created=1 if verb == "created" else 0, adopted=0 if verb == "created" else 1)
         self.progress.event(job.address, verb.split(",")[0], f"{owner}/{name}")
@@ -612,7 +613,7 @@ class Executor:
                 except _Stopped:
                     pass
         del self.doc.addresses[address]
-        await self.writer.flush()
+        await self.writer.flush(address)
         self._outcome(address, O_FORGOTTEN if change.action == FORGET else O_CANCELED + "+forgotten")
         self.progress.event(address, "canceled and forgotten" if change.action == CANCEL else "forgotten")
         return None
@@ -714,7 +715,7 @@ class Executor:
             if found is not None:
                 crash_point("create.lookup_found")
                 self._record(st, job, found, st.intent.attempt)
-                await self.writer.flush()
+                await self.writer.flush(job.address)
                 return found, True
         self._check_stop()
         async with self._sem, self._provider_gate(job.provider):
@@ -725,7 +726,7 @@ class Executor:
                                                 **({"body": body} if _takes_body(job) else {})})
             st.intent = Intent(fingerprint=job.fingerprint or "", attempt=attempt, created_at=to_rfc3339(utcnow()),
                                request_digest=rq.request_digest(req), inputs=self._redacted_input(job))
-            await self.writer.flush()
+            await self.writer.flush(job.address)
             crash_point("create.intent_saved")
             delay = 0.5
             for round_no in range(CREATE_TRIES):
@@ -738,13 +739,13 @@ class Executor:
                         crash_point("create.sent")
                         self._check_answer(job, remote)
                         self._record(st, job, remote, attempt)
-                    await self.writer.flush()
+                    await self.writer.flush(job.address)
                     crash_point("create.recorded")
                     return remote, False
                 except RateLimitedError as exc:  # rejected before creation: safe to send again
                     if round_no == CREATE_TRIES - 1:
                         st.intent = None
-                        await self.writer.flush()
+                        await self.writer.flush(job.address)
                         raise
                     await asyncio.sleep(exc.retry_after or delay * (1 + random.random()))
                 except (TransportError, ServerError, ProtocolError) as exc:
@@ -760,7 +761,7 @@ class Executor:
                                                attempted_at if not last else 0.0, holds_slot=True)
                     if found is not None:
                         self._record(st, job, found, attempt)
-                        await self.writer.flush()
+                        await self.writer.flush(job.address)
                         return found, True
                     if last:
                         raise
@@ -769,7 +770,7 @@ class Executor:
                 except ProviderError:
                     # Rejected for certain (invalid input, auth, payment): nothing was created.
                     st.intent = None
-                    await self.writer.flush()
+                    await self.writer.flush(job.address)
                     raise
                 delay = min(delay * 2, 8.0)
         raise AssertionError("unreachable")
@@ -783,7 +784,7 @@ class Executor:
                 self.progress.event(address, remote.status, _with_progress(remote))
                 return
             self._set_status(st, remote)
-            self._pending_saves.add(asyncio.ensure_future(self.writer.flush()))  # every status change is saved
+            self._pending_saves.add(asyncio.ensure_future(self.writer.flush(address)))  # every status change is saved
             crash_point("wait.status_changed")
             if not remote.terminal:
                 self.progress.event(address, remote.status, _with_progress(remote))
@@ -820,7 +821,7 @@ class Executor:
         if final.status == SUCCEEDED:
             st.outputs = outputs_of(job.job_kind, final)
             st.error = None
-        await self.writer.flush()
+        await self.writer.flush(job.address)
         return final
 
     def _finish(self, job: DesiredJob, st: AddressState, final: RemoteJob, created: int) -> str | None:
@@ -858,13 +859,13 @@ class Executor:
         attempt = st.intent.attempt if st.intent is not None and st.intent.fingerprint == job.fingerprint else max(1, st.attempts)
         crash_point("create.lookup_found")
         self._record(st, job, remote, attempt)
-        await self.writer.flush()
+        await self.writer.flush(job.address)
         self._outcome(job.address, O_ADOPTED, remote.id, adopted=1)
         self.progress.event(job.address, "adopted", remote.id)
         if remote.terminal:
             if remote.status == SUCCEEDED:
                 st.outputs = outputs_of(job.job_kind, remote)
-                await self.writer.flush()
+                await self.writer.flush(job.address)
             return self._finish(job, st, remote, 0)
         if not self.options.wait:
             self._outcome(job.address, O_RUNNING, "adopted; not waiting (--no-wait)")
@@ -891,7 +892,7 @@ class Executor:
                                       created_at=st.intent.created_at, status=old.status))
             st.remote_id, st.status, st.intent = old.id, old.status, None
             self._claimed.add(old.id)
-            await self.writer.flush()
+            await self.writer.flush(job.address)
         # Replace: stop the old run first if it is still going (never when prevent_cancel).
         if change is not None and change.action == REPLACE and st.remote_id and st.status not in TERMINAL:
             if not (spec.get("lifecycle") or {}).get("prevent_cancel"):
@@ -918,7 +919,7 @@ class Executor:
                 # Finished within the create call (e.g. `Prefer: wait`): record it like a wait would.
                 self._set_status(st, final)
                 st.outputs = outputs_of(job.job_kind, final)
-                await self.writer.flush()
+                await self.writer.flush(job.address)
             if final.status in RETRY_ON and attempt < max_attempts:
                 self._check_stop()
                 attempt += 1
@@ -970,8 +971,14 @@ def output_files_due(root: Path, resources: dict[str, Resource], desired: Any, d
 
 def _file_holds(path: Path, rows: list[dict[str, Any]]) -> bool:
     """Does the output file at `path` already hold exactly `rows` (as `write_jsonl` writes them)?"""
+    # Row by row: a 100,000-row file is never held whole, nor parsed whole, nor its rows copied.
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()] == json.loads(json.dumps(rows, default=str))
+        with open(path, encoding="utf-8") as fh:
+            lines = (line for line in fh if line.strip())
+            for row in rows:
+                line = next(lines, None)
+                if line is None or json.loads(line) != json.loads(json.dumps(row, default=str)):
+                    return False
+            return next(lines, None) is None
     except (OSError, ValueError):
         return False

@@ -1,14 +1,19 @@
-"""State in a JSON file under the workspace (`.jobrunner/state.json` by default).
+"""State in a JSON file under the workspace (`.jobrunner/state.json` by default), with a journal.
 
-Writes never leave a half-written file: the new document goes to a temporary file in the same
+A save that names the addresses it changed (apply's saves, through `reconcile.statewriter`)
+appends one checksummed record of just those addresses to `state.json.journal` and fsyncs it
+(jobrunner.state.journal); loading reads the snapshot and replays the journal. Any other save
+writes the whole document as a new snapshot and removes the journal (compaction); apply does that
+too when the journal outgrows the snapshot, and once at its end. So a save costs what it changed,
+and a finished command leaves a plain `state.json` as before.
+
+Snapshot writes never leave a half-written file: the new document goes to a temporary file in the same
 directory, is fsynced, and replaces the old one with an atomic rename, after which the directory
 is fsynced so the rename itself survives a power cut. Before each write the previous good document
 is copied to `state.json.bak` (a copy, never a hard link: see `_keep_backup`). A corrupt
 or truncated file is reported with the way back (the backup), never silently replaced by an empty
 state, because an empty state would make the next apply create every job again. The way back is
-`jobrunner state restore-backup` (jobrunner.commands.state_restore), never a plain copy. A state
-file lost together with its backup is noticed through a marker kept outside the workspace
-(jobrunner.state.applied), and the way back is `jobrunner state recover`.
+`jobrunner state restore-backup` (jobrunner.commands.state_restore), never a plain copy.
 
 A crash inside a write can leave its temporary file (`.state.json.*.tmp`) behind. The lock holder
 sweeps those away, once on taking the lock and once on its first save: with the lock held no other
@@ -19,37 +24,58 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 from jobrunner.crashpoints import armed, crash_point
 from jobrunner.errors import StateError
-from jobrunner.state.applied import lost_state_error, note_applied
 from jobrunner.state.identity import UNCHECKED, _Unchecked, check_identity
+from jobrunner.state.journal import (
+    JOURNAL_SUFFIX,
+    JournalDamaged,
+    header_line,
+    record_line,
+    scan,
+    snapshot_digest,
+)
+from jobrunner.state.applied import lost_state_error, note_applied
 from jobrunner.state.lock import FileLock
-from jobrunner.state.model import STATE_FORMAT_VERSION, StateDoc
-from jobrunner.state.serialize import IncrementalSerializer
+from jobrunner.state.model import STATE_FORMAT_VERSION, AddressState, StateDoc
+from jobrunner.state.serialize import _dumps, serialize_chunks
 from jobrunner.timestamps import to_rfc3339, utcnow
 
 BACKUP_SUFFIX = ".bak"
 LOCK_SUFFIX = ".lock"
 # Temporary files this process may make are all newer than this (it is set when state is imported).
 _PROCESS_START = time.time()
+# A journal is compacted into a new snapshot once it is larger than the snapshot and than this:
+# journal bytes are then at most about twice the state, and each address is rewritten O(1) times
+# per change on average.
+COMPACT_MIN_BYTES = 4 * 1024 * 1024
+# Tests set a smaller floor (even 0) to compact in the middle of a small apply, e.g. the crash suite.
+COMPACT_ENV = "JOBRUNNER_TEST_COMPACT_BYTES"
 
 
 @dataclass(frozen=True)
 class PreparedSave:
     """A serialized document ready to be written (`LocalFileStore.prepare` / `write_prepared`)."""
 
-    text: str
+    chunks: list[str]  # the whole document in pieces (a snapshot), or [] for a journal record
     lineage: str
     serial: int
+    record: bytes | None = None
     tracks_jobs: bool = False  # the document holds addresses (see jobrunner.state.applied)
-    workspace_id: str | None = None
+    workspace_id: str | None = None  # a journal record of the changed addresses, instead of a snapshot
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
 
 
 class LocalFileStore:
@@ -65,11 +91,25 @@ class LocalFileStore:
         # (inode, size, mtime_ns) of the file last read or written by us: known good, so it can
         # become the backup without being parsed again.
         self._known_good: tuple[int, int, int] | None = None
-        # Apply saves the same document many times while a few addresses change: reuse the
-        # serialized lines of the unchanged ones (see jobrunner.state.serialize).
-        self._serializer = IncrementalSerializer()
+        self.journal_path = self.path.with_name(self.path.name + JOURNAL_SUFFIX)
         self._swept = False  # stray temporary files removed since this store was made
         self._noted_lineage: str | None = None  # lineage whose applied-marker this store has left
+        # The snapshot on disk as last read or written by us: serial, lineage, size and digest
+        # (what a journal header names), None before that.
+        self._snapshot: tuple[int, str, int, str] | None = None
+        # The journal on disk: length of its whole records (0: none, or stale and to be replaced)
+        # and its (inode, size) as we last left it (None: not looked at, or absent).
+        self._journal_len = 0
+        self._journal_key: tuple[int, int] | None = None
+        self._journal_seen = False  # the journal was read (or written) by this store: ours to remove
+        self._backup_is_snapshot = False  # state.json.bak is a copy of the current snapshot
+        # Decided where saves are prepared (apply's event loop): journal bytes planned since the
+        # last planned snapshot, None when the next save must be a snapshot.
+        self._planned_journal: int | None = None
+        self._planned_snapshot_size = 0
+        self._compact_min = _compact_min()
+        self.journal_records = 0  # records appended by this store (benchmarks, tests)
+        self.snapshots = 0  # snapshots written by this store
 
     def describe(self) -> str:
         return f"local file {self.path}"
@@ -86,8 +126,10 @@ class LocalFileStore:
 
     def load(self) -> StateDoc:
         try:
-            raw = self.path.read_bytes()
-            st = os.stat(self.path)
+            with open(self.path, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                streamed = _read_by_line(fh)
+                raw = b"" if streamed is not None else fh.read()
         except FileNotFoundError:
             if self.backup_path.is_file():
                 # Saves replace the file atomically, so it never goes missing once written: someone
@@ -99,22 +141,71 @@ class LocalFileStore:
                          "on the provider every job created since, instead of creating it again. To start from "
                          f"empty state on purpose, move {self.backup_path.name} aside first.",
                 ) from None
+            if self.journal_path.is_file():
+                raise StateError(
+                    f"state file {self.path} is missing, but its journal {self.journal_path.name} is there; "
+                    "refusing to start from empty state (every tracked job would be created again)",
+                    hint=f"put the state file back; to start from empty state on purpose, move "
+                         f"{self.journal_path.name} aside first.",
+                ) from None
             lost = lost_state_error(self.path, self.backup_path)
             if lost is not None:  # both files gone after this workspace tracked jobs
                 raise lost from None
             return self.empty_doc()
         except OSError as exc:
             raise StateError(f"cannot read state file {self.path}: {exc.strerror}") from None
-        doc = self._parse(raw, self.path)
-        doc.workspace_id = self._checked_identity(doc.workspace_id)
+        if streamed is not None:
+            head, addresses, size, digest = streamed
+            doc = self._parse(head, self.path)
+            doc.addresses = addresses
+        else:  # not in the layout jobrunner writes (or damaged): parse it whole, for the exact error
+            doc = self._parse(raw, self.path)
+            size, digest = len(raw), snapshot_digest(raw)
         self._known_good = _stat_key(st)
+        self._snapshot = (doc.serial, doc.lineage, size, digest)
+        self._replay_journal(doc)
+        doc.workspace_id = self._checked_identity(doc.workspace_id)
         return doc
 
     def empty_doc(self) -> StateDoc:
         """A fresh, empty state of a new lineage (what a workspace that never applied starts from)."""
         doc = StateDoc(format_version=STATE_FORMAT_VERSION, serial=0, lineage=str(uuid.uuid4()))
         doc.workspace_id = self._checked_identity(None)
+        self._planned_journal = None
         return doc
+
+    def _replay_journal(self, doc: StateDoc) -> None:
+        """Apply the journal's records to the snapshot just read (see jobrunner.state.journal)."""
+        assert self._snapshot is not None
+        try:
+            raw = self.journal_path.read_bytes()
+            st = os.stat(self.journal_path)
+        except FileNotFoundError:
+            self._journal_len, self._journal_key, self._journal_seen = 0, None, True
+            self._planned_journal = 0
+            return
+        except OSError as exc:
+            raise StateError(f"cannot read state journal {self.journal_path}: {exc.strerror}") from None
+        try:
+            found = scan(raw, lineage=doc.lineage, serial=doc.serial, digest=self._snapshot[3])
+            for record in found.records:
+                _apply_record(doc, record)
+        except JournalDamaged as exc:
+            raise StateError(
+                f"state journal {self.journal_path} is damaged at {exc}: a save that was acknowledged "
+                "cannot be read back",
+                hint="run `jobrunner state restore-backup --force`: it restores the last snapshot and keeps the "
+                     "damaged files beside it; the next `jobrunner apply` looks up on the provider every job "
+                     "created since, instead of creating it again",
+            ) from None
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            raise StateError(f"state journal {self.journal_path} has an invalid entry ({exc})",
+                             hint="run `jobrunner state restore-backup --force`") from None
+        self._journal_len = 0 if found.stale else found.good_length
+        self._journal_key = (st.st_ino, st.st_size)
+        self._journal_seen = True
+        self._planned_journal = self._journal_len
+        self._planned_snapshot_size = self._snapshot[2]
 
     def _checked_identity(self, recorded: str | None) -> str | None:
         return check_identity(
@@ -173,67 +264,58 @@ class LocalFileStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def save(self, doc: StateDoc) -> None:
-        prepared = self.prepare(doc)
+    def save(self, doc: StateDoc, changed: "Collection[str] | None" = None) -> None:
+        """Write `doc` (serial bumped). `changed`: the only addresses changed since the last save,
+        appended to the journal; None writes the whole document as a new snapshot."""
+        prepared = self.prepare(doc, changed)
         try:
             self.write_prepared(prepared)
         except StateError:
             doc.serial -= 1
             raise
 
-    def prepare(self, doc: StateDoc) -> "PreparedSave":
+    def prepare(self, doc: StateDoc, changed: "Collection[str] | None" = None) -> "PreparedSave":
         """The CPU half of `save`: bump the serial and serialize, where the document lives.
 
         Together with `write_prepared` it lets the apply engine serialize on its event loop (the
-        document is never seen mid-change) and do the disk I/O in a worker thread.
+        document is never seen mid-change) and do the disk I/O in a worker thread. Only the
+        `changed` addresses are serialized, unless a snapshot is due (none yet, the lineage
+        changed, or the journal outgrew the snapshot).
         """
         if not doc.lineage:
             doc.lineage = str(uuid.uuid4())
         doc.serial += 1
         try:
-            text = self._serializer.serialize(doc)
+            if changed is not None and self._journal_due(doc):
+                record = _record(doc, changed)
+                assert self._planned_journal is not None
+                self._planned_journal += len(record)
+                return PreparedSave(chunks=[], lineage=doc.lineage, serial=doc.serial, record=record,
+                                    tracks_jobs=bool(doc.addresses), workspace_id=doc.workspace_id)
+            chunks = serialize_chunks(doc)
         except (TypeError, ValueError) as exc:
             doc.serial -= 1
             raise StateError(f"cannot write state: a value is not JSON ({exc})") from None
-        return PreparedSave(text=text, lineage=doc.lineage, serial=doc.serial, tracks_jobs=bool(doc.addresses),
+        self._planned_journal, self._planned_snapshot_size = 0, sum(map(len, chunks))
+        return PreparedSave(chunks=chunks, lineage=doc.lineage, serial=doc.serial, tracks_jobs=bool(doc.addresses),
                             workspace_id=doc.workspace_id)
 
+    def _journal_due(self, doc: StateDoc) -> bool:
+        planned = self._planned_journal
+        if planned is None or self._snapshot is None or self._snapshot[1] != doc.lineage:
+            return False
+        return planned <= max(self._compact_min, self._planned_snapshot_size)
+
     def write_prepared(self, prepared: "PreparedSave") -> None:
-        """The I/O half of `save`: backup, temporary file, fsync, rename. Touches no document.
+        """The I/O half of `save`: a journal append, or a snapshot write. Touches no document.
 
         Calls must not overlap (the apply engine runs them one at a time, in order).
         """
-        text = prepared.text
-        directory = self.path.parent
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            self._keep_backup(prepared)
-            crash_point("state.backup_kept")
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    if armed("state.tmp_partial"):  # crash tests: leave a torn temporary file behind
-                        fh.write(text[: len(text) // 2])
-                        fh.flush()
-                        os.fsync(fh.fileno())
-                        crash_point("state.tmp_partial")
-                        fh.seek(0)
-                        fh.truncate()
-                    fh.write(text)
-                    fh.write("\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                crash_point("state.tmp_written")
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-            crash_point("state.renamed")
-            _fsync_dir(directory)
-            self._known_good = _stat_key(os.stat(self.path))
-            if not self._swept:
-                self.sweep_temporary_files()
+            if prepared.record is not None:
+                self._append(prepared)
+            else:
+                self._write_snapshot(prepared)
             if prepared.tracks_jobs and self._noted_lineage != prepared.lineage:
                 note_applied(self.path, prepared.lineage, prepared.workspace_id, to_rfc3339(utcnow()))
                 self._noted_lineage = prepared.lineage
@@ -242,6 +324,127 @@ class LocalFileStore:
                 f"cannot write state file {self.path}: {exc.strerror or exc}",
                 hint="check free disk space and permissions of the .jobrunner directory",
             ) from None
+
+    # -- the journal -------------------------------------------------------------------------
+
+    def _append(self, prepared: "PreparedSave") -> None:
+        """Append one record (fsynced before returning), starting a journal on the snapshot if
+        there is none; see jobrunner.state.journal."""
+        assert prepared.record is not None and self._snapshot is not None
+        self._check_unchanged(prepared)
+        data = prepared.record
+        fresh = self._journal_len == 0
+        if fresh:
+            # The journal starts: the snapshot it extends becomes the last good copy.
+            self._backup_snapshot()
+            serial, lineage, _, digest = self._snapshot
+            data = header_line(lineage, serial, digest) + data
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if fresh else 0)
+        fd = os.open(self.journal_path, flags, 0o600)
+        try:
+            if not fresh and os.fstat(fd).st_size != self._journal_len:
+                os.ftruncate(fd, self._journal_len)  # a torn last record, dropped on load
+            os.lseek(fd, self._journal_len, os.SEEK_SET)
+            if armed("journal.partial"):  # crash tests: leave a torn last record behind
+                _write_all(fd, data[: len(data) - len(prepared.record) // 2])
+                os.fsync(fd)
+                crash_point("journal.partial")
+                os.ftruncate(fd, self._journal_len)  # not this time: write the whole record instead
+                os.lseek(fd, self._journal_len, os.SEEK_SET)
+            _write_all(fd, data)
+            os.fsync(fd)
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if fresh:
+            _fsync_dir(self.path.parent)  # the new journal's directory entry
+        crash_point("journal.appended")
+        self._journal_len += len(data)
+        self._journal_key = (st.st_ino, st.st_size)
+        self._journal_seen = True
+        self.journal_records += 1
+
+    def _check_unchanged(self, prepared: "PreparedSave") -> None:
+        """Refuse to append when another process wrote the snapshot or the journal since we did."""
+        try:
+            snap = _stat_key(os.stat(self.path))
+        except FileNotFoundError:
+            snap = None
+        try:
+            jst = os.stat(self.journal_path)
+            journal: tuple[int, int] | None = (jst.st_ino, jst.st_size)
+        except FileNotFoundError:
+            journal = None
+        ours = self._journal_key if self._journal_len else None
+        if snap != self._known_good or (self._journal_len and journal != ours):
+            raise StateError(
+                f"state file {self.path} (or its journal) was written by another process since this one read "
+                f"it; not writing serial {prepared.serial}",
+                hint="run the command again; state-writing commands take the state lock to avoid this",
+            )
+
+    def _backup_snapshot(self) -> None:
+        if self._backup_is_snapshot:
+            return
+        with open(self.path, "rb") as src:  # streamed: a big snapshot is never held whole
+            _atomic_copy(src, self.backup_path)
+        self._backup_is_snapshot = True
+
+    def _retire_journal(self) -> None:
+        """After a new snapshot: remove the journal it includes. A journal this store never read
+        (e.g. beside a snapshot restored from its backup) is kept aside, never deleted unread."""
+        try:
+            if self._journal_seen:
+                crash_point("state.compacted")
+                os.unlink(self.journal_path)
+            else:
+                os.replace(self.journal_path, self.journal_path.with_name(
+                    f"{self.journal_path.name}.old-{time.strftime('%Y%m%dT%H%M%S')}"))
+        except FileNotFoundError:
+            pass
+        else:
+            _fsync_dir(self.path.parent)
+        self._journal_len, self._journal_key, self._journal_seen = 0, None, True
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+    def _write_snapshot(self, prepared: "PreparedSave") -> None:
+        """Backup, temporary file, fsync, rename, fsync the directory; then retire the journal."""
+        directory = self.path.parent
+        directory.mkdir(parents=True, exist_ok=True)
+        if self._backup_is_snapshot and _stat_key_or_none(self.path) == self._known_good:
+            pass  # the backup already is a copy of the snapshot being replaced
+        else:
+            self._keep_backup(prepared)
+        crash_point("state.backup_kept")
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                if armed("state.tmp_partial"):  # crash tests: leave a torn temporary file behind
+                    fh.write("".join(prepared.chunks[: max(1, len(prepared.chunks) // 2)]).encode("utf-8"))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                    crash_point("state.tmp_partial")
+                    fh.seek(0)
+                    fh.truncate()
+                crc, size = _write_chunks(fh, [*prepared.chunks, "\n"])
+                fh.flush()
+                os.fsync(fh.fileno())
+            crash_point("state.tmp_written")
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        crash_point("state.renamed")
+        _fsync_dir(directory)
+        self._known_good = _stat_key(os.stat(self.path))
+        self._snapshot = (prepared.serial, prepared.lineage, size, f"{crc:08x}:{size}")
+        self._backup_is_snapshot = False
+        self.snapshots += 1
+        self._retire_journal()
+        if not self._swept:
+            self.sweep_temporary_files()
 
     def _keep_backup(self, doc: "StateDoc | PreparedSave") -> None:
         """Copy the current file (if it is good) to the backup, atomically.
@@ -271,17 +474,7 @@ class LocalFileStore:
                     f"since this one read it; not overwriting it with serial {doc.serial}",
                     hint="run the command again; state-writing commands take the state lock to avoid this",
                 )
-        tmp = self.backup_path.with_name(f".{self.backup_path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(raw)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.backup_path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        _atomic_copy(raw, self.backup_path)
 
     # -- locking ---------------------------------------------------------------------------
 
@@ -331,20 +524,139 @@ class LocalFileStore:
         return self._lock.path
 
 
-def _serialize(doc: StateDoc) -> str:
-    """Compact JSON with one address per line: small and quick to parse at 10,000 addresses, and
-    still readable with grep and diff."""
-    data = doc.to_json()
-    addresses = data.pop("addresses")
-    head = json.dumps(data, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    if not addresses:
-        return head[:-1] + ',"addresses":{}}'
-    lines = [
-        json.dumps(k, ensure_ascii=False) + ":"
-        + json.dumps(v, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        for k, v in addresses.items()
-    ]
-    return head[:-1] + ',"addresses":{\n' + ",\n".join(lines) + "\n}}"
+def _record(doc: StateDoc, changed: "Collection[str]") -> bytes:
+    """The journal record bringing the snapshot-plus-journal to `doc`, for `changed` addresses."""
+    present = {a: _dumps(doc.addresses[a].to_json()) for a in changed if a in doc.addresses}
+    deleted = [a for a in changed if a not in doc.addresses]
+    head = {"workspace_id": doc.workspace_id, "recovered_at": doc.recovered_at}
+    return record_line(doc.serial, head, present, deleted)
+
+
+def _apply_record(doc: StateDoc, record: dict[str, Any]) -> None:
+    doc.serial = record["serial"]
+    head = record.get("head") or {}
+    if head.get("workspace_id") is not None:  # a recorded workspace id is never dropped
+        doc.workspace_id = head["workspace_id"]
+    doc.recovered_at = head.get("recovered_at")
+    for address, data in record["set"].items():
+        doc.addresses[address] = AddressState.from_json(data)
+    for address in record["del"]:
+        doc.addresses.pop(address, None)
+
+
+def read_state_json(path: Path) -> dict[str, Any]:
+    """The state at `path` as JSON, its journal replayed: what `load` sees, for tools and tests
+    that look at the document itself (raises StateError like `load`)."""
+    return LocalFileStore(path).load().to_json()
+
+
+_ADDRESSES_OPEN = b',"addresses":{\n'
+
+
+_Streamed = tuple[bytes, dict[str, AddressState], int, str]
+
+
+def _read_by_line(fh: Any) -> _Streamed | None:
+    """Read a snapshot in the layout jobrunner writes (the head, then one address per line) one
+    line at a time: (the head as a JSON document without addresses, the addresses, size, digest).
+
+    At 100,000 addresses this holds one line at a time instead of the whole file, its text and its
+    parsed tree at once (455 MB -> 282 MB peak). None when the file is not in that layout or
+    anything in it does not parse: the caller then parses it whole, which names the problem.
+    """
+    decoder = json.JSONDecoder()
+    first = fh.readline()
+    if not first.endswith(_ADDRESSES_OPEN):
+        return _rewind(fh)
+    crc, size = zlib.crc32(first), len(first)
+    addresses: dict[str, AddressState] = {}
+    closed, more = False, True  # `more`: the previous address line ended with a comma
+    try:
+        for line in fh:
+            crc, size = zlib.crc32(line, crc), size + len(line)
+            if line == b"}}\n":
+                closed = not more or not addresses
+                break
+            if not more:
+                return _rewind(fh)
+            text = line.decode("utf-8").rstrip("\n")
+            more = text.endswith(",")
+            address, end = decoder.raw_decode(text)  # the key; the value follows its colon
+            addresses[address] = AddressState.from_json(json.loads(text[end + 1:-1] if more else text[end + 1:]))
+    except (UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError):
+        return _rewind(fh)
+    if not closed or fh.read(1):
+        return _rewind(fh)
+    head = first[: -len(_ADDRESSES_OPEN)] + b',"addresses":{}}'
+    return head, addresses, size, f"{crc:08x}:{size}"
+
+
+def _rewind(fh: Any) -> _Streamed | None:
+    """Back to the start, for a whole read; None (the file is not read line by line)."""
+    fh.seek(0)
+    return None
+
+
+def _compact_min() -> int:
+    try:
+        return max(0, int(os.environ[COMPACT_ENV]))
+    except (KeyError, ValueError):
+        return COMPACT_MIN_BYTES
+
+
+def _atomic_copy(raw: "bytes | Any", target: Path) -> None:
+    """Write `raw` (bytes, or a binary file to copy) to `target` through an fsynced temporary file
+    and a rename (never torn)."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            if isinstance(raw, bytes):
+                fh.write(raw)
+            else:
+                shutil.copyfileobj(raw, fh, 1 << 20)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_chunks(fh: Any, chunks: list[str]) -> tuple[int, int]:
+    """Write `chunks` encoded, in batches of about 1 MiB; (crc32, length) of what was written,
+    the same as `journal.snapshot_digest` of the whole file."""
+    crc, size = 0, 0
+    batch: list[str] = []
+    pending = 0
+
+    def flush() -> None:
+        nonlocal crc, size, batch, pending
+        data = "".join(batch).encode("utf-8")
+        fh.write(data)
+        crc, size = zlib.crc32(data, crc), size + len(data)
+        batch, pending = [], 0
+
+    for chunk in chunks:
+        batch.append(chunk)
+        pending += len(chunk)
+        if pending >= 1 << 20:
+            flush()
+    flush()
+    return crc, size
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _stat_key_or_none(path: Path) -> tuple[int, int, int] | None:
+    try:
+        return _stat_key(os.stat(path))
+    except FileNotFoundError:
+        return None
 
 
 def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
@@ -410,4 +722,4 @@ def _short_reason(exc: Exception) -> str:
     return str(exc)
 
 
-__all__ = ["LocalFileStore", "PreparedSave", "BACKUP_SUFFIX", "LOCK_SUFFIX"]
+__all__ = ["LocalFileStore", "PreparedSave", "BACKUP_SUFFIX", "LOCK_SUFFIX", "read_state_json"]

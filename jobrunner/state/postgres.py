@@ -31,7 +31,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -464,56 +464,39 @@ class PostgresStore:
             "or state.url in jobrunner.yaml), or use another database",
         )
 
-    def save(self, doc: StateDoc) -> None:
-        """Write `doc` in one transaction: changed rows only, serial bumped (also on `doc`)."""
+    def save(self, doc: StateDoc, changed: Collection[str] | None = None) -> None:
+        """Write `doc` in one transaction: changed rows only, serial bumped (also on `doc`).
+
+        `changed` names the addresses changed since the last save (apply's saves): only their
+        rows are written or deleted, without looking at the others. Without it, or when another
+        writer wrote since we last looked, every address is compared with what is stored."""
         conn = self._db()
         self._check_lock_held()
         lineage = doc.lineage or str(uuid.uuid4())
         jsonb = self._psycopg.types.json.Jsonb
         with self._errors("write state"), conn.transaction():
-            meta = self._meta_row(conn, for_update=True)
-            if meta is None:
-                conn.execute(
-                    "INSERT INTO jobrunner_state (workspace, format_version, serial, lineage) "
-                    "VALUES (%s, %s, 0, %s)",
-                    (self.workspace, STATE_FORMAT_VERSION, lineage),
-                )
-                current_serial = 0
+            current_serial = self._claim_meta_row(conn, doc, lineage)
+            old = self._known if self._known is not None and self._known_serial == current_serial else None
+            if old is not None and changed is not None:
+                gone = sorted(a for a in changed if a not in doc.addresses and a in old)
+                upsert = sorted(a for a in changed if a in doc.addresses)
             else:
-                current_serial = meta[1]
-                recorded_id = meta[3]
-                if recorded_id is not None and doc.workspace_id is not None and recorded_id != doc.workspace_id:
-                    # Another workspace claimed this namespace since we loaded it: never write over it.
-                    raise WorkspaceMismatchError(
-                        f"state in {self.describe()} was claimed by workspace {recorded_id!r} while this "
-                        f"command ran for workspace {doc.workspace_id!r}; state was not written",
-                        hint="two repositories share this state: give each its own `?workspace=NAME` in the state URL.",
-                    )
-            if self._known is not None and self._known_serial == current_serial:
-                old = self._known
-            else:  # someone else wrote since we last looked: compare against what is there now
-                old = {
-                    address: _parse_row(data)
-                    for address, data in conn.execute(
-                        "SELECT address, data FROM jobrunner_state_addresses WHERE workspace = %s",
-                        (self.workspace,),
-                    ).fetchall()
-                }
-            gone = sorted(set(old) - set(doc.addresses))
-            changed = sorted(a for a, st in doc.addresses.items() if old.get(a) != st)
-            payload = {a: doc.addresses[a].to_json() for a in changed}
+                old = old if old is not None else self._stored_rows(conn)
+                gone = sorted(set(old) - set(doc.addresses))
+                upsert = sorted(a for a, st in doc.addresses.items() if old.get(a) != st)
+            payload = {a: doc.addresses[a].to_json() for a in upsert}
             if gone:
                 conn.execute(
                     "DELETE FROM jobrunner_state_addresses WHERE workspace = %s AND address = ANY(%s)",
                     (self.workspace, gone),
                 )
-            if changed:
+            if upsert:
                 with conn.cursor() as cur:
                     cur.executemany(
                         "INSERT INTO jobrunner_state_addresses (workspace, address, data, updated_at) "
                         "VALUES (%s, %s, %s, now()) ON CONFLICT (workspace, address) "
                         "DO UPDATE SET data = EXCLUDED.data, updated_at = now()",
-                        [(self.workspace, a, jsonb(payload[a])) for a in changed],
+                        [(self.workspace, a, jsonb(payload[a])) for a in upsert],
                     )
             serial = current_serial + 1
             if self._has_meta_columns:
@@ -533,9 +516,41 @@ class PostgresStore:
                 )
         doc.serial = serial
         doc.lineage = lineage
-        known = {a: st for a, st in old.items() if a not in gone}
-        known.update({a: AddressState.from_json(data) for a, data in payload.items()})  # private copies
-        self._known, self._known_serial = known, serial
+        # Updated in place: a save costs the rows it wrote, not a copy of every address.
+        for a in gone:
+            old.pop(a, None)
+        old.update({a: AddressState.from_json(data) for a, data in payload.items()})  # private copies
+        self._known, self._known_serial = old, serial
+
+    def _claim_meta_row(self, conn: Any, doc: StateDoc, lineage: str) -> int:
+        """The stored serial, the metadata row locked for this transaction (created if missing)."""
+        meta = self._meta_row(conn, for_update=True)
+        if meta is None:
+            conn.execute(
+                "INSERT INTO jobrunner_state (workspace, format_version, serial, lineage) "
+                "VALUES (%s, %s, 0, %s)",
+                (self.workspace, STATE_FORMAT_VERSION, lineage),
+            )
+            return 0
+        recorded_id = meta[3]
+        if recorded_id is not None and doc.workspace_id is not None and recorded_id != doc.workspace_id:
+            # Another workspace claimed this namespace since we loaded it: never write over it.
+            raise WorkspaceMismatchError(
+                f"state in {self.describe()} was claimed by workspace {recorded_id!r} while this "
+                f"command ran for workspace {doc.workspace_id!r}; state was not written",
+                hint="two repositories share this state: give each its own `?workspace=NAME` in the state URL.",
+            )
+        return int(meta[1])
+
+    def _stored_rows(self, conn: Any) -> dict[str, Any]:
+        """Every stored address (someone else wrote since we last looked: compare against it)."""
+        return {
+            address: _parse_row(data)
+            for address, data in conn.execute(
+                "SELECT address, data FROM jobrunner_state_addresses WHERE workspace = %s",
+                (self.workspace,),
+            ).fetchall()
+        }
 
     # --- the lock ----------------------------------------------------------------------------
 

@@ -53,6 +53,20 @@ def serialize(doc: StateDoc) -> str:
     return join_document(doc, [address_line(k, v) for k, v in sorted(doc.addresses.items())])
 
 
+def serialize_chunks(doc: StateDoc) -> list[str]:
+    """`serialize(doc)` as pieces whose concatenation is that text, for writing a big document
+    without holding it whole (and again encoded) in memory: one piece per address."""
+    lines = [address_line(k, v) for k, v in sorted(doc.addresses.items())]
+    if not lines:
+        return [join_document(doc, [])]
+    head = join_document(doc, ["X"])
+    prefix = head[: head.index("\nX\n")] + "\n"
+    for i in range(len(lines) - 1):
+        lines[i] += ",\n"
+    lines[-1] += "\n}}"
+    return [prefix, *lines]
+
+
 class IncrementalSerializer:
     """`serialize(doc)` with the lines of unchanged addresses reused from the previous call."""
 
@@ -81,4 +95,4 @@ class IncrementalSerializer:
         return text
 
 
-__all__ = ["IncrementalSerializer", "address_line", "join_document", "serialize"]
+__all__ = ["IncrementalSerializer", "address_line", "join_document", "serialize", "serialize_chunks"]

@@ -4,7 +4,8 @@ Every command that reads or writes state goes through a `StateStore`. The protoc
 on purpose (load, save, lock, unlock, describe) so a new backend (PostgreSQL for CI, later maybe an
 object store) only has to get those five right. Backends:
 
-- `local` (default): a JSON file under the workspace, `jobrunner.state.local_file.LocalFileStore`.
+- `local` (default): a JSON file under the workspace with a journal of recent saves beside it,
+  `jobrunner.state.local_file.LocalFileStore` (and `jobrunner.state.journal`).
 - `postgres`: `jobrunner.state.postgres`, imported lazily so the local path never pays for it.
 
 The backend comes from `JOBRUNNER_STATE_URL` when set (`postgresql://...`, or `file:///path` /
@@ -18,7 +19,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, ContextManager, Protocol, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Collection,
+    ContextManager,
+    Protocol,
+    runtime_checkable,
+)
 from urllib.parse import unquote, urlsplit
 
 from jobrunner.errors import ConfigError
@@ -37,7 +44,10 @@ class StateStore(Protocol):
 
     - `load()` returns the current document (an empty one with a fresh lineage when none exists);
       an unreadable document raises `StateError` saying how to recover.
-    - `save(doc)` writes it atomically and bumps `doc.serial` (the caller's object is updated).
+    - `save(doc, changed=None)` writes it atomically and bumps `doc.serial` (the caller's object is
+      updated). `changed`, when given, names the only addresses changed since the previous save
+      (deleted ones included): the store writes just those (a journal record for the local file,
+      rows for PostgreSQL) and never looks at the others. None means "anything may have changed".
     - `lock(command)` is a context manager held for a whole state-writing command; it raises
       `StateLockedError` (exit 4) naming the holder when someone else holds it.
     - `unlock(force)` frees a lock left behind by a dead or vanished holder (`jobrunner state
@@ -47,7 +57,7 @@ class StateStore(Protocol):
 
     def load(self) -> StateDoc: ...
 
-    def save(self, doc: StateDoc) -> None: ...
+    def save(self, doc: StateDoc, changed: Collection[str] | None = None) -> None: ...
 
     def lock(self, command: str) -> ContextManager[None]: ...
 

@@ -93,7 +93,10 @@ def failing_pipeline(root: Path) -> None:
 
 
 def state(root: Path) -> dict:
-    return json.loads((root / ".jobrunner" / "state.json").read_text())["addresses"]
+    """The addresses state records, as jobrunner reads them (snapshot and journal)."""
+    from jobrunner.state.local_file import read_state_json
+
+    return read_state_json(root / ".jobrunner" / "state.json")["addresses"]
 
 
 # --- 1: usage errors, every command ---------------------------------------------------------------

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from jobrunner.errors import StateError
+from jobrunner.state.local_file import read_state_json
 from tests.acceptance.conftest import REPO, run_cli
 
 SLEEP = "9969ed6b494ff19ed449533b9068fbbb2d4a56c25945cdbcd23ccc069365f2f0"
@@ -29,17 +31,17 @@ def test_first_ctrl_c_saves_state_and_leaves_the_job_running(workspace: Path):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            st = json.loads(state_file.read_text())["addresses"].get("PredictionBatch/nap[n]")
+            st = read_state_json(state_file)["addresses"].get("PredictionBatch/nap[n]")
             if st and st["remote_id"]:
                 break
-        except (OSError, ValueError):
+        except (OSError, ValueError, StateError):
             pass
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, out + err
     assert "keep running" in err
-    st = json.loads(state_file.read_text())["addresses"]["PredictionBatch/nap[n]"]
+    st = read_state_json(state_file)["addresses"]["PredictionBatch/nap[n]"]
     assert st["status"] in ("pending", "running") and st["intent"] is None
     r = run_cli("destroy", "--auto-approve")
     assert r.code == 0, r.output

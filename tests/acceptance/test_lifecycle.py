@@ -22,7 +22,10 @@ def batch(name: str, version: str, rows: list[dict], extra: str = "") -> str:
 
 
 def state(root: Path) -> dict:
-    return json.loads((root / ".jobrunner" / "state.json").read_text())["addresses"]
+    """The addresses state records, as jobrunner reads them (snapshot and journal)."""
+    from jobrunner.state.local_file import read_state_json
+
+    return read_state_json(root / ".jobrunner" / "state.json")["addresses"]
 
 
 def test_apply_replan_edit_remove_fail_timeout_destroy(workspace: Path):

@@ -31,7 +31,10 @@ def write(root: Path, name: str, text: str) -> None:
 
 
 def state(root: Path) -> dict:
-    return json.loads((root / ".jobrunner" / "state.json").read_text())["addresses"]
+    """The addresses state records, as jobrunner reads them (snapshot and journal)."""
+    from jobrunner.state.local_file import read_state_json
+
+    return read_state_json(root / ".jobrunner" / "state.json")["addresses"]
 
 
 def echo_rows(refs: dict[str, str]) -> str:

@@ -26,7 +26,10 @@ def sleep_batch(name: str, n: int, seconds: float = 120) -> str:
 
 
 def state(root: Path) -> dict:
-    return json.loads((root / ".jobrunner" / "state.json").read_text())["addresses"]
+    """The addresses state records, as jobrunner reads them (snapshot and journal)."""
+    from jobrunner.state.local_file import read_state_json
+
+    return read_state_json(root / ".jobrunner" / "state.json")["addresses"]
 
 
 def platform_jobs(platform: Platform) -> list[dict]:

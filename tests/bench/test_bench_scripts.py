@@ -72,3 +72,14 @@ def test_log_memory_small() -> None:
     assert status[-1] == "0" and logs[-1] == "0"
     # The log printed is its end (max_log_bytes, 1 MiB), not the 3 MB the server sent.
     assert 500_000 < int(logs[3].removesuffix(" B").replace(",", "")) < 1_200_000
+
+
+def test_scale_small() -> None:
+    out = _run("bench/scale.py", "--items", "30", "--parallelism", "5")
+    apply = _row(out, "apply")
+    # command, items, wall, CPU, CPU/item, RSS, requests, journal records, snapshots, load
+    assert apply[1] == "30" and apply[6] == "30"  # one create per item, answered finished
+    assert int(apply[7]) >= 1 and int(apply[8]) >= 1  # saves went to the journal, then compacted
+    for name in ("plan", "no-change apply", "status", "outputs"):
+        row = _row(out, name)
+        assert row[6] == "0" and row[7] == "0" and row[8] == "0", row  # no request, no state write

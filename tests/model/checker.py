@@ -39,6 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobrunner.errors import StateError
+from jobrunner.state.journal import JOURNAL_SUFFIX
+from jobrunner.state.local_file import read_state_json
 from tests.model.world import World
 
 LIVE = ("starting", "processing")
@@ -68,12 +71,18 @@ def read_platform(db: Path) -> dict[str, PlatformJob]:
 def read_state(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     """(addresses, None) or (None, why it does not parse)."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        return doc["addresses"], None
+        doc = json.loads(path.read_text(encoding="utf-8"))  # the snapshot itself is never torn
+        addresses = doc["addresses"]
     except FileNotFoundError:
         return {}, None
     except (ValueError, KeyError, TypeError) as exc:
         return None, f"{type(exc).__name__}: {exc}"
+    if path.with_name(path.name + JOURNAL_SUFFIX).exists():  # an apply was cut short: replay its journal
+        try:
+            addresses = read_state_json(path)["addresses"]
+        except StateError as exc:
+            return None, f"journal: {exc.message}"
+    return addresses, None
 
 
 def _key(value: dict[str, Any]) -> str:

@@ -9,7 +9,6 @@ address converged. "Zero duplicates, zero lost" is that check passing.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import subprocess
@@ -129,7 +128,10 @@ def apply_until_converged(cwd: Path, env: dict[str, str], *paths: str, rounds: i
 
 
 def load_state(root: Path) -> dict[str, Any]:
-    return json.loads((root / ".jobrunner" / "state.json").read_text(encoding="utf-8"))
+    """The state as jobrunner reads it: the snapshot, with the journal of a cut-short apply replayed."""
+    from jobrunner.state.local_file import read_state_json
+
+    return read_state_json(root / ".jobrunner" / "state.json")
 
 
 @dataclass
