@@ -32,6 +32,8 @@ LOCAL = replace(
     capabilities=replace(REPLICATE.capabilities, https_webhooks_only=False),
     version_schema=builtin_version_schema,
     endpoint=None,  # providers.local.url, else the workspace's platform (started on first use)
+    # Every job runs on this machine: the `local` SKU of the price table (free, overridable).
+    costing=replace(REPLICATE.costing, fixed_hardware="local"),
 )
 
 __all__ = ["LOCAL", "builtin_version_schema"]
