@@ -46,6 +46,14 @@ def test_plan_after_a_first_apply_shows_measured_durations(workspace: Path):
     assert markdown.index("#### Estimated cost") < markdown.index("| create |")
     assert "| `PredictionBatch/poems-eval` | 1 |" in markdown
 
+    # A training of the same base version: its duration is the first one's measured run time.
+    manifest.write_text(manifest.read_text().replace("    order: 5\n", "    order: 4\n"))
+    retrain = run_cli("plan", ".")
+    line = next(ln for ln in retrain.stdout.splitlines() if ln.startswith("-/+ Training/poems-ngram"))
+    assert "[~" in line and "duration unknown" not in line, retrain.stdout
+    assert "median of 1 run of version a3c8c00c979c in state" in retrain.stdout
+    manifest.write_text(manifest.read_text().replace("    order: 4\n", "    order: 5\n"))
+
     doc = json.loads(run_cli("plan", "--format", "json", ".").stdout)
     rose = next(c for c in doc["changes"] if c["address"] == "PredictionBatch/poems-eval[rose]")
     assert rose["estimate"]["basis"] == "measured" and rose["estimate"]["seconds"] > 0
