@@ -97,6 +97,10 @@ class PlanError(JobrunnerError):
     """A plan cannot be computed (e.g. a training destination that neither exists nor is declared)."""
 
 
+class PolicyError(PlanError):
+    """The plan is over the workspace's budget (`policy:` in jobrunner.yaml) and no flag allows it."""
+
+
 class StalePlanError(JobrunnerError):
     """A saved plan no longer matches the world; `changes` lists address -> what moved."""
 

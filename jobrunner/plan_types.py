@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobrunner.resources import DesiredJob
 from jobrunner.state.model import AddressState
+
+if TYPE_CHECKING:
+    from jobrunner.estimate.model import PlanEstimate
 
 CREATE = "create"  # new address
 REPLACE = "replace"  # fingerprint changed: cancel the old run if still running, then create
@@ -52,6 +55,9 @@ class Plan:
     state_lineage: str = ""
     state_serial: int = 0
     warnings: list[str] = field(default_factory=list)
+    # Duration and cost of what the plan runs (jobrunner.estimate); None where nothing estimated it
+    # (destroy plans).
+    estimate: PlanEstimate | None = None
 
     def counts(self) -> dict[str, int]:
         out = {a: 0 for a in ACTIONS}

@@ -110,10 +110,16 @@ def _entry(change: PlannedChange, specs: dict[str, str]) -> dict[str, Any]:
 
 def saved_plan_document(plan: Plan, resources: list[Any], targets: tuple[str, ...] | list[str],
                         rendered_json: dict[str, Any] | None, *,
-                        replace: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
-    """The JSON document `plan --out` writes (redacted: it holds no inputs, only digests)."""
+                        replace: tuple[str, ...] | list[str] = (), allow_over_budget: bool = False) -> dict[str, Any]:
+    """The JSON document `plan --out` writes (redacted: it holds no inputs, only digests).
+
+    `allow_over_budget` (written only when given) records that `plan --allow-over-budget` let a
+    plan over the workspace's budget policy through: `apply PLANFILE` allows exactly that again.
+    """
     specs = {r.address: spec_digest(r.spec) for r in resources}
+    extra: dict[str, Any] = {"allow_over_budget": True} if allow_over_budget else {}
     return {
+        **extra,
         "kind": SAVED_PLAN_KIND,
         "format_version": SAVED_PLAN_FORMAT,
         "paths": plan.paths,

@@ -65,6 +65,11 @@ class WorkspaceConfig:
     parallelism: int = 10
     # `workspace: {id: ...}`: names this workspace in the state it writes (jobrunner.state.identity).
     workspace_id: str | None = None
+    # `prices: {sku: usd_per_second}` over the shipped table (jobrunner.estimate.prices).
+    prices: dict[str, float] = field(default_factory=dict)
+    # `policy: {max_cost_per_apply, max_creates_per_apply}` (jobrunner.estimate.policy); None = no limit.
+    max_cost_per_apply: float | None = None
+    max_creates_per_apply: int | None = None
 
 
 def find_workspace(start: Path | None = None) -> Path:
@@ -120,7 +125,8 @@ def _is_within(path: Path, root: Path) -> bool:
 _STATE_KEYS = {"backend", "path", "url"}
 # `state: {backend, path, url}` and the flat spellings `state_backend`/`state_path`/`state_url`.
 # `moved` is read by jobrunner.moves (declared renames), with its own file:line checks.
-_TOP_KEYS = {"state", "state_backend", "state_path", "state_url", "providers", "parallelism", "workspace", "moved"}
+_TOP_KEYS = {"state", "state_backend", "state_path", "state_url", "providers", "parallelism", "workspace", "moved",
+             "prices", "policy"}
 
 
 def load_config(root: Path) -> WorkspaceConfig:
@@ -190,7 +196,47 @@ def load_config(root: Path) -> WorkspaceConfig:
         cfg.parallelism = par
     if "workspace" in data:
         cfg.workspace_id = _workspace_id(data["workspace"], fail)
+    cfg.prices = _prices(data.get("prices"), fail)
+    _policy(data.get("policy"), cfg, fail)
     return cfg
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+
+
+def _prices(value: Any, fail: Any) -> dict[str, float]:
+    """`prices: {sku: usd_per_second}`: non-negative numbers (0 = free)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise fail("$.prices", "`prices` must map hardware SKUs to USD per second",
+                   hint="e.g. `prices: {gpu-a100-large: 0.0014}`")
+    for sku, price in value.items():
+        if not _number(price):
+            raise fail(f"$.prices.{sku}", f"must be a non-negative number of USD per second, got {price!r}",
+                       hint="e.g. 0.0014 for $5.04 an hour")
+    return {str(k): float(v) for k, v in value.items()}
+
+
+def _policy(value: Any, cfg: WorkspaceConfig, fail: Any) -> None:
+    """`policy: {max_cost_per_apply: USD, max_creates_per_apply: N}` into `cfg`."""
+    if value is None:
+        return
+    allowed = ("max_cost_per_apply", "max_creates_per_apply")
+    if not isinstance(value, dict):
+        raise fail("$.policy", "`policy` must be a mapping", hint=f"allowed keys: {', '.join(allowed)}")
+    for key, limit in value.items():
+        if key not in allowed:
+            raise fail(f"$.policy.{key}", f"unknown key `{key}` under policy", hint=f"allowed: {', '.join(allowed)}")
+        if limit is None:
+            continue
+        if key == "max_creates_per_apply" and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise fail(f"$.policy.{key}", f"must be a whole number of jobs, got {limit!r}")
+        if not _number(limit):
+            raise fail(f"$.policy.{key}", f"must be a non-negative number (USD), got {limit!r}")
+    cfg.max_cost_per_apply = None if value.get("max_cost_per_apply") is None else float(value["max_cost_per_apply"])
+    cfg.max_creates_per_apply = value.get("max_creates_per_apply")
 
 
 def _workspace_id(value: Any, fail: Any) -> str:

@@ -238,6 +238,23 @@ def common_definitions() -> dict[str, Any]:
                 "prevent_cancel": {"type": "boolean", "description": "Refuse to plan a cancel of this job."},
             },
         },
+        "estimate": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "Inputs of the plan's duration and cost estimate when state has no measured run of this "
+                           "version (docs/costs.md).",
+            "properties": {
+                "duration": {
+                    "type": ["string", "number"],
+                    "pattern": DURATION,
+                    "description": "Expected run time of one job (a batch: of one item), e.g. 30s, 12m, 1h30m.",
+                    "x-jobrunner-message": "must be a duration such as 90s, 30m, 2h or 1h30m",
+                },
+                "hardware": {"type": "string", "minLength": 1,
+                             "description": "Hardware SKU the job runs on (priced by the shipped table or "
+                                            "`prices:` in jobrunner.yaml), e.g. gpu-a100-large."},
+            },
+        },
         "sensitive": {
             "type": "array",
             "items": {"type": "string", "minLength": 1},
@@ -276,6 +293,7 @@ def replicate_training_spec() -> dict[str, Any]:
             "timeout": {"$ref": "#/definitions/timeout"},
             "retry": {"$ref": "#/definitions/retry"},
             "lifecycle": {"$ref": "#/definitions/lifecycle"},
+            "estimate": {"$ref": "#/definitions/estimate"},
             "sensitive": {"$ref": "#/definitions/sensitive"},
         },
     }
@@ -305,6 +323,7 @@ def emissary_training_spec() -> dict[str, Any]:
             "timeout": {"$ref": "#/definitions/timeout"},
             "retry": {"$ref": "#/definitions/retry"},
             "lifecycle": {"$ref": "#/definitions/lifecycle"},
+            "estimate": {"$ref": "#/definitions/estimate"},
             "sensitive": {"$ref": "#/definitions/sensitive"},
         },
     }
@@ -345,6 +364,7 @@ def batch_spec() -> dict[str, Any]:
             "timeout": {"$ref": "#/definitions/timeout"},
             "retry": {"$ref": "#/definitions/retry"},
             "lifecycle": {"$ref": "#/definitions/lifecycle"},
+            "estimate": {"$ref": "#/definitions/estimate"},
             "sensitive": {"$ref": "#/definitions/sensitive"},
         },
     }

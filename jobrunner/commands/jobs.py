@@ -68,7 +68,8 @@ async def _with_pool(ws: Any, fn: Any) -> Any:
         await pool.aclose()
 
 
-def _saved_plan_json(planned: Any, targets: tuple[str, ...], replace: tuple[str, ...] = ()) -> dict[str, Any]:
+def _saved_plan_json(planned: Any, targets: tuple[str, ...], replace: tuple[str, ...] = (),
+                     allow_over_budget: bool = False) -> dict[str, Any]:
     from jobrunner.saved_plan import render_json_or_none, saved_plan_document
 
     from jobrunner.redact import scrub_data
@@ -76,7 +77,23 @@ def _saved_plan_json(planned: Any, targets: tuple[str, ...], replace: tuple[str,
     rendered = render_json_or_none(lambda p: _render(p, "json"), planned.plan)
     # The saved plan's file boundary: no secret value (a webhook's `?code=`, a quoted error) in the
     # plan it shows. The rest is addresses and digests the staleness check compares as they are.
-    return saved_plan_document(planned.plan, planned.resources, targets, scrub_data(rendered), replace=replace)
+    return saved_plan_document(planned.plan, planned.resources, targets, scrub_data(rendered), replace=replace,
+                               allow_over_budget=allow_over_budget)
+
+
+_ALLOW_OVER_BUDGET_HELP = ("Run changes over the `policy:` budget of jobrunner.yaml (or of unknown cost) anyway; "
+                           "recorded in the plan.")
+
+
+def _budget(plan: Plan, ws: Any, allow: bool) -> Any:
+    """The policy check (jobrunner.estimate.policy): prints what an allowance let through; returns
+    the refusal to raise once the plan has been shown (None: within budget or allowed)."""
+    from jobrunner.estimate.policy import check_budget
+
+    allowed, refused = check_budget(plan.estimate, ws.config, allow=allow)
+    for line in allowed:
+        click.echo(f"warning: over budget, allowed by --allow-over-budget: {line}", err=True)
+    return refused
 
 
 def _check_saved_plan(saved: dict[str, Any], planned: Any) -> Plan:
@@ -223,8 +240,9 @@ def _untouched_attention(plan: Plan, report: Any | None) -> list[Any]:
 @click.option("--replace", "replace", multiple=True, metavar="ADDR", shell_complete=complete_addresses,
               help="Re-run this job even though it succeeded or failed (repeatable; a batch means every item).")
 @json_option("the plan")
+@click.option("--allow-over-budget", is_flag=True, help=_ALLOW_OVER_BUDGET_HELP)
 def plan(paths: tuple[str, ...], out: str | None, fmt: str, detailed_exitcode: bool, targets: tuple[str, ...],
-         timeout: str | None, replace: tuple[str, ...], json_out: bool) -> int:
+         timeout: str | None, replace: tuple[str, ...], json_out: bool, allow_over_budget: bool) -> int:
     """Show what apply would do: diff the manifests against state and the providers' live status.
 
     \b
@@ -246,11 +264,14 @@ def plan(paths: tuple[str, ...], out: str | None, fmt: str, detailed_exitcode: b
         planned = asyncio.run(_with_pool(
             ws, lambda pool: make_plan(ws, abs_paths, doc, pool, targets=targets, replace=replace)))
     _echo_warnings(planned.warnings)
+    refused = _budget(planned.plan, ws, allow_over_budget)
     text = _render(planned.plan, fmt)
     click.echo(text, nl=not text.endswith("\n"))
+    if refused is not None:
+        raise refused  # shown first, so the numbers are on screen; not saved
     if out:
-        Path(out).write_text(json.dumps(_saved_plan_json(planned, targets, replace), indent=2, sort_keys=True) + "\n",
-                             encoding="utf-8")
+        saved_doc = _saved_plan_json(planned, targets, replace, allow_over_budget)
+        Path(out).write_text(json.dumps(saved_doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if fmt == "text":
             click.echo(f"\nSaved the plan to {out}; `jobrunner apply {out}` executes exactly this plan.")
     return int(for_plan(planned.plan, detailed=detailed_exitcode))
@@ -282,9 +303,10 @@ def _print_converged(plan: Plan) -> int:
               help="Re-run this job even though it succeeded or failed (repeatable; a batch means every item).")
 @json_option("a stream of events, one per line,")
 @no_color_option()
+@click.option("--allow-over-budget", is_flag=True, help=_ALLOW_OVER_BUDGET_HELP)
 def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: str | None,
           parallelism: int | None, targets: tuple[str, ...], replace: tuple[str, ...], json_out: bool,
-          no_color: bool) -> int:
+          no_color: bool, allow_over_budget: bool) -> int:
     """Create, wait on and cancel jobs until the world matches the manifests (or a saved plan).
 
     \b
@@ -293,7 +315,7 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
       jobrunner apply --auto-approve --timeout 30m specs/
       jobrunner apply --replace 'PredictionBatch/poems-eval[moon]' specs/examples/
     """
-    from jobrunner.reconcile.planning import make_plan, open_workspace, require_manifests, resolve_paths
+    from jobrunner.reconcile.planning import estimate_into, make_plan, open_workspace, require_manifests, resolve_paths
     from jobrunner.saved_plan import read_saved_plan
 
     wait_for = _parse_timeout(timeout)
@@ -312,6 +334,8 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
         plan_paths = [(ws.root / p).resolve() for p in (saved.get("paths") or ["."])]  # workspace-relative
         targets = tuple(saved.get("targets") or ())
         replace = tuple(saved.get("replace") or ())
+        # What was allowed at review time is allowed now (and nothing more).
+        allow_over_budget = allow_over_budget or bool(saved.get("allow_over_budget"))
     else:
         plan_paths = resolve_paths(paths, ws.root)
         require_manifests(ws, plan_paths)  # before the lock: nothing is written where nothing is managed
@@ -324,10 +348,16 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
         _echo_warnings(planned.warnings)
         if saved is not None:
             planned.plan = _check_saved_plan(saved, planned)
+        # Estimated again: a saved plan is restricted to what was reviewed, and the wall clock
+        # assumes this apply's --parallelism.
+        estimate_into(planned.plan, doc, planned.resources, ws.config, par)
+        refused = _budget(planned.plan, ws, allow_over_budget)
         if events is not None:
             events.plan(planned.plan)
         else:
             click.echo(_render(planned.plan, "text"), nl=False)
+        if refused is not None:
+            raise refused  # shown first, so the numbers are on screen; nothing was created
         if not planned.plan.has_changes and not any(c.action == "wait" for c in planned.plan.changes):
             # Converged; still (re)write a batch output file that is missing or stale (a kill after
             # the jobs finished and before the file was written): the executor writes only a file

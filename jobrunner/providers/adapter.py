@@ -18,7 +18,7 @@ from typing import Any
 
 from jobrunner.providers.base import CreateRequest, RemoteJob
 from jobrunner.providers.names import DEFAULT_PROVIDER, PROVIDER_NAMES, ProviderName
-from jobrunner.providers.ratelimit import UNLIMITED
+from jobrunner.providers.ratelimit import CREATE, OTHER, UNLIMITED
 from jobrunner.resources import DesiredJob
 
 
@@ -84,6 +84,36 @@ class Endpoint:
     rate_limits: Mapping[str, float | None] = field(default_factory=lambda: dict(UNLIMITED))  # documented limits
 
 
+def recorded_predict_time(outputs: Mapping[str, Any]) -> float | None:
+    """Seconds a finished job ran, from the `metrics.predict_time` its outputs recorded (the
+    Replicate wire's measure: compute time, queueing excluded), else None."""
+    metrics = outputs.get("metrics")
+    value = metrics.get("predict_time") if isinstance(metrics, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        return None
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Costing:
+    """What the estimator (`jobrunner.estimate`) needs to know about a provider.
+
+    `measured_seconds` reads how long a finished job ran from the outputs state recorded (None:
+    not measured). `version_of` names what "the same model version" is for a job's request (run
+    times of one version predict the next run). `model_of` names the model whose declared
+    `hardware` (a `Model` resource) a job runs on. `fixed_hardware` is the SKU every job of the
+    provider runs on whatever the manifests say (the local platform: this machine, priced 0).
+    `rate_class` maps a job kind to the rate-limit class its creates spend
+    (`providers.ratelimit.CREATE` or `OTHER`).
+    """
+
+    measured_seconds: Callable[[Mapping[str, Any]], float | None] = recorded_predict_time
+    version_of: Callable[[Mapping[str, Any]], str | None] = lambda request: None
+    model_of: Callable[[Mapping[str, Any]], str | None] = lambda request: None
+    fixed_hardware: str | None = None
+    rate_class: Mapping[str, str] = field(default_factory=lambda: {"prediction": CREATE, "training": OTHER})
+
+
 # (spec, why-not) of a manifest that reproduces a remote training, for `import --discover`.
 DiscoveredSpec = tuple[dict[str, Any] | None, str | None]
 
@@ -118,16 +148,20 @@ class ProviderAdapter:
     endpoint: Endpoint | None = None
     # jobrunner.yaml keys under providers.<name> that only this provider reads (beyond SETTING_KEYS).
     settings_keys: frozenset[str] = frozenset()
+    # Inputs of cost and duration estimates (jobrunner.estimate).
+    costing: Costing = field(default_factory=Costing)
 
 
 __all__ = [
     "DEFAULT_PROVIDER",
     "PROVIDER_NAMES",
     "Capabilities",
+    "Costing",
     "DiscoveredSpec",
     "Endpoint",
     "ProviderAdapter",
     "ProviderName",
     "RequestForm",
+    "recorded_predict_time",
     "split_version",
 ]

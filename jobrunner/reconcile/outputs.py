@@ -1,7 +1,7 @@
 """What a finished job leaves behind: outputs recorded in state, and a batch's `output_file`.
 
-Training outputs are the new version (`owner/name:id`) and weights URL; a batch item's are its
-output and metrics; a Model's are its `owner/name`. `resource_outputs` folds per-address state into
+Training outputs are the new version (`owner/name:id`) and weights URL (and `metrics.predict_time`
+when the provider reports it, for duration estimates); a batch item's are its output and metrics; a Model's are its `owner/name`. `resource_outputs` folds per-address state into
 the `Kind/name -> outputs` map that `${Kind.name.output.field}` references resolve against.
 """
 from __future__ import annotations
@@ -27,6 +27,10 @@ def outputs_of(job_kind: str, remote: RemoteJob) -> dict[str, Any]:
         for key in ("checkpoint", "model_download_url"):  # Emissary's outputs
             if remote.extra.get(key) and key not in recorded:
                 recorded[key] = remote.extra[key]
+        predict_time = (remote.metrics or {}).get("predict_time")
+        if predict_time is not None:
+            # How long it ran: the next plan's duration estimate for trainings of this version.
+            recorded["metrics"] = {"predict_time": predict_time}
         if "version" not in recorded and remote.project_id is None:
             # Emissary: the fine-tuned model is named in extra fields (e.g. output_model).
             for key in ("fine_tuned_model", "output_model", "model_name"):

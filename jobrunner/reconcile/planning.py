@@ -509,8 +509,17 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
         plan = filter_plan(plan, targets)
     if check_remote:
         await check_against_providers(plan, by_res, doc, pool, ws.root)
+    estimate_into(plan, doc, resources, ws.config)
     return Planned(plan=plan, resources=resources, desired=desired, remote=remote, files=files,
                    warnings=[w.format() for w in warnings], items=validated.items, absorbed=absorbed)
+
+
+def estimate_into(plan: Plan, doc: StateDoc, resources: list[Resource], config: Any,
+                  parallelism: int | None = None) -> None:
+    """Attach the duration and cost estimate of `plan`'s changes (jobrunner.estimate) to it."""
+    from jobrunner.estimate.estimator import context_for, estimate_plan
+
+    plan.estimate = estimate_plan(plan.changes, doc, resources, context_for(config, parallelism))
 
 
 def destroy_changes(chosen: dict[str, Any], resources: dict[str, Resource]) -> list[PlannedChange]:

@@ -47,10 +47,14 @@ class JsonEvents:
     # ---- the plan ------------------------------------------------------------------------
 
     def plan(self, plan: Plan) -> None:
-        """What will run: counts by action and every change that is not converged."""
+        """What will run: counts by action, every change that is not converged, and the estimated
+        duration and cost (the JSON plan's `estimate`; null when nothing was estimated)."""
+        from jobrunner.render.plan_costs import plan_json
+
         self.emit("plan", has_changes=plan.has_changes, summary=plan.counts(),
                   changes=[{"address": c.address, "action": c.action, "reason": scrub_text(c.reason)}
-                           for c in plan.changes if not c.quiet])
+                           for c in plan.changes if not c.quiet],
+                  estimate=plan_json(plan.estimate))
 
     # ---- ProgressSink --------------------------------------------------------------------
 

@@ -121,7 +121,7 @@ def summary_outputs_lines(doc: StateDoc, resources: set[str] | None, files_writt
             batches.setdefault(resource_of(addr), []).append(st)
             continue
         for key, value in sorted(st.outputs.items()):
-            if key == "id":
+            if key in ("id", "metrics"):  # metrics: a training's run time, for estimates only
                 continue
             lines.append(f"  {addr}.{key} = {value}")
     for res, items in sorted(batches.items()):

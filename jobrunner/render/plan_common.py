@@ -83,6 +83,46 @@ def redacted_request(change: PlannedChange, *, secrets: Secrets | None = None) -
     return None
 
 
+def fmt_usd(usd: float | None) -> str:
+    """Dollars for humans; None is "unknown" (never $0.00: a missing estimate is not free)."""
+    if usd is None:
+        return "unknown"
+    if 0 < usd < 0.01:
+        return "<$0.01"
+    return f"${usd:,.2f}"
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    """A run time for humans (`0.02s`, `45s`, `2m 10s`, `2h 50m`); None is "unknown"."""
+    if seconds is None:
+        return "unknown"
+    if seconds < 1:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m {whole % 60}s" if whole % 60 else f"{whole // 60}m"
+    return f"{whole // 3600}h {whole % 3600 // 60}m"
+
+
+def fmt_total_usd(usd: float, unknown: int) -> str:
+    """A sum whose parts may be unknown: `$12.30 + unknown (3 jobs)`."""
+    if not unknown:
+        return fmt_usd(usd)
+    jobs = f"{unknown:,} job{'s' if unknown != 1 else ''}"
+    return f"{fmt_usd(usd)} + unknown ({jobs})" if usd else f"unknown ({jobs})"
+
+
+def change_estimate(change: PlannedChange, plan: Plan) -> str | None:
+    """`~2m 10s, $0.18` for a change the plan estimated, else None."""
+    est = plan.estimate.changes.get(change.address) if plan.estimate is not None else None
+    if est is None:
+        return None
+    took = f"~{fmt_seconds(est.seconds)}" if est.seconds is not None else "duration unknown"
+    return f"{took}, {fmt_usd(est.usd) if est.usd is not None else 'cost unknown'}"
+
+
 def resource_of(address: str) -> str:
     return address.split("[", 1)[0]
 
@@ -102,4 +142,8 @@ __all__ = [
     "redacted_request",
     "resource_of",
     "visible",
+    "fmt_usd",
+    "fmt_seconds",
+    "fmt_total_usd",
+    "change_estimate",
 ]

@@ -5,7 +5,9 @@ Every change is listed, converged ones included (`"quiet": true`), with its acti
 fingerprints before/after (`after_unknown` when a reference is known only after apply), the remote
 status the plan saw, and the inputs redacted exactly as in the other formats. A change of an address a
 declared rename moved carries `moved_from` (its action is `moved`, or what else happens to it), and
-`moves` lists every (from, to) pair.
+`moves` lists every (from, to) pair. Every change that runs something carries its `estimate`
+(duration, cost, hardware, each with its source; null numbers are unknown), and the plan's
+`estimate` sums them per resource, per provider and in all, with the budget verdict.
 """
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ from jobrunner.plan_types import Plan, PlannedChange
 from jobrunner.redact import Secrets, known_secrets, redact, scrub_text
 from jobrunner.render.formats import FORMAT_VERSION
 from jobrunner.render.plan_common import redacted_request, resource_of
+from jobrunner.render.plan_costs import change_json, plan_json
 
 
-def change_dict(change: PlannedChange, *, secrets: Secrets | None = None) -> dict[str, Any]:
+def change_dict(change: PlannedChange, *, secrets: Secrets | None = None, plan: Plan | None = None) -> dict[str, Any]:
     job, prior = change.job, change.prior
     secrets = known_secrets() if secrets is None else secrets
     return {
@@ -45,6 +48,7 @@ def change_dict(change: PlannedChange, *, secrets: Secrets | None = None) -> dic
         "input": redacted_request(change, secrets=secrets),
         "input_diff": redact(change.input_diff, job.sensitive_paths if job else (), secrets=secrets)
         if change.input_diff else {},
+        "estimate": change_json(plan.estimate, change.address) if plan is not None else None,
     }
 
 
@@ -60,7 +64,8 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
         "state": {"lineage": plan.state_lineage, "serial": plan.state_serial},
         "warnings": [scrub_text(w, secrets=secrets) for w in plan.warnings],
         "moves": [{"from": old, "to": new} for old, new in plan.moves],
-        "changes": [change_dict(c, secrets=secrets) for c in plan.changes],
+        "estimate": plan_json(plan.estimate),
+        "changes": [change_dict(c, secrets=secrets, plan=plan) for c in plan.changes],
     }
 
 

@@ -1,7 +1,8 @@
 """The plan as a pull-request comment (GitHub-flavoured Markdown), always under 60,000 characters.
 
 Layout: a hidden marker (`<!-- jobrunner-plan -->`) so a workflow can find and update one sticky
-comment, the summary counts, a table of every address that changes (action and reason), then the
+comment, the estimated cost table (per resource, provider and in all, with sources; at most
+render.plan_costs.MAX_MARKDOWN_ROWS rows), the summary counts, a table of every address that changes (action and reason), then the
 per-job input diffs (redacted) in collapsed `<details>` sections. Order is the plan's (stable).
 
 GitHub refuses comments over 65,536 characters. When the plan is too big, the table stays and the
@@ -16,6 +17,7 @@ import re
 from jobrunner.plan_types import ACTIONS, MOVED, NOOP, WAIT, Plan, PlannedChange
 from jobrunner.redact import Secrets, known_secrets, scrub_text
 from jobrunner.render.plan_common import diff_lines, no_changes_line, resource_of, summary_line, visible
+from jobrunner.render.plan_costs import markdown_table
 
 MARKER = "<!-- jobrunner-plan -->"
 MAX_CHARS = 60_000
@@ -87,6 +89,7 @@ def render(plan: Plan, *, artifact: str = DEFAULT_ARTIFACT, max_chars: int = MAX
         head.append(f"> **Warning:** {_cell(warning)}\n")
     if plan.warnings:
         head.append("\n")
+    head.append(markdown_table(plan.estimate))  # what it will cost, first: reviewers read it first
     # The moved column only when something moves; it counts every moved address, also replaced ones.
     columns = [a for a in ACTIONS if a != NOOP and (a != MOVED or plan.moves)]
     counts[MOVED] = len(plan.moves)

@@ -8,6 +8,10 @@
 
   Plan: 1 to create, 1 to replace, 1 to retry, 0 to cancel, 0 to forget, 0 waiting.
 
+A change that runs something ends with its estimate (`[~2m 10s, $0.18]`), and a table of estimated
+durations and costs per resource, provider and in all comes before the summary line
+(render.plan_costs; "unknown" where nothing says, never $0.00).
+
 Converged jobs are not listed (only counted); a converged plan says "No changes. Your jobs match
 the manifests." Colours are added only when the caller says the stream is a terminal.
 """
@@ -32,7 +36,8 @@ from jobrunner.plan_types import (
     PlannedChange,
 )
 from jobrunner.redact import Secrets, known_secrets, scrub_text
-from jobrunner.render.plan_common import diff_lines, no_changes_line, summary_line, visible
+from jobrunner.render.plan_common import change_estimate, diff_lines, no_changes_line, summary_line, visible
+from jobrunner.render.plan_costs import text_lines
 
 _COLOURS = {
     CREATE: "32",  # green
@@ -86,7 +91,9 @@ def render(plan: Plan, *, color: bool | None = None) -> str:
                      else "Jobs still running or needing attention:")
         lines.append("")
         for change in shown:
-            lines.append(change_line(change, color=color, secrets=secrets))
+            line = change_line(change, color=color, secrets=secrets)
+            cost = change_estimate(change, plan)
+            lines.append(f"{line}  [{cost}]" if cost else line)
             # Diffs for replaced jobs; all inputs of a new training or model (batch items are
             # too many to list: their inputs are in the JSON plan).
             with_diff = (change.action in (REPLACE, NOOP) and change.prior is not None) or (
@@ -95,6 +102,7 @@ def render(plan: Plan, *, color: bool | None = None) -> str:
                 for sign, text in diff_lines(change, secrets=secrets):
                     lines.append("        " + _paint(f"{sign} {text}", _SIGN_COLOURS[sign], color))
         lines.append("")
+    lines.extend(text_lines(plan.estimate))
     if plan.has_changes:
         lines.append(_paint(summary_line(plan), "1", color))
         return "\n".join(lines) + "\n"

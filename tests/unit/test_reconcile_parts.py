@@ -176,3 +176,9 @@ def test_line_progress_folds_routine_events_of_large_batches():
     assert any("PredictionBatch/b[7]: failed (boom)" in x for x in lines)
     assert any("Training/t: succeeded" in x for x in lines)
     assert "9 pending" in lines[-1] and "1 failed" in lines[-1]  # by status, as `status` shows them
+
+
+def test_a_trainings_run_time_is_recorded_for_estimates():
+    t = RemoteJob(id="t1", job_kind="training", status="succeeded", output={"version": f"me/p:{V}"},
+                  metrics={"predict_time": 42.5, "total_time": 50})
+    assert outputs_of("training", t) == {"id": "t1", "version": f"me/p:{V}", "metrics": {"predict_time": 42.5}}

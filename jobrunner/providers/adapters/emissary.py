@@ -12,6 +12,7 @@ from typing import Any
 
 from jobrunner.providers.adapter import (
     Capabilities,
+    Costing,
     DiscoveredSpec,
     Endpoint,
     ProviderAdapter,
@@ -73,6 +74,14 @@ def discovered_training(provider: str, job: RemoteJob) -> DiscoveredSpec:
     return spec, None
 
 
+def base_model_of(request: Mapping[str, Any]) -> str | None:
+    """Trainings of one base model take alike long: the base model stands for the version."""
+    given = request.get("body")
+    body: Mapping[str, Any] = given if isinstance(given, Mapping) else request
+    model = body.get("base_model")
+    return model if isinstance(model, str) and model and "${" not in model else None
+
+
 EMISSARY = ProviderAdapter(
     name="emissary",
     title="Emissary",
@@ -90,6 +99,9 @@ EMISSARY = ProviderAdapter(
     endpoint=Endpoint(credential_env="EMISSARY_CLIENT_API_KEY", credential_hint="your Emissary API key",
                       url_env="EMISSARY_SERVER_URL", default_url="https://api.withemissary.com",
                       auth_header="X-API-Key", auth_scheme=None),
+    # Emissary reports no run time a plan could measure (metrics hold progress and loss only), and
+    # no hardware: its estimates come from `estimate:` hints.
+    costing=Costing(version_of=base_model_of),
 )
 
 __all__ = ["BODY_FIELDS", "EMISSARY", "LABEL_FIELDS", "OUTPUT_FIELDS", "RESULT_FIELDS", "create_request",

@@ -33,6 +33,8 @@ LOCAL = replace(
     version_schema=builtin_version_schema,
     endpoint=None,  # providers.local.url, else the user's platform (started on first use)
     settings_keys=frozenset({"data_dir", "idle_stop"}),  # the auto-started platform's (jobrunner.local.autostart)
+    # Every job runs on this machine: the `local` SKU of the price table (free, overridable).
+    costing=replace(REPLICATE.costing, fixed_hardware="local"),
 )
 
 __all__ = ["LOCAL", "builtin_version_schema"]

@@ -12,6 +12,7 @@ from typing import Any
 
 from jobrunner.providers.adapter import (
     Capabilities,
+    Costing,
     DiscoveredSpec,
     Endpoint,
     ProviderAdapter,
@@ -74,6 +75,18 @@ def discovered_training(provider: str, job: RemoteJob) -> DiscoveredSpec:
             "input": dict(job.input or {})}, None
 
 
+def version_of(request: Mapping[str, Any]) -> str | None:
+    """The version id a job runs (what "the same model version" means for measured run times)."""
+    version = split_version(request.get("model"), request.get("version"))[1]
+    return version if isinstance(version, str) and version and "${" not in version else None
+
+
+def model_of(request: Mapping[str, Any]) -> str | None:
+    """The `owner/name` a job's version belongs to: a declared Model's `hardware` says what it runs on."""
+    model = split_version(request.get("model"), request.get("version"))[0]
+    return model if isinstance(model, str) and model and "${" not in model else None
+
+
 REPLICATE = ProviderAdapter(
     name="replicate",
     title="Replicate",
@@ -90,6 +103,9 @@ REPLICATE = ProviderAdapter(
                       credential_hint="an API token from https://replicate.com/account/api-tokens",
                       url_env="REPLICATE_BASE_URL", default_url="https://api.replicate.com",
                       rate_limits=REPLICATE_LIMITS),
+    # metrics.predict_time (reference/replicate/api.md): CPU/GPU seconds, queueing excluded.
+    costing=Costing(version_of=version_of, model_of=model_of),
 )
 
-__all__ = ["OUTPUT_FIELDS", "PASS_THROUGH", "REPLICATE", "create_request", "discovered_training", "recorded_request"]
+__all__ = ["OUTPUT_FIELDS", "PASS_THROUGH", "REPLICATE", "create_request", "discovered_training", "model_of", "recorded_request",
+           "version_of"]
