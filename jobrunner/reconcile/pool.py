@@ -1,6 +1,7 @@
 """One provider client per provider name for the duration of a command, closed at the end."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,6 @@ class ProviderPool:
         for provider in self._providers.values():
             close = getattr(provider, "aclose", None)
             if close is not None:
-                try:
+                with contextlib.suppress(Exception):  # closing must never mask the command's own outcome
                     await close()
-                except Exception:  # closing must never mask the command's own outcome
-                    pass
         self._providers.clear()

@@ -8,12 +8,11 @@ exit code captured.
 """
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from click.testing import CliRunner

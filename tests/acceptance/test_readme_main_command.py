@@ -16,8 +16,11 @@ from tests.acceptance.conftest import REPO
 
 
 def jobrunner(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("JOBRUNNER_LOCAL_TOKEN", "REPLICATE_API_TOKEN", "EMISSARY_CLIENT_API_KEY", "JOBRUNNER_STATE_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("JOBRUNNER_LOCAL_TOKEN", "REPLICATE_API_TOKEN", "EMISSARY_CLIENT_API_KEY", "JOBRUNNER_STATE_URL")
+    }
     env["PYTHONPATH"] = str(REPO)
     return subprocess.run([sys.executable, "-m", "jobrunner", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=180)

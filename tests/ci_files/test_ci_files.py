@@ -104,7 +104,9 @@ def test_example_workflow_plans_on_pull_requests_and_applies_the_reviewed_plan()
     assert "apply plan.json" in apply_cmds
     assert plan["permissions"]["pull-requests"] == "write"
     # Plans may read state through a read-only role; applies write with the full one.
-    assert plan["env"]["JOBRUNNER_STATE_URL"] == "${{ secrets.JOBRUNNER_PLAN_STATE_URL || secrets.JOBRUNNER_STATE_URL }}"
+    assert (
+        plan["env"]["JOBRUNNER_STATE_URL"] == "${{ secrets.JOBRUNNER_PLAN_STATE_URL || secrets.JOBRUNNER_STATE_URL }}"
+    )
     assert apply["env"]["JOBRUNNER_STATE_URL"] == "${{ secrets.JOBRUNNER_STATE_URL }}"
     guard = next(s for s in plan["steps"] if s.get("if") == "env.JOBRUNNER_STATE_URL == ''")
     names = [s.get("name") for s in plan["steps"]]

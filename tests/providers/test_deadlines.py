@@ -58,7 +58,9 @@ def test_a_trickled_body_ends_the_request_at_its_overall_deadline() -> None:
 def test_a_trickled_create_is_ambiguous_and_never_sent_twice() -> None:
     with HostileServer("trickle", interval=0.5) as server:
         http = client(server.url, timeout=1.0, deadline=10.0)
-        took, err = asyncio.run(_timed(http.request("POST", "/v1/predictions", json={"input": {}}, what="create prediction")))
+        took, err = asyncio.run(
+            _timed(http.request("POST", "/v1/predictions", json={"input": {}}, what="create prediction"))
+        )
         assert isinstance(err, TransportError) and err.ambiguous
         assert "the answer did not arrive in full within 1s (headers came, then" in str(err)
         assert took < 2.5
@@ -213,7 +215,7 @@ def test_the_trimmer_keeps_json_valid_and_only_shortens_logs(doc: Any, keep: int
     trimmed = json.loads(out)
     before, after = _logs_of(doc), _logs_of(trimmed)
     assert len(before) == len(after)
-    for original, kept in zip(before, after):
+    for original, kept in zip(before, after, strict=True):
         if kept.startswith(LOG_TRUNCATED_PREFIX):
             tail = kept.split("]\n", 1)[1]
             assert original.endswith(tail) or len(tail) <= 1
@@ -238,7 +240,11 @@ def test_the_bounds_are_read_from_jobrunner_yaml_and_checked(tmp_path: Any) -> N
     http = get_provider("replicate", config, tmp_path, env=env).http
     assert (http.deadline, http.max_body_bytes, http.max_log_bytes, http.unreachable_after) == (7.0, 1000, 100, 9.0)
     defaults = get_provider("replicate", SimpleNamespace(providers={}), tmp_path, env=env).http
-    assert (defaults.deadline, defaults.max_body_bytes, defaults.max_log_bytes) == (120.0, 32 * 1024 * 1024, 1024 * 1024)
+    assert (defaults.deadline, defaults.max_body_bytes, defaults.max_log_bytes) == (
+        120.0,
+        32 * 1024 * 1024,
+        1024 * 1024,
+    )
     for key, bad in [("deadline", 0), ("max_body_bytes", 1.5), ("unreachable_after", "5m")]:
         with pytest.raises(ConfigError, match=f"providers.replicate.{key} must be a positive"):
             get_provider("replicate", SimpleNamespace(providers={"replicate": {key: bad}}), tmp_path, env=env)
@@ -256,7 +262,6 @@ def test_the_trimmer_keeps_no_more_than_its_cap_whatever_the_chunk_sizes() -> No
     # depending on how the network happened to split the body.
     log = "".join(f"step {i}/10000\n" for i in range(1, 10_001))
     raw = json.dumps({"id": "x", "logs": log}).encode()
-    head = raw.index(b'"logs": "') + 9
     # Chunk sizes counted back from the end of the body: what the trimmer holds last decides.
     for sizes in ((19_000, 500), (15_000, 3_000, 2_000), (1, 7_000, 13_000, 100)):
         trimmer, out, at = LogTrimmer(20_000), b"", 0

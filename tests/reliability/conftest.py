@@ -1,8 +1,8 @@
 """Fixtures of the reliability suites: one real local platform per test module, fresh workspaces."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

@@ -15,9 +15,11 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 from click.testing import CliRunner
@@ -161,7 +163,9 @@ def audit_exactly_once(platform: Platform, root: Path, since: str, expected: set
             per_attempt.setdefault((attempt.get("fingerprint") or "", int(attempt["attempt"])), []).append(
                 attempt["remote_id"])
             if attempt["remote_id"] in claimed:
-                audit.problems.append(f"{attempt['remote_id']} claimed by {claimed[attempt['remote_id']]} and {address}")
+                audit.problems.append(
+                    f"{attempt['remote_id']} claimed by {claimed[attempt['remote_id']]} and {address}"
+                )
             claimed[attempt["remote_id"]] = address
         for (_, n), ids in per_attempt.items():
             if len(ids) != 1:
@@ -192,9 +196,9 @@ def audit_exactly_once(platform: Platform, root: Path, since: str, expected: set
 
 def platform_now(platform: Platform) -> str:
     """A timestamp in the platform's own format, for 'created since' filters."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from jobrunner.local.clock import rfc3339
 
     time.sleep(0.01)
-    return rfc3339(datetime.now(timezone.utc)) or ""
+    return rfc3339(datetime.now(UTC)) or ""

@@ -70,8 +70,8 @@ def test_racing_applies_one_wins_the_others_exit_4_zero_duplicates(workspace: Pa
     procs = [_start_apply(workspace, env) for _ in range(4)]
     outs = [p.communicate(timeout=180)[0] for p in procs]
     codes = sorted(p.returncode for p in procs)
-    assert set(codes) <= {0, 4} and 0 in codes, list(zip(codes, outs))
-    for code, out in zip([p.returncode for p in procs], outs):
+    assert set(codes) <= {0, 4} and 0 in codes, list(zip(codes, outs, strict=True))
+    for code, out in zip([p.returncode for p in procs], outs, strict=True):
         assert "Traceback" not in out
         if code == 4:
             assert "locked by `jobrunner apply`" in out, out

@@ -27,6 +27,9 @@ from tests.reliability.harness import (
 )
 from tests.reliability.workloads import write_workload
 
+# Every case runs apply as a subprocess and kills it: the fast tier (`-m "not slow"`) leaves them out.
+pytestmark = pytest.mark.slow
+
 # (case id, crash points hit one after another by successive runs)
 CASES = [
     ("locked", ["apply.locked"]),
@@ -212,8 +215,12 @@ def test_kill_9_in_the_middle_of_a_replace_then_rerun(workspace: Path, platform:
     r = run_process(["apply", "--auto-approve", "--no-wait", "jobs.yaml"], workspace, clean_env(platform))
     assert r.code == 0, r.output
     manifest = workspace / "jobs.yaml"
-    manifest.write_text(manifest.read_text().replace("log_lines: 3", "log_lines: 4").replace("seconds: 30.", "seconds: 1.")
-                        .replace(f'"{tag}"', f'"{tag}-v2"'))
+    manifest.write_text(
+        manifest.read_text()
+        .replace("log_lines: 3", "log_lines: 4")
+        .replace("seconds: 30.", "seconds: 1.")
+        .replace(f'"{tag}"', f'"{tag}-v2"')
+    )
     for point in ("cancel.sent", "create.sent:3"):
         r = run_process(["apply", "--auto-approve", "jobs.yaml"], workspace,
                         clean_env(platform, JOBRUNNER_TEST_CRASH_AT=point))

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable
+from datetime import UTC
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -62,7 +64,7 @@ class FakeReplicate:
     """Plays Replicate: `create` answers the POST (a response or a list of them, in turn), `get`
     the polls; the listing holds whatever a create committed."""
 
-    def __init__(self, create: Any = None, get: Any = None, commit: bool = True) -> None:
+    def __init__(self, create: Any = None, get: Any = None, commit: bool | Literal["always"] = True) -> None:
         self.create = create if isinstance(create, list) else [create]
         self.get = get if isinstance(get, list) else [get]
         self.commit = commit
@@ -71,10 +73,11 @@ class FakeReplicate:
         self.committed: list[dict[str, Any]] = []
 
     def job(self, status: str = "starting") -> dict[str, Any]:
-        from jobrunner.local.clock import rfc3339
-        from datetime import datetime, timezone
+        from datetime import datetime
 
-        return PREDICTION | {"status": status, "output": None, "created_at": rfc3339(datetime.now(timezone.utc))}
+        from jobrunner.local.clock import rfc3339
+
+        return PREDICTION | {"status": status, "output": None, "created_at": rfc3339(datetime.now(UTC))}
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.calls.append(f"{request.method} {request.url.path}")
@@ -82,7 +85,11 @@ class FakeReplicate:
         if request.method == "POST":
             self.posts += 1
             answer = self.create[min(self.posts - 1, len(self.create) - 1)]
-            if answer is None or (answer.status_code < 300 and self.commit) or (answer.status_code >= 500 and self.commit == "always"):
+            if (
+                answer is None
+                or (answer.status_code < 300 and self.commit)
+                or (answer.status_code >= 500 and self.commit == "always")
+            ):
                 self.committed.append(self.job())
             if answer is None:
                 return httpx.Response(201, json=self.committed[-1])

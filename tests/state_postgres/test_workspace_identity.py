@@ -8,7 +8,6 @@ is never canceled; with a namespace of its own, the second one works beside the 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
@@ -188,9 +187,8 @@ def test_a_namespace_claimed_by_another_workspace_meanwhile_is_not_written(pg_ur
     early_doc = early.load()
     with early.lock("apply"):
         early.save(early_doc)
-    with late.lock("apply"):
-        with pytest.raises(WorkspaceMismatchError, match="claimed by workspace 'early-2'"):
-            late.save(late_doc)
+    with late.lock("apply"), pytest.raises(WorkspaceMismatchError, match="claimed by workspace 'early-2'"):
+        late.save(late_doc)
     assert recorded_id(pg_url) == "early-2"
     late.close()
     early.close()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -149,7 +150,7 @@ def test_scrub_data_returns_the_same_object_when_nothing_is_secret() -> None:
     found = SecretSet(["secret-value-9"])
     clean = {"a": ["x", {"b": 1}], "c": "text"}
     assert scrub_data(clean, secrets=found) is clean
-    dirty = {"a": ["x", {"b": "secret-value-9"}], "c": "text"}
+    dirty: dict[str, Any] = {"a": ["x", {"b": "secret-value-9"}], "c": "text"}
     out = scrub_data(dirty, secrets=found)
     assert out == {"a": ["x", {"b": REDACTED}], "c": "text"} and dirty["a"][1]["b"] == "secret-value-9"
 

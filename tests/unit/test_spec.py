@@ -65,7 +65,10 @@ def test_batch_items_have_their_own_addresses(tmp_path: Path) -> None:
     res = batch(input_defaults={"seed": 1}, inputs=[{"key": "moon", "prompt": "The moon"}, {"prompt": "At dawn"}])
     jobs = expand([res], tmp_path, {})
     assert [j.address for j in jobs][0] == "PredictionBatch/eval[moon]"
-    assert jobs[1].address.startswith("PredictionBatch/eval[") and len(jobs[1].address) == len("PredictionBatch/eval[]") + 12
+    assert (
+        jobs[1].address.startswith("PredictionBatch/eval[")
+        and len(jobs[1].address) == len("PredictionBatch/eval[]") + 12
+    )
     assert all(j.job_kind == JOB_PREDICTION and j.resource_address == "PredictionBatch/eval" for j in jobs)
     assert jobs[0].request["input"] == {"seed": 1, "prompt": "The moon"}
     assert jobs[0].request["model"] == "jobrunner/echo" and jobs[0].request["version"] == ECHO

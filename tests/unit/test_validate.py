@@ -25,7 +25,11 @@ def lines(result: ValidationResult) -> list[str]:
     return [d.format() for d in result.diagnostics]
 
 
-MODEL = HEAD + "kind: Model\nmetadata: {name: poems}\nspec: {provider: local, owner: me, name: poems, visibility: private, hardware: cpu}\n"
+MODEL = (
+    HEAD
+    + "kind: Model\nmetadata: {name: poems}\n"
+    "spec: {provider: local, owner: me, name: poems, visibility: private, hardware: cpu}\n"
+)
 TRAINING = HEAD + f"""kind: Training
 metadata: {{name: t}}
 spec:
@@ -212,11 +216,25 @@ spec:
     r = check(text, tmp_path)
     got = [(d.file, d.line, d.json_path, d.message) for d in r.errors]
     assert got == [
-        ("m.yaml", 10, "$.spec.input.ordr", "jobrunner/ngram input schema: unknown field `ordr` (did you mean `order`?)"),
-        ("m.yaml", 17, "$.spec.input_defaults.max_tokens",
-         'jobrunner/ngram input schema: expected an integer, got a string "80"'),
+        (
+            "m.yaml",
+            10,
+            "$.spec.input.ordr",
+            "jobrunner/ngram input schema: unknown field `ordr` (did you mean `order`?)",
+        ),
+        (
+            "m.yaml",
+            17,
+            "$.spec.input_defaults.max_tokens",
+            'jobrunner/ngram input schema: expected an integer, got a string "80"',
+        ),
         ("m.yaml", 19, "$.spec.inputs[0].seed", "jobrunner/ngram input schema: expected an integer, got a number 1.5"),
-        ("rows.jsonl", 2, "$.input.temperature", 'version a3c8c00c979c input schema: expected a number, got a string "hot"'),
+        (
+            "rows.jsonl",
+            2,
+            "$.input.temperature",
+            'version a3c8c00c979c input schema: expected a number, got a string "hot"',
+        ),
     ]
 
 

@@ -34,7 +34,9 @@ def mutate(text: str, rng: random.Random) -> str:
 
 def test_mutations_of_the_examples_and_corpus_never_crash() -> None:
     sources = [p.read_text(encoding="utf-8") for p in sorted((REPO / "specs").rglob("*.yaml"))]
-    sources += [p.read_bytes().decode("utf-8", "replace") for p in sorted((REPO / "tests/manifests/cases").glob("*.yaml"))]
+    sources += [
+        p.read_bytes().decode("utf-8", "replace") for p in sorted((REPO / "tests/manifests/cases").glob("*.yaml"))
+    ]
     rng = random.Random(20240501)
     for _ in range(600):
         text = mutate(rng.choice(sources), rng)
