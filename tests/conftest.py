@@ -1,9 +1,20 @@
-"""Fixtures every suite shares."""
+"""Fixtures every suite shares.
+
+- `workspace`: a fresh workspace (cwd) whose `jobrunner.yaml` points the `local` provider at the
+  suite's live platform, with the platform's token set and every inherited credential, state URL,
+  crash point and fault knob cleared. A suite provides the `platform` fixture (anything with `url`
+  and `token`; tests/acceptance and tests/reliability serve one per module). Run the CLI in it with
+  `tests.helpers.cli.run_cli`.
+"""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.helpers.cli import INHERITED_ENV, write_workspace
 
 
 @pytest.fixture(autouse=True)
@@ -16,3 +27,13 @@ def _fresh_secret_registry() -> Iterator[None]:
     SECRETS.clear()
     yield
     SECRETS.clear()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, platform: Any, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = write_workspace(tmp_path / "ws", platform.url)
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("JOBRUNNER_LOCAL_TOKEN", platform.token)
+    for var in INHERITED_ENV:
+        monkeypatch.delenv(var, raising=False)
+    return root

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import respx
 
-from tests.acceptance.conftest import run_cli
+from tests.helpers.cli import run_cli
 from tests.platform_fixture import LivePlatform as Platform
 
 REPO = Path(__file__).resolve().parents[2]
@@ -182,6 +182,6 @@ def test_credit_running_out_mid_batch_keeps_what_ran_and_stops_the_rest(mixed: P
     state = _state(mixed)
     remote = {a: s for a, s in state.items() if a.startswith("PredictionBatch/remote[")}
     assert sorted(s["remote_id"] for s in remote.values() if s.get("remote_id")) == sorted(j["id"] for j in made)
-    assert all(s.get("intent") is None for s in remote.values()), remote
+    assert remote and all(s.get("intent") is None for s in remote.values()), remote
     not_attempted = ITEMS - len(made) - refused
     assert f"not attempted: {not_attempted} job(s) of replicate" in r.stderr, r.output

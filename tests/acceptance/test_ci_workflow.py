@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.conftest import REPO, run_cli
+from tests.acceptance.conftest import REPO
+from tests.helpers.cli import run_cli
 from tests.state_postgres.pg_server import NoServerBinaries, PgServer, start_server
 
 MARKER = "<!-- jobrunner-plan -->"

@@ -22,7 +22,8 @@ import click
 import pytest
 
 from jobrunner.exitcodes import TABLE, ExitCode
-from tests.acceptance.conftest import REPO, run_cli
+from tests.acceptance.conftest import REPO
+from tests.helpers.cli import run_cli
 from tests.platform_fixture import serve_platform
 
 ECHO = "0ab87730172dfeb11de187803938c2507e8ab8f7cab883c1a905b3f91b3d3ab6"
@@ -333,6 +334,7 @@ def test_apply_timeout_exits_6_and_the_job_keeps_running(workspace: Path):
 # --- 130: Ctrl-C --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # signals a subprocess
 @covers(ExitCode.INTERRUPTED)
 def test_ctrl_c_exits_130(workspace: Path):
     nap_batch(workspace, 20)

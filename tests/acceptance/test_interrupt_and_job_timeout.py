@@ -9,7 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-from tests.acceptance.conftest import REPO, run_cli
+import pytest
+
+from tests.acceptance.conftest import REPO
+from tests.helpers.cli import run_cli
 
 SLEEP = "9969ed6b494ff19ed449533b9068fbbb2d4a56c25945cdbcd23ccc069365f2f0"
 
@@ -20,6 +23,7 @@ def sleep_batch(root: Path, seconds: float, extra: str = "") -> None:
         f"  provider: local\n  version: {SLEEP}\n  inputs:\n    - {{key: n, seconds: {seconds}}}\n{extra}")
 
 
+@pytest.mark.slow  # signals a subprocess
 def test_first_ctrl_c_saves_state_and_leaves_the_job_running(workspace: Path):
     sleep_batch(workspace, 20)
     state_file = workspace / ".jobrunner" / "state.json"

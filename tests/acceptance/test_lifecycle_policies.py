@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.acceptance.conftest import run_cli
+from tests.helpers.cli import run_cli
 
 SLEEP = "9969ed6b494ff19ed449533b9068fbbb2d4a56c25945cdbcd23ccc069365f2f0"
 

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.acceptance.conftest import REPO
 
 
@@ -26,6 +28,7 @@ def jobrunner(cwd: Path, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=180)
 
 
+@pytest.mark.slow  # subprocesses and a platform autostart
 def test_apply_examples_from_a_fresh_checkout_then_no_changes(tmp_path: Path):
     shutil.copytree(REPO / "specs" / "examples", tmp_path / "specs" / "examples")
     try:

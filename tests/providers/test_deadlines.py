@@ -43,6 +43,7 @@ async def _timed(coro: Any) -> tuple[float, BaseException | None]:
 # --- hangs ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # waits out a real deadline
 def test_a_trickled_body_ends_the_request_at_its_overall_deadline() -> None:
     """Headers, then one byte a second: each read succeeds, so only a total bound can end it."""
     with HostileServer("trickle", interval=0.5) as server:
@@ -67,6 +68,7 @@ def test_a_trickled_create_is_ambiguous_and_never_sent_twice() -> None:
         assert server.requests == 1
 
 
+@pytest.mark.slow  # waits out a real deadline
 def test_a_black_hole_ends_the_request_at_its_deadline() -> None:
     with HostileServer("blackhole") as server:
         http = client(server.url, timeout=1.0, deadline=2.5)
@@ -76,6 +78,7 @@ def test_a_black_hole_ends_the_request_at_its_deadline() -> None:
     assert "no answer within 1s" in str(err) or "no complete answer within 2.5s" in str(err)
 
 
+@pytest.mark.slow  # waits out a real deadline
 def test_a_refused_connection_is_retried_within_the_deadline_then_named() -> None:
     url = refused_url()
     http = client(url, timeout=1.0, deadline=2.0, attempts=50)
@@ -87,6 +90,7 @@ def test_a_refused_connection_is_retried_within_the_deadline_then_named() -> Non
     assert http.stats["requests"] >= 2
 
 
+@pytest.mark.slow  # waits out a real deadline
 def test_the_command_deadline_cuts_a_request_in_flight_and_names_it() -> None:
     with HostileServer("trickle", interval=0.5) as server:
         http = client(server.url, timeout=30.0, deadline=120.0)

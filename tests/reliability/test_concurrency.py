@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.reliability.harness import (
     Platform,
     apply_until_converged,
@@ -21,6 +23,9 @@ from tests.reliability.harness import (
     run_process,
 )
 from tests.reliability.workloads import write_workload
+
+# Racing applies as separate processes: slow tier.
+pytestmark = pytest.mark.slow
 
 
 def _start_apply(workspace: Path, env: dict[str, str]) -> subprocess.Popen:

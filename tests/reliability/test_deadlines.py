@@ -23,6 +23,9 @@ from tests.hostile_http import HostileServer, refused_url
 from tests.reliability.harness import SLEEP, Platform, Result, clean_env, load_state, run_process
 from tests.reliability.workloads import write_workload
 
+# Each case waits out real deadlines against black-hole and trickling providers: slow tier.
+pytestmark = pytest.mark.slow
+
 # Planning runs its refresh before anything else: with two running jobs tracked, `plan`, `status`
 # and `apply` all ask the provider first.
 TRACKED = 2

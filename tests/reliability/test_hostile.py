@@ -180,6 +180,7 @@ FAILED_5XX = [
 ]
 
 
+@pytest.mark.slow  # waits out real retry and lookup delays
 @pytest.mark.parametrize("answer,says", [c[1:] for c in FAILED_5XX], ids=[c[0] for c in FAILED_5XX])
 def test_a_5xx_create_is_looked_up_before_every_resend_then_reported(answer: httpx.Response, says: list[str],
                                                                     ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -224,6 +225,7 @@ def test_an_unusable_answer_to_a_committed_create_is_adopted_not_resent(answer: 
     assert st["remote_id"] == PREDICTION["id"] and st["status"] == "succeeded" and st["intent"] is None
 
 
+@pytest.mark.slow  # waits out real retry and lookup delays
 def test_429_bursts_honour_retry_after_then_create_once(ws: Path) -> None:
     throttled = _problem(429, "Too many requests", "Request was throttled. Expected available in 1 second.")
     throttled.headers["Retry-After"] = "1"
@@ -243,6 +245,7 @@ def test_replicate_aborted_is_a_failed_job_exit_5(ws: Path) -> None:
     assert state_doc(ws)["addresses"]["PredictionBatch/hostile[a]"]["status"] == "aborted"
 
 
+@pytest.mark.slow  # waits out real retry and lookup delays
 def test_a_future_replicate_status_is_waited_on_not_crashed_on(ws: Path) -> None:
     fake = FakeReplicate(get=["quarantined"])
     r = run_against(fake, "apply", "--auto-approve", "--timeout", "2s", "m.yaml")
@@ -285,6 +288,7 @@ def test_plan_refresh_failures_are_clear_and_leave_state_untouched(answer: httpx
     assert fake.posts == 0
 
 
+@pytest.mark.slow  # waits out real retry and lookup delays
 def test_an_emissary_status_the_sdk_does_not_know(ws: Path) -> None:
     (ws / "m.yaml").write_text(
         "apiVersion: jobrunner/v1\nkind: Training\nmetadata: {name: tune}\nspec:\n  provider: emissary\n"

@@ -144,6 +144,7 @@ def _soak_module() -> Any:
     return module
 
 
+@pytest.mark.slow  # a soak
 def test_reduced_soak_no_error_and_flat_memory(tmp_path: Path) -> None:
     """2,000 mixed requests from 32 clients against `jobrunner serve` in its own process."""
     soak = _soak_module()

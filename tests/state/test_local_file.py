@@ -259,6 +259,7 @@ _SAVE_FOREVER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a kill case
 def test_kill_9_during_saves_never_leaves_a_broken_file(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     for delay in (0.05, 0.13, 0.31):

@@ -14,7 +14,11 @@ import httpx
 import psycopg
 import pytest
 
-from tests.acceptance.conftest import platform, run_cli  # noqa: F401  (platform: a fixture)
+from tests.acceptance.conftest import platform  # noqa: F401  (platform: a fixture)
+from tests.helpers.cli import run_cli
+
+# Two workspaces, a live platform and a PostgreSQL server: slow tier.
+pytestmark = pytest.mark.slow
 
 SLEEP = "9969ed6b494ff19ed449533b9068fbbb2d4a56c25945cdbcd23ccc069365f2f0"
 

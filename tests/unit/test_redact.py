@@ -155,6 +155,7 @@ def test_scrub_data_returns_the_same_object_when_nothing_is_secret() -> None:
     assert out == {"a": ["x", {"b": REDACTED}], "c": "text"} and dirty["a"][1]["b"] == "secret-value-9"
 
 
+@pytest.mark.slow  # a timing check on a large input
 def test_ten_thousand_secrets_scrub_quickly() -> None:
     import time
 

@@ -119,10 +119,10 @@ def test_state_outputs_of_an_upstream_about_to_change_are_not_used(tmp_path: Pat
     assert all(j.fingerprint for j in expand(res, tmp_path, state=doc))
     changed = [training(input={"order": 9}), res[1]]
     items = [j for j in expand(changed, tmp_path, state=doc) if j.job_kind == JOB_PREDICTION]
-    assert all(j.fingerprint is None for j in items)
+    assert items and all(j.fingerprint is None for j in items)
     kept = [training(input={"order": 9}, lifecycle={"on_change": "keep"}), res[1]]
     items = [j for j in expand(kept, tmp_path, state=doc) if j.job_kind == JOB_PREDICTION]
-    assert all(j.fingerprint for j in items)
+    assert items and all(j.fingerprint for j in items)
 
 
 def test_recorded_inputs_are_redacted(tmp_path: Path) -> None:
