@@ -49,6 +49,7 @@ def test_first_ctrl_c_saves_state_and_leaves_the_job_running(workspace: Path):
     assert r.code == 0, r.output
 
 
+@pytest.mark.slow  # waits out a job timeout
 def test_job_timeout_cancels_it_and_apply_exits_5(workspace: Path):
     sleep_batch(workspace, 30, "  timeout: 2s\n")
     started = time.monotonic()

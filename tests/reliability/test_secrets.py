@@ -336,6 +336,7 @@ def test_validation_errors_that_quote_a_secret_value_show_it_redacted(
         stop_platform(root)
 
 
+@pytest.mark.slow  # waits for a 3-second job
 def test_status_records_a_failure_that_quotes_a_sensitive_input_without_reading_the_manifests(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`apply --no-wait`, then `status` (which reads no manifest) sees the job fail with an error

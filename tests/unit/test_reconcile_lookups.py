@@ -110,6 +110,7 @@ class LaggingList(FakeProvider):
                 yield job
 
 
+@pytest.mark.slow  # waits out a lookup window
 def test_a_lagging_list_is_read_again_within_the_window_instead_of_creating_a_duplicate():
     res, jobs = _identical(["a"])
     provider = LaggingList(lag=1.0)
@@ -200,6 +201,7 @@ def test_lookup_window_setting():
     assert next_listing_delay(0, 0.3) == 0.3 and next_listing_delay(1, -1) == 0
 
 
+@pytest.mark.slow  # waits out a lookup window
 def test_waiting_out_the_window_with_one_slot_and_an_unproven_provider_does_not_deadlock():
     """The first create of a provider goes alone; if it is dropped, its lookup waits out the window
     while holding that one-at-a-time gate, so it must keep its slot (the others would wait on the
