@@ -45,6 +45,9 @@ class Layer(enum.IntEnum):
 LAYERS: dict[str, Layer] = {
     "jobrunner": Layer.CORE,  # the package itself and the top-level core modules
     "jobrunner.providers.base": Layer.CORE,  # RemoteJob, CreateRequest and the statuses
+    "jobrunner.providers.adapter": Layer.CORE,  # what a provider is to the core: pure data and functions
+    "jobrunner.providers.adapters": Layer.CORE,  # the adapter table, one pure module per provider
+    "jobrunner.providers.names": Layer.CORE,  # the closed set of provider names
     "jobrunner.state.model": Layer.CORE,  # StateDoc and AddressState
     "jobrunner.state.identity": Layer.CORE,  # the workspace-identity check (pure, stores call it)
     "jobrunner.crashpoints": Layer.IO,
@@ -61,7 +64,8 @@ LAYERS: dict[str, Layer] = {
 }
 
 LOCAL = "jobrunner.local"
-LOCAL_GATEWAYS = frozenset({"jobrunner.providers.local", "jobrunner.commands.serve"})
+# The local provider (its adapter and its client) and `jobrunner serve`.
+LOCAL_GATEWAYS = frozenset({"jobrunner.providers.adapters.local", "jobrunner.providers.local", "jobrunner.commands.serve"})
 
 # Today's upward imports (a lower layer importing a higher one). Delete a pair when it is fixed.
 ALLOWED_UPWARD: frozenset[tuple[str, str]] = frozenset({
@@ -74,23 +78,23 @@ ALLOWED_UPWARD: frozenset[tuple[str, str]] = frozenset({
     # `status`/`outputs` rendering uses the reconciler's output and age helpers.
     ("jobrunner.render.outputs", "jobrunner.reconcile.outputs"),
     ("jobrunner.render.outputs", "jobrunner.reconcile.timeutil"),
-    # The built-in models' version schemas are read from the local platform's catalog (item 1).
-    ("jobrunner.version_schemas", "jobrunner.local.models.catalog"),
+    # The adapters name each provider's documented rate limits with the limiter's own table
+    # (`RateLimits`, `UNLIMITED`); moving that table beside the adapters removes these two.
+    ("jobrunner.providers.adapter", "jobrunner.providers.ratelimit"),
+    ("jobrunner.providers.adapters.replicate", "jobrunner.providers.ratelimit"),
+    # The local adapter reads the built-in models' fixed versions from the platform's catalog
+    # (plain data, imported inside a function).
+    ("jobrunner.providers.adapters.local", "jobrunner.local.replicate.catalog"),
 })
 
-# Today's imports of `jobrunner.local` from outside it, other than by its gateways.
-ALLOWED_LOCAL: frozenset[tuple[str, str]] = frozenset({
-    ("jobrunner.version_schemas", "jobrunner.local.models.catalog"),  # see ALLOWED_UPWARD
-})
+# Today's imports of `jobrunner.local` from outside it, other than by its gateways (none left).
+ALLOWED_LOCAL: frozenset[tuple[str, str]] = frozenset()
 
-# Today's cycles, each broken by the import(s) listed here; both are imports inside functions
-# that exist only to dodge an ImportError at load time (issue 11 items 2 and 3 remove them).
+# Today's cycles, each broken by the import listed here: an import inside a function that exists
+# only to dodge an ImportError at load time (issue 11 item 2 removes it).
 ALLOWED_CYCLE_EDGES: frozenset[tuple[str, str]] = frozenset({
     # errors -> exitcodes (JobrunnerError.exit_code) -> reconcile.executor -> ... -> errors
     ("jobrunner.errors", "jobrunner.exitcodes"),
-    # local.platform <-> local.jobs <-> local.replicate_api
-    ("jobrunner.local.platform", "jobrunner.local.jobs"),
-    ("jobrunner.local.jobs", "jobrunner.local.replicate_api"),
 })
 
 
