@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+# The CLI helpers live in tests/helpers/cli.py; re-exported for tests that still import them from here.
+from tests.helpers.cli import Result as Result
+from tests.helpers.cli import run_cli as run_cli
 from tests.platform_fixture import LivePlatform as Platform
 from tests.platform_fixture import serve_platform
 

@@ -9,8 +9,9 @@ from typing import Any
 
 import jsonschema
 
-from tests.acceptance.conftest import REPO, copy_examples, run_cli
+from tests.acceptance.conftest import REPO, copy_examples
 from tests.acceptance.test_exit_codes import SLEEP, write
+from tests.helpers.cli import run_cli
 
 SCHEMA = json.loads((REPO / "docs" / "json-events.schema.json").read_text(encoding="utf-8"))
 

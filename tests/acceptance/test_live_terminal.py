@@ -44,8 +44,11 @@ def snap_workspace(root: Path, platform: LivePlatform) -> Path:
     (root / "jobrunner.yaml").write_text(f"providers:\n  local:\n    url: {platform.url}\n", encoding="utf-8")
     copy_examples(root)
     rows = "\n".join(
-        f"    - {{key: k{i:02d}, seconds: 0.4" + (", fail: true, message: broke" if f"k{i:02d}" in FAILING else "") + "}"
-        for i in range(ITEMS))
+        f"    - {{key: k{i:02d}, seconds: 0.4"
+        + (", fail: true, message: broke" if f"k{i:02d}" in FAILING else "")
+        + "}"
+        for i in range(ITEMS)
+    )
     write(root, "snap.yaml", f"""
 apiVersion: jobrunner/v1
 kind: PredictionBatch

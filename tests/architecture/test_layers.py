@@ -65,7 +65,9 @@ LAYERS: dict[str, Layer] = {
 
 LOCAL = "jobrunner.local"
 # The local provider (its adapter and its client) and `jobrunner serve`.
-LOCAL_GATEWAYS = frozenset({"jobrunner.providers.adapters.local", "jobrunner.providers.local", "jobrunner.commands.serve"})
+LOCAL_GATEWAYS = frozenset(
+    {"jobrunner.providers.adapters.local", "jobrunner.providers.local", "jobrunner.commands.serve"}
+)
 
 # Today's upward imports (a lower layer importing a higher one). Delete a pair when it is fixed.
 ALLOWED_UPWARD: frozenset[tuple[str, str]] = frozenset({
