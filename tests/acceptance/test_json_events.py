@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 
 from tests.acceptance.conftest import REPO, copy_examples
 from tests.acceptance.test_exit_codes import SLEEP, write
@@ -110,6 +111,7 @@ def test_json_needs_auto_approve_and_every_document_has_one_format_version(works
     assert r.code == 1 and "two formats" in r.stderr
 
 
+@pytest.mark.slow  # waits for a training's progress
 def test_an_emissary_trainings_reported_progress_is_streamed(workspace: Path, platform, monkeypatch) -> None:
     import httpx
 
@@ -133,6 +135,7 @@ def test_an_emissary_trainings_reported_progress_is_streamed(workspace: Path, pl
     assert events[-2]["type"] == "output" and events[-1]["exit_code"] == 0
 
 
+@pytest.mark.slow  # signals a subprocess
 def test_a_first_ctrl_c_still_ends_the_stream_with_a_summary(workspace: Path, platform) -> None:
     import os
     import signal

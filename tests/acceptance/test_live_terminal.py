@@ -24,7 +24,8 @@ from tests.acceptance.conftest import REPO, copy_examples
 from tests.acceptance.test_exit_codes import SLEEP, write
 from tests.platform_fixture import LivePlatform, serve_platform
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+# Each case drives a real terminal (tmux, pexpect) around a subprocess: slow tier.
+pytestmark = [pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux"), pytest.mark.slow]
 
 ITEMS = 24
 FAILING = {"k05", "k17"}
