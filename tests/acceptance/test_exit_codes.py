@@ -23,7 +23,7 @@ import pytest
 
 from jobrunner.exitcodes import TABLE, ExitCode
 from tests.acceptance.conftest import REPO
-from tests.helpers.cli import run_cli
+from tests.helpers.cli import run_cli, start_process
 from tests.platform_fixture import serve_platform
 
 ECHO = "0ab87730172dfeb11de187803938c2507e8ab8f7cab883c1a905b3f91b3d3ab6"
@@ -338,9 +338,7 @@ def test_apply_timeout_exits_6_and_the_job_keeps_running(workspace: Path):
 @covers(ExitCode.INTERRUPTED)
 def test_ctrl_c_exits_130(workspace: Path):
     nap_batch(workspace, 20)
-    proc = subprocess.Popen([sys.executable, "-m", "jobrunner", "apply", "--auto-approve", "nap.yaml"],
-                            cwd=workspace, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = start_process(["apply", "--auto-approve", "nap.yaml"], workspace, {**os.environ, "PYTHONPATH": str(REPO)})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.acceptance.conftest import Platform
-from tests.helpers.cli import run_cli
+from tests.helpers.cli import run_cli, run_process
 
 ECHO = "0ab87730172dfeb11de187803938c2507e8ab8f7cab883c1a905b3f91b3d3ab6"
 SLEEP = "9969ed6b494ff19ed449533b9068fbbb2d4a56c25945cdbcd23ccc069365f2f0"
@@ -233,8 +233,6 @@ def test_kill_9_while_recording_moves_loses_and_repeats_nothing(workspace: Path,
     finds the jobs at their old or new addresses, never twice, and finishes them under the new name."""
     import os
     import signal
-    import subprocess
-    import sys
 
     from tests.acceptance.conftest import REPO
 
@@ -247,9 +245,8 @@ def test_kill_9_while_recording_moves_loses_and_repeats_nothing(workspace: Path,
     add_moves(workspace, ("PredictionBatch/naps", "PredictionBatch/sleepers"))
     for point, moved_on_disk in (("state.tmp_partial", False), ("moves.saved", True)):
         env = {**os.environ, "PYTHONPATH": str(REPO), "JOBRUNNER_TEST_CRASH_AT": point}
-        proc = subprocess.run([sys.executable, "-m", "jobrunner", "apply", "--auto-approve"], cwd=workspace,
-                              env=env, capture_output=True, text=True, timeout=120)
-        assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+        proc = run_process(["apply", "--auto-approve"], workspace, env)
+        assert proc.code == -signal.SIGKILL, proc.output
         st = addresses(workspace)
         prefix = "PredictionBatch/sleepers" if moved_on_disk else "PredictionBatch/naps"
         assert sorted(st) == [f"{prefix}[a]", f"{prefix}[b]"]

@@ -48,11 +48,20 @@ def run_cli(*args: str, input: str | None = None) -> Result:
     return Result(code, stdout, stderr)
 
 
-def run_process(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 120) -> Result:
-    """`jobrunner ARGS` as a separate process (for SIGKILL and lock tests)."""
+def run_process(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
+    """`jobrunner ARGS` as a separate process run to its end (for SIGKILL and lock tests); `env`
+    defaults to this process's environment."""
     proc = subprocess.run([sys.executable, "-m", "jobrunner", *args], cwd=cwd, env=env, capture_output=True,
                           timeout=timeout, text=True)
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def start_process(args: list[str], cwd: Path, env: dict[str, str], *,
+                  merge_stderr: bool = False) -> subprocess.Popen[str]:
+    """`jobrunner ARGS` started as a separate process and left running, for tests that signal or
+    race it; stdout (and stderr, or stderr merged into stdout) are text pipes."""
+    return subprocess.Popen([sys.executable, "-m", "jobrunner", *args], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE)
 
 
 def write_workspace(root: Path, platform_url: str) -> Path:

@@ -6,14 +6,12 @@ message holds every key word, and prints no traceback.
 """
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from jobrunner.workspace import display_path, find_workspace
-from tests.helpers.cli import run_cli
+from tests.helpers.cli import run_cli, run_process
 
 CASES = Path(__file__).parent / "cases"
 CASE_FILES = sorted(p for p in CASES.glob("*.yaml"))
@@ -69,9 +67,8 @@ def test_whole_corpus_in_one_run_reports_every_file(monkeypatch: pytest.MonkeyPa
 
 def test_corpus_through_the_real_command_line() -> None:
     """The installed entry point: exit 1, positioned messages, never a traceback."""
-    proc = subprocess.run([sys.executable, "-m", "jobrunner", "validate", "."], cwd=CASES,
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1
-    assert "Traceback" not in proc.stdout + proc.stderr
+    proc = run_process(["validate", "."], CASES, timeout=60)
+    assert proc.code == 1
+    assert "Traceback" not in proc.output
     assert "42_billion_laughs.yaml:2:1:" in proc.stdout
     assert "41_not_utf8.yaml:3:" in proc.stdout

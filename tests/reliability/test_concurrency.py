@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.cli import start_process
 from tests.reliability.harness import (
     Platform,
     apply_until_converged,
@@ -28,9 +28,8 @@ from tests.reliability.workloads import write_workload
 pytestmark = pytest.mark.slow
 
 
-def _start_apply(workspace: Path, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "jobrunner", "apply", "--auto-approve", "jobs.yaml"],
-                            cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _start_apply(workspace: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return start_process(["apply", "--auto-approve", "jobs.yaml"], workspace, env, merge_stderr=True)
 
 
 def _wait_for_holder(workspace: Path, pid: int) -> None:

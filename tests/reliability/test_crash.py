@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from jobrunner.crashpoints import POINTS
+from tests.helpers.cli import start_process
 from tests.reliability.harness import (
     Platform,
     apply_until_converged,
@@ -173,16 +174,13 @@ def test_emissary_trainings_that_differ_only_by_dataset_are_never_swapped(point:
 def test_ctrl_c_twice_or_sigterm_mid_batch_then_rerun_is_exactly_once(signals: list[int], workspace: Path,
                                                                       platform: Platform) -> None:
     """What a user (Ctrl-C, Ctrl-C) or a cancelled CI job (SIGTERM) does in the middle of a batch."""
-    import subprocess
-    import sys
     import time
 
     tag = workspace.parent.name[-12:].replace("_", "-").lower()
     expected = write_workload(workspace, tag, predictions=30, trainings=1, slow=2)
     since = platform_now(platform)
-    proc = subprocess.Popen([sys.executable, "-m", "jobrunner", "apply", "--auto-approve", "--parallelism", "2",
-                             "jobs.yaml"], cwd=workspace, env=clean_env(platform), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = start_process(["apply", "--auto-approve", "--parallelism", "2", "jobs.yaml"], workspace,
+                         clean_env(platform), merge_stderr=True)
     state = workspace / ".jobrunner" / "state.json"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # wait until a few creates are recorded
