@@ -118,10 +118,7 @@ def load_batch_items(resource: Resource, root: Path) -> tuple[list[BatchItem], l
             line = raw[: exc.start].count(b"\n") + 1
             diag(shown, line, 1, f"inputs_file is not valid UTF-8 (line {line})", "$.spec.inputs_file")
             return [], diags
-        if suffix == ".csv":
-            rows = _read_csv(text, shown, diag)
-        else:
-            rows = _read_jsonl(text, shown, diag)
+        rows = _read_csv(text, shown, diag) if suffix == ".csv" else _read_jsonl(text, shown, diag)
     else:
         inline = spec.get("inputs")
         if isinstance(inline, list):
@@ -148,9 +145,13 @@ def load_batch_items(resource: Resource, root: Path) -> tuple[list[BatchItem], l
                 continue
             key = str(raw_key)
             if not KEY_RE.match(key):
-                diag(file, line, col,
-                     f"invalid key {key!r}: use 1-128 letters, digits and . _ : @ + - (starting with a letter or digit)",
-                     jpath)
+                diag(
+                    file,
+                    line,
+                    col,
+                    f"invalid key {key!r}: use 1-128 letters, digits and . _ : @ + - (starting with a letter or digit)",
+                    jpath,
+                )
                 continue
         else:
             key = row_key(row)
@@ -187,7 +188,7 @@ def _read_jsonl(text: str, shown: str, diag: Any) -> list[tuple[Any, int, str, s
 
 
 def _read_csv(text: str, shown: str, diag: Any) -> list[tuple[Any, int, str, str]]:
-    rows = []
+    rows: list[tuple[Any, int, str, str]] = []
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
@@ -220,7 +221,7 @@ def _read_csv(text: str, shown: str, diag: Any) -> list[tuple[Any, int, str, str
                  f"inputs_file row at line {line}: {len(cells)} cells but the header has {len(header)} columns",
                  "$.spec.inputs_file")
             continue
-        row = {h: _csv_cell(c) for h, c in zip(header, cells) if c != ""}
+        row = {h: _csv_cell(c) for h, c in zip(header, cells, strict=False) if c != ""}
         rows.append((row, line, shown, "$.spec.inputs_file"))
     return rows
 

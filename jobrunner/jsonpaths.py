@@ -7,7 +7,8 @@ Pure and free of PyYAML, so modules that only walk data do not pay for the YAML 
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Mapping, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")

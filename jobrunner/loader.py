@@ -100,7 +100,7 @@ class _PyComposer(Reader, Scanner, Parser, Composer, Resolver):
 
 if CParser is not None:
 
-    class _CComposer(CParser, Resolver):  # type: ignore[misc,valid-type]
+    class _CComposer(CParser, Resolver):
         def __init__(self, stream: str) -> None:
             CParser.__init__(self, stream)
             Resolver.__init__(self)

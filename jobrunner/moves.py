@@ -25,9 +25,10 @@ Three stages, all pure apart from `read_moves` (which reads jobrunner.yaml):
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from jobrunner.errors import ConfigError, Diagnostic, PlanError
 from jobrunner.resources import Position, Resource

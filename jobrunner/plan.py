@@ -29,8 +29,10 @@ with terminal jobs need no entry (terminal jobs are immutable).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace as dc_replace
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from dataclasses import replace as dc_replace
+from typing import Any
 
 from jobrunner.errors import PlanError, UsageError
 from jobrunner.fingerprint import FILE_DIGEST, short
@@ -59,7 +61,7 @@ from jobrunner.providers.base import (
     UNKNOWN,
     RemoteJob,
 )
-from jobrunner.redact import known_secrets, redact
+from jobrunner.redact import Secrets, known_secrets, redact
 from jobrunner.references import missing_outputs_text
 from jobrunner.resources import JOB_MODEL, DesiredJob, Resource
 from jobrunner.state.model import AddressState, StateDoc
@@ -78,7 +80,7 @@ class Policy:
     prevent_cancel: bool = False
 
     @classmethod
-    def of(cls, spec: Mapping[str, Any] | None, lifecycle: Mapping[str, Any] | None = None) -> "Policy":
+    def of(cls, spec: Mapping[str, Any] | None, lifecycle: Mapping[str, Any] | None = None) -> Policy:
         spec = spec or {}
         life = dict(lifecycle or {})
         life.update(spec.get("lifecycle") or {})
@@ -160,11 +162,11 @@ def compute_plan(
             continue  # defined (or not) in manifests this plan did not read: not ours to judge
         resource_address = address.split("[", 1)[0]
         policy = policies.get(resource_address) or Policy.of(None, prior.lifecycle)
-        change = _plan_removed(prior, remote.get(address), policy)
-        if change is None:
+        removal = _plan_removed(prior, remote.get(address), policy)
+        if removal is None:
             protected.append(address)
             continue
-        removed.append(_as_moved(change, moved))
+        removed.append(_as_moved(removal, moved))
     if protected:
         raise PlanError(
             "removing these from the manifests would cancel their running jobs, but their "
@@ -186,7 +188,7 @@ def compute_plan(
 # --- one address ----------------------------------------------------------------------------
 
 
-def _plan_model(job: DesiredJob, prior: AddressState | None, secrets: list[str]) -> PlannedChange:
+def _plan_model(job: DesiredJob, prior: AddressState | None, secrets: Secrets) -> PlannedChange:
     exists = prior is not None and (prior.status == SUCCEEDED or bool(prior.remote_id))
     if not exists:
         return PlannedChange(
@@ -214,7 +216,7 @@ def _plan_job(
     policy: Policy,
     forced: bool,
     rerunning: set[str],
-    secrets: list[str],
+    secrets: Secrets,
 ) -> PlannedChange:
     fp = job.fingerprint
     waits_for = [d for d in job.depends_on if d in rerunning]
@@ -425,7 +427,7 @@ def _around_difference(before: Any, after: Any, context: int = 10) -> tuple[Any,
     """Two long strings that share a long prefix, cut to start shortly before they differ."""
     if not (isinstance(before, str) and isinstance(after, str)):
         return before, after
-    i = next((n for n, (a, b) in enumerate(zip(before, after)) if a != b), min(len(before), len(after)))
+    i = next((n for n, (a, b) in enumerate(zip(before, after, strict=False)) if a != b), min(len(before), len(after)))
     if i <= context + 5:
         return before, after
     return "…" + before[i - context:], "…" + after[i - context:]
@@ -463,7 +465,7 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def input_diff(before: Mapping[str, Any] | None, job: DesiredJob, *, secrets: list[str] | None = None
+def input_diff(before: Mapping[str, Any] | None, job: DesiredJob, *, secrets: Secrets | None = None
                ) -> dict[str, list[Any]]:
     """Redacted `{key: [before, after]}` between what state recorded and the job's material.
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from jobrunner.errors import NotFoundError
 from jobrunner.providers.adapter import split_version
@@ -28,7 +29,6 @@ from jobrunner.reconcile.timeutil import parse_rfc3339, utcnow
 from jobrunner.resources import JOB_MODEL
 from jobrunner.state.model import AddressState, StateDoc
 from jobrunner.timestamps import CLOCK_SKEW
-
 
 REFRESH_TIMEOUT_ENV = "JOBRUNNER_REFRESH_TIMEOUT"
 DEFAULT_REFRESH_TIMEOUT = 120.0

@@ -26,9 +26,10 @@ with it, like `--target`.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from jobrunner.errors import StalePlanError, UsageError
 from jobrunner.fingerprint import fingerprint

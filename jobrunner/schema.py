@@ -8,8 +8,9 @@ hundred documents.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
 from jobrunner.errors import UsageError
@@ -18,7 +19,7 @@ from jobrunner.resources import KINDS
 MANIFEST_SCHEMA = "manifest.schema.json"
 
 
-def _files() -> Any:
+def _files() -> Traversable:
     return resources.files("jobrunner").joinpath("schemas")
 
 
@@ -44,9 +45,10 @@ def kind_schema_name(kind: str | None) -> str:
     raise UsageError(f"unknown kind {kind!r}", hint=f"kinds: {', '.join(KINDS)}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str = MANIFEST_SCHEMA) -> dict[str, Any]:
-    return json.loads(schema_text(name))
+    schema: dict[str, Any] = json.loads(schema_text(name))
+    return schema
 
 
 def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
@@ -74,12 +76,12 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
             return [walk(v, depth + 1) for v in node]
         return node
 
-    out = walk(schema)
+    out: dict[str, Any] = walk(schema)
     out.pop("definitions", None)
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def manifest_validator() -> Any:
     """A draft-07 validator for one manifest document (all kinds)."""
     from jsonschema import Draft7Validator  # imported lazily: only validation needs it

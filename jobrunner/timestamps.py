@@ -6,7 +6,7 @@ carry timestamps; parsing them one way means one answer to "is this a time?" eve
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 _FRACTION = re.compile(r"\.(\d+)")
@@ -25,7 +25,7 @@ REFRESH_LOOKBACK = timedelta(minutes=15)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def parse_rfc3339(value: Any) -> datetime | None:
@@ -45,7 +45,7 @@ def parse_rfc3339(value: Any) -> datetime | None:
         when = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def to_rfc3339(value: datetime, *, timespec: str = "auto") -> str:
@@ -55,8 +55,8 @@ def to_rfc3339(value: datetime, *, timespec: str = "auto") -> str:
     "seconds" drops them, "microseconds" always shows six digits.
     """
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat(timespec=timespec).replace("+00:00", "Z")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 __all__ = ["parse_rfc3339", "to_rfc3339", "utcnow"]

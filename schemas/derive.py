@@ -153,11 +153,15 @@ def upstream_schemas() -> dict[str, dict[str, Any]]:
         "schemas_version_prediction_request": comps["schemas_version_prediction_request"],
         "schemas_prediction_request": comps["schemas_prediction_request"],
         # The models.create body is inline in the OpenAPI document; we name it after its operation.
-        "models_create_request": operation(replicate, "models.create")["requestBody"]["content"]["application/json"]["schema"],
+        "models_create_request": operation(replicate, "models.create")["requestBody"]["content"]["application/json"][
+            "schema"
+        ],
     }
     em_roots = {
         # Inline request body of operation createTrainingJob; the SDK calls it CreateTrainingJobRequestBody.
-        "CreateTrainingJobRequestBody": operation(emissary, "createTrainingJob")["requestBody"]["content"]["application/json"]["schema"],
+        "CreateTrainingJobRequestBody": operation(emissary, "createTrainingJob")["requestBody"]["content"][
+            "application/json"
+        ]["schema"],
     }
     out: dict[str, dict[str, Any]] = {}
     for name, schema in extract(replicate, "replicate", rep_roots).items():
@@ -199,15 +203,22 @@ def common_definitions() -> dict[str, Any]:
                     "x-jobrunner-message": "must be a DNS label: lowercase letters, digits and '-', "
                     "starting and ending with a letter or digit, at most 63 characters",
                 },
-                "labels": {"type": "object", "additionalProperties": {"type": "string"},
-                           "description": "Free-form string labels (for people and filters)."},
-                "annotations": {"type": "object", "additionalProperties": {"type": "string"},
-                                "description": "Free-form string annotations."},
+                "labels": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string"},
+                    "description": "Free-form string labels (for people and filters).",
+                },
+                "annotations": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string"},
+                    "description": "Free-form string annotations.",
+                },
             },
         },
         "fileRef": {
             "type": "object",
-            "description": "A local file, relative to the manifest: uploaded at apply; its sha256 enters the fingerprint.",
+            "description": "A local file, relative to the manifest: uploaded at apply; "
+            "its sha256 enters the fingerprint.",
             "required": ["$file"],
             "additionalProperties": False,
             "properties": {"$file": {"type": "string", "minLength": 1}},
@@ -223,18 +234,27 @@ def common_definitions() -> dict[str, Any]:
             "additionalProperties": False,
             "description": "Re-create the job after it failed or aborted.",
             "properties": {
-                "max_attempts": {"type": "integer", "minimum": 1, "maximum": 100,
-                                 "description": "Attempts in all, the first included (default 1)."},
+                "max_attempts": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 100,
+                    "description": "Attempts in all, the first included (default 1).",
+                },
             },
         },
         "lifecycle": {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "on_change": {"enum": ["replace", "keep"],
-                              "description": "replace (default): re-run when the spec changes; keep: never re-run once succeeded."},
-                "on_remove": {"enum": ["cancel", "keep"],
-                              "description": "cancel (default): cancel if running, then forget; keep: forget only."},
+                "on_change": {
+                    "enum": ["replace", "keep"],
+                    "description": "replace (default): re-run when the spec changes; "
+                    "keep: never re-run once succeeded.",
+                },
+                "on_remove": {
+                    "enum": ["cancel", "keep"],
+                    "description": "cancel (default): cancel if running, then forget; keep: forget only.",
+                },
                 "prevent_cancel": {"type": "boolean", "description": "Refuse to plan a cancel of this job."},
             },
         },
@@ -261,13 +281,13 @@ def common_definitions() -> dict[str, Any]:
             "uniqueItems": True,
             "description": "Input keys whose values are redacted in every output.",
         },
-        "model": string_or_ref(
-            OWNER_NAME, "must be owner/name, e.g. jobrunner/ngram",
-            "Model as owner/name."),
+        "model": string_or_ref(OWNER_NAME, "must be owner/name, e.g. jobrunner/ngram", "Model as owner/name."),
         "version": string_or_ref(
-            f"{HEX64}|{OWNER_NAME}:{HEX64}", "must be a 64-hex version id, owner/name:<64-hex id>, "
+            f"{HEX64}|{OWNER_NAME}:{HEX64}",
+            "must be a 64-hex version id, owner/name:<64-hex id>, "
             "or a reference such as ${Training.name.output.version}",
-            "Pinned model version: a 64-hex id, owner/name:id, or a ${Training.x.output.version} reference."),
+            "Pinned model version: a 64-hex id, owner/name:id, or a ${Training.x.output.version} reference.",
+        ),
     }
 
 
@@ -275,7 +295,8 @@ def replicate_training_spec() -> dict[str, Any]:
     t = "replicate.schemas_training_request"
     return {
         "type": "object",
-        "description": "A Replicate (or local platform) training: POST /v1/models/{model}/versions/{version}/trainings.",
+        "description": "A Replicate (or local platform) training: "
+        "POST /v1/models/{model}/versions/{version}/trainings.",
         "required": ["version", "destination", "input"],
         "additionalProperties": False,
         "properties": {
@@ -285,7 +306,8 @@ def replicate_training_spec() -> dict[str, Any]:
             "destination": {
                 "allOf": [up(t, "destination")],
                 "pattern": f"^({OWNER_NAME}|{REF})$",
-                "x-jobrunner-message": "must be owner/name of the model that receives the trained version, e.g. me/poems",
+                "x-jobrunner-message": "must be owner/name of the model that receives the trained version, "
+                "e.g. me/poems",
             },
             "input": {"allOf": [up(t, "input")], "description": "Inputs of the model's train() function."},
             "webhook": up(t, "webhook"),
@@ -347,18 +369,29 @@ def batch_spec() -> dict[str, Any]:
         "description": "Many predictions of one model version: one per row of inputs or inputs_file.",
         "additionalProperties": False,
         "properties": {
-            "provider": {"enum": VERSIONED,
-                         "x-jobrunner-message": f"must be {' or '.join(VERSIONED)} "
-                                                f"({', '.join(PROJECT_BODY)} runs trainings only)"},
+            "provider": {
+                "enum": VERSIONED,
+                "x-jobrunner-message": f"must be {' or '.join(VERSIONED)} "
+                f"({', '.join(PROJECT_BODY)} runs trainings only)",
+            },
             "model": {"$ref": "#/definitions/model"},
             "version": {"allOf": [up(p, "version"), {"$ref": "#/definitions/version"}]},
             "input_defaults": {"allOf": [up(p, "input")], "description": "Merged under every row (the row wins)."},
-            "inputs": {"type": "array", "items": up(p, "input"),
-                       "description": "Inline rows; an optional `key` field names the item."},
-            "inputs_file": {"type": "string", "minLength": 1,
-                            "description": "JSONL or CSV file of rows, relative to the manifest."},
-            "output_file": {"type": "string", "minLength": 1,
-                            "description": "Where apply writes the collected results (JSONL), relative to the manifest."},
+            "inputs": {
+                "type": "array",
+                "items": up(p, "input"),
+                "description": "Inline rows; an optional `key` field names the item.",
+            },
+            "inputs_file": {
+                "type": "string",
+                "minLength": 1,
+                "description": "JSONL or CSV file of rows, relative to the manifest.",
+            },
+            "output_file": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Where apply writes the collected results (JSONL), relative to the manifest.",
+            },
             "webhook": up(p, "webhook"),
             "webhook_events_filter": up(p, "webhook_events_filter"),
             "timeout": {"$ref": "#/definitions/timeout"},

@@ -47,7 +47,7 @@ class HostileServer:
 
     # -- control (from the test's thread) ---------------------------------------------------
 
-    def __enter__(self) -> "HostileServer":
+    def __enter__(self) -> HostileServer:
         self._thread.start()
         self._call(self._listen())
         return self
@@ -80,7 +80,7 @@ class HostileServer:
 
         self._call(switch())
 
-    def _call(self, coro: "asyncio.coroutines.Coroutine") -> None:  # type: ignore[name-defined]
+    def _call(self, coro: asyncio.coroutines.Coroutine) -> None:  # type: ignore[name-defined]
         asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
 
     # -- the server -------------------------------------------------------------------------

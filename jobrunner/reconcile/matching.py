@@ -13,14 +13,16 @@ attempt (default `DEFAULT_LOOKUP_WINDOW`, set with `JOBRUNNER_LOOKUP_WINDOW`, in
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Iterable, Mapping
+from typing import Any
 
-from jobrunner.providers.base import CreateRequest, RemoteJob
-from jobrunner.redact import REDACTED
 from jobrunner.fingerprint import is_file_marker
 from jobrunner.providers.adapter import split_version
+from jobrunner.providers.base import CreateRequest, RemoteJob
+from jobrunner.redact import REDACTED
 from jobrunner.timestamps import CLOCK_SKEW
+
 DEFAULT_LOOKUP_WINDOW = 10.0  # seconds a provider's list may lag behind a job just created
 LOOKUP_WINDOW_ENV = "JOBRUNNER_LOOKUP_WINDOW"
 LOOKUP_WINDOW_MAX = 600.0
@@ -73,7 +75,7 @@ def _same_input(desired: Any, remote: Any) -> bool:
         return all(_same_input(v, remote.get(k)) for k, v in desired.items())
     if isinstance(desired, list):
         return isinstance(remote, list) and len(desired) == len(remote) and all(
-            _same_input(a, b) for a, b in zip(desired, remote))
+            _same_input(a, b) for a, b in zip(desired, remote, strict=True))
     if isinstance(desired, bool) or isinstance(remote, bool):
         return desired is remote
     if isinstance(desired, (int, float)) and isinstance(remote, (int, float)):

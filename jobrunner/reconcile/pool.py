@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,8 +59,6 @@ class ProviderPool:
         for provider in self._providers.values():
             close = getattr(provider, "aclose", None)
             if close is not None:
-                try:
+                with contextlib.suppress(Exception):  # closing must never mask the command's own outcome
                     await close()
-                except Exception:  # closing must never mask the command's own outcome
-                    pass
         self._providers.clear()

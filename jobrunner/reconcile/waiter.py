@@ -15,11 +15,13 @@ request deadline of the provider's last answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from jobrunner.errors import ProviderUnreachableError, RetryableError
 from jobrunner.providers.base import RemoteJob
@@ -91,9 +93,9 @@ class Waiter:
                 self._give_up_if_unreachable(key, watches, exc)
                 continue
             except Exception as exc:  # fatal (auth, protocol): every waiter of this group learns it
-                for w in watches.values():
-                    if not w.future.done():
-                        w.future.set_exception(exc)
+                for waiting in watches.values():
+                    if not waiting.future.done():
+                        waiting.future.set_exception(exc)
                 watches.clear()
                 continue
             self._failing_since.pop(key, None)
@@ -155,20 +157,15 @@ class Waiter:
                 # New jobs to watch: look soon, but let a burst of creates gather first.
                 await asyncio.sleep(self.min_interval)
                 interval = self.min_interval
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
-            if await self._poll_once():
-                interval = self.min_interval
-            else:
-                interval = min(self.max_interval, interval * 1.5)
+            interval = self.min_interval if await self._poll_once() else min(self.max_interval, interval * 1.5)
 
     async def aclose(self) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
 
 
 def _seconds(value: float) -> str:

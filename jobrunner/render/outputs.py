@@ -6,8 +6,9 @@ it, and print what these return, so the text and JSON forms always show the same
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from jobrunner.render.formats import FORMAT_VERSION
 from jobrunner.state.model import StateDoc
@@ -48,8 +49,8 @@ def status_text(rows: list[dict[str, Any]]) -> str:
               format_age(r["age_seconds"]) if r["age_seconds"] is not None else "-", str(r["attempts"]))
              for r in rows]
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(STATUS_HEADERS)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(STATUS_HEADERS, widths)).rstrip()]
-    lines.extend("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip() for t in table)
+    lines = ["  ".join(h.ljust(w) for h, w in zip(STATUS_HEADERS, widths, strict=True)).rstrip()]
+    lines.extend("  ".join(c.ljust(w) for c, w in zip(t, widths, strict=True)).rstrip() for t in table)
     lines.append(status_summary(rows))
     return "\n".join(lines)
 

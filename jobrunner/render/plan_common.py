@@ -74,12 +74,15 @@ def diff_lines(change: PlannedChange, limit: int = 200, *, secrets: Secrets | No
 
 def redacted_request(change: PlannedChange, *, secrets: Secrets | None = None) -> dict[str, Any] | None:
     """What the change would send (or last sent), redacted; None when unknown."""
+    shown: dict[str, Any]
     if change.job is not None:
         body = {k: v for k, v in change.job.request.items() if k not in ("provider", "kind")}
-        return redact(body, change.job.sensitive_paths, secrets=secrets)
+        shown = redact(body, change.job.sensitive_paths, secrets=secrets)
+        return shown
     if change.prior is not None and change.prior.inputs is not None:
-        return redact({k: v for k, v in change.prior.inputs.items() if k not in ("provider", "kind")},
-                      secrets=secrets)
+        shown = redact({k: v for k, v in change.prior.inputs.items() if k not in ("provider", "kind")},
+                       secrets=secrets)
+        return shown
     return None
 
 

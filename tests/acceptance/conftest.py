@@ -2,37 +2,26 @@
 
 The platform is the embedded one (`jobrunner.local.app.create_app`) served by uvicorn in a
 background thread (tests/platform_fixture.py), shared by the tests of a module; each test gets a fresh workspace whose
-`jobrunner.yaml` points the `local` provider at it. The CLI runs in-process through
-`jobrunner.cli.main` (the same entry point as the `jobrunner` script), with stdout, stderr and the
-exit code captured.
+`jobrunner.yaml` points the `local` provider at it (the root conftest's `workspace` fixture). The CLI runs
+in-process through `jobrunner.cli.main` (the same entry point as the `jobrunner` script), with stdout,
+stderr and the exit code captured (`run_cli`, from tests/helpers/cli.py).
 """
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-from click.testing import CliRunner
 
+# The CLI helpers live in tests/helpers/cli.py; re-exported for tests that still import them from here.
+from tests.helpers.cli import Result as Result
+from tests.helpers.cli import run_cli as run_cli
 from tests.platform_fixture import LivePlatform as Platform
 from tests.platform_fixture import serve_platform
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
 
 
 @pytest.fixture(scope="module")
@@ -42,34 +31,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         yield live
 
 
-@pytest.fixture
-def workspace(tmp_path: Path, platform: Platform, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "ws"
-    root.mkdir()
-    (root / "jobrunner.yaml").write_text(f"providers:\n  local:\n    url: {platform.url}\n", encoding="utf-8")
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("JOBRUNNER_LOCAL_TOKEN", platform.token)
-    for var in ("REPLICATE_API_TOKEN", "EMISSARY_CLIENT_API_KEY", "JOBRUNNER_STATE_URL"):
-        monkeypatch.delenv(var, raising=False)
-    return root
-
-
 def copy_examples(root: Path) -> Path:
     dest = root / "specs" / "examples"
     shutil.copytree(REPO / "specs" / "examples", dest)
     return dest
-
-
-def run_cli(*args: str, input: str | None = None) -> Result:
-    """`jobrunner ARGS` in-process, exactly as the console script runs it."""
-    from jobrunner.cli import main
-
-    runner = CliRunner()
-    code = 0
-    with runner.isolation(input=input) as (out, err, _):
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        stdout, stderr = out.getvalue().decode(), err.getvalue().decode()
-    return Result(code, stdout, stderr)

@@ -14,7 +14,7 @@ from jobrunner.providers.replicate import ReplicateProvider
 _real_create = ReplicateProvider.create
 
 
-async def _create_then_die(self, req):  # type: ignore[no-untyped-def]
+async def _create_then_die(self, req):
     await _real_create(self, req)
     os.kill(os.getpid(), signal.SIGKILL)
 

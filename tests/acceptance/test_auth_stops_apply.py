@@ -10,6 +10,7 @@ real embedded platform on its ephemeral loopback port, passed through untouched.
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import httpx
 import pytest
 import respx
 
-from tests.acceptance.conftest import run_cli
+from tests.helpers.cli import run_cli
 from tests.platform_fixture import LivePlatform as Platform
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,15 +118,16 @@ def test_first_refusal_stops_the_provider_and_others_carry_on(answer: httpx.Resp
 def test_a_fixed_credential_afterwards_creates_every_job_once(mixed: Path, platform: Platform) -> None:
     r = _apply(RefusingReplicate(httpx.Response(401, json=P401)), platform)
     assert r.code == 1, r.output
+    from datetime import datetime
+
     from jobrunner.local.clock import rfc3339
-    from datetime import datetime, timezone
 
     prediction = json.loads((FIXTURES / "prediction_get_succeeded.json").read_text())
     made: list[dict[str, Any]] = []
 
     def healthy(request: httpx.Request) -> httpx.Response:
         if request.method == "POST":
-            job = prediction | {"id": f"p{len(made)}", "created_at": rfc3339(datetime.now(timezone.utc)),
+            job = prediction | {"id": f"p{len(made)}", "created_at": rfc3339(datetime.now(UTC)),
                                 "input": json.loads(request.content)["input"]}
             made.append(job)
             return httpx.Response(201, json=job)
@@ -145,7 +147,7 @@ def test_a_fixed_credential_afterwards_creates_every_job_once(mixed: Path, platf
 
 def test_credit_running_out_mid_batch_keeps_what_ran_and_stops_the_rest(mixed: Path, platform: Platform) -> None:
     """The first 5 creates are accepted, then the account runs out of credit (402)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from jobrunner.local.clock import rfc3339
 
@@ -159,7 +161,7 @@ def test_credit_running_out_mid_batch_keeps_what_ran_and_stops_the_rest(mixed: P
             if len(made) >= 5:
                 refused += 1
                 return httpx.Response(402, json=P402, headers={"content-type": "application/problem+json"})
-            job = prediction | {"id": f"p{len(made)}", "created_at": rfc3339(datetime.now(timezone.utc)),
+            job = prediction | {"id": f"p{len(made)}", "created_at": rfc3339(datetime.now(UTC)),
                                 "input": json.loads(request.content)["input"]}
             made.append(job)
             return httpx.Response(201, json=job)
@@ -180,6 +182,6 @@ def test_credit_running_out_mid_batch_keeps_what_ran_and_stops_the_rest(mixed: P
     state = _state(mixed)
     remote = {a: s for a, s in state.items() if a.startswith("PredictionBatch/remote[")}
     assert sorted(s["remote_id"] for s in remote.values() if s.get("remote_id")) == sorted(j["id"] for j in made)
-    assert all(s.get("intent") is None for s in remote.values()), remote
+    assert remote and all(s.get("intent") is None for s in remote.values()), remote
     not_attempted = ITEMS - len(made) - refused
     assert f"not attempted: {not_attempted} job(s) of replicate" in r.stderr, r.output

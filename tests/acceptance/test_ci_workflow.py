@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from tests.acceptance.conftest import REPO, run_cli
+from tests.acceptance.conftest import REPO
+from tests.helpers.cli import run_cli
 from tests.state_postgres.pg_server import NoServerBinaries, PgServer, start_server
 
 MARKER = "<!-- jobrunner-plan -->"

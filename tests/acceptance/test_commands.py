@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.acceptance.conftest import run_cli
+from tests.helpers.cli import run_cli
 
 ECHO = "0ab87730172dfeb11de187803938c2507e8ab8f7cab883c1a905b3f91b3d3ab6"
 SLEEP = "9969ed6b494ff19ed449533b9068fbbb2d4a56c25945cdbcd23ccc069365f2f0"

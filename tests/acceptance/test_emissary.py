@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.acceptance.conftest import run_cli
+from tests.helpers.cli import run_cli
 
 
 def test_emissary_training_apply_converge_destroy(workspace: Path, platform, monkeypatch):

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.acceptance.conftest import REPO, run_cli
+from tests.acceptance.conftest import REPO
+from tests.helpers.cli import run_cli
 
 ECHO = "0ab87730172dfeb11de187803938c2507e8ab8f7cab883c1a905b3f91b3d3ab6"
 

@@ -22,7 +22,8 @@ import click
 import pytest
 
 from jobrunner.exitcodes import TABLE, ExitCode
-from tests.acceptance.conftest import REPO, run_cli
+from tests.acceptance.conftest import REPO
+from tests.helpers.cli import run_cli, start_process
 from tests.platform_fixture import serve_platform
 
 ECHO = "0ab87730172dfeb11de187803938c2507e8ab8f7cab883c1a905b3f91b3d3ab6"
@@ -336,12 +337,11 @@ def test_apply_timeout_exits_6_and_the_job_keeps_running(workspace: Path):
 # --- 130: Ctrl-C --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # signals a subprocess
 @covers(ExitCode.INTERRUPTED)
 def test_ctrl_c_exits_130(workspace: Path):
     nap_batch(workspace, 20)
-    proc = subprocess.Popen([sys.executable, "-m", "jobrunner", "apply", "--auto-approve", "nap.yaml"],
-                            cwd=workspace, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = start_process(["apply", "--auto-approve", "nap.yaml"], workspace, {**os.environ, "PYTHONPATH": str(REPO)})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -380,5 +380,5 @@ def test_the_documented_table_is_the_table_the_code_decides(doc: str):
 
 
 def test_every_row_of_the_table_has_a_test():
-    assert COVERED == {int(code) for code, _ in TABLE}
+    assert {int(code) for code, _ in TABLE} == COVERED
 

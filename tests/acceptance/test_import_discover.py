@@ -6,7 +6,7 @@ import time
 import httpx
 import yaml
 
-from tests.acceptance.conftest import run_cli
+from tests.helpers.cli import run_cli
 
 ECHO = "0ab87730172dfeb11de187803938c2507e8ab8f7cab883c1a905b3f91b3d3ab6"
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from jobrunner.errors import StateError
 from jobrunner.state.local_file import read_state_json
-from tests.acceptance.conftest import REPO, run_cli
+from tests.acceptance.conftest import REPO
+from tests.helpers.cli import run_cli, start_process
 
 SLEEP = "9969ed6b494ff19ed449533b9068fbbb2d4a56c25945cdbcd23ccc069365f2f0"
 
@@ -22,12 +23,12 @@ def sleep_batch(root: Path, seconds: float, extra: str = "") -> None:
         f"  provider: local\n  version: {SLEEP}\n  inputs:\n    - {{key: n, seconds: {seconds}}}\n{extra}")
 
 
+@pytest.mark.slow  # signals a subprocess
 def test_first_ctrl_c_saves_state_and_leaves_the_job_running(workspace: Path):
     sleep_batch(workspace, 20)
     state_file = workspace / ".jobrunner" / "state.json"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "jobrunner", "apply", "--auto-approve", "s.yaml"], cwd=workspace,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_process(["apply", "--auto-approve", "s.yaml"], workspace, env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -47,6 +48,7 @@ def test_first_ctrl_c_saves_state_and_leaves_the_job_running(workspace: Path):
     assert r.code == 0, r.output
 
 
+@pytest.mark.slow  # waits out a job timeout
 def test_job_timeout_cancels_it_and_apply_exits_5(workspace: Path):
     sleep_batch(workspace, 30, "  timeout: 2s\n")
     started = time.monotonic()

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 
-from tests.acceptance.conftest import REPO, copy_examples, run_cli
+from tests.acceptance.conftest import REPO, copy_examples
 from tests.acceptance.test_exit_codes import SLEEP, write
+from tests.helpers.cli import run_cli, start_process
 
 SCHEMA = json.loads((REPO / "docs" / "json-events.schema.json").read_text(encoding="utf-8"))
 
@@ -109,6 +111,7 @@ def test_json_needs_auto_approve_and_every_document_has_one_format_version(works
     assert r.code == 1 and "two formats" in r.stderr
 
 
+@pytest.mark.slow  # waits for a training's progress
 def test_an_emissary_trainings_reported_progress_is_streamed(workspace: Path, platform, monkeypatch) -> None:
     import httpx
 
@@ -132,11 +135,10 @@ def test_an_emissary_trainings_reported_progress_is_streamed(workspace: Path, pl
     assert events[-2]["type"] == "output" and events[-1]["exit_code"] == 0
 
 
+@pytest.mark.slow  # signals a subprocess
 def test_a_first_ctrl_c_still_ends_the_stream_with_a_summary(workspace: Path, platform) -> None:
     import os
     import signal
-    import subprocess
-    import sys
 
     write(workspace, "nap.yaml", f"""
         apiVersion: jobrunner/v1
@@ -149,8 +151,7 @@ def test_a_first_ctrl_c_still_ends_the_stream_with_a_summary(workspace: Path, pl
             - {{key: k, seconds: 30}}
         """)
     env = {**os.environ, "PYTHONPATH": str(REPO), "JOBRUNNER_LOCAL_TOKEN": platform.token}
-    proc = subprocess.Popen([sys.executable, "-m", "jobrunner", "apply", "--json", "--auto-approve"], cwd=workspace,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_process(["apply", "--json", "--auto-approve"], workspace, env)
     try:
         assert proc.stdout is not None
         lines = []

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.acceptance.conftest import run_cli
+from tests.helpers.cli import run_cli
 
 SLEEP = "9969ed6b494ff19ed449533b9068fbbb2d4a56c25945cdbcd23ccc069365f2f0"
 
@@ -27,7 +27,9 @@ def remote_status(platform, rid: str) -> str:
 def test_on_remove_keep_forgets_and_leaves_the_job_running(workspace: Path, platform):
     path = sleeper(workspace, "keep", "{on_remove: keep}")
     assert run_cli("apply", "--auto-approve", "--no-wait", ".").code == 0
-    rid = json.loads((workspace / ".jobrunner/state.json").read_text())["addresses"]["PredictionBatch/keep[k]"]["remote_id"]
+    rid = json.loads((workspace / ".jobrunner/state.json").read_text())["addresses"]["PredictionBatch/keep[k]"][
+        "remote_id"
+    ]
     path.unlink()
     r = run_cli("apply", "--auto-approve", ".")
     assert r.code == 0, r.output
@@ -43,7 +45,9 @@ def test_prevent_cancel_refuses_to_plan_a_cancel_and_destroy(workspace: Path, pl
     assert run_cli("apply", "--auto-approve", "--no-wait", ".").code == 0
     r = run_cli("destroy", "--auto-approve")
     assert r.code == 1 and "prevent_cancel" in r.stderr, r.output
-    rid = json.loads((workspace / ".jobrunner/state.json").read_text())["addresses"]["PredictionBatch/guarded[k]"]["remote_id"]
+    rid = json.loads((workspace / ".jobrunner/state.json").read_text())["addresses"]["PredictionBatch/guarded[k]"][
+        "remote_id"
+    ]
     # A replace never cancels a prevent_cancel job: the old run is left alone, a new one starts.
     path.write_text(path.read_text().replace("seconds: 20", "seconds: 21"))
     assert run_cli("apply", "--auto-approve", "--no-wait", ".").code == 0

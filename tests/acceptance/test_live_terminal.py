@@ -24,7 +24,8 @@ from tests.acceptance.conftest import REPO, copy_examples
 from tests.acceptance.test_exit_codes import SLEEP, write
 from tests.platform_fixture import LivePlatform, serve_platform
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+# Each case drives a real terminal (tmux, pexpect) around a subprocess: slow tier.
+pytestmark = [pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux"), pytest.mark.slow]
 
 ITEMS = 24
 FAILING = {"k05", "k17"}
@@ -44,8 +45,11 @@ def snap_workspace(root: Path, platform: LivePlatform) -> Path:
     (root / "jobrunner.yaml").write_text(f"providers:\n  local:\n    url: {platform.url}\n", encoding="utf-8")
     copy_examples(root)
     rows = "\n".join(
-        f"    - {{key: k{i:02d}, seconds: 0.4" + (", fail: true, message: broke" if f"k{i:02d}" in FAILING else "") + "}"
-        for i in range(ITEMS))
+        f"    - {{key: k{i:02d}, seconds: 0.4"
+        + (", fail: true, message: broke" if f"k{i:02d}" in FAILING else "")
+        + "}"
+        for i in range(ITEMS)
+    )
     write(root, "snap.yaml", f"""
 apiVersion: jobrunner/v1
 kind: PredictionBatch

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 
-from tests.acceptance.conftest import copy_examples, run_cli
+from tests.acceptance.conftest import copy_examples
+from tests.helpers.cli import run_cli
 
 
 def test_examples_apply_trains_predicts_writes_outputs_then_converges(workspace):

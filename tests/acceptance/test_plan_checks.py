@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.acceptance.conftest import run_cli
+from tests.helpers.cli import run_cli
 
 NGRAM = "a3c8c00c979c6758b251faf7897f248e49b682972e7e2cb90d03a7c19b47f174"
 
@@ -51,7 +51,9 @@ def test_batch_row_rejected_by_a_trained_versions_schema_points_at_its_line(work
         "  name: dest\n  visibility: private\n  hardware: cpu\n")
     training(workspace, "me/dest", "3")
     assert run_cli("apply", "--auto-approve", ".").code == 0
-    version = json.loads((workspace / ".jobrunner/state.json").read_text())["addresses"]["Training/t"]["outputs"]["version"]
+    version = json.loads((workspace / ".jobrunner/state.json").read_text())["addresses"]["Training/t"]["outputs"][
+        "version"
+    ]
     (workspace / "rows.jsonl").write_text('{"key": "a", "prompt": "x"}\n{"key": "b", "prompt": "y", "seed": "nope"}\n')
     (workspace / "b.yaml").write_text(
         "apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {name: b}\nspec:\n  provider: local\n"

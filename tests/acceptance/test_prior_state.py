@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.conftest import run_cli
+from tests.helpers.cli import run_cli
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "prior_state"
 

@@ -8,41 +8,45 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
+import pytest
+
 from tests.acceptance.conftest import REPO
+from tests.helpers.cli import Result, run_process
 
 
-def jobrunner(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("JOBRUNNER_LOCAL_TOKEN", "REPLICATE_API_TOKEN", "EMISSARY_CLIENT_API_KEY", "JOBRUNNER_STATE_URL")}
+def jobrunner(cwd: Path, *args: str) -> Result:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("JOBRUNNER_LOCAL_TOKEN", "REPLICATE_API_TOKEN", "EMISSARY_CLIENT_API_KEY", "JOBRUNNER_STATE_URL")
+    }
     env["PYTHONPATH"] = str(REPO)
-    return subprocess.run([sys.executable, "-m", "jobrunner", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=180)
+    return run_process(list(args), cwd, env, timeout=180)
 
 
+@pytest.mark.slow  # subprocesses and a platform autostart
 def test_apply_examples_from_a_fresh_checkout_then_no_changes(tmp_path: Path):
     shutil.copytree(REPO / "specs" / "examples", tmp_path / "specs" / "examples")
     try:
         first = jobrunner(tmp_path, "apply", "--auto-approve", "specs/examples/")
-        assert first.returncode == 0, first.stdout + first.stderr
+        assert first.code == 0, first.output
         assert "Apply complete: 6 created" in first.stdout
         out = tmp_path / "specs/examples/out/poems-eval.jsonl"
         assert len([json.loads(x) for x in out.read_text().splitlines()]) == 4
         second = jobrunner(tmp_path, "apply", "--auto-approve", "specs/examples/")
-        assert second.returncode == 0, second.stdout + second.stderr
+        assert second.code == 0, second.output
         assert "No changes." in second.stdout
         # One workspace wherever you stand: from a sub-directory the root's state is found (no
         # jobrunner.yaml here, so through .jobrunner/state.json), nothing is planned anew, and no
         # second state appears.
         for sub in ("specs/examples", "specs/examples/data"):
             third = jobrunner(tmp_path / sub, "plan", "--detailed-exitcode", str(tmp_path / "specs/examples"))
-            assert third.returncode == 0, third.stdout + third.stderr
+            assert third.code == 0, third.output
             assert "No changes." in third.stdout
         third = jobrunner(tmp_path / "specs/examples", "plan", "--detailed-exitcode")
-        assert third.returncode == 0, third.stdout + third.stderr
+        assert third.code == 0, third.output
         assert sorted(p.parent.relative_to(tmp_path).as_posix() for p in tmp_path.rglob(".jobrunner")) == ["."]
     finally:
         from jobrunner.local.autostart import stop_platform

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from jobrunner.references import KNOWN_OUTPUTS
-from tests.acceptance.conftest import run_cli
+from tests.helpers.cli import run_cli
 
 ECHO = "0ab87730172dfeb11de187803938c2507e8ab8f7cab883c1a905b3f91b3d3ab6"
 NGRAM = "a3c8c00c979c6758b251faf7897f248e49b682972e7e2cb90d03a7c19b47f174"

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.conftest import Platform, run_cli
+from tests.acceptance.conftest import Platform
+from tests.helpers.cli import run_cli
 
 SLEEP = "9969ed6b494ff19ed449533b9068fbbb2d4a56c25945cdbcd23ccc069365f2f0"
 
@@ -69,6 +70,7 @@ WORDS = {
 }
 
 
+@pytest.mark.slow  # one running batch per typo
 @pytest.mark.parametrize("typo", sorted(TYPOS))
 def test_a_typo_in_a_running_batch_file_cancels_nothing(workspace: Path, platform: Platform, typo: str):
     m = workspace / "manifests"
@@ -106,6 +108,7 @@ def test_a_typo_in_a_running_batch_file_cancels_nothing(workspace: Path, platfor
     assert r.code == 0, r.output
 
 
+@pytest.mark.slow  # 200 jobs
 def test_a_200_job_batch_survives_an_api_version_typo(workspace: Path, platform: Platform):
     m = workspace / "manifests"
     m.mkdir()

@@ -10,8 +10,8 @@ import json
 import time
 from pathlib import Path
 
-from tests.acceptance.conftest import run_cli
 from tests.acceptance.test_exit_codes import nap_batch
+from tests.helpers.cli import run_cli
 
 
 def _state(root: Path) -> dict:

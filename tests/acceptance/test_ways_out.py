@@ -12,7 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.acceptance.conftest import Platform, run_cli
+import pytest
+
+from tests.acceptance.conftest import Platform
+from tests.helpers.cli import run_cli, run_process
 
 ECHO = "0ab87730172dfeb11de187803938c2507e8ab8f7cab883c1a905b3f91b3d3ab6"
 SLEEP = "9969ed6b494ff19ed449533b9068fbbb2d4a56c25945cdbcd23ccc069365f2f0"
@@ -51,6 +54,7 @@ def rows_of(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow  # waits on running jobs
 def test_renaming_a_running_batch_with_a_moved_entry_keeps_its_jobs(workspace: Path, platform: Platform):
     rows = [{"key": k, "seconds": 6} for k in ("a", "b", "c")]
     (workspace / "jobs.yaml").write_text(batch("naps", SLEEP, rows, "out/naps.jsonl"))
@@ -223,13 +227,12 @@ def test_a_saved_plan_carries_replace_and_moves(workspace: Path, platform: Platf
     assert len(predictions(platform)) == total + 1
 
 
+@pytest.mark.slow  # a kill -9 case
 def test_kill_9_while_recording_moves_loses_and_repeats_nothing(workspace: Path, platform: Platform):
     """A crash in the middle of the save that records the moves, or right after it: the next apply
     finds the jobs at their old or new addresses, never twice, and finishes them under the new name."""
     import os
     import signal
-    import subprocess
-    import sys
 
     from tests.acceptance.conftest import REPO
 
@@ -242,9 +245,8 @@ def test_kill_9_while_recording_moves_loses_and_repeats_nothing(workspace: Path,
     add_moves(workspace, ("PredictionBatch/naps", "PredictionBatch/sleepers"))
     for point, moved_on_disk in (("state.tmp_partial", False), ("moves.saved", True)):
         env = {**os.environ, "PYTHONPATH": str(REPO), "JOBRUNNER_TEST_CRASH_AT": point}
-        proc = subprocess.run([sys.executable, "-m", "jobrunner", "apply", "--auto-approve"], cwd=workspace,
-                              env=env, capture_output=True, text=True, timeout=120)
-        assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+        proc = run_process(["apply", "--auto-approve"], workspace, env)
+        assert proc.code == -signal.SIGKILL, proc.output
         st = addresses(workspace)
         prefix = "PredictionBatch/sleepers" if moved_on_disk else "PredictionBatch/naps"
         assert sorted(st) == [f"{prefix}[a]", f"{prefix}[b]"]

@@ -104,7 +104,9 @@ def test_example_workflow_plans_on_pull_requests_and_applies_the_reviewed_plan()
     assert "apply plan.json" in apply_cmds
     assert plan["permissions"]["pull-requests"] == "write"
     # Plans may read state through a read-only role; applies write with the full one.
-    assert plan["env"]["JOBRUNNER_STATE_URL"] == "${{ secrets.JOBRUNNER_PLAN_STATE_URL || secrets.JOBRUNNER_STATE_URL }}"
+    assert (
+        plan["env"]["JOBRUNNER_STATE_URL"] == "${{ secrets.JOBRUNNER_PLAN_STATE_URL || secrets.JOBRUNNER_STATE_URL }}"
+    )
     assert apply["env"]["JOBRUNNER_STATE_URL"] == "${{ secrets.JOBRUNNER_STATE_URL }}"
     guard = next(s for s in plan["steps"] if s.get("if") == "env.JOBRUNNER_STATE_URL == ''")
     names = [s.get("name") for s in plan["steps"]]
@@ -185,7 +187,10 @@ def test_action_install_step_reuses_an_installed_jobrunner(tmp_path):
     pytest.importorskip("psycopg")
     action = yaml.safe_load((REPO / "action.yml").read_text())
     install = next(s for s in action["runs"]["steps"] if s.get("name") == "Install jobrunner")
-    env = dict(os.environ, JOBRUNNER_INSTALL="", JOBRUNNER_ACTION_PATH=str(REPO),
+    # The step's fallback would `pip install` the action's checkout into the Python running the tests
+    # (replacing the developer's editable install); pointing it at a missing checkout makes that
+    # fallback fail loudly instead, so the test can only pass through the "already installed" branch.
+    env = dict(os.environ, JOBRUNNER_INSTALL="", JOBRUNNER_ACTION_PATH=str(tmp_path / "no-checkout-here"),
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{Path(shutil.which('jobrunner')).parent}"
                     f"{os.pathsep}{os.environ.get('PATH', '')}")
     proc = subprocess.run(["bash", "-e", "-c", install["run"]], cwd=tmp_path, env=env, capture_output=True,

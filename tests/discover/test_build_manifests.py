@@ -1,7 +1,7 @@
 """The pure half of `import --discover`: remote jobs -> manifest documents (and what is left out)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import yaml
 
@@ -9,7 +9,7 @@ from jobrunner.discover import Candidate, build_manifests, dns_label, render_doc
 from jobrunner.providers.base import RemoteJob
 
 V = "a3c8c00c979c6758b251faf7897f248e49b682972e7e2cb90d03a7c19b47f174"
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def job(id: str, kind: str = "prediction", **kw) -> RemoteJob:
@@ -30,7 +30,10 @@ def test_replicate_training_and_predictions_grouped_by_version():
     assert training["spec"] == {"provider": "replicate", "model": "acme/llama", "version": V,
                                 "destination": "acme/llama-ft", "input": {"epochs": 2}}
     assert batch["spec"]["version"] == V
-    assert batch["spec"]["inputs"] == [{"key": "p1", "prompt": "a"}, {"key": "p2", "prompt": "b"}]  # by creation, then id
+    assert batch["spec"]["inputs"] == [
+        {"key": "p1", "prompt": "a"},
+        {"key": "p2", "prompt": "b"},
+    ]  # by creation, then id
     assert out.addresses == {"Training/llama-tr1abc": ("replicate", "TR1abc"),
                              "PredictionBatch/llama-ft-a3c8c00c[p1]": ("replicate", "p1"),
                              "PredictionBatch/llama-ft-a3c8c00c[p2]": ("replicate", "p2")}

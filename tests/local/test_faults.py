@@ -96,6 +96,7 @@ def test_drop_every_nth_create_is_deterministic(live_platform, client):
     assert len(client.get("/v1/predictions").json()["results"]) == 7  # every dropped create was committed
 
 
+@pytest.mark.slow  # waits out the list lag
 def test_list_lag_hides_young_jobs_from_lists_of_both_wires_but_not_from_get(live_platform, client):
     emissary = {"X-API-Key": live_platform.token}
     project = httpx.post(f"{live_platform.url}/v1/projects", json={"name": "lag"}, headers=emissary).json()["id"]

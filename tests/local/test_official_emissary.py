@@ -28,6 +28,7 @@ def emissary_python() -> Path:
         pytest.skip(f"cannot build an environment for emissary-client-sdk 0.4.4: {exc}")
 
 
+@pytest.mark.slow
 def test_official_emissary_sdk_full_flow(emissary_python: Path, live_platform: Any) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMISSARY_")}
     run = subprocess.run(

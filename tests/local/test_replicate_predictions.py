@@ -196,6 +196,7 @@ def test_cancel_after_validation(client):
         assert ok.status_code == 201, value
 
 
+@pytest.mark.slow  # waits out the wait window
 def test_official_client_run_keeps_polling_after_the_wait_window(live_platform):
     import replicate
 

@@ -133,6 +133,7 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow  # a kill case
 def test_workers_exit_when_the_server_is_killed(tmp_path):
     import json
     import os

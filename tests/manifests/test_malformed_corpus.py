@@ -6,14 +6,12 @@ message holds every key word, and prints no traceback.
 """
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from jobrunner.cli import main
 from jobrunner.workspace import display_path, find_workspace
+from tests.helpers.cli import run_cli, run_process
 
 CASES = Path(__file__).parent / "cases"
 CASE_FILES = sorted(p for p in CASES.glob("*.yaml"))
@@ -30,11 +28,10 @@ def expectation(case: Path) -> tuple[str, int, list[str]]:
     return PREFIX + (file or case.name), int(line), [w for w in words if w]
 
 
-def run_validate(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(["validate", *args])
-    captured = capsys.readouterr()
-    return int(exc.value.code or 0), captured.out + captured.err
+def run_validate(args: list[str]) -> tuple[int, str]:
+    """`jobrunner validate ARGS` through the shared CLI helper: the exit code and stdout + stderr."""
+    r = run_cli("validate", *args)
+    return r.code, r.output
 
 
 def test_corpus_is_big_enough() -> None:
@@ -42,10 +39,10 @@ def test_corpus_is_big_enough() -> None:
 
 
 @pytest.mark.parametrize("case", CASE_FILES, ids=[p.stem for p in CASE_FILES])
-def test_malformed_case(case: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_malformed_case(case: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(CASES)
     file, line, words = expectation(case)
-    code, output = run_validate([case.name], capsys)
+    code, output = run_validate([case.name])
     assert code == 1, output
     assert "Traceback" not in output
     lines = [ln for ln in output.splitlines() if ln.startswith(f"{file}:{line}:") and " warning:" not in ln]
@@ -53,15 +50,14 @@ def test_malformed_case(case: Path, capsys: pytest.CaptureFixture[str], monkeypa
     assert any(all(w in ln for w in words) for ln in lines), f"expected {words} at {file}:{line} in:\n{output}"
 
 
-def test_whole_corpus_in_one_run_reports_every_file(capsys: pytest.CaptureFixture[str],
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_whole_corpus_in_one_run_reports_every_file(monkeypatch: pytest.MonkeyPatch) -> None:
     """All files at once: every file has an error, lines sorted by file, exit 1.
 
     (Cases re-use names such as Training/t, so together they also collide as duplicate addresses;
     the exact expectations are checked one file at a time above.)
     """
     monkeypatch.chdir(CASES)
-    code, output = run_validate([c.name for c in CASE_FILES], capsys)
+    code, output = run_validate([c.name for c in CASE_FILES])
     assert code == 1
     error_files = [ln.split(":", 1)[0] for ln in output.splitlines() if ln and not ln.endswith(".")]
     assert error_files == sorted(error_files)
@@ -71,9 +67,8 @@ def test_whole_corpus_in_one_run_reports_every_file(capsys: pytest.CaptureFixtur
 
 def test_corpus_through_the_real_command_line() -> None:
     """The installed entry point: exit 1, positioned messages, never a traceback."""
-    proc = subprocess.run([sys.executable, "-m", "jobrunner", "validate", "."], cwd=CASES,
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1
-    assert "Traceback" not in proc.stdout + proc.stderr
+    proc = run_process(["validate", "."], CASES, timeout=60)
+    assert proc.code == 1
+    assert "Traceback" not in proc.output
     assert "42_billion_laughs.yaml:2:1:" in proc.stdout
     assert "41_not_utf8.yaml:3:" in proc.stdout

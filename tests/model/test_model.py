@@ -39,6 +39,7 @@ def test_model_based_run_holds_every_invariant(seed: int, tmp_path: Path) -> Non
     assert report.final_codes[-1] == 0
 
 
+@pytest.mark.slow  # runs the soak script
 def test_soak_script_runs_and_prints_its_table() -> None:
     repo = Path(__file__).resolve().parents[2]
     proc = subprocess.run([sys.executable, "bench/soak_model.py", "--seed", "9", "--steps", "4", "--quiet"],
@@ -151,6 +152,7 @@ def _keys(ws: Path) -> list[str]:
     return [json.loads(line)["key"] for line in (ws / "out" / "echo.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow  # a kill case
 def test_output_file_drops_removed_rows_and_is_completed_after_a_kill_before_writing(platform: Platform,
                                                                                       tmp_path: Path) -> None:
     """Found by the model test (seeds 3, 4, 6, 7 on 40 steps): the output file was rewritten only

@@ -48,8 +48,14 @@ def fake_time() -> FakeTime:
     return FakeTime()
 
 
-def replicate_provider(fake: FakeTime, *, limits: RateLimits | None = None, max_attempts: int = 4, **kw: Any) -> ReplicateProvider:
-    limiter = RateLimiter(limits or RateLimits(*[REPLICATE_LIMITS["create"], REPLICATE_LIMITS["other"]]), clock=fake.clock, sleep=fake.sleep)
+def replicate_provider(
+    fake: FakeTime, *, limits: RateLimits | None = None, max_attempts: int = 4, **kw: Any
+) -> ReplicateProvider:
+    limiter = RateLimiter(
+        limits or RateLimits(*[REPLICATE_LIMITS["create"], REPLICATE_LIMITS["other"]]),
+        clock=fake.clock,
+        sleep=fake.sleep,
+    )
     http = HttpClient(
         "replicate",
         REPLICATE,
@@ -81,4 +87,8 @@ def emissary_provider(fake: FakeTime, *, max_attempts: int = 4) -> EmissaryProvi
 def problem(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
     import httpx
 
-    return httpx.Response(status, content=json.dumps(body).encode(), headers={"Content-Type": "application/problem+json", **(headers or {})})
+    return httpx.Response(
+        status,
+        content=json.dumps(body).encode(),
+        headers={"Content-Type": "application/problem+json", **(headers or {})},
+    )

@@ -44,7 +44,9 @@ def test_an_unknown_provider_is_a_config_error_listing_the_known_ones() -> None:
 
 
 @pytest.mark.parametrize("name", PROVIDER_NAMES)
-def test_each_adapter_builds_its_client_and_the_client_can_do_what_the_adapter_declares(tmp_path: Path, name: str) -> None:
+def test_each_adapter_builds_its_client_and_the_client_can_do_what_the_adapter_declares(
+    tmp_path: Path, name: str
+) -> None:
     adapter = adapter_for(name)
     provider = get_provider(name, None, tmp_path, env=ENV)
     try:
@@ -87,7 +89,8 @@ def test_versioned_requests_split_the_version_and_only_predictions_get_a_provide
     assert (pred.model, pred.version, pred.cancel_after) == ("me/poems", V, "2m")
     assert pred.body == {"input": {"a": 1}, "webhook": "https://example.invalid/h"}
     train = adapter_for("local").create_request(
-        _job("local", JOB_TRAINING, {"model": "me/x", "version": V, "destination": "me/poems", "input": {}}), spec, None)
+        _job("local", JOB_TRAINING, {"model": "me/x", "version": V, "destination": "me/poems", "input": {}}), spec, None
+    )
     assert (train.destination, train.cancel_after) == ("me/poems", None)
 
 

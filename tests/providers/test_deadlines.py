@@ -43,6 +43,7 @@ async def _timed(coro: Any) -> tuple[float, BaseException | None]:
 # --- hangs ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # waits out a real deadline
 def test_a_trickled_body_ends_the_request_at_its_overall_deadline() -> None:
     """Headers, then one byte a second: each read succeeds, so only a total bound can end it."""
     with HostileServer("trickle", interval=0.5) as server:
@@ -58,13 +59,16 @@ def test_a_trickled_body_ends_the_request_at_its_overall_deadline() -> None:
 def test_a_trickled_create_is_ambiguous_and_never_sent_twice() -> None:
     with HostileServer("trickle", interval=0.5) as server:
         http = client(server.url, timeout=1.0, deadline=10.0)
-        took, err = asyncio.run(_timed(http.request("POST", "/v1/predictions", json={"input": {}}, what="create prediction")))
+        took, err = asyncio.run(
+            _timed(http.request("POST", "/v1/predictions", json={"input": {}}, what="create prediction"))
+        )
         assert isinstance(err, TransportError) and err.ambiguous
         assert "the answer did not arrive in full within 1s (headers came, then" in str(err)
         assert took < 2.5
         assert server.requests == 1
 
 
+@pytest.mark.slow  # waits out a real deadline
 def test_a_black_hole_ends_the_request_at_its_deadline() -> None:
     with HostileServer("blackhole") as server:
         http = client(server.url, timeout=1.0, deadline=2.5)
@@ -74,6 +78,7 @@ def test_a_black_hole_ends_the_request_at_its_deadline() -> None:
     assert "no answer within 1s" in str(err) or "no complete answer within 2.5s" in str(err)
 
 
+@pytest.mark.slow  # waits out a real deadline
 def test_a_refused_connection_is_retried_within_the_deadline_then_named() -> None:
     url = refused_url()
     http = client(url, timeout=1.0, deadline=2.0, attempts=50)
@@ -85,6 +90,7 @@ def test_a_refused_connection_is_retried_within_the_deadline_then_named() -> Non
     assert http.stats["requests"] >= 2
 
 
+@pytest.mark.slow  # waits out a real deadline
 def test_the_command_deadline_cuts_a_request_in_flight_and_names_it() -> None:
     with HostileServer("trickle", interval=0.5) as server:
         http = client(server.url, timeout=30.0, deadline=120.0)
@@ -213,7 +219,7 @@ def test_the_trimmer_keeps_json_valid_and_only_shortens_logs(doc: Any, keep: int
     trimmed = json.loads(out)
     before, after = _logs_of(doc), _logs_of(trimmed)
     assert len(before) == len(after)
-    for original, kept in zip(before, after):
+    for original, kept in zip(before, after, strict=True):
         if kept.startswith(LOG_TRUNCATED_PREFIX):
             tail = kept.split("]\n", 1)[1]
             assert original.endswith(tail) or len(tail) <= 1
@@ -238,7 +244,11 @@ def test_the_bounds_are_read_from_jobrunner_yaml_and_checked(tmp_path: Any) -> N
     http = get_provider("replicate", config, tmp_path, env=env).http
     assert (http.deadline, http.max_body_bytes, http.max_log_bytes, http.unreachable_after) == (7.0, 1000, 100, 9.0)
     defaults = get_provider("replicate", SimpleNamespace(providers={}), tmp_path, env=env).http
-    assert (defaults.deadline, defaults.max_body_bytes, defaults.max_log_bytes) == (120.0, 32 * 1024 * 1024, 1024 * 1024)
+    assert (defaults.deadline, defaults.max_body_bytes, defaults.max_log_bytes) == (
+        120.0,
+        32 * 1024 * 1024,
+        1024 * 1024,
+    )
     for key, bad in [("deadline", 0), ("max_body_bytes", 1.5), ("unreachable_after", "5m")]:
         with pytest.raises(ConfigError, match=f"providers.replicate.{key} must be a positive"):
             get_provider("replicate", SimpleNamespace(providers={"replicate": {key: bad}}), tmp_path, env=env)
@@ -256,7 +266,6 @@ def test_the_trimmer_keeps_no_more_than_its_cap_whatever_the_chunk_sizes() -> No
     # depending on how the network happened to split the body.
     log = "".join(f"step {i}/10000\n" for i in range(1, 10_001))
     raw = json.dumps({"id": "x", "logs": log}).encode()
-    head = raw.index(b'"logs": "') + 9
     # Chunk sizes counted back from the end of the body: what the trimmer holds last decides.
     for sizes in ((19_000, 500), (15_000, 3_000, 2_000), (1, 7_000, 13_000, 100)):
         trimmer, out, at = LogTrimmer(20_000), b"", 0

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -29,7 +29,9 @@ async def _call(provider, fn):
 
 def test_create_sends_the_request_body_with_the_api_key(fake_time):
     fx = fixture("emissary/training_job_create.json")
-    req = CreateRequest(job_kind="training", body={**fx["request"]["body"], "provider": "emissary"}, project_id="ms-12345")
+    req = CreateRequest(
+        job_kind="training", body={**fx["request"]["body"], "provider": "emissary"}, project_id="ms-12345"
+    )
     with respx.mock(base_url=EMISSARY) as mock:
         route = mock.post(JOBS).mock(return_value=_json(201, fx["response"]["body"]))
         job = run(_call(emissary_provider(fake_time), lambda p: p.create(req)))
@@ -37,7 +39,7 @@ def test_create_sends_the_request_body_with_the_api_key(fake_time):
     assert sent.headers["X-API-Key"] == EMISSARY_KEY and "Authorization" not in sent.headers
     assert json.loads(sent.content) == fx["request"]["body"]  # jobrunner's own keys are not sent
     assert job.id == "tr-12345" and job.status == "pending" and job.project_id == "ms-12345"
-    assert job.created_at == datetime.fromtimestamp(1633036800, tz=timezone.utc)
+    assert job.created_at == datetime.fromtimestamp(1633036800, tz=UTC)
     assert job.model == "Llama-3.2-1B-Instruct"
 
 
@@ -50,7 +52,9 @@ def test_create_needs_a_project(fake_time):
 
 def test_create_400_keeps_the_error_text_and_is_not_retried(fake_time):
     fx = fixture("emissary/errors.json")["invalid_input_400"]["response"]
-    req = CreateRequest(job_kind="training", body={"base_model": "x", "train_dataset_id": "ds-1"}, project_id="ms-12345")
+    req = CreateRequest(
+        job_kind="training", body={"base_model": "x", "train_dataset_id": "ds-1"}, project_id="ms-12345"
+    )
     with respx.mock(base_url=EMISSARY) as mock:
         route = mock.post(JOBS).mock(return_value=_json(400, fx["body"]))
         with pytest.raises(InvalidRequestError) as info:
@@ -86,7 +90,7 @@ def test_status_enum(fake_time, raw, normalized):
     if raw == "TimedOut":
         assert job.error == "training timed out"
     if normalized in ("succeeded", "failed", "canceled"):
-        assert job.completed_at == datetime.fromtimestamp(1633040000, tz=timezone.utc)
+        assert job.completed_at == datetime.fromtimestamp(1633040000, tz=UTC)
 
 
 def test_a_succeeded_job_carries_its_latest_checkpoint_as_outputs(fake_time):
@@ -120,7 +124,12 @@ def test_list_is_a_bare_array_sorted_newest_first_and_cut_at_since(fake_time):
 
         async def collect(p):
             every = [j async for j in p.list("training", project_id="ms-12345")]
-            recent = [j async for j in p.list("training", project_id="ms-12345", since=datetime.fromtimestamp(1633035000, tz=timezone.utc))]
+            recent = [
+                j
+                async for j in p.list(
+                    "training", project_id="ms-12345", since=datetime.fromtimestamp(1633035000, tz=UTC)
+                )
+            ]
             return every, recent
 
         every, recent = run(_call(emissary_provider(fake_time), collect))
@@ -142,7 +151,9 @@ def test_cancel_and_delete_are_204(fake_time):
     with respx.mock(base_url=EMISSARY) as mock:
         cancel = mock.post(f"{JOBS}/tr-12345/cancel").mock(return_value=httpx.Response(204))
         delete = mock.delete(f"{JOBS}/tr-12345").mock(return_value=httpx.Response(204))
-        gone = mock.delete(f"{JOBS}/tr-00000").mock(return_value=_json(404, {"status": 404, "error": "Not found", "code": "object_not_found"}))
+        gone = mock.delete(f"{JOBS}/tr-00000").mock(
+            return_value=_json(404, {"status": 404, "error": "Not found", "code": "object_not_found"})
+        )
 
         async def flow(p):
             await p.cancel("training", "tr-12345", project_id="ms-12345")
@@ -181,7 +192,12 @@ def test_5xx_on_a_read_is_retried(fake_time):
     with respx.mock(base_url=EMISSARY) as mock:
         mock.get(f"{JOBS}/tr-12345").mock(return_value=_json(500, fx))
         with pytest.raises(ServerError) as info:
-            run(_call(emissary_provider(fake_time, max_attempts=2), lambda p: p.get("training", "tr-12345", project_id="ms-12345")))
+            run(
+                _call(
+                    emissary_provider(fake_time, max_attempts=2),
+                    lambda p: p.get("training", "tr-12345", project_id="ms-12345"),
+                )
+            )
     assert info.value.detail == "Internal server error"
 
 
@@ -190,7 +206,9 @@ def test_upload_creates_a_dataset_and_returns_its_id(fake_time, tmp_path):
     data.write_text('{"text": "hello"}\n')
     with respx.mock(base_url=EMISSARY) as mock:
         route = mock.post("/v1/projects/ms-12345/datasets").mock(
-            return_value=_json(201, {"id": "ds-12345", "name": "train.jsonl", "created_at": 1633036800, "is_uploaded": True})
+            return_value=_json(
+                201, {"id": "ds-12345", "name": "train.jsonl", "created_at": 1633036800, "is_uploaded": True}
+            )
         )
         dataset = run(_call(emissary_provider(fake_time), lambda p: p.upload(str(data), project_id="ms-12345")))
     assert dataset == "ds-12345"
@@ -207,7 +225,9 @@ def test_checkpoints_and_logs(fake_time):
         mock.get(f"{JOBS}/tr-12345").mock(return_value=_json(200, detail))
 
         async def flow(p):
-            return await p.checkpoints("tr-12345", project_id="ms-12345"), await p.logs("training", "tr-12345", project_id="ms-12345")
+            return await p.checkpoints("tr-12345", project_id="ms-12345"), await p.logs(
+                "training", "tr-12345", project_id="ms-12345"
+            )
 
         got, logs = run(_call(emissary_provider(fake_time), flow))
     assert [c["checkpoint"] for c in got] == [1, 2]
@@ -219,9 +239,20 @@ def test_refresh_many_lists_the_project_once(fake_time):
     fx = fixture("emissary/training_job_detail_and_list.json")["list"]["response"]["body"]
     with respx.mock(base_url=EMISSARY) as mock:
         listing = mock.get(JOBS).mock(return_value=_json(200, fx))
-        gone = mock.get(f"{JOBS}/tr-00000").mock(return_value=_json(404, {"status": 404, "error": "Not found", "code": "object_not_found"}))
-        got = run(_call(emissary_provider(fake_time), lambda p: p.refresh_many("training", ["tr-12345", "tr-67890", "tr-00000"], project_id="ms-12345")))
-    assert got["tr-12345"].status == "running" and got["tr-67890"].status == "canceled" and got["tr-00000"].status == "gone"
+        gone = mock.get(f"{JOBS}/tr-00000").mock(
+            return_value=_json(404, {"status": 404, "error": "Not found", "code": "object_not_found"})
+        )
+        got = run(
+            _call(
+                emissary_provider(fake_time),
+                lambda p: p.refresh_many("training", ["tr-12345", "tr-67890", "tr-00000"], project_id="ms-12345"),
+            )
+        )
+    assert (
+        got["tr-12345"].status == "running"
+        and got["tr-67890"].status == "canceled"
+        and got["tr-00000"].status == "gone"
+    )
     assert listing.call_count == 1 and gone.call_count == 1
 
 

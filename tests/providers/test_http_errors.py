@@ -6,7 +6,7 @@ fake clock, so the schedule is asserted without waiting.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import httpx
@@ -77,7 +77,9 @@ def test_401_is_an_auth_error_naming_the_variable_not_the_token(fake_time):
 
 def test_402_payment_required(fake_time):
     with respx.mock(base_url=REPLICATE) as mock:
-        mock.post("/v1/predictions").mock(return_value=problem(402, {"detail": "You have insufficient credit", "status": 402}))
+        mock.post("/v1/predictions").mock(
+            return_value=problem(402, {"detail": "You have insufficient credit", "status": 402})
+        )
         with pytest.raises(PaymentRequiredError) as info:
             run(_create(replicate_provider(fake_time)))
     assert info.value.detail == "You have insufficient credit"
@@ -98,7 +100,9 @@ def test_404_keeps_the_provider_detail(fake_time):
 
 def test_422_invalid_fields_are_shown_and_never_retried(fake_time):
     with respx.mock(base_url=REPLICATE) as mock:
-        route = mock.post("/v1/predictions").mock(return_value=problem(422, fixture("replicate/error_422_input_validation.json")))
+        route = mock.post("/v1/predictions").mock(
+            return_value=problem(422, fixture("replicate/error_422_input_validation.json"))
+        )
         with pytest.raises(InvalidRequestError) as info:
             run(_create(replicate_provider(fake_time)))
     err = info.value
@@ -133,7 +137,7 @@ def test_429_retry_after_seconds_is_honoured_then_succeeds(fake_time):
 
 
 def test_429_retry_after_http_date(fake_time):
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     when = format_datetime(now + timedelta(seconds=30), usegmt=True)
     throttled = problem(429, {"detail": "Request was throttled."}, {"Retry-After": when})
     with respx.mock(base_url=REPLICATE) as mock:
@@ -169,7 +173,9 @@ def test_429_that_asks_too_long_is_raised_for_the_caller_to_schedule(fake_time):
 
 def test_429_exhausting_attempts(fake_time):
     with respx.mock(base_url=REPLICATE) as mock:
-        route = mock.get(GET_PATH).mock(return_value=problem(429, {"detail": "Request was throttled."}, {"Retry-After": "1"}))
+        route = mock.get(GET_PATH).mock(
+            return_value=problem(429, {"detail": "Request was throttled."}, {"Retry-After": "1"})
+        )
         with pytest.raises(RateLimitedError):
             run(_get(replicate_provider(fake_time, max_attempts=3)))
     assert route.call_count == 3
@@ -187,9 +193,12 @@ def test_500_on_a_read_is_retried_with_jittered_exponential_backoff(fake_time):
 
 
 def test_502_with_an_html_body(fake_time):
-    html = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
+    html = ("<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center>"
+            "<hr><center>nginx</center></body></html>")
     with respx.mock(base_url=REPLICATE) as mock:
-        route = mock.get(GET_PATH).mock(return_value=httpx.Response(502, text=html, headers={"Content-Type": "text/html"}))
+        route = mock.get(GET_PATH).mock(
+            return_value=httpx.Response(502, text=html, headers={"Content-Type": "text/html"})
+        )
         with pytest.raises(ServerError) as info:
             run(_get(replicate_provider(fake_time, max_attempts=3)))
     err = info.value
@@ -210,7 +219,11 @@ def test_5xx_on_a_create_is_not_resent_and_is_ambiguous(fake_time):
 def test_truncated_json_is_a_protocol_error(fake_time):
     whole = json.dumps(fixture("replicate/prediction_get_succeeded.json"))
     with respx.mock(base_url=REPLICATE) as mock:
-        mock.get(GET_PATH).mock(return_value=httpx.Response(200, content=whole[: len(whole) // 2].encode(), headers={"Content-Type": "application/json"}))
+        mock.get(GET_PATH).mock(
+            return_value=httpx.Response(
+                200, content=whole[: len(whole) // 2].encode(), headers={"Content-Type": "application/json"}
+            )
+        )
         with pytest.raises(ProtocolError) as info:
             run(_get(replicate_provider(fake_time)))
     assert "truncated" in str(info.value)
@@ -218,7 +231,9 @@ def test_truncated_json_is_a_protocol_error(fake_time):
 
 def test_empty_body_is_a_protocol_error(fake_time):
     with respx.mock(base_url=REPLICATE) as mock:
-        mock.get(GET_PATH).mock(return_value=httpx.Response(200, content=b"", headers={"Content-Type": "application/json"}))
+        mock.get(GET_PATH).mock(
+            return_value=httpx.Response(200, content=b"", headers={"Content-Type": "application/json"})
+        )
         with pytest.raises(ProtocolError) as info:
             run(_get(replicate_provider(fake_time)))
     assert "empty body" in str(info.value)
@@ -227,7 +242,9 @@ def test_empty_body_is_a_protocol_error(fake_time):
 def test_wrong_content_type_is_a_protocol_error(fake_time):
     page = "<html><body>Welcome to the captive portal</body></html>"
     with respx.mock(base_url=REPLICATE) as mock:
-        mock.get(GET_PATH).mock(return_value=httpx.Response(200, text=page, headers={"Content-Type": "text/html; charset=utf-8"}))
+        mock.get(GET_PATH).mock(
+            return_value=httpx.Response(200, text=page, headers={"Content-Type": "text/html; charset=utf-8"})
+        )
         with pytest.raises(ProtocolError) as info:
             run(_get(replicate_provider(fake_time)))
     assert "text/html" in str(info.value) and "captive portal" in str(info.value)
@@ -242,7 +259,14 @@ def test_error_with_an_empty_body_still_names_the_status(fake_time):
     assert info.value.detail is None and "HTTP 404" in str(info.value)
 
 
-@pytest.mark.parametrize("exc", [httpx.ReadTimeout("timed out"), httpx.RemoteProtocolError("Server disconnected without sending a response."), httpx.ReadError("reset")])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        httpx.ReadTimeout("timed out"),
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        httpx.ReadError("reset"),
+    ],
+)
 def test_create_dropped_after_sending_is_ambiguous_and_not_resent(fake_time, exc):
     with respx.mock(base_url=REPLICATE) as mock:
         route = mock.post("/v1/predictions").mock(side_effect=exc)
@@ -294,7 +318,7 @@ def test_a_very_short_credential_does_not_blank_out_the_message():
 
 
 def test_parse_retry_after():
-    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
     assert parse_retry_after("5", now) == 5.0
     assert parse_retry_after(" 1.5 ", now) == 1.5
     assert parse_retry_after("Thu, 01 Jan 2026 12:00:30 GMT", now) == 30.0

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -54,8 +55,11 @@ def test_batch_of_echo_predictions_and_bulk_refresh(platform_url: str, tmp_path:
         try:
             schema = await provider.get_version_schema("jobrunner/echo", ECHO)
             assert schema is not None and schema["title"] == "Input"
-            start = datetime.now(timezone.utc)
-            reqs = [CreateRequest(job_kind="prediction", body={"input": {"i": i}}, model="jobrunner/echo", version=ECHO) for i in range(150)]
+            start = datetime.now(UTC)
+            reqs = [
+                CreateRequest(job_kind="prediction", body={"input": {"i": i}}, model="jobrunner/echo", version=ECHO)
+                for i in range(150)
+            ]
             jobs = await asyncio.gather(*(provider.create(r) for r in reqs))
             ids = {j.id for j in jobs}
             assert len(ids) == 150
@@ -92,19 +96,28 @@ def test_model_training_and_prediction_with_the_new_version(platform_url: str, t
             url = await provider.upload(str(text))
             assert url.startswith(platform_url)
             training = await provider.create(
-                CreateRequest(job_kind="training", body={"input": {"train_data": url, "order": 3}}, model="jobrunner/ngram",
-                              version=NGRAM, destination="me/poems")
+                CreateRequest(
+                    job_kind="training",
+                    body={"input": {"train_data": url, "order": 3}},
+                    model="jobrunner/ngram",
+                    version=NGRAM,
+                    destination="me/poems",
+                )
             )
-            done = (await wait_all(provider, "training", {training.id}, datetime.now(timezone.utc)))[training.id]
+            done = (await wait_all(provider, "training", {training.id}, datetime.now(UTC)))[training.id]
             assert done.status == "succeeded", done
             new_version = done.extra["trained_version"]
             assert done.extra["destination"] == "me/poems" and len(new_version) == 64
             schema = await provider.get_version_schema("me/poems", new_version)
             assert "prompt" in schema["properties"]
             pred = await provider.create(
-                CreateRequest(job_kind="prediction", body={"input": {"prompt": "the moon", "max_tokens": 20, "seed": 1}}, version=f"me/poems:{new_version}")
+                CreateRequest(
+                    job_kind="prediction",
+                    body={"input": {"prompt": "the moon", "max_tokens": 20, "seed": 1}},
+                    version=f"me/poems:{new_version}",
+                )
             )
-            out = (await wait_all(provider, "prediction", {pred.id}, datetime.now(timezone.utc)))[pred.id]
+            out = (await wait_all(provider, "prediction", {pred.id}, datetime.now(UTC)))[pred.id]
             assert out.status == "succeeded" and isinstance(out.output, str)
         finally:
             await provider.aclose()
@@ -117,17 +130,24 @@ def test_cancel_errors_and_gone(platform_url: str, tmp_path: Path) -> None:
         provider = local_provider(platform_url, tmp_path)
         try:
             job = await provider.create(
-                CreateRequest(job_kind="prediction", body={"input": {"seconds": 30, "log_lines": 30}}, version=SLEEP, cancel_after="1h")
+                CreateRequest(
+                    job_kind="prediction",
+                    body={"input": {"seconds": 30, "log_lines": 30}},
+                    version=SLEEP,
+                    cancel_after="1h",
+                )
             )
             await provider.cancel("prediction", job.id)
-            done = (await wait_all(provider, "prediction", {job.id}, datetime.now(timezone.utc), timeout=10))[job.id]
+            done = (await wait_all(provider, "prediction", {job.id}, datetime.now(UTC), timeout=10))[job.id]
             assert done.status in ("canceled", "aborted") and done.status in TERMINAL
             with pytest.raises(InvalidRequestError) as info:
-                await provider.create(CreateRequest(job_kind="prediction", body={"input": {"seconds": "soon"}}, version=SLEEP))
+                await provider.create(
+                    CreateRequest(job_kind="prediction", body={"input": {"seconds": "soon"}}, version=SLEEP)
+                )
             assert info.value.status == 422 and info.value.detail
             with pytest.raises(NotFoundError):
                 await provider.get("prediction", "doesnotexist00000000000000")
-            got = await provider.refresh_many("prediction", {job.id, "doesnotexist00000000000000"}, datetime.now(timezone.utc))
+            got = await provider.refresh_many("prediction", {job.id, "doesnotexist00000000000000"}, datetime.now(UTC))
             assert got["doesnotexist00000000000000"].status == "gone" and got[job.id].terminal
         finally:
             await provider.aclose()
@@ -141,7 +161,9 @@ def test_wrong_token_is_an_auth_error_without_the_token(platform_url: str, tmp_p
         try:
             with pytest.raises(AuthError) as info:
                 await provider.get("prediction", "x")
-            assert "jrl_wrong-token-abcdefghijkl" not in str(info.value) + (info.value.hint or "") + (info.value.detail or "")
+            assert "jrl_wrong-token-abcdefghijkl" not in str(info.value) + (info.value.hint or "") + (
+                info.value.detail or ""
+            )
         finally:
             await provider.aclose()
 
@@ -185,7 +207,7 @@ def test_a_dropped_create_is_ambiguous_and_found_by_listing(platform_url: str, t
     async def scenario() -> None:
         provider = local_provider(platform_url, tmp_path)
         try:
-            since = datetime.now(timezone.utc) - timedelta(seconds=2)
+            since = datetime.now(UTC) - timedelta(seconds=2)
             marker = {"marker": f"dropped-{time.time_ns()}"}
             with pytest.raises(TransportError) as info:
                 await provider.create(CreateRequest(job_kind="prediction", body={"input": marker}, version=ECHO))

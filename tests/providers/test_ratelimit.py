@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import httpx
 import pytest
@@ -45,7 +46,7 @@ def test_concurrent_acquirers_are_spread_evenly():
 
     run(many())
     assert stamps[-1] - stamps[0] == pytest.approx(2.0, abs=1e-6)
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert max(gaps) == pytest.approx(0.02, abs=1e-6)
 
 
@@ -112,7 +113,15 @@ def test_rate_limits_from_config():
 
 def test_creates_are_paced_by_the_create_bucket_and_reads_by_the_other():
     fake = FakeTime()
-    created = {"id": "p1", "model": "a/b", "version": V1, "input": {}, "status": "starting", "created_at": "2026-01-01T00:00:00Z", "urls": {}}
+    created = {
+        "id": "p1",
+        "model": "a/b",
+        "version": V1,
+        "input": {},
+        "status": "starting",
+        "created_at": "2026-01-01T00:00:00Z",
+        "urls": {},
+    }
     req = CreateRequest(job_kind="prediction", body={"input": {}}, version=V1)
     with respx.mock(base_url=REPLICATE) as mock:
         mock.post("/v1/predictions").mock(return_value=httpx.Response(201, json=created))
@@ -136,7 +145,15 @@ def test_creates_are_paced_by_the_create_bucket_and_reads_by_the_other():
 
 def test_a_429_pauses_the_whole_class_not_only_the_request():
     fake = FakeTime()
-    created = {"id": "p1", "model": "a/b", "version": V1, "input": {}, "status": "starting", "created_at": "2026-01-01T00:00:00Z", "urls": {}}
+    created = {
+        "id": "p1",
+        "model": "a/b",
+        "version": V1,
+        "input": {},
+        "status": "starting",
+        "created_at": "2026-01-01T00:00:00Z",
+        "urls": {},
+    }
     req = CreateRequest(job_kind="prediction", body={"input": {}}, version=V1)
     calls: list[float] = []
 

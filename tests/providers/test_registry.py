@@ -18,7 +18,9 @@ from jobrunner.workspace import WorkspaceConfig
 SECRET = "r8_ThisIsAVerySecretTokenValue0123"
 
 
-@pytest.mark.parametrize("name,variable", [("replicate", "REPLICATE_API_TOKEN"), ("emissary", "EMISSARY_CLIENT_API_KEY")])
+@pytest.mark.parametrize(
+    "name,variable", [("replicate", "REPLICATE_API_TOKEN"), ("emissary", "EMISSARY_CLIENT_API_KEY")]
+)
 def test_a_missing_credential_names_the_variable(tmp_path: Path, name: str, variable: str) -> None:
     with pytest.raises(CredentialsError) as info:
         get_provider(name, WorkspaceConfig(), tmp_path, env={variable: "  "})
@@ -31,12 +33,22 @@ def test_replicate_from_the_environment(tmp_path: Path) -> None:
     provider = get_provider("replicate", None, tmp_path, env=env)
     assert isinstance(provider, ReplicateProvider)
     assert provider.http.base_url == "http://127.0.0.1:9"
-    assert provider.http.limiter.limits.create_per_minute == 600 and provider.http.limiter.limits.other_per_minute == 3000
-    for text in (repr(provider), repr(provider.http), repr(provider.http._auth), repr(vars(provider)), repr(vars(provider.http))):
+    assert (
+        provider.http.limiter.limits.create_per_minute == 600 and provider.http.limiter.limits.other_per_minute == 3000
+    )
+    for text in (
+        repr(provider),
+        repr(provider.http),
+        repr(provider.http._auth),
+        repr(vars(provider)),
+        repr(vars(provider.http)),
+    ):
         assert SECRET not in text
 
 
-def test_the_token_is_sent_only_in_the_header_and_never_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_the_token_is_sent_only_in_the_header_and_never_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     env = {"REPLICATE_API_TOKEN": SECRET, "REPLICATE_BASE_URL": "http://127.0.0.1:9"}
     provider = get_provider("replicate", None, tmp_path, env=env, sleep=_no_sleep)
     caplog.set_level(logging.DEBUG)
@@ -49,7 +61,10 @@ def test_the_token_is_sent_only_in_the_header_and_never_logged(tmp_path: Path, c
 
     with respx.mock(base_url="http://127.0.0.1:9") as mock:
         route = mock.get("/v1/predictions/abc").mock(
-            side_effect=[httpx.Response(500, json={"detail": "oops"}), httpx.Response(401, json={"detail": "bad token", "status": 401})]
+            side_effect=[
+                httpx.Response(500, json={"detail": "oops"}),
+                httpx.Response(401, json={"detail": "bad token", "status": 401}),
+            ]
         )
         with pytest.raises(AuthError) as info:
             asyncio.run(flow())
@@ -64,17 +79,28 @@ async def _no_sleep(_: float) -> None:
 
 
 def test_emissary_from_the_environment_and_config(tmp_path: Path) -> None:
-    config = WorkspaceConfig(providers={"emissary": {"base_url": "http://127.0.0.1:7", "rate_limits": {"create_per_minute": 30}}})
+    config = WorkspaceConfig(
+        providers={"emissary": {"base_url": "http://127.0.0.1:7", "rate_limits": {"create_per_minute": 30}}}
+    )
     provider = get_provider("emissary", config, tmp_path, env={"EMISSARY_CLIENT_API_KEY": "k" * 20})
     assert isinstance(provider, EmissaryProvider)
     assert provider.http.base_url == "http://127.0.0.1:7"
-    assert provider.http.limiter.limits.create_per_minute == 30 and provider.http.limiter.limits.other_per_minute is None
-    env_wins = get_provider("emissary", config, tmp_path, env={"EMISSARY_CLIENT_API_KEY": "k" * 20, "EMISSARY_SERVER_URL": "http://127.0.0.1:8"})
+    assert (
+        provider.http.limiter.limits.create_per_minute == 30 and provider.http.limiter.limits.other_per_minute is None
+    )
+    env_wins = get_provider(
+        "emissary",
+        config,
+        tmp_path,
+        env={"EMISSARY_CLIENT_API_KEY": "k" * 20, "EMISSARY_SERVER_URL": "http://127.0.0.1:8"},
+    )
     assert env_wins.http.base_url == "http://127.0.0.1:8"
 
 
 def test_config_knobs(tmp_path: Path) -> None:
-    config = WorkspaceConfig(providers={"replicate": {"retries": {"max_attempts": 2, "backoff_base": 0.1}, "timeout": 5}})
+    config = WorkspaceConfig(
+        providers={"replicate": {"retries": {"max_attempts": 2, "backoff_base": 0.1}, "timeout": 5}}
+    )
     provider = get_provider("replicate", config, tmp_path, env={"REPLICATE_API_TOKEN": SECRET})
     assert provider.http.policy.max_attempts == 2 and provider.http.policy.backoff_base == 0.1
     assert provider.http._timeout.read == 5.0
@@ -130,7 +156,14 @@ def test_local_reads_the_workspace_token_file(tmp_path: Path) -> None:
         finally:
             await provider.aclose()
 
-    body = {"id": "p1", "model": "jobrunner/echo", "version": "v", "status": "succeeded", "output": {}, "created_at": "2026-01-01T00:00:00Z"}
+    body = {
+        "id": "p1",
+        "model": "jobrunner/echo",
+        "version": "v",
+        "status": "succeeded",
+        "output": {},
+        "created_at": "2026-01-01T00:00:00Z",
+    }
     with respx.mock(base_url="http://127.0.0.1:5") as mock:
         route = mock.get("/v1/predictions/p1").mock(return_value=httpx.Response(200, json=body))
         job = asyncio.run(flow())

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -53,7 +53,12 @@ async def _call(provider, fn):
 def test_create_prediction_sends_only_api_fields_and_cancel_after(fake_time):
     req = CreateRequest(
         job_kind="prediction",
-        body={"input": {"prompt": "a corgi"}, "webhook": "https://example.com/hook", "webhook_events_filter": ["completed"], "address": "PredictionBatch/x[a]"},
+        body={
+            "input": {"prompt": "a corgi"},
+            "webhook": "https://example.com/hook",
+            "webhook_events_filter": ["completed"],
+            "address": "PredictionBatch/x[a]",
+        },
         model="stability-ai/sdxl",
         version=V1,
         cancel_after="2h",
@@ -70,7 +75,7 @@ def test_create_prediction_sends_only_api_fields_and_cancel_after(fake_time):
     }
     assert sent.headers["Cancel-After"] == "2h"
     assert job.id == "vgcm4plb7tgzlyznry5d5jkgvu" and job.status == "pending" and job.raw_status == "starting"
-    assert job.created_at == datetime(2023, 8, 16, 18, 57, 8, 360785, tzinfo=timezone.utc)
+    assert job.created_at == datetime(2023, 8, 16, 18, 57, 8, 360785, tzinfo=UTC)
 
 
 def test_create_prediction_with_owner_name_colon_version(fake_time):
@@ -82,9 +87,13 @@ def test_create_prediction_with_owner_name_colon_version(fake_time):
 
 
 def test_create_prediction_of_an_official_model_by_name(fake_time):
-    req = CreateRequest(job_kind="prediction", body={"input": {"prompt": "haiku"}}, model="meta/meta-llama-3-8b-instruct")
+    req = CreateRequest(
+        job_kind="prediction", body={"input": {"prompt": "haiku"}}, model="meta/meta-llama-3-8b-instruct"
+    )
     with respx.mock(base_url=REPLICATE) as mock:
-        route = mock.post("/v1/models/meta/meta-llama-3-8b-instruct/predictions").mock(return_value=httpx.Response(201, json=CREATED))
+        route = mock.post("/v1/models/meta/meta-llama-3-8b-instruct/predictions").mock(
+            return_value=httpx.Response(201, json=CREATED)
+        )
         run(_call(replicate_provider(fake_time), lambda p: p.create(req)))
     assert json.loads(route.calls.last.request.content) == {"input": {"prompt": "haiku"}}
     assert "Cancel-After" not in route.calls.last.request.headers
@@ -99,7 +108,9 @@ def test_create_training_posts_destination_to_the_version_path(fake_time):
         destination="me/corgi-sdxl",
     )
     with respx.mock(base_url=REPLICATE) as mock:
-        route = mock.post(f"/v1/models/stability-ai/sdxl/versions/{V1}/trainings").mock(return_value=httpx.Response(201, json=TRAINING_CREATED))
+        route = mock.post(f"/v1/models/stability-ai/sdxl/versions/{V1}/trainings").mock(
+            return_value=httpx.Response(201, json=TRAINING_CREATED)
+        )
         provider = replicate_provider(fake_time)
         job = run(_call(provider, lambda p: p.create(req)))
     assert json.loads(route.calls.last.request.content) == {"destination": "me/corgi-sdxl", "input": {"input_images": "https://replicate.delivery/pbxt/data.zip"}}
@@ -118,7 +129,9 @@ def test_create_training_without_destination_is_refused_before_sending(fake_time
 
 def test_get_succeeded_prediction_fixture(fake_time):
     with respx.mock(base_url=REPLICATE) as mock:
-        mock.get("/v1/predictions/gm3qorzdhgbfurvjtvhg6dckhu").mock(return_value=httpx.Response(200, json=fixture("replicate/prediction_get_succeeded.json")))
+        mock.get("/v1/predictions/gm3qorzdhgbfurvjtvhg6dckhu").mock(
+            return_value=httpx.Response(200, json=fixture("replicate/prediction_get_succeeded.json"))
+        )
         job = run(_call(replicate_provider(fake_time), lambda p: p.get("prediction", "gm3qorzdhgbfurvjtvhg6dckhu")))
     assert job.status == "succeeded" and job.terminal
     assert job.output == "hello Alice" and job.input == {"text": "Alice"}
@@ -129,7 +142,9 @@ def test_get_succeeded_prediction_fixture(fake_time):
 
 def test_get_succeeded_training_names_destination_and_new_version(fake_time):
     with respx.mock(base_url=REPLICATE) as mock:
-        mock.get("/v1/trainings/zz4ibbonubfz7carwiefibzgga").mock(return_value=httpx.Response(200, json=fixture("replicate/training_get_succeeded.json")))
+        mock.get("/v1/trainings/zz4ibbonubfz7carwiefibzgga").mock(
+            return_value=httpx.Response(200, json=fixture("replicate/training_get_succeeded.json"))
+        )
         job = run(_call(replicate_provider(fake_time), lambda p: p.get("training", "zz4ibbonubfz7carwiefibzgga")))
     assert job.status == "succeeded"
     assert job.extra["destination"] == "replicate/my-app-image-generator"
@@ -157,7 +172,7 @@ def test_status_mapping_keeps_unknown_values(fake_time, raw, normalized):
 def test_invalid_timestamps_do_not_crash():
     # the reference list fixture carries "20:00:84.583803Z", kept verbatim
     assert parse_time("2022-04-26T20:00:84.583803Z") is None
-    assert parse_time("2024-10-04T18:07:40.328Z") == datetime(2024, 10, 4, 18, 7, 40, 328000, tzinfo=timezone.utc)
+    assert parse_time("2024-10-04T18:07:40.328Z") == datetime(2024, 10, 4, 18, 7, 40, 328000, tzinfo=UTC)
     assert parse_time("2023-08-16T19:33:26.678378653Z").microsecond == 678378
     assert parse_time(None) is None
 
@@ -184,7 +199,7 @@ def test_logs_come_from_the_job(fake_time):
 
 # --- lists and bulk refresh -----------------------------------------------------------------
 
-BASE_TIME = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+BASE_TIME = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def _pred(i: int, status: str = "succeeded", *, with_output: bool = True) -> dict:
@@ -270,7 +285,9 @@ def test_list_page_fixture_and_foreign_next_is_rerooted(fake_time):
     page1["next"] = "https://evil.example.net/v1/predictions?cursor=cD0yMDIy"
     page2 = {"next": None, "previous": None, "results": [_pred(1)]}
     with respx.mock(base_url=REPLICATE) as mock:
-        route = mock.get("/v1/predictions").mock(side_effect=[httpx.Response(200, json=page1), httpx.Response(200, json=page2)])
+        route = mock.get("/v1/predictions").mock(
+            side_effect=[httpx.Response(200, json=page1), httpx.Response(200, json=page2)]
+        )
 
         async def collect(p):
             return [j async for j in p.list("prediction")]
@@ -298,9 +315,18 @@ def test_refresh_many_gets_what_the_list_did_not_show_and_marks_404_gone(fake_ti
     items = [_pred(i, "processing") for i in range(50)]
     with respx.mock(base_url=REPLICATE) as mock:
         _serve_pages(mock, items)
-        old = mock.get("/v1/predictions/old01").mock(return_value=httpx.Response(200, json={**_pred(0), "id": "old01", "status": "failed", "error": "boom"}))
-        gone = mock.get("/v1/predictions/gone1").mock(return_value=problem(404, {"detail": "The requested resource could not be found.", "status": 404}))
-        got = run(_call(replicate_provider(fake_time), lambda p: p.refresh_many("prediction", {"p00010", "p00020", "old01", "gone1"}, BASE_TIME)))
+        old = mock.get("/v1/predictions/old01").mock(
+            return_value=httpx.Response(200, json={**_pred(0), "id": "old01", "status": "failed", "error": "boom"})
+        )
+        gone = mock.get("/v1/predictions/gone1").mock(
+            return_value=problem(404, {"detail": "The requested resource could not be found.", "status": 404})
+        )
+        got = run(
+            _call(
+                replicate_provider(fake_time),
+                lambda p: p.refresh_many("prediction", {"p00010", "p00020", "old01", "gone1"}, BASE_TIME),
+            )
+        )
     assert got["p00010"].status == "running" and got["old01"].status == "failed" and got["old01"].error == "boom"
     assert got["gone1"].status == "gone"
     assert old.call_count == 1 and gone.call_count == 1
@@ -312,7 +338,12 @@ def test_refresh_many_fetches_abridged_terminal_jobs_in_full(fake_time):
         _serve_pages(mock, items)
         full = mock.get("/v1/predictions/p00001").mock(return_value=httpx.Response(200, json=_pred(1)))
         full2 = mock.get("/v1/predictions/p00002").mock(return_value=httpx.Response(200, json=_pred(2)))
-        got = run(_call(replicate_provider(fake_time), lambda p: p.refresh_many("prediction", ["p00001", "p00002", "p00003"], BASE_TIME)))
+        got = run(
+            _call(
+                replicate_provider(fake_time),
+                lambda p: p.refresh_many("prediction", ["p00001", "p00002", "p00003"], BASE_TIME),
+            )
+        )
     assert got["p00001"].output == {"i": 1} and got["p00002"].output == {"i": 2}
     assert got["p00003"].status == "running"  # non-terminal: the list's view is enough
     assert full.call_count == full2.call_count == 1
@@ -363,9 +394,18 @@ def test_upload_of_a_missing_file_is_a_clear_error(fake_time, tmp_path):
 
 
 def test_models_get_missing_and_create(fake_time):
-    model = {"url": "https://replicate.com/me/poems", "owner": "me", "name": "poems", "visibility": "private", "run_count": 0, "latest_version": None}
+    model = {
+        "url": "https://replicate.com/me/poems",
+        "owner": "me",
+        "name": "poems",
+        "visibility": "private",
+        "run_count": 0,
+        "latest_version": None,
+    }
     with respx.mock(base_url=REPLICATE) as mock:
-        mock.get("/v1/models/me/poems").mock(return_value=problem(404, {"detail": "The requested resource could not be found.", "status": 404}))
+        mock.get("/v1/models/me/poems").mock(
+            return_value=problem(404, {"detail": "The requested resource could not be found.", "status": 404})
+        )
         create = mock.post("/v1/models").mock(return_value=httpx.Response(201, json=model))
 
         async def flow(p):
@@ -377,7 +417,13 @@ def test_models_get_missing_and_create(fake_time):
 
         exists, created = run(_call(replicate_provider(fake_time), flow))
     assert exists is False and created["url"] == "https://replicate.com/me/poems"
-    assert json.loads(create.calls.last.request.content) == {"owner": "me", "name": "poems", "visibility": "private", "hardware": "cpu", "description": "Poems"}
+    assert json.loads(create.calls.last.request.content) == {
+        "owner": "me",
+        "name": "poems",
+        "visibility": "private",
+        "hardware": "cpu",
+        "description": "Poems",
+    }
     assert create.call_count == 1
 
 
@@ -391,10 +437,18 @@ COG_SCHEMA = {
                 "required": ["prompt"],
                 "properties": {
                     "prompt": {"type": "string", "title": "Prompt", "x-order": 0},
-                    "scheduler": {"allOf": [{"$ref": "#/components/schemas/scheduler"}], "default": "DDIM", "x-order": 1},
+                    "scheduler": {
+                        "allOf": [{"$ref": "#/components/schemas/scheduler"}],
+                        "default": "DDIM",
+                        "x-order": 1,
+                    },
                 },
             },
-            "TrainingInput": {"type": "object", "properties": {"train_data": {"type": "string", "format": "uri"}}, "required": ["train_data"]},
+            "TrainingInput": {
+                "type": "object",
+                "properties": {"train_data": {"type": "string", "format": "uri"}},
+                "required": ["train_data"],
+            },
             "scheduler": {"enum": ["DDIM", "K_EULER"], "type": "string", "title": "scheduler"},
         }
     },
@@ -404,9 +458,16 @@ COG_SCHEMA = {
 def test_version_schema_is_fetched_once_and_resolves_refs(fake_time, tmp_path):
     import jsonschema
 
-    version = {"id": V1, "created_at": "2022-04-26T19:29:04.418669Z", "cog_version": "0.8.6", "openapi_schema": COG_SCHEMA}
+    version = {
+        "id": V1,
+        "created_at": "2022-04-26T19:29:04.418669Z",
+        "cog_version": "0.8.6",
+        "openapi_schema": COG_SCHEMA,
+    }
     with respx.mock(base_url=REPLICATE) as mock:
-        route = mock.get(f"/v1/models/stability-ai/sdxl/versions/{V1}").mock(return_value=httpx.Response(200, json=version))
+        route = mock.get(f"/v1/models/stability-ai/sdxl/versions/{V1}").mock(
+            return_value=httpx.Response(200, json=version)
+        )
 
         async def flow(p):
             first = await p.get_version_schema("stability-ai/sdxl", V1)
@@ -417,7 +478,12 @@ def test_version_schema_is_fetched_once_and_resolves_refs(fake_time, tmp_path):
         first, again, training = run(_call(replicate_provider(fake_time, schema_cache_dir=tmp_path), flow))
         assert route.call_count == 1
         # a new process reads the on-disk cache: versions are immutable
-        cached = run(_call(replicate_provider(fake_time, schema_cache_dir=tmp_path), lambda p: p.get_version_schema("stability-ai/sdxl", V1)))
+        cached = run(
+            _call(
+                replicate_provider(fake_time, schema_cache_dir=tmp_path),
+                lambda p: p.get_version_schema("stability-ai/sdxl", V1),
+            )
+        )
         assert route.call_count == 1
     assert first == again == cached
     assert training["required"] == ["train_data"]

@@ -54,7 +54,10 @@ def test_emissary_get_answered_for_another_job_is_a_protocol_error(fake_time):
     assert body["id"] == "tr-12345"
     with respx.mock(base_url=EMISSARY) as mock:
         mock.get("/v1/projects/ms-12345/training-jobs/tr-99999").mock(
-            return_value=httpx.Response(200, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"}))
+            return_value=httpx.Response(
+                200, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+            )
+        )
         with pytest.raises(UnexpectedIdError) as err:
             run(_call(emissary_provider(fake_time), lambda p: p.get("training", "tr-99999", project_id="ms-12345")))
     assert "tr-12345" in str(err.value) and "tr-99999" in str(err.value) and err.value.provider == "emissary"

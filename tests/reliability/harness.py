@@ -11,16 +11,20 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import subprocess
-import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
-from click.testing import CliRunner
 
+# The CLI helpers are tests/helpers/cli.py's, re-exported for the suites that import them from here.
+from tests.helpers.cli import Result as Result
+from tests.helpers.cli import run_cli as run_cli
+from tests.helpers.cli import run_process as run_process
+from tests.helpers.cli import write_workspace
 from tests.platform_fixture import serve_platform as shared_serve_platform
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,9 +70,7 @@ def serve_platform(data_dir: Path, token: str | None = None, **options: Any) -> 
 
 
 def make_workspace(root: Path, platform: Platform) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "jobrunner.yaml").write_text(f"providers:\n  local:\n    url: {platform.url}\n", encoding="utf-8")
-    return root
+    return write_workspace(root, platform.url)
 
 
 def clean_env(platform: Platform, **extra: str) -> dict[str, str]:
@@ -80,39 +82,6 @@ def clean_env(platform: Platform, **extra: str) -> dict[str, str]:
     env.update(JOBRUNNER_LOCAL_TOKEN=platform.token, PYTHONPATH=str(REPO), JOBRUNNER_LOOKUP_WINDOW=LOOKUP_WINDOW)
     env.update(extra)
     return env
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-
-def run_cli(*args: str, input: str | None = None) -> Result:
-    """`jobrunner ARGS` in-process, exactly as the console script runs it (cwd and env as set)."""
-    from jobrunner.cli import main
-
-    runner = CliRunner()
-    code = 0
-    with runner.isolation(input=input) as (out, err, _):
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        stdout, stderr = out.getvalue().decode(), err.getvalue().decode()
-    return Result(code, stdout, stderr)
-
-
-def run_process(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 120) -> Result:
-    """`jobrunner ARGS` as a separate process (for SIGKILL and lock tests)."""
-    proc = subprocess.run([sys.executable, "-m", "jobrunner", *args], cwd=cwd, env=env, capture_output=True,
-                          timeout=timeout, text=True)
-    return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
 def apply_until_converged(cwd: Path, env: dict[str, str], *paths: str, rounds: int = 5) -> list[Result]:
@@ -163,7 +132,9 @@ def audit_exactly_once(platform: Platform, root: Path, since: str, expected: set
             per_attempt.setdefault((attempt.get("fingerprint") or "", int(attempt["attempt"])), []).append(
                 attempt["remote_id"])
             if attempt["remote_id"] in claimed:
-                audit.problems.append(f"{attempt['remote_id']} claimed by {claimed[attempt['remote_id']]} and {address}")
+                audit.problems.append(
+                    f"{attempt['remote_id']} claimed by {claimed[attempt['remote_id']]} and {address}"
+                )
             claimed[attempt["remote_id"]] = address
         for (_, n), ids in per_attempt.items():
             if len(ids) != 1:
@@ -194,9 +165,9 @@ def audit_exactly_once(platform: Platform, root: Path, since: str, expected: set
 
 def platform_now(platform: Platform) -> str:
     """A timestamp in the platform's own format, for 'created since' filters."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from jobrunner.local.clock import rfc3339
 
     time.sleep(0.01)
-    return rfc3339(datetime.now(timezone.utc)) or ""
+    return rfc3339(datetime.now(UTC)) or ""

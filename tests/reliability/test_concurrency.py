@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from tests.helpers.cli import start_process
 from tests.reliability.harness import (
     Platform,
     apply_until_converged,
@@ -22,10 +24,12 @@ from tests.reliability.harness import (
 )
 from tests.reliability.workloads import write_workload
 
+# Racing applies as separate processes: slow tier.
+pytestmark = pytest.mark.slow
 
-def _start_apply(workspace: Path, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "jobrunner", "apply", "--auto-approve", "jobs.yaml"],
-                            cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+def _start_apply(workspace: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return start_process(["apply", "--auto-approve", "jobs.yaml"], workspace, env, merge_stderr=True)
 
 
 def _wait_for_holder(workspace: Path, pid: int) -> None:
@@ -70,8 +74,8 @@ def test_racing_applies_one_wins_the_others_exit_4_zero_duplicates(workspace: Pa
     procs = [_start_apply(workspace, env) for _ in range(4)]
     outs = [p.communicate(timeout=180)[0] for p in procs]
     codes = sorted(p.returncode for p in procs)
-    assert set(codes) <= {0, 4} and 0 in codes, list(zip(codes, outs))
-    for code, out in zip([p.returncode for p in procs], outs):
+    assert set(codes) <= {0, 4} and 0 in codes, list(zip(codes, outs, strict=True))
+    for code, out in zip([p.returncode for p in procs], outs, strict=True):
         assert "Traceback" not in out
         if code == 4:
             assert "locked by `jobrunner apply`" in out, out

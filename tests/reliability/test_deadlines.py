@@ -11,16 +11,20 @@ jobrunner.yaml and the environment so each test stays well under 30 s.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
+from tests.helpers.cli import start_process
 from tests.hostile_http import HostileServer, refused_url
 from tests.reliability.harness import SLEEP, Platform, Result, clean_env, load_state, run_process
 from tests.reliability.workloads import write_workload
+
+# Each case waits out real deadlines against black-hole and trickling providers: slow tier.
+pytestmark = pytest.mark.slow
 
 # Planning runs its refresh before anything else: with two running jobs tracked, `plan`, `status`
 # and `apply` all ask the provider first.
@@ -128,8 +132,7 @@ def _running_ids(root: Path) -> set[str]:
 
 
 def _apply_in_background(root: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "jobrunner", "apply", "--auto-approve", *args], cwd=root,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_process(["apply", "--auto-approve", *args], root, env)
 
 
 def test_an_apply_whose_provider_vanishes_stops_waiting_and_a_later_apply_resumes(

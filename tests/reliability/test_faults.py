@@ -22,6 +22,9 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
+from jobrunner.local.faults import FaultConfigError, FaultState, parse_faults
 from tests.reliability.harness import (
     Platform,
     apply_until_converged,
@@ -30,7 +33,6 @@ from tests.reliability.harness import (
     platform_now,
     run_cli,
 )
-from jobrunner.local.faults import FaultConfigError, FaultState, parse_faults
 from tests.reliability.workloads import write_workload
 
 SCHEDULED_5XX = [3, 9, 17, 26, 31, 55, 64, 78, 90, 101, 115, 127, 140, 152, 166, 181]
@@ -53,6 +55,7 @@ FAULTS = {
 }
 
 
+@pytest.mark.slow
 def test_faulty_platform_converges_with_zero_duplicates_and_zero_lost(workspace: Path, platform: Platform) -> None:
     expected = write_workload(workspace, "faults", predictions=200, trainings=10)
     since = platform_now(platform)
@@ -88,6 +91,7 @@ def test_faulty_platform_converges_with_zero_duplicates_and_zero_lost(workspace:
 HARSH = {"error_rate": 0.30, "drop_after_create": 0.20, "seed": 7}
 
 
+@pytest.mark.slow
 def test_a_harsh_platform_needs_reruns_and_they_still_create_each_job_once(workspace: Path,
                                                                           platform: Platform) -> None:
     """30% errors and 20% drops: some creates exhaust their retries, so apply reports them and is
@@ -108,6 +112,7 @@ def test_a_harsh_platform_needs_reruns_and_they_still_create_each_job_once(works
     assert audit.remote_jobs == 42
 
 
+@pytest.mark.slow
 def test_emissary_trainings_under_faults_each_get_their_own_job_once(workspace: Path, platform: Platform) -> None:
     """10 Emissary trainings in one project, same base model, differing only by dataset, with 10%
     errors and 30% of creates dropped after commit: each gets exactly one job, on its own dataset."""

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable
+from datetime import UTC
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -62,7 +64,7 @@ class FakeReplicate:
     """Plays Replicate: `create` answers the POST (a response or a list of them, in turn), `get`
     the polls; the listing holds whatever a create committed."""
 
-    def __init__(self, create: Any = None, get: Any = None, commit: bool = True) -> None:
+    def __init__(self, create: Any = None, get: Any = None, commit: bool | Literal["always"] = True) -> None:
         self.create = create if isinstance(create, list) else [create]
         self.get = get if isinstance(get, list) else [get]
         self.commit = commit
@@ -71,10 +73,11 @@ class FakeReplicate:
         self.committed: list[dict[str, Any]] = []
 
     def job(self, status: str = "starting") -> dict[str, Any]:
-        from jobrunner.local.clock import rfc3339
-        from datetime import datetime, timezone
+        from datetime import datetime
 
-        return PREDICTION | {"status": status, "output": None, "created_at": rfc3339(datetime.now(timezone.utc))}
+        from jobrunner.local.clock import rfc3339
+
+        return PREDICTION | {"status": status, "output": None, "created_at": rfc3339(datetime.now(UTC))}
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.calls.append(f"{request.method} {request.url.path}")
@@ -82,7 +85,11 @@ class FakeReplicate:
         if request.method == "POST":
             self.posts += 1
             answer = self.create[min(self.posts - 1, len(self.create) - 1)]
-            if answer is None or (answer.status_code < 300 and self.commit) or (answer.status_code >= 500 and self.commit == "always"):
+            if (
+                answer is None
+                or (answer.status_code < 300 and self.commit)
+                or (answer.status_code >= 500 and self.commit == "always")
+            ):
                 self.committed.append(self.job())
             if answer is None:
                 return httpx.Response(201, json=self.committed[-1])
@@ -173,6 +180,7 @@ FAILED_5XX = [
 ]
 
 
+@pytest.mark.slow  # waits out real retry and lookup delays
 @pytest.mark.parametrize("answer,says", [c[1:] for c in FAILED_5XX], ids=[c[0] for c in FAILED_5XX])
 def test_a_5xx_create_is_looked_up_before_every_resend_then_reported(answer: httpx.Response, says: list[str],
                                                                     ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -217,6 +225,7 @@ def test_an_unusable_answer_to_a_committed_create_is_adopted_not_resent(answer: 
     assert st["remote_id"] == PREDICTION["id"] and st["status"] == "succeeded" and st["intent"] is None
 
 
+@pytest.mark.slow  # waits out real retry and lookup delays
 def test_429_bursts_honour_retry_after_then_create_once(ws: Path) -> None:
     throttled = _problem(429, "Too many requests", "Request was throttled. Expected available in 1 second.")
     throttled.headers["Retry-After"] = "1"
@@ -236,6 +245,7 @@ def test_replicate_aborted_is_a_failed_job_exit_5(ws: Path) -> None:
     assert state_doc(ws)["addresses"]["PredictionBatch/hostile[a]"]["status"] == "aborted"
 
 
+@pytest.mark.slow  # waits out real retry and lookup delays
 def test_a_future_replicate_status_is_waited_on_not_crashed_on(ws: Path) -> None:
     fake = FakeReplicate(get=["quarantined"])
     r = run_against(fake, "apply", "--auto-approve", "--timeout", "2s", "m.yaml")
@@ -278,6 +288,7 @@ def test_plan_refresh_failures_are_clear_and_leave_state_untouched(answer: httpx
     assert fake.posts == 0
 
 
+@pytest.mark.slow  # waits out real retry and lookup delays
 def test_an_emissary_status_the_sdk_does_not_know(ws: Path) -> None:
     (ws / "m.yaml").write_text(
         "apiVersion: jobrunner/v1\nkind: Training\nmetadata: {name: tune}\nspec:\n  provider: emissary\n"

@@ -17,6 +17,8 @@ import json
 import secrets
 from pathlib import Path
 
+import pytest
+
 from tests.reliability.harness import (
     ECHO,
     Platform,
@@ -27,6 +29,9 @@ from tests.reliability.harness import (
     platform_now,
     run_process,
 )
+
+# Waits out lookup windows against a lagging list: slow tier.
+pytestmark = pytest.mark.slow
 
 
 def _batch(root: Path, tag: str, keys: list[str], *, identical: bool) -> set[str]:

@@ -11,8 +11,9 @@ import importlib.util
 import re
 import secrets
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -51,7 +52,9 @@ def test_every_route_needs_the_token(small_platform: Platform) -> None:
         for method, path in routes + [("GET", "/"), ("GET", "/v1/unknown"), ("POST", "/_admin/unknown")]:
             for headers in credentials:
                 r = c.request(method, path, headers=headers, json={} if method == "POST" else None)
-                assert r.status_code == 401, f"{method} {path} with {list(headers) or 'no credentials'}: {r.status_code}"
+                assert r.status_code == 401, (
+                    f"{method} {path} with {list(headers) or 'no credentials'}: {r.status_code}"
+                )
                 assert small_platform.token not in r.text and wrong not in r.text
 
 
@@ -127,7 +130,7 @@ def test_path_traversal_on_file_routes_is_rejected(small_platform: Platform, tmp
     data_dir = small_platform.data_dir.resolve()
     for directory in [data_dir, *list(data_dir.parents)[:5]]:
         for found in directory.glob(f"*{name}*"):
-            assert False, f"an upload escaped into {found}"
+            raise AssertionError(f"an upload escaped into {found}")
     inside = [p for p in data_dir.rglob(f"*{name}*")]
     assert all(data_dir in p.resolve().parents for p in inside)
 
@@ -141,6 +144,7 @@ def _soak_module() -> Any:
     return module
 
 
+@pytest.mark.slow  # a soak
 def test_reduced_soak_no_error_and_flat_memory(tmp_path: Path) -> None:
     """2,000 mixed requests from 32 clients against `jobrunner serve` in its own process."""
     soak = _soak_module()

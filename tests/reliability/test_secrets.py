@@ -18,7 +18,7 @@ import httpx
 import pytest
 import respx
 
-from tests.reliability.harness import ECHO, REPO, SLEEP, Platform, make_workspace, run_cli, serve_platform
+from tests.reliability.harness import ECHO, REPO, SLEEP, make_workspace, run_cli, serve_platform
 
 FIXTURES = REPO / "tests" / "providers" / "fixtures"
 PREDICTION = json.loads((FIXTURES / "replicate" / "prediction_get_succeeded.json").read_text())
@@ -169,7 +169,9 @@ def test_the_local_platform_token_stays_secret(tmp_path: Path, monkeypatch: pyte
         r = run_cli("apply", "--auto-approve")
         assert r.code == 1 and "401" in r.output, r.output
         outputs["wrong token"] = r.output
-        leaks = {k: [s for s in (LOCAL_TOKEN, LOCAL_TOKEN[::-1]) if s in v] for k, v in {**outputs, **_files(root)}.items()}
+        leaks = {
+            k: [s for s in (LOCAL_TOKEN, LOCAL_TOKEN[::-1]) if s in v] for k, v in {**outputs, **_files(root)}.items()
+        }
         assert not any(leaks.values()), {k: v for k, v in leaks.items() if v}
         # the platform's own files (database, logs, uploads) keep it at most in its 0600 token file
         platform_files = _files(platform.data_dir)
@@ -235,7 +237,9 @@ def _by_value_leaks(text: str) -> list[str]:
     return sorted(name for name, value in BY_VALUE.items() if any(e in text for e in _encodings(value)))
 
 
-def test_secret_values_never_leave_whatever_echoes_or_quotes_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secret_values_never_leave_whatever_echoes_or_quotes_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The echo model returns its input (so its output holds every secret input), the sleep model
     fails quoting a sensitive input in its error, a webhook URL carries a `?code=` and a token in its
     path, and a provider token from the environment is pasted into an ordinary input. Every command
@@ -301,7 +305,9 @@ def test_secret_values_never_leave_whatever_echoes_or_quotes_them(tmp_path: Path
         stop_platform(root)
 
 
-def test_validation_errors_that_quote_a_secret_value_show_it_redacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_validation_errors_that_quote_a_secret_value_show_it_redacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A message that quotes a bad value (wrong type against the model's input schema, a field
     given the secret by mistake) names the place and the problem, never the value."""
     from jobrunner.local.autostart import stop_platform
@@ -313,9 +319,11 @@ def test_validation_errors_that_quote_a_secret_value_show_it_redacted(tmp_path: 
     monkeypatch.delenv("JOBRUNNER_LOCAL_TOKEN", raising=False)
     head = "apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {name: b}\nspec:\n  provider: local\n"
     try:
-        (root / "m.yaml").write_text(head + f"  version: {ECHO}\n  sensitive: [email]\n"
-                                     "  inputs:\n    - {key: a, api_key: sentinel-key-31337, email: sentinel-mail-31337}\n"
-                                     "  timeout: sentinel-key-31337\n  output_file: [sentinel-mail-31337]\n")
+        (root / "m.yaml").write_text(
+            head + f"  version: {ECHO}\n  sensitive: [email]\n"
+            "  inputs:\n    - {key: a, api_key: sentinel-key-31337, email: sentinel-mail-31337}\n"
+            "  timeout: sentinel-key-31337\n  output_file: [sentinel-mail-31337]\n"
+        )
         r = run_cli("validate")
         assert r.code == 1 and "$.spec.timeout" in r.output and "$.spec.output_file" in r.output, r.output
         assert "31337" not in r.output and "(sensitive)" in r.output, r.output
@@ -328,6 +336,7 @@ def test_validation_errors_that_quote_a_secret_value_show_it_redacted(tmp_path: 
         stop_platform(root)
 
 
+@pytest.mark.slow  # waits for a 3-second job
 def test_status_records_a_failure_that_quotes_a_sensitive_input_without_reading_the_manifests(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`apply --no-wait`, then `status` (which reads no manifest) sees the job fail with an error

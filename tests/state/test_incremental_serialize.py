@@ -58,7 +58,8 @@ def test_only_changed_addresses_are_dumped_even_when_mutated_in_place() -> None:
     doc.addresses["PredictionBatch/b[item-005]"].status = "succeeded"
     del doc.addresses["PredictionBatch/b[item-006]"]
     doc.addresses["PredictionBatch/a[new]"] = AddressState(
-        address="PredictionBatch/a[new]", kind="PredictionBatch", job_kind="prediction", provider="local", file="b.yaml")
+        address="PredictionBatch/a[new]", kind="PredictionBatch", job_kind="prediction", provider="local", file="b.yaml"
+    )
     doc.serial += 1
     assert ser.serialize(doc) == _full(doc)
     assert ser.serialized == 6

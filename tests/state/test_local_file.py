@@ -142,9 +142,8 @@ def test_lock_writes_holder_and_blocks_a_second_holder(tmp_path: Path, monkeypat
         assert holder is not None and holder.pid == os.getpid() and holder.command == "apply"
         assert holder.ci_run == "GITHUB_RUN_ID=777"
         other = LocalFileStore(tmp_path / "state.json")  # a second handle (flock is per open file)
-        with pytest.raises(StateLockedError) as info:
-            with other.lock("plan"):
-                pass
+        with pytest.raises(StateLockedError) as info, other.lock("plan"):
+            pass
         assert info.value.exit_code == EXIT_LOCKED
         assert "jobrunner apply" in str(info.value) and f"pid {os.getpid()}" in str(info.value)
         assert "GITHUB_RUN_ID=777" in str(info.value)
@@ -171,9 +170,8 @@ def test_lock_of_a_killed_process_is_taken_over_with_warning(tmp_path: Path) -> 
     proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(path)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
-        with pytest.raises(StateLockedError, match=f"pid {proc.pid}"):
-            with LocalFileStore(path).lock("plan"):
-                pass
+        with pytest.raises(StateLockedError, match=f"pid {proc.pid}"), LocalFileStore(path).lock("plan"):
+            pass
     finally:
         proc.kill()  # kill -9: no cleanup runs, the note stays, the OS lock goes
         proc.wait()
@@ -189,9 +187,8 @@ def test_lock_from_another_host_is_refused_until_unlocked(tmp_path: Path) -> Non
     note = LockInfo(id="x", host="ci-runner-42", pid=12345, user="ci", command="apply",
                     started_at="2026-01-01T00:00:00+00:00", ci_run="GITHUB_RUN_ID=9")
     store.lock_path.write_text(note.to_text())
-    with pytest.raises(StateLockedError) as info:
-        with store.lock("plan"):
-            pass
+    with pytest.raises(StateLockedError) as info, store.lock("plan"):
+        pass
     msg = str(info.value)
     assert "ci@ci-runner-42" in msg and "GITHUB_RUN_ID=9" in msg and " ago" in msg
     assert "jobrunner state unlock" in info.value.hint
@@ -227,9 +224,10 @@ def test_open_store_dispatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     store = open_store(WorkspaceConfig(), tmp_path)
     assert isinstance(store, LocalFileStore) and store.path == tmp_path / ".jobrunner" / "state.json"
     store = open_store(WorkspaceConfig(state_path="custom/s.json"), tmp_path)
-    assert store.path == tmp_path / "custom" / "s.json"
+    assert isinstance(store, LocalFileStore) and store.path == tmp_path / "custom" / "s.json"
     monkeypatch.setenv("JOBRUNNER_STATE_URL", f"file://{tmp_path}/elsewhere.json")
-    assert open_store(WorkspaceConfig(), tmp_path).path == tmp_path / "elsewhere.json"
+    store = open_store(WorkspaceConfig(), tmp_path)
+    assert isinstance(store, LocalFileStore) and store.path == tmp_path / "elsewhere.json"
     monkeypatch.setenv("JOBRUNNER_STATE_URL", "s3://bucket/state")
     with pytest.raises(ConfigError, match="unsupported state URL scheme"):
         open_store(WorkspaceConfig(), tmp_path)
@@ -261,6 +259,7 @@ _SAVE_FOREVER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a kill case
 def test_kill_9_during_saves_never_leaves_a_broken_file(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     for delay in (0.05, 0.13, 0.31):

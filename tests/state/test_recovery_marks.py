@@ -1,7 +1,7 @@
 """`mark_recovery_lookups`: which addresses a restored state looks up before creating (pure)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from jobrunner.resources import DesiredJob
 from jobrunner.state.model import AddressState, Intent, StateDoc
@@ -53,8 +53,8 @@ def test_a_plan_of_the_whole_workspace_clears_the_flag_and_nothing_happens_witho
 
 def test_the_lookup_window_starts_at_the_backups_last_change_or_its_file_time_if_earlier() -> None:
     backup = StateDoc(addresses={"PredictionBatch/b[x]": tracked("x", updated_at="2026-03-01T10:00:00Z")})
-    late = datetime(2026, 3, 1, 10, 5, tzinfo=timezone.utc)
-    early = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
-    assert lookup_window_start(backup, late) == datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)
+    late = datetime(2026, 3, 1, 10, 5, tzinfo=UTC)
+    early = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+    assert lookup_window_start(backup, late) == datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
     assert lookup_window_start(backup, early) == early
     assert lookup_window_start(StateDoc(), late) == late

@@ -31,6 +31,7 @@ from tests.reliability.harness import (
 from tests.reliability.workloads import write_workload
 
 
+@pytest.mark.slow  # waits out a lookup window
 def test_restoring_a_lagging_backup_adopts_the_jobs_it_lacks(workspace: Path, platform: Platform) -> None:  # noqa: F811
     tag = workspace.parent.name[-12:].replace("_", "-").lower()
     since = platform_now(platform)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 import pytest
 
@@ -11,7 +12,7 @@ _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> PgServer:
+def pg_server() -> Iterator[PgServer]:
     pytest.importorskip("psycopg", reason="psycopg is not installed (python -m pip install -e '.[test]')")
     try:
         server = start_server()

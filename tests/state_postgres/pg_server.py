@@ -20,15 +20,13 @@ from pathlib import Path
 
 def find_server_bin() -> Path | None:
     """Directory holding initdb, pg_ctl and postgres, or None when no server is installed."""
-    candidates = []
+    candidates: list[Path] = []
     on_path = shutil.which("initdb")
     if on_path:
         candidates.append(Path(on_path).resolve().parent)
         candidates.append(Path(on_path).parent)
-    for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
-        candidates.append(Path(d))
-    for d in ("/usr/local/pgsql/bin", "/opt/homebrew/bin", "/usr/local/bin"):
-        candidates.append(Path(d))
+    candidates += [Path(d) for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+    candidates += [Path(d) for d in ("/usr/local/pgsql/bin", "/opt/homebrew/bin", "/usr/local/bin")]
     for d in candidates:
         if all((d / name).exists() for name in ("initdb", "pg_ctl", "postgres")):
             return d

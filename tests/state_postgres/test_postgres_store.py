@@ -13,10 +13,9 @@ import time
 import psycopg
 import pytest
 
-from jobrunner.state.identity import WorkspaceMismatchError
-
 from jobrunner.errors import EXIT_LOCKED, ConfigError, StateError, StateLockedError
-from jobrunner.state.model import AddressState, Attempt, Intent, StateDoc
+from jobrunner.state.identity import WorkspaceMismatchError
+from jobrunner.state.model import AddressState, Attempt, Intent
 from jobrunner.state.postgres import PostgresStore, ci_run_id, redact_url, split_state_url
 
 
@@ -145,19 +144,16 @@ def test_workspaces_share_a_database_without_seeing_each_other(pg_url):
     nlp.save(doc)
     assert vision.load().addresses == {}
     assert vision.load().lineage != nlp.load().lineage
-    with nlp.lock("apply"):
-        with vision.lock("apply"):  # different workspace: its own lock
-            pass
+    with nlp.lock("apply"), vision.lock("apply"):  # different workspace: its own lock
+        pass
 
 
 def test_lock_names_the_holder_and_exits_4(pg_url, monkeypatch):
     monkeypatch.setenv("GITHUB_RUN_ID", "777")
     monkeypatch.setenv("GITHUB_REPOSITORY", "acme/models")
     holder, other = PostgresStore(pg_url), PostgresStore(pg_url)
-    with holder.lock("apply"):
-        with pytest.raises(StateLockedError) as info:
-            with other.lock("plan"):
-                pass
+    with holder.lock("apply"), pytest.raises(StateLockedError) as info, other.lock("plan"):
+        pass
     err = info.value
     assert err.exit_code == EXIT_LOCKED
     assert socket.gethostname() in err.message
@@ -184,9 +180,8 @@ def test_killed_holder_frees_the_lock_with_its_session(pg_url, tmp_path):
     try:
         assert proc.stdout.readline().strip() == "locked"
         store = PostgresStore(pg_url)
-        with pytest.raises(StateLockedError, match=f"pid {proc.pid}"):
-            with store.lock("apply"):
-                pass
+        with pytest.raises(StateLockedError, match=f"pid {proc.pid}"), store.lock("apply"):
+            pass
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -209,9 +204,8 @@ def test_stale_holder_is_reported_and_plain_unlock_frees_it(pg_url):
     with holder.lock("apply"):
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute("UPDATE jobrunner_state_lock SET heartbeat_at = now() - interval '10 minutes'")
-        with pytest.raises(StateLockedError, match="looks stale"):
-            with other.lock("apply"):
-                pass
+        with pytest.raises(StateLockedError, match="looks stale"), other.lock("apply"):
+            pass
         other.unlock(force=False)  # ends the hung holder's session
         with other.lock("apply"):
             assert other.holder().pid == os.getpid()
@@ -366,9 +360,8 @@ def test_a_read_only_role_can_load_but_not_lock(pg_url):
     assert reader.load().addresses == doc.addresses
     never_written = PostgresStore(pg_url.replace("jobrunner@", "reviewer@") + "?workspace=new").load()
     assert never_written.addresses == {} and never_written.serial == 0
-    with pytest.raises(StateError, match="could not record the lock holder") as info:
-        with reader.lock("apply"):
-            pass
+    with pytest.raises(StateError, match="could not record the lock holder") as info, reader.lock("apply"):
+        pass
     assert "INSERT" in info.value.hint
     with writer.lock("apply"):  # the failed attempt left nothing behind
         pass

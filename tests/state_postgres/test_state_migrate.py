@@ -76,9 +76,8 @@ def test_migrate_refuses_a_destination_with_state_unless_forced(workspace, pg_ur
 def test_migrate_stops_when_the_destination_is_locked(workspace, pg_url):
     seeded_local(workspace)
     holder = PostgresStore(pg_url)
-    with holder.lock("apply"):
-        with pytest.raises(StateLockedError):
-            migrate_state(LocalFileStore(workspace / ".jobrunner" / "state.json"), PostgresStore(pg_url))
+    with holder.lock("apply"), pytest.raises(StateLockedError):
+        migrate_state(LocalFileStore(workspace / ".jobrunner" / "state.json"), PostgresStore(pg_url))
 
 
 def test_migrate_to_itself_is_a_usage_error(workspace):

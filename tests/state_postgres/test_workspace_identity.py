@@ -8,14 +8,17 @@ is never canceled; with a namespace of its own, the second one works beside the 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 
-from tests.acceptance.conftest import platform, run_cli  # noqa: F401  (platform: a fixture)
+from tests.acceptance.conftest import platform  # noqa: F401  (platform: a fixture)
+from tests.helpers.cli import run_cli
+
+# Two workspaces, a live platform and a PostgreSQL server: slow tier.
+pytestmark = pytest.mark.slow
 
 SLEEP = "9969ed6b494ff19ed449533b9068fbbb2d4a56c25945cdbcd23ccc069365f2f0"
 
@@ -188,9 +191,8 @@ def test_a_namespace_claimed_by_another_workspace_meanwhile_is_not_written(pg_ur
     early_doc = early.load()
     with early.lock("apply"):
         early.save(early_doc)
-    with late.lock("apply"):
-        with pytest.raises(WorkspaceMismatchError, match="claimed by workspace 'early-2'"):
-            late.save(late_doc)
+    with late.lock("apply"), pytest.raises(WorkspaceMismatchError, match="claimed by workspace 'early-2'"):
+        late.save(late_doc)
     assert recorded_id(pg_url) == "early-2"
     late.close()
     early.close()

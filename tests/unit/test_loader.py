@@ -130,7 +130,7 @@ def test_pure_python_parser_gives_the_same_result(monkeypatch) -> None:
     fast = [loader.load_text(t, "f.yaml") for t in texts]
     monkeypatch.setattr(loader, "_Composer", loader._PyComposer)
     slow = [loader.load_text(t, "f.yaml") for t in texts]
-    for f, s in zip(fast, slow):
+    for f, s in zip(fast, slow, strict=True):
         assert [(d.data, d.positions, d.implicit) for d in f.documents] == \
                [(d.data, d.positions, d.implicit) for d in s.documents]
         assert [(d.line, d.column) for d in f.diagnostics] == [(d.line, d.column) for d in s.diagnostics]

@@ -325,7 +325,7 @@ def test_a_declared_rename_never_cancels_and_creates_the_same_job(tmp_path: Path
     rows = [{"key": f"k{i}", "prompt": f"p{i}"} for i in range(len(statuses))]
     doc = StateDoc(lineage="L")
     old = batch("old", inputs=rows)
-    for job, status in zip(expand([old], tmp_path, state=doc), statuses):
+    for job, status in zip(expand([old], tmp_path, state=doc), statuses, strict=True):
         record(doc, job, old, status=status)
     ids = sorted(s.remote_id for s in doc.addresses.values())
     new_rows = [{**r, "prompt": r["prompt"] + ("!" if changed[i] else "")} for i, r in enumerate(rows) if kept[i]]

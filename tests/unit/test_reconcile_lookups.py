@@ -4,7 +4,7 @@ with an id state already records. Plus the create/lookup gate on its own."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,19 +13,21 @@ from jobrunner.providers.base import PENDING, SUCCEEDED, CreateRequest, RemoteJo
 from jobrunner.reconcile.creategate import CreateGate
 from jobrunner.reconcile.executor import O_ERROR, O_SUCCEEDED, ApplyOptions
 from jobrunner.reconcile.matching import DEFAULT_LOOKUP_WINDOW, lookup_window, next_listing_delay
-from jobrunner.resources import JOB_PREDICTION, DesiredJob
+from jobrunner.resources import JOB_PREDICTION, DesiredJob, Resource
 from jobrunner.state.model import AddressState, Attempt, StateDoc
 from tests.unit.test_reconcile_executor import FakeProvider, batch_item, change, run
 
 V = "c" * 64
 
 
-def _identical(keys: list[str]) -> tuple[object, list[DesiredJob]]:
+def _identical(keys: list[str]) -> tuple[Resource, list[DesiredJob]]:
     res = None
     jobs = []
     for k in keys:
         res, j = batch_item("Training/x", k, "fp-same", version=V)
-        jobs.append(DesiredJob(**{**j.__dict__, "depends_on": (), "request": {**j.request, "input": {"prompt": "same"}}}))
+        jobs.append(
+            DesiredJob(**{**j.__dict__, "depends_on": (), "request": {**j.request, "input": {"prompt": "same"}}})
+        )
     return res, jobs
 
 
@@ -102,12 +104,13 @@ class LaggingList(FakeProvider):
 
     async def list(self, job_kind, *, since=None, project_id=None):
         self.listings += 1
-        cutoff = datetime.now(timezone.utc) - timedelta(seconds=self.lag)
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.lag)
         async for job in super().list(job_kind, since=since, project_id=project_id):
             if job.created_at <= cutoff:
                 yield job
 
 
+@pytest.mark.slow  # waits out a lookup window
 def test_a_lagging_list_is_read_again_within_the_window_instead_of_creating_a_duplicate():
     res, jobs = _identical(["a"])
     provider = LaggingList(lag=1.0)
@@ -136,7 +139,7 @@ class AnswersWith(FakeProvider):
 
     async def create(self, req: CreateRequest) -> RemoteJob:
         self.creates += 1
-        return RemoteJob(id=self.rid, job_kind=req.job_kind, status=PENDING, created_at=datetime.now(timezone.utc),
+        return RemoteJob(id=self.rid, job_kind=req.job_kind, status=PENDING, created_at=datetime.now(UTC),
                          input=dict(req.body.get("input") or {}), version=req.version)
 
 
@@ -198,6 +201,7 @@ def test_lookup_window_setting():
     assert next_listing_delay(0, 0.3) == 0.3 and next_listing_delay(1, -1) == 0
 
 
+@pytest.mark.slow  # waits out a lookup window
 def test_waiting_out_the_window_with_one_slot_and_an_unproven_provider_does_not_deadlock():
     """The first create of a provider goes alone; if it is dropped, its lookup waits out the window
     while holding that one-at-a-time gate, so it must keep its slot (the others would wait on the

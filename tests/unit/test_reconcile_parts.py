@@ -4,10 +4,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import pytest
 
 from jobrunner.providers.base import CreateRequest, RemoteJob
 from jobrunner.reconcile.matching import find_match, matches
@@ -19,7 +17,7 @@ from jobrunner.resources import DesiredJob
 from jobrunner.state.model import AddressState, StateDoc
 
 V = "a" * 64
-NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def job(i: str, *, version: str = V, inp: dict | None = None, at: datetime = NOW, kind: str = "prediction"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -149,11 +150,12 @@ def test_scrub_data_returns_the_same_object_when_nothing_is_secret() -> None:
     found = SecretSet(["secret-value-9"])
     clean = {"a": ["x", {"b": 1}], "c": "text"}
     assert scrub_data(clean, secrets=found) is clean
-    dirty = {"a": ["x", {"b": "secret-value-9"}], "c": "text"}
+    dirty: dict[str, Any] = {"a": ["x", {"b": "secret-value-9"}], "c": "text"}
     out = scrub_data(dirty, secrets=found)
     assert out == {"a": ["x", {"b": REDACTED}], "c": "text"} and dirty["a"][1]["b"] == "secret-value-9"
 
 
+@pytest.mark.slow  # a timing check on a large input
 def test_ten_thousand_secrets_scrub_quickly() -> None:
     import time
 

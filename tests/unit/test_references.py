@@ -7,8 +7,15 @@ from pathlib import Path
 import pytest
 
 from jobrunner.errors import ManifestError
-from jobrunner.references import (REF_PATTERN, Ref, dependency_order, find_cycles, find_malformed, find_refs,
-                                  resolve_refs)
+from jobrunner.references import (
+    REF_PATTERN,
+    Ref,
+    dependency_order,
+    find_cycles,
+    find_malformed,
+    find_refs,
+    resolve_refs,
+)
 from jobrunner.resources import Resource
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,4 +80,4 @@ def test_schema_reference_pattern_matches_the_derive_script() -> None:
     derive = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
     spec.loader.exec_module(derive)
-    assert REF_PATTERN == f"^{derive.REF}$"
+    assert f"^{derive.REF}$" == REF_PATTERN

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -13,7 +13,7 @@ from jobrunner.render.outputs import outputs_json, outputs_text, recorded_output
 from jobrunner.resources import Resource
 from jobrunner.state.model import AddressState, Attempt, StateDoc
 
-NOW = datetime(2026, 1, 2, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 2, 12, 0, 0, tzinfo=UTC)
 
 
 def _doc() -> StateDoc:

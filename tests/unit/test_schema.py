@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft7Validator
 
-from jobrunner.cli import main
 from jobrunner.schema import MANIFEST_SCHEMA, kind_schema_name, load_schema, schema_names, schema_text
 from jobrunner.validate import validate_paths
+from tests.helpers.cli import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 MODELINE = re.compile(r"^# yaml-language-server: \$schema=(\S+)\s*$", re.M)
@@ -107,26 +107,20 @@ def test_examples_have_what_the_readme_promises() -> None:
     batch = by["PredictionBatch/poems-eval"].spec
     assert batch["version"] == "${Training.poems-ngram.output.version}"
     assert batch["output_file"] == "out/poems-eval.jsonl"
-    assert all("seed" in item.input for item in result.items["PredictionBatch/poems-eval"])
+    items = result.items["PredictionBatch/poems-eval"]
+    assert items and all("seed" in item.input for item in items)
     assert by["Model/poems"].spec["owner"] == "me"
 
 
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out = capsys.readouterr()
-    return int(exc.value.code or 0), out.out, out.err
-
-
-def test_schema_command(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(["schema"], capsys)
-    assert code == 0 and json.loads(out) == load_schema(MANIFEST_SCHEMA)
-    code, out, _ = run_cli(["schema", "--kind", "predictionbatch"], capsys)
-    assert code == 0 and json.loads(out)["properties"]["kind"] == {"const": "PredictionBatch"}
-    code, out, _ = run_cli(["schema", "--list"], capsys)
-    assert "replicate.schemas_training_request.json" in out.split()
-    code, _, err = run_cli(["schema", "--kind", "Job"], capsys)
-    assert code == 1 and "unknown kind 'Job'" in err and "Traceback" not in err
+def test_schema_command() -> None:
+    r = run_cli("schema")
+    assert r.code == 0 and json.loads(r.stdout) == load_schema(MANIFEST_SCHEMA)
+    r = run_cli("schema", "--kind", "predictionbatch")
+    assert r.code == 0 and json.loads(r.stdout)["properties"]["kind"] == {"const": "PredictionBatch"}
+    r = run_cli("schema", "--list")
+    assert "replicate.schemas_training_request.json" in r.stdout.split()
+    r = run_cli("schema", "--kind", "Job")
+    assert r.code == 1 and "unknown kind 'Job'" in r.stderr and "Traceback" not in r.stderr
     assert kind_schema_name(None) == MANIFEST_SCHEMA
     assert schema_text("Model.schema.json").startswith("{")
 
@@ -151,11 +145,10 @@ def test_installed_package_prints_schemas_from_any_directory(tmp_path: Path) -> 
     assert str(venv) in where  # the installed copy, not the checkout
 
 
-def test_validate_specs_command_exits_zero(capsys: pytest.CaptureFixture[str],
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_validate_specs_command_exits_zero(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO)
-    code, out, _ = run_cli(["validate", "specs/"], capsys)
-    assert code == 0 and "Success!" in out
+    r = run_cli("validate", "specs/")
+    assert r.code == 0 and "Success!" in r.stdout
 
 
 def test_inlined_validator_agrees_with_the_published_schema() -> None:

@@ -65,7 +65,10 @@ def test_batch_items_have_their_own_addresses(tmp_path: Path) -> None:
     res = batch(input_defaults={"seed": 1}, inputs=[{"key": "moon", "prompt": "The moon"}, {"prompt": "At dawn"}])
     jobs = expand([res], tmp_path, {})
     assert [j.address for j in jobs][0] == "PredictionBatch/eval[moon]"
-    assert jobs[1].address.startswith("PredictionBatch/eval[") and len(jobs[1].address) == len("PredictionBatch/eval[]") + 12
+    assert (
+        jobs[1].address.startswith("PredictionBatch/eval[")
+        and len(jobs[1].address) == len("PredictionBatch/eval[]") + 12
+    )
     assert all(j.job_kind == JOB_PREDICTION and j.resource_address == "PredictionBatch/eval" for j in jobs)
     assert jobs[0].request["input"] == {"seed": 1, "prompt": "The moon"}
     assert jobs[0].request["model"] == "jobrunner/echo" and jobs[0].request["version"] == ECHO
@@ -116,10 +119,10 @@ def test_state_outputs_of_an_upstream_about_to_change_are_not_used(tmp_path: Pat
     assert all(j.fingerprint for j in expand(res, tmp_path, state=doc))
     changed = [training(input={"order": 9}), res[1]]
     items = [j for j in expand(changed, tmp_path, state=doc) if j.job_kind == JOB_PREDICTION]
-    assert all(j.fingerprint is None for j in items)
+    assert items and all(j.fingerprint is None for j in items)
     kept = [training(input={"order": 9}, lifecycle={"on_change": "keep"}), res[1]]
     items = [j for j in expand(kept, tmp_path, state=doc) if j.job_kind == JOB_PREDICTION]
-    assert all(j.fingerprint for j in items)
+    assert items and all(j.fingerprint for j in items)
 
 
 def test_recorded_inputs_are_redacted(tmp_path: Path) -> None:

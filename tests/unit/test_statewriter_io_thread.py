@@ -25,7 +25,7 @@ class SlowStore(LocalFileStore):
         self.written: list[int] = []
         self.threads: set[str] = set()
 
-    def write_prepared(self, prepared) -> None:  # type: ignore[override]
+    def write_prepared(self, prepared) -> None:
         time.sleep(0.02)
         super().write_prepared(prepared)
         self.written.append(prepared.serial)

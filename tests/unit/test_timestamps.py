@@ -1,11 +1,11 @@
 """RFC 3339 timestamps: one parser for state, providers and messages."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from jobrunner.timestamps import parse_rfc3339, to_rfc3339
 
-WHEN = datetime(2024, 10, 4, 18, 7, 40, 328000, tzinfo=timezone.utc)
+WHEN = datetime(2024, 10, 4, 18, 7, 40, 328000, tzinfo=UTC)
 
 
 def test_parse_accepts_z_offsets_and_any_fraction() -> None:

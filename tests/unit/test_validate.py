@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from jobrunner.cli import main
 from jobrunner.loader import load_text
 from jobrunner.validate import ValidationResult, validate_documents, validate_paths
+from tests.helpers.cli import run_cli
 
 V = "b" * 64  # a version whose input schema is not known offline
 NGRAM = "a3c8c00c979c6758b251faf7897f248e49b682972e7e2cb90d03a7c19b47f174"  # built-in: schema known
@@ -25,7 +25,11 @@ def lines(result: ValidationResult) -> list[str]:
     return [d.format() for d in result.diagnostics]
 
 
-MODEL = HEAD + "kind: Model\nmetadata: {name: poems}\nspec: {provider: local, owner: me, name: poems, visibility: private, hardware: cpu}\n"
+MODEL = (
+    HEAD
+    + "kind: Model\nmetadata: {name: poems}\n"
+    "spec: {provider: local, owner: me, name: poems, visibility: private, hardware: cpu}\n"
+)
 TRAINING = HEAD + f"""kind: Training
 metadata: {{name: t}}
 spec:
@@ -151,23 +155,21 @@ def test_validate_paths_reads_files_relative_to_root(tmp_path: Path) -> None:
     assert r.ok and r.files == ["specs/a.yaml"] and r.resources[0].file == "specs/a.yaml"
 
 
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out = capsys.readouterr()
-    return int(exc.value.code or 0), out.out + out.err
+def run(args: list[str]) -> tuple[int, str]:
+    """`jobrunner ARGS` through the shared CLI helper: the exit code and stdout + stderr."""
+    r = run_cli(*args)
+    return r.code, r.output
 
 
-def test_validate_command_text_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_validate_command_text_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "ok.yaml").write_text(MODEL)
-    code, out = run(["validate"], capsys)
+    code, out = run(["validate"])
     assert code == 0 and "Success! 1 resource in 1 file is valid." in out
     (tmp_path / "bad.yaml").write_text(HEAD + "kind: Model\nmetadata: {name: x}\nspec: {owner: me}\n")
-    code, out = run(["validate"], capsys)
+    code, out = run(["validate"])
     assert code == 1 and out.startswith("bad.yaml:4:1: Model/x: $.spec: missing required field `hardware`")
-    code, out = run(["validate", "--format", "json", "bad.yaml"], capsys)
+    code, out = run(["validate", "--format", "json", "bad.yaml"])
     doc = json.loads(out)
     assert code == 1
     assert doc["format_version"] == "1.0" and doc["valid"] is False
@@ -176,7 +178,7 @@ def test_validate_command_text_and_json(tmp_path: Path, capsys: pytest.CaptureFi
         "severity": "error", "file": "bad.yaml", "line": 4, "column": 1, "address": "Model/x",
         "json_path": "$.spec", "message": "missing required field `hardware`",
     }
-    code, out = run(["validate", "missing-dir"], capsys)
+    code, out = run(["validate", "missing-dir"])
     assert code == 1 and "no such file or directory: missing-dir" in out
 
 
@@ -212,11 +214,25 @@ spec:
     r = check(text, tmp_path)
     got = [(d.file, d.line, d.json_path, d.message) for d in r.errors]
     assert got == [
-        ("m.yaml", 10, "$.spec.input.ordr", "jobrunner/ngram input schema: unknown field `ordr` (did you mean `order`?)"),
-        ("m.yaml", 17, "$.spec.input_defaults.max_tokens",
-         'jobrunner/ngram input schema: expected an integer, got a string "80"'),
+        (
+            "m.yaml",
+            10,
+            "$.spec.input.ordr",
+            "jobrunner/ngram input schema: unknown field `ordr` (did you mean `order`?)",
+        ),
+        (
+            "m.yaml",
+            17,
+            "$.spec.input_defaults.max_tokens",
+            'jobrunner/ngram input schema: expected an integer, got a string "80"',
+        ),
         ("m.yaml", 19, "$.spec.inputs[0].seed", "jobrunner/ngram input schema: expected an integer, got a number 1.5"),
-        ("rows.jsonl", 2, "$.input.temperature", 'version a3c8c00c979c input schema: expected a number, got a string "hot"'),
+        (
+            "rows.jsonl",
+            2,
+            "$.input.temperature",
+            'version a3c8c00c979c input schema: expected a number, got a string "hot"',
+        ),
     ]
 
 
@@ -259,11 +275,10 @@ def test_manifests_outside_the_workspace_keep_their_own_files(tmp_path: Path) ->
     assert "outside the workspace" in r.errors[0].message
 
 
-def test_validate_command_with_no_manifests(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_validate_command_with_no_manifests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "ci.yaml").write_text("on: push\n")
-    code, out = run(["validate"], capsys)
+    code, out = run(["validate"])
     assert code == 0 and out.startswith("No manifests found")
 
 
@@ -274,8 +289,7 @@ def test_input_errors_point_at_the_right_row_after_a_bad_row(tmp_path: Path) -> 
     assert [(d.line, d.json_path) for d in r.errors] == [(7, "$.spec.inputs[0]"), (8, "$.spec.inputs[1].seed")]
 
 
-def test_validate_github_annotations(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_validate_github_annotations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ws = tmp_path / "ml"
     ws.mkdir()
     (ws / "jobrunner.yaml").write_text("parallelism: 2\n")
@@ -283,7 +297,7 @@ def test_validate_github_annotations(tmp_path: Path, capsys: pytest.CaptureFixtu
                                  "private, hardware: cpu, colour: red}\n")
     monkeypatch.chdir(ws)
     monkeypatch.setenv("GITHUB_WORKSPACE", str(tmp_path))
-    code, out = run(["validate", "--format", "github"], capsys)
+    code, out = run(["validate", "--format", "github"])
     assert code == 1
     assert out.splitlines() == [
         "::error file=ml/bad.yaml,line=4,col=64,title=Model/x::$.spec.colour: unknown field `colour`; "
@@ -293,13 +307,12 @@ def test_validate_github_annotations(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 @pytest.mark.parametrize("version, extra", [("jobrunner/v2", ""), ("jobrunner/V1", " (apiVersion is case-sensitive)")])
-def test_another_jobrunner_api_version_is_unsupported(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                      monkeypatch: pytest.MonkeyPatch, version: str,
+def test_another_jobrunner_api_version_is_unsupported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str,
                                                       extra: str) -> None:
     """Found by a directory scan and reported at file:line (it used to be skipped: "No manifests found", exit 0)."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "m.yaml").write_text("# a batch\n" + TRAINING.replace("jobrunner/v1", version))
-    code, out = run(["validate"], capsys)
+    code, out = run(["validate"])
     assert code == 1
     assert out.splitlines()[0] == (f"m.yaml:2:1: $.apiVersion: unsupported apiVersion {version}; "
                                    f"this jobrunner reads jobrunner/v1{extra}")

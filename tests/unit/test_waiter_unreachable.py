@@ -40,7 +40,7 @@ class Pool:
 def test_every_poll_failing_for_the_window_fails_the_wait_with_a_clear_error() -> None:
     provider = FlakyProvider(["fail"], unreachable_after=0.5)
 
-    async def main() -> tuple[float, BaseException]:
+    async def main() -> tuple[float, ProviderUnreachableError]:
         waiter = Waiter(Pool(provider), min_interval=0.02, max_interval=0.05)
         started = time.monotonic()
         with pytest.raises(ProviderUnreachableError) as info:

@@ -6,8 +6,14 @@ from pathlib import Path
 import pytest
 
 from jobrunner.errors import ConfigError, UsageError
-from jobrunner.workspace import (WorkspaceConfig, discover_manifest_files, find_workspace, load_config,
-                                 find_workspace_for, locate_workspace)
+from jobrunner.workspace import (
+    WorkspaceConfig,
+    discover_manifest_files,
+    find_workspace,
+    find_workspace_for,
+    load_config,
+    locate_workspace,
+)
 
 
 def test_find_workspace_nearest_parent_with_config(tmp_path: Path) -> None:
