@@ -362,7 +362,7 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
             # Converged; still (re)write a batch output file that is missing or stale (a kill after
             # the jobs finished and before the file was written): the executor writes only a file
             # whose content differs from what it should hold.
-            from jobrunner.reconcile.executor import output_files_due
+            from jobrunner.reconcile.outputfiles import output_files_due
 
             stale = output_files_due(ws.root, {r.address: r for r in planned.resources}, planned.desired, doc)
             # A job that ended badly since the last run (e.g. a platform restart failed it): record
