@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from jobrunner.resources import DesiredJob
@@ -10,30 +11,40 @@ from jobrunner.state.model import AddressState
 if TYPE_CHECKING:
     from jobrunner.estimate.model import PlanEstimate
 
-CREATE = "create"  # new address
-REPLACE = "replace"  # fingerprint changed: cancel the old run if still running, then create
-RETRY = "retry"  # last run failed/aborted/canceled outside jobrunner and attempts remain
-CANCEL = "cancel"  # address gone from manifests and its run is still running
-FORGET = "forget"  # gone and terminal: drop from state
-ADOPT = "adopt"  # a remote job matching a pending intent or an import
-WAIT = "wait"  # running, unchanged
-NOOP = "noop"  # converged
-# A declared rename (`moved:` in jobrunner.yaml) whose job needs nothing else: state records it under
-# the new address, the job keeps running. A moved job that also needs a create/replace/retry/cancel
-# keeps that action and says where it moved from (`PlannedChange.moved_from`).
-MOVED = "moved"
 
-ACTIONS = (CREATE, REPLACE, RETRY, CANCEL, FORGET, ADOPT, MOVED, WAIT, NOOP)
+class Action(StrEnum):
+    """What a plan does to one address. A str: plans, saved plans and JSON carry the bare word."""
+
+    CREATE = "create"  # new address
+    REPLACE = "replace"  # fingerprint changed: cancel the old run if still running, then create
+    RETRY = "retry"  # last run failed/aborted/canceled outside jobrunner and attempts remain
+    CANCEL = "cancel"  # address gone from manifests and its run is still running
+    FORGET = "forget"  # gone and terminal: drop from state
+    ADOPT = "adopt"  # a remote job matching a pending intent or an import
+    WAIT = "wait"  # running, unchanged
+    NOOP = "noop"  # converged
+    # A declared rename (`moved:` in jobrunner.yaml) whose job needs nothing else: state records it
+    # under the new address, the job keeps running. A moved job that also needs a
+    # create/replace/retry/cancel keeps that action and says where it moved from
+    # (`PlannedChange.moved_from`).
+    MOVED = "moved"
+
+
+# The names every module already uses for the actions.
+CREATE, REPLACE, RETRY, CANCEL, FORGET = Action.CREATE, Action.REPLACE, Action.RETRY, Action.CANCEL, Action.FORGET
+ADOPT, WAIT, NOOP, MOVED = Action.ADOPT, Action.WAIT, Action.NOOP, Action.MOVED
+
+ACTIONS: tuple[Action, ...] = (CREATE, REPLACE, RETRY, CANCEL, FORGET, ADOPT, MOVED, WAIT, NOOP)
 # Text-plan symbols, Terraform-like.
-SYMBOLS = {CREATE: "+", REPLACE: "-/+", RETRY: "~", CANCEL: "-", FORGET: "-", ADOPT: "<=", MOVED: "->", WAIT: "~",
-           NOOP: " "}
-CHANGING = frozenset({CREATE, REPLACE, RETRY, CANCEL, FORGET, ADOPT, MOVED})
+SYMBOLS: dict[Action, str] = {CREATE: "+", REPLACE: "-/+", RETRY: "~", CANCEL: "-", FORGET: "-", ADOPT: "<=",
+                              MOVED: "->", WAIT: "~", NOOP: " "}
+CHANGING: frozenset[Action] = frozenset({CREATE, REPLACE, RETRY, CANCEL, FORGET, ADOPT, MOVED})
 
 
 @dataclass(frozen=True)
 class PlannedChange:
     address: str
-    action: str
+    action: Action
     reason: str  # human reason, e.g. "input.order changed (4 -> 5)"
     job: DesiredJob | None  # the desired job (None for cancel/forget)
     prior: AddressState | None  # what state recorded (None for create)
@@ -59,7 +70,7 @@ class Plan:
     # (destroy plans).
     estimate: PlanEstimate | None = None
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[Action, int]:
         out = {a: 0 for a in ACTIONS}
         for c in self.changes:
             out[c.action] += 1

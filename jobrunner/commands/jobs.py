@@ -20,7 +20,7 @@ from jobrunner.commands.output_options import json_option, no_color_option, pick
 from jobrunner.completion import complete_addresses
 from jobrunner.errors import EXIT_ERROR, EXIT_OK, UsageError
 from jobrunner.exitcodes import ExitCode, actionable, attention, for_apply, for_plan
-from jobrunner.plan_types import Plan
+from jobrunner.plan_types import WAIT, Plan
 from jobrunner.providers.names import PROVIDER_NAMES
 
 # --- shared helpers -------------------------------------------------------------------------
@@ -215,12 +215,11 @@ def _print_report(report: Any, doc: Any, plan: Plan, events: Any = None) -> int:
 
 def _untouched_attention(plan: Plan, report: Any | None) -> list[Any]:
     """Attention changes of the plan that the executor's report does not already count as failed."""
-    from jobrunner.reconcile import executor as ex
+    from jobrunner.reconcile.report import BAD_OUTCOMES
 
-    outcomes = getattr(report, "outcomes", {}) if report is not None else {}
-    settled = {ex.O_FAILED, ex.O_CANCELED, ex.O_SKIPPED, ex.O_ERROR, ex.O_NOT_ATTEMPTED}
+    outcomes = report.outcomes if report is not None else {}
     return [c for c in attention(plan)
-            if c.address not in outcomes or outcomes[c.address].outcome not in settled]
+            if c.address not in outcomes or outcomes[c.address].outcome not in BAD_OUTCOMES]
 
 
 # --- plan ------------------------------------------------------------------------------------
@@ -358,7 +357,7 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
             click.echo(_render(planned.plan, "text"), nl=False)
         if refused is not None:
             raise refused  # shown first, so the numbers are on screen; nothing was created
-        if not planned.plan.has_changes and not any(c.action == "wait" for c in planned.plan.changes):
+        if not planned.plan.has_changes and not any(c.action == WAIT for c in planned.plan.changes):
             # Converged; still (re)write a batch output file that is missing or stale (a kill after
             # the jobs finished and before the file was written): the executor writes only a file
             # whose content differs from what it should hold.

@@ -14,7 +14,7 @@ from jobrunner.plan_types import CANCEL, FORGET, PlannedChange
 from jobrunner.providers.adapters import adapter_for
 from jobrunner.providers.base import GONE, TERMINAL, RemoteJob
 from jobrunner.reconcile.context import ApplyContext
-from jobrunner.reconcile.report import O_CANCELED_FORGOTTEN, O_FORGOTTEN
+from jobrunner.reconcile.report import O_CANCELED_FORGOTTEN, O_FORGOTTEN, Unfinished
 from jobrunner.reconcile.stopcontrol import Stopped
 from jobrunner.resources import JOB_MODEL
 from jobrunner.state.model import AddressState
@@ -41,7 +41,7 @@ async def cancel_remote(ctx: ApplyContext, st: AddressState) -> RemoteJob | None
     return None
 
 
-async def cancel_or_forget(ctx: ApplyContext, change: PlannedChange) -> str | None:
+async def cancel_or_forget(ctx: ApplyContext, change: PlannedChange) -> Unfinished | None:
     """A removed address: cancel its run if the plan says so (and wait for it to stop), then forget it."""
     address = change.address
     st = ctx.doc.addresses.get(address)

@@ -15,7 +15,7 @@ from typing import Any
 from jobrunner.plan_types import Plan
 from jobrunner.providers.base import RemoteJob
 from jobrunner.reconcile.creategate import CreateGate
-from jobrunner.reconcile.report import ApplyReport
+from jobrunner.reconcile.report import ApplyReport, OutcomeKind
 from jobrunner.reconcile.statewriter import StateWriter
 from jobrunner.reconcile.stopcontrol import ProviderStops, StopControl
 from jobrunner.reconcile.timeutil import to_rfc3339, utcnow
@@ -62,7 +62,7 @@ class ApplyContext:
         self.touched_batches: set[str] = set()  # batches whose output file is written again
         self.pending_saves: set[asyncio.Future[Any]] = set()
 
-    def outcome(self, address: str, outcome: str, detail: str = "", created: int = 0, adopted: int = 0,
+    def outcome(self, address: str, outcome: OutcomeKind, detail: str = "", created: int = 0, adopted: int = 0,
                 stopped_provider: str = "") -> None:
         self.report.record(address, outcome, detail, created, adopted, stopped_provider)
 

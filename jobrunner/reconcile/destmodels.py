@@ -10,7 +10,7 @@ from typing import Any
 from jobrunner.errors import NotFoundError
 from jobrunner.providers.base import SUCCEEDED
 from jobrunner.reconcile.context import ApplyContext
-from jobrunner.reconcile.report import O_SUCCEEDED
+from jobrunner.reconcile.report import O_SUCCEEDED, Unfinished
 from jobrunner.reconcile.timeutil import to_rfc3339, utcnow
 from jobrunner.resources import DesiredJob
 
@@ -24,7 +24,7 @@ def _model_request(ctx: ApplyContext, job: DesiredJob) -> tuple[dict[str, Any], 
     return req, owner, name
 
 
-async def ensure_model(ctx: ApplyContext, job: DesiredJob) -> str | None:
+async def ensure_model(ctx: ApplyContext, job: DesiredJob) -> Unfinished | None:
     """Adopt or create the model; records it as succeeded (a model has no run to wait for)."""
     req, owner, name = _model_request(ctx, job)
     provider = ctx.pool.get(job.provider)

@@ -41,6 +41,7 @@ from jobrunner.reconcile.outputs import resource_of
 from jobrunner.reconcile.pool import in_flight_limit, run_bounded
 from jobrunner.reconcile.report import (
     BAD_OUTCOMES,
+    ERROR,
     O_ADOPTED,
     O_CANCELED,
     O_DEFERRED,
@@ -52,8 +53,12 @@ from jobrunner.reconcile.report import (
     O_RUNNING,
     O_SKIPPED,
     O_SUCCEEDED,
+    RUNNING,
+    SKIPPED,
     ApplyReport,
     Outcome,
+    Unfinished,
+    ended,
 )
 from jobrunner.reconcile.statewriter import StateWriter
 from jobrunner.reconcile.stopcontrol import (
@@ -125,7 +130,7 @@ class Executor:
         return ctx.report
 
     async def _run_resource(self, res: str, changes: list[PlannedChange]) -> None:
-        results: list[str | None] = []
+        results: list[Unfinished | None] = []
         try:
             results = await run_bounded(changes, self._run_change, in_flight_limit(self.ctx.options.parallelism))
         finally:
@@ -133,7 +138,7 @@ class Executor:
 
     # ---- one change ---------------------------------------------------------------------
 
-    async def _run_change(self, change: PlannedChange) -> str | None:
+    async def _run_change(self, change: PlannedChange) -> Unfinished | None:
         """Run one planned change; returns None on success, else a short reason."""
         change = self._settle_move(change)
         try:
@@ -143,13 +148,13 @@ class Executor:
         except ProviderStopped as stop:
             self.ctx.outcome(change.address, O_NOT_ATTEMPTED, f"{stop.provider} refused an earlier request",
                              stopped_provider=stop.provider)
-            return "error"
+            return ERROR
         except ProviderError as exc:
             return self._on_provider_error(change, exc)
         except JobrunnerError as exc:
             self.ctx.outcome(change.address, O_ERROR, str(exc))
             self.ctx.progress.event(change.address, "error", str(exc))
-            return "error"
+            return ERROR
 
     def _settle_move(self, change: PlannedChange) -> PlannedChange:
         """A moved address whose job needs nothing else: only state moved (saved at the start of
@@ -160,7 +165,7 @@ class Executor:
         running = st is not None and bool(st.remote_id) and st.status not in TERMINAL
         return dc_replace(change, action=WAIT if running and change.job is not None else NOOP)
 
-    async def _do_change(self, change: PlannedChange) -> str | None:
+    async def _do_change(self, change: PlannedChange) -> Unfinished | None:
         address = change.address
         if change.action == NOOP:
             return self._noop(change)
@@ -174,12 +179,12 @@ class Executor:
         why = await self._why_skipped(change, job)
         if why:
             self._skip(address, why)
-            return "skipped"
+            return SKIPPED
         if job.fingerprint is None:
             job = await self.upstream.resolve(job)
             if job.missing_outputs:  # the upstream succeeded without an output this job needs
                 self._skip(address, missing_outputs_text(job.missing_outputs))
-                return "skipped"
+                return SKIPPED
             st = self.ctx.doc.addresses.get(address)
             if st is not None and st.fingerprint == job.fingerprint and st.remote_id:
                 if st.status == SUCCEEDED:
@@ -190,7 +195,7 @@ class Executor:
                     return await jobrun.wait_existing(self.ctx, job, st)
         return await self._act(change, job)
 
-    async def _act(self, change: PlannedChange, job: DesiredJob) -> str | None:
+    async def _act(self, change: PlannedChange, job: DesiredJob) -> Unfinished | None:
         self.ctx.providers.check(job.provider)
         if job.job_kind == JOB_MODEL:
             return await ensure_model(self.ctx, job)
@@ -202,14 +207,14 @@ class Executor:
                 return await jobrun.wait_existing(self.ctx, job, st)
         return await jobrun.create_and_wait(self.ctx, change, job)
 
-    def _noop(self, change: PlannedChange) -> str | None:
+    def _noop(self, change: PlannedChange) -> Unfinished | None:
         self.ctx.outcome(change.address, O_NOOP)
         st = self.ctx.doc.addresses.get(change.address)
         if st is not None and st.status not in (SUCCEEDED, None) and st.job_kind != JOB_MODEL:
             if st.job_kind == JOB_PREDICTION and change.job is not None:
                 # It may have ended badly unattended (e.g. a platform restart): its row must say so.
                 self.ctx.touched_batches.add(change.job.resource_address)
-            return st.status
+            return ended(st.status)
         return None
 
     async def _why_skipped(self, change: PlannedChange, job: DesiredJob) -> str | None:
@@ -225,7 +230,7 @@ class Executor:
         self.ctx.outcome(address, O_SKIPPED, why)
         self.ctx.progress.event(address, "skipped", why)
 
-    def _on_stopped(self, change: PlannedChange, stop: Stopped) -> str:
+    def _on_stopped(self, change: PlannedChange, stop: Stopped) -> Unfinished:
         address = change.address
         if stop.why == "timeout":
             self.ctx.stop.timed_out = True
@@ -234,15 +239,16 @@ class Executor:
                 change.job is None or st.fingerprint == change.job.fingerprint or change.action == WAIT):
             what = "wait timed out; still running" if stop.why == "timeout" else "still running"
             self.ctx.outcome(address, O_RUNNING, what)
-            return "running"
+            return RUNNING
         prev = self.ctx.report.outcomes.get(address)
         if prev is None or prev.outcome in (O_NOOP,):
             why = stop.why if stop.why.startswith("upstream") else f"not started ({stop.why})"
             self.ctx.outcome(address, O_DEFERRED, why + "; run apply again")
             self.ctx.progress.event(address, "deferred", why)
-        return "running" if stop.why.startswith("upstream") else stop.why
+        # Stopped by Ctrl-C or the deadline, or behind an upstream still running: never a failure.
+        return Unfinished(pending=True, reason=stop.why)
 
-    def _on_provider_error(self, change: PlannedChange, exc: ProviderError) -> str:
+    def _on_provider_error(self, change: PlannedChange, exc: ProviderError) -> Unfinished:
         # The message names provider, request, HTTP status and the provider's detail; the hint
         # says what to do (e.g. which credential variable to check).
         address = change.address
@@ -255,10 +261,10 @@ class Executor:
             self.ctx.outcome(address, O_ERROR, detail, stopped_provider=exc.provider or provider)
             if first:
                 self.ctx.progress.event(address, "error", detail)
-            return "error"
+            return ERROR
         self.ctx.outcome(address, O_ERROR, detail)
         self.ctx.progress.event(address, "error", detail)
-        return "error"
+        return ERROR
 
 
 __all__ = [

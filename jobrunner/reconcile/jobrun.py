@@ -16,7 +16,7 @@ from jobrunner.reconcile import creation
 from jobrunner.reconcile.cancel import cancel_remote
 from jobrunner.reconcile.context import ApplyContext
 from jobrunner.reconcile.outputs import outputs_of
-from jobrunner.reconcile.report import O_ADOPTED, O_RUNNING
+from jobrunner.reconcile.report import O_ADOPTED, O_RUNNING, RUNNING, Unfinished
 from jobrunner.reconcile.waiting import finish, wait_terminal
 from jobrunner.resources import JOB_PREDICTION, DesiredJob
 from jobrunner.state.model import AddressState, Attempt
@@ -36,10 +36,10 @@ def _spec_int(spec: dict[str, Any], *path: str, default: int) -> int:
         return default
 
 
-async def wait_existing(ctx: ApplyContext, job: DesiredJob, st: AddressState) -> str | None:
+async def wait_existing(ctx: ApplyContext, job: DesiredJob, st: AddressState) -> Unfinished | None:
     if not ctx.options.wait:
         ctx.outcome(job.address, O_RUNNING, "not waiting (--no-wait)")
-        return "running"
+        return RUNNING
     ctx.progress.event(job.address, "waiting", st.remote_id or "")
     final = await wait_terminal(ctx, job, st)
     if final.status in RETRY_ON and st.attempts < _spec_int(ctx.spec(job), "retry", "max_attempts", default=1):
@@ -47,7 +47,7 @@ async def wait_existing(ctx: ApplyContext, job: DesiredJob, st: AddressState) ->
     return finish(ctx, job, st, final, 0)
 
 
-async def adopt(ctx: ApplyContext, job: DesiredJob, remote_id: str) -> str | None:
+async def adopt(ctx: ApplyContext, job: DesiredJob, remote_id: str) -> Unfinished | None:
     provider = ctx.pool.get(job.provider)
     st = ctx.state_for(job)
     remote = await provider.get(job.job_kind, remote_id, project_id=getattr(job, "project_id", None)
@@ -65,7 +65,7 @@ async def adopt(ctx: ApplyContext, job: DesiredJob, remote_id: str) -> str | Non
         return finish(ctx, job, st, remote, 0)
     if not ctx.options.wait:
         ctx.outcome(job.address, O_RUNNING, "adopted; not waiting (--no-wait)")
-        return "running"
+        return RUNNING
     final = await wait_terminal(ctx, job, st)
     return finish(ctx, job, st, final, 0)
 
@@ -94,7 +94,7 @@ async def _prepare_replace(ctx: ApplyContext, change: PlannedChange, job: Desire
 
 
 async def create_and_wait(ctx: ApplyContext, change: PlannedChange | None, job: DesiredJob,
-                           first_attempt: int | None = None) -> str | None:
+                           first_attempt: int | None = None) -> Unfinished | None:
     st = ctx.state_for(job)
     max_attempts = max(1, _spec_int(ctx.spec(job), "retry", "max_attempts", default=1))
     if first_attempt is None:
@@ -115,7 +115,7 @@ async def create_and_wait(ctx: ApplyContext, change: PlannedChange | None, job: 
                         created=created, adopted=took)
             if job.job_kind == JOB_PREDICTION:
                 ctx.touched_batches.add(job.resource_address)
-            return "running"
+            return RUNNING
         ctx.outcome(job.address, O_RUNNING, remote.id, created=created, adopted=took)
         final = remote if remote.terminal else await wait_terminal(ctx, job, st)
         if final.status == SUCCEEDED and not st.outputs:

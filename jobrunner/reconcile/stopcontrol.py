@@ -23,8 +23,6 @@ from jobrunner.errors import AuthError, PaymentRequiredError, ProviderError
 
 # Answers that mean every further request to the same provider would be refused too.
 PROVIDER_STOPPING = (AuthError, PaymentRequiredError)
-# Reasons an upstream resource reports when it is merely not finished yet (its dependents defer).
-PENDING_REASONS = frozenset({"running", "timeout", "interrupted"})
 
 
 class ProviderStopped(Exception):

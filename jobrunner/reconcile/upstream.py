@@ -15,7 +15,8 @@ from jobrunner.errors import JobrunnerError
 from jobrunner.providers.base import SUCCEEDED
 from jobrunner.reconcile.context import ApplyContext
 from jobrunner.reconcile.outputs import resource_of
-from jobrunner.reconcile.stopcontrol import PENDING_REASONS, Stopped
+from jobrunner.reconcile.report import Unfinished
+from jobrunner.reconcile.stopcontrol import Stopped
 from jobrunner.resources import DesiredJob
 
 
@@ -24,12 +25,12 @@ class Upstreams:
         self.ctx = ctx
         self.expand = expand
         self._done: dict[str, asyncio.Event] = {res: asyncio.Event() for res in resources}
-        self._failed: dict[str, str] = {}  # resource -> the first reason one of its addresses gave
+        self._failed: dict[str, Unfinished] = {}  # resource -> how the first of its addresses that did not succeed ended
         self._resolved: dict[str, asyncio.Task[dict[str, DesiredJob]]] = {}
 
-    def finished(self, res: str, reasons: list[str | None]) -> None:
-        """All of the resource's addresses are done; `reasons`: None for each that succeeded."""
-        bad = [r for r in reasons if r is not None]
+    def finished(self, res: str, results: list[Unfinished | None]) -> None:
+        """All of the resource's addresses are done; `results`: None for each that succeeded."""
+        bad = [r for r in results if r is not None]
         if bad:
             self._failed[res] = bad[0]
         self._done[res].set()
@@ -45,10 +46,10 @@ class Upstreams:
             if event is not None:
                 await self.ctx.stop.guard(event.wait())
                 why = self._failed.get(dep)
-                if why in PENDING_REASONS:
+                if why is not None and why.pending:
                     raise Stopped(f"upstream {dep} is still running")
                 if why is not None:
-                    return f"upstream {dep} did not succeed ({why})"
+                    return f"upstream {dep} did not succeed ({why.reason})"
             else:
                 # Not part of this run (e.g. --target): its recorded state must show success.
                 states = [s for a, s in self.ctx.doc.addresses.items() if resource_of(a) == dep]

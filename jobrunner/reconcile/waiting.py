@@ -17,7 +17,13 @@ from jobrunner.reconcile.cancel import cancel_remote
 from jobrunner.reconcile.context import ApplyContext
 from jobrunner.reconcile.deadline import deadline_reason
 from jobrunner.reconcile.outputs import outputs_of
-from jobrunner.reconcile.report import O_CANCELED, O_FAILED, O_SUCCEEDED
+from jobrunner.reconcile.report import (
+    O_CANCELED,
+    O_FAILED,
+    O_SUCCEEDED,
+    Unfinished,
+    ended,
+)
 from jobrunner.reconcile.timeutil import parse_rfc3339, utcnow
 from jobrunner.resources import JOB_PREDICTION, JOB_TRAINING, DesiredJob
 from jobrunner.state.model import AddressState
@@ -87,8 +93,8 @@ async def wait_terminal(ctx: ApplyContext, job: DesiredJob, st: AddressState) ->
     return final
 
 
-def finish(ctx: ApplyContext, job: DesiredJob, st: AddressState, final: RemoteJob, created: int) -> str | None:
-    """Record how the job ended; None when it succeeded, else its final status."""
+def finish(ctx: ApplyContext, job: DesiredJob, st: AddressState, final: RemoteJob, created: int) -> Unfinished | None:
+    """Record how the job ended; None when it succeeded."""
     if job.job_kind == JOB_PREDICTION:
         ctx.touched_batches.add(job.resource_address)
     if final.status == SUCCEEDED:
@@ -103,4 +109,4 @@ def finish(ctx: ApplyContext, job: DesiredJob, st: AddressState, final: RemoteJo
     outcome = O_CANCELED if final.status in (CANCELED, GONE) else O_FAILED
     ctx.outcome(job.address, outcome, why if final.status in why else f"{final.status}: {why}", created=created)
     ctx.progress.event(job.address, final.status, why if why != final.status else final.id)
-    return final.status
+    return ended(final.status)
