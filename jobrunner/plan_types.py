@@ -1,6 +1,7 @@
 """The plan as data: what the pure plan engine returns and the reconciler and renderers consume."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,39 @@ CHANGING: frozenset[Action] = frozenset({CREATE, REPLACE, RETRY, CANCEL, FORGET,
 
 
 @dataclass(frozen=True)
+class Policy:
+    """The parts of a manifest that steer the plan and apply but never enter a fingerprint.
+
+    Carried on every planned change, so apply runs what the plan showed without reading the
+    manifest again (a saved plan applies exactly what it showed).
+    """
+
+    max_attempts: int = 1  # retry.max_attempts: runs in all, retries included
+    on_change: str = "replace"  # replace | keep
+    on_remove: str = "cancel"  # cancel | keep
+    prevent_cancel: bool = False  # never cancel the run (neither on replace nor on removal)
+    timeout: str | float | None = None  # spec.timeout as written (e.g. "2h"): apply cancels a run still going then
+
+    @classmethod
+    def of(cls, spec: Mapping[str, Any] | None, lifecycle: Mapping[str, Any] | None = None) -> Policy:
+        spec = spec or {}
+        life = dict(lifecycle or {})
+        life.update(spec.get("lifecycle") or {})
+        retry = spec.get("retry") or {}
+        try:
+            attempts = max(1, int(retry.get("max_attempts", 1)))
+        except (TypeError, ValueError):
+            attempts = 1
+        return cls(
+            max_attempts=attempts,
+            on_change=str(life.get("on_change", "replace")),
+            on_remove=str(life.get("on_remove", "cancel")),
+            prevent_cancel=bool(life.get("prevent_cancel", False)),
+            timeout=spec.get("timeout"),
+        )
+
+
+@dataclass(frozen=True)
 class PlannedChange:
     address: str
     action: Action
@@ -56,6 +90,7 @@ class PlannedChange:
     blocked_by: tuple[str, ...] = ()  # upstream addresses that failed for good: apply skips this
     quiet: bool = False  # nothing worth showing (converged): renderers list it only in counts
     moved_from: str | None = None  # the address state recorded it under before a declared move
+    policy: Policy = Policy()  # retry, timeout and lifecycle as the manifest said when planned
 
 
 @dataclass

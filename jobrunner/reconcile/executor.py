@@ -192,7 +192,7 @@ class Executor:
                     self.ctx.progress.event(address, "unchanged", "inputs resolved to what already ran")
                     return None
                 if st.status not in TERMINAL:
-                    return await jobrun.wait_existing(self.ctx, job, st)
+                    return await jobrun.wait_existing(self.ctx, job, st, change.policy)
         return await self._act(change, job)
 
     async def _act(self, change: PlannedChange, job: DesiredJob) -> Unfinished | None:
@@ -200,12 +200,12 @@ class Executor:
         if job.job_kind == JOB_MODEL:
             return await ensure_model(self.ctx, job)
         if change.action == ADOPT and change.adopt_remote_id:
-            return await jobrun.adopt(self.ctx, job, change.adopt_remote_id)
+            return await jobrun.adopt(self.ctx, job, change.adopt_remote_id, change.policy)
         if change.action == WAIT:
             st = self.ctx.doc.addresses.get(change.address)
             if st is not None and st.remote_id:
-                return await jobrun.wait_existing(self.ctx, job, st)
-        return await jobrun.create_and_wait(self.ctx, change, job)
+                return await jobrun.wait_existing(self.ctx, job, st, change.policy)
+        return await jobrun.create_and_wait(self.ctx, change, job, change.policy)
 
     def _noop(self, change: PlannedChange) -> Unfinished | None:
         self.ctx.outcome(change.address, O_NOOP)

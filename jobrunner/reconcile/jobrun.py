@@ -7,10 +7,8 @@ created again while `retry.max_attempts` allows.
 """
 from __future__ import annotations
 
-from typing import Any
-
 from jobrunner.crashpoints import crash_point
-from jobrunner.plan_types import REPLACE, RETRY, PlannedChange
+from jobrunner.plan_types import REPLACE, RETRY, PlannedChange, Policy
 from jobrunner.providers.base import ABORTED, FAILED, SUCCEEDED, TERMINAL, RemoteJob
 from jobrunner.reconcile import creation
 from jobrunner.reconcile.cancel import cancel_remote
@@ -24,30 +22,20 @@ from jobrunner.state.model import AddressState, Attempt
 RETRY_ON = frozenset({FAILED, ABORTED})  # `retry.max_attempts` re-creates after these
 
 
-def _spec_int(spec: dict[str, Any], *path: str, default: int) -> int:
-    cur: Any = spec
-    for p in path:
-        if not isinstance(cur, dict) or p not in cur:
-            return default
-        cur = cur[p]
-    try:
-        return int(cur)
-    except (TypeError, ValueError):
-        return default
-
-
-async def wait_existing(ctx: ApplyContext, job: DesiredJob, st: AddressState) -> Unfinished | None:
+async def wait_existing(ctx: ApplyContext, job: DesiredJob, st: AddressState, policy: Policy) -> Unfinished | None:
+    """Wait on the job's run already going; a failed one is created again while attempts remain."""
     if not ctx.options.wait:
         ctx.outcome(job.address, O_RUNNING, "not waiting (--no-wait)")
         return RUNNING
     ctx.progress.event(job.address, "waiting", st.remote_id or "")
-    final = await wait_terminal(ctx, job, st)
-    if final.status in RETRY_ON and st.attempts < _spec_int(ctx.spec(job), "retry", "max_attempts", default=1):
-        return await create_and_wait(ctx, None, job, first_attempt=st.attempts + 1)
+    final = await wait_terminal(ctx, job, st, policy.timeout)
+    if final.status in RETRY_ON and st.attempts < policy.max_attempts:
+        return await create_and_wait(ctx, None, job, policy, first_attempt=st.attempts + 1)
     return finish(ctx, job, st, final, 0)
 
 
-async def adopt(ctx: ApplyContext, job: DesiredJob, remote_id: str) -> Unfinished | None:
+async def adopt(ctx: ApplyContext, job: DesiredJob, remote_id: str, policy: Policy) -> Unfinished | None:
+    """Take over the remote job the plan matched (a pending intent's, or an import's) and wait on it."""
     provider = ctx.pool.get(job.provider)
     st = ctx.state_for(job)
     remote = await provider.get(job.job_kind, remote_id, project_id=getattr(job, "project_id", None)
@@ -66,7 +54,7 @@ async def adopt(ctx: ApplyContext, job: DesiredJob, remote_id: str) -> Unfinishe
     if not ctx.options.wait:
         ctx.outcome(job.address, O_RUNNING, "adopted; not waiting (--no-wait)")
         return RUNNING
-    final = await wait_terminal(ctx, job, st)
+    final = await wait_terminal(ctx, job, st, policy.timeout)
     return finish(ctx, job, st, final, 0)
 
 
@@ -88,15 +76,17 @@ async def _prepare_replace(ctx: ApplyContext, change: PlannedChange, job: Desire
         await _record_lost_create(ctx, change, job, st)
     # Replace: stop the old run first if it is still going (never when prevent_cancel).
     running = bool(st.remote_id) and st.status not in TERMINAL
-    if running and not (ctx.spec(job).get("lifecycle") or {}).get("prevent_cancel"):
+    if running and not change.policy.prevent_cancel:
         await cancel_remote(ctx, st)
         ctx.progress.event(job.address, "canceling", f"old run {st.remote_id}")
 
 
-async def create_and_wait(ctx: ApplyContext, change: PlannedChange | None, job: DesiredJob,
-                           first_attempt: int | None = None) -> Unfinished | None:
+async def create_and_wait(ctx: ApplyContext, change: PlannedChange | None, job: DesiredJob, policy: Policy,
+                          first_attempt: int | None = None) -> Unfinished | None:
+    """Create (or replace, or retry) the job and wait for it, creating it again after a failure
+    while `retry.max_attempts` allows. `change` is None for a retry of a run this apply waited on."""
     st = ctx.state_for(job)
-    max_attempts = max(1, _spec_int(ctx.spec(job), "retry", "max_attempts", default=1))
+    max_attempts = policy.max_attempts
     if first_attempt is None:
         retrying = change is not None and change.action == RETRY and st.fingerprint == job.fingerprint
         first_attempt = st.attempts + 1 if retrying else 1
@@ -117,7 +107,7 @@ async def create_and_wait(ctx: ApplyContext, change: PlannedChange | None, job: 
                 ctx.touched_batches.add(job.resource_address)
             return RUNNING
         ctx.outcome(job.address, O_RUNNING, remote.id, created=created, adopted=took)
-        final = remote if remote.terminal else await wait_terminal(ctx, job, st)
+        final = remote if remote.terminal else await wait_terminal(ctx, job, st, policy.timeout)
         if final.status == SUCCEEDED and not st.outputs:
             # Finished within the create call (e.g. `Prefer: wait`): record it like a wait would.
             ctx.set_status(st, final)

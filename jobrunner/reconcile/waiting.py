@@ -56,30 +56,29 @@ def watch(ctx: ApplyContext, st: AddressState, address: str) -> asyncio.Future[R
                            status=st.status, on_change=on_change, created=created_time(st))
 
 
-def _job_deadline(ctx: ApplyContext, job: DesiredJob, st: AddressState) -> float | None:
+def _job_deadline(job: DesiredJob, st: AddressState, timeout: str | float | None) -> float | None:
     """Epoch seconds at which the job's own `timeout` cancels it (None: no timeout)."""
     from jobrunner.durations import parse_duration
 
-    spec = ctx.spec(job)
-    if spec.get("timeout") is None or not st.history:
+    if timeout is None or not st.history:
         return None
     started = parse_rfc3339(st.history[-1].created_at) or utcnow()
-    deadline = started.timestamp() + parse_duration(spec["timeout"])
+    deadline = started.timestamp() + parse_duration(timeout)
     if job.job_kind == JOB_PREDICTION and adapter_for(job.provider).capabilities.provider_deadline:
         deadline += 10  # Cancel-After does it provider-side; ours is the backstop
     return deadline
 
 
-async def wait_terminal(ctx: ApplyContext, job: DesiredJob, st: AddressState) -> RemoteJob:
-    """Wait for the job to finish, cancelling it at its own `timeout` deadline if it has one."""
-    job_deadline = _job_deadline(ctx, job, st)
+async def wait_terminal(ctx: ApplyContext, job: DesiredJob, st: AddressState, timeout: str | float | None) -> RemoteJob:
+    """Wait for the job to finish, cancelling it once its own `timeout` (the plan's) has passed."""
+    job_deadline = _job_deadline(job, st, timeout)
     fut = watch(ctx, st, job.address)
     if job_deadline is not None:
         remaining = job_deadline - time.time()
         try:
             final = await ctx.stop.guard(asyncio.wait_for(asyncio.shield(fut), timeout=max(0.0, remaining)))
         except TimeoutError:
-            ctx.progress.event(job.address, "timeout", f"canceling after {ctx.spec(job)['timeout']}")
+            ctx.progress.event(job.address, "timeout", f"canceling after {timeout}")
             await cancel_remote(ctx, st)
             final = await ctx.stop.guard(asyncio.shield(fut))
     else:

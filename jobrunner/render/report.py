@@ -168,4 +168,5 @@ def apply_report(report: ApplyReport, doc: StateDoc, verb: str, pending: list[An
     return text
 
 
-__all__ = ["ATTENTION_HINT", "MAX_ATTENTION_LINES", "ReportText", "apply_report", "attention_lines", "failure_lines", "summary_line"]
+__all__ = ["ATTENTION_HINT", "MAX_ATTENTION_LINES", "ReportText", "apply_report", "attention_lines", "failure_lines",
+           "summary_line"]
