@@ -245,7 +245,7 @@ def recover_command(paths: tuple[str, ...], dry_run: bool, assign_in_order: bool
       jobrunner state recover --dry-run
       jobrunner state recover
     """
-    from jobrunner.commands.jobs import _with_pool
+    from jobrunner.commands.common import with_pool
     from jobrunner.reconcile.planning import (
         load_validated,
         open_workspace,
@@ -264,7 +264,7 @@ def recover_command(paths: tuple[str, ...], dry_run: bool, assign_in_order: bool
             return await recover(doc, list(validated.resources), ws.root, validated.items, pool,
                                  in_order=assign_in_order)
 
-        report = asyncio.run(_with_pool(ws, run))
+        report = asyncio.run(with_pool(ws, run))
         describe(report, click.echo)
         if report.ambiguous:
             raise _ambiguous_error(report)
