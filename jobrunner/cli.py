@@ -94,7 +94,7 @@ def _main(argv: list[str] | None) -> None:
         rv = cli.main(args=argv, prog_name="jobrunner", standalone_mode=False)
     except JobrunnerError as err:
         report_error(err)
-        code = err.exit_code
+        code = for_error(err)
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:
         click.echo("Interrupted.", err=True)
         code = for_error(exc)

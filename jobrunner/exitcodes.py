@@ -68,9 +68,6 @@ def for_error(err: BaseException) -> ExitCode:
     by_type: tuple[tuple[type[BaseException], ExitCode], ...] = (
         (e.StalePlanError, ExitCode.STALE_PLAN),
         (e.StateLockedError, ExitCode.LOCKED),
-        (e.JobFailedError, ExitCode.NEEDS_ATTENTION),
-        (e.WaitTimeoutError, ExitCode.WAIT_TIMEOUT),
-        (e.Interrupted, ExitCode.INTERRUPTED),
         (KeyboardInterrupt, ExitCode.INTERRUPTED),
         (click.exceptions.Abort, ExitCode.INTERRUPTED),
     )

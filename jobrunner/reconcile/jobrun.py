@@ -38,8 +38,7 @@ async def adopt(ctx: ApplyContext, job: DesiredJob, remote_id: str, policy: Poli
     """Take over the remote job the plan matched (a pending intent's, or an import's) and wait on it."""
     provider = ctx.pool.get(job.provider)
     st = ctx.state_for(job)
-    remote = await provider.get(job.job_kind, remote_id, project_id=getattr(job, "project_id", None)
-                                or job.request.get("project_id"))
+    remote = await provider.get(job.job_kind, remote_id, project_id=job.request.get("project_id"))
     attempt = st.intent.attempt if st.intent is not None and st.intent.fingerprint == job.fingerprint else max(1, st.attempts)
     crash_point("create.lookup_found")
     creation.record(ctx, st, job, remote, attempt)
