@@ -74,6 +74,8 @@ from jobrunner.resources import JOB_MODEL, JOB_PREDICTION, DesiredJob, Resource
 
 
 class Executor:
+    """One apply: `run()` carries out the plan and returns its report; `interrupt()` is Ctrl-C."""
+
     def __init__(
         self,
         plan: Plan,
