@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from jobrunner.resources import DesiredJob
 from jobrunner.state.model import AddressState
@@ -42,6 +42,12 @@ SYMBOLS: dict[Action, str] = {CREATE: "+", REPLACE: "-/+", RETRY: "~", CANCEL: "
 CHANGING: frozenset[Action] = frozenset({CREATE, REPLACE, RETRY, CANCEL, FORGET, ADOPT, MOVED})
 
 
+# lifecycle.on_change: replace re-runs a job whose fingerprint changed; keep never re-runs one that succeeded.
+OnChange = Literal["replace", "keep"]
+# lifecycle.on_remove: cancel a removed job still running, then forget it; keep only forgets it.
+OnRemove = Literal["cancel", "keep"]
+
+
 @dataclass(frozen=True)
 class Policy:
     """The parts of a manifest that steer the plan and apply but never enter a fingerprint.
@@ -51,8 +57,8 @@ class Policy:
     """
 
     max_attempts: int = 1  # retry.max_attempts: runs in all, retries included
-    on_change: str = "replace"  # replace | keep
-    on_remove: str = "cancel"  # cancel | keep
+    on_change: OnChange = "replace"
+    on_remove: OnRemove = "cancel"
     prevent_cancel: bool = False  # never cancel the run (neither on replace nor on removal)
     timeout: str | float | None = None  # spec.timeout as written (e.g. "2h"): apply cancels a run still going then
 
@@ -68,8 +74,9 @@ class Policy:
             attempts = 1
         return cls(
             max_attempts=attempts,
-            on_change=str(life.get("on_change", "replace")),
-            on_remove=str(life.get("on_remove", "cancel")),
+            # Validation admits only these words; anything else reads as the default.
+            on_change="keep" if life.get("on_change") == "keep" else "replace",
+            on_remove="keep" if life.get("on_remove") == "keep" else "cancel",
             prevent_cancel=bool(life.get("prevent_cancel", False)),
             timeout=spec.get("timeout"),
         )
