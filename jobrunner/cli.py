@@ -90,6 +90,7 @@ def _main(argv: list[str] | None) -> None:
     command or choice, missing argument) keep click's message but exit 1, not click's 2, which CI
     reads as "changes present" after `plan --detailed-exitcode`.
     """
+    code: int  # an ExitCode, or click's own for --help/--version
     try:
         rv = cli.main(args=argv, prog_name="jobrunner", standalone_mode=False)
     except JobrunnerError as err:
