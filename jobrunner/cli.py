@@ -22,13 +22,13 @@ COMMANDS: dict[str, str] = {
     "validate": "jobrunner.commands.validate:validate",
     "schema": "jobrunner.commands.validate:schema",
     "serve": "jobrunner.commands.serve:serve",
-    "plan": "jobrunner.commands.jobs:plan",
-    "apply": "jobrunner.commands.jobs:apply",
-    "destroy": "jobrunner.commands.jobs:destroy",
-    "status": "jobrunner.commands.jobs:status",
-    "logs": "jobrunner.commands.jobs:logs",
-    "outputs": "jobrunner.commands.jobs:outputs",
-    "import": "jobrunner.commands.jobs:import_",
+    "plan": "jobrunner.commands.plan:plan",
+    "apply": "jobrunner.commands.apply:apply",
+    "destroy": "jobrunner.commands.destroy:destroy",
+    "status": "jobrunner.commands.status:status",
+    "logs": "jobrunner.commands.logs:logs",
+    "outputs": "jobrunner.commands.outputs:outputs",
+    "import": "jobrunner.commands.importing:import_",
     "init": "jobrunner.commands.init:init",
     "state": "jobrunner.commands.state:state",
 }
@@ -90,11 +90,12 @@ def _main(argv: list[str] | None) -> None:
     command or choice, missing argument) keep click's message but exit 1, not click's 2, which CI
     reads as "changes present" after `plan --detailed-exitcode`.
     """
+    code: int  # an ExitCode, or click's own for --help/--version
     try:
         rv = cli.main(args=argv, prog_name="jobrunner", standalone_mode=False)
     except JobrunnerError as err:
         report_error(err)
-        code = err.exit_code
+        code = for_error(err)
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:
         click.echo("Interrupted.", err=True)
         code = for_error(exc)

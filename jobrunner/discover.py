@@ -225,7 +225,7 @@ def run_discover(*, paths: tuple[str, ...], since_text: str, providers: tuple[st
     """The `import --discover` command body (see the module docstring)."""
     import asyncio
 
-    from jobrunner.errors import EXIT_OK
+    from jobrunner.exitcodes import ExitCode
     from jobrunner.reconcile import requests as rq
     from jobrunner.reconcile.matching import matches
     from jobrunner.reconcile.planning import expand_desired, load_resources, open_workspace, resolve_paths
@@ -277,7 +277,7 @@ def run_discover(*, paths: tuple[str, ...], since_text: str, providers: tuple[st
             generated = build_manifests(fresh, taken=set(by_res))
             _report(echo, chosen, since_text, candidates, declared, generated, out)
             if not generated.documents:
-                return EXIT_OK
+                return ExitCode.OK
             out_path.parent.mkdir(parents=True, exist_ok=True)
             out_path.write_text(render_documents(generated, since=since_text), encoding="utf-8")
             adopted, unmatched = _adopt_generated(ws, doc, out_path, generated, candidates)
@@ -287,7 +287,7 @@ def run_discover(*, paths: tuple[str, ...], since_text: str, providers: tuple[st
             for address, why in unmatched:
                 echo(f"  not recorded: {address}: {why}")
             echo(f"Next: review {out}, commit it, and `jobrunner plan` (it shows no changes for these).")
-            return EXIT_OK
+            return ExitCode.OK
 
         return asyncio.run(run())
 

@@ -1,25 +1,14 @@
 """The one exception tree of jobrunner.
 
 Every failure a user can cause or meet ends in a subclass of `JobrunnerError`. The CLI catches
-`JobrunnerError` at the top, prints `str(err)` (plus `err.hint` when set) and exits with
-`err.exit_code`; nothing else should reach the user as a traceback. Provider HTTP failures are
+`JobrunnerError` at the top, prints `str(err)` (plus `err.hint` when set) and exits with the code
+`jobrunner.exitcodes.for_error` gives its type; nothing else should reach the user as a traceback. Provider HTTP failures are
 translated into `ProviderError` subclasses in exactly one place (`jobrunner.providers.http`), and
 retry decisions are made by type: `RetryableError` subclasses may be retried, others never.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-# Exit codes (DESIGN.md section 3): names kept for callers; the values and the decision of which
-# one a command returns live in `jobrunner.exitcodes`.
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_CHANGES = 2
-EXIT_STALE_PLAN = 3
-EXIT_LOCKED = 4
-EXIT_JOB_FAILED = 5
-EXIT_WAIT_TIMEOUT = 6
-EXIT_INTERRUPTED = 130
+from dataclasses import dataclass
 
 
 class JobrunnerError(Exception):
@@ -35,13 +24,6 @@ class JobrunnerError(Exception):
 
     def __str__(self) -> str:  # keep str() free of the hint; the CLI prints it separately
         return self.message
-
-    @property
-    def exit_code(self) -> int:
-        """Decided by type in `jobrunner.exitcodes.for_error`, the one place exit codes are chosen."""
-        from jobrunner.exitcodes import for_error
-
-        return int(for_error(self))
 
 
 # --- input: manifests, config, usage -------------------------------------------------------
@@ -135,7 +117,8 @@ class ProviderError(JobrunnerError):
 
     `ambiguous` is True when a non-idempotent request (a create) failed in a way that leaves its
     fate unknown (timeout or dropped connection after the request was sent, a 5xx on a create):
-    the job may exist, so look it up on the provider before creating again.
+    the job may exist. The HTTP layer reads it to word the hint; the executor decides by type
+    (`TransportError`, `ServerError`, an unreadable 2xx) to look the job up before creating again.
     """
 
     ambiguous: bool = False
@@ -204,23 +187,6 @@ class ProtocolError(ProviderError):
 class UnexpectedIdError(ProtocolError):
     """The provider answered about a different job than the one asked for (a GET whose id differs,
     a create answered with the id of a job state already records): never accepted."""
-
-
-# --- jobs ---------------------------------------------------------------------------------
-
-class JobFailedError(JobrunnerError):
-    """One or more jobs ended failed or canceled."""
-
-
-
-class WaitTimeoutError(JobrunnerError):
-    """`--timeout` expired while jobs were still running (they keep running)."""
-
-
-
-class Interrupted(JobrunnerError):
-    """The user pressed Ctrl-C; state was saved and running jobs keep running."""
-
 
 
 __all__ = [name for name in dir() if not name.startswith("_")]

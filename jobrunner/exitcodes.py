@@ -8,11 +8,19 @@ tests check it row by row. Commands never pick a number themselves: errors map t
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import IntEnum
-from typing import Any, Sequence
 
 from jobrunner.plan_types import CHANGING, NOOP, Plan, PlannedChange
 from jobrunner.providers.base import ABORTED, CANCELED, FAILED, GONE
+from jobrunner.reconcile.report import (
+    O_CANCELED,
+    O_ERROR,
+    O_FAILED,
+    O_NOT_ATTEMPTED,
+    O_SKIPPED,
+    ApplyReport,
+)
 from jobrunner.resources import JOB_MODEL
 
 
@@ -60,9 +68,6 @@ def for_error(err: BaseException) -> ExitCode:
     by_type: tuple[tuple[type[BaseException], ExitCode], ...] = (
         (e.StalePlanError, ExitCode.STALE_PLAN),
         (e.StateLockedError, ExitCode.LOCKED),
-        (e.JobFailedError, ExitCode.NEEDS_ATTENTION),
-        (e.WaitTimeoutError, ExitCode.WAIT_TIMEOUT),
-        (e.Interrupted, ExitCode.INTERRUPTED),
         (KeyboardInterrupt, ExitCode.INTERRUPTED),
         (click.exceptions.Abort, ExitCode.INTERRUPTED),
     )
@@ -112,20 +117,18 @@ def for_plan(plan: Plan, *, detailed: bool) -> ExitCode:
 # --- apply / destroy ----------------------------------------------------------------------------
 
 
-def for_apply(report: Any | None, pending: Sequence[PlannedChange] = ()) -> ExitCode:
+def for_apply(report: ApplyReport | None, pending: Sequence[PlannedChange] = ()) -> ExitCode:
     """`apply`/`destroy` after the executor ran (`report`, None when nothing had to run).
 
     `pending` are the plan's attention changes the executor did not touch (jobs that ended badly
     earlier): they keep the code at 5 run after run, so "apply until it exits 0" means success.
     """
     if report is not None:
-        from jobrunner.reconcile import executor as ex
-
         if report.interrupted:
             return ExitCode.INTERRUPTED
-        if report.count(ex.O_ERROR) or report.count(ex.O_NOT_ATTEMPTED):
+        if report.count(O_ERROR) or report.count(O_NOT_ATTEMPTED):
             return ExitCode.ERROR
-        if report.count(ex.O_FAILED) or report.count(ex.O_CANCELED) or report.count(ex.O_SKIPPED):
+        if report.count(O_FAILED) or report.count(O_CANCELED) or report.count(O_SKIPPED):
             return ExitCode.NEEDS_ATTENTION
     if pending:
         return ExitCode.NEEDS_ATTENTION
@@ -135,13 +138,13 @@ def for_apply(report: Any | None, pending: Sequence[PlannedChange] = ()) -> Exit
 
 
 __all__ = [
-    "ExitCode",
-    "TABLE",
     "ENDED_BADLY",
-    "for_error",
-    "is_attention",
-    "attention",
+    "TABLE",
+    "ExitCode",
     "actionable",
-    "for_plan",
+    "attention",
     "for_apply",
+    "for_error",
+    "for_plan",
+    "is_attention",
 ]

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from dataclasses import replace as dc_replace
 from typing import Any
 
@@ -48,6 +47,7 @@ from jobrunner.plan_types import (
     WAIT,
     Plan,
     PlannedChange,
+    Policy,
 )
 from jobrunner.providers.base import (
     ABORTED,
@@ -68,33 +68,6 @@ from jobrunner.state.model import AddressState, StateDoc
 
 RETRYABLE = frozenset({FAILED, ABORTED, CANCELED, GONE})
 _MAX_REASON_KEYS = 3
-
-
-@dataclass(frozen=True)
-class Policy:
-    """The parts of a manifest that steer the plan but never enter a fingerprint."""
-
-    max_attempts: int = 1
-    on_change: str = "replace"  # replace | keep
-    on_remove: str = "cancel"  # cancel | keep
-    prevent_cancel: bool = False
-
-    @classmethod
-    def of(cls, spec: Mapping[str, Any] | None, lifecycle: Mapping[str, Any] | None = None) -> Policy:
-        spec = spec or {}
-        life = dict(lifecycle or {})
-        life.update(spec.get("lifecycle") or {})
-        retry = spec.get("retry") or {}
-        try:
-            attempts = max(1, int(retry.get("max_attempts", 1)))
-        except (TypeError, ValueError):
-            attempts = 1
-        return cls(
-            max_attempts=attempts,
-            on_change=str(life.get("on_change", "replace")),
-            on_remove=str(life.get("on_remove", "cancel")),
-            prevent_cancel=bool(life.get("prevent_cancel", False)),
-        )
 
 
 def lifecycle_of(resource: Resource) -> dict[str, Any]:
@@ -150,7 +123,7 @@ def compute_plan(
             failed_for_good[job.resource_address] = f"ended {change.remote_status}"
         if blockers and change.action == NOOP:
             failed_for_good.setdefault(job.resource_address, "is skipped")
-        changes.append(_as_moved(change, moved))
+        changes.append(_as_moved(dc_replace(change, policy=policy), moved))
 
     removed: list[PlannedChange] = []
     protected: list[str] = []
@@ -166,7 +139,7 @@ def compute_plan(
         if removal is None:
             protected.append(address)
             continue
-        removed.append(_as_moved(removal, moved))
+        removed.append(_as_moved(dc_replace(removal, policy=policy), moved))
     if protected:
         raise PlanError(
             "removing these from the manifests would cancel their running jobs, but their "

@@ -1,8 +1,10 @@
 """The plan as data: what the pure plan engine returns and the reconciler and renderers consume."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal
 
 from jobrunner.resources import DesiredJob
 from jobrunner.state.model import AddressState
@@ -10,30 +12,80 @@ from jobrunner.state.model import AddressState
 if TYPE_CHECKING:
     from jobrunner.estimate.model import PlanEstimate
 
-CREATE = "create"  # new address
-REPLACE = "replace"  # fingerprint changed: cancel the old run if still running, then create
-RETRY = "retry"  # last run failed/aborted/canceled outside jobrunner and attempts remain
-CANCEL = "cancel"  # address gone from manifests and its run is still running
-FORGET = "forget"  # gone and terminal: drop from state
-ADOPT = "adopt"  # a remote job matching a pending intent or an import
-WAIT = "wait"  # running, unchanged
-NOOP = "noop"  # converged
-# A declared rename (`moved:` in jobrunner.yaml) whose job needs nothing else: state records it under
-# the new address, the job keeps running. A moved job that also needs a create/replace/retry/cancel
-# keeps that action and says where it moved from (`PlannedChange.moved_from`).
-MOVED = "moved"
 
-ACTIONS = (CREATE, REPLACE, RETRY, CANCEL, FORGET, ADOPT, MOVED, WAIT, NOOP)
+class Action(StrEnum):
+    """What a plan does to one address. A str: plans, saved plans and JSON carry the bare word."""
+
+    CREATE = "create"  # new address
+    REPLACE = "replace"  # fingerprint changed: cancel the old run if still running, then create
+    RETRY = "retry"  # last run failed/aborted/canceled outside jobrunner and attempts remain
+    CANCEL = "cancel"  # address gone from manifests and its run is still running
+    FORGET = "forget"  # gone and terminal: drop from state
+    ADOPT = "adopt"  # a remote job matching a pending intent or an import
+    WAIT = "wait"  # running, unchanged
+    NOOP = "noop"  # converged
+    # A declared rename (`moved:` in jobrunner.yaml) whose job needs nothing else: state records it
+    # under the new address, the job keeps running. A moved job that also needs a
+    # create/replace/retry/cancel keeps that action and says where it moved from
+    # (`PlannedChange.moved_from`).
+    MOVED = "moved"
+
+
+# The names every module already uses for the actions.
+CREATE, REPLACE, RETRY, CANCEL, FORGET = Action.CREATE, Action.REPLACE, Action.RETRY, Action.CANCEL, Action.FORGET
+ADOPT, WAIT, NOOP, MOVED = Action.ADOPT, Action.WAIT, Action.NOOP, Action.MOVED
+
+ACTIONS: tuple[Action, ...] = (CREATE, REPLACE, RETRY, CANCEL, FORGET, ADOPT, MOVED, WAIT, NOOP)
 # Text-plan symbols, Terraform-like.
-SYMBOLS = {CREATE: "+", REPLACE: "-/+", RETRY: "~", CANCEL: "-", FORGET: "-", ADOPT: "<=", MOVED: "->", WAIT: "~",
-           NOOP: " "}
-CHANGING = frozenset({CREATE, REPLACE, RETRY, CANCEL, FORGET, ADOPT, MOVED})
+SYMBOLS: dict[Action, str] = {CREATE: "+", REPLACE: "-/+", RETRY: "~", CANCEL: "-", FORGET: "-", ADOPT: "<=",
+                              MOVED: "->", WAIT: "~", NOOP: " "}
+CHANGING: frozenset[Action] = frozenset({CREATE, REPLACE, RETRY, CANCEL, FORGET, ADOPT, MOVED})
+
+
+# lifecycle.on_change: replace re-runs a job whose fingerprint changed; keep never re-runs one that succeeded.
+OnChange = Literal["replace", "keep"]
+# lifecycle.on_remove: cancel a removed job still running, then forget it; keep only forgets it.
+OnRemove = Literal["cancel", "keep"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The parts of a manifest that steer the plan and apply but never enter a fingerprint.
+
+    Carried on every planned change, so apply runs what the plan showed without reading the
+    manifest again (a saved plan applies exactly what it showed).
+    """
+
+    max_attempts: int = 1  # retry.max_attempts: runs in all, retries included
+    on_change: OnChange = "replace"
+    on_remove: OnRemove = "cancel"
+    prevent_cancel: bool = False  # never cancel the run (neither on replace nor on removal)
+    timeout: str | float | None = None  # spec.timeout as written (e.g. "2h"): apply cancels a run still going then
+
+    @classmethod
+    def of(cls, spec: Mapping[str, Any] | None, lifecycle: Mapping[str, Any] | None = None) -> Policy:
+        spec = spec or {}
+        life = dict(lifecycle or {})
+        life.update(spec.get("lifecycle") or {})
+        retry = spec.get("retry") or {}
+        try:
+            attempts = max(1, int(retry.get("max_attempts", 1)))
+        except (TypeError, ValueError):
+            attempts = 1
+        return cls(
+            max_attempts=attempts,
+            # Validation admits only these words; anything else reads as the default.
+            on_change="keep" if life.get("on_change") == "keep" else "replace",
+            on_remove="keep" if life.get("on_remove") == "keep" else "cancel",
+            prevent_cancel=bool(life.get("prevent_cancel", False)),
+            timeout=spec.get("timeout"),
+        )
 
 
 @dataclass(frozen=True)
 class PlannedChange:
     address: str
-    action: str
+    action: Action
     reason: str  # human reason, e.g. "input.order changed (4 -> 5)"
     job: DesiredJob | None  # the desired job (None for cancel/forget)
     prior: AddressState | None  # what state recorded (None for create)
@@ -45,6 +97,7 @@ class PlannedChange:
     blocked_by: tuple[str, ...] = ()  # upstream addresses that failed for good: apply skips this
     quiet: bool = False  # nothing worth showing (converged): renderers list it only in counts
     moved_from: str | None = None  # the address state recorded it under before a declared move
+    policy: Policy = Policy()  # retry, timeout and lifecycle as the manifest said when planned
 
 
 @dataclass
@@ -59,7 +112,7 @@ class Plan:
     # (destroy plans).
     estimate: PlanEstimate | None = None
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[Action, int]:
         out = {a: 0 for a in ACTIONS}
         for c in self.changes:
             out[c.action] += 1

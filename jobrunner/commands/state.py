@@ -6,7 +6,8 @@ import json
 import click
 
 from jobrunner.completion import complete_addresses
-from jobrunner.errors import EXIT_OK, UsageError
+from jobrunner.errors import UsageError
+from jobrunner.exitcodes import ExitCode
 
 
 def _open():
@@ -40,7 +41,7 @@ def list_() -> int:
     doc = ws.store.load()
     for addr in sorted(doc.addresses):
         click.echo(addr)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 @state.command("show")
@@ -61,7 +62,7 @@ def show(address: str) -> int:
     if st is None:
         raise UsageError(f"{address}: not in state", hint="`jobrunner state list` shows the recorded addresses")
     click.echo(json.dumps(redact(st.to_json()), indent=2, sort_keys=True, default=str))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 @state.command("rm")
@@ -91,7 +92,7 @@ def rm(addresses: tuple[str, ...]) -> int:
         ws.store.save(doc)
     for k in sorted(set(gone)):
         click.echo(f"Removed {k}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 @state.command("mv")
@@ -126,7 +127,7 @@ def mv(source: str, destination: str) -> int:
         click.echo(f"Moved {old} to {new}")
     click.echo(f"Successfully moved {len(pairs)} address(es). Next: rename {resource_of(source)} in its manifest "
                f"if you have not yet, then `jobrunner plan` shows {resource_of(destination)} unchanged.")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _mv_pairs(doc: object, source: str, destination: str) -> dict[str, str]:
@@ -165,7 +166,7 @@ def unlock(force: bool) -> int:
     done = ws.store.unlock(force)
     # Backends say what they did ("ended the stale lock of ..."); say at least that it worked.
     click.echo(f"{done[:1].upper()}{done[1:]}." if isinstance(done, str) and done else "State unlocked.")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 # `state migrate` lives in its own module (it copies between backends); registered here.

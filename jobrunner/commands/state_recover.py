@@ -18,7 +18,8 @@ from typing import Any
 
 import click
 
-from jobrunner.errors import EXIT_OK, StateError
+from jobrunner.errors import StateError
+from jobrunner.exitcodes import ExitCode
 
 # No time bound: a state can be lost long after its jobs ran (matching subtracts its clock skew).
 _BEGINNING = datetime(1971, 1, 1, tzinfo=UTC)
@@ -245,7 +246,7 @@ def recover_command(paths: tuple[str, ...], dry_run: bool, assign_in_order: bool
       jobrunner state recover --dry-run
       jobrunner state recover
     """
-    from jobrunner.commands.jobs import _with_pool
+    from jobrunner.commands.common import with_pool
     from jobrunner.reconcile.planning import (
         load_validated,
         open_workspace,
@@ -264,19 +265,19 @@ def recover_command(paths: tuple[str, ...], dry_run: bool, assign_in_order: bool
             return await recover(doc, list(validated.resources), ws.root, validated.items, pool,
                                  in_order=assign_in_order)
 
-        report = asyncio.run(_with_pool(ws, run))
+        report = asyncio.run(with_pool(ws, run))
         describe(report, click.echo)
         if report.ambiguous:
             raise _ambiguous_error(report)
         if dry_run:
             click.echo(f"Dry run: {len(report.found)} job(s) found, {len(report.not_found)} address(es) with none; "
                        "nothing was recorded.")
-            return EXIT_OK
+            return ExitCode.OK
         ws.store.save(doc)  # also when nothing was found: the state exists again, so plans can run
     click.echo(f"Recorded {len(report.found)} job(s) found on the provider in {ws.store.describe()}; "
                f"{len(report.not_found)} address(es) have no job yet and are created by the next apply. "
                "Run `jobrunner plan` next.")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 __all__ = ["RecoverReport", "describe", "load_even_if_lost", "look_up_after_restore", "recover",

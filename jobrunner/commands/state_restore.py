@@ -15,7 +15,8 @@ from pathlib import Path
 
 import click
 
-from jobrunner.errors import EXIT_OK, StateError, UsageError
+from jobrunner.errors import StateError, UsageError
+from jobrunner.exitcodes import ExitCode
 from jobrunner.timestamps import to_rfc3339, utcnow
 
 
@@ -120,7 +121,7 @@ def restore_backup_command(force: bool) -> int:
     click.echo(f"State is marked recovered: jobs created since {doc.recovered_at} may be missing from it, so the "  # type: ignore[attr-defined]
                "next plan and apply look every address it does not track up on the provider before creating "
                "anything. Run `jobrunner apply` for the whole workspace next.")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 __all__ = ["restore_backup", "restore_backup_command"]

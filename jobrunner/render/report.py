@@ -1,6 +1,6 @@
 """What apply and destroy print when they finish: the summary line and the closing notes.
 
-Pure functions of the executor's report (and state, for outputs); the commands print the lines
+Pure functions of the apply report (`jobrunner.reconcile.report`) (and state, for outputs); the commands print the lines
 these return, on stdout or stderr as each line says.
 """
 from __future__ import annotations
@@ -8,6 +8,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from jobrunner.reconcile.report import (
+    O_CANCELED,
+    O_CANCELED_FORGOTTEN,
+    O_DEFERRED,
+    O_ERROR,
+    O_FAILED,
+    O_FORGOTTEN,
+    O_NOT_ATTEMPTED,
+    O_SKIPPED,
+    O_SUCCEEDED,
+    ApplyReport,
+)
 from jobrunner.state.model import StateDoc
 
 
@@ -31,29 +43,27 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}"
 
 
-def summary_line(verb: str, report: Any) -> str:
+def summary_line(verb: str, report: ApplyReport) -> str:
     """`Apply complete: 3 created, 3 succeeded, 0 failed.` and the other counts that are not zero.
 
     Apply always shows created/succeeded/failed; destroy (a verb starting with `Destroy`) creates
     and runs nothing, so it shows only the counts that are not zero: `Destroy complete: 2 canceled,
     5 forgotten.` A job canceled because the manifests dropped it counts as canceled and forgotten.
     """
-    from jobrunner.reconcile import executor as ex
-
     destroying = verb.startswith("Destroy")
-    canceled_and_forgotten = report.count(ex.O_CANCELED + "+forgotten")
+    canceled_and_forgotten = report.count(O_CANCELED_FORGOTTEN)
     counts: list[tuple[str, int, bool]] = [  # (noun, count, shown even when zero)
         ("created", report.created, not destroying),
         ("adopted", report.adopted, False),
-        ("succeeded", report.count(ex.O_SUCCEEDED), not destroying),
-        ("failed", report.count(ex.O_FAILED), not destroying),
-        ("canceled", report.count(ex.O_CANCELED) + canceled_and_forgotten, False),
-        ("skipped", report.count(ex.O_SKIPPED), False),
-        ("error", report.count(ex.O_ERROR), False),
-        ("forgotten", report.count(ex.O_FORGOTTEN) + canceled_and_forgotten, False),
-        ("not attempted", report.count(ex.O_NOT_ATTEMPTED), False),
+        ("succeeded", report.count(O_SUCCEEDED), not destroying),
+        ("failed", report.count(O_FAILED), not destroying),
+        ("canceled", report.count(O_CANCELED) + canceled_and_forgotten, False),
+        ("skipped", report.count(O_SKIPPED), False),
+        ("error", report.count(O_ERROR), False),
+        ("forgotten", report.count(O_FORGOTTEN) + canceled_and_forgotten, False),
+        ("not attempted", report.count(O_NOT_ATTEMPTED), False),
         ("still running", len(report.running), False),
-        ("deferred", report.count(ex.O_DEFERRED), False),
+        ("deferred", report.count(O_DEFERRED), False),
     ]
     parts = [_count(n, noun) for noun, n, always in counts if n or always]
     return f"{verb}: " + (", ".join(parts) if parts else "nothing to do") + "."
@@ -65,22 +75,20 @@ def _outcome_and_detail(outcome: str, detail: str) -> str:
     return outcome if detail in ("", outcome) else f"{outcome}: {detail}"
 
 
-def failure_lines(report: Any) -> list[str]:
+def failure_lines(report: ApplyReport) -> list[str]:
     """One line per job that did not succeed, with the provider's error.
 
     Jobs caught by a provider's stop (it refused the credential or account) are not listed one by
     one: each stopped provider gets one block naming the refusal and how many jobs it affected.
     """
-    from jobrunner.reconcile import executor as ex
-
     lines = [f"  {o.address}: {_outcome_and_detail(o.outcome, o.detail)}"
              for o in sorted(report.failed, key=lambda o: o.address) if not o.stopped_provider]
-    for provider, detail in getattr(report, "provider_stops", {}).items():
+    for provider, detail in report.provider_stops.items():
         mine = [o for o in report.outcomes.values() if o.stopped_provider == provider]
         if not mine:
             continue
-        refused = sorted(o.address for o in mine if o.outcome != ex.O_NOT_ATTEMPTED)
-        skipped = sum(1 for o in mine if o.outcome == ex.O_NOT_ATTEMPTED)
+        refused = sorted(o.address for o in mine if o.outcome != O_NOT_ATTEMPTED)
+        skipped = sum(1 for o in mine if o.outcome == O_NOT_ATTEMPTED)
         lines.append(f"  provider {provider} refused this run, so apply sent it nothing more: {detail}")
         if refused:
             lines.append(f"    refused: {refused[0]}" + (f" and {len(refused) - 1} more in flight" if len(refused) > 1 else ""))
@@ -119,12 +127,11 @@ def attention_lines(changes: list[Any]) -> list[str]:
     return lines
 
 
-def apply_report(report: Any, doc: StateDoc, verb: str, pending: list[Any] | None = None) -> ReportText:
+def apply_report(report: ApplyReport, doc: StateDoc, verb: str, pending: list[Any] | None = None) -> ReportText:
     """Everything apply prints after the executor ran: summary, outputs, failures, what is left.
 
     `pending`: attention changes of the plan that the executor did not run (see `attention_lines`).
     """
-    from jobrunner.reconcile import executor as ex
     from jobrunner.render.outputs import summary_outputs_lines
 
     text = ReportText()
@@ -150,15 +157,16 @@ def apply_report(report: Any, doc: StateDoc, verb: str, pending: list[Any] | Non
                             "`jobrunner apply` waits for them.")
     elif report.interrupted:
         text.err("Interrupted: state saved.")
-    if report.count(ex.O_DEFERRED):
-        text.out(f"{report.count(ex.O_DEFERRED)} job(s) deferred until their upstream succeeds: "
+    if report.count(O_DEFERRED):
+        text.out(f"{report.count(O_DEFERRED)} job(s) deferred until their upstream succeeds: "
                         "run `jobrunner apply` again.")
     pending = list(pending or ())
     for line in attention_lines(pending):
         text.err(line)
-    if not pending and any(report.count(o) for o in (ex.O_FAILED, ex.O_CANCELED, ex.O_SKIPPED)):
+    if not pending and any(report.count(o) for o in (O_FAILED, O_CANCELED, O_SKIPPED)):
         text.err(ATTENTION_HINT)
     return text
 
 
-__all__ = ["ReportText", "MAX_ATTENTION_LINES", "ATTENTION_HINT", "summary_line", "failure_lines", "attention_lines", "apply_report"]
+__all__ = ["ATTENTION_HINT", "MAX_ATTENTION_LINES", "ReportText", "apply_report", "attention_lines", "failure_lines",
+           "summary_line"]

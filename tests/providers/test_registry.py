@@ -10,6 +10,7 @@ import pytest
 import respx
 
 from jobrunner.errors import AuthError, ConfigError, CredentialsError
+from jobrunner.exitcodes import for_error
 from jobrunner.providers.emissary import EmissaryProvider
 from jobrunner.providers.registry import get_provider, normalize_base_url
 from jobrunner.providers.replicate import ReplicateProvider
@@ -25,7 +26,7 @@ def test_a_missing_credential_names_the_variable(tmp_path: Path, name: str, vari
     with pytest.raises(CredentialsError) as info:
         get_provider(name, WorkspaceConfig(), tmp_path, env={variable: "  "})
     assert variable in str(info.value) and variable in info.value.hint
-    assert info.value.exit_code == 1
+    assert for_error(info.value) == 1
 
 
 def test_replicate_from_the_environment(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from jobrunner.errors import EXIT_STALE_PLAN, StalePlanError
+from jobrunner.errors import StalePlanError
+from jobrunner.exitcodes import ExitCode, for_error
 from jobrunner.plan_types import CREATE, NOOP, REPLACE, RETRY, WAIT, Plan, PlannedChange
 from jobrunner.resources import Resource
 from jobrunner.saved_plan import check_saved_plan, saved_plan_document, spec_digest
@@ -80,7 +81,7 @@ def test_a_touched_address_whose_remote_status_moved_is_stale_with_exit_3():
     with pytest.raises(StalePlanError) as info:
         check_saved_plan(doc, fresh, RESOURCES)
     err = info.value
-    assert err.exit_code == EXIT_STALE_PLAN
+    assert for_error(err) == ExitCode.STALE_PLAN
     assert err.changes == {"Training/b": "remote status was running, now succeeded"}
     assert "Training/b: remote status was running, now succeeded" in err.message
     assert "nothing was applied" in err.hint

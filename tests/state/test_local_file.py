@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from jobrunner.errors import EXIT_LOCKED, ConfigError, StateError, StateLockedError
+from jobrunner.errors import ConfigError, StateError, StateLockedError
+from jobrunner.exitcodes import ExitCode, for_error
 from jobrunner.state.local_file import LocalFileStore
 from jobrunner.state.lock import LockInfo
 from jobrunner.state.model import STATE_FORMAT_VERSION, AddressState, Attempt, Intent, StateDoc
@@ -144,7 +145,7 @@ def test_lock_writes_holder_and_blocks_a_second_holder(tmp_path: Path, monkeypat
         other = LocalFileStore(tmp_path / "state.json")  # a second handle (flock is per open file)
         with pytest.raises(StateLockedError) as info, other.lock("plan"):
             pass
-        assert info.value.exit_code == EXIT_LOCKED
+        assert for_error(info.value) == ExitCode.LOCKED
         assert "jobrunner apply" in str(info.value) and f"pid {os.getpid()}" in str(info.value)
         assert "GITHUB_RUN_ID=777" in str(info.value)
     assert store.lock_path.read_text() == ""  # released: note cleared, file kept

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from jobrunner.errors import EXIT_ERROR, ConfigError
+from jobrunner.errors import ConfigError
+from jobrunner.exitcodes import ExitCode, for_error
 from jobrunner.state.identity import WorkspaceMismatchError, is_valid_workspace_id, new_workspace_id
 from jobrunner.state.local_file import LocalFileStore
 from jobrunner.state.model import AddressState, StateDoc
@@ -30,7 +31,7 @@ def test_the_first_write_records_the_configured_id_and_later_loads_check_it(tmp_
     with pytest.raises(WorkspaceMismatchError) as info:
         LocalFileStore(path, workspace_id="other-2").load()
     err = info.value
-    assert err.exit_code == EXIT_ERROR
+    assert for_error(err) == ExitCode.ERROR
     assert str(path) in str(err) and "'ml-1'" in str(err) and "'other-2'" in str(err)
     assert "workspace: {id: ml-1}" in err.hint and "state.path" in err.hint
     with pytest.raises(WorkspaceMismatchError, match="names no workspace id"):

@@ -13,7 +13,8 @@ import time
 import psycopg
 import pytest
 
-from jobrunner.errors import EXIT_LOCKED, ConfigError, StateError, StateLockedError
+from jobrunner.errors import ConfigError, StateError, StateLockedError
+from jobrunner.exitcodes import ExitCode, for_error
 from jobrunner.state.identity import WorkspaceMismatchError
 from jobrunner.state.model import AddressState, Attempt, Intent
 from jobrunner.state.postgres import PostgresStore, ci_run_id, redact_url, split_state_url
@@ -155,7 +156,7 @@ def test_lock_names_the_holder_and_exits_4(pg_url, monkeypatch):
     with holder.lock("apply"), pytest.raises(StateLockedError) as info, other.lock("plan"):
         pass
     err = info.value
-    assert err.exit_code == EXIT_LOCKED
+    assert for_error(err) == ExitCode.LOCKED
     assert socket.gethostname() in err.message
     assert f"pid {os.getpid()}" in err.message
     assert "`jobrunner apply`" in err.message

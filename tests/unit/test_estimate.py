@@ -13,6 +13,7 @@ from jobrunner.estimate.estimator import EstimateContext, context_for, estimate_
 from jobrunner.estimate.model import Basis
 from jobrunner.estimate.policy import BudgetPolicy, enforce
 from jobrunner.estimate.prices import LIST_PRICES, PRICES_AS_OF, PriceTable
+from jobrunner.exitcodes import ExitCode, for_error
 from jobrunner.plan_types import Plan, PlannedChange
 from jobrunner.render import plan_json, plan_markdown, plan_text
 from jobrunner.resources import DesiredJob, Resource
@@ -179,7 +180,7 @@ def test_policy_refuses_too_many_creates_with_the_numbers(tmp_path: Path) -> Non
         enforce(plan.estimate, BudgetPolicy(max_creates_per_apply=4), allow=False)
     assert "creates 5 jobs; policy.max_creates_per_apply is 4" in err.value.message
     assert "--allow-over-budget" in (err.value.hint or "")
-    assert err.value.exit_code == 1
+    assert for_error(err.value) == ExitCode.ERROR == 1
 
 
 def test_policy_refuses_cost_over_the_limit_and_allows_with_the_flag(tmp_path: Path) -> None:

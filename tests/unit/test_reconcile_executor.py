@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from dataclasses import replace as dc_replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from jobrunner.errors import TransportError
-from jobrunner.plan_types import CREATE, RETRY, WAIT, Plan, PlannedChange
+from jobrunner.plan_types import CREATE, RETRY, WAIT, Plan, PlannedChange, Policy
 from jobrunner.providers.base import FAILED, PENDING, SUCCEEDED, CreateRequest, RemoteJob
 from jobrunner.reconcile.executor import (
     O_FAILED,
@@ -144,7 +145,15 @@ def batch_item(upstream: str, key: str, fingerprint: str | None, version: str | 
     return res, job
 
 
+def with_policies(changes, resources):
+    """As planning does: each change carries its resource's retry, timeout and lifecycle."""
+    specs = {r.address: r.spec for r in resources}
+    return [dc_replace(c, policy=Policy.of(specs.get(c.job.resource_address))) if c.job is not None else c
+            for c in changes]
+
+
 def run(changes, resources, desired, *, provider=None, doc=None, options=None, expand=None):
+    changes = with_policies(changes, resources)
     provider = provider or FakeProvider()
     doc = doc or StateDoc(lineage="L")
     store = RecordingStore()

@@ -1,0 +1,64 @@
+"""`jobrunner status`: every tracked address with its provider, remote id, status, age and attempts."""
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from jobrunner.commands.common import (
+    refresh_deadline,
+    with_pool,
+)
+from jobrunner.commands.output_options import (
+    json_option,
+    pick_format,
+)
+from jobrunner.exitcodes import ExitCode
+
+
+@click.command("status")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Output format: a table for people, or json for tools.")
+@click.option("--no-refresh", is_flag=True, help="Show what state recorded without asking the providers.")
+@click.option("--timeout", "timeout", metavar="DURATION",
+              help="Give up asking the providers after this long (default 2m, or $JOBRUNNER_REFRESH_TIMEOUT); exit 1.")
+@json_option("the table")
+def status(fmt: str, no_refresh: bool, timeout: str | None, json_out: bool) -> int:
+    """Every tracked address: provider, remote id, status, age, attempts (refreshes running jobs).
+
+    \b
+    Examples:
+      jobrunner status
+      jobrunner status --no-refresh          # what state recorded, no provider asked
+      jobrunner status --format json | jq '.addresses'
+    """
+    fmt = pick_format(fmt, json_out)
+    from jobrunner.errors import ProviderError, StateLockedError
+    from jobrunner.reconcile.planning import open_workspace
+    from jobrunner.reconcile.timeutil import utcnow
+    from jobrunner.refresh import refresh_tracked
+
+    ws = open_workspace()
+    doc = ws.store.load()
+    if not no_refresh:
+        from jobrunner.refresh import absorb
+
+        try:
+            with refresh_deadline(timeout, "status"):
+                remote = asyncio.run(with_pool(ws, lambda pool: refresh_tracked(doc, pool)))
+        except ProviderError as err:
+            err.hint = (err.hint + "; " if err.hint else "") + "`jobrunner status --no-refresh` shows what state recorded"
+            raise
+        if absorb(doc, remote):  # record what we learned, unless another command holds the state
+            try:
+                with ws.store.lock("status"):
+                    fresh = ws.store.load()
+                    if absorb(fresh, remote):
+                        ws.store.save(fresh)
+            except StateLockedError:
+                pass
+    from jobrunner.render.outputs import status_json, status_rows, status_text
+
+    rows = status_rows(doc, utcnow())
+    click.echo(status_json(rows) if fmt == "json" else status_text(rows))
+    return ExitCode.OK
