@@ -28,6 +28,10 @@ TRAINING_FIELDS = frozenset({"destination", "input", "webhook", "webhook_events_
 MODEL_FIELDS = frozenset(
     {"owner", "name", "visibility", "hardware", "description", "github_url", "paper_url", "license_url", "cover_image_url"}
 )
+DEPLOYMENT_FIELDS = ("name", "model", "version", "hardware", "min_instances", "max_instances")
+DEPLOYMENT_UPDATE_FIELDS = ("version", "hardware", "min_instances", "max_instances")
+# deployments.create / deployments.update: instance bounds (reference openapi.json).
+INSTANCE_LIMITS = {"min_instances": (0, 5), "max_instances": (0, 20)}
 HARDWARE = [
     {"sku": "cpu", "name": "CPU"},
     {"sku": "gpu-t4", "name": "Nvidia T4 GPU"},
@@ -66,6 +70,9 @@ def render_job(job: Row, base: str) -> dict[str, Any]:
         out["output"] = _weights_under(job, base)
     if job["deadline"]:
         out["deadline"] = job["deadline"]
+    deployment = (job.get("extra") or {}).get("deployment")
+    if deployment:
+        out["deployment"] = deployment  # set only on predictions created through a deployment
     return out
 
 
@@ -108,6 +115,26 @@ def render_model(model: Row, latest: Row | None, base: str, run_count: int = 0) 
         "latest_version": render_version(latest) if latest else None,
         "is_official": bool(model["is_official"]),
         "hardware": model["hardware"],
+    }
+
+
+def render_deployment(deployment: Row) -> dict[str, Any]:
+    """A `schemas_deployment_response`: owner, name and the current release."""
+    return {
+        "owner": deployment["owner"],
+        "name": deployment["name"],
+        "current_release": {
+            "number": deployment["number"],
+            "model": deployment["model"],
+            "version": deployment["version"],
+            "created_at": deployment["release_created_at"],
+            "created_by": dict(ACCOUNT),
+            "configuration": {
+                "hardware": deployment["hardware"],
+                "min_instances": deployment["min_instances"],
+                "max_instances": deployment["max_instances"],
+            },
+        },
     }
 
 
@@ -216,6 +243,30 @@ def check_model_body(body: dict[str, Any]) -> None:
         problems.append(("enum", "visibility", "visibility must be public or private"))
     if "hardware" in body and body["hardware"] not in {h["sku"] for h in HARDWARE}:
         problems.append(("enum", "hardware", f"hardware must be one of {', '.join(h['sku'] for h in HARDWARE)}"))
+    if problems:
+        raise invalid_fields(problems)
+
+
+def check_deployment_body(body: dict[str, Any], *, update: bool) -> None:
+    """`POST /v1/deployments` (every field required) or `PATCH` (any of the release fields) body
+    checks: known names, types, instance bounds, a known hardware SKU (422 listing every problem)."""
+    allowed = DEPLOYMENT_UPDATE_FIELDS if update else DEPLOYMENT_FIELDS
+    problems = [("additional_property_not_allowed", "", f"Additional property {k} is not allowed")
+                for k in sorted(body) if k not in allowed]
+    if not update:
+        problems += [("required", k, f"{k} is required") for k in DEPLOYMENT_FIELDS if k not in body]
+    for key in ("name", "model", "version", "hardware"):
+        if key in body and key in allowed and (not isinstance(body[key], str) or not body[key]):
+            problems.append(("type", key, f"{key} must be a non-empty string"))
+    if isinstance(body.get("name"), str) and body["name"] and not MODEL_NAME.match(body["name"]):
+        problems.append(("pattern", "name", "name must be lowercase letters, digits, dashes, underscores or dots"))
+    for key, (low, high) in INSTANCE_LIMITS.items():
+        value = body.get(key)
+        if key in body and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high):
+            problems.append(("range", key, f"{key} must be an integer from {low} to {high}"))
+    skus = [h["sku"] for h in HARDWARE]
+    if isinstance(body.get("hardware"), str) and body["hardware"] and body["hardware"] not in skus:
+        problems.append(("enum", "hardware", f"hardware must be one of {', '.join(skus)} (GET /v1/hardware)"))
     if problems:
         raise invalid_fields(problems)
 
