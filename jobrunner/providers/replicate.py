@@ -383,6 +383,28 @@ class ReplicateProvider:
         data = await self.http.request_json("POST", "/v1/models", json=body, idempotent=False, what=f"create model {owner}/{name}")
         return data if isinstance(data, dict) else {}
 
+    async def delete_version(self, model: str | None, version: str) -> bool:
+        """DELETE a model version (`lifecycle.on_remove: delete_version`). Replicate answers 202 and
+        removes it with its predictions and output files "within minutes".
+
+        True when this call deleted it, False when it was already gone (404): a removal is done
+        either way, so a retry after a lost answer is safe. `version` is an id or `owner/name:id`.
+        """
+        model_ref, vid = split_version(model, version)
+        if not model_ref or not isinstance(vid, str) or not _HEX64.match(vid):
+            raise UsageError(f"delete version: need owner/name and a 64-hex version id, got {model!r} {version!r}")
+        owner, name = _owner_name(model_ref, "delete version")
+        try:
+            await self.http.request(
+                "DELETE", f"/v1/models/{owner}/{name}/versions/{vid}", idempotent=True,
+                what=f"delete version {owner}/{name}:{vid[:12]}",
+            )
+        except NotFoundError:
+            return False
+        finally:
+            self._schemas.pop(vid, None)
+        return True
+
     async def get_version_openapi(self, model: str, version: str) -> dict[str, Any] | None:
         """The version's Cog `openapi_schema` (cached in memory and, when configured, on disk)."""
         model_ref, vid = split_version(model, version)
