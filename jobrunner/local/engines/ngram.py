@@ -20,10 +20,11 @@ import hashlib
 import json
 import math
 import random
+import time
 from pathlib import Path
 from typing import Any
 
-from jobrunner.local.engines import ModelError, RunContext
+from jobrunner.local.engines import ModelError, RunContext, progress_line
 
 WEIGHTS_FORMAT = "jobrunner-ngram/1"
 MIN_ORDER, MAX_ORDER, DEFAULT_ORDER = 1, 10, 4
@@ -185,12 +186,13 @@ def _run_train(input: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     order = int(input.get("order", DEFAULT_ORDER))
     ctx.log(f"training a character {order}-gram model on {len(text)} characters")
     model = NgramModel(order)
+    started = time.monotonic()
     chunk = max(1, len(text) // 10)
     for i in range(0, len(text), chunk):
         model.update(text[i : i + chunk])
         done = min(len(text), i + chunk)
         ctx.progress(done / len(text))
-        ctx.log(f"progress {100 * done // len(text)}%: {done}/{len(text)} characters")
+        ctx.log(progress_line(done, len(text), time.monotonic() - started, unit="char"))
     weights = model.to_weights()
     data = weights_bytes(weights)
     Path(ctx.context["weights_path"]).write_bytes(data)
