@@ -159,6 +159,27 @@ def evaluate(weights: dict[str, Any], text: str) -> dict[str, float]:
     return {"loss": round(loss, 6), "perplexity": round(math.exp(loss), 6)}
 
 
+def embed(weights: dict[str, Any], text: str) -> list[float]:
+    """A unit vector for `text`: the model's mean next-character distribution after each of its
+    characters, over the sorted vocabulary.
+
+    Texts the model reads alike (the same contexts, so the same expectations of what follows) get
+    close vectors; the dimension is the model's vocabulary size.
+    """
+    model = NgramModel.from_weights(weights)
+    vocab = sorted(model.vocab)
+    if not vocab:
+        return []
+    sums = [0.0] * len(vocab)
+    histories = [text[max(0, i + 1 - MAX_ORDER) : i + 1] for i in range(len(text))] or [""]
+    for history in histories:
+        dist = model.distribution(history)
+        for j, ch in enumerate(vocab):
+            sums[j] += dist[ch]
+    norm = math.sqrt(sum(v * v for v in sums)) or 1.0
+    return [round(v / norm, 6) for v in sums]
+
+
 def weights_bytes(weights: dict[str, Any]) -> bytes:
     return json.dumps(weights, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
