@@ -59,7 +59,7 @@ def test_embed_gives_unit_vectors_over_the_vocabulary_and_alike_texts_are_closer
     assert embed(weights, "the moon rises") == moon  # deterministic
 
     def cos(a: list[float], b: list[float]) -> float:
-        return sum(x * y for x, y in zip(a, b))
+        return sum(x * y for x, y in zip(a, b, strict=True))
 
     assert cos(moon, sea) > cos(moon, noise)
     assert embed(weights, "") and embed({**weights, "vocab": "", "counts": {}}, "x") == []

@@ -7,8 +7,9 @@ from `service.store`. Errors are raised as `errors.ApiError` (problem+json).
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -115,7 +116,9 @@ class ReplicateRoutes:
         if self.p.faults.should_drop_create():
             return DropConnection()
         headers: dict[str, str] = {}
-        prefer = wire.prefer_wait(request.headers.get("prefer"), self.p.options.max_wait) if kind == "prediction" else None
+        prefer = (
+            wire.prefer_wait(request.headers.get("prefer"), self.p.options.max_wait) if kind == "prediction" else None
+        )
         if prefer is not None:
             await self.service.wait(job["id"], prefer[0])
             headers["Preference-Applied"] = prefer[1]
@@ -199,7 +202,7 @@ class ReplicateRoutes:
         base = base_url(request)
         lagging = self.p.faults.listed_before(self.p.clock.now().timestamp())
         if lagging is not None:  # fault injection: a list index that lags behind the jobs
-            hidden = rfc3339(datetime.fromtimestamp(lagging, tz=timezone.utc))
+            hidden = rfc3339(datetime.fromtimestamp(lagging, tz=UTC))
             before = hidden if before is None or (hidden or "") < before else before
 
         def fetch(**kw: Any) -> list[Row]:

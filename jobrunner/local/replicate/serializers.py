@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import re
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from jobrunner.durations import parse_duration as _parse_duration
 from jobrunner.local.db import Row
@@ -23,10 +24,15 @@ HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MODEL_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,98}[a-z0-9])?$")
 PREFER = re.compile(r"^\s*wait(?:=(\d+))?\s*$")
 WEBHOOK_EVENTS = ("start", "output", "logs", "completed")
-PREDICTION_FIELDS = frozenset({"version", "input", "webhook", "webhook_events_filter", "stream", "webhook_completed"})
-TRAINING_FIELDS = frozenset({"destination", "input", "webhook", "webhook_events_filter", "webhook_completed", "version"})
+PREDICTION_FIELDS = frozenset(
+    {"version", "input", "webhook", "webhook_events_filter", "stream", "webhook_completed"}
+)
+TRAINING_FIELDS = frozenset(
+    {"destination", "input", "webhook", "webhook_events_filter", "webhook_completed", "version"}
+)
 MODEL_FIELDS = frozenset(
-    {"owner", "name", "visibility", "hardware", "description", "github_url", "paper_url", "license_url", "cover_image_url"}
+    {"owner", "name", "visibility", "hardware", "description", "github_url", "paper_url", "license_url",
+     "cover_image_url"}
 )
 DEPLOYMENT_FIELDS = ("name", "model", "version", "hardware", "min_instances", "max_instances")
 DEPLOYMENT_UPDATE_FIELDS = ("version", "hardware", "min_instances", "max_instances")
@@ -84,9 +90,11 @@ def _weights_under(job: Row, base: str) -> Any:
     """
     output = job["output"]
     stored_base = job.get("base_url") or ""
-    if isinstance(output, dict) and isinstance(output.get("weights"), str) and stored_base != base:
-        if output["weights"].startswith(stored_base + "/v1/files/"):
-            return {**output, "weights": base + output["weights"][len(stored_base):]}
+    if (
+        isinstance(output, dict) and isinstance(output.get("weights"), str) and stored_base != base
+        and output["weights"].startswith(stored_base + "/v1/files/")
+    ):
+        return {**output, "weights": base + output["weights"][len(stored_base):]}
     return output
 
 
@@ -226,7 +234,9 @@ def check_top_level(body: dict[str, Any], allowed: frozenset[str], required: tup
     if events is not None and (
         not isinstance(events, list) or any(e not in WEBHOOK_EVENTS for e in events)
     ):
-        problems.append(("enum", "webhook_events_filter", f"webhook_events_filter items must be one of {', '.join(WEBHOOK_EVENTS)}"))
+        problems.append(
+            ("enum", "webhook_events_filter", f"webhook_events_filter items must be one of {', '.join(WEBHOOK_EVENTS)}")
+        )
     if problems:
         raise invalid_fields(problems)
 
@@ -277,7 +287,7 @@ def input_problems(errors: list[Any], value: dict[str, Any]) -> list[tuple[str, 
     for err in errors:
         path = ".".join(str(p) for p in err.absolute_path)
         if err.validator == "additionalProperties":
-            extra = sorted(set(value) - set((err.schema.get("properties") or {})))
+            extra = sorted(set(value) - set(err.schema.get("properties") or {}))
             for name in extra:
                 problems.append(("additional_property_not_allowed", f"input.{name}",
                                  f"Additional property {name} is not allowed"))

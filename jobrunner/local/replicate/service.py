@@ -357,7 +357,9 @@ class ReplicateService:
     def resolve_train_data(self, value: Any) -> Path:
         """`train_data`: a file URL of this platform, a `data:` URI, or inline text -> a local path."""
         if not isinstance(value, str) or not value:
-            raise InputError("input.train_data", "train_data is required: a file URL of this platform, a data: URI or text")
+            raise InputError(
+                "input.train_data", "train_data is required: a file URL of this platform, a data: URI or text"
+            )
         if value.startswith("data:"):
             header, sep, payload = value.partition(",")
             if not sep:
@@ -536,7 +538,7 @@ class ReplicateService:
         self._waiters.setdefault(job_id, []).append(fut)
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         finally:
             waiters = self._waiters.get(job_id)

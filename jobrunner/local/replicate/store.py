@@ -6,7 +6,8 @@ Replicate wire pages in.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from jobrunner.local.db import Database, Row, Table
 
@@ -156,7 +157,9 @@ class ReplicateStore:
     def delete_model(self, owner: str, name: str) -> None:
         self.conn.execute("DELETE FROM models WHERE owner = ? AND name = ?", (owner, name))
 
-    def list_models(self, *, before_seq: int | None = None, after_seq: int | None = None, limit: int = 100) -> list[Row]:
+    def list_models(
+        self, *, before_seq: int | None = None, after_seq: int | None = None, limit: int = 100
+    ) -> list[Row]:
         return self._page(self._models, "1 = 1", [], before_seq, after_seq, limit)
 
     def count_runs(self, owner: str, name: str) -> int:
