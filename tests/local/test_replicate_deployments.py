@@ -208,3 +208,15 @@ def test_versions_of_built_in_models_and_unknown_ones_cannot_be_deleted(client: 
     wrong_model = client.delete(f"/v1/models/jobrunner/sleep/versions/{ECHO_VERSION}")
     assert wrong_model.status_code == 404
     assert client.delete("/v1/models/me/nothing/versions/" + "0" * 64).status_code == 404
+
+
+def test_versions_of_public_models_cannot_be_deleted(client: Any, wait: Any) -> None:
+    model = client.post("/v1/models", json={"owner": "me", "name": "open", "visibility": "public", "hardware": "cpu"})
+    assert model.status_code == 201
+    resp = client.post(f"/v1/models/jobrunner/ngram/versions/{NGRAM_VERSION}/trainings",
+                       json={"destination": "me/open", "input": {"train_data": TRAIN_TEXT}})
+    done = wait(client, f"/v1/trainings/{resp.json()['id']}", timeout=30)
+    version = done["output"]["version"].split(":")[1]
+    refused = client.delete(f"/v1/models/me/open/versions/{version}")
+    assert refused.status_code == 403 and "private models" in refused.json()["detail"]
+    assert client.get(f"/v1/models/me/open/versions/{version}").status_code == 200

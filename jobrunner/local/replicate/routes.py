@@ -287,6 +287,8 @@ class ReplicateRoutes:
             raise not_found()
         if model["is_official"] or model["owner"] != catalog.ACCOUNT:
             raise ApiError(403, "You can only delete versions of your own models.")
+        if model["visibility"] != "private":
+            raise ApiError(403, "You can only delete versions of private models.")
         self.service.delete_version(version)
         return Response(status_code=202)
 
