@@ -231,7 +231,7 @@ def embedding_response(text1: list[float], text2: list[float], measures: list[st
     """The `response` object: both vectors, plus `cosine_score`, `manhattan_distance` and
     `euclidean_distance` when asked for (the vectors are unit length, so cosine is their dot)."""
     out: dict[str, Any] = {"embeddings": {"text1": text1, "text2": text2}}
-    pairs = list(zip(text1, text2))
+    pairs = list(zip(text1, text2, strict=True))
     if "cosine" in measures:
         out["cosine_score"] = round(sum(a * b for a, b in pairs), 6)
     if "manhattan" in measures:
