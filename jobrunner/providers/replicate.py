@@ -19,16 +19,16 @@ import asyncio
 import json
 import mimetypes
 import re
-from datetime import datetime, timezone
+from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable
+from typing import Any
 
 import httpx
 
 from jobrunner.errors import NotFoundError, ProtocolError, UsageError
 from jobrunner.providers.adapter import split_version
 from jobrunner.providers.base import (
-    check_id,
     ABORTED,
     CANCELED,
     FAILED,
@@ -39,6 +39,7 @@ from jobrunner.providers.base import (
     UNKNOWN,
     CreateRequest,
     RemoteJob,
+    check_id,
 )
 from jobrunner.providers.http import HttpClient, upload_seconds
 from jobrunner.providers.ratelimit import CREATE, OTHER
@@ -221,19 +222,24 @@ class ReplicateProvider:
         raise AssertionError("unreachable")
 
     async def get(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> RemoteJob:
-        data = await self.http.request_json("GET", f"{_collection(job_kind)}/{remote_id}", what=f"get {job_kind} {remote_id}")
+        data = await self.http.request_json(
+            "GET", f"{_collection(job_kind)}/{remote_id}", what=f"get {job_kind} {remote_id}"
+        )
         return check_id(job_from_json(data, job_kind), remote_id, self.name, f"get {job_kind} {remote_id}")
 
     async def cancel(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> None:
         # Canceling twice is harmless, so a cancel may be retried like a read.
         await self.http.request(
-            "POST", f"{_collection(job_kind)}/{remote_id}/cancel", idempotent=True, what=f"cancel {job_kind} {remote_id}"
+            "POST", f"{_collection(job_kind)}/{remote_id}/cancel", idempotent=True,
+            what=f"cancel {job_kind} {remote_id}",
         )
 
     async def logs(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> str:
         """The job's log; a long one is its last `max_log_bytes`, after a truncation marker line."""
-        data = await self.http.request_json("GET", f"{_collection(job_kind)}/{remote_id}", what=f"get {job_kind} {remote_id}",
-                                            log_bytes=self.http.max_log_bytes)
+        data = await self.http.request_json(
+            "GET", f"{_collection(job_kind)}/{remote_id}", what=f"get {job_kind} {remote_id}",
+            log_bytes=self.http.max_log_bytes,
+        )
         logs = data.get("logs") if isinstance(data, dict) else None
         return logs if isinstance(logs, str) else ""
 
@@ -253,7 +259,8 @@ class ReplicateProvider:
             params = None  # a `next` URL carries its own query
             if not isinstance(data, dict) or not isinstance(data.get("results"), list):
                 raise ProtocolError(
-                    f"{self.name}: list {job_kind}s: expected a page {{next, previous, results}}, got {str(data)[:120]!r}",
+                    f"{self.name}: list {job_kind}s: expected a page {{next, previous, results}}, "
+                    f"got {str(data)[:120]!r}",
                     provider=self.name,
                 )
             jobs = [job_from_json(item, job_kind) for item in data["results"]]
@@ -287,10 +294,11 @@ class ReplicateProvider:
 
         Walks list pages (100 a page, newest first) back to `oldest` (the earliest creation time
         of the tracked jobs, minus `timestamps.REFRESH_LOOKBACK`), then GETs the ids the list did not
-        show (without `oldest`, the walk is bounded by that cost rule alone). The walk also stops as soon as fetching the remaining ids one by one would be
-        cheaper than the pages already spent. Jobs the provider no longer knows (404) come back
-        with status GONE. Jobs a list page abridged (terminal, without their output) are fetched
-        in full, since the output is what the reconciler records.
+        show (without `oldest`, the walk is bounded by that cost rule alone). The walk also stops as
+        soon as fetching the remaining ids one by one would be cheaper than the pages already spent.
+        Jobs the provider no longer knows (404) come back with status GONE. Jobs a list page abridged
+        (terminal, without their output) are fetched in full, since the output is what the
+        reconciler records.
         """
         wanted = set(ids)
         found: dict[str, RemoteJob] = {}
@@ -299,7 +307,7 @@ class ReplicateProvider:
         since: datetime | None = None
         if oldest is not None:
             if oldest.tzinfo is None:
-                oldest = oldest.replace(tzinfo=timezone.utc)
+                oldest = oldest.replace(tzinfo=UTC)
             since = oldest - REFRESH_LOOKBACK
         pages = 0
         if len(wanted) > 1:
@@ -336,7 +344,9 @@ class ReplicateProvider:
         try:
             content = file.read_bytes()
         except OSError as exc:
-            raise UsageError(f"cannot read {path} to upload it: {exc.strerror or exc}", hint="check the $file path in the manifest") from None
+            raise UsageError(
+                f"cannot read {path} to upload it: {exc.strerror or exc}", hint="check the $file path in the manifest"
+            ) from None
         ctype = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
         data = await self.http.request_json(
             "POST",
@@ -380,8 +390,32 @@ class ReplicateProvider:
         body: dict[str, Any] = {"owner": owner, "name": name, "visibility": visibility, "hardware": hardware}
         if description:
             body["description"] = description
-        data = await self.http.request_json("POST", "/v1/models", json=body, idempotent=False, what=f"create model {owner}/{name}")
+        data = await self.http.request_json(
+            "POST", "/v1/models", json=body, idempotent=False, what=f"create model {owner}/{name}"
+        )
         return data if isinstance(data, dict) else {}
+
+    async def delete_version(self, model: str | None, version: str) -> bool:
+        """DELETE a model version (`lifecycle.on_remove: delete_version`). Replicate answers 202 and
+        removes it with its predictions and output files "within minutes".
+
+        True when this call deleted it, False when it was already gone (404): a removal is done
+        either way, so a retry after a lost answer is safe. `version` is an id or `owner/name:id`.
+        """
+        model_ref, vid = split_version(model, version)
+        if not model_ref or not isinstance(vid, str) or not _HEX64.match(vid):
+            raise UsageError(f"delete version: need owner/name and a 64-hex version id, got {model!r} {version!r}")
+        owner, name = _owner_name(model_ref, "delete version")
+        try:
+            await self.http.request(
+                "DELETE", f"/v1/models/{owner}/{name}/versions/{vid}", idempotent=True,
+                what=f"delete version {owner}/{name}:{vid[:12]}",
+            )
+        except NotFoundError:
+            return False
+        finally:
+            self._schemas.pop(vid, None)
+        return True
 
     async def get_version_openapi(self, model: str, version: str) -> dict[str, Any] | None:
         """The version's Cog `openapi_schema` (cached in memory and, when configured, on disk)."""
@@ -459,4 +493,6 @@ def build_client(ctx: ClientContext) -> ReplicateProvider:
                              sync_create=ctx.sync_create())
 
 
-__all__ = ["ReplicateProvider", "STATUS_MAP", "build_client", "format_time", "job_from_json", "parse_time", "split_version"]
+__all__ = [
+    "ReplicateProvider", "STATUS_MAP", "build_client", "format_time", "job_from_json", "parse_time", "split_version",
+]

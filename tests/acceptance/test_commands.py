@@ -71,7 +71,7 @@ def test_status_logs_outputs_and_state_commands(workspace: Path):
     assert run_cli("apply", "--auto-approve", "--no-wait", "s.yaml").code == 0
     r = run_cli("logs", "--follow", "PredictionBatch/s[z]")
     assert r.code == 0, r.output
-    assert "step 3/3" in r.stdout
+    assert "100%|##########| 3/3 [" in r.stdout
     r = run_cli("status")
     assert r.code == 0 and "PredictionBatch/s[z]" in r.stdout and "succeeded" in r.stdout, r.output
     r = run_cli("status", "--format", "json")

@@ -170,12 +170,19 @@ def main(server_url: str, api_key: str) -> None:
         request_body={"messages": [{"role": "user", "content": "At dawn"}], "max_new_tokens": 30})
     assert isinstance(chat.response, str) and len(chat.response) == 30
     step("deployments.chat.completions.create", chat.response)
+    emb = client.deployments.embeddings.create(
+        project_id=project.id, deployment_id=dep.id,
+        request_body={"source_sentence": "The moon", "target_sentence": "The sea", "cosine": True})
+    assert emb.id.startswith("embedding-") and emb.response is not None, emb
+    assert len(emb.response.embeddings.text1) == len(emb.response.embeddings.text2) > 1
+    assert 0 < emb.response.cosine_score <= 1 and emb.response.manhattan_distance is None
+    step("deployments.embeddings.create", {"cosine_score": emb.response.cosine_score})
     try:
-        client.deployments.embeddings.create(project_id=project.id, deployment_id=dep.id,
-                                             request_body={"source_sentence": "a", "target_sentence": "b"})
-        raise AssertionError("embeddings from a completion model")
+        client.deployments.classification.create(project_id=project.id, deployment_id=dep.id,
+                                                 request_body={"source_sentence": "a"})
+        raise AssertionError("classification from a completion model")
     except models.APIErrorInvalidInput as exc:
-        step("deployments.embeddings.create -> APIErrorInvalidInput", exc.data.error)
+        step("deployments.classification.create -> APIErrorInvalidInput", exc.data.error)
     assert [d.id for d in client.deployments.list(project_id=project.id)] == [dep.id]
     assert client.deployments.cancel(project_id=project.id, deployment_id=dep.id) is None
     assert client.deployments.get(project_id=project.id, deployment_id=dep.id).status.value == "Cancelled"

@@ -338,8 +338,16 @@ def test_deployment_serves_completions_from_a_checkpoint(tmp_path) -> None:
         assert chat.status_code == 200 and len(chat.json()["response"]) == 20
         assert em.post(path + "/completions", json={"max_new_tokens": 5}).status_code == 400
         assert em.post(path + "/chat/completions", json={"messages": []}).status_code == 400
-        emb = em.post(path + "/embeddings", json={"source_sentence": "a", "target_sentence": "b"})
-        assert emb.status_code == 400 and "completion model" in emb.json()["error"]
+        emb = em.post(path + "/embeddings", json={"source_sentence": "The moon rises", "cosine": True,
+                                                  "target_sentence": "The moon rises over the sea", "euclidean": True})
+        assert emb.status_code == 200 and emb.json()["id"].startswith("embedding-")
+        answer = emb.json()["response"]
+        assert set(answer) == {"embeddings", "cosine_score", "euclidean_distance"}
+        assert len(answer["embeddings"]["text1"]) == len(answer["embeddings"]["text2"]) > 1
+        far = em.post(path + "/embeddings", json={"source_sentence": "The moon rises", "cosine": True,
+                                                  "target_sentence": "zzzz qqqq xxxx"}).json()["response"]
+        assert 0 < far["cosine_score"] < answer["cosine_score"] <= 1  # alike texts are closer
+        assert em.post(path + "/embeddings", json={"source_sentence": "a"}).status_code == 400
         assert em.post(path + "/classification", json={}).status_code == 400
         first_text = a.json()["response"]
     # After a restart the deployment still serves the same text for the same seed.

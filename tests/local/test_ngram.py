@@ -6,7 +6,7 @@ import math
 import pytest
 
 from jobrunner.local.engines import ModelError
-from jobrunner.local.engines.ngram import NgramModel, evaluate, generate, train
+from jobrunner.local.engines.ngram import NgramModel, base_weights, embed, evaluate, generate, train
 
 TEXT = "the cat sat on the mat. the dog sat on the log. " * 20
 
@@ -50,3 +50,16 @@ def test_invalid_order_and_empty_text():
         NgramModel(11)
     with pytest.raises(ModelError):
         train("", 3)
+
+
+def test_embed_gives_unit_vectors_over_the_vocabulary_and_alike_texts_are_closer() -> None:
+    weights = base_weights()
+    moon, sea, noise = (embed(weights, t) for t in ("the moon rises", "the moon rises over the sea", "zzqx"))
+    assert len(moon) == len(weights["vocab"]) and abs(sum(v * v for v in moon) - 1) < 1e-4
+    assert embed(weights, "the moon rises") == moon  # deterministic
+
+    def cos(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    assert cos(moon, sea) > cos(moon, noise)
+    assert embed(weights, "") and embed({**weights, "vocab": "", "counts": {}}, "x") == []

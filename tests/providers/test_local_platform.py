@@ -119,6 +119,12 @@ def test_model_training_and_prediction_with_the_new_version(platform_url: str, t
             )
             out = (await wait_all(provider, "prediction", {pred.id}, datetime.now(UTC)))[pred.id]
             assert out.status == "succeeded" and isinstance(out.output, str)
+            # lifecycle.on_remove: delete_version, the way apply sends it (202, then 404 = done).
+            assert await provider.delete_version(None, f"me/poems:{new_version}") is True
+            assert await provider.delete_version("me/poems", new_version) is False
+            with pytest.raises(InvalidRequestError):
+                await provider.create(CreateRequest(job_kind="prediction", body={"input": {}},
+                                                    version=f"me/poems:{new_version}"))
         finally:
             await provider.aclose()
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import respx
 
-from jobrunner.errors import NotFoundError, UsageError
+from jobrunner.errors import InvalidRequestError, NotFoundError, UsageError
 from jobrunner.providers.base import CreateRequest
 from jobrunner.providers.replicate import parse_time
 
@@ -511,3 +511,34 @@ def test_a_held_create_gets_a_read_timeout_longer_than_the_hold(fake_time):
         assert sent.extensions["timeout"]["read"] >= 70 and sent.extensions["timeout"]["connect"] == 10
         run(_call(replicate_provider(fake_time, sync_create=SyncCreatePolicy(1)), lambda p: p.create(req)))
         assert route.calls.last.request.extensions["timeout"]["read"] == 30  # the default already covers it
+
+
+def test_delete_version_sends_delete_and_treats_a_missing_version_as_done(fake_time):
+    vid = "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa"  # the reference's example id
+    other = "f" * 64
+    path = f"/v1/models/me/poems/versions/{vid}"
+    with respx.mock(base_url=REPLICATE) as mock:
+        deleted = mock.delete(path).mock(return_value=httpx.Response(202))  # empty 202, as documented
+        gone = mock.delete(f"/v1/models/me/poems/versions/{other}").mock(
+            return_value=problem(404, {"detail": "The requested resource could not be found.", "status": 404})
+        )
+        refused = mock.delete(f"/v1/models/me/deployed/versions/{vid}").mock(
+            return_value=problem(409, {"detail": "Version is used by deployment me/poet.", "status": 409})
+        )
+
+        async def flow(p):
+            first = await p.delete_version("me/poems", vid)
+            named = await p.delete_version(None, f"me/poems:{vid}")
+            missing = await p.delete_version("me/poems", other)
+            with pytest.raises(InvalidRequestError) as info:
+                await p.delete_version("me/deployed", vid)
+            with pytest.raises(UsageError):
+                await p.delete_version("me/poems", "not-a-version")
+            return first, named, missing, info.value
+
+        first, named, missing, error = run(_call(replicate_provider(fake_time), flow))
+    assert (first, named, missing) == (True, True, False)
+    assert deleted.call_count == 2 and gone.call_count == 1 and refused.call_count == 1
+    assert deleted.calls.last.request.headers["Authorization"].startswith("Bearer ")
+    assert deleted.calls.last.request.content == b""
+    assert "me/poet" in str(error)

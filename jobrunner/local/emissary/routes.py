@@ -13,8 +13,9 @@ recognises success only by an exact status code:
 
 `GET /v1/models` is also a Replicate route (a paginated object there, a bare array here); the
 app's gate tells the two apart by the credentials (`X-API-Key` and no `Authorization` header is
-an Emissary request) and sends it to this sub-app. `jobrunner-ngram` is a completion model, so
-`/embeddings` and `/classification` answer 400.
+an Emissary request) and sends it to this sub-app. `jobrunner-ngram` is a completion model that
+also serves `/embeddings` (its mean next-character distributions, `engines.ngram.embed`);
+`/classification` answers 400.
 """
 from __future__ import annotations
 
@@ -37,7 +38,9 @@ from jobrunner.local.security import token_matches
 
 Handler = Callable[[Request], Awaitable[Response]]
 
-_COMPLETION_ONLY = f"{catalog.BASE_MODEL} is a completion model: use /completions or /chat/completions"
+_COMPLETION_ONLY = (
+    f"{catalog.BASE_MODEL} is a completion model: use /completions, /chat/completions or /embeddings"
+)
 
 
 def _base_url(request: Request) -> str:
@@ -282,12 +285,11 @@ class EmissaryRoutes:
         return JSONResponse({"id": new_id("chat-completion"), "response": text})
 
     async def embeddings(self, request: Request) -> Response:
-        self.service.serving_weights(self._deployment(request))
+        weights = self.service.serving_weights(self._deployment(request))
         body = await _body(request)
-        for key in ("source_sentence", "target_sentence"):
-            if not isinstance(body.get(key), str):
-                raise EmissaryError(400, f"{key} is required and must be a string")
-        raise EmissaryError(400, _COMPLETION_ONLY)
+        source, target, measures = wire.embedding_request(body)
+        text1, text2 = await self.service.embed(weights, source, target)
+        return JSONResponse({"id": new_id("embedding"), "response": wire.embedding_response(text1, text2, measures)})
 
     async def classification(self, request: Request) -> Response:
         self.service.serving_weights(self._deployment(request))

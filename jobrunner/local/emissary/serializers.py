@@ -208,3 +208,34 @@ def chat_prompt(messages: Any) -> str:
             raise EmissaryError(400, "message role must be system, user or assistant")
         lines.append(m.get("content") or "")
     return "\n".join(lines) + "\n"
+
+
+EMBEDDING_MEASURES = ("cosine", "manhattan", "euclidean")
+MAX_SENTENCE_CHARS = 20_000
+
+
+def embedding_request(body: dict[str, Any]) -> tuple[str, str, list[str]]:
+    """(source_sentence, target_sentence, measures asked for) of an embeddings request (400 otherwise)."""
+    for key in ("source_sentence", "target_sentence"):
+        if not isinstance(body.get(key), str):
+            raise EmissaryError(400, f"{key} is required and must be a string")
+        if len(body[key]) > MAX_SENTENCE_CHARS:
+            raise EmissaryError(400, f"{key} must be at most {MAX_SENTENCE_CHARS} characters")
+    for key in EMBEDDING_MEASURES:
+        if key in body and not isinstance(body[key], bool):
+            raise EmissaryError(400, f"{key} must be a boolean")
+    return body["source_sentence"], body["target_sentence"], [k for k in EMBEDDING_MEASURES if body.get(k)]
+
+
+def embedding_response(text1: list[float], text2: list[float], measures: list[str]) -> dict[str, Any]:
+    """The `response` object: both vectors, plus `cosine_score`, `manhattan_distance` and
+    `euclidean_distance` when asked for (the vectors are unit length, so cosine is their dot)."""
+    out: dict[str, Any] = {"embeddings": {"text1": text1, "text2": text2}}
+    pairs = list(zip(text1, text2, strict=True))
+    if "cosine" in measures:
+        out["cosine_score"] = round(sum(a * b for a, b in pairs), 6)
+    if "manhattan" in measures:
+        out["manhattan_distance"] = round(sum(abs(a - b) for a, b in pairs), 6)
+    if "euclidean" in measures:
+        out["euclidean_distance"] = round(sum((a - b) ** 2 for a, b in pairs) ** 0.5, 6)
+    return out

@@ -269,6 +269,10 @@ class EmissaryService:
         """Text from a deployment's weights, off the event loop (`serializers.generation_options`)."""
         return await asyncio.to_thread(ngram.generate, weights, prompt, **options)
 
+    async def embed(self, weights: Any, *texts: str) -> list[list[float]]:
+        """The n-gram model's embedding of each text (`ngram.embed`), off the event loop."""
+        return await asyncio.to_thread(lambda: [ngram.embed(weights, t) for t in texts])
+
 
 def _load_json(path: str) -> Any:
     with open(path, "rb") as fh:

@@ -13,6 +13,9 @@ so tests can run their own engine functions in the same worker processes.
 | `ngram`          | `ngram`          | Replicate model `jobrunner/ngram` and its trained versions |
 | `ngram_finetune` | `ngram_finetune` | Emissary base model `jobrunner-ngram` |
 
+Engines log their progress as tqdm lines (`progress_line`): that is what models on Replicate print,
+and what the official `replicate` client parses into `prediction.progress`.
+
 `INLINE` engines are trivially fast and pure (echo): the runner calls them in the server process
 instead of paying a process round trip per job.
 """
@@ -50,6 +53,32 @@ ENGINES: dict[str, str] = {
 INLINE: frozenset[str] = frozenset({"echo"})
 
 _cache: dict[str, Engine] = {}
+
+_BAR_WIDTH = 10
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(max(seconds, 0)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours:d}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def progress_line(done: int, total: int, elapsed: float, unit: str = "it") -> str:
+    r"""A tqdm progress line, e.g. ` 50%|#####     | 2/4 [00:01<00:01,  2.00it/s]`.
+
+    The official `replicate` client reads `prediction.progress` from the last log line matching
+    `^\s*(\d+)%\s*\|.+?\|\s*(\d+)/(\d+)`. The bar is ASCII (tqdm's `ascii=True`) so the
+    line shows the same in any terminal encoding.
+    """
+    total = max(total, 1)
+    done = min(max(done, 0), total)
+    percent = 100 * done // total
+    filled = _BAR_WIDTH * done // total
+    bar = "#" * filled + " " * (_BAR_WIDTH - filled)
+    rate = done / elapsed if elapsed > 0 else 0.0
+    remaining = (total - done) / rate if rate > 0 else 0.0
+    rate_text = f"{rate:5.2f}{unit}/s" if rate > 0 else f"?{unit}/s"
+    return f"{percent:3d}%|{bar}| {done}/{total} [{_clock(elapsed)}<{_clock(remaining)}, {rate_text}]"
 
 
 def resolve(target: str) -> Engine:

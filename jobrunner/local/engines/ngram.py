@@ -20,10 +20,11 @@ import hashlib
 import json
 import math
 import random
+import time
 from pathlib import Path
 from typing import Any
 
-from jobrunner.local.engines import ModelError, RunContext
+from jobrunner.local.engines import ModelError, RunContext, progress_line
 
 WEIGHTS_FORMAT = "jobrunner-ngram/1"
 MIN_ORDER, MAX_ORDER, DEFAULT_ORDER = 1, 10, 4
@@ -158,6 +159,27 @@ def evaluate(weights: dict[str, Any], text: str) -> dict[str, float]:
     return {"loss": round(loss, 6), "perplexity": round(math.exp(loss), 6)}
 
 
+def embed(weights: dict[str, Any], text: str) -> list[float]:
+    """A unit vector for `text`: the model's mean next-character distribution after each of its
+    characters, over the sorted vocabulary.
+
+    Texts the model reads alike (the same contexts, so the same expectations of what follows) get
+    close vectors; the dimension is the model's vocabulary size.
+    """
+    model = NgramModel.from_weights(weights)
+    vocab = sorted(model.vocab)
+    if not vocab:
+        return []
+    sums = [0.0] * len(vocab)
+    histories = [text[max(0, i + 1 - MAX_ORDER) : i + 1] for i in range(len(text))] or [""]
+    for history in histories:
+        dist = model.distribution(history)
+        for j, ch in enumerate(vocab):
+            sums[j] += dist[ch]
+    norm = math.sqrt(sum(v * v for v in sums)) or 1.0
+    return [round(v / norm, 6) for v in sums]
+
+
 def weights_bytes(weights: dict[str, Any]) -> bytes:
     return json.dumps(weights, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
@@ -185,12 +207,13 @@ def _run_train(input: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     order = int(input.get("order", DEFAULT_ORDER))
     ctx.log(f"training a character {order}-gram model on {len(text)} characters")
     model = NgramModel(order)
+    started = time.monotonic()
     chunk = max(1, len(text) // 10)
     for i in range(0, len(text), chunk):
         model.update(text[i : i + chunk])
         done = min(len(text), i + chunk)
         ctx.progress(done / len(text))
-        ctx.log(f"progress {100 * done // len(text)}%: {done}/{len(text)} characters")
+        ctx.log(progress_line(done, len(text), time.monotonic() - started, unit="char"))
     weights = model.to_weights()
     data = weights_bytes(weights)
     Path(ctx.context["weights_path"]).write_bytes(data)

@@ -7,8 +7,9 @@ from `service.store`. Errors are raised as `errors.ApiError` (problem+json).
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -77,6 +78,13 @@ class ReplicateRoutes:
             r("/v1/models/{owner}/{name}", self.delete_model, methods=["DELETE"]),
             r("/v1/models/{owner}/{name}/versions", self.list_versions, methods=["GET"]),
             r("/v1/models/{owner}/{name}/versions/{version_id}", self.get_version, methods=["GET"]),
+            r("/v1/models/{owner}/{name}/versions/{version_id}", self.delete_version, methods=["DELETE"]),
+            r("/v1/deployments", self.list_deployments, methods=["GET"]),
+            r("/v1/deployments", self.create_deployment, methods=["POST"]),
+            r("/v1/deployments/{owner}/{name}", self.get_deployment, methods=["GET"]),
+            r("/v1/deployments/{owner}/{name}", self.update_deployment, methods=["PATCH"]),
+            r("/v1/deployments/{owner}/{name}", self.delete_deployment, methods=["DELETE"]),
+            r("/v1/deployments/{owner}/{name}/predictions", self.create_deployment_prediction, methods=["POST"]),
             r("/v1/files", self.create_file, methods=["POST"]),
             r("/v1/files", self.list_files, methods=["GET"]),
             r("/v1/files/{id}", self.get_file, methods=["GET"]),
@@ -90,7 +98,8 @@ class ReplicateRoutes:
     # --- job creation ----------------------------------------------------------------------
 
     async def _start_job(
-        self, request: Request, *, kind: wire.JobKind, version: Row, body: dict[str, Any], destination: str | None = None
+        self, request: Request, *, kind: wire.JobKind, version: Row, body: dict[str, Any],
+        destination: str | None = None, deployment: str | None = None,
     ) -> Response:
         schema_name = "TrainingInput" if kind == "training" else "Input"
         input = self.service.validate_input(version, schema_name, body.get("input"))
@@ -100,14 +109,16 @@ class ReplicateRoutes:
             job = self.service.create(
                 kind=kind, version=version, input=input, base_url=base, destination=destination,
                 webhook=body.get("webhook"), webhook_events_filter=body.get("webhook_events_filter"),
-                cancel_after=cancel_after,
+                cancel_after=cancel_after, deployment=deployment,
             )
         except InputError as exc:
             raise invalid_fields([("invalid", exc.field, str(exc))]) from None
         if self.p.faults.should_drop_create():
             return DropConnection()
         headers: dict[str, str] = {}
-        prefer = wire.prefer_wait(request.headers.get("prefer"), self.p.options.max_wait) if kind == "prediction" else None
+        prefer = (
+            wire.prefer_wait(request.headers.get("prefer"), self.p.options.max_wait) if kind == "prediction" else None
+        )
         if prefer is not None:
             await self.service.wait(job["id"], prefer[0])
             headers["Preference-Applied"] = prefer[1]
@@ -136,6 +147,17 @@ class ReplicateRoutes:
         body = await json_body(request)
         wire.check_top_level(body, wire.PREDICTION_FIELDS - {"version"}, ("input",))
         return await self._start_job(request, kind="prediction", version=latest, body=body)
+
+    async def create_deployment_prediction(self, request: Request) -> Response:
+        """Runs the deployment's current release version, like a prediction on that version."""
+        deployment = self._deployment(request)
+        version = self.store.get_version(deployment["version"])
+        if version is None:  # cannot happen while version deletes refuse deployed versions
+            raise not_found()
+        body = await json_body(request)
+        wire.check_top_level(body, wire.PREDICTION_FIELDS - {"version"}, ("input",))
+        name = f"{deployment['owner']}/{deployment['name']}"
+        return await self._start_job(request, kind="prediction", version=version, body=body, deployment=name)
 
     async def create_training(self, request: Request) -> Response:
         owner, name = request.path_params["owner"], request.path_params["name"]
@@ -180,7 +202,7 @@ class ReplicateRoutes:
         base = base_url(request)
         lagging = self.p.faults.listed_before(self.p.clock.now().timestamp())
         if lagging is not None:  # fault injection: a list index that lags behind the jobs
-            hidden = rfc3339(datetime.fromtimestamp(lagging, tz=timezone.utc))
+            hidden = rfc3339(datetime.fromtimestamp(lagging, tz=UTC))
             before = hidden if before is None or (hidden or "") < before else before
 
         def fetch(**kw: Any) -> list[Row]:
@@ -257,6 +279,51 @@ class ReplicateRoutes:
         if version is None or (version["owner"], version["name"]) != (model["owner"], model["name"]):
             raise not_found()
         return JSONResponse(wire.render_version(version))
+
+    async def delete_version(self, request: Request) -> Response:
+        model = self._model(request)
+        version = self.store.get_version(request.path_params["version_id"])
+        if version is None or (version["owner"], version["name"]) != (model["owner"], model["name"]):
+            raise not_found()
+        if model["is_official"] or model["owner"] != catalog.ACCOUNT:
+            raise ApiError(403, "You can only delete versions of your own models.")
+        if model["visibility"] != "private":
+            raise ApiError(403, "You can only delete versions of private models.")
+        self.service.delete_version(version)
+        return Response(status_code=202)
+
+    # --- deployments ----------------------------------------------------------------------------
+
+    def _deployment(self, request: Request) -> Row:
+        deployment = self.store.get_deployment(request.path_params["owner"], request.path_params["name"])
+        if deployment is None:
+            raise not_found()
+        return deployment
+
+    async def list_deployments(self, request: Request) -> Response:
+        return JSONResponse(
+            paginate(request, self.store.list_deployments, self.p.options.page_size, wire.render_deployment)
+        )
+
+    async def create_deployment(self, request: Request) -> Response:
+        body = await json_body(request)
+        wire.check_deployment_body(body, update=False)
+        # Replicate answers a create with 200 (not 201), as its reference documents.
+        return JSONResponse(wire.render_deployment(self.service.create_deployment(body)))
+
+    async def get_deployment(self, request: Request) -> Response:
+        return JSONResponse(wire.render_deployment(self._deployment(request)))
+
+    async def update_deployment(self, request: Request) -> Response:
+        deployment = self._deployment(request)
+        body = await json_body(request)
+        wire.check_deployment_body(body, update=True)
+        return JSONResponse(wire.render_deployment(self.service.update_deployment(deployment, body)))
+
+    async def delete_deployment(self, request: Request) -> Response:
+        deployment = self._deployment(request)
+        self.store.delete_deployment(deployment["owner"], deployment["name"])
+        return Response(status_code=204)
 
     # --- files ----------------------------------------------------------------------------------
 

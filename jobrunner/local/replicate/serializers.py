@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import re
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from jobrunner.durations import parse_duration as _parse_duration
 from jobrunner.local.db import Row
@@ -23,11 +24,20 @@ HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MODEL_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,98}[a-z0-9])?$")
 PREFER = re.compile(r"^\s*wait(?:=(\d+))?\s*$")
 WEBHOOK_EVENTS = ("start", "output", "logs", "completed")
-PREDICTION_FIELDS = frozenset({"version", "input", "webhook", "webhook_events_filter", "stream", "webhook_completed"})
-TRAINING_FIELDS = frozenset({"destination", "input", "webhook", "webhook_events_filter", "webhook_completed", "version"})
-MODEL_FIELDS = frozenset(
-    {"owner", "name", "visibility", "hardware", "description", "github_url", "paper_url", "license_url", "cover_image_url"}
+PREDICTION_FIELDS = frozenset(
+    {"version", "input", "webhook", "webhook_events_filter", "stream", "webhook_completed"}
 )
+TRAINING_FIELDS = frozenset(
+    {"destination", "input", "webhook", "webhook_events_filter", "webhook_completed", "version"}
+)
+MODEL_FIELDS = frozenset(
+    {"owner", "name", "visibility", "hardware", "description", "github_url", "paper_url", "license_url",
+     "cover_image_url"}
+)
+DEPLOYMENT_FIELDS = ("name", "model", "version", "hardware", "min_instances", "max_instances")
+DEPLOYMENT_UPDATE_FIELDS = ("version", "hardware", "min_instances", "max_instances")
+# deployments.create / deployments.update: instance bounds (reference openapi.json).
+INSTANCE_LIMITS = {"min_instances": (0, 5), "max_instances": (0, 20)}
 HARDWARE = [
     {"sku": "cpu", "name": "CPU"},
     {"sku": "gpu-t4", "name": "Nvidia T4 GPU"},
@@ -66,6 +76,9 @@ def render_job(job: Row, base: str) -> dict[str, Any]:
         out["output"] = _weights_under(job, base)
     if job["deadline"]:
         out["deadline"] = job["deadline"]
+    deployment = (job.get("extra") or {}).get("deployment")
+    if deployment:
+        out["deployment"] = deployment  # set only on predictions created through a deployment
     return out
 
 
@@ -77,9 +90,11 @@ def _weights_under(job: Row, base: str) -> Any:
     """
     output = job["output"]
     stored_base = job.get("base_url") or ""
-    if isinstance(output, dict) and isinstance(output.get("weights"), str) and stored_base != base:
-        if output["weights"].startswith(stored_base + "/v1/files/"):
-            return {**output, "weights": base + output["weights"][len(stored_base):]}
+    if (
+        isinstance(output, dict) and isinstance(output.get("weights"), str) and stored_base != base
+        and output["weights"].startswith(stored_base + "/v1/files/")
+    ):
+        return {**output, "weights": base + output["weights"][len(stored_base):]}
     return output
 
 
@@ -108,6 +123,26 @@ def render_model(model: Row, latest: Row | None, base: str, run_count: int = 0) 
         "latest_version": render_version(latest) if latest else None,
         "is_official": bool(model["is_official"]),
         "hardware": model["hardware"],
+    }
+
+
+def render_deployment(deployment: Row) -> dict[str, Any]:
+    """A `schemas_deployment_response`: owner, name and the current release."""
+    return {
+        "owner": deployment["owner"],
+        "name": deployment["name"],
+        "current_release": {
+            "number": deployment["number"],
+            "model": deployment["model"],
+            "version": deployment["version"],
+            "created_at": deployment["release_created_at"],
+            "created_by": dict(ACCOUNT),
+            "configuration": {
+                "hardware": deployment["hardware"],
+                "min_instances": deployment["min_instances"],
+                "max_instances": deployment["max_instances"],
+            },
+        },
     }
 
 
@@ -199,7 +234,9 @@ def check_top_level(body: dict[str, Any], allowed: frozenset[str], required: tup
     if events is not None and (
         not isinstance(events, list) or any(e not in WEBHOOK_EVENTS for e in events)
     ):
-        problems.append(("enum", "webhook_events_filter", f"webhook_events_filter items must be one of {', '.join(WEBHOOK_EVENTS)}"))
+        problems.append(
+            ("enum", "webhook_events_filter", f"webhook_events_filter items must be one of {', '.join(WEBHOOK_EVENTS)}")
+        )
     if problems:
         raise invalid_fields(problems)
 
@@ -220,13 +257,37 @@ def check_model_body(body: dict[str, Any]) -> None:
         raise invalid_fields(problems)
 
 
+def check_deployment_body(body: dict[str, Any], *, update: bool) -> None:
+    """`POST /v1/deployments` (every field required) or `PATCH` (any of the release fields) body
+    checks: known names, types, instance bounds, a known hardware SKU (422 listing every problem)."""
+    allowed = DEPLOYMENT_UPDATE_FIELDS if update else DEPLOYMENT_FIELDS
+    problems = [("additional_property_not_allowed", "", f"Additional property {k} is not allowed")
+                for k in sorted(body) if k not in allowed]
+    if not update:
+        problems += [("required", k, f"{k} is required") for k in DEPLOYMENT_FIELDS if k not in body]
+    for key in ("name", "model", "version", "hardware"):
+        if key in body and key in allowed and (not isinstance(body[key], str) or not body[key]):
+            problems.append(("type", key, f"{key} must be a non-empty string"))
+    if isinstance(body.get("name"), str) and body["name"] and not MODEL_NAME.match(body["name"]):
+        problems.append(("pattern", "name", "name must be lowercase letters, digits, dashes, underscores or dots"))
+    for key, (low, high) in INSTANCE_LIMITS.items():
+        value = body.get(key)
+        if key in body and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high):
+            problems.append(("range", key, f"{key} must be an integer from {low} to {high}"))
+    skus = [h["sku"] for h in HARDWARE]
+    if isinstance(body.get("hardware"), str) and body["hardware"] and body["hardware"] not in skus:
+        problems.append(("enum", "hardware", f"hardware must be one of {', '.join(skus)} (GET /v1/hardware)"))
+    if problems:
+        raise invalid_fields(problems)
+
+
 def input_problems(errors: list[Any], value: dict[str, Any]) -> list[tuple[str, str, str]]:
     """jsonschema errors of a job's `input` as Replicate's `invalid_fields` (type, field, description)."""
     problems = []
     for err in errors:
         path = ".".join(str(p) for p in err.absolute_path)
         if err.validator == "additionalProperties":
-            extra = sorted(set(value) - set((err.schema.get("properties") or {})))
+            extra = sorted(set(value) - set(err.schema.get("properties") or {}))
             for name in extra:
                 problems.append(("additional_property_not_allowed", f"input.{name}",
                                  f"Additional property {name} is not allowed"))

@@ -173,6 +173,79 @@ class ReplicateService:
             raise invalid_fields(input_problems(errors, value))
         return value
 
+    # --- deployments and version removal ------------------------------------------------------
+
+    def deployment_version(self, model: str, version_id: str) -> Row:
+        """The version a deployment release runs: `version_id` of `model` (`owner/name`), else 422."""
+        owner, _, name = model.partition("/")
+        if not owner or not name or self.store.get_model(owner, name) is None:
+            raise invalid_fields([("invalid", "model", f"model {model} does not exist (create it or check the name)")])
+        version = self.store.get_version(version_id)
+        if version is None or (version["owner"], version["name"]) != (owner, name):
+            raise ApiError(
+                422,
+                "The specified version does not exist (or perhaps you don't have permission to use it?)",
+                title="Invalid version or not permitted",
+            )
+        return version
+
+    def create_deployment(self, body: dict[str, Any]) -> Row:
+        """Release 1 of a new deployment under the account (fields already checked by serializers)."""
+        _check_instances(body["min_instances"], body["max_instances"])
+        self.deployment_version(body["model"], body["version"])
+        if self.store.get_deployment(catalog.ACCOUNT, body["name"]) is not None:
+            raise ApiError(409, f"A deployment named {catalog.ACCOUNT}/{body['name']} already exists.")
+        now = rfc3339(self.p.clock.now())
+        row = {k: body[k] for k in ("name", "model", "version", "hardware", "min_instances", "max_instances")}
+        row.update(owner=catalog.ACCOUNT, number=1, release_created_at=now, created_at=now)
+        self.store.insert_deployment(row)
+        return self._deployment(catalog.ACCOUNT, body["name"])
+
+    def update_deployment(self, current: Row, changes: dict[str, Any]) -> Row:
+        """A new release (number + 1) with `changes` applied over the current one; the model stays."""
+        merged = {**current, **changes}
+        _check_instances(merged["min_instances"], merged["max_instances"])
+        if "version" in changes:
+            self.deployment_version(current["model"], changes["version"])
+        values = {k: merged[k] for k in ("version", "hardware", "min_instances", "max_instances")}
+        self.store.update_deployment(
+            current["owner"], current["name"], number=current["number"] + 1,
+            release_created_at=rfc3339(self.p.clock.now()), **values,
+        )
+        return self._deployment(current["owner"], current["name"])
+
+    def _deployment(self, owner: str, name: str) -> Row:
+        row = self.store.get_deployment(owner, name)
+        assert row is not None  # just written, by this (the only) writer
+        return row
+
+    def delete_version(self, version: Row) -> None:
+        """Remove a version of an own model, with its predictions and weights (Replicate's 202).
+
+        Refused (409) while a deployment runs it, a training is based on it, or jobs on it are
+        still queued or running; done at once rather than "within minutes" as on Replicate.
+        """
+        ref = f"{version['owner']}/{version['name']}:{version['id']}"
+        deployments = self.store.deployments_of_version(version["id"])
+        if deployments:
+            names = ", ".join(f"{d['owner']}/{d['name']}" for d in deployments)
+            raise ApiError(
+                409, f"Version {ref} is used by deployment {names}; point it at another version or delete it first."
+            )
+        if self.store.jobs_of_version(version["id"], kind="training"):
+            raise ApiError(409, f"Version {ref} is the base of a training and cannot be deleted.")
+        if self.store.jobs_of_version(version["id"], statuses=("starting", "processing")):
+            raise ApiError(409, f"Version {ref} has predictions still running; cancel them or wait, then delete it.")
+        jobs = [j["id"] for j in self.store.jobs_of_version(version["id"])]
+        self.store.delete_jobs(jobs)
+        for job_id in jobs:
+            self._cache.pop(job_id, None)
+        self.store.delete_version(version["id"])
+        self._validators = {k: v for k, v in self._validators.items() if k[0] != version["id"]}
+        weights = self.store.get_file(version["weights_file"]) if version.get("weights_file") else None
+        if weights is not None:
+            self.delete_file(weights)
+
     # --- files ----------------------------------------------------------------------------
 
     def file_path(self, row: Row) -> Path:
@@ -224,6 +297,7 @@ class ReplicateService:
         webhook: str | None = None,
         webhook_events_filter: list[str] | None = None,
         cancel_after: float | None = None,
+        deployment: str | None = None,
     ) -> Row:
         """Store a new job (status `starting`) and queue it. Inputs are already validated."""
         now = self.p.clock.now()
@@ -249,7 +323,7 @@ class ReplicateService:
             "source": "api",
             "extra": (
                 {"weights_file": context.get("weights_file_id"), "scratch": context.get("scratch_path")}
-                if kind == "training" else {}
+                if kind == "training" else ({"deployment": deployment} if deployment else {})
             ),
         }
         self.store.insert_job(job)
@@ -283,7 +357,9 @@ class ReplicateService:
     def resolve_train_data(self, value: Any) -> Path:
         """`train_data`: a file URL of this platform, a `data:` URI, or inline text -> a local path."""
         if not isinstance(value, str) or not value:
-            raise InputError("input.train_data", "train_data is required: a file URL of this platform, a data: URI or text")
+            raise InputError(
+                "input.train_data", "train_data is required: a file URL of this platform, a data: URI or text"
+            )
         if value.startswith("data:"):
             header, sep, payload = value.partition(",")
             if not sep:
@@ -462,7 +538,7 @@ class ReplicateService:
         self._waiters.setdefault(job_id, []).append(fut)
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         finally:
             waiters = self._waiters.get(job_id)
@@ -483,6 +559,13 @@ class ReplicateService:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+
+
+def _check_instances(low: int, high: int) -> None:
+    if low > high:
+        raise invalid_fields(
+            [("range", "min_instances", f"min_instances ({low}) must not be more than max_instances ({high})")]
+        )
 
 
 def _safe_display_name(name: str) -> str:

@@ -6,7 +6,8 @@ Replicate wire pages in.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from jobrunner.local.db import Database, Row, Table
 
@@ -75,6 +76,20 @@ CREATE TABLE IF NOT EXISTS files (
     path TEXT NOT NULL,
     purpose TEXT NOT NULL DEFAULT 'upload'
 );
+CREATE TABLE IF NOT EXISTS deployments (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    hardware TEXT NOT NULL,
+    min_instances INTEGER NOT NULL,
+    max_instances INTEGER NOT NULL,
+    release_created_at TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE(owner, name)
+);
 """
 
 
@@ -88,6 +103,7 @@ class ReplicateStore:
         self._models = db.table("models")
         self._versions = db.table("versions", ("openapi_schema",))
         self._files = db.table("files", ("metadata",))
+        self._deployments = db.table("deployments")
         self._version_cache: dict[str, Row] = {}
 
     # --- jobs --------------------------------------------------------------------------
@@ -141,7 +157,9 @@ class ReplicateStore:
     def delete_model(self, owner: str, name: str) -> None:
         self.conn.execute("DELETE FROM models WHERE owner = ? AND name = ?", (owner, name))
 
-    def list_models(self, *, before_seq: int | None = None, after_seq: int | None = None, limit: int = 100) -> list[Row]:
+    def list_models(
+        self, *, before_seq: int | None = None, after_seq: int | None = None, limit: int = 100
+    ) -> list[Row]:
         return self._page(self._models, "1 = 1", [], before_seq, after_seq, limit)
 
     def count_runs(self, owner: str, name: str) -> int:
@@ -162,6 +180,10 @@ class ReplicateStore:
             self._version_cache[version_id] = row
         return row
 
+    def delete_version(self, version_id: str) -> None:
+        self._version_cache.pop(version_id, None)
+        self.conn.execute("DELETE FROM versions WHERE id = ?", (version_id,))
+
     def latest_version(self, owner: str, name: str) -> Row | None:
         return self._versions.one(
             "SELECT * FROM versions WHERE owner = ? AND name = ? ORDER BY seq DESC LIMIT 1", (owner, name)
@@ -171,6 +193,48 @@ class ReplicateStore:
         self, owner: str, name: str, *, before_seq: int | None = None, after_seq: int | None = None, limit: int = 100
     ) -> list[Row]:
         return self._page(self._versions, "owner = ? AND name = ?", [owner, name], before_seq, after_seq, limit)
+
+    def jobs_of_version(
+        self, version_id: str, statuses: Iterable[str] | None = None, kind: str | None = None
+    ) -> list[Row]:
+        """Jobs run on `version_id` (optionally only those in `statuses`, or of one kind)."""
+        where, args = ["version = ?"], [version_id]
+        if statuses is not None:
+            wanted = list(statuses)
+            where.append(f"status IN ({', '.join('?' * len(wanted))})")
+            args += wanted
+        if kind is not None:
+            where.append("kind = ?")
+            args.append(kind)
+        return self._jobs.all(f"SELECT * FROM jobs WHERE {' AND '.join(where)}", args)
+
+    def delete_jobs(self, job_ids: list[str]) -> None:
+        self.conn.executemany("DELETE FROM jobs WHERE id = ?", [(j,) for j in job_ids])
+
+    # --- deployments -----------------------------------------------------------------------
+
+    def insert_deployment(self, deployment: Row) -> None:
+        self._deployments.insert(deployment)
+
+    def get_deployment(self, owner: str, name: str) -> Row | None:
+        return self._deployments.one("SELECT * FROM deployments WHERE owner = ? AND name = ?", (owner, name))
+
+    def update_deployment(self, owner: str, name: str, **values: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in values)
+        self.conn.execute(
+            f"UPDATE deployments SET {sets} WHERE owner = ? AND name = ?", [*values.values(), owner, name]
+        )
+
+    def delete_deployment(self, owner: str, name: str) -> None:
+        self.conn.execute("DELETE FROM deployments WHERE owner = ? AND name = ?", (owner, name))
+
+    def deployments_of_version(self, version_id: str) -> list[Row]:
+        return self._deployments.all("SELECT * FROM deployments WHERE version = ?", (version_id,))
+
+    def list_deployments(
+        self, *, before_seq: int | None = None, after_seq: int | None = None, limit: int = 100
+    ) -> list[Row]:
+        return self._page(self._deployments, "1 = 1", [], before_seq, after_seq, limit)
 
     # --- files -------------------------------------------------------------------------
 
