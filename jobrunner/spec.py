@@ -2,7 +2,9 @@
 
 - a `Training` is one job, address `Training/name`;
 - a `PredictionBatch` is one prediction per item, address `PredictionBatch/name[key]`;
-- a `Model` is one `job_kind="model"` unit, address `Model/name` (created once, never deleted).
+- a `Model` is one `job_kind="model"` unit, address `Model/name` (created once, never deleted);
+- a `Deployment` is one `job_kind="deployment"` unit, address `Deployment/name`, built by its
+  provider's `DeploymentForm` (updated in place where the provider can, deleted on removal).
 
 Each unit carries a provider-neutral `request` (what the reconciler sends, with `{$file: path}`
 markers rewritten to workspace-relative paths so it is self-contained, and `${...}` references
@@ -30,7 +32,7 @@ from jobrunner.providers.adapters import adapter_for
 from jobrunner.providers.base import SUCCEEDED
 from jobrunner.redact import redact
 from jobrunner.references import dependency_order, find_refs, resolve_refs
-from jobrunner.resources import JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
+from jobrunner.resources import JOB_DEPLOYMENT, JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
 from jobrunner.state.model import StateDoc
 
 # Request fields passed to the provider that never enter a fingerprint.
@@ -161,6 +163,8 @@ def _expand_one(
         return [_training(res, root, known, models)]
     if res.kind == "PredictionBatch":
         return _batch(res, root, known, items)
+    if res.kind == "Deployment":
+        return [_deployment(res, known)]
     raise ManifestError([Diagnostic("error", res.file, res.line, res.column,
                                     f"unknown kind {res.kind!r}", res.address, "$.kind")])
 
@@ -205,6 +209,33 @@ def _model(res: Resource) -> DesiredJob:
         fingerprint=fingerprint(material),
         depends_on=(),
         sensitive_paths=_sensitive(res),
+        material=material,
+    )
+
+
+def _deployment(res: Resource, known: Mapping[str, Mapping[str, Any]]) -> DesiredJob:
+    """The provider's deployment fields (references resolved where known); labels are sent, not fingerprinted."""
+    adapter = adapter_for(res.provider)
+    form = adapter.deployment
+    if form is None:
+        raise ManifestError([Diagnostic("error", res.file, res.line, res.column,
+                                        f"{adapter.title} serves no deployments", res.address, "$.spec.provider")])
+    raw = {k: res.spec[k] for k in (*form.fields, *form.label_fields) if res.spec.get(k) is not None}
+    deps = _depends(res, raw)
+    resolved, unknown = resolve_refs(raw, dict(known))
+    if adapter.form is RequestForm.VERSIONED:
+        resolved["model"], resolved["version"] = split_version(resolved.get("model"), resolved.get("version"))
+    head = {"provider": res.provider, "kind": JOB_DEPLOYMENT, "name": res.name}
+    material = {**head, **{k: v for k, v in resolved.items() if k not in form.label_fields}}
+    return DesiredJob(
+        address=res.address,
+        resource_address=res.address,
+        job_kind=JOB_DEPLOYMENT,
+        provider=res.provider,
+        file=res.file,
+        request={**head, **resolved},
+        fingerprint=None if unknown else fingerprint(material),
+        depends_on=deps,
         material=material,
     )
 

@@ -297,6 +297,8 @@ def _check_workspace(result: ValidationResult, root: Path, out: _Collector) -> N
             _check_training(r, root, models, out)
         elif r.kind == "PredictionBatch":
             _check_batch(r, root, out, result, output_files)
+        elif r.kind == "Deployment":
+            _check_deployment(r, out)
 
     for cycle in find_cycles(unique, refs):
         first = by_addr[cycle[0]]
@@ -436,6 +438,24 @@ def _check_training(r: Resource, root: Path, models: dict[str, Resource], out: _
                      f"{r.provider}")
     _check_sensitive(r, [spec.get("input")], out)
     _check_known_inputs(r, root, [(spec.get("input"), "$.spec.input", None, None)], TRAINING_INPUT, out)
+
+
+def _check_deployment(r: Resource, out: _Collector) -> None:
+    """What the schema cannot say: the model a bare version id needs, and instance bounds in order."""
+    spec = r.spec
+    adapter = find_adapter(r.provider)
+    if adapter is None or adapter.form is not RequestForm.VERSIONED:
+        return
+    version, model = spec.get("version"), spec.get("model")
+    if isinstance(version, str) and _HEX64.match(version) and model is None:
+        out.error_at(r, "$.spec", "missing required field `model`: a deployment of a bare version id needs the "
+                                  "model's owner/name (or write version as owner/name:<id>)")
+    m = _VERSION_WITH_MODEL.match(version) if isinstance(version, str) and "${" not in version else None
+    if m and isinstance(model, str) and "${" not in model and model != m["model"]:
+        out.error_at(r, "$.spec.model", f"model {model} does not match the version's model {m['model']}")
+    low, high = spec.get("min_instances"), spec.get("max_instances")
+    if isinstance(low, int) and isinstance(high, int) and not isinstance(low, bool) and low > high:
+        out.error_at(r, "$.spec.min_instances", f"min_instances {low} is more than max_instances {high}")
 
 
 def _check_batch(r: Resource, root: Path, out: _Collector, result: ValidationResult,

@@ -25,7 +25,7 @@ from jobrunner.reconcile import requests as rq
 from jobrunner.reconcile.matching import find_match, next_listing_delay
 from jobrunner.reconcile.timeutil import parse_rfc3339
 from jobrunner.refresh import claimed_ids, list_candidates, refresh_tracked
-from jobrunner.resources import JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
+from jobrunner.resources import JOB_DEPLOYMENT, JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
 from jobrunner.state.model import StateDoc
 
 CREATING = frozenset({CREATE, REPLACE, RETRY})
@@ -373,7 +373,7 @@ async def check_against_providers(plan: Plan, resources: dict[str, Resource], do
     locations: dict[str, dict[str, tuple[str, int, str]]] = {}
     for change in plan.changes:
         job = change.job
-        if (job is None or change.action not in CREATING or job.job_kind == JOB_MODEL
+        if (job is None or change.action not in CREATING or job.job_kind in (JOB_MODEL, JOB_DEPLOYMENT)
                 or adapter_for(job.provider).form is not RequestForm.VERSIONED):
             continue
         res = resources.get(job.resource_address)
@@ -520,6 +520,22 @@ def estimate_into(plan: Plan, doc: StateDoc, resources: list[Resource], config: 
     from jobrunner.estimate.estimator import context_for, estimate_plan
 
     plan.estimate = estimate_plan(plan.changes, doc, resources, context_for(config, parallelism))
+
+
+def refuse_deployment_changes(plan: Plan) -> None:
+    """Apply's guard while the reconciler cannot run deployments yet: plans show them, apply refuses
+    before anything is sent (a deployment must never reach a create meant for a job)."""
+    from jobrunner.plan_types import CHANGING
+
+    pending = [c.address for c in plan.changes if c.action in CHANGING and (
+        (c.job is not None and c.job.job_kind == JOB_DEPLOYMENT)
+        or (c.prior is not None and c.prior.job_kind == JOB_DEPLOYMENT))]
+    if pending:
+        raise PlanError(
+            "apply cannot create, update or delete deployments yet: " + ", ".join(pending),
+            hint="`jobrunner plan` shows what they would do; apply the other resources with "
+                 "--target, or leave the Deployment manifests out until apply supports them",
+        )
 
 
 def destroy_changes(chosen: dict[str, Any], resources: dict[str, Resource]) -> list[PlannedChange]:

@@ -13,6 +13,7 @@ from typing import Any
 from jobrunner.providers.adapter import (
     Capabilities,
     Costing,
+    DeploymentForm,
     DiscoveredSpec,
     Endpoint,
     ProviderAdapter,
@@ -34,7 +35,15 @@ OUTPUT_FIELDS: Mapping[str, tuple[str, ...]] = {
     "Training": ("id", "checkpoint", "model_download_url"),
     "PredictionBatch": ("output_file", "count"),
     "Model": ("name", "url"),
+    "Deployment": ("id", "name", "url", "status"),
 }
+
+# CreateDeploymentRequestBody fields (name aside). Emissary has no update endpoint: any change
+# replaces the deployment; the description only labels it.
+DEPLOYMENT = DeploymentForm(
+    fields=("project_id", "training_job_id", "checkpoint", "server_type"),
+    label_fields=("description",),
+)
 
 
 def create_request(job: DesiredJob, spec: Mapping[str, Any], request: Mapping[str, Any] | None = None) -> CreateRequest:
@@ -102,7 +111,8 @@ EMISSARY = ProviderAdapter(
     # Emissary reports no run time a plan could measure (metrics hold progress and loss only), and
     # no hardware: its estimates come from `estimate:` hints.
     costing=Costing(version_of=base_model_of),
+    deployment=DEPLOYMENT,
 )
 
-__all__ = ["BODY_FIELDS", "EMISSARY", "LABEL_FIELDS", "OUTPUT_FIELDS", "RESULT_FIELDS", "create_request",
-           "discovered_training", "recorded_request"]
+__all__ = ["BODY_FIELDS", "DEPLOYMENT", "EMISSARY", "LABEL_FIELDS", "OUTPUT_FIELDS", "RESULT_FIELDS",
+           "create_request", "discovered_training", "recorded_request"]

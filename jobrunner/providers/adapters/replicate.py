@@ -13,6 +13,7 @@ from typing import Any
 from jobrunner.providers.adapter import (
     Capabilities,
     Costing,
+    DeploymentForm,
     DiscoveredSpec,
     Endpoint,
     ProviderAdapter,
@@ -30,7 +31,15 @@ OUTPUT_FIELDS: Mapping[str, tuple[str, ...]] = {
     "Training": ("id", "version", "weights"),
     "PredictionBatch": ("output_file", "count"),
     "Model": ("name", "url"),
+    # `name` is owner/name: what a batch's `deployment:` names.
+    "Deployment": ("name", "url", "status", "version"),
 }
+
+# deployments.create body fields (name aside); deployments.update (PATCH) takes all but `model`.
+DEPLOYMENT = DeploymentForm(
+    fields=("model", "version", "hardware", "min_instances", "max_instances"),
+    updatable=frozenset({"version", "hardware", "min_instances", "max_instances"}),
+)
 
 
 def create_request(job: DesiredJob, spec: Mapping[str, Any], request: Mapping[str, Any] | None = None) -> CreateRequest:
@@ -93,7 +102,7 @@ REPLICATE = ProviderAdapter(
     client="jobrunner.providers.replicate:build_client",
     form=RequestForm.VERSIONED,
     capabilities=Capabilities(delete_on_destroy=False, provider_deadline=True, bulk_refresh=True,
-                              list_returns_summaries=False, update_in_place=False, https_webhooks_only=True),
+                              list_returns_summaries=False, update_in_place=True, https_webhooks_only=True),
     job_kinds=frozenset({JOB_TRAINING, JOB_PREDICTION}),
     output_fields=OUTPUT_FIELDS,
     create_request=create_request,
@@ -105,7 +114,8 @@ REPLICATE = ProviderAdapter(
                       rate_limits=REPLICATE_LIMITS),
     # metrics.predict_time (reference/replicate/api.md): CPU/GPU seconds, queueing excluded.
     costing=Costing(version_of=version_of, model_of=model_of),
+    deployment=DEPLOYMENT,
 )
 
-__all__ = ["OUTPUT_FIELDS", "PASS_THROUGH", "REPLICATE", "create_request", "discovered_training", "model_of", "recorded_request",
-           "version_of"]
+__all__ = ["DEPLOYMENT", "OUTPUT_FIELDS", "PASS_THROUGH", "REPLICATE", "create_request", "discovered_training", "model_of",
+           "recorded_request", "version_of"]
