@@ -63,6 +63,41 @@ def check_id(job: RemoteJob, asked: str, provider: str, what: str) -> RemoteJob:
     return job
 
 
+@dataclass
+class RemoteDeployment:
+    """A deployment as the provider reports it, in provider-neutral terms.
+
+    `id` is what later calls name it by: Replicate's `owner/name`, Emissary's `dp-...` id.
+    `status` uses the normalized statuses: ready to serve is SUCCEEDED (Replicate reports no status:
+    a deployment it answers for is ready), still starting is PENDING or RUNNING, GONE after a 404.
+    `settings` holds the fields a manifest declares, as the provider echoes them, so a plan can
+    tell a change made outside jobrunner.
+    """
+
+    id: str
+    name: str
+    status: str
+    raw_status: str | None = None
+    url: str | None = None  # the API URL of the deployment
+    model: str | None = None
+    version: str | None = None
+    project_id: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.status == SUCCEEDED
+
+    def outputs(self) -> dict[str, Any]:
+        """What `${Deployment.x.output.field}` may name: the id, name, URL, status (and version)."""
+        out: dict[str, Any] = {"id": self.id, "name": self.id if "/" in self.id else self.name,
+                               "url": self.url, "status": self.raw_status or self.status}
+        if self.version:
+            out["version"] = self.version
+        return {k: v for k, v in out.items() if v is not None}
+
+
 @dataclass(frozen=True)
 class CreateRequest:
     """What to create, already resolved (no `${...}` references, files uploaded).
@@ -79,6 +114,8 @@ class CreateRequest:
     destination: str | None = None
     project_id: str | None = None
     cancel_after: str | None = None  # Replicate Cancel-After header value, e.g. "2h"
+    # Replicate predictions: run on this deployment (owner/name) instead of a version.
+    deployment: str | None = None
 
 
 @runtime_checkable

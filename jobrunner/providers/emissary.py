@@ -31,6 +31,7 @@ from jobrunner.providers.base import (
     CreateRequest,
     RemoteJob,
 )
+from jobrunner.providers.emissary_deployments import EmissaryDeployments
 from jobrunner.providers.http import HttpClient, upload_seconds
 from jobrunner.providers.ratelimit import CREATE
 from jobrunner.providers.settings import ClientContext
@@ -121,8 +122,9 @@ def _check_kind(job_kind: str) -> None:
         raise UsageError(f"emissary runs training jobs only, not {job_kind!r}")
 
 
-class EmissaryProvider:
-    """Emissary training jobs behind the `Provider` interface, plus projects, datasets, checkpoints."""
+class EmissaryProvider(EmissaryDeployments):
+    """Emissary training jobs behind the `Provider` interface, plus projects, datasets, checkpoints,
+    and deployments with their inference endpoints (`EmissaryDeployments`)."""
 
     name = "emissary"
 

@@ -57,6 +57,8 @@ def test_each_adapter_builds_its_client_and_the_client_can_do_what_the_adapter_d
         assert caps.project_scoped == callable(getattr(provider, "list_projects", None))
         # Deployments are the one thing updated in place, by the providers whose form says which fields.
         assert caps.update_in_place == bool(adapter.deployment and adapter.deployment.updatable)
+        assert caps.update_in_place == callable(getattr(provider, "update_deployment", None))
+        assert (adapter.deployment is not None) == callable(getattr(provider, "create_deployment", None))
     finally:
         asyncio.run(provider.aclose())
 
