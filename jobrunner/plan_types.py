@@ -29,17 +29,25 @@ class Action(StrEnum):
     # create/replace/retry/cancel keeps that action and says where it moved from
     # (`PlannedChange.moved_from`).
     MOVED = "moved"
+    # Resources updated in place (deployments): change some fields of the existing remote object,
+    # with a field diff; and delete it on the provider when the manifests no longer define it
+    # (destructive).
+    UPDATE = "update"
+    DELETE = "delete"
 
 
 # The names every module already uses for the actions.
 CREATE, REPLACE, RETRY, CANCEL, FORGET = Action.CREATE, Action.REPLACE, Action.RETRY, Action.CANCEL, Action.FORGET
 ADOPT, WAIT, NOOP, MOVED = Action.ADOPT, Action.WAIT, Action.NOOP, Action.MOVED
+UPDATE, DELETE = Action.UPDATE, Action.DELETE
 
-ACTIONS: tuple[Action, ...] = (CREATE, REPLACE, RETRY, CANCEL, FORGET, ADOPT, MOVED, WAIT, NOOP)
+ACTIONS: tuple[Action, ...] = (CREATE, UPDATE, REPLACE, RETRY, CANCEL, DELETE, FORGET, ADOPT, MOVED, WAIT, NOOP)
 # Text-plan symbols, Terraform-like.
-SYMBOLS: dict[Action, str] = {CREATE: "+", REPLACE: "-/+", RETRY: "~", CANCEL: "-", FORGET: "-", ADOPT: "<=",
-                              MOVED: "->", WAIT: "~", NOOP: " "}
-CHANGING: frozenset[Action] = frozenset({CREATE, REPLACE, RETRY, CANCEL, FORGET, ADOPT, MOVED})
+SYMBOLS: dict[Action, str] = {CREATE: "+", UPDATE: "~", REPLACE: "-/+", RETRY: "~", CANCEL: "-", DELETE: "-",
+                              FORGET: "-", ADOPT: "<=", MOVED: "->", WAIT: "~", NOOP: " "}
+CHANGING: frozenset[Action] = frozenset({CREATE, UPDATE, REPLACE, RETRY, CANCEL, DELETE, FORGET, ADOPT, MOVED})
+# What removes something from the provider for good: plans call it out to reviewers.
+DESTRUCTIVE: frozenset[Action] = frozenset({DELETE})
 
 
 # lifecycle.on_change: replace re-runs a job whose fingerprint changed; keep never re-runs one that succeeded.
@@ -61,6 +69,7 @@ class Policy:
     on_remove: OnRemove = "cancel"
     prevent_cancel: bool = False  # never cancel the run (neither on replace nor on removal)
     timeout: str | float | None = None  # spec.timeout as written (e.g. "2h"): apply cancels a run still going then
+    prevent_destroy: bool = False  # deployments: refuse to plan a delete or a replace
 
     @classmethod
     def of(cls, spec: Mapping[str, Any] | None, lifecycle: Mapping[str, Any] | None = None) -> Policy:
@@ -79,6 +88,7 @@ class Policy:
             on_remove="keep" if life.get("on_remove") == "keep" else "cancel",
             prevent_cancel=bool(life.get("prevent_cancel", False)),
             timeout=spec.get("timeout"),
+            prevent_destroy=bool(life.get("prevent_destroy", False)),
         )
 
 

@@ -225,6 +225,7 @@ def _deployment(res: Resource, known: Mapping[str, Mapping[str, Any]]) -> Desire
     resolved, unknown = resolve_refs(raw, dict(known))
     if adapter.form is RequestForm.VERSIONED:
         resolved["model"], resolved["version"] = split_version(resolved.get("model"), resolved.get("version"))
+    resolved = {k: v for k, v in resolved.items() if v is not None}  # e.g. a model the version will name
     head = {"provider": res.provider, "kind": JOB_DEPLOYMENT, "name": res.name}
     material = {**head, **{k: v for k, v in resolved.items() if k not in form.label_fields}}
     return DesiredJob(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from jobrunner.errors import Diagnostic, ManifestError, PlanError, UsageError
-from jobrunner.plan_types import CANCEL, CREATE, FORGET, REPLACE, RETRY, Plan, PlannedChange
+from jobrunner.plan_types import CANCEL, CREATE, DELETE, FORGET, REPLACE, RETRY, Plan, PlannedChange
 from jobrunner.providers.adapter import RequestForm
 from jobrunner.providers.adapters import adapter_for
 from jobrunner.providers.base import RemoteJob
@@ -550,6 +550,9 @@ def destroy_changes(chosen: dict[str, Any], resources: dict[str, Resource]) -> l
     changes: list[PlannedChange] = []
     protected = []
     for addr, st in sorted(chosen.items()):
+        if st.job_kind == JOB_DEPLOYMENT:
+            changes.append(_destroy_deployment(st, resources.get(resource_of(addr)), protected))
+            continue
         running = bool(st.remote_id) and st.job_kind != JOB_MODEL and st.status not in TERMINAL
         adapter = adapter_for(st.provider)
         deleted = adapter.capabilities.delete_on_destroy and bool(st.remote_id)
@@ -566,9 +569,25 @@ def destroy_changes(chosen: dict[str, Any], resources: dict[str, Resource]) -> l
         changes.append(PlannedChange(address=addr, action=action, reason=reason, job=None, prior=st,
                                      fingerprint_before=st.fingerprint, remote_status=st.status))
     if protected:
-        raise PlanError("destroy would cancel job(s) protected by lifecycle.prevent_cancel: " + ", ".join(protected),
-                        hint="remove prevent_cancel from their manifests, or destroy other addresses with --target")
+        raise PlanError("destroy would cancel or delete what lifecycle.prevent_cancel or prevent_destroy protects: "
+                        + ", ".join(protected),
+                        hint="remove the protection from their manifests, or destroy other addresses with --target")
     return changes
+
+
+def _destroy_deployment(st: Any, res: Resource | None, protected: list[str]) -> PlannedChange:
+    """Destroy deletes a deployment on the provider, unless its lifecycle (the manifest's, else the
+    one state recorded) says prevent_destroy; one already gone is only forgotten."""
+    from jobrunner.providers.base import GONE
+
+    lifecycle = (res.spec.get("lifecycle") or {}) if res is not None else (st.lifecycle or {})
+    if not st.remote_id or st.status == GONE:
+        return PlannedChange(address=st.address, action=FORGET, reason="nothing to delete on the provider", job=None,
+                             prior=st, fingerprint_before=st.fingerprint, remote_status=st.status)
+    if lifecycle.get("prevent_destroy"):
+        protected.append(st.address)
+    return PlannedChange(address=st.address, action=DELETE, reason=f"{st.remote_id} is deleted, then forgotten",
+                         job=None, prior=st, fingerprint_before=st.fingerprint, remote_status=st.status)
 
 
 def planned_files(files: list[str], rel_paths: list[str], doc: StateDoc) -> set[str]:
