@@ -230,6 +230,15 @@ def _plan_deployment(job: DesiredJob, prior: AddressState | None, seen: RemoteJo
     if forced:
         return make(REPLACE, "replace requested: deleted, then created again")
     if fp is not None and fp == prior.fingerprint:
+        drifted = _drifted_settings(job, seen)
+        if status == SUCCEEDED and drifted:
+            diff = drifted
+            what = "; ".join(f"{k} was changed outside jobrunner ({_show(a)} -> {_show(b)})"
+                             for k, (a, b) in drifted.items())
+            fixed = sorted(set(drifted) - _updatable(job))
+            if not fixed:
+                return make(UPDATE, f"{what}: updated back in place")
+            return make(REPLACE, f"{what}; {', '.join(fixed)} cannot change in place: deleted, then created again")
         if status == SUCCEEDED:
             return make(NOOP, "ready", quiet=True)
         if status in RETRYABLE:
@@ -238,13 +247,28 @@ def _plan_deployment(job: DesiredJob, prior: AddressState | None, seen: RemoteJo
         return make(WAIT, f"{status or PENDING} ({prior.remote_id})")
     keys = set(diff) | _unknown_keys(job)
     what = _unknown_fields(job) + " known after apply" if fp is None else _changed_keys(diff) + " changed"
-    form = (adapter.deployment if (adapter := find_adapter(job.provider)) is not None else None)
-    fixed = sorted(keys - set(form.updatable if form else ()))
+    fixed = sorted(keys - _updatable(job))
     if not fixed and status not in RETRYABLE:
         return make(UPDATE, f"{what}: updated in place")
     why = (f"{', '.join(fixed)} cannot change in place" if fixed
            else f"{prior.remote_id} ended {status}")
     return make(REPLACE, f"{what}; {why}: deleted, then created again")
+
+
+def _updatable(job: DesiredJob) -> set[str]:
+    """The fields the deployment's provider changes in place (none for an unknown provider)."""
+    adapter = find_adapter(job.provider)
+    return set(adapter.deployment.updatable) if adapter is not None and adapter.deployment is not None else set()
+
+
+def _drifted_settings(job: DesiredJob, seen: RemoteJob | None) -> dict[str, list[Any]]:
+    """`{field: [on the provider, in the manifest]}` for declared fields the provider echoes
+    differently: a deployment scaled or re-pointed outside jobrunner."""
+    settings = seen.extra.get("settings") if seen is not None else None
+    if not isinstance(settings, dict):
+        return {}
+    material = _without_kind(job.material or {})
+    return {k: [settings[k], v] for k, v in sorted(material.items()) if k in settings and settings[k] != v}
 
 
 def _unknown_keys(job: DesiredJob) -> set[str]:

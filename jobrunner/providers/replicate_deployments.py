@@ -53,7 +53,7 @@ def deployment_from_json(data: Any) -> RemoteDeployment:
         settings["version"] = version
     return RemoteDeployment(
         id=deployment_id,
-        name=data["name"],
+        name=deployment_id,
         status=SUCCEEDED,
         model=model if isinstance(model, str) else None,
         version=version if isinstance(version, str) else None,

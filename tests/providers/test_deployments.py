@@ -44,7 +44,7 @@ def test_replicate_create_sends_the_documented_body_and_reads_the_release(fake_t
     sent = route.calls.last.request
     assert sent.headers["Authorization"] == f"Bearer {TOKEN}"
     assert json.loads(sent.content) == fx["request"]["body"]  # jobrunner's own keys are not sent
-    assert dep.id == "acme/my-app-image-generator" and dep.name == "my-app-image-generator"
+    assert dep.id == dep.name == "acme/my-app-image-generator"
     assert dep.status == SUCCEEDED and dep.ready  # Replicate reports no status: an answered deployment serves
     assert dep.model == "stability-ai/sdxl" and dep.version == fx["request"]["body"]["version"]
     assert dep.settings == {"hardware": "gpu-t4", "min_instances": 1, "max_instances": 5,

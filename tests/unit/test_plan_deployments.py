@@ -189,3 +189,46 @@ def test_destroy_deletes_deployments_unless_prevent_destroy(tmp_path: Path) -> N
     with pytest.raises(PlanError) as info:
         destroy_changes(dict(doc.addresses), {})
     assert "prevent_destroy" in str(info.value) and "Deployment/chat" in str(info.value)
+
+
+def _seen(status: str = "succeeded", **settings) -> dict[str, RemoteJob]:
+    base = {"model": "me/poems", "version": "1" * 64, "hardware": "cpu", "min_instances": 0, "max_instances": 1}
+    return {API: RemoteJob(id=f"r-{API}", job_kind="deployment", status=status,
+                           extra={"settings": {**base, **settings}})}
+
+
+def test_a_deployment_changed_outside_jobrunner_is_put_back(tmp_path: Path) -> None:
+    doc = apply_all([deployment()], tmp_path)
+    assert actions(plan_for([deployment()], tmp_path, doc, remote=_seen())) == {API: NOOP}
+    scaled = _by_address(plan_for([deployment()], tmp_path, doc, remote=_seen(max_instances=5)), API)
+    assert scaled.action == UPDATE and scaled.input_diff == {"max_instances": [5, 1]}
+    assert scaled.reason == "max_instances was changed outside jobrunner (5 -> 1): updated back in place"
+    repointed = _by_address(plan_for([deployment()], tmp_path, doc, remote=_seen(model="acme/x")), API)
+    assert repointed.action == REPLACE and "model cannot change in place" in repointed.reason
+
+
+def test_refresh_reads_every_tracked_deployment_even_a_ready_one(tmp_path: Path) -> None:
+    import asyncio
+
+    from jobrunner.errors import NotFoundError
+    from jobrunner.providers.base import RemoteDeployment
+    from jobrunner.refresh import absorb, refresh_tracked
+
+    class Provider:  # the wire client's deployment read, as plain data
+        async def get_deployment(self, deployment_id, *, project_id=None):
+            if deployment_id != f"r-{API}":
+                raise NotFoundError("gone")
+            return RemoteDeployment(id=deployment_id, name="poems-api", status="succeeded", url="http://x/d",
+                                    version="1" * 64, settings={"max_instances": 2})
+
+    class Pool:
+        def get(self, name):
+            return Provider()
+
+    doc = apply_all([deployment(), deployment(name="old-api")], tmp_path)
+    seen = asyncio.run(refresh_tracked(doc, Pool()))
+    assert seen[API].extra["settings"] == {"max_instances": 2} and seen["Deployment/old-api"].status == GONE
+    doc.addresses[API].outputs = {}
+    assert sorted(absorb(doc, seen)) == ["Deployment/old-api", API]
+    assert doc.addresses[API].outputs == {"id": f"r-{API}", "name": "poems-api", "url": "http://x/d",
+                                          "status": "succeeded", "version": "1" * 64}
