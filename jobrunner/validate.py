@@ -468,8 +468,16 @@ def _check_batch(r: Resource, root: Path, out: _Collector, result: ValidationRes
     if not has_inline and not has_file:
         out.error_at(r, "$.spec", "missing required field `inputs` (inline rows) or `inputs_file` (JSONL or CSV)")
         return
-    if spec.get("version") is None and spec.get("model") is None:
-        out.error_at(r, "$.spec", "missing required field `version` (or `model` for an official model)")
+    adapter = find_adapter(r.provider)
+    project_body = adapter is not None and adapter.form is RequestForm.PROJECT_BODY
+    if not project_body and spec.get("deployment") is not None and (
+            spec.get("version") is not None or spec.get("model") is not None):
+        out.error_at(r, "$.spec.deployment", "give either deployment or version/model, not both: a deployment "
+                                             "already names the version it serves")
+    elif not project_body and spec.get("version") is None and spec.get("model") is None and \
+            spec.get("deployment") is None:
+        out.error_at(r, "$.spec", "missing required field `version` (or `model` for an official model, "
+                                  "or `deployment`)")
     if has_inline and not isinstance(spec.get("inputs"), list):
         return  # the schema reported it
     items, diags = load_batch_items(r, root)
@@ -504,7 +512,24 @@ def _check_batch(r: Resource, root: Path, out: _Collector, result: ValidationRes
             rows.append((item.input, "$.input", item.file, item.line))
         else:
             rows.append((item.input, item.json_path, None, None))
-    _check_known_inputs(r, root, rows, PREDICTION_INPUT, out, defaults)
+    if project_body:
+        _check_endpoint_rows(r, root, rows, out, defaults)
+    else:
+        _check_known_inputs(r, root, rows, PREDICTION_INPUT, out, defaults)
+
+
+def _check_endpoint_rows(r: Resource, root: Path, rows: list[tuple[Any, str, str | None, int | None]],
+                         out: _Collector, defaults: dict[str, Any]) -> None:
+    """Rows sent to an Emissary deployment endpoint: each one is that endpoint's request body."""
+    from jobrunner.providers.adapters.emissary import INFERENCE_BODIES
+    from jobrunner.schema import load_schema
+
+    body = INFERENCE_BODIES.get(str(r.spec.get("endpoint")))
+    if body is None:
+        return  # the schema reported the endpoint
+    schema = load_schema()["definitions"][f"emissary.{body}"]
+    _check_known_inputs(r, root, rows, PREDICTION_INPUT, out, defaults, schema=schema,
+                        label=f"{r.spec['endpoint']} request body")
 
 
 def _placeholders(value: Any) -> Any:
@@ -519,17 +544,21 @@ def _placeholders(value: Any) -> Any:
 
 
 def _check_known_inputs(r: Resource, root: Path, rows: list[tuple[Any, str, str | None, int | None]],
-                        kind: str, out: _Collector, defaults: dict[str, Any] | None = None) -> None:
-    """Check inputs against the version's input schema when it is known offline (see version_schemas)."""
-    schema = known_input_schema(r.provider, r.spec.get("version"), kind, root)
+                        kind: str, out: _Collector, defaults: dict[str, Any] | None = None, *,
+                        schema: dict[str, Any] | None = None, label: str | None = None) -> None:
+    """Check inputs against the version's input schema when it is known offline (see version_schemas),
+    or against `schema` (named `label` in messages) when given."""
+    if schema is None:
+        schema = known_input_schema(r.provider, r.spec.get("version"), kind, root)
     if schema is None:
         return
     from jsonschema import Draft7Validator
 
     validator = Draft7Validator(schema)
-    version = str(r.spec.get("version"))
-    model = r.spec.get("model") if isinstance(r.spec.get("model"), str) else None
-    label = model or (version.split(":", 1)[0] if ":" in version else f"version {version[:12]}")
+    if label is None:
+        version = str(r.spec.get("version"))
+        model = r.spec.get("model") if isinstance(r.spec.get("model"), str) else None
+        label = (model or (version.split(":", 1)[0] if ":" in version else f"version {version[:12]}")) + " input"
     reported_defaults: set[str] = set()
     for value, base, file, line in rows:
         if not isinstance(value, dict):
@@ -538,7 +567,7 @@ def _check_known_inputs(r: Resource, root: Path, rows: list[tuple[Any, str, str 
             for json_path, message in _explain(err, None, base):
                 if "${" in json.dumps(err.instance, default=str):
                     continue  # a reference: its value is known after apply
-                text = f"{label} input schema: {message}"
+                text = f"{label} schema: {message}"
                 top = err.absolute_path[0] if err.absolute_path else None
                 if defaults and isinstance(top, str) and top in defaults and top not in _own_keys(value, defaults):
                     # the bad value came from input_defaults: report it once, there

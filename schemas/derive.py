@@ -34,6 +34,7 @@ import yaml
 
 from jobrunner.providers.adapter import RequestForm
 from jobrunner.providers.adapters import ADAPTERS
+from jobrunner.providers.adapters.emissary import INFERENCE_BODIES
 from jobrunner.providers.names import PROVIDER_NAMES
 
 # Which providers each spec shape accepts comes from the adapter table: a provider added there
@@ -170,9 +171,7 @@ def upstream_schemas() -> dict[str, dict[str, Any]]:
         "CreateTrainingJobRequestBody": body(emissary, "createTrainingJob"),
         # Deployments and the inference a batch runs against one; named as the SDK names them.
         "CreateDeploymentRequestBody": body(emissary, "createDeployment"),
-        "GetChatCompletionsFromDeploymentRequestBody": body(emissary, "getChatCompletionsFromDeployment"),
-        "GetCompletionsFromDeploymentRequestBody": body(emissary, "getCompletionsFromDeployment"),
-        "GetEmbeddingsFromDeploymentRequestBody": body(emissary, "getEmbeddingsFromDeployment"),
+        **{name: body(emissary, name[0].lower() + name[1:-len("RequestBody")]) for name in INFERENCE_BODIES.values()},
     }
     out: dict[str, dict[str, Any]] = {}
     for name, schema in extract(replicate, "replicate", rep_roots).items():
@@ -374,19 +373,61 @@ def training_spec() -> dict[str, Any]:
 
 
 def batch_spec() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"provider": {"enum": list(PROVIDER_NAMES),
+                                    "x-jobrunner-message": f"must be one of {', '.join(PROVIDER_NAMES)}"}},
+        "if": {"properties": {"provider": one_of(PROJECT_BODY)}, "required": ["provider"]},
+        "then": {"$ref": "#/definitions/EmissaryPredictionBatchSpec"},
+        "else": {"$ref": "#/definitions/ReplicatePredictionBatchSpec"},
+    }
+
+
+def emissary_batch_spec() -> dict[str, Any]:
+    """Rows sent to one endpoint of an Emissary deployment: each row is that endpoint's request body."""
+    # Each row is checked against its endpoint's body by `validate` (it knows the endpoint), so the
+    # message names that body instead of every alternative.
+    rows = {"type": "object", "description": "The request body of the endpoint (plus an optional `key`)."}
+    return {
+        "type": "object",
+        "description": "Inference on an Emissary deployment: one request per row of inputs or inputs_file, "
+                       "sent to its chat.completions, completions or embeddings endpoint.",
+        "required": ["provider", "project_id", "deployment", "endpoint"],
+        "additionalProperties": False,
+        "properties": {
+            "provider": one_of(PROJECT_BODY),
+            "project_id": {"type": "string", "minLength": 1, "description": "The Emissary project of the deployment."},
+            "deployment": {"type": "string", "minLength": 1,
+                           "description": "The deployment id, or ${Deployment.x.output.id}."},
+            "endpoint": {"enum": list(INFERENCE_BODIES),
+                         "description": "Which endpoint every row is sent to; a row is its request body."},
+            "input_defaults": {"type": "object", "description": "Merged under every row (the row wins)."},
+            "inputs": {"type": "array", "items": rows, "description": "Inline rows; an optional `key` names the item."},
+            "inputs_file": {"type": "string", "minLength": 1,
+                            "description": "JSONL or CSV file of rows, relative to the manifest."},
+            "output_file": {"type": "string", "minLength": 1,
+                            "description": "Where apply writes the collected results (JSONL), relative to the manifest."},
+            "timeout": {"$ref": "#/definitions/timeout"},
+            "retry": {"$ref": "#/definitions/retry"},
+            "lifecycle": {"$ref": "#/definitions/lifecycle"},
+            "sensitive": {"$ref": "#/definitions/sensitive"},
+        },
+    }
+
+
+def replicate_batch_spec() -> dict[str, Any]:
     p = "replicate.schemas_version_prediction_request"
     return {
         "type": "object",
-        "description": "Many predictions of one model version: one per row of inputs or inputs_file.",
+        "description": "Many predictions of one model version (or one deployment): one per row of inputs or inputs_file.",
         "additionalProperties": False,
         "properties": {
-            "provider": {
-                "enum": VERSIONED,
-                "x-jobrunner-message": f"must be {' or '.join(VERSIONED)} "
-                f"({', '.join(PROJECT_BODY)} runs trainings only)",
-            },
+            "provider": {"enum": VERSIONED, "description": "Where the predictions run (default local)."},
             "model": {"$ref": "#/definitions/model"},
             "version": {"allOf": [up(p, "version"), {"$ref": "#/definitions/version"}]},
+            "deployment": string_or_ref(
+                OWNER_NAME, "must be owner/name of a deployment, or a reference such as ${Deployment.name.output.name}",
+                "Run every row on this deployment (POST /v1/deployments/{owner}/{name}/predictions) instead of a version."),
             "input_defaults": {"allOf": [up(p, "input")], "description": "Merged under every row (the row wins)."},
             "inputs": {
                 "type": "array",
@@ -516,6 +557,8 @@ def manifest_schema(upstream: dict[str, dict[str, Any]], kinds: list[str], title
         "ReplicateTrainingSpec": replicate_training_spec(),
         "EmissaryTrainingSpec": emissary_training_spec(),
         "PredictionBatchSpec": batch_spec(),
+        "ReplicatePredictionBatchSpec": replicate_batch_spec(),
+        "EmissaryPredictionBatchSpec": emissary_batch_spec(),
         "ModelSpec": model_spec(),
         "deploymentLifecycle": deployment_lifecycle(),
         "DeploymentSpec": deployment_spec(),

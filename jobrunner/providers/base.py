@@ -123,8 +123,10 @@ class CreateRequest:
     destination: str | None = None
     project_id: str | None = None
     cancel_after: str | None = None  # Replicate Cancel-After header value, e.g. "2h"
-    # Replicate predictions: run on this deployment (owner/name) instead of a version.
+    # Predictions on a deployment: Replicate's owner/name (instead of a version), or Emissary's
+    # deployment id with the `endpoint` the body is sent to (chat.completions, completions, embeddings).
     deployment: str | None = None
+    endpoint: str | None = None
 
 
 @runtime_checkable

@@ -143,6 +143,8 @@ class EmissaryProvider(EmissaryDeployments):
         return f"/v1/projects/{_project(project_id, what)}/training-jobs"
 
     async def create(self, req: CreateRequest) -> RemoteJob:
+        if req.job_kind == "prediction" and req.deployment:
+            return await self.create_inference(req)  # a batch row on a deployment
         _check_kind(req.job_kind)
         project_id = req.project_id or req.body.get("project_id")
         body = {k: req.body[k] for k in BODY_FIELDS if k in req.body and req.body[k] is not None}

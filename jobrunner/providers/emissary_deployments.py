@@ -16,7 +16,17 @@ from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
 from jobrunner.errors import NotFoundError, ProtocolError, UsageError
-from jobrunner.providers.base import CANCELED, FAILED, PENDING, RUNNING, SUCCEEDED, UNKNOWN, RemoteDeployment
+from jobrunner.providers.base import (
+    CANCELED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    UNKNOWN,
+    CreateRequest,
+    RemoteDeployment,
+    RemoteJob,
+)
 from jobrunner.providers.http import HttpClient
 from jobrunner.providers.ratelimit import CREATE
 
@@ -68,6 +78,15 @@ def deployment_from_json(data: Any, project_id: str) -> RemoteDeployment:
     )
 
 
+def inference_job(answer: Mapping[str, Any], req: CreateRequest) -> RemoteJob:
+    """One answered inference request as a succeeded prediction: its `response` is the output."""
+    if not isinstance(answer.get("id"), str) or not answer["id"]:
+        raise ProtocolError(f"{req.endpoint} on deployment {req.deployment}: the answer has no id")
+    return RemoteJob(id=answer["id"], job_kind="prediction", status=SUCCEEDED, raw_status="200",
+                     input=dict(req.body), output=answer.get("response"), project_id=req.project_id,
+                     extra={"deployment": req.deployment, "endpoint": req.endpoint})
+
+
 class EmissaryDeployments:
     """The deployment calls of the Emissary wire; mixed into `EmissaryProvider` (uses its `http`)."""
 
@@ -113,6 +132,11 @@ class EmissaryDeployments:
         except NotFoundError:
             return
 
+    async def create_inference(self, req: CreateRequest) -> RemoteJob:
+        """A batch row on a deployment: one inference request, finished when it answers."""
+        answer = await self.infer(req.deployment or "", req.endpoint or "", req.body, project_id=req.project_id)
+        return inference_job(answer, req)
+
     async def infer(self, deployment_id: str, endpoint: str, body: Mapping[str, Any], *,
                     project_id: str | None = None) -> dict[str, Any]:
         """One inference request (200 `{id, response}`). Not retried blindly: a repeat may be billed."""
@@ -127,4 +151,5 @@ class EmissaryDeployments:
         return data
 
 
-__all__ = ["CREATE_FIELDS", "ENDPOINTS", "STATUS_MAP", "EmissaryDeployments", "Endpoint", "deployment_from_json"]
+__all__ = ["CREATE_FIELDS", "ENDPOINTS", "STATUS_MAP", "EmissaryDeployments", "Endpoint", "deployment_from_json",
+           "inference_job"]

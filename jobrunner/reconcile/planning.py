@@ -523,16 +523,18 @@ def estimate_into(plan: Plan, doc: StateDoc, resources: list[Resource], config: 
 
 
 def refuse_deployment_changes(plan: Plan) -> None:
-    """Apply's guard while the reconciler cannot run deployments yet: plans show them, apply refuses
-    before anything is sent (a deployment must never reach a create meant for a job)."""
+    """Apply's guard while the reconciler cannot run deployments yet: plans show them (and batches
+    on them), apply refuses before anything is sent (a deployment must never reach a create meant
+    for a job, nor a batch row a create whose lost answer could not be looked up)."""
     from jobrunner.plan_types import CHANGING
 
     pending = [c.address for c in plan.changes if c.action in CHANGING and (
-        (c.job is not None and c.job.job_kind == JOB_DEPLOYMENT)
+        (c.job is not None and (c.job.job_kind == JOB_DEPLOYMENT or "deployment" in c.job.request))
         or (c.prior is not None and c.prior.job_kind == JOB_DEPLOYMENT))]
     if pending:
+        shown = ", ".join(pending[:10]) + (f" and {len(pending) - 10} more" if len(pending) > 10 else "")
         raise PlanError(
-            "apply cannot create, update or delete deployments yet: " + ", ".join(pending),
+            "apply cannot run deployments, or batches on deployments, yet: " + shown,
             hint="`jobrunner plan` shows what they would do; apply the other resources with "
                  "--target, or leave the Deployment manifests out until apply supports them",
         )

@@ -219,3 +219,22 @@ def test_emissary_inference_is_not_retried_and_checks_its_answer(fake_time):
     with pytest.raises(UsageError) as info:
         run(_call(emissary_provider(fake_time), lambda p: p.infer("dp-12345", "classify", {}, project_id="ms-12345")))
     assert "chat.completions, completions, embeddings" in str(info.value.hint)
+
+
+def test_emissary_batch_row_is_one_inference_request_finished_when_it_answers(fake_time):
+    fx = EM["chat_completions"]
+    req = CreateRequest(job_kind="prediction", body=fx["request"]["body"], project_id="ms-12345",
+                        deployment="dp-12345", endpoint="chat.completions")
+    with respx.mock(base_url=EMISSARY) as mock:
+        route = mock.post(fx["request"]["path"]).mock(return_value=_json(200, fx["response"]["body"]))
+        job = run(_call(emissary_provider(fake_time), lambda p: p.create(req)))
+    assert json.loads(route.calls.last.request.content) == fx["request"]["body"]
+    assert job.id == "chat-completion-12345" and job.status == SUCCEEDED and job.terminal
+    assert job.output == "I'm doing well, thank you!" and job.input == fx["request"]["body"]
+
+
+def test_emissary_endpoints_match_the_manifest_schema():
+    from jobrunner.providers.adapters.emissary import INFERENCE_BODIES
+    from jobrunner.providers.emissary_deployments import ENDPOINTS
+
+    assert set(ENDPOINTS) == set(INFERENCE_BODIES)

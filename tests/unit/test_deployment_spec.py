@@ -153,3 +153,76 @@ def test_emissary_expansion_resolves_training_outputs_and_never_fingerprints_the
     assert described.request["description"] == "v2" and "description" not in (described.material or {})
     assert described.fingerprint == known.fingerprint
 
+
+
+REPLICATE_BATCH = HEAD + """kind: PredictionBatch
+metadata: {name: evaluate}
+spec:
+  provider: replicate
+  deployment: ${Deployment.poems-api.output.name}
+  inputs: [{key: moon, prompt: The moon}]
+"""
+EMISSARY_BATCH = HEAD + """kind: PredictionBatch
+metadata: {name: ask}
+spec:
+  provider: emissary
+  project_id: ms-12345
+  deployment: ${Deployment.chat.output.id}
+  endpoint: chat.completions
+  input_defaults: {max_new_tokens: 40}
+  inputs:
+    - {key: hello, messages: [{role: user, content: Hello}]}
+    - {key: bad, prompt: not a chat}
+"""
+
+
+def test_batches_on_deployments_validate_rows_against_the_endpoint_body(tmp_path: Path) -> None:
+    text = "---\n".join([REPLICATE_DEPLOYMENT, REPLICATE_BATCH, EMISSARY_TRAINING, EMISSARY_DEPLOYMENT, EMISSARY_BATCH])
+    result = check(text, tmp_path)
+    assert lines(result) == [
+        "m.yaml:48:7: PredictionBatch/ask: $.spec.inputs[1]: chat.completions request body schema: missing "
+        "required field `messages`",
+    ]
+
+
+def test_a_batch_names_a_deployment_or_a_version_not_both(tmp_path: Path) -> None:
+    text = REPLICATE_DEPLOYMENT + "---\n" + REPLICATE_BATCH.replace("  inputs:", f"  version: {V}\n  inputs:")
+    (line,) = lines(check(text, tmp_path))
+    assert "$.spec.deployment: give either deployment or version/model, not both" in line
+
+
+def test_a_replicate_batch_on_a_deployment_reruns_when_the_served_version_changes(tmp_path: Path) -> None:
+    from jobrunner.providers.adapters import adapter_for
+    from tests.unit.plan_helpers import batch
+
+    res = batch(provider="replicate", version=None, deployment="${Deployment.poems-api.output.name}",
+                inputs=[{"key": "moon", "prompt": "The moon"}])
+    res = res.__class__(res.kind, res.name, {k: v for k, v in res.spec.items() if k != "version"}, res.file, res.line)
+    (unknown,) = expand([res], tmp_path, {})
+    assert unknown.fingerprint is None and unknown.depends_on == ("Deployment/poems-api",)
+    served = {"Deployment/poems-api": {"name": "me/poems-api", "version": V}}
+    (job,) = expand([res], tmp_path, served)
+    assert job.request == {"provider": "replicate", "kind": "prediction", "deployment": "me/poems-api",
+                           "input": {"prompt": "The moon"}}
+    assert job.material["deployment_version"] == V
+    req = adapter_for("replicate").create_request(job, res.spec, None)
+    assert req.deployment == "me/poems-api" and req.version is None and req.body == {"input": {"prompt": "The moon"}}
+    (updated,) = expand([res], tmp_path, {"Deployment/poems-api": {"name": "me/poems-api", "version": "d" * 64}})
+    assert updated.fingerprint != job.fingerprint and updated.request == job.request
+
+
+def test_an_emissary_batch_row_is_the_request_body_of_its_endpoint(tmp_path: Path) -> None:
+    from jobrunner.providers.adapters import adapter_for
+
+    result = check(EMISSARY_TRAINING + "---\n" + EMISSARY_DEPLOYMENT + "---\n" + EMISSARY_BATCH.replace(
+        "    - {key: bad, prompt: not a chat}\n", ""), tmp_path)
+    assert result.ok
+    batch = next(r for r in result.resources if r.kind == "PredictionBatch")
+    (job,) = expand([batch], tmp_path, {"Deployment/chat": {"id": "dp-7"}}, items=result.items)
+    assert job.address == "PredictionBatch/ask[hello]"
+    assert job.request == {"provider": "emissary", "kind": "prediction", "project_id": "ms-12345",
+                           "deployment": "dp-7", "endpoint": "chat.completions",
+                           "input": {"max_new_tokens": 40, "messages": [{"role": "user", "content": "Hello"}]}}
+    req = adapter_for("emissary").create_request(job, batch.spec, None)
+    assert (req.deployment, req.endpoint, req.project_id) == ("dp-7", "chat.completions", "ms-12345")
+    assert req.body == job.request["input"]

@@ -62,6 +62,7 @@ def create_request(job: DesiredJob, spec: Mapping[str, Any], request: Mapping[st
         version=version,
         destination=req.get("destination") if job.job_kind == JOB_TRAINING else None,
         cancel_after=cancel_after,
+        deployment=req.get("deployment") if job.job_kind == JOB_PREDICTION else None,
     )
 
 
@@ -69,7 +70,8 @@ def recorded_request(job_kind: str, material: Mapping[str, Any]) -> CreateReques
     """A create request rebuilt from the inputs state recorded at intent time."""
     model, version = split_version(material.get("model"), material.get("version"))
     return CreateRequest(job_kind=job_kind, body={"input": material.get("input") or {}}, model=model,
-                         version=version, destination=material.get("destination"))
+                         version=version, destination=material.get("destination"),
+                         deployment=material.get("deployment"))
 
 
 def discovered_training(provider: str, job: RemoteJob) -> DiscoveredSpec:
