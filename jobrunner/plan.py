@@ -215,7 +215,10 @@ def _plan_deployment(job: DesiredJob, prior: AddressState | None, seen: RemoteJo
             prior.intent is not None and seen is not None and seen.id != prior.remote_id):
         # New, never created, or an interrupted create to adopt: exactly as for a job.
         first = _plan_job(job, prior, seen, Policy(), forced, set(), secrets)
-        return dc_replace(first, reason=first.reason.replace("new job", "new deployment", 1))
+        reason = first.reason.replace("new job", "new deployment", 1).replace(
+            "an interrupted create was not found on the provider",
+            "an interrupted create is looked up by name before anything is created", 1)
+        return dc_replace(first, reason=reason)
     status, drift = _observed(prior, seen)
     remote_status = seen.status if seen is not None else prior.status
     diff = input_diff(prior.inputs, job, secrets=secrets)

@@ -72,7 +72,7 @@ class ReplicateDeployments:
         found.url = self.http.url(deployment_path(found.id))
         return found
 
-    async def create_deployment(self, body: Mapping[str, Any]) -> RemoteDeployment:
+    async def create_deployment(self, body: Mapping[str, Any], *, project_id: str | None = None) -> RemoteDeployment:
         """POST /v1/deployments with every create field; never retried blindly (not idempotent)."""
         missing = [k for k in CREATE_FIELDS if body.get(k) is None]
         if missing:
@@ -87,6 +87,22 @@ class ReplicateDeployments:
         found = self._answer(data)
         if found.id != deployment_id:
             raise ProtocolError(f"get deployment {deployment_id}: the answer is about {found.id!r}")
+        return found
+
+    async def list_deployments(self, *, project_id: str | None = None) -> list[RemoteDeployment]:
+        """Every deployment of the account (following `next` pages): how a lost create is found."""
+        found: list[RemoteDeployment] = []
+        path: str | None = "/v1/deployments"
+        seen: set[str] = set()
+        while path and path not in seen:  # a server that repeats a `next` link is not followed round
+            seen.add(path)
+            data = await self.http.request_json("GET", path, what="list deployments")
+            results = data.get("results") if isinstance(data, dict) else None
+            if not isinstance(results, list):
+                raise ProtocolError(f"list deployments: expected a page with results, got {str(data)[:120]!r}")
+            found.extend(self._answer(item) for item in results)
+            nxt = data.get("next")
+            path = nxt if isinstance(nxt, str) and nxt else None
         return found
 
     async def update_deployment(self, deployment_id: str, changes: Mapping[str, Any], *,

@@ -249,8 +249,8 @@ def _pending_lookups(doc: StateDoc, desired: list[DesiredJob], resources: dict[s
     pending: list[_Lookup] = []
     by_address = {j.address: j for j in desired}
     for address, st in doc.addresses.items():
-        if st.intent is None or st.job_kind == JOB_MODEL:
-            continue
+        if st.intent is None or st.job_kind in (JOB_MODEL, JOB_DEPLOYMENT):
+            continue  # a deployment's lost create is looked up by name when apply creates it
         since = parse_rfc3339(st.intent.created_at)
         job = by_address.get(address)
         if since is None:
