@@ -57,7 +57,9 @@ def deployment_from_json(data: Any, project_id: str) -> RemoteDeployment:
     """A DeploymentSummary or DeploymentDetail as a RemoteDeployment (`url` set by the client)."""
     if not isinstance(data, dict) or not isinstance(data.get("id"), str):
         raise ProtocolError(f"expected a deployment object with an id, got {str(data)[:120]!r}")
-    from jobrunner.providers.emissary import epoch  # here: emissary.py imports this module
+    from jobrunner.providers.emissary import (
+        epoch,  # here: emissary.py imports this module
+    )
 
 
     raw = data.get("status")

@@ -18,7 +18,13 @@ from jobrunner.spec import expand
 from jobrunner.state.model import AddressState, StateDoc
 from tests.unit.plan_helpers import deployment, emissary_deployment
 
-from .conftest import EMISSARY, REPLICATE, emissary_provider, fixture, replicate_provider
+from .conftest import (
+    EMISSARY,
+    REPLICATE,
+    emissary_provider,
+    fixture,
+    replicate_provider,
+)
 
 REP = fixture("replicate/deployments.json")
 EM = fixture("emissary/deployment_and_inference.json")

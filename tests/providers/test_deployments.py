@@ -4,16 +4,38 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 import respx
 
-from jobrunner.errors import InvalidRequestError, NotFoundError, ServerError, TransportError, UsageError
-from jobrunner.providers.base import CANCELED, FAILED, PENDING, RUNNING, SUCCEEDED, CreateRequest
+from jobrunner.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    ServerError,
+    TransportError,
+    UsageError,
+)
+from jobrunner.providers.base import (
+    CANCELED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    CreateRequest,
+)
 
-from .conftest import EMISSARY, EMISSARY_KEY, REPLICATE, TOKEN, emissary_provider, fixture, replicate_provider, run
+from .conftest import (
+    EMISSARY,
+    EMISSARY_KEY,
+    REPLICATE,
+    TOKEN,
+    emissary_provider,
+    fixture,
+    replicate_provider,
+    run,
+)
 
 REP = fixture("replicate/deployments.json")
 EM = fixture("emissary/deployment_and_inference.json")
@@ -50,7 +72,7 @@ def test_replicate_create_sends_the_documented_body_and_reads_the_release(fake_t
     assert dep.settings == {"hardware": "gpu-t4", "min_instances": 1, "max_instances": 5,
                             "model": "stability-ai/sdxl", "version": dep.version}
     assert dep.url == f"{REPLICATE}{DEP}"
-    assert dep.created_at == datetime(2024, 2, 15, 16, 32, 57, 18467, tzinfo=timezone.utc)
+    assert dep.created_at == datetime(2024, 2, 15, 16, 32, 57, 18467, tzinfo=UTC)
     assert dep.outputs() == {"id": dep.id, "name": "acme/my-app-image-generator", "url": dep.url,
                              "status": SUCCEEDED, "version": dep.version}
 
@@ -149,7 +171,7 @@ def test_emissary_create_sends_the_sdk_body_with_the_api_key(fake_time):
     assert json.loads(sent.content) == fx["request"]["body"]
     assert dep.id == "dp-12345" and dep.name == "deployment-1" and dep.status == PENDING and not dep.ready
     assert dep.raw_status == "Pending" and dep.url == f"{EMISSARY}{EM_DEPS}/dp-12345"
-    assert dep.created_at == datetime.fromtimestamp(1633036800, tz=timezone.utc)
+    assert dep.created_at == datetime.fromtimestamp(1633036800, tz=UTC)
 
 
 def test_emissary_get_reads_the_detail_training_id(fake_time):

@@ -94,15 +94,15 @@ spec:
   server_type: gpu
 """
     assert lines(check(text, tmp_path)) == [
-        "m.yaml:4:1: Deployment/poems-api: $.spec: missing required field `model`: a deployment of a bare version "
-        "id needs the model's owner/name (or write version as owner/name:<id>)",
+        ("m.yaml:4:1: Deployment/poems-api: $.spec: missing required field `model`: a deployment of a bare version "
+         "id needs the model's owner/name (or write version as owner/name:<id>)"),
         "m.yaml:9:3: Deployment/poems-api: $.spec.max_instances: 21 is greater than the maximum of 20",
-        "m.yaml:10:38: Deployment/poems-api: $.spec.lifecycle.on_remove: unknown field `on_remove`; "
-        "allowed: prevent_destroy",
-        "m.yaml:18:3: Deployment/chat: $.spec.training_job_id: reference ${Training.nope.output.id}: "
-        "no resource Training/nope in the workspace",
-        "m.yaml:19:3: Deployment/chat: $.spec.checkpoint: must be a checkpoint number or a reference such as "
-        "${Training.name.output.checkpoint} (got \"four\")",
+        ("m.yaml:10:38: Deployment/poems-api: $.spec.lifecycle.on_remove: unknown field `on_remove`; "
+         "allowed: prevent_destroy"),
+        ("m.yaml:18:3: Deployment/chat: $.spec.training_job_id: reference ${Training.nope.output.id}: "
+         "no resource Training/nope in the workspace"),
+        ("m.yaml:19:3: Deployment/chat: $.spec.checkpoint: must be a checkpoint number or a reference such as "
+         "${Training.name.output.checkpoint} (got \"four\")"),
         "m.yaml:20:3: Deployment/chat: $.spec.server_type: must be one of \"serverless\", \"on-demand\" (got \"gpu\")",
     ]
 
@@ -177,11 +177,12 @@ spec:
 
 
 def test_batches_on_deployments_validate_rows_against_the_endpoint_body(tmp_path: Path) -> None:
-    text = "---\n".join([REPLICATE_DEPLOYMENT, REPLICATE_BATCH, EMISSARY_TRAINING, EMISSARY_DEPLOYMENT, EMISSARY_BATCH])
+    docs = [REPLICATE_DEPLOYMENT, REPLICATE_BATCH, EMISSARY_TRAINING, EMISSARY_DEPLOYMENT, EMISSARY_BATCH]
+    text = "---\n".join(docs)
     result = check(text, tmp_path)
     assert lines(result) == [
-        "m.yaml:48:7: PredictionBatch/ask: $.spec.inputs[1]: chat.completions request body schema: missing "
-        "required field `messages`",
+        ("m.yaml:48:7: PredictionBatch/ask: $.spec.inputs[1]: chat.completions request body schema: missing "
+         "required field `messages`"),
     ]
 
 
