@@ -2,8 +2,9 @@
 
 Terminal jobs are immutable, so they are never asked about: a plan over 10,000 succeeded batch
 items sends no request at all. Deployments are not jobs: a ready one can still be deleted or
-changed outside jobrunner, so every tracked deployment is read (one `get_deployment` each). Non-terminal jobs are refreshed in bulk where the provider offers
-it (`refresh_many`, one listing instead of N gets), else one `get` each with bounded concurrency.
+changed outside jobrunner, so every tracked deployment is read (one `get_deployment` each).
+Non-terminal jobs are refreshed in bulk where the provider offers it (`refresh_many`, one
+listing instead of N gets), else one `get` each with bounded concurrency.
 A job the provider no longer knows (404) comes back as status `gone`.
 
 Pending intents (a create was about to be sent when the last run stopped) are resolved by looking

@@ -405,8 +405,11 @@ def emissary_batch_spec() -> dict[str, Any]:
             "inputs": {"type": "array", "items": rows, "description": "Inline rows; an optional `key` names the item."},
             "inputs_file": {"type": "string", "minLength": 1,
                             "description": "JSONL or CSV file of rows, relative to the manifest."},
-            "output_file": {"type": "string", "minLength": 1,
-                            "description": "Where apply writes the collected results (JSONL), relative to the manifest."},
+            "output_file": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Where apply writes the collected results (JSONL), relative to the manifest.",
+            },
             "timeout": {"$ref": "#/definitions/timeout"},
             "retry": {"$ref": "#/definitions/retry"},
             "lifecycle": {"$ref": "#/definitions/lifecycle"},
@@ -419,15 +422,18 @@ def replicate_batch_spec() -> dict[str, Any]:
     p = "replicate.schemas_version_prediction_request"
     return {
         "type": "object",
-        "description": "Many predictions of one model version (or one deployment): one per row of inputs or inputs_file.",
+        "description": "Many predictions of one model version (or one deployment): "
+        "one per row of inputs or inputs_file.",
         "additionalProperties": False,
         "properties": {
             "provider": {"enum": VERSIONED, "description": "Where the predictions run (default local)."},
             "model": {"$ref": "#/definitions/model"},
             "version": {"allOf": [up(p, "version"), {"$ref": "#/definitions/version"}]},
             "deployment": string_or_ref(
-                OWNER_NAME, "must be owner/name of a deployment, or a reference such as ${Deployment.name.output.name}",
-                "Run every row on this deployment (POST /v1/deployments/{owner}/{name}/predictions) instead of a version."),
+                OWNER_NAME,
+                "must be owner/name of a deployment, or a reference such as ${Deployment.name.output.name}",
+                "Run every row on this deployment (POST /v1/deployments/{owner}/{name}/predictions) "
+                "instead of a version."),
             "input_defaults": {"allOf": [up(p, "input")], "description": "Merged under every row (the row wins)."},
             "inputs": {
                 "type": "array",
@@ -509,8 +515,9 @@ def emissary_deployment_spec() -> dict[str, Any]:
     b = "emissary.CreateDeploymentRequestBody"
     return {
         "type": "object",
-        "description": "An Emissary deployment of a training job's checkpoint: POST /v1/projects/{project_id}/deployments "
-                       "(its name is metadata.name). Emissary updates nothing in place: a change replaces it.",
+        "description": "An Emissary deployment of a training job's checkpoint: "
+                       "POST /v1/projects/{project_id}/deployments (its name is metadata.name). "
+                       "Emissary updates nothing in place: a change replaces it.",
         "required": ["provider", "project_id", "training_job_id", "checkpoint"],
         "additionalProperties": False,
         "properties": {

@@ -29,6 +29,7 @@ from jobrunner.providers.base import (
 )
 from jobrunner.providers.http import HttpClient
 from jobrunner.providers.ratelimit import CREATE
+from jobrunner.timestamps import from_epoch
 
 STATUS_MAP = {
     "Pending": PENDING,
@@ -57,11 +58,6 @@ def deployment_from_json(data: Any, project_id: str) -> RemoteDeployment:
     """A DeploymentSummary or DeploymentDetail as a RemoteDeployment (`url` set by the client)."""
     if not isinstance(data, dict) or not isinstance(data.get("id"), str):
         raise ProtocolError(f"expected a deployment object with an id, got {str(data)[:120]!r}")
-    from jobrunner.providers.emissary import (
-        epoch,  # here: emissary.py imports this module
-    )
-
-
     raw = data.get("status")
     settings: dict[str, Any] = {"project_id": project_id}
     if isinstance(data.get("training_id"), str):
@@ -76,7 +72,7 @@ def deployment_from_json(data: Any, project_id: str) -> RemoteDeployment:
         model=data.get("base_model") if isinstance(data.get("base_model"), str) else None,
         project_id=project_id,
         settings=settings,
-        created_at=epoch(data.get("created_at")),
+        created_at=from_epoch(data.get("created_at")),
     )
 
 
@@ -107,8 +103,9 @@ class EmissaryDeployments:
         if not body.get("training_job_id") or body.get("checkpoint") is None:
             raise UsageError("an Emissary deployment needs training_job_id and checkpoint")
         payload = {k: body[k] for k in CREATE_FIELDS if body.get(k) is not None}
+        what = f"create deployment {payload.get('name', '')}".strip()
         data = await self.http.request_json("POST", self._deployments(project_id), json=payload, idempotent=False,
-                                            request_class=CREATE, what=f"create deployment {payload.get('name', '')}".strip())
+                                            request_class=CREATE, what=what)
         return self._answer(data, str(project_id))
 
     async def get_deployment(self, deployment_id: str, *, project_id: str | None = None) -> RemoteDeployment:
@@ -143,7 +140,8 @@ class EmissaryDeployments:
                     project_id: str | None = None) -> dict[str, Any]:
         """One inference request (200 `{id, response}`). Not retried blindly: a repeat may be billed."""
         if endpoint not in _PATHS:
-            raise UsageError(f"emissary: unknown deployment endpoint {endpoint!r}", hint=f"one of {', '.join(ENDPOINTS)}")
+            raise UsageError(f"emissary: unknown deployment endpoint {endpoint!r}",
+                             hint=f"one of {', '.join(ENDPOINTS)}")
         path = f"{self._deployments(project_id)}/{_segment(deployment_id, 'deployment id')}/{_PATHS[endpoint]}"
         data = await self.http.request_json("POST", path, json=dict(body), idempotent=False, request_class=CREATE,
                                             what=f"{endpoint} on deployment {deployment_id}")

@@ -83,7 +83,8 @@ class ReplicateDeployments:
         return self._answer(data)
 
     async def get_deployment(self, deployment_id: str, *, project_id: str | None = None) -> RemoteDeployment:
-        data = await self.http.request_json("GET", deployment_path(deployment_id), what=f"get deployment {deployment_id}")
+        data = await self.http.request_json("GET", deployment_path(deployment_id),
+                                            what=f"get deployment {deployment_id}")
         found = self._answer(data)
         if found.id != deployment_id:
             raise ProtocolError(f"get deployment {deployment_id}: the answer is about {found.id!r}")

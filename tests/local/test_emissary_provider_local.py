@@ -82,7 +82,8 @@ def test_emissary_provider_deploys_a_checkpoint_and_runs_inference_on_the_local_
             made = await provider.create_deployment(
                 {"training_job_id": job.id, "checkpoint": 1, "name": "poems-api", "server_type": "on-demand"},
                 project_id=pid)
-            assert made.name == "poems-api" and made.url == f"{live_platform.url}/v1/projects/{pid}/deployments/{made.id}"
+            assert made.name == "poems-api"
+            assert made.url == f"{live_platform.url}/v1/projects/{pid}/deployments/{made.id}"
             loop = asyncio.get_running_loop()
             deadline = loop.time() + 20
             dep = await provider.get_deployment(made.id, project_id=pid)

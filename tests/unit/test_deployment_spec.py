@@ -60,11 +60,13 @@ def test_the_schemas_come_from_the_official_request_bodies() -> None:
     assert defs["emissary.CreateDeploymentRequestBody"]["required"] == ["training_job_id", "checkpoint"]
     spec = defs["ReplicateDeploymentSpec"]["properties"]
     # The manifest fields point into the request bodies, so upstream bounds apply as written.
-    assert spec["max_instances"] == {"$ref": "#/definitions/replicate.deployments_create_request/properties/max_instances"}
+    assert spec["max_instances"] == {
+        "$ref": "#/definitions/replicate.deployments_create_request/properties/max_instances"}
     assert create["properties"]["max_instances"]["maximum"] == 20
     assert defs["EmissaryDeploymentSpec"]["properties"]["server_type"] == {
         "$ref": "#/definitions/emissary.CreateDeploymentRequestBody/properties/server_type"}
-    assert json.loads(json.dumps(load_schema("Deployment.schema.json")))["properties"]["kind"] == {"const": "Deployment"}
+    shipped = json.loads(json.dumps(load_schema("Deployment.schema.json")))
+    assert shipped["properties"]["kind"] == {"const": "Deployment"}
 
 
 def test_valid_deployments_of_both_providers(tmp_path: Path) -> None:

@@ -119,5 +119,5 @@ REPLICATE = ProviderAdapter(
     deployment=DEPLOYMENT,
 )
 
-__all__ = ["DEPLOYMENT", "OUTPUT_FIELDS", "PASS_THROUGH", "REPLICATE", "create_request", "discovered_training", "model_of",
-           "recorded_request", "version_of"]
+__all__ = ["DEPLOYMENT", "OUTPUT_FIELDS", "PASS_THROUGH", "REPLICATE", "create_request", "discovered_training",
+           "model_of", "recorded_request", "version_of"]
