@@ -145,7 +145,6 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
         estimate_into,
         make_plan,
         open_workspace,
-        refuse_deployment_changes,
         require_manifests,
         resolve_paths,
     )
@@ -171,7 +170,6 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
         doc = ws.store.load()
         with refresh_deadline(timeout, "apply", started):  # --timeout covers planning too
             planned = await make_plan(ws, plan_paths, doc, pool, targets=targets, replace=replace)
-        refuse_deployment_changes(planned.plan)  # until the reconciler runs deployments
         echo_warnings(planned.warnings)
         if saved is not None:
             planned.plan = _check_saved_plan(saved, planned)

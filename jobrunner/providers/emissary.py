@@ -203,7 +203,13 @@ class EmissaryProvider(EmissaryDeployments):
     async def list(
         self, job_kind: str, *, since: datetime | None = None, project_id: str | None = None
     ) -> AsyncIterator[RemoteJob]:
-        """The project's training jobs, newest first (the API returns one unpaginated array)."""
+        """The project's training jobs, newest first (the API returns one unpaginated array).
+
+        Batch rows on a deployment are inferences answered synchronously and never listed: a
+        lookup after a lost answer finds none, and the row is sent again (a repeat may be billed;
+        nothing is left behind on the provider)."""
+        if job_kind == "prediction":
+            return
         _check_kind(job_kind)
         data = await self.http.request_json("GET", self._jobs(project_id, "list"), what="list training jobs")
         if not isinstance(data, list):

@@ -15,15 +15,30 @@ deployments created since the intent (minus the clock skew), never one state alr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobrunner.errors import NotFoundError, ProtocolError, ServerError, TransportError
+from jobrunner.errors import NotFoundError, PlanError, ProtocolError, ServerError, TransportError
 from jobrunner.fingerprint import fingerprint
+from jobrunner.plan_types import REPLACE, UPDATE, WAIT, PlannedChange, Policy
 from jobrunner.providers.adapters import adapter_for
 from jobrunner.providers.base import CANCELED, FAILED, GONE, SUCCEEDED, RemoteDeployment
+from jobrunner.reconcile.context import ApplyContext
+from jobrunner.reconcile.report import (
+    O_CANCELED,
+    O_DELETED,
+    O_FAILED,
+    O_FORGOTTEN,
+    O_RUNNING,
+    O_SUCCEEDED,
+    O_UPDATED,
+    RUNNING,
+    Unfinished,
+    ended,
+)
 from jobrunner.refresh import claimed_ids
 from jobrunner.resources import DesiredJob
 from jobrunner.state.model import AddressState, Attempt, Intent, StateDoc
@@ -91,7 +106,7 @@ class DeploymentRoom:
         name = str(job.request.get("name"))
         project_id = job.request.get("project_id")
         for dep in await provider.list_deployments(project_id=project_id):
-            if dep.id in self.claimed or (dep.id.rsplit("/", 1)[-1] != name and dep.name != name):
+            if self._taken(dep.id, st.address) or (dep.id.rsplit("/", 1)[-1] != name and dep.name != name):
                 continue
             if project_id is None:
                 return dep  # Replicate: a name is unique in the account
@@ -102,6 +117,11 @@ class DeploymentRoom:
             if all(detail.settings.get(k) == v for k, v in wanted.items()):
                 return detail
         return None
+
+    def _taken(self, remote_id: str, address: str) -> bool:
+        """Claimed by another address. A Replicate deployment replaced under the same name keeps
+        its id (`owner/name`): the address's own claim does not hide it from its lookup."""
+        return remote_id in self.claimed and self.doc.owner_of(remote_id) != address
 
     def record(self, st: AddressState, job: DesiredJob, dep: RemoteDeployment) -> None:
         """Record `dep` as the address's deployment (claimed first: raises before recording)."""
@@ -169,4 +189,105 @@ class DeploymentRoom:
             attempt.status = dep.status
 
 
-__all__ = ["AMBIGUOUS", "DeploymentRoom", "create_body", "update_body"]
+# --- the executor's entry points ---------------------------------------------------------------
+
+
+def _room(ctx: ApplyContext, address: str) -> DeploymentRoom:
+    """A room writing through the apply's state writer, claiming ids in the apply's claimed set."""
+    return DeploymentRoom(doc=ctx.doc, flush=lambda: ctx.writer.flush(address), claimed=ctx.claimed)
+
+
+def _ready_deadline(policy: Policy) -> float | None:
+    """time.monotonic() at which waiting for the deployment to serve gives up (its `timeout`)."""
+    from jobrunner.durations import parse_duration
+
+    return None if policy.timeout is None else time.monotonic() + parse_duration(policy.timeout)
+
+
+async def apply_deployment(ctx: ApplyContext, change: PlannedChange, job: DesiredJob) -> Unfinished | None:
+    """Create, update in place, replace or wait on one deployment, then wait until it serves."""
+    provider = ctx.pool.get(job.provider)
+    st = ctx.state_for(job)
+    room = _room(ctx, job.address)
+    ctx.stop.check()
+    created = 0
+    async with ctx.sem, ctx.providers.gate(job.provider):
+        ctx.stop.check()
+        if change.action == UPDATE and st.remote_id and st.status != GONE:
+            dep = await room.update(provider, job, st)
+            verb = "updated"
+        elif change.action == WAIT and st.remote_id:
+            dep, verb = None, "waiting"
+        else:  # create, replace, retry, adopt (a pending intent is looked up first)
+            if change.action == REPLACE and st.remote_id and st.status != GONE:
+                await room.delete(provider, st)
+                ctx.progress.event(job.address, "deleting", f"old deployment {st.remote_id}")
+            dep = await room.create(provider, job, st)
+            created, verb = 1, "created"
+            ctx.providers.proven.add(job.provider)
+    ctx.progress.event(job.address, verb, dep.id if dep is not None else st.remote_id or "")
+    if dep is not None and dep.ready:
+        _served(ctx, job.address, st, verb, created)
+        return None
+    if not ctx.options.wait:
+        ctx.outcome(job.address, O_RUNNING, f"{verb} {st.remote_id}; not waiting (--no-wait)", created=created)
+        return RUNNING
+    ctx.outcome(job.address, O_RUNNING, st.remote_id or "", created=created)
+    status = await ctx.stop.guard(room.wait_ready(provider, st, deadline=_ready_deadline(change.policy)))
+    if status == SUCCEEDED:
+        _served(ctx, job.address, st, verb, 0)
+        return None
+    return _not_served(ctx, job.address, st, status, change.policy)
+
+
+def _served(ctx: ApplyContext, address: str, st: AddressState, verb: str, created: int) -> None:
+    """Record a deployment that serves: `updated` for an update in place, else succeeded."""
+    url = st.outputs.get("url") or st.remote_id or ""
+    outcome = O_UPDATED if verb == "updated" else O_SUCCEEDED
+    ctx.outcome(address, outcome, f"ready: {url}" if url else "ready", created=created)
+    ctx.progress.event(address, "succeeded", f"ready: {url}" if url else st.remote_id or "")
+
+
+def _not_served(ctx: ApplyContext, address: str, st: AddressState, status: str, policy: Policy) -> Unfinished:
+    """A deployment that failed, went away, or did not serve within its `timeout` (left as it is)."""
+    if status in SETTLED:
+        why = st.error or f"deployment {status}"
+        ctx.outcome(address, O_CANCELED if status in (CANCELED, GONE) else O_FAILED, why)
+        ctx.progress.event(address, status, why)
+        return ended(status)
+    why = (f"{st.remote_id} not ready within its timeout ({policy.timeout}); it is left as it is: "
+           "run apply again to wait for it, or raise spec.timeout")
+    ctx.outcome(address, O_FAILED, why)
+    ctx.progress.event(address, "failed", why)
+    return ended(FAILED)
+
+
+async def delete_deployment(ctx: ApplyContext, change: PlannedChange) -> Unfinished | None:
+    """A deployment removed from the manifests (or destroyed): delete it on the provider, then
+    forget the address. The plan already refused this when `lifecycle.prevent_destroy` is set."""
+    address = change.address
+    st = ctx.doc.addresses.get(address)
+    if st is None:
+        ctx.outcome(address, O_FORGOTTEN)
+        return None
+    if change.policy.prevent_destroy:  # the plan refuses it already; a saved plan is checked again
+        raise PlanError(f"{address}: lifecycle.prevent_destroy is true; refusing to delete {st.remote_id}",
+                        hint="set prevent_destroy: false in its manifest and apply that first")
+    if change.adopt_remote_id and change.adopt_remote_id != st.remote_id:
+        # An interrupted create reached the provider: that deployment is the one to delete.
+        ctx.doc.claim_remote_id(address, change.adopt_remote_id)
+        st.remote_id, st.intent = change.adopt_remote_id, None
+    ctx.providers.check(st.provider)
+    ctx.stop.check()
+    async with ctx.sem:
+        with contextlib.suppress(NotFoundError):  # already gone: deleted all the same
+            await _room(ctx, address).delete(ctx.pool.get(st.provider), st)
+    gone = st.remote_id or ""
+    del ctx.doc.addresses[address]
+    await ctx.writer.flush(address)
+    ctx.outcome(address, O_DELETED, gone)
+    ctx.progress.event(address, "deleted", gone)
+    return None
+
+
+__all__ = ["AMBIGUOUS", "DeploymentRoom", "apply_deployment", "create_body", "delete_deployment", "update_body"]

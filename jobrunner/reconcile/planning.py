@@ -474,7 +474,6 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
                     targets: tuple[str, ...] = (), check_remote: bool = True,
                     replace: tuple[str, ...] = ()) -> Planned:
     from jobrunner.plan import compute_plan, expand_replace
-
     from jobrunner.refresh import absorb
 
     rel_paths = [_rel(p, ws.root) for p in paths]
@@ -520,24 +519,6 @@ def estimate_into(plan: Plan, doc: StateDoc, resources: list[Resource], config: 
     from jobrunner.estimate.estimator import context_for, estimate_plan
 
     plan.estimate = estimate_plan(plan.changes, doc, resources, context_for(config, parallelism))
-
-
-def refuse_deployment_changes(plan: Plan) -> None:
-    """Apply's guard while the reconciler cannot run deployments yet: plans show them (and batches
-    on them), apply refuses before anything is sent (a deployment must never reach a create meant
-    for a job, nor a batch row a create whose lost answer could not be looked up)."""
-    from jobrunner.plan_types import CHANGING
-
-    pending = [c.address for c in plan.changes if c.action in CHANGING and (
-        (c.job is not None and (c.job.job_kind == JOB_DEPLOYMENT or "deployment" in c.job.request))
-        or (c.prior is not None and c.prior.job_kind == JOB_DEPLOYMENT))]
-    if pending:
-        shown = ", ".join(pending[:10]) + (f" and {len(pending) - 10} more" if len(pending) > 10 else "")
-        raise PlanError(
-            "apply cannot run deployments, or batches on deployments, yet: " + shown,
-            hint="`jobrunner plan` shows what they would do; apply the other resources with "
-                 "--target, or leave the Deployment manifests out until apply supports them",
-        )
 
 
 def destroy_changes(chosen: dict[str, Any], resources: dict[str, Resource]) -> list[PlannedChange]:

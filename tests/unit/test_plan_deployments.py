@@ -233,17 +233,3 @@ def test_refresh_reads_every_tracked_deployment_even_a_ready_one(tmp_path: Path)
     assert sorted(absorb(doc, seen)) == ["Deployment/old-api", API]
     assert doc.addresses[API].outputs == {"id": f"r-{API}", "name": "poems-api", "url": "http://x/d",
                                           "status": "succeeded", "version": "1" * 64}
-
-
-def test_apply_refuses_deployments_and_batches_on_them_until_the_reconciler_runs_them(tmp_path: Path) -> None:
-    from jobrunner.reconcile.planning import refuse_deployment_changes
-    from tests.unit.plan_helpers import batch
-
-    on_deployment = batch(deployment="me/poems-api", version=None)
-    plan = plan_for([training(), deployment(), on_deployment], tmp_path, StateDoc(lineage="L"))
-    with pytest.raises(PlanError) as info:
-        refuse_deployment_changes(plan)
-    assert str(info.value).startswith("apply cannot run deployments, or batches on deployments, yet: ")
-    assert API in str(info.value) and "PredictionBatch/eval[a]" in str(info.value)
-    assert "Training/poems" not in str(info.value)
-    refuse_deployment_changes(plan_for([training()], tmp_path, StateDoc(lineage="L")))  # nothing to refuse
