@@ -120,6 +120,10 @@ def test_train_deploy_evaluate_in_one_apply_then_converged(pipeline: tuple[Path,
     again = run_cli("plan", "--detailed-exitcode", "pipeline.yaml")
     assert again.code == 0, again.output
 
+    r = run_cli("destroy", "--auto-approve")
+    assert r.code == 0, r.output
+    assert _deployments(platform, pid) == [] and _state(ws) == {}
+
 
 def test_a_field_emissary_cannot_change_in_place_replaces_and_removal_deletes(pipeline: tuple[Path, str],
                                                                              platform: Any) -> None:
