@@ -470,6 +470,13 @@ def apply_declared_moves(ws: Workspace, validated: Any, doc: StateDoc, rel_paths
     return {new: old for old, new in pairs.items()}
 
 
+def _refreshed(doc: StateDoc, rel_paths: list[str]) -> list[str]:
+    """What refresh asks about: every tracked job, and the deployments of the planned files only (a
+    deployment is always asked about, so one elsewhere would need its provider's credential for
+    a plan that cannot change it)."""
+    return [a for a, st in doc.addresses.items() if st.job_kind != JOB_DEPLOYMENT or _under(st.file, rel_paths)]
+
+
 async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, *,
                     targets: tuple[str, ...] = (), check_remote: bool = True,
                     replace: tuple[str, ...] = ()) -> Planned:
@@ -482,7 +489,7 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
     by_res = {r.address: r for r in resources}
     doc.check_remote_ids()  # one remote job, one address: a state that breaks it is not planned on
     moved = apply_declared_moves(ws, validated, doc, rel_paths)
-    remote = await refresh_tracked(doc, pool)
+    remote = await refresh_tracked(doc, pool, addresses=_refreshed(doc, rel_paths))
     absorbed = absorb(doc, remote, only_succeeded=True)  # outputs of jobs that finished unattended
     desired = expand_desired(resources, ws.root, doc, validated.items)
     forced = expand_replace(replace, desired)

@@ -233,3 +233,17 @@ def test_refresh_reads_every_tracked_deployment_even_a_ready_one(tmp_path: Path)
     assert sorted(absorb(doc, seen)) == ["Deployment/old-api", API]
     assert doc.addresses[API].outputs == {"id": f"r-{API}", "name": "poems-api", "url": "http://x/d",
                                           "status": "succeeded", "version": "1" * 64}
+
+
+def test_a_plan_of_some_files_asks_only_about_their_deployments() -> None:
+    from jobrunner.reconcile.planning import _refreshed
+    from jobrunner.state.model import AddressState
+
+    doc = StateDoc(lineage="L")
+    for address, kind, file in (("Deployment/here", "deployment", "specs/a/d.yaml"),
+                                ("Deployment/elsewhere", "deployment", "specs/b/d.yaml"),
+                                ("Training/elsewhere", "training", "specs/b/t.yaml")):
+        doc.addresses[address] = AddressState(address=address, kind=address.split("/")[0], job_kind=kind,
+                                              provider="emissary", file=file)
+    assert _refreshed(doc, ["specs/a"]) == ["Deployment/here", "Training/elsewhere"]
+    assert sorted(_refreshed(doc, ["."])) == ["Deployment/elsewhere", "Deployment/here", "Training/elsewhere"]
