@@ -51,6 +51,7 @@ from jobrunner.plan_types import (
     RETRY,
     UPDATE,
     WAIT,
+    Action,
     Plan,
     PlannedChange,
     Policy,
@@ -208,7 +209,7 @@ def _plan_model(job: DesiredJob, prior: AddressState | None, secrets: Secrets) -
 
 
 def _plan_deployment(job: DesiredJob, prior: AddressState | None, seen: RemoteJob | None, *, forced: bool,
-                     secrets: list[str]) -> PlannedChange:
+                     secrets: Secrets) -> PlannedChange:
     """Create, update in place, replace, wait or noop for one deployment (see the module docstring)."""
     fp = job.fingerprint
     if prior is None or not prior.remote_id or (
@@ -223,7 +224,7 @@ def _plan_deployment(job: DesiredJob, prior: AddressState | None, seen: RemoteJo
     remote_status = seen.status if seen is not None else prior.status
     diff = input_diff(prior.inputs, job, secrets=secrets)
 
-    def make(action: str, reason: str, *, quiet: bool = False) -> PlannedChange:
+    def make(action: Action, reason: str, *, quiet: bool = False) -> PlannedChange:
         return PlannedChange(job.address, action, reason, job, prior, prior.fingerprint if prior else None, fp,
                              remote_status=remote_status, input_diff=diff, quiet=quiet)
 

@@ -222,7 +222,7 @@ def _deployment(res: Resource, known: Mapping[str, Mapping[str, Any]]) -> Desire
                                         f"{adapter.title} serves no deployments", res.address, "$.spec.provider")])
     raw = {k: res.spec[k] for k in (*form.fields, *form.label_fields) if res.spec.get(k) is not None}
     deps = _depends(res, raw)
-    resolved, unknown = resolve_refs(raw, dict(known))
+    resolved, unknown = resolve_refs(raw, {k: dict(v) for k, v in known.items()})
     if adapter.form is RequestForm.VERSIONED:
         resolved["model"], resolved["version"] = split_version(resolved.get("model"), resolved.get("version"))
     resolved = {k: v for k, v in resolved.items() if v is not None}  # e.g. a model the version will name

@@ -505,8 +505,8 @@ def _check_batch(r: Resource, root: Path, out: _Collector, result: ValidationRes
             else:
                 output_files[key] = r
     _check_sensitive(r, [spec.get("input_defaults")] + [i.input for i in items[:1000]], out)
-    defaults = spec.get("input_defaults") if isinstance(spec.get("input_defaults"), dict) else {}
-    rows = []
+    defaults: dict[str, Any] = spec["input_defaults"] if isinstance(spec.get("input_defaults"), dict) else {}
+    rows: list[tuple[Any, str, str | None, int | None]] = []
     for item in items:
         if has_file:
             rows.append((item.input, "$.input", item.file, item.line))

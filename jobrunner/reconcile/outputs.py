@@ -3,7 +3,8 @@
 Training outputs are the new version (`owner/name:id`) and weights URL (and `metrics.predict_time`
 when the provider reports it, for duration estimates); a batch item's are its output and metrics;
 a Model's are its `owner/name`; a ready Deployment's its name, URL and status.
-`resource_outputs` folds per-address state into the `Kind/name -> outputs` map that `${Kind.name.output.field}` references resolve against.
+`resource_outputs` folds per-address state into the `Kind/name -> outputs` map that
+`${Kind.name.output.field}` references resolve against.
 """
 from __future__ import annotations
 

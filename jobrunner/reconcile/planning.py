@@ -538,7 +538,7 @@ def destroy_changes(chosen: dict[str, Any], resources: dict[str, Resource]) -> l
     from jobrunner.reconcile.outputs import resource_of
 
     changes: list[PlannedChange] = []
-    protected = []
+    protected: list[str] = []
     for addr, st in sorted(chosen.items()):
         if st.job_kind == JOB_DEPLOYMENT:
             changes.append(_destroy_deployment(st, resources.get(resource_of(addr)), protected))
