@@ -71,7 +71,7 @@ from jobrunner.providers.base import (
 )
 from jobrunner.redact import Secrets, known_secrets, redact
 from jobrunner.references import missing_outputs_text
-from jobrunner.resources import JOB_DEPLOYMENT, JOB_MODEL, DesiredJob, Resource
+from jobrunner.resources import JOB_DEPLOYMENT, JOB_MODEL, JOB_TRAINING, DesiredJob, Resource
 from jobrunner.state.model import AddressState, StateDoc
 
 RETRYABLE = frozenset({FAILED, ABORTED, CANCELED, GONE})
@@ -422,6 +422,11 @@ def _plan_removed(prior: AddressState, seen: RemoteJob | None, policy: Policy) -
                              prior.fingerprint, None, remote_status=prior.status)
     status, drift = _observed(prior, seen)
     remote_status = seen.status if seen is not None else prior.status
+    trained = prior.outputs.get("version") if prior.job_kind == JOB_TRAINING else None
+    if status == SUCCEEDED and policy.on_remove == "delete_version" and isinstance(trained, str):
+        return PlannedChange(address, DELETE, f"removed from the manifests; lifecycle.on_remove is delete_version: "
+                             f"its trained version {trained} is deleted", None, prior, prior.fingerprint, None,
+                             remote_status=remote_status)
     if status in TERMINAL:
         what = drift or f"last run {status}"
         return PlannedChange(address, FORGET, f"removed from the manifests ({what})", None, prior,

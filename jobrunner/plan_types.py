@@ -52,8 +52,16 @@ DESTRUCTIVE: frozenset[Action] = frozenset({DELETE})
 
 # lifecycle.on_change: replace re-runs a job whose fingerprint changed; keep never re-runs one that succeeded.
 OnChange = Literal["replace", "keep"]
-# lifecycle.on_remove: cancel a removed job still running, then forget it; keep only forgets it.
-OnRemove = Literal["cancel", "keep"]
+# lifecycle.on_remove: cancel a removed job still running, then forget it; keep only forgets it;
+# delete_version (Replicate trainings) also deletes the version a finished training made.
+OnRemove = Literal["cancel", "keep", "delete_version"]
+
+
+def _on_remove(value: Any) -> OnRemove:
+    """Validation admits only these words; anything else reads as the default."""
+    if value == "keep":
+        return "keep"
+    return "delete_version" if value == "delete_version" else "cancel"
 
 
 @dataclass(frozen=True)
@@ -85,7 +93,7 @@ class Policy:
             max_attempts=attempts,
             # Validation admits only these words; anything else reads as the default.
             on_change="keep" if life.get("on_change") == "keep" else "replace",
-            on_remove="keep" if life.get("on_remove") == "keep" else "cancel",
+            on_remove=_on_remove(life.get("on_remove")),
             prevent_cancel=bool(life.get("prevent_cancel", False)),
             timeout=spec.get("timeout"),
             prevent_destroy=bool(life.get("prevent_destroy", False)),

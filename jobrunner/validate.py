@@ -410,6 +410,11 @@ def _check_common(r: Resource, out: _Collector) -> None:
     if isinstance(lifecycle, dict) and lifecycle.get("prevent_cancel") and lifecycle.get("on_remove") == "keep":
         out.warn_at(r, "$.spec.lifecycle.prevent_cancel",
                     "prevent_cancel has no effect with on_remove: keep (removal never cancels)")
+    if isinstance(lifecycle, dict) and lifecycle.get("on_remove") == "delete_version" and not (
+            r.kind == "Training" and adapter is not None and adapter.form is RequestForm.VERSIONED):
+        out.error_at(r, "$.spec.lifecycle.on_remove",
+                     f"on_remove: delete_version deletes the version a Replicate training made; {r.address} "
+                     f"({r.provider}) makes none: use cancel (the default) or keep")
 
 
 def _check_training(r: Resource, root: Path, models: dict[str, Resource], out: _Collector) -> None:

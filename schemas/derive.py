@@ -262,8 +262,10 @@ def common_definitions() -> dict[str, Any]:
                     "keep: never re-run once succeeded.",
                 },
                 "on_remove": {
-                    "enum": ["cancel", "keep"],
-                    "description": "cancel (default): cancel if running, then forget; keep: forget only.",
+                    "enum": ["cancel", "keep", "delete_version"],
+                    "description": "cancel (default): cancel if running, then forget; keep: forget only; "
+                    "delete_version (Replicate trainings): cancel if running, else delete the trained version, "
+                    "then forget.",
                 },
                 "prevent_cancel": {"type": "boolean", "description": "Refuse to plan a cancel of this job."},
             },

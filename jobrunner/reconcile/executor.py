@@ -72,6 +72,7 @@ from jobrunner.reconcile.stopcontrol import (
     error_detail,
 )
 from jobrunner.reconcile.upstream import Upstreams
+from jobrunner.reconcile.versions import delete_trained_version
 from jobrunner.reconcile.waiter import Waiter
 from jobrunner.references import missing_outputs_text
 from jobrunner.resources import JOB_DEPLOYMENT, JOB_MODEL, JOB_PREDICTION, DesiredJob, Resource
@@ -180,8 +181,10 @@ class Executor:
             if change.action == CANCEL and st is not None and st.provider:
                 self.ctx.providers.check(st.provider)
             return await cancel_or_forget(self.ctx, change)
-        if change.action == DELETE:  # a deployment removed from the manifests, or destroyed
-            return await delete_deployment(self.ctx, change)
+        if change.action == DELETE:  # a deployment removed or destroyed; a trained version on removal
+            if change.prior is not None and change.prior.job_kind == JOB_DEPLOYMENT:
+                return await delete_deployment(self.ctx, change)
+            return await delete_trained_version(self.ctx, change)
         job = change.job
         assert job is not None, f"{change.action} without a desired job"
         why = await self._why_skipped(change, job)

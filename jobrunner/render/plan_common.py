@@ -21,6 +21,7 @@ from jobrunner.plan_types import (
 )
 from jobrunner.redact import Secrets, known_secrets, redact, scrub_text
 from jobrunner.references import REF_RE
+from jobrunner.resources import JOB_DEPLOYMENT
 
 NO_CHANGES = "No changes. Your jobs match the manifests."
 
@@ -51,11 +52,15 @@ def summary_line(plan: Plan) -> str:
 
 def destructive_line(plan: Plan) -> str | None:
     """The warning a reviewer must not miss: what this plan deletes on the provider for good."""
-    doomed = [c.address for c in plan.changes if c.action in DESTRUCTIVE]
+    doomed = [c for c in plan.changes if c.action in DESTRUCTIVE]
     if not doomed:
         return None
-    shown = ", ".join(doomed[:10]) + (f" and {len(doomed) - 10} more" if len(doomed) > 10 else "")
-    return f"This plan deletes {len(doomed)} deployment{'s' if len(doomed) != 1 else ''} on the provider: {shown}"
+    versions = sum(1 for c in doomed if c.prior is not None and c.prior.job_kind != JOB_DEPLOYMENT)
+    what = [f"{n} {noun}{'s' if n != 1 else ''}" for n, noun in
+            ((len(doomed) - versions, "deployment"), (versions, "trained version")) if n]
+    names = [c.address for c in doomed]
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    return f"This plan deletes {' and '.join(what)} on the provider: {shown}"
 
 
 def no_changes_line(plan: Plan) -> str:
