@@ -470,6 +470,26 @@ def apply_declared_moves(ws: Workspace, validated: Any, doc: StateDoc, rel_paths
     return {new: old for old, new in pairs.items()}
 
 
+def record_lifecycles(plan: Plan, resources: dict[str, Resource], doc: StateDoc) -> list[str]:
+    """Bring the `lifecycle` state records up to date for the plan's addresses; returns those changed.
+
+    A lifecycle enters no fingerprint, so adding `prevent_destroy` to a deployment (or
+    `on_remove` to a training) plans no change; yet removal is planned from what state records,
+    so the flag must be recorded by the next apply for the protection to outlive the manifest.
+    """
+    changed: list[str] = []
+    for change in plan.changes:
+        st = doc.addresses.get(change.address)
+        res = resources.get(change.job.resource_address) if change.job is not None else None
+        if st is None or res is None:
+            continue
+        wanted = dict(res.spec.get("lifecycle") or {}) or None
+        if st.lifecycle != wanted:
+            st.lifecycle = wanted
+            changed.append(change.address)
+    return changed
+
+
 def _refreshed(doc: StateDoc, rel_paths: list[str]) -> list[str]:
     """What refresh asks about: every tracked job, and the deployments of the planned files only (a
     deployment is always asked about, so one elsewhere would need its provider's credential for
@@ -513,6 +533,7 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
         from jobrunner.plan import filter_plan
 
         plan = filter_plan(plan, targets)
+    absorbed += record_lifecycles(plan, by_res, doc)
     if check_remote:
         await check_against_providers(plan, by_res, doc, pool, ws.root)
     estimate_into(plan, doc, resources, ws.config)

@@ -70,7 +70,7 @@ def test_replicate_pipeline_update_in_place_removal_and_prevent_destroy(workspac
     dep = _state(workspace)["Deployment/haiku-api"]
     assert dep["status"] == "succeeded" and dep["outputs"]["name"].endswith("/haiku-api")
     rows = _rows(workspace / "specs/pipelines/replicate/out/haiku-eval.jsonl")
-    assert [row["key"] for row in rows] == ["hope", "summer", "tyger"] and all(row["output"] for row in rows)
+    assert [row["key"] for row in rows] == ["summer", "tyger", "hope"] and all(row["output"] for row in rows)
 
     manifest.write_text(manifest.read_text().replace("max_instances: 1", "max_instances: 2"))
     plan = run_cli("plan", "specs/pipelines/replicate/")

@@ -13,7 +13,6 @@ from jobrunner.loader import load_text
 from jobrunner.plan_types import CANCEL, DELETE, FORGET
 from jobrunner.providers.base import FAILED, RUNNING
 from jobrunner.render import plan_json, plan_text
-from jobrunner.state.model import StateDoc
 from jobrunner.validate import validate_documents
 from tests.unit.plan_helpers import actions, apply_all, plan_for, reasons, training
 

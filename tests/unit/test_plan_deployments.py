@@ -247,3 +247,17 @@ def test_a_plan_of_some_files_asks_only_about_their_deployments() -> None:
                                               provider="emissary", file=file)
     assert _refreshed(doc, ["specs/a"]) == ["Deployment/here", "Training/elsewhere"]
     assert sorted(_refreshed(doc, ["."])) == ["Deployment/elsewhere", "Deployment/here", "Training/elsewhere"]
+
+
+def test_a_lifecycle_added_to_an_unchanged_deployment_is_recorded_by_the_next_apply(tmp_path: Path) -> None:
+    from jobrunner.reconcile.planning import record_lifecycles
+
+    doc = apply_all([deployment()], tmp_path)
+    protected = deployment(lifecycle={"prevent_destroy": True})
+    plan = plan_for([protected], tmp_path, doc)
+    assert actions(plan) == {API: NOOP}  # a lifecycle enters no fingerprint
+    assert record_lifecycles(plan, {protected.address: protected}, doc) == [API]
+    assert doc.addresses[API].lifecycle == {"prevent_destroy": True}
+    assert record_lifecycles(plan, {protected.address: protected}, doc) == []
+    with pytest.raises(PlanError, match="prevent_destroy"):
+        plan_for([], tmp_path, doc)
