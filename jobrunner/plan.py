@@ -9,7 +9,8 @@ which is what makes plans reviewable and saved plans checkable. The rules (DESIG
 - a run that failed, aborted, was canceled or deleted (GONE) is retried while attempts remain
   (`retry.max_attempts`, default 1 = no retry); after that it is a noop saying how to run it again;
 - an address gone from the manifests is cancelled if still running (`lifecycle.on_remove: keep`
-  forgets it instead; `prevent_cancel: true` makes the plan an error), forgotten if terminal.
+  forgets it instead; `prevent_cancel: true` makes the plan an error), forgotten if terminal
+  (a training that succeeded with `on_remove: delete_version` has its trained version deleted).
   Only addresses whose recorded file is among `planned_files` can be "gone": planning a subset of
   the manifests never touches the others;
 - models are created once, kept, never updated or deleted;
