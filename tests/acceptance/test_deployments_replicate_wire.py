@@ -182,3 +182,21 @@ def test_prevent_destroy_refuses_removal_before_anything_is_sent(workspace: Path
     assert r.code == 1, r.output
     assert "prevent_destroy" in r.output and f"Deployment/{NAME}" in r.output and "Traceback" not in r.output
     assert routes["delete"].call_count == 0 and f"Deployment/{NAME}" in _state(workspace)
+
+
+def test_json_events_of_an_update_and_a_delete_follow_the_documented_schema(workspace: Path, replicate: Any) -> None:
+    from tests.acceptance.test_json_events import events_of
+
+    _file(workspace).write_text(_manifest(1))
+    assert run_cli("apply", "--auto-approve", "specs/").code == 0
+    _file(workspace).write_text(_manifest(2))
+    updated = events_of(run_cli("apply", "--auto-approve", "--json", "specs/").output)
+    assert updated[0]["changes"] == [{"address": f"Deployment/{NAME}", "action": "update",
+                                      "reason": "max_instances (1 -> 2) changed: updated in place"}]
+    assert [e["status"] for e in updated if e["type"] == "status"] == ["pending", "succeeded"]
+    assert updated[-1]["outcomes"] == {"updated": 1} and updated[-1]["exit_code"] == 0
+    _file(workspace).unlink()
+    deleted = events_of(run_cli("apply", "--auto-approve", "--json", "specs/").output)
+    assert deleted[0]["changes"][0]["action"] == "delete"
+    assert [e["status"] for e in deleted if e["type"] == "status"] == ["forgotten"]
+    assert deleted[-1]["outcomes"] == {"deleted": 1}
