@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 
-from jobrunner.providers.replicate import ReplicateProvider
 from tests.helpers.cli import run_cli
 
 pytestmark = pytest.mark.slow
@@ -36,16 +35,7 @@ spec:
 """
 
 
-def _versions_deletable(platform: Any) -> bool:
-    r = httpx.delete(f"{platform.url}/v1/models/me/none/versions/{'0' * 64}",
-                     headers={"Authorization": f"Bearer {platform.token}"}, timeout=10)
-    return r.status_code != 405 and hasattr(ReplicateProvider, "delete_version")
-
-
 def test_a_removed_training_deletes_its_version(workspace: Path, platform: Any) -> None:
-    if not _versions_deletable(platform):
-        pytest.skip("the local platform answers 405 to DELETE /v1/models/{owner}/{name}/versions/{id}, or the "
-                    "Replicate client has no delete_version yet (branch localdeploy)")
     (workspace / "poems.txt").write_text("the moon over the quiet sea\n" * 20)
     (workspace / "m.yaml").write_text(MODEL + TRAINING)
     assert run_cli("apply", "--auto-approve", "m.yaml").code == 0

@@ -37,12 +37,6 @@ def _rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def _replicate_deployments_served(platform: Any) -> bool:
-    r = httpx.get(f"{platform.url}/v1/deployments", headers={"Authorization": f"Bearer {platform.token}"},
-                  timeout=10)
-    return r.status_code == 200
-
-
 def test_emissary_pipeline_as_shipped_in_one_apply(workspace: Path, platform: Any,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EMISSARY_SERVER_URL", platform.url)
@@ -61,9 +55,6 @@ def test_emissary_pipeline_as_shipped_in_one_apply(workspace: Path, platform: An
 
 
 def test_replicate_pipeline_update_in_place_removal_and_prevent_destroy(workspace: Path, platform: Any) -> None:
-    if not _replicate_deployments_served(platform):
-        pytest.skip("the local platform does not serve the Replicate deployment endpoints yet "
-                    "(POST/GET/PATCH/DELETE /v1/deployments..., deployment predictions: branch localdeploy)")
     manifest = _copy(workspace, "replicate")
     r = run_cli("apply", "--auto-approve", "specs/pipelines/replicate/")
     assert r.code == 0, r.output
