@@ -9,10 +9,15 @@ which is what makes plans reviewable and saved plans checkable. The rules (DESIG
 - a run that failed, aborted, was canceled or deleted (GONE) is retried while attempts remain
   (`retry.max_attempts`, default 1 = no retry); after that it is a noop saying how to run it again;
 - an address gone from the manifests is cancelled if still running (`lifecycle.on_remove: keep`
-  forgets it instead; `prevent_cancel: true` makes the plan an error), forgotten if terminal.
+  forgets it instead; `prevent_cancel: true` makes the plan an error), forgotten if terminal
+  (a training that succeeded with `on_remove: delete_version` has its trained version deleted).
   Only addresses whose recorded file is among `planned_files` can be "gone": planning a subset of
   the manifests never touches the others;
 - models are created once, kept, never updated or deleted;
+- deployments are updated in place when every changed field is one their provider updates
+  (`DeploymentForm.updatable`: Replicate's version, hardware, instances), else replaced (deleted,
+  then created again); removed from the manifests they are deleted (destructive). A delete or a
+  replace of a deployment whose `lifecycle.prevent_destroy` is true makes the plan an error;
 - a pending write-ahead intent whose job the refresher found on the provider is adopted;
 - an address in `replace` (`--replace`) is re-run on purpose even though it converged;
 - a record a declared rename moved (`moved`, new address -> old; state already re-keyed by
@@ -39,16 +44,20 @@ from jobrunner.plan_types import (
     ADOPT,
     CANCEL,
     CREATE,
+    DELETE,
     FORGET,
     MOVED,
     NOOP,
     REPLACE,
     RETRY,
+    UPDATE,
     WAIT,
+    Action,
     Plan,
     PlannedChange,
     Policy,
 )
+from jobrunner.providers.adapters import find_adapter
 from jobrunner.providers.base import (
     ABORTED,
     CANCELED,
@@ -63,7 +72,7 @@ from jobrunner.providers.base import (
 )
 from jobrunner.redact import Secrets, known_secrets, redact
 from jobrunner.references import missing_outputs_text
-from jobrunner.resources import JOB_MODEL, DesiredJob, Resource
+from jobrunner.resources import JOB_DEPLOYMENT, JOB_MODEL, JOB_TRAINING, DesiredJob, Resource
 from jobrunner.state.model import AddressState, StateDoc
 
 RETRYABLE = frozenset({FAILED, ABORTED, CANCELED, GONE})
@@ -99,6 +108,7 @@ def compute_plan(
     failed_for_good: dict[str, str] = {}
     # resource addresses with a job about to (re)run: dependents' values are known after apply
     rerunning: set[str] = set()
+    destroyed: list[str] = []  # deployments a change would delete despite lifecycle.prevent_destroy
 
     ordered = sorted(desired, key=lambda j: (rank.get(j.resource_address, 0), j.address))
     for job in ordered:
@@ -107,6 +117,10 @@ def compute_plan(
         seen = remote.get(job.address)
         if job.job_kind == JOB_MODEL:
             change = _plan_model(job, prior, secrets)
+        elif job.job_kind == JOB_DEPLOYMENT:
+            change = _plan_deployment(job, prior, seen, forced=job.address in forced, secrets=secrets)
+            if change.action == REPLACE and policy.prevent_destroy:
+                destroyed.append(job.address)
         else:
             change = _plan_job(job, prior, seen, policy, job.address in forced, rerunning, secrets)
         blockers = tuple(d for d in job.depends_on if d in failed_for_good)
@@ -117,7 +131,7 @@ def compute_plan(
             # Its upstream succeeded without an output it references: waiting never helps.
             change = dc_replace(change, blocked_by=tuple(sorted({a for a, _ in job.missing_outputs})),
                                 reason="will be skipped: " + missing_outputs_text(job.missing_outputs))
-        if change.action in (CREATE, REPLACE, RETRY, ADOPT, WAIT):
+        if change.action in (CREATE, UPDATE, REPLACE, RETRY, ADOPT, WAIT):
             rerunning.add(job.resource_address)
         if change.action == NOOP and change.remote_status in RETRYABLE and job.job_kind != JOB_MODEL:
             failed_for_good[job.resource_address] = f"ended {change.remote_status}"
@@ -135,11 +149,24 @@ def compute_plan(
             continue  # defined (or not) in manifests this plan did not read: not ours to judge
         resource_address = address.split("[", 1)[0]
         policy = policies.get(resource_address) or Policy.of(None, prior.lifecycle)
-        removal = _plan_removed(prior, remote.get(address), policy)
-        if removal is None:
+        gone: PlannedChange | None
+        if prior.job_kind == JOB_DEPLOYMENT:
+            gone = _plan_deployment_removed(prior, remote.get(address))
+            if gone.action == DELETE and policy.prevent_destroy:
+                destroyed.append(address)
+        else:
+            gone = _plan_removed(prior, remote.get(address), policy)
+        if gone is None:
             protected.append(address)
             continue
-        removed.append(_as_moved(dc_replace(removal, policy=policy), moved))
+        removed.append(_as_moved(dc_replace(gone, policy=policy), moved))
+    if destroyed:
+        raise PlanError(
+            "this plan would delete deployments whose lifecycle.prevent_destroy is true:\n"
+            + "\n".join(f"  {a}" for a in destroyed),
+            hint="put the manifests back (or undo the change that replaces them), or set prevent_destroy: false "
+                 "and apply that first",
+        )
     if protected:
         raise PlanError(
             "removing these from the manifests would cancel their running jobs, but their "
@@ -180,6 +207,95 @@ def _plan_model(job: DesiredJob, prior: AddressState | None, secrets: Secrets) -
         )
     return PlannedChange(job.address, NOOP, "model exists", job, prior, prior.fingerprint, job.fingerprint,
                          quiet=True)
+
+
+def _plan_deployment(job: DesiredJob, prior: AddressState | None, seen: RemoteJob | None, *, forced: bool,
+                     secrets: Secrets) -> PlannedChange:
+    """Create, update in place, replace, wait or noop for one deployment (see the module docstring)."""
+    fp = job.fingerprint
+    if prior is None or not prior.remote_id or (
+            prior.intent is not None and seen is not None and seen.id != prior.remote_id):
+        # New, never created, or an interrupted create to adopt: exactly as for a job.
+        first = _plan_job(job, prior, seen, Policy(), forced, set(), secrets)
+        reason = first.reason.replace("new job", "new deployment", 1).replace(
+            "an interrupted create was not found on the provider",
+            "an interrupted create is looked up by name before anything is created", 1)
+        return dc_replace(first, reason=reason)
+    status, drift = _observed(prior, seen)
+    remote_status = seen.status if seen is not None else prior.status
+    diff = input_diff(prior.inputs, job, secrets=secrets)
+
+    def make(action: Action, reason: str, *, quiet: bool = False) -> PlannedChange:
+        return PlannedChange(job.address, action, reason, job, prior, prior.fingerprint if prior else None, fp,
+                             remote_status=remote_status, input_diff=diff, quiet=quiet)
+
+    if status == GONE:
+        return make(CREATE, f"{prior.remote_id} was deleted outside jobrunner (the provider answers 404); "
+                            "it is created again")
+    if forced:
+        return make(REPLACE, "replace requested: deleted, then created again")
+    if fp is not None and fp == prior.fingerprint:
+        drifted = _drifted_settings(job, seen)
+        if status == SUCCEEDED and drifted:
+            diff = drifted
+            what = "; ".join(f"{k} was changed outside jobrunner ({_show(a)} -> {_show(b)})"
+                             for k, (a, b) in drifted.items())
+            fixed = sorted(set(drifted) - _updatable(job))
+            if not fixed:
+                return make(UPDATE, f"{what}: updated back in place")
+            return make(REPLACE, f"{what}; {', '.join(fixed)} cannot change in place: deleted, then created again")
+        if status == SUCCEEDED:
+            return make(NOOP, "ready", quiet=True)
+        if status in RETRYABLE:
+            return make(NOOP, f"{drift or _ended(status or FAILED, prior)}: change the manifest or run "
+                                f"`jobrunner apply --replace {job.address}` to deploy it again")
+        return make(WAIT, f"{status or PENDING} ({prior.remote_id})")
+    keys = set(diff) | _unknown_keys(job)
+    what = _unknown_fields(job) + " known after apply" if fp is None else _changed_keys(diff) + " changed"
+    fixed = sorted(keys - _updatable(job))
+    if not fixed and status not in RETRYABLE:
+        return make(UPDATE, f"{what}: updated in place")
+    why = (f"{', '.join(fixed)} cannot change in place" if fixed
+           else f"{prior.remote_id} ended {status}")
+    return make(REPLACE, f"{what}; {why}: deleted, then created again")
+
+
+def _updatable(job: DesiredJob) -> set[str]:
+    """The fields the deployment's provider changes in place (none for an unknown provider)."""
+    adapter = find_adapter(job.provider)
+    return set(adapter.deployment.updatable) if adapter is not None and adapter.deployment is not None else set()
+
+
+def _drifted_settings(job: DesiredJob, seen: RemoteJob | None) -> dict[str, list[Any]]:
+    """`{field: [on the provider, in the manifest]}` for declared fields the provider echoes
+    differently: a deployment scaled or re-pointed outside jobrunner."""
+    settings = seen.extra.get("settings") if seen is not None else None
+    if not isinstance(settings, dict):
+        return {}
+    material = _without_kind(job.material or {})
+    return {k: [settings[k], v] for k, v in sorted(material.items()) if k in settings and settings[k] != v}
+
+
+def _unknown_keys(job: DesiredJob) -> set[str]:
+    """Dotted keys of the job's material that still hold a `${...}` reference."""
+    return {k for k, v in flatten(_without_kind(job.material or {})).items() if isinstance(v, str) and "${" in v}
+
+
+def _plan_deployment_removed(prior: AddressState, seen: RemoteJob | None) -> PlannedChange:
+    """Delete a deployment no manifest defines any more (forget it when there is nothing to delete)."""
+    address = prior.address
+    candidate = seen if (prior.intent is not None and seen is not None and seen.id != prior.remote_id) else None
+    target = candidate.id if candidate is not None else prior.remote_id
+    if not target:
+        return PlannedChange(address, FORGET, "removed from the manifests (never created)", None, prior,
+                             prior.fingerprint, None, remote_status=prior.status)
+    status = _observed(prior, seen)[0] if candidate is None else candidate.status
+    if status == GONE:
+        return PlannedChange(address, FORGET, f"removed from the manifests ({target} is already gone)",
+                             None, prior, prior.fingerprint, None, remote_status=status)
+    return PlannedChange(address, DELETE, f"removed from the manifests: {target} is deleted on the provider",
+                         None, prior, prior.fingerprint, None, remote_status=status,
+                         adopt_remote_id=candidate.id if candidate is not None else None)
 
 
 def _plan_job(
@@ -307,6 +423,11 @@ def _plan_removed(prior: AddressState, seen: RemoteJob | None, policy: Policy) -
                              prior.fingerprint, None, remote_status=prior.status)
     status, drift = _observed(prior, seen)
     remote_status = seen.status if seen is not None else prior.status
+    trained = prior.outputs.get("version") if prior.job_kind == JOB_TRAINING else None
+    if status == SUCCEEDED and policy.on_remove == "delete_version" and isinstance(trained, str):
+        return PlannedChange(address, DELETE, f"removed from the manifests; lifecycle.on_remove is delete_version: "
+                             f"its trained version {trained} is deleted", None, prior, prior.fingerprint, None,
+                             remote_status=remote_status)
     if status in TERMINAL:
         what = drift or f"last run {status}"
         return PlannedChange(address, FORGET, f"removed from the manifests ({what})", None, prior,

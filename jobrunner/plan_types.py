@@ -29,23 +29,39 @@ class Action(StrEnum):
     # create/replace/retry/cancel keeps that action and says where it moved from
     # (`PlannedChange.moved_from`).
     MOVED = "moved"
+    # Resources updated in place (deployments): change some fields of the existing remote object,
+    # with a field diff; and delete it on the provider when the manifests no longer define it
+    # (destructive).
+    UPDATE = "update"
+    DELETE = "delete"
 
 
 # The names every module already uses for the actions.
 CREATE, REPLACE, RETRY, CANCEL, FORGET = Action.CREATE, Action.REPLACE, Action.RETRY, Action.CANCEL, Action.FORGET
 ADOPT, WAIT, NOOP, MOVED = Action.ADOPT, Action.WAIT, Action.NOOP, Action.MOVED
+UPDATE, DELETE = Action.UPDATE, Action.DELETE
 
-ACTIONS: tuple[Action, ...] = (CREATE, REPLACE, RETRY, CANCEL, FORGET, ADOPT, MOVED, WAIT, NOOP)
+ACTIONS: tuple[Action, ...] = (CREATE, UPDATE, REPLACE, RETRY, CANCEL, DELETE, FORGET, ADOPT, MOVED, WAIT, NOOP)
 # Text-plan symbols, Terraform-like.
-SYMBOLS: dict[Action, str] = {CREATE: "+", REPLACE: "-/+", RETRY: "~", CANCEL: "-", FORGET: "-", ADOPT: "<=",
-                              MOVED: "->", WAIT: "~", NOOP: " "}
-CHANGING: frozenset[Action] = frozenset({CREATE, REPLACE, RETRY, CANCEL, FORGET, ADOPT, MOVED})
+SYMBOLS: dict[Action, str] = {CREATE: "+", UPDATE: "~", REPLACE: "-/+", RETRY: "~", CANCEL: "-", DELETE: "-",
+                              FORGET: "-", ADOPT: "<=", MOVED: "->", WAIT: "~", NOOP: " "}
+CHANGING: frozenset[Action] = frozenset({CREATE, UPDATE, REPLACE, RETRY, CANCEL, DELETE, FORGET, ADOPT, MOVED})
+# What removes something from the provider for good: plans call it out to reviewers.
+DESTRUCTIVE: frozenset[Action] = frozenset({DELETE})
 
 
 # lifecycle.on_change: replace re-runs a job whose fingerprint changed; keep never re-runs one that succeeded.
 OnChange = Literal["replace", "keep"]
-# lifecycle.on_remove: cancel a removed job still running, then forget it; keep only forgets it.
-OnRemove = Literal["cancel", "keep"]
+# lifecycle.on_remove: cancel a removed job still running, then forget it; keep only forgets it;
+# delete_version (Replicate trainings) also deletes the version a finished training made.
+OnRemove = Literal["cancel", "keep", "delete_version"]
+
+
+def _on_remove(value: Any) -> OnRemove:
+    """Validation admits only these words; anything else reads as the default."""
+    if value == "keep":
+        return "keep"
+    return "delete_version" if value == "delete_version" else "cancel"
 
 
 @dataclass(frozen=True)
@@ -61,6 +77,7 @@ class Policy:
     on_remove: OnRemove = "cancel"
     prevent_cancel: bool = False  # never cancel the run (neither on replace nor on removal)
     timeout: str | float | None = None  # spec.timeout as written (e.g. "2h"): apply cancels a run still going then
+    prevent_destroy: bool = False  # deployments: refuse to plan a delete or a replace
 
     @classmethod
     def of(cls, spec: Mapping[str, Any] | None, lifecycle: Mapping[str, Any] | None = None) -> Policy:
@@ -76,9 +93,10 @@ class Policy:
             max_attempts=attempts,
             # Validation admits only these words; anything else reads as the default.
             on_change="keep" if life.get("on_change") == "keep" else "replace",
-            on_remove="keep" if life.get("on_remove") == "keep" else "cancel",
+            on_remove=_on_remove(life.get("on_remove")),
             prevent_cancel=bool(life.get("prevent_cancel", False)),
             timeout=spec.get("timeout"),
+            prevent_destroy=bool(life.get("prevent_destroy", False)),
         )
 
 

@@ -380,7 +380,10 @@ class SecretRegistry:
         rows = spec.get("inputs")
         others = {k: v for k, v in spec.items() if k not in ("input", "input_defaults", "inputs")}
         # Other fields: an Emissary body's `parameters`, which `sensitive` may name too.
-        parts = [spec.get("input"), spec.get("input_defaults"), *(rows if isinstance(rows, list) else ()), others]
+        # A row's `key` names its batch item (its address), never an input: not a secret-named field.
+        named = [{k: v for k, v in r.items() if k != "key"} if isinstance(r, dict) else r
+                 for r in (rows if isinstance(rows, list) else ())]
+        parts = [spec.get("input"), spec.get("input_defaults"), *named, others]
         for part in parts:
             self.add_input(part, sensitive)
         self.add_url(spec.get("webhook"))

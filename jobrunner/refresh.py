@@ -1,8 +1,10 @@
 """Refresh: ask providers about tracked jobs that can still change, and about pending intents.
 
 Terminal jobs are immutable, so they are never asked about: a plan over 10,000 succeeded batch
-items sends no request at all. Non-terminal jobs are refreshed in bulk where the provider offers
-it (`refresh_many`, one listing instead of N gets), else one `get` each with bounded concurrency.
+items sends no request at all. Deployments are not jobs: a ready one can still be deleted or
+changed outside jobrunner, so every tracked deployment is read (one `get_deployment` each).
+Non-terminal jobs are refreshed in bulk where the provider offers it (`refresh_many`, one
+listing instead of N gets), else one `get` each with bounded concurrency.
 A job the provider no longer knows (404) comes back as status `gone`.
 
 Pending intents (a create was about to be sent when the last run stopped) are resolved by looking
@@ -26,7 +28,7 @@ from jobrunner.errors import NotFoundError
 from jobrunner.providers.adapter import split_version
 from jobrunner.providers.base import GONE, TERMINAL, RemoteJob
 from jobrunner.reconcile.timeutil import parse_rfc3339, utcnow
-from jobrunner.resources import JOB_MODEL
+from jobrunner.resources import JOB_DEPLOYMENT, JOB_MODEL
 from jobrunner.state.model import AddressState, StateDoc
 from jobrunner.timestamps import CLOCK_SKEW
 
@@ -52,6 +54,8 @@ def refresh_bound(option: str | None, command: str, env: Mapping[str, str] | Non
 
 
 def needs_refresh(st: AddressState) -> bool:
+    if st.job_kind == JOB_DEPLOYMENT:
+        return bool(st.remote_id)  # mutable: never "terminal" while it exists
     return bool(st.remote_id) and st.job_kind != JOB_MODEL and st.status not in TERMINAL
 
 
@@ -89,6 +93,25 @@ async def fetch_jobs(
     return got
 
 
+async def fetch_deployments(provider: Any, ids: list[str], *, project_id: str | None = None,
+                            parallelism: int = 10) -> dict[str, RemoteJob]:
+    """Current view of the given deployments, as RemoteJobs (a 404 as `gone`)."""
+    got: dict[str, RemoteJob] = {}
+    sem = asyncio.Semaphore(max(1, parallelism))
+
+    async def one(deployment_id: str) -> None:
+        async with sem:
+            try:
+                found = await provider.get_deployment(deployment_id, project_id=project_id)
+            except NotFoundError:
+                got[deployment_id] = RemoteJob(id=deployment_id, job_kind=JOB_DEPLOYMENT, status=GONE, raw_status="404")
+            else:
+                got[deployment_id] = found.as_job()
+
+    await asyncio.gather(*(one(i) for i in ids))
+    return got
+
+
 async def refresh_tracked(
     doc: StateDoc, pool: Any, *, addresses: Iterable[str] | None = None, parallelism: int = 10
 ) -> dict[str, RemoteJob]:
@@ -105,9 +128,13 @@ async def refresh_tracked(
     async def group(key: tuple[str, str, str | None], states: list[AddressState]) -> None:
         provider_name, job_kind, project_id = key
         provider = pool.get(provider_name)
-        jobs = await fetch_jobs(provider, job_kind, [s.remote_id for s in states if s.remote_id],
-                                project_id=project_id, parallelism=parallelism,
-                                oldest=min((created_time(s) for s in states), default=None))
+        if job_kind == JOB_DEPLOYMENT:
+            jobs = await fetch_deployments(provider, [s.remote_id for s in states if s.remote_id],
+                                           project_id=project_id, parallelism=parallelism)
+        else:
+            jobs = await fetch_jobs(provider, job_kind, [s.remote_id for s in states if s.remote_id],
+                                    project_id=project_id, parallelism=parallelism,
+                                    oldest=min((created_time(s) for s in states), default=None))
         for s in states:
             if s.remote_id in jobs:
                 out[s.address] = jobs[s.remote_id]

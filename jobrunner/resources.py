@@ -14,7 +14,7 @@ from jobrunner.jsonpaths import nearest
 from jobrunner.providers.names import DEFAULT_PROVIDER, PROVIDER_NAMES
 
 API_VERSION = "jobrunner/v1"
-KINDS = ("Training", "PredictionBatch", "Model")
+KINDS = ("Training", "PredictionBatch", "Model", "Deployment")
 PROVIDERS = PROVIDER_NAMES
 
 
@@ -59,20 +59,22 @@ class Resource:
 JOB_TRAINING = "training"
 JOB_PREDICTION = "prediction"
 JOB_MODEL = "model"
+# A Deployment is not a one-shot job either: it is created, updated in place and deleted.
+JOB_DEPLOYMENT = "deployment"
 
 
 @dataclass(frozen=True)
 class DesiredJob:
-    """One unit the plan reasons about: a training, one batch item, or a model.
+    """One unit the plan reasons about: a training, one batch item, a model or a deployment.
 
     `request` is the provider-neutral description of what to run, with references still in
     `${Kind.name.output.field}` form when their values are not known yet. `fingerprint` is None
     exactly when some reference is still unknown ("known after apply").
     """
 
-    address: str  # Training/x, PredictionBatch/x[key], Model/x
+    address: str  # Training/x, PredictionBatch/x[key], Model/x, Deployment/x
     resource_address: str  # Kind/name of the manifest document it came from
-    job_kind: str  # JOB_TRAINING | JOB_PREDICTION | JOB_MODEL
+    job_kind: str  # JOB_TRAINING | JOB_PREDICTION | JOB_MODEL | JOB_DEPLOYMENT
     provider: str
     file: str
     request: dict[str, Any]
@@ -96,4 +98,5 @@ __all__ = [
     "JOB_TRAINING",
     "JOB_PREDICTION",
     "JOB_MODEL",
+    "JOB_DEPLOYMENT",
 ]

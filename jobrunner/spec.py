@@ -2,7 +2,9 @@
 
 - a `Training` is one job, address `Training/name`;
 - a `PredictionBatch` is one prediction per item, address `PredictionBatch/name[key]`;
-- a `Model` is one `job_kind="model"` unit, address `Model/name` (created once, never deleted).
+- a `Model` is one `job_kind="model"` unit, address `Model/name` (created once, never deleted);
+- a `Deployment` is one `job_kind="deployment"` unit, address `Deployment/name`, built by its
+  provider's `DeploymentForm` (updated in place where the provider can, deleted on removal).
 
 Each unit carries a provider-neutral `request` (what the reconciler sends, with `{$file: path}`
 markers rewritten to workspace-relative paths so it is self-contained, and `${...}` references
@@ -29,8 +31,8 @@ from jobrunner.providers.adapter import ProviderAdapter, RequestForm, split_vers
 from jobrunner.providers.adapters import adapter_for
 from jobrunner.providers.base import SUCCEEDED
 from jobrunner.redact import redact
-from jobrunner.references import dependency_order, find_refs, resolve_refs
-from jobrunner.resources import JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
+from jobrunner.references import REF_RE, dependency_order, find_refs, resolve_refs
+from jobrunner.resources import JOB_DEPLOYMENT, JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
 from jobrunner.state.model import StateDoc
 
 # Request fields passed to the provider that never enter a fingerprint.
@@ -161,6 +163,8 @@ def _expand_one(
         return [_training(res, root, known, models)]
     if res.kind == "PredictionBatch":
         return _batch(res, root, known, items)
+    if res.kind == "Deployment":
+        return [_deployment(res, known)]
     raise ManifestError([Diagnostic("error", res.file, res.line, res.column,
                                     f"unknown kind {res.kind!r}", res.address, "$.kind")])
 
@@ -205,6 +209,34 @@ def _model(res: Resource) -> DesiredJob:
         fingerprint=fingerprint(material),
         depends_on=(),
         sensitive_paths=_sensitive(res),
+        material=material,
+    )
+
+
+def _deployment(res: Resource, known: Mapping[str, Mapping[str, Any]]) -> DesiredJob:
+    """The provider's deployment fields (references resolved where known); labels are sent, not fingerprinted."""
+    adapter = adapter_for(res.provider)
+    form = adapter.deployment
+    if form is None:
+        raise ManifestError([Diagnostic("error", res.file, res.line, res.column,
+                                        f"{adapter.title} serves no deployments", res.address, "$.spec.provider")])
+    raw = {k: res.spec[k] for k in (*form.fields, *form.label_fields) if res.spec.get(k) is not None}
+    deps = _depends(res, raw)
+    resolved, unknown = resolve_refs(raw, {k: dict(v) for k, v in known.items()})
+    if adapter.form is RequestForm.VERSIONED:
+        resolved["model"], resolved["version"] = split_version(resolved.get("model"), resolved.get("version"))
+    resolved = {k: v for k, v in resolved.items() if v is not None}  # e.g. a model the version will name
+    head = {"provider": res.provider, "kind": JOB_DEPLOYMENT, "name": res.name}
+    material = {**head, **{k: v for k, v in resolved.items() if k not in form.label_fields}}
+    return DesiredJob(
+        address=res.address,
+        resource_address=res.address,
+        job_kind=JOB_DEPLOYMENT,
+        provider=res.provider,
+        file=res.file,
+        request={**head, **resolved},
+        fingerprint=None if unknown else fingerprint(material),
+        depends_on=deps,
         material=material,
     )
 
@@ -278,11 +310,14 @@ def _batch(res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]],
     spec = res.spec
     if items is None:
         items = read_batch_items(res, root)
-    head = {k: spec.get(k) for k in ("model", "version")}
+    target, release = _batch_target(res)
+    head = {k: spec.get(k) for k in ("model", "version")} if not target else {**target, **release}
     # References in rows make the whole batch wait for their upstream too, not only the version's.
     deps = _depends(res, [head, *(item.input for item in items if _has_ref(item.input))])
     head, unknown = resolve_refs(head, dict(known))
     model, version = split_version(head.get("model"), head.get("version"))
+    # What the rows run on: the version (as always: these fingerprints never change), or a deployment.
+    runs_on: dict[str, Any] = {"model": model, "version": version} if not target else {k: head[k] for k in target}
     passthrough = {k: spec[k] for k in PASS_THROUGH_FIELDS if spec.get(k) is not None}
     sensitive = _sensitive(res)
     jobs: list[DesiredJob] = []
@@ -290,10 +325,9 @@ def _batch(res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]],
     for item in items:
         item_input, item_unknown = resolve_refs(item.input, known_map) if _has_ref(item.input) else (item.input, False)
         input_req, input_mat = _files(item_input, res, root, ("$.spec", "inputs"), line=item.line, file=item.file)
-        material = _material({"provider": res.provider, "kind": JOB_PREDICTION, "model": model,
-                              "version": version, "input": input_mat})
-        request = {"provider": res.provider, "kind": JOB_PREDICTION, "model": model, "version": version,
-                   "input": input_req, **passthrough}
+        material = _material({"provider": res.provider, "kind": JOB_PREDICTION, **runs_on,
+                              **{k: head[k] for k in release}, "input": input_mat})
+        request = {"provider": res.provider, "kind": JOB_PREDICTION, **runs_on, "input": input_req, **passthrough}
         item_deps = deps if not item_unknown else tuple(sorted(set(deps) | set(_depends(res, item.input))))
         jobs.append(DesiredJob(
             address=f"{res.address}[{item.key}]",
@@ -308,6 +342,26 @@ def _batch(res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]],
             material=material,
         ))
     return jobs
+
+
+def _batch_target(res: Resource) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(what a batch on a deployment runs on, what identifies the deployment's current release).
+
+    Empty for a batch on a version. A Replicate deployment named by `${Deployment.x.output.name}`
+    keeps its name when it is updated to a new version, so the version it serves (an output of the
+    same deployment) enters the fingerprint: an evaluation runs again after the model behind the
+    deployment changed. An Emissary deployment gets a new id when it changes, which is enough.
+    """
+    spec = res.spec
+    if adapter_for(res.provider).form is RequestForm.PROJECT_BODY:
+        return {k: spec.get(k) for k in ("project_id", "deployment", "endpoint")}, {}
+    deployment = spec.get("deployment")
+    if deployment is None:
+        return {}, {}
+    ref = REF_RE.fullmatch(deployment) if isinstance(deployment, str) else None
+    release = ({"deployment_version": f"${{Deployment.{ref['name']}.output.version}}"}
+               if ref is not None and ref["kind"] == "Deployment" and ref["field"] == "name" else {})
+    return {"deployment": deployment}, release
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -28,6 +28,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def from_epoch(value: Any) -> datetime | None:
+    """Seconds since the epoch (Emissary's timestamps) as a UTC datetime, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return datetime.fromtimestamp(value, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def parse_rfc3339(value: Any) -> datetime | None:
     """An RFC 3339 timestamp (`Z` or an offset, 0-9 fractional digits) as an aware datetime.
 
@@ -59,4 +69,4 @@ def to_rfc3339(value: datetime, *, timespec: str = "auto") -> str:
     return value.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
-__all__ = ["parse_rfc3339", "to_rfc3339", "utcnow"]
+__all__ = ["from_epoch", "parse_rfc3339", "to_rfc3339", "utcnow"]

@@ -297,6 +297,8 @@ def _check_workspace(result: ValidationResult, root: Path, out: _Collector) -> N
             _check_training(r, root, models, out)
         elif r.kind == "PredictionBatch":
             _check_batch(r, root, out, result, output_files)
+        elif r.kind == "Deployment":
+            _check_deployment(r, out)
 
     for cycle in find_cycles(unique, refs):
         first = by_addr[cycle[0]]
@@ -408,6 +410,11 @@ def _check_common(r: Resource, out: _Collector) -> None:
     if isinstance(lifecycle, dict) and lifecycle.get("prevent_cancel") and lifecycle.get("on_remove") == "keep":
         out.warn_at(r, "$.spec.lifecycle.prevent_cancel",
                     "prevent_cancel has no effect with on_remove: keep (removal never cancels)")
+    if isinstance(lifecycle, dict) and lifecycle.get("on_remove") == "delete_version" and not (
+            r.kind == "Training" and adapter is not None and adapter.form is RequestForm.VERSIONED):
+        out.error_at(r, "$.spec.lifecycle.on_remove",
+                     f"on_remove: delete_version deletes the version a Replicate training made; {r.address} "
+                     f"({r.provider}) makes none: use cancel (the default) or keep")
 
 
 def _check_training(r: Resource, root: Path, models: dict[str, Resource], out: _Collector) -> None:
@@ -438,6 +445,24 @@ def _check_training(r: Resource, root: Path, models: dict[str, Resource], out: _
     _check_known_inputs(r, root, [(spec.get("input"), "$.spec.input", None, None)], TRAINING_INPUT, out)
 
 
+def _check_deployment(r: Resource, out: _Collector) -> None:
+    """What the schema cannot say: the model a bare version id needs, and instance bounds in order."""
+    spec = r.spec
+    adapter = find_adapter(r.provider)
+    if adapter is None or adapter.form is not RequestForm.VERSIONED:
+        return
+    version, model = spec.get("version"), spec.get("model")
+    if isinstance(version, str) and _HEX64.match(version) and model is None:
+        out.error_at(r, "$.spec", "missing required field `model`: a deployment of a bare version id needs the "
+                                  "model's owner/name (or write version as owner/name:<id>)")
+    m = _VERSION_WITH_MODEL.match(version) if isinstance(version, str) and "${" not in version else None
+    if m and isinstance(model, str) and "${" not in model and model != m["model"]:
+        out.error_at(r, "$.spec.model", f"model {model} does not match the version's model {m['model']}")
+    low, high = spec.get("min_instances"), spec.get("max_instances")
+    if isinstance(low, int) and isinstance(high, int) and not isinstance(low, bool) and low > high:
+        out.error_at(r, "$.spec.min_instances", f"min_instances {low} is more than max_instances {high}")
+
+
 def _check_batch(r: Resource, root: Path, out: _Collector, result: ValidationResult,
                  output_files: dict[str, Resource]) -> None:
     spec = r.spec
@@ -448,8 +473,16 @@ def _check_batch(r: Resource, root: Path, out: _Collector, result: ValidationRes
     if not has_inline and not has_file:
         out.error_at(r, "$.spec", "missing required field `inputs` (inline rows) or `inputs_file` (JSONL or CSV)")
         return
-    if spec.get("version") is None and spec.get("model") is None:
-        out.error_at(r, "$.spec", "missing required field `version` (or `model` for an official model)")
+    adapter = find_adapter(r.provider)
+    project_body = adapter is not None and adapter.form is RequestForm.PROJECT_BODY
+    if not project_body and spec.get("deployment") is not None and (
+            spec.get("version") is not None or spec.get("model") is not None):
+        out.error_at(r, "$.spec.deployment", "give either deployment or version/model, not both: a deployment "
+                                             "already names the version it serves")
+    elif not project_body and spec.get("version") is None and spec.get("model") is None and \
+            spec.get("deployment") is None:
+        out.error_at(r, "$.spec", "missing required field `version` (or `model` for an official model, "
+                                  "or `deployment`)")
     if has_inline and not isinstance(spec.get("inputs"), list):
         return  # the schema reported it
     items, diags = load_batch_items(r, root)
@@ -477,14 +510,31 @@ def _check_batch(r: Resource, root: Path, out: _Collector, result: ValidationRes
             else:
                 output_files[key] = r
     _check_sensitive(r, [spec.get("input_defaults")] + [i.input for i in items[:1000]], out)
-    defaults = spec.get("input_defaults") if isinstance(spec.get("input_defaults"), dict) else {}
-    rows = []
+    defaults: dict[str, Any] = spec["input_defaults"] if isinstance(spec.get("input_defaults"), dict) else {}
+    rows: list[tuple[Any, str, str | None, int | None]] = []
     for item in items:
         if has_file:
             rows.append((item.input, "$.input", item.file, item.line))
         else:
             rows.append((item.input, item.json_path, None, None))
-    _check_known_inputs(r, root, rows, PREDICTION_INPUT, out, defaults)
+    if project_body:
+        _check_endpoint_rows(r, root, rows, out, defaults)
+    else:
+        _check_known_inputs(r, root, rows, PREDICTION_INPUT, out, defaults)
+
+
+def _check_endpoint_rows(r: Resource, root: Path, rows: list[tuple[Any, str, str | None, int | None]],
+                         out: _Collector, defaults: dict[str, Any]) -> None:
+    """Rows sent to an Emissary deployment endpoint: each one is that endpoint's request body."""
+    from jobrunner.providers.adapters.emissary import INFERENCE_BODIES
+    from jobrunner.schema import load_schema
+
+    body = INFERENCE_BODIES.get(str(r.spec.get("endpoint")))
+    if body is None:
+        return  # the schema reported the endpoint
+    schema = load_schema()["definitions"][f"emissary.{body}"]
+    _check_known_inputs(r, root, rows, PREDICTION_INPUT, out, defaults, schema=schema,
+                        label=f"{r.spec['endpoint']} request body")
 
 
 def _placeholders(value: Any) -> Any:
@@ -499,17 +549,21 @@ def _placeholders(value: Any) -> Any:
 
 
 def _check_known_inputs(r: Resource, root: Path, rows: list[tuple[Any, str, str | None, int | None]],
-                        kind: str, out: _Collector, defaults: dict[str, Any] | None = None) -> None:
-    """Check inputs against the version's input schema when it is known offline (see version_schemas)."""
-    schema = known_input_schema(r.provider, r.spec.get("version"), kind, root)
+                        kind: str, out: _Collector, defaults: dict[str, Any] | None = None, *,
+                        schema: dict[str, Any] | None = None, label: str | None = None) -> None:
+    """Check inputs against the version's input schema when it is known offline (see version_schemas),
+    or against `schema` (named `label` in messages) when given."""
+    if schema is None:
+        schema = known_input_schema(r.provider, r.spec.get("version"), kind, root)
     if schema is None:
         return
     from jsonschema import Draft7Validator
 
     validator = Draft7Validator(schema)
-    version = str(r.spec.get("version"))
-    model = r.spec.get("model") if isinstance(r.spec.get("model"), str) else None
-    label = model or (version.split(":", 1)[0] if ":" in version else f"version {version[:12]}")
+    if label is None:
+        version = str(r.spec.get("version"))
+        model = r.spec.get("model") if isinstance(r.spec.get("model"), str) else None
+        label = (model or (version.split(":", 1)[0] if ":" in version else f"version {version[:12]}")) + " input"
     reported_defaults: set[str] = set()
     for value, base, file, line in rows:
         if not isinstance(value, dict):
@@ -518,7 +572,7 @@ def _check_known_inputs(r: Resource, root: Path, rows: list[tuple[Any, str, str 
             for json_path, message in _explain(err, None, base):
                 if "${" in json.dumps(err.instance, default=str):
                     continue  # a reference: its value is known after apply
-                text = f"{label} input schema: {message}"
+                text = f"{label} schema: {message}"
                 top = err.absolute_path[0] if err.absolute_path else None
                 if defaults and isinstance(top, str) and top in defaults and top not in _own_keys(value, defaults):
                     # the bad value came from input_defaults: report it once, there

@@ -12,7 +12,8 @@ Outputs, written both to schemas/ (for editors: the manifests' yaml-language-ser
 here) and to jobrunner/schemas/ (shipped inside the wheel, read with importlib.resources):
   replicate.<name>.json, emissary.<name>.json   the extracted request schemas, as draft-07
   manifest.schema.json                          any jobrunner manifest document (kind dispatch)
-  Training.schema.json, PredictionBatch.schema.json, Model.schema.json   one kind each
+  Training.schema.json, PredictionBatch.schema.json, Model.schema.json, Deployment.schema.json
+                                                one kind each
 
 Draft-07 is what yaml-language-server (and most editors) understand. Every manifest schema is
 self-contained: the extracted request schemas are embedded under `definitions` and the manifest
@@ -33,6 +34,7 @@ import yaml
 
 from jobrunner.providers.adapter import RequestForm
 from jobrunner.providers.adapters import ADAPTERS
+from jobrunner.providers.adapters.emissary import INFERENCE_BODIES
 from jobrunner.providers.names import PROVIDER_NAMES
 
 # Which providers each spec shape accepts comes from the adapter table: a provider added there
@@ -127,6 +129,12 @@ def operation(doc: dict[str, Any], operation_id: str) -> dict[str, Any]:
     raise SystemExit(f"derive: operation {operation_id} not found upstream")
 
 
+def body(doc: dict[str, Any], operation_id: str) -> dict[str, Any]:
+    """The inline JSON request body schema of one operation."""
+    schema: dict[str, Any] = operation(doc, operation_id)["requestBody"]["content"]["application/json"]["schema"]
+    return schema
+
+
 def extract(doc: dict[str, Any], prefix: str, roots: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Named request schemas plus every component they reference (transitively), as draft-07."""
     components = doc.get("components", {}).get("schemas", {})
@@ -153,15 +161,17 @@ def upstream_schemas() -> dict[str, dict[str, Any]]:
         "schemas_version_prediction_request": comps["schemas_version_prediction_request"],
         "schemas_prediction_request": comps["schemas_prediction_request"],
         # The models.create body is inline in the OpenAPI document; we name it after its operation.
-        "models_create_request": operation(replicate, "models.create")["requestBody"]["content"]["application/json"][
-            "schema"
-        ],
+        "models_create_request": body(replicate, "models.create"),
+        # Deployments: the create body, and the PATCH body (the fields a deployment updates in place).
+        "deployments_create_request": body(replicate, "deployments.create"),
+        "deployments_update_request": body(replicate, "deployments.update"),
     }
     em_roots = {
         # Inline request body of operation createTrainingJob; the SDK calls it CreateTrainingJobRequestBody.
-        "CreateTrainingJobRequestBody": operation(emissary, "createTrainingJob")["requestBody"]["content"][
-            "application/json"
-        ]["schema"],
+        "CreateTrainingJobRequestBody": body(emissary, "createTrainingJob"),
+        # Deployments and the inference a batch runs against one; named as the SDK names them.
+        "CreateDeploymentRequestBody": body(emissary, "createDeployment"),
+        **{name: body(emissary, name[0].lower() + name[1:-len("RequestBody")]) for name in INFERENCE_BODIES.values()},
     }
     out: dict[str, dict[str, Any]] = {}
     for name, schema in extract(replicate, "replicate", rep_roots).items():
@@ -252,8 +262,10 @@ def common_definitions() -> dict[str, Any]:
                     "keep: never re-run once succeeded.",
                 },
                 "on_remove": {
-                    "enum": ["cancel", "keep"],
-                    "description": "cancel (default): cancel if running, then forget; keep: forget only.",
+                    "enum": ["cancel", "keep", "delete_version"],
+                    "description": "cancel (default): cancel if running, then forget; keep: forget only; "
+                    "delete_version (Replicate trainings): cancel if running, else delete the trained version, "
+                    "then forget.",
                 },
                 "prevent_cancel": {"type": "boolean", "description": "Refuse to plan a cancel of this job."},
             },
@@ -363,19 +375,67 @@ def training_spec() -> dict[str, Any]:
 
 
 def batch_spec() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"provider": {"enum": list(PROVIDER_NAMES),
+                                    "x-jobrunner-message": f"must be one of {', '.join(PROVIDER_NAMES)}"}},
+        "if": {"properties": {"provider": one_of(PROJECT_BODY)}, "required": ["provider"]},
+        "then": {"$ref": "#/definitions/EmissaryPredictionBatchSpec"},
+        "else": {"$ref": "#/definitions/ReplicatePredictionBatchSpec"},
+    }
+
+
+def emissary_batch_spec() -> dict[str, Any]:
+    """Rows sent to one endpoint of an Emissary deployment: each row is that endpoint's request body."""
+    # Each row is checked against its endpoint's body by `validate` (it knows the endpoint), so the
+    # message names that body instead of every alternative.
+    rows = {"type": "object", "description": "The request body of the endpoint (plus an optional `key`)."}
+    return {
+        "type": "object",
+        "description": "Inference on an Emissary deployment: one request per row of inputs or inputs_file, "
+                       "sent to its chat.completions, completions or embeddings endpoint.",
+        "required": ["provider", "project_id", "deployment", "endpoint"],
+        "additionalProperties": False,
+        "properties": {
+            "provider": one_of(PROJECT_BODY),
+            "project_id": {"type": "string", "minLength": 1, "description": "The Emissary project of the deployment."},
+            "deployment": {"type": "string", "minLength": 1,
+                           "description": "The deployment id, or ${Deployment.x.output.id}."},
+            "endpoint": {"enum": list(INFERENCE_BODIES),
+                         "description": "Which endpoint every row is sent to; a row is its request body."},
+            "input_defaults": {"type": "object", "description": "Merged under every row (the row wins)."},
+            "inputs": {"type": "array", "items": rows, "description": "Inline rows; an optional `key` names the item."},
+            "inputs_file": {"type": "string", "minLength": 1,
+                            "description": "JSONL or CSV file of rows, relative to the manifest."},
+            "output_file": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Where apply writes the collected results (JSONL), relative to the manifest.",
+            },
+            "timeout": {"$ref": "#/definitions/timeout"},
+            "retry": {"$ref": "#/definitions/retry"},
+            "lifecycle": {"$ref": "#/definitions/lifecycle"},
+            "sensitive": {"$ref": "#/definitions/sensitive"},
+        },
+    }
+
+
+def replicate_batch_spec() -> dict[str, Any]:
     p = "replicate.schemas_version_prediction_request"
     return {
         "type": "object",
-        "description": "Many predictions of one model version: one per row of inputs or inputs_file.",
+        "description": "Many predictions of one model version (or one deployment): "
+        "one per row of inputs or inputs_file.",
         "additionalProperties": False,
         "properties": {
-            "provider": {
-                "enum": VERSIONED,
-                "x-jobrunner-message": f"must be {' or '.join(VERSIONED)} "
-                f"({', '.join(PROJECT_BODY)} runs trainings only)",
-            },
+            "provider": {"enum": VERSIONED, "description": "Where the predictions run (default local)."},
             "model": {"$ref": "#/definitions/model"},
             "version": {"allOf": [up(p, "version"), {"$ref": "#/definitions/version"}]},
+            "deployment": string_or_ref(
+                OWNER_NAME,
+                "must be owner/name of a deployment, or a reference such as ${Deployment.name.output.name}",
+                "Run every row on this deployment (POST /v1/deployments/{owner}/{name}/predictions) "
+                "instead of a version."),
             "input_defaults": {"allOf": [up(p, "input")], "description": "Merged under every row (the row wins)."},
             "inputs": {
                 "type": "array",
@@ -421,7 +481,78 @@ def model_spec() -> dict[str, Any]:
     }
 
 
-KIND_SPECS = {"Training": "TrainingSpec", "PredictionBatch": "PredictionBatchSpec", "Model": "ModelSpec"}
+def deployment_lifecycle() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "prevent_destroy": {"type": "boolean",
+                                "description": "Refuse to plan a delete of this deployment (removal or destroy)."},
+        },
+    }
+
+
+def replicate_deployment_spec() -> dict[str, Any]:
+    c = "replicate.deployments_create_request"
+    return {
+        "type": "object",
+        "description": "A Replicate (or local platform) deployment: POST /v1/deployments (its name is metadata.name); "
+                       "version, hardware and instances are updated in place (PATCH), a new model replaces it.",
+        "required": ["version", "hardware", "min_instances", "max_instances"],
+        "additionalProperties": False,
+        "properties": {
+            "provider": {"enum": VERSIONED, "description": "Where the deployment runs (default local)."},
+            "model": {"allOf": [up(c, "model"), {"$ref": "#/definitions/model"}]},
+            "version": {"allOf": [up(c, "version"), {"$ref": "#/definitions/version"}]},
+            "hardware": up(c, "hardware"),
+            "min_instances": up(c, "min_instances"),
+            "max_instances": up(c, "max_instances"),
+            "timeout": {"$ref": "#/definitions/timeout"},
+            "lifecycle": {"$ref": "#/definitions/deploymentLifecycle"},
+        },
+    }
+
+
+def emissary_deployment_spec() -> dict[str, Any]:
+    b = "emissary.CreateDeploymentRequestBody"
+    return {
+        "type": "object",
+        "description": "An Emissary deployment of a training job's checkpoint: "
+                       "POST /v1/projects/{project_id}/deployments (its name is metadata.name). "
+                       "Emissary updates nothing in place: a change replaces it.",
+        "required": ["provider", "project_id", "training_job_id", "checkpoint"],
+        "additionalProperties": False,
+        "properties": {
+            "provider": one_of(PROJECT_BODY),
+            "project_id": {"type": "string", "minLength": 1, "description": "The Emissary project that owns it."},
+            "training_job_id": {"allOf": [up(b, "training_job_id")], "minLength": 1,
+                                "description": "The training job to deploy, or ${Training.x.output.id}."},
+            "checkpoint": {
+                "anyOf": [up(b, "checkpoint"), {"type": "string", "pattern": f"^{REF}$"}],
+                "x-jobrunner-message": "must be a checkpoint number or a reference such as "
+                                       "${Training.name.output.checkpoint}",
+            },
+            "server_type": up(b, "server_type"),
+            "description": up(b, "description"),
+            "timeout": {"$ref": "#/definitions/timeout"},
+            "lifecycle": {"$ref": "#/definitions/deploymentLifecycle"},
+        },
+    }
+
+
+def deployment_spec() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"provider": {"enum": list(PROVIDER_NAMES),
+                                    "x-jobrunner-message": f"must be one of {', '.join(PROVIDER_NAMES)}"}},
+        "if": {"properties": {"provider": one_of(PROJECT_BODY)}, "required": ["provider"]},
+        "then": {"$ref": "#/definitions/EmissaryDeploymentSpec"},
+        "else": {"$ref": "#/definitions/ReplicateDeploymentSpec"},
+    }
+
+
+KIND_SPECS = {"Training": "TrainingSpec", "PredictionBatch": "PredictionBatchSpec", "Model": "ModelSpec",
+              "Deployment": "DeploymentSpec"}
 
 
 def manifest_schema(upstream: dict[str, dict[str, Any]], kinds: list[str], title: str) -> dict[str, Any]:
@@ -435,7 +566,13 @@ def manifest_schema(upstream: dict[str, dict[str, Any]], kinds: list[str], title
         "ReplicateTrainingSpec": replicate_training_spec(),
         "EmissaryTrainingSpec": emissary_training_spec(),
         "PredictionBatchSpec": batch_spec(),
+        "ReplicatePredictionBatchSpec": replicate_batch_spec(),
+        "EmissaryPredictionBatchSpec": emissary_batch_spec(),
         "ModelSpec": model_spec(),
+        "deploymentLifecycle": deployment_lifecycle(),
+        "DeploymentSpec": deployment_spec(),
+        "ReplicateDeploymentSpec": replicate_deployment_spec(),
+        "EmissaryDeploymentSpec": emissary_deployment_spec(),
         **{k: {key: val for key, val in v.items()} for k, v in upstream.items()},
     }
     dispatch = [

@@ -82,7 +82,8 @@ def _repo_relative(diagnostics: list[Diagnostic], root: Path) -> list[Diagnostic
 
 
 @click.command()
-@click.option("--kind", default=None, metavar="KIND", help="Only this kind: Training, PredictionBatch or Model.")
+@click.option("--kind", default=None, metavar="KIND",
+              help="Only this kind: Training, PredictionBatch, Model or Deployment.")
 @click.option("--name", "name", default=None, metavar="FILE",
               help="A schema file by name (see --list), e.g. replicate.schemas_training_request.json.")
 @click.option("--list", "list_", is_flag=True, help="List the shipped schema files.")

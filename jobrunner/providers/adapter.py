@@ -62,7 +62,8 @@ class Capabilities:
     bulk_refresh: bool
     # List pages hold summaries without inputs or datasets: matching and discovery fetch each detail.
     list_returns_summaries: bool
-    # A changed spec can be applied to the existing remote object (no provider does this yet).
+    # A changed deployment can be updated on the provider (only the fields its `DeploymentForm`
+    # names as `updatable`); without it every change replaces the deployment.
     update_in_place: bool
     # Jobs live inside a project: every call names its `project_id`.
     project_scoped: bool = False
@@ -114,6 +115,20 @@ class Costing:
     rate_class: Mapping[str, str] = field(default_factory=lambda: {"prediction": CREATE, "training": OTHER})
 
 
+@dataclass(frozen=True)
+class DeploymentForm:
+    """How a provider's `Deployment` spec maps to its create request (name = metadata.name).
+
+    `fields` determine what is served and enter the fingerprint; `label_fields` are sent but only
+    label it (never fingerprinted, never a reason to change it); `updatable` are the fields the
+    provider changes in place (Replicate's PATCH body); a change to any other field replaces it.
+    """
+
+    fields: tuple[str, ...]
+    label_fields: tuple[str, ...] = ()
+    updatable: frozenset[str] = frozenset()
+
+
 # (spec, why-not) of a manifest that reproduces a remote training, for `import --discover`.
 DiscoveredSpec = tuple[dict[str, Any] | None, str | None]
 
@@ -150,6 +165,8 @@ class ProviderAdapter:
     settings_keys: frozenset[str] = frozenset()
     # Inputs of cost and duration estimates (jobrunner.estimate).
     costing: Costing = field(default_factory=Costing)
+    # How its `Deployment` kind is built (None: the provider serves no deployments).
+    deployment: DeploymentForm | None = None
 
 
 __all__ = [
@@ -157,6 +174,7 @@ __all__ = [
     "PROVIDER_NAMES",
     "Capabilities",
     "Costing",
+    "DeploymentForm",
     "DiscoveredSpec",
     "Endpoint",
     "ProviderAdapter",

@@ -63,6 +63,50 @@ def check_id(job: RemoteJob, asked: str, provider: str, what: str) -> RemoteJob:
     return job
 
 
+@dataclass
+class RemoteDeployment:
+    """A deployment as the provider reports it, in provider-neutral terms.
+
+    `id` is what later calls name it by: Replicate's `owner/name`, Emissary's `dp-...` id; `name`
+    is what a manifest refers to (Replicate: `owner/name`, which predictions are sent to).
+    `status` uses the normalized statuses: ready to serve is SUCCEEDED (Replicate reports no status:
+    a deployment it answers for is ready), still starting is PENDING or RUNNING, GONE after a 404.
+    `settings` holds the fields a manifest declares, as the provider echoes them, so a plan can
+    tell a change made outside jobrunner.
+    """
+
+    id: str
+    name: str
+    status: str
+    raw_status: str | None = None
+    url: str | None = None  # the API URL of the deployment
+    model: str | None = None
+    version: str | None = None
+    project_id: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.status == SUCCEEDED
+
+    def as_job(self) -> RemoteJob:
+        """The deployment as a RemoteJob of kind "deployment", the shape refresh and plans read:
+        its settings and outputs travel in `extra`."""
+        return RemoteJob(id=self.id, job_kind="deployment", status=self.status, raw_status=self.raw_status,
+                         created_at=self.created_at, model=self.model, version=self.version,
+                         project_id=self.project_id,
+                         extra={"settings": dict(self.settings), "outputs": self.outputs()})
+
+    def outputs(self) -> dict[str, Any]:
+        """What `${Deployment.x.output.field}` may name: the id, name, URL, status (and version)."""
+        out: dict[str, Any] = {"id": self.id, "name": self.name, "url": self.url,
+                               "status": self.raw_status or self.status}
+        if self.version:
+            out["version"] = self.version
+        return {k: v for k, v in out.items() if v is not None}
+
+
 @dataclass(frozen=True)
 class CreateRequest:
     """What to create, already resolved (no `${...}` references, files uploaded).
@@ -79,6 +123,10 @@ class CreateRequest:
     destination: str | None = None
     project_id: str | None = None
     cancel_after: str | None = None  # Replicate Cancel-After header value, e.g. "2h"
+    # Predictions on a deployment: Replicate's owner/name (instead of a version), or Emissary's
+    # deployment id with the `endpoint` the body is sent to (chat.completions, completions, embeddings).
+    deployment: str | None = None
+    endpoint: str | None = None
 
 
 @runtime_checkable

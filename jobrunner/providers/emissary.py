@@ -31,6 +31,7 @@ from jobrunner.providers.base import (
     CreateRequest,
     RemoteJob,
 )
+from jobrunner.providers.emissary_deployments import EmissaryDeployments
 from jobrunner.providers.http import HttpClient, upload_seconds
 from jobrunner.providers.ratelimit import CREATE
 from jobrunner.providers.settings import ClientContext
@@ -121,8 +122,9 @@ def _check_kind(job_kind: str) -> None:
         raise UsageError(f"emissary runs training jobs only, not {job_kind!r}")
 
 
-class EmissaryProvider:
-    """Emissary training jobs behind the `Provider` interface, plus projects, datasets, checkpoints."""
+class EmissaryProvider(EmissaryDeployments):
+    """Emissary training jobs behind the `Provider` interface, plus projects, datasets, checkpoints,
+    and deployments with their inference endpoints (`EmissaryDeployments`)."""
 
     name = "emissary"
 
@@ -141,6 +143,8 @@ class EmissaryProvider:
         return f"/v1/projects/{_project(project_id, what)}/training-jobs"
 
     async def create(self, req: CreateRequest) -> RemoteJob:
+        if req.job_kind == "prediction" and req.deployment:
+            return await self.create_inference(req)  # a batch row on a deployment
         _check_kind(req.job_kind)
         project_id = req.project_id or req.body.get("project_id")
         body = {k: req.body[k] for k in BODY_FIELDS if k in req.body and req.body[k] is not None}
@@ -189,7 +193,10 @@ class EmissaryProvider:
         )
 
     async def delete(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> None:
-        """Delete a training job (204). Deleting what is already gone counts as done."""
+        """Delete a training job (204). Deleting what is already gone counts as done. A batch row
+        on a deployment was one inference answered at once: nothing of it is left to delete."""
+        if job_kind == "prediction":
+            return
         _check_kind(job_kind)
         try:
             await self.http.request("DELETE", f"{self._jobs(project_id, 'delete')}/{remote_id}", what=f"delete training job {remote_id}")
@@ -199,7 +206,13 @@ class EmissaryProvider:
     async def list(
         self, job_kind: str, *, since: datetime | None = None, project_id: str | None = None
     ) -> AsyncIterator[RemoteJob]:
-        """The project's training jobs, newest first (the API returns one unpaginated array)."""
+        """The project's training jobs, newest first (the API returns one unpaginated array).
+
+        Batch rows on a deployment are inferences answered synchronously and never listed: a
+        lookup after a lost answer finds none, and the row is sent again (a repeat may be billed;
+        nothing is left behind on the provider)."""
+        if job_kind == "prediction":
+            return
         _check_kind(job_kind)
         data = await self.http.request_json("GET", self._jobs(project_id, "list"), what="list training jobs")
         if not isinstance(data, list):

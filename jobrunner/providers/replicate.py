@@ -43,6 +43,7 @@ from jobrunner.providers.base import (
 )
 from jobrunner.providers.http import HttpClient, upload_seconds
 from jobrunner.providers.ratelimit import CREATE, OTHER
+from jobrunner.providers.replicate_deployments import ReplicateDeployments, deployment_path
 from jobrunner.providers.settings import ClientContext
 from jobrunner.providers.sync_create import SyncCreatePolicy
 from jobrunner.timestamps import REFRESH_LOOKBACK, parse_rfc3339, to_rfc3339
@@ -134,8 +135,9 @@ def _collection(job_kind: str) -> str:
     raise UsageError(f"the Replicate API has no {job_kind!r} jobs (expected training or prediction)")
 
 
-class ReplicateProvider:
-    """Replicate HTTP API v1 behind the `Provider` interface, plus models, schemas, bulk refresh."""
+class ReplicateProvider(ReplicateDeployments):
+    """Replicate HTTP API v1 behind the `Provider` interface, plus models, schemas, bulk refresh,
+    and deployments (`ReplicateDeployments`)."""
 
     name = "replicate"
 
@@ -173,7 +175,10 @@ class ReplicateProvider:
                 headers = {**(headers or {}), "Prefer": prefer}
             body = {k: req.body[k] for k in PREDICTION_FIELDS if k in req.body}
             body.setdefault("input", {})
-            if version:
+            if req.deployment:
+                # deployments.predictions.create takes schemas_prediction_request: no version.
+                path = f"{deployment_path(req.deployment)}/predictions"
+            elif version:
                 path = "/v1/predictions"
                 body = {"version": version, **body}
             elif model:

@@ -2,11 +2,13 @@
 
 One asyncio task per planned address. A task first waits for the resources it references to
 succeed (an upstream failure skips it, with the reason), resolves its `${...}` values from their
-fresh outputs, then does its action: create / replace / retry, adopt, wait, cancel or forget.
+fresh outputs, then does its action: create / replace / retry, adopt, wait, cancel or forget; a
+deployment's create / update / replace / wait / delete.
 
 This module only routes; the work is done in small rooms that share one `ApplyContext`:
 `creation` (exactly-once: intent, create, record, lookups), `waiting` (to the end, the job's own
-timeout), `cancel` (cancel, delete, forget), `destmodels` (destination models), `outputfiles`
+timeout), `cancel` (cancel, delete, forget), `destmodels` (destination models), `deployments`
+(create exactly once, update in place, delete, wait until ready), `outputfiles`
 (batch output files), `stopcontrol` (Ctrl-C, the deadline, a provider's refusal) and `report`
 (the outcome of each address, which `jobrunner.exitcodes.for_apply` turns into the exit code).
 """
@@ -24,6 +26,7 @@ from jobrunner.errors import JobrunnerError, ProviderError
 from jobrunner.plan_types import (
     ADOPT,
     CANCEL,
+    DELETE,
     FORGET,
     MOVED,
     NOOP,
@@ -35,6 +38,7 @@ from jobrunner.providers.base import SUCCEEDED, TERMINAL
 from jobrunner.reconcile import jobrun
 from jobrunner.reconcile.cancel import cancel_or_forget
 from jobrunner.reconcile.context import ApplyContext, ApplyOptions
+from jobrunner.reconcile.deployments import apply_deployment, delete_deployment
 from jobrunner.reconcile.destmodels import ensure_model
 from jobrunner.reconcile.outputfiles import output_files_due, write_output_files
 from jobrunner.reconcile.outputs import resource_of
@@ -68,9 +72,10 @@ from jobrunner.reconcile.stopcontrol import (
     error_detail,
 )
 from jobrunner.reconcile.upstream import Upstreams
+from jobrunner.reconcile.versions import delete_trained_version
 from jobrunner.reconcile.waiter import Waiter
 from jobrunner.references import missing_outputs_text
-from jobrunner.resources import JOB_MODEL, JOB_PREDICTION, DesiredJob, Resource
+from jobrunner.resources import JOB_DEPLOYMENT, JOB_MODEL, JOB_PREDICTION, DesiredJob, Resource
 
 
 class Executor:
@@ -176,6 +181,10 @@ class Executor:
             if change.action == CANCEL and st is not None and st.provider:
                 self.ctx.providers.check(st.provider)
             return await cancel_or_forget(self.ctx, change)
+        if change.action == DELETE:  # a deployment removed or destroyed; a trained version on removal
+            if change.prior is not None and change.prior.job_kind == JOB_DEPLOYMENT:
+                return await delete_deployment(self.ctx, change)
+            return await delete_trained_version(self.ctx, change)
         job = change.job
         assert job is not None, f"{change.action} without a desired job"
         why = await self._why_skipped(change, job)
@@ -194,6 +203,8 @@ class Executor:
                     self.ctx.progress.event(address, "unchanged", "inputs resolved to what already ran")
                     return None
                 if st.status not in TERMINAL:
+                    if job.job_kind == JOB_DEPLOYMENT:
+                        return await apply_deployment(self.ctx, dc_replace(change, action=WAIT), job)
                     return await jobrun.wait_existing(self.ctx, job, st, change.policy)
         return await self._act(change, job)
 
@@ -201,6 +212,8 @@ class Executor:
         self.ctx.providers.check(job.provider)
         if job.job_kind == JOB_MODEL:
             return await ensure_model(self.ctx, job)
+        if job.job_kind == JOB_DEPLOYMENT:
+            return await apply_deployment(self.ctx, change, job)
         if change.action == ADOPT and change.adopt_remote_id:
             return await jobrun.adopt(self.ctx, job, change.adopt_remote_id, change.policy)
         if change.action == WAIT:

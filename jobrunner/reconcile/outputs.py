@@ -1,8 +1,10 @@
 """What a finished job leaves behind: outputs recorded in state, and a batch's `output_file`.
 
 Training outputs are the new version (`owner/name:id`) and weights URL (and `metrics.predict_time`
-when the provider reports it, for duration estimates); a batch item's are its output and metrics; a Model's are its `owner/name`. `resource_outputs` folds per-address state into
-the `Kind/name -> outputs` map that `${Kind.name.output.field}` references resolve against.
+when the provider reports it, for duration estimates); a batch item's are its output and metrics;
+a Model's are its `owner/name`; a ready Deployment's its name, URL and status.
+`resource_outputs` folds per-address state into the `Kind/name -> outputs` map that
+`${Kind.name.output.field}` references resolve against.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jobrunner.providers.base import SUCCEEDED, RemoteJob
-from jobrunner.resources import JOB_PREDICTION, JOB_TRAINING
+from jobrunner.resources import JOB_DEPLOYMENT, JOB_PREDICTION, JOB_TRAINING
 from jobrunner.state.model import AddressState, StateDoc
 
 
@@ -43,6 +45,9 @@ def outputs_of(job_kind: str, remote: RemoteJob) -> dict[str, Any]:
 
         # Models may echo their input: secret-named fields never reach state or output files.
         return {"output": redact(remote.output), "metrics": dict(remote.metrics or {})}
+    if job_kind == JOB_DEPLOYMENT:  # ready: what RemoteDeployment.outputs() said (name, url, status...)
+        outs = remote.extra.get("outputs")
+        return dict(outs) if isinstance(outs, dict) else {"id": remote.id}
     return {}
 
 

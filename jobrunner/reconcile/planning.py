@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from jobrunner.errors import Diagnostic, ManifestError, PlanError, UsageError
-from jobrunner.plan_types import CANCEL, CREATE, FORGET, REPLACE, RETRY, Plan, PlannedChange
+from jobrunner.plan_types import CANCEL, CREATE, DELETE, FORGET, REPLACE, RETRY, Plan, PlannedChange
 from jobrunner.providers.adapter import RequestForm
 from jobrunner.providers.adapters import adapter_for
 from jobrunner.providers.base import RemoteJob
@@ -25,7 +25,7 @@ from jobrunner.reconcile import requests as rq
 from jobrunner.reconcile.matching import find_match, next_listing_delay
 from jobrunner.reconcile.timeutil import parse_rfc3339
 from jobrunner.refresh import claimed_ids, list_candidates, refresh_tracked
-from jobrunner.resources import JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
+from jobrunner.resources import JOB_DEPLOYMENT, JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
 from jobrunner.state.model import StateDoc
 
 CREATING = frozenset({CREATE, REPLACE, RETRY})
@@ -249,8 +249,8 @@ def _pending_lookups(doc: StateDoc, desired: list[DesiredJob], resources: dict[s
     pending: list[_Lookup] = []
     by_address = {j.address: j for j in desired}
     for address, st in doc.addresses.items():
-        if st.intent is None or st.job_kind == JOB_MODEL:
-            continue
+        if st.intent is None or st.job_kind in (JOB_MODEL, JOB_DEPLOYMENT):
+            continue  # a deployment's lost create is looked up by name when apply creates it
         since = parse_rfc3339(st.intent.created_at)
         job = by_address.get(address)
         if since is None:
@@ -373,7 +373,7 @@ async def check_against_providers(plan: Plan, resources: dict[str, Resource], do
     locations: dict[str, dict[str, tuple[str, int, str]]] = {}
     for change in plan.changes:
         job = change.job
-        if (job is None or change.action not in CREATING or job.job_kind == JOB_MODEL
+        if (job is None or change.action not in CREATING or job.job_kind in (JOB_MODEL, JOB_DEPLOYMENT)
                 or adapter_for(job.provider).form is not RequestForm.VERSIONED):
             continue
         res = resources.get(job.resource_address)
@@ -470,11 +470,37 @@ def apply_declared_moves(ws: Workspace, validated: Any, doc: StateDoc, rel_paths
     return {new: old for old, new in pairs.items()}
 
 
+def record_lifecycles(plan: Plan, resources: dict[str, Resource], doc: StateDoc) -> list[str]:
+    """Bring the `lifecycle` state records up to date for the plan's addresses; returns those changed.
+
+    A lifecycle enters no fingerprint, so adding `prevent_destroy` to a deployment (or
+    `on_remove` to a training) plans no change; yet removal is planned from what state records,
+    so the flag must be recorded by the next apply for the protection to outlive the manifest.
+    """
+    changed: list[str] = []
+    for change in plan.changes:
+        st = doc.addresses.get(change.address)
+        res = resources.get(change.job.resource_address) if change.job is not None else None
+        if st is None or res is None:
+            continue
+        wanted = dict(res.spec.get("lifecycle") or {}) or None
+        if st.lifecycle != wanted:
+            st.lifecycle = wanted
+            changed.append(change.address)
+    return changed
+
+
+def _refreshed(doc: StateDoc, rel_paths: list[str]) -> list[str]:
+    """What refresh asks about: every tracked job, and the deployments of the planned files only (a
+    deployment is always asked about, so one elsewhere would need its provider's credential for
+    a plan that cannot change it)."""
+    return [a for a, st in doc.addresses.items() if st.job_kind != JOB_DEPLOYMENT or _under(st.file, rel_paths)]
+
+
 async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, *,
                     targets: tuple[str, ...] = (), check_remote: bool = True,
                     replace: tuple[str, ...] = ()) -> Planned:
     from jobrunner.plan import compute_plan, expand_replace
-
     from jobrunner.refresh import absorb
 
     rel_paths = [_rel(p, ws.root) for p in paths]
@@ -483,7 +509,7 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
     by_res = {r.address: r for r in resources}
     doc.check_remote_ids()  # one remote job, one address: a state that breaks it is not planned on
     moved = apply_declared_moves(ws, validated, doc, rel_paths)
-    remote = await refresh_tracked(doc, pool)
+    remote = await refresh_tracked(doc, pool, addresses=_refreshed(doc, rel_paths))
     absorbed = absorb(doc, remote, only_succeeded=True)  # outputs of jobs that finished unattended
     desired = expand_desired(resources, ws.root, doc, validated.items)
     forced = expand_replace(replace, desired)
@@ -507,6 +533,7 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
         from jobrunner.plan import filter_plan
 
         plan = filter_plan(plan, targets)
+    absorbed += record_lifecycles(plan, by_res, doc)
     if check_remote:
         await check_against_providers(plan, by_res, doc, pool, ws.root)
     estimate_into(plan, doc, resources, ws.config)
@@ -532,8 +559,11 @@ def destroy_changes(chosen: dict[str, Any], resources: dict[str, Resource]) -> l
     from jobrunner.reconcile.outputs import resource_of
 
     changes: list[PlannedChange] = []
-    protected = []
+    protected: list[str] = []
     for addr, st in sorted(chosen.items()):
+        if st.job_kind == JOB_DEPLOYMENT:
+            changes.append(_destroy_deployment(st, resources.get(resource_of(addr)), protected))
+            continue
         running = bool(st.remote_id) and st.job_kind != JOB_MODEL and st.status not in TERMINAL
         adapter = adapter_for(st.provider)
         deleted = adapter.capabilities.delete_on_destroy and bool(st.remote_id)
@@ -550,9 +580,25 @@ def destroy_changes(chosen: dict[str, Any], resources: dict[str, Resource]) -> l
         changes.append(PlannedChange(address=addr, action=action, reason=reason, job=None, prior=st,
                                      fingerprint_before=st.fingerprint, remote_status=st.status))
     if protected:
-        raise PlanError("destroy would cancel job(s) protected by lifecycle.prevent_cancel: " + ", ".join(protected),
-                        hint="remove prevent_cancel from their manifests, or destroy other addresses with --target")
+        raise PlanError("destroy would cancel or delete what lifecycle.prevent_cancel or prevent_destroy protects: "
+                        + ", ".join(protected),
+                        hint="remove the protection from their manifests, or destroy other addresses with --target")
     return changes
+
+
+def _destroy_deployment(st: Any, res: Resource | None, protected: list[str]) -> PlannedChange:
+    """Destroy deletes a deployment on the provider, unless its lifecycle (the manifest's, else the
+    one state recorded) says prevent_destroy; one already gone is only forgotten."""
+    from jobrunner.providers.base import GONE
+
+    lifecycle = (res.spec.get("lifecycle") or {}) if res is not None else (st.lifecycle or {})
+    if not st.remote_id or st.status == GONE:
+        return PlannedChange(address=st.address, action=FORGET, reason="nothing to delete on the provider", job=None,
+                             prior=st, fingerprint_before=st.fingerprint, remote_status=st.status)
+    if lifecycle.get("prevent_destroy"):
+        protected.append(st.address)
+    return PlannedChange(address=st.address, action=DELETE, reason=f"{st.remote_id} is deleted, then forgotten",
+                         job=None, prior=st, fingerprint_before=st.fingerprint, remote_status=st.status)
 
 
 def planned_files(files: list[str], rel_paths: list[str], doc: StateDoc) -> set[str]:

@@ -25,6 +25,8 @@ class OutcomeKind(StrEnum):
     NOOP = "noop"
     ERROR = "error"
     NOT_ATTEMPTED = "not attempted"  # its provider refused the credential or account earlier in this run
+    UPDATED = "updated"  # a deployment changed in place (and serving again)
+    DELETED = "deleted"  # a deployment deleted on the provider (removed from the manifests, or destroyed)
 
 
 # The names the rooms and tests use.
@@ -33,6 +35,7 @@ O_CANCELED, O_CANCELED_FORGOTTEN = OutcomeKind.CANCELED, OutcomeKind.CANCELED_FO
 O_SKIPPED, O_FORGOTTEN, O_RUNNING = OutcomeKind.SKIPPED, OutcomeKind.FORGOTTEN, OutcomeKind.RUNNING
 O_DEFERRED, O_NOOP, O_ERROR = OutcomeKind.DEFERRED, OutcomeKind.NOOP, OutcomeKind.ERROR
 O_NOT_ATTEMPTED = OutcomeKind.NOT_ATTEMPTED
+O_UPDATED, O_DELETED = OutcomeKind.UPDATED, OutcomeKind.DELETED
 
 # Outcomes that leave an address needing a person (or a fix) before apply can exit 0.
 BAD_OUTCOMES: frozenset[OutcomeKind] = frozenset({O_FAILED, O_CANCELED, O_SKIPPED, O_ERROR, O_NOT_ATTEMPTED})

@@ -56,10 +56,15 @@ def create_request(job: DesiredJob, spec: dict[str, Any], request: dict[str, Any
 
 def request_digest(req: CreateRequest) -> str:
     """sha256 of everything that identifies a create (recorded in the write-ahead intent)."""
-    return fingerprint({
+    identity: dict[str, Any] = {
         "job_kind": req.job_kind, "model": req.model, "version": req.version,
         "destination": req.destination, "project_id": req.project_id, "body": req.body,
-    })
+    }
+    # Only when set, so the digests of intents recorded before deployments existed stay the same.
+    for key in ("deployment", "endpoint"):
+        if getattr(req, key) is not None:
+            identity[key] = getattr(req, key)
+    return fingerprint(identity)
 
 
 __all__ = ["create_request", "file_markers", "is_file_marker", "request_digest", "split_version", "upload_files"]

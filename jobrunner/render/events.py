@@ -52,6 +52,10 @@ _WORDS: dict[str, tuple[EventKind, JobStatus]] = {
     "forgotten": ("status", "forgotten"),
     "canceled and forgotten": ("status", "forgotten"),
     "retrying": ("retry", "retrying"),
+    # deployments: changed in place (rolling out until it serves again), deleted and forgotten
+    "updated": ("status", "pending"),
+    "deleting": ("status", "canceling"),
+    "deleted": ("status", "forgotten"),
     "failed": ("error", "failed"),
     "aborted": ("error", "aborted"),
     "canceled": ("error", "canceled"),

@@ -4,9 +4,24 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from jobrunner.plan_types import ADOPT, CANCEL, CREATE, FORGET, NOOP, REPLACE, RETRY, WAIT, Plan, PlannedChange
+from jobrunner.plan_types import (
+    ADOPT,
+    CANCEL,
+    CREATE,
+    DELETE,
+    DESTRUCTIVE,
+    FORGET,
+    NOOP,
+    REPLACE,
+    RETRY,
+    UPDATE,
+    WAIT,
+    Plan,
+    PlannedChange,
+)
 from jobrunner.redact import Secrets, known_secrets, redact, scrub_text
 from jobrunner.references import REF_RE
+from jobrunner.resources import JOB_DEPLOYMENT
 
 NO_CHANGES = "No changes. Your jobs match the manifests."
 
@@ -18,9 +33,14 @@ def summary_line(plan: Plan) -> str:
     """`Plan: 1 to create, 0 to replace, 0 to retry, 0 to cancel, 0 to forget, 2 waiting.`
 
     Declared renames add `N to move`: every moved address, including those also replaced.
+    Deployments add `N to update` and `N to delete` when there are any.
     """
     counts = plan.counts()
     parts = [f"{counts[a]} to {a}" for a in SUMMARY_ORDER]
+    if counts[UPDATE]:
+        parts.insert(1, f"{counts[UPDATE]} to update")
+    if counts[DELETE]:
+        parts.insert(parts.index(f"{counts[CANCEL]} to cancel") + 1, f"{counts[DELETE]} to delete")
     if counts[ADOPT]:
         parts.append(f"{counts[ADOPT]} to adopt")
     moves = len(plan.moves)
@@ -28,6 +48,19 @@ def summary_line(plan: Plan) -> str:
         parts.append(f"{moves} to move")
     parts.append(f"{counts[WAIT]} waiting")
     return "Plan: " + ", ".join(parts) + "."
+
+
+def destructive_line(plan: Plan) -> str | None:
+    """The warning a reviewer must not miss: what this plan deletes on the provider for good."""
+    doomed = [c for c in plan.changes if c.action in DESTRUCTIVE]
+    if not doomed:
+        return None
+    versions = sum(1 for c in doomed if c.prior is not None and c.prior.job_kind != JOB_DEPLOYMENT)
+    what = [f"{n} {noun}{'s' if n != 1 else ''}" for n, noun in
+            ((len(doomed) - versions, "deployment"), (versions, "trained version")) if n]
+    names = [c.address for c in doomed]
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    return f"This plan deletes {' and '.join(what)} on the provider: {shown}"
 
 
 def no_changes_line(plan: Plan) -> str:
@@ -138,6 +171,7 @@ def visible(change: PlannedChange) -> bool:
 __all__ = [
     "NO_CHANGES",
     "SUMMARY_ORDER",
+    "destructive_line",
     "summary_line",
     "no_changes_line",
     "show_value",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from jobrunner.plan_types import Plan, PlannedChange
+from jobrunner.plan_types import DESTRUCTIVE, Plan, PlannedChange
 from jobrunner.redact import Secrets, known_secrets, redact, scrub_text
 from jobrunner.render.formats import FORMAT_VERSION
 from jobrunner.render.plan_common import redacted_request, resource_of
@@ -28,6 +28,7 @@ def change_dict(change: PlannedChange, *, secrets: Secrets | None = None, plan: 
         "address": change.address,
         "resource": job.resource_address if job else resource_of(change.address),
         "action": change.action,
+        "destructive": change.action in DESTRUCTIVE,
         "reason": scrub_text(change.reason, secrets=secrets),
         "quiet": change.quiet,
         "job_kind": job.job_kind if job else (prior.job_kind if prior else None),

@@ -14,9 +14,16 @@ from __future__ import annotations
 import html
 import re
 
-from jobrunner.plan_types import ACTIONS, MOVED, NOOP, WAIT, Plan, PlannedChange
+from jobrunner.plan_types import ACTIONS, DELETE, DESTRUCTIVE, MOVED, NOOP, UPDATE, WAIT, Plan, PlannedChange
 from jobrunner.redact import Secrets, known_secrets, scrub_text
-from jobrunner.render.plan_common import diff_lines, no_changes_line, resource_of, summary_line, visible
+from jobrunner.render.plan_common import (
+    destructive_line,
+    diff_lines,
+    no_changes_line,
+    resource_of,
+    summary_line,
+    visible,
+)
 from jobrunner.render.plan_costs import markdown_table
 
 MARKER = "<!-- jobrunner-plan -->"
@@ -38,7 +45,8 @@ def _fence(body: str) -> str:
 
 
 def _row(change: PlannedChange, secrets: Secrets) -> str:
-    return f"| `{change.address}` | {change.action} | {_cell(change.reason, secrets)} |\n"
+    action = f"**{change.action}** (destructive)" if change.action in DESTRUCTIVE else change.action
+    return f"| `{change.address}` | {action} | {_cell(change.reason, secrets)} |\n"
 
 
 def _details(change: PlannedChange, secrets: Secrets) -> str | None:
@@ -91,12 +99,17 @@ def render(plan: Plan, *, artifact: str = DEFAULT_ARTIFACT, max_chars: int = MAX
         head.append("\n")
     head.append(markdown_table(plan.estimate))  # what it will cost, first: reviewers read it first
     # The moved column only when something moves; it counts every moved address, also replaced ones.
-    columns = [a for a in ACTIONS if a != NOOP and (a != MOVED or plan.moves)]
+    # Update and delete (deployments) only when the plan has some.
+    optional = {MOVED: bool(plan.moves), UPDATE: bool(counts[UPDATE]), DELETE: bool(counts[DELETE])}
+    columns = [a for a in ACTIONS if a != NOOP and optional.get(a, True)]
     counts[MOVED] = len(plan.moves)
     head.append("| " + " | ".join(columns) + " | unchanged |\n")
     head.append("|" + "---:|" * (len(columns) + 1) + "\n")
     head.append("| " + " | ".join(str(counts[a]) for a in columns) + f" | {counts[NOOP]} |\n\n")
     head.append(f"**{summary_line(plan) if plan.has_changes else no_changes_line(plan)}**\n\n")
+    doomed = destructive_line(plan)
+    if doomed:
+        head.append(f"> **Destructive:** {_cell(doomed)}\n\n")
     header = "".join(head)
 
     shown = [c for c in plan.changes if visible(c)]

@@ -1,6 +1,8 @@
 """The plan as a terminal shows it: Terraform-like lines, a reason per line, a summary line.
 
     + Training/poems-ngram  (new job)
+    ~ Deployment/poems-api  (max_instances (1 -> 3) changed: updated in place)
+          ~ max_instances: 1 -> 3
   -/+ PredictionBatch/eval[moon]  (input.prompt ("The moon" -> "The sun") changed)
    -> PredictionBatch/poems[moon]  (moved from PredictionBatch/eval[moon]; still running (p-12))
           ~ input.prompt: "The moon" -> "The sun"
@@ -25,22 +27,32 @@ from jobrunner.plan_types import (
     ADOPT,
     CANCEL,
     CREATE,
+    DELETE,
     FORGET,
     MOVED,
     NOOP,
     REPLACE,
     RETRY,
     SYMBOLS,
+    UPDATE,
     WAIT,
     Plan,
     PlannedChange,
 )
 from jobrunner.redact import Secrets, known_secrets, scrub_text
-from jobrunner.render.plan_common import change_estimate, diff_lines, no_changes_line, summary_line, visible
+from jobrunner.render.plan_common import (
+    change_estimate,
+    destructive_line,
+    diff_lines,
+    no_changes_line,
+    summary_line,
+    visible,
+)
 from jobrunner.render.plan_costs import text_lines
 
 _COLOURS = {
     CREATE: "32",  # green
+    UPDATE: "33",  # yellow
     REPLACE: "33",  # yellow
     RETRY: "33",
     WAIT: "36",  # cyan
@@ -48,10 +60,11 @@ _COLOURS = {
     MOVED: "36",
     CANCEL: "31",  # red
     FORGET: "31",
+    DELETE: "31",
     NOOP: "2",  # dim
 }
 # Actions whose symbol is shared with another one say their name before the reason.
-_NAMED = {RETRY, WAIT, CANCEL, FORGET, ADOPT, NOOP}
+_NAMED = {RETRY, WAIT, CANCEL, DELETE, FORGET, ADOPT, NOOP}
 _SIGN_COLOURS = {"+": "32", "-": "31", "~": "33"}
 
 
@@ -96,7 +109,7 @@ def render(plan: Plan, *, color: bool | None = None) -> str:
             lines.append(f"{line}  [{cost}]" if cost else line)
             # Diffs for replaced jobs; all inputs of a new training or model (batch items are
             # too many to list: their inputs are in the JSON plan).
-            with_diff = (change.action in (REPLACE, NOOP) and change.prior is not None) or (
+            with_diff = (change.action in (UPDATE, REPLACE, NOOP) and change.prior is not None) or (
                 change.action == CREATE and change.job is not None and change.address == change.job.resource_address)
             if with_diff:
                 for sign, text in diff_lines(change, secrets=secrets):
@@ -104,6 +117,9 @@ def render(plan: Plan, *, color: bool | None = None) -> str:
         lines.append("")
     lines.extend(text_lines(plan.estimate))
     if plan.has_changes:
+        doomed = destructive_line(plan)
+        if doomed:
+            lines.append(_paint(f"Destructive: {scrub_text(doomed, secrets=secrets)}", "31", color))
         lines.append(_paint(summary_line(plan), "1", color))
         return "\n".join(lines) + "\n"
     lines.append(no_changes_line(plan))

@@ -12,12 +12,14 @@ from jobrunner.reconcile.report import (
     O_CANCELED,
     O_CANCELED_FORGOTTEN,
     O_DEFERRED,
+    O_DELETED,
     O_ERROR,
     O_FAILED,
     O_FORGOTTEN,
     O_NOT_ATTEMPTED,
     O_SKIPPED,
     O_SUCCEEDED,
+    O_UPDATED,
     ApplyReport,
 )
 from jobrunner.state.model import StateDoc
@@ -55,11 +57,13 @@ def summary_line(verb: str, report: ApplyReport) -> str:
     counts: list[tuple[str, int, bool]] = [  # (noun, count, shown even when zero)
         ("created", report.created, not destroying),
         ("adopted", report.adopted, False),
+        ("updated", report.count(O_UPDATED), False),
         ("succeeded", report.count(O_SUCCEEDED), not destroying),
         ("failed", report.count(O_FAILED), not destroying),
         ("canceled", report.count(O_CANCELED) + canceled_and_forgotten, False),
         ("skipped", report.count(O_SKIPPED), False),
         ("error", report.count(O_ERROR), False),
+        ("deleted", report.count(O_DELETED), False),
         ("forgotten", report.count(O_FORGOTTEN) + canceled_and_forgotten, False),
         ("not attempted", report.count(O_NOT_ATTEMPTED), False),
         ("still running", len(report.running), False),

@@ -62,3 +62,50 @@ def test_emissary_provider_trains_lists_cancels_on_the_local_platform(live_platf
             await provider.aclose()
 
     asyncio.run(scenario())
+
+
+def test_emissary_provider_deploys_a_checkpoint_and_runs_inference_on_the_local_platform(
+        live_platform: LivePlatform, tmp_path: Path) -> None:
+    """The deployment client (create, get, list, inference, delete) against the platform's Emissary wire."""
+    data = tmp_path / "poems.jsonl"
+    data.write_text("".join(json.dumps({"text": f"the moon over the sea, line {i}"}) + "\n" for i in range(60)))
+    env = {"EMISSARY_SERVER_URL": live_platform.url, "EMISSARY_CLIENT_API_KEY": live_platform.token}
+
+    async def scenario() -> None:
+        provider = get_provider("emissary", WorkspaceConfig(), tmp_path, env=env)
+        try:
+            pid = (await provider.create_project("deploy"))["id"]
+            ds = await provider.upload(str(data), project_id=pid)
+            body = {"base_model": "jobrunner-ngram", "train_dataset_id": ds, "parameters": {"steps": 2}}
+            job = await provider.create(CreateRequest(job_kind="training", body=body, project_id=pid))
+            assert (await _poll(provider, job.id, pid, {SUCCEEDED, CANCELED, FAILED})).status == SUCCEEDED
+            made = await provider.create_deployment(
+                {"training_job_id": job.id, "checkpoint": 1, "name": "poems-api", "server_type": "on-demand"},
+                project_id=pid)
+            assert made.name == "poems-api"
+            assert made.url == f"{live_platform.url}/v1/projects/{pid}/deployments/{made.id}"
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 20
+            dep = await provider.get_deployment(made.id, project_id=pid)
+            while not dep.ready and dep.status not in (FAILED, CANCELED) and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+                dep = await provider.get_deployment(made.id, project_id=pid)
+            assert dep.ready and dep.raw_status == "Deployed"
+            assert dep.settings == {"project_id": pid, "training_job_id": job.id, "checkpoint": 1}
+            assert [d.id for d in await provider.list_deployments(project_id=pid)] == [made.id]
+            row = CreateRequest(job_kind="prediction", project_id=pid, deployment=made.id, endpoint="completions",
+                                body={"prompt": "the moon", "max_new_tokens": 12, "seed": 1})
+            answer = await provider.create(row)
+            assert answer.status == SUCCEEDED and isinstance(answer.output, str) and answer.output
+            chat = await provider.infer(made.id, "chat.completions",
+                                        {"messages": [{"role": "user", "content": "the sea"}], "max_new_tokens": 8},
+                                        project_id=pid)
+            assert isinstance(chat["response"], str)
+            await provider.delete_deployment(made.id, project_id=pid)
+            await provider.delete_deployment(made.id, project_id=pid)  # already gone: done
+            with pytest.raises(NotFoundError):
+                await provider.get_deployment(made.id, project_id=pid)
+        finally:
+            await provider.aclose()
+
+    asyncio.run(scenario())

@@ -55,7 +55,10 @@ def test_each_adapter_builds_its_client_and_the_client_can_do_what_the_adapter_d
         assert caps.bulk_refresh == callable(getattr(provider, "refresh_many", None))
         assert caps.delete_on_destroy == callable(getattr(provider, "delete", None))
         assert caps.project_scoped == callable(getattr(provider, "list_projects", None))
-        assert caps.update_in_place is False  # no provider updates a job in place yet
+        # Deployments are the one thing updated in place, by the providers whose form says which fields.
+        assert caps.update_in_place == bool(adapter.deployment and adapter.deployment.updatable)
+        assert caps.update_in_place == callable(getattr(provider, "update_deployment", None))
+        assert (adapter.deployment is not None) == callable(getattr(provider, "create_deployment", None))
     finally:
         asyncio.run(provider.aclose())
 

@@ -78,3 +78,17 @@ def actions(plan: Plan) -> dict[str, str]:
 
 def reasons(plan: Plan) -> dict[str, str]:
     return {c.address: c.reason for c in plan.changes}
+
+
+def deployment(name: str = "poems-api", file: str = FILE, **spec: Any) -> Resource:
+    base: dict[str, Any] = {"provider": "replicate", "model": "me/poems", "version": "1" * 64, "hardware": "cpu",
+                            "min_instances": 0, "max_instances": 1}
+    base.update(spec)
+    return Resource("Deployment", name, base, file, 60)
+
+
+def emissary_deployment(name: str = "chat", file: str = FILE, **spec: Any) -> Resource:
+    base: dict[str, Any] = {"provider": "emissary", "project_id": "ms-12345", "training_job_id": "tr-12345",
+                            "checkpoint": 4, "server_type": "on-demand"}
+    base.update(spec)
+    return Resource("Deployment", name, base, file, 70)

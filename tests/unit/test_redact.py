@@ -182,3 +182,12 @@ def test_a_raw_spec_registers_its_secret_values_before_validation() -> None:
     values = set(registry.snapshot())
     assert {"wandb-secret-77", "label-secret-77", "default-key-77", "row-mail-77@example.org", "hook-code-77"} <= values
     assert not values & {"plain words here", "hello world", "emissary"}
+
+
+def test_a_rows_key_names_its_item_and_is_never_registered_as_a_secret() -> None:
+    registry = SecretRegistry()
+    registry.add_spec({"inputs": [{"key": "password-reset", "prompt": "How do I reset my password?",
+                                   "api_key": "row-key-secret-77"}]})
+    values = set(registry.snapshot())
+    assert "row-key-secret-77" in values
+    assert "password-reset" not in values

@@ -2,7 +2,8 @@
 
 Jobs are PROJECT_BODY: a `project_id` and the CreateTrainingJobRequestBody fields
 (reference/emissary/api.md), of which `name` and `description` only label the job (sent, never
-fingerprinted). Emissary runs trainings only, lists summaries (no datasets or parameters), has no
+fingerprinted). Predictions are batch rows sent to a deployment's inference endpoint (the row is
+the request body). Emissary lists training summaries (no datasets or parameters), has no
 provider-side deadline, and `destroy` deletes its jobs.
 """
 from __future__ import annotations
@@ -13,13 +14,14 @@ from typing import Any
 from jobrunner.providers.adapter import (
     Capabilities,
     Costing,
+    DeploymentForm,
     DiscoveredSpec,
     Endpoint,
     ProviderAdapter,
     RequestForm,
 )
 from jobrunner.providers.base import CreateRequest, RemoteJob
-from jobrunner.resources import JOB_TRAINING, DesiredJob
+from jobrunner.resources import JOB_PREDICTION, JOB_TRAINING, DesiredJob
 
 # CreateTrainingJobRequestBody fields that determine the trained result.
 RESULT_FIELDS = (
@@ -34,12 +36,33 @@ OUTPUT_FIELDS: Mapping[str, tuple[str, ...]] = {
     "Training": ("id", "checkpoint", "model_download_url"),
     "PredictionBatch": ("output_file", "count"),
     "Model": ("name", "url"),
+    "Deployment": ("id", "name", "url", "status"),
 }
+
+# The deployment endpoints a PredictionBatch may send its rows to, as manifests name them, and the
+# request body (reference/emissary/openapi-0.4.4.yaml, named as the SDK names it) each row is.
+INFERENCE_BODIES: Mapping[str, str] = {
+    "chat.completions": "GetChatCompletionsFromDeploymentRequestBody",
+    "completions": "GetCompletionsFromDeploymentRequestBody",
+    "embeddings": "GetEmbeddingsFromDeploymentRequestBody",
+}
+
+# CreateDeploymentRequestBody fields (name aside). Emissary has no update endpoint: any change
+# replaces the deployment; the description only labels it.
+DEPLOYMENT = DeploymentForm(
+    fields=("project_id", "training_job_id", "checkpoint", "server_type"),
+    label_fields=("description",),
+)
 
 
 def create_request(job: DesiredJob, spec: Mapping[str, Any], request: Mapping[str, Any] | None = None) -> CreateRequest:
-    """The create request of a desired training; `request` overrides `job.request` (datasets uploaded)."""
+    """The create request of a desired training (`request` overrides `job.request`: datasets
+    uploaded), or of one batch row sent to a deployment endpoint (the row is the body)."""
     req = dict(job.request if request is None else request)
+    if job.job_kind == JOB_PREDICTION:
+        return CreateRequest(job_kind=JOB_PREDICTION, body=dict(req.get("input") or {}),
+                             project_id=req.get("project_id") or spec.get("project_id"),
+                             deployment=req.get("deployment"), endpoint=req.get("endpoint"))
     given = req.get("body")
     body_src: Mapping[str, Any] = given if isinstance(given, dict) else req
     body = {k: v for k, v in body_src.items() if k in BODY_FIELDS}
@@ -49,6 +72,10 @@ def create_request(job: DesiredJob, spec: Mapping[str, Any], request: Mapping[st
 
 def recorded_request(job_kind: str, material: Mapping[str, Any]) -> CreateRequest:
     """A create request rebuilt from the inputs state recorded at intent time."""
+    if job_kind == JOB_PREDICTION:
+        return CreateRequest(job_kind=job_kind, body=dict(material.get("input") or {}),
+                             project_id=material.get("project_id"), deployment=material.get("deployment"),
+                             endpoint=material.get("endpoint"))
     body = {k: v for k, v in material.items() if k in BODY_FIELDS}
     return CreateRequest(job_kind=job_kind, body=body, project_id=material.get("project_id"))
 
@@ -89,6 +116,8 @@ EMISSARY = ProviderAdapter(
     form=RequestForm.PROJECT_BODY,
     capabilities=Capabilities(delete_on_destroy=True, provider_deadline=False, bulk_refresh=True,
                               list_returns_summaries=True, update_in_place=False, project_scoped=True),
+    # Jobs it lists (import --discover): batch rows sent to a deployment are synchronous inference
+    # requests the API never lists, so predictions are not among them.
     job_kinds=frozenset({JOB_TRAINING}),
     output_fields=OUTPUT_FIELDS,
     create_request=create_request,
@@ -102,7 +131,8 @@ EMISSARY = ProviderAdapter(
     # Emissary reports no run time a plan could measure (metrics hold progress and loss only), and
     # no hardware: its estimates come from `estimate:` hints.
     costing=Costing(version_of=base_model_of),
+    deployment=DEPLOYMENT,
 )
 
-__all__ = ["BODY_FIELDS", "EMISSARY", "LABEL_FIELDS", "OUTPUT_FIELDS", "RESULT_FIELDS", "create_request",
-           "discovered_training", "recorded_request"]
+__all__ = ["BODY_FIELDS", "DEPLOYMENT", "EMISSARY", "INFERENCE_BODIES", "LABEL_FIELDS", "OUTPUT_FIELDS",
+           "RESULT_FIELDS", "create_request", "discovered_training", "recorded_request"]

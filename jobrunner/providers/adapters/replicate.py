@@ -13,6 +13,7 @@ from typing import Any
 from jobrunner.providers.adapter import (
     Capabilities,
     Costing,
+    DeploymentForm,
     DiscoveredSpec,
     Endpoint,
     ProviderAdapter,
@@ -30,7 +31,15 @@ OUTPUT_FIELDS: Mapping[str, tuple[str, ...]] = {
     "Training": ("id", "version", "weights"),
     "PredictionBatch": ("output_file", "count"),
     "Model": ("name", "url"),
+    # `name` is owner/name: what a batch's `deployment:` names.
+    "Deployment": ("name", "url", "status", "version"),
 }
+
+# deployments.create body fields (name aside); deployments.update (PATCH) takes all but `model`.
+DEPLOYMENT = DeploymentForm(
+    fields=("model", "version", "hardware", "min_instances", "max_instances"),
+    updatable=frozenset({"version", "hardware", "min_instances", "max_instances"}),
+)
 
 
 def create_request(job: DesiredJob, spec: Mapping[str, Any], request: Mapping[str, Any] | None = None) -> CreateRequest:
@@ -53,6 +62,7 @@ def create_request(job: DesiredJob, spec: Mapping[str, Any], request: Mapping[st
         version=version,
         destination=req.get("destination") if job.job_kind == JOB_TRAINING else None,
         cancel_after=cancel_after,
+        deployment=req.get("deployment") if job.job_kind == JOB_PREDICTION else None,
     )
 
 
@@ -60,7 +70,8 @@ def recorded_request(job_kind: str, material: Mapping[str, Any]) -> CreateReques
     """A create request rebuilt from the inputs state recorded at intent time."""
     model, version = split_version(material.get("model"), material.get("version"))
     return CreateRequest(job_kind=job_kind, body={"input": material.get("input") or {}}, model=model,
-                         version=version, destination=material.get("destination"))
+                         version=version, destination=material.get("destination"),
+                         deployment=material.get("deployment"))
 
 
 def discovered_training(provider: str, job: RemoteJob) -> DiscoveredSpec:
@@ -93,7 +104,7 @@ REPLICATE = ProviderAdapter(
     client="jobrunner.providers.replicate:build_client",
     form=RequestForm.VERSIONED,
     capabilities=Capabilities(delete_on_destroy=False, provider_deadline=True, bulk_refresh=True,
-                              list_returns_summaries=False, update_in_place=False, https_webhooks_only=True),
+                              list_returns_summaries=False, update_in_place=True, https_webhooks_only=True),
     job_kinds=frozenset({JOB_TRAINING, JOB_PREDICTION}),
     output_fields=OUTPUT_FIELDS,
     create_request=create_request,
@@ -105,7 +116,8 @@ REPLICATE = ProviderAdapter(
                       rate_limits=REPLICATE_LIMITS),
     # metrics.predict_time (reference/replicate/api.md): CPU/GPU seconds, queueing excluded.
     costing=Costing(version_of=version_of, model_of=model_of),
+    deployment=DEPLOYMENT,
 )
 
-__all__ = ["OUTPUT_FIELDS", "PASS_THROUGH", "REPLICATE", "create_request", "discovered_training", "model_of", "recorded_request",
-           "version_of"]
+__all__ = ["DEPLOYMENT", "OUTPUT_FIELDS", "PASS_THROUGH", "REPLICATE", "create_request", "discovered_training",
+           "model_of", "recorded_request", "version_of"]

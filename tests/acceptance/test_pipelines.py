@@ -1,0 +1,94 @@
+"""The train -> deploy -> evaluate examples of specs/pipelines/, applied as shipped on the real local platform.
+
+Replicate wire (`provider: local`): one apply trains, deploys and evaluates against the deployment;
+changing `max_instances` plans and applies an in-place update (the deployment keeps its name, the
+evaluation does not run again); removing the deployment deletes it; `prevent_destroy` refuses that.
+Emissary wire: the example with its project id pointed at a project of the local platform.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers.cli import run_cli
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+PIPELINES = REPO / "specs" / "pipelines"
+
+
+def _copy(ws: Path, which: str) -> Path:
+    dest = ws / "specs" / "pipelines" / which
+    shutil.copytree(PIPELINES / which, dest)
+    return dest / "train-deploy-evaluate.yaml"
+
+
+def _state(ws: Path) -> dict[str, Any]:
+    return dict(json.loads((ws / ".jobrunner/state.json").read_text())["addresses"])
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_emissary_pipeline_as_shipped_in_one_apply(workspace: Path, platform: Any,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMISSARY_SERVER_URL", platform.url)
+    monkeypatch.setenv("EMISSARY_CLIENT_API_KEY", platform.token)
+    made = httpx.post(f"{platform.url}/v1/projects", json={"name": "support"},
+                      headers={"X-API-Key": platform.token}, timeout=10)
+    manifest = _copy(workspace, "emissary")
+    manifest.write_text(manifest.read_text().replace("ms-12345", made.json()["id"]))
+    r = run_cli("apply", "--auto-approve", "specs/pipelines/emissary/")
+    assert r.code == 0, r.output
+    assert "Apply complete: 5 created, 5 succeeded, 0 failed." in r.output
+    rows = _rows(workspace / "specs/pipelines/emissary/out/support-eval.jsonl")
+    assert [row["key"] for row in rows] == ["password", "export", "refund"]
+    assert all(row["status"] == "succeeded" and row["output"] for row in rows)
+    assert run_cli("plan", "--detailed-exitcode", "specs/pipelines/emissary/").code == 0
+
+
+def test_replicate_pipeline_update_in_place_removal_and_prevent_destroy(workspace: Path, platform: Any) -> None:
+    manifest = _copy(workspace, "replicate")
+    r = run_cli("apply", "--auto-approve", "specs/pipelines/replicate/")
+    assert r.code == 0, r.output
+    dep = _state(workspace)["Deployment/haiku-api"]
+    assert dep["status"] == "succeeded" and dep["outputs"]["name"].endswith("/haiku-api")
+    rows = _rows(workspace / "specs/pipelines/replicate/out/haiku-eval.jsonl")
+    assert [row["key"] for row in rows] == ["summer", "tyger", "hope"] and all(row["output"] for row in rows)
+
+    manifest.write_text(manifest.read_text().replace("max_instances: 1", "max_instances: 2"))
+    plan = run_cli("plan", "specs/pipelines/replicate/")
+    assert "~ Deployment/haiku-api" in plan.output and "max_instances: 1 -> 2" in plan.output, plan.output
+    r = run_cli("apply", "--auto-approve", "specs/pipelines/replicate/")
+    assert r.code == 0, r.output
+    assert "1 updated" in r.output and "0 created" in r.output
+    assert _state(workspace)["Deployment/haiku-api"]["remote_id"] == dep["remote_id"]
+    served = httpx.get(f"{platform.url}/v1/deployments/{dep['remote_id']}",
+                       headers={"Authorization": f"Bearer {platform.token}"}, timeout=10).json()
+    assert served["current_release"]["configuration"]["max_instances"] == 2
+
+    text = manifest.read_text()
+    protected = text.replace("  timeout: 5m", "  lifecycle: {prevent_destroy: true}\n  timeout: 5m")
+    manifest.write_text(protected)
+    assert run_cli("apply", "--auto-approve", "specs/pipelines/replicate/").code == 0
+    kept = text.split("---\napiVersion: jobrunner/v1\nkind: Deployment")[0]
+    manifest.write_text(kept)
+    r = run_cli("apply", "--auto-approve", "specs/pipelines/replicate/")
+    assert r.code == 1 and "prevent_destroy" in r.output and "Deployment/haiku-api" in r.output, r.output
+    assert "Deployment/haiku-api" in _state(workspace)
+
+    manifest.write_text(text)  # unprotected again, then removed: deleted on the provider
+    assert run_cli("apply", "--auto-approve", "specs/pipelines/replicate/").code == 0
+    manifest.write_text(kept)
+    r = run_cli("apply", "--auto-approve", "specs/pipelines/replicate/")
+    assert r.code == 0 and "1 deleted" in r.output, r.output
+    gone = httpx.get(f"{platform.url}/v1/deployments/{dep['remote_id']}",
+                     headers={"Authorization": f"Bearer {platform.token}"}, timeout=10)
+    assert gone.status_code == 404 and "Deployment/haiku-api" not in _state(workspace)
