@@ -3,8 +3,9 @@
 A state file and its backup can both vanish (`rm -rf .jobrunner`, a fresh checkout over the old
 directory, a disk cleanup). Read as empty, the next apply would create every job of the workspace
 again. The state directory cannot witness its own loss, so the first save of a state lineage that
-tracks jobs leaves a small marker in the user's state directory
-(`$XDG_STATE_HOME/jobrunner/workspaces/`, else `~/.local/state/jobrunner/workspaces/`), named
+tracks jobs leaves a small marker in the per-user jobrunner directory (`$JOBRUNNER_HOME/workspaces/`,
+the same home the auto-started local platform uses; by default `$XDG_STATE_HOME/jobrunner/`, else
+`~/.local/state/jobrunner/`), named
 after the state file's absolute path. When that state file and its backup are both missing and
 a marker for it exists, loading refuses (`lost_state_error`) and names `jobrunner state recover`,
 which looks every address up on its provider before anything is created.
@@ -25,13 +26,17 @@ from typing import Any
 from jobrunner.errors import StateError
 
 MARKER_DIR_ENV = "JOBRUNNER_MARKER_DIR"  # tests and unusual setups: where markers live
+HOME_ENV = "JOBRUNNER_HOME"  # the per-user jobrunner directory (also read by local.autostart)
 
 
 def marker_dir(env: dict[str, str] | None = None) -> Path:
-    """Where markers are kept (`JOBRUNNER_MARKER_DIR`, else the XDG state directory)."""
+    """Where markers are kept (`JOBRUNNER_MARKER_DIR`, else `$JOBRUNNER_HOME/workspaces`, else the XDG
+    state directory's `jobrunner/workspaces`)."""
     env = dict(os.environ) if env is None else env
     if env.get(MARKER_DIR_ENV):
         return Path(env[MARKER_DIR_ENV])
+    if env.get(HOME_ENV):
+        return Path(env[HOME_ENV]).expanduser() / "workspaces"
     base = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "state")
     return Path(base) / "jobrunner" / "workspaces"
 
@@ -94,8 +99,9 @@ def lost_state_error(state_path: Path, backup_path: Path) -> StateError | None:
         f"state file {state_path} and its backup {backup_path.name} are both missing, but this workspace "
         f"has tracked jobs there since {since}; refusing to start from empty state (every job would be "
         "created again)",
-        hint="run `jobrunner state recover`: it looks every address of the manifests up on its provider and "
-        "records the jobs it finds before anything is created. To start from empty state on purpose, "
+        hint="run `jobrunner state recover` with the same paths as this command (e.g. `jobrunner state "
+        "recover specs/`): it looks every address of those manifests up on its provider and records the jobs "
+        "it finds before anything is created. To start from empty state on purpose, "
         f"remove {marker_path(state_path)} first.",
     )
 
