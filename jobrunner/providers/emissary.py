@@ -33,6 +33,7 @@ from jobrunner.providers.base import (
 )
 from jobrunner.providers.emissary_deployments import EmissaryDeployments
 from jobrunner.providers.http import HttpClient, upload_seconds
+from jobrunner.providers.local import platform_http
 from jobrunner.providers.ratelimit import CREATE
 from jobrunner.providers.settings import ClientContext
 from jobrunner.timestamps import to_rfc3339
@@ -311,7 +312,11 @@ class EmissaryProvider(EmissaryDeployments):
 
 def build_client(ctx: ClientContext) -> EmissaryProvider:
     """The Emissary client: the adapter's endpoint (`EMISSARY_CLIENT_API_KEY` in `X-API-Key`,
-    `EMISSARY_SERVER_URL` or `providers.emissary.base_url`); no rate limit unless jobrunner.yaml sets one."""
+    `EMISSARY_SERVER_URL` or `providers.emissary.base_url`); no rate limit unless jobrunner.yaml sets one.
+    `base_url: local` (with EMISSARY_SERVER_URL unset) is the workspace's local platform, whose
+    Emissary wire needs no key of ours: its own token is sent instead."""
+    if ctx.targets_local_platform():
+        return EmissaryProvider(platform_http(ctx), name=ctx.name)
     return EmissaryProvider(ctx.hosted_http(), name=ctx.name)
 
 

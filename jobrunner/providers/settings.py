@@ -29,6 +29,9 @@ from jobrunner.providers.http import (
 from jobrunner.providers.ratelimit import RateLimiter, RateLimits
 from jobrunner.providers.sync_create import SyncCreatePolicy
 
+# The `providers.<name>.base_url` value that means "the workspace's local platform" (for providers
+# whose wire it speaks: `Endpoint.local_platform`).
+LOCAL_PLATFORM = "local"
 SETTING_KEYS = frozenset({"base_url", "url", "rate_limits", "retries", "timeout", "sync_wait", "deadline",
                           "max_body_bytes", "max_log_bytes", "unreachable_after"})
 
@@ -103,6 +106,7 @@ class ClientContext:
     transport: httpx.AsyncBaseTransport | None = None
     sleep: Sleep | None = None
     endpoint: Endpoint | None = None  # the adapter's, for hosted providers
+    config: Any = None  # the whole workspace config, for settings another provider owns (providers.local)
     _checked: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -129,6 +133,19 @@ class ClientContext:
             )
         return value
 
+    def targets_local_platform(self) -> bool:
+        """True when `providers.<name>.base_url: local` sends this hosted provider to the
+        workspace's local platform; the URL variable (e.g. EMISSARY_SERVER_URL) still wins when set."""
+        if str(self.settings.get("base_url") or "").strip() != LOCAL_PLATFORM:
+            return False
+        ep = self.endpoint
+        if ep is None or not ep.local_platform:
+            raise ConfigError(
+                f"jobrunner.yaml: providers.{self.name}.base_url: `{LOCAL_PLATFORM}` is not available for {self.name}",
+                hint=f"write the URL of its API, or use `provider: {LOCAL_PLATFORM}` to run on the local platform",
+            )
+        return not self.env.get(ep.url_env)
+
     def base_url(self, variable: str, default: str) -> str:
         """The environment variable, else `providers.<name>.base_url`, else the public API; errors
         name whichever of the two settings it came from."""
@@ -141,6 +158,8 @@ class ClientContext:
         ep = self.endpoint
         if ep is None:
             raise ConfigError(f"{self.name}: the provider's adapter names no endpoint")
+        if self.targets_local_platform():  # its build_client routes this case (providers.local.platform_http)
+            raise ConfigError(f"{self.name}: the client does not handle providers.{self.name}.base_url: {LOCAL_PLATFORM}")
         token = self.credential(ep.credential_env, ep.credential_hint)
         return self.http(self.base_url(ep.url_env, ep.default_url), token=token, auth_header=ep.auth_header,
                          auth_scheme=ep.auth_scheme, credential_var=ep.credential_env, default_limits=ep.rate_limits)
@@ -156,4 +175,4 @@ class ClientContext:
                           limiter=RateLimiter(limits, **sleep), transport=self.transport, **self._checked, **sleep)
 
 
-__all__ = ["SETTING_KEYS", "ClientContext", "normalize_base_url", "provider_settings"]
+__all__ = ["LOCAL_PLATFORM", "SETTING_KEYS", "ClientContext", "normalize_base_url", "provider_settings"]

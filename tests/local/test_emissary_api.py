@@ -100,6 +100,22 @@ def test_models_list_is_emissary_with_api_key_and_replicate_with_bearer(live_pla
 # --- projects and datasets ------------------------------------------------------------------
 
 
+def test_the_seeded_project_is_there_from_the_start_and_comes_back_after_a_delete(tmp_path: Any) -> None:
+    """`ms-local` lets an Emissary manifest train offline with no setup (specs/pipelines/emissary/)."""
+    seeded = {"id": "ms-local", "name": "local"}
+    with serve_app(tmp_path / "platform") as live, emissary(live) as em:
+        assert em.get("/v1/projects").json() == [seeded]
+        assert em.get("/v1/projects/ms-local").json() == {**seeded, "datasets": [], "training_jobs": [],
+                                                          "deployments": []}
+        ds = upload(em, "ms-local")
+        assert em.get("/v1/projects/ms-local/datasets").json()[0]["id"] == ds
+        assert em.delete("/v1/projects/ms-local").status_code == 204
+        assert em.get("/v1/projects").json() == []
+    with serve_app(tmp_path / "platform") as live, emissary(live) as em:
+        assert em.get("/v1/projects").json() == [seeded]  # seeded again at start, empty
+        assert em.get("/v1/projects/ms-local/datasets").json() == []
+
+
 def test_project_lifecycle_and_codes(em: httpx.Client) -> None:
     empty = em.post("/v1/projects", headers={**OCTET, "Content-Length": "0"})  # SDK: no request body
     assert empty.status_code == 201 and empty.json() == {"id": empty.json()["id"], "name": None}

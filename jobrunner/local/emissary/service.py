@@ -5,6 +5,9 @@ worker processes (see `jobrunner.local.engines.ngram_finetune` for the parameter
 whose `parameters.timeout_seconds` elapses is stopped and marked `TimedOut`. Jobs that were
 `Pending` or `Running` when the server stopped come back as `Failed`.
 
+Every platform has the project `catalog.SEEDED_PROJECT_ID` (`ms-local`), seeded at start when
+missing, so a manifest can train offline without creating a project first.
+
 Deployments serve a checkpoint: `Pending -> Deploying -> Deployed` once its weights are loaded;
 completions generate text with them (`max_new_tokens` characters, `temperature`,
 `do_sample: false` for greedy decoding, and a `seed` extension for reproducible text).
@@ -38,6 +41,7 @@ class EmissaryService:
         self.store = es.EmissaryStore(platform.db, platform.data_dir)
         self._timeouts: dict[str, asyncio.TimerHandle] = {}
         self._weights: dict[str, Any] = {}  # deployment id -> loaded checkpoint weights
+        self.store.ensure_project(catalog.SEEDED_PROJECT_ID, catalog.SEEDED_PROJECT_NAME)
         self._recover_after_restart()
         platform.on_shutdown(self._close)
 

@@ -129,6 +129,14 @@ class EmissaryStore:
         self._projects.insert(row)
         return row
 
+    def ensure_project(self, project_id: str, name: str | None) -> Row:
+        """The project with this fixed id, created when missing (the platform's seeded project)."""
+        row = self.get_project(project_id)
+        if row is None:
+            row = {"id": project_id, "name": name, "created_at": now()}
+            self._projects.insert(row)
+        return row
+
     def get_project(self, project_id: str) -> Row | None:
         return self._projects.one("SELECT * FROM emissary_projects WHERE id = ?", (project_id,))
 
