@@ -160,7 +160,13 @@ class ClientContext:
             raise ConfigError(f"{self.name}: the provider's adapter names no endpoint")
         if self.targets_local_platform():  # its build_client routes this case (providers.local.platform_http)
             raise ConfigError(f"{self.name}: the client does not handle providers.{self.name}.base_url: {LOCAL_PLATFORM}")
-        token = self.credential(ep.credential_env, ep.credential_hint)
+        try:
+            token = self.credential(ep.credential_env, ep.credential_hint)
+        except CredentialsError as exc:
+            if ep.local_platform:  # the other way to run: say it where a new user first looks
+                exc.hint = (f"{exc.hint}; or, to run on the local platform, set providers.{self.name}.base_url: "
+                            f"{LOCAL_PLATFORM} in jobrunner.yaml")
+            raise
         return self.http(self.base_url(ep.url_env, ep.default_url), token=token, auth_header=ep.auth_header,
                          auth_scheme=ep.auth_scheme, credential_var=ep.credential_env, default_limits=ep.rate_limits)
 
