@@ -159,7 +159,8 @@ class ClientContext:
         if ep is None:
             raise ConfigError(f"{self.name}: the provider's adapter names no endpoint")
         if self.targets_local_platform():  # its build_client routes this case (providers.local.platform_http)
-            raise ConfigError(f"{self.name}: the client does not handle providers.{self.name}.base_url: {LOCAL_PLATFORM}")
+            raise ConfigError(
+                f"{self.name}: the client does not handle providers.{self.name}.base_url: {LOCAL_PLATFORM}")
         try:
             token = self.credential(ep.credential_env, ep.credential_hint)
         except CredentialsError as exc:

@@ -209,7 +209,8 @@ def _list_projects(provider: EmissaryProvider, base_url: str) -> respx.Route:
             await provider.aclose()
 
     with respx.mock(base_url=base_url) as mock:
-        route = mock.get("/v1/projects").mock(return_value=httpx.Response(200, json=[{"id": "ms-local", "name": "local"}]))
+        listed = [{"id": "ms-local", "name": "local"}]
+        route = mock.get("/v1/projects").mock(return_value=httpx.Response(200, json=listed))
         asyncio.run(flow())
     return route
 
