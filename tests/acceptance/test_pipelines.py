@@ -62,6 +62,7 @@ def test_emissary_pipeline_as_shipped_in_one_apply(workspace: Path, platform: An
     job = httpx.get(f"{platform.url}/v1/projects/ms-local/training-jobs/{training}",
                     headers={"X-API-Key": platform.token}, timeout=10)
     assert job.status_code == 200 and job.json()["status"] == "Success"  # trained on the shared platform
+    assert platform.token not in (workspace / ".jobrunner/state.json").read_text() + r.output
     again = run_cli("apply", "--auto-approve", "specs/pipelines/emissary/")
     assert again.code == 0 and "No changes." in again.stdout, again.output
     assert run_cli("plan", "--detailed-exitcode", "specs/pipelines/emissary/").code == 0

@@ -216,7 +216,8 @@ def _list_projects(provider: EmissaryProvider, base_url: str) -> respx.Route:
 
 
 def test_emissary_base_url_local_uses_the_configured_platform_and_its_token_not_a_key(tmp_path: Path) -> None:
-    provider = _emissary_on_local(tmp_path, {"JOBRUNNER_LOCAL_TOKEN": PLATFORM_TOKEN}, url="http://127.0.0.1:5/")
+    env = {"JOBRUNNER_LOCAL_TOKEN": PLATFORM_TOKEN, "EMISSARY_CLIENT_API_KEY": SECRET}  # the key is not sent
+    provider = _emissary_on_local(tmp_path, env, url="http://127.0.0.1:5/")
     assert provider.http.base_url is None  # nothing is resolved (or started) before the first request
     route = _list_projects(provider, "http://127.0.0.1:5")
     headers = route.calls.last.request.headers
