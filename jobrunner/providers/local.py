@@ -48,7 +48,8 @@ def local_endpoint(root: Path, settings: Mapping[str, Any], env: Mapping[str, st
         if not token:
             raise CredentialsError(
                 f"local: providers.local.url is set ({url}) but no platform token was found",
-                hint=f"export {TOKEN_ENV}=<token> (the platform prints where it keeps it), or remove providers.local.url to let jobrunner start one",
+                hint=f"export {TOKEN_ENV}=<token> (the platform prints where it keeps it), "
+                     "or remove providers.local.url to let jobrunner start one",
             )
         return str(url), token
 

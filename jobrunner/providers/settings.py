@@ -66,7 +66,8 @@ def _timeout(settings: Mapping[str, Any], name: str) -> httpx.Timeout:
     if value is None:
         return DEFAULT_TIMEOUT
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigError(f"jobrunner.yaml: providers.{name}.timeout must be a positive number of seconds, got {value!r}")
+        raise ConfigError(
+            f"jobrunner.yaml: providers.{name}.timeout must be a positive number of seconds, got {value!r}")
     return httpx.Timeout(float(value), connect=min(10.0, float(value)), pool=60.0)
 
 
@@ -75,7 +76,8 @@ def _positive(settings: Mapping[str, Any], name: str, key: str, default: float, 
     value = settings.get(key)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or (integer and value != int(value)):
+    not_number = isinstance(value, bool) or not isinstance(value, (int, float))
+    if not_number or value <= 0 or (integer and value != int(value)):
         kind = "a positive whole number of bytes" if integer else "a positive number of seconds"
         raise ConfigError(f"jobrunner.yaml: providers.{name}.{key} must be {kind}, got {value!r}")
     return int(value) if integer else float(value)
@@ -171,8 +173,8 @@ class ClientContext:
         return self.http(self.base_url(ep.url_env, ep.default_url), token=token, auth_header=ep.auth_header,
                          auth_scheme=ep.auth_scheme, credential_var=ep.credential_env, default_limits=ep.rate_limits)
 
-    def http(self, base_url: str | None, *, default_limits: Mapping[str, float | None], auth_header: str, auth_scheme: str | None,
-             credential_var: str, token: str | None = None,
+    def http(self, base_url: str | None, *, default_limits: Mapping[str, float | None], auth_header: str,
+             auth_scheme: str | None, credential_var: str, token: str | None = None,
              resolve_endpoint: EndpointResolver | None = None) -> HttpClient:
         """The HttpClient with this provider's bounds, retries and rate limits."""
         limits = RateLimits.from_config(self.settings.get("rate_limits"), default_limits)

@@ -114,7 +114,8 @@ class EmissaryService:
         shape is already checked (`serializers.check_training_body`)."""
         pid = project["id"]
         if body["base_model"] not in catalog.BASE_MODELS:
-            raise EmissaryError(400, f"unknown base_model {body['base_model']!r}; available: {', '.join(catalog.BASE_MODELS)}")
+            raise EmissaryError(400, f"unknown base_model {body['base_model']!r}; "
+                                     f"available: {', '.join(catalog.BASE_MODELS)}")
         for key in ("train_dataset_id", "test_dataset_id"):
             if key == "train_dataset_id" or body.get(key):
                 ds = self.store.get_dataset(pid, body[key])
@@ -161,7 +162,8 @@ class EmissaryService:
             if pct != job["progress"]:
                 self.store.update_training_job(job_id, progress=pct)
         elif kind == "training_loss":
-            self.store.append_training_loss(job_id, {"timestamp": float(data["timestamp"]), "loss": float(data["loss"])})
+            point = {"timestamp": float(data["timestamp"]), "loss": float(data["loss"])}
+            self.store.append_training_loss(job_id, point)
         elif kind == "checkpoint":
             results = ngram_finetune.test_results(data["metrics"], None)
             self.store.add_checkpoint(job_id, int(data["checkpoint"]), data["path"], results)
@@ -210,7 +212,8 @@ class EmissaryService:
         shape is already checked (`serializers.check_deployment_body`)."""
         job = self.store.get_training_job(project["id"], body["training_job_id"])
         if job is None:
-            raise EmissaryError(400, f"training_job_id {body['training_job_id']!r} is not a training job of project {project['id']}")
+            raise EmissaryError(400, f"training_job_id {body['training_job_id']!r} "
+                                     f"is not a training job of project {project['id']}")
         if self.store.get_checkpoint(job["id"], int(body["checkpoint"])) is None:
             raise EmissaryError(400, f"training job {job['id']} has no checkpoint {int(body['checkpoint'])}")
         row = self.store.create_deployment(project["id"], body, es.PENDING)
