@@ -24,6 +24,7 @@ state:
 # parallelism: 10                 # default for apply --parallelism
 # providers:
 #   local: {url: http://127.0.0.1:8765}   # use a running platform instead of auto-starting one
+#   emissary: {base_url: local}           # provider: emissary on the local platform (no key needed)
 # prices: {gpu-a100-large: 0.0014}  # USD per second per hardware SKU, over the shipped list (docs/costs.md)
 # policy:                           # plan and apply refuse plans over these (--allow-over-budget overrides)
 #   max_cost_per_apply: 50          # USD, estimated; jobs of unknown cost are refused too

@@ -74,7 +74,9 @@ class Capabilities:
 @dataclass(frozen=True)
 class Endpoint:
     """Where a hosted provider's API is and how it authenticates. Credentials come from the
-    environment only; `providers.<name>.base_url` in jobrunner.yaml may move the URL."""
+    environment only; `providers.<name>.base_url` in jobrunner.yaml may move the URL (or, where
+    `local_platform` is true, name the value `local`: the workspace's local platform, which speaks
+    this provider's wire and whose own token stands in for the credential)."""
 
     credential_env: str  # e.g. REPLICATE_API_TOKEN
     credential_hint: str  # where to get one, for the "not set" message
@@ -83,6 +85,7 @@ class Endpoint:
     auth_header: str = "Authorization"
     auth_scheme: str | None = "Bearer"
     rate_limits: Mapping[str, float | None] = field(default_factory=lambda: dict(UNLIMITED))  # documented limits
+    local_platform: bool = False  # `base_url: local` targets the local platform (jobrunner.providers.local)
 
 
 def recorded_predict_time(outputs: Mapping[str, Any]) -> float | None:

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
-from datetime import datetime, timezone
+from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable
+from typing import Any
 
 import httpx
 
 from jobrunner.errors import NotFoundError, ProtocolError, UsageError
 from jobrunner.providers.base import (
-    check_id,
     CANCELED,
     FAILED,
     GONE,
@@ -30,9 +30,11 @@ from jobrunner.providers.base import (
     UNKNOWN,
     CreateRequest,
     RemoteJob,
+    check_id,
 )
 from jobrunner.providers.emissary_deployments import EmissaryDeployments
 from jobrunner.providers.http import HttpClient, upload_seconds
+from jobrunner.providers.local import platform_http
 from jobrunner.providers.ratelimit import CREATE
 from jobrunner.providers.settings import ClientContext
 from jobrunner.timestamps import to_rfc3339
@@ -67,7 +69,7 @@ def epoch(value: Any) -> datetime | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     try:
-        return datetime.fromtimestamp(value, tz=timezone.utc)
+        return datetime.fromtimestamp(value, tz=UTC)
     except (OverflowError, OSError, ValueError):
         return None
 
@@ -85,7 +87,8 @@ def job_from_json(data: Any, project_id: str | None) -> RemoteJob:
     if isinstance(losses, list) and losses and isinstance(losses[-1], dict) and "loss" in losses[-1]:
         metrics["loss"] = losses[-1]["loss"]
     extra: dict[str, Any] = {}
-    for key in ("name", "description", "created_by", "hyper_parameters", "training_loss", "train_dataset", "test_dataset"):
+    for key in ("name", "description", "created_by", "hyper_parameters", "training_loss", "train_dataset",
+                "test_dataset"):
         if data.get(key) is not None:
             extra[key] = data[key]
     if isinstance(data.get("hyper_parameters"), dict):
@@ -151,7 +154,8 @@ class EmissaryProvider(EmissaryDeployments):
         if not body.get("base_model") or not body.get("train_dataset_id"):
             raise UsageError("an Emissary training needs base_model and train_dataset_id")
         data = await self.http.request_json(
-            "POST", self._jobs(project_id, "create"), json=body, idempotent=False, request_class=CREATE, what="create training job"
+            "POST", self._jobs(project_id, "create"), json=body, idempotent=False, request_class=CREATE,
+            what="create training job",
         )
         return job_from_json(data, project_id)
 
@@ -160,7 +164,8 @@ class EmissaryProvider(EmissaryDeployments):
 
     async def _get(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> RemoteJob:
         _check_kind(job_kind)
-        data = await self.http.request_json("GET", f"{self._jobs(project_id, 'get')}/{remote_id}", what=f"get training job {remote_id}")
+        data = await self.http.request_json("GET", f"{self._jobs(project_id, 'get')}/{remote_id}",
+                                            what=f"get training job {remote_id}")
         return check_id(job_from_json(data, project_id), remote_id, self.name, f"get training job {remote_id}")
 
     async def _with_checkpoint(self, job: RemoteJob) -> RemoteJob:
@@ -189,7 +194,8 @@ class EmissaryProvider(EmissaryDeployments):
     async def cancel(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> None:
         _check_kind(job_kind)
         await self.http.request(
-            "POST", f"{self._jobs(project_id, 'cancel')}/{remote_id}/cancel", idempotent=True, what=f"cancel training job {remote_id}"
+            "POST", f"{self._jobs(project_id, 'cancel')}/{remote_id}/cancel", idempotent=True,
+            what=f"cancel training job {remote_id}",
         )
 
     async def delete(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> None:
@@ -199,7 +205,8 @@ class EmissaryProvider(EmissaryDeployments):
             return
         _check_kind(job_kind)
         try:
-            await self.http.request("DELETE", f"{self._jobs(project_id, 'delete')}/{remote_id}", what=f"delete training job {remote_id}")
+            await self.http.request("DELETE", f"{self._jobs(project_id, 'delete')}/{remote_id}",
+                                    what=f"delete training job {remote_id}")
         except NotFoundError:
             return
 
@@ -216,9 +223,10 @@ class EmissaryProvider(EmissaryDeployments):
         _check_kind(job_kind)
         data = await self.http.request_json("GET", self._jobs(project_id, "list"), what="list training jobs")
         if not isinstance(data, list):
-            raise ProtocolError(f"{self.name}: list training jobs: expected a JSON array, got {str(data)[:120]!r}", provider=self.name)
+            raise ProtocolError(f"{self.name}: list training jobs: expected a JSON array, got {str(data)[:120]!r}",
+                                provider=self.name)
         jobs = [job_from_json(item, project_id) for item in data]
-        far_past = datetime.min.replace(tzinfo=timezone.utc)
+        far_past = datetime.min.replace(tzinfo=UTC)
         jobs.sort(key=lambda j: j.created_at or far_past, reverse=True)
         for job in jobs:
             if since is not None and job.created_at is not None and job.created_at < since:
@@ -271,7 +279,8 @@ class EmissaryProvider(EmissaryDeployments):
 
     async def checkpoints(self, remote_id: str, *, project_id: str | None = None) -> list[dict[str, Any]]:
         data = await self.http.request_json(
-            "GET", f"{self._jobs(project_id, 'checkpoints')}/{remote_id}/checkpoints", what=f"list checkpoints of {remote_id}"
+            "GET", f"{self._jobs(project_id, 'checkpoints')}/{remote_id}/checkpoints",
+            what=f"list checkpoints of {remote_id}",
         )
         if not isinstance(data, list):
             raise ProtocolError(f"{self.name}: list checkpoints: expected a JSON array", provider=self.name)
@@ -283,7 +292,8 @@ class EmissaryProvider(EmissaryDeployments):
         try:
             content = file.read_bytes()
         except OSError as exc:
-            raise UsageError(f"cannot read {path} to upload it: {exc.strerror or exc}", hint="check the $file path in the manifest") from None
+            raise UsageError(f"cannot read {path} to upload it: {exc.strerror or exc}",
+                             hint="check the $file path in the manifest") from None
         ctype = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
         data = await self.http.request_json(
             "POST",
@@ -301,7 +311,8 @@ class EmissaryProvider(EmissaryDeployments):
         return dataset_id
 
     async def create_project(self, name: str) -> dict[str, Any]:
-        data = await self.http.request_json("POST", "/v1/projects", json={"name": name}, idempotent=False, what=f"create project {name}")
+        data = await self.http.request_json("POST", "/v1/projects", json={"name": name}, idempotent=False,
+                                            what=f"create project {name}")
         return data if isinstance(data, dict) else {}
 
     async def list_projects(self) -> list[dict[str, Any]]:
@@ -311,7 +322,11 @@ class EmissaryProvider(EmissaryDeployments):
 
 def build_client(ctx: ClientContext) -> EmissaryProvider:
     """The Emissary client: the adapter's endpoint (`EMISSARY_CLIENT_API_KEY` in `X-API-Key`,
-    `EMISSARY_SERVER_URL` or `providers.emissary.base_url`); no rate limit unless jobrunner.yaml sets one."""
+    `EMISSARY_SERVER_URL` or `providers.emissary.base_url`); no rate limit unless jobrunner.yaml sets one.
+    `base_url: local` (with EMISSARY_SERVER_URL unset) is the workspace's local platform, whose
+    Emissary wire needs no key of ours: its own token is sent instead."""
+    if ctx.targets_local_platform():
+        return EmissaryProvider(platform_http(ctx), name=ctx.name)
     return EmissaryProvider(ctx.hosted_http(), name=ctx.name)
 
 

@@ -6,6 +6,10 @@ token from `JOBRUNNER_LOCAL_TOKEN` or the platform's token file), else from
 `jobrunner.local.autostart.ensure_platform(root, settings)`, which finds the running platform of
 the data directory the workspace uses (per user unless `providers.local.data_dir` says otherwise)
 or starts one in the background; a start is announced once on stderr.
+
+`platform_http` gives the same endpoint to a hosted provider whose wire the platform also speaks
+(`providers.emissary.base_url: local`): Emissary then talks to the very platform `provider: local`
+uses, authenticated with the platform's token instead of EMISSARY_CLIENT_API_KEY.
 """
 from __future__ import annotations
 
@@ -14,11 +18,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jobrunner.errors import CredentialsError
-from jobrunner.providers.http import EndpointResolver
+from jobrunner.errors import ConfigError, CredentialsError
+from jobrunner.providers.adapters.local import LOCAL
+from jobrunner.providers.http import EndpointResolver, HttpClient
 from jobrunner.providers.ratelimit import UNLIMITED
 from jobrunner.providers.replicate import ReplicateProvider
-from jobrunner.providers.settings import ClientContext, normalize_base_url
+from jobrunner.providers.settings import ClientContext, normalize_base_url, provider_settings
 
 TOKEN_ENV = "JOBRUNNER_LOCAL_TOKEN"
 TOKEN_FILE = "token"
@@ -43,7 +48,8 @@ def local_endpoint(root: Path, settings: Mapping[str, Any], env: Mapping[str, st
         if not token:
             raise CredentialsError(
                 f"local: providers.local.url is set ({url}) but no platform token was found",
-                hint=f"export {TOKEN_ENV}=<token> (the platform prints where it keeps it), or remove providers.local.url to let jobrunner start one",
+                hint=f"export {TOKEN_ENV}=<token> (the platform prints where it keeps it), "
+                     "or remove providers.local.url to let jobrunner start one",
             )
         return str(url), token
 
@@ -59,15 +65,32 @@ def local_endpoint(root: Path, settings: Mapping[str, Any], env: Mapping[str, st
     return configured if url else autostarted
 
 
+def _platform_endpoint(ctx: ClientContext, settings: Mapping[str, Any]) -> EndpointResolver:
+    """The resolver of the platform `providers.local` (`settings`) names: its `url`, else auto-start."""
+    settings = dict(settings)
+    if settings.get("url"):
+        settings["url"] = normalize_base_url(str(settings["url"]), variable="providers.local.url")
+    return local_endpoint(Path(ctx.root), settings, ctx.env)
+
+
 def build_client(ctx: ClientContext) -> LocalProvider:
     """The local client: `providers.local.url` (with its token) when set, else the workspace's
     platform, started on first use; no rate limit unless jobrunner.yaml sets one."""
-    settings = dict(ctx.settings)
-    if settings.get("url"):
-        settings["url"] = normalize_base_url(str(settings["url"]), variable="providers.local.url")
-    http = ctx.http(None, resolve_endpoint=local_endpoint(Path(ctx.root), settings, ctx.env), auth_header="Authorization",
+    http = ctx.http(None, resolve_endpoint=_platform_endpoint(ctx, ctx.settings), auth_header="Authorization",
                     auth_scheme="Bearer", credential_var="the local platform token", default_limits=UNLIMITED)
     return LocalProvider(http, schema_cache_dir=ctx.schema_cache_dir, sync_create=ctx.sync_create())
+
+
+def platform_http(ctx: ClientContext) -> HttpClient:
+    """A hosted provider's HttpClient aimed at the workspace's local platform (`ctx.targets_local_platform()`):
+    the platform `provider: local` uses (`providers.local` settings: url, data_dir, idle_stop), found
+    or started on first request exactly as for `local`, its token sent the provider's way (e.g. X-API-Key)."""
+    ep = ctx.endpoint
+    if ep is None:
+        raise ConfigError(f"{ctx.name}: the provider's adapter names no endpoint")
+    own = provider_settings(ctx.config, LocalProvider.name, LOCAL.settings_keys)
+    return ctx.http(None, resolve_endpoint=_platform_endpoint(ctx, own), auth_header=ep.auth_header,
+                    auth_scheme=ep.auth_scheme, credential_var="the local platform token", default_limits=UNLIMITED)
 
 
 def platform_data_dir(root: Path) -> Path:
@@ -86,4 +109,4 @@ def _read_token(path: Path) -> str | None:
         return None
 
 
-__all__ = ["TOKEN_ENV", "LocalProvider", "build_client", "local_endpoint", "platform_data_dir"]
+__all__ = ["TOKEN_ENV", "LocalProvider", "build_client", "local_endpoint", "platform_data_dir", "platform_http"]

@@ -18,7 +18,8 @@ none (its token is read from the workspace). Per-provider settings in jobrunner.
         max_log_bytes: 1048576                  # `jobrunner logs` keeps the end of a log (1 MiB)
         unreachable_after: 300                  # apply stops waiting after this long without an answer
         sync_wait: 1                            # Prefer: wait=n on prediction creates (false: off)
-      emissary: {base_url: https://api.withemissary.com}
+      emissary: {base_url: https://api.withemissary.com}   # or `local`: the local platform below,
+                                                          # with its token (EMISSARY_SERVER_URL wins)
       local: {url: http://127.0.0.1:8765}       # else the user's platform is auto-started, with
                                                 # data_dir (default per user) and idle_stop (15m)
 
@@ -71,7 +72,7 @@ def get_provider(
     adapter = adapter_for(name)
     ctx = ClientContext(name, Path(root), provider_settings(config, name, adapter.settings_keys),
                         os.environ if env is None else env,
-                        transport=transport, sleep=sleep, endpoint=adapter.endpoint)
+                        transport=transport, sleep=sleep, endpoint=adapter.endpoint, config=config)
     return client_factory(adapter.client)(ctx)
 
 

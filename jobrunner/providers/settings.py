@@ -29,6 +29,9 @@ from jobrunner.providers.http import (
 from jobrunner.providers.ratelimit import RateLimiter, RateLimits
 from jobrunner.providers.sync_create import SyncCreatePolicy
 
+# The `providers.<name>.base_url` value that means "the workspace's local platform" (for providers
+# whose wire it speaks: `Endpoint.local_platform`).
+LOCAL_PLATFORM = "local"
 SETTING_KEYS = frozenset({"base_url", "url", "rate_limits", "retries", "timeout", "sync_wait", "deadline",
                           "max_body_bytes", "max_log_bytes", "unreachable_after"})
 
@@ -63,7 +66,8 @@ def _timeout(settings: Mapping[str, Any], name: str) -> httpx.Timeout:
     if value is None:
         return DEFAULT_TIMEOUT
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigError(f"jobrunner.yaml: providers.{name}.timeout must be a positive number of seconds, got {value!r}")
+        raise ConfigError(
+            f"jobrunner.yaml: providers.{name}.timeout must be a positive number of seconds, got {value!r}")
     return httpx.Timeout(float(value), connect=min(10.0, float(value)), pool=60.0)
 
 
@@ -72,7 +76,8 @@ def _positive(settings: Mapping[str, Any], name: str, key: str, default: float, 
     value = settings.get(key)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or (integer and value != int(value)):
+    not_number = isinstance(value, bool) or not isinstance(value, (int, float))
+    if not_number or value <= 0 or (integer and value != int(value)):
         kind = "a positive whole number of bytes" if integer else "a positive number of seconds"
         raise ConfigError(f"jobrunner.yaml: providers.{name}.{key} must be {kind}, got {value!r}")
     return int(value) if integer else float(value)
@@ -103,6 +108,7 @@ class ClientContext:
     transport: httpx.AsyncBaseTransport | None = None
     sleep: Sleep | None = None
     endpoint: Endpoint | None = None  # the adapter's, for hosted providers
+    config: Any = None  # the whole workspace config, for settings another provider owns (providers.local)
     _checked: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -129,6 +135,19 @@ class ClientContext:
             )
         return value
 
+    def targets_local_platform(self) -> bool:
+        """True when `providers.<name>.base_url: local` sends this hosted provider to the
+        workspace's local platform; the URL variable (e.g. EMISSARY_SERVER_URL) still wins when set."""
+        if str(self.settings.get("base_url") or "").strip() != LOCAL_PLATFORM:
+            return False
+        ep = self.endpoint
+        if ep is None or not ep.local_platform:
+            raise ConfigError(
+                f"jobrunner.yaml: providers.{self.name}.base_url: `{LOCAL_PLATFORM}` is not available for {self.name}",
+                hint=f"write the URL of its API, or use `provider: {LOCAL_PLATFORM}` to run on the local platform",
+            )
+        return not self.env.get(ep.url_env)
+
     def base_url(self, variable: str, default: str) -> str:
         """The environment variable, else `providers.<name>.base_url`, else the public API; errors
         name whichever of the two settings it came from."""
@@ -141,12 +160,21 @@ class ClientContext:
         ep = self.endpoint
         if ep is None:
             raise ConfigError(f"{self.name}: the provider's adapter names no endpoint")
-        token = self.credential(ep.credential_env, ep.credential_hint)
+        if self.targets_local_platform():  # its build_client routes this case (providers.local.platform_http)
+            raise ConfigError(
+                f"{self.name}: the client does not handle providers.{self.name}.base_url: {LOCAL_PLATFORM}")
+        try:
+            token = self.credential(ep.credential_env, ep.credential_hint)
+        except CredentialsError as exc:
+            if ep.local_platform:  # the other way to run: say it where a new user first looks
+                exc.hint = (f"{exc.hint}; or, to run on the local platform, set providers.{self.name}.base_url: "
+                            f"{LOCAL_PLATFORM} in jobrunner.yaml")
+            raise
         return self.http(self.base_url(ep.url_env, ep.default_url), token=token, auth_header=ep.auth_header,
                          auth_scheme=ep.auth_scheme, credential_var=ep.credential_env, default_limits=ep.rate_limits)
 
-    def http(self, base_url: str | None, *, default_limits: Mapping[str, float | None], auth_header: str, auth_scheme: str | None,
-             credential_var: str, token: str | None = None,
+    def http(self, base_url: str | None, *, default_limits: Mapping[str, float | None], auth_header: str,
+             auth_scheme: str | None, credential_var: str, token: str | None = None,
              resolve_endpoint: EndpointResolver | None = None) -> HttpClient:
         """The HttpClient with this provider's bounds, retries and rate limits."""
         limits = RateLimits.from_config(self.settings.get("rate_limits"), default_limits)
@@ -156,4 +184,4 @@ class ClientContext:
                           limiter=RateLimiter(limits, **sleep), transport=self.transport, **self._checked, **sleep)
 
 
-__all__ = ["SETTING_KEYS", "ClientContext", "normalize_base_url", "provider_settings"]
+__all__ = ["LOCAL_PLATFORM", "SETTING_KEYS", "ClientContext", "normalize_base_url", "provider_settings"]

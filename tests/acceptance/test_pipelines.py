@@ -3,19 +3,23 @@
 Replicate wire (`provider: local`): one apply trains, deploys and evaluates against the deployment;
 changing `max_instances` plans and applies an in-place update (the deployment keeps its name, the
 evaluation does not run again); removing the deployment deletes it; `prevent_destroy` refuses that.
-Emissary wire: the example with its project id pointed at a project of the local platform.
+Emissary wire: the example as shipped, with the repository's `providers.emissary.base_url: local`
+and no Emissary variables, on the platform's seeded project `ms-local`.
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
-from tests.helpers.cli import run_cli
+from jobrunner.local.autostart import find_platform, stop_platform
+from tests.helpers.cli import run_cli, run_process
 
 pytestmark = pytest.mark.slow
 
@@ -39,19 +43,53 @@ def _rows(path: Path) -> list[dict[str, Any]]:
 
 def test_emissary_pipeline_as_shipped_in_one_apply(workspace: Path, platform: Any,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EMISSARY_SERVER_URL", platform.url)
-    monkeypatch.setenv("EMISSARY_CLIENT_API_KEY", platform.token)
-    made = httpx.post(f"{platform.url}/v1/projects", json={"name": "support"},
-                      headers={"X-API-Key": platform.token}, timeout=10)
-    manifest = _copy(workspace, "emissary")
-    manifest.write_text(manifest.read_text().replace("ms-12345", made.json()["id"]))
+    """The repository's jobrunner.yaml setting (`providers.emissary.base_url: local`) and no EMISSARY_*
+    variable: Emissary is the local platform, the manifest's project `ms-local` is seeded there."""
+    for var in ("EMISSARY_SERVER_URL", "EMISSARY_CLIENT_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    config = workspace / "jobrunner.yaml"
+    settings = yaml.safe_load(config.read_text())
+    settings["providers"]["emissary"] = {"base_url": "local"}  # as in the repository's jobrunner.yaml
+    config.write_text(yaml.safe_dump(settings))
+    _copy(workspace, "emissary")
     r = run_cli("apply", "--auto-approve", "specs/pipelines/emissary/")
     assert r.code == 0, r.output
     assert "Apply complete: 5 created, 5 succeeded, 0 failed." in r.output
     rows = _rows(workspace / "specs/pipelines/emissary/out/support-eval.jsonl")
     assert [row["key"] for row in rows] == ["password", "export", "refund"]
     assert all(row["status"] == "succeeded" and row["output"] for row in rows)
+    training = _state(workspace)["Training/support-ngram"]["remote_id"]
+    job = httpx.get(f"{platform.url}/v1/projects/ms-local/training-jobs/{training}",
+                    headers={"X-API-Key": platform.token}, timeout=10)
+    assert job.status_code == 200 and job.json()["status"] == "Success"  # trained on the shared platform
+    assert platform.token not in (workspace / ".jobrunner/state.json").read_text() + r.output
+    again = run_cli("apply", "--auto-approve", "specs/pipelines/emissary/")
+    assert again.code == 0 and "No changes." in again.stdout, again.output
     assert run_cli("plan", "--detailed-exitcode", "specs/pipelines/emissary/").code == 0
+
+
+def test_emissary_pipeline_from_a_fresh_clone_in_one_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's command as a new user runs it: the repository's own jobrunner.yaml, no platform
+    running, no EMISSARY_* variable; the platform auto-starts (and is stopped at the end)."""
+    shutil.copy(REPO / "jobrunner.yaml", tmp_path / "jobrunner.yaml")
+    shutil.copytree(PIPELINES / "emissary", tmp_path / "specs/pipelines/emissary")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("EMISSARY_") and k not in ("JOBRUNNER_LOCAL_TOKEN", "JOBRUNNER_STATE_URL")}
+    env["PYTHONPATH"] = str(REPO)
+    try:
+        first = run_process(["apply", "--auto-approve", "specs/pipelines/emissary/"], tmp_path, env, timeout=180)
+        assert first.code == 0, first.output
+        assert "started the local platform" in first.stderr
+        assert "Apply complete: 5 created, 5 succeeded, 0 failed." in first.stdout
+        assert len(_rows(tmp_path / "specs/pipelines/emissary/out/support-eval.jsonl")) == 3
+        stop_platform(tmp_path)
+        # Validating needs no platform and starts none (status and plan do read the live
+        # deployment, jobrunner.refresh, so they would start it).
+        quiet = run_process(["validate", "specs/pipelines/emissary/"], tmp_path, env)
+        assert quiet.code == 0 and "started the local platform" not in quiet.stderr, quiet.output
+        assert find_platform(tmp_path) is None
+    finally:
+        stop_platform(tmp_path)
 
 
 def test_replicate_pipeline_update_in_place_removal_and_prevent_destroy(workspace: Path, platform: Any) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -30,20 +31,20 @@ def emissary(live: LivePlatform, key: str | None = None) -> httpx.Client:
 
 
 @pytest.fixture
-def em(live_platform: LivePlatform) -> httpx.Client:
+def em(live_platform: LivePlatform) -> Iterator[httpx.Client]:
     with emissary(live_platform) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> LivePlatform:
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePlatform]:
     """One platform for the tests that only read their own fresh objects (keeps the suite fast)."""
     with serve_app(tmp_path_factory.mktemp("shared") / "platform") as live:
         yield live
 
 
 @pytest.fixture(scope="module")
-def shared_em(shared: LivePlatform) -> httpx.Client:
+def shared_em(shared: LivePlatform) -> Iterator[httpx.Client]:
     with emissary(shared) as c:
         yield c
 
@@ -55,7 +56,9 @@ def make_project(em: httpx.Client, name: str = "p") -> str:
 
 
 def upload(em: httpx.Client, pid: str, data: bytes = POEM, name: str = "train") -> str:
-    r = em.post(f"/v1/projects/{pid}/datasets", data={"name": name}, files={"file": ("train.jsonl", data, "application/jsonl")})
+    r = em.post(
+        f"/v1/projects/{pid}/datasets", data={"name": name}, files={"file": ("train.jsonl", data, "application/jsonl")}
+    )
     assert r.status_code == 201, r.text
     return r.json()["id"]
 
@@ -82,22 +85,46 @@ def test_missing_empty_or_wrong_key_is_401(shared: LivePlatform, headers: dict[s
     assert r.json() == {"status": 401, "error": "Unauthorized"}
 
 
-def test_models_list_is_emissary_with_api_key_and_replicate_with_bearer(live_platform: LivePlatform, em: httpx.Client) -> None:
+def test_models_list_is_emissary_with_api_key_and_replicate_with_bearer(
+    live_platform: LivePlatform, em: httpx.Client
+) -> None:
     r = em.get("/v1/models", headers=OCTET)
     assert r.status_code == 200
     models = r.json()
     assert isinstance(models, list) and models[0]["name"] == "jobrunner-ngram" and models[0]["type"] == "completion"
-    assert all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in models[0]["parameter_template"].values())
+    assert all(
+        isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in models[0]["parameter_template"].values()
+    )
     with live_platform.client() as rep:
         page = rep.get("/v1/models").json()
     assert set(page) >= {"next", "previous", "results"}
     assert em.get("/v1/models/jobrunner-ngram").json()["name"] == "jobrunner-ngram"
     missing = em.get("/v1/models/Llama-3.2-1B-Instruct")
     assert missing.status_code == 404
-    assert missing.json() == {"status": 404, "error": "base model Llama-3.2-1B-Instruct not found", "code": "object_not_found"}
+    assert missing.json() == {
+        "status": 404,
+        "error": "base model Llama-3.2-1B-Instruct not found",
+        "code": "object_not_found",
+    }
 
 
 # --- projects and datasets ------------------------------------------------------------------
+
+
+def test_the_seeded_project_is_there_from_the_start_and_comes_back_after_a_delete(tmp_path: Any) -> None:
+    """`ms-local` lets an Emissary manifest train offline with no setup (specs/pipelines/emissary/)."""
+    seeded = {"id": "ms-local", "name": "local"}
+    with serve_app(tmp_path / "platform") as live, emissary(live) as em:
+        assert em.get("/v1/projects").json() == [seeded]
+        assert em.get("/v1/projects/ms-local").json() == {**seeded, "datasets": [], "training_jobs": [],
+                                                          "deployments": []}
+        ds = upload(em, "ms-local")
+        assert em.get("/v1/projects/ms-local/datasets").json()[0]["id"] == ds
+        assert em.delete("/v1/projects/ms-local").status_code == 204
+        assert em.get("/v1/projects").json() == []
+    with serve_app(tmp_path / "platform") as live, emissary(live) as em:
+        assert em.get("/v1/projects").json() == [seeded]  # seeded again at start, empty
+        assert em.get("/v1/projects/ms-local/datasets").json() == []
 
 
 def test_project_lifecycle_and_codes(em: httpx.Client) -> None:
@@ -121,7 +148,9 @@ def test_project_lifecycle_and_codes(em: httpx.Client) -> None:
 
 def test_dataset_upload_list_get_download_delete(em: httpx.Client, live_platform: LivePlatform) -> None:
     pid = make_project(em)
-    r = em.post(f"/v1/projects/{pid}/datasets", data={"name": "my_dataset"}, files={"file": ("../../etc/evil.jsonl", POEM)})
+    r = em.post(
+        f"/v1/projects/{pid}/datasets", data={"name": "my_dataset"}, files={"file": ("../../etc/evil.jsonl", POEM)}
+    )
     assert r.status_code == 201
     ds = r.json()
     assert set(ds) == {"id", "name", "created_at", "is_uploaded"}
@@ -160,8 +189,14 @@ def test_dataset_errors(shared_em: httpx.Client) -> None:
         ({"base_model": "jobrunner-ngram"}, "train_dataset_id is required"),
         ({"base_model": "Llama-3.2-1B-Instruct", "train_dataset_id": "DS"}, "unknown base_model"),
         ({"base_model": "jobrunner-ngram", "train_dataset_id": "ds-missing"}, "not an uploaded dataset"),
-        ({"base_model": "jobrunner-ngram", "train_dataset_id": "DS", "test_dataset_id": "ds-missing"}, "test_dataset_id"),
-        ({"base_model": "jobrunner-ngram", "train_dataset_id": "DS", "train_test_split_ratio": 1.5}, "train_test_split_ratio"),
+        (
+            {"base_model": "jobrunner-ngram", "train_dataset_id": "DS", "test_dataset_id": "ds-missing"},
+            "test_dataset_id",
+        ),
+        (
+            {"base_model": "jobrunner-ngram", "train_dataset_id": "DS", "train_test_split_ratio": 1.5},
+            "train_test_split_ratio",
+        ),
         ({"base_model": "jobrunner-ngram", "train_dataset_id": "DS", "parameters": {"order": 42}}, "parameters.order"),
         ({"base_model": "jobrunner-ngram", "train_dataset_id": "DS", "parameters": {"x": [1]}}, "parameters.x"),
         ({"base_model": "jobrunner-ngram", "train_dataset_id": "DS", "parameters": {"x": True}}, "parameters.x"),
@@ -226,8 +261,14 @@ def test_training_runs_writes_checkpoints_and_reports_progress(em: httpx.Client)
 def test_cancel_stops_a_running_training_within_a_second(em: httpx.Client) -> None:
     pid = make_project(em)
     ds = upload(em, pid)
-    job = em.post(f"/v1/projects/{pid}/training-jobs",
-                  json={"base_model": "jobrunner-ngram", "train_dataset_id": ds, "parameters": {"steps": 100, "step_seconds": 0.5}}).json()
+    job = em.post(
+        f"/v1/projects/{pid}/training-jobs",
+        json={
+            "base_model": "jobrunner-ngram",
+            "train_dataset_id": ds,
+            "parameters": {"steps": 100, "step_seconds": 0.5},
+        },
+    ).json()
     path = f"/v1/projects/{pid}/training-jobs/{job['id']}"
     wait_status(em, path, {"Running"})
     r = em.post(path + "/cancel", headers={**OCTET, "Content-Length": "0"})
@@ -254,7 +295,9 @@ def test_failed_training_says_why(shared_em: httpx.Client) -> None:
     em = shared_em
     pid = make_project(em)
     ds = upload(em, pid, data=b"\n\n")
-    job = em.post(f"/v1/projects/{pid}/training-jobs", json={"base_model": "jobrunner-ngram", "train_dataset_id": ds}).json()
+    job = em.post(
+        f"/v1/projects/{pid}/training-jobs", json={"base_model": "jobrunner-ngram", "train_dataset_id": ds}
+    ).json()
     d = wait_status(em, f"/v1/projects/{pid}/training-jobs/{job['id']}", {"Failed", "Success"})
     assert d["status"] == "Failed" and "no text" in d["error"]
 
@@ -283,8 +326,14 @@ def test_running_jobs_fail_after_a_restart(tmp_path) -> None:
     with serve_app(data) as live, emissary(live) as em:
         pid = make_project(em)
         ds = upload(em, pid)
-        job = em.post(f"/v1/projects/{pid}/training-jobs",
-                      json={"base_model": "jobrunner-ngram", "train_dataset_id": ds, "parameters": {"steps": 100, "step_seconds": 0.5}}).json()
+        job = em.post(
+            f"/v1/projects/{pid}/training-jobs",
+            json={
+                "base_model": "jobrunner-ngram",
+                "train_dataset_id": ds,
+                "parameters": {"steps": 100, "step_seconds": 0.5},
+            },
+        ).json()
         wait_status(em, f"/v1/projects/{pid}/training-jobs/{job['id']}", {"Running"})
     with serve_app(data) as live, emissary(live) as em:
         d = em.get(f"/v1/projects/{pid}/training-jobs/{job['id']}").json()
@@ -298,9 +347,17 @@ def test_running_jobs_fail_after_a_restart(tmp_path) -> None:
 def trained_job(em: httpx.Client) -> tuple[str, str]:
     pid = make_project(em)
     ds = upload(em, pid)
-    job = em.post(f"/v1/projects/{pid}/training-jobs",
-                  json={"base_model": "jobrunner-ngram", "train_dataset_id": ds, "parameters": {"steps": 4, "checkpoint_every": 2}}).json()
-    assert wait_status(em, f"/v1/projects/{pid}/training-jobs/{job['id']}", {"Success", "Failed"})["status"] == "Success"
+    job = em.post(
+        f"/v1/projects/{pid}/training-jobs",
+        json={
+            "base_model": "jobrunner-ngram",
+            "train_dataset_id": ds,
+            "parameters": {"steps": 4, "checkpoint_every": 2},
+        },
+    ).json()
+    assert (
+        wait_status(em, f"/v1/projects/{pid}/training-jobs/{job['id']}", {"Success", "Failed"})["status"] == "Success"
+    )
     return pid, job["id"]
 
 
@@ -333,8 +390,13 @@ def test_deployment_serves_completions_from_a_checkpoint(tmp_path) -> None:
         assert len(a.json()["response"]) == 50
         assert em.post(path + "/completions", json=ask).json()["response"] == a.json()["response"]
         greedy = {"prompt": "At dawn", "max_new_tokens": 30, "do_sample": False}
-        assert em.post(path + "/completions", json=greedy).json()["response"] == em.post(path + "/completions", json=greedy).json()["response"]
-        chat = em.post(path + "/chat/completions", json={"messages": [{"role": "user", "content": "Small"}], "max_new_tokens": 20})
+        assert (
+            em.post(path + "/completions", json=greedy).json()["response"]
+            == em.post(path + "/completions", json=greedy).json()["response"]
+        )
+        chat = em.post(
+            path + "/chat/completions", json={"messages": [{"role": "user", "content": "Small"}], "max_new_tokens": 20}
+        )
         assert chat.status_code == 200 and len(chat.json()["response"]) == 20
         assert em.post(path + "/completions", json={"max_new_tokens": 5}).status_code == 400
         assert em.post(path + "/chat/completions", json={"messages": []}).status_code == 400

@@ -187,3 +187,79 @@ def test_a_provider_survives_a_second_event_loop(tmp_path: Path) -> None:
         second = asyncio.run(provider.get("prediction", "p1"))  # a new loop, the same provider
         asyncio.run(provider.aclose())
     assert first.status == second.status == "running" and route.call_count == 2
+
+
+# --- `providers.emissary.base_url: local`: the workspace's local platform speaks the Emissary wire ---
+
+PLATFORM_TOKEN = "jrl_platform-token-0123456789abcdef"
+
+
+def _emissary_on_local(tmp_path: Path, env: dict[str, str], **local: str) -> EmissaryProvider:
+    config = WorkspaceConfig(providers={"emissary": {"base_url": "local"}, "local": dict(local)})
+    provider = get_provider("emissary", config, tmp_path, env=env)
+    assert isinstance(provider, EmissaryProvider)
+    return provider
+
+
+def _list_projects(provider: EmissaryProvider, base_url: str) -> respx.Route:
+    async def flow() -> None:
+        try:
+            await provider.http.request("GET", "/v1/projects")
+        finally:
+            await provider.aclose()
+
+    with respx.mock(base_url=base_url) as mock:
+        listed = [{"id": "ms-local", "name": "local"}]
+        route = mock.get("/v1/projects").mock(return_value=httpx.Response(200, json=listed))
+        asyncio.run(flow())
+    return route
+
+
+def test_emissary_base_url_local_uses_the_configured_platform_and_its_token_not_a_key(tmp_path: Path) -> None:
+    env = {"JOBRUNNER_LOCAL_TOKEN": PLATFORM_TOKEN, "EMISSARY_CLIENT_API_KEY": SECRET}  # the key is not sent
+    provider = _emissary_on_local(tmp_path, env, url="http://127.0.0.1:5/")
+    assert provider.http.base_url is None  # nothing is resolved (or started) before the first request
+    route = _list_projects(provider, "http://127.0.0.1:5")
+    headers = route.calls.last.request.headers
+    assert headers["X-API-Key"] == PLATFORM_TOKEN and "Authorization" not in headers
+
+
+def test_emissary_base_url_local_auto_starts_the_platform_local_uses(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobrunner.local import autostart
+
+    seen: list[dict] = []
+
+    def ensure_platform(root: Path, settings: dict | None = None) -> autostart.PlatformHandle:
+        seen.append({"root": root, **(settings or {})})
+        return autostart.PlatformHandle("http://127.0.0.1:6", PLATFORM_TOKEN)
+
+    monkeypatch.setattr(autostart, "ensure_platform", ensure_platform)
+    provider = _emissary_on_local(tmp_path, {}, idle_stop="5m")
+    assert seen == []  # building the client starts nothing (status, validate, plan of finished jobs)
+    route = _list_projects(provider, "http://127.0.0.1:6")
+    assert route.calls.last.request.headers["X-API-Key"] == PLATFORM_TOKEN
+    assert seen == [{"root": tmp_path, "idle_stop": "5m"}]  # providers.local's settings, as for `provider: local`
+
+
+def test_emissary_server_url_wins_over_base_url_local_and_then_needs_the_key(tmp_path: Path) -> None:
+    env = {"EMISSARY_SERVER_URL": "http://127.0.0.1:8", "EMISSARY_CLIENT_API_KEY": "k" * 20}
+    assert _emissary_on_local(tmp_path, env).http.base_url == "http://127.0.0.1:8"
+    with pytest.raises(CredentialsError) as info:
+        _emissary_on_local(tmp_path, {"EMISSARY_SERVER_URL": "http://127.0.0.1:8"})
+    assert "EMISSARY_CLIENT_API_KEY" in str(info.value)
+
+
+def test_emissary_without_key_or_local_setting_says_both_ways_out(tmp_path: Path) -> None:
+    with pytest.raises(CredentialsError) as info:
+        get_provider("emissary", WorkspaceConfig(), tmp_path, env={})
+    assert str(info.value) == "emissary: no credential: EMISSARY_CLIENT_API_KEY is not set"
+    assert "export EMISSARY_CLIENT_API_KEY=" in info.value.hint
+    assert "providers.emissary.base_url: local" in info.value.hint
+
+
+def test_base_url_local_is_refused_where_the_platform_does_not_stand_in(tmp_path: Path) -> None:
+    config = WorkspaceConfig(providers={"replicate": {"base_url": "local"}})
+    with pytest.raises(ConfigError) as info:
+        get_provider("replicate", config, tmp_path, env={"REPLICATE_API_TOKEN": SECRET})
+    assert "providers.replicate.base_url" in str(info.value) and "provider: local" in info.value.hint

@@ -13,6 +13,12 @@ USER_ID = "me"  # the local account, as on the Replicate wire
 BASE_MODEL = ngram_finetune.BASE_MODEL
 ENGINE = "ngram_finetune"  # an `engines.ENGINES` name
 
+# The project every platform has from its first start (re-created at start if deleted), so an
+# Emissary manifest can name a `project_id` that works offline with no setup, as the built-in
+# models do on the Replicate wire (specs/pipelines/emissary/ trains in it). Fixed, like its id.
+SEEDED_PROJECT_ID = "ms-local"
+SEEDED_PROJECT_NAME = "local"
+
 BASE_MODELS: dict[str, dict[str, Any]] = {
     BASE_MODEL: {
         "name": BASE_MODEL,

@@ -5,6 +5,9 @@ worker processes (see `jobrunner.local.engines.ngram_finetune` for the parameter
 whose `parameters.timeout_seconds` elapses is stopped and marked `TimedOut`. Jobs that were
 `Pending` or `Running` when the server stopped come back as `Failed`.
 
+Every platform has the project `catalog.SEEDED_PROJECT_ID` (`ms-local`), seeded at start when
+missing, so a manifest can train offline without creating a project first.
+
 Deployments serve a checkpoint: `Pending -> Deploying -> Deployed` once its weights are loaded;
 completions generate text with them (`max_new_tokens` characters, `temperature`,
 `do_sample: false` for greedy decoding, and a `seed` extension for reproducible text).
@@ -38,6 +41,7 @@ class EmissaryService:
         self.store = es.EmissaryStore(platform.db, platform.data_dir)
         self._timeouts: dict[str, asyncio.TimerHandle] = {}
         self._weights: dict[str, Any] = {}  # deployment id -> loaded checkpoint weights
+        self.store.ensure_project(catalog.SEEDED_PROJECT_ID, catalog.SEEDED_PROJECT_NAME)
         self._recover_after_restart()
         platform.on_shutdown(self._close)
 
@@ -110,7 +114,8 @@ class EmissaryService:
         shape is already checked (`serializers.check_training_body`)."""
         pid = project["id"]
         if body["base_model"] not in catalog.BASE_MODELS:
-            raise EmissaryError(400, f"unknown base_model {body['base_model']!r}; available: {', '.join(catalog.BASE_MODELS)}")
+            raise EmissaryError(400, f"unknown base_model {body['base_model']!r}; "
+                                     f"available: {', '.join(catalog.BASE_MODELS)}")
         for key in ("train_dataset_id", "test_dataset_id"):
             if key == "train_dataset_id" or body.get(key):
                 ds = self.store.get_dataset(pid, body[key])
@@ -157,7 +162,8 @@ class EmissaryService:
             if pct != job["progress"]:
                 self.store.update_training_job(job_id, progress=pct)
         elif kind == "training_loss":
-            self.store.append_training_loss(job_id, {"timestamp": float(data["timestamp"]), "loss": float(data["loss"])})
+            point = {"timestamp": float(data["timestamp"]), "loss": float(data["loss"])}
+            self.store.append_training_loss(job_id, point)
         elif kind == "checkpoint":
             results = ngram_finetune.test_results(data["metrics"], None)
             self.store.add_checkpoint(job_id, int(data["checkpoint"]), data["path"], results)
@@ -206,7 +212,8 @@ class EmissaryService:
         shape is already checked (`serializers.check_deployment_body`)."""
         job = self.store.get_training_job(project["id"], body["training_job_id"])
         if job is None:
-            raise EmissaryError(400, f"training_job_id {body['training_job_id']!r} is not a training job of project {project['id']}")
+            raise EmissaryError(400, f"training_job_id {body['training_job_id']!r} "
+                                     f"is not a training job of project {project['id']}")
         if self.store.get_checkpoint(job["id"], int(body["checkpoint"])) is None:
             raise EmissaryError(400, f"training job {job['id']} has no checkpoint {int(body['checkpoint'])}")
         row = self.store.create_deployment(project["id"], body, es.PENDING)

@@ -22,7 +22,8 @@ from jobrunner.local.db import Database, Row, dumps
 from jobrunner.local.emissary.catalog import USER_ID
 
 # The closed status enum of SDK 0.4.4 (TrainingJobSummary.status / TrainingJobDetailStatus).
-PENDING, RUNNING, SUCCESS, FAILED, TIMED_OUT, CANCELLED = "Pending", "Running", "Success", "Failed", "TimedOut", "Cancelled"
+PENDING, RUNNING, SUCCESS = "Pending", "Running", "Success"
+FAILED, TIMED_OUT, CANCELLED = "Failed", "TimedOut", "Cancelled"
 TRAINING_STATUSES = (PENDING, RUNNING, SUCCESS, FAILED, TIMED_OUT, CANCELLED)
 TERMINAL = frozenset({SUCCESS, FAILED, TIMED_OUT, CANCELLED})
 DEPLOYING, DEPLOYED = "Deploying", "Deployed"
@@ -129,6 +130,14 @@ class EmissaryStore:
         self._projects.insert(row)
         return row
 
+    def ensure_project(self, project_id: str, name: str | None) -> Row:
+        """The project with this fixed id, created when missing (the platform's seeded project)."""
+        row = self.get_project(project_id)
+        if row is None:
+            row = {"id": project_id, "name": name, "created_at": now()}
+            self._projects.insert(row)
+        return row
+
     def get_project(self, project_id: str) -> Row | None:
         return self._projects.one("SELECT * FROM emissary_projects WHERE id = ?", (project_id,))
 
@@ -179,7 +188,8 @@ class EmissaryStore:
         )
 
     def list_datasets(self, project_id: str) -> list[Row]:
-        return self._datasets.all("SELECT * FROM emissary_datasets WHERE project_id = ? ORDER BY seq DESC", (project_id,))
+        return self._datasets.all("SELECT * FROM emissary_datasets WHERE project_id = ? ORDER BY seq DESC",
+                                  (project_id,))
 
     def delete_dataset(self, dataset_id: str) -> None:
         row = self._datasets.one("SELECT * FROM emissary_datasets WHERE id = ?", (dataset_id,))
@@ -250,7 +260,8 @@ class EmissaryStore:
     def add_checkpoint(self, job_id: str, checkpoint: int, path: str, test_results: Row) -> None:
         ts = now()
         self.conn.execute(
-            "INSERT OR REPLACE INTO emissary_checkpoints (training_job_id, checkpoint, path, test_results, created_at, updated_at)"
+            "INSERT OR REPLACE INTO emissary_checkpoints"
+            " (training_job_id, checkpoint, path, test_results, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (job_id, checkpoint, path, dumps(test_results), ts, ts),
         )
@@ -298,7 +309,8 @@ class EmissaryStore:
         return self._deployments.all(f"SELECT * FROM emissary_deployments WHERE status IN ({marks})", statuses)
 
     def list_deployments(self, project_id: str) -> list[Row]:
-        return self._deployments.all("SELECT * FROM emissary_deployments WHERE project_id = ? ORDER BY seq DESC", (project_id,))
+        return self._deployments.all("SELECT * FROM emissary_deployments WHERE project_id = ? ORDER BY seq DESC",
+                                     (project_id,))
 
     def update_deployment(self, deployment_id: str, **values: Any) -> None:
         values.setdefault("updated_at", now())

@@ -127,7 +127,8 @@ EMISSARY = ProviderAdapter(
     result_fields=RESULT_FIELDS,
     endpoint=Endpoint(credential_env="EMISSARY_CLIENT_API_KEY", credential_hint="your Emissary API key",
                       url_env="EMISSARY_SERVER_URL", default_url="https://api.withemissary.com",
-                      auth_header="X-API-Key", auth_scheme=None),
+                      auth_header="X-API-Key", auth_scheme=None,
+                      local_platform=True),  # the local platform speaks its wire (`base_url: local`)
     # Emissary reports no run time a plan could measure (metrics hold progress and loss only), and
     # no hardware: its estimates come from `estimate:` hints.
     costing=Costing(version_of=base_model_of),
