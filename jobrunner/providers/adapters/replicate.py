@@ -39,6 +39,8 @@ OUTPUT_FIELDS: Mapping[str, tuple[str, ...]] = {
 DEPLOYMENT = DeploymentForm(
     fields=("model", "version", "hardware", "min_instances", "max_instances"),
     updatable=frozenset({"version", "hardware", "min_instances", "max_instances"}),
+    # A PATCH keeps the deployment's owner/name (its id and URL); only a new version changes what it serves.
+    update_keeps={"id": frozenset(), "name": frozenset(), "url": frozenset(), "version": frozenset({"version"})},
 )
 
 
