@@ -38,6 +38,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace as dc_replace
 from typing import Any
 
+from jobrunner.deployment_changes import changed_fields, updatable_fields
 from jobrunner.errors import PlanError, UsageError
 from jobrunner.fingerprint import FILE_DIGEST, short
 from jobrunner.plan_types import (
@@ -57,7 +58,6 @@ from jobrunner.plan_types import (
     PlannedChange,
     Policy,
 )
-from jobrunner.providers.adapters import find_adapter
 from jobrunner.providers.base import (
     ABORTED,
     CANCELED,
@@ -240,7 +240,7 @@ def _plan_deployment(job: DesiredJob, prior: AddressState | None, seen: RemoteJo
             diff = drifted
             what = "; ".join(f"{k} was changed outside jobrunner ({_show(a)} -> {_show(b)})"
                              for k, (a, b) in drifted.items())
-            fixed = sorted(set(drifted) - _updatable(job))
+            fixed = sorted(set(drifted) - updatable_fields(job))
             if not fixed:
                 return make(UPDATE, f"{what}: updated back in place")
             return make(REPLACE, f"{what}; {', '.join(fixed)} cannot change in place: deleted, then created again")
@@ -250,20 +250,16 @@ def _plan_deployment(job: DesiredJob, prior: AddressState | None, seen: RemoteJo
             return make(NOOP, f"{drift or _ended(status or FAILED, prior)}: change the manifest or run "
                                 f"`jobrunner apply --replace {job.address}` to deploy it again")
         return make(WAIT, f"{status or PENDING} ({prior.remote_id})")
-    keys = set(diff) | _unknown_keys(job)
+    # The same fields expansion judged (deployment_changes.outputs_kept): an update here is the
+    # update whose kept outputs its dependents were planned with.
+    keys = changed_fields(prior.inputs, job, secrets=secrets)
     what = _unknown_fields(job) + " known after apply" if fp is None else _changed_keys(diff) + " changed"
-    fixed = sorted(keys - _updatable(job))
+    fixed = sorted(keys - updatable_fields(job))
     if not fixed and status not in RETRYABLE:
         return make(UPDATE, f"{what}: updated in place")
     why = (f"{', '.join(fixed)} cannot change in place" if fixed
            else f"{prior.remote_id} ended {status}")
     return make(REPLACE, f"{what}; {why}: deleted, then created again")
-
-
-def _updatable(job: DesiredJob) -> set[str]:
-    """The fields the deployment's provider changes in place (none for an unknown provider)."""
-    adapter = find_adapter(job.provider)
-    return set(adapter.deployment.updatable) if adapter is not None and adapter.deployment is not None else set()
 
 
 def _drifted_settings(job: DesiredJob, seen: RemoteJob | None) -> dict[str, list[Any]]:
@@ -274,11 +270,6 @@ def _drifted_settings(job: DesiredJob, seen: RemoteJob | None) -> dict[str, list
         return {}
     material = _without_kind(job.material or {})
     return {k: [settings[k], v] for k, v in sorted(material.items()) if k in settings and settings[k] != v}
-
-
-def _unknown_keys(job: DesiredJob) -> set[str]:
-    """Dotted keys of the job's material that still hold a `${...}` reference."""
-    return {k for k, v in flatten(_without_kind(job.material or {})).items() if isinstance(v, str) and "${" in v}
 
 
 def _plan_deployment_removed(prior: AddressState, seen: RemoteJob | None) -> PlannedChange:

@@ -20,10 +20,12 @@ Apart from reading the local files a spec names (to hash them), everything here 
 from __future__ import annotations
 
 import os
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
+from jobrunner.deployment_changes import outputs_kept
 from jobrunner.errors import Diagnostic, ManifestError
 from jobrunner.fingerprint import FILE_DIGEST, FILE_MARKER, file_digest, fingerprint, is_file_marker
 from jobrunner.inputs import BatchItem, read_batch_items, resolve_relative
@@ -53,7 +55,8 @@ def expand(
     `outputs` maps `Kind/name` to the outputs of upstream resources (default: those recorded in
     `state` for succeeded addresses). With `state`, an upstream's outputs are only used when that
     upstream will not be re-run (its fingerprint is unchanged, or `lifecycle.on_change: keep`), so
-    dependents of a training about to be replaced show "known after apply", not stale values.
+    dependents of a training about to be replaced show "known after apply", not stale values; a
+    deployment updated in place offers only the outputs the update cannot change.
     `items` maps a PredictionBatch address to its rows as validation already read them
     (`ValidationResult.items`); a batch not in it has its rows read here.
     Raises ManifestError (all problems at once) for unreadable files or batch inputs.
@@ -66,6 +69,7 @@ def expand(
     models = _declared_models(resources)
     jobs: list[DesiredJob] = []
     diags: list[Diagnostic] = []
+    partial: set[str] = set()  # upstreams of which only some outputs are known (deployments updated in place)
     for address in dependency_order(resources):
         res = by_addr[address]
         try:
@@ -73,7 +77,7 @@ def expand(
         except ManifestError as err:
             diags.extend(err.diagnostics)
             continue
-        made = _mark_missing_outputs(res, made, known)
+        made = _mark_missing_outputs(res, made, known, partial)
         if state is not None and res.kind != "Model":
             # Upstreams of references: forget outputs that are about to change.
             outs = _settled_outputs(res, made, state)
@@ -81,6 +85,8 @@ def expand(
                 known.pop(res.address, None)
             else:
                 known[res.address] = outs
+                if res.kind == "Deployment" and any(j.fingerprint != _recorded_fp(state, j) for j in made):
+                    partial.add(res.address)
         jobs.extend(made)
     if diags:
         raise ManifestError(diags)
@@ -102,7 +108,8 @@ def _settled_outputs(res: Resource, made: list[DesiredJob], state: StateDoc) -> 
     """The outputs `res` offers its dependents now, or None while they are not known.
 
     Known only when every unit of `res` succeeded and will not run again: its fingerprint is
-    unchanged, or `lifecycle.on_change: keep` keeps the succeeded run. A training's outputs are
+    unchanged, or `lifecycle.on_change: keep` keeps the succeeded run; a deployment updated in
+    place offers the outputs the update leaves as they are (`deployment_changes.outputs_kept`). A training's outputs are
     what state recorded; a batch's are `count` (its items) and `output_file` (the workspace-relative
     path of the file apply writes, when the spec sets one).
     """
@@ -114,6 +121,10 @@ def _settled_outputs(res: Resource, made: list[DesiredJob], state: StateDoc) -> 
             keep or (job.fingerprint is not None and job.fingerprint == prior.fingerprint))
 
     if not all(settled(j) for j in made):
+        if res.kind == "Deployment":
+            # An update in place keeps what it cannot change (its name; the version it serves
+            # unless that changes): dependents stay known, and run again only for a new version.
+            return outputs_kept(state.addresses.get(res.address), made[0])
         return None
     if res.kind == "PredictionBatch":
         outs: dict[str, Any] = {"count": len(made)}
@@ -125,16 +136,25 @@ def _settled_outputs(res: Resource, made: list[DesiredJob], state: StateDoc) -> 
     return dict(prior.outputs) if prior is not None else None
 
 
-def _mark_missing_outputs(res: Resource, made: list[DesiredJob], known: Mapping[str, Mapping[str, Any]]) -> list[DesiredJob]:
+def _recorded_fp(state: StateDoc, job: DesiredJob) -> str | None:
+    prior = state.addresses.get(job.address)
+    return prior.fingerprint if prior is not None else None
+
+
+def _mark_missing_outputs(res: Resource, made: list[DesiredJob], known: Mapping[str, Mapping[str, Any]],
+                          partial: Collection[str] = ()) -> list[DesiredJob]:
     """Jobs whose references stay unknown although their upstream settled: say which output is missing.
 
     `known` holds only upstreams that succeeded and will not run again, so a field absent there
-    never arrives by waiting; the plan reports such a job as needing attention instead.
+    never arrives by waiting; the plan reports such a job as needing attention instead. An
+    upstream in `partial` (a deployment updated in place) lacks the outputs the update changes:
+    those arrive after apply, they are not missing.
     """
     if all(j.fingerprint is not None for j in made):
         return made
     missing = tuple(sorted({(r.address, r.field) for r in find_refs(res.spec, "$.spec")
-                            if r.address in known and known[r.address].get(r.field) is None}))
+                            if r.address in known and r.address not in partial
+                            and known[r.address].get(r.field) is None}))
     if not missing:
         return made
     return [replace(j, missing_outputs=missing) if j.fingerprint is None else j for j in made]
@@ -411,7 +431,7 @@ def _files(value: Any, res: Resource, root: Path, path: tuple[str | int, ...], *
     if isinstance(value, list):
         pairs = [_files(v, res, root, path + (i,), line=line, file=file) if isinstance(v, (dict, list)) else (v, v)
                  for i, v in enumerate(value)]
-        if all(r is v and m is v for (r, m), v in zip(pairs, value)):
+        if all(r is v and m is v for (r, m), v in zip(pairs, value, strict=True)):
             return value, value
         return [r for r, _ in pairs], [m for _, m in pairs]
     return value, value

@@ -15,6 +15,10 @@ Per change, in order of preference:
   hint, else the `hardware` of the declared `Model` the version belongs to, else unknown;
 - cost: duration × the hardware's price (`prices.PriceTable`), unknown when either is.
 
+A deployment updated in place without an `estimate.duration` hint runs no job: its estimate says
+so (basis `no_job`, 0 s, $0) instead of an unknown job, so a budget policy does not refuse a
+scale-up for a cost nobody could know; its serving time is not estimated.
+
 Wall clock of a resource with N changes, per-item run time d, parallelism P and a provider create
 rate R per minute: max(ceil(N/P)·d, N/R minutes): batches are bounded by the slower of compute and
 the rate limit. A plan's wall clock is its longest dependency chain, and at least all compute
@@ -42,7 +46,7 @@ from jobrunner.estimate.prices import PriceTable
 from jobrunner.plan_types import PlannedChange
 from jobrunner.providers.adapter import ProviderAdapter
 from jobrunner.providers.adapters import find_adapter
-from jobrunner.resources import JOB_MODEL, DesiredJob, Resource
+from jobrunner.resources import JOB_DEPLOYMENT, JOB_MODEL, DesiredJob, Resource
 from jobrunner.state.model import StateDoc
 
 # Actions that run something new on a provider (and so take time and money). `update` is the
@@ -164,6 +168,17 @@ def estimate_job(job: DesiredJob, inp: _Inputs) -> Estimate:
     return Estimate(seconds, basis, dsrc, hardware, hsrc, usd, csrc, job.job_kind)
 
 
+def _no_job(change: PlannedChange, inp: _Inputs) -> Estimate | None:
+    """The estimate of an update in place with no `estimate.duration` hint: it runs no job."""
+    job = change.job
+    if change.action != "update" or job is None or job.job_kind != JOB_DEPLOYMENT:
+        return None
+    if hint_of(inp.resources.get(job.resource_address)).get("duration") is not None:
+        return None  # the hint says how long it takes to serve again: priced like any run
+    why = "an update in place runs no job (serving time is not estimated)"
+    return Estimate(0.0, Basis.NO_JOB, why, None, why, 0.0, why, job.job_kind)
+
+
 def _estimated(change: PlannedChange) -> bool:
     return change.action in ESTIMATED_ACTIONS and change.job is not None and change.job.job_kind != JOB_MODEL
 
@@ -178,6 +193,7 @@ def _resource_estimate(resource: str, provider: str, items: list[Estimate], ctx:
     known = [e.seconds for e in items if e.seconds is not None]
     unknown_duration = len(items) - len(known)
     n, par = len(items), max(1, ctx.parallelism)
+    jobs = sum(1 for e in items if e.basis is not Basis.NO_JOB)
     wall: float | None = None
     if not unknown_duration:
         wall = math.ceil(n / par) * (sum(known) / n)
@@ -185,7 +201,7 @@ def _resource_estimate(resource: str, provider: str, items: list[Estimate], ctx:
         if rate:
             wall = max(wall, n / rate * 60.0)
     return ResourceEstimate(
-        resource=resource, provider=provider, jobs=n, unknown_duration=unknown_duration,
+        resource=resource, provider=provider, jobs=jobs, unknown_duration=unknown_duration,
         unknown_cost=sum(1 for e in items if e.usd is None), compute_seconds=sum(known),
         usd=sum(e.usd for e in items if e.usd is not None), wall_seconds=wall,
         sources=tuple(dict.fromkeys(e.duration_source for e in items)),
@@ -235,7 +251,7 @@ def estimate_plan(changes: Sequence[PlannedChange], doc: StateDoc, resources: Se
         job = change.job
         if not _estimated(change) or job is None:
             continue
-        est = estimate_job(job, inp)
+        est = _no_job(change, inp) or estimate_job(job, inp)
         out.changes[change.address] = est
         groups.setdefault(job.resource_address, []).append(est)
         providers[job.resource_address] = job.provider

@@ -15,6 +15,8 @@ class Basis(enum.Enum):
     MEASURED = "measured"  # run times of the same model version recorded in state
     HINT = "hint"  # the resource's `estimate.duration`
     UNKNOWN = "unknown"
+    # The change runs no job (a deployment updated in place: one PATCH, nothing billed for it).
+    NO_JOB = "no_job"
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class ResourceEstimate:
 
     resource: str  # Kind/name
     provider: str
-    jobs: int  # changes estimated (batch items count one each)
+    jobs: int  # jobs the changes run (batch items count one each; an update in place runs none)
     unknown_duration: int  # of which the run time is unknown
     unknown_cost: int  # of which the cost is unknown
     compute_seconds: float  # summed over the known run times

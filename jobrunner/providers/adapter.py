@@ -125,11 +125,29 @@ class DeploymentForm:
     `fields` determine what is served and enter the fingerprint; `label_fields` are sent but only
     label it (never fingerprinted, never a reason to change it); `updatable` are the fields the
     provider changes in place (Replicate's PATCH body); a change to any other field replaces it.
+
+    `update_keeps` says which outputs an update in place leaves as they were: output -> the
+    updatable fields whose change does change it (Replicate: the name and URL always, the version
+    it serves unless `version` changes). An output it does not list is unknown after any update, so
+    a provider that forgets one re-runs dependents rather than feeding them a stale value.
     """
 
     fields: tuple[str, ...]
     label_fields: tuple[str, ...] = ()
     updatable: frozenset[str] = frozenset()
+    update_keeps: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def updates_in_place(self, changed: frozenset[str] | set[str]) -> bool:
+        """Whether a change of the fields `changed` is an update in place (else a replace)."""
+        return set(changed) <= self.updatable
+
+    def outputs_after_update(self, changed: frozenset[str] | set[str],
+                             outputs: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The `outputs` still true once `changed` is updated in place; None for a replace (a new
+        deployment: every output is known only after apply)."""
+        if not self.updates_in_place(changed):
+            return None
+        return {k: v for k, v in outputs.items() if k in self.update_keeps and not self.update_keeps[k] & set(changed)}
 
 
 # (spec, why-not) of a manifest that reproduces a remote training, for `import --discover`.

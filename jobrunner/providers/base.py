@@ -6,9 +6,10 @@ or future status values map to `UNKNOWN` (never a crash) and keep the raw value 
 """
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, AsyncIterator, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from jobrunner.errors import UnexpectedIdError
 
@@ -99,9 +100,10 @@ class RemoteDeployment:
                          extra={"settings": dict(self.settings), "outputs": self.outputs()})
 
     def outputs(self) -> dict[str, Any]:
-        """What `${Deployment.x.output.field}` may name: the id, name, URL, status (and version)."""
-        out: dict[str, Any] = {"id": self.id, "name": self.name, "url": self.url,
-                               "status": self.raw_status or self.status}
+        """What `${Deployment.x.output.field}` may name: the id, name, URL (and version), and the
+        provider's own status word (Emissary's `Deployed`). A provider that reports no status
+        (Replicate) has no `status` output: jobrunner's job statuses (`succeeded`) are not one."""
+        out: dict[str, Any] = {"id": self.id, "name": self.name, "url": self.url, "status": self.raw_status}
         if self.version:
             out["version"] = self.version
         return {k: v for k, v in out.items() if v is not None}

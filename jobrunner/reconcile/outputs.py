@@ -45,7 +45,7 @@ def outputs_of(job_kind: str, remote: RemoteJob) -> dict[str, Any]:
 
         # Models may echo their input: secret-named fields never reach state or output files.
         return {"output": redact(remote.output), "metrics": dict(remote.metrics or {})}
-    if job_kind == JOB_DEPLOYMENT:  # ready: what RemoteDeployment.outputs() said (name, url, status...)
+    if job_kind == JOB_DEPLOYMENT:  # ready: what RemoteDeployment.outputs() said (name, url, version...)
         outs = remote.extra.get("outputs")
         return dict(outs) if isinstance(outs, dict) else {"id": remote.id}
     return {}

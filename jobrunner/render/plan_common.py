@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from jobrunner.estimate.model import Basis
 from jobrunner.plan_types import (
     ADOPT,
     CANCEL,
@@ -155,6 +156,8 @@ def change_estimate(change: PlannedChange, plan: Plan) -> str | None:
     est = plan.estimate.changes.get(change.address) if plan.estimate is not None else None
     if est is None:
         return None
+    if est.basis is Basis.NO_JOB:
+        return "runs no job"
     took = f"~{fmt_seconds(est.seconds)}" if est.seconds is not None else "duration unknown"
     return f"{took}, {fmt_usd(est.usd) if est.usd is not None else 'cost unknown'}"
 

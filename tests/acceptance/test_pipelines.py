@@ -2,7 +2,8 @@
 
 Replicate wire (`provider: local`): one apply trains, deploys and evaluates against the deployment;
 changing `max_instances` plans and applies an in-place update (the deployment keeps its name, the
-evaluation does not run again); removing the deployment deletes it; `prevent_destroy` refuses that.
+evaluation does not run again, counted on the platform; a new trained version runs it again);
+removing the deployment deletes it; `prevent_destroy` refuses that.
 Emissary wire: the example as shipped, with the repository's `providers.emissary.base_url: local`
 and no Emissary variables, on the platform's seeded project `ms-local`.
 """
@@ -130,3 +131,51 @@ def test_replicate_pipeline_update_in_place_removal_and_prevent_destroy(workspac
     gone = httpx.get(f"{platform.url}/v1/deployments/{dep['remote_id']}",
                      headers={"Authorization": f"Bearer {platform.token}"}, timeout=10)
     assert gone.status_code == 404 and "Deployment/haiku-api" not in _state(workspace)
+
+
+def _predictions(platform: Any) -> list[dict[str, Any]]:
+    """Every prediction the platform has run (GET /v1/predictions, all pages)."""
+    out: list[dict[str, Any]] = []
+    url: str | None = f"{platform.url}/v1/predictions"
+    while url:
+        page = httpx.get(url, headers={"Authorization": f"Bearer {platform.token}"}, timeout=10).json()
+        out += page["results"]
+        url = page.get("next")
+    return out
+
+
+def test_scaling_the_deployment_reruns_no_evaluation_and_a_new_version_does(workspace: Path, platform: Any) -> None:
+    manifest = _copy(workspace, "replicate")
+    earlier = {p["id"] for p in _predictions(platform)}  # the platform is shared by this module's tests
+    assert run_cli("apply", "--auto-approve", "specs/pipelines/replicate/").code == 0
+    before = [p for p in _predictions(platform) if p["id"] not in earlier]
+    assert len(before) == 3
+    first_rows = _rows(workspace / "specs/pipelines/replicate/out/haiku-eval.jsonl")
+
+    manifest.write_text(manifest.read_text().replace("max_instances: 1", "max_instances: 3"))
+    plan = run_cli("plan", "--out", "scale.plan", "specs/pipelines/replicate/")
+    assert plan.code == 0, plan.output
+    assert "~ Deployment/haiku-api" in plan.output and "~ max_instances: 1 -> 3" in plan.output, plan.output
+    assert "PredictionBatch/haiku-eval" not in plan.output, plan.output  # neither replaced nor estimated
+    assert "Plan: 0 to create, 1 to update, 0 to replace," in plan.output, plan.output
+    r = run_cli("apply", "scale.plan")  # a saved plan applies what it showed
+    assert r.code == 0 and "1 updated" in r.output and "0 created" in r.output, r.output
+    assert len(_predictions(platform)) == len(earlier) + 3  # no evaluation ran again
+    assert _rows(workspace / "specs/pipelines/replicate/out/haiku-eval.jsonl") == first_rows
+    settled = run_cli("plan", "--detailed-exitcode", "specs/pipelines/replicate/")
+    assert settled.code == 0 and "No changes." in settled.output, settled.output
+
+    # A new trained version reaches the deployment, and through it the evaluation.
+    manifest.write_text(manifest.read_text().replace("order: 4", "order: 3"))
+    plan = run_cli("plan", "specs/pipelines/replicate/")
+    assert "-/+ Training/haiku-ngram" in plan.output and "~ Deployment/haiku-api" in plan.output, plan.output
+    assert plan.output.count("-/+ PredictionBatch/haiku-eval[") == 3, plan.output
+    assert "deployment_version known after apply" in plan.output, plan.output
+    r = run_cli("apply", "--auto-approve", "specs/pipelines/replicate/")
+    assert r.code == 0 and "1 updated" in r.output, r.output
+    state = _state(workspace)
+    served = state["Deployment/haiku-api"]["outputs"]["version"]
+    assert served != before[0]["version"] and state["Training/haiku-ngram"]["outputs"]["version"].endswith(served)
+    new = [p for p in _predictions(platform) if p["id"] not in earlier | {b["id"] for b in before}]
+    assert len(new) == 3 and {p["version"] for p in new} == {served}
+    assert run_cli("plan", "--detailed-exitcode", "specs/pipelines/replicate/").code == 0

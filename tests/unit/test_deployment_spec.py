@@ -128,7 +128,7 @@ spec:
 """
     (line,) = lines(check(REPLICATE_DEPLOYMENT + "---\n" + batch, tmp_path))
     assert line.endswith("reference ${Deployment.poems-api.output.weights}: Deployment/poems-api (replicate) has no "
-                         "output `weights`; known outputs: name, url, status, version")
+                         "output `weights`; known outputs: name, url, version")
 
 
 def test_replicate_expansion_splits_the_version_and_fingerprints_every_field(tmp_path: Path) -> None:

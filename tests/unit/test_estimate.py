@@ -171,6 +171,25 @@ def test_any_change_with_a_desired_job_is_estimated_generically(tmp_path: Path) 
     assert est.creates == 0  # an update creates no job
 
 
+def test_an_update_in_place_without_a_hint_runs_no_job_rather_than_one_of_unknown_cost() -> None:
+    res = Resource("Deployment", "d", {"provider": "replicate", "hardware": "gpu-l40s"}, FILE, 5)
+    job = DesiredJob(address="Deployment/d", resource_address="Deployment/d", job_kind="deployment",
+                     provider="replicate", file=FILE, request={}, fingerprint="f")
+    update = PlannedChange("Deployment/d", "update", "max_instances (1 -> 3) changed: updated in place", job, None)
+    est = estimate_plan([update], StateDoc(), [res])
+    e = est.changes["Deployment/d"]
+    assert e.basis is Basis.NO_JOB and e.usd == 0.0 and "runs no job" in e.duration_source
+    (row,) = est.resources
+    assert (row.jobs, row.unknown_cost, row.unknown_duration) == (0, 0, 0) and est.total.usd == 0.0
+    plan = Plan(changes=[update], estimate=est)
+    assert "[runs no job]" in plan_text.render(plan, color=False)
+    assert json.loads(plan_json.render(plan))["changes"][0]["estimate"]["basis"] == "no_job"
+    # A budget does not refuse it as being of unknown cost.
+    assert not enforce(est, BudgetPolicy(max_cost_per_apply=1.0), allow=False)
+    created = estimate_plan([PlannedChange("Deployment/d", "create", "new deployment", job, None)], StateDoc(), [res])
+    assert created.changes["Deployment/d"].basis is Basis.UNKNOWN  # creating one is not free of doubt
+
+
 # --- policy -------------------------------------------------------------------------------------
 
 

@@ -31,14 +31,17 @@ OUTPUT_FIELDS: Mapping[str, tuple[str, ...]] = {
     "Training": ("id", "version", "weights"),
     "PredictionBatch": ("output_file", "count"),
     "Model": ("name", "url"),
-    # `name` is owner/name: what a batch's `deployment:` names.
-    "Deployment": ("name", "url", "status", "version"),
+    # `name` is owner/name: what a batch's `deployment:` names. Replicate reports no deployment
+    # status (one it answers for serves), so there is no `status` output.
+    "Deployment": ("name", "url", "version"),
 }
 
 # deployments.create body fields (name aside); deployments.update (PATCH) takes all but `model`.
 DEPLOYMENT = DeploymentForm(
     fields=("model", "version", "hardware", "min_instances", "max_instances"),
     updatable=frozenset({"version", "hardware", "min_instances", "max_instances"}),
+    # A PATCH keeps the deployment's owner/name (its id and URL); only a new version changes what it serves.
+    update_keeps={"id": frozenset(), "name": frozenset(), "url": frozenset(), "version": frozenset({"version"})},
 )
 
 
