@@ -30,12 +30,21 @@ LIST_PRICES: Mapping[str, float] = MappingProxyType({
     "gpu-t4": 0.000225,
     "gpu-a40-small": 0.000575,
     "gpu-a40-large": 0.000725,
+    "gpu-a40-large-2x": 0.001450,
+    "gpu-a40-large-4x": 0.002900,
+    "gpu-a40-large-8x": 0.005800,
     "gpu-l40s": 0.000975,
-    "gpu-l40s-2x": 0.001950,
+    "gpu-2x-l40s": 0.001950,  # Replicate's multi-GPU names are not uniform: 2x first for L40S ...
+    "gpu-4x-l40s": 0.003900,
+    "gpu-8x-l40s": 0.007800,
     "gpu-a100-large": 0.001400,
-    "gpu-a100-large-2x": 0.002800,
+    "gpu-a100-large-2x": 0.002800,  # ... and last for A40, A100 and H100
+    "gpu-a100-large-4x": 0.005600,
+    "gpu-a100-large-8x": 0.011200,
     "gpu-h100": 0.001525,
-    "gpu-2x-h100": 0.003050,
+    "gpu-h100-2x": 0.003050,
+    "gpu-h100-4x": 0.006100,
+    "gpu-h100-8x": 0.012200,
 })
 
 
