@@ -35,7 +35,8 @@ def _parse_idle_stop(ctx: click.Context, param: click.Parameter, value: str | No
 
 
 def _print_status() -> int:
-    """`serve --status`: one line per running platform of this user, oldest first."""
+    """`serve --status`: one line per running platform of this user, oldest first; one of another
+    jobrunner build than this CLI's is marked STALE."""
     import time
 
     from jobrunner.durations import format_duration
@@ -49,7 +50,9 @@ def _print_status() -> int:
     for p in platforms:
         age = format_duration(max(1.0, time.time() - p.started_at))
         idle = "never stops by itself" if p.idle_stop is None else f"stops after {describe_idle(p.idle_stop)} idle"
-        click.echo(f"  pid {p.pid}  {p.url}  up {age}  {idle}  data: {p.data_dir}")
+        # stale: it is replaced (when idle) by the next command that needs it; see autostart
+        stale = "  STALE: started by another jobrunner build" if p.stale else ""
+        click.echo(f"  pid {p.pid}  {p.url}  up {age}  {idle}  data: {p.data_dir}{stale}")
     return 0
 
 

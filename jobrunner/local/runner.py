@@ -130,6 +130,10 @@ class JobRunner:
         """True while any job is queued or running (an idle platform may stop only when False)."""
         return bool(self._inline_pending or self._queue or any(s.job is not None for s in self._slots))
 
+    def active(self) -> int:
+        """How many jobs are queued or running (`GET /_admin/info` reports it as `running_jobs`)."""
+        return len(self._inline_pending) + len(self._queue) + sum(1 for s in self._slots if s.job is not None)
+
     def running(self, job_id: str) -> bool:
         return any(s.job is not None and s.job.job_id == job_id for s in self._slots)
 
