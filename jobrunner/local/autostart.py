@@ -286,15 +286,15 @@ def retire_if_stale(found: PlatformHandle, data_dir: Path) -> bool:
 
 
 def _stale_and_busy(found: PlatformHandle, data_dir: Path, in_flight: int | None) -> ConfigError:
+    # What to do is in the message itself: apply reports this per job, message only.
     jobs = ("may be running jobs (it is too old to say how many)" if in_flight is None
             else f"runs {in_flight} queued or running job{'s' if in_flight != 1 else ''}")
     return ConfigError(
-        f"the local platform on {found.url.removeprefix('http://')} (pid {found.pid}) was started by "
-        f"another jobrunner build and {jobs}; jobrunner will not mix builds, nor stop it under its jobs",
-        hint="wait until they finish (`jobrunner status` shows yours), then run this command again: the idle "
-             "platform is then restarted on this build, same port, every job kept; or stop it now with "
-             f"`jobrunner serve --stop --data-dir {data_dir}` (its queued and running jobs end `failed`, "
-             "\"the local platform stopped while this job was queued or running\") and run this command again",
+        f"the local platform on {found.url.removeprefix('http://')} (pid {found.pid}) was started by another "
+        f"jobrunner build and {jobs}, so it is neither used nor restarted: wait until they finish "
+        "(`jobrunner status`) and run this command again (the idle platform then restarts on this build, "
+        f"same port, every job kept), or stop it now with `jobrunner serve --stop --data-dir {data_dir}` "
+        "(its queued and running jobs end failed) and run this command again",
     )
 
 
