@@ -281,7 +281,8 @@ def retire_if_stale(found: PlatformHandle, data_dir: Path) -> bool:
     if in_flight != 0:
         raise _stale_and_busy(found, data_dir, in_flight)
     # A job created between the check and the stop ends `failed` by the restart, as after any stop.
-    stop_data_dir(data_dir)
+    # Only the server found is stopped: another CLI may have replaced it with a current one already.
+    stop_data_dir(data_dir, only_pid=found.pid)
     return True
 
 
@@ -330,13 +331,16 @@ def stop_platform(root: Path, settings: Mapping[str, Any] | None = None, *, time
     return stop_data_dir(data_dir_for(root, settings), timeout=timeout)
 
 
-def stop_data_dir(data_dir: Path, *, timeout: float = 10.0) -> bool:
+def stop_data_dir(data_dir: Path, *, timeout: float = 10.0, only_pid: int | None = None) -> bool:
+    """Stop the server of `data_dir` (only when it is `only_pid`, if given); False when none ran."""
     info = read_runtime(data_dir)
     if info is None:
         return False
     pid = int(info["pid"])
+    if only_pid is not None and pid != only_pid:
+        return False
     if not pid_alive(pid):
-        (data_dir / RUNTIME_FILE).unlink(missing_ok=True)
+        _forget_runtime(data_dir, pid)
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -344,8 +348,15 @@ def stop_data_dir(data_dir: Path, *, timeout: float = 10.0) -> bool:
         time.sleep(0.05)
     if pid_alive(pid) and _is_running_child_or_other(pid):
         os.kill(pid, signal.SIGKILL)
-    (data_dir / RUNTIME_FILE).unlink(missing_ok=True)
+    _forget_runtime(data_dir, pid)
     return True
+
+
+def _forget_runtime(data_dir: Path, pid: int) -> None:
+    """Remove `server.json` if it still names `pid`: a successor another CLI started keeps its own."""
+    info = read_runtime(data_dir)
+    if info is not None and int(info["pid"]) == pid:
+        (data_dir / RUNTIME_FILE).unlink(missing_ok=True)
 
 
 def _is_running_child_or_other(pid: int) -> bool:

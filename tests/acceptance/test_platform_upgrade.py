@@ -146,3 +146,24 @@ def test_a_platform_too_old_to_report_its_build_is_judged_by_its_database(
     assert find_data_dir(shared_dir) is None
     again = ensure_platform(root)
     assert again.started and not again.replaced and again.url == handle.url
+
+
+def test_two_commands_meeting_a_stale_platform_restart_it_once(
+    tmp_path: Path, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = _workspace(tmp_path / "ws", "hi")
+    old = ensure_platform(root)
+    monkeypatch.setenv(FINGERPRINT_ENV, "build-b")
+    with ThreadPoolExecutor(2) as pool:
+        handles = list(pool.map(lambda _: ensure_platform(root), range(2)))
+    assert {(h.url, h.pid) for h in handles} == {(old.url, handles[0].pid)} and handles[0].pid != old.pid
+    # One of them started it and announces it, once (as a restart, unless the other had already
+    # stopped the old one when it looked, so that it found none).
+    [starter] = [h for h in handles if h.started]
+    assert not any(h.replaced for h in handles if h is not starter)
+    # A command still holding the old platform's handle stops only that one, never its successor.
+    retire_if_stale(old, shared_dir)
+    current = find_data_dir(shared_dir)
+    assert current is not None and current.pid == handles[0].pid and current.build == "build-b"
