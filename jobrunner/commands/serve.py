@@ -8,12 +8,15 @@ dropped connections for tests and benchmarks; `--idle-stop` makes it stop itself
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from jobrunner.errors import ConfigError, UsageError
 from jobrunner.providers.adapters.replicate import REPLICATE
+
+if TYPE_CHECKING:
+    from jobrunner.local.autostart import PlatformHandle
 
 
 def _default_data_dir() -> Path:
@@ -40,7 +43,7 @@ def _print_status() -> int:
     import time
 
     from jobrunner.durations import format_duration
-    from jobrunner.local.autostart import describe_idle, running_platforms
+    from jobrunner.local.autostart import describe_idle, find_data_dir, running_platforms
 
     platforms = running_platforms()
     if not platforms:
@@ -50,10 +53,16 @@ def _print_status() -> int:
     for p in platforms:
         age = format_duration(max(1.0, time.time() - p.started_at))
         idle = "never stops by itself" if p.idle_stop is None else f"stops after {describe_idle(p.idle_stop)} idle"
-        # stale: it is replaced (when idle) by the next command that needs it; see autostart
-        stale = "  STALE: started by another jobrunner build" if p.stale else ""
+        # stale: the next command that needs it replaces it once idle, or refuses while it runs jobs
+        stale = f"  STALE: started by another jobrunner build{_jobs_of(find_data_dir(p.data_dir))}" if p.stale else ""
         click.echo(f"  pid {p.pid}  {p.url}  up {age}  {idle}  data: {p.data_dir}{stale}")
     return 0
+
+
+def _jobs_of(handle: PlatformHandle | None) -> str:
+    """`, 2 jobs queued or running` as the platform reports it (nothing when it does not say)."""
+    count = handle.running_jobs if handle is not None else None
+    return "" if count is None else f", {count} job{'' if count == 1 else 's'} queued or running"
 
 
 @click.command("serve")
@@ -64,7 +73,9 @@ def _print_status() -> int:
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), metavar="N", help="Worker processes running models.")
 @click.option("--allow-remote", is_flag=True, help="Allow binding a non-loopback address (requires --token).")
 @click.option("--stop", is_flag=True, help="Stop the platform running for this data directory and exit.")
-@click.option("--status", "show_status", is_flag=True, help="List the local platforms running for this user (pid, URL, uptime, idle stop, data directory) and exit.")
+@click.option("--status", "show_status", is_flag=True,
+              help="List the local platforms running for this user (pid, URL, uptime, idle stop, data directory) "
+                   "and exit; one of another jobrunner build is marked STALE with the jobs it runs.")
 @click.option("--idle-stop", metavar="DURATION", callback=_parse_idle_stop,
               help="Stop after this long with no API request and no queued or running job (e.g. 15m; `never`) [default: never; auto-started platforms use providers.local.idle_stop, 15m].")
 @click.option("--latency-ms", type=float, metavar="MS", help="Fault: add this much latency to every request.")

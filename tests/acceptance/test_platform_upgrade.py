@@ -115,7 +115,7 @@ def test_a_busy_platform_of_another_build_fails_the_command_and_keeps_its_jobs(
     where = old.url.removeprefix("http://")
     assert (f"the local platform on {where} (pid {old.pid}) was started by another jobrunner build "
             "and runs 1 queued or running job") in r.stderr, r.stderr
-    assert "(`jobrunner status`) and run this command again" in r.stderr
+    assert "(`jobrunner serve --status` counts them) and run this command again" in r.stderr
     assert f"or stop it now with `jobrunner serve --stop --data-dir {shared_dir}`" in r.stderr
 
     still = find_data_dir(shared_dir)
@@ -124,7 +124,7 @@ def test_a_busy_platform_of_another_build_fails_the_command_and_keeps_its_jobs(
         assert client.get(f"/v1/predictions/{job_id}").json()["status"] == "processing"
         assert client.get("/v1/predictions").json()["results"][0]["id"] == job_id  # nothing was created
     r = run_cli("serve", "--status")
-    assert f"pid {old.pid}" in r.stdout and "STALE: started by another jobrunner build" in r.stdout, r.stdout
+    assert f"pid {old.pid}" in r.stdout and "STALE: started by another jobrunner build, 1 job queued or running" in r.stdout, r.stdout
     monkeypatch.setenv(FINGERPRINT_ENV, "build-a")
     assert "STALE" not in run_cli("serve", "--status").stdout
 
