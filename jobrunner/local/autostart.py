@@ -293,9 +293,10 @@ def _stale_and_busy(found: PlatformHandle, data_dir: Path, in_flight: int | None
     return ConfigError(
         f"the local platform on {found.url.removeprefix('http://')} (pid {found.pid}) was started by another "
         f"jobrunner build and {jobs}, so it is neither used nor restarted: wait until they finish "
-        "(`jobrunner serve --status` counts them) and run this command again (the idle platform then restarts on this build, "
-        f"same port, every job kept), or stop it now with `jobrunner serve --stop --data-dir {data_dir}` "
-        "(its queued and running jobs end failed) and run this command again",
+        "(`jobrunner serve --status` counts them) and run this command again (the idle platform then "
+        "restarts on this build, same port, every job kept), or stop it now with "
+        f"`jobrunner serve --stop --data-dir {data_dir}` (its queued and running jobs end failed) "
+        "and run this command again",
     )
 
 

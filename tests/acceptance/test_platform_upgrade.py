@@ -124,7 +124,8 @@ def test_a_busy_platform_of_another_build_fails_the_command_and_keeps_its_jobs(
         assert client.get(f"/v1/predictions/{job_id}").json()["status"] == "processing"
         assert client.get("/v1/predictions").json()["results"][0]["id"] == job_id  # nothing was created
     r = run_cli("serve", "--status")
-    assert f"pid {old.pid}" in r.stdout and "STALE: started by another jobrunner build, 1 job queued or running" in r.stdout, r.stdout
+    [line] = [line for line in r.stdout.splitlines() if f"pid {old.pid}  {old.url}" in line]
+    assert line.endswith("STALE: started by another jobrunner build, 1 job queued or running"), r.stdout
     monkeypatch.setenv(FINGERPRINT_ENV, "build-a")
     assert "STALE" not in run_cli("serve", "--status").stdout
 
@@ -167,3 +168,34 @@ def test_two_commands_meeting_a_stale_platform_restart_it_once(
     retire_if_stale(old, shared_dir)
     current = find_data_dir(shared_dir)
     assert current is not None and current.pid == handles[0].pid and current.build == "build-b"
+
+
+@pytest.mark.slow  # copies the package and runs the CLI as separate processes
+def test_editing_the_installed_package_restarts_the_idle_platform(
+    tmp_path: Path, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No test hook: the CLI runs from a copy of the package, which is then edited, as an upgrade would."""
+    import os
+    import shutil
+
+    import jobrunner
+    from tests.reliability.harness import run_process
+
+    site = tmp_path / "site"
+    shutil.copytree(Path(jobrunner.__file__).parent, site / "jobrunner", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k != FINGERPRINT_ENV}
+    env["PYTHONPATH"] = str(site)
+    root = _workspace(tmp_path / "ws", "hi")
+    r = run_process(["apply", "--auto-approve"], cwd=root, env=env)
+    assert r.code == 0 and STARTED in r.stderr, r.output
+    old = find_data_dir(shared_dir)
+    assert old is not None and old.build is not None and old.build != "build-a"
+
+    engine = site / "jobrunner" / "local" / "engines" / "__init__.py"
+    engine.write_text(engine.read_text() + "\n# the upgrade\n")
+    (root / "m.yaml").write_text((root / "m.yaml").read_text().replace("text: hi", "text: again"))
+    r = run_process(["apply", "--auto-approve"], cwd=root, env=env)
+    assert r.code == 0, r.output
+    assert RESTARTED.format(where=old.url.removeprefix("http://")) in r.stderr, r.stderr
+    new = find_data_dir(shared_dir)
+    assert new is not None and new.url == old.url and new.pid != old.pid and new.build not in (None, old.build)
