@@ -81,7 +81,7 @@ def _jobs_of(handle: PlatformHandle | None) -> str:
 @click.option("--stop", is_flag=True, help="Stop the platform running for this data directory and exit.")
 @click.option("--status", "show_status", is_flag=True,
               help="List the local platforms running for this user (pid, URL, uptime, idle stop, data directory) "
-                   "and exit; one of another jobrunner build is marked STALE with the jobs it runs.")
+                   "and exit.")
 @click.option("--idle-stop", metavar="DURATION", callback=_parse_idle_stop,
               help="Stop after this long with no API request and no queued or running job (e.g. 15m; `never`) "
                    "[default: never; auto-started platforms use providers.local.idle_stop, 15m].")
