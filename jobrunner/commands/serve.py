@@ -8,12 +8,15 @@ dropped connections for tests and benchmarks; `--idle-stop` makes it stop itself
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from jobrunner.errors import ConfigError, UsageError
 from jobrunner.providers.adapters.replicate import REPLICATE
+
+if TYPE_CHECKING:
+    from jobrunner.local.autostart import PlatformHandle
 
 
 def _default_data_dir() -> Path:
@@ -35,11 +38,12 @@ def _parse_idle_stop(ctx: click.Context, param: click.Parameter, value: str | No
 
 
 def _print_status() -> int:
-    """`serve --status`: one line per running platform of this user, oldest first."""
+    """`serve --status`: one line per running platform of this user, oldest first; one of another
+    jobrunner build than this CLI's is marked STALE."""
     import time
 
     from jobrunner.durations import format_duration
-    from jobrunner.local.autostart import describe_idle, running_platforms
+    from jobrunner.local.autostart import describe_idle, find_data_dir, running_platforms
 
     platforms = running_platforms()
     if not platforms:
@@ -49,29 +53,53 @@ def _print_status() -> int:
     for p in platforms:
         age = format_duration(max(1.0, time.time() - p.started_at))
         idle = "never stops by itself" if p.idle_stop is None else f"stops after {describe_idle(p.idle_stop)} idle"
-        click.echo(f"  pid {p.pid}  {p.url}  up {age}  {idle}  data: {p.data_dir}")
+        # stale: the next command that needs it replaces it once idle, or refuses while it runs jobs
+        stale = f"  STALE: started by another jobrunner build{_jobs_of(find_data_dir(p.data_dir))}" if p.stale else ""
+        click.echo(f"  pid {p.pid}  {p.url}  up {age}  {idle}  data: {p.data_dir}{stale}")
     return 0
 
 
+def _jobs_of(handle: PlatformHandle | None) -> str:
+    """`, 2 jobs queued or running` as the platform reports it (nothing when it does not say)."""
+    count = handle.running_jobs if handle is not None else None
+    return "" if count is None else f", {count} job{'' if count == 1 else 's'} queued or running"
+
+
 @click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, metavar="HOST", help="Address to bind (loopback unless --allow-remote).")
-@click.option("--port", default=8123, show_default=True, type=click.IntRange(0, 65535), metavar="PORT", help="Port; 0 picks a free one.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR", help="State directory [default: the one auto-start uses: providers.local.data_dir, else $JOBRUNNER_HOME/local].")
-@click.option("--token", envvar="JOBRUNNER_LOCAL_TOKEN", metavar="TOKEN", help="API token [default: generated once, stored 0600 in the data dir]. Env: JOBRUNNER_LOCAL_TOKEN.")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), metavar="N", help="Worker processes running models.")
+@click.option("--host", default="127.0.0.1", show_default=True, metavar="HOST",
+              help="Address to bind (loopback unless --allow-remote).")
+@click.option("--port", default=8123, show_default=True, type=click.IntRange(0, 65535), metavar="PORT",
+              help="Port; 0 picks a free one.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="State directory [default: the one auto-start uses: providers.local.data_dir, "
+                   "else $JOBRUNNER_HOME/local].")
+@click.option("--token", envvar="JOBRUNNER_LOCAL_TOKEN", metavar="TOKEN",
+              help="API token [default: generated once, stored 0600 in the data dir]. Env: JOBRUNNER_LOCAL_TOKEN.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), metavar="N",
+              help="Worker processes running models.")
 @click.option("--allow-remote", is_flag=True, help="Allow binding a non-loopback address (requires --token).")
 @click.option("--stop", is_flag=True, help="Stop the platform running for this data directory and exit.")
-@click.option("--status", "show_status", is_flag=True, help="List the local platforms running for this user (pid, URL, uptime, idle stop, data directory) and exit.")
+@click.option("--status", "show_status", is_flag=True,
+              help="List the local platforms running for this user (pid, URL, uptime, idle stop, data directory) "
+                   "and exit.")
 @click.option("--idle-stop", metavar="DURATION", callback=_parse_idle_stop,
-              help="Stop after this long with no API request and no queued or running job (e.g. 15m; `never`) [default: never; auto-started platforms use providers.local.idle_stop, 15m].")
+              help="Stop after this long with no API request and no queued or running job (e.g. 15m; `never`) "
+                   "[default: never; auto-started platforms use providers.local.idle_stop, 15m].")
 @click.option("--latency-ms", type=float, metavar="MS", help="Fault: add this much latency to every request.")
-@click.option("--error-rate", type=float, metavar="FRACTION", help="Fault: answer this fraction of requests (0..1) with 500/503.")
-@click.option("--rate-limit", type=click.Choice([REPLICATE.name, "off"]), help="Fault: 429 with Retry-After, Replicate's documented limits.")
-@click.option("--drop-after-create", type=float, metavar="FRACTION", help="Fault: drop the connection after this fraction (0..1) of committed creates.")
-@click.option("--list-lag", "list_lag_s", type=click.FloatRange(min=0), metavar="SECONDS", help="Fault: list endpoints hide jobs younger than this many seconds (a lagging index).")
-@click.option("--max-body-bytes", type=click.IntRange(1), metavar="BYTES", help="Reject larger request bodies with 413 [default: 100 MiB].")
-@click.option("--faults", "faults_spec", metavar="NAME=VALUE,...", help='More fault knobs, "name=value,..." (same names as JOBRUNNER_LOCAL_FAULTS).')
-@click.option("--log-level", default="warning", show_default=True, type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+@click.option("--error-rate", type=float, metavar="FRACTION",
+              help="Fault: answer this fraction of requests (0..1) with 500/503.")
+@click.option("--rate-limit", type=click.Choice([REPLICATE.name, "off"]),
+              help="Fault: 429 with Retry-After, Replicate's documented limits.")
+@click.option("--drop-after-create", type=float, metavar="FRACTION",
+              help="Fault: drop the connection after this fraction (0..1) of committed creates.")
+@click.option("--list-lag", "list_lag_s", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Fault: list endpoints hide jobs younger than this many seconds (a lagging index).")
+@click.option("--max-body-bytes", type=click.IntRange(1), metavar="BYTES",
+              help="Reject larger request bodies with 413 [default: 100 MiB].")
+@click.option("--faults", "faults_spec", metavar="NAME=VALUE,...",
+              help='More fault knobs, "name=value,..." (same names as JOBRUNNER_LOCAL_FAULTS).')
+@click.option("--log-level", default="warning", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               help="How much the server logs (to stderr; serve.log for an auto-started one).")
 def serve(
     host: str,

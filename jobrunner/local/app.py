@@ -6,7 +6,9 @@ so its errors keep their own shape), and puts the `gate.Gate` middleware in fron
 selection, auth, size limit, faults, request counting).
 
 Admin routes (token required): `GET|POST /_admin/faults` (read / change fault knobs at run time),
-`GET /_admin/info` (pid, data dir, options; used by auto-start to recognize its platform),
+`GET /_admin/info` (pid, data dir, options, `build`: the build fingerprint computed at start,
+`running_jobs`: jobs queued or running; auto-start uses it to recognize its platform and to
+replace one of another jobrunner build, see `jobrunner.local.build`),
 `GET /_admin/stats` (requests answered so far, counted by the gate; benchmarks compare clients
 by the requests the server saw, not by what each client says it sent).
 """
@@ -16,8 +18,9 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -25,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from jobrunner.local.build import build_fingerprint
 from jobrunner.local.drop import ConnectionDropped
 from jobrunner.local.emissary import errors as emissary_errors
 from jobrunner.local.emissary.routes import EmissaryRoutes
@@ -138,6 +142,8 @@ def _fault_config(faults: FaultConfig | dict[str, Any] | str | None, max_body_by
 
 
 def _admin_routes(platform: Platform) -> list[Route]:
+    build = build_fingerprint()  # once, at start: the code this server runs, whatever is on disk later
+
     async def get_faults(request: Request) -> Response:
         return JSONResponse(platform.faults.config.as_dict())
 
@@ -161,6 +167,8 @@ def _admin_routes(platform: Platform) -> list[Route]:
                 "data_dir": str(platform.data_dir.resolve()),
                 "workers": platform.options.workers,
                 "emissary": True,  # both wires are always served; kept for clients that read it
+                "build": build,
+                "running_jobs": platform.runner.active(),
             }
         )
 

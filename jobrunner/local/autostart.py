@@ -18,17 +18,24 @@ handed out stay valid) and falling back to a free one. `started=True` on the han
 to announce it, once. The server stops itself after `providers.local.idle_stop` (default 15 min)
 without requests and without running jobs, and registers itself under `$JOBRUNNER_HOME/platforms/`
 while it runs so `jobrunner serve --status` can list every running one.
+
+A platform started by another jobrunner build (its `build` in `/_admin/info` differs from this
+CLI's `jobrunner.local.build.build_fingerprint()`, or it is too old to report one) is never reused:
+mixed code fails or, worse, serves old behaviour. When it runs no job it is stopped and started
+again on the same port (`replaced=True`, announced as a restart); when it runs jobs the command
+fails with a `ConfigError` instead of killing them.
 """
 from __future__ import annotations
 
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +43,7 @@ import httpx
 
 from jobrunner.durations import DurationError, format_duration, parse_duration
 from jobrunner.errors import ConfigError
+from jobrunner.local.build import build_fingerprint
 from jobrunner.local.security import read_token
 from jobrunner.local.server import RUNTIME_FILE, read_last_port, read_runtime
 from jobrunner.state.lock import pid_alive
@@ -58,6 +66,10 @@ class PlatformHandle:
     data_dir: Path | None = None
     started: bool = False  # True when this call started it (the caller announces it)
     idle_stop: float | None = None
+    replaced: bool = False  # started in place of a platform of another jobrunner build
+    # What `/_admin/info` said when found (None: a platform too old to say); not its identity.
+    build: str | None = field(default=None, compare=False)
+    running_jobs: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,12 @@ class RunningPlatform:
     data_dir: Path
     started_at: float
     idle_stop: float | None
+    build: str | None = None  # its build fingerprint; None for a platform too old to record one
+
+    @property
+    def stale(self) -> bool:
+        """Started by another jobrunner build than this process's."""
+        return self.build != build_fingerprint()
 
 
 def user_home(env: Mapping[str, str] | None = None) -> Path:
@@ -118,24 +136,28 @@ def describe_idle(seconds: float | None) -> str:
 
 def announcement(handle: PlatformHandle) -> str:
     where = handle.url.removeprefix("http://")
+    if handle.replaced:
+        return f"restarted the local platform on {where}: jobrunner changed since it started"
     if handle.idle_stop is None:
         return f"started the local platform on {where}; it keeps running until `jobrunner serve --stop`"
     return f"started the local platform on {where}; it stops after {describe_idle(handle.idle_stop)} idle"
 
 
-def _answers(url: str, token: str, data_dir: Path) -> bool:
-    """True when `url` is a local platform serving `data_dir` and accepting `token`."""
+def _answers(url: str, token: str, data_dir: Path) -> dict[str, Any] | None:
+    """What `/_admin/info` says when `url` is a local platform serving `data_dir` and accepting `token`."""
     try:
         resp = httpx.get(f"{url}/_admin/info", headers={"Authorization": f"Bearer {token}"}, timeout=2.0)
     except httpx.HTTPError:
-        return False
+        return None
     if resp.status_code != 200:
-        return False
+        return None
     try:
-        served = Path(resp.json().get("data_dir", ""))
+        info = resp.json()
     except ValueError:
-        return False
-    return served == data_dir.resolve()
+        return None
+    if not isinstance(info, dict) or Path(str(info.get("data_dir", ""))) != data_dir.resolve():
+        return None
+    return info
 
 
 def find_data_dir(data_dir: Path) -> PlatformHandle | None:
@@ -144,9 +166,13 @@ def find_data_dir(data_dir: Path) -> PlatformHandle | None:
     token = read_token(data_dir)
     if info is None or token is None or not pid_alive(int(info["pid"])):
         return None
-    if not _answers(info["url"], token, data_dir):
+    said = _answers(info["url"], token, data_dir)
+    if said is None:
         return None
-    return PlatformHandle(info["url"], token, int(info["pid"]), data_dir)
+    build, running = said.get("build"), said.get("running_jobs")
+    return PlatformHandle(info["url"], token, int(info["pid"]), data_dir,
+                          build=str(build) if build else None,
+                          running_jobs=running if isinstance(running, int) else None)
 
 
 def find_platform(root: Path, settings: Mapping[str, Any] | None = None) -> PlatformHandle | None:
@@ -186,7 +212,8 @@ def ensure_platform(
     """The running platform for the workspace's data directory, started in the background when none answers."""
     data_dir = data_dir_for(root, settings)
     found = find_data_dir(data_dir)
-    if found is not None:
+    replaced = found is not None and retire_if_stale(found, data_dir)
+    if found is not None and not replaced:
         return found
     idle_stop = idle_stop_for(settings)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -200,7 +227,8 @@ def ensure_platform(
         found, code = _wait_until_answering(data_dir, process, deadline)
         if found is not None:  # ours, or the one another CLI started a moment before (it announces that)
             ours = found.pid == process.pid
-            return PlatformHandle(found.url, found.token, found.pid, data_dir, started=ours, idle_stop=idle_stop)
+            return PlatformHandle(found.url, found.token, found.pid, data_dir, started=ours, idle_stop=idle_stop,
+                                  replaced=ours and replaced, build=found.build, running_jobs=found.running_jobs)
         if code is None:
             raise ConfigError(
                 f"the local platform did not answer within {timeout:g}s",
@@ -243,6 +271,57 @@ def _wait_for_winner(data_dir: Path, said: str, deadline: float) -> PlatformHand
         time.sleep(0.05)
 
 
+def retire_if_stale(found: PlatformHandle, data_dir: Path) -> bool:
+    """Stop `found` when another jobrunner build started it and it runs no job (True: the caller
+    starts a new one); False when it is this build's. Raises ConfigError when it runs jobs: they
+    would be lost, and they are the user's to wait for or give up."""
+    if found.build == build_fingerprint():
+        return False
+    in_flight = found.running_jobs if found.running_jobs is not None else _jobs_in_flight_on_disk(data_dir)
+    if in_flight != 0:
+        raise _stale_and_busy(found, data_dir, in_flight)
+    # A job created between the check and the stop ends `failed` by the restart, as after any stop.
+    # Only the server found is stopped: another CLI may have replaced it with a current one already.
+    stop_data_dir(data_dir, only_pid=found.pid)
+    return True
+
+
+def _stale_and_busy(found: PlatformHandle, data_dir: Path, in_flight: int | None) -> ConfigError:
+    # What to do is in the message itself: apply reports this per job, message only.
+    jobs = ("may be running jobs (it is too old to say how many)" if in_flight is None
+            else f"runs {in_flight} queued or running job{'s' if in_flight != 1 else ''}")
+    return ConfigError(
+        f"the local platform on {found.url.removeprefix('http://')} (pid {found.pid}) was started by another "
+        f"jobrunner build and {jobs}, so it is neither used nor restarted: wait until they finish "
+        "(`jobrunner serve --status` counts them) and run this command again (the idle platform then "
+        "restarts on this build, same port, every job kept), or stop it now with "
+        f"`jobrunner serve --stop --data-dir {data_dir}` (its queued and running jobs end failed) "
+        "and run this command again",
+    )
+
+
+def _jobs_in_flight_on_disk(data_dir: Path) -> int | None:
+    """For a platform too old to report `running_jobs`: the queued or running jobs its database
+    records (both wires' tables; a table that build lacks counts 0), None when it cannot be read."""
+    queries = ("SELECT count(*) FROM jobs WHERE status IN ('starting', 'processing')",
+               "SELECT count(*) FROM emissary_training_jobs WHERE status IN ('Pending', 'Running')")
+    try:
+        conn = sqlite3.connect(f"{(data_dir / 'platform.db').resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error:
+        return None
+    total = 0
+    try:
+        for query in queries:
+            try:
+                total += int(conn.execute(query).fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if "no such table" not in str(exc):
+                    return None
+    finally:
+        conn.close()
+    return total
+
+
 def stop_platform(root: Path, settings: Mapping[str, Any] | None = None, *, timeout: float = 10.0) -> bool:
     """Stop the platform of the workspace's data directory (settings default to its jobrunner.yaml's
     `providers.local`); False when none was running."""
@@ -253,13 +332,16 @@ def stop_platform(root: Path, settings: Mapping[str, Any] | None = None, *, time
     return stop_data_dir(data_dir_for(root, settings), timeout=timeout)
 
 
-def stop_data_dir(data_dir: Path, *, timeout: float = 10.0) -> bool:
+def stop_data_dir(data_dir: Path, *, timeout: float = 10.0, only_pid: int | None = None) -> bool:
+    """Stop the server of `data_dir` (only when it is `only_pid`, if given); False when none ran."""
     info = read_runtime(data_dir)
     if info is None:
         return False
     pid = int(info["pid"])
+    if only_pid is not None and pid != only_pid:
+        return False
     if not pid_alive(pid):
-        (data_dir / RUNTIME_FILE).unlink(missing_ok=True)
+        _forget_runtime(data_dir, pid)
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -267,8 +349,15 @@ def stop_data_dir(data_dir: Path, *, timeout: float = 10.0) -> bool:
         time.sleep(0.05)
     if pid_alive(pid) and _is_running_child_or_other(pid):
         os.kill(pid, signal.SIGKILL)
-    (data_dir / RUNTIME_FILE).unlink(missing_ok=True)
+    _forget_runtime(data_dir, pid)
     return True
+
+
+def _forget_runtime(data_dir: Path, pid: int) -> None:
+    """Remove `server.json` if it still names `pid`: a successor another CLI started keeps its own."""
+    info = read_runtime(data_dir)
+    if info is not None and int(info["pid"]) == pid:
+        (data_dir / RUNTIME_FILE).unlink(missing_ok=True)
 
 
 def _is_running_child_or_other(pid: int) -> bool:
@@ -293,7 +382,8 @@ def register(info: Mapping[str, Any], data_dir: Path, idle_stop: float | None) -
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         record = {"pid": info["pid"], "url": info["url"], "data_dir": str(data_dir),
-                  "started_at": info.get("started_at", time.time()), "idle_stop": idle_stop}
+                  "started_at": info.get("started_at", time.time()), "idle_stop": idle_stop,
+                  "build": build_fingerprint()}  # the server's own: register runs in it
         tmp = entry.with_suffix(".tmp")
         tmp.write_text(json.dumps(record))
         os.replace(tmp, entry)
@@ -328,6 +418,7 @@ def _read_entry(entry: Path) -> RunningPlatform | None:
     # the pid must still be alive and still be the server of that directory (pids are reused)
     if not pid_alive(pid) or runtime is None or int(runtime.get("pid", -1)) != pid:
         return None
-    idle = raw.get("idle_stop")
+    idle, build = raw.get("idle_stop"), raw.get("build")
     return RunningPlatform(pid, str(raw.get("url", runtime["url"])), data_dir,
-                           float(raw.get("started_at") or 0.0), float(idle) if idle else None)
+                           float(raw.get("started_at") or 0.0), float(idle) if idle else None,
+                           str(build) if build else None)

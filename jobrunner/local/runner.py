@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import logging
 import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from jobrunner.local.engines import INLINE
 from jobrunner.local.worker import run_engine
@@ -130,6 +132,10 @@ class JobRunner:
         """True while any job is queued or running (an idle platform may stop only when False)."""
         return bool(self._inline_pending or self._queue or any(s.job is not None for s in self._slots))
 
+    def active(self) -> int:
+        """How many jobs are queued or running (`GET /_admin/info` reports it as `running_jobs`)."""
+        return len(self._inline_pending) + len(self._queue) + sum(1 for s in self._slots if s.job is not None)
+
     def running(self, job_id: str) -> bool:
         return any(s.job is not None and s.job.job_id == job_id for s in self._slots)
 
@@ -189,7 +195,8 @@ class JobRunner:
                 idle = self._spawn()
             job = self._queue.popleft()
             idle.job = job
-            message = {"job_id": job.job_id, "engine": job.engine, "mode": job.mode, "input": job.input, "context": job.context}
+            message = {"job_id": job.job_id, "engine": job.engine, "mode": job.mode, "input": job.input,
+                       "context": job.context}
             try:
                 assert idle.process.stdin is not None
                 idle.process.stdin.write(json.dumps(message).encode("utf-8") + b"\n")
@@ -217,7 +224,8 @@ class JobRunner:
             if job is not None:
                 job.on_event(
                     "failed",
-                    {"error": f"the worker process running this job exited unexpectedly (exit code {code})", "predict_time": None},
+                    {"error": f"the worker process running this job exited unexpectedly (exit code {code})",
+                     "predict_time": None},
                 )
             self._pump()
             return
@@ -248,10 +256,8 @@ class JobRunner:
         slot.dead = True
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            try:
+            with contextlib.suppress(ValueError, OSError, RuntimeError):
                 loop.remove_reader(slot.fd)
-            except (ValueError, OSError, RuntimeError):
-                pass
         if slot.process.poll() is None:
             slot.process.kill()
         for stream in (slot.process.stdin, slot.process.stdout):

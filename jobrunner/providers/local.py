@@ -5,7 +5,9 @@ platform. Then the endpoint comes from `providers.local.url` in jobrunner.yaml w
 token from `JOBRUNNER_LOCAL_TOKEN` or the platform's token file), else from
 `jobrunner.local.autostart.ensure_platform(root, settings)`, which finds the running platform of
 the data directory the workspace uses (per user unless `providers.local.data_dir` says otherwise)
-or starts one in the background; a start is announced once on stderr.
+or starts one in the background; a start (or the restart of a platform of another jobrunner
+build) is announced once on stderr. When the platform cannot be used (it did not start, or another
+build's platform is busy) every request of the command fails with that one error.
 
 `platform_http` gives the same endpoint to a hosted provider whose wire the platform also speaks
 (`providers.emissary.base_url: local`): Emissary then talks to the very platform `provider: local`
@@ -53,10 +55,18 @@ def local_endpoint(root: Path, settings: Mapping[str, Any], env: Mapping[str, st
             )
         return str(url), token
 
+    failed: list[ConfigError] = []
+
     def autostarted() -> tuple[str, str | None]:
         from jobrunner.local.autostart import announcement, ensure_platform
 
-        handle = ensure_platform(root, settings=settings)
+        if failed:  # the same answer for every job of this command, without starting or probing again
+            raise failed[0]
+        try:
+            handle = ensure_platform(root, settings=settings)
+        except ConfigError as exc:
+            failed.append(exc)
+            raise
         if handle.started:
             # stderr: stdout may be a plan, JSON or a piped status table
             print(announcement(handle), file=sys.stderr, flush=True)
