@@ -90,7 +90,7 @@ class HttpxClient:
 
 
 async def client_loop(
-    http: "RawClient | HttpxClient", stop_at: float, lat: dict[str, list[float]], counts: dict[str, int], poll_interval: float
+    http: RawClient | HttpxClient, stop_at: float, lat: dict[str, list[float]], counts: dict[str, int], poll_interval: float
 ) -> None:
     while time.perf_counter() < stop_at:
         t0 = time.perf_counter()

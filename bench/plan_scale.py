@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -224,7 +224,7 @@ def build_running(root: Path, items: int, platform: Platform) -> None:
     assert result.ok, [d.format() for d in result.diagnostics]
     (res,) = result.resources
     jobs = expand(result.resources, root)
-    created_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    created_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     ids = asyncio.run(_create_predictions(platform, [job.request["input"] for job in jobs]))
     doc = StateDoc(lineage="bench")
     for job, rid in zip(jobs, ids):

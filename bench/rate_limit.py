@@ -27,7 +27,7 @@ import json
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +103,7 @@ def creation_times(platform: Platform, since: str) -> list[datetime]:
 
 
 def measure(platform: Platform, name: str, cmd: list[str], cwd: Path, limit_per_s: float) -> dict[str, Any]:
-    since = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     before = platform.stats()
     run = run_timed(cmd, cwd=cwd, env=bench_env(platform))
     counts = delta(platform.stats(), before)  # before listing: the list pages are ours, not the client's

@@ -27,8 +27,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
-from typing import Any, Iterable, Iterator, Union
+from typing import Any, Union
 from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit
 
 REDACTED = "(sensitive)"
@@ -179,7 +180,7 @@ class SecretSet:
     def __contains__(self, value: object) -> bool:
         return value in self.values
 
-    def __add__(self, other: Iterable[str]) -> "SecretSet":
+    def __add__(self, other: Iterable[str]) -> SecretSet:
         """This set and `other`: one job's hidden input values (`hidden_values`), which are
         searched for down to 4 characters in that job's own logs."""
         return SecretSet([*self._raw, *other], min_len=min(self._min_len, 4))

@@ -10,7 +10,7 @@ track up on the provider before creating anything (jobrunner.state.recovery).
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -51,7 +51,7 @@ def restore_backup(store: object, *, force: bool = False) -> tuple[object, Path 
     with store.lock("state restore-backup"):
         try:
             raw = store.backup_path.read_bytes()
-            mtime = datetime.fromtimestamp(os.stat(store.backup_path).st_mtime, tz=timezone.utc)
+            mtime = datetime.fromtimestamp(os.stat(store.backup_path).st_mtime, tz=UTC)
         except FileNotFoundError:
             raise _no_backup(store.backup_path) from None
         try:

@@ -74,7 +74,7 @@ def _secret_bytes(secret: str) -> bytes:
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes | str) -> str:
     """The `webhook-signature` header value for one message (`v1,<base64 HMAC-SHA256>`)."""
     raw = body.encode("utf-8") if isinstance(body, str) else body
-    signed = f"{msg_id}.{timestamp}.".encode("utf-8") + raw
+    signed = f"{msg_id}.{timestamp}.".encode() + raw
     digest = hmac.new(_secret_bytes(secret), signed, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode("ascii")
 

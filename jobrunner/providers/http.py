@@ -39,10 +39,11 @@ import re
 import ssl
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Awaitable, Callable, Iterator, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -59,7 +60,7 @@ from jobrunner.errors import (
     ServerError,
     TransportError,
 )
-from jobrunner.providers.bodies import BodyTooLarge, LogTrimmer, MiB, KiB, read_capped
+from jobrunner.providers.bodies import BodyTooLarge, KiB, LogTrimmer, MiB, read_capped
 from jobrunner.providers.ratelimit import OTHER, RateLimiter
 from jobrunner.redact import MIN_SECRET_LEN, register_secret
 
@@ -93,7 +94,7 @@ def _ssl_context() -> ssl.SSLContext:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # --- the command's deadline -----------------------------------------------------------------
@@ -178,7 +179,7 @@ class RetryPolicy:
         return ceiling / 2 + self.rng.uniform(0.0, ceiling / 2)
 
     @classmethod
-    def from_config(cls, raw: Mapping[str, Any] | None) -> "RetryPolicy":
+    def from_config(cls, raw: Mapping[str, Any] | None) -> RetryPolicy:
         raw = dict(raw or {})
         policy = cls()
         for key in ("max_attempts", "backoff_base", "backoff_max", "max_retry_after"):
@@ -214,7 +215,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         except ValueError:
             return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or utcnow())).total_seconds())
 
 

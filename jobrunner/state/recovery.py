@@ -21,10 +21,10 @@ Pure: works on the document in memory; the caller's next save records the intent
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from jobrunner.providers.base import ABORTED, CANCELED, FAILED, GONE, RemoteJob
 from jobrunner.resources import JOB_MODEL, DesiredJob

@@ -18,10 +18,10 @@ records another one (jobrunner.state.identity).
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import (
     TYPE_CHECKING,
-    Collection,
     ContextManager,
     Protocol,
     runtime_checkable,
@@ -66,7 +66,7 @@ class StateStore(Protocol):
     def describe(self) -> str: ...
 
 
-def open_store(config: "WorkspaceConfig", root: Path) -> StateStore:
+def open_store(config: WorkspaceConfig, root: Path) -> StateStore:
     """The store a workspace is configured to use (env `JOBRUNNER_STATE_URL` first)."""
     url = os.environ.get(STATE_URL_ENV) or None
     backend = getattr(config, "state_backend", LOCAL_STATE_BACKEND) or LOCAL_STATE_BACKEND

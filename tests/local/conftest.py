@@ -10,8 +10,9 @@ Plain helpers (`TOKEN`, `serve_app`, `wait_for`) live in `tests/local/helpers.py
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from sdk_venv import VenvUnavailable, sdk_python
 
 DRIVER = Path(__file__).with_name("emissary_sdk_driver.py")

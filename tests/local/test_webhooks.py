@@ -5,11 +5,10 @@ import time
 
 import httpx
 import pytest
-from replicate.webhook import InvalidSignatureError, WebhookSigningSecret, Webhooks
+from replicate.webhook import InvalidSignatureError, Webhooks, WebhookSigningSecret
+from webhook_receiver import WebhookReceiver
 
 from jobrunner.local import webhooks as wh
-
-from webhook_receiver import WebhookReceiver
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 

@@ -279,7 +279,7 @@ class Session:
 
     def fail(self, index: int, problems: list[str], obs: Observation, final: bool = False) -> None:
         lines = [f"model test FAILED: seed {self.seed}, "
-                 + (f"after the final convergence apply" if final else f"at step {index}"),
+                 + ("after the final convergence apply" if final else f"at step {index}"),
                  "steps:"]
         for i, (step, _) in enumerate(self.plan[: index + 1]):
             rec = self.report.records[i] if i < len(self.report.records) else None

@@ -20,7 +20,8 @@ also serves `/embeddings` (its mean next-character distributions, `engines.ngram
 from __future__ import annotations
 
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
