@@ -185,7 +185,7 @@ def terminal_table(sizes: list[int], runs: int) -> tuple[str, bool]:
                f"{sum(r[-1] for r in rows)} requests in all (targets <= {TARGET_WALL_S} s, <= {TARGET_RSS_MB} MB, 0: "
                f"{'met' if ok else 'MISSED'}); best of {runs} runs.")
     if len(rows) > 1:
-        (n0, e0, w0, c0, *_), (n1, e1, w1, c1, *_) = rows[0], rows[-1]
+        (n0, e0, _w0, c0, *_), (n1, e1, _w1, c1, *_) = rows[0], rows[-1]
         out.append(f"Growth {n0:,} -> {n1:,} items (x{n1 / n0:.0f}): engine x{e1['total'] / max(e0['total'], 1e-9):.0f}, "
                    f"whole command CPU x{c1 / max(c0, 1e-9):.1f} (interpreter start is a fixed ~0.3 s).")
     return "\n".join(out), ok
@@ -227,7 +227,7 @@ def build_running(root: Path, items: int, platform: Platform) -> None:
     created_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     ids = asyncio.run(_create_predictions(platform, [job.request["input"] for job in jobs]))
     doc = StateDoc(lineage="bench")
-    for job, rid in zip(jobs, ids):
+    for job, rid in zip(jobs, ids, strict=True):
         doc.addresses[job.address] = AddressState(
             address=job.address, kind=res.kind, job_kind=job.job_kind, provider=job.provider, file=job.file,
             fingerprint=job.fingerprint, remote_id=rid, status="running", attempts=1,

@@ -308,14 +308,16 @@ def translate_response(
         var = f" {credential_var}" if credential_var else " the credential"
         return AuthError(message, hint=f"check{var}: the provider did not accept it (or it lacks access)", **kwargs)
     if status == 402:
-        return PaymentRequiredError(message, hint="the provider account cannot pay for this: add credit or a payment method", **kwargs)
+        return PaymentRequiredError(
+            message, hint="the provider account cannot pay for this: add credit or a payment method", **kwargs)
     if status == 404:
         return NotFoundError(message, **kwargs)
     if status == 429:
         when = f" (it asked to wait {retry_after:g}s)" if retry_after is not None else ""
         return RateLimitedError(
             message,
-            hint=f"the provider is throttling requests{when}; try again later or lower providers.{provider}.rate_limits in jobrunner.yaml",
+            hint=f"the provider is throttling requests{when}; "
+                 f"try again later or lower providers.{provider}.rate_limits in jobrunner.yaml",
             **kwargs,
         )
     if status >= 500:
@@ -327,7 +329,8 @@ def translate_response(
             hint="redirects are not followed; check the provider's base URL",
             **kwargs,
         )
-    return InvalidRequestError(message, hint="the provider rejected the request; fix what its detail names and run again", **kwargs)
+    return InvalidRequestError(
+        message, hint="the provider rejected the request; fix what its detail names and run again", **kwargs)
 
 
 # --- the client ---------------------------------------------------------------------------
@@ -562,7 +565,8 @@ class HttpClient:
                 self.stats["throttled"] += 1
             err = self._scrub_error(
                 translate_response(
-                    response, provider=self.provider, what=shown, credential_var=self.credential_var, retry_after=retry_after
+                    response, provider=self.provider, what=shown, credential_var=self.credential_var,
+                    retry_after=retry_after,
                 )
             )
             retryable = status == 429 or (status >= 500 and idempotent)
@@ -573,7 +577,8 @@ class HttpClient:
             if status >= 500 and not idempotent:
                 # The server may have created the job before failing: never re-send blindly.
                 err.ambiguous = True
-                err.hint = "the provider may have created it anyway: jobrunner looks the job up before creating it again"
+                err.hint = ("the provider may have created it anyway: "
+                            "jobrunner looks the job up before creating it again")
             self.stats["errors"] += 1
             raise err
 
@@ -658,7 +663,8 @@ class HttpClient:
         if time.monotonic() + delay >= end:
             return False
         self.stats["retries"] += 1
-        log.info("%s: %s: %s, retrying in %.2fs (attempt %d of %d)", self.provider, shown, why, delay, attempt + 1, self.policy.max_attempts)
+        log.info("%s: %s: %s, retrying in %.2fs (attempt %d of %d)",
+                 self.provider, shown, why, delay, attempt + 1, self.policy.max_attempts)
         await self._sleep(delay)
         return True
 
@@ -672,8 +678,9 @@ class HttpClient:
                 body = jsonlib.loads(response.content)
             except ValueError:
                 body = None
-            if isinstance(body, dict) and isinstance(body.get("retry_after"), (int, float)) and not isinstance(body.get("retry_after"), bool):
-                value = max(0.0, float(body["retry_after"]))
+            hinted = body.get("retry_after") if isinstance(body, dict) else None
+            if isinstance(hinted, (int, float)) and not isinstance(hinted, bool):
+                value = max(0.0, float(hinted))
         return value
 
     async def request_json(self, method: str, path: str, **kwargs: Any) -> Any:

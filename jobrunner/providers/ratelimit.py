@@ -191,7 +191,9 @@ class RateLimits:
 class RateLimiter:
     """The buckets of one provider, one per request class."""
 
-    def __init__(self, limits: RateLimits | None = None, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
+    def __init__(
+        self, limits: RateLimits | None = None, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep
+    ) -> None:
         limits = limits or RateLimits()
         self.limits = limits
         self.buckets: dict[str, TokenBucket] = {

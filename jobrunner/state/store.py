@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import (
     TYPE_CHECKING,
-    ContextManager,
     Protocol,
     runtime_checkable,
 )
@@ -59,7 +59,7 @@ class StateStore(Protocol):
 
     def save(self, doc: StateDoc, changed: Collection[str] | None = None) -> None: ...
 
-    def lock(self, command: str) -> ContextManager[None]: ...
+    def lock(self, command: str) -> AbstractContextManager[None]: ...
 
     def unlock(self, force: bool) -> None: ...
 

@@ -262,7 +262,7 @@ class Checker:
                            "yet the address is still in the manifests")
             elif job.status in LIVE:
                 out.append(f"lost: platform job {rid} of removed {address} is still {job.status} (removal cancels)")
-        for address, (kind, want) in sorted(desired.items()):
+        for address, (_kind, want) in sorted(desired.items()):
             st = addresses.get(address)
             if st is None:
                 out.append(f"converged: {address} is in the manifests but not in state after apply exited {code}")

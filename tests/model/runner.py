@@ -97,21 +97,20 @@ class ServedPlatform:
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.data_dir.parent / "serve.out", "ab")
         env = {**os.environ, "PYTHONPATH": str(REPO), "JOBRUNNER_LOCAL_TOKEN": self.token}
         env.pop("JOBRUNNER_LOCAL_FAULTS", None)
         deadline = time.monotonic() + PLATFORM_START_S
-        while True:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "jobrunner", "serve", "--data-dir", str(self.data_dir),
-                 "--port", str(self.port), "--workers", "2"],
-                env=env, stdout=log, stderr=log, start_new_session=True)
-            if self._wait_ready(deadline):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the local platform did not start (see {log.name})")
-            time.sleep(0.5)  # the port may still be held by the killed one: try again
-        log.close()
+        with open(self.data_dir.parent / "serve.out", "ab") as log:
+            while True:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "jobrunner", "serve", "--data-dir", str(self.data_dir),
+                     "--port", str(self.port), "--workers", "2"],
+                    env=env, stdout=log, stderr=log, start_new_session=True)
+                if self._wait_ready(deadline):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the local platform did not start (see {log.name})")
+                time.sleep(0.5)  # the port may still be held by the killed one: try again
         if self.faults:
             self.set_faults(self.faults)
 
