@@ -195,6 +195,20 @@ def machine() -> str:
 
 
 __all__ = [
-    "ECHO_VERSION", "Platform", "SLEEP_VERSION", "VERSIONS", "REPO", "Run", "TOKEN", "batch_rows", "batch_workspace", "bench_env", "delta",
-    "local_platform", "machine", "percentile", "run_timed", "table",
+    "ECHO_VERSION",
+    "Platform",
+    "SLEEP_VERSION",
+    "VERSIONS",
+    "REPO",
+    "Run",
+    "TOKEN",
+    "batch_rows",
+    "batch_workspace",
+    "bench_env",
+    "delta",
+    "local_platform",
+    "machine",
+    "percentile",
+    "run_timed",
+    "table",
 ]

@@ -14,7 +14,10 @@ from jobrunner.local.replicate.serializers import parse_duration
 def test_multipart_round_trip_keeps_binary_content():
     payload = bytes(range(256)) * 4 + b"\r\n--not-a-boundary\r\n"
     request = httpx.Request(
-        "POST", "http://x/", files={"content": ("../a b.bin", payload, "application/zip")}, data={"type": "application/zip"}
+        "POST",
+        "http://x/",
+        files={"content": ("../a b.bin", payload, "application/zip")},
+        data={"type": "application/zip"},
     )
     parts = parse_multipart(request.read(), request.headers["content-type"])
     assert parts["content"].data == payload

@@ -255,7 +255,11 @@ class Checker:
                            + (f" (a duplicate of {', '.join(twins)}?)" if twins else ""))
                 continue
             address, g = claim
-            if address in desired and gen.get(address, 0) == g and self._lost_with_state(job, addresses.get(address), jobs):
+            if (
+                address in desired
+                and gen.get(address, 0) == g
+                and self._lost_with_state(job, addresses.get(address), jobs)
+            ):
                 continue
             if address in desired and gen.get(address, 0) == g:
                 out.append(f"lost: platform job {rid} of {address} ({job.status}) is no longer recorded, "

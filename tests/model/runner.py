@@ -289,8 +289,11 @@ class Session:
             lines.append(f"  ... and {len(problems) - 20} more")
         extra = sorted(self.kinds - DEFAULT_KINDS)
         env = f"MODEL_STEPS_EXTRA={','.join(extra)} " if extra else ""
-        lines.append(f"replay: {env}python bench/soak_model.py --seed {self.seed} --steps {len(self.plan)}"
-                     + (f" --extra {','.join(extra)}" if extra else "") + f"   (kept: {self.ws}, every command's output in {self.root / 'commands.log'})")
+        lines.append(
+            f"replay: {env}python bench/soak_model.py --seed {self.seed} --steps {len(self.plan)}"
+            + (f" --extra {','.join(extra)}" if extra else "")
+            + f"   (kept: {self.ws}, every command's output in {self.root / 'commands.log'})"
+        )
         tail = "\n".join(o[-1500:] for o in obs.outputs[-2:])
         if tail:
             lines.append("last command output:\n" + tail)
