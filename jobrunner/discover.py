@@ -26,6 +26,7 @@ providers and records state.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,7 +85,7 @@ def _version_id(job: RemoteJob) -> str | None:
     return split_version(None, job.version or "")[1] or None
 
 
-def build_manifests(candidates: list[Candidate], *, taken: set[str] = frozenset()) -> Generated:
+def build_manifests(candidates: list[Candidate], *, taken: Collection[str] = frozenset()) -> Generated:
     """Manifest documents declaring `candidates` (pure). `taken`: resource addresses already in use."""
     out = Generated()
     used = set(taken)

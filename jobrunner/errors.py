@@ -47,7 +47,7 @@ class Diagnostic:
         sev = "" if self.severity == "error" else " warning:"
         return f"{where}:{sev}{addr} {self.json_path}: {self.message}"
 
-    def sort_key(self) -> tuple:
+    def sort_key(self) -> tuple[str, int, int, str, str]:
         return (self.file, self.line, self.column, self.json_path, self.message)
 
 

@@ -39,11 +39,11 @@ import re
 import ssl
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -65,6 +65,8 @@ from jobrunner.providers.ratelimit import OTHER, RateLimiter
 from jobrunner.redact import MIN_SECRET_LEN, register_secret
 
 log = logging.getLogger("jobrunner.providers")
+
+_E = TypeVar("_E", bound=ProviderError)  # `_scrub_error` hands back the subclass it was given
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 # Raised before any byte of the request left this machine: safe to retry even for a create.
@@ -346,7 +348,7 @@ class _HeaderAuth(httpx.Auth):
     def __repr__(self) -> str:
         return f"<{self.header} credential>"
 
-    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self.token:
             request.headers[self.header] = f"{self.scheme} {self.token}" if self.scheme else self.token
         yield request
@@ -472,7 +474,7 @@ class HttpClient:
             return text.replace(token, "(sensitive)")
         return text
 
-    def _scrub_error(self, err: ProviderError) -> ProviderError:
+    def _scrub_error(self, err: _E) -> _E:
         err.message = self.scrub(err.message) or ""
         err.args = (err.message,)
         err.detail = self.scrub(err.detail)
@@ -563,7 +565,7 @@ class HttpClient:
                 return response
             if status == 429:
                 self.stats["throttled"] += 1
-            err = self._scrub_error(
+            error = self._scrub_error(
                 translate_response(
                     response, provider=self.provider, what=shown, credential_var=self.credential_var,
                     retry_after=retry_after,
@@ -576,11 +578,11 @@ class HttpClient:
                 continue
             if status >= 500 and not idempotent:
                 # The server may have created the job before failing: never re-send blindly.
-                err.ambiguous = True
-                err.hint = ("the provider may have created it anyway: "
-                            "jobrunner looks the job up before creating it again")
+                error.ambiguous = True
+                error.hint = ("the provider may have created it anyway: "
+                              "jobrunner looks the job up before creating it again")
             self.stats["errors"] += 1
-            raise err
+            raise error
 
     def _end_of(self, started: float, per_attempt: float) -> tuple[float, CommandDeadline | None]:
         """When this request must be over: its own deadline, or the command's if that is sooner."""
@@ -638,7 +640,7 @@ class HttpClient:
             ),
         )
         err.ambiguous = sent and not idempotent
-        return self._scrub_error(err)  # type: ignore[return-value]
+        return self._scrub_error(err)
 
     def _out_of_time(self, shown: str, bound: CommandDeadline | None, attempts: int, *, sent: bool,
                      last: str | None = None) -> TransportError:
@@ -699,8 +701,10 @@ class HttpClient:
             )
         try:
             return jsonlib.loads(response.content)
-        except ValueError as exc:
+        except jsonlib.JSONDecodeError as exc:
             raise self._protocol(response, shown, f"invalid or truncated JSON ({exc.msg}: byte {exc.pos})") from None
+        except ValueError as exc:  # bytes that are not UTF-8/16/32 text (UnicodeDecodeError): no JSON position
+            raise self._protocol(response, shown, f"invalid JSON: the body is not text ({exc})") from None
 
     def _protocol(self, response: httpx.Response, shown: str, problem: str) -> ProtocolError:
         err = ProtocolError(

@@ -512,7 +512,7 @@ class LocalFileStore:
                 removed.append(path)
         return removed
 
-    def unlock(self, force: bool) -> str:  # type: ignore[override]
+    def unlock(self, force: bool) -> str:
         """Free a lock left behind; returns a sentence saying what was done, for the CLI."""
         return self._lock.force_release(force)
 

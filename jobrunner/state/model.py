@@ -109,10 +109,10 @@ class AddressState:
         for attempt in self.history:
             if type(attempt.status) is str:
                 attempt.status = intern(attempt.status)
-            if attempt.fingerprint == self.fingerprint:
-                attempt.fingerprint = self.fingerprint  # type: ignore[assignment]
-            if attempt.remote_id == self.remote_id:
-                attempt.remote_id = self.remote_id  # type: ignore[assignment]
+            if self.fingerprint is not None and attempt.fingerprint == self.fingerprint:
+                attempt.fingerprint = self.fingerprint
+            if self.remote_id is not None and attempt.remote_id == self.remote_id:
+                attempt.remote_id = self.remote_id
 
 
 def _interned_keys(value: dict[str, Any]) -> dict[str, Any]:

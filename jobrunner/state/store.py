@@ -51,7 +51,8 @@ class StateStore(Protocol):
     - `lock(command)` is a context manager held for a whole state-writing command; it raises
       `StateLockedError` (exit 4) naming the holder when someone else holds it.
     - `unlock(force)` frees a lock left behind by a dead or vanished holder (`jobrunner state
-      unlock`); `force` also breaks a lock whose holder still looks alive.
+      unlock`); `force` also breaks a lock whose holder still looks alive. It returns a sentence
+      saying what it did ("ended the stale lock of ...") for the CLI to print.
     - `describe()` names the backend for messages ("local file .jobrunner/state.json").
     """
 
@@ -61,7 +62,7 @@ class StateStore(Protocol):
 
     def lock(self, command: str) -> AbstractContextManager[None]: ...
 
-    def unlock(self, force: bool) -> None: ...
+    def unlock(self, force: bool) -> str: ...
 
     def describe(self) -> str: ...
 

@@ -82,7 +82,7 @@ def test_every_help_has_pasteable_examples_and_named_documented_options(path: tu
     group: click.Command = cli
     for name in path:
         assert isinstance(group, click.Group)
-        group = group.get_command(click.Context(group), name)  # type: ignore[assignment]
+        group = group.get_command(click.Context(group), name)
     for param in group.params:
         if not isinstance(param, click.Option) or param.name == "help":
             continue
