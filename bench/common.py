@@ -14,10 +14,11 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import httpx
 
@@ -194,6 +195,20 @@ def machine() -> str:
 
 
 __all__ = [
-    "ECHO_VERSION", "Platform", "SLEEP_VERSION", "VERSIONS", "REPO", "Run", "TOKEN", "batch_rows", "batch_workspace", "bench_env", "delta",
-    "local_platform", "machine", "percentile", "run_timed", "table",
+    "ECHO_VERSION",
+    "Platform",
+    "SLEEP_VERSION",
+    "VERSIONS",
+    "REPO",
+    "Run",
+    "TOKEN",
+    "batch_rows",
+    "batch_workspace",
+    "bench_env",
+    "delta",
+    "local_platform",
+    "machine",
+    "percentile",
+    "run_timed",
+    "table",
 ]

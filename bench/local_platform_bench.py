@@ -90,7 +90,11 @@ class HttpxClient:
 
 
 async def client_loop(
-    http: "RawClient | HttpxClient", stop_at: float, lat: dict[str, list[float]], counts: dict[str, int], poll_interval: float
+    http: RawClient | HttpxClient,
+    stop_at: float,
+    lat: dict[str, list[float]],
+    counts: dict[str, int],
+    poll_interval: float,
 ) -> None:
     while time.perf_counter() < stop_at:
         t0 = time.perf_counter()
@@ -121,7 +125,9 @@ async def run(
 ) -> dict[str, object]:
     parsed = httpx.URL(url)
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, limits=limits, timeout=30) as http:
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {token}"}, limits=limits, timeout=30
+    ) as http:
         if kind == "raw":
             conns: list = [RawClient(parsed.host, parsed.port or 80, token) for _ in range(clients)]
         else:

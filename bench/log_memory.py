@@ -30,9 +30,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import AsyncIterator
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -45,7 +45,7 @@ LINE = "step {i:08d}: loss=0.{i:06d} lr=0.0001 tokens/s=1234.5 grad_norm=0.87\n"
 
 
 def _created(i: int) -> str:
-    when = datetime.now(timezone.utc) - timedelta(minutes=5, seconds=i)
+    when = datetime.now(UTC) - timedelta(minutes=5, seconds=i)
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

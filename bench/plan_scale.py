@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -172,12 +172,41 @@ def terminal_table(sizes: list[int], runs: int) -> tuple[str, bool]:
                 cli.append((run.wall, run.cpu, run.rss_mb))
             rows.append((n, engine, min(w for w, _, _ in cli), min(c for _, c, _ in cli), max(r for _, _, r in cli),
                          len(seen) - before))
-    out = [table(
-        ["items", "state load", "validate", "expand", "compute_plan", "render text / JSON / Markdown", "engine total", "engine peak RSS",
-         "`jobrunner plan` wall", "CPU", "peak RSS", "HTTP requests"],
-        [[f"{n:,}", f"{e['load']:.3f} s", f"{e['validate']:.3f} s", f"{e['expand']:.3f} s", f"{e['plan']:.3f} s", f"{e['text']:.3f} / {e['json']:.3f} / {e['markdown']:.3f} s",
-          f"{e['total']:.3f} s", f"{e['rss_mb']:.0f} MB", f"{wall:.2f} s", f"{cpu:.2f} s", f"{rss:.0f} MB", req]
-         for n, e, wall, cpu, rss, req in rows])]
+    out = [
+        table(
+            [
+                "items",
+                "state load",
+                "validate",
+                "expand",
+                "compute_plan",
+                "render text / JSON / Markdown",
+                "engine total",
+                "engine peak RSS",
+                "`jobrunner plan` wall",
+                "CPU",
+                "peak RSS",
+                "HTTP requests",
+            ],
+            [
+                [
+                    f"{n:,}",
+                    f"{e['load']:.3f} s",
+                    f"{e['validate']:.3f} s",
+                    f"{e['expand']:.3f} s",
+                    f"{e['plan']:.3f} s",
+                    f"{e['text']:.3f} / {e['json']:.3f} / {e['markdown']:.3f} s",
+                    f"{e['total']:.3f} s",
+                    f"{e['rss_mb']:.0f} MB",
+                    f"{wall:.2f} s",
+                    f"{cpu:.2f} s",
+                    f"{rss:.0f} MB",
+                    req,
+                ]
+                for n, e, wall, cpu, rss, req in rows
+            ],
+        )
+    ]
     n, e, wall, cpu, rss, req = rows[-1]
     ok = wall <= TARGET_WALL_S and rss <= TARGET_RSS_MB and all(r[-1] == 0 for r in rows)
     out.append("")
@@ -185,9 +214,11 @@ def terminal_table(sizes: list[int], runs: int) -> tuple[str, bool]:
                f"{sum(r[-1] for r in rows)} requests in all (targets <= {TARGET_WALL_S} s, <= {TARGET_RSS_MB} MB, 0: "
                f"{'met' if ok else 'MISSED'}); best of {runs} runs.")
     if len(rows) > 1:
-        (n0, e0, w0, c0, *_), (n1, e1, w1, c1, *_) = rows[0], rows[-1]
-        out.append(f"Growth {n0:,} -> {n1:,} items (x{n1 / n0:.0f}): engine x{e1['total'] / max(e0['total'], 1e-9):.0f}, "
-                   f"whole command CPU x{c1 / max(c0, 1e-9):.1f} (interpreter start is a fixed ~0.3 s).")
+        (n0, e0, _w0, c0, *_), (n1, e1, _w1, c1, *_) = rows[0], rows[-1]
+        out.append(
+            f"Growth {n0:,} -> {n1:,} items (x{n1 / n0:.0f}): engine x{e1['total'] / max(e0['total'], 1e-9):.0f}, "
+            f"whole command CPU x{c1 / max(c0, 1e-9):.1f} (interpreter start is a fixed ~0.3 s)."
+        )
     return "\n".join(out), ok
 
 
@@ -224,10 +255,10 @@ def build_running(root: Path, items: int, platform: Platform) -> None:
     assert result.ok, [d.format() for d in result.diagnostics]
     (res,) = result.resources
     jobs = expand(result.resources, root)
-    created_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    created_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     ids = asyncio.run(_create_predictions(platform, [job.request["input"] for job in jobs]))
     doc = StateDoc(lineage="bench")
-    for job, rid in zip(jobs, ids):
+    for job, rid in zip(jobs, ids, strict=True):
         doc.addresses[job.address] = AddressState(
             address=job.address, kind=res.kind, job_kind=job.job_kind, provider=job.provider, file=job.file,
             fingerprint=job.fingerprint, remote_id=rid, status="running", attempts=1,
@@ -252,7 +283,9 @@ def refresh_table(sizes: list[int]) -> tuple[str, bool]:
                                 env=bench_env(platform))
                 counts = delta(platform.stats(), before)
                 if run.returncode not in (0, 2):
-                    raise SystemExit(f"jobrunner plan exited {run.returncode}:\n{run.stdout[-1500:]}\n{run.stderr[-1500:]}")
+                    raise SystemExit(
+                        f"jobrunner plan exited {run.returncode}:\n{run.stdout[-1500:]}\n{run.stderr[-1500:]}"
+                    )
                 requests = counts.get("requests", 0)
                 pages = math.ceil(n / 100)
                 ok = ok and requests <= pages + 2

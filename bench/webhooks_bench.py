@@ -66,10 +66,17 @@ async def create_jobs(url: str, token: str, hook: str, jobs: int, clients: int) 
 
     async def client() -> None:
         nonlocal errors
-        async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, trust_env=False, timeout=30) as http:
+        async with httpx.AsyncClient(
+            base_url=url, headers={"Authorization": f"Bearer {token}"}, trust_env=False, timeout=30
+        ) as http:
             while not queue.empty():
                 i = queue.get_nowait()
-                body = {"version": ECHO_VERSION, "input": {"text": f"job {i}"}, "webhook": hook, "webhook_events_filter": ["completed"]}
+                body = {
+                    "version": ECHO_VERSION,
+                    "input": {"text": f"job {i}"},
+                    "webhook": hook,
+                    "webhook_events_filter": ["completed"],
+                }
                 resp = await http.post("/v1/predictions", json=body)
                 errors += resp.status_code != 201
 
@@ -87,7 +94,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, \
             local_platform(Path(tmp) / "platform", token="bench-token") as platform:
         url, token = platform.url, platform.token
-        secret = httpx.get(f"{url}/v1/webhooks/default/secret", headers={"Authorization": f"Bearer {token}"}, trust_env=False).json()["key"]
+        secret = httpx.get(
+            f"{url}/v1/webhooks/default/secret", headers={"Authorization": f"Bearer {token}"}, trust_env=False
+        ).json()["key"]
         rx = Receiver()
         started = time.perf_counter()
         errors = asyncio.run(create_jobs(url, token, rx.url, args.jobs, args.clients))
@@ -106,7 +115,8 @@ def main() -> None:
         if completed:
             delays.append(at - datetime.fromisoformat(completed.replace("Z", "+00:00")).timestamp())
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"## webhook benchmark: {args.jobs} echo predictions, {args.clients} clients, {os.cpu_count()} CPUs, load average {load:.1f}\n")
+    print(f"## webhook benchmark: {args.jobs} echo predictions, {args.clients} clients, "
+          f"{os.cpu_count()} CPUs, load average {load:.1f}\n")
     print(table(["measure", "value"], [
         ["webhooks delivered / expected", f"{len(rx.arrivals)} / {expected}"],
         ["create errors", errors],

@@ -26,8 +26,9 @@ providers and records state.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,7 @@ def _version_id(job: RemoteJob) -> str | None:
     return split_version(None, job.version or "")[1] or None
 
 
-def build_manifests(candidates: list[Candidate], *, taken: set[str] = frozenset()) -> Generated:
+def build_manifests(candidates: list[Candidate], *, taken: Collection[str] = frozenset()) -> Generated:
     """Manifest documents declaring `candidates` (pure). `taken`: resource addresses already in use."""
     out = Generated()
     used = set(taken)
@@ -135,7 +136,7 @@ def build_manifests(candidates: list[Candidate], *, taken: set[str] = frozenset(
 
 
 def _order(c: Candidate) -> tuple:
-    far_past = datetime.min.replace(tzinfo=timezone.utc)
+    far_past = datetime.min.replace(tzinfo=UTC)
     return (c.provider, c.job.created_at or far_past, c.job.id)
 
 
@@ -146,7 +147,7 @@ def _document(kind: str, name: str, spec: dict[str, Any], jobs: list[RemoteJob])
 
 def render_documents(generated: Generated, *, since: str, now: datetime | None = None) -> str:
     """The manifests as one multi-document YAML file, each with a comment naming its jobs."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     parts = [
         f"# Written by `jobrunner import --discover --since {since}` on {now.strftime('%Y-%m-%d %H:%M UTC')}:\n"
         "# jobs that ran outside jobrunner, declared as they ran and recorded in state under these\n"
@@ -259,7 +260,7 @@ def run_discover(*, paths: tuple[str, ...], since_text: str, providers: tuple[st
         async def run() -> int:
             pool = ProviderPool(ws.config, ws.root)
             try:
-                cutoff = datetime.now(timezone.utc) - since
+                cutoff = datetime.now(UTC) - since
                 candidates = await list_unowned(pool, chosen, claimed_ids(doc), cutoff, projects)
             finally:
                 await pool.aclose()

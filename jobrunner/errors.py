@@ -2,9 +2,10 @@
 
 Every failure a user can cause or meet ends in a subclass of `JobrunnerError`. The CLI catches
 `JobrunnerError` at the top, prints `str(err)` (plus `err.hint` when set) and exits with the code
-`jobrunner.exitcodes.for_error` gives its type; nothing else should reach the user as a traceback. Provider HTTP failures are
-translated into `ProviderError` subclasses in exactly one place (`jobrunner.providers.http`), and
-retry decisions are made by type: `RetryableError` subclasses may be retried, others never.
+`jobrunner.exitcodes.for_error` gives its type; nothing else should reach the user as a traceback.
+Provider HTTP failures are translated into `ProviderError` subclasses in exactly one place
+(`jobrunner.providers.http`), and retry decisions are made by type: `RetryableError` subclasses
+may be retried, others never.
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ class Diagnostic:
         sev = "" if self.severity == "error" else " warning:"
         return f"{where}:{sev}{addr} {self.json_path}: {self.message}"
 
-    def sort_key(self) -> tuple:
+    def sort_key(self) -> tuple[str, int, int, str, str]:
         return (self.file, self.line, self.column, self.json_path, self.message)
 
 
@@ -59,7 +60,8 @@ class ManifestError(JobrunnerError):
         # `note`: what the errors mean for tracked jobs (planning names files state tracks jobs from).
         super().__init__(
             "\n".join([*(d.format() for d in errors), *([note] if note else [])]) or "invalid manifests",
-            hint=f"{len(errors)} error{'' if len(errors) == 1 else 's'}; fix {'it' if len(errors) == 1 else 'them'} and run `jobrunner validate` again.",
+            hint=f"{len(errors)} error{'' if len(errors) == 1 else 's'}; "
+                 f"fix {'it' if len(errors) == 1 else 'them'} and run `jobrunner validate` again.",
         )
 
 

@@ -320,7 +320,8 @@ def load_text(text: str, file: str) -> LoadResult:
             problem += ")"
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         if mark is not None and _tab_indented(text, mark.line):
-            problem = "a tab in the indentation: YAML allows only spaces there; use spaces instead of the tab(s) on this line"
+            problem = ("a tab in the indentation: YAML allows only spaces there; "
+                       "use spaces instead of the tab(s) on this line")
             col = 1
         result.diagnostics.append(Diagnostic("error", file, line, col, f"invalid YAML: {problem}"))
     except yaml.reader.ReaderError as exc:  # control characters and the like

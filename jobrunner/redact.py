@@ -27,8 +27,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
-from typing import Any, Iterable, Iterator, Union
+from typing import Any
 from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit
 
 REDACTED = "(sensitive)"
@@ -179,7 +180,7 @@ class SecretSet:
     def __contains__(self, value: object) -> bool:
         return value in self.values
 
-    def __add__(self, other: Iterable[str]) -> "SecretSet":
+    def __add__(self, other: Iterable[str]) -> SecretSet:
         """This set and `other`: one job's hidden input values (`hidden_values`), which are
         searched for down to 4 characters in that job's own logs."""
         return SecretSet([*self._raw, *other], min_len=min(self._min_len, 4))
@@ -194,7 +195,7 @@ class SecretSet:
         return text
 
 
-Secrets = Union[SecretSet, list[str]]
+Secrets = SecretSet | list[str]
 _EMPTY = SecretSet()
 
 
@@ -434,7 +435,7 @@ class SecretRegistry:
         if self._snapshot is not None and self._snapshot[0] == key:
             return self._snapshot[1]
         values = set(self._values)
-        for var, val in zip(SECRET_ENV_VARS + SECRET_URL_ENV_VARS, env):
+        for var, val in zip(SECRET_ENV_VARS + SECRET_URL_ENV_VARS, env, strict=True):
             if not val:
                 continue
             if var in SECRET_URL_ENV_VARS:
@@ -546,7 +547,7 @@ def _scrub_deep(value: Any, secrets: SecretSet, whole: bool) -> Any:
         return value if out is None else out
     if isinstance(value, list):
         items = [_scrub_deep(v, secrets, whole) for v in value]
-        return value if all(a is b for a, b in zip(items, value)) else items
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
     if secrets and not isinstance(value, bool) and isinstance(value, (int, float)) and str(value) in secrets:
         return REDACTED
     return value
@@ -586,7 +587,8 @@ def hidden_values(recorded: Any, actual: Any) -> list[str]:
         for k, v in recorded.items():
             found += hidden_values(v, actual.get(k))
     elif isinstance(recorded, list) and isinstance(actual, list):
-        for a, b in zip(recorded, actual):
+        # Lists of different lengths: the shared prefix is all that can pair a recorded value with one.
+        for a, b in zip(recorded, actual, strict=False):
             found += hidden_values(a, b)
     return found
 
@@ -606,6 +608,7 @@ def scrub_values(text: str, *, secrets: Secrets | None = None) -> str:
 
 __all__ = [
     "MIN_SECRET_LEN", "REDACTED", "SECRETS", "SECRET_ENV_VARS", "SecretRegistry", "SecretSet", "encodings_of",
-    "file_secrets", "hidden_files", "hidden_scalars", "hidden_values", "is_secret_name", "is_secret_url_param", "known_secrets", "redact",
+    "file_secrets", "hidden_files", "hidden_scalars", "hidden_values", "is_secret_name", "is_secret_url_param",
+    "known_secrets", "redact",
     "register_jobs", "register_secret", "scrub_data", "scrub_text", "scrub_values", "url_secrets",
 ]

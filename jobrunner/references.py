@@ -10,6 +10,7 @@ Write `$${` for a literal `${`.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,7 +118,7 @@ def is_reference(value: Any) -> bool:
 _MISSING = object()
 
 
-def resolve_refs(value: Any, outputs: dict[str, dict[str, Any]]) -> tuple[Any, bool]:
+def resolve_refs(value: Any, outputs: Mapping[str, Mapping[str, Any]]) -> tuple[Any, bool]:
     """Substitute known outputs into `value`; `outputs` maps `Kind/name` to that resource's outputs.
 
     Returns (new value, unknown). `unknown` is True when some referenced output is not known yet;

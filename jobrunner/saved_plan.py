@@ -62,7 +62,8 @@ def read_saved_plan(path: Path) -> dict[str, Any] | None:
             where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
             raise UsageError(
                 f"{path}: this saved plan is damaged: it is not valid JSON{where} (cut short or edited?)",
-                hint=f"make it again with `jobrunner plan --out {path}` and review it; a saved plan is never edited by hand",
+                hint=f"make it again with `jobrunner plan --out {path}` and review it; "
+                     "a saved plan is never edited by hand",
             ) from None
         return None
     if not isinstance(data, dict) or data.get("kind") != SAVED_PLAN_KIND:

@@ -167,7 +167,8 @@ def recorded_inputs(job: DesiredJob) -> dict[str, Any]:
     A value holding a known secret is recorded as "(sensitive)" whole: a lookup after a lost create
     treats that as matching anything, where a half-scrubbed string would match nothing.
     """
-    return redact(job.material or {}, job.sensitive_paths, whole_values=True)
+    recorded: dict[str, Any] = redact(job.material or {}, job.sensitive_paths, whole_values=True)
+    return recorded
 
 
 # --- per kind --------------------------------------------------------------------------------

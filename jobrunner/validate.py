@@ -13,9 +13,10 @@ import difflib
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from jobrunner.durations import DurationError, parse_duration
@@ -65,7 +66,7 @@ class ValidationResult:
 class _Collector:
     def __init__(self) -> None:
         self.diagnostics: list[Diagnostic] = []
-        self._seen: set[tuple] = set()
+        self._seen: set[tuple[str, str, int, int, str, str]] = set()
         self._error_paths: set[tuple[str, str]] = set()
 
     def add(self, severity: str, file: str, pos: Position, message: str, address: str | None, json_path: str) -> None:
@@ -184,7 +185,9 @@ def _check_document(doc: Document, out: _Collector) -> Resource | None:
 
     if kind not in KINDS or not isinstance(name, str) or not isinstance(data.get("spec"), dict):
         return None
-    labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
+    labels = meta.get("labels") if isinstance(meta, dict) else None
+    if not isinstance(labels, dict):
+        labels = {}
     return Resource(
         kind=kind, name=name, spec=data["spec"], file=doc.file, line=doc.line, column=doc.column,
         labels={str(k): str(v) for k, v in labels.items()}, positions=doc.positions,
@@ -243,7 +246,8 @@ def _explain(err: Any, doc: Document | None, base: str = "$") -> Iterable[tuple[
         return
     if validator in ("enum", "const"):
         options = err.validator_value if validator == "enum" else [err.validator_value]
-        yield path, f"must be {'one of ' if len(options) > 1 else ''}{', '.join(_show(o) for o in options)} (got {_show(value)})"
+        shown = ", ".join(_show(o) for o in options)
+        yield path, f"must be {'one of ' if len(options) > 1 else ''}{shown} (got {_show(value)})"
         return
     if validator in ("anyOf", "oneOf"):
         from jsonschema.exceptions import best_match
@@ -274,7 +278,7 @@ def _check_workspace(result: ValidationResult, root: Path, out: _Collector) -> N
         unique.append(r)
     result.resources = unique
 
-    models = {}
+    models: dict[str, Resource] = {}
     for r in unique:
         if r.kind == "Model":
             owner, name = r.spec.get("owner"), r.spec.get("name")
@@ -321,8 +325,8 @@ def _check_references(r: Resource, refs: list[Ref], by_addr: dict[str, Resource]
         if target is None:
             same_name = sorted(a for a in by_addr if a.split("/", 1)[1] == ref.name)
             names = sorted(a for a in by_addr if a.startswith(ref.kind + "/"))
-            hint = (f" (did you mean {same_name[0]}?)" if same_name else
-                    (f" (did you mean {close[0]}?)" if (close := difflib.get_close_matches(ref.address, names, n=1)) else ""))
+            close = same_name or difflib.get_close_matches(ref.address, names, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
             out.error_at(r, ref.json_path, f"reference {ref.text}: no resource {ref.address} in the workspace{hint}")
             continue
         if ref.address == r.address:

@@ -59,9 +59,9 @@ def known_input_schema(provider: str, version: Any, kind: str, root: Path) -> di
     openapi = _openapi(provider, vid, root, adapter.version_schema)
     if not openapi:
         return None
-    components = openapi.get("components") if isinstance(openapi.get("components"), dict) else {}
-    schemas = components.get("schemas") if isinstance(components.get("schemas"), dict) else {}
-    schema = schemas.get(kind)
+    components = openapi.get("components")
+    schemas = components.get("schemas") if isinstance(components, dict) else None
+    schema = schemas.get(kind) if isinstance(schemas, dict) else None
     if not isinstance(schema, dict):
         return None
     return {**schema, "components": components}

@@ -83,7 +83,8 @@ def _saved_scope(saved: dict[str, Any], root: Path, targets: tuple[str, ...],
                  replace: tuple[str, ...]) -> tuple[list[Path], tuple[str, ...], tuple[str, ...]]:
     """The paths, targets and replacements a saved plan fixed (the command line may not add any)."""
     if targets:
-        raise UsageError("--target cannot be combined with a saved plan", hint="targets are fixed when the plan is saved")
+        raise UsageError("--target cannot be combined with a saved plan",
+                         hint="targets are fixed when the plan is saved")
     if replace:
         raise UsageError("--replace cannot be combined with a saved plan",
                          hint="replacements are fixed when the plan is saved: `jobrunner plan --replace ADDR --out F`")
@@ -120,7 +121,8 @@ async def _apply_converged(ws: Any, pool: Any, doc: StateDoc, planned: Any, para
 @click.option("--auto-approve", is_flag=True, help="Skip the confirmation prompt.")
 @click.option("--no-wait", is_flag=True, help="Create jobs and return without waiting for them to finish.")
 @click.option("--timeout", "timeout", metavar="DURATION",
-              help="Bound the whole apply, planning refresh included (e.g. 30m): waiting stops then, jobs keep running, exit 6.")
+              help="Bound the whole apply, planning refresh included (e.g. 30m): waiting stops then, "
+                   "jobs keep running, exit 6.")
 @click.option("--parallelism", type=click.IntRange(1, 1000), default=None, metavar="N",
               help="Concurrent operations (default from jobrunner.yaml, 10).")
 @click.option("--target", "targets", multiple=True, metavar="ADDR", shell_complete=complete_addresses,

@@ -19,7 +19,8 @@ from jobrunner.providers.names import PROVIDER_NAMES
 @click.argument("address", required=False, shell_complete=complete_addresses)
 @click.argument("remote_id", required=False)
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--discover", is_flag=True, help="Find jobs no state address owns, write manifests for them and adopt them.")
+@click.option("--discover", is_flag=True,
+              help="Find jobs no state address owns, write manifests for them and adopt them.")
 @click.option("--since", "since", default="30d", show_default=True, metavar="DURATION",
               help="With --discover: how far back to look.")
 @click.option("--provider", "providers", multiple=True, type=click.Choice(PROVIDER_NAMES),
@@ -96,7 +97,8 @@ def import_(address: str | None, remote_id: str | None, paths: tuple[str, ...], 
             shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
             raise PlanError(
                 f"{address}: remote job {remote_id} does not match the manifest: {shown}",
-                hint="import only a job that ran exactly what the manifest declares (or change the manifest to match it)")
+                hint="import only a job that ran exactly what the manifest declares "
+                     "(or change the manifest to match it)")
         record_adoption(doc, job, remote, st)
         ws.store.save(doc)
         click.echo(f"Imported {remote.id} as {address} (status {remote.status}).")

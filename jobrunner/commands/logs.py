@@ -20,7 +20,8 @@ from jobrunner.exitcodes import ExitCode
 
 @click.command("logs")
 @click.argument("address", shell_complete=complete_addresses)
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new log lines until the job finishes (one job, not a batch).")
+@click.option("-f", "--follow", is_flag=True,
+              help="Keep printing new log lines until the job finishes (one job, not a batch).")
 def logs(address: str, follow: bool) -> int:
     """Print the logs of a tracked job, or of every item of a batch (ADDRESS as in `jobrunner status`).
 

@@ -96,7 +96,8 @@ async def _recover_models(doc: Any, desired: list[Any], resources: list[Any], po
         doc.addresses[job.address] = AddressState(
             address=job.address, kind=job.resource_address.split("/", 1)[0], job_kind=job.job_kind,
             provider=job.provider, file=job.file, remote_id=f"{owner}/{name}", status=SUCCEEDED,
-            fingerprint=job.fingerprint, attempts=1, outputs={"name": f"{owner}/{name}", **({"url": url} if url else {})},
+            fingerprint=job.fingerprint, attempts=1,
+            outputs={"name": f"{owner}/{name}", **({"url": url} if url else {})},
             updated_at=to_rfc3339(utcnow()))
         report.models.append(job.address)
 

@@ -10,14 +10,20 @@ track up on the provider before creating anything (jobrunner.state.recovery).
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from jobrunner.errors import StateError, UsageError
 from jobrunner.exitcodes import ExitCode
 from jobrunner.timestamps import to_rfc3339, utcnow
+
+if TYPE_CHECKING:
+    from jobrunner.state.local_file import LocalFileStore
+    from jobrunner.state.model import StateDoc
+    from jobrunner.state.store import StateStore
 
 
 def _damaged_name(path: Path) -> Path:
@@ -31,7 +37,7 @@ def _damaged_name(path: Path) -> Path:
     return candidate
 
 
-def restore_backup(store: object, *, force: bool = False) -> tuple[object, Path | None]:
+def restore_backup(store: StateStore, *, force: bool = False) -> tuple[StateDoc, Path | None]:
     """Restore `store`'s backup as its state; returns (the restored StateDoc, where the old file went).
 
     Raises UsageError for a backend without a backup file, or a state file that is fine (unless
@@ -42,7 +48,7 @@ def restore_backup(store: object, *, force: bool = False) -> tuple[object, Path 
 
     if not isinstance(store, LocalFileStore):
         raise UsageError(
-            f"{store.describe()} keeps no state.json.bak to restore",  # type: ignore[attr-defined]
+            f"{store.describe()} keeps no state.json.bak to restore",
             hint="restore the database from its own backups; the state there is written in transactions "
             "and is never left half-written by jobrunner.",
         )
@@ -51,7 +57,7 @@ def restore_backup(store: object, *, force: bool = False) -> tuple[object, Path 
     with store.lock("state restore-backup"):
         try:
             raw = store.backup_path.read_bytes()
-            mtime = datetime.fromtimestamp(os.stat(store.backup_path).st_mtime, tz=timezone.utc)
+            mtime = datetime.fromtimestamp(os.stat(store.backup_path).st_mtime, tz=UTC)
         except FileNotFoundError:
             raise _no_backup(store.backup_path) from None
         try:
@@ -83,13 +89,13 @@ def _no_backup(path: Path) -> StateError:
                       "looks every address up on its provider and records the jobs it finds, so none is created again")
 
 
-def _current_state_readable(store: object) -> bool:
+def _current_state_readable(store: LocalFileStore) -> bool:
     try:
-        raw = store.path.read_bytes()  # type: ignore[attr-defined]
+        raw = store.path.read_bytes()
     except FileNotFoundError:
         return False
     try:
-        store._parse(raw, store.path)  # type: ignore[attr-defined]
+        store._parse(raw, store.path)
     except StateError:
         return False
     return True
@@ -116,9 +122,9 @@ def restore_backup_command(force: bool) -> int:
     ws = open_workspace()
     doc, aside = restore_backup(ws.store, force=force)
     kept = f"; the damaged file is kept as {aside}" if aside else ""
-    click.echo(f"Restored {ws.store.describe()} from its backup (serial {doc.serial - 1}, "  # type: ignore[attr-defined]
+    click.echo(f"Restored {ws.store.describe()} from its backup (serial {doc.serial - 1}, "
                f"{len(doc.addresses)} addresses){kept}.")
-    click.echo(f"State is marked recovered: jobs created since {doc.recovered_at} may be missing from it, so the "  # type: ignore[attr-defined]
+    click.echo(f"State is marked recovered: jobs created since {doc.recovered_at} may be missing from it, so the "
                "next plan and apply look every address it does not track up on the provider before creating "
                "anything. Run `jobrunner apply` for the whole workspace next.")
     return ExitCode.OK

@@ -47,7 +47,8 @@ def status(fmt: str, no_refresh: bool, timeout: str | None, json_out: bool) -> i
             with refresh_deadline(timeout, "status"):
                 remote = asyncio.run(with_pool(ws, lambda pool: refresh_tracked(doc, pool)))
         except ProviderError as err:
-            err.hint = (err.hint + "; " if err.hint else "") + "`jobrunner status --no-refresh` shows what state recorded"
+            err.hint = ((err.hint + "; " if err.hint else "")
+                        + "`jobrunner status --no-refresh` shows what state recorded")
             raise
         if absorb(doc, remote):  # record what we learned, unless another command holds the state
             try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import secrets
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from jobrunner.timestamps import parse_rfc3339 as _parse
 from jobrunner.timestamps import to_rfc3339
@@ -18,7 +18,7 @@ class Clock:
     """Wall clock (for timestamps) and monotonic clock (for durations); swappable in tests."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def monotonic(self) -> float:
         return time.monotonic()
@@ -39,7 +39,7 @@ def parse_rfc3339(text: str) -> datetime:
     dt = _parse(text)
     if dt is None:
         raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
-    return dt.astimezone(timezone.utc)
+    return dt.astimezone(UTC)
 
 
 def new_id() -> str:

@@ -79,6 +79,9 @@ class FaultConfig:
 
 
 _FIELDS = {f.name: f for f in fields(FaultConfig)}
+# Knobs an empty value turns off (None) rather than back to their default.
+_CLEARED_TO_NONE = ("rate_limit", "create_per_minute", "other_per_minute", "get_per_minute", "burst", "seed")
+_INTEGER_KNOBS = ("fail_next", "drop_next_creates", "drop_every_nth_create", "max_body_bytes", "seed", "retry_after_s")
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -87,7 +90,7 @@ def _coerce(name: str, value: Any) -> Any:
     if name in _SCHEDULE_LISTS:
         return _coerce_schedule(name, value)
     if value is None or value == "":
-        return None if name in ("rate_limit", "create_per_minute", "other_per_minute", "get_per_minute", "burst", "seed") else _FIELDS[name].default
+        return None if name in _CLEARED_TO_NONE else _FIELDS[name].default
     try:
         if name == "error_statuses":
             items = value if isinstance(value, list) else str(value).replace("|", " ").replace("/", " ").split()
@@ -102,11 +105,7 @@ def _coerce(name: str, value: Any) -> Any:
             if text not in ("replicate", "custom"):
                 raise ValueError("use 'replicate' or 'custom'")
             return text
-        number: float
-        if name in ("fail_next", "drop_next_creates", "drop_every_nth_create", "max_body_bytes", "seed", "retry_after_s"):
-            number = int(value)
-        else:
-            number = float(value)
+        number: float = int(value) if name in _INTEGER_KNOBS else float(value)
     except (TypeError, ValueError) as exc:
         raise FaultConfigError(f"bad value for fault knob {name!r}: {value!r} ({exc})") from None
     if name in ("error_rate", "drop_after_create") and not 0.0 <= number <= 1.0:
@@ -188,10 +187,7 @@ class FaultState:
         self._requests = 0  # non-admin requests decided since the knobs were last set
 
     def update(self, changes: dict[str, Any]) -> FaultConfig:
-        if changes.get("reset"):
-            base = FaultConfig()
-        else:
-            base = FaultConfig(**self.config.as_dict())
+        base = FaultConfig() if changes.get("reset") else FaultConfig(**self.config.as_dict())
         for name, value in changes.items():
             if name == "reset":
                 continue

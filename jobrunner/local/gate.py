@@ -88,12 +88,14 @@ class Gate:
         await self._handle(scope, receive, send, headers, path, method, admin)
 
     async def _handle(
-        self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[str, str], path: str, method: str, admin: bool
+        self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[str, str], path: str, method: str,
+        admin: bool,
     ) -> None:
         emissary = not admin and (
             ("x-api-key" in headers and "authorization" not in headers) or path.startswith("/v1/projects")
         )
-        refusal = self._refuse_unauthenticated(headers, emissary, admin) or self._refuse_declared_size(headers, emissary)
+        refusal = (self._refuse_unauthenticated(headers, emissary, admin)
+                   or self._refuse_declared_size(headers, emissary))
         extra_headers: list[tuple[bytes, bytes]] = []
         if refusal is None and not admin and self.p.faults.config.active():
             refusal, extra_headers = await self._apply_faults(method, path, emissary)
@@ -134,25 +136,31 @@ class Gate:
             return self._too_large(emissary)
         return None
 
-    async def _apply_faults(self, method: str, path: str, emissary: bool) -> tuple[Response | None, list[tuple[bytes, bytes]]]:
+    async def _apply_faults(
+        self, method: str, path: str, emissary: bool
+    ) -> tuple[Response | None, list[tuple[bytes, bytes]]]:
         """Delay the request, or answer it with an injected error; also the rate-limit headers to add."""
         decision = self.p.faults.decide(category(method, path), self.p.clock.monotonic())
         if decision.delay:
             await asyncio.sleep(decision.delay)
         extra_headers: list[tuple[bytes, bytes]] = []
         if decision.ratelimit_remaining is not None:
-            extra_headers = [(b"ratelimit-remaining", str(decision.ratelimit_remaining).encode()), (b"ratelimit-reset", b"1")]
+            extra_headers = [(b"ratelimit-remaining", str(decision.ratelimit_remaining).encode()),
+                             (b"ratelimit-reset", b"1")]
         if decision.status == 429:
             wait = decision.retry_after or 1
             h = {"Retry-After": str(wait)}
             refusal = (
                 emissary_error(429, f"Too many requests; retry after {wait}s", h) if emissary
-                else replicate_error(429, f"Request was throttled. Your rate limit resets in ~{wait}s.", headers=h, retry_after=wait)
+                else replicate_error(429, f"Request was throttled. Your rate limit resets in ~{wait}s.",
+                                     headers=h, retry_after=wait)
             )
             return refusal, extra_headers
         if decision.status is not None:
-            msg = "Internal server error (injected fault)" if decision.status < 503 else "Service unavailable (injected fault)"
-            return (emissary_error(decision.status, msg) if emissary else replicate_error(decision.status, msg)), extra_headers
+            msg = ("Internal server error (injected fault)" if decision.status < 503
+                   else "Service unavailable (injected fault)")
+            error = emissary_error(decision.status, msg) if emissary else replicate_error(decision.status, msg)
+            return error, extra_headers
         return None, extra_headers
 
     async def _forward(

@@ -11,8 +11,8 @@ import hmac
 import ipaddress
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 TOKEN_FILE = "token"
 WEBHOOK_SECRET_FILE = "webhook_secret"

@@ -8,15 +8,16 @@ two servers from sharing one data directory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import os
+import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TextIO
-
-import socket
+from typing import Any, TextIO
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -85,10 +86,8 @@ class _NoDelayMixin:
     def connection_made(self, transport: Any) -> None:
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
         super().connection_made(_CoalescingTransport(transport, asyncio.get_running_loop()))  # type: ignore[misc]
 
 
@@ -147,7 +146,8 @@ def read_runtime(data_dir: Path) -> dict[str, Any] | None:
 
 
 def _lock(data_dir: Path) -> TextIO:
-    fh = open(data_dir / LOCK_FILE, "a+")
+    # Not a `with` block: the handle (and so the flock) must outlive this call, until the server stops.
+    fh = open(data_dir / LOCK_FILE, "a+")  # noqa: SIM115
     try:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

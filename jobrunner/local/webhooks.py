@@ -74,7 +74,7 @@ def _secret_bytes(secret: str) -> bytes:
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes | str) -> str:
     """The `webhook-signature` header value for one message (`v1,<base64 HMAC-SHA256>`)."""
     raw = body.encode("utf-8") if isinstance(body, str) else body
-    signed = f"{msg_id}.{timestamp}.".encode("utf-8") + raw
+    signed = f"{msg_id}.{timestamp}.".encode() + raw
     digest = hmac.new(_secret_bytes(secret), signed, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode("ascii")
 
@@ -288,7 +288,8 @@ class WebhookSender:
             # body, so one delivery says it all.
             return False
         if not target_allowed(webhook, self.allowed_hosts):
-            log.warning("webhook for %s not sent: host of %s is not allowed by the platform config", job_id, _safe_url(webhook))
+            log.warning("webhook for %s not sent: host of %s is not allowed by the platform config",
+                        job_id, _safe_url(webhook))
             return False
         raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         self.start()
@@ -369,7 +370,8 @@ class WebhookSender:
                     assert self._slots is not None
                     async with self._slots:
                         ts = int(time.time())  # signed when sent, not when queued
-                        resp = await self._client.post(url, content=raw, headers=signature_headers(self.secret, msg_id, ts, raw))
+                        headers = signature_headers(self.secret, msg_id, ts, raw)
+                        resp = await self._client.post(url, content=raw, headers=headers)
                     status = resp.status_code
                     ok = 200 <= status < 300
                     if not ok:
@@ -389,7 +391,8 @@ class WebhookSender:
         # Closed channels stay a while so late events of a finished job are still dropped.
         if len(self._channels) <= keep:
             return
-        for jid in [j for j, c in self._channels.items() if c.closed and not c.lock.locked()][: len(self._channels) - keep]:
+        idle = [j for j, c in self._channels.items() if c.closed and not c.lock.locked()]
+        for jid in idle[: len(self._channels) - keep]:
             del self._channels[jid]
 
     def _record(self, d: Delivery) -> None:

@@ -90,7 +90,8 @@ def main() -> None:
         try:
             ctx._send(kind, data)
         except (TypeError, ValueError) as exc:
-            ctx._send("failed", {"error": f"the output could not be returned: {exc}", "predict_time": data.get("predict_time")})
+            ctx._send("failed", {"error": f"the output could not be returned: {exc}",
+                                 "predict_time": data.get("predict_time")})
 
 
 if __name__ == "__main__":

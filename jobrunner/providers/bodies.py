@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections import deque
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -11,6 +11,7 @@ Emissary has no logs endpoint: `logs` renders the job's progress and training lo
 from __future__ import annotations
 
 import asyncio
+import builtins
 import mimetypes
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
@@ -277,7 +278,8 @@ class EmissaryProvider(EmissaryDeployments):
                 lines.append(f"{stamp} loss={point.get('loss')}")
         return "\n".join(lines) + "\n"
 
-    async def checkpoints(self, remote_id: str, *, project_id: str | None = None) -> list[dict[str, Any]]:
+    # `builtins.list`: inside this class, a bare `list` in an annotation names the `list` method above.
+    async def checkpoints(self, remote_id: str, *, project_id: str | None = None) -> builtins.list[dict[str, Any]]:
         data = await self.http.request_json(
             "GET", f"{self._jobs(project_id, 'checkpoints')}/{remote_id}/checkpoints",
             what=f"list checkpoints of {remote_id}",
@@ -315,7 +317,7 @@ class EmissaryProvider(EmissaryDeployments):
                                             what=f"create project {name}")
         return data if isinstance(data, dict) else {}
 
-    async def list_projects(self) -> list[dict[str, Any]]:
+    async def list_projects(self) -> builtins.list[dict[str, Any]]:
         data = await self.http.request_json("GET", "/v1/projects", what="list projects")
         return [p for p in data if isinstance(p, dict)] if isinstance(data, list) else []
 

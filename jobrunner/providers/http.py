@@ -39,10 +39,11 @@ import re
 import ssl
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Awaitable, Callable, Iterator, Mapping
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -59,11 +60,13 @@ from jobrunner.errors import (
     ServerError,
     TransportError,
 )
-from jobrunner.providers.bodies import BodyTooLarge, LogTrimmer, MiB, KiB, read_capped
+from jobrunner.providers.bodies import BodyTooLarge, KiB, LogTrimmer, MiB, read_capped
 from jobrunner.providers.ratelimit import OTHER, RateLimiter
 from jobrunner.redact import MIN_SECRET_LEN, register_secret
 
 log = logging.getLogger("jobrunner.providers")
+
+_E = TypeVar("_E", bound=ProviderError)  # `_scrub_error` hands back the subclass it was given
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 # Raised before any byte of the request left this machine: safe to retry even for a create.
@@ -93,7 +96,7 @@ def _ssl_context() -> ssl.SSLContext:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # --- the command's deadline -----------------------------------------------------------------
@@ -178,7 +181,7 @@ class RetryPolicy:
         return ceiling / 2 + self.rng.uniform(0.0, ceiling / 2)
 
     @classmethod
-    def from_config(cls, raw: Mapping[str, Any] | None) -> "RetryPolicy":
+    def from_config(cls, raw: Mapping[str, Any] | None) -> RetryPolicy:
         raw = dict(raw or {})
         policy = cls()
         for key in ("max_attempts", "backoff_base", "backoff_max", "max_retry_after"):
@@ -214,7 +217,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         except ValueError:
             return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or utcnow())).total_seconds())
 
 
@@ -307,14 +310,16 @@ def translate_response(
         var = f" {credential_var}" if credential_var else " the credential"
         return AuthError(message, hint=f"check{var}: the provider did not accept it (or it lacks access)", **kwargs)
     if status == 402:
-        return PaymentRequiredError(message, hint="the provider account cannot pay for this: add credit or a payment method", **kwargs)
+        return PaymentRequiredError(
+            message, hint="the provider account cannot pay for this: add credit or a payment method", **kwargs)
     if status == 404:
         return NotFoundError(message, **kwargs)
     if status == 429:
         when = f" (it asked to wait {retry_after:g}s)" if retry_after is not None else ""
         return RateLimitedError(
             message,
-            hint=f"the provider is throttling requests{when}; try again later or lower providers.{provider}.rate_limits in jobrunner.yaml",
+            hint=f"the provider is throttling requests{when}; "
+                 f"try again later or lower providers.{provider}.rate_limits in jobrunner.yaml",
             **kwargs,
         )
     if status >= 500:
@@ -326,7 +331,8 @@ def translate_response(
             hint="redirects are not followed; check the provider's base URL",
             **kwargs,
         )
-    return InvalidRequestError(message, hint="the provider rejected the request; fix what its detail names and run again", **kwargs)
+    return InvalidRequestError(
+        message, hint="the provider rejected the request; fix what its detail names and run again", **kwargs)
 
 
 # --- the client ---------------------------------------------------------------------------
@@ -342,7 +348,7 @@ class _HeaderAuth(httpx.Auth):
     def __repr__(self) -> str:
         return f"<{self.header} credential>"
 
-    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self.token:
             request.headers[self.header] = f"{self.scheme} {self.token}" if self.scheme else self.token
         yield request
@@ -468,7 +474,7 @@ class HttpClient:
             return text.replace(token, "(sensitive)")
         return text
 
-    def _scrub_error(self, err: ProviderError) -> ProviderError:
+    def _scrub_error(self, err: _E) -> _E:
         err.message = self.scrub(err.message) or ""
         err.args = (err.message,)
         err.detail = self.scrub(err.detail)
@@ -559,9 +565,10 @@ class HttpClient:
                 return response
             if status == 429:
                 self.stats["throttled"] += 1
-            err = self._scrub_error(
+            error = self._scrub_error(
                 translate_response(
-                    response, provider=self.provider, what=shown, credential_var=self.credential_var, retry_after=retry_after
+                    response, provider=self.provider, what=shown, credential_var=self.credential_var,
+                    retry_after=retry_after,
                 )
             )
             retryable = status == 429 or (status >= 500 and idempotent)
@@ -571,10 +578,11 @@ class HttpClient:
                 continue
             if status >= 500 and not idempotent:
                 # The server may have created the job before failing: never re-send blindly.
-                err.ambiguous = True
-                err.hint = "the provider may have created it anyway: jobrunner looks the job up before creating it again"
+                error.ambiguous = True
+                error.hint = ("the provider may have created it anyway: "
+                              "jobrunner looks the job up before creating it again")
             self.stats["errors"] += 1
-            raise err
+            raise error
 
     def _end_of(self, started: float, per_attempt: float) -> tuple[float, CommandDeadline | None]:
         """When this request must be over: its own deadline, or the command's if that is sooner."""
@@ -632,7 +640,7 @@ class HttpClient:
             ),
         )
         err.ambiguous = sent and not idempotent
-        return self._scrub_error(err)  # type: ignore[return-value]
+        return self._scrub_error(err)
 
     def _out_of_time(self, shown: str, bound: CommandDeadline | None, attempts: int, *, sent: bool,
                      last: str | None = None) -> TransportError:
@@ -657,7 +665,8 @@ class HttpClient:
         if time.monotonic() + delay >= end:
             return False
         self.stats["retries"] += 1
-        log.info("%s: %s: %s, retrying in %.2fs (attempt %d of %d)", self.provider, shown, why, delay, attempt + 1, self.policy.max_attempts)
+        log.info("%s: %s: %s, retrying in %.2fs (attempt %d of %d)",
+                 self.provider, shown, why, delay, attempt + 1, self.policy.max_attempts)
         await self._sleep(delay)
         return True
 
@@ -671,8 +680,9 @@ class HttpClient:
                 body = jsonlib.loads(response.content)
             except ValueError:
                 body = None
-            if isinstance(body, dict) and isinstance(body.get("retry_after"), (int, float)) and not isinstance(body.get("retry_after"), bool):
-                value = max(0.0, float(body["retry_after"]))
+            hinted = body.get("retry_after") if isinstance(body, dict) else None
+            if isinstance(hinted, (int, float)) and not isinstance(hinted, bool):
+                value = max(0.0, float(hinted))
         return value
 
     async def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -691,8 +701,10 @@ class HttpClient:
             )
         try:
             return jsonlib.loads(response.content)
-        except ValueError as exc:
+        except jsonlib.JSONDecodeError as exc:
             raise self._protocol(response, shown, f"invalid or truncated JSON ({exc.msg}: byte {exc.pos})") from None
+        except ValueError as exc:  # bytes that are not UTF-8/16/32 text (UnicodeDecodeError): no JSON position
+            raise self._protocol(response, shown, f"invalid JSON: the body is not text ({exc})") from None
 
     def _protocol(self, response: httpx.Response, shown: str, problem: str) -> ProtocolError:
         err = ProtocolError(

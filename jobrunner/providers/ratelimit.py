@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 from jobrunner.errors import ConfigError
 
@@ -154,7 +155,7 @@ class RateLimits:
     other_burst: float | None = None
 
     @classmethod
-    def from_config(cls, raw: Mapping[str, Any] | None, defaults: Mapping[str, float | None]) -> "RateLimits":
+    def from_config(cls, raw: Mapping[str, Any] | None, defaults: Mapping[str, float | None]) -> RateLimits:
         """Read `providers.<name>.rate_limits` from the workspace config over `defaults`.
 
         Keys: create_per_minute, other_per_minute (a number, or null/0 for unlimited),
@@ -190,7 +191,9 @@ class RateLimits:
 class RateLimiter:
     """The buckets of one provider, one per request class."""
 
-    def __init__(self, limits: RateLimits | None = None, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
+    def __init__(
+        self, limits: RateLimits | None = None, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep
+    ) -> None:
         limits = limits or RateLimits()
         self.limits = limits
         self.buckets: dict[str, TokenBucket] = {

@@ -19,7 +19,7 @@ import asyncio
 import json
 import mimetypes
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -248,7 +248,9 @@ class ReplicateProvider(ReplicateDeployments):
         logs = data.get("logs") if isinstance(data, dict) else None
         return logs if isinstance(logs, str) else ""
 
-    async def pages(self, job_kind: str, *, since: datetime | None = None) -> AsyncIterator[list[RemoteJob]]:
+    async def pages(
+        self, job_kind: str, *, since: datetime | None = None
+    ) -> AsyncGenerator[list[RemoteJob], None]:
         """Pages of the list endpoint, newest first, following `next` cursors.
 
         With `since`, the server is asked to filter (`created_after`, predictions only) and the
@@ -454,10 +456,10 @@ class ReplicateProvider(ReplicateDeployments):
         openapi = await self.get_version_openapi(model, version)
         if not openapi:
             return None
-        components = openapi.get("components") if isinstance(openapi.get("components"), dict) else {}
-        schemas = components.get("schemas") if isinstance(components.get("schemas"), dict) else {}
+        components = openapi.get("components")
+        schemas = components.get("schemas") if isinstance(components, dict) else None
         key = "TrainingInput" if job_kind == TRAINING else "Input"
-        schema = schemas.get(key)
+        schema = schemas.get(key) if isinstance(schemas, dict) else None
         if not isinstance(schema, dict):
             return None
         return {**schema, "components": components}

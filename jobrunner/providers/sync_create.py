@@ -58,7 +58,7 @@ class SyncCreatePolicy:
             self.misses += 1
 
     @classmethod
-    def from_config(cls, value: Any, provider: str) -> "SyncCreatePolicy":
+    def from_config(cls, value: Any, provider: str) -> SyncCreatePolicy:
         """`providers.<provider>.sync_wait`: seconds 1..60, or false/0 to turn it off (unset: 1)."""
         if value is None or value is True:
             return cls()

@@ -39,7 +39,8 @@ async def adopt(ctx: ApplyContext, job: DesiredJob, remote_id: str, policy: Poli
     provider = ctx.pool.get(job.provider)
     st = ctx.state_for(job)
     remote = await provider.get(job.job_kind, remote_id, project_id=job.request.get("project_id"))
-    attempt = st.intent.attempt if st.intent is not None and st.intent.fingerprint == job.fingerprint else max(1, st.attempts)
+    intent = st.intent
+    attempt = intent.attempt if intent is not None and intent.fingerprint == job.fingerprint else max(1, st.attempts)
     crash_point("create.lookup_found")
     creation.record(ctx, st, job, remote, attempt)
     await ctx.writer.flush(job.address)

@@ -171,7 +171,8 @@ def _input_differences(desired: Any, remote: Any, path: str) -> list[str]:
     if isinstance(desired, list):
         if not isinstance(remote, list) or len(desired) != len(remote):
             return [f"{path} differs"]
-        return [d for i, (a, b) in enumerate(zip(desired, remote)) for d in _input_differences(a, b, f"{path}[{i}]")]
+        return [d for i, (a, b) in enumerate(zip(desired, remote, strict=True))
+                for d in _input_differences(a, b, f"{path}[{i}]")]
     return [] if _same_input(desired, remote) else [f"{path} differs"]
 
 

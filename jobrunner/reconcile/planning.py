@@ -10,6 +10,7 @@ then training destinations and version input schemas are checked, for jobs about
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -195,10 +196,8 @@ def manifests_digest(files: list[str], root: Path) -> str:
     h = hashlib.sha256()
     for f in sorted(files):
         h.update(f.encode() + b"\0")
-        try:
+        with contextlib.suppress(OSError):
             h.update((root / f).read_bytes())
-        except OSError:
-            pass
         h.update(b"\0")
     return h.hexdigest()
 

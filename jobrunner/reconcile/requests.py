@@ -7,8 +7,9 @@ spec when the request does not carry them.
 """
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from jobrunner.errors import UsageError
 from jobrunner.fingerprint import FILE_MARKER, fingerprint, is_file_marker
@@ -40,7 +41,8 @@ async def upload_files(value: Any, upload: Callable[[str], Awaitable[str]], base
             candidate = (base / rel)
             if candidate.is_file():
                 return await upload(str(candidate))
-        raise UsageError(f"input file {rel!r} not found", hint="paths in {$file: ...} are relative to the manifest file")
+        raise UsageError(f"input file {rel!r} not found",
+                         hint="paths in {$file: ...} are relative to the manifest file")
     if isinstance(value, dict):
         return {k: await upload_files(v, upload, base_dirs) for k, v in value.items()}
     if isinstance(value, list):

@@ -90,7 +90,7 @@ class StateWriter:
         else:
             self.store.save(self.doc, changed)
 
-    def _submit(self) -> "Future[None]":
+    def _submit(self) -> Future[None]:
         """Serialize now (on the caller's thread); queue the write behind any write in flight."""
         if self._io is None:
             self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobrunner-state")

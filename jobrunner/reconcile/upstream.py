@@ -25,7 +25,8 @@ class Upstreams:
         self.ctx = ctx
         self.expand = expand
         self._done: dict[str, asyncio.Event] = {res: asyncio.Event() for res in resources}
-        self._failed: dict[str, Unfinished] = {}  # resource -> how the first of its addresses that did not succeed ended
+        # resource -> how the first of its addresses that did not succeed ended
+        self._failed: dict[str, Unfinished] = {}
         self._resolved: dict[str, asyncio.Task[dict[str, DesiredJob]]] = {}
 
     def finished(self, res: str, results: list[Unfinished | None]) -> None:

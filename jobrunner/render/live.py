@@ -75,7 +75,7 @@ def _bar_grid(width: int) -> Table:
     grid.add_column(no_wrap=True, overflow="ellipsis", max_width=max(12, width // 3))
     grid.add_column(no_wrap=True)
     for justify in ("right", "right", "right", "left"):
-        grid.add_column(no_wrap=True, justify=justify)  # type: ignore[arg-type]
+        grid.add_column(no_wrap=True, justify=justify)
     return grid
 
 

@@ -44,12 +44,13 @@ def text_lines(est: PlanEstimate | None) -> list[str]:
     rows = [(r.resource, _jobs(r.jobs), _wall(r.wall_seconds), fmt_total_usd(r.usd, r.unknown_cost), _source(r))
             for r in est.resources]
     if len(est.providers) > 1:
-        rows += [(f"{t.provider} (total)", _jobs(t.jobs), _wall(t.wall_seconds), fmt_total_usd(t.usd, t.unknown_cost), "")
-                 for t in est.providers]
+        rows += [(f"{t.provider} (total)", _jobs(t.jobs), _wall(t.wall_seconds), fmt_total_usd(t.usd, t.unknown_cost),
+                  "") for t in est.providers]
     t = est.total
     rows.append(("Total", _jobs(t.jobs), _wall(t.wall_seconds), fmt_total_usd(t.usd, t.unknown_cost), ""))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [f"Estimated duration and cost (wall clock at parallelism {est.parallelism} and the providers' rate limits):"]
+    lines = [f"Estimated duration and cost (wall clock at parallelism {est.parallelism} "
+             "and the providers' rate limits):"]
     for row in rows:
         cells = "  ".join(cell.ljust(widths[i]) if i != 3 else cell.rjust(widths[i]) for i, cell in enumerate(row[:4]))
         lines.append(f"  {cells}  {row[4]}".rstrip())
@@ -100,7 +101,8 @@ def markdown_table(est: PlanEstimate | None) -> str:
     MAX_MARKDOWN_ROWS), one per provider when there are several, and the total in bold."""
     if est is None or not est.resources:
         return ""
-    out = ["#### Estimated cost\n\n", "| Resource | Jobs | Wall clock | Cost | Source |\n", "|---|---:|---:|---:|---|\n"]
+    out = ["#### Estimated cost\n\n", "| Resource | Jobs | Wall clock | Cost | Source |\n",
+           "|---|---:|---:|---:|---|\n"]
     for r in est.resources[:MAX_MARKDOWN_ROWS]:
         out.append(f"| `{r.resource}` | {r.jobs:,} | {_wall(r.wall_seconds)} | {fmt_total_usd(r.usd, r.unknown_cost)} "
                    f"| {_md(_source(r))} |\n")
@@ -109,10 +111,11 @@ def markdown_table(est: PlanEstimate | None) -> str:
         out.append(f"| … {cut:,} more resources | | | | see the JSON plan |\n")
     if len(est.providers) > 1:
         for t in est.providers:
-            out.append(f"| {t.provider} | {t.jobs:,} | {_wall(t.wall_seconds)} | {fmt_total_usd(t.usd, t.unknown_cost)} | |\n")
+            out.append(f"| {t.provider} | {t.jobs:,} | {_wall(t.wall_seconds)} "
+                       f"| {fmt_total_usd(t.usd, t.unknown_cost)} | |\n")
     t = est.total
-    out.append(f"| **Total** | **{t.jobs:,}** | **{_wall(t.wall_seconds)}** | **{fmt_total_usd(t.usd, t.unknown_cost)}** | "
-               f"parallelism {est.parallelism} |\n\n")
+    out.append(f"| **Total** | **{t.jobs:,}** | **{_wall(t.wall_seconds)}** "
+               f"| **{fmt_total_usd(t.usd, t.unknown_cost)}** | parallelism {est.parallelism} |\n\n")
     verdict = budget_lines(est)
     if verdict:
         out.append(f"> **{_md(verdict[0])}**\n")

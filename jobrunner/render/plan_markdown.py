@@ -2,8 +2,9 @@
 
 Layout: a hidden marker (`<!-- jobrunner-plan -->`) so a workflow can find and update one sticky
 comment, the estimated cost table (per resource, provider and in all, with sources; at most
-render.plan_costs.MAX_MARKDOWN_ROWS rows), the summary counts, a table of every address that changes (action and reason), then the
-per-job input diffs (redacted) in collapsed `<details>` sections. Order is the plan's (stable).
+render.plan_costs.MAX_MARKDOWN_ROWS rows), the summary counts, a table of every address that changes
+(action and reason), then the per-job input diffs (redacted) in collapsed `<details>` sections.
+Order is the plan's (stable).
 
 GitHub refuses comments over 65,536 characters. When the plan is too big, the table stays and the
 details are cut, with a pointer to the JSON plan artifact; if even the table does not fit, its tail

@@ -95,7 +95,8 @@ def failure_lines(report: ApplyReport) -> list[str]:
         skipped = sum(1 for o in mine if o.outcome == O_NOT_ATTEMPTED)
         lines.append(f"  provider {provider} refused this run, so apply sent it nothing more: {detail}")
         if refused:
-            lines.append(f"    refused: {refused[0]}" + (f" and {len(refused) - 1} more in flight" if len(refused) > 1 else ""))
+            more = f" and {len(refused) - 1} more in flight" if len(refused) > 1 else ""
+            lines.append(f"    refused: {refused[0]}{more}")
         if skipped:
             lines.append(f"    not attempted: {skipped} job(s) of {provider}; run `jobrunner apply` again once fixed")
     return lines

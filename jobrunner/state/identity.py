@@ -57,7 +57,7 @@ def new_workspace_id(root: Path) -> str:
     return f"{stem}-{secrets.token_hex(4)}"
 
 
-def check_identity(recorded: str | None, expected: "str | None | _Unchecked", where: str,
+def check_identity(recorded: str | None, expected: str | None | _Unchecked, where: str,
                    separate_hint: str) -> str | None:
     """The id the state should carry from now on; raises `WorkspaceMismatchError` on a mismatch.
 

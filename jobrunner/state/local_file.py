@@ -29,12 +29,14 @@ import tempfile
 import time
 import uuid
 import zlib
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any
 
 from jobrunner.crashpoints import armed, crash_point
 from jobrunner.errors import StateError
+from jobrunner.state.applied import lost_state_error, note_applied
 from jobrunner.state.identity import UNCHECKED, _Unchecked, check_identity
 from jobrunner.state.journal import (
     JOURNAL_SUFFIX,
@@ -44,7 +46,6 @@ from jobrunner.state.journal import (
     scan,
     snapshot_digest,
 )
-from jobrunner.state.applied import lost_state_error, note_applied
 from jobrunner.state.lock import FileLock
 from jobrunner.state.model import STATE_FORMAT_VERSION, AddressState, StateDoc
 from jobrunner.state.serialize import _dumps, serialize_chunks
@@ -81,7 +82,7 @@ class PreparedSave:
 class LocalFileStore:
     """A `StateStore` backed by one JSON file; see the module docstring."""
 
-    def __init__(self, path: Path, *, workspace_id: "str | None | _Unchecked" = UNCHECKED) -> None:
+    def __init__(self, path: Path, *, workspace_id: str | None | _Unchecked = UNCHECKED) -> None:
         self.path = Path(path)
         # The workspace config's id, checked against the one the state records on every load
         # (jobrunner.state.identity); UNCHECKED for a store built outside a workspace.
@@ -264,7 +265,7 @@ class LocalFileStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def save(self, doc: StateDoc, changed: "Collection[str] | None" = None) -> None:
+    def save(self, doc: StateDoc, changed: Collection[str] | None = None) -> None:
         """Write `doc` (serial bumped). `changed`: the only addresses changed since the last save,
         appended to the journal; None writes the whole document as a new snapshot."""
         prepared = self.prepare(doc, changed)
@@ -274,7 +275,7 @@ class LocalFileStore:
             doc.serial -= 1
             raise
 
-    def prepare(self, doc: StateDoc, changed: "Collection[str] | None" = None) -> "PreparedSave":
+    def prepare(self, doc: StateDoc, changed: Collection[str] | None = None) -> PreparedSave:
         """The CPU half of `save`: bump the serial and serialize, where the document lives.
 
         Together with `write_prepared` it lets the apply engine serialize on its event loop (the
@@ -306,7 +307,7 @@ class LocalFileStore:
             return False
         return planned <= max(self._compact_min, self._planned_snapshot_size)
 
-    def write_prepared(self, prepared: "PreparedSave") -> None:
+    def write_prepared(self, prepared: PreparedSave) -> None:
         """The I/O half of `save`: a journal append, or a snapshot write. Touches no document.
 
         Calls must not overlap (the apply engine runs them one at a time, in order).
@@ -327,7 +328,7 @@ class LocalFileStore:
 
     # -- the journal -------------------------------------------------------------------------
 
-    def _append(self, prepared: "PreparedSave") -> None:
+    def _append(self, prepared: PreparedSave) -> None:
         """Append one record (fsynced before returning), starting a journal on the snapshot if
         there is none; see jobrunner.state.journal."""
         assert prepared.record is not None and self._snapshot is not None
@@ -364,7 +365,7 @@ class LocalFileStore:
         self._journal_seen = True
         self.journal_records += 1
 
-    def _check_unchanged(self, prepared: "PreparedSave") -> None:
+    def _check_unchanged(self, prepared: PreparedSave) -> None:
         """Refuse to append when another process wrote the snapshot or the journal since we did."""
         try:
             snap = _stat_key(os.stat(self.path))
@@ -408,7 +409,7 @@ class LocalFileStore:
 
     # -- snapshots ---------------------------------------------------------------------------
 
-    def _write_snapshot(self, prepared: "PreparedSave") -> None:
+    def _write_snapshot(self, prepared: PreparedSave) -> None:
         """Backup, temporary file, fsync, rename, fsync the directory; then retire the journal."""
         directory = self.path.parent
         directory.mkdir(parents=True, exist_ok=True)
@@ -446,7 +447,7 @@ class LocalFileStore:
         if not self._swept:
             self.sweep_temporary_files()
 
-    def _keep_backup(self, doc: "StateDoc | PreparedSave") -> None:
+    def _keep_backup(self, doc: StateDoc | PreparedSave) -> None:
         """Copy the current file (if it is good) to the backup, atomically.
 
         A copy, never a hard link: with a link, a write that fails or is killed after keeping the
@@ -511,7 +512,7 @@ class LocalFileStore:
                 removed.append(path)
         return removed
 
-    def unlock(self, force: bool) -> str:  # type: ignore[override]
+    def unlock(self, force: bool) -> str:
         """Free a lock left behind; returns a sentence saying what was done, for the CLI."""
         return self._lock.force_release(force)
 
@@ -524,7 +525,7 @@ class LocalFileStore:
         return self._lock.path
 
 
-def _record(doc: StateDoc, changed: "Collection[str]") -> bytes:
+def _record(doc: StateDoc, changed: Collection[str]) -> bytes:
     """The journal record bringing the snapshot-plus-journal to `doc`, for `changed` addresses."""
     present = {a: _dumps(doc.addresses[a].to_json()) for a in changed if a in doc.addresses}
     deleted = [a for a in changed if a not in doc.addresses]
@@ -604,7 +605,7 @@ def _compact_min() -> int:
         return COMPACT_MIN_BYTES
 
 
-def _atomic_copy(raw: "bytes | Any", target: Path) -> None:
+def _atomic_copy(raw: bytes | Any, target: Path) -> None:
     """Write `raw` (bytes, or a binary file to copy) to `target` through an fsynced temporary file
     and a rename (never torn)."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")

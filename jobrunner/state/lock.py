@@ -25,7 +25,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ CI_RUN_VARS = ("GITHUB_RUN_ID", "CI_JOB_ID", "CI_PIPELINE_ID", "BUILD_BUILDID", 
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def current_user() -> str:
@@ -98,7 +98,7 @@ class LockInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def current(cls, command: str) -> "LockInfo":
+    def current(cls, command: str) -> LockInfo:
         return cls(
             id=uuid.uuid4().hex,
             host=socket.gethostname(),
@@ -110,7 +110,7 @@ class LockInfo:
         )
 
     @classmethod
-    def parse(cls, text: str) -> "LockInfo | None":
+    def parse(cls, text: str) -> LockInfo | None:
         """The note in a lock file; None when empty or unreadable (a note is only advice)."""
         if not text.strip():
             return None

@@ -14,7 +14,7 @@ not create while its own is untracked: never something to accept silently.
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from jobrunner.errors import RemoteIdClashError
@@ -85,7 +85,7 @@ class AddressState:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "AddressState":
+    def from_json(cls, data: dict[str, Any]) -> AddressState:
         data = dict(data)
         data["history"] = [Attempt(**a) for a in data.get("history", [])]
         intent = data.get("intent")
@@ -109,10 +109,10 @@ class AddressState:
         for attempt in self.history:
             if type(attempt.status) is str:
                 attempt.status = intern(attempt.status)
-            if attempt.fingerprint == self.fingerprint:
-                attempt.fingerprint = self.fingerprint  # type: ignore[assignment]
-            if attempt.remote_id == self.remote_id:
-                attempt.remote_id = self.remote_id  # type: ignore[assignment]
+            if self.fingerprint is not None and attempt.fingerprint == self.fingerprint:
+                attempt.fingerprint = self.fingerprint
+            if self.remote_id is not None and attempt.remote_id == self.remote_id:
+                attempt.remote_id = self.remote_id
 
 
 def _interned_keys(value: dict[str, Any]) -> dict[str, Any]:
@@ -243,7 +243,7 @@ class StateDoc:
         )
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "StateDoc":
+    def from_json(cls, data: dict[str, Any]) -> StateDoc:
         workspace_id, recovered_at = data.get("workspace_id"), data.get("recovered_at")
         for key, value in (("workspace_id", workspace_id), ("recovered_at", recovered_at)):
             if value is not None and not isinstance(value, str):

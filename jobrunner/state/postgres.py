@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -131,7 +131,7 @@ class LockHolder:
     observed_at: datetime | None = None
 
     def _now(self, now: datetime | None) -> datetime:
-        return now or self.observed_at or datetime.now(timezone.utc)
+        return now or self.observed_at or datetime.now(UTC)
 
     def describe(self, now: datetime | None = None) -> str:
         age = human_age((self._now(now) - self.started_at).total_seconds())
@@ -229,7 +229,7 @@ class PostgresStore:
     """
 
     def __init__(self, url: str, *, workspace: str | None = None, connect_timeout: int = 10,
-                 workspace_id: "str | None | _Unchecked" = UNCHECKED) -> None:
+                 workspace_id: str | None | _Unchecked = UNCHECKED) -> None:
         self.url = url
         # The workspace config's id, checked against the one the state records on every load
         # (jobrunner.state.identity); UNCHECKED for a store built outside a workspace.
@@ -382,7 +382,7 @@ class PostgresStore:
         self._lock_conn = None
         self._lock_id = None
 
-    def __enter__(self) -> "PostgresStore":
+    def __enter__(self) -> PostgresStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -799,6 +799,6 @@ def _locked_error(where: str, holder: LockHolder | None, stale: bool, unlocking:
     )
 
 
-def open_postgres_store(url: str, *, workspace_id: "str | None | _Unchecked" = UNCHECKED) -> PostgresStore:
+def open_postgres_store(url: str, *, workspace_id: str | None | _Unchecked = UNCHECKED) -> PostgresStore:
     """The backend for a `postgresql://` state URL (used by `jobrunner.state.store.open_store`)."""
     return PostgresStore(url, workspace_id=workspace_id)

@@ -21,10 +21,10 @@ Pure: works on the document in memory; the caller's next save records the intent
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from jobrunner.providers.base import ABORTED, CANCELED, FAILED, GONE, RemoteJob
 from jobrunner.resources import JOB_MODEL, DesiredJob
@@ -167,11 +167,11 @@ def assign_found(wanted: Sequence[tuple[str, Any]], candidates: Sequence[RemoteJ
         if len(addresses) == 1 and not shared:
             result.found[addresses[0]] = Found(job=jobs[-1], earlier=jobs[:-1])
         elif len(addresses) == len(jobs) and not shared:
-            for address, job in zip(addresses, jobs):
+            for address, job in zip(addresses, jobs, strict=True):
                 result.found[address] = Found(job=job, in_order=True)
         elif in_order:
             free = [job for job in jobs if job.id not in taken]
-            for address, job in zip(addresses, free):
+            for address, job in zip(addresses, free, strict=False):  # either may be longer: pair in order
                 result.found[address] = Found(job=job, in_order=True)
                 taken.add(job.id)
             result.not_found.extend(addresses[len(free):])

@@ -18,11 +18,11 @@ records another one (jobrunner.state.identity).
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import (
     TYPE_CHECKING,
-    Collection,
-    ContextManager,
     Protocol,
     runtime_checkable,
 )
@@ -51,7 +51,8 @@ class StateStore(Protocol):
     - `lock(command)` is a context manager held for a whole state-writing command; it raises
       `StateLockedError` (exit 4) naming the holder when someone else holds it.
     - `unlock(force)` frees a lock left behind by a dead or vanished holder (`jobrunner state
-      unlock`); `force` also breaks a lock whose holder still looks alive.
+      unlock`); `force` also breaks a lock whose holder still looks alive. It returns a sentence
+      saying what it did ("ended the stale lock of ...") for the CLI to print.
     - `describe()` names the backend for messages ("local file .jobrunner/state.json").
     """
 
@@ -59,14 +60,14 @@ class StateStore(Protocol):
 
     def save(self, doc: StateDoc, changed: Collection[str] | None = None) -> None: ...
 
-    def lock(self, command: str) -> ContextManager[None]: ...
+    def lock(self, command: str) -> AbstractContextManager[None]: ...
 
-    def unlock(self, force: bool) -> None: ...
+    def unlock(self, force: bool) -> str: ...
 
     def describe(self) -> str: ...
 
 
-def open_store(config: "WorkspaceConfig", root: Path) -> StateStore:
+def open_store(config: WorkspaceConfig, root: Path) -> StateStore:
     """The store a workspace is configured to use (env `JOBRUNNER_STATE_URL` first)."""
     url = os.environ.get(STATE_URL_ENV) or None
     backend = getattr(config, "state_backend", LOCAL_STATE_BACKEND) or LOCAL_STATE_BACKEND

@@ -82,7 +82,7 @@ def test_every_help_has_pasteable_examples_and_named_documented_options(path: tu
     group: click.Command = cli
     for name in path:
         assert isinstance(group, click.Group)
-        group = group.get_command(click.Context(group), name)  # type: ignore[assignment]
+        group = group.get_command(click.Context(group), name)
     for param in group.params:
         if not isinstance(param, click.Option) or param.name == "help":
             continue
@@ -113,7 +113,9 @@ def _complete(shell: str, words: str, cwd: Path) -> list[str]:
         env["COMP_WORDS"], env["COMP_CWORD"] = words, words.split(" ")[-1]
     else:
         env["COMP_WORDS"], env["COMP_CWORD"] = words, str(len(words.split(" ")) - 1)
-    proc = subprocess.run([sys.executable, "-m", "jobrunner"], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobrunner"], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     if shell in ("zsh", "fish"):  # type, value, help, one per line each
         lines = proc.stdout.splitlines()
@@ -140,7 +142,9 @@ def test_completion_of_commands_options_paths_and_addresses(shell: str, workspac
     assert any(c.startswith("file") for c in _complete(shell, "jobrunner validate sp", workspace))
     addresses = {"plain,PredictionBatch/greet", "plain,PredictionBatch/greet[one]", "plain,PredictionBatch/greet[two]"}
     assert set(_complete(shell, "jobrunner logs Pred", workspace)) == addresses
-    assert set(_complete(shell, "jobrunner outputs PredictionBatch/greet[t", workspace)) == {"plain,PredictionBatch/greet[two]"}
+    assert set(_complete(shell, "jobrunner outputs PredictionBatch/greet[t", workspace)) == {
+        "plain,PredictionBatch/greet[two]"
+    }
     assert set(_complete(shell, "jobrunner apply --target Pred", workspace)) == addresses
     assert set(_complete(shell, "jobrunner state show Pred", workspace)) == addresses
     assert _requests(platform) == before  # completion read the state file, asked no provider

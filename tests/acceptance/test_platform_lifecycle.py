@@ -151,7 +151,9 @@ def test_a_bad_idle_stop_is_a_config_error(tmp_path: Path, shared_dir: Path, mon
 def test_serve_status_ignores_a_stale_registry_entry(tmp_path: Path, shared_dir: Path) -> None:
     registry = user_home() / "platforms"
     registry.mkdir(parents=True, exist_ok=True)
-    (registry / "999999.json").write_text(json.dumps({"pid": 999999, "url": "http://127.0.0.1:1", "data_dir": str(tmp_path)}))
+    (registry / "999999.json").write_text(
+        json.dumps({"pid": 999999, "url": "http://127.0.0.1:1", "data_dir": str(tmp_path)})
+    )
     r = run_cli("serve", "--status")
     assert r.stdout.strip() == "No local platform is running." and not (registry / "999999.json").exists()
     with pytest.raises(httpx.TransportError):

@@ -19,14 +19,19 @@ SLEEP = "9969ed6b494ff19ed449533b9068fbbb2d4a56c25945cdbcd23ccc069365f2f0"
 
 
 def batch(root: Path, name: str, version: str, rows: str, extra: str = "", file: str | None = None) -> None:
-    body = textwrap.dedent(f"""\
+    body = (
+        textwrap.dedent(f"""\
         apiVersion: jobrunner/v1
         kind: PredictionBatch
         metadata: {{name: {name}}}
         spec:
           provider: local
           version: {version}
-        """) + textwrap.indent(textwrap.dedent(extra), "  ") + "  inputs:\n" + textwrap.indent(textwrap.dedent(rows), "    ")
+        """)
+        + textwrap.indent(textwrap.dedent(extra), "  ")
+        + "  inputs:\n"
+        + textwrap.indent(textwrap.dedent(rows), "    ")
+    )
     (root / (file or f"{name}.yaml")).write_text(body)
 
 
@@ -35,16 +40,27 @@ def test_logs_of_a_batch_address_and_of_a_failed_item(workspace: Path) -> None:
     assert run_cli("apply", "--auto-approve").code != 0  # one item failed
     r = run_cli("logs", "PredictionBatch/mix")  # `status` lists it; logs used to say "not in state"
     assert r.code == 0, r.output
-    assert "==> PredictionBatch/mix[bad] (failed) <==" in r.stdout and "==> PredictionBatch/mix[ok] (succeeded) <==" in r.stdout
+    assert (
+        "==> PredictionBatch/mix[bad] (failed) <==" in r.stdout
+        and "==> PredictionBatch/mix[ok] (succeeded) <==" in r.stdout
+    )
     assert r.stdout.count("sleeping 0s") == 2, r.stdout
     assert "-- PredictionBatch/mix[bad]: failed: sleep: failed on request (fail=true)" in r.stderr, r.stderr
     assert "mix[ok]: succeeded" not in r.stderr
     r = run_cli("logs", "PredictionBatch/mix[bad]")  # the failed item's log ends with its error
-    assert r.code == 0 and r.stderr.strip() == "-- PredictionBatch/mix[bad]: failed: sleep: failed on request (fail=true)"
+    assert (
+        r.code == 0 and r.stderr.strip() == "-- PredictionBatch/mix[bad]: failed: sleep: failed on request (fail=true)"
+    )
     r = run_cli("logs", "--follow", "PredictionBatch/mix")
-    assert r.code == 1 and "--follow takes one job" in r.output and "logs --follow 'PredictionBatch/mix[bad]'" in r.output
+    assert (
+        r.code == 1 and "--follow takes one job" in r.output and "logs --follow 'PredictionBatch/mix[bad]'" in r.output
+    )
     r = run_cli("logs", "PredictionBatch/mixx")
-    assert r.code == 1 and "PredictionBatch/mixx: not in state" in r.output and "did you mean PredictionBatch/mix" in r.output
+    assert (
+        r.code == 1
+        and "PredictionBatch/mixx: not in state" in r.output
+        and "did you mean PredictionBatch/mix" in r.output
+    )
 
 
 def test_outputs_of_an_unknown_address_is_an_error(workspace: Path) -> None:
@@ -123,7 +139,10 @@ def test_an_import_that_does_not_match_says_what_differs(workspace: Path) -> Non
     batch(workspace, "other", ECHO, "- {key: a, text: bye, n: 1, extra: x}\n")
     r = run_cli("import", "PredictionBatch/other[a]", remote_id)
     assert r.code == 1, r.output
-    assert f"remote job {remote_id} does not match the manifest: input.text differs; input.extra is missing on the remote job" in r.output, r.output
+    assert (
+        f"remote job {remote_id} does not match the manifest: "
+        "input.text differs; input.extra is missing on the remote job"
+    ) in r.output, r.output
     assert "bye" not in r.output and "model/version/input differ" not in r.output
 
 

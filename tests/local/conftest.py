@@ -1,8 +1,8 @@
 """Fixtures for the local platform tests (also used by the Emissary and webhook tests).
 
 - `live_platform`: the real app served by uvicorn on an ephemeral loopback port in a background
-  thread (tests/platform_fixture.py); yields a `LivePlatform(url, token, data_dir, app)`. Options for `create_app` can be
-  given with `@pytest.mark.platform_options(workers=1, ...)`.
+  thread (tests/platform_fixture.py); yields a `LivePlatform(url, token, data_dir, app)`. Options for
+  `create_app` can be given with `@pytest.mark.platform_options(workers=1, ...)`.
 - `client`: a synchronous `httpx.Client` for it with the Replicate `Authorization` header.
 - `wait`: the `wait_for(client, path, timeout=, until=)` helper.
 
@@ -10,8 +10,9 @@ Plain helpers (`TOKEN`, `serve_app`, `wait_for`) live in `tests/local/helpers.py
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest

@@ -36,7 +36,9 @@ def wait_for(get, done, timeout: float = 60.0):
 
 def main(server_url: str, api_key: str) -> None:
     # trust_env=False: never route loopback traffic through a proxy from the environment.
-    client = EmissaryClient(api_key=api_key, server_url=server_url, client=httpx.Client(trust_env=False), timeout_ms=30000)
+    client = EmissaryClient(
+        api_key=api_key, server_url=server_url, client=httpx.Client(trust_env=False), timeout_ms=30000
+    )
 
     # Auth: a wrong key on a list op is the typed 401.
     bad = EmissaryClient(api_key="wrong", server_url=server_url, client=httpx.Client(trust_env=False), timeout_ms=30000)
@@ -76,13 +78,19 @@ def main(server_url: str, api_key: str) -> None:
     content = "".join(json.dumps({"text": t}) + "\n" for t in lines).encode()
     ds = client.datasets.create(
         project_id=project.id,
-        request_body={"name": "poems-train", "file": {"file_name": "train.jsonl", "content": content, "content_type": "application/jsonl"}},
+        request_body={
+            "name": "poems-train",
+            "file": {"file_name": "train.jsonl", "content": content, "content_type": "application/jsonl"},
+        },
     )
     assert ds.is_uploaded is True and ds.name == "poems-train" and isinstance(ds.created_at, int)
     step("datasets.create", {"id": ds.id, "name": ds.name, "is_uploaded": ds.is_uploaded})
     test_ds = client.datasets.create(
         project_id=project.id,
-        request_body={"name": "poems-test", "file": {"file_name": "test.txt", "content": b"The river rises at dawn over the quiet sea.\n"}},
+        request_body={
+            "name": "poems-test",
+            "file": {"file_name": "test.txt", "content": b"The river rises at dawn over the quiet sea.\n"},
+        },
     )
     step("datasets.create (plain text)", test_ds.id)
     assert {d.id for d in client.datasets.list(project_id=project.id)} == {ds.id, test_ds.id}
@@ -133,8 +141,14 @@ def main(server_url: str, api_key: str) -> None:
     t0 = time.monotonic()
     cancelled = wait_for(lambda: client.training_jobs.get(project_id=project.id, training_job_id=slow.id),
                          lambda j: j.status.value == "Cancelled", timeout=5)
-    step("training_jobs.cancel", {"status": cancelled.status.value, "seconds_to_cancelled": round(time.monotonic() - t0, 3),
-                                  "progress": cancelled.progress})
+    step(
+        "training_jobs.cancel",
+        {
+            "status": cancelled.status.value,
+            "seconds_to_cancelled": round(time.monotonic() - t0, 3),
+            "progress": cancelled.progress,
+        },
+    )
     summaries = client.training_jobs.list(project_id=project.id)
     assert isinstance(summaries, list) and {j.id for j in summaries} == {job.id, slow.id}
     step("training_jobs.list", [(j.id, j.status.value) for j in summaries])
@@ -160,9 +174,14 @@ def main(server_url: str, api_key: str) -> None:
     live = wait_for(lambda: client.deployments.get(project_id=project.id, deployment_id=dep.id),
                     lambda d: d.status.value in ("Deployed", "Failed"))
     assert live.status.value == "Deployed" and live.training_id == job.id and live.checkpoint == 3
-    step("deployments.get", {"status": live.status.value, "training_id": live.training_id, "base_model": live.base_model})
+    step(
+        "deployments.get", {"status": live.status.value, "training_id": live.training_id, "base_model": live.base_model}
+    )
     comp = client.deployments.completions.create(
-        project_id=project.id, deployment_id=dep.id, request_body={"prompt": "The moon", "max_new_tokens": 40, "temperature": 0.7})
+        project_id=project.id,
+        deployment_id=dep.id,
+        request_body={"prompt": "The moon", "max_new_tokens": 40, "temperature": 0.7},
+    )
     assert isinstance(comp.response, str) and len(comp.response) == 40, comp
     step("deployments.completions.create", comp.response)
     chat = client.deployments.chat.completions.create(
@@ -199,7 +218,9 @@ def main(server_url: str, api_key: str) -> None:
         step("projects.delete then get -> APIErrorNotFound", empty.id)
 
     try:
-        client.training_jobs.create(project_id=project.id, request_body={"base_model": "jobrunner-ngram", "train_dataset_id": "ds-missing"})
+        client.training_jobs.create(
+            project_id=project.id, request_body={"base_model": "jobrunner-ngram", "train_dataset_id": "ds-missing"}
+        )
         raise AssertionError("a job on a missing dataset was created")
     except models.APIErrorInvalidInput as exc:
         step("training_jobs.create with an unknown dataset -> APIErrorInvalidInput", exc.data.error)

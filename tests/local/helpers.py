@@ -23,7 +23,13 @@ def serve_app(data_dir: Path, token: str = TOKEN, **options: Any) -> contextlib.
     return serve_platform(data_dir, token, **options)
 
 
-def wait_for(client: httpx.Client, path: str, *, timeout: float = 15.0, until: tuple[str, ...] = ("succeeded", "failed", "canceled", "aborted")) -> dict[str, Any]:
+def wait_for(
+    client: httpx.Client,
+    path: str,
+    *,
+    timeout: float = 15.0,
+    until: tuple[str, ...] = ("succeeded", "failed", "canceled", "aborted"),
+) -> dict[str, Any]:
     """Poll a job until its status is in `until`; returns its JSON."""
     deadline = time.monotonic() + timeout
     while True:

@@ -50,8 +50,18 @@ def sdk_python(package: str, version: str, module: str, *, timeout: float = 600)
         if made.returncode != 0:
             raise VenvUnavailable(f"python -m venv failed: {made.stderr.strip()[-500:]}")
         pip = subprocess.run(
-            [str(_python_in(tmp)), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"{package}=={version}"],
-            capture_output=True, text=True, timeout=timeout,
+            [
+                str(_python_in(tmp)),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                f"{package}=={version}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if pip.returncode != 0:
             raise VenvUnavailable(f"pip install {package}=={version} failed: {pip.stderr.strip()[-800:]}")

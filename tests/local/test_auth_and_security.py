@@ -12,9 +12,17 @@ def test_missing_and_wrong_tokens_get_replicates_401_bodies(live_platform):
         resp = anon.get("/v1/predictions")
         assert resp.status_code == 401
         assert resp.headers["content-type"].startswith("application/problem+json")
-        assert resp.json() == {"title": "Unauthenticated", "detail": "You did not pass an authentication token", "status": 401}
+        assert resp.json() == {
+            "title": "Unauthenticated",
+            "detail": "You did not pass an authentication token",
+            "status": 401,
+        }
         resp = anon.get("/v1/predictions", headers={"Authorization": "Bearer wrong"})
-        assert resp.json() == {"title": "Unauthenticated", "detail": "You did not pass a valid authentication token", "status": 401}
+        assert resp.json() == {
+            "title": "Unauthenticated",
+            "detail": "You did not pass a valid authentication token",
+            "status": 401,
+        }
         assert anon.get("/v1/account", headers={"Authorization": f"Basic {live_platform.token}"}).status_code == 401
 
 

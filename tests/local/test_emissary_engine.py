@@ -39,7 +39,9 @@ class Ctx:
 
 
 def test_dataset_text_reads_jsonl_fields_and_plain_text() -> None:
-    jsonl = b'{"text": "one"}\n{"prompt": "Q: ", "completion": "A"}\n{"messages": [{"role": "user", "content": "hi"}]}\n'
+    jsonl = (
+        b'{"text": "one"}\n{"prompt": "Q: ", "completion": "A"}\n{"messages": [{"role": "user", "content": "hi"}]}\n'
+    )
     assert eng.dataset_text(jsonl) == "one\nQ: A\nhi\n"
     assert eng.dataset_text(b"just words\nand more\n") == "just words\nand more\n"
     assert eng.dataset_text(b"") == ""
@@ -58,7 +60,9 @@ def test_training_writes_checkpoints_with_test_metrics(tmp_path: Path) -> None:
     train = tmp_path / "train.jsonl"
     train.write_text("".join(json.dumps({"text": line}) + "\n" for line in POEM.split(". ")), encoding="utf-8")
     ctx = Ctx({"train_path": str(train), "checkpoint_dir": str(tmp_path / "ck")})
-    out = eng.run("train", {"parameters": {"steps": 6, "checkpoint_every": 4, "order": 3}, "train_test_split_ratio": 0.2}, ctx)
+    out = eng.run(
+        "train", {"parameters": {"steps": 6, "checkpoint_every": 4, "order": 3}, "train_test_split_ratio": 0.2}, ctx
+    )
     assert out == {"steps": 6, "checkpoints": 2}
     ckpts = [d for k, d in ctx.events if k == "checkpoint"]
     assert [c["checkpoint"] for c in ckpts] == [1, 2] and [c["step"] for c in ckpts] == [4, 6]

@@ -13,6 +13,7 @@ import pytest
 
 from jobrunner.errors import NotFoundError
 from jobrunner.providers.base import CANCELED, FAILED, SUCCEEDED, CreateRequest
+from jobrunner.providers.emissary import EmissaryProvider
 from jobrunner.providers.registry import get_provider
 from jobrunner.workspace import WorkspaceConfig
 from tests.platform_fixture import LivePlatform
@@ -28,13 +29,16 @@ async def _poll(provider, job_id: str, project_id: str, done: set[str], timeout:
         await asyncio.sleep(0.05)
 
 
-def test_emissary_provider_trains_lists_cancels_on_the_local_platform(live_platform: LivePlatform, tmp_path: Path) -> None:
+def test_emissary_provider_trains_lists_cancels_on_the_local_platform(
+    live_platform: LivePlatform, tmp_path: Path
+) -> None:
     data = tmp_path / "poems.jsonl"
     data.write_text("".join(json.dumps({"text": f"the moon over the sea, line {i}"}) + "\n" for i in range(60)))
     env = {"EMISSARY_SERVER_URL": live_platform.url, "EMISSARY_CLIENT_API_KEY": live_platform.token}
 
     async def scenario() -> None:
         provider = get_provider("emissary", WorkspaceConfig(), tmp_path, env=env)
+        assert isinstance(provider, EmissaryProvider)
         try:
             project = await provider.create_project("poems")
             pid = project["id"]
@@ -49,8 +53,8 @@ def test_emissary_provider_trains_lists_cancels_on_the_local_platform(live_platf
             assert [c["checkpoint"] for c in ckpts] == [1, 2]
             assert "loss=" in await provider.logs("training", job.id, project_id=pid)
 
-            slow = await provider.create(CreateRequest(job_kind="training", project_id=pid,
-                                                       body={**body, "parameters": {"steps": 100, "step_seconds": 0.5}}))
+            slow_body = {**body, "parameters": {"steps": 100, "step_seconds": 0.5}}
+            slow = await provider.create(CreateRequest(job_kind="training", project_id=pid, body=slow_body))
             await provider.cancel("training", slow.id, project_id=pid)
             assert (await _poll(provider, slow.id, pid, {CANCELED}, timeout=2)).status == CANCELED
             listed = [j.id async for j in provider.list("training", project_id=pid)]
@@ -73,6 +77,7 @@ def test_emissary_provider_deploys_a_checkpoint_and_runs_inference_on_the_local_
 
     async def scenario() -> None:
         provider = get_provider("emissary", WorkspaceConfig(), tmp_path, env=env)
+        assert isinstance(provider, EmissaryProvider)
         try:
             pid = (await provider.create_project("deploy"))["id"]
             ds = await provider.upload(str(data), project_id=pid)

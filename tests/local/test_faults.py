@@ -89,7 +89,9 @@ def test_drop_every_nth_create_is_deterministic(live_platform, client):
     outcomes = []
     for i in range(7):
         try:
-            outcomes.append(client.post("/v1/predictions", json={"version": ECHO_VERSION, "input": {"i": i}}).status_code)
+            outcomes.append(
+                client.post("/v1/predictions", json={"version": ECHO_VERSION, "input": {"i": i}}).status_code
+            )
         except httpx.TransportError:
             outcomes.append("dropped")
     assert outcomes == [201, 201, "dropped", 201, 201, "dropped", 201]
@@ -109,7 +111,9 @@ def test_list_lag_hides_young_jobs_from_lists_of_both_wires_but_not_from_get(liv
     jobs_url = f"{live_platform.url}/v1/projects/{project}/training-jobs"
     dataset = httpx.post(f"{live_platform.url}/v1/projects/{project}/datasets", headers=emissary,
                          files={"file": ("d.jsonl", b'{"prompt": "a", "completion": "b"}\n')}).json()
-    job = httpx.post(jobs_url, headers=emissary, json={"base_model": "jobrunner-ngram", "train_dataset_id": dataset["id"]})
+    job = httpx.post(
+        jobs_url, headers=emissary, json={"base_model": "jobrunner-ngram", "train_dataset_id": dataset["id"]}
+    )
     assert job.status_code == 201, job.text
     assert httpx.get(jobs_url, headers=emissary).json() == []
     live_platform.set_faults(list_lag_s=1)
@@ -126,7 +130,9 @@ def test_request_size_limit_is_413(live_platform, client):
     resp = client.post("/v1/predictions", json=big)
     assert resp.status_code == 413 and resp.json()["status"] == 413
     chunked = client.post(
-        "/v1/predictions", content=iter([b'{"version": "', b"x" * 1500, b'"}']), headers={"content-type": "application/json"}
+        "/v1/predictions",
+        content=iter([b'{"version": "', b"x" * 1500, b'"}']),
+        headers={"content-type": "application/json"},
     )
     assert chunked.status_code == 413
     assert client.post("/v1/predictions", json={"version": ECHO_VERSION, "input": {}}).status_code == 201
@@ -159,7 +165,9 @@ async def _in_process_drop(tmp_path):
 
     app = create_app(tmp_path, "t", faults="drop_next_creates=1")
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", headers={"Authorization": "Bearer t"}) as c:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", headers={"Authorization": "Bearer t"}
+    ) as c:
         with pytest.raises(httpx.TransportError):
             await c.post("/v1/predictions", json={"version": ECHO_VERSION, "input": {}})
         listed = (await c.get("/v1/predictions")).json()["results"]

@@ -1,7 +1,7 @@
 """Small pure helpers of the local platform: multipart parsing, durations, timestamps, ids."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -14,7 +14,10 @@ from jobrunner.local.replicate.serializers import parse_duration
 def test_multipart_round_trip_keeps_binary_content():
     payload = bytes(range(256)) * 4 + b"\r\n--not-a-boundary\r\n"
     request = httpx.Request(
-        "POST", "http://x/", files={"content": ("../a b.bin", payload, "application/zip")}, data={"type": "application/zip"}
+        "POST",
+        "http://x/",
+        files={"content": ("../a b.bin", payload, "application/zip")},
+        data={"type": "application/zip"},
     )
     parts = parse_multipart(request.read(), request.headers["content-type"])
     assert parts["content"].data == payload
@@ -44,7 +47,7 @@ def test_bad_durations(text):
 
 
 def test_timestamps_and_ids():
-    dt = datetime(2024, 10, 4, 18, 7, 40, 328000, tzinfo=timezone.utc)
+    dt = datetime(2024, 10, 4, 18, 7, 40, 328000, tzinfo=UTC)
     assert rfc3339(dt) == "2024-10-04T18:07:40.328000Z"
     assert parse_rfc3339("2024-10-04T18:07:40.328Z") == dt
     assert parse_rfc3339("2024-10-04T20:07:40.328+02:00") == dt

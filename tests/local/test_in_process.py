@@ -38,7 +38,9 @@ def test_one_app_driven_by_successive_event_loops(tmp_path):
 
     async def once(n: int) -> str:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", headers={"Authorization": "Bearer t"}) as c:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers={"Authorization": "Bearer t"}
+        ) as c:
             resp = await c.post("/v1/predictions", json={"version": SLEEP_VERSION, "input": {"seconds": 0}},
                                 headers={"Prefer": "wait=20"})
             return resp.json()["status"]

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from sdk_venv import VenvUnavailable, sdk_python
 
 DRIVER = Path(__file__).with_name("emissary_sdk_driver.py")
@@ -37,7 +36,9 @@ def test_official_emissary_sdk_full_flow(emissary_python: Path, live_platform: A
     )
     assert run.stdout, run.stderr
     report = json.loads(run.stdout.strip().splitlines()[-1])
-    assert report["ok"], f"{report.get('error')}\n{report.get('traceback')}\nsteps done: {[s['step'] for s in report['steps']]}"
+    assert report["ok"], (
+        f"{report.get('error')}\n{report.get('traceback')}\nsteps done: {[s['step'] for s in report['steps']]}"
+    )
     steps = {s["step"]: s["value"] for s in report["steps"]}
     assert steps["projects.list with a wrong key -> APIErrorUnauthorized"] == 401
     assert steps["base_models.list"] == ["jobrunner-ngram"]

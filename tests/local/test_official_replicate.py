@@ -45,11 +45,15 @@ def test_new_user_flow_model_training_prediction(rc: replicate.Client) -> None:
     assert rc.models.get("me/poems").name == "poems"
 
     with pytest.raises(ReplicateError) as missing:
-        rc.trainings.create(model="jobrunner/ngram", version=NGRAM, input={"train_data": TEXT}, destination="me/nowhere")
+        rc.trainings.create(
+            model="jobrunner/ngram", version=NGRAM, input={"train_data": TEXT}, destination="me/nowhere"
+        )
     assert missing.value.status == 404
     assert missing.value.detail == "The specified training destination does not exist"
 
-    training = rc.trainings.create(model="jobrunner/ngram", version=NGRAM, input={"train_data": TEXT, "order": 5}, destination="me/poems")
+    training = rc.trainings.create(
+        model="jobrunner/ngram", version=NGRAM, input={"train_data": TEXT, "order": 5}, destination="me/poems"
+    )
     assert training.status in ("starting", "processing")
     done = poll_training(rc, training.id)
     assert done.status == "succeeded", (done.error, done.logs)
@@ -108,7 +112,9 @@ def test_prediction_create_get_wait_cancel(rc: replicate.Client) -> None:
 
 def test_trainings_create_get_list_cancel(rc: replicate.Client) -> None:
     rc.models.create(owner="me", name="big", visibility="private", hardware="cpu")
-    t = rc.trainings.create(model="jobrunner/ngram", version=NGRAM, input={"train_data": TEXT * 400}, destination="me/big")
+    t = rc.trainings.create(
+        model="jobrunner/ngram", version=NGRAM, input={"train_data": TEXT * 400}, destination="me/big"
+    )
     t.cancel()
     assert t.status == "canceled"
     assert rc.trainings.get(t.id).status == "canceled"

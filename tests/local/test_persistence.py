@@ -9,7 +9,9 @@ from tests.local.helpers import TOKEN, serve_app, wait_for
 def test_state_survives_a_restart_and_running_jobs_fail(tmp_path):
     data_dir = tmp_path / "platform"
     with serve_app(data_dir) as live, live.client() as c:
-        echo = c.post("/v1/predictions", json={"version": ECHO_VERSION, "input": {"k": "v"}}, headers={"Prefer": "wait=5"}).json()
+        echo = c.post(
+            "/v1/predictions", json={"version": ECHO_VERSION, "input": {"k": "v"}}, headers={"Prefer": "wait=5"}
+        ).json()
         c.post("/v1/models", json={"owner": "me", "name": "poems", "visibility": "private", "hardware": "cpu"})
         training = c.post(
             f"/v1/models/jobrunner/ngram/versions/{NGRAM_VERSION}/trainings",

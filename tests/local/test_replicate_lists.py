@@ -10,7 +10,9 @@ from jobrunner.local.replicate.catalog import ECHO_VERSION
 
 
 def _create(client: httpx.Client, n: int) -> list[str]:
-    return [client.post("/v1/predictions", json={"version": ECHO_VERSION, "input": {"i": i}}).json()["id"] for i in range(n)]
+    return [
+        client.post("/v1/predictions", json={"version": ECHO_VERSION, "input": {"i": i}}).json()["id"] for i in range(n)
+    ]
 
 
 def test_predictions_page_newest_first_with_absolute_cursors(client, live_platform):

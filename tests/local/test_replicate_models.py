@@ -47,11 +47,21 @@ def test_create_model_rules(client):
     model = _create_model(client)
     assert model["owner"] == "me" and model["name"] == "poems" and model["latest_version"] is None
     assert model["run_count"] == 0
-    assert client.post("/v1/models", json={"owner": "me", "name": "poems", "visibility": "private", "hardware": "cpu"}).status_code == 409
+    assert (
+        client.post(
+            "/v1/models", json={"owner": "me", "name": "poems", "visibility": "private", "hardware": "cpu"}
+        ).status_code
+        == 409
+    )
     bad = client.post("/v1/models", json={"owner": "me", "name": "Bad Name", "visibility": "secret", "hardware": "tpu"})
     assert bad.status_code == 422
     assert {f["field"] for f in bad.json()["invalid_fields"]} == {"name", "visibility", "hardware"}
-    assert client.post("/v1/models", json={"owner": "someone", "name": "x", "visibility": "public", "hardware": "cpu"}).status_code == 403
+    assert (
+        client.post(
+            "/v1/models", json={"owner": "someone", "name": "x", "visibility": "public", "hardware": "cpu"}
+        ).status_code
+        == 403
+    )
     assert client.get("/v1/models/me/poems").json()["name"] == "poems"
 
 

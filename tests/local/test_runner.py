@@ -20,7 +20,14 @@ def _engines_importable(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [ENGINES, os.environ.get("PYTHONPATH")])))
 
 
-async def _run(runner: JobRunner, job_id: str, engine: str, input: dict[str, Any], context: dict[str, Any] | None = None, timeout: float = 20) -> list[tuple[str, Any]]:
+async def _run(
+    runner: JobRunner,
+    job_id: str,
+    engine: str,
+    input: dict[str, Any],
+    context: dict[str, Any] | None = None,
+    timeout: float = 20,
+) -> list[tuple[str, Any]]:
     events: list[tuple[str, Any]] = []
     done = asyncio.Event()
 
@@ -154,7 +161,9 @@ def test_workers_exit_when_the_server_is_killed(tmp_path):
             time.sleep(0.05)
         url = json.loads((tmp_path / "server.json").read_text())["url"]
         headers = {"Authorization": "Bearer t"}
-        job = httpx.post(f"{url}/v1/predictions", json={"version": SLEEP_VERSION, "input": {"seconds": 60}}, headers=headers).json()
+        job = httpx.post(
+            f"{url}/v1/predictions", json={"version": SLEEP_VERSION, "input": {"seconds": 60}}, headers=headers
+        ).json()
         while httpx.get(f"{url}/v1/predictions/{job['id']}", headers=headers).json()["status"] != "processing":
             assert time.monotonic() < deadline
             time.sleep(0.05)

@@ -5,11 +5,10 @@ import time
 
 import httpx
 import pytest
-from replicate.webhook import InvalidSignatureError, WebhookSigningSecret, Webhooks
+from replicate.webhook import InvalidSignatureError, Webhooks, WebhookSigningSecret
+from webhook_receiver import WebhookReceiver
 
 from jobrunner.local import webhooks as wh
-
-from webhook_receiver import WebhookReceiver
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -70,12 +69,26 @@ def test_signed_delivery_in_order_with_throttled_intermediate_events() -> None:
         sender = _sender()
         try:
             every = ["start", "output", "logs", "completed"]
-            sender.emit("p1", "start", {"id": "p1", "status": "starting"}, webhook=rx.url + "?customId=7", events_filter=every)
+            sender.emit(
+                "p1", "start", {"id": "p1", "status": "starting"}, webhook=rx.url + "?customId=7", events_filter=every
+            )
             for i in range(10):  # a burst within one throttle window
-                sender.emit("p1", "logs", {"id": "p1", "status": "processing", "logs": f"line {i}"}, webhook=rx.url + "?customId=7", events_filter=every)
+                sender.emit(
+                    "p1",
+                    "logs",
+                    {"id": "p1", "status": "processing", "logs": f"line {i}"},
+                    webhook=rx.url + "?customId=7",
+                    events_filter=every,
+                )
             got = rx.wait_for(lambda r: len(r) >= 3)
             time.sleep(0.2)  # nothing else may arrive inside the window
-            sender.emit("p1", "completed", {"id": "p1", "status": "succeeded", "logs": "line 9"}, webhook=rx.url + "?customId=7", events_filter=every)
+            sender.emit(
+                "p1",
+                "completed",
+                {"id": "p1", "status": "succeeded", "logs": "line 9"},
+                webhook=rx.url + "?customId=7",
+                events_filter=every,
+            )
             got = rx.wait_for(lambda r: any(x.body["status"] == "succeeded" for x in r))
             assert sender.flush()
         finally:
@@ -100,7 +113,13 @@ def test_throttle_window_holds_at_send_time_behind_a_slow_delivery() -> None:
             t0 = time.monotonic()
             for i, at in enumerate((0.0, 0.55, 1.1)):  # each one outside the previous window
                 time.sleep(max(0.0, t0 + at - time.monotonic()))
-                sender.emit("p2", "logs", {"id": "p2", "status": "processing", "logs": f"line {i}"}, webhook=rx.url, events_filter=every)
+                sender.emit(
+                    "p2",
+                    "logs",
+                    {"id": "p2", "status": "processing", "logs": f"line {i}"},
+                    webhook=rx.url,
+                    events_filter=every,
+                )
             got = rx.wait_for(lambda r: len(r) >= 3)
             assert sender.flush()
         finally:
@@ -114,11 +133,17 @@ def test_events_filter_is_honoured() -> None:
     with WebhookReceiver() as rx:
         sender = _sender()
         try:
-            assert not sender.emit("p2", "start", {"id": "p2", "status": "starting"}, webhook=rx.url, events_filter=["completed"])
-            assert not sender.emit("p2", "logs", {"id": "p2", "status": "processing"}, webhook=rx.url, events_filter=["completed"])
+            assert not sender.emit(
+                "p2", "start", {"id": "p2", "status": "starting"}, webhook=rx.url, events_filter=["completed"]
+            )
+            assert not sender.emit(
+                "p2", "logs", {"id": "p2", "status": "processing"}, webhook=rx.url, events_filter=["completed"]
+            )
             assert not sender.emit("p3", "start", {"id": "p3"}, webhook=rx.url)  # default filter: no start
             assert not sender.emit("p4", "completed", {"id": "p4"}, webhook=None)
-            assert sender.emit("p2", "completed", {"id": "p2", "status": "failed"}, webhook=rx.url, events_filter=["completed"])
+            assert sender.emit(
+                "p2", "completed", {"id": "p2", "status": "failed"}, webhook=rx.url, events_filter=["completed"]
+            )
             rx.wait_for(lambda r: len(r) == 1)
             assert sender.flush()
         finally:

@@ -43,7 +43,18 @@ def test_prediction_webhooks_are_signed_filtered_and_throttled(live_platform: Li
     assert len(intermediate) <= 12 // 2, seen  # far fewer webhooks than log lines
     final = rc.predictions.get(p.id)
     assert bodies[-1]["output"] == final.output and bodies[-1]["logs"] == final.logs
-    assert set(bodies[-1]) >= {"id", "version", "input", "output", "logs", "error", "status", "created_at", "urls", "metrics"}
+    assert set(bodies[-1]) >= {
+        "id",
+        "version",
+        "input",
+        "output",
+        "logs",
+        "error",
+        "status",
+        "created_at",
+        "urls",
+        "metrics",
+    }
 
 
 def test_training_completed_webhook_carries_the_new_version(live_platform: LivePlatform) -> None:

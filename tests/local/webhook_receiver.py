@@ -29,7 +29,9 @@ class _Server(ThreadingHTTPServer):
 class WebhookReceiver:
     """Records every POST; answers with the statuses in `statuses` first, then 200."""
 
-    def __init__(self, statuses: list[int] | None = None, delay: float = 0.0, delays: list[float] | None = None) -> None:
+    def __init__(
+        self, statuses: list[int] | None = None, delay: float = 0.0, delays: list[float] | None = None
+    ) -> None:
         self.received: list[Received] = []
         self.statuses = list(statuses or [])
         self.delays = list(delays or [])  # per-request answer delays, in order; then `delay`
@@ -65,7 +67,7 @@ class WebhookReceiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "WebhookReceiver":
+    def __enter__(self) -> WebhookReceiver:
         self._thread.start()
         return self
 

@@ -255,14 +255,18 @@ class Checker:
                            + (f" (a duplicate of {', '.join(twins)}?)" if twins else ""))
                 continue
             address, g = claim
-            if address in desired and gen.get(address, 0) == g and self._lost_with_state(job, addresses.get(address), jobs):
+            if (
+                address in desired
+                and gen.get(address, 0) == g
+                and self._lost_with_state(job, addresses.get(address), jobs)
+            ):
                 continue
             if address in desired and gen.get(address, 0) == g:
                 out.append(f"lost: platform job {rid} of {address} ({job.status}) is no longer recorded, "
                            "yet the address is still in the manifests")
             elif job.status in LIVE:
                 out.append(f"lost: platform job {rid} of removed {address} is still {job.status} (removal cancels)")
-        for address, (kind, want) in sorted(desired.items()):
+        for address, (_kind, want) in sorted(desired.items()):
             st = addresses.get(address)
             if st is None:
                 out.append(f"converged: {address} is in the manifests but not in state after apply exited {code}")

@@ -97,21 +97,20 @@ class ServedPlatform:
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.data_dir.parent / "serve.out", "ab")
         env = {**os.environ, "PYTHONPATH": str(REPO), "JOBRUNNER_LOCAL_TOKEN": self.token}
         env.pop("JOBRUNNER_LOCAL_FAULTS", None)
         deadline = time.monotonic() + PLATFORM_START_S
-        while True:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "jobrunner", "serve", "--data-dir", str(self.data_dir),
-                 "--port", str(self.port), "--workers", "2"],
-                env=env, stdout=log, stderr=log, start_new_session=True)
-            if self._wait_ready(deadline):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the local platform did not start (see {log.name})")
-            time.sleep(0.5)  # the port may still be held by the killed one: try again
-        log.close()
+        with open(self.data_dir.parent / "serve.out", "ab") as log:
+            while True:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "jobrunner", "serve", "--data-dir", str(self.data_dir),
+                     "--port", str(self.port), "--workers", "2"],
+                    env=env, stdout=log, stderr=log, start_new_session=True)
+                if self._wait_ready(deadline):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the local platform did not start (see {log.name})")
+                time.sleep(0.5)  # the port may still be held by the killed one: try again
         if self.faults:
             self.set_faults(self.faults)
 
@@ -279,7 +278,7 @@ class Session:
 
     def fail(self, index: int, problems: list[str], obs: Observation, final: bool = False) -> None:
         lines = [f"model test FAILED: seed {self.seed}, "
-                 + (f"after the final convergence apply" if final else f"at step {index}"),
+                 + ("after the final convergence apply" if final else f"at step {index}"),
                  "steps:"]
         for i, (step, _) in enumerate(self.plan[: index + 1]):
             rec = self.report.records[i] if i < len(self.report.records) else None
@@ -290,8 +289,11 @@ class Session:
             lines.append(f"  ... and {len(problems) - 20} more")
         extra = sorted(self.kinds - DEFAULT_KINDS)
         env = f"MODEL_STEPS_EXTRA={','.join(extra)} " if extra else ""
-        lines.append(f"replay: {env}python bench/soak_model.py --seed {self.seed} --steps {len(self.plan)}"
-                     + (f" --extra {','.join(extra)}" if extra else "") + f"   (kept: {self.ws}, every command's output in {self.root / 'commands.log'})")
+        lines.append(
+            f"replay: {env}python bench/soak_model.py --seed {self.seed} --steps {len(self.plan)}"
+            + (f" --extra {','.join(extra)}" if extra else "")
+            + f"   (kept: {self.ws}, every command's output in {self.root / 'commands.log'})"
+        )
         tail = "\n".join(o[-1500:] for o in obs.outputs[-2:])
         if tail:
             lines.append("last command output:\n" + tail)

@@ -237,13 +237,18 @@ def test_the_bounds_are_read_from_jobrunner_yaml_and_checked(tmp_path: Any) -> N
 
     from jobrunner.errors import ConfigError
     from jobrunner.providers.registry import get_provider
+    from jobrunner.providers.replicate import ReplicateProvider
 
     env = {"REPLICATE_API_TOKEN": TOKEN}
     config = SimpleNamespace(providers={"replicate": {"deadline": 7, "max_body_bytes": 1000, "max_log_bytes": 100,
                                                       "unreachable_after": 9}})
-    http = get_provider("replicate", config, tmp_path, env=env).http
+    configured = get_provider("replicate", config, tmp_path, env=env)
+    assert isinstance(configured, ReplicateProvider)
+    http = configured.http
     assert (http.deadline, http.max_body_bytes, http.max_log_bytes, http.unreachable_after) == (7.0, 1000, 100, 9.0)
-    defaults = get_provider("replicate", SimpleNamespace(providers={}), tmp_path, env=env).http
+    plain = get_provider("replicate", SimpleNamespace(providers={}), tmp_path, env=env)
+    assert isinstance(plain, ReplicateProvider)
+    defaults = plain.http
     assert (defaults.deadline, defaults.max_body_bytes, defaults.max_log_bytes) == (
         120.0,
         32 * 1024 * 1024,

@@ -73,7 +73,8 @@ async def _with(provider, fn):
 
 def test_create_saves_the_intent_first_then_records_the_deployment(tmp_path, fake_time):
     job = _replicate_job(tmp_path)
-    doc, saved = StateDoc(lineage="L"), []
+    doc = StateDoc(lineage="L")
+    saved: list[dict] = []
     st = _state(doc, job)
     with respx.mock(base_url=REPLICATE) as mock:
         route = mock.post("/v1/deployments").mock(return_value=_json(200, REP["create_deployment"]["response"]["body"]))
@@ -88,7 +89,8 @@ def test_create_saves_the_intent_first_then_records_the_deployment(tmp_path, fak
 
 def test_an_ambiguous_create_is_looked_up_by_name_never_sent_twice(tmp_path, fake_time):
     job = _replicate_job(tmp_path)
-    doc, saved = StateDoc(lineage="L"), []
+    doc = StateDoc(lineage="L")
+    saved: list[dict] = []
     st = _state(doc, job)
     other = copy.deepcopy(REP["get_deployment"]["response"]["body"])
     other["name"] = "someone-else"
@@ -102,7 +104,8 @@ def test_an_ambiguous_create_is_looked_up_by_name_never_sent_twice(tmp_path, fak
 
 def test_an_ambiguous_create_not_found_keeps_its_intent_and_fails(tmp_path, fake_time):
     job = _replicate_job(tmp_path)
-    doc, saved = StateDoc(lineage="L"), []
+    doc = StateDoc(lineage="L")
+    saved: list[dict] = []
     st = _state(doc, job)
     with respx.mock(base_url=REPLICATE) as mock:
         mock.post("/v1/deployments").mock(side_effect=httpx.ReadTimeout("lost"))
@@ -116,7 +119,8 @@ def test_a_pending_intent_from_a_killed_apply_is_adopted_without_a_create(tmp_pa
     from jobrunner.state.model import Intent
 
     job = _replicate_job(tmp_path)
-    doc, saved = StateDoc(lineage="L"), []
+    doc = StateDoc(lineage="L")
+    saved: list[dict] = []
     st = _state(doc, job)
     st.intent = Intent(fingerprint=job.fingerprint, attempt=1, created_at="2024-02-15T16:32:50Z", request_digest="d")
     page = {"next": None, "results": [REP["get_deployment"]["response"]["body"]]}
@@ -129,7 +133,8 @@ def test_a_pending_intent_from_a_killed_apply_is_adopted_without_a_create(tmp_pa
 
 def test_update_sends_every_updatable_field_and_keeps_the_deployment(tmp_path, fake_time):
     job = _replicate_job(tmp_path)
-    doc, saved = StateDoc(lineage="L"), []
+    doc = StateDoc(lineage="L")
+    saved: list[dict] = []
     st = _state(doc, job)
     st.remote_id, st.fingerprint, st.status = f"acme/{NAME}", "old", SUCCEEDED
     with respx.mock(base_url=REPLICATE) as mock:
@@ -142,7 +147,8 @@ def test_update_sends_every_updatable_field_and_keeps_the_deployment(tmp_path, f
 
 def test_delete_then_the_address_reads_gone(tmp_path, fake_time):
     job = _replicate_job(tmp_path)
-    doc, saved = StateDoc(lineage="L"), []
+    doc = StateDoc(lineage="L")
+    saved: list[dict] = []
     st = _state(doc, job)
     st.remote_id, st.status, st.outputs = f"acme/{NAME}", SUCCEEDED, {"name": f"acme/{NAME}"}
     with respx.mock(base_url=REPLICATE) as mock:
@@ -154,7 +160,8 @@ def test_delete_then_the_address_reads_gone(tmp_path, fake_time):
 def test_an_emissary_deployment_is_waited_on_until_deployed(tmp_path, fake_time):
     job = _job(tmp_path, emissary_deployment(name="deployment-1", training_job_id="tr-12345", checkpoint=4,
                                              description="Deployment for my training job"))
-    doc, saved = StateDoc(lineage="L"), []
+    doc = StateDoc(lineage="L")
+    saved: list[dict] = []
     st = _state(doc, job)
     created = EM["create_deployment"]["response"]["body"]
     detail = EM["get_deployment"]["response"]["body"]

@@ -229,6 +229,19 @@ def test_truncated_json_is_a_protocol_error(fake_time):
     assert "truncated" in str(info.value)
 
 
+def test_a_json_body_that_is_not_text_is_a_protocol_error_not_a_crash(fake_time):
+    # json.loads raises UnicodeDecodeError (a ValueError without a JSON position) for these bytes.
+    whole = json.dumps(fixture("replicate/prediction_get_succeeded.json")).encode()
+    with respx.mock(base_url=REPLICATE) as mock:
+        mock.get(GET_PATH).mock(
+            return_value=httpx.Response(200, content=b"\x80" + whole, headers={"Content-Type": "application/json"})
+        )
+        with pytest.raises(ProtocolError) as info:
+            run(_get(replicate_provider(fake_time)))
+    assert "invalid JSON: the body is not text" in str(info.value)
+    assert info.value.provider == "replicate"
+
+
 def test_empty_body_is_a_protocol_error(fake_time):
     with respx.mock(base_url=REPLICATE) as mock:
         mock.get(GET_PATH).mock(

@@ -95,6 +95,7 @@ def test_emissary_from_the_environment_and_config(tmp_path: Path) -> None:
         tmp_path,
         env={"EMISSARY_CLIENT_API_KEY": "k" * 20, "EMISSARY_SERVER_URL": "http://127.0.0.1:8"},
     )
+    assert isinstance(env_wins, EmissaryProvider)
     assert env_wins.http.base_url == "http://127.0.0.1:8"
 
 
@@ -103,6 +104,7 @@ def test_config_knobs(tmp_path: Path) -> None:
         providers={"replicate": {"retries": {"max_attempts": 2, "backoff_base": 0.1}, "timeout": 5}}
     )
     provider = get_provider("replicate", config, tmp_path, env={"REPLICATE_API_TOKEN": SECRET})
+    assert isinstance(provider, ReplicateProvider)
     assert provider.http.policy.max_attempts == 2 and provider.http.policy.backoff_base == 0.1
     assert provider.http._timeout.read == 5.0
 

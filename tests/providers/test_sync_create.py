@@ -11,6 +11,7 @@ import respx
 from jobrunner.errors import ConfigError
 from jobrunner.providers.base import CreateRequest
 from jobrunner.providers.registry import get_provider
+from jobrunner.providers.replicate import ReplicateProvider
 from jobrunner.providers.sync_create import MISSES_TO_STOP, PROBE_EVERY, SyncCreatePolicy
 from jobrunner.workspace import WorkspaceConfig
 
@@ -120,6 +121,9 @@ def test_registry_reads_sync_wait_from_jobrunner_yaml(tmp_path: Path):
     off = get_provider("replicate", WorkspaceConfig(providers={"replicate": {"sync_wait": False}}), tmp_path, env=env)
     five = get_provider("local", WorkspaceConfig(providers={"local": {"sync_wait": 5}}), tmp_path, env=env)
     default = get_provider("replicate", WorkspaceConfig(), tmp_path, env=env)
+    # The local platform's provider is Replicate's client pointed at it (LocalProvider subclasses it).
+    assert isinstance(off, ReplicateProvider) and isinstance(five, ReplicateProvider)
+    assert isinstance(default, ReplicateProvider)
     assert off.sync_create.header() is None
     assert five.sync_create.header() == "wait=5"
     assert default.sync_create.header() == "wait=1"

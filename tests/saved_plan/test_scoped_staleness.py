@@ -7,7 +7,7 @@ import pytest
 
 from jobrunner.errors import StalePlanError
 from jobrunner.exitcodes import ExitCode, for_error
-from jobrunner.plan_types import CREATE, NOOP, REPLACE, RETRY, WAIT, Plan, PlannedChange
+from jobrunner.plan_types import CREATE, NOOP, REPLACE, RETRY, WAIT, Action, Plan, PlannedChange
 from jobrunner.resources import Resource
 from jobrunner.saved_plan import check_saved_plan, saved_plan_document, spec_digest
 from jobrunner.state.model import AddressState
@@ -26,7 +26,7 @@ def prior(address: str, status: str, remote_id: str) -> AddressState:
                         file="specs/x.yaml", fingerprint="old", remote_id=remote_id, status=status, attempts=1)
 
 
-def change(address: str, action: str, *, fp: str | None = "fp", status: str | None = None,
+def change(address: str, action: Action, *, fp: str | None = "fp", status: str | None = None,
            remote_id: str | None = None) -> PlannedChange:
     p = prior(address, status or "succeeded", remote_id) if remote_id else None
     return PlannedChange(address=address, action=action, reason="because", job=None, prior=p,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,7 +65,12 @@ def test_a_save_serializes_only_the_changed_addresses(store: LocalFileStore, mon
     store.save(doc)
     calls = []
     real = AddressState.to_json
-    monkeypatch.setattr(AddressState, "to_json", lambda self: calls.append(self.address) or real(self))
+
+    def counting_to_json(self: AddressState) -> dict[str, Any]:
+        calls.append(self.address)
+        return real(self)
+
+    monkeypatch.setattr(AddressState, "to_json", counting_to_json)
     doc.addresses["PredictionBatch/b[100]"].status = "succeeded"
     store.save(doc, {"PredictionBatch/b[100]"})
     assert calls == ["PredictionBatch/b[100]"]

@@ -98,7 +98,12 @@ def test_save_naming_changed_addresses_writes_their_rows_without_comparing_the_o
     store.save(doc)
     before = rows(pg_url)
     compared = []
-    monkeypatch.setattr(AddressState, "__eq__", lambda self, other: compared.append(self.address) or False)
+
+    def counting_eq(self: AddressState, other: object) -> bool:
+        compared.append(self.address)
+        return False
+
+    monkeypatch.setattr(AddressState, "__eq__", counting_eq)
     doc.addresses["Training/b"].status = "failed"
     del doc.addresses["Training/c"]
     store.save(doc, {"Training/b", "Training/c"})

@@ -25,7 +25,9 @@ inputs = st.dictionaries(st.sampled_from(["prompt", "seed", "n", "file"]), value
 
 @settings(max_examples=300, deadline=None)
 @given(want=inputs, got=inputs, want_version=st.sampled_from([V1, V2]), got_version=st.sampled_from([V1, V2, None]))
-def test_mismatches_is_empty_exactly_when_matches(want: dict, got: dict, want_version: str, got_version: str | None) -> None:
+def test_mismatches_is_empty_exactly_when_matches(
+    want: dict, got: dict, want_version: str, got_version: str | None
+) -> None:
     req = CreateRequest(job_kind="prediction", body={"input": want}, version=want_version)
     remote = RemoteJob(id="r", job_kind="prediction", status="succeeded", input=got, version=got_version)
     found = mismatches(remote, req)

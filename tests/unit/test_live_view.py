@@ -114,11 +114,11 @@ def test_live_progress_notes_print_once_and_secrets_never_show(monkeypatch) -> N
 
 
 def test_batch_totals_come_from_the_plan_without_converged_items() -> None:
-    from jobrunner.plan_types import Plan, PlannedChange
+    from jobrunner.plan_types import CREATE, NOOP, Plan, PlannedChange
 
-    changes = [PlannedChange(f"PredictionBatch/b[k{i}]", "create", "new", None, None) for i in range(3)]
-    changes += [PlannedChange("PredictionBatch/b[done]", "noop", "", None, None, quiet=True),
-                PlannedChange("Training/t", "create", "new", None, None)]
+    changes = [PlannedChange(f"PredictionBatch/b[k{i}]", CREATE, "new", None, None) for i in range(3)]
+    changes += [PlannedChange("PredictionBatch/b[done]", NOOP, "", None, None, quiet=True),
+                PlannedChange("Training/t", CREATE, "new", None, None)]
     board = Board()
     board.begin(Plan(changes=changes))
     assert board.batches["PredictionBatch/b"].total == 3 and "Training/t" not in board.batches

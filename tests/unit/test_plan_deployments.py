@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,7 +137,7 @@ def test_prevent_destroy_refuses_a_removal_even_after_the_manifest_is_gone(tmp_p
 
 
 def test_prevent_destroy_refuses_a_replace_but_allows_an_update(tmp_path: Path) -> None:
-    guarded = {"lifecycle": {"prevent_destroy": True}}
+    guarded: dict[str, Any] = {"lifecycle": {"prevent_destroy": True}}
     doc = apply_all([deployment(**guarded)], tmp_path)
     assert actions(plan_for([deployment(max_instances=4, **guarded)], tmp_path, doc)) == {API: UPDATE}
     with pytest.raises(PlanError):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jobrunner.errors import TransportError
-from jobrunner.plan_types import CREATE, RETRY, WAIT, Plan, PlannedChange, Policy
+from jobrunner.plan_types import CREATE, RETRY, WAIT, Action, Plan, PlannedChange, Policy
 from jobrunner.providers.base import FAILED, PENDING, SUCCEEDED, CreateRequest, RemoteJob
 from jobrunner.reconcile.executor import (
     O_FAILED,
@@ -174,7 +174,7 @@ def run(changes, resources, desired, *, provider=None, doc=None, options=None, e
     return report, doc, provider, store
 
 
-def change(job: DesiredJob, action: str = CREATE, prior=None) -> PlannedChange:
+def change(job: DesiredJob, action: Action = CREATE, prior=None) -> PlannedChange:
     return PlannedChange(job.address, action, "test", job, prior, None, job.fingerprint)
 
 

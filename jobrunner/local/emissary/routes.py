@@ -20,7 +20,8 @@ also serves `/embeddings` (its mean next-character distributions, `engines.ngram
 from __future__ import annotations
 
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -235,7 +236,8 @@ class EmissaryRoutes:
     async def list_checkpoints(self, request: Request) -> Response:
         j = self._job(request)
         base = _base_url(request)
-        return JSONResponse([wire.checkpoint_wire(c, base, j["project_id"]) for c in self.store.list_checkpoints(j["id"])])
+        checkpoints = self.store.list_checkpoints(j["id"])
+        return JSONResponse([wire.checkpoint_wire(c, base, j["project_id"]) for c in checkpoints])
 
     async def download_checkpoint(self, request: Request) -> Response:
         return FileResponse(self._checkpoint(request)["path"], media_type="application/json")

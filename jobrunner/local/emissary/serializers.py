@@ -35,7 +35,8 @@ def dataset_detail(d: Row, base_url: str) -> dict[str, Any]:
         "id": d["id"],
         "name": d["name"],
         "is_uploaded": d["path"] is not None,
-        "dataset_download_url": f"{base_url}/v1/projects/{d['project_id']}/datasets/{d['id']}/download" if d["path"] else None,
+        "dataset_download_url": (f"{base_url}/v1/projects/{d['project_id']}/datasets/{d['id']}/download"
+                                 if d["path"] else None),
         "upload_by": USER_ID,
         "created_at": d["created_at"],
         "updated_at": d["updated_at"],
@@ -59,7 +60,8 @@ def training_summary(j: Row) -> dict[str, Any]:
 
 def hyper_parameters(j: Row) -> dict[str, Any]:
     """The parameters the job ran with (defaults filled in); values are str/int/float only."""
-    given = {k: v for k, v in (j["parameters"] or {}).items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+    given = {k: v for k, v in (j["parameters"] or {}).items()
+             if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
     if j["base_model"] == BASE_MODEL:
         try:
             return {**given, **ngram_finetune.training_parameters(given)}
@@ -148,9 +150,8 @@ def check_training_body(body: dict[str, Any]) -> None:
     for key in ("test_dataset_id", "name", "description", "hf_model_link"):
         opt_str(body, key)
     ratio = body.get("train_test_split_ratio")
-    if ratio is not None:
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
-            raise EmissaryError(400, "train_test_split_ratio must be a number from 0 up to (not including) 1")
+    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1):
+        raise EmissaryError(400, "train_test_split_ratio must be a number from 0 up to (not including) 1")
     params = body.get("parameters")
     if params is not None:
         if not isinstance(params, dict):

@@ -22,7 +22,8 @@ instead of paying a process round trip per job.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 
 class ModelError(Exception):

@@ -73,7 +73,7 @@ class NgramModel:
         }
 
     @classmethod
-    def from_weights(cls, weights: dict[str, Any]) -> "NgramModel":
+    def from_weights(cls, weights: dict[str, Any]) -> NgramModel:
         if weights.get("format") != WEIGHTS_FORMAT:
             raise ModelError(f"not {WEIGHTS_FORMAT} weights")
         model = cls(int(weights["order"]))

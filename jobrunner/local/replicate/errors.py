@@ -57,6 +57,8 @@ def invalid_fields(problems: list[tuple[str, str, str]], title: str = "Input val
     )
 
 
-def error_response(status: int, detail: str, *, title: str | None = None, headers: dict[str, str] | None = None, **extra: Any) -> Response:
+def error_response(
+    status: int, detail: str, *, title: str | None = None, headers: dict[str, str] | None = None, **extra: Any
+) -> Response:
     """An `ApiError`'s answer built outside route code (the app's gate: auth, size limit, faults)."""
     return problem_response(status, ApiError(status, detail, title=title, **extra).body(), headers)
