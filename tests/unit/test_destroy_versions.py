@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,7 @@ from jobrunner.reconcile.planning import destroy_changes
 from jobrunner.reconcile.stopcontrol import StopControl
 from jobrunner.reconcile.versions import VersionDeleteOrder, is_version_delete
 from jobrunner.render import plan_json, plan_markdown, plan_text
+from jobrunner.resources import Resource
 from jobrunner.state.model import AddressState, StateDoc
 from tests.unit.plan_helpers import apply_all, batch, deployment, training
 
@@ -31,12 +33,12 @@ VERSION = f"me/poems:{'1' * 64}"
 DELETING = {"on_remove": "delete_version"}
 
 
-def _doc(tmp_path: Path, status: str = "succeeded", **spec: object) -> StateDoc:
+def _doc(tmp_path: Path, status: str = "succeeded", **spec: Any) -> StateDoc:
     return apply_all([training(**spec)], tmp_path, status=status)
 
 
-def _destroy(doc: StateDoc, **resources: object) -> dict[str, PlannedChange]:
-    return {c.address: c for c in destroy_changes(dict(doc.addresses), dict(resources))}  # type: ignore[arg-type]
+def _destroy(doc: StateDoc, **resources: Resource) -> dict[str, PlannedChange]:
+    return {c.address: c for c in destroy_changes(dict(doc.addresses), dict(resources))}
 
 
 def test_destroy_deletes_the_trained_version_and_every_renderer_calls_it_destructive(tmp_path: Path) -> None:
