@@ -1,4 +1,5 @@
-"""`jobrunner destroy`: cancel running managed jobs (Emissary jobs are deleted) and forget every address."""
+"""`jobrunner destroy`: cancel running managed jobs (Emissary jobs are deleted), delete deployments and
+the trained versions `lifecycle.on_remove: delete_version` gives up, and forget every address."""
 from __future__ import annotations
 
 import asyncio
@@ -53,8 +54,11 @@ def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...]
             no_color: bool) -> int:
     """Cancel running managed jobs (Emissary jobs are deleted) and forget every address.
 
-    Models are kept on the provider (only forgotten). A job with `lifecycle.prevent_cancel` that
-    is still running stops the destroy.
+    Deployments are deleted; so is the version a training made when its
+    `lifecycle.on_remove` is delete_version (after the deployments and batches
+    that use it). Models are kept on the provider (only forgotten). A job with
+    `lifecycle.prevent_cancel` that is still running, or a deployment with
+    `lifecycle.prevent_destroy`, stops the destroy.
 
     \b
     Examples:
@@ -101,7 +105,7 @@ def destroy(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...]
             remote = await refresh_tracked(doc, pool, addresses=chosen)
         for addr, job in remote.items():
             doc.addresses[addr].status = job.status
-        changes = destroy_changes(chosen, by_res)
+        changes = destroy_changes(chosen, by_res, doc.addresses)
         plan_obj = Plan(changes=changes, state_lineage=doc.lineage, state_serial=doc.serial)
         if events is not None:
             events.plan(plan_obj)

@@ -69,6 +69,9 @@ class Capabilities:
     project_scoped: bool = False
     # Only https webhooks are called.
     https_webhooks_only: bool = False
+    # A version a training made can be deleted (`lifecycle.on_remove: delete_version`, on removal
+    # and on `destroy`): the wire client has `delete_version(model, version)`.
+    delete_versions: bool = False
 
 
 @dataclass(frozen=True)

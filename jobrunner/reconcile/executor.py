@@ -10,7 +10,9 @@ This module only routes; the work is done in small rooms that share one `ApplyCo
 timeout), `cancel` (cancel, delete, forget), `destmodels` (destination models), `deployments`
 (create exactly once, update in place, delete, wait until ready), `outputfiles`
 (batch output files), `stopcontrol` (Ctrl-C, the deadline, a provider's refusal) and `report`
-(the outcome of each address, which `jobrunner.exitcodes.for_apply` turns into the exit code).
+(the outcome of each address, which `jobrunner.exitcodes.for_apply` turns into the exit code);
+`versions` deletes trained versions, once the deployments and removed batches that may use them
+are done.
 """
 from __future__ import annotations
 
@@ -72,7 +74,7 @@ from jobrunner.reconcile.stopcontrol import (
     error_detail,
 )
 from jobrunner.reconcile.upstream import Upstreams
-from jobrunner.reconcile.versions import delete_trained_version
+from jobrunner.reconcile.versions import VersionDeleteOrder, delete_trained_version, is_version_delete
 from jobrunner.reconcile.waiter import Waiter
 from jobrunner.references import missing_outputs_text
 from jobrunner.resources import JOB_DEPLOYMENT, JOB_MODEL, JOB_PREDICTION, DesiredJob, Resource
@@ -104,6 +106,8 @@ class Executor:
         for change in plan.changes:
             self._by_resource[resource_of(change.address)].append(change)
         self.upstream = Upstreams(self.ctx, list(self._by_resource), expand)
+        # Trained versions are deleted after the deployments and batches that may still use them.
+        self.version_order = VersionDeleteOrder(plan.changes)
 
     def interrupt(self, why: str = "interrupted") -> None:
         """First Ctrl-C: submit nothing new and stop waiting; jobs already created keep running."""
@@ -149,6 +153,8 @@ class Executor:
         """Run one planned change; returns None on success, else a short reason."""
         change = self._settle_move(change)
         try:
+            if is_version_delete(change):
+                await self.version_order.wait(self.ctx.stop)
             return await self._do_change(change)
         except Stopped as stop:
             return self._on_stopped(change, stop)
@@ -162,6 +168,8 @@ class Executor:
             self.ctx.outcome(change.address, O_ERROR, str(exc))
             self.ctx.progress.event(change.address, "error", str(exc))
             return ERROR
+        finally:
+            self.version_order.finished(change.address)
 
     def _settle_move(self, change: PlannedChange) -> PlannedChange:
         """A moved address whose job needs nothing else: only state moved (saved at the start of
@@ -181,7 +189,7 @@ class Executor:
             if change.action == CANCEL and st is not None and st.provider:
                 self.ctx.providers.check(st.provider)
             return await cancel_or_forget(self.ctx, change)
-        if change.action == DELETE:  # a deployment removed or destroyed; a trained version on removal
+        if change.action == DELETE:  # a deployment or a trained version, removed or destroyed
             if change.prior is not None and change.prior.job_kind == JOB_DEPLOYMENT:
                 return await delete_deployment(self.ctx, change)
             return await delete_trained_version(self.ctx, change)

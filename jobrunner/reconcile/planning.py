@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from jobrunner.errors import Diagnostic, ManifestError, PlanError, UsageError
-from jobrunner.plan_types import CANCEL, CREATE, DELETE, FORGET, REPLACE, RETRY, Plan, PlannedChange
+from jobrunner.plan_types import CANCEL, CREATE, DELETE, FORGET, REPLACE, RETRY, Plan, PlannedChange, Policy
 from jobrunner.providers.adapter import RequestForm
 from jobrunner.providers.adapters import adapter_for
 from jobrunner.providers.base import RemoteJob
@@ -548,11 +548,15 @@ def estimate_into(plan: Plan, doc: StateDoc, resources: list[Resource], config: 
     plan.estimate = estimate_plan(plan.changes, doc, resources, context_for(config, parallelism))
 
 
-def destroy_changes(chosen: dict[str, Any], resources: dict[str, Resource]) -> list[PlannedChange]:
+def destroy_changes(chosen: dict[str, Any], resources: dict[str, Resource],
+                    tracked: dict[str, Any] | None = None) -> list[PlannedChange]:
     """What destroy does to each chosen address (state refreshed): cancel running jobs, delete
-    Emissary jobs, forget the rest; models stay on the provider.
+    Emissary jobs and deployments, delete trained versions whose lifecycle says
+    `on_remove: delete_version`, forget the rest; models stay on the provider.
 
-    Raises PlanError naming every running job its manifest protects with `lifecycle.prevent_cancel`.
+    Raises PlanError naming every running job its manifest protects with `lifecycle.prevent_cancel`,
+    and (`tracked`: every address in state) every trained version to delete that a deployment this
+    destroy keeps (--target) still serves: the provider would refuse it.
     """
     from jobrunner.providers.base import TERMINAL
     from jobrunner.reconcile.outputs import resource_of
@@ -562,6 +566,10 @@ def destroy_changes(chosen: dict[str, Any], resources: dict[str, Resource]) -> l
     for addr, st in sorted(chosen.items()):
         if st.job_kind == JOB_DEPLOYMENT:
             changes.append(_destroy_deployment(st, resources.get(resource_of(addr)), protected))
+            continue
+        version_delete = _destroy_trained_version(st, resources.get(resource_of(addr)))
+        if version_delete is not None:
+            changes.append(version_delete)
             continue
         running = bool(st.remote_id) and st.job_kind != JOB_MODEL and st.status not in TERMINAL
         adapter = adapter_for(st.provider)
@@ -582,7 +590,47 @@ def destroy_changes(chosen: dict[str, Any], resources: dict[str, Resource]) -> l
         raise PlanError("destroy would cancel or delete what lifecycle.prevent_cancel or prevent_destroy protects: "
                         + ", ".join(protected),
                         hint="remove the protection from their manifests, or destroy other addresses with --target")
+    _refuse_served_versions(changes, tracked or chosen, set(chosen))
     return changes
+
+
+def _version_id(ref: Any) -> str | None:
+    return ref.rsplit(":", 1)[-1] if isinstance(ref, str) and ref else None
+
+
+def _refuse_served_versions(changes: list[PlannedChange], tracked: dict[str, Any], chosen: set[str]) -> None:
+    """A version a kept deployment serves cannot be deleted (the provider answers 409): refuse the
+    destroy before anything is sent, naming the deployment to add to --target."""
+    served = {_version_id(st.outputs.get("version")): addr for addr, st in tracked.items()
+              if st.job_kind == JOB_DEPLOYMENT and addr not in chosen and st.remote_id}
+    blocked = [f"{c.address} (served by {served[vid]})" for c in changes
+               if c.action == DELETE and c.prior is not None and c.prior.job_kind == JOB_TRAINING
+               and (vid := _version_id(c.prior.outputs.get("version"))) in served]
+    if blocked:
+        raise PlanError("destroy would delete trained versions that deployments it keeps still serve: "
+                        + ", ".join(blocked),
+                        hint="destroy the deployment too (add it with --target), or point it at another version "
+                             "and apply that first")
+
+
+def _destroy_trained_version(st: Any, res: Resource | None) -> PlannedChange | None:
+    """Destroy honours `lifecycle.on_remove: delete_version` as a removal does: a training that
+    succeeded and recorded its version has that version deleted (the manifest's lifecycle, else the
+    one state recorded). None: not such a training (destroy cancels or forgets it as any job)."""
+    from jobrunner.providers.base import SUCCEEDED
+
+    if st.job_kind != JOB_TRAINING or st.status != SUCCEEDED or not st.remote_id:
+        return None
+    policy = Policy.of(res.spec) if res is not None else Policy.of(None, st.lifecycle)
+    version = st.outputs.get("version")
+    if policy.on_remove != "delete_version" or not isinstance(version, str):
+        return None
+    if not adapter_for(st.provider).capabilities.delete_versions:
+        return None
+    return PlannedChange(address=st.address, action=DELETE,
+                         reason=f"lifecycle.on_remove is delete_version: its trained version {version} is deleted, "
+                                "then forgotten", job=None, prior=st, fingerprint_before=st.fingerprint,
+                         remote_status=st.status, policy=policy)
 
 
 def _destroy_deployment(st: Any, res: Resource | None, protected: list[str]) -> PlannedChange:
