@@ -30,7 +30,6 @@ from jobrunner.providers.replicate import ReplicateProvider
 from tests.hostile_http import HostileServer, refused_url
 from tests.providers.conftest import REPLICATE, TOKEN, fixture
 
-
 # Seconds: a request still running after this is hanging, whatever the load on the machine.
 HANG = 20.0
 
