@@ -53,7 +53,8 @@ def test_error_rate_is_a_fraction(live_platform, client):
 
 
 def test_rate_limit_429_with_retry_after_separates_creates_from_others(live_platform, client):
-    live_platform.set_faults(rate_limit="custom", create_per_minute=60, other_per_minute=6000, burst=2)
+    # One create a minute refills the bucket: however slowly a busy machine sends these, the third is over.
+    live_platform.set_faults(rate_limit="custom", create_per_minute=1, other_per_minute=6000, burst=2)
     codes = [client.post("/v1/predictions", json={"version": ECHO_VERSION, "input": {}}).status_code for _ in range(3)]
     assert codes == [201, 201, 429]
     throttled = client.post("/v1/predictions", json={"version": ECHO_VERSION, "input": {}})
