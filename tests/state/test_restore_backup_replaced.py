@@ -8,6 +8,8 @@ End to end here: real CLI, real local platform, the platform's own listing count
 """
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -105,3 +107,35 @@ def test_jobs_on_a_retrained_version_made_after_the_backup_are_adopted_after_a_r
     assert _jobs_for(platform, f"one-{tag}", version) == [made["PredictionBatch/b[a]"]]
     after = {a: st["remote_id"] for a, st in load_state(workspace)["addresses"].items() if a.startswith("Pred")}
     assert after == made
+
+
+@pytest.mark.slow  # waits out a lookup window
+def test_a_job_made_just_before_the_damage_is_found_through_a_lagging_list(
+        workspace: Path, platform: Platform) -> None:  # noqa: F811
+    """The backup's last change is long past, the job was made seconds before the damage, and the
+    provider's list lags: the lookup window runs from the restore, not from the backup's date
+    (seed 1001 of the model test)."""
+    tag = workspace.parent.name[-10:].replace("_", "-").lower()
+    state = workspace / ".jobrunner" / "state.json"
+    backup = workspace / ".jobrunner" / "state.json.bak"
+    _manifest(workspace, f"one-{tag}")
+    apply_until_converged(workspace, clean_env(platform), "jobs.yaml")
+    older = json.loads(state.read_text())
+    long_ago = (datetime.now(UTC) - timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
+    for st in older["addresses"].values():  # the backup's last recorded change: 5 minutes ago
+        st["updated_at"] = long_ago
+
+    _manifest(workspace, f"two-{tag}")
+    apply_until_converged(workspace, clean_env(platform), "jobs.yaml")
+    replacing = load_state(workspace)["addresses"]["PredictionBatch/b[a]"]["remote_id"]
+    platform.faults(list_lag_s=5)  # from now on the list hides jobs younger than 5 s
+    try:
+        backup.write_text(json.dumps(older))
+        state.write_bytes(b"{ garbage")
+        assert run_cli("state", "restore-backup").code == 0
+        env = clean_env(platform, JOBRUNNER_LOOKUP_WINDOW="8")
+        apply_until_converged(workspace, env)
+    finally:
+        platform.faults(reset=True)
+    assert _jobs_for(platform, f"two-{tag}") == [replacing]  # 0 duplicates
+    assert load_state(workspace)["addresses"]["PredictionBatch/b[a]"]["remote_id"] == replacing
