@@ -37,15 +37,6 @@ def _own_jobrunner_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     monkeypatch.setenv("JOBRUNNER_HOME", str(tmp_path_factory.mktemp("jobrunner-home")))
 
 
-@pytest.fixture(autouse=True)
-def _own_marker_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The markers that notice a lost state (`jobrunner.state.applied`) live outside workspaces, in
-    the per-user `~/.local/state`: each test gets its own directory, so a workspace path that a
-    later run (or another checkout's run on the same machine) happens to reuse never meets a marker
-    left by an earlier test, and the developer's own markers are never touched."""
-    monkeypatch.setenv("JOBRUNNER_MARKER_DIR", str(tmp_path_factory.mktemp("markers")))
-
-
 @pytest.fixture
 def workspace(tmp_path: Path, platform: Any, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = write_workspace(tmp_path / "ws", platform.url)
