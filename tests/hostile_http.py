@@ -11,6 +11,10 @@ behaves per its `mode`, which a test may switch at any time:
 * `refuse`: stops listening, so connections are refused; any other mode listens again.
 
 `refused_url()` is a loopback URL nobody listens on. Counters say what the server saw.
+
+A refused port stays bound (a socket that never listens): the kernel refuses connections to it,
+and no other process can take the port and answer in its place, so "refused" is certain on a
+busy machine, not likely.
 """
 from __future__ import annotations
 
@@ -24,12 +28,23 @@ Mode = Literal["trickle", "blackhole", "relay", "refuse"]
 TRICKLE_BODY = b'{"id": "trickled", "status": "processing", "logs": "' + b"x" * 4000 + b'"}'
 
 
+# Bound, never listening: each keeps its port refused for the rest of the test process.
+_RESERVED: list[socket.socket] = []
+
+
+def _reserve(port: int = 0) -> socket.socket:
+    """A socket bound to loopback `port` (0: any) that never listens: connections are refused."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
 def refused_url() -> str:
-    """http://127.0.0.1:<port> of a port that was free a moment ago (connections are refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    """http://127.0.0.1:<port> of a port held bound and never listened on (connections are refused)."""
+    sock = _reserve()
+    _RESERVED.append(sock)
+    return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 class HostileServer:
@@ -43,6 +58,7 @@ class HostileServer:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.base_events.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
+        self._placeholder: socket.socket | None = None  # holds the port while in `refuse` mode
         self.port = 0
 
     # -- control (from the test's thread) ---------------------------------------------------
@@ -63,6 +79,9 @@ class HostileServer:
         self._call(shutdown())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        if self._placeholder is not None:
+            self._placeholder.close()
+            self._placeholder = None
 
     @property
     def url(self) -> str:
@@ -86,6 +105,9 @@ class HostileServer:
     # -- the server -------------------------------------------------------------------------
 
     async def _listen(self) -> None:
+        if self._placeholder is not None:
+            self._placeholder.close()
+            self._placeholder = None
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port or 0, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -93,6 +115,8 @@ class HostileServer:
         if self._server is not None:
             self._server.close()
             self._server = None
+            # Keep the port ours, refusing: another process must not take it and answer.
+            self._placeholder = _reserve(self.port)
         if cut:
             self._cut_all()
 

@@ -523,15 +523,17 @@ class HttpClient:
             (timeout or self._timeout).read or self._timeout.read or DEFAULT_TIMEOUT.read or 30.0)
         end, bound = self._end_of(time.monotonic(), per_attempt)
         attempt = 0
+        last: str | None = None  # why the previous attempt failed, for the out-of-time message
         while True:
             attempt += 1
             if time.monotonic() >= end:  # nothing is sent once the deadline has passed
-                raise self._out_of_time(shown, bound, attempt - 1, sent=False)
+                # (A backoff that ended late on a busy machine lands here: still name the cause.)
+                raise self._out_of_time(shown, bound, attempt - 1, sent=False, last=last)
             try:
                 async with asyncio.timeout(max(0.0, end - time.monotonic())):
                     await self.limiter.acquire(request_class)
             except TimeoutError:
-                raise self._out_of_time(shown, bound, attempt - 1, sent=False) from None
+                raise self._out_of_time(shown, bound, attempt - 1, sent=False, last=last) from None
             self.stats["requests"] += 1
             self.stats[f"requests.{request_class}"] += 1
             limit = min(per_attempt, end - time.monotonic())
@@ -541,7 +543,8 @@ class HttpClient:
                     json=json, params=params, files=files, data=data, headers=headers,
                 )
             except _AttemptTimedOut as cut:
-                err = self._transport_error(shown, cut.describe(), sent=True, idempotent=idempotent)
+                last = cut.describe()
+                err = self._transport_error(shown, last, sent=True, idempotent=idempotent)
                 if time.monotonic() >= end - 0.001:
                     raise self._out_of_time(shown, bound, attempt, sent=not idempotent, last=cut.describe()) from None
                 if idempotent and attempt < self.policy.max_attempts and await self._backoff(
@@ -551,7 +554,8 @@ class HttpClient:
                 raise err from None
             except httpx.TransportError as exc:
                 sent = not isinstance(exc, _NOT_SENT)
-                err = self._transport_error(shown, _describe(exc), sent=sent, idempotent=idempotent)
+                last = _describe(exc)
+                err = self._transport_error(shown, last, sent=sent, idempotent=idempotent)
                 hopeless = isinstance(exc, httpx.UnsupportedProtocol)  # a bad base URL: retrying cannot help
                 if (idempotent or not sent) and not hopeless and attempt < self.policy.max_attempts \
                         and await self._backoff(attempt, None, shown, type(exc).__name__, end):
@@ -571,6 +575,7 @@ class HttpClient:
                     retry_after=retry_after,
                 )
             )
+            last = f"HTTP {status}"
             retryable = status == 429 or (status >= 500 and idempotent)
             too_long = retry_after is not None and retry_after > self.policy.max_retry_after
             if retryable and not too_long and attempt < self.policy.max_attempts \

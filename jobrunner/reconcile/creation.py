@@ -124,7 +124,16 @@ async def create_once(ctx: ApplyContext, job: DesiredJob, st: AddressState, atte
     key = gate_key(job, desired)
     # A previous run may have died after sending this very create: look before sending.
     if st.intent is not None and st.intent.fingerprint == job.fingerprint:
-        found = await _find_earlier_create(ctx, provider, key, job, st, desired)
+        found = await _find_earlier_create(ctx, provider, key, job, st, desired, st.intent.created_at,
+                                           st.intent.attempt)
+        if found is not None:
+            return found, True
+    elif ctx.doc.recovered_at is not None:
+        # State restored from a backup, and this job's spec was unknown when planning marked the
+        # lookups (jobrunner.state.recovery): it may have been created since the backup, too.
+        # (It may have been made up to the moment the state was damaged: the window runs from now.)
+        found = await _find_earlier_create(ctx, provider, key, job, st, desired, ctx.doc.recovered_at, attempt,
+                                           window_from=time.time())
         if found is not None:
             return found, True
     ctx.stop.check()
@@ -135,16 +144,18 @@ async def create_once(ctx: ApplyContext, job: DesiredJob, st: AddressState, atte
 
 
 async def _find_earlier_create(ctx: ApplyContext, provider: Any, key: GateKey, job: DesiredJob, st: AddressState,
-                               desired: CreateRequest) -> RemoteJob | None:
-    """The job a create sent under the pending intent made, recorded; None when none is listed."""
-    assert st.intent is not None
+                               desired: CreateRequest, since: str, attempt: int,
+                               window_from: float | None = None) -> RemoteJob | None:
+    """The job an earlier create sent from `since` on made, recorded; None when none is listed
+    within the lookup window from `window_from` (default: `since`)."""
     ctx.providers.check(job.provider)
-    sent = parse_rfc3339(st.intent.created_at)
-    found = await lookup(ctx, provider, key, desired, desired.body, st.intent.created_at,
-                         sent.timestamp() if sent is not None else time.time())
+    if window_from is None:
+        sent = parse_rfc3339(since)
+        window_from = sent.timestamp() if sent is not None else time.time()
+    found = await lookup(ctx, provider, key, desired, desired.body, since, window_from)
     if found is not None:
         crash_point("create.lookup_found")
-        record(ctx, st, job, found, st.intent.attempt)
+        record(ctx, st, job, found, attempt)
         await ctx.writer.flush(job.address)
     return found
 

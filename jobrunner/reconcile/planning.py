@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,8 +245,13 @@ class _Lookup:
     window_from: float  # epoch seconds of the create attempt: the list may lag behind it
 
 
-def _pending_lookups(doc: StateDoc, desired: list[DesiredJob], resources: dict[str, Resource]) -> list[_Lookup]:
+def _pending_lookups(doc: StateDoc, desired: list[DesiredJob], resources: dict[str, Resource],
+                     restored: Collection[str] = ()) -> list[_Lookup]:
+    """The lookups of pending intents. Those of `restored` addresses (just marked by a restore from
+    the backup) may have been created up to the moment the state was damaged, not only up to the
+    intent's date: their lookup window runs from now, so a lagging list still shows them."""
     pending: list[_Lookup] = []
+    now = time.time()
     by_address = {j.address: j for j in desired}
     for address, st in doc.addresses.items():
         if st.intent is None or st.job_kind in (JOB_MODEL, JOB_DEPLOYMENT):
@@ -263,12 +269,14 @@ def _pending_lookups(doc: StateDoc, desired: list[DesiredJob], resources: dict[s
             req = request_from_recorded(st)
             if req is None:
                 continue
-        pending.append(_Lookup(address, st.provider, req, since, since.timestamp()))
+        window_from = now if address in restored else since.timestamp()
+        pending.append(_Lookup(address, st.provider, req, since, window_from))
     return pending
 
 
 async def lookup_intents(doc: StateDoc, desired: list[DesiredJob], resources: dict[str, Resource],
-                         pool: Any, *, window: float | None = None) -> dict[str, RemoteJob]:
+                         pool: Any, *, window: float | None = None,
+                         restored: Collection[str] = ()) -> dict[str, RemoteJob]:
     """For addresses with a pending intent: the remote job that create made, if it exists.
 
     One listing per (provider, job kind, project) back to the earliest of them, however many a
@@ -276,7 +284,7 @@ async def lookup_intents(doc: StateDoc, desired: list[DesiredJob], resources: di
     never matched again. An intent not found while its create is younger than the lookup window
     (`matching.lookup_window`) is looked for again: the provider's list may lag behind its jobs.
     """
-    pending = _pending_lookups(doc, desired, resources)
+    pending = _pending_lookups(doc, desired, resources, restored)
     if not pending:
         return {}
     if window is None:
@@ -517,8 +525,9 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
     # A state restored from a backup: what it may lack is looked up before anything is created.
     from jobrunner.state.recovery import mark_recovery_lookups
 
-    mark_recovery_lookups(doc, desired, whole_workspace=any(p == ws.root or p in ws.root.parents for p in paths))
-    remote.update(await lookup_intents(doc, desired, by_res, pool))
+    whole = any(p == ws.root or p in ws.root.parents for p in paths)
+    marks = mark_recovery_lookups(doc, desired, whole_workspace=whole)
+    remote.update(await lookup_intents(doc, desired, by_res, pool, restored=marks.addresses))
     digest = manifests_digest(files, ws.root)
     plan = compute_plan(desired, doc, remote, planned_files=planned_files(files, rel_paths, doc), resources=resources,
                         paths=rel_paths, manifests_digest=digest, replace=forced, moved=moved)

@@ -44,8 +44,10 @@ class _Watch:
 
 class Waiter:
     def __init__(self, pool: Any, *, min_interval: float = 0.2, max_interval: float = 3.0,
-                 parallelism: int = 10, on_error: Callable[[Exception], None] | None = None) -> None:
+                 parallelism: int = 10, on_error: Callable[[Exception], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.pool = pool
+        self.clock = clock  # for unreachable_after; tests pass a clock that moves per poll
         self.min_interval = min_interval
         self.max_interval = max_interval
         self.parallelism = parallelism
@@ -54,7 +56,7 @@ class Waiter:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.polls = 0
-        # When each group's current run of failed polls began (time.monotonic()).
+        # When each group's current run of failed polls began (self.clock()).
         self._failing_since: dict[Key, float] = {}
 
     def wait(self, provider: str, job_kind: str, remote_id: str, *, project_id: str | None = None,
@@ -128,7 +130,7 @@ class Waiter:
 
     def _give_up_if_unreachable(self, key: Key, watches: dict[str, _Watch], exc: Exception) -> None:
         """After `unreachable_after` seconds of failed polls, fail this group's waits (jobs keep running)."""
-        now = time.monotonic()
+        now = self.clock()
         since = self._failing_since.setdefault(key, now)
         provider_name = key[0]
         window = self.unreachable_after(provider_name)

@@ -11,6 +11,10 @@ to explain who is in the way, and to recognise a note left behind:
 
 The lock file is truncated, never deleted, on release: deleting it would let two processes lock two
 different files of the same name.
+
+The holder writes its note just after it takes the OS lock, so a command that finds the lock held
+may read the note in between, empty. It then looks again for a moment (`NOTE_WAIT_S`) before
+saying it cannot tell who holds the lock: racing applies each name the winner.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -36,6 +41,11 @@ log = logging.getLogger("jobrunner.state")
 
 # CI systems' run identifiers, most specific first.
 CI_RUN_VARS = ("GITHUB_RUN_ID", "CI_JOB_ID", "CI_PIPELINE_ID", "BUILD_BUILDID", "BUILDKITE_BUILD_ID")
+
+# How long a held lock's empty note is read again before "no holder information" (seconds): the
+# holder writes it right after locking, but a busy machine may pause it in between.
+NOTE_WAIT_S = 2.0
+NOTE_POLL_S = 0.02
 
 
 def _now() -> datetime:
@@ -167,12 +177,7 @@ class FileLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise StateError(f"cannot lock {self.path}: {exc.strerror}") from None
-                raise self._held_error(LockInfo.parse(_read_fd(fd))) from None
+            self._lock_or_raise(fd)
             previous = LockInfo.parse(_read_fd(fd))
             if previous is not None:
                 if not previous.on_this_host:
@@ -188,6 +193,21 @@ class FileLock:
             raise
         self._fd = fd
         self.info = info
+
+    def _lock_or_raise(self, fd: int) -> None:
+        """Take the OS lock on `fd`, or raise naming its holder (see NOTE_WAIT_S for the retry)."""
+        note_due = time.monotonic() + NOTE_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise StateError(f"cannot lock {self.path}: {exc.strerror}") from None
+            info = LockInfo.parse(_read_fd(fd))
+            if info is not None or time.monotonic() >= note_due:
+                raise self._held_error(info)
+            time.sleep(NOTE_POLL_S)  # the holder is between locking and writing its note (or releasing)
 
     def release(self) -> None:
         fd, self._fd = self._fd, None

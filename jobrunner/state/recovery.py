@@ -63,13 +63,22 @@ def mark_recovery_lookups(doc: StateDoc, desired: Iterable[DesiredJob], *, whole
     `whole_workspace`: the desired jobs are every manifest of the workspace. Only then is the flag
     cleared (in memory, saved with the intents by the apply that follows): every address that
     could be missing has an intent of its own from here on, and intents are resolved one by one.
-    A plan that is never applied saves nothing, so the flag stays.
+    A plan that is never applied saves nothing, so the flag stays. It stays too while a job's spec
+    is known only after apply (a batch on the output of a training found again): such a job gets
+    no intent, and every create of an apply on a flagged state looks first
+    (`reconcile.creation.create_once`); the next plan, with every spec known, clears it.
     """
     since = doc.recovered_at
     if since is None:
         return RecoveryMarks((), False)
     marked = []
+    deferred = False
     for job in desired:
+        if job.job_kind != JOB_MODEL and job.fingerprint is None:
+            # Its spec waits for an upstream (found again by this very lookup): it cannot be
+            # marked now. The flag stays, and the executor looks before creating it.
+            deferred = True
+            continue
         st = doc.addresses.get(job.address)
         if not needs_lookup(st, job):
             continue
@@ -81,9 +90,10 @@ def mark_recovery_lookups(doc: StateDoc, desired: Iterable[DesiredJob], *, whole
         st.intent = Intent(fingerprint=job.fingerprint or "", attempt=(st.attempts + 1) if same_spec else 1,
                            created_at=since, request_digest="")
         marked.append(job.address)
-    if whole_workspace:
+    cleared = whole_workspace and not deferred
+    if cleared:
         doc.recovered_at = None
-    return RecoveryMarks(tuple(marked), whole_workspace)
+    return RecoveryMarks(tuple(marked), cleared)
 
 
 def lookup_window_start(backup: StateDoc, backup_mtime: datetime) -> datetime:

@@ -54,6 +54,6 @@ def test_job_timeout_cancels_it_and_apply_exits_5(workspace: Path):
     started = time.monotonic()
     r = run_cli("apply", "--auto-approve", "s.yaml")
     assert r.code == 5, r.output
-    assert time.monotonic() - started < 20
+    assert time.monotonic() - started < 25  # the 2 s timeout ended it, not the 30 s job (busy machine included)
     st = json.loads((workspace / ".jobrunner" / "state.json").read_text())["addresses"]["PredictionBatch/nap[n]"]
     assert st["status"] in ("canceled", "aborted")

@@ -110,11 +110,12 @@ def test_an_idle_platform_stops_itself_but_not_while_a_job_runs(tmp_path: Path, 
     assert handle is not None
     time.sleep(max(0.0, started + 2.5 - time.monotonic()))  # idle for longer than idle_stop, but the job still runs
     assert find_data_dir(shared_dir) == handle
-    while _alive(handle.pid or 0) and time.monotonic() - started < 20:
+    # It stops by itself: within seconds normally; 60 s only bounds the wait on a busy machine.
+    while _alive(handle.pid or 0) and time.monotonic() - started < 60:
         time.sleep(0.1)
     stopped_after = time.monotonic() - started
     assert find_data_dir(shared_dir) is None
-    assert 4.0 <= stopped_after < 20, stopped_after
+    assert 4.0 <= stopped_after < 60, stopped_after
     assert "idle for 1s with no running jobs, stopping" in (shared_dir / "serve.log").read_text()
     assert not (shared_dir / "server.json").exists()
     assert running_platforms() == []  # it removed its own registry entry

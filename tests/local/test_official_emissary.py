@@ -46,5 +46,8 @@ def test_official_emissary_sdk_full_flow(emissary_python: Path, live_platform: A
     assert [c["checkpoint"] for c in ckpts] == [1, 2, 3]
     assert all(float(c["aggregated_test_result"]["perplexity"]) > 1 for c in ckpts)
     assert steps["training_jobs.cancel"]["status"] == "Cancelled"
-    assert steps["training_jobs.cancel"]["seconds_to_cancelled"] < 1.0
+    # Canceled, not finished: it stopped short of 100%, and well before the 10 s it would still run
+    # (a generous bound: the SDK's polls on a busy machine are slow, the cancel itself is not).
+    assert steps["training_jobs.cancel"]["progress"] < 100
+    assert steps["training_jobs.cancel"]["seconds_to_cancelled"] < 10.0
     assert steps["training_jobs.delete then get -> APIErrorNotFound"] == "object_not_found"

@@ -109,7 +109,7 @@ def test_cancel_queued_and_running_jobs():
 
     a, b, took = asyncio.run(main())
     assert a[-1] == "canceled" and b == ["canceled"]
-    assert took < 1.0
+    assert took < 10.0  # the worker is killed, not waited for (30 s), even on a busy machine
 
 
 def test_inline_engines_run_without_a_worker():

@@ -221,7 +221,7 @@ def test_close_gives_up_retries_in_flight_promptly() -> None:
         thread = sender._thread
         t0 = time.monotonic()
         sender.close(timeout=0.3)
-        assert time.monotonic() - t0 < 2.0
+        assert time.monotonic() - t0 < 10.0  # not the 30 s retry delay, even on a busy machine
         assert thread is not None and not thread.is_alive()
     assert len(rx.received) == 1
 

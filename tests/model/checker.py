@@ -115,8 +115,9 @@ class Checker:
     # address -> generation at which state last held it
     held: dict[str, int] = field(default_factory=dict)
     restored: bool = False  # state was restored from a backup since the last quiescent point
-    # Remote ids claimed when the state (and its backup) was lost: recovery finds the jobs that ran
-    # what the manifests ask for now, not the history of replaced jobs.
+    # Remote ids claimed when the state (and its backup) was lost, or restored from its backup:
+    # recovery finds the jobs that ran what the manifests ask for now, not the history of replaced
+    # jobs.
     lost_claims: set[str] = field(default_factory=set)
     # canonical input -> every (address, generation) the manifests ever asked to run it
     asked: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
@@ -129,7 +130,10 @@ class Checker:
         problems += self._secrets_on_disk()
         if obs.damaged:
             self.restored = True
-        if obs.state_lost:
+        if obs.state_lost or obs.damaged:
+            # A restore from the backup loses what came after the backup as surely as a lost state
+            # loses everything (since the journal, the backup predates the whole last apply): the
+            # same rule for what recovery cannot give back.
             self.lost_claims |= set(self.claims)
         addresses, why = read_state(self.workspace / ".jobrunner" / "state.json")
         if addresses is None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from tests.model.checker import Checker, Observation
+from tests.model.checker import Checker, Observation, read_state
 from tests.model.world import DEFAULT_KINDS, Step, World, generate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -502,11 +502,10 @@ class Session:
         addresses = sorted(self.plan[0][1].desired())  # any address; state show/logs of one
         views = [("status",), ("outputs",), ("state", "list"), ("plan", "--format", "json"),
                  ("plan", "--format", "markdown")]
-        state = self.ws / ".jobrunner" / "state.json"
-        try:
-            recorded = sorted(json.loads(state.read_text())["addresses"])
-        except (OSError, ValueError, KeyError):
-            recorded = []
+        # What state records now: the snapshot and, after a killed apply, its journal (the
+        # snapshot alone may still hold an address that apply has since forgotten).
+        addresses_now, _ = read_state(self.ws / ".jobrunner" / "state.json")
+        recorded = sorted(addresses_now or {})
         for address in [a for a in recorded if "[" in a][:2] + addresses[:0]:
             views += [("state", "show", address), ("logs", address)]
         for args in views:
@@ -522,10 +521,10 @@ class Session:
     def step_typo(self, step: Step, obs: Observation) -> list[str]:
         path = self.ws / str(step.arg("file"))
         text = path.read_text(encoding="utf-8")
+        recorded, _ = read_state(self.ws / ".jobrunner" / "state.json")  # snapshot and journal
         try:
-            recorded = json.loads((self.ws / ".jobrunner" / "state.json").read_text())["addresses"].values()
-            tracked = any(st.get("file") == path.name for st in recorded)
-        except (OSError, ValueError, KeyError, AttributeError):
+            tracked = recorded is None or any(st.get("file") == path.name for st in recorded.values())
+        except AttributeError:
             tracked = True
         path.write_text(text.replace("apiVersion: jobrunner/v1", f"apiVersion: {step.arg('api_version')}", 1),
                         encoding="utf-8")

@@ -7,6 +7,11 @@ refuses connections. Each case asserts the command ended within its documented b
 message naming the provider and what to do, the right exit code, the lock released (the next
 command takes it without a stale-lock warning) and state intact. Bounds are made small through
 jobrunner.yaml and the environment so each test stays well under 30 s.
+
+Which bound ended a command is read from its message (each names the bound that ran out), not
+from the wall clock. The wall-clock checks are only against hangs: `HANG` is far above every
+bound under test (interpreter start-up and a busy 2-core machine included) and below what the
+command would take without that bound (per-attempt 30 s, per-request 300 s, or forever).
 """
 from __future__ import annotations
 
@@ -30,6 +35,9 @@ pytestmark = pytest.mark.slow
 # Planning runs its refresh before anything else: with two running jobs tracked, `plan`, `status`
 # and `apply` all ask the provider first.
 TRACKED = 2
+
+# Seconds: a command still running after this did not stop at its bound (see the module docstring).
+HANG = 25.0
 
 
 def _config(root: Path, url: str, **settings: Any) -> None:
@@ -84,7 +92,7 @@ def test_plan_and_status_end_within_their_refresh_bound_against_a_trickle(
         took, result = _timed(command, root, {**env, "JOBRUNNER_REFRESH_TIMEOUT": "3s"})
     assert server.requests >= 1
     assert result.code == 1, result.output
-    assert took < 3 + 5, took  # the bound, plus interpreter start-up on a busy machine
+    assert took < HANG, took  # the message below says the 3 s refresh bound is what ended it
     assert "Traceback" not in result.output
     assert "local: " in result.stderr
     assert "stopped at the deadline of JOBRUNNER_REFRESH_TIMEOUT=3s" in result.stderr
@@ -103,7 +111,7 @@ def test_apply_timeout_covers_the_planning_refresh(tracked: tuple[Path, dict[str
         _config(root, url, timeout=30, deadline=300)
         took, result = _timed(["apply", "--auto-approve", "--timeout", "4s"], root, env)
     assert result.code == 1, result.output
-    assert took < 4 + 5, took
+    assert took < HANG, took  # the messages below name the bound that ended it
     assert "Traceback" not in result.output
     assert "Error: local: " in result.stderr
     if mode == "refuse":
@@ -155,8 +163,9 @@ def test_an_apply_whose_provider_vanishes_stops_waiting_and_a_later_apply_resume
         finally:
             proc.kill()
         took = time.monotonic() - vanished
-        # unreachable_after (2 s) + one request deadline (1.5 s) + a poll interval (3 s), with slack.
-        assert took < 2 + 1.5 + 3 + 4, took
+        # unreachable_after (2 s) + one request deadline (1.5 s) + a poll interval (3 s), at most;
+        # without that bound it polls forever. The message names unreachable_after.
+        assert took < HANG, took
         assert proc.returncode == 1, out + err
         assert "Traceback" not in out + err
         assert "local: stopped waiting for" in out + err
@@ -191,7 +200,7 @@ def test_an_apply_wait_timeout_against_a_trickling_provider_exits_6(tmp_path: Pa
             proc.kill()
     took = time.monotonic() - started
     assert proc.returncode == 6, out + err
-    assert took < 8 + 6, took
+    assert took < HANG, took  # --timeout 8s ended it (exit 6 and the message); the job runs 60 s
     assert "Traceback" not in out + err
     assert "Wait timed out: 1 job(s) still running" in out + err
     _config(root, platform.url)

@@ -51,6 +51,18 @@ def test_a_plan_of_the_whole_workspace_clears_the_flag_and_nothing_happens_witho
     assert plain.addresses == {}
 
 
+def test_the_flag_stays_while_a_jobs_spec_is_known_only_after_apply() -> None:
+    """A batch on the output of a training found again has no fingerprint at plan time: it gets no
+    intent, so the flag stays for the executor (which looks before every create while it is set)
+    and for the next plan, which knows every spec."""
+    doc = StateDoc(recovered_at=SINCE)
+    marks = mark_recovery_lookups(doc, [job("new"), job("on-training", fingerprint=None)], whole_workspace=True)
+    assert marks.addresses == ("PredictionBatch/b[new]",) and not marks.cleared
+    assert doc.recovered_at == SINCE and "PredictionBatch/b[on-training]" not in doc.addresses
+    assert mark_recovery_lookups(doc, [job("new"), job("on-training")], whole_workspace=True).cleared
+    assert doc.recovered_at is None
+
+
 def test_the_lookup_window_starts_at_the_backups_last_change_or_its_file_time_if_earlier() -> None:
     backup = StateDoc(addresses={"PredictionBatch/b[x]": tracked("x", updated_at="2026-03-01T10:00:00Z")})
     late = datetime(2026, 3, 1, 10, 5, tzinfo=UTC)

@@ -65,7 +65,9 @@ def test_billion_laughs_fails_fast_with_a_clear_error() -> None:
     assert not r.documents
     (d,) = r.diagnostics
     assert str(MAX_ALIAS_EXPANSION) in d.message and "billion-laughs" in d.message
-    assert elapsed < 5  # generous bound; the real figure is well under a second
+    # A ceiling against expanding the bomb (10^9 strings, minutes and gigabytes), not a benchmark:
+    # well under a second normally, and a busy machine stays far below it.
+    assert elapsed < 30
 
 
 def test_recursive_alias_is_an_error() -> None:
