@@ -32,7 +32,7 @@ def held(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     os.close(fd)
 
 
-def _pause_doing(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]) -> list[float]:
+def _pause_doing(monkeypatch: pytest.MonkeyPatch, action: Callable[[], object]) -> list[float]:
     """Make the lock's pause run `action` the first time (the holder's next move), with no real wait."""
     pauses: list[float] = []
     clock = [0.0]
