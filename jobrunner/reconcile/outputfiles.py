@@ -35,11 +35,12 @@ def output_path(root: Path, resource: Resource) -> Path | None:
     return (root / resource.file).parent / str(out_file) if out_file else None
 
 
-def _row(job: DesiredJob, st: AddressState | None) -> dict[str, Any]:
+def _row(job: DesiredJob, st: AddressState | None, secrets: Any = None) -> dict[str, Any]:
+    """The item's row of its batch's output file (before the file boundary's scrub)."""
     from jobrunner.redact import redact
 
-    return output_rows([(batch_key(job.address) or job.address, redact(job.request.get("input") or {},
-                                                                       job.sensitive_paths), st)])[0]
+    redacted = redact(job.request.get("input") or {}, job.sensitive_paths, secrets=secrets)
+    return output_rows([(batch_key(job.address) or job.address, redacted, st)])[0]
 
 
 class OutputAppender:
@@ -114,38 +115,43 @@ def output_files_due(root: Path, resources: dict[str, Resource], desired: Iterab
                      touched: set[str] | frozenset[str] = frozenset()) -> list[tuple[Path, list[dict[str, Any]]]]:
     """The batch output files to (re)write, with their rows: a touched batch's always; an untouched
     one's when its file does not hold what it should (rows were removed, or a kill came after the
-    jobs finished and before the file was written)."""
-    from jobrunner.redact import redact
+    jobs finished and before the file was written). An untouched file is checked row by row as
+    the rows are made: a converged apply over 100,000 items holds no list of them."""
+    from jobrunner.redact import known_secrets
 
-    jobs = list(desired)
+    secrets = known_secrets()  # once, not once per row
+    by_batch: dict[str, list[DesiredJob]] = {}
+    for job in desired:
+        by_batch.setdefault(job.resource_address, []).append(job)
     due = []
     for res_addr, resource in resources.items():
-        out_file = resource.spec.get("output_file") if resource.kind == "PredictionBatch" else None
-        if not out_file:
+        path = output_path(root, resource)
+        items = by_batch.get(res_addr)
+        if path is None or not items or not any(doc.addresses.get(j.address) for j in items):
             continue
-        path = (root / resource.file).parent / str(out_file)
-        items = [j for j in jobs if j.resource_address == res_addr]
-        if not items or not any(doc.addresses.get(j.address) for j in items):
+        if res_addr not in touched and _file_holds(path, (_row(j, doc.addresses.get(j.address), secrets)
+                                                         for j in items), secrets):
             continue
-        rows = output_rows([
-            (batch_key(j.address) or j.address, redact(j.request.get("input") or {}, j.sensitive_paths),
-             doc.addresses.get(j.address))
-            for j in items
-        ])
-        if res_addr in touched or not _file_holds(path, rows):
-            due.append((path, rows))
+        due.append((path, [_row(j, doc.addresses.get(j.address), secrets) for j in items]))
     return due
 
 
-def _file_holds(path: Path, rows: list[dict[str, Any]]) -> bool:
+def _file_holds(path: Path, rows: Iterable[dict[str, Any]], secrets: Any) -> bool:
     """Does the output file at `path` already hold exactly `rows` (as `write_jsonl` writes them)?"""
+    from jobrunner.redact import scrub_data
+
     # Row by row: a 100,000-row file is never held whole, nor parsed whole, nor its rows copied.
+    # A line is first compared as text with what `write_jsonl` writes (the file jobrunner wrote);
+    # only a line that differs is parsed, so a file reformatted by hand still counts when equal.
     try:
         with open(path, encoding="utf-8") as fh:
             lines = (line for line in fh if line.strip())
             for row in rows:
                 line = next(lines, None)
-                if line is None or json.loads(line) != json.loads(json.dumps(row, default=str)):
+                if line is None:
+                    return False
+                expected = _line(scrub_data(row, secrets=secrets))
+                if line != expected and json.loads(line) != json.loads(expected):
                     return False
             return next(lines, None) is None
     except (OSError, ValueError):
