@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,7 @@ class OutputAppender:
         kept = [(job, st) for job in self.desired.values() if job.resource_address == batch
                 and job.address not in acting and (st := self.doc.addresses.get(job.address)) is not None
                 and _ended(st)]
-        write_jsonl(path, [_row(job, st) for job, st in kept])
+        write_jsonl(path, (_row(job, st) for job, st in kept))
         self._written[batch] = {job.address for job, _ in kept}
         return path
 
@@ -111,12 +111,27 @@ def _line(row: dict[str, Any]) -> str:
     return json.dumps(row, ensure_ascii=False, sort_keys=False, default=str) + "\n"
 
 
+class BatchRows:
+    """A batch's output rows, made one at a time whenever they are iterated: the 100,000 rows of a
+    big batch (some 1.5 KB each in memory) are never all held, neither to check a file nor to write it."""
+
+    def __init__(self, jobs: list[DesiredJob], doc: StateDoc, secrets: Any) -> None:
+        self._jobs, self._doc, self._secrets = jobs, doc, secrets
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        addresses = self._doc.addresses
+        return (_row(j, addresses.get(j.address), self._secrets) for j in self._jobs)
+
+
 def output_files_due(root: Path, resources: dict[str, Resource], desired: Iterable[DesiredJob], doc: StateDoc,
-                     touched: set[str] | frozenset[str] = frozenset()) -> list[tuple[Path, list[dict[str, Any]]]]:
+                     touched: set[str] | frozenset[str] = frozenset()) -> list[tuple[Path, BatchRows]]:
     """The batch output files to (re)write, with their rows: a touched batch's always; an untouched
     one's when its file does not hold what it should (rows were removed, or a kill came after the
-    jobs finished and before the file was written). An untouched file is checked row by row as
-    the rows are made: a converged apply over 100,000 items holds no list of them."""
+    jobs finished and before the file was written). Rows are made as they are read (`BatchRows`),
+    so a converged apply over 100,000 items checks its file without holding them."""
     from jobrunner.redact import known_secrets
 
     secrets = known_secrets()  # once, not once per row
@@ -129,10 +144,9 @@ def output_files_due(root: Path, resources: dict[str, Resource], desired: Iterab
         items = by_batch.get(res_addr)
         if path is None or not items or not any(doc.addresses.get(j.address) for j in items):
             continue
-        if res_addr not in touched and _file_holds(path, (_row(j, doc.addresses.get(j.address), secrets)
-                                                         for j in items), secrets):
-            continue
-        due.append((path, [_row(j, doc.addresses.get(j.address), secrets) for j in items]))
+        rows = BatchRows(items, doc, secrets)
+        if res_addr in touched or not _file_holds(path, rows, secrets):
+            due.append((path, rows))
     return due
 
 
