@@ -164,7 +164,7 @@ def outputs_text(data: dict[str, dict[str, Any]]) -> str:
     """`address.key = value` lines (no trailing newline), or a note when there are none."""
     if not data:
         return "No outputs recorded yet."
-    lines = []
+    lines: list[str] = []
     for addr, outs in data.items():
         lines.extend(_output_lines(addr, outs))
     return "\n".join(lines)
