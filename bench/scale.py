@@ -76,10 +76,11 @@ def command(platform: Platform, ws: Path, name: str, args: list[str], items: int
 def one_size(items: int, parallelism: int, work: Path, synthetic: bool = False) -> list[dict[str, Any]]:
     with local_platform(work / f"platform-{items}", workers=1) as platform:
         rows = []
-        if synthetic:
-            from bench._synthetic import build_succeeded
-
-            ws = build_succeeded(work / f"ws-{items}", items, platform.url)
+        if synthetic:  # in a child: Linux keeps the peak RSS across fork and exec, so building the
+            # workspace here would show up as every later command's peak
+            ws = work / f"ws-{items}"
+            subprocess.run([sys.executable, str(Path(__file__).resolve().parent / "_synthetic.py"), str(ws),
+                            str(items), platform.url], check=True, env=bench_env())
         else:
             ws = batch_workspace(work / f"ws-{items}", items, platform.url, tag=f"s{items}-")
             rows.append(command(platform, ws, "apply", ["apply", "--auto-approve", "--parallelism",
