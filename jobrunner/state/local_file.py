@@ -37,7 +37,7 @@ from typing import Any
 from jobrunner.crashpoints import armed, crash_point
 from jobrunner.errors import StateError
 from jobrunner.state.applied import lost_state_error, note_applied
-from jobrunner.state.gcpause import collector_paused
+from jobrunner.state.gcpause import collector_paused, keep_out_of_collections
 from jobrunner.state.identity import UNCHECKED, _Unchecked, check_identity
 from jobrunner.state.journal import (
     JOURNAL_SUFFIX,
@@ -127,8 +127,10 @@ class LocalFileStore:
     # -- reading ---------------------------------------------------------------------------
 
     def load(self) -> StateDoc:
-        with collector_paused():
-            return self._load()
+        with collector_paused():  # see jobrunner.state.gcpause
+            doc = self._load()
+        keep_out_of_collections(len(doc.addresses))
+        return doc
 
     def _load(self) -> StateDoc:
         try:

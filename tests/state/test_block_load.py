@@ -57,8 +57,10 @@ def test_the_collector_is_paused_during_a_load_and_restored_after(tmp_path: Path
 
     monkeypatch.setattr(AddressState, "from_json", classmethod(spy))
     assert gc.isenabled()
+    frozen = gc.get_freeze_count()
     store.load()
     assert seen == [False, False, False] and gc.isenabled()
+    assert gc.get_freeze_count() == frozen  # a small document: nothing frozen
     gc.disable()
     try:
         store.load()
@@ -84,3 +86,16 @@ def test_anything_else_falls_back_to_the_whole_parse(tmp_path: Path, damage: obj
         assert "state.json" in str(exc)
     else:  # valid JSON after all (two members on one line): read exactly as the whole parse reads it
         assert doc.to_json() == StateDoc.from_json(json.loads(store.path.read_text())).to_json()
+
+
+def test_a_big_document_is_frozen_out_of_later_collections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobrunner.state import gcpause
+
+    monkeypatch.setattr(gcpause, "FREEZE_MIN_ADDRESSES", 3)
+    store = LocalFileStore(tmp_path / "state.json")
+    store.save(_doc(3))
+    try:
+        doc = store.load()
+        assert gc.get_freeze_count() > 0 and len(doc.addresses) == 3
+    finally:
+        gc.unfreeze()
