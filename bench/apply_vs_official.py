@@ -10,6 +10,10 @@ Three clients run the same N predictions (distinct inputs per run, so nothing is
   parallelism P, then `prediction.async_wait()` for each (the client polls every 0.5 s);
 - **official, naive**: `predictions.create(...)` then `prediction.wait()`, one after the other
   (`--naive-items` runs it on fewer items, and the table says so; it takes ~0.5 s per item).
+- **raw asyncio floor** (`--floor`): what the server allows, with no client library at all: P
+  keep-alive connections made with stdlib asyncio streams, each sending `POST /v1/predictions`
+  with `Prefer: wait` one after the other (a prediction not finished in the answer is polled by
+  GET on the same connection). No retries, no state, no output file: the floor, not a product.
 
 Wall time is measured around each process; requests are counted by the platform itself
 (`GET /_admin/stats`), so retries, polls and list pages all count. Targets (issue 6): jobrunner's
@@ -47,6 +51,7 @@ from bench.common import (  # noqa: E402
 
 JOBRUNNER = "jobrunner apply"
 JOBRUNNER_NO_HOLD = "jobrunner apply, sync_wait: false (waiting by list only)"
+FLOOR = "raw asyncio floor (stdlib streams, keep-alive, Prefer: wait)"
 TARGET_WALL_RATIO = 1.0
 TARGET_REQUEST_RATIO = 0.5
 
@@ -89,6 +94,54 @@ def official_best(args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
+async def _http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, method: str, path: str,
+                host: str, token: str, body: bytes = b"", headers: str = "") -> tuple[int, Any]:
+    """One HTTP/1.1 request on a kept-alive connection; (status, parsed JSON body)."""
+    writer.write(f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{headers}\r\n".encode() + body)
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)}
+    if fields.get("transfer-encoding", "").lower() == "chunked":
+        data = b""
+        while size := int((await reader.readline()).strip(), 16):
+            data += await reader.readexactly(size)
+            await reader.readline()
+        await reader.readline()
+    else:
+        data = await reader.readexactly(int(fields.get("content-length", "0")))
+    return int(head[0].split()[1]), json.loads(data) if data else None
+
+
+def floor_client(args: argparse.Namespace) -> int:
+    """The raw asyncio floor: `args.parallelism` keep-alive connections, `Prefer: wait` creates."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(args.url)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    queue = list(_inputs(args))
+    version = VERSIONS[args.model]
+
+    async def connection() -> int:
+        reader, writer = await asyncio.open_connection(host, port)
+        failed = 0
+        while queue:
+            body = json.dumps({"version": version, "input": queue.pop()}).encode()
+            status, job = await _http(reader, writer, "POST", "/v1/predictions", url.netloc, args.token, body,
+                                      "Prefer: wait\r\n")
+            while status < 300 and job["status"] not in ("succeeded", "failed", "canceled"):
+                await asyncio.sleep(0.1)
+                status, job = await _http(reader, writer, "GET", f"/v1/predictions/{job['id']}", url.netloc,
+                                          args.token)
+            failed += status >= 300 or job["status"] != "succeeded"
+        writer.close()
+        return failed
+
+    async def main() -> int:
+        return sum(await asyncio.gather(*(connection() for _ in range(args.parallelism))))
+
+    return asyncio.run(main())
+
+
 # --- measuring ---------------------------------------------------------------------------------
 
 def measure(platform: Platform, name: str, cmd: list[str], cwd: Path, items: int) -> dict[str, Any]:
@@ -126,7 +179,8 @@ def run_jobrunner(platform: Platform, work: Path, args: argparse.Namespace, tag:
 
 def run_official(platform: Platform, work: Path, mode: str, items: int, args: argparse.Namespace,
                  tag: str) -> dict[str, Any]:
-    name = "official client, best practice (asyncio)" if mode == "best" else "official client, naive loop"
+    name = {"best": "official client, best practice (asyncio)", "naive": "official client, naive loop",
+            "floor": FLOOR}[mode]
     cmd = [sys.executable, str(Path(__file__).resolve()), "--client", mode, "--url", platform.url,
            "--token", platform.token, "--items", str(items), "--parallelism", str(args.parallelism), "--tag", tag,
            "--model", args.model, "--seconds", str(args.seconds)]
@@ -161,6 +215,11 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, runs: int) -> s
         out += ["", f"jobrunner vs best practice: wall x{wall_ratio:.2f} (target <= {TARGET_WALL_RATIO:g}: "
                 f"{'met' if wall_ratio <= TARGET_WALL_RATIO else 'MISSED'}), requests x{req_ratio:.2f} "
                 f"(target <= {TARGET_REQUEST_RATIO:g}: {'met' if req_ratio <= TARGET_REQUEST_RATIO else 'MISSED'})."]
+    floor = by.get(FLOOR)
+    if jr and floor:
+        out += [f"jobrunner vs the raw asyncio floor: wall x{jr['wall'] / floor['wall']:.2f}, client CPU "
+                f"x{jr['cpu'] / max(floor['cpu'], 1e-9):.1f}"
+                + (f"; best practice vs the floor: wall x{best['wall'] / floor['wall']:.2f}." if best else ".")]
     return "\n".join(out)
 
 
@@ -186,14 +245,16 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=2.0, help="how long each sleep prediction runs")
     ap.add_argument("--without-sync-wait", action="store_true",
                     help="also run jobrunner with sync_wait: false (no held creates: every job is waited on by list)")
-    ap.add_argument("--client", choices=["naive", "best"], help=argparse.SUPPRESS)
+    ap.add_argument("--floor", action="store_true",
+                    help="also run the raw asyncio floor client (keep-alive connections, Prefer: wait)")
+    ap.add_argument("--client", choices=["naive", "best", "floor"], help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--token", help=argparse.SUPPRESS)
     ap.add_argument("--tag", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.client:  # child process: one official-client run
-        failed = official_naive(args) if args.client == "naive" else official_best(args)
+        failed = {"naive": official_naive, "best": official_best, "floor": floor_client}[args.client](args)
         if failed:
             raise SystemExit(f"{failed} prediction(s) did not succeed")
         return
@@ -210,12 +271,16 @@ def main() -> None:
                 order = ["jobrunner", "best"] if i % 2 == 0 else ["best", "jobrunner"]
                 if args.without_sync_wait:
                     order.append("jobrunner-no-hold")
+                if args.floor:
+                    order.append("floor")
                 for who in order:
                     tag = f"r{i}-{who}-{time.time_ns()}-"
                     if who == "jobrunner":
                         row = run_jobrunner(platform, work, args, tag)
                     elif who == "jobrunner-no-hold":
                         row = run_jobrunner(platform, work, args, tag, sync_wait=False)
+                    elif who == "floor":
+                        row = run_official(platform, work, "floor", args.items, args, tag)
                     else:
                         row = run_official(platform, work, "best", args.items, args, tag)
                     samples.setdefault(row["name"], []).append(row)
@@ -224,7 +289,8 @@ def main() -> None:
                 row = run_official(platform, work, "naive", naive_items, args, f"naive-{time.time_ns()}-")
                 samples[row["name"]] = [row]
                 print(f"  {row['name']}: {row['wall']:.2f} s, {row['requests']} requests", file=sys.stderr)
-    order = [JOBRUNNER, JOBRUNNER_NO_HOLD, "official client, best practice (asyncio)", "official client, naive loop"]
+    order = [JOBRUNNER, JOBRUNNER_NO_HOLD, "official client, best practice (asyncio)", FLOOR,
+             "official client, naive loop"]
     rows = [median_row(samples[name]) for name in order if name in samples]
     print(report(rows, args, args.runs))
 

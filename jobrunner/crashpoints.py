@@ -32,6 +32,7 @@ POINTS: dict[str, str] = {
     "cancel.sent": "a cancel (destroy, removed address, replace) was accepted, state not updated yet",
     "wait.status_changed": "a polled status change is in memory, not saved yet",
     "wait.terminal": "a job's final status is known, not saved yet",
+    "outputs.row_appended": "a batch item ended, its state is saved and its row appended to the output file",
     "outputs.before_write": "every job is done, batch output files not written yet",
     "state.backup_kept": "state write: the last-good copy is kept, the new file not written yet",
     "state.tmp_partial": "state write: half of the new document is in the temporary file",

@@ -58,8 +58,11 @@ def status(fmt: str, no_refresh: bool, timeout: str | None, json_out: bool) -> i
                         ws.store.save(fresh)
             except StateLockedError:
                 pass
-    from jobrunner.render.outputs import status_json, status_rows, status_text
+    from jobrunner.render.outputs import status_json, status_rows, status_text_chunks
 
-    rows = status_rows(doc, utcnow())
-    click.echo(status_json(rows) if fmt == "json" else status_text(rows))
+    if fmt == "json":
+        click.echo(status_json(status_rows(doc, utcnow())))
+    else:  # streamed: the text of 100,000 rows is never built whole
+        for chunk in status_text_chunks(doc, utcnow()):
+            click.echo(chunk, nl=False)
     return ExitCode.OK

@@ -15,6 +15,7 @@ from typing import Any
 from jobrunner.plan_types import Plan
 from jobrunner.providers.base import RemoteJob
 from jobrunner.reconcile.creategate import CreateGate
+from jobrunner.reconcile.outputfiles import OutputAppender
 from jobrunner.reconcile.report import ApplyReport, OutcomeKind
 from jobrunner.reconcile.statewriter import StateWriter
 from jobrunner.reconcile.stopcontrol import ProviderStops, StopControl
@@ -60,6 +61,7 @@ class ApplyContext:
         # for another address must never take one of them.
         self.claimed: set[str] = claimed_ids(self.doc) | {c.adopt_remote_id for c in plan.changes if c.adopt_remote_id}
         self.touched_batches: set[str] = set()  # batches whose output file is written again
+        self.appender = OutputAppender(root, self.resources, self.desired, self.doc, plan)  # rows as items end
         self.pending_saves: set[asyncio.Future[Any]] = set()
 
     def outcome(self, address: str, outcome: OutcomeKind, detail: str = "", created: int = 0, adopted: int = 0,

@@ -1,57 +1,171 @@
-"""Batch output files: each PredictionBatch's `output_file`, (re)written at the end of an apply.
+"""Batch output files: each PredictionBatch's `output_file`, appended to as items end and put in
+order at the end of an apply.
 
-A batch this run touched is always written; an untouched one only when its file does not hold what
-state says it should (rows were removed, or a kill came after the jobs finished and before the file
-was written), so a converged apply repairs a stale file without rewriting every file every time.
+As results arrive (`OutputAppender`): the first item of a batch to end in this run rewrites the file
+with the rows of the items this run will not touch (finished ones whose plan is no-op), then every
+item that ends appends its row. A long batch's results can be read while it runs, and an apply
+killed half-way leaves a valid file of whole rows (each item at most once), which the next apply
+completes.
+
+At the end (`write_output_files`): the documented format is one row per item in manifest order,
+including items that have not ended. A batch this run touched is rewritten so (items end out of
+order, so its appended file rarely is); an untouched one only when its file does not hold what
+state says it should (rows were removed, or a kill came after the jobs finished and before the
+file was complete), so a converged apply repairs a stale file without rewriting every file every
+time.
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from jobrunner.crashpoints import crash_point
+from jobrunner.plan_types import NOOP, Plan
 from jobrunner.reconcile.outputs import batch_key, output_rows, write_jsonl
 from jobrunner.resources import DesiredJob, Resource
-from jobrunner.state.model import StateDoc
+from jobrunner.state.model import AddressState, StateDoc
+
+
+def output_path(root: Path, resource: Resource) -> Path | None:
+    """Where a PredictionBatch's `output_file` goes (relative to its manifest), None without one."""
+    out_file = resource.spec.get("output_file") if resource.kind == "PredictionBatch" else None
+    return (root / resource.file).parent / str(out_file) if out_file else None
+
+
+def _row(job: DesiredJob, st: AddressState | None, secrets: Any = None) -> dict[str, Any]:
+    """The item's row of its batch's output file (before the file boundary's scrub)."""
+    from jobrunner.redact import redact
+
+    redacted = redact(job.request.get("input") or {}, job.sensitive_paths, secrets=secrets)
+    return output_rows([(batch_key(job.address) or job.address, redacted, st)])[0]
+
+
+class OutputAppender:
+    """Appends each batch item's row to its batch's output file as soon as the item has ended.
+
+    The state of an item is saved before its row is appended, and a row is one `write` of a whole
+    line to a file opened for appending, so a killed apply leaves only whole rows behind.
+    """
+
+    def __init__(self, root: Path, resources: dict[str, Resource], desired: dict[str, DesiredJob], doc: StateDoc,
+                 plan: Plan) -> None:
+        self.root, self.resources, self.desired, self.doc, self.plan = root, resources, desired, doc, plan
+        self._paths: dict[str, Path | None] = {}  # batch -> its file, once the run started appending
+        self._written: dict[str, set[str]] = {}  # batch -> addresses whose row is in the file
+        self.appended = 0  # rows appended in this run (tests, benchmarks)
+
+    def item_ended(self, job: DesiredJob, st: AddressState) -> None:
+        batch = job.resource_address
+        if batch not in self._paths:
+            self._paths[batch] = self._start(batch)
+        path = self._paths[batch]
+        written = self._written.get(batch)
+        if path is None or written is None or job.address in written:
+            return  # no output file; or ended twice in one run: the rewrite at the end settles it
+        self._append(path, [_row(job, st)])
+        written.add(job.address)
+        self.appended += 1
+        crash_point("outputs.row_appended")
+
+    def _start(self, batch: str) -> Path | None:
+        """The batch's file, rewritten with the rows of the items this run leaves as they are (ended,
+        and planned as no-op): the rows of the others are appended as they end, so none is there twice."""
+        resource = self.resources.get(batch)
+        path = output_path(self.root, resource) if resource is not None else None
+        if path is None:
+            return None
+        acting = {c.address for c in self.plan.changes if c.action != NOOP}
+        kept = [(job, st) for job in self.desired.values() if job.resource_address == batch
+                and job.address not in acting and (st := self.doc.addresses.get(job.address)) is not None
+                and _ended(st)]
+        write_jsonl(path, (_row(job, st) for job, st in kept))
+        self._written[batch] = {job.address for job, _ in kept}
+        return path
+
+    @staticmethod
+    def _append(path: Path, rows: list[dict[str, Any]]) -> None:
+        from jobrunner.redact import known_secrets, scrub_data
+
+        secrets = known_secrets()
+        data = "".join(_line(scrub_data(row, secrets=secrets)) for row in rows).encode("utf-8")
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+
+def _ended(st: AddressState) -> bool:
+    from jobrunner.providers.base import TERMINAL
+
+    return st.status in TERMINAL
+
+
+def _line(row: dict[str, Any]) -> str:
+    """One row as `write_jsonl` writes it."""
+    return json.dumps(row, ensure_ascii=False, sort_keys=False, default=str) + "\n"
+
+
+class BatchRows:
+    """A batch's output rows, made one at a time whenever they are iterated: the 100,000 rows of a
+    big batch (some 1.5 KB each in memory) are never all held, neither to check a file nor to write it."""
+
+    def __init__(self, jobs: list[DesiredJob], doc: StateDoc, secrets: Any) -> None:
+        self._jobs, self._doc, self._secrets = jobs, doc, secrets
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        addresses = self._doc.addresses
+        return (_row(j, addresses.get(j.address), self._secrets) for j in self._jobs)
 
 
 def output_files_due(root: Path, resources: dict[str, Resource], desired: Iterable[DesiredJob], doc: StateDoc,
-                     touched: set[str] | frozenset[str] = frozenset()) -> list[tuple[Path, list[dict[str, Any]]]]:
+                     touched: set[str] | frozenset[str] = frozenset()) -> list[tuple[Path, BatchRows]]:
     """The batch output files to (re)write, with their rows: a touched batch's always; an untouched
     one's when its file does not hold what it should (rows were removed, or a kill came after the
-    jobs finished and before the file was written)."""
-    from jobrunner.redact import redact
+    jobs finished and before the file was written). Rows are made as they are read (`BatchRows`),
+    so a converged apply over 100,000 items checks its file without holding them."""
+    from jobrunner.redact import known_secrets
 
-    jobs = list(desired)
+    secrets = known_secrets()  # once, not once per row
+    by_batch: dict[str, list[DesiredJob]] = {}
+    for job in desired:
+        by_batch.setdefault(job.resource_address, []).append(job)
     due = []
     for res_addr, resource in resources.items():
-        out_file = resource.spec.get("output_file") if resource.kind == "PredictionBatch" else None
-        if not out_file:
+        path = output_path(root, resource)
+        items = by_batch.get(res_addr)
+        if path is None or not items or not any(doc.addresses.get(j.address) for j in items):
             continue
-        path = (root / resource.file).parent / str(out_file)
-        items = [j for j in jobs if j.resource_address == res_addr]
-        if not items or not any(doc.addresses.get(j.address) for j in items):
-            continue
-        rows = output_rows([
-            (batch_key(j.address) or j.address, redact(j.request.get("input") or {}, j.sensitive_paths),
-             doc.addresses.get(j.address))
-            for j in items
-        ])
-        if res_addr in touched or not _file_holds(path, rows):
+        rows = BatchRows(items, doc, secrets)
+        if res_addr in touched or not _file_holds(path, rows, secrets):
             due.append((path, rows))
     return due
 
 
-def _file_holds(path: Path, rows: list[dict[str, Any]]) -> bool:
+def _file_holds(path: Path, rows: Iterable[dict[str, Any]], secrets: Any) -> bool:
     """Does the output file at `path` already hold exactly `rows` (as `write_jsonl` writes them)?"""
+    from jobrunner.redact import scrub_data
+
     # Row by row: a 100,000-row file is never held whole, nor parsed whole, nor its rows copied.
+    # A line is first compared as text with what `write_jsonl` writes (the file jobrunner wrote);
+    # only a line that differs is parsed, so a file reformatted by hand still counts when equal.
     try:
         with open(path, encoding="utf-8") as fh:
             lines = (line for line in fh if line.strip())
             for row in rows:
                 line = next(lines, None)
-                if line is None or json.loads(line) != json.loads(json.dumps(row, default=str)):
+                if line is None:
+                    return False
+                expected = _line(scrub_data(row, secrets=secrets))
+                if line != expected and json.loads(line) != json.loads(expected):
                     return False
             return next(lines, None) is None
     except (OSError, ValueError):

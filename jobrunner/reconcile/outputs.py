@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -135,19 +136,19 @@ def output_rows(items: list[tuple[str, dict[str, Any], AddressState | None]]) ->
     return rows
 
 
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Atomically (temp + rename) write rows as JSON Lines."""
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Atomically (temp + rename) write rows as JSON Lines (rows are consumed one at a time)."""
     from jobrunner.redact import known_secrets, scrub_data
 
     # The file boundary: a row's output or error that quotes a secret value (a model echoing a
     # sensitive input) is written scrubbed, like its input.
     secrets = known_secrets()
-    rows = [scrub_data(row, secrets=secrets) for row in rows]
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             for row in rows:
+                row = scrub_data(row, secrets=secrets)
                 fh.write(json.dumps(row, ensure_ascii=False, sort_keys=False, default=str) + "\n")
         os.replace(tmp, path)
     except BaseException:

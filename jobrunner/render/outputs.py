@@ -6,7 +6,7 @@ it, and print what these return, so the text and JSON forms always show the same
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -55,6 +55,48 @@ def status_text(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def status_text_chunks(doc: StateDoc, now: datetime, *, lines_per_chunk: int = 2000) -> Iterator[str]:
+    """`status_text(status_rows(doc, now)) + "\n"`, in pieces, without the rows.
+
+    For 100,000 addresses the rows, their table and the joined text were as big as the state
+    itself; here each row is one tuple of strings the document (or a small cache) already holds,
+    and lines are made and handed out a chunk at a time.
+    """
+    if not doc.addresses:
+        yield status_text([]) + "\n"
+        return
+    table, counts = _status_table(doc, now)
+    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(STATUS_HEADERS)]
+    chunk = ["  ".join(h.ljust(w) for h, w in zip(STATUS_HEADERS, widths, strict=True)).rstrip()]
+    for cells in table:
+        chunk.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+        if len(chunk) >= lines_per_chunk:
+            yield "\n".join(chunk) + "\n"
+            chunk = []
+    chunk.append(_summary_line(len(table), counts))
+    yield "\n".join(chunk) + "\n"
+
+
+def _status_table(doc: StateDoc, now: datetime) -> tuple[list[tuple[str, ...]], dict[str, int]]:
+    """The cells of `status_text`'s rows (shared strings: ages and counts repeat) and the status counts."""
+    from jobrunner.reconcile.timeutil import format_age, parse_rfc3339
+
+    table: list[tuple[str, ...]] = []
+    counts: dict[str, int] = {}
+    shared: dict[str, str] = {}
+    for addr, st in sorted(doc.addresses.items()):
+        attempt = st.attempt_of(st.remote_id)
+        created = parse_rfc3339(attempt.created_at) if attempt is not None else None
+        age = "-" if created is None else format_age(round((now - created).total_seconds(), 1))
+        state = (st.status or "-") + (" (intent pending)" if st.intent is not None else "")
+        attempts = str(st.attempts)
+        table.append((addr, st.provider, st.remote_id or "-", shared.setdefault(state, state),
+                      shared.setdefault(age, age), shared.setdefault(attempts, attempts)))
+        key = st.status or "not created"
+        counts[key] = counts.get(key, 0) + 1
+    return table, counts
+
+
 # Lifecycle order for the summary's counts; statuses not listed follow, alphabetically.
 _STATUS_ORDER = ("pending", "starting", "running", "processing", "succeeded", "failed", "canceled", "aborted", "gone")
 
@@ -65,9 +107,13 @@ def status_summary(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         key = r["status"] or "not created"
         counts[key] = counts.get(key, 0) + 1
+    return _summary_line(len(rows), counts)
+
+
+def _summary_line(total: int, counts: dict[str, int]) -> str:
     order = {s: i for i, s in enumerate(_STATUS_ORDER)}
     ranked = sorted(counts, key=lambda s: (order.get(s, len(order)), s))
-    return f"{len(rows)} tracked: " + ", ".join(f"{counts[s]} {s}" for s in ranked) + "."
+    return f"{total} tracked: " + ", ".join(f"{counts[s]} {s}" for s in ranked) + "."
 
 
 # --- outputs ---------------------------------------------------------------------------------
@@ -75,18 +121,39 @@ def status_summary(rows: list[dict[str, Any]]) -> str:
 
 def recorded_outputs(doc: StateDoc, addresses: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
     """Redacted outputs per address, for the given addresses or resources (all when none given)."""
+    return dict(_recorded(doc, addresses))
+
+
+def _recorded(doc: StateDoc, addresses: Iterable[str] = ()) -> Iterator[tuple[str, dict[str, Any]]]:
     from jobrunner.reconcile.outputs import resource_of
-    from jobrunner.redact import redact
+    from jobrunner.redact import known_secrets, redact
 
     wanted = set(addresses)
-    data: dict[str, dict[str, Any]] = {}
+    secrets = known_secrets()  # once, not once per address
     for addr, st in sorted(doc.addresses.items()):
         if wanted and addr not in wanted and resource_of(addr) not in wanted:
             continue
         if not st.outputs:
             continue
-        data[addr] = redact(st.outputs)
-    return data
+        yield addr, redact(st.outputs, secrets=secrets)
+
+
+def outputs_text_chunks(doc: StateDoc, addresses: Iterable[str] = (), *,
+                        lines_per_chunk: int = 2000) -> Iterator[str]:
+    """`outputs_text(recorded_outputs(doc, addresses)) + "\n"` in pieces, one address redacted
+    at a time: 100,000 batch items' outputs are never copied all at once."""
+    chunk: list[str] = []
+    any_output = False
+    for addr, outs in _recorded(doc, addresses):
+        any_output = True
+        chunk.extend(_output_lines(addr, outs))
+        if len(chunk) >= lines_per_chunk:
+            yield "\n".join(chunk) + "\n"
+            chunk = []
+    if chunk:
+        yield "\n".join(chunk) + "\n"
+    elif not any_output:
+        yield outputs_text({}) + "\n"
 
 
 def outputs_json(data: dict[str, dict[str, Any]]) -> str:
@@ -97,14 +164,18 @@ def outputs_text(data: dict[str, dict[str, Any]]) -> str:
     """`address.key = value` lines (no trailing newline), or a note when there are none."""
     if not data:
         return "No outputs recorded yet."
-    lines = []
+    lines: list[str] = []
     for addr, outs in data.items():
-        for key, value in sorted(outs.items()):
-            # One line per output: strings as they are unless multi-line, anything else as JSON.
-            plain = isinstance(value, str) and "\n" not in value
-            text = value if plain else json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
-            lines.append(f"{addr}.{key} = {text}")
+        lines.extend(_output_lines(addr, outs))
     return "\n".join(lines)
+
+
+def _output_lines(addr: str, outs: dict[str, Any]) -> Iterator[str]:
+    for key, value in sorted(outs.items()):
+        # One line per output: strings as they are unless multi-line, anything else as JSON.
+        plain = isinstance(value, str) and "\n" not in value
+        text = value if plain else json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+        yield f"{addr}.{key} = {text}"
 
 
 def summary_outputs_lines(doc: StateDoc, resources: set[str] | None, files_written: list[str]) -> list[str]:
@@ -133,5 +204,5 @@ def summary_outputs_lines(doc: StateDoc, resources: set[str] | None, files_writt
     return lines
 
 
-__all__ = ["status_rows", "status_json", "status_text", "recorded_outputs", "outputs_json", "outputs_text",
-           "summary_outputs_lines"]
+__all__ = ["status_rows", "status_json", "status_text", "status_text_chunks", "recorded_outputs", "outputs_json",
+           "outputs_text", "outputs_text_chunks", "summary_outputs_lines"]

@@ -49,16 +49,25 @@ def test_apply_vs_official_small() -> None:
     assert "jobrunner vs best practice: wall x" in out
 
 
+def test_apply_vs_official_with_the_floor_client() -> None:
+    out = _run("bench/apply_vs_official.py", "--items", "20", "--naive-items", "0", "--parallelism", "5", "--floor")
+    floor = _row(out, "raw asyncio floor")
+    assert int(floor[3].replace(",", "")) == 20  # one held create per prediction, counted by the platform
+    assert "jobrunner vs the raw asyncio floor: wall x" in out
+
+
 def test_rate_limit_small() -> None:
     out = _run("bench/rate_limit.py", "--items", "40", "--create-per-minute", "1200", "--parallelism", "10")
     jobrunner = _row(out, "jobrunner apply")
     assert jobrunner[2] == "40"  # creates accepted
-    assert jobrunner[-2] == "0" and jobrunner[-1] == "40"  # failed creates, succeeded
+    # ... failed creates, succeeded, then the client's CPU and its share of wall
+    assert jobrunner[9] == "0" and jobrunner[10] == "40"
+    assert jobrunner[11].endswith(" s") and jobrunner[12].endswith("%")
     official = _row(out, "official client, best practice")
     # The official client does not retry a throttled create: at a 20/s limit with a burst of 20,
     # some of its 40 creates are refused; the table counts them.
-    assert int(official[-2]) > 0
-    assert "0 failed creates (target 0: met)" in out
+    assert int(official[9]) > 0
+    assert "0 failed creates (target 0: met)" in out and "client CPU " in out
 
 
 def test_plan_scale_small() -> None:
@@ -87,3 +96,11 @@ def test_scale_small() -> None:
     for name in ("plan", "no-change apply", "status", "outputs"):
         row = _row(out, name)
         assert row[6] == "0" and row[7] == "0" and row[8] == "0", row  # no request, no state write
+
+
+def test_scale_synthetic_small() -> None:
+    out = _run("bench/scale.py", "--items", "30", "--synthetic")
+    assert "| apply |" not in out  # no apply: the succeeded items were written, not run
+    for name in ("plan", "no-change apply", "status", "outputs"):
+        row = _row(out, name)
+        assert row[1] == "30" and row[6] == "0" and row[7] == "0" and row[8] == "0", row

@@ -169,6 +169,10 @@ def test_output_file_drops_removed_rows_and_is_completed_after_a_kill_before_wri
     _echo_batch(ws, ["a", "c", "d"])
     r = run_process(["apply", "--auto-approve"], ws, {**env, "JOBRUNNER_TEST_CRASH_AT": "outputs.before_write"})
     assert r.code == -9, r.output
+    # d's row was appended as d ended (after the rows the run left alone); the end-of-run write never ran.
+    assert _keys(ws) == ["a", "c", "d"]
+    out = ws / "out" / "echo.jsonl"  # as if killed before that append: the next apply must complete it
+    out.write_text("".join(out.read_text().splitlines(keepends=True)[:2]))
     assert _keys(ws) == ["a", "c"]
     r = run_process(["apply", "--auto-approve"], ws, env)
     assert r.code == 0, r.output

@@ -191,3 +191,23 @@ def test_a_rows_key_names_its_item_and_is_never_registered_as_a_secret() -> None
     values = set(registry.snapshot())
     assert "row-key-secret-77" in values
     assert "password-reset" not in values
+
+
+def test_flat_rows_of_one_shape_are_judged_once_and_still_give_up_their_secrets() -> None:
+    """Rows sharing their keys are decided once per shape; a flat row under a secret-named or
+    listed key, or any row with a nested value, is still walked (the fast path finds nothing only
+    where the walk would find nothing)."""
+    def row(i: int, **extra: object) -> SimpleNamespace:
+        return SimpleNamespace(request={"version": "v1", "input": {"prompt": f"plain prompt {i}", **extra}},
+                               sensitive_paths=())
+
+    registry = SecretRegistry()
+    registry.add_jobs([row(1), row(2), row(3, hf_token="token-value-3"), row(4),
+                       row(5, meta={"password": "pw-value-5"})])
+    listed = SimpleNamespace(
+        request={"version": "v1", "input": {"prompt": "plain prompt 6", "email": "e6@example.org"}},
+        sensitive_paths=("input.email",))
+    registry.add_jobs([listed])
+    values = set(registry.snapshot())
+    assert {"token-value-3", "pw-value-5", "e6@example.org"} <= values
+    assert not any(v.startswith("plain prompt") for v in values)

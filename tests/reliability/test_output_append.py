@@ -1,0 +1,65 @@
+"""A batch's output file is appended to as items end: a killed apply leaves whole rows, each item
+at most once, and the next apply completes the file in manifest order without a duplicate row."""
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+from jobrunner.state.local_file import read_state_json
+from tests.reliability.harness import Platform, apply_until_converged, clean_env, run_cli, run_process
+from tests.reliability.workloads import write_workload
+
+pytestmark = pytest.mark.slow  # runs apply as subprocesses and kills them
+
+KEYS = [f"p{i}" for i in range(8)]
+
+
+def _rows(workspace: Path) -> list[dict]:
+    text = (workspace / "out" / "echo.jsonl").read_text(encoding="utf-8")
+    assert text.endswith("\n")
+    return [json.loads(line) for line in text.splitlines()]  # every line a whole row
+
+
+def _succeeded(workspace: Path) -> set[str]:
+    state = read_state_json(workspace / ".jobrunner" / "state.json")
+    return {a.split("[")[1].rstrip("]") for a, st in state["addresses"].items()
+            if a.startswith("PredictionBatch/echo[") and st["status"] == "succeeded"}
+
+
+def _kill_at(workspace: Path, platform: Platform, point: str) -> None:
+    r = run_process(["apply", "--auto-approve", "--parallelism", "2", "jobs.yaml"], workspace,
+                    clean_env(platform, JOBRUNNER_TEST_CRASH_AT=point))
+    assert r.code == -signal.SIGKILL, f"{point} was never reached:\n{r.output}"
+
+
+def test_rows_are_appended_as_items_end_and_a_killed_apply_is_completed_without_duplicates(
+        workspace: Path, platform: Platform) -> None:
+    tag = workspace.parent.name[-12:].replace("_", "-").lower()
+    write_workload(workspace, tag, predictions=len(KEYS), trainings=0, output_file=True)
+
+    # Killed right after the 3rd row was appended: the end-of-run write never happened, yet three
+    # whole rows are there, each of an item state records as succeeded.
+    _kill_at(workspace, platform, "outputs.row_appended:3")
+    first = _rows(workspace)
+    assert len(first) == 3 and len({r["key"] for r in first}) == 3
+    assert {r["key"] for r in first} <= _succeeded(workspace)
+    assert all(r["status"] == "succeeded" and r["output"] == r["input"] for r in first)
+
+    # Killed again two rows into the next apply: it started from the rows of the items it left
+    # alone (those three), then appended; no item is there twice.
+    _kill_at(workspace, platform, "outputs.row_appended:2")
+    second = _rows(workspace)
+    keys = [r["key"] for r in second]
+    assert len(keys) == len(set(keys)) == 5 and set(keys) >= {r["key"] for r in first}
+    assert set(keys) <= _succeeded(workspace)
+
+    # The next apply completes it: every item once, in manifest order, as a completed apply writes it.
+    apply_until_converged(workspace, clean_env(platform), "jobs.yaml")
+    final = _rows(workspace)
+    assert [r["key"] for r in final] == KEYS
+    assert all(r["status"] == "succeeded" for r in final)
+    r = run_cli("plan", "--detailed-exitcode", "jobs.yaml")
+    assert r.code == 0, r.output
