@@ -88,7 +88,13 @@ class DesiredJob:
     missing_outputs: tuple[tuple[str, str], ...] = ()
 
 
+def resource_of(address: str) -> str:
+    """The resource address (`Kind/name`) of a unit's address (`PredictionBatch/x[key]` -> `PredictionBatch/x`)."""
+    return address.split("[", 1)[0]
+
+
 __all__ = [
+    "resource_of",
     "API_VERSION",
     "KINDS",
     "PROVIDERS",

@@ -70,7 +70,7 @@ def logs(address: str, follow: bool) -> int:
 async def _print_logs(pool: Any, address: str, st: Any, follow: bool, root: Path) -> None:
     """One job's log (followed until it ends with `follow`), then its error when it did not succeed."""
     from jobrunner.providers.base import TERMINAL
-    from jobrunner.providers.bodies import LOG_TRUNCATED_PREFIX
+    from jobrunner.providers.logmarker import LOG_TRUNCATED_PREFIX
     from jobrunner.redact import SECRETS, hidden_values, known_secrets, scrub_text
     from jobrunner.render.logs import ANCHOR_CHARS, log_increment
 

@@ -45,7 +45,8 @@ from jobrunner.estimate.model import (
 from jobrunner.estimate.prices import PriceTable
 from jobrunner.plan_types import PlannedChange
 from jobrunner.providers.adapter import ProviderAdapter
-from jobrunner.providers.adapters import find_adapter
+from jobrunner.providers.adapters import ADAPTERS, find_adapter
+from jobrunner.providers.limits import CREATE, OTHER, UNLIMITED, RateLimits
 from jobrunner.resources import JOB_DEPLOYMENT, JOB_MODEL, DesiredJob, Resource
 from jobrunner.state.model import StateDoc
 
@@ -268,9 +269,6 @@ def estimate_plan(changes: Sequence[PlannedChange], doc: StateDoc, resources: Se
 def context_for(config: Any, parallelism: int | None = None) -> EstimateContext:
     """The estimate assumptions of a workspace: its prices, parallelism and each provider's create
     rates (the adapter's documented limits under `providers.<name>.rate_limits`)."""
-    from jobrunner.providers.adapters import ADAPTERS
-    from jobrunner.providers.ratelimit import CREATE, OTHER, UNLIMITED, RateLimits
-
     rates: dict[str, Mapping[str, float | None]] = {}
     providers = getattr(config, "providers", {}) or {}
     for name, adapter in ADAPTERS.items():

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobrunner.providers.base import CreateRequest, RemoteJob
+from jobrunner.providers.limits import CREATE, OTHER, UNLIMITED
 from jobrunner.providers.names import DEFAULT_PROVIDER, PROVIDER_NAMES, ProviderName
-from jobrunner.providers.ratelimit import CREATE, OTHER, UNLIMITED
 from jobrunner.resources import DesiredJob
 
 
@@ -111,7 +111,7 @@ class Costing:
     `hardware` (a `Model` resource) a job runs on. `fixed_hardware` is the SKU every job of the
     provider runs on whatever the manifests say (the local platform: this machine, priced 0).
     `rate_class` maps a job kind to the rate-limit class its creates spend
-    (`providers.ratelimit.CREATE` or `OTHER`).
+    (`providers.limits.CREATE` or `OTHER`).
     """
 
     measured_seconds: Callable[[Mapping[str, Any]], float | None] = recorded_predict_time
