@@ -30,7 +30,7 @@ from jobrunner.completion import complete_addresses
 from jobrunner.errors import UsageError
 from jobrunner.exitcodes import ExitCode, actionable, attention, for_apply
 from jobrunner.plan_types import WAIT, Plan, PlannedChange
-from jobrunner.reconcile.report import ApplyReport
+from jobrunner.reconcile.report import ApplyReport, OutcomeKind
 from jobrunner.state.model import StateDoc
 
 
@@ -55,7 +55,8 @@ def _print_report(report: ApplyReport, doc: Any, plan: Plan, events: Any = None)
         if to_stderr or events is None:
             click.echo(line, err=to_stderr)
     if events is not None:
-        events.outputs(doc, [o.address for o in report.outcomes.values() if o.outcome in ("succeeded", "adopted")])
+        finished = (OutcomeKind.SUCCEEDED, OutcomeKind.ADOPTED)
+        events.outputs(doc, [o.address for o in report.outcomes.values() if o.outcome in finished])
         events.summary(code, summary_line(verb, report), report)
     return code
 

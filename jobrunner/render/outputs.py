@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from jobrunner.durations import format_age
+from jobrunner.providers.base import ABORTED, CANCELED, FAILED, GONE, PENDING, RUNNING, SUCCEEDED
 from jobrunner.render.formats import FORMAT_VERSION
 from jobrunner.resources import resource_of
 from jobrunner.state.model import StateDoc
@@ -95,7 +96,9 @@ def _status_table(doc: StateDoc, now: datetime) -> tuple[list[tuple[str, ...]], 
 
 
 # Lifecycle order for the summary's counts; statuses not listed follow, alphabetically.
-_STATUS_ORDER = ("pending", "starting", "running", "processing", "succeeded", "failed", "canceled", "aborted", "gone")
+# ("starting" and "processing", Replicate's words for pending and running, rank with them if a
+# state holds them.)
+_STATUS_ORDER = (PENDING, "starting", RUNNING, "processing", SUCCEEDED, FAILED, CANCELED, ABORTED, GONE)
 
 
 def status_summary(rows: list[dict[str, Any]]) -> str:
@@ -176,7 +179,6 @@ def _output_lines(addr: str, outs: dict[str, Any]) -> Iterator[str]:
 
 def summary_outputs_lines(doc: StateDoc, resources: set[str] | None, files_written: list[str]) -> list[str]:
     """The `Outputs:` lines after apply: single jobs' outputs, a count per batch, files written."""
-    from jobrunner.providers.base import SUCCEEDED
     from jobrunner.resources import JOB_PREDICTION
 
     lines = []
