@@ -19,7 +19,7 @@ from typing import Any
 from jobrunner.providers.base import CreateRequest, RemoteJob
 from jobrunner.providers.limits import CREATE, OTHER, UNLIMITED
 from jobrunner.providers.names import DEFAULT_PROVIDER, PROVIDER_NAMES, ProviderName
-from jobrunner.resources import DesiredJob
+from jobrunner.resources import JOB_PREDICTION, JOB_TRAINING, DesiredJob
 
 
 class RequestForm(enum.Enum):
@@ -118,7 +118,7 @@ class Costing:
     version_of: Callable[[Mapping[str, Any]], str | None] = lambda request: None
     model_of: Callable[[Mapping[str, Any]], str | None] = lambda request: None
     fixed_hardware: str | None = None
-    rate_class: Mapping[str, str] = field(default_factory=lambda: {"prediction": CREATE, "training": OTHER})
+    rate_class: Mapping[str, str] = field(default_factory=lambda: {JOB_PREDICTION: CREATE, JOB_TRAINING: OTHER})
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,10 @@ from jobrunner.providers.http import HttpClient, upload_seconds
 from jobrunner.providers.local import platform_http
 from jobrunner.providers.ratelimit import CREATE
 from jobrunner.providers.settings import ClientContext
+from jobrunner.resources import JobKind
 from jobrunner.timestamps import to_rfc3339
 
-TRAINING = "training"
+TRAINING = JobKind.TRAINING
 
 STATUS_MAP = {
     "Pending": PENDING,

@@ -100,3 +100,16 @@ def test_json_events_carry_the_bare_word(status: JobStatus) -> None:
 def test_a_remote_job_built_from_a_member_reports_the_word() -> None:
     job = RemoteJob(id="r1", job_kind="training", status=SUCCEEDED)
     assert job.terminal and json.dumps({"status": job.status}) == '{"status": "succeeded"}'
+
+
+def test_job_kinds_are_a_closed_set_carried_as_words(tmp_path: Path) -> None:
+    from jobrunner.fingerprint import canonical_json
+    from jobrunner.resources import JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, JobKind
+
+    assert tuple(JobKind) == (JOB_TRAINING, JOB_PREDICTION, JOB_MODEL)
+    assert [k.value for k in JobKind] == ["training", "prediction", "model"]
+    # what a fingerprint digests, and what state stores, is the bare word
+    assert canonical_json({"kind": JOB_PREDICTION}) == canonical_json({"kind": "prediction"})
+    as_member, as_word = _doc(SUCCEEDED, FAILED), _doc("succeeded", "failed")
+    as_member.addresses["Training/poems"].job_kind = JOB_TRAINING
+    assert _saved(tmp_path, "m", as_member) == _saved(tmp_path, "w", as_word)
