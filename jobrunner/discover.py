@@ -195,10 +195,8 @@ async def list_unowned(pool: Any, providers: list[str], claimed: set[str], since
                             job = await provider.get(kind, job.id)
                         found.append(Candidate(name, job))
             continue
-        projects = set(project_ids)
-        lister = getattr(provider, "list_projects", None)
-        if lister is not None:
-            projects.update(str(p["id"]) for p in await lister() if p.get("id"))
+        projects = set(project_ids)  # project_scoped: the adapter says its client has `list_projects`
+        projects.update(str(p["id"]) for p in await provider.list_projects() if p.get("id"))
         for project in sorted(projects):
             for kind in kinds:
                 async for job in provider.list(kind, since=since, project_id=project):

@@ -399,10 +399,8 @@ async def check_against_providers(plan: Plan, resources: dict[str, Resource], do
                     f"{where}{job.address}: destination model {dest} does not exist on {job.provider} "
                     f"and is not declared (add a `kind: Model` manifest for it, or create it)")
         if req.model and req.version:
-            provider = pool.get(job.provider)
-            getter = getattr(provider, "get_version_schema", None)
-            if getter is None:
-                continue
+            # A VERSIONED provider's client reads version schemas (`get_version_schema`).
+            getter = pool.get(job.provider).get_version_schema
             key2 = (job.provider, req.model, req.version, job.job_kind)
             if key2 not in schema_cache:
                 try:

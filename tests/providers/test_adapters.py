@@ -59,6 +59,10 @@ def test_each_adapter_builds_its_client_and_the_client_can_do_what_the_adapter_d
         assert caps.update_in_place == bool(adapter.deployment and adapter.deployment.updatable)
         assert caps.update_in_place == callable(getattr(provider, "update_deployment", None))
         assert (adapter.deployment is not None) == callable(getattr(provider, "create_deployment", None))
+        # plan checks a VERSIONED provider's versions and destinations with these
+        versioned = adapter.form is RequestForm.VERSIONED
+        assert versioned == callable(getattr(provider, "get_version_schema", None))
+        assert versioned == callable(getattr(provider, "get_model", None))
     finally:
         asyncio.run(provider.aclose())
 

@@ -76,6 +76,11 @@ class FakeProvider:
     async def get(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> RemoteJob:
         return self._advance(remote_id)
 
+    async def refresh_many(self, job_kind: str, ids: set[str], since: datetime, *,
+                           project_id: str | None = None) -> dict[str, RemoteJob]:
+        """The `local` adapter says its client refreshes in bulk: each known job, as `get` sees it."""
+        return {rid: await self.get(job_kind, rid, project_id=project_id) for rid in sorted(ids) if rid in self.jobs}
+
     async def cancel(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> None:
         self.cancels.append(remote_id)
         self.jobs[remote_id].status = "canceled"
