@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from jobrunner.errors import UnexpectedIdError
+from jobrunner.resources import JOB_DEPLOYMENT
 
 
 class JobStatus(StrEnum):
@@ -96,7 +97,7 @@ class RemoteDeployment:
 
     id: str
     name: str
-    status: str
+    status: JobStatus
     raw_status: str | None = None
     url: str | None = None  # the API URL of the deployment
     model: str | None = None
@@ -112,7 +113,7 @@ class RemoteDeployment:
     def as_job(self) -> RemoteJob:
         """The deployment as a RemoteJob of kind "deployment", the shape refresh and plans read:
         its settings and outputs travel in `extra`."""
-        return RemoteJob(id=self.id, job_kind="deployment", status=self.status, raw_status=self.raw_status,
+        return RemoteJob(id=self.id, job_kind=JOB_DEPLOYMENT, status=self.status, raw_status=self.raw_status,
                          created_at=self.created_at, model=self.model, version=self.version,
                          project_id=self.project_id,
                          extra={"settings": dict(self.settings), "outputs": self.outputs()})

@@ -104,10 +104,10 @@ def test_a_remote_job_built_from_a_member_reports_the_word() -> None:
 
 def test_job_kinds_are_a_closed_set_carried_as_words(tmp_path: Path) -> None:
     from jobrunner.fingerprint import canonical_json
-    from jobrunner.resources import JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, JobKind
+    from jobrunner.resources import JOB_DEPLOYMENT, JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, JobKind
 
-    assert tuple(JobKind) == (JOB_TRAINING, JOB_PREDICTION, JOB_MODEL)
-    assert [k.value for k in JobKind] == ["training", "prediction", "model"]
+    assert tuple(JobKind) == (JOB_TRAINING, JOB_PREDICTION, JOB_MODEL, JOB_DEPLOYMENT)
+    assert [k.value for k in JobKind] == ["training", "prediction", "model", "deployment"]
     # what a fingerprint digests, and what state stores, is the bare word
     assert canonical_json({"kind": JOB_PREDICTION}) == canonical_json({"kind": "prediction"})
     as_member, as_word = _doc(SUCCEEDED, FAILED), _doc("succeeded", "failed")
