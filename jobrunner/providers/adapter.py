@@ -191,6 +191,9 @@ class ProviderAdapter:
     costing: Costing = field(default_factory=Costing)
     # How its `Deployment` kind is built (None: the provider serves no deployments).
     deployment: DeploymentForm | None = None
+    # Deployment endpoints a PredictionBatch may send its rows to (the manifest's `endpoint`), each
+    # with the derived schema definition (jobrunner/schemas) that every row must satisfy.
+    endpoint_bodies: Mapping[str, str] = field(default_factory=dict)
 
 
 __all__ = [
