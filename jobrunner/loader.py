@@ -340,7 +340,8 @@ def _syntax_error(exc: yaml.MarkedYAMLError, text: str, file: str) -> Diagnostic
         problem += ")"
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     if mark is not None and _tab_indented(text, mark.line):
-        problem = "a tab in the indentation: YAML allows only spaces there; use spaces instead of the tab(s) on this line"
+        problem = ("a tab in the indentation: YAML allows only spaces there; "
+                   "use spaces instead of the tab(s) on this line")
         col = 1
     return Diagnostic("error", file, line, col, f"invalid YAML: {problem}")
 

@@ -114,4 +114,5 @@ def _check_matches(address: str, remote_id: str, remote: RemoteJob, req: CreateR
         shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
         raise PlanError(
             f"{address}: remote job {remote_id} does not match the manifest: {shown}",
-            hint="import only a job that ran exactly what the manifest declares (or change the manifest to match it)")
+            hint="import only a job that ran exactly what the manifest declares "
+                 "(or change the manifest to match it)")

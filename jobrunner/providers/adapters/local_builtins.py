@@ -80,7 +80,8 @@ NGRAM_TRAINING_INPUT: dict[str, Any] = {
 TRAINING_OUTPUT: dict[str, Any] = {
     "type": "object",
     "title": "TrainingOutput",
-    "properties": {"version": {"type": "string", "title": "Version"}, "weights": {"type": "string", "format": "uri", "title": "Weights"}},
+    "properties": {"version": {"type": "string", "title": "Version"},
+                   "weights": {"type": "string", "format": "uri", "title": "Weights"}},
 }
 
 
@@ -91,7 +92,8 @@ def cog_schema(inp: dict[str, Any], out: dict[str, Any], training: dict[str, Any
         schemas["TrainingInput"] = training
         schemas["TrainingOutput"] = TRAINING_OUTPUT
         paths["/trainings"] = {"post": {"summary": "Train"}}
-    return {"openapi": "3.0.2", "info": {"title": "Cog", "version": "0.1.0"}, "paths": paths, "components": {"schemas": schemas}}
+    return {"openapi": "3.0.2", "info": {"title": "Cog", "version": "0.1.0"}, "paths": paths,
+            "components": {"schemas": schemas}}
 
 
 @dataclass(frozen=True)
