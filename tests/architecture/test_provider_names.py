@@ -94,7 +94,7 @@ def test_no_module_outside_the_providers_names_one() -> None:
 
 
 def test_every_allowed_constant_is_still_there() -> None:
-    used = set()
+    used: set[tuple[str, str]] = set()
     for module in _checked():
         tree = ast.parse(module.path.read_text(encoding="utf-8"))
         constants = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]

@@ -6,7 +6,7 @@ import asyncio
 from datetime import datetime
 
 from jobrunner.errors import NotFoundError
-from jobrunner.providers.base import GONE, RUNNING, SUCCEEDED, RemoteJob
+from jobrunner.providers.base import FAILED, GONE, RUNNING, SUCCEEDED, RemoteJob
 from jobrunner.refresh import absorb, bulk_refresh, claimed_ids, refresh_tracked
 from jobrunner.state.model import AddressState, Attempt, StateDoc
 
@@ -82,7 +82,7 @@ def test_bulk_refresh_is_the_adapters_capability():
 def test_absorb_records_outputs_of_jobs_that_finished_unattended():
     doc = doc_with({"r1": "running", "r2": "running"})
     seen = {"PredictionBatch/b[r1]": RemoteJob(id="r1", job_kind="prediction", status=SUCCEEDED, output="hi"),
-            "PredictionBatch/b[r2]": RemoteJob(id="r2", job_kind="prediction", status="failed", error="boom")}
+            "PredictionBatch/b[r2]": RemoteJob(id="r2", job_kind="prediction", status=FAILED, error="boom")}
     assert absorb(doc, seen, only_succeeded=True) == ["PredictionBatch/b[r1]"]
     st = doc.addresses["PredictionBatch/b[r1]"]
     assert st.status == SUCCEEDED and st.outputs["output"] == "hi" and st.history[-1].status == SUCCEEDED
