@@ -63,7 +63,7 @@ def test_each_adapter_builds_its_client_and_the_client_can_do_what_the_adapter_d
         versioned = adapter.form is RequestForm.VERSIONED
         assert versioned == callable(getattr(provider, "get_version_schema", None))
         assert versioned == callable(getattr(provider, "get_model", None))
-        assert versioned == callable(getattr(provider, "delete_version", None))
+        assert caps.delete_versions == callable(getattr(provider, "delete_version", None))
     finally:
         asyncio.run(provider.aclose())
 
