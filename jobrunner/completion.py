@@ -18,11 +18,11 @@ from click.shell_completion import CompletionItem
 
 def _state_addresses(start: Path | None = None) -> set[str]:
     """Every address of the local state file, with the batch address of each batch item."""
-    from jobrunner.workspace import find_workspace, load_config
+    from jobrunner.workspace import LOCAL_STATE_BACKEND, find_workspace, load_config
 
     root = find_workspace(start)
     config = load_config(root)
-    if config.state_backend != "local":
+    if config.state_backend != LOCAL_STATE_BACKEND:
         return set()
     data = json.loads((root / config.state_path).read_text(encoding="utf-8"))
     found: set[str] = set()

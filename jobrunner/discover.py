@@ -195,10 +195,8 @@ async def list_unowned(pool: Any, providers: list[str], claimed: set[str], since
                             job = await provider.get(kind, job.id)
                         found.append(Candidate(name, job))
             continue
-        projects = set(project_ids)
-        lister = getattr(provider, "list_projects", None)
-        if lister is not None:
-            projects.update(str(p["id"]) for p in await lister() if p.get("id"))
+        projects = set(project_ids)  # project_scoped: the adapter says its client has `list_projects`
+        projects.update(str(p["id"]) for p in await provider.list_projects() if p.get("id"))
         for project in sorted(projects):
             for kind in kinds:
                 async for job in provider.list(kind, since=since, project_id=project):
@@ -227,8 +225,6 @@ def run_discover(*, paths: tuple[str, ...], since_text: str, providers: tuple[st
     import asyncio
 
     from jobrunner.exitcodes import ExitCode
-    from jobrunner.reconcile import requests as rq
-    from jobrunner.reconcile.matching import matches
     from jobrunner.reconcile.planning import expand_desired, load_resources, open_workspace, resolve_paths
     from jobrunner.reconcile.pool import ProviderPool
     from jobrunner.refresh import claimed_ids
@@ -264,17 +260,7 @@ def run_discover(*, paths: tuple[str, ...], since_text: str, providers: tuple[st
                 candidates = await list_unowned(pool, chosen, claimed_ids(doc), cutoff, projects)
             finally:
                 await pool.aclose()
-            # Jobs the current manifests already declare: adopt with `import ADDRESS ID`, no new manifest.
-            declared: list[tuple[str, str]] = []
-            fresh: list[Candidate] = []
-            for c in candidates:
-                hit = next((j for j in desired if j.provider == c.provider and j.fingerprint is not None
-                            and matches(c.job, rq.create_request(j, by_res[j.resource_address].spec))), None)
-                if hit is not None:
-                    declared.append((hit.address, c.job.id))
-                    desired.remove(hit)
-                else:
-                    fresh.append(c)
+            declared, fresh = _split_declared(candidates, desired, by_res)
             generated = build_manifests(fresh, taken=set(by_res))
             _report(echo, chosen, since_text, candidates, declared, generated, out)
             if not generated.documents:
@@ -291,6 +277,28 @@ def run_discover(*, paths: tuple[str, ...], since_text: str, providers: tuple[st
             return ExitCode.OK
 
         return asyncio.run(run())
+
+
+def _split_declared(candidates: list[Candidate], desired: list[Any],
+                    by_res: dict[str, Any]) -> tuple[list[tuple[str, str]], list[Candidate]]:
+    """(address, remote id) of the jobs the current manifests already declare (adopt them with
+    `import ADDRESS ID`, no new manifest), and the candidates that need one. Each declared job
+    takes at most one remote job."""
+    from jobrunner.reconcile import requests as rq
+    from jobrunner.reconcile.matching import matches
+
+    desired = list(desired)
+    declared: list[tuple[str, str]] = []
+    fresh: list[Candidate] = []
+    for c in candidates:
+        hit = next((j for j in desired if j.provider == c.provider and j.fingerprint is not None
+                    and matches(c.job, rq.create_request(j, by_res[j.resource_address].spec))), None)
+        if hit is not None:
+            declared.append((hit.address, c.job.id))
+            desired.remove(hit)
+        else:
+            fresh.append(c)
+    return declared, fresh
 
 
 def _adopt_generated(ws: Any, doc: Any, path: Path, generated: Generated,

@@ -56,4 +56,16 @@ def format_duration(seconds: float) -> str:
     return out or "0s"
 
 
-__all__ = ["DurationError", "parse_duration", "format_duration"]
+def format_age(seconds: float) -> str:
+    """A short human age: 42s, 5m, 3h, 2d."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+__all__ = ["DurationError", "format_age", "format_duration", "parse_duration"]

@@ -311,19 +311,7 @@ def load_text(text: str, file: str) -> LoadResult:
             result.documents.append(doc)
             index += 1
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or "invalid YAML"
-        if exc.context:
-            problem = f"{problem} ({exc.context}"
-            if exc.context_mark is not None and exc.context_mark is not mark:
-                problem += f" at line {exc.context_mark.line + 1}"
-            problem += ")"
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        if mark is not None and _tab_indented(text, mark.line):
-            problem = ("a tab in the indentation: YAML allows only spaces there; "
-                       "use spaces instead of the tab(s) on this line")
-            col = 1
-        result.diagnostics.append(Diagnostic("error", file, line, col, f"invalid YAML: {problem}"))
+        result.diagnostics.append(_syntax_error(exc, text, file))
     except yaml.reader.ReaderError as exc:  # control characters and the like
         before = text[: exc.position]
         line = before.count("\n") + 1
@@ -339,6 +327,23 @@ def load_text(text: str, file: str) -> LoadResult:
         if loader is not None:
             loader.dispose()
     return result
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, text: str, file: str) -> Diagnostic:
+    """The parser's error at its position, with its context; a tab in the indentation said plainly."""
+    mark = exc.problem_mark or exc.context_mark
+    problem = exc.problem or "invalid YAML"
+    if exc.context:
+        problem = f"{problem} ({exc.context}"
+        if exc.context_mark is not None and exc.context_mark is not mark:
+            problem += f" at line {exc.context_mark.line + 1}"
+        problem += ")"
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    if mark is not None and _tab_indented(text, mark.line):
+        problem = ("a tab in the indentation: YAML allows only spaces there; "
+                   "use spaces instead of the tab(s) on this line")
+        col = 1
+    return Diagnostic("error", file, line, col, f"invalid YAML: {problem}")
 
 
 def _tab_indented(text: str, line_index: int) -> bool:

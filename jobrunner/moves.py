@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from jobrunner.errors import ConfigError, Diagnostic, PlanError
-from jobrunner.resources import Position, Resource
+from jobrunner.resources import Position, Resource, resource_of
 from jobrunner.state.model import StateDoc
 
 CONFIG_FILE = "jobrunner.yaml"
@@ -58,10 +58,6 @@ class Move:
     @property
     def is_item(self) -> bool:
         return "[" in self.source
-
-
-def resource_of(address: str) -> str:
-    return address.split("[", 1)[0]
 
 
 def _diag(move_or_file: Any, message: str, json_path: str = "$.moved", pos: Position | None = None) -> Diagnostic:

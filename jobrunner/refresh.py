@@ -3,8 +3,9 @@
 Terminal jobs are immutable, so they are never asked about: a plan over 10,000 succeeded batch
 items sends no request at all. Deployments are not jobs: a ready one can still be deleted or
 changed outside jobrunner, so every tracked deployment is read (one `get_deployment` each).
-Non-terminal jobs are refreshed in bulk where the provider offers it (`refresh_many`, one
-listing instead of N gets), else one `get` each with bounded concurrency.
+Non-terminal jobs are refreshed in bulk where the provider offers it (its adapter's
+`bulk_refresh` capability: `refresh_many`, one listing instead of N gets), else one `get` each
+with bounded concurrency.
 A job the provider no longer knows (404) comes back as status `gone`.
 
 Pending intents (a create was about to be sent when the last run stopped) are resolved by looking
@@ -26,6 +27,7 @@ from typing import Any
 
 from jobrunner.errors import NotFoundError
 from jobrunner.providers.adapter import split_version
+from jobrunner.providers.adapters import find_adapter
 from jobrunner.providers.base import GONE, TERMINAL, RemoteJob
 from jobrunner.reconcile.timeutil import parse_rfc3339, utcnow
 from jobrunner.resources import JOB_DEPLOYMENT, JOB_MODEL
@@ -59,23 +61,31 @@ def needs_refresh(st: AddressState) -> bool:
     return bool(st.remote_id) and st.job_kind != JOB_MODEL and st.status not in TERMINAL
 
 
+def bulk_refresh(provider_name: str) -> bool:
+    """Whether the provider's adapter says its client reads many jobs in one walk (`refresh_many`).
+
+    A name no adapter has (a test double's) gets one `get` per job."""
+    adapter = find_adapter(provider_name)
+    return adapter is not None and adapter.capabilities.bulk_refresh
+
+
 async def fetch_jobs(
-    provider: Any, job_kind: str, ids: list[str], *, project_id: str | None = None, parallelism: int = 10,
-    oldest: datetime | None = None,
+    provider: Any, job_kind: str, ids: list[str], *, bulk: bool, project_id: str | None = None,
+    parallelism: int = 10, oldest: datetime | None = None,
 ) -> dict[str, RemoteJob]:
     """Current view of the given job ids (missing ones as `gone`).
 
-    `oldest` is the earliest creation time among them: bulk refresh lists pages back to it.
+    `bulk` (`bulk_refresh` of the provider) reads several at once with the client's
+    `refresh_many`; `oldest` is the earliest creation time among them: it lists pages back to it.
     """
     if not ids:
         return {}
-    bulk = getattr(provider, "refresh_many", None)
-    if bulk is not None and len(ids) > 1:
+    if bulk and len(ids) > 1:
         since = oldest or (utcnow() - timedelta(days=1))
         if project_id is not None:
-            got = await bulk(job_kind, set(ids), since, project_id=project_id)
+            got = await provider.refresh_many(job_kind, set(ids), since, project_id=project_id)
         else:
-            got = await bulk(job_kind, set(ids), since)
+            got = await provider.refresh_many(job_kind, set(ids), since)
         got = dict(got or {})
         missing = [i for i in ids if i not in got]
     else:
@@ -133,7 +143,8 @@ async def refresh_tracked(
                                            project_id=project_id, parallelism=parallelism)
         else:
             jobs = await fetch_jobs(provider, job_kind, [s.remote_id for s in states if s.remote_id],
-                                    project_id=project_id, parallelism=parallelism,
+                                    bulk=bulk_refresh(provider_name), project_id=project_id,
+                                    parallelism=parallelism,
                                     oldest=min((created_time(s) for s in states), default=None))
         for s in states:
             if s.remote_id in jobs:

@@ -8,6 +8,7 @@ function that is easy to unit-test.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from jobrunner.jsonpaths import nearest
@@ -55,12 +56,21 @@ class Resource:
         return nearest(self.positions, json_path) or Position(self.line, self.column)
 
 
-# Job kinds a provider runs. A Model resource is not a job: it is created once and kept.
-JOB_TRAINING = "training"
-JOB_PREDICTION = "prediction"
-JOB_MODEL = "model"
-# A Deployment is not a one-shot job either: it is created, updated in place and deleted.
-JOB_DEPLOYMENT = "deployment"
+class JobKind(StrEnum):
+    """The kinds of unit a plan reasons about. A str: state and plans carry the bare word."""
+
+    TRAINING = "training"
+    PREDICTION = "prediction"  # one item of a PredictionBatch
+    MODEL = "model"  # a Model resource is not a job: it is created once and kept
+    # A Deployment is not a one-shot job either: it is created, updated in place and deleted.
+    DEPLOYMENT = "deployment"
+
+
+# The names every module already uses for the kinds.
+JOB_TRAINING = JobKind.TRAINING
+JOB_PREDICTION = JobKind.PREDICTION
+JOB_MODEL = JobKind.MODEL
+JOB_DEPLOYMENT = JobKind.DEPLOYMENT
 
 
 @dataclass(frozen=True)
@@ -74,7 +84,7 @@ class DesiredJob:
 
     address: str  # Training/x, PredictionBatch/x[key], Model/x, Deployment/x
     resource_address: str  # Kind/name of the manifest document it came from
-    job_kind: str  # JOB_TRAINING | JOB_PREDICTION | JOB_MODEL | JOB_DEPLOYMENT
+    job_kind: JobKind
     provider: str
     file: str
     request: dict[str, Any]
@@ -88,7 +98,14 @@ class DesiredJob:
     missing_outputs: tuple[tuple[str, str], ...] = ()
 
 
+def resource_of(address: str) -> str:
+    """The resource address (`Kind/name`) of a unit's address (`PredictionBatch/x[key]` -> `PredictionBatch/x`)."""
+    return address.split("[", 1)[0]
+
+
 __all__ = [
+    "resource_of",
+    "JobKind",
     "API_VERSION",
     "KINDS",
     "PROVIDERS",

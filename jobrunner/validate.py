@@ -529,14 +529,15 @@ def _check_batch(r: Resource, root: Path, out: _Collector, result: ValidationRes
 
 def _check_endpoint_rows(r: Resource, root: Path, rows: list[tuple[Any, str, str | None, int | None]],
                          out: _Collector, defaults: dict[str, Any]) -> None:
-    """Rows sent to an Emissary deployment endpoint: each one is that endpoint's request body."""
-    from jobrunner.providers.adapters.emissary import INFERENCE_BODIES
+    """Rows sent to a deployment endpoint (the adapter's `endpoint_bodies`): each one is that
+    endpoint's request body."""
     from jobrunner.schema import load_schema
 
-    body = INFERENCE_BODIES.get(str(r.spec.get("endpoint")))
+    adapter = find_adapter(r.provider)
+    body = adapter.endpoint_bodies.get(str(r.spec.get("endpoint"))) if adapter is not None else None
     if body is None:
         return  # the schema reported the endpoint
-    schema = load_schema()["definitions"][f"emissary.{body}"]
+    schema = load_schema()["definitions"][body]
     _check_known_inputs(r, root, rows, PREDICTION_INPUT, out, defaults, schema=schema,
                         label=f"{r.spec['endpoint']} request body")
 

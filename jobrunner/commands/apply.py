@@ -30,8 +30,29 @@ from jobrunner.completion import complete_addresses
 from jobrunner.errors import UsageError
 from jobrunner.exitcodes import ExitCode, actionable, attention, for_apply
 from jobrunner.plan_types import WAIT, Plan, PlannedChange
-from jobrunner.reconcile.report import ApplyReport
+from jobrunner.reconcile.report import ApplyReport, OutcomeKind
 from jobrunner.state.model import StateDoc
+
+
+def _show_plan(ws: Any, doc: StateDoc, planned: Any, saved: dict[str, Any] | None, parallelism: int,
+               allow_over_budget: bool, events: Any) -> None:
+    """Print the plan (or send its `--json` event) with its estimate; raise the budget refusal
+    after it, so the numbers are on screen and nothing was created."""
+    from jobrunner.reconcile.planning import estimate_into
+
+    echo_warnings(planned.warnings)
+    if saved is not None:
+        planned.plan = _check_saved_plan(saved, planned)
+    # Estimated again: a saved plan is restricted to what was reviewed, and the wall clock
+    # assumes this apply's --parallelism.
+    estimate_into(planned.plan, doc, planned.resources, ws.config, parallelism)
+    refused = budget(planned.plan, ws, allow_over_budget)
+    if events is not None:
+        events.plan(planned.plan)
+    else:
+        click.echo(render_plan(planned.plan, "text"), nl=False)
+    if refused is not None:
+        raise refused
 
 
 def _check_saved_plan(saved: dict[str, Any], planned: Any) -> Plan:
@@ -55,7 +76,8 @@ def _print_report(report: ApplyReport, doc: Any, plan: Plan, events: Any = None)
         if to_stderr or events is None:
             click.echo(line, err=to_stderr)
     if events is not None:
-        events.outputs(doc, [o.address for o in report.outcomes.values() if o.outcome in ("succeeded", "adopted")])
+        finished = (OutcomeKind.SUCCEEDED, OutcomeKind.ADOPTED)
+        events.outputs(doc, [o.address for o in report.outcomes.values() if o.outcome in finished])
         events.summary(code, summary_line(verb, report), report)
     return code
 
@@ -143,13 +165,7 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
       jobrunner apply --auto-approve --timeout 30m specs/
       jobrunner apply --replace 'PredictionBatch/poems-eval[moon]' specs/examples/
     """
-    from jobrunner.reconcile.planning import (
-        estimate_into,
-        make_plan,
-        open_workspace,
-        require_manifests,
-        resolve_paths,
-    )
+    from jobrunner.reconcile.planning import make_plan, open_workspace, require_manifests, resolve_paths
     from jobrunner.saved_plan import read_saved_plan
 
     wait_for = parse_timeout(timeout)
@@ -172,19 +188,7 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
         doc = ws.store.load()
         with refresh_deadline(timeout, "apply", started):  # --timeout covers planning too
             planned = await make_plan(ws, plan_paths, doc, pool, targets=targets, replace=replace)
-        echo_warnings(planned.warnings)
-        if saved is not None:
-            planned.plan = _check_saved_plan(saved, planned)
-        # Estimated again: a saved plan is restricted to what was reviewed, and the wall clock
-        # assumes this apply's --parallelism.
-        estimate_into(planned.plan, doc, planned.resources, ws.config, par)
-        refused = budget(planned.plan, ws, allow_over_budget)
-        if events is not None:
-            events.plan(planned.plan)
-        else:
-            click.echo(render_plan(planned.plan, "text"), nl=False)
-        if refused is not None:
-            raise refused  # shown first, so the numbers are on screen; nothing was created
+        _show_plan(ws, doc, planned, saved, par, allow_over_budget, events)
         if not planned.plan.has_changes and not any(c.action == WAIT for c in planned.plan.changes):
             return await _apply_converged(ws, pool, doc, planned, par, events, no_color)
         # Only waiting for jobs already running, or changes that will all be skipped (blocked by

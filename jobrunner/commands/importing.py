@@ -10,9 +10,11 @@ from jobrunner.commands.common import (
     with_pool,
 )
 from jobrunner.completion import complete_addresses
-from jobrunner.errors import UsageError
+from jobrunner.errors import PlanError, UsageError
 from jobrunner.exitcodes import ExitCode
+from jobrunner.providers.base import SUCCEEDED, CreateRequest, RemoteJob
 from jobrunner.providers.names import PROVIDER_NAMES
+from jobrunner.resources import JOB_MODEL, DesiredJob
 
 
 @click.command("import")
@@ -47,10 +49,7 @@ def import_(address: str | None, remote_id: str | None, paths: tuple[str, ...], 
     if not address or not remote_id:
         raise UsageError("import needs ADDRESS and REMOTE_ID (or --discover)",
                          hint="e.g. `jobrunner import Training/poems-ngram r8abc...`, or `jobrunner import --discover`")
-    from jobrunner.errors import PlanError
-    from jobrunner.providers.base import SUCCEEDED
     from jobrunner.reconcile import requests as rq
-    from jobrunner.reconcile.matching import mismatches
     from jobrunner.reconcile.outputs import record_adoption
     from jobrunner.reconcile.planning import (
         expand_desired,
@@ -59,7 +58,6 @@ def import_(address: str | None, remote_id: str | None, paths: tuple[str, ...], 
         require_manifests,
         resolve_paths,
     )
-    from jobrunner.resources import JOB_MODEL
 
     ws = open_workspace(paths=paths)
     import_paths = resolve_paths(paths, ws.root)
@@ -71,18 +69,7 @@ def import_(address: str | None, remote_id: str | None, paths: tuple[str, ...], 
     async def run(pool: Any) -> int:
         doc = ws.store.load()
         desired = {j.address: j for j in expand_desired(resources, ws.root, doc, validated.items)}
-        job = desired.get(address)
-        if job is None:
-            raise UsageError(f"{address}: no such address in the manifests",
-                             hint="addresses look like Training/name or PredictionBatch/name[key]")
-        if job.job_kind == JOB_MODEL:
-            raise UsageError(f"{address}: models are adopted automatically by apply when they exist")
-        if job.fingerprint is None and job.missing_outputs:
-            from jobrunner.references import missing_outputs_text
-
-            raise PlanError(f"{address}: cannot be imported: {missing_outputs_text(job.missing_outputs)}")
-        if job.fingerprint is None:
-            raise PlanError(f"{address}: its references are not known yet; apply its upstream first")
+        job = _importable(address, desired.get(address))
         st = doc.addresses.get(address)
         if st is not None and st.remote_id == remote_id:
             click.echo(f"{address} already tracks {remote_id}.")
@@ -92,13 +79,7 @@ def import_(address: str | None, remote_id: str | None, paths: tuple[str, ...], 
                              hint=f"`jobrunner state rm {address}` first to track another job")
         req = rq.create_request(job, by_res[job.resource_address].spec)
         remote = await pool.get(job.provider).get(job.job_kind, remote_id, project_id=req.project_id)
-        differences = mismatches(remote, req)
-        if differences:
-            shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
-            raise PlanError(
-                f"{address}: remote job {remote_id} does not match the manifest: {shown}",
-                hint="import only a job that ran exactly what the manifest declares "
-                     "(or change the manifest to match it)")
+        _check_matches(address, remote_id, remote, req)
         record_adoption(doc, job, remote, st)
         ws.store.save(doc)
         click.echo(f"Imported {remote.id} as {address} (status {remote.status}).")
@@ -106,3 +87,32 @@ def import_(address: str | None, remote_id: str | None, paths: tuple[str, ...], 
 
     with ws.store.lock("import"):
         return asyncio.run(with_pool(ws, run))
+
+
+def _importable(address: str, job: DesiredJob | None) -> DesiredJob:
+    """The manifests' job at `address`, if a remote job can be imported as it (its fingerprint known)."""
+    if job is None:
+        raise UsageError(f"{address}: no such address in the manifests",
+                         hint="addresses look like Training/name or PredictionBatch/name[key]")
+    if job.job_kind == JOB_MODEL:
+        raise UsageError(f"{address}: models are adopted automatically by apply when they exist")
+    if job.fingerprint is None and job.missing_outputs:
+        from jobrunner.references import missing_outputs_text
+
+        raise PlanError(f"{address}: cannot be imported: {missing_outputs_text(job.missing_outputs)}")
+    if job.fingerprint is None:
+        raise PlanError(f"{address}: its references are not known yet; apply its upstream first")
+    return job
+
+
+def _check_matches(address: str, remote_id: str, remote: RemoteJob, req: CreateRequest) -> None:
+    """A PlanError unless the remote job ran exactly what the manifest declares."""
+    from jobrunner.reconcile.matching import mismatches
+
+    differences = mismatches(remote, req)
+    if differences:
+        shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
+        raise PlanError(
+            f"{address}: remote job {remote_id} does not match the manifest: {shown}",
+            hint="import only a job that ran exactly what the manifest declares "
+                 "(or change the manifest to match it)")

@@ -69,8 +69,8 @@ def logs(address: str, follow: bool) -> int:
 
 async def _print_logs(pool: Any, address: str, st: Any, follow: bool, root: Path) -> None:
     """One job's log (followed until it ends with `follow`), then its error when it did not succeed."""
-    from jobrunner.providers.base import TERMINAL
-    from jobrunner.providers.bodies import LOG_TRUNCATED_PREFIX
+    from jobrunner.providers.base import SUCCEEDED, TERMINAL
+    from jobrunner.providers.logmarker import LOG_TRUNCATED_PREFIX
     from jobrunner.redact import SECRETS, hidden_values, known_secrets, scrub_text
     from jobrunner.render.logs import ANCHOR_CHARS, log_increment
 
@@ -115,7 +115,7 @@ async def _print_logs(pool: Any, address: str, st: Any, follow: bool, root: Path
             break
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, 3.0)
-    if follow or job.status in TERMINAL - {"succeeded"}:
+    if follow or job.status in TERMINAL - {SUCCEEDED}:
         click.echo(scrub(_ending(address, job)), err=True)
 
 

@@ -129,7 +129,6 @@ def serve(
       jobrunner serve --stop                      # stop the one this workspace uses
     """
     from jobrunner.local.autostart import register, stop_data_dir
-    from jobrunner.local.faults import FaultConfigError, parse_faults
     from jobrunner.local.security import SecurityError
     from jobrunner.local.server import AlreadyRunning, ServeOptions, StartupFailed
     from jobrunner.local.server import serve as run_server
@@ -143,25 +142,8 @@ def serve(
         else:
             click.echo(f"No local platform is running for {directory}.")
         return 0
-
-    try:
-        faults: dict[str, Any] = parse_faults(faults_spec)
-    except FaultConfigError as exc:
-        raise UsageError(f"--faults: {exc}") from None
-    for name, value in (
-        ("latency_ms", latency_ms), ("error_rate", error_rate), ("drop_after_create", drop_after_create),
-        ("list_lag_s", list_lag_s), ("max_body_bytes", max_body_bytes),
-    ):
-        if value is not None:
-            faults[name] = value
-    if rate_limit is not None:
-        faults["rate_limit"] = None if rate_limit == "off" else rate_limit
-    try:
-        from jobrunner.local.faults import FaultState
-
-        FaultState().update(faults)  # validate before binding anything
-    except FaultConfigError as exc:
-        raise UsageError(str(exc)) from None
+    faults = _faults(faults_spec, rate_limit, latency_ms=latency_ms, error_rate=error_rate,
+                     drop_after_create=drop_after_create, list_lag_s=list_lag_s, max_body_bytes=max_body_bytes)
 
     unregister: list[Any] = []
 
@@ -188,3 +170,21 @@ def serve(
         for remove in unregister:
             remove()
     return 0
+
+
+def _faults(faults_spec: str | None, rate_limit: str | None, **flags: float | None) -> dict[str, Any]:
+    """The fault knobs of `--faults` and the single-fault flags, checked before anything binds."""
+    from jobrunner.local.faults import FaultConfigError, FaultState, parse_faults
+
+    try:
+        faults: dict[str, Any] = parse_faults(faults_spec)
+    except FaultConfigError as exc:
+        raise UsageError(f"--faults: {exc}") from None
+    faults.update({name: value for name, value in flags.items() if value is not None})
+    if rate_limit is not None:
+        faults["rate_limit"] = None if rate_limit == "off" else rate_limit
+    try:
+        FaultState().update(faults)  # validate before binding anything
+    except FaultConfigError as exc:
+        raise UsageError(str(exc)) from None
+    return faults

@@ -111,7 +111,8 @@ def mv(source: str, destination: str) -> int:
       jobrunner state mv Training/poems-ngram Training/poems-ngram-v2
       jobrunner state mv PredictionBatch/poems-eval PredictionBatch/poems-eval-2026
     """
-    from jobrunner.moves import Move, apply_moves, check_moves, resource_of
+    from jobrunner.moves import Move, apply_moves, check_moves
+    from jobrunner.resources import resource_of
 
     problems = check_moves([Move(source, destination, "state mv", 0, 0, 0)])
     if problems:

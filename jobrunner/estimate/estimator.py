@@ -45,7 +45,9 @@ from jobrunner.estimate.model import (
 from jobrunner.estimate.prices import PriceTable
 from jobrunner.plan_types import PlannedChange
 from jobrunner.providers.adapter import ProviderAdapter
-from jobrunner.providers.adapters import find_adapter
+from jobrunner.providers.adapters import ADAPTERS, find_adapter
+from jobrunner.providers.base import SUCCEEDED
+from jobrunner.providers.limits import CREATE, OTHER, UNLIMITED, RateLimits
 from jobrunner.resources import JOB_DEPLOYMENT, JOB_MODEL, DesiredJob, Resource
 from jobrunner.state.model import StateDoc
 
@@ -54,7 +56,6 @@ from jobrunner.state.model import StateDoc
 ESTIMATED_ACTIONS = frozenset({"create", "replace", "retry", "update"})
 # Actions that create a job: what `policy.max_creates_per_apply` counts.
 CREATING_ACTIONS = frozenset({"create", "replace", "retry"})
-_SUCCEEDED = "succeeded"
 
 HistoryKey = tuple[str, str, str]  # provider, job kind, version
 
@@ -74,7 +75,7 @@ def measured_runs(doc: StateDoc) -> dict[HistoryKey, list[float]]:
     runs: dict[HistoryKey, list[float]] = {}
     for st in doc.addresses.values():
         adapter = find_adapter(st.provider)
-        if adapter is None or st.status != _SUCCEEDED or not st.outputs or not st.inputs:
+        if adapter is None or st.status != SUCCEEDED or not st.outputs or not st.inputs:
             continue
         seconds = adapter.costing.measured_seconds(st.outputs)
         version = adapter.costing.version_of(st.inputs)
@@ -268,9 +269,6 @@ def estimate_plan(changes: Sequence[PlannedChange], doc: StateDoc, resources: Se
 def context_for(config: Any, parallelism: int | None = None) -> EstimateContext:
     """The estimate assumptions of a workspace: its prices, parallelism and each provider's create
     rates (the adapter's documented limits under `providers.<name>.rate_limits`)."""
-    from jobrunner.providers.adapters import ADAPTERS
-    from jobrunner.providers.ratelimit import CREATE, OTHER, UNLIMITED, RateLimits
-
     rates: dict[str, Mapping[str, float | None]] = {}
     providers = getattr(config, "providers", {}) or {}
     for name, adapter in ADAPTERS.items():

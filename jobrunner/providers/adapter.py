@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobrunner.providers.base import CreateRequest, RemoteJob
+from jobrunner.providers.limits import CREATE, OTHER, UNLIMITED
 from jobrunner.providers.names import DEFAULT_PROVIDER, PROVIDER_NAMES, ProviderName
-from jobrunner.providers.ratelimit import CREATE, OTHER, UNLIMITED
-from jobrunner.resources import DesiredJob
+from jobrunner.resources import JOB_PREDICTION, JOB_TRAINING, DesiredJob
 
 
 class RequestForm(enum.Enum):
@@ -111,14 +111,14 @@ class Costing:
     `hardware` (a `Model` resource) a job runs on. `fixed_hardware` is the SKU every job of the
     provider runs on whatever the manifests say (the local platform: this machine, priced 0).
     `rate_class` maps a job kind to the rate-limit class its creates spend
-    (`providers.ratelimit.CREATE` or `OTHER`).
+    (`providers.limits.CREATE` or `OTHER`).
     """
 
     measured_seconds: Callable[[Mapping[str, Any]], float | None] = recorded_predict_time
     version_of: Callable[[Mapping[str, Any]], str | None] = lambda request: None
     model_of: Callable[[Mapping[str, Any]], str | None] = lambda request: None
     fixed_hardware: str | None = None
-    rate_class: Mapping[str, str] = field(default_factory=lambda: {"prediction": CREATE, "training": OTHER})
+    rate_class: Mapping[str, str] = field(default_factory=lambda: {JOB_PREDICTION: CREATE, JOB_TRAINING: OTHER})
 
 
 @dataclass(frozen=True)
@@ -191,6 +191,9 @@ class ProviderAdapter:
     costing: Costing = field(default_factory=Costing)
     # How its `Deployment` kind is built (None: the provider serves no deployments).
     deployment: DeploymentForm | None = None
+    # Deployment endpoints a PredictionBatch may send its rows to (the manifest's `endpoint`), each
+    # with the derived schema definition (jobrunner/schemas) that every row must satisfy.
+    endpoint_bodies: Mapping[str, str] = field(default_factory=dict)
 
 
 __all__ = [

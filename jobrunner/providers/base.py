@@ -9,21 +9,40 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from jobrunner.errors import UnexpectedIdError
+from jobrunner.resources import JOB_DEPLOYMENT
 
-# Normalized statuses.
-PENDING = "pending"  # Replicate starting, Emissary Pending
-RUNNING = "running"  # Replicate processing, Emissary Running
-SUCCEEDED = "succeeded"
-FAILED = "failed"  # Emissary Failed and TimedOut
-CANCELED = "canceled"
-ABORTED = "aborted"  # Replicate: terminated before it started
-UNKNOWN = "unknown"  # a status value we do not know; treated as non-terminal
-GONE = "gone"  # the provider says 404 for a job we track (deleted outside jobrunner)
 
-TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELED, ABORTED, GONE})
+class JobStatus(StrEnum):
+    """A job's normalized status. A str: state files, plans and `--json` events carry the bare word,
+    and a status read back from state (a plain str) compares equal to its member."""
+
+    PENDING = "pending"  # Replicate starting, Emissary Pending
+    RUNNING = "running"  # Replicate processing, Emissary Running
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # Emissary Failed and TimedOut
+    CANCELED = "canceled"
+    ABORTED = "aborted"  # Replicate: terminated before it started
+    UNKNOWN = "unknown"  # a status value we do not know; treated as non-terminal
+    GONE = "gone"  # the provider says 404 for a job we track (deleted outside jobrunner)
+
+
+# The names every module already uses for the statuses.
+PENDING, RUNNING, SUCCEEDED, FAILED = JobStatus.PENDING, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED
+CANCELED, ABORTED, UNKNOWN, GONE = JobStatus.CANCELED, JobStatus.ABORTED, JobStatus.UNKNOWN, JobStatus.GONE
+
+TERMINAL: frozenset[JobStatus] = frozenset({SUCCEEDED, FAILED, CANCELED, ABORTED, GONE})
+
+
+def job_status(word: str | None) -> JobStatus:
+    """A status read back as a plain word (state, a saved plan) as its member; UNKNOWN otherwise."""
+    try:
+        return JobStatus(word or UNKNOWN)
+    except ValueError:
+        return UNKNOWN
 
 
 @dataclass
@@ -32,7 +51,7 @@ class RemoteJob:
 
     id: str
     job_kind: str  # "training" | "prediction"
-    status: str  # one of the normalized statuses above
+    status: JobStatus  # providers map their wire's status words onto these
     raw_status: str | None = None
     created_at: datetime | None = None
     started_at: datetime | None = None
@@ -78,7 +97,7 @@ class RemoteDeployment:
 
     id: str
     name: str
-    status: str
+    status: JobStatus
     raw_status: str | None = None
     url: str | None = None  # the API URL of the deployment
     model: str | None = None
@@ -94,7 +113,7 @@ class RemoteDeployment:
     def as_job(self) -> RemoteJob:
         """The deployment as a RemoteJob of kind "deployment", the shape refresh and plans read:
         its settings and outputs travel in `extra`."""
-        return RemoteJob(id=self.id, job_kind="deployment", status=self.status, raw_status=self.raw_status,
+        return RemoteJob(id=self.id, job_kind=JOB_DEPLOYMENT, status=self.status, raw_status=self.raw_status,
                          created_at=self.created_at, model=self.model, version=self.version,
                          project_id=self.project_id,
                          extra={"settings": dict(self.settings), "outputs": self.outputs()})

@@ -19,22 +19,16 @@ import re
 from collections import deque
 from collections.abc import AsyncIterator
 
+from jobrunner.providers.logmarker import LOG_TRUNCATED_PREFIX, truncation_marker
+
 KiB = 1024
 MiB = 1024 * KiB
-
-LOG_TRUNCATED_PREFIX = "[jobrunner: log truncated:"
 
 _STRUCTURE = re.compile(rb'["{}\[\],:]')
 # A quote after a byte that is not a backslash and an even run of backslashes: unescaped.
 _CLOSING_QUOTE = re.compile(rb'[^\\](?:\\\\)*"')
 _LOW_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 _LOG_KEY = b"logs"
-
-
-def truncation_marker(dropped: int, kept: int) -> str:
-    """The line put in front of a truncated log (it says how much is missing and what follows)."""
-    return (f"{LOG_TRUNCATED_PREFIX} the first {dropped:,} bytes were not kept; "
-            f"the last {kept:,} bytes follow]\n")
 
 
 class BodyTooLarge(Exception):

@@ -38,9 +38,10 @@ from jobrunner.providers.http import HttpClient, upload_seconds
 from jobrunner.providers.local import platform_http
 from jobrunner.providers.ratelimit import CREATE
 from jobrunner.providers.settings import ClientContext
+from jobrunner.resources import JOB_PREDICTION, JobKind
 from jobrunner.timestamps import to_rfc3339
 
-TRAINING = "training"
+TRAINING = JobKind.TRAINING
 
 STATUS_MAP = {
     "Pending": PENDING,
@@ -147,7 +148,7 @@ class EmissaryProvider(EmissaryDeployments):
         return f"/v1/projects/{_project(project_id, what)}/training-jobs"
 
     async def create(self, req: CreateRequest) -> RemoteJob:
-        if req.job_kind == "prediction" and req.deployment:
+        if req.job_kind == JOB_PREDICTION and req.deployment:
             return await self.create_inference(req)  # a batch row on a deployment
         _check_kind(req.job_kind)
         project_id = req.project_id or req.body.get("project_id")
@@ -202,7 +203,7 @@ class EmissaryProvider(EmissaryDeployments):
     async def delete(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> None:
         """Delete a training job (204). Deleting what is already gone counts as done. A batch row
         on a deployment was one inference answered at once: nothing of it is left to delete."""
-        if job_kind == "prediction":
+        if job_kind == JOB_PREDICTION:
             return
         _check_kind(job_kind)
         try:
@@ -219,7 +220,7 @@ class EmissaryProvider(EmissaryDeployments):
         Batch rows on a deployment are inferences answered synchronously and never listed: a
         lookup after a lost answer finds none, and the row is sent again (a repeat may be billed;
         nothing is left behind on the provider)."""
-        if job_kind == "prediction":
+        if job_kind == JOB_PREDICTION:
             return
         _check_kind(job_kind)
         data = await self.http.request_json("GET", self._jobs(project_id, "list"), what="list training jobs")

@@ -29,6 +29,7 @@ from jobrunner.providers.base import (
 )
 from jobrunner.providers.http import HttpClient
 from jobrunner.providers.ratelimit import CREATE
+from jobrunner.resources import JOB_PREDICTION
 from jobrunner.timestamps import from_epoch
 
 STATUS_MAP = {
@@ -80,7 +81,7 @@ def inference_job(answer: Mapping[str, Any], req: CreateRequest) -> RemoteJob:
     """One answered inference request as a succeeded prediction: its `response` is the output."""
     if not isinstance(answer.get("id"), str) or not answer["id"]:
         raise ProtocolError(f"{req.endpoint} on deployment {req.deployment}: the answer has no id")
-    return RemoteJob(id=answer["id"], job_kind="prediction", status=SUCCEEDED, raw_status="200",
+    return RemoteJob(id=answer["id"], job_kind=JOB_PREDICTION, status=SUCCEEDED, raw_status="200",
                      input=dict(req.body), output=answer.get("response"), project_id=req.project_id,
                      extra={"deployment": req.deployment, "endpoint": req.endpoint})
 

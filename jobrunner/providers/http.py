@@ -526,16 +526,7 @@ class HttpClient:
         last: str | None = None  # why the previous attempt failed, for the out-of-time message
         while True:
             attempt += 1
-            if time.monotonic() >= end:  # nothing is sent once the deadline has passed
-                # (A backoff that ended late on a busy machine lands here: still name the cause.)
-                raise self._out_of_time(shown, bound, attempt - 1, sent=False, last=last)
-            try:
-                async with asyncio.timeout(max(0.0, end - time.monotonic())):
-                    await self.limiter.acquire(request_class)
-            except TimeoutError:
-                raise self._out_of_time(shown, bound, attempt - 1, sent=False, last=last) from None
-            self.stats["requests"] += 1
-            self.stats[f"requests.{request_class}"] += 1
+            await self._take_turn(request_class, end, shown, bound, attempt, last)
             limit = min(per_attempt, end - time.monotonic())
             try:
                 response = await self._attempt(
@@ -588,6 +579,21 @@ class HttpClient:
                               "jobrunner looks the job up before creating it again")
             self.stats["errors"] += 1
             raise error
+
+    async def _take_turn(self, request_class: str, end: float, shown: str, bound: CommandDeadline | None,
+                         attempt: int, last: str | None) -> None:
+        """Wait for the rate limiter's token for this attempt, never past the request's deadline,
+        and count the request. `last` is why the previous attempt failed, for the message."""
+        if time.monotonic() >= end:  # nothing is sent once the deadline has passed
+            # (A backoff that ended late on a busy machine lands here: still name the cause.)
+            raise self._out_of_time(shown, bound, attempt - 1, sent=False, last=last)
+        try:
+            async with asyncio.timeout(max(0.0, end - time.monotonic())):
+                await self.limiter.acquire(request_class)
+        except TimeoutError:
+            raise self._out_of_time(shown, bound, attempt - 1, sent=False, last=last) from None
+        self.stats["requests"] += 1
+        self.stats[f"requests.{request_class}"] += 1
 
     def _end_of(self, started: float, per_attempt: float) -> tuple[float, CommandDeadline | None]:
         """When this request must be over: its own deadline, or the command's if that is sooner."""

@@ -18,22 +18,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
 
-from jobrunner.errors import ConfigError
-
-CREATE = "create"
-OTHER = "other"
-REQUEST_CLASSES = (CREATE, OTHER)
+# The request classes and the limits are pure data the adapters name (jobrunner.providers.limits);
+# they are re-exported here for the clients and tests that read them beside the buckets.
+from jobrunner.providers.limits import CREATE, OTHER, REPLICATE_LIMITS, REQUEST_CLASSES, UNLIMITED, RateLimits
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
-
-# Replicate's documented limits (https://replicate.com/docs rate limits), requests per minute.
-REPLICATE_LIMITS: dict[str, float | None] = {CREATE: 600.0, OTHER: 3000.0}
-# No documented limit: do not throttle up front, but still obey 429 / Retry-After.
-UNLIMITED: dict[str, float | None] = {CREATE: None, OTHER: None}
 
 # Burst allowance, in seconds' worth of tokens: Replicate tolerates "short bursts"; one second's
 # worth (10 creates) keeps a cold start fast without tripping the server's own bucket.
@@ -143,49 +134,6 @@ class TokenBucket:
             self.pause(reset if reset is not None else DEFAULT_429_PAUSE)
         elif remaining < self.tokens:
             self.tokens = max(0.0, float(remaining))
-
-
-@dataclass(frozen=True)
-class RateLimits:
-    """Requests per minute per class (None = unlimited) and the burst per class (None = default)."""
-
-    create_per_minute: float | None = None
-    other_per_minute: float | None = None
-    create_burst: float | None = None
-    other_burst: float | None = None
-
-    @classmethod
-    def from_config(cls, raw: Mapping[str, Any] | None, defaults: Mapping[str, float | None]) -> RateLimits:
-        """Read `providers.<name>.rate_limits` from the workspace config over `defaults`.
-
-        Keys: create_per_minute, other_per_minute (a number, or null/0 for unlimited),
-        create_burst, other_burst (tokens that may be spent at once).
-        """
-        raw = dict(raw or {})
-        known = {"create_per_minute", "other_per_minute", "create_burst", "other_burst"}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(
-                f"jobrunner.yaml: unknown rate_limits key(s): {', '.join(unknown)}",
-                hint=f"known keys: {', '.join(sorted(known))}",
-            )
-        values: dict[str, float | None] = {
-            "create_per_minute": defaults.get(CREATE),
-            "other_per_minute": defaults.get(OTHER),
-            "create_burst": None,
-            "other_burst": None,
-        }
-        for key, value in raw.items():
-            if value is None or value == 0:
-                values[key] = None
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(
-                    f"jobrunner.yaml: rate_limits.{key} must be a positive number, got {value!r}",
-                    hint="use requests per minute, e.g. create_per_minute: 600 (0 or null = unlimited)",
-                )
-            values[key] = float(value)
-        return cls(**values)
 
 
 class RateLimiter:

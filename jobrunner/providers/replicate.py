@@ -46,10 +46,10 @@ from jobrunner.providers.ratelimit import CREATE, OTHER
 from jobrunner.providers.replicate_deployments import ReplicateDeployments, deployment_path
 from jobrunner.providers.settings import ClientContext
 from jobrunner.providers.sync_create import SyncCreatePolicy
+from jobrunner.resources import JobKind
 from jobrunner.timestamps import REFRESH_LOOKBACK, parse_rfc3339, to_rfc3339
 
-TRAINING = "training"
-PREDICTION = "prediction"
+TRAINING, PREDICTION = JobKind.TRAINING, JobKind.PREDICTION
 
 STATUS_MAP = {
     "starting": PENDING,

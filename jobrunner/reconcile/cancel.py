@@ -28,11 +28,10 @@ def _deletes(ctx: ApplyContext, st: AddressState) -> bool:
 async def cancel_remote(ctx: ApplyContext, st: AddressState) -> RemoteJob | None:
     """Ask the provider to cancel (or delete) the job; a RemoteJob when it is already gone."""
     provider = ctx.pool.get(st.provider)
-    delete = getattr(provider, "delete", None) if _deletes(ctx, st) else None
     async with ctx.sem:
         try:
-            if delete is not None:
-                await delete(st.job_kind, st.remote_id, project_id=st.project_id)
+            if _deletes(ctx, st):  # the adapter's delete_on_destroy: its client has `delete`
+                await provider.delete(st.job_kind, st.remote_id, project_id=st.project_id)
                 return RemoteJob(id=st.remote_id or "", job_kind=st.job_kind, status=GONE)
             await provider.cancel(st.job_kind, st.remote_id, project_id=st.project_id)
         except NotFoundError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from jobrunner.crashpoints import crash_point
 from jobrunner.plan_types import REPLACE, RETRY, PlannedChange, Policy
-from jobrunner.providers.base import ABORTED, FAILED, SUCCEEDED, TERMINAL, RemoteJob
+from jobrunner.providers.base import ABORTED, FAILED, SUCCEEDED, TERMINAL, RemoteJob, job_status
 from jobrunner.reconcile import creation
 from jobrunner.reconcile.cancel import cancel_remote
 from jobrunner.reconcile.context import ApplyContext
@@ -62,7 +62,7 @@ async def _record_lost_create(ctx: ApplyContext, change: PlannedChange, job: Des
     """A replace whose interrupted create for an older spec reached the provider: record that
     job (so the replace cancels it) before creating the new one."""
     assert change.adopt_remote_id is not None and st.intent is not None
-    old = RemoteJob(id=change.adopt_remote_id, job_kind=job.job_kind, status=change.remote_status or "unknown")
+    old = RemoteJob(id=change.adopt_remote_id, job_kind=job.job_kind, status=job_status(change.remote_status))
     ctx.doc.claim_remote_id(job.address, old.id)
     st.history.append(Attempt(remote_id=old.id, fingerprint=st.intent.fingerprint, attempt=st.intent.attempt,
                               created_at=st.intent.created_at, status=old.status))

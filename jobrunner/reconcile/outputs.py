@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jobrunner.providers.base import SUCCEEDED, RemoteJob
-from jobrunner.resources import JOB_DEPLOYMENT, JOB_PREDICTION, JOB_TRAINING
+from jobrunner.resources import JOB_DEPLOYMENT, JOB_PREDICTION, JOB_TRAINING, resource_of
 from jobrunner.state.model import AddressState, StateDoc
 
 
@@ -85,10 +85,6 @@ def batch_key(address: str) -> str | None:
     if address.endswith("]") and "[" in address:
         return address[address.index("[") + 1:-1]
     return None
-
-
-def resource_of(address: str) -> str:
-    return address.split("[", 1)[0]
 
 
 def resource_outputs(doc: StateDoc, output_files: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:

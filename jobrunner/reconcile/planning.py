@@ -365,18 +365,8 @@ def _item_location(res: Resource, root: Path, address: str,
 async def check_against_providers(plan: Plan, resources: dict[str, Resource], doc: StateDoc, pool: Any,
                                   ws_root: Path | None = None) -> None:
     """Plan-time errors: undeclared, missing training destinations; inputs the version rejects."""
-    import jsonschema
-
-    declared = set()
-    for r in resources.values():
-        if r.kind == "Model":
-            owner, name = r.spec.get("owner"), r.spec.get("name") or r.name
-            if owner:
-                declared.add(f"{owner}/{name}")
-    known_models = {st.outputs.get("name") for st in doc.addresses.values() if st.job_kind == JOB_MODEL}
+    checks = _ProviderChecks(pool, _known_models(resources, doc), ws_root)
     problems: list[str] = []
-    checked_dest: dict[tuple[str, str], bool] = {}
-    schema_cache: dict[tuple[str, str, str, str], Any] = {}
     locations: dict[str, dict[str, tuple[str, int, str]]] = {}
     for change in plan.changes:
         job = change.job
@@ -384,62 +374,94 @@ async def check_against_providers(plan: Plan, resources: dict[str, Resource], do
                 or adapter_for(job.provider).form is not RequestForm.VERSIONED):
             continue
         res = resources.get(job.resource_address)
-        where = f"{res.file}:{res.line}: " if res else ""
         if job.fingerprint is None:
             continue  # version known after apply: checked by the provider at create time
-        req = rq.create_request(job, res.spec if res else {})
-        dest = req.destination if job.job_kind == JOB_TRAINING else None
-        if dest and dest not in declared and dest not in known_models:
-            key = (job.provider, dest)
-            if key not in checked_dest:
-                owner, _, name = dest.partition("/")
-                checked_dest[key] = await _model_exists(pool.get(job.provider), owner, name)
-            if not checked_dest[key]:
-                problems.append(
-                    f"{where}{job.address}: destination model {dest} does not exist on {job.provider} "
-                    f"and is not declared (add a `kind: Model` manifest for it, or create it)")
-        if req.model and req.version:
-            provider = pool.get(job.provider)
-            getter = getattr(provider, "get_version_schema", None)
-            if getter is None:
-                continue
-            key2 = (job.provider, req.model, req.version, job.job_kind)
-            if key2 not in schema_cache:
-                try:
-                    schema_cache[key2] = await getter(req.model, req.version, job.job_kind)
-                except Exception as exc:  # reported per job; a missing version is a plan error
-                    from jobrunner.errors import NotFoundError
-
-                    if isinstance(exc, NotFoundError):
-                        schema_cache[key2] = exc
-                    else:
-                        raise
-            schema = schema_cache[key2]
-            if isinstance(schema, Exception):
-                problems.append(f"{where}{job.address}: version {req.model}:{req.version} not found on {job.provider}")
-                continue
-            if not schema:
-                continue
-            validator_cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
-            validator = validator_cls(schema)
-            for err in sorted(validator.iter_errors(_file_placeholders(req.body.get("input") or {})),
-                              key=lambda e: list(map(str, e.absolute_path))):
-                inner = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
-                path = "$.spec.input" + inner
-                if job.job_kind == JOB_PREDICTION and res is not None:
-                    item = _item_location(res, ws_root or Path.cwd(), job.address, locations)
-                    path = (item[2] or "$.spec.inputs") + inner
-                    loc = f"{item[0]}:{item[1]}: " if item[1] else where
-                else:
-                    pos = res.position(path) if res else None
-                    loc = f"{res.file}:{pos.line}:{pos.column}: " if res and pos else where
-                problems.append(f"{loc}{job.address}: {path}: {err.message} "
-                                f"(input schema of {req.model}:{req.version[:12]})")
+        problems.extend(await checks.problems(job, res, locations))
     if problems:
         # Deduplicate but keep order; a batch of thousands of bad rows shows the first ones.
         seen = list(dict.fromkeys(problems))
         shown = seen[:MAX_PROBLEMS] + ([f"... and {len(seen) - MAX_PROBLEMS} more"] if len(seen) > MAX_PROBLEMS else [])
         raise PlanError("\n".join(shown), hint="fix the manifests; nothing was sent to create any job")
+
+
+def _known_models(resources: dict[str, Resource], doc: StateDoc) -> set[str]:
+    """`owner/name` of every model a destination may name without asking: declared or created."""
+    known = {st.outputs.get("name") for st in doc.addresses.values() if st.job_kind == JOB_MODEL}
+    for r in resources.values():
+        if r.kind == "Model":
+            owner, name = r.spec.get("owner"), r.spec.get("name") or r.name
+            if owner:
+                known.add(f"{owner}/{name}")
+    return {m for m in known if m}
+
+
+class _ProviderChecks:
+    """What plan asks a VERSIONED provider about a job it would create, each question asked once:
+    does the training's destination model exist, and does the version's input schema accept
+    the input."""
+
+    def __init__(self, pool: Any, known_models: set[str], root: Path | None) -> None:
+        self.pool, self.known_models, self.root = pool, known_models, root
+        self.destinations: dict[tuple[str, str], bool] = {}
+        self.schemas: dict[tuple[str, str, str, str], Any] = {}
+
+    async def problems(self, job: DesiredJob, res: Resource | None,
+                       locations: dict[str, dict[str, tuple[str, int, str]]]) -> list[str]:
+        where = f"{res.file}:{res.line}: " if res else ""
+        req = rq.create_request(job, res.spec if res else {})
+        found: list[str] = []
+        dest = req.destination if job.job_kind == JOB_TRAINING else None
+        if dest and dest not in self.known_models and not await self._destination_exists(job.provider, dest):
+            found.append(f"{where}{job.address}: destination model {dest} does not exist on {job.provider} "
+                         f"and is not declared (add a `kind: Model` manifest for it, or create it)")
+        if req.model and req.version:
+            schema = await self._schema(job.provider, req.model, req.version, job.job_kind)
+            if isinstance(schema, Exception):
+                found.append(f"{where}{job.address}: version {req.model}:{req.version} not found on {job.provider}")
+            elif schema:
+                found.extend(self._input_problems(schema, job, res, req, where, locations))
+        return found
+
+    async def _destination_exists(self, provider: str, dest: str) -> bool:
+        key = (provider, dest)
+        if key not in self.destinations:
+            owner, _, name = dest.partition("/")
+            self.destinations[key] = await _model_exists(self.pool.get(provider), owner, name)
+        return self.destinations[key]
+
+    async def _schema(self, provider: str, model: str, version: str, job_kind: str) -> Any:
+        """The version's OpenAPI schema (None: none published), or the NotFoundError of a missing version."""
+        from jobrunner.errors import NotFoundError
+
+        key = (provider, model, version, job_kind)
+        if key not in self.schemas:
+            try:
+                # A VERSIONED provider's client reads version schemas (`get_version_schema`).
+                self.schemas[key] = await self.pool.get(provider).get_version_schema(model, version, job_kind)
+            except NotFoundError as exc:  # reported per job; a missing version is a plan error
+                self.schemas[key] = exc
+        return self.schemas[key]
+
+    def _input_problems(self, schema: Any, job: DesiredJob, res: Resource | None, req: Any, where: str,
+                        locations: dict[str, dict[str, tuple[str, int, str]]]) -> list[str]:
+        import jsonschema
+
+        validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)(schema)
+        found = []
+        for err in sorted(validator.iter_errors(_file_placeholders(req.body.get("input") or {})),
+                          key=lambda e: list(map(str, e.absolute_path))):
+            inner = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
+            path = "$.spec.input" + inner
+            if job.job_kind == JOB_PREDICTION and res is not None:
+                item = _item_location(res, self.root or Path.cwd(), job.address, locations)
+                path = (item[2] or "$.spec.inputs") + inner
+                loc = f"{item[0]}:{item[1]}: " if item[1] else where
+            else:
+                pos = res.position(path) if res else None
+                loc = f"{res.file}:{pos.line}:{pos.column}: " if res and pos else where
+            found.append(f"{loc}{job.address}: {path}: {err.message} "
+                         f"(input schema of {req.model}:{req.version[:12]})")
+        return found
 
 
 def _expand_without(forced: set[str], resources: list[Resource], root: Path, doc: StateDoc,

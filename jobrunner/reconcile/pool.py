@@ -57,8 +57,6 @@ class ProviderPool:
 
     async def aclose(self) -> None:
         for provider in self._providers.values():
-            close = getattr(provider, "aclose", None)
-            if close is not None:
-                with contextlib.suppress(Exception):  # closing must never mask the command's own outcome
-                    await close()
+            with contextlib.suppress(Exception):  # closing must never mask the command's own outcome
+                await provider.aclose()
         self._providers.clear()

@@ -5,7 +5,7 @@ reconciler); this adds what only the command line needs.
 """
 from __future__ import annotations
 
-from jobrunner.durations import DurationError
+from jobrunner.durations import DurationError, format_age
 from jobrunner.durations import parse_duration as _parse_duration
 from jobrunner.errors import UsageError
 from jobrunner.timestamps import parse_rfc3339, to_rfc3339, utcnow
@@ -26,14 +26,3 @@ def parse_duration(text: str | int | float | None, *, what: str = "duration") ->
     except DurationError as exc:
         raise UsageError(f"{what}: {exc}", hint="use a number of seconds or a form like 30s, 5m, 2h30m") from None
 
-
-def format_age(seconds: float) -> str:
-    """A short human age: 42s, 5m, 3h, 2d."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    if seconds < 86400:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"

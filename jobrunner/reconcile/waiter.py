@@ -25,7 +25,7 @@ from typing import Any
 
 from jobrunner.errors import ProviderUnreachableError, RetryableError
 from jobrunner.providers.base import RemoteJob
-from jobrunner.refresh import fetch_jobs
+from jobrunner.refresh import bulk_refresh, fetch_jobs
 
 Key = tuple[str, str, str | None]  # provider, job kind, project id
 
@@ -88,7 +88,8 @@ class Waiter:
             try:
                 oldest = min((w.created for w in watches.values() if w.created is not None), default=None)
                 jobs = await fetch_jobs(self.pool.get(provider_name), job_kind, list(watches),
-                                        project_id=project_id, parallelism=self.parallelism, oldest=oldest)
+                                        bulk=bulk_refresh(provider_name), project_id=project_id,
+                                        parallelism=self.parallelism, oldest=oldest)
             except RetryableError as exc:
                 if self.on_error:
                     self.on_error(exc)

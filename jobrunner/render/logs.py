@@ -1,12 +1,13 @@
 """What `jobrunner logs --follow` prints next, when each fetch returns the log's last part only.
 
 A provider returns a job's whole log on every fetch; jobrunner keeps only its end behind a marker
-line (`jobrunner.providers.bodies`). Once a log outgrows that, two fetches no longer share a
-prefix, so the new part is found by locating the end of what was already printed in the new text.
+line (`jobrunner.providers.logmarker`, written by `jobrunner.providers.bodies`). Once a log
+outgrows that, two fetches no longer share a prefix, so the new part is found by locating the end
+of what was already printed in the new text.
 """
 from __future__ import annotations
 
-from jobrunner.providers.bodies import LOG_TRUNCATED_PREFIX
+from jobrunner.providers.logmarker import LOG_TRUNCATED_PREFIX
 
 # How much of the printed end is looked for in the next fetch: long first (a unique match), then
 # shorter, for a log that grew by almost all of what is kept.

@@ -10,8 +10,12 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
+from jobrunner.durations import format_age
+from jobrunner.providers.base import ABORTED, CANCELED, FAILED, GONE, PENDING, RUNNING, SUCCEEDED
 from jobrunner.render.formats import FORMAT_VERSION
+from jobrunner.resources import resource_of
 from jobrunner.state.model import StateDoc
+from jobrunner.timestamps import parse_rfc3339
 
 STATUS_HEADERS = ("ADDRESS", "PROVIDER", "REMOTE ID", "STATUS", "AGE", "ATTEMPTS")
 
@@ -21,8 +25,6 @@ STATUS_HEADERS = ("ADDRESS", "PROVIDER", "REMOTE ID", "STATUS", "AGE", "ATTEMPTS
 
 def status_rows(doc: StateDoc, now: datetime) -> list[dict[str, Any]]:
     """One row per tracked address; age counts from the creation of the job it tracks now."""
-    from jobrunner.reconcile.timeutil import parse_rfc3339
-
     rows = []
     for addr, st in sorted(doc.addresses.items()):
         attempt = st.attempt_of(st.remote_id)
@@ -40,8 +42,6 @@ def status_json(rows: list[dict[str, Any]]) -> str:
 
 def status_text(rows: list[dict[str, Any]]) -> str:
     """An aligned table (no trailing newline), or a hint when nothing is tracked."""
-    from jobrunner.reconcile.timeutil import format_age
-
     if not rows:
         return "No tracked jobs. Run `jobrunner apply` to create some."
     table = [(r["address"], r["provider"], r["remote_id"] or "-",
@@ -79,8 +79,6 @@ def status_text_chunks(doc: StateDoc, now: datetime, *, lines_per_chunk: int = 2
 
 def _status_table(doc: StateDoc, now: datetime) -> tuple[list[tuple[str, ...]], dict[str, int]]:
     """The cells of `status_text`'s rows (shared strings: ages and counts repeat) and the status counts."""
-    from jobrunner.reconcile.timeutil import format_age, parse_rfc3339
-
     table: list[tuple[str, ...]] = []
     counts: dict[str, int] = {}
     shared: dict[str, str] = {}
@@ -98,7 +96,9 @@ def _status_table(doc: StateDoc, now: datetime) -> tuple[list[tuple[str, ...]], 
 
 
 # Lifecycle order for the summary's counts; statuses not listed follow, alphabetically.
-_STATUS_ORDER = ("pending", "starting", "running", "processing", "succeeded", "failed", "canceled", "aborted", "gone")
+# ("starting" and "processing", Replicate's words for pending and running, rank with them if a
+# state holds them.)
+_STATUS_ORDER = (PENDING, "starting", RUNNING, "processing", SUCCEEDED, FAILED, CANCELED, ABORTED, GONE)
 
 
 def status_summary(rows: list[dict[str, Any]]) -> str:
@@ -125,7 +125,6 @@ def recorded_outputs(doc: StateDoc, addresses: Iterable[str] = ()) -> dict[str, 
 
 
 def _recorded(doc: StateDoc, addresses: Iterable[str] = ()) -> Iterator[tuple[str, dict[str, Any]]]:
-    from jobrunner.reconcile.outputs import resource_of
     from jobrunner.redact import known_secrets, redact
 
     wanted = set(addresses)
@@ -180,8 +179,6 @@ def _output_lines(addr: str, outs: dict[str, Any]) -> Iterator[str]:
 
 def summary_outputs_lines(doc: StateDoc, resources: set[str] | None, files_written: list[str]) -> list[str]:
     """The `Outputs:` lines after apply: single jobs' outputs, a count per batch, files written."""
-    from jobrunner.providers.base import SUCCEEDED
-    from jobrunner.reconcile.outputs import resource_of
     from jobrunner.resources import JOB_PREDICTION
 
     lines = []

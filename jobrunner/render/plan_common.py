@@ -22,7 +22,7 @@ from jobrunner.plan_types import (
 )
 from jobrunner.redact import Secrets, known_secrets, redact, scrub_text
 from jobrunner.references import REF_RE
-from jobrunner.resources import JOB_DEPLOYMENT
+from jobrunner.resources import JOB_DEPLOYMENT, resource_of
 
 NO_CHANGES = "No changes. Your jobs match the manifests."
 
@@ -160,10 +160,6 @@ def change_estimate(change: PlannedChange, plan: Plan) -> str | None:
         return "runs no job"
     took = f"~{fmt_seconds(est.seconds)}" if est.seconds is not None else "duration unknown"
     return f"{took}, {fmt_usd(est.usd) if est.usd is not None else 'cost unknown'}"
-
-
-def resource_of(address: str) -> str:
-    return address.split("[", 1)[0]
 
 
 def visible(change: PlannedChange) -> bool:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobrunner.errors import RemoteIdClashError
+from jobrunner.resources import JOB_MODEL
 
 STATE_FORMAT_VERSION = 1
 
@@ -196,7 +197,7 @@ class StateDoc:
         if self._owners is None:
             self._owners = {}
             for address, st in self.addresses.items():
-                if st.job_kind == "model":
+                if st.job_kind == JOB_MODEL:
                     continue
                 for rid in ([st.remote_id] if st.remote_id else []) + [a.remote_id for a in st.history]:
                     self._owners.setdefault(rid, address)
@@ -210,7 +211,7 @@ class StateDoc:
             return None
         # The entry is stale (a forgotten or moved address): look for real.
         for address, st in self.addresses.items():
-            if st.job_kind != "model" and self._holds(address, remote_id):
+            if st.job_kind != JOB_MODEL and self._holds(address, remote_id):
                 self._owners[remote_id] = address
                 return address
         self._owners.pop(remote_id, None)
@@ -235,7 +236,7 @@ class StateDoc:
         """remote id -> the addresses recording it, for every id recorded under more than one."""
         seen: dict[str, list[str]] = {}
         for address, st in self.addresses.items():
-            if st.job_kind == "model":
+            if st.job_kind == JOB_MODEL:
                 continue
             for rid in {st.remote_id, *(a.remote_id for a in st.history)} - {None}:
                 seen.setdefault(str(rid), []).append(address)

@@ -62,3 +62,13 @@ def test_batch_row_rejected_by_a_trained_versions_schema_points_at_its_line(work
     assert r.code == 1, r.output
     assert "rows.jsonl:2:" in r.stderr and "PredictionBatch/b[b]" in r.stderr and "seed" in r.stderr
     assert "[a]" not in r.stderr
+
+
+def test_a_version_the_provider_does_not_have_is_a_plan_error(workspace: Path):
+    (workspace / "b.yaml").write_text(
+        "apiVersion: jobrunner/v1\nkind: PredictionBatch\nmetadata: {name: b}\nspec:\n  provider: local\n"
+        f"  version: me/poems:{'0' * 64}\n  inputs:\n    - {{key: a, prompt: x}}\n")
+    r = run_cli("plan", ".")
+    assert r.code == 1, r.output
+    assert f"PredictionBatch/b[a]: version me/poems:{'0' * 64} not found on local" in r.stderr, r.stderr
+    assert not (workspace / ".jobrunner" / "state.json").exists()

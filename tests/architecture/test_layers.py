@@ -12,12 +12,12 @@ The contracts:
 1. **Layers.** Every module belongs to exactly one layer (`LAYERS`, most specific prefix wins), and
    a module imports only from its own layer or lower ones.
 2. **The local platform is private.** Outside `jobrunner.local`, only its gateways
-   (`LOCAL_GATEWAYS`: the `local` provider adapter and `jobrunner serve`) import it.
+   (`LOCAL_GATEWAYS`: the `local` provider's client and `jobrunner serve`) import it.
 3. **No cycles** among modules.
 
-Other work is removing today's violations, so each contract has an allowlist of the exact
-(importer, imported) pairs that break it today. The lists only shrink: a pair that no longer
-breaks its contract fails the test until it is deleted from the list.
+Each contract has an allowlist of exact (importer, imported) pairs that may break it. All three are
+empty; a new entry needs a reason written beside it, and a pair that no longer breaks its contract
+fails the test until it is deleted from the list.
 """
 from __future__ import annotations
 
@@ -46,8 +46,10 @@ LAYERS: dict[str, Layer] = {
     "jobrunner": Layer.CORE,  # the package itself and the top-level core modules
     "jobrunner.providers.base": Layer.CORE,  # RemoteJob, CreateRequest and the statuses
     "jobrunner.providers.adapter": Layer.CORE,  # what a provider is to the core: pure data and functions
-    "jobrunner.providers.adapters": Layer.CORE,  # the adapter table, one pure module per provider
+    "jobrunner.providers.adapters": Layer.CORE,  # the adapter table, one pure module per provider (+ data)
     "jobrunner.providers.names": Layer.CORE,  # the closed set of provider names
+    "jobrunner.providers.limits": Layer.CORE,  # request classes and documented rate limits (data)
+    "jobrunner.providers.logmarker": Layer.CORE,  # the truncated-log marker line bodies write, logs read
     "jobrunner.state.model": Layer.CORE,  # StateDoc and AddressState
     "jobrunner.state.identity": Layer.CORE,  # the workspace-identity check (pure, stores call it)
     # The apply report's types (OutcomeKind, Outcome, Unfinished, ApplyReport): pure data the
@@ -67,34 +69,22 @@ LAYERS: dict[str, Layer] = {
 }
 
 LOCAL = "jobrunner.local"
-# The local provider (its adapter and its client) and `jobrunner serve`.
-LOCAL_GATEWAYS = frozenset(
-    {"jobrunner.providers.adapters.local", "jobrunner.providers.local", "jobrunner.commands.serve"}
-)
+# The local provider's wire client (it starts the platform on first use) and `jobrunner serve`. The
+# local adapter is not one: the built-in models it knows offline are core data
+# (`providers.adapters.local_builtins`) that the platform serves.
+LOCAL_GATEWAYS = frozenset({"jobrunner.providers.local", "jobrunner.commands.serve"})
 
-# Today's upward imports (a lower layer importing a higher one). Delete a pair when it is fixed.
-ALLOWED_UPWARD: frozenset[tuple[str, str]] = frozenset({
-    # `logs` trims log text with the provider layer's byte-capping helpers.
-    ("jobrunner.render.logs", "jobrunner.providers.bodies"),
-    # `status`/`outputs` rendering uses the reconciler's output and age helpers.
-    ("jobrunner.render.outputs", "jobrunner.reconcile.outputs"),
-    ("jobrunner.render.outputs", "jobrunner.reconcile.timeutil"),
-    # The adapters name each provider's documented rate limits with the limiter's own table
-    # (`RateLimits`, `UNLIMITED`); moving that table beside the adapters removes these three.
-    ("jobrunner.providers.adapter", "jobrunner.providers.ratelimit"),
-    ("jobrunner.providers.adapters.replicate", "jobrunner.providers.ratelimit"),
-    # The estimator reads the same table for each provider's create rate (inside a function).
-    ("jobrunner.estimate.estimator", "jobrunner.providers.ratelimit"),
-    # The local adapter reads the built-in models' fixed versions from the platform's catalog
-    # (plain data, imported inside a function).
-    ("jobrunner.providers.adapters.local", "jobrunner.local.replicate.catalog"),
-})
+# Allowlists of pairs that break a contract. They are empty and should stay so: fix an upward import
+# at its root (move the pure helper or data down to the layer that owns it, pass the value in, or
+# invert the dependency). A new entry needs a comment saying why it cannot be fixed that way, and a
+# pair that stops breaking its contract fails `test_allowlists_only_shrink` until it is deleted.
+ALLOWED_UPWARD: frozenset[tuple[str, str]] = frozenset()
 
-# Today's imports of `jobrunner.local` from outside it, other than by its gateways (none left).
+# Imports of `jobrunner.local` from outside it, other than by its gateways.
 ALLOWED_LOCAL: frozenset[tuple[str, str]] = frozenset()
 
-# Today's cycles, each broken by the import listed here: an import inside a function that exists
-# only to dodge an ImportError at load time (none left).
+# Cycles, each broken by the import listed here (an import inside a function that exists only to
+# dodge an ImportError at load time is still a cycle).
 ALLOWED_CYCLE_EDGES: frozenset[tuple[str, str]] = frozenset()
 
 

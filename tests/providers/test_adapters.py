@@ -24,7 +24,7 @@ from jobrunner.providers.base import CreateRequest
 from jobrunner.providers.names import PROVIDER_NAMES
 from jobrunner.providers.registry import client_factory, get_provider
 from jobrunner.providers.replicate import ReplicateProvider, build_client
-from jobrunner.resources import JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
+from jobrunner.resources import JOB_PREDICTION, JOB_TRAINING, DesiredJob, JobKind, Resource
 from jobrunner.spec import expand
 
 V = "a3c8c00c979c6758b251faf7897f248e49b682972e7e2cb90d03a7c19b47f174"
@@ -59,6 +59,11 @@ def test_each_adapter_builds_its_client_and_the_client_can_do_what_the_adapter_d
         assert caps.update_in_place == bool(adapter.deployment and adapter.deployment.updatable)
         assert caps.update_in_place == callable(getattr(provider, "update_deployment", None))
         assert (adapter.deployment is not None) == callable(getattr(provider, "create_deployment", None))
+        # plan checks a VERSIONED provider's versions and destinations with these
+        versioned = adapter.form is RequestForm.VERSIONED
+        assert versioned == callable(getattr(provider, "get_version_schema", None))
+        assert versioned == callable(getattr(provider, "get_model", None))
+        assert caps.delete_versions == callable(getattr(provider, "delete_version", None))
     finally:
         asyncio.run(provider.aclose())
 
@@ -81,7 +86,7 @@ def test_split_version_lets_the_model_named_in_the_version_win() -> None:
 
 
 def _job(provider: str, kind: str, request: dict) -> DesiredJob:
-    return DesiredJob(address="Training/t", resource_address="Training/t", job_kind=kind, provider=provider,
+    return DesiredJob(address="Training/t", resource_address="Training/t", job_kind=JobKind(kind), provider=provider,
                       file="m.yaml", request=request, fingerprint="f")
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from jobrunner.resources import DesiredJob
+from jobrunner.resources import DesiredJob, JobKind
 from jobrunner.state.model import AddressState, Intent, StateDoc
 from jobrunner.state.recovery import lookup_window_start, mark_recovery_lookups
 
@@ -11,8 +11,8 @@ SINCE = "2026-01-01T00:00:00Z"
 
 
 def job(name: str, fingerprint: str | None = "f1", kind: str = "prediction") -> DesiredJob:
-    return DesiredJob(address=f"PredictionBatch/b[{name}]", resource_address="PredictionBatch/b", job_kind=kind,
-                      provider="local", file="jobs.yaml", request={}, fingerprint=fingerprint)
+    return DesiredJob(address=f"PredictionBatch/b[{name}]", resource_address="PredictionBatch/b",
+                      job_kind=JobKind(kind), provider="local", file="jobs.yaml", request={}, fingerprint=fingerprint)
 
 
 def tracked(name: str, fingerprint: str = "f1", status: str = "succeeded", **extra) -> AddressState:

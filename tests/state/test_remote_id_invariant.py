@@ -10,6 +10,8 @@ import json
 import pytest
 
 from jobrunner.errors import RemoteIdClashError, StateError
+from jobrunner.providers.base import SUCCEEDED
+from jobrunner.resources import JOB_PREDICTION
 from jobrunner.state.model import AddressState, Attempt, StateDoc
 
 
@@ -78,8 +80,8 @@ def test_import_cannot_record_a_job_another_address_owns():
     from jobrunner.resources import DesiredJob
 
     doc = StateDoc(addresses={"B[a]": _st("B[a]", "p1", ("p1",))})
-    job = DesiredJob(address="B[b]", resource_address="PredictionBatch/B", job_kind="prediction", provider="local",
+    job = DesiredJob(address="B[b]", resource_address="PredictionBatch/B", job_kind=JOB_PREDICTION, provider="local",
                      file="b.yaml", request={"input": {}}, fingerprint="f")
     with pytest.raises(RemoteIdClashError):
-        record_adoption(doc, job, RemoteJob(id="p1", job_kind="prediction", status="succeeded"))
+        record_adoption(doc, job, RemoteJob(id="p1", job_kind="prediction", status=SUCCEEDED))
     assert "B[b]" not in doc.addresses

@@ -16,7 +16,7 @@ from jobrunner.estimate.prices import LIST_PRICES, PRICES_AS_OF, PriceTable
 from jobrunner.exitcodes import ExitCode, for_error
 from jobrunner.plan_types import CREATE, UPDATE, Plan, PlannedChange
 from jobrunner.render import plan_json, plan_markdown, plan_text
-from jobrunner.resources import DesiredJob, Resource
+from jobrunner.resources import JOB_DEPLOYMENT, DesiredJob, Resource
 from jobrunner.spec import expand
 from jobrunner.state.model import StateDoc
 from jobrunner.workspace import WorkspaceConfig, load_config
@@ -163,7 +163,7 @@ def test_any_change_with_a_desired_job_is_estimated_generically(tmp_path: Path) 
     """An in-place `update` (deployments) goes through the same path as create."""
     res = Resource("Deployment", "d", {"provider": "replicate", "estimate": {"duration": "2m", "hardware": "gpu-l40s"}},
                    FILE, 5)
-    job = DesiredJob(address="Deployment/d", resource_address="Deployment/d", job_kind="deployment",
+    job = DesiredJob(address="Deployment/d", resource_address="Deployment/d", job_kind=JOB_DEPLOYMENT,
                      provider="replicate", file=FILE, request={}, fingerprint="f")
     est = estimate_plan([PlannedChange("Deployment/d", UPDATE, "max_instances: 1 -> 3", job, None)],
                         StateDoc(), [res])
@@ -173,7 +173,7 @@ def test_any_change_with_a_desired_job_is_estimated_generically(tmp_path: Path) 
 
 def test_an_update_in_place_without_a_hint_runs_no_job_rather_than_one_of_unknown_cost() -> None:
     res = Resource("Deployment", "d", {"provider": "replicate", "hardware": "gpu-l40s"}, FILE, 5)
-    job = DesiredJob(address="Deployment/d", resource_address="Deployment/d", job_kind="deployment",
+    job = DesiredJob(address="Deployment/d", resource_address="Deployment/d", job_kind=JOB_DEPLOYMENT,
                      provider="replicate", file=FILE, request={}, fingerprint="f")
     update = PlannedChange("Deployment/d", UPDATE, "max_instances (1 -> 3) changed: updated in place", job, None)
     est = estimate_plan([update], StateDoc(), [res])

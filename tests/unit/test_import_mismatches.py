@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobrunner.providers.base import ABORTED, CANCELED, CreateRequest, RemoteJob
+from jobrunner.providers.base import ABORTED, CANCELED, SUCCEEDED, CreateRequest, JobStatus, RemoteJob
 from jobrunner.reconcile.deadline import deadline_reason
 from jobrunner.reconcile.matching import matches, mismatches
 
@@ -29,7 +29,7 @@ def test_mismatches_is_empty_exactly_when_matches(
     want: dict, got: dict, want_version: str, got_version: str | None
 ) -> None:
     req = CreateRequest(job_kind="prediction", body={"input": want}, version=want_version)
-    remote = RemoteJob(id="r", job_kind="prediction", status="succeeded", input=got, version=got_version)
+    remote = RemoteJob(id="r", job_kind="prediction", status=SUCCEEDED, input=got, version=got_version)
     found = mismatches(remote, req)
     assert (found == []) == matches(remote, req), found
     assert all(isinstance(p, str) and ("input" in p or "version" in p) for p in found)
@@ -37,13 +37,13 @@ def test_mismatches_is_empty_exactly_when_matches(
 
 def test_mismatches_name_the_place_never_the_value() -> None:
     req = CreateRequest(job_kind="prediction", body={"input": {"prompt": "secret-ish", "opts": {"k": 1}}}, version=V1)
-    remote = RemoteJob(id="r", job_kind="prediction", status="succeeded", version=V2,
+    remote = RemoteJob(id="r", job_kind="prediction", status=SUCCEEDED, version=V2,
                        input={"prompt": "other", "opts": {}})
     found = mismatches(remote, req)
     assert found == [f"version: the manifest runs {V1}, the remote job ran {V2}",
                      "input.prompt differs", "input.opts.k is missing on the remote job"]
     assert not any("secret-ish" in p or "other" in p for p in found)
-    training = RemoteJob(id="r", job_kind="training", status="succeeded")
+    training = RemoteJob(id="r", job_kind="training", status=SUCCEEDED)
     assert mismatches(training, req) == ["kind: the manifest declares a prediction, the remote job is a training"]
 
 
@@ -51,7 +51,7 @@ def test_deadline_reason_only_for_a_job_its_timeout_stopped() -> None:
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
 
     def job(status: str, ran: float, raw: str | None = None) -> RemoteJob:
-        return RemoteJob(id="r", job_kind="prediction", status=status, raw_status=raw or status,
+        return RemoteJob(id="r", job_kind="prediction", status=JobStatus(status), raw_status=raw or status,
                          created_at=t0, completed_at=t0 + timedelta(seconds=ran))
 
     assert deadline_reason(job(CANCELED, 5.2), "5s") == (

@@ -8,7 +8,7 @@ import pytest
 from jobrunner.errors import PlanError, UsageError
 from jobrunner.plan import compute_plan, filter_plan
 from jobrunner.plan_types import ADOPT, CANCEL, CREATE, FORGET, NOOP, REPLACE, RETRY, WAIT
-from jobrunner.providers.base import CANCELED, GONE, RemoteJob
+from jobrunner.providers.base import CANCELED, GONE, RUNNING, UNKNOWN, RemoteJob
 from jobrunner.spec import expand
 from jobrunner.state.model import Intent, StateDoc
 from tests.unit.plan_helpers import FILE, actions, apply_all, batch, model, plan_for, reasons, record, training
@@ -101,7 +101,7 @@ def test_running_unchanged_waits(tmp_path: Path) -> None:
 
 def test_unknown_remote_status_waits_and_says_so(tmp_path: Path) -> None:
     doc = apply_all([training()], tmp_path, status="running")
-    seen = RemoteJob(id="r-Training/poems", job_kind="training", status="unknown", raw_status="queued_v2")
+    seen = RemoteJob(id="r-Training/poems", job_kind="training", status=UNKNOWN, raw_status="queued_v2")
     plan = plan_for([training()], tmp_path, doc, remote={"Training/poems": seen})
     assert actions(plan) == {"Training/poems": WAIT} and "'queued_v2'" in reasons(plan)["Training/poems"]
 
@@ -204,7 +204,7 @@ def test_pending_intent_found_on_provider_is_adopted(tmp_path: Path) -> None:
     st.remote_id, st.history = None, []
     st.intent = Intent(fingerprint=job.fingerprint or "", attempt=1, created_at="2026-01-01T00:00:00+00:00",
                        request_digest="d")
-    found = RemoteJob(id="tr-found", job_kind="training", status="running")
+    found = RemoteJob(id="tr-found", job_kind="training", status=RUNNING)
     plan = plan_for(res, tmp_path, doc, remote={"Training/poems": found})
     (change,) = plan.changes
     assert change.action == ADOPT and change.adopt_remote_id == "tr-found"
@@ -290,7 +290,7 @@ def _with_intent(doc: StateDoc, address: str, fingerprint: str) -> None:
 def test_interrupted_create_for_an_older_spec_is_recorded_then_replaced(tmp_path: Path) -> None:
     doc = apply_all([training()], tmp_path, status="failed")
     _with_intent(doc, "Training/poems", "0" * 64)  # a create for a spec that has since changed
-    found = RemoteJob(id="tr-old", job_kind="training", status="running")
+    found = RemoteJob(id="tr-old", job_kind="training", status=RUNNING)
     plan = plan_for([training()], tmp_path, doc, remote={"Training/poems": found})
     (change,) = plan.changes
     assert change.action == REPLACE and change.adopt_remote_id == "tr-old"
@@ -301,7 +301,7 @@ def test_removed_address_with_a_found_interrupted_create_cancels_that_job(tmp_pa
     (job,) = expand([training()], tmp_path)
     doc = apply_all([training()], tmp_path, status="failed")
     _with_intent(doc, "Training/poems", job.fingerprint or "")
-    found = RemoteJob(id="tr-new", job_kind="training", status="running")
+    found = RemoteJob(id="tr-new", job_kind="training", status=RUNNING)
     plan = plan_for([], tmp_path, doc, remote={"Training/poems": found}, planned_files={FILE})
     (change,) = plan.changes
     assert change.action == CANCEL and change.adopt_remote_id == "tr-new"

@@ -11,7 +11,7 @@ import pytest
 
 from jobrunner.errors import PlanError
 from jobrunner.plan_types import CREATE, DELETE, FORGET, NOOP, REPLACE, UPDATE, WAIT
-from jobrunner.providers.base import GONE, RUNNING, RemoteJob
+from jobrunner.providers.base import GONE, RUNNING, SUCCEEDED, JobStatus, RemoteJob
 from jobrunner.render import plan_json, plan_markdown, plan_text
 from jobrunner.saved_plan import check_saved_plan, saved_plan_document
 from jobrunner.state.model import StateDoc
@@ -195,7 +195,7 @@ def test_destroy_deletes_deployments_unless_prevent_destroy(tmp_path: Path) -> N
 
 def _seen(status: str = "succeeded", **settings) -> dict[str, RemoteJob]:
     base = {"model": "me/poems", "version": "1" * 64, "hardware": "cpu", "min_instances": 0, "max_instances": 1}
-    return {API: RemoteJob(id=f"r-{API}", job_kind="deployment", status=status,
+    return {API: RemoteJob(id=f"r-{API}", job_kind="deployment", status=JobStatus(status),
                            extra={"settings": {**base, **settings}})}
 
 
@@ -220,7 +220,7 @@ def test_refresh_reads_every_tracked_deployment_even_a_ready_one(tmp_path: Path)
         async def get_deployment(self, deployment_id, *, project_id=None):
             if deployment_id != f"r-{API}":
                 raise NotFoundError("gone")
-            return RemoteDeployment(id=deployment_id, name="poems-api", status="succeeded", url="http://x/d",
+            return RemoteDeployment(id=deployment_id, name="poems-api", status=SUCCEEDED, url="http://x/d",
                                     version="1" * 64, settings={"max_instances": 2})
 
     class Pool:

@@ -16,7 +16,7 @@ from typing import Any
 
 from jobrunner.errors import TransportError
 from jobrunner.plan_types import CREATE, RETRY, WAIT, Action, Plan, PlannedChange, Policy
-from jobrunner.providers.base import FAILED, PENDING, SUCCEEDED, CreateRequest, RemoteJob
+from jobrunner.providers.base import CANCELED, FAILED, PENDING, SUCCEEDED, CreateRequest, RemoteJob
 from jobrunner.reconcile.executor import (
     O_FAILED,
     O_RUNNING,
@@ -76,9 +76,14 @@ class FakeProvider:
     async def get(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> RemoteJob:
         return self._advance(remote_id)
 
+    async def refresh_many(self, job_kind: str, ids: set[str], since: datetime, *,
+                           project_id: str | None = None) -> dict[str, RemoteJob]:
+        """The `local` adapter says its client refreshes in bulk: each known job, as `get` sees it."""
+        return {rid: await self.get(job_kind, rid, project_id=project_id) for rid in sorted(ids) if rid in self.jobs}
+
     async def cancel(self, job_kind: str, remote_id: str, *, project_id: str | None = None) -> None:
         self.cancels.append(remote_id)
-        self.jobs[remote_id].status = "canceled"
+        self.jobs[remote_id].status = CANCELED
 
     async def list(self, job_kind: str, *, since: datetime | None = None, project_id: str | None = None):
         for job in sorted(self.jobs.values(), key=lambda j: j.created_at, reverse=True):

@@ -7,13 +7,13 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from jobrunner.providers.base import CreateRequest, RemoteJob
+from jobrunner.providers.base import FAILED, RUNNING, SUCCEEDED, CreateRequest, RemoteJob
 from jobrunner.reconcile.matching import find_match, matches
 from jobrunner.reconcile.outputs import batch_key, output_rows, outputs_of, resource_outputs, write_jsonl
 from jobrunner.reconcile.requests import create_request, file_markers, request_digest, split_version, upload_files
 from jobrunner.reconcile.statewriter import StateWriter
 from jobrunner.render.progress import LineProgress, make_progress
-from jobrunner.resources import DesiredJob
+from jobrunner.resources import JOB_PREDICTION, JOB_TRAINING, DesiredJob
 from jobrunner.state.model import AddressState, StateDoc
 
 V = "a" * 64
@@ -21,7 +21,7 @@ NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def job(i: str, *, version: str = V, inp: dict | None = None, at: datetime = NOW, kind: str = "prediction"):
-    return RemoteJob(id=i, job_kind=kind, status="running", created_at=at,
+    return RemoteJob(id=i, job_kind=kind, status=RUNNING, created_at=at,
                      input=inp if inp is not None else {"prompt": "x"},
                      model="me/m", version=version)
 
@@ -58,7 +58,7 @@ def test_find_match_skips_claimed_and_older_jobs_and_prefers_the_earliest():
 def test_split_version_and_create_request():
     assert split_version(None, f"me/poems:{V}") == ("me/poems", V)
     assert split_version("x/y", V) == ("x/y", V)
-    dj = DesiredJob(address="PredictionBatch/b[k]", resource_address="PredictionBatch/b", job_kind="prediction",
+    dj = DesiredJob(address="PredictionBatch/b[k]", resource_address="PredictionBatch/b", job_kind=JOB_PREDICTION,
                     provider="local", file="b.yaml", request={"model": None, "version": f"me/poems:{V}",
                                                               "input": {"p": 1}}, fingerprint="f")
     r = create_request(dj, {"timeout": "2m", "webhook": "https://example.invalid/h"})
@@ -68,7 +68,7 @@ def test_split_version_and_create_request():
 
 
 def test_emissary_request_carries_project_and_body_only():
-    dj = DesiredJob(address="Training/e", resource_address="Training/e", job_kind="training", provider="emissary",
+    dj = DesiredJob(address="Training/e", resource_address="Training/e", job_kind=JOB_TRAINING, provider="emissary",
                     file="e.yaml", request={"provider": "emissary", "kind": "training", "project_id": "p1",
                                             "body": {"base_model": "jobrunner-ngram", "train_dataset_id": "d"}},
                     fingerprint="f")
@@ -92,11 +92,11 @@ def test_uploads_replace_file_markers(tmp_path: Path):
 
 
 def test_outputs_of_training_prediction_and_failures():
-    t = RemoteJob(id="t1", job_kind="training", status="succeeded", output={"version": f"me/p:{V}", "weights": "w"})
+    t = RemoteJob(id="t1", job_kind="training", status=SUCCEEDED, output={"version": f"me/p:{V}", "weights": "w"})
     assert outputs_of("training", t) == {"id": "t1", "version": f"me/p:{V}", "weights": "w"}
-    p = RemoteJob(id="p1", job_kind="prediction", status="succeeded", output="text", metrics={"predict_time": 1})
+    p = RemoteJob(id="p1", job_kind="prediction", status=SUCCEEDED, output="text", metrics={"predict_time": 1})
     assert outputs_of("prediction", p) == {"output": "text", "metrics": {"predict_time": 1}}
-    assert outputs_of("prediction", RemoteJob(id="p2", job_kind="prediction", status="failed")) == {}
+    assert outputs_of("prediction", RemoteJob(id="p2", job_kind="prediction", status=FAILED)) == {}
 
 
 def test_resource_outputs_counts_batch_items_and_keeps_trainings():
@@ -177,6 +177,6 @@ def test_line_progress_folds_routine_events_of_large_batches():
 
 
 def test_a_trainings_run_time_is_recorded_for_estimates():
-    t = RemoteJob(id="t1", job_kind="training", status="succeeded", output={"version": f"me/p:{V}"},
+    t = RemoteJob(id="t1", job_kind="training", status=SUCCEEDED, output={"version": f"me/p:{V}"},
                   metrics={"predict_time": 42.5, "total_time": 50})
     assert outputs_of("training", t) == {"id": "t1", "version": f"me/p:{V}", "metrics": {"predict_time": 42.5}}

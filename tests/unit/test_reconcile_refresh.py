@@ -6,8 +6,8 @@ import asyncio
 from datetime import datetime
 
 from jobrunner.errors import NotFoundError
-from jobrunner.providers.base import GONE, RUNNING, SUCCEEDED, RemoteJob
-from jobrunner.refresh import absorb, claimed_ids, refresh_tracked
+from jobrunner.providers.base import FAILED, GONE, RUNNING, SUCCEEDED, RemoteJob
+from jobrunner.refresh import absorb, bulk_refresh, claimed_ids, refresh_tracked
 from jobrunner.state.model import AddressState, Attempt, StateDoc
 
 
@@ -37,11 +37,11 @@ class Pool:
         return self.provider
 
 
-def doc_with(statuses: dict[str, str]) -> StateDoc:
+def doc_with(statuses: dict[str, str], provider: str = "local") -> StateDoc:
     doc = StateDoc()
     for rid, status in statuses.items():
         addr = f"PredictionBatch/b[{rid}]"
-        doc.addresses[addr] = AddressState(addr, "PredictionBatch", "prediction", "local", "b.yaml", remote_id=rid,
+        doc.addresses[addr] = AddressState(addr, "PredictionBatch", "prediction", provider, "b.yaml", remote_id=rid,
                                            status=status, fingerprint="f",
                                            history=[Attempt(rid, "f", 1, "2026-01-01T00:00:00Z", status)])
     return doc
@@ -65,16 +65,24 @@ def test_running_jobs_are_refreshed_in_bulk_and_missing_ones_are_gone():
 
 
 def test_without_bulk_each_job_is_fetched():
-    doc = doc_with({"r1": "running", "r2": "running"})
-    provider = Provider(bulk=False)
-    asyncio.run(refresh_tracked(doc, Pool(provider)))
-    assert sorted(provider.gets) == ["r1", "r2"]
+    # A provider whose adapter does not offer bulk refresh (no adapter at all, here) gets one `get`
+    # per job, even if its client happens to have a `refresh_many`: the capability decides.
+    for client_has_bulk in (False, True):
+        doc = doc_with({"r1": "running", "r2": "running"}, provider="no-bulk")
+        provider = Provider(bulk=client_has_bulk)
+        asyncio.run(refresh_tracked(doc, Pool(provider)))
+        assert sorted(provider.gets) == ["r1", "r2"] and provider.bulk_calls == []
+
+
+def test_bulk_refresh_is_the_adapters_capability():
+    assert bulk_refresh("local") and bulk_refresh("replicate") and bulk_refresh("emissary")
+    assert not bulk_refresh("no-such-provider")
 
 
 def test_absorb_records_outputs_of_jobs_that_finished_unattended():
     doc = doc_with({"r1": "running", "r2": "running"})
     seen = {"PredictionBatch/b[r1]": RemoteJob(id="r1", job_kind="prediction", status=SUCCEEDED, output="hi"),
-            "PredictionBatch/b[r2]": RemoteJob(id="r2", job_kind="prediction", status="failed", error="boom")}
+            "PredictionBatch/b[r2]": RemoteJob(id="r2", job_kind="prediction", status=FAILED, error="boom")}
     assert absorb(doc, seen, only_succeeded=True) == ["PredictionBatch/b[r1]"]
     st = doc.addresses["PredictionBatch/b[r1]"]
     assert st.status == SUCCEEDED and st.outputs["output"] == "hi" and st.history[-1].status == SUCCEEDED

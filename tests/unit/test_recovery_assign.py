@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from jobrunner.providers.base import CreateRequest, RemoteJob
+from jobrunner.providers.base import SUCCEEDED, CreateRequest, RemoteJob
 from jobrunner.reconcile.matching import matches
 from jobrunner.state.recovery import assign_found
 
@@ -12,7 +12,7 @@ ECHO = "e" * 64
 
 
 def job(jid: str, minutes: int, **inp: object) -> RemoteJob:
-    return RemoteJob(id=jid, job_kind="prediction", status="succeeded", created_at=T0 + timedelta(minutes=minutes),
+    return RemoteJob(id=jid, job_kind="prediction", status=SUCCEEDED, created_at=T0 + timedelta(minutes=minutes),
                      input=dict(inp), version=ECHO)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from jobrunner.errors import ProviderUnreachableError, TransportError
-from jobrunner.providers.base import RUNNING, SUCCEEDED, RemoteJob
+from jobrunner.providers.base import RUNNING, SUCCEEDED, JobStatus, RemoteJob
 from jobrunner.reconcile.waiter import Waiter
 
 STEP = 0.0625  # clock seconds per poll (exact in binary: sums of it compare exactly)
@@ -39,7 +39,7 @@ class FlakyProvider:
         self.now += STEP
         if step == "fail":
             raise TransportError("local: get prediction p1 failed: could not connect", provider="local")
-        return RemoteJob(id=remote_id, job_kind=job_kind, status=step)
+        return RemoteJob(id=remote_id, job_kind=job_kind, status=JobStatus(step))
 
 
 class Pool:

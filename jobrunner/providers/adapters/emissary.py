@@ -133,6 +133,7 @@ EMISSARY = ProviderAdapter(
     # no hardware: its estimates come from `estimate:` hints.
     costing=Costing(version_of=base_model_of),
     deployment=DEPLOYMENT,
+    endpoint_bodies={endpoint: f"emissary.{body}" for endpoint, body in INFERENCE_BODIES.items()},
 )
 
 __all__ = ["BODY_FIELDS", "DEPLOYMENT", "EMISSARY", "INFERENCE_BODIES", "LABEL_FIELDS", "OUTPUT_FIELDS",

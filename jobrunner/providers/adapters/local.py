@@ -9,15 +9,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from jobrunner.providers.adapters.local_builtins import BUILTINS
 from jobrunner.providers.adapters.replicate import REPLICATE
 
 
 def builtin_version_schema(version_id: str) -> dict[str, Any] | None:
     """The OpenAPI document of one of the platform's built-in model versions, else None."""
-    # Imported on first use: the catalog is plain data, but `validate` of a workspace without
-    # local jobs should not load the platform's package at all.
-    from jobrunner.local.replicate.catalog import BUILTINS
-
     for model in BUILTINS:
         if model.version == version_id:
             return model.openapi_schema

@@ -21,7 +21,7 @@ from jobrunner.providers.adapter import (
     split_version,
 )
 from jobrunner.providers.base import CreateRequest, RemoteJob
-from jobrunner.providers.ratelimit import REPLICATE_LIMITS
+from jobrunner.providers.limits import REPLICATE_LIMITS
 from jobrunner.resources import JOB_PREDICTION, JOB_TRAINING, DesiredJob
 
 # Request fields passed through to the provider (never part of a fingerprint).
