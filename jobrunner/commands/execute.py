@@ -26,7 +26,8 @@ async def execute(ws: Any, pool: Any, doc: Any, planned: Any, *, wait: bool, dea
     flight then are cut TIMEOUT_GRACE seconds later, so the command ends in bounded time.
     """
     from jobrunner.providers.http import command_deadline
-    from jobrunner.reconcile.executor import ApplyOptions, Executor
+    from jobrunner.reconcile.context import ApplyOptions
+    from jobrunner.reconcile.executor import Executor
     from jobrunner.reconcile.statewriter import StateWriter
     from jobrunner.render.progress import make_progress
     from jobrunner.spec import expand

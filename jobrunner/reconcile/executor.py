@@ -25,54 +25,32 @@ from typing import Any
 
 from jobrunner.crashpoints import crash_point
 from jobrunner.errors import JobrunnerError, ProviderError
-from jobrunner.plan_types import (
-    ADOPT,
-    CANCEL,
-    DELETE,
-    FORGET,
-    MOVED,
-    NOOP,
-    WAIT,
-    Plan,
-    PlannedChange,
-)
+from jobrunner.plan_types import ADOPT, CANCEL, DELETE, FORGET, MOVED, NOOP, WAIT, Plan, PlannedChange
 from jobrunner.providers.base import SUCCEEDED, TERMINAL
 from jobrunner.reconcile import jobrun
 from jobrunner.reconcile.cancel import cancel_or_forget
 from jobrunner.reconcile.context import ApplyContext, ApplyOptions
 from jobrunner.reconcile.deployments import apply_deployment, delete_deployment
 from jobrunner.reconcile.destmodels import ensure_model
-from jobrunner.reconcile.outputfiles import output_files_due, write_output_files
+from jobrunner.reconcile.outputfiles import write_output_files
 from jobrunner.reconcile.outputs import resource_of
 from jobrunner.reconcile.pool import in_flight_limit, run_bounded
 from jobrunner.reconcile.report import (
-    BAD_OUTCOMES,
     ERROR,
-    O_ADOPTED,
-    O_CANCELED,
     O_DEFERRED,
     O_ERROR,
-    O_FAILED,
-    O_FORGOTTEN,
     O_NOOP,
     O_NOT_ATTEMPTED,
     O_RUNNING,
     O_SKIPPED,
-    O_SUCCEEDED,
     RUNNING,
     SKIPPED,
     ApplyReport,
-    Outcome,
     Unfinished,
     ended,
 )
 from jobrunner.reconcile.statewriter import StateWriter
-from jobrunner.reconcile.stopcontrol import (
-    PROVIDER_STOPPING,
-    ProviderStopped,
-    Stopped,
-    error_detail,
-)
+from jobrunner.reconcile.stopcontrol import PROVIDER_STOPPING, ProviderStopped, Stopped, error_detail
 from jobrunner.reconcile.upstream import Upstreams
 from jobrunner.reconcile.versions import VersionDeleteOrder, delete_trained_version, is_version_delete
 from jobrunner.reconcile.waiter import Waiter
@@ -290,22 +268,4 @@ class Executor:
         return ERROR
 
 
-__all__ = [
-    "BAD_OUTCOMES",
-    "O_ADOPTED",
-    "O_CANCELED",
-    "O_DEFERRED",
-    "O_ERROR",
-    "O_FAILED",
-    "O_FORGOTTEN",
-    "O_NOOP",
-    "O_NOT_ATTEMPTED",
-    "O_RUNNING",
-    "O_SKIPPED",
-    "O_SUCCEEDED",
-    "ApplyOptions",
-    "ApplyReport",
-    "Executor",
-    "Outcome",
-    "output_files_due",
-]
+__all__ = ["Executor"]

@@ -17,14 +17,9 @@ from typing import Any
 from jobrunner.errors import TransportError
 from jobrunner.plan_types import CREATE, RETRY, WAIT, Action, Plan, PlannedChange, Policy
 from jobrunner.providers.base import CANCELED, FAILED, PENDING, SUCCEEDED, CreateRequest, RemoteJob
-from jobrunner.reconcile.executor import (
-    O_FAILED,
-    O_RUNNING,
-    O_SKIPPED,
-    O_SUCCEEDED,
-    ApplyOptions,
-    Executor,
-)
+from jobrunner.reconcile.context import ApplyOptions
+from jobrunner.reconcile.executor import Executor
+from jobrunner.reconcile.report import O_FAILED, O_RUNNING, O_SKIPPED, O_SUCCEEDED
 from jobrunner.reconcile.statewriter import StateWriter
 from jobrunner.reconcile.timeutil import to_rfc3339
 from jobrunner.reconcile.waiter import Waiter
@@ -312,7 +307,7 @@ def test_identical_batch_items_after_a_crash_adopt_distinct_jobs():
 
 
 def test_no_wait_defers_dependents_instead_of_failing_them():
-    from jobrunner.reconcile.executor import O_DEFERRED
+    from jobrunner.reconcile.report import O_DEFERRED
 
     tres, tjob = training()
     bres, bjob = batch_item("Training/t", "moon", None)
@@ -324,7 +319,7 @@ def test_no_wait_defers_dependents_instead_of_failing_them():
 
 
 def test_wait_deadline_defers_dependents_and_reports_a_timeout():
-    from jobrunner.reconcile.executor import O_DEFERRED
+    from jobrunner.reconcile.report import O_DEFERRED
 
     tres, tjob = training()
     bres, bjob = batch_item("Training/t", "moon", None)
@@ -337,7 +332,7 @@ def test_wait_deadline_defers_dependents_and_reports_a_timeout():
 
 def test_a_rejected_create_clears_its_intent():
     from jobrunner.errors import InvalidRequestError
-    from jobrunner.reconcile.executor import O_ERROR
+    from jobrunner.reconcile.report import O_ERROR
 
     class Rejecting(FakeProvider):
         async def create(self, req):

@@ -10,9 +10,10 @@ import pytest
 
 from jobrunner.errors import ConfigError, TransportError
 from jobrunner.providers.base import PENDING, SUCCEEDED, CreateRequest, RemoteJob
+from jobrunner.reconcile.context import ApplyOptions
 from jobrunner.reconcile.creategate import CreateGate
-from jobrunner.reconcile.executor import O_ERROR, O_SUCCEEDED, ApplyOptions
 from jobrunner.reconcile.matching import DEFAULT_LOOKUP_WINDOW, lookup_window, next_listing_delay
+from jobrunner.reconcile.report import O_ERROR, O_SUCCEEDED
 from jobrunner.resources import JOB_PREDICTION, DesiredJob, Resource
 from jobrunner.state.model import AddressState, Attempt, StateDoc
 from tests.unit.test_reconcile_executor import FakeProvider, batch_item, change, run
