@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jobrunner.state.model import AddressState, Attempt  # noqa: E402
 from jobrunner.state.postgres import PostgresStore  # noqa: E402
-from tests.state_postgres.pg_server import start_server  # noqa: E402
+from tests.state.postgres.pg_server import start_server  # noqa: E402
 
 
 def item(i: int) -> AddressState:

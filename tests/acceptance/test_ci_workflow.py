@@ -19,7 +19,7 @@ import pytest
 
 from tests.acceptance.conftest import REPO
 from tests.helpers.cli import run_cli
-from tests.state_postgres.pg_server import NoServerBinaries, PgServer, start_server
+from tests.state.postgres.pg_server import NoServerBinaries, PgServer, start_server
 
 MARKER = "<!-- jobrunner-plan -->"
 COMMENT_LIMIT = 60_000

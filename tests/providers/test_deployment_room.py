@@ -16,7 +16,7 @@ from jobrunner.providers.base import GONE, SUCCEEDED
 from jobrunner.reconcile.deployments import DeploymentRoom
 from jobrunner.spec import expand
 from jobrunner.state.model import AddressState, StateDoc
-from tests.unit.plan_helpers import deployment, emissary_deployment
+from tests.core.plan_helpers import deployment, emissary_deployment
 
 from .conftest import (
     EMISSARY,

@@ -25,7 +25,7 @@ from jobrunner.reconcile.versions import VersionDeleteOrder, is_version_delete
 from jobrunner.render import plan_json, plan_markdown, plan_text
 from jobrunner.resources import Resource
 from jobrunner.state.model import AddressState, StateDoc
-from tests.unit.plan_helpers import apply_all, batch, deployment, training
+from tests.core.plan_helpers import apply_all, batch, deployment, training
 
 ADDR = "Training/poems"
 API = "Deployment/poems-api"

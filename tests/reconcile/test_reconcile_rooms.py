@@ -13,8 +13,8 @@ from jobrunner.plan_types import Action, Policy
 from jobrunner.providers.base import FAILED
 from jobrunner.reconcile.report import O_FAILED, O_SKIPPED, OutcomeKind
 from jobrunner.state.model import StateDoc
-from tests.unit import plan_helpers as ph
-from tests.unit.test_reconcile_executor import (
+from tests.core import plan_helpers as ph
+from tests.reconcile.test_reconcile_executor import (
     VERSION,
     batch_item,
     change,
@@ -33,7 +33,7 @@ def test_every_change_carries_its_resource_policy(tmp_path: Path) -> None:
 
 def test_apply_retries_as_the_plan_says_not_as_the_manifest_says_now(monkeypatch: pytest.MonkeyPatch) -> None:
     """A saved plan applies what it showed: the resource spec (retry 1) is not read again."""
-    from tests.unit import test_reconcile_executor as t
+    from tests.reconcile import test_reconcile_executor as t
 
     res, job = training(input={"fail": True}, retry=1)
     planned = dc_replace(change(job), policy=Policy(max_attempts=2))

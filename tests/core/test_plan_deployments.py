@@ -15,7 +15,7 @@ from jobrunner.providers.base import GONE, RUNNING, SUCCEEDED, JobStatus, Remote
 from jobrunner.render import plan_json, plan_markdown, plan_text
 from jobrunner.saved_plan import check_saved_plan, saved_plan_document
 from jobrunner.state.model import StateDoc
-from tests.unit.plan_helpers import (
+from tests.core.plan_helpers import (
     FILE,
     actions,
     apply_all,

@@ -16,7 +16,7 @@ from jobrunner.reconcile.matching import DEFAULT_LOOKUP_WINDOW, lookup_window, n
 from jobrunner.reconcile.report import O_ERROR, O_SUCCEEDED
 from jobrunner.resources import JOB_PREDICTION, DesiredJob, Resource
 from jobrunner.state.model import AddressState, Attempt, StateDoc
-from tests.unit.test_reconcile_executor import FakeProvider, batch_item, change, run
+from tests.reconcile.test_reconcile_executor import FakeProvider, batch_item, change, run
 
 V = "c" * 64
 
@@ -64,7 +64,7 @@ def _run_proven(changes, resources, desired, provider):
     from jobrunner.reconcile.executor import Executor
     from jobrunner.reconcile.statewriter import StateWriter
     from jobrunner.reconcile.waiter import Waiter
-    from tests.unit.test_reconcile_executor import Pool, RecordingStore
+    from tests.reconcile.test_reconcile_executor import Pool, RecordingStore
 
     doc = StateDoc(lineage="L")
 
@@ -213,7 +213,7 @@ def test_waiting_out_the_window_with_one_slot_and_an_unproven_provider_does_not_
     from jobrunner.reconcile.executor import Executor
     from jobrunner.reconcile.statewriter import StateWriter
     from jobrunner.reconcile.waiter import Waiter
-    from tests.unit.test_reconcile_executor import Pool, RecordingStore
+    from tests.reconcile.test_reconcile_executor import Pool, RecordingStore
 
     res, jobs = _identical(["a", "b", "c"])
     provider = LaggingList(lag=0.5)

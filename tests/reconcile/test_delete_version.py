@@ -14,7 +14,7 @@ from jobrunner.plan_types import CANCEL, DELETE, FORGET
 from jobrunner.providers.base import FAILED, RUNNING
 from jobrunner.render import plan_json, plan_text
 from jobrunner.validate import validate_documents
-from tests.unit.plan_helpers import actions, apply_all, plan_for, reasons, training
+from tests.core.plan_helpers import actions, apply_all, plan_for, reasons, training
 
 ADDR = "Training/poems"
 DELETING = {"on_remove": "delete_version"}

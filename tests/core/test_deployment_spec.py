@@ -9,7 +9,7 @@ from jobrunner.resources import JOB_DEPLOYMENT
 from jobrunner.schema import load_schema
 from jobrunner.spec import expand
 from jobrunner.validate import ValidationResult, validate_documents
-from tests.unit.plan_helpers import deployment, emissary_deployment
+from tests.core.plan_helpers import deployment, emissary_deployment
 
 HEAD = "apiVersion: jobrunner/v1\n"
 V = "c" * 64
@@ -196,7 +196,7 @@ def test_a_batch_names_a_deployment_or_a_version_not_both(tmp_path: Path) -> Non
 
 def test_a_replicate_batch_on_a_deployment_reruns_when_the_served_version_changes(tmp_path: Path) -> None:
     from jobrunner.providers.adapters import adapter_for
-    from tests.unit.plan_helpers import batch
+    from tests.core.plan_helpers import batch
 
     res = batch(provider="replicate", version=None, deployment="${Deployment.poems-api.output.name}",
                 inputs=[{"key": "moon", "prompt": "The moon"}])

@@ -17,7 +17,7 @@ from jobrunner.render import plan_json, plan_markdown, plan_text
 from jobrunner.saved_plan import check_saved_plan, saved_plan_document
 from jobrunner.spec import expand
 from jobrunner.state.model import StateDoc
-from tests.unit.plan_helpers import FILE, actions, apply_all, batch, model, plan_for, reasons, record, training
+from tests.core.plan_helpers import FILE, actions, apply_all, batch, model, plan_for, reasons, record, training
 
 ROWS = [{"key": "a", "prompt": "A"}, {"key": "b", "prompt": "B"}]
 

@@ -10,7 +10,7 @@ from jobrunner.plan import compute_plan
 from jobrunner.render import plan_json, plan_markdown, plan_text
 from jobrunner.spec import expand
 from jobrunner.state.model import StateDoc
-from tests.unit.plan_helpers import FILE, apply_all, batch, model, plan_for, training
+from tests.core.plan_helpers import FILE, apply_all, batch, model, plan_for, training
 
 
 @pytest.fixture()

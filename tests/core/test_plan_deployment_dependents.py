@@ -15,7 +15,7 @@ from jobrunner.plan_types import NOOP, REPLACE, UPDATE
 from jobrunner.resources import Resource
 from jobrunner.spec import expand
 from jobrunner.state.model import StateDoc
-from tests.unit.plan_helpers import actions, batch, deployment, emissary_deployment, plan_for, reasons, record, training
+from tests.core.plan_helpers import actions, batch, deployment, emissary_deployment, plan_for, reasons, record, training
 
 API = "Deployment/poems-api"
 EVAL = "PredictionBatch/eval"

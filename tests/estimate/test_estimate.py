@@ -20,7 +20,7 @@ from jobrunner.resources import JOB_DEPLOYMENT, DesiredJob, Resource
 from jobrunner.spec import expand
 from jobrunner.state.model import StateDoc
 from jobrunner.workspace import WorkspaceConfig, load_config
-from tests.unit.plan_helpers import ECHO, FILE, batch, plan_for, record, training
+from tests.core.plan_helpers import ECHO, FILE, batch, plan_for, record, training
 
 OTHER = "b" * 64
 

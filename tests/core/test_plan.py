@@ -11,7 +11,7 @@ from jobrunner.plan_types import ADOPT, CANCEL, CREATE, FORGET, NOOP, REPLACE, R
 from jobrunner.providers.base import CANCELED, GONE, RUNNING, UNKNOWN, RemoteJob
 from jobrunner.spec import expand
 from jobrunner.state.model import Intent, StateDoc
-from tests.unit.plan_helpers import FILE, actions, apply_all, batch, model, plan_for, reasons, record, training
+from tests.core.plan_helpers import FILE, actions, apply_all, batch, model, plan_for, reasons, record, training
 
 
 def test_everything_new_is_created(tmp_path: Path) -> None:

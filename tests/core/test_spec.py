@@ -9,7 +9,7 @@ from jobrunner.errors import ManifestError
 from jobrunner.resources import JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, Resource
 from jobrunner.spec import expand, recorded_inputs, upstream_outputs
 from jobrunner.state.model import StateDoc
-from tests.unit.plan_helpers import ECHO, NGRAM, apply_all, batch, model, training
+from tests.core.plan_helpers import ECHO, NGRAM, apply_all, batch, model, training
 
 
 def _one(res: Resource, root: Path, outputs: dict | None = None):
