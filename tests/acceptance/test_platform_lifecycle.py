@@ -24,6 +24,8 @@ from jobrunner.local.autostart import (
 from jobrunner.state.lock import pid_alive
 from tests.reliability.harness import ECHO, SLEEP, run_cli
 
+pytestmark = pytest.mark.slow  # background platforms started, waited out and stopped (full suite only)
+
 ANNOUNCED = "started the local platform on 127.0.0.1:"
 
 

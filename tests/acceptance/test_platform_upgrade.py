@@ -29,6 +29,8 @@ from jobrunner.local.build import FINGERPRINT_ENV
 from jobrunner.state.lock import pid_alive
 from tests.reliability.harness import ECHO, SLEEP, run_cli
 
+pytestmark = pytest.mark.slow  # platform processes restarted (full suite only)
+
 STARTED = "started the local platform on"
 RESTARTED = "restarted the local platform on {where}: jobrunner changed since it started"
 

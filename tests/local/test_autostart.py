@@ -4,9 +4,12 @@ from __future__ import annotations
 import os
 
 import httpx
+import pytest
 
 from jobrunner.local.autostart import data_dir_for, ensure_platform, find_platform, stop_platform
 from jobrunner.local.replicate.catalog import SLEEP_VERSION
+
+pytestmark = pytest.mark.slow  # background platforms started and stopped (full suite only)
 
 
 def test_ensure_platform_starts_reuses_and_stops(tmp_path):

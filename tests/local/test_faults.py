@@ -10,6 +10,8 @@ import pytest
 from jobrunner.local.faults import FaultConfigError, FaultState, parse_faults
 from jobrunner.local.replicate.catalog import ECHO_VERSION
 
+pytestmark = pytest.mark.slow  # fault injection: latency, drops, 429s (full suite only)
+
 
 def test_faults_are_off_by_default_and_changeable_at_runtime(live_platform, client):
     config = client.get("/_admin/faults").json()

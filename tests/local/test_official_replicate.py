@@ -15,6 +15,8 @@ from replicate.exceptions import ReplicateError
 
 from tests.platform_fixture import LivePlatform
 
+pytestmark = pytest.mark.slow  # the official client against a live platform (full suite only)
+
 ECHO = "0ab87730172dfeb11de187803938c2507e8ab8f7cab883c1a905b3f91b3d3ab6"
 NGRAM = "a3c8c00c979c6758b251faf7897f248e49b682972e7e2cb90d03a7c19b47f174"
 SLEEP = "9969ed6b494ff19ed449533b9068fbbb2d4a56c25945cdbcd23ccc069365f2f0"

@@ -19,6 +19,8 @@ from replicate.exceptions import ReplicateError
 from tests.local.test_official_replicate import NGRAM, SLEEP, TEXT, poll_training
 from tests.platform_fixture import LivePlatform
 
+pytestmark = pytest.mark.slow  # the official client against a live platform (full suite only)
+
 
 @pytest.fixture
 def rc(live_platform: LivePlatform) -> replicate.Client:

@@ -10,6 +10,8 @@ from webhook_receiver import WebhookReceiver
 
 from jobrunner.local import webhooks as wh
 
+pytestmark = pytest.mark.slow  # webhook delivery and throttle windows waited out (full suite only)
+
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import time
 
+import pytest
 import replicate
 from replicate.webhook import Webhooks
 from webhook_receiver import WebhookReceiver
 
 from tests.platform_fixture import LivePlatform
+
+pytestmark = pytest.mark.slow  # webhook delivery and throttle windows waited out (full suite only)
 
 ECHO = "0ab87730172dfeb11de187803938c2507e8ab8f7cab883c1a905b3f91b3d3ab6"
 NGRAM = "a3c8c00c979c6758b251faf7897f248e49b682972e7e2cb90d03a7c19b47f174"

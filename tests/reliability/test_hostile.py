@@ -21,6 +21,8 @@ import respx
 
 from tests.reliability.harness import REPO, run_cli
 
+pytestmark = pytest.mark.slow  # hostile servers: trickled bodies, stalls and retries (full suite only)
+
 FIXTURES = REPO / "tests" / "providers" / "fixtures"
 CASES = REPO / "tests" / "manifests" / "cases"
 VERSION = "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa"
