@@ -35,11 +35,16 @@ async def execute(ws: Any, pool: Any, doc: Any, planned: Any, *, wait: bool, dea
     progress = progress or make_progress(sys.stdout)
     progress.begin(planned.plan)
     resources = planned.resources
+    writer = StateWriter(ws.store, doc)
+    if planned.recovery_marked:
+        # Saved with the first save, whichever address that one is for: that save also records
+        # the recovered flag that planning cleared (jobrunner.state.recovery).
+        writer.touch(*planned.recovery_marked)
     executor = Executor(
         planned.plan,
         desired=planned.desired,
         resources=resources,
-        writer=StateWriter(ws.store, doc),
+        writer=writer,
         pool=pool,
         root=ws.root,
         expand=lambda: expand(resources, ws.root, state=doc, items=planned.items),

@@ -53,6 +53,11 @@ class Planned:
     # Addresses whose recorded status or outputs the refresh changed in `doc` (jobs that finished
     # while no apply watched them): apply saves them even when the plan has nothing to do.
     absorbed: list[str] = field(default_factory=list)
+    # Addresses planning gave a recovery lookup intent (a state restored from its backup). The
+    # same planning may have cleared `doc.recovered_at`, and a journal record always carries that
+    # flag: apply's first save must carry these intents too, or a kill right after it leaves a
+    # state that neither is flagged nor has the intents, and the next apply creates them again.
+    recovery_marked: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # asyncio may repr a finished task's result: keep that cheap
         return f"Planned({len(self.plan.changes)} changes, {len(self.desired)} desired jobs)"
@@ -568,7 +573,8 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
         await check_against_providers(plan, by_res, doc, pool, ws.root)
     estimate_into(plan, doc, resources, ws.config)
     return Planned(plan=plan, resources=resources, desired=desired, remote=remote, files=files,
-                   warnings=[w.format() for w in warnings], items=validated.items, absorbed=absorbed)
+                   warnings=[w.format() for w in warnings], items=validated.items, absorbed=absorbed,
+                   recovery_marked=marks.addresses)
 
 
 def estimate_into(plan: Plan, doc: StateDoc, resources: list[Resource], config: Any,

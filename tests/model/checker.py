@@ -158,6 +158,17 @@ class Checker:
         self.evaluations += 9 + (3 if strict else 0) + (1 if strict and obs.applied == 0 else 0)
         return problems
 
+    def note_claims(self, world: World) -> None:
+        """Remember the remote jobs state records right now, before the runner damages it in the
+        same step as an apply (crash_recover): the restore loses them, and a job recovery rightly
+        leaves behind (e.g. a gen row's job on a training since retrained) is told from a lost
+        one only if its claim was seen."""
+        addresses, _ = read_state(self.workspace / ".jobrunner" / "state.json")
+        for address, st in (addresses or {}).items():
+            for h in st.get("history") or []:
+                if h.get("remote_id"):
+                    self.claims.setdefault(h["remote_id"], (address, world.generation.get(address, 0)))
+
     # --- always -------------------------------------------------------------------------------
     def _outputs_clean(self, obs: Observation) -> list[str]:
         out = []

@@ -182,7 +182,7 @@ class Session:
         self.ws.mkdir(parents=True)
         self.platform = ServedPlatform(root / "platform", "jrl_model_" + secrets.token_hex(12))
         self.log = log
-        world = self.plan[0][1]
+        world = self.world = self.plan[0][1]  # the step being run (the checker notes claims in it)
         self.checker = Checker(self.ws, self.platform.data_dir / "platform.db",
                                (*world.sentinels, self.platform.token),
                                frozenset(("echo.yaml", "slow.yaml", "train.yaml", "jobrunner.yaml")))
@@ -241,6 +241,7 @@ class Session:
                 self.write_manifests(world)
                 t0 = time.monotonic()
                 obs = Observation()
+                self.world = world
                 problems = self.execute(step, obs)
                 problems += self.checker.check(world, obs)
                 codes = list(obs.codes)
@@ -407,6 +408,9 @@ class Session:
         if not state.exists():
             return []
         obs.damaged = True
+        # What state holds now is about to be lost: the checker remembers it as claimed, as if it
+        # had checked between the step's apply and the damage (crash_recover does both).
+        self.checker.note_claims(self.world)
         data = state.read_bytes()
         how = step.arg("how")
         if how == "truncate":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,42 @@ def test_restoring_a_lagging_backup_adopts_the_jobs_it_lacks(workspace: Path, pl
     assert not audit.problems, "\n".join(audit.problems)
     assert audit.remote_jobs == 6  # 0 duplicates
     assert "recovered_at" not in load_state(workspace)
+
+
+def test_an_apply_killed_after_its_first_save_on_a_restored_state_leaves_the_lookups(
+        workspace: Path, platform: Platform) -> None:  # noqa: F811
+    """Planning on a restored state gives each address the backup lacks a lookup intent and clears
+    the recovered flag; apply's first save records the cleared flag. Killed right after that save
+    (one of three adoptions recorded), the next apply must still look the other two up, not create
+    them again (found by the model soak, seed 1303, where the first save was a row's forget).
+    `--target` makes that first save one adoption's, deterministically."""
+    tag = workspace.parent.name[-12:].replace("_", "-").lower()
+    since = platform_now(platform)
+    write_workload(workspace, tag, predictions=3, trainings=0)
+    apply_until_converged(workspace, clean_env(platform), "jobs.yaml")
+    state = workspace / ".jobrunner" / "state.json"
+    older = state.read_bytes()  # knows p0..p2 only
+    expected = write_workload(workspace, tag, predictions=6, trainings=0)
+    apply_until_converged(workspace, clean_env(platform), "jobs.yaml")
+    (workspace / ".jobrunner" / "state.json.bak").write_bytes(older)
+    state.write_bytes(b"")  # the state file is emptied
+    assert run_cli("state", "restore-backup").code == 0
+
+    # An apply of one of them, killed right after its first save: that adoption's journal record.
+    killed = run_process(["apply", "--auto-approve", "--target", "PredictionBatch/echo[p3]"], workspace,
+                         clean_env(platform, JOBRUNNER_TEST_CRASH_AT="journal.appended:1"))
+    assert killed.code == -signal.SIGKILL, killed.output
+    assert killed.output.count("adopting") == 1, killed.output
+    left = load_state(workspace)
+    assert not left.get("recovered_at"), left  # that save recorded the flag planning cleared...
+    untracked = [a for a, st in left["addresses"].items() if not (st.get("intent") or st.get("remote_id"))]
+    assert len(left["addresses"]) == 6 and not untracked, left  # ...and so every lookup intent with it
+
+    results = apply_until_converged(workspace, clean_env(platform))
+    assert "created (" not in results[0].output, results[0].output  # the other two adopted, not re-run
+    audit = audit_exactly_once(platform, workspace, since, expected)
+    assert not audit.problems, "\n".join(audit.problems)
+    assert audit.remote_jobs == 6  # 0 duplicates
 
 
 def test_destroy_after_a_restore_cancels_the_jobs_the_backup_lacks(workspace: Path, platform: Platform) -> None:  # noqa: F811
