@@ -117,8 +117,11 @@ def _complete(shell: str, words: str, cwd: Path) -> list[str]:
         [sys.executable, "-m", "jobrunner"], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stdout.splitlines()
+    if shell == "fish" and lines and "," in lines[0]:
+        # click >= 8.5 answers fish with "type,value<TAB>help", one line each (8.4: like zsh)
+        return [line.split("\t")[0] for line in lines if line]
     if shell in ("zsh", "fish"):  # type, value, help, one per line each
-        lines = proc.stdout.splitlines()
         return [f"{lines[i]},{lines[i + 1]}" for i in range(0, len(lines) - 2, 3)]
     return [line for line in proc.stdout.splitlines() if line]  # bash: "type,value"
 
