@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit
@@ -248,10 +248,29 @@ def _split_sensitive(sensitive: Iterable[str]) -> tuple[set[str], set[tuple[str,
     return names, paths
 
 
+def _under_hidden_keys(value: Any, sensitive: Iterable[str], visit: Callable[[Any], None]) -> None:
+    """Call `visit` on every value `redact(value, sensitive)` hides by key (secret-named or listed)."""
+    names, paths = _split_sensitive(sensitive) if sensitive else (set(), set())
+
+    def walk(v: Any, here: tuple[str, ...]) -> None:
+        if isinstance(v, dict):
+            for k, item in v.items():
+                key = str(k)
+                path = here + (key,) if paths else here  # paths are rare: no tuple per key without them
+                if is_secret_name(key) or (names and key.lower() in names) or (paths and path in paths):
+                    visit(item)
+                elif isinstance(item, (dict, list)):
+                    walk(item, path)
+        elif isinstance(v, list):
+            for item in v:
+                walk(item, here)
+
+    walk(value, ())
+
+
 def hidden_scalars(value: Any, sensitive: Iterable[str] = ()) -> list[str]:
     """The scalar values `redact(value, sensitive)` would hide by key (secret-named or listed keys),
     as text: what must also be scrubbed wherever it turns up by value."""
-    names, paths = _split_sensitive(sensitive) if sensitive else (set(), set())
     found: list[str] = []
 
     def all_scalars(v: Any) -> None:
@@ -264,27 +283,13 @@ def hidden_scalars(value: Any, sensitive: Iterable[str] = ()) -> list[str]:
         elif (text := _scalar_text(v)) is not None:
             found.append(text)
 
-    def walk(v: Any, here: tuple[str, ...]) -> None:
-        if isinstance(v, dict):
-            for k, item in v.items():
-                key = str(k)
-                path = here + (key,) if paths else here  # paths are rare: no tuple per key without them
-                if is_secret_name(key) or (names and key.lower() in names) or (paths and path in paths):
-                    all_scalars(item)
-                elif isinstance(item, (dict, list)):
-                    walk(item, path)
-        elif isinstance(v, list):
-            for item in v:
-                walk(item, here)
-
-    walk(value, ())
+    _under_hidden_keys(value, sensitive, all_scalars)
     return found
 
 
 def hidden_files(value: Any, sensitive: Iterable[str] = ()) -> list[str]:
     """The `{$file: p}` paths under the keys `redact(value, sensitive)` hides (secret-named or
     listed): files whose contents are secrets."""
-    names, paths = _split_sensitive(sensitive) if sensitive else (set(), set())
     found: list[str] = []
 
     def markers(v: Any) -> None:
@@ -298,20 +303,7 @@ def hidden_files(value: Any, sensitive: Iterable[str] = ()) -> list[str]:
             for item in v:
                 markers(item)
 
-    def walk(v: Any, here: tuple[str, ...]) -> None:
-        if isinstance(v, dict):
-            for k, item in v.items():
-                key = str(k)
-                path = here + (key,) if paths else here  # paths are rare: no tuple per key without them
-                if is_secret_name(key) or (names and key.lower() in names) or (paths and path in paths):
-                    markers(item)
-                elif isinstance(item, (dict, list)):
-                    walk(item, path)
-        elif isinstance(v, list):
-            for item in v:
-                walk(item, here)
-
-    walk(value, ())
+    _under_hidden_keys(value, sensitive, markers)
     return found
 
 
