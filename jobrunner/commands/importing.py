@@ -51,18 +51,9 @@ def import_(address: str | None, remote_id: str | None, paths: tuple[str, ...], 
                          hint="e.g. `jobrunner import Training/poems-ngram r8abc...`, or `jobrunner import --discover`")
     from jobrunner.reconcile import requests as rq
     from jobrunner.reconcile.outputs import record_adoption
-    from jobrunner.reconcile.planning import (
-        expand_desired,
-        load_validated,
-        open_workspace,
-        require_manifests,
-        resolve_paths,
-    )
+    from jobrunner.reconcile.planning import expand_desired, open_manifests
 
-    ws = open_workspace(paths=paths)
-    import_paths = resolve_paths(paths, ws.root)
-    require_manifests(ws, import_paths)
-    validated = load_validated(import_paths, ws.root)
+    ws, validated = open_manifests(paths)
     resources = list(validated.resources)
     by_res = {r.address: r for r in resources}
 

@@ -248,17 +248,9 @@ def recover_command(paths: tuple[str, ...], dry_run: bool, assign_in_order: bool
       jobrunner state recover
     """
     from jobrunner.commands.common import with_pool
-    from jobrunner.reconcile.planning import (
-        load_validated,
-        open_workspace,
-        require_manifests,
-        resolve_paths,
-    )
+    from jobrunner.reconcile.planning import open_manifests
 
-    ws = open_workspace(paths=paths)
-    rec_paths = resolve_paths(paths, ws.root)
-    require_manifests(ws, rec_paths)
-    validated = load_validated(rec_paths, ws.root)
+    ws, validated = open_manifests(paths)
     with ws.store.lock("state recover"):
         doc = load_even_if_lost(ws.store)
 

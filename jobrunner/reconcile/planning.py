@@ -194,6 +194,15 @@ def require_manifests(ws: Workspace, paths: list[Path], *, whole_state: bool = F
     )
 
 
+def open_manifests(paths: tuple[str, ...] | list[str]) -> tuple[Workspace, Any]:
+    """The workspace of `paths` and its validated manifests there, for commands that read manifests
+    without planning (import, state recover); refuses paths that hold none (`require_manifests`)."""
+    ws = open_workspace(paths=paths)
+    abs_paths = resolve_paths(paths, ws.root)
+    require_manifests(ws, abs_paths)
+    return ws, load_validated(abs_paths, ws.root)
+
+
 def warnings_of(result: Any) -> list[Diagnostic]:
     return [d for d in result.diagnostics if d.severity != "error"]
 
