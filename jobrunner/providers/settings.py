@@ -36,11 +36,11 @@ SETTING_KEYS = frozenset({"base_url", "url", "rate_limits", "retries", "timeout"
                           "max_body_bytes", "max_log_bytes", "unreachable_after"})
 
 
-def normalize_base_url(url: str, *, variable: str) -> str:
+def normalize_base_url(url: str, *, variable: str, example: str = "https://api.replicate.com") -> str:
     """Strip a trailing `/` and `/v1`: our paths carry `/v1` (like the official Python client)."""
     url = url.strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"{variable}: {url!r} is not an http(s) URL", hint="e.g. https://api.replicate.com")
+        raise ConfigError(f"{variable}: {url!r} is not an http(s) URL", hint=f"e.g. {example}")
     return url.removesuffix("/v1")
 
 
@@ -148,12 +148,13 @@ class ClientContext:
             )
         return not self.env.get(ep.url_env)
 
-    def base_url(self, variable: str, default: str) -> str:
+    def base_url(self, variable: str, default: str, *, local_ok: bool = False) -> str:
         """The environment variable, else `providers.<name>.base_url`, else the public API; errors
         name whichever of the two settings it came from."""
         url = self.env.get(variable) or self.settings.get("base_url") or default
         where = variable if self.env.get(variable) else f"providers.{self.name}.base_url"
-        return normalize_base_url(str(url), variable=where)
+        example = f"{default}, or {LOCAL_PLATFORM} for the local platform" if local_ok else default
+        return normalize_base_url(str(url), variable=where, example=example)
 
     def hosted_http(self) -> HttpClient:
         """The HttpClient of a hosted provider: its adapter's endpoint, credential and limits."""
@@ -163,6 +164,8 @@ class ClientContext:
         if self.targets_local_platform():  # its build_client routes this case (providers.local.platform_http)
             raise ConfigError(
                 f"{self.name}: the client does not handle providers.{self.name}.base_url: {LOCAL_PLATFORM}")
+        # The URL first: a mistyped base_url (`locall`) is named as such, not as a missing credential.
+        base = self.base_url(ep.url_env, ep.default_url, local_ok=ep.local_platform)
         try:
             token = self.credential(ep.credential_env, ep.credential_hint)
         except CredentialsError as exc:
@@ -170,7 +173,7 @@ class ClientContext:
                 exc.hint = (f"{exc.hint}; or, to run on the local platform, set providers.{self.name}.base_url: "
                             f"{LOCAL_PLATFORM} in jobrunner.yaml")
             raise
-        return self.http(self.base_url(ep.url_env, ep.default_url), token=token, auth_header=ep.auth_header,
+        return self.http(base, token=token, auth_header=ep.auth_header,
                          auth_scheme=ep.auth_scheme, credential_var=ep.credential_env, default_limits=ep.rate_limits)
 
     def http(self, base_url: str | None, *, default_limits: Mapping[str, float | None], auth_header: str,

@@ -265,3 +265,12 @@ def test_base_url_local_is_refused_where_the_platform_does_not_stand_in(tmp_path
     with pytest.raises(ConfigError) as info:
         get_provider("replicate", config, tmp_path, env={"REPLICATE_API_TOKEN": SECRET})
     assert "providers.replicate.base_url" in str(info.value) and "provider: local" in info.value.hint
+
+
+def test_a_mistyped_base_url_is_named_before_the_missing_credential(tmp_path: Path) -> None:
+    config = WorkspaceConfig(providers={"emissary": {"base_url": "locall"}})
+    with pytest.raises(ConfigError) as info:
+        get_provider("emissary", config, tmp_path, env={})
+    assert not isinstance(info.value, CredentialsError)
+    assert str(info.value) == "providers.emissary.base_url: 'locall' is not an http(s) URL"
+    assert "local for the local platform" in info.value.hint
