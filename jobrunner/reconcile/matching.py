@@ -176,6 +176,18 @@ def _input_differences(desired: Any, remote: Any, path: str) -> list[str]:
     return [] if _same_input(desired, remote) else [f"{path} differs"]
 
 
+def matching_jobs(candidates: Iterable[RemoteJob], req: CreateRequest, *, since: datetime,
+                  exclude_ids: set[str]) -> list[RemoteJob]:
+    """Every unclaimed candidate created from `since` on (minus the `CLOCK_SKEW`) that matches
+    `req`, oldest first: one address's attempts, when no other address asks for the same request."""
+    cutoff = since - CLOCK_SKEW
+    found = [job for job in candidates
+             if job.id not in exclude_ids and not (job.created_at is not None and job.created_at < cutoff)
+             and matches(job, req)]
+    found.sort(key=lambda j: (j.created_at is None, j.created_at or since, j.id))
+    return found
+
+
 def find_match(
     candidates: Iterable[RemoteJob],
     req: CreateRequest,

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import time
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +22,8 @@ from jobrunner.providers.adapter import RequestForm
 from jobrunner.providers.adapters import adapter_for
 from jobrunner.providers.base import RemoteJob
 from jobrunner.reconcile import requests as rq
-from jobrunner.reconcile.matching import find_match, next_listing_delay
-from jobrunner.reconcile.timeutil import parse_rfc3339
-from jobrunner.refresh import claimed_ids, list_candidates, refresh_tracked
+from jobrunner.reconcile.intent_lookup import lookup_intents
+from jobrunner.refresh import refresh_tracked
 from jobrunner.resources import JOB_DEPLOYMENT, JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
 from jobrunner.state.model import StateDoc
 
@@ -236,107 +233,6 @@ def expand_desired(resources: list[Resource], root: Path, doc: StateDoc,
     # everything this command stores or prints from here on, wherever it turns up (redact.SECRETS).
     register_jobs(desired, root)  # with root: sensitive {$file} inputs' contents too
     return desired
-
-
-def request_from_recorded(st: Any) -> Any:
-    """A CreateRequest rebuilt from what state recorded at intent time (for addresses no manifest
-    defines any more, whose interrupted create must still be found, not orphaned)."""
-    material = (st.intent.inputs if st.intent is not None and st.intent.inputs else None) or st.inputs or {}
-    if not material:
-        return None
-    return adapter_for(st.provider).recorded_request(st.job_kind, material)
-
-
-@dataclass
-class _Lookup:
-    """One address to look up on its provider: a pending intent (a restored state's untracked
-    addresses get one from `state.recovery.mark_recovery_lookups`)."""
-
-    address: str
-    provider: str
-    request: Any
-    since: Any  # datetime: candidates created from then on (minus the clock skew) may be its job
-    window_from: float  # epoch seconds of the create attempt: the list may lag behind it
-
-
-def _pending_lookups(doc: StateDoc, desired: list[DesiredJob], resources: dict[str, Resource],
-                     restored: Collection[str] = ()) -> list[_Lookup]:
-    """The lookups of pending intents. Those of `restored` addresses (just marked by a restore from
-    the backup) may have been created up to the moment the state was damaged, not only up to the
-    intent's date: their lookup window runs from now, so a lagging list still shows them."""
-    pending: list[_Lookup] = []
-    now = time.time()
-    by_address = {j.address: j for j in desired}
-    for address, st in doc.addresses.items():
-        if st.intent is None or st.job_kind in (JOB_MODEL, JOB_DEPLOYMENT):
-            continue  # a deployment's lost create is looked up by name when apply creates it
-        since = parse_rfc3339(st.intent.created_at)
-        job = by_address.get(address)
-        if since is None:
-            continue
-        if job is not None:
-            if job.fingerprint is None or st.intent.fingerprint != job.fingerprint:
-                continue
-            res = resources.get(job.resource_address)
-            req = rq.create_request(job, res.spec if res else {})
-        else:
-            req = request_from_recorded(st)
-            if req is None:
-                continue
-        window_from = now if address in restored else since.timestamp()
-        pending.append(_Lookup(address, st.provider, req, since, window_from))
-    return pending
-
-
-async def lookup_intents(doc: StateDoc, desired: list[DesiredJob], resources: dict[str, Resource],
-                         pool: Any, *, window: float | None = None,
-                         restored: Collection[str] = ()) -> dict[str, RemoteJob]:
-    """For addresses with a pending intent: the remote job that create made, if it exists.
-
-    One listing per (provider, job kind, project) back to the earliest of them, however many a
-    crash left behind; then each is matched, earliest first, against it, and a job matched once is
-    never matched again. An intent not found while its create is younger than the lookup window
-    (`matching.lookup_window`) is looked for again: the provider's list may lag behind its jobs.
-    """
-    pending = _pending_lookups(doc, desired, resources, restored)
-    if not pending:
-        return {}
-    if window is None:
-        import os
-
-        from jobrunner.reconcile.matching import lookup_window
-
-        window = lookup_window(os.environ)
-    claimed = claimed_ids(doc)
-    found: dict[str, RemoteJob] = {}
-    listings = 0
-    while True:
-        await _match_round(pending, claimed, found, pool)
-        now = time.time()
-        open_until = [e.window_from + window for e in pending
-                      if e.address not in found and e.window_from + window > now]
-        if not open_until:
-            return found
-        pending = [e for e in pending if e.address not in found]
-        await asyncio.sleep(next_listing_delay(listings, max(open_until) - now))
-        listings += 1
-
-
-async def _match_round(pending: list[_Lookup], claimed: set[str], found: dict[str, RemoteJob], pool: Any) -> None:
-    groups: dict[tuple[str, str, str | None], list[_Lookup]] = {}
-    for entry in pending:
-        if entry.address not in found:
-            groups.setdefault((entry.provider, entry.request.job_kind, entry.request.project_id), []).append(entry)
-    for (provider_name, job_kind, project_id), entries in groups.items():
-        versions = {rq.split_version(e.request.model, e.request.version)[1] for e in entries}
-        candidates = await list_candidates(
-            pool.get(provider_name), job_kind, since=min(e.since for e in entries), project_id=project_id,
-            exclude_ids=claimed, versions=None if None in versions else versions)
-        for entry in sorted(entries, key=lambda e: e.since):
-            match = find_match(candidates, entry.request, not_before=entry.since, exclude_ids=claimed)
-            if match is not None:
-                found[entry.address] = match
-                claimed.add(match.id)
 
 
 def _file_placeholders(value: Any) -> Any:
@@ -562,7 +458,7 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
     from jobrunner.state.recovery import mark_recovery_lookups
 
     whole = any(p == ws.root or p in ws.root.parents for p in paths)
-    marks = mark_recovery_lookups(doc, desired, whole_workspace=whole)
+    marks = mark_recovery_lookups(doc, desired, whole_workspace=whole, seen=remote)
     remote.update(await lookup_intents(doc, desired, by_res, pool, restored=marks.addresses))
     digest = manifests_digest(files, ws.root)
     plan = compute_plan(desired, doc, remote, planned_files=planned_files(files, rel_paths, doc), resources=resources,

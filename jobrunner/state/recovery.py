@@ -21,7 +21,7 @@ Pure: works on the document in memory; the caller's next save records the intent
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -33,7 +33,7 @@ from jobrunner.timestamps import parse_rfc3339
 
 # Statuses after which the same spec may run again (a retry): a retry made after the backup was
 # taken is just as missing from it as a first create.
-_ENDED_UNSUCCESSFULLY = frozenset({FAILED, ABORTED, CANCELED, GONE})
+ENDED_UNSUCCESSFULLY = frozenset({FAILED, ABORTED, CANCELED, GONE})
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,12 @@ class RecoveryMarks:
     cleared: bool
 
 
-def needs_lookup(st: AddressState | None, job: DesiredJob) -> bool:
-    """Could a job for `job` have been created after the backup without this state knowing it?"""
+def needs_lookup(st: AddressState | None, job: DesiredJob, seen: RemoteJob | None = None) -> bool:
+    """Could a job for `job` have been created after the backup without this state knowing it?
+
+    `seen`: the address's job as the refresh just found it. A job the backup records as running
+    may have failed since, and been retried: its status is the refreshed one, not the backup's.
+    """
     if job.job_kind == JOB_MODEL or job.fingerprint is None:
         return False  # models are found by name; an unknown fingerprint cannot be created yet
     if st is None:
@@ -54,12 +58,15 @@ def needs_lookup(st: AddressState | None, job: DesiredJob) -> bool:
         return False  # already looked up (and looked up again before any create)
     if not st.remote_id or st.fingerprint != job.fingerprint:
         return True
-    return (st.status or "") in _ENDED_UNSUCCESSFULLY
+    status = seen.status if seen is not None and seen.id == st.remote_id else st.status
+    return (status or "") in ENDED_UNSUCCESSFULLY
 
 
-def mark_recovery_lookups(doc: StateDoc, desired: Iterable[DesiredJob], *, whole_workspace: bool) -> RecoveryMarks:
+def mark_recovery_lookups(doc: StateDoc, desired: Iterable[DesiredJob], *, whole_workspace: bool,
+                          seen: Mapping[str, RemoteJob] | None = None) -> RecoveryMarks:
     """While `doc.recovered_at` is set, turn every untracked desired job into a pending intent.
 
+    `seen`: the tracked jobs as the refresh found them (address -> job).
     `whole_workspace`: the desired jobs are every manifest of the workspace. Only then is the flag
     cleared (in memory, saved with the intents by the apply that follows): every address that
     could be missing has an intent of its own from here on, and intents are resolved one by one.
@@ -80,7 +87,7 @@ def mark_recovery_lookups(doc: StateDoc, desired: Iterable[DesiredJob], *, whole
             deferred = True
             continue
         st = doc.addresses.get(job.address)
-        if not needs_lookup(st, job):
+        if not needs_lookup(st, job, (seen or {}).get(job.address)):
             continue
         if st is None:
             st = AddressState(address=job.address, kind=job.resource_address.split("/", 1)[0],
@@ -137,11 +144,11 @@ class Assignment:
     not_found: list[str] = field(default_factory=list)
 
 
-def _created_order(job: RemoteJob) -> tuple[bool, datetime | None, str]:
+def created_order(job: RemoteJob) -> tuple[bool, datetime | None, str]:
     return (job.created_at is None, job.created_at, job.id)
 
 
-def _request_key(request: Any) -> str:
+def request_key(request: Any) -> str:
     """What makes two rows identical: the same request (the same body, model, version, ...)."""
     fields = {name: getattr(request, name, None)
               for name in ("job_kind", "body", "model", "version", "destination", "project_id")}
@@ -167,13 +174,13 @@ def assign_found(wanted: Sequence[tuple[str, Any]], candidates: Sequence[RemoteJ
     for address, request in wanted:
         ids = frozenset(job.id for job in candidates if matches(job, request))
         if ids:
-            groups.setdefault((ids, _request_key(request)), []).append(address)
+            groups.setdefault((ids, request_key(request)), []).append(address)
         else:
             result.not_found.append(address)
     taken: set[str] = set()  # with in_order: jobs already given to an earlier group
-    for (ids, request_key), addresses in groups.items():
-        jobs = sorted((by_id[i] for i in ids), key=_created_order)
-        shared = any(other_ids & ids for other_ids, other_key in groups if (other_ids, other_key) != (ids, request_key))
+    for (ids, key), addresses in groups.items():
+        jobs = sorted((by_id[i] for i in ids), key=created_order)
+        shared = any(other_ids & ids for other_ids, other_key in groups if (other_ids, other_key) != (ids, key))
         if len(addresses) == 1 and not shared:
             result.found[addresses[0]] = Found(job=jobs[-1], earlier=jobs[:-1])
         elif len(addresses) == len(jobs) and not shared:
@@ -192,5 +199,5 @@ def assign_found(wanted: Sequence[tuple[str, Any]], candidates: Sequence[RemoteJ
     return result
 
 
-__all__ = ["Ambiguous", "Assignment", "Found", "RecoveryMarks", "assign_found", "lookup_window_start",
-           "mark_recovery_lookups", "needs_lookup"]
+__all__ = ["ENDED_UNSUCCESSFULLY", "Ambiguous", "Assignment", "Found", "RecoveryMarks", "assign_found", "created_order",
+           "lookup_window_start", "mark_recovery_lookups", "needs_lookup", "request_key"]
