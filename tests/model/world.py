@@ -289,6 +289,8 @@ def _draw(kind: str, world: World, rng: random.Random, kinds: frozenset[str]) ->
         return Step(kind, (("how", rng.choice(("truncate", "garbage", "empty"))),))
     if kind == "typo":
         files = [name for name, text in world.files().items() if text is not None]
+        if not files:
+            return None  # every manifest file was emptied (all rows removed): nothing to mistype
         return Step(kind, (("file", rng.choice(files)), ("api_version", rng.choice(TYPOS))))
     raise ValueError(f"unknown step kind {kind!r}")
 
