@@ -25,6 +25,7 @@ from jobrunner.reconcile import requests as rq
 from jobrunner.reconcile.intent_lookup import lookup_intents
 from jobrunner.refresh import refresh_tracked
 from jobrunner.resources import JOB_DEPLOYMENT, JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
+from jobrunner.state.gcpause import planned_without_collections
 from jobrunner.state.model import StateDoc
 
 CREATING = frozenset({CREATE, REPLACE, RETRY})
@@ -436,6 +437,7 @@ def _refreshed(doc: StateDoc, rel_paths: list[str]) -> list[str]:
     return [a for a, st in doc.addresses.items() if st.job_kind != JOB_DEPLOYMENT or _under(st.file, rel_paths)]
 
 
+@planned_without_collections  # see jobrunner.state.gcpause
 async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, *,
                     targets: tuple[str, ...] = (), check_remote: bool = True,
                     replace: tuple[str, ...] = ()) -> Planned:
