@@ -551,6 +551,8 @@ def scrub_data(value: Any, *, secrets: Secrets | None = None, whole_values: bool
     itself, not a copy, when nothing changed: it runs on every address of every state save. With
     `whole_values`, a string holding a secret becomes "(sensitive)" whole."""
     found = _as_set(secrets)
+    if not found:
+        return value  # nothing to look for: every string and number stays as it is
     return _scrub_deep(value, found, whole_values)
 
 
