@@ -59,8 +59,9 @@ def planned_without_collections(fn: Callable[_P, Awaitable[_T]]) -> Callable[_P,
     async def run(*args: _P.args, **kwargs: _P.kwargs) -> _T:
         with collector_paused():
             result = await fn(*args, **kwargs)
-        desired = getattr(result, "desired", None)
-        keep_out_of_collections(len(desired) if desired is not None else 0)
+            desired = getattr(result, "desired", None)
+            # Before the collector is back on, or its first pass walks everything built meanwhile.
+            keep_out_of_collections(len(desired) if desired is not None else 0)
         return result
 
     return run

@@ -129,7 +129,9 @@ class LocalFileStore:
     def load(self) -> StateDoc:
         with collector_paused():  # see jobrunner.state.gcpause
             doc = self._load()
-        keep_out_of_collections(len(doc.addresses))
+            # Frozen before the collector is back on: otherwise its first pass walks the whole
+            # new document once (0.3 s at 100,000 addresses).
+            keep_out_of_collections(len(doc.addresses))
         return doc
 
     def _load(self) -> StateDoc:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from jobrunner.state.model import AddressState, StateDoc
+from jobrunner.state.model import AddressState, StateDoc, field_values
 
 
 def _dumps(value: object) -> str:
@@ -82,8 +82,8 @@ class IncrementalSerializer:
         for address in sorted(doc.addresses):
             st = doc.addresses[address]
             hit = cache.get(address)
-            # Comparing the attribute dicts runs in C (dataclass `==` builds tuples in Python).
-            if hit is None or hit[0].__dict__ != st.__dict__:
+            # Comparing the field tuples runs in C (dataclass `==` builds tuples in Python).
+            if hit is None or field_values(hit[0]) != field_values(st):
                 # Dump first: a value that is not JSON raises before the cache changes.
                 hit = _line_and_copy(address, st)
                 dumped += 1
