@@ -148,7 +148,7 @@ _intent_values = attrgetter(*_INTENT_FIELDS)
 
 def field_values(st: AddressState) -> tuple[Any, ...]:
     """Every field of `st`, in declaration order (comparing two of these compares the states)."""
-    return _address_values(st)  # type: ignore[no-any-return]
+    return _address_values(st)
 
 
 _SHARED_INPUTS = ("kind", "provider", "version", "model")
