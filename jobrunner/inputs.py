@@ -82,7 +82,10 @@ def load_batch_items(resource: Resource, root: Path) -> tuple[list[BatchItem], l
         diags.append(Diagnostic("error", file, line, col, msg, addr, path))
 
     rows: list[tuple[Any, int, str, str]] = []  # (row, line, file, json_path)
-    if "inputs_file" in spec and spec["inputs_file"] is not None:
+    # Rows decoded here from the inputs file belong to this function and are used as they are;
+    # inline rows are the manifest's own values, copied before `key` is taken out.
+    owned = "inputs_file" in spec and spec["inputs_file"] is not None
+    if owned:
         rel = spec["inputs_file"]
         pos = resource.position("$.spec.inputs_file")
         if not isinstance(rel, str):
@@ -136,7 +139,8 @@ def load_batch_items(resource: Resource, root: Path) -> tuple[list[BatchItem], l
         if not isinstance(row, dict):
             diag(file, line, col, f"each batch row must be an object (mapping), got {_type_name(row)}", jpath)
             continue
-        row = dict(row)
+        if not owned:
+            row = dict(row)
         explicit = "key" in row
         if explicit:
             raw_key = row.pop("key")
@@ -165,7 +169,7 @@ def load_batch_items(resource: Resource, root: Path) -> tuple[list[BatchItem], l
                                       f"item {key!r}); remove it, or give both rows distinct `key`s", jpath)
             continue
         first[key] = (file, line)
-        items.append(BatchItem(key, {**defaults, **row}, line, file, jpath))
+        items.append(BatchItem(key, {**defaults, **row} if defaults else row, line, file, jpath))
     return items, diags
 
 

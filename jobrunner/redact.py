@@ -469,11 +469,17 @@ class _ClearShapes:
             keys = [str(k) for k in request if k != "input"] + [str(k) for k in inputs]
             clear = not any(is_secret_name(k) or k.lower() in names for k in keys)
             self._known[shape] = clear
-        return clear and _flat(inputs) and _flat({k: v for k, v in request.items() if k != "input"})
+        return clear and _flat(inputs) and _flat(request, but="input")
 
 
-def _flat(value: dict[str, Any]) -> bool:
-    return not any(isinstance(v, (dict, list)) for v in value.values())
+def _flat(value: dict[str, Any], but: str | None = None) -> bool:
+    """No dict or list among the values (but the one under key `but`)."""
+    for k, v in value.items():  # a loop, not any(): called for each of a big batch's rows
+        if isinstance(v, (dict, list)) and k != but:
+            break
+    else:
+        return True
+    return False
 
 
 SECRETS = SecretRegistry()

@@ -263,8 +263,13 @@ class StateDoc:
         for address, st in self.addresses.items():
             if st.job_kind == JOB_MODEL:
                 continue
-            for rid in {st.remote_id, *(a.remote_id for a in st.history)} - {None}:
-                seen.setdefault(str(rid), []).append(address)
+            rid = st.remote_id
+            history = st.history
+            if rid is not None and len(history) == 1 and history[0].remote_id == rid:
+                seen.setdefault(str(rid), []).append(address)  # the common case: one job, recorded twice
+                continue
+            for other in {rid, *(a.remote_id for a in history)} - {None}:
+                seen.setdefault(str(other), []).append(address)
         return {rid: sorted(owners) for rid, owners in seen.items() if len(owners) > 1}
 
     def check_remote_ids(self) -> None:
