@@ -615,6 +615,9 @@ def expand_replace(requested: Iterable[str], desired: Iterable[DesiredJob]) -> s
 
     Raises UsageError for an address no manifest defines (like `--target`), or a Model.
     """
+    requested = list(requested)
+    if not requested:
+        return set()  # the usual plan: nothing to index
     jobs = list(desired)
     by_resource: dict[str, list[str]] = {}
     kinds: dict[str, str] = {}
