@@ -664,7 +664,10 @@ def _decode_block(block: list[bytes], addresses: dict[str, AddressState]) -> Non
     if len(decoded) != len(block):
         raise ValueError("not one address per line")
     for address, data in decoded.items():
-        addresses[address] = AddressState.from_json(data, share_keys=False)
+        st = AddressState.from_json(data, share_keys=False)
+        if st.address == address:
+            st.address = address  # one string for the key and the field (80 bytes an address)
+        addresses[address] = st
 
 
 def _rewind(fh: Any) -> _Streamed | None:
