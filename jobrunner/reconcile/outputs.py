@@ -111,10 +111,21 @@ def resource_outputs(doc: StateDoc, output_files: dict[str, str] | None = None) 
 def _sorted(value: Any) -> Any:
     """Dicts with sorted keys at every level: rows are byte-identical whether state was reloaded or not."""
     if isinstance(value, dict):
-        return {k: _sorted(value[k]) for k in sorted(value, key=str)}
+        keys = sorted(value, key=str) if not _all_str(value) else sorted(value)  # the same order for str keys
+        # Scalars are taken as they are, without a call each (a big batch's file is checked per row).
+        return {k: _sorted(v) if isinstance(v := value[k], (dict, list)) else v for k in keys}
     if isinstance(value, list):
-        return [_sorted(v) for v in value]
+        return [_sorted(v) if isinstance(v, (dict, list)) else v for v in value]
     return value
+
+
+def _all_str(keys: Any) -> bool:
+    for k in keys:  # a loop, not all(): called for every row's output and metrics
+        if type(k) is not str:
+            break
+    else:
+        return True
+    return False
 
 
 def output_rows(items: list[tuple[str, dict[str, Any], AddressState | None]]) -> list[dict[str, Any]]:
