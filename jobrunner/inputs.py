@@ -86,42 +86,10 @@ def load_batch_items(resource: Resource, root: Path) -> tuple[list[BatchItem], l
     # inline rows are the manifest's own values, copied before `key` is taken out.
     owned = "inputs_file" in spec and spec["inputs_file"] is not None
     if owned:
-        rel = spec["inputs_file"]
-        pos = resource.position("$.spec.inputs_file")
-        if not isinstance(rel, str):
-            diag(resource.file, pos.line, pos.column, "inputs_file must be a path", "$.spec.inputs_file")
+        file_rows = _inputs_file_rows(resource, root, diag)
+        if file_rows is None:
             return [], diags
-        path = resolve_relative(resource, root, rel)
-        shown = _relpath(path, root)
-        suffix = PurePosixPath(rel).suffix.lower()
-        if suffix not in (".jsonl", ".ndjson", ".csv"):
-            diag(resource.file, pos.line, pos.column,
-                 f"inputs_file {rel!r}: unknown format; use a .jsonl (one JSON object per line) or .csv file",
-                 "$.spec.inputs_file")
-            return [], diags
-        try:
-            if path.stat().st_size > MAX_INPUTS_FILE_BYTES:
-                diag(resource.file, pos.line, pos.column,
-                     f"inputs_file {rel!r} is larger than {MAX_INPUTS_FILE_BYTES} bytes; split the batch",
-                     "$.spec.inputs_file")
-                return [], diags
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            diag(resource.file, pos.line, pos.column,
-                 f"inputs_file {rel!r} not found (looked for {shown}; paths are relative to the manifest)",
-                 "$.spec.inputs_file")
-            return [], diags
-        except OSError as exc:
-            diag(resource.file, pos.line, pos.column, f"inputs_file {rel!r} cannot be read: {exc.strerror}",
-                 "$.spec.inputs_file")
-            return [], diags
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            diag(shown, line, 1, f"inputs_file is not valid UTF-8 (line {line})", "$.spec.inputs_file")
-            return [], diags
-        rows = _read_csv(text, shown, diag) if suffix == ".csv" else _read_jsonl(text, shown, diag)
+        rows = file_rows
     else:
         inline = spec.get("inputs")
         if isinstance(inline, list):
@@ -171,6 +139,47 @@ def load_batch_items(resource: Resource, root: Path) -> tuple[list[BatchItem], l
         first[key] = (file, line)
         items.append(BatchItem(key, {**defaults, **row} if defaults else row, line, file, jpath))
     return items, diags
+
+
+def _inputs_file_rows(resource: Resource, root: Path, diag: Any) -> list[tuple[Any, int, str, str]] | None:
+    """The rows of the batch's `inputs_file` (decoded here: the caller's to keep); None when the
+    file itself cannot be used (reported through `diag`)."""
+    rel = resource.spec["inputs_file"]
+    pos = resource.position("$.spec.inputs_file")
+    if not isinstance(rel, str):
+        diag(resource.file, pos.line, pos.column, "inputs_file must be a path", "$.spec.inputs_file")
+        return None
+    path = resolve_relative(resource, root, rel)
+    shown = _relpath(path, root)
+    suffix = PurePosixPath(rel).suffix.lower()
+    if suffix not in (".jsonl", ".ndjson", ".csv"):
+        diag(resource.file, pos.line, pos.column,
+             f"inputs_file {rel!r}: unknown format; use a .jsonl (one JSON object per line) or .csv file",
+             "$.spec.inputs_file")
+        return None
+    try:
+        if path.stat().st_size > MAX_INPUTS_FILE_BYTES:
+            diag(resource.file, pos.line, pos.column,
+                 f"inputs_file {rel!r} is larger than {MAX_INPUTS_FILE_BYTES} bytes; split the batch",
+                 "$.spec.inputs_file")
+            return None
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        diag(resource.file, pos.line, pos.column,
+             f"inputs_file {rel!r} not found (looked for {shown}; paths are relative to the manifest)",
+             "$.spec.inputs_file")
+        return None
+    except OSError as exc:
+        diag(resource.file, pos.line, pos.column, f"inputs_file {rel!r} cannot be read: {exc.strerror}",
+             "$.spec.inputs_file")
+        return None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        diag(shown, line, 1, f"inputs_file is not valid UTF-8 (line {line})", "$.spec.inputs_file")
+        return None
+    return _read_csv(text, shown, diag) if suffix == ".csv" else _read_jsonl(text, shown, diag)
 
 
 def _read_jsonl(text: str, shown: str, diag: Any) -> list[tuple[Any, int, str, str]]:
