@@ -63,15 +63,16 @@ def iter_chunks(doc: StateDoc) -> Iterator[str]:
     """The pieces of `serialize_chunks(doc)`, each made when it is asked for: a snapshot written
     from it holds one piece at a time, not the whole serialized document (about 100 MB at 100,000
     addresses). A value that is not JSON raises when its address is reached."""
-    addresses = sorted(doc.addresses.items())
+    addresses = sorted(doc.addresses)  # the keys only: no (key, state) pair per address besides
     if not addresses:
         yield join_document(doc, [])
         return
     head = join_document(doc, ["X"])
     yield head[: head.index("\nX\n")] + "\n"
     last = len(addresses) - 1
-    for i, (address, st) in enumerate(addresses):
-        yield address_line(address, st) + (",\n" if i < last else "\n}}")
+    states = doc.addresses
+    for i, address in enumerate(addresses):
+        yield address_line(address, states[address]) + (",\n" if i < last else "\n}}")
 
 
 class IncrementalSerializer:
