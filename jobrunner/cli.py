@@ -99,6 +99,14 @@ def _main(argv: list[str] | None) -> None:
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:
         click.echo("Interrupted.", err=True)
         code = for_error(exc)
+    except RuntimeError as exc:
+        if not isinstance(exc.__cause__, KeyboardInterrupt):
+            raise
+        # A second Ctrl-C that lands while a module defining a dataclass is first imported (the
+        # report's, after an interrupted apply) comes wrapped: Python reports what __set_name__
+        # raises as a RuntimeError. It is still an interrupt, not a crash with a traceback.
+        click.echo("Interrupted.", err=True)
+        code = for_error(exc.__cause__)
     except click.ClickException as exc:
         exc.show()
         code = for_error(exc)

@@ -100,7 +100,7 @@ class Policy:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a big batch plans one per item
 class PlannedChange:
     address: str
     action: Action

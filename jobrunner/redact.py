@@ -469,11 +469,17 @@ class _ClearShapes:
             keys = [str(k) for k in request if k != "input"] + [str(k) for k in inputs]
             clear = not any(is_secret_name(k) or k.lower() in names for k in keys)
             self._known[shape] = clear
-        return clear and _flat(inputs) and _flat({k: v for k, v in request.items() if k != "input"})
+        return clear and _flat(inputs) and _flat(request, but="input")
 
 
-def _flat(value: dict[str, Any]) -> bool:
-    return not any(isinstance(v, (dict, list)) for v in value.values())
+def _flat(value: dict[str, Any], but: str | None = None) -> bool:
+    """No dict or list among the values (but the one under key `but`)."""
+    for k, v in value.items():  # a loop, not any(): called for each of a big batch's rows
+        if isinstance(v, (dict, list)) and k != but:
+            break
+    else:
+        return True
+    return False
 
 
 SECRETS = SecretRegistry()
@@ -551,6 +557,8 @@ def scrub_data(value: Any, *, secrets: Secrets | None = None, whole_values: bool
     itself, not a copy, when nothing changed: it runs on every address of every state save. With
     `whole_values`, a string holding a secret becomes "(sensitive)" whole."""
     found = _as_set(secrets)
+    if not found:
+        return value  # nothing to look for: every string and number stays as it is
     return _scrub_deep(value, found, whole_values)
 
 

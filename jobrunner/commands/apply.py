@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,12 @@ def _show_plan(ws: Any, doc: StateDoc, planned: Any, saved: dict[str, Any] | Non
         click.echo(render_plan(planned.plan, "text"), nl=False)
     if refused is not None:
         raise refused
+
+
+def _forget_diffs(plan: Plan) -> None:
+    """The plan was shown (and checked against a saved one): carrying it out needs no input diffs.
+    A batch of 100,000 new items has one per item (some 45 MB): let them go before the run."""
+    plan.changes = [dc_replace(c, input_diff={}) if c.input_diff else c for c in plan.changes]
 
 
 def _check_saved_plan(saved: dict[str, Any], planned: Any) -> Plan:
@@ -200,6 +207,7 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
             return ExitCode.ERROR
         if events is None:
             click.echo("")
+        _forget_diffs(planned.plan)
         # The time spent reading the plan at the prompt is not part of --timeout.
         deadline = started + wait_for + (time.monotonic() - asked) if wait_for else None
         report = await execute(ws, pool, doc, planned, wait=not no_wait, deadline=deadline, parallelism=par,

@@ -144,6 +144,21 @@ def _hardware(job: DesiredJob, adapter: ProviderAdapter, res: Resource | None,
     return None, "unknown: no estimate.hardware and no declared Model for this version"
 
 
+def _estimate_once(job: DesiredJob, inp: _Inputs, same: dict[tuple[Any, ...], Estimate]) -> Estimate:
+    """`estimate_job(job, inp)`, made once per combination of what it depends on: provider, job
+    kind, resource (its hints) and the request's version and model (run times, hardware). The
+    100,000 items of a batch get one estimate, not 100,000 equal ones (strings and all)."""
+    adapter = find_adapter(job.provider)
+    if adapter is None:
+        return estimate_job(job, inp)
+    key = (job.provider, job.job_kind, job.resource_address, adapter.costing.version_of(job.request),
+           adapter.costing.model_of(job.request))
+    est = same.get(key)
+    if est is None:
+        est = same[key] = estimate_job(job, inp)
+    return est
+
+
 def estimate_job(job: DesiredJob, inp: _Inputs) -> Estimate:
     """The estimate of running `job` once."""
     adapter = find_adapter(job.provider)
@@ -243,16 +258,20 @@ def estimate_plan(changes: Sequence[PlannedChange], doc: StateDoc, resources: Se
                   ctx: EstimateContext | None = None) -> PlanEstimate:
     """Estimates of every change that runs something, summed per resource, provider and plan."""
     ctx = ctx or EstimateContext()
-    inp = _Inputs(measured_runs(doc), declared_hardware(resources), {r.address: r for r in resources}, ctx)
+    estimated = [c for c in changes if c.job is not None and _estimated(c)]
+    # The run times in state are read only when something runs: a converged plan over 100,000
+    # succeeded items would walk them all for nothing (twice per apply).
+    runs = measured_runs(doc) if estimated else {}
+    inp = _Inputs(runs, declared_hardware(resources), {r.address: r for r in resources}, ctx)
     out = PlanEstimate(parallelism=ctx.parallelism)
     groups: dict[str, list[Estimate]] = {}
     providers: dict[str, str] = {}
     depends: dict[str, tuple[str, ...]] = {}
-    for change in changes:
+    same: dict[tuple[Any, ...], Estimate] = {}  # the items of a batch share one (Estimate is frozen)
+    for change in estimated:
         job = change.job
-        if not _estimated(change) or job is None:
-            continue
-        est = _no_job(change, inp) or estimate_job(job, inp)
+        assert job is not None
+        est = _no_job(change, inp) or _estimate_once(job, inp, same)
         out.changes[change.address] = est
         groups.setdefault(job.resource_address, []).append(est)
         providers[job.resource_address] = job.provider

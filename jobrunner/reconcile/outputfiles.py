@@ -24,7 +24,7 @@ from typing import Any
 
 from jobrunner.crashpoints import crash_point
 from jobrunner.plan_types import NOOP, Plan
-from jobrunner.reconcile.outputs import batch_key, output_rows, write_jsonl
+from jobrunner.reconcile.outputs import batch_key, output_rows, row_line, write_jsonl
 from jobrunner.resources import DesiredJob, Resource
 from jobrunner.state.model import AddressState, StateDoc
 
@@ -108,7 +108,7 @@ def _ended(st: AddressState) -> bool:
 
 def _line(row: dict[str, Any]) -> str:
     """One row as `write_jsonl` writes it."""
-    return json.dumps(row, ensure_ascii=False, sort_keys=False, default=str) + "\n"
+    return row_line(row)
 
 
 class BatchRows:

@@ -111,10 +111,21 @@ def resource_outputs(doc: StateDoc, output_files: dict[str, str] | None = None) 
 def _sorted(value: Any) -> Any:
     """Dicts with sorted keys at every level: rows are byte-identical whether state was reloaded or not."""
     if isinstance(value, dict):
-        return {k: _sorted(value[k]) for k in sorted(value, key=str)}
+        keys = sorted(value, key=str) if not _all_str(value) else sorted(value)  # the same order for str keys
+        # Scalars are taken as they are, without a call each (a big batch's file is checked per row).
+        return {k: _sorted(v) if isinstance(v := value[k], (dict, list)) else v for k in keys}
     if isinstance(value, list):
-        return [_sorted(v) for v in value]
+        return [_sorted(v) if isinstance(v, (dict, list)) else v for v in value]
     return value
+
+
+def _all_str(keys: Any) -> bool:
+    for k in keys:  # a loop, not all(): called for every row's output and metrics
+        if type(k) is not str:
+            break
+    else:
+        return True
+    return False
 
 
 def output_rows(items: list[tuple[str, dict[str, Any], AddressState | None]]) -> list[dict[str, Any]]:
@@ -132,6 +143,17 @@ def output_rows(items: list[tuple[str, dict[str, Any], AddressState | None]]) ->
     return rows
 
 
+# One encoder for every row (`json.dumps` with options builds one per call): a big batch's file
+# is 100,000 rows, written or checked on every apply.
+_ROW_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=False, default=str)
+
+
+def row_line(row: dict[str, Any]) -> str:
+    """One row of an output file as `write_jsonl` writes it (what `json.dumps(row, ensure_ascii=False,
+    default=str)` gives), with its newline."""
+    return _ROW_ENCODER.encode(row) + "\n"
+
+
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     """Atomically (temp + rename) write rows as JSON Lines (rows are consumed one at a time)."""
     from jobrunner.redact import known_secrets, scrub_data
@@ -145,7 +167,7 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             for row in rows:
                 row = scrub_data(row, secrets=secrets)
-                fh.write(json.dumps(row, ensure_ascii=False, sort_keys=False, default=str) + "\n")
+                fh.write(row_line(row))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -25,6 +25,7 @@ from jobrunner.reconcile import requests as rq
 from jobrunner.reconcile.intent_lookup import lookup_intents
 from jobrunner.refresh import refresh_tracked
 from jobrunner.resources import JOB_DEPLOYMENT, JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
+from jobrunner.state.gcpause import planned_without_collections
 from jobrunner.state.model import StateDoc
 
 CREATING = frozenset({CREATE, REPLACE, RETRY})
@@ -117,9 +118,16 @@ def tracked_by_file(doc: StateDoc, rel_paths: list[str]) -> dict[str, list[str]]
     longer yields jobrunner documents (a typo in apiVersion, a YAML error, emptied) is an error.
     """
     out: dict[str, list[str]] = {}
+    under: dict[str, bool] = {}  # per file: a state of 100,000 addresses names a handful of files
     for address, st in sorted(doc.addresses.items()):
-        if st.file and _under(st.file, rel_paths):
-            out.setdefault(st.file, []).append(address)
+        file = st.file
+        if not file:
+            continue
+        hit = under.get(file)
+        if hit is None:
+            hit = under[file] = _under(file, rel_paths)
+        if hit:
+            out.setdefault(file, []).append(address)
     return out
 
 
@@ -417,14 +425,17 @@ def record_lifecycles(plan: Plan, resources: dict[str, Resource], doc: StateDoc)
     so the flag must be recorded by the next apply for the protection to outlive the manifest.
     """
     changed: list[str] = []
+    wanted_of: dict[str, dict[str, Any] | None] = {}  # per resource, not per batch item
     for change in plan.changes:
         st = doc.addresses.get(change.address)
         res = resources.get(change.job.resource_address) if change.job is not None else None
         if st is None or res is None:
             continue
-        wanted = dict(res.spec.get("lifecycle") or {}) or None
+        if res.address not in wanted_of:
+            wanted_of[res.address] = dict(res.spec.get("lifecycle") or {}) or None
+        wanted = wanted_of[res.address]
         if st.lifecycle != wanted:
-            st.lifecycle = wanted
+            st.lifecycle = dict(wanted) if wanted is not None else None  # each address its own copy
             changed.append(change.address)
     return changed
 
@@ -436,6 +447,7 @@ def _refreshed(doc: StateDoc, rel_paths: list[str]) -> list[str]:
     return [a for a, st in doc.addresses.items() if st.job_kind != JOB_DEPLOYMENT or _under(st.file, rel_paths)]
 
 
+@planned_without_collections  # see jobrunner.state.gcpause
 async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, *,
                     targets: tuple[str, ...] = (), check_remote: bool = True,
                     replace: tuple[str, ...] = ()) -> Planned:

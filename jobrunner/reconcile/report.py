@@ -62,7 +62,7 @@ def ended(status: str) -> Unfinished:
     return Unfinished(pending=False, reason=status)
 
 
-@dataclass
+@dataclass(slots=True)  # slots: a big batch reports one per item
 class Outcome:
     address: str
     outcome: OutcomeKind

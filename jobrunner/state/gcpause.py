@@ -17,8 +17,13 @@ suite) would.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import ParamSpec, TypeVar
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 # Below this many addresses a load is quick with the collector on; not worth freezing anything.
 FREEZE_MIN_ADDRESSES = 5_000
@@ -42,4 +47,24 @@ def keep_out_of_collections(addresses: int) -> None:
         gc.freeze()
 
 
-__all__ = ["FREEZE_MIN_ADDRESSES", "collector_paused", "keep_out_of_collections"]
+def planned_without_collections(fn: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[_T]]:
+    """Run a planning coroutine with the collector paused, then freeze what it built if that is big.
+
+    Planning a big batch builds a few objects per row (the row, its desired job, its change), all
+    alive until the command ends and free of cycles: with the collector on, a 100,000-row plan
+    spent about a fifth of its CPU walking them. `len()` of the result's `desired` (when it has
+    one) says how big it was, as the address count does for a load.
+    """
+    @functools.wraps(fn)
+    async def run(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        with collector_paused():
+            result = await fn(*args, **kwargs)
+            desired = getattr(result, "desired", None)
+            # Before the collector is back on, or its first pass walks everything built meanwhile.
+            keep_out_of_collections(len(desired) if desired is not None else 0)
+        return result
+
+    return run
+
+
+__all__ = ["FREEZE_MIN_ADDRESSES", "collector_paused", "keep_out_of_collections", "planned_without_collections"]

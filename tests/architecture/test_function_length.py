@@ -21,7 +21,7 @@ LIMIT = 60
 # (module path under jobrunner/, qualified name) -> body lines when the test was written.
 # Not in jobrunner/commands/ or jobrunner/reconcile/: those have none, and must keep it so.
 TODAY: dict[tuple[str, str], int] = {
-    ("inputs.py", "load_batch_items"): 94,
+    ("inputs.py", "load_batch_items"): 67,
     ("plan.py", "compute_plan"): 87,
     ("plan.py", "_plan_job"): 79,
     ("providers/bodies.py", "LogTrimmer.feed"): 62,
