@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from jobrunner import __version__
+from jobrunner.reconcile.outputs import _sorted
 from jobrunner.resources import DesiredJob
 from jobrunner.state.model import StateDoc
 
@@ -67,12 +68,16 @@ def _secrets_digest(secrets: Any) -> bytes:
 def _rows_digest(jobs: Iterable[DesiredJob], doc: StateDoc, secrets: bytes) -> str:
     """sha256 over the `repr` of each row's ingredients: the values are JSON types (from manifests
     and state), whose `repr` is a complete literal, so equal digests mean equal ingredients (a
-    dict in another key order only makes the digest differ, which costs a check)."""
+    value that differs only in its repr, such as an input dict in another key order, only makes
+    the digest differ, which costs a check)."""
     h = hashlib.sha256(_ROWS_FORMAT.encode() + b"\0" + secrets + b"\0")
     addresses = doc.addresses
     for job in jobs:
         st = addresses.get(job.address)
-        recorded = None if st is None else (st.status, st.outputs.get("output"), st.outputs.get("metrics", {}),
+        # As the row takes them: the status as its word (a member in the run, a str once reloaded),
+        # output and metrics with sorted keys (the order differs between a run and a reload).
+        recorded = None if st is None else (None if st.status is None else str(st.status),
+                                            _sorted(st.outputs.get("output")), _sorted(st.outputs.get("metrics", {})),
                                             st.error)
         item = (job.address, job.request.get("input") or {}, job.sensitive_paths, recorded)
         h.update(repr(item).encode("utf-8", "surrogatepass"))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from jobrunner.providers.base import JobStatus
 from jobrunner.reconcile import outputfiles
 from jobrunner.reconcile.outputfiles import output_files_due, write_output_files
 from jobrunner.reconcile.outputmarks import MARKS_PATH, OutputMarks, RowsKey
@@ -140,3 +141,15 @@ def test_a_damaged_marks_file_only_costs_a_check(tmp_path: Path, marks_text: str
     (tmp_path / MARKS_PATH).write_text(marks_text)
     assert output_files_due(tmp_path, resources, jobs, doc) == []  # the file is right: checked, marked
     assert json.loads((tmp_path / MARKS_PATH).read_text())["format"] == 1
+
+
+def test_the_key_is_the_same_in_the_run_that_wrote_the_file_and_after_state_is_reloaded(tmp_path: Path) -> None:
+    """In the run the status is a `JobStatus` and outputs keep the provider's key order; reloaded,
+    the status is a str and keys may come back in another order. The rows are the same, so is the key."""
+    _, jobs, in_run = _world(tmp_path)
+    _, _, reloaded = _world(tmp_path)
+    for address, st in in_run.addresses.items():
+        st.status = JobStatus.SUCCEEDED
+        st.outputs = {"metrics": {"t": 1.5, "a": 0}, "output": {"text": address, "n": 1}}
+        reloaded.addresses[address].outputs = {"output": {"n": 1, "text": address}, "metrics": {"a": 0, "t": 1.5}}
+    assert RowsKey(jobs, in_run, SecretSet()).value == RowsKey(jobs, reloaded, SecretSet()).value

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,6 +67,14 @@ def test_rows_are_appended_as_items_end_and_a_killed_apply_is_completed_without_
     assert r.code == 0, r.output
 
 
+_NO_ROW_CHECK = (
+    "import jobrunner.reconcile.outputfiles as o\n"
+    "def refuse(*a):\n    raise SystemExit('checked row by row')\n"
+    "o._file_holds = refuse\n"
+    "from jobrunner.cli import main\n"
+    "main(['apply', '--auto-approve', 'jobs.yaml'])\n")
+
+
 def _edit_one_output_keeping_the_size(text: str) -> str:
     """The first row's output changed by one character: a file of the same size, other bytes."""
     lines = text.splitlines(keepends=True)
@@ -90,8 +100,12 @@ def test_a_converged_apply_repairs_a_file_edited_truncated_or_removed_after_it_w
     assert marks["files"][str(out)]["size"] == len(good.encode("utf-8"))
     assert tag not in json.dumps(marks)  # digests only, no row content
 
-    # Unchanged: nothing is written (the file keeps its inode and bytes).
+    # Unchanged: the mark taken by the apply that wrote it spares the row-by-row check (a converged
+    # apply whose check would fail the command), and nothing is written (same inode, same bytes).
     inode = out.stat().st_ino
+    proc = subprocess.run([sys.executable, "-c", _NO_ROW_CHECK], cwd=workspace, env=clean_env(platform),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "No changes" in proc.stdout, proc.stdout + proc.stderr
     r = run_cli("apply", "--auto-approve", "jobs.yaml")
     assert r.code == 0 and "Wrote" not in r.output, r.output
     assert out.stat().st_ino == inode and out.read_text(encoding="utf-8") == good
