@@ -153,3 +153,4 @@ def test_the_key_is_the_same_in_the_run_that_wrote_the_file_and_after_state_is_r
         st.outputs = {"metrics": {"t": 1.5, "a": 0}, "output": {"text": address, "n": 1}}
         reloaded.addresses[address].outputs = {"output": {"n": 1, "text": address}, "metrics": {"a": 0, "t": 1.5}}
     assert RowsKey(jobs, in_run, SecretSet()).value == RowsKey(jobs, reloaded, SecretSet()).value
+
