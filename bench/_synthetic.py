@@ -18,9 +18,14 @@ if __package__ in (None, ""):
 from bench.common import batch_workspace  # noqa: E402
 
 
+class _Quiet:
+    def note(self, _text: str) -> None:
+        pass
+
+
 def build_succeeded(root: Path, items: int, url: str = "http://127.0.0.1:9") -> Path:
     """`batch_workspace(root, items, url)` plus state and an output file recording every item succeeded."""
-    from jobrunner.reconcile.outputs import batch_key, output_rows, write_jsonl
+    from jobrunner.reconcile.outputfiles import write_output_files
     from jobrunner.spec import expand, recorded_inputs
     from jobrunner.state.local_file import LocalFileStore
     from jobrunner.state.model import AddressState, Attempt, StateDoc
@@ -31,8 +36,8 @@ def build_succeeded(root: Path, items: int, url: str = "http://127.0.0.1:9") -> 
     assert result.ok, [d.format() for d in result.diagnostics]
     (res,) = result.resources
     doc = StateDoc(lineage="bench-synthetic", serial=1)
-    rows = []
-    for i, job in enumerate(expand(result.resources, root, items=result.items)):
+    jobs = list(expand(result.resources, root, items=result.items))
+    for i, job in enumerate(jobs):
         rid = f"{i:08d}" + (job.fingerprint or "")[:18]
         at = f"2026-01-01T00:{i // 6000 % 60:02d}:{i // 100 % 60:02d}.{i % 100:02d}0000Z"
         prompt_input = job.request["input"]
@@ -45,9 +50,11 @@ def build_succeeded(root: Path, items: int, url: str = "http://127.0.0.1:9") -> 
                              status="succeeded")],
         )
         doc.addresses[job.address] = st
-        rows.append((batch_key(job.address) or job.address, dict(prompt_input), st))
     LocalFileStore(root / ".jobrunner" / "state.json").save(doc)
-    write_jsonl(root / "out" / "results.jsonl", output_rows(rows))
+    # As the apply that ran them writes it: the file, and its mark (so a no-change apply skips the
+    # row-by-row check, as after a real apply; run with the commands' environment, whose secrets
+    # the mark covers).
+    write_output_files(root, {res.address: res}, jobs, doc, {res.address}, _Quiet())
     return root
 
 

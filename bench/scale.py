@@ -80,7 +80,7 @@ def one_size(items: int, parallelism: int, work: Path, synthetic: bool = False) 
             # workspace here would show up as every later command's peak
             ws = work / f"ws-{items}"
             subprocess.run([sys.executable, str(Path(__file__).resolve().parent / "_synthetic.py"), str(ws),
-                            str(items), platform.url], check=True, env=bench_env())
+                            str(items), platform.url], check=True, env=bench_env(platform))
         else:
             ws = batch_workspace(work / f"ws-{items}", items, platform.url, tag=f"s{items}-")
             rows.append(command(platform, ws, "apply", ["apply", "--auto-approve", "--parallelism",

@@ -24,6 +24,7 @@ from typing import Any
 
 from jobrunner.crashpoints import crash_point
 from jobrunner.plan_types import NOOP, Plan
+from jobrunner.reconcile.outputmarks import OutputMarks, RowsKey
 from jobrunner.reconcile.outputs import batch_key, output_rows, row_line, write_jsonl
 from jobrunner.resources import DesiredJob, Resource
 from jobrunner.state.model import AddressState, StateDoc
@@ -127,14 +128,18 @@ class BatchRows:
 
 
 def output_files_due(root: Path, resources: dict[str, Resource], desired: Iterable[DesiredJob], doc: StateDoc,
-                     touched: set[str] | frozenset[str] = frozenset()) -> list[tuple[Path, BatchRows]]:
+                     touched: set[str] | frozenset[str] = frozenset(),
+                     marks: OutputMarks | None = None) -> list[tuple[Path, BatchRows, RowsKey]]:
     """The batch output files to (re)write, with their rows: a touched batch's always; an untouched
     one's when its file does not hold what it should (rows were removed, or a kill came after the
-    jobs finished and before the file was written). Rows are made as they are read (`BatchRows`),
-    so a converged apply over 100,000 items checks its file without holding them."""
+    jobs finished and before the file was written). A file whose mark proves it unchanged since
+    apply wrote or checked it for the same rows is not read row by row (`outputmarks`); one found
+    right row by row is marked. Rows are made as they are read (`BatchRows`), so a converged apply
+    over 100,000 items checks its file without holding them."""
     from jobrunner.redact import known_secrets
 
     secrets = known_secrets()  # once, not once per row
+    marks = marks if marks is not None else OutputMarks(root)
     by_batch: dict[str, list[DesiredJob]] = {}
     for job in desired:
         by_batch.setdefault(job.resource_address, []).append(job)
@@ -144,9 +149,16 @@ def output_files_due(root: Path, resources: dict[str, Resource], desired: Iterab
         items = by_batch.get(res_addr)
         if path is None or not items or not any(doc.addresses.get(j.address) for j in items):
             continue
-        rows = BatchRows(items, doc, secrets)
-        if res_addr in touched or not _file_holds(path, rows, secrets):
-            due.append((path, rows))
+        rows, key = BatchRows(items, doc, secrets), RowsKey(items, doc, secrets)
+        if res_addr in touched:
+            due.append((path, rows, key))
+        elif marks.holds(path, key):
+            continue
+        elif _file_holds(path, rows, secrets):
+            marks.record(path, key)
+        else:
+            due.append((path, rows, key))
+    marks.save()
     return due
 
 
@@ -176,12 +188,15 @@ def write_output_files(root: Path, resources: dict[str, Resource], desired: Iter
                        touched: set[str], progress: Any) -> list[str]:
     """Write the files that are due; returns them as shown to the user (workspace-relative)."""
     written = []
-    for path, rows in output_files_due(root, resources, desired, doc, touched):
+    marks = OutputMarks(root)
+    for path, rows, key in output_files_due(root, resources, desired, doc, touched, marks):
         write_jsonl(path, rows)
+        marks.record(path, key)
         try:
             shown = str(path.relative_to(root))
         except ValueError:
             shown = str(path)
         written.append(shown)
         progress.note(f"Wrote {shown} ({len(rows)} item(s))")
+    marks.save()
     return written

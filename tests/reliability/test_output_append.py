@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,62 @@ def test_rows_are_appended_as_items_end_and_a_killed_apply_is_completed_without_
     assert all(r["status"] == "succeeded" for r in final)
     r = run_cli("plan", "--detailed-exitcode", "jobs.yaml")
     assert r.code == 0, r.output
+
+
+_NO_ROW_CHECK = (
+    "import jobrunner.reconcile.outputfiles as o\n"
+    "def refuse(*a):\n    raise SystemExit('checked row by row')\n"
+    "o._file_holds = refuse\n"
+    "from jobrunner.cli import main\n"
+    "main(['apply', '--auto-approve', 'jobs.yaml'])\n")
+
+
+def _edit_one_output_keeping_the_size(text: str) -> str:
+    """The first row's output changed by one character: a file of the same size, other bytes."""
+    lines = text.splitlines(keepends=True)
+    row = json.loads(lines[0])
+    text_out = row["output"]["text"]
+    row["output"]["text"] = text_out[:-1] + ("X" if text_out[-1] != "X" else "Y")
+    edited = json.dumps(row, ensure_ascii=False) + "\n"
+    assert len(edited) == len(lines[0]) and edited != lines[0]
+    return "".join([edited, *lines[1:]])
+
+
+def test_a_converged_apply_repairs_a_file_edited_truncated_or_removed_after_it_was_marked(
+        workspace: Path, platform: Platform) -> None:
+    """A converged apply skips the row-by-row check only while the file is byte for byte the one it
+    marked: an edit of the same size, a truncation, removed rows or a removed file are all repaired."""
+    tag = workspace.parent.name[-12:].replace("_", "-").lower()
+    write_workload(workspace, tag, predictions=len(KEYS), trainings=0, output_file=True)
+    apply_until_converged(workspace, clean_env(platform), "jobs.yaml")
+    out = workspace / "out" / "echo.jsonl"
+    good = out.read_text(encoding="utf-8")
+    assert [r["key"] for r in _rows(workspace)] == KEYS
+    marks = json.loads((workspace / ".jobrunner" / "output-files.json").read_text(encoding="utf-8"))
+    assert marks["files"][str(out)]["size"] == len(good.encode("utf-8"))
+    assert tag not in json.dumps(marks)  # digests only, no row content
+
+    # Unchanged: the mark taken by the apply that wrote it spares the row-by-row check (a converged
+    # apply whose check would fail the command), and nothing is written (same inode, same bytes).
+    inode = out.stat().st_ino
+    proc = subprocess.run([sys.executable, "-c", _NO_ROW_CHECK], cwd=workspace, env=clean_env(platform),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "No changes" in proc.stdout, proc.stdout + proc.stderr
+    r = run_cli("apply", "--auto-approve", "jobs.yaml")
+    assert r.code == 0 and "Wrote" not in r.output, r.output
+    assert out.stat().st_ino == inode and out.read_text(encoding="utf-8") == good
+
+    damages = {
+        "same size, one output edited": _edit_one_output_keeping_the_size(good),
+        "truncated mid-row": good[: len(good) // 2],
+        "last rows removed": "".join(good.splitlines(keepends=True)[:3]),
+        "emptied": "",
+    }
+    for what, text in damages.items():
+        out.write_text(text, encoding="utf-8")
+        r = run_cli("apply", "--auto-approve", "jobs.yaml")
+        assert r.code == 0, (what, r.output)
+        assert out.read_text(encoding="utf-8") == good, what
+    out.unlink()
+    r = run_cli("apply", "--auto-approve", "jobs.yaml")
+    assert r.code == 0 and out.read_text(encoding="utf-8") == good, r.output
