@@ -189,6 +189,8 @@ def load_config(root: Path) -> WorkspaceConfig:
         if settings is not None and not isinstance(settings, dict):
             raise fail(f"$.providers.{name}", f"settings of provider {name} must be a mapping")
     cfg.providers = {str(k): dict(v or {}) for k, v in providers.items()}
+    for name, settings in cfg.providers.items():
+        _check_base_url(settings.get("base_url"), f"$.providers.{name}.base_url", fail)
     if "parallelism" in data:
         par = data["parallelism"]
         if isinstance(par, bool) or not isinstance(par, int) or par < 1:
@@ -199,6 +201,20 @@ def load_config(root: Path) -> WorkspaceConfig:
     cfg.prices = _prices(data.get("prices"), fail)
     _policy(data.get("policy"), cfg, fail)
     return cfg
+
+
+def _check_base_url(value: Any, json_path: str, fail: Any) -> None:
+    """A mistyped `base_url` (`locall`, a host without its scheme) is named where it is written, by
+    every command (`validate` and `plan` too), not first by the apply that builds the client.
+    Whether `local` is allowed for that provider is its adapter's to say, when the client is built."""
+    if value is None:
+        return
+    text = value.strip() if isinstance(value, str) else ""
+    if text == "local" or text.startswith(("http://", "https://")):
+        return
+    raise fail(json_path, f"{value!r} is not an http(s) URL or `local`",
+               hint="e.g. https://api.replicate.com, https://api.withemissary.com, or `local` "
+                    "(Emissary on the local platform)")
 
 
 def _number(value: Any) -> bool:

@@ -172,3 +172,33 @@ def test_manifests_named_from_outside_any_workspace_use_their_own(tmp_path: Path
     (elsewhere / "m").mkdir()
     assert find_workspace_for([Path("m")], elsewhere) == elsewhere.resolve()
     assert find_workspace_for([], elsewhere) == elsewhere.resolve()
+
+
+@pytest.mark.parametrize("value", ["locall", "api.replicate.com", "''", "3"])
+def test_a_mistyped_base_url_is_named_where_it_is_written(tmp_path: Path, value: str) -> None:
+    (tmp_path / "jobrunner.yaml").write_text(f"providers:\n  replicate: {{}}\n  emissary:\n    base_url: {value}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path)
+    assert str(exc.value).startswith("jobrunner.yaml:4:5: $.providers.emissary.base_url: "), str(exc.value)
+    assert "is not an http(s) URL or `local`" in str(exc.value) and "`local`" in (exc.value.hint or "")
+
+
+@pytest.mark.parametrize("value", ["local", "https://api.withemissary.com", "http://127.0.0.1:8000/v1/"])
+def test_a_base_url_that_is_a_url_or_local_loads(tmp_path: Path, value: str) -> None:
+    (tmp_path / "jobrunner.yaml").write_text(f"providers:\n  emissary:\n    base_url: {value}\n")
+    assert load_config(tmp_path).providers["emissary"]["base_url"] == value
+
+
+def test_validate_and_plan_name_a_mistyped_base_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, only apply named it (when it built the Emissary client); `validate` and `plan` passed."""
+    from tests.helpers.cli import run_cli
+
+    (tmp_path / "jobrunner.yaml").write_text("providers:\n  emissary:\n    base_url: locall\n")
+    model = "spec: {provider: local, owner: me, name: m, visibility: private, hardware: cpu}\n"
+    (tmp_path / "m.yaml").write_text("apiVersion: jobrunner/v1\nkind: Model\nmetadata: {name: m}\n" + model)
+    monkeypatch.chdir(tmp_path)
+    for command in ("validate", "plan"):
+        result = run_cli(command)
+        assert result.code == 1, result.output
+        assert "jobrunner.yaml:3:5: $.providers.emissary.base_url: 'locall' is not an http(s) URL" in result.stderr
+        assert "Traceback" not in result.output
