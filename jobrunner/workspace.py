@@ -182,15 +182,7 @@ def load_config(root: Path) -> WorkspaceConfig:
             cfg.state_path = value
         else:
             cfg.state_url = value
-    providers = data.get("providers") or {}
-    if not isinstance(providers, dict):
-        raise fail("$.providers", "`providers` must map provider names to mappings")
-    for name, settings in providers.items():
-        if settings is not None and not isinstance(settings, dict):
-            raise fail(f"$.providers.{name}", f"settings of provider {name} must be a mapping")
-    cfg.providers = {str(k): dict(v or {}) for k, v in providers.items()}
-    for name, settings in cfg.providers.items():
-        _check_base_url(settings.get("base_url"), f"$.providers.{name}.base_url", fail)
+    cfg.providers = _providers(data.get("providers") or {}, fail)
     if "parallelism" in data:
         par = data["parallelism"]
         if isinstance(par, bool) or not isinstance(par, int) or par < 1:
@@ -203,6 +195,19 @@ def load_config(root: Path) -> WorkspaceConfig:
     return cfg
 
 
+def _providers(providers: Any, fail: Any) -> dict[str, dict[str, Any]]:
+    """`providers:`, each a mapping of settings, its `base_url` checked."""
+    if not isinstance(providers, dict):
+        raise fail("$.providers", "`providers` must map provider names to mappings")
+    for name, settings in providers.items():
+        if settings is not None and not isinstance(settings, dict):
+            raise fail(f"$.providers.{name}", f"settings of provider {name} must be a mapping")
+    out = {str(k): dict(v or {}) for k, v in providers.items()}
+    for name, settings in out.items():
+        _check_base_url(settings.get("base_url"), f"$.providers.{name}.base_url", fail)
+    return out
+
+
 def _check_base_url(value: Any, json_path: str, fail: Any) -> None:
     """A mistyped `base_url` (`locall`, a host without its scheme) is named where it is written, by
     every command (`validate` and `plan` too), not first by the apply that builds the client.
@@ -213,8 +218,8 @@ def _check_base_url(value: Any, json_path: str, fail: Any) -> None:
     if text == "local" or text.startswith(("http://", "https://")):
         return
     raise fail(json_path, f"{value!r} is not an http(s) URL or `local`",
-               hint="e.g. https://api.replicate.com, https://api.withemissary.com, or `local` "
-                    "(Emissary on the local platform)")
+               hint="give the provider's API address (https://...), or `local` for a provider the local "
+                    "platform stands in for; `jobrunner.yaml` in docs/manifests.md shows both")
 
 
 def _number(value: Any) -> bool:
