@@ -116,9 +116,10 @@ def _pending_lookups(doc: StateDoc, desired: list[DesiredJob], resources: dict[s
         was_restored = address in restored
         pending.append(_Lookup(address, st.provider, req, since, now if was_restored else since.timestamp(),
                                restored=was_restored))
-    asked = Counter((e.group, request_key(e.request)) for e in pending)
-    for entry in pending:
-        entry.newest_wins = entry.restored and asked[(entry.group, request_key(entry.request))] == 1
+    keys = [(e.group, request_key(e.request)) for e in pending]
+    asked = Counter(keys)
+    for entry, key in zip(pending, keys, strict=True):
+        entry.newest_wins = entry.restored and asked[key] == 1
     return pending
 
 

@@ -177,13 +177,13 @@ def _input_differences(desired: Any, remote: Any, path: str) -> list[str]:
 
 
 def matching_jobs(candidates: Iterable[RemoteJob], req: CreateRequest, *, since: datetime,
-                  exclude_ids: set[str]) -> list[RemoteJob]:
+                  exclude_ids: set[str], desired_body: dict[str, Any] | None = None) -> list[RemoteJob]:
     """Every unclaimed candidate created from `since` on (minus the `CLOCK_SKEW`) that matches
     `req`, oldest first: one address's attempts, when no other address asks for the same request."""
     cutoff = since - CLOCK_SKEW
     found = [job for job in candidates
              if job.id not in exclude_ids and not (job.created_at is not None and job.created_at < cutoff)
-             and matches(job, req)]
+             and matches(job, req, desired_body=desired_body)]
     found.sort(key=lambda j: (j.created_at is None, j.created_at or since, j.id))
     return found
 
@@ -198,15 +198,7 @@ def find_match(
 ) -> RemoteJob | None:
     """The earliest matching unclaimed candidate created at/after `not_before` (else the earliest one
     inside the `CLOCK_SKEW` window before it)."""
-    cutoff = not_before - CLOCK_SKEW
-    found: list[RemoteJob] = []
-    for job in candidates:
-        if job.id in exclude_ids:
-            continue
-        if job.created_at is not None and job.created_at < cutoff:
-            continue
-        if matches(job, req, desired_body=desired_body):
-            found.append(job)
+    found = matching_jobs(candidates, req, since=not_before, exclude_ids=exclude_ids, desired_body=desired_body)
     if not found:
         return None
     # Our own create was sent after its intent was written, so a job created at/after `not_before`
