@@ -2,7 +2,8 @@
 
 Every provider request goes through `HttpClient.request`, which:
 
-* reuses one `httpx.AsyncClient` (connection pooling, keep-alive) with explicit timeouts;
+* reuses one `httpx.AsyncClient` (connection pooling, keep-alive) with explicit timeouts, its
+  sockets on plain asyncio (`netbackend.py`: anyio's socket layer was most of httpcore's CPU);
 * bounds every request in total time, not only per read: one attempt (connect, send, the whole
   answer) gets `timeout` seconds, all attempts and backoffs together get `deadline` seconds, and a
   command-wide deadline (`command_deadline`, e.g. `apply --timeout` or the refresh bound of
@@ -46,6 +47,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from jobrunner import __version__
@@ -61,6 +63,7 @@ from jobrunner.errors import (
     TransportError,
 )
 from jobrunner.providers.bodies import BodyTooLarge, KiB, LogTrimmer, MiB, read_capped
+from jobrunner.providers.netbackend import AsyncioBackend
 from jobrunner.providers.ratelimit import OTHER, RateLimiter
 from jobrunner.redact import MIN_SECRET_LEN, register_secret
 
@@ -93,6 +96,25 @@ EndpointResolver = Callable[[], tuple[str, str | None]]
 def _ssl_context() -> ssl.SSLContext:
     """One verified TLS context per process: building one (loading the CA bundle) costs ~0.1 s."""
     return httpx.create_ssl_context()
+
+
+def _default_transport() -> httpx.AsyncHTTPTransport:
+    """httpx's own transport (pool, h11, TLS context, limits), its sockets on plain asyncio.
+
+    `netbackend` says why: anyio's socket layer cost more client CPU per request than the rest of
+    httpcore. The pool is built as httpx builds it, with the backend added; an explicit
+    `transport` (tests, respx) or a proxy from the environment (httpx mounts its own transport
+    for it) is used as given.
+    """
+    transport = httpx.AsyncHTTPTransport(verify=_ssl_context(), limits=DEFAULT_LIMITS)
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=_ssl_context(),
+        max_connections=DEFAULT_LIMITS.max_connections,
+        max_keepalive_connections=DEFAULT_LIMITS.max_keepalive_connections,
+        keepalive_expiry=DEFAULT_LIMITS.keepalive_expiry,
+        network_backend=AsyncioBackend(),
+    )
+    return transport
 
 
 def utcnow() -> datetime:
@@ -354,6 +376,19 @@ class _HeaderAuth(httpx.Auth):
         yield request
 
 
+class _SetCookiesOnly(httpx.Cookies):
+    """The client's cookie jar, which looks at an answer only when it sets a cookie.
+
+    httpx hands every answer to the jar, and the jar first rebuilds the request as a urllib one
+    (its URL parsed again): a measurable share of a create's client CPU, for provider APIs that
+    set no cookies. An answer with a `Set-Cookie` header is still handled exactly as before.
+    """
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        if "set-cookie" in response.headers:
+            super().extract_cookies(response)
+
+
 class HttpClient:
     """A provider's connection: base URL, credential, rate limiter, retry policy, statistics."""
 
@@ -442,11 +477,13 @@ class HttpClient:
                 auth=self._auth,
                 timeout=self._timeout,
                 limits=DEFAULT_LIMITS,
-                transport=self._transport,
+                transport=self._transport or _default_transport(),
                 headers={"User-Agent": f"jobrunner/{__version__}", "Accept": "application/json"},
                 follow_redirects=False,
                 verify=_ssl_context(),
             )
+            if isinstance(getattr(self._client, "_cookies", None), httpx.Cookies):
+                self._client._cookies = _SetCookiesOnly(self._client._cookies.jar)
         return self._client
 
     def url(self, path_or_url: str) -> str:
