@@ -84,6 +84,7 @@ DEFAULT_MAX_BODY_BYTES = 32 * MiB
 DEFAULT_MAX_LOG_BYTES = 1 * MiB
 # What any other answer keeps of a `logs` field (a status poll or list page has no use for logs).
 FIELD_LOG_BYTES = 16 * KiB
+_PARSED_URLS = 64  # URLs kept parsed per client (see HttpClient._parsed)
 DEFAULT_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=30.0)
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -385,7 +386,7 @@ class _SetCookiesOnly(httpx.Cookies):
     """
 
     def extract_cookies(self, response: httpx.Response) -> None:
-        if "set-cookie" in response.headers:
+        if any(key.lower() == b"set-cookie" for key, _ in response.headers.raw):
             super().extract_cookies(response)
 
 
@@ -435,6 +436,7 @@ class HttpClient:
         self._sleep = sleep
         self._now = now
         self._client: httpx.AsyncClient | None = None
+        self._urls: dict[str, httpx.URL] = {}  # see `_parsed`
         self._loop: asyncio.AbstractEventLoop | None = None
         # Counters: requests (sent, retries included), requests.<class>, retries, throttled (429s), errors.
         self.stats: Counter[str] = Counter()
@@ -647,7 +649,7 @@ class HttpClient:
         phase, received = "answer", [0]
         try:
             async with asyncio.timeout(max(0.0, limit)):
-                request = client.build_request(method, url, **kwargs, **extra)
+                request = client.build_request(method, self._parsed(url), **kwargs, **extra)
                 response = await client.send(request, stream=True)
                 phase = "body"
                 try:
@@ -665,6 +667,16 @@ class HttpClient:
         # The body was read here, under the cap; hand it to the response as if httpx had read it.
         response._content = body
         return response
+
+    def _parsed(self, url: str) -> httpx.URL:
+        """`url` parsed once: every create of a batch goes to the same URL, and httpx parses a
+        string URL (and validates it) on each request. Bounded: polls of single jobs differ."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= _PARSED_URLS:
+                self._urls.clear()
+            parsed = self._urls[url] = httpx.URL(url)
+        return parsed
 
     def _too_large(self, response: httpx.Response, method: str, url: str, big: BodyTooLarge) -> ProtocolError:
         err = ProtocolError(
