@@ -97,6 +97,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         self._conn = conn
         raw = transport.get_extra_info("socket")
         self._fd = raw.fileno() if raw is not None else -1
+        self._poller: select.poll | None = None  # made at the first readability check, then reused
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         conn = self._conn
@@ -170,16 +171,14 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         closed it (or sent something it should not have): httpcore then drops it instead of
         sending a request into it. Arrived bytes the loop has not handled yet count too."""
         conn = self._conn
-        if conn.buffer or conn.eof or self._fd < 0:
+        if conn.buffer or conn.eof or self._fd < 0 or self._transport.is_closing():
             return True
-        return _poll_readable(self._fd)
-
-
-def _poll_readable(fd: int) -> bool:
-    """Is there something to read on `fd` right now (a poll with no wait, as httpcore does)?"""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(self._fd, select.POLLIN)
+        # A poll with no wait, as httpcore's own check does: bytes (or the server's FIN) that
+        # arrived since the event loop last looked count too.
+        return bool(self._poller.poll(0))
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
