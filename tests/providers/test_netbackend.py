@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import respx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -269,3 +270,23 @@ def test_read_capped_equals_the_trimmer_or_the_body_itself(doc: Any, keep: int, 
     first = next(end for end in ends if end > keep)
     assert out == _through_trimmer(raw, keep, [first] + [end for end in ends if end > first])
     json.loads(out)
+
+
+def test_a_cookie_an_answer_sets_is_still_kept_and_others_skip_the_jar() -> None:
+    from jobrunner.providers.http import _SetCookiesOnly
+
+    async def main() -> None:
+        http = _client("https://api.replicate.test")
+        client = await http._ensure()
+        assert isinstance(client.cookies, _SetCookiesOnly)
+        with respx.mock:
+            respx.get("https://api.replicate.test/v1/a").respond(200, json={"id": "a"})
+            respx.get("https://api.replicate.test/v1/b").respond(
+                200, json={"id": "b"}, headers={"Set-Cookie": "session=s1; Path=/"})
+            await http.request_json("GET", "/v1/a")
+            assert len(client.cookies.jar) == 0
+            await http.request_json("GET", "/v1/b")
+            assert client.cookies.get("session") == "s1"
+        await http.aclose()
+
+    asyncio.run(main())
