@@ -167,6 +167,8 @@ class SecretSet:
         except (RecursionError, re.error):  # a pathological set (deeply nested prefixes): search one by one
             self._pattern, long = None, list(found)
         self._long = sorted(long, key=len, reverse=True)
+        # Values JSON writes as they are: then a JSON text without any of them holds none of them.
+        self._plain = all(v.isascii() and v.isprintable() and '"' not in v and "\\" not in v for v in found)
 
     def __bool__(self) -> bool:
         return bool(self.values)
@@ -185,6 +187,20 @@ class SecretSet:
         searched for down to 4 characters in that job's own logs."""
         return SecretSet([*self._raw, *other], min_len=min(self._min_len, 4))
 
+    def absent_from(self, data: Any) -> bool:
+        """True when no string or number inside JSON-like `data` holds a value of this set, told
+        from its JSON text in C rather than by walking it. False when unsure (values JSON would
+        escape, data that is not JSON): the caller then walks it."""
+        if not self._plain:
+            return False
+        try:
+            text = _ASCII_JSON.encode(data)
+        except (TypeError, ValueError, RecursionError):
+            return False
+        if self._pattern is not None and self._pattern.search(text):
+            return False
+        return not any(value in text for value in self._long)
+
     def scrub(self, text: str) -> str:
         """`text` with every occurrence of a value replaced by "(sensitive)"."""
         for value in self._long:
@@ -196,6 +212,8 @@ class SecretSet:
 
 
 Secrets = SecretSet | list[str]
+# Non-ASCII escaped: a plain (printable ASCII) value inside a string shows in the text as it is.
+_ASCII_JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
 _EMPTY = SecretSet()
 
 
@@ -425,10 +443,10 @@ class SecretRegistry:
     def snapshot(self) -> SecretSet:
         """Everything known now, the environment's credentials included (read at each call, so a
         test or a command that changes the environment is seen)."""
-        env = tuple(os.environ.get(v) for v in SECRET_ENV_VARS + SECRET_URL_ENV_VARS)
-        key = (len(self._values), env)
+        key = (len(self._values), _raw_environment())
         if self._snapshot is not None and self._snapshot[0] == key:
             return self._snapshot[1]
+        env = tuple(os.environ.get(v) for v in SECRET_ENV_VARS + SECRET_URL_ENV_VARS)
         values = set(self._values)
         for var, val in zip(SECRET_ENV_VARS + SECRET_URL_ENV_VARS, env, strict=True):
             if not val:
@@ -445,6 +463,17 @@ class SecretRegistry:
         snap = SecretSet(values)
         self._snapshot = (key, snap)
         return snap
+
+
+def _raw_environment() -> tuple[Any, ...]:
+    """The credential variables as `os.environ` holds them, each one dict lookup: `snapshot` runs
+    several times per item of a batch, and `os.environ.get` raises and catches a KeyError inside
+    for each variable that is not set."""
+    names = SECRET_ENV_VARS + SECRET_URL_ENV_VARS
+    data, encode = getattr(os.environ, "_data", None), getattr(os.environ, "encodekey", None)
+    if type(data) is not dict or encode is None:  # not CPython's os._Environ: the public way
+        return tuple(os.environ.get(v) for v in names)
+    return tuple(data.get(encode(v)) for v in names)
 
 
 class _ClearShapes:
@@ -559,6 +588,8 @@ def scrub_data(value: Any, *, secrets: Secrets | None = None, whole_values: bool
     found = _as_set(secrets)
     if not found:
         return value  # nothing to look for: every string and number stays as it is
+    if found.absent_from(value):
+        return value  # the usual case (a state save's addresses): one C pass instead of a walk
     return _scrub_deep(value, found, whole_values)
 
 

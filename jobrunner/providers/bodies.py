@@ -258,13 +258,25 @@ async def read_capped(chunks: AsyncIterator[bytes], *, max_bytes: int, trimmer: 
     `progress[0]` counts the bytes received (before trimming), for timeout messages.
     """
     out = bytearray()
+    # The trimmer only starts once the body outgrows what it keeps of a log (or the cap): a
+    # shorter body has no log to cut, so scanning it would hand back the same bytes. Nearly
+    # every answer (a create, a poll, a list page) is such a body; the scanner is fed what was
+    # held when it starts, so a longer body comes out as if it had been scanned from its start.
+    hold = min(trimmer.keep, max_bytes) if trimmer is not None else -1
     async for chunk in chunks:
         if progress is not None:
             progress[0] += len(chunk)
-        out += trimmer.feed(chunk) if trimmer is not None else chunk
+        if trimmer is None:
+            out += chunk
+        elif hold < 0:
+            out += trimmer.feed(chunk)
+        else:
+            out += chunk
+            if len(out) > hold:
+                out, hold = bytearray(trimmer.feed(bytes(out))), -1
         if len(out) > max_bytes:
             raise BodyTooLarge(len(out), max_bytes)
-    if trimmer is not None:
+    if trimmer is not None and hold < 0:
         out += trimmer.finish()
     return bytes(out)
 

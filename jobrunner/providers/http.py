@@ -2,7 +2,8 @@
 
 Every provider request goes through `HttpClient.request`, which:
 
-* reuses one `httpx.AsyncClient` (connection pooling, keep-alive) with explicit timeouts;
+* reuses one `httpx.AsyncClient` (connection pooling, keep-alive) with explicit timeouts, its
+  sockets on plain asyncio (`netbackend.py`: anyio's socket layer was most of httpcore's CPU);
 * bounds every request in total time, not only per read: one attempt (connect, send, the whole
   answer) gets `timeout` seconds, all attempts and backoffs together get `deadline` seconds, and a
   command-wide deadline (`command_deadline`, e.g. `apply --timeout` or the refresh bound of
@@ -46,6 +47,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from jobrunner import __version__
@@ -61,6 +63,7 @@ from jobrunner.errors import (
     TransportError,
 )
 from jobrunner.providers.bodies import BodyTooLarge, KiB, LogTrimmer, MiB, read_capped
+from jobrunner.providers.netbackend import AsyncioBackend
 from jobrunner.providers.ratelimit import OTHER, RateLimiter
 from jobrunner.redact import MIN_SECRET_LEN, register_secret
 
@@ -81,6 +84,7 @@ DEFAULT_MAX_BODY_BYTES = 32 * MiB
 DEFAULT_MAX_LOG_BYTES = 1 * MiB
 # What any other answer keeps of a `logs` field (a status poll or list page has no use for logs).
 FIELD_LOG_BYTES = 16 * KiB
+_PARSED_URLS = 64  # URLs kept parsed per client (see HttpClient._parsed)
 DEFAULT_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=30.0)
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -93,6 +97,25 @@ EndpointResolver = Callable[[], tuple[str, str | None]]
 def _ssl_context() -> ssl.SSLContext:
     """One verified TLS context per process: building one (loading the CA bundle) costs ~0.1 s."""
     return httpx.create_ssl_context()
+
+
+def _default_transport() -> httpx.AsyncHTTPTransport:
+    """httpx's own transport (pool, h11, TLS context, limits), its sockets on plain asyncio.
+
+    `netbackend` says why: anyio's socket layer cost more client CPU per request than the rest of
+    httpcore. The pool is built as httpx builds it, with the backend added; an explicit
+    `transport` (tests, respx) or a proxy from the environment (httpx mounts its own transport
+    for it) is used as given.
+    """
+    transport = httpx.AsyncHTTPTransport(verify=_ssl_context(), limits=DEFAULT_LIMITS)
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=_ssl_context(),
+        max_connections=DEFAULT_LIMITS.max_connections,
+        max_keepalive_connections=DEFAULT_LIMITS.max_keepalive_connections,
+        keepalive_expiry=DEFAULT_LIMITS.keepalive_expiry,
+        network_backend=AsyncioBackend(),
+    )
+    return transport
 
 
 def utcnow() -> datetime:
@@ -354,6 +377,19 @@ class _HeaderAuth(httpx.Auth):
         yield request
 
 
+class _SetCookiesOnly(httpx.Cookies):
+    """The client's cookie jar, which looks at an answer only when it sets a cookie.
+
+    httpx hands every answer to the jar, and the jar first rebuilds the request as a urllib one
+    (its URL parsed again): a measurable share of a create's client CPU, for provider APIs that
+    set no cookies. An answer with a `Set-Cookie` header is still handled exactly as before.
+    """
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        if any(key.lower() == b"set-cookie" for key, _ in response.headers.raw):
+            super().extract_cookies(response)
+
+
 class HttpClient:
     """A provider's connection: base URL, credential, rate limiter, retry policy, statistics."""
 
@@ -400,6 +436,7 @@ class HttpClient:
         self._sleep = sleep
         self._now = now
         self._client: httpx.AsyncClient | None = None
+        self._urls: dict[str, httpx.URL] = {}  # see `_parsed`
         self._loop: asyncio.AbstractEventLoop | None = None
         # Counters: requests (sent, retries included), requests.<class>, retries, throttled (429s), errors.
         self.stats: Counter[str] = Counter()
@@ -442,11 +479,13 @@ class HttpClient:
                 auth=self._auth,
                 timeout=self._timeout,
                 limits=DEFAULT_LIMITS,
-                transport=self._transport,
+                transport=self._transport or _default_transport(),
                 headers={"User-Agent": f"jobrunner/{__version__}", "Accept": "application/json"},
                 follow_redirects=False,
                 verify=_ssl_context(),
             )
+            if isinstance(getattr(self._client, "_cookies", None), httpx.Cookies):
+                self._client._cookies = _SetCookiesOnly(self._client._cookies.jar)
         return self._client
 
     def url(self, path_or_url: str) -> str:
@@ -610,7 +649,7 @@ class HttpClient:
         phase, received = "answer", [0]
         try:
             async with asyncio.timeout(max(0.0, limit)):
-                request = client.build_request(method, url, **kwargs, **extra)
+                request = client.build_request(method, self._parsed(url), **kwargs, **extra)
                 response = await client.send(request, stream=True)
                 phase = "body"
                 try:
@@ -628,6 +667,16 @@ class HttpClient:
         # The body was read here, under the cap; hand it to the response as if httpx had read it.
         response._content = body
         return response
+
+    def _parsed(self, url: str) -> httpx.URL:
+        """`url` parsed once: every create of a batch goes to the same URL, and httpx parses a
+        string URL (and validates it) on each request. Bounded: polls of single jobs differ."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= _PARSED_URLS:
+                self._urls.clear()
+            parsed = self._urls[url] = httpx.URL(url)
+        return parsed
 
     def _too_large(self, response: httpx.Response, method: str, url: str, big: BodyTooLarge) -> ProtocolError:
         err = ProtocolError(

@@ -63,6 +63,8 @@ class ApplyContext:
         self.touched_batches: set[str] = set()  # batches whose output file is written again
         self.appender = OutputAppender(root, self.resources, self.desired, self.doc, plan)  # rows as items end
         self.pending_saves: set[asyncio.Future[Any]] = set()
+        # The last recorded inputs made per address, until a second use takes them (redacted_input).
+        self._recorded: dict[str, tuple[DesiredJob, Any, dict[str, Any]]] = {}
 
     def outcome(self, address: str, outcome: OutcomeKind, detail: str = "", created: int = 0, adopted: int = 0,
                 stopped_provider: str = "") -> None:
@@ -88,11 +90,20 @@ class ApplyContext:
         res = self.resources.get(job.resource_address)
         return res.spec if res is not None else {}
 
-    @staticmethod
-    def redacted_input(job: DesiredJob) -> dict[str, Any] | None:
+    def redacted_input(self, job: DesiredJob) -> dict[str, Any] | None:
+        """What state records as the job's inputs (`spec.recorded_inputs`). A create stores it
+        twice, in its intent and then with the remote id: the second call hands back what the
+        first made for the same job under the same known secrets instead of redacting again."""
+        from jobrunner.redact import known_secrets
         from jobrunner.spec import recorded_inputs
 
-        return recorded_inputs(job)
+        secrets = known_secrets()  # the registry hands back the same object while nothing is added
+        held = self._recorded.pop(job.address, None)
+        if held is not None and held[0] is job and held[1] is secrets:
+            return held[2]
+        value = recorded_inputs(job)
+        self._recorded[job.address] = (job, secrets, value)
+        return value
 
     @staticmethod
     def set_status(st: AddressState, job: RemoteJob) -> None:

@@ -87,6 +87,13 @@ class JobEvent:
         return self.address.split("[", 1)[0] if "[" in self.address else None
 
 
+def status_of(address: str, word: str) -> JobStatus:
+    """`classify(address, word).status`, without the rest of the event (the plain progress view
+    keeps only the status of each batch item)."""
+    kind, status = _WORDS.get(word, ("status", "unknown"))
+    return "succeeded" if kind == "create" and address.startswith("Model/") else status
+
+
 def classify(address: str, word: str, detail: str = "") -> JobEvent:
     """The typed event for one executor report (`detail` is free text: a remote id, an error, ...)."""
     kind, status = _WORDS.get(word, ("status", "unknown"))

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, TextIO
 
 from jobrunner.redact import scrub_text
-from jobrunner.render.events import ProgressSink, classify
+from jobrunner.render.events import ProgressSink, status_of
 
 if TYPE_CHECKING:
     from jobrunner.plan_types import Plan
@@ -51,7 +51,7 @@ class LineProgress:
         if batch is None:
             self._line(f"{address}: {what}{tail}")
             return
-        self._status.setdefault(batch, {})[address] = classify(address, what).status
+        self._status.setdefault(batch, {})[address] = status_of(address, what)
         shown = self._shown.get(batch, 0)
         if shown < self.item_lines or what in self.LOUD:
             self._shown[batch] = shown + 1

@@ -133,3 +133,12 @@ def test_a_trainings_reported_progress_shows_in_its_row() -> None:
     board.apply(ev, 10.0)
     (line,) = [x for x in frame_lines(board, 80, 10) if x.startswith("Training/ft")]
     assert re.search(r"running\s+1:40\s+75%\s+tr-8f2c41$", line), line
+
+
+def test_status_of_is_the_status_classify_gives() -> None:
+    from jobrunner.render.events import _WORDS, status_of
+
+    for word in [*_WORDS, "never-heard-of"]:
+        for address in ("Model/m", "PredictionBatch/b[k1]", "Training/t"):
+            for detail in ("", "abc123", "abc123, attempt 2 of 3", "r1 42%"):
+                assert status_of(address, word) == classify(address, word, detail).status, (address, word, detail)
