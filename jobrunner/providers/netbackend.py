@@ -22,10 +22,12 @@ import asyncio
 import select
 import ssl
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpcore
-from httpcore._backends.base import SOCKET_OPTION  # the backend interface's own type
+
+if TYPE_CHECKING:  # a private module: read only by the type checker, never at run time
+    from httpcore._backends.base import SOCKET_OPTION
 
 
 class _Connection(asyncio.Protocol):
