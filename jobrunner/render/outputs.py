@@ -67,9 +67,10 @@ def status_text_chunks(doc: StateDoc, now: datetime, *, lines_per_chunk: int = 2
         return
     table, counts = _status_table(doc, now)
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(STATUS_HEADERS)]
-    chunk = ["  ".join(h.ljust(w) for h, w in zip(STATUS_HEADERS, widths, strict=True)).rstrip()]
+    row = "  ".join(f"{{:<{w}}}" for w in widths).format  # each cell left-justified, as str.ljust
+    chunk = [row(*STATUS_HEADERS).rstrip()]
     for cells in table:
-        chunk.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+        chunk.append(row(*cells).rstrip())
         if len(chunk) >= lines_per_chunk:
             yield "\n".join(chunk) + "\n"
             chunk = []
@@ -132,9 +133,10 @@ def _recorded(doc: StateDoc, addresses: Iterable[str] = ()) -> Iterator[tuple[st
     for addr, st in sorted(doc.addresses.items()):
         if wanted and addr not in wanted and resource_of(addr) not in wanted:
             continue
-        if not st.outputs:
+        outputs = st.peek_outputs()  # not kept unpacked: each address is read once
+        if not outputs:
             continue
-        yield addr, redact(st.outputs, secrets=secrets)
+        yield addr, redact(outputs, secrets=secrets)
 
 
 def outputs_text_chunks(doc: StateDoc, addresses: Iterable[str] = (), *,
@@ -169,11 +171,16 @@ def outputs_text(data: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# json.dumps(value, sort_keys=True, default=str, ensure_ascii=False), without building an encoder
+# per value (two values per batch item).
+_OUTPUT_JSON = json.JSONEncoder(sort_keys=True, default=str, ensure_ascii=False).encode
+
+
 def _output_lines(addr: str, outs: dict[str, Any]) -> Iterator[str]:
     for key, value in sorted(outs.items()):
         # One line per output: strings as they are unless multi-line, anything else as JSON.
         plain = isinstance(value, str) and "\n" not in value
-        text = value if plain else json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+        text = value if plain else _OUTPUT_JSON(value)
         yield f"{addr}.{key} = {text}"
 
 

@@ -86,12 +86,12 @@ class AddressState:
     def peek_outputs(self) -> dict[str, Any]:
         """`outputs`, without keeping them unpacked (for a reader that looks at each address once)."""
         value = _get_outputs(self)
-        return _unpack(value) if type(value) is bytes else value  # type: ignore[no-any-return]
+        return marshal.loads(value) if type(value) is bytes else value  # type: ignore[no-any-return]
 
     def peek_inputs(self) -> dict[str, Any] | None:
         """`inputs`, without keeping them unpacked."""
         value = _get_inputs(self)
-        return _unpack(value) if type(value) is bytes else value  # type: ignore[no-any-return]
+        return marshal.loads(value) if type(value) is bytes else value  # type: ignore[no-any-return]
 
     def to_json(self) -> dict[str, Any]:
         # Same result as dataclasses.asdict, an order of magnitude faster: asdict deep-copies every
@@ -172,7 +172,8 @@ def _pack(value: Any) -> Any:
 
 
 def _unpack(packed: bytes) -> Any:
-    value = _interned_keys(marshal.loads(packed))  # shared as an unpacked load shares them
+    """A packed value to be kept: shared as an unpacked load shares it."""
+    value = _interned_keys(marshal.loads(packed))
     _share_inputs(value)
     return value
 
@@ -263,7 +264,7 @@ def _unpacked_values(st: AddressState) -> list[Any]:
     values = list(_stored_values(st))
     for i in _LAZY_INDEXES:
         if type(values[i]) is bytes:
-            values[i] = _unpack(values[i])
+            values[i] = marshal.loads(values[i])
     return values
 
 

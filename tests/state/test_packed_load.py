@@ -25,6 +25,11 @@ def _copy(tmp_path: Path) -> Path:
     return path
 
 
+def _stored(st: AddressState, name: str) -> Any:
+    """What the slot behind `outputs` or `inputs` holds (bytes while packed)."""
+    return getattr(st, f"_{name}_slot")
+
+
 def _expected(data: dict[str, Any]) -> dict[str, Any]:
     """Each field of an address as the file records it, history and intent as their records."""
     out = dict(data)
@@ -54,13 +59,13 @@ def test_a_state_file_of_the_previous_jobrunner_loads_field_for_field(tmp_path: 
 def test_outputs_and_inputs_stay_packed_until_read_then_stay_read(tmp_path: Path) -> None:
     doc = LocalFileStore(_copy(tmp_path)).load()
     st = doc.addresses["PredictionBatch/echo[item-01]"]
-    assert type(st._outputs_slot) is bytes and type(st._inputs_slot) is bytes  # type: ignore[attr-defined]
+    assert type(_stored(st, "outputs")) is bytes and type(_stored(st, "inputs")) is bytes
     peeked = st.peek_outputs()
-    assert peeked["output"]["seed"] == 1 and type(st._outputs_slot) is bytes  # type: ignore[attr-defined]
+    assert peeked["output"]["seed"] == 1 and type(_stored(st, "outputs")) is bytes
     assert st.peek_inputs() == {"input": {"prompt": "p 1 é ☃", "seed": 1}, "kind": "prediction",
                                 "provider": "local", "version": "a" * 64}
     first = st.outputs
-    assert first is st.outputs and type(st._outputs_slot) is dict  # type: ignore[attr-defined]
+    assert first is st.outputs and type(_stored(st, "outputs")) is dict
     # Empty outputs and absent inputs are held as they are.
     assert doc.addresses["Model/mine"].inputs is None and doc.addresses["Training/tune"].outputs == {}
     # Shared like an unpacked load shares them: keys and the batch's model version.
@@ -105,7 +110,7 @@ def test_journal_records_replay_packed_and_round_trip(tmp_path: Path) -> None:
     assert store.journal_path.is_file()
     loaded = LocalFileStore(path).load()
     replayed = loaded.addresses["PredictionBatch/echo[item-10]"]
-    assert type(replayed._outputs_slot) is bytes  # type: ignore[attr-defined]
+    assert type(_stored(replayed, "outputs")) is bytes
     assert field_values(replayed) == field_values(st)
     assert loaded.to_json()["addresses"] == doc.to_json()["addresses"]
 
@@ -118,7 +123,7 @@ def test_an_address_of_another_shape_takes_the_general_path(tmp_path: Path) -> N
     path.write_text("".join(lines), encoding="utf-8")
     doc = LocalFileStore(path).load()
     model = doc.addresses["Model/mine"]
-    assert model.lifecycle is None and type(model._outputs_slot) is bytes  # type: ignore[attr-defined]
+    assert model.lifecycle is None and type(_stored(model, "outputs")) is bytes
     assert model.outputs == {"name": "me/mine", "url": "https://replicate.com/me/mine"}
     # A field jobrunner does not know is an error naming the file, as before.
     lines[1] = lines[1].replace('"error":null,', '"error":null,"extra":1,')
