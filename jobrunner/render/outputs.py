@@ -125,7 +125,9 @@ def recorded_outputs(doc: StateDoc, addresses: Iterable[str] = ()) -> dict[str, 
     return dict(_recorded(doc, addresses))
 
 
-def _recorded(doc: StateDoc, addresses: Iterable[str] = ()) -> Iterator[tuple[str, dict[str, Any]]]:
+def _recorded(doc: StateDoc, addresses: Iterable[str] = (), *,
+              redacted: bool = True) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(address, outputs) in address order; `redacted=False`: as recorded, for the caller to redact."""
     from jobrunner.redact import known_secrets, redact
 
     wanted = set(addresses)
@@ -136,18 +138,24 @@ def _recorded(doc: StateDoc, addresses: Iterable[str] = ()) -> Iterator[tuple[st
         outputs = st.peek_outputs()  # not kept unpacked: each address is read once
         if not outputs:
             continue
-        yield addr, redact(outputs, secrets=secrets)
+        yield addr, redact(outputs, secrets=secrets) if redacted else outputs
 
 
 def outputs_text_chunks(doc: StateDoc, addresses: Iterable[str] = (), *,
                         lines_per_chunk: int = 2000) -> Iterator[str]:
     """`outputs_text(recorded_outputs(doc, addresses)) + "\n"` in pieces, one address redacted
     at a time: 100,000 batch items' outputs are never copied all at once."""
+    from jobrunner.redact import known_secrets, redact, redacts_nothing
+
+    secrets = known_secrets()
     chunk: list[str] = []
     any_output = False
-    for addr, outs in _recorded(doc, addresses):
+    for addr, outs in _recorded(doc, addresses, redacted=False):
         any_output = True
-        chunk.extend(_output_lines(addr, outs))
+        lines = list(_output_lines(addr, outs))
+        if not redacts_nothing("\n".join(lines), secrets):  # the lines hold every key and string
+            lines = list(_output_lines(addr, redact(outs, secrets=secrets)))
+        chunk.extend(lines)
         if len(chunk) >= lines_per_chunk:
             yield "\n".join(chunk) + "\n"
             chunk = []
