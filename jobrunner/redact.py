@@ -617,8 +617,11 @@ def _scrub_deep(value: Any, secrets: SecretSet, whole: bool) -> Any:
 
 
 # Everything `redact` (without `sensitive` names) reacts to: a secret-looking key (_SECRET_NAME)
-# and the triggers of `_scrub`'s patterns (r8_ tokens, Bearer/Token headers, URLs).
-_MAY_REDACT = re.compile(r"token|key|passw(or)?d|pwd|secret|credential|auth|bearer|r8_|://", re.IGNORECASE)
+# and the triggers of `_scrub`'s patterns (r8_ tokens, Bearer/Token headers, URLs). ASCII text is
+# lowercased and searched word by word (an IGNORECASE regex took 17 µs a search, this 2 µs);
+# other text goes through the regex, whose Unicode case folding lower() does not mirror.
+_MAY_REDACT = re.compile(r"token|key|passw|pwd|secret|credential|auth|bearer|r8_|://", re.IGNORECASE)
+_MAY_REDACT_WORDS = ("token", "key", "passw", "pwd", "secret", "credential", "auth", "bearer", "r8_", "://")
 
 
 def redacts_nothing(text: str, secrets: SecretSet) -> bool:
@@ -629,7 +632,12 @@ def redacts_nothing(text: str, secrets: SecretSet) -> bool:
     only means "run redact". Sound because JSON escapes character by character, so a key or
     string matching a pattern, or holding a secret, leaves that match, or the secret's
     JSON-escaped form (one of its `encodings_of`), in `text`."""
-    if _MAY_REDACT.search(text):
+    if text.isascii():
+        low = text.lower()
+        for word in _MAY_REDACT_WORDS:
+            if word in low:
+                return False
+    elif _MAY_REDACT.search(text):
         return False
     return not secrets or secrets.scrub(text) == text
 
