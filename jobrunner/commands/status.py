@@ -64,11 +64,14 @@ def status(fmt: str, no_refresh: bool, timeout: str | None, json_out: bool) -> i
                         ws.store.save(fresh)
             except StateLockedError:
                 pass
-    from jobrunner.render.outputs import status_json, status_rows, status_text_chunks
+    from jobrunner.render.outputs import status_json_chunks, status_text_chunks
 
+    # Streamed: neither the rows of 100,000 addresses nor their text is ever built whole.
     if fmt == "json":
-        click.echo(status_json(status_rows(doc, utcnow())))
-    else:  # streamed: the text of 100,000 rows is never built whole
+        for chunk in status_json_chunks(doc, utcnow()):
+            click.echo(chunk, nl=False)
+        click.echo()
+    else:
         for chunk in status_text_chunks(doc, utcnow()):
             click.echo(chunk, nl=False)
     return ExitCode.OK

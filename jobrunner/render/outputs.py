@@ -25,19 +25,57 @@ STATUS_HEADERS = ("ADDRESS", "PROVIDER", "REMOTE ID", "STATUS", "AGE", "ATTEMPTS
 
 def status_rows(doc: StateDoc, now: datetime) -> list[dict[str, Any]]:
     """One row per tracked address; age counts from the creation of the job it tracks now."""
-    rows = []
+    return list(_status_rows(doc, now))
+
+
+def _status_rows(doc: StateDoc, now: datetime) -> Iterator[dict[str, Any]]:
     for addr, st in sorted(doc.addresses.items()):
         attempt = st.attempt_of(st.remote_id)
         created = parse_rfc3339(attempt.created_at) if attempt is not None else None
         age = (now - created).total_seconds() if created else None
-        rows.append({"address": addr, "provider": st.provider, "remote_id": st.remote_id, "status": st.status,
-                     "age_seconds": round(age, 1) if age is not None else None, "attempts": st.attempts,
-                     "file": st.file, "pending_intent": st.intent is not None})
-    return rows
+        yield {"address": addr, "provider": st.provider, "remote_id": st.remote_id, "status": st.status,
+               "age_seconds": round(age, 1) if age is not None else None, "attempts": st.attempts,
+               "file": st.file, "pending_intent": st.intent is not None}
 
 
 def status_json(rows: list[dict[str, Any]]) -> str:
     return json.dumps({"format_version": FORMAT_VERSION, "addresses": rows}, indent=2)
+
+
+def status_json_chunks(doc: StateDoc, now: datetime, *, rows_per_chunk: int = 1000) -> Iterator[str]:
+    """`status_json(status_rows(doc, now))` in pieces, some rows at a time (100,000 rows and their
+    indented text were held whole: 360 MB)."""
+    empty = json.dumps({"format_version": FORMAT_VERSION, "addresses": []}, indent=2)
+    yield from _json_filled(empty, "[]", (_STATUS_JSON(rows) for rows in _batched(_status_rows(doc, now),
+                                                                                  rows_per_chunk)))
+
+
+_STATUS_JSON = json.JSONEncoder(indent=2).encode
+
+
+def _batched(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _json_filled(empty: str, hole: str, parts: Iterator[str]) -> Iterator[str]:
+    """The indented document `empty` (indent 2, its last member the empty container `hole`, `[]`
+    or `{}`) with the members of `parts` put in the hole: the text of encoding the filled document
+    whole. Each part is a non-empty container of the hole's kind encoded alone with indent 2; its
+    members move one level deeper, and as JSON strings hold no raw newline, every newline in it is
+    a line break to indent once more."""
+    cut = empty.rindex(hole)
+    none = True
+    for text in parts:  # "[\n  member,\n  member\n]": the members are text[4:-2]
+        yield (empty[:cut + 1] + "\n    " if none else ",\n    ") + text[4:-2].replace("\n", "\n  ")
+        none = False
+    yield empty if none else "\n  " + empty[cut + 1:]
 
 
 def status_text(rows: list[dict[str, Any]]) -> str:
@@ -169,6 +207,16 @@ def outputs_json(data: dict[str, dict[str, Any]]) -> str:
     return json.dumps({"format_version": FORMAT_VERSION, "outputs": data}, indent=2, sort_keys=True, default=str)
 
 
+def outputs_json_chunks(doc: StateDoc, addresses: Iterable[str] = (), *, per_chunk: int = 1000) -> Iterator[str]:
+    """`outputs_json(recorded_outputs(doc, addresses))` in pieces, some addresses at a time (in
+    address order, as sort_keys orders them)."""
+    parts = (_OUTPUTS_JSON(dict(batch)) for batch in _batched(_recorded(doc, addresses), per_chunk))
+    yield from _json_filled(outputs_json({}), "{}", parts)
+
+
+_OUTPUTS_JSON = json.JSONEncoder(indent=2, sort_keys=True, default=str).encode
+
+
 def outputs_text(data: dict[str, dict[str, Any]]) -> str:
     """`address.key = value` lines (no trailing newline), or a note when there are none."""
     if not data:
@@ -216,5 +264,5 @@ def summary_outputs_lines(doc: StateDoc, resources: set[str] | None, files_writt
     return lines
 
 
-__all__ = ["status_rows", "status_json", "status_text", "status_text_chunks", "recorded_outputs", "outputs_json",
-           "outputs_text", "outputs_text_chunks", "summary_outputs_lines"]
+__all__ = ["status_rows", "status_json", "status_json_chunks", "status_text", "status_text_chunks", "recorded_outputs",
+           "outputs_json", "outputs_json_chunks", "outputs_text", "outputs_text_chunks", "summary_outputs_lines"]
