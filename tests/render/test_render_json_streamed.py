@@ -47,3 +47,28 @@ def test_outputs_json_pieces_are_the_whole_document(doc: StateDoc, per_chunk: in
     text = "".join(outputs_json_chunks(doc, selected, per_chunk=per_chunk))
     assert text == outputs_json(recorded_outputs(doc, selected))
     assert "s3cret" not in text
+
+
+def _settled_doc(n: int, odd: dict[str, Any] | None = None) -> StateDoc:
+    """Outputs with nothing to hide (the fast path), and one address with `odd` outputs."""
+    doc = StateDoc()
+    for i in range(n):
+        a = f"PredictionBatch/b[item-{i:03d}]"
+        doc.addresses[a] = AddressState(address=a, kind="PredictionBatch", job_kind="prediction", provider="local",
+                                        file="b.yaml", status="succeeded",
+                                        outputs={"output": {"text": f"t{i}", "n": [i]}, "metrics": {"t": i / 7}})
+    if odd is not None:
+        doc.addresses["Training/x"] = AddressState(address="Training/x", kind="Training", job_kind="training",
+                                                   provider="local", file="t.yaml", status="succeeded", outputs=odd)
+    return doc
+
+
+@pytest.mark.parametrize("odd", [None, {"\u212aey": "v"}, {"url": "https://u:pw@host/x"}, {"note": "ünï"}],
+                         ids=["plain", "kelvin-key", "userinfo", "non-ascii"])
+@pytest.mark.parametrize("per_chunk", [1, 4, 1000])
+def test_outputs_json_redacts_exactly_what_the_whole_document_redacts(odd: dict[str, Any] | None,
+                                                                      per_chunk: int) -> None:
+    doc = _settled_doc(9, odd)
+    text = "".join(outputs_json_chunks(doc, per_chunk=per_chunk))
+    assert text == outputs_json(recorded_outputs(doc))
+    assert "pw@" not in text and ('"v"' not in text or odd != {"\u212aey": "v"})
