@@ -616,6 +616,32 @@ def _scrub_deep(value: Any, secrets: SecretSet, whole: bool) -> Any:
     return value
 
 
+# Everything `redact` (without `sensitive` names) reacts to: a secret-looking key (_SECRET_NAME)
+# and the triggers of `_scrub`'s patterns (r8_ tokens, Bearer/Token headers, URLs). ASCII text is
+# lowercased and searched word by word (an IGNORECASE regex took 17 µs a search, this 2 µs);
+# other text goes through the regex, whose Unicode case folding lower() does not mirror.
+_MAY_REDACT = re.compile(r"token|key|passw|pwd|secret|credential|auth|bearer|r8_|://", re.IGNORECASE)
+_MAY_REDACT_WORDS = ("token", "key", "passw", "pwd", "secret", "credential", "auth", "bearer", "r8_", "://")
+
+
+def redacts_nothing(text: str, secrets: SecretSet) -> bool:
+    """True when `redact(value, secrets=secrets)` would return a copy equal to `value`, given
+    `text`: the JSON of `value` (ensure_ascii=False) or any text holding each of its keys and
+    strings JSON-escaped, and each number as JSON writes it. A fast check for readers that
+    redact many values of which few hold anything to hide (`outputs` over a big batch): False
+    only means "run redact". Sound because JSON escapes character by character, so a key or
+    string matching a pattern, or holding a secret, leaves that match, or the secret's
+    JSON-escaped form (one of its `encodings_of`), in `text`."""
+    if text.isascii():
+        low = text.lower()
+        for word in _MAY_REDACT_WORDS:
+            if word in low:
+                return False
+    elif _MAY_REDACT.search(text):
+        return False
+    return not secrets or secrets.scrub(text) == text
+
+
 def _scrub(text: str, secrets: SecretSet) -> str:
     if secrets:
         text = secrets.scrub(text)
@@ -672,6 +698,6 @@ def scrub_values(text: str, *, secrets: Secrets | None = None) -> str:
 __all__ = [
     "MIN_SECRET_LEN", "REDACTED", "SECRETS", "SECRET_ENV_VARS", "SecretRegistry", "SecretSet", "encodings_of",
     "file_secrets", "hidden_files", "hidden_scalars", "hidden_values", "is_secret_name", "is_secret_url_param",
-    "known_secrets", "redact",
+    "known_secrets", "redact", "redacts_nothing",
     "register_jobs", "register_secret", "scrub_data", "scrub_text", "scrub_values", "url_secrets",
 ]

@@ -5,6 +5,7 @@ carry timestamps; parsing them one way means one answer to "is this a time?" eve
 """
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,6 +45,11 @@ def parse_rfc3339(value: Any) -> datetime | None:
     None for anything that is not one (None, non-strings, invalid dates). A timestamp without an
     offset is taken as UTC.
     """
+    if type(value) is str and len(value) == 27 and value[26] == "Z" and value[19] == "." and value[10] == "T":
+        # What jobrunner writes (`to_rfc3339`, microseconds): ten times faster than the general
+        # path, which `status` pays once per address.
+        with contextlib.suppress(ValueError):  # not a date after all: the general path says so
+            return datetime.fromisoformat(value)
     if not isinstance(value, str) or not value.strip():
         return None
     text = value.strip().replace("z", "Z")

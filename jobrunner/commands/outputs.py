@@ -28,16 +28,19 @@ def outputs(addresses: tuple[str, ...], fmt: str, json_out: bool) -> int:
     """
     fmt = pick_format(fmt, json_out)
     from jobrunner.reconcile.planning import open_workspace
-    from jobrunner.render.outputs import outputs_json, outputs_text_chunks, recorded_outputs
+    from jobrunner.render.outputs import outputs_json_chunks, outputs_text_chunks
 
     ws = open_workspace()
     doc = ws.store.load()
     for address in addresses:  # a typo must not read as "no outputs yet", exit 0
         if not tracked_under(doc, address):
             raise not_in_state(doc, address)
+    # Streamed: one address redacted and printed at a time.
     if fmt == "json":
-        click.echo(outputs_json(recorded_outputs(doc, addresses)))
-    else:  # streamed: one address redacted and printed at a time
+        for chunk in outputs_json_chunks(doc, addresses):
+            click.echo(chunk, nl=False)
+        click.echo()
+    else:
         for chunk in outputs_text_chunks(doc, addresses):
             click.echo(chunk, nl=False)
     return ExitCode.OK

@@ -91,8 +91,10 @@ def _rows_digest(jobs: Iterable[DesiredJob], doc: StateDoc, secrets: bytes) -> s
 
 def _digest_chunk(h: Any, jobs: list[DesiredJob], addresses: dict[str, Any]) -> None:
     """One encoder call per side for a few thousand items: the per-item cost is a tuple, not a call."""
+    # peek_outputs: a loaded address's outputs are read here once, not kept unpacked (jobrunner.state.model).
     recorded = [None if (st := addresses.get(j.address)) is None
-                else (st.status, st.outputs.get("output"), st.outputs.get("metrics", {}), st.error) for j in jobs]
+                else (st.status, (outs := st.peek_outputs()).get("output"), outs.get("metrics", {}), st.error)
+                for j in jobs]
     written = [(j.address, j.request.get("input") or {}, j.sensitive_paths) for j in jobs]
     h.update(_AS_WRITTEN.encode(written).encode("utf-8", "surrogatepass"))
     h.update(_SORTED.encode(recorded).encode("utf-8", "surrogatepass"))

@@ -25,19 +25,57 @@ STATUS_HEADERS = ("ADDRESS", "PROVIDER", "REMOTE ID", "STATUS", "AGE", "ATTEMPTS
 
 def status_rows(doc: StateDoc, now: datetime) -> list[dict[str, Any]]:
     """One row per tracked address; age counts from the creation of the job it tracks now."""
-    rows = []
+    return list(_status_rows(doc, now))
+
+
+def _status_rows(doc: StateDoc, now: datetime) -> Iterator[dict[str, Any]]:
     for addr, st in sorted(doc.addresses.items()):
         attempt = st.attempt_of(st.remote_id)
         created = parse_rfc3339(attempt.created_at) if attempt is not None else None
         age = (now - created).total_seconds() if created else None
-        rows.append({"address": addr, "provider": st.provider, "remote_id": st.remote_id, "status": st.status,
-                     "age_seconds": round(age, 1) if age is not None else None, "attempts": st.attempts,
-                     "file": st.file, "pending_intent": st.intent is not None})
-    return rows
+        yield {"address": addr, "provider": st.provider, "remote_id": st.remote_id, "status": st.status,
+               "age_seconds": round(age, 1) if age is not None else None, "attempts": st.attempts,
+               "file": st.file, "pending_intent": st.intent is not None}
 
 
 def status_json(rows: list[dict[str, Any]]) -> str:
     return json.dumps({"format_version": FORMAT_VERSION, "addresses": rows}, indent=2)
+
+
+def status_json_chunks(doc: StateDoc, now: datetime, *, rows_per_chunk: int = 1000) -> Iterator[str]:
+    """`status_json(status_rows(doc, now))` in pieces, some rows at a time (100,000 rows and their
+    indented text were held whole: 360 MB)."""
+    empty = json.dumps({"format_version": FORMAT_VERSION, "addresses": []}, indent=2)
+    yield from _json_filled(empty, "[]", (_STATUS_JSON(rows) for rows in _batched(_status_rows(doc, now),
+                                                                                  rows_per_chunk)))
+
+
+_STATUS_JSON = json.JSONEncoder(indent=2).encode
+
+
+def _batched(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _json_filled(empty: str, hole: str, parts: Iterator[str]) -> Iterator[str]:
+    """The indented document `empty` (indent 2, its last member the empty container `hole`, `[]`
+    or `{}`) with the members of `parts` put in the hole: the text of encoding the filled document
+    whole. Each part is a non-empty container of the hole's kind encoded alone with indent 2; its
+    members move one level deeper, and as JSON strings hold no raw newline, every newline in it is
+    a line break to indent once more."""
+    cut = empty.rindex(hole)
+    none = True
+    for text in parts:  # "[\n  member,\n  member\n]": the members are text[4:-2]
+        yield (empty[:cut + 1] + "\n    " if none else ",\n    ") + text[4:-2].replace("\n", "\n  ")
+        none = False
+    yield empty if none else "\n  " + empty[cut + 1:]
 
 
 def status_text(rows: list[dict[str, Any]]) -> str:
@@ -67,9 +105,10 @@ def status_text_chunks(doc: StateDoc, now: datetime, *, lines_per_chunk: int = 2
         return
     table, counts = _status_table(doc, now)
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(STATUS_HEADERS)]
-    chunk = ["  ".join(h.ljust(w) for h, w in zip(STATUS_HEADERS, widths, strict=True)).rstrip()]
+    row = "  ".join(f"{{:<{w}}}" for w in widths).format  # each cell left-justified, as str.ljust
+    chunk = [row(*STATUS_HEADERS).rstrip()]
     for cells in table:
-        chunk.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+        chunk.append(row(*cells).rstrip())
         if len(chunk) >= lines_per_chunk:
             yield "\n".join(chunk) + "\n"
             chunk = []
@@ -124,7 +163,9 @@ def recorded_outputs(doc: StateDoc, addresses: Iterable[str] = ()) -> dict[str, 
     return dict(_recorded(doc, addresses))
 
 
-def _recorded(doc: StateDoc, addresses: Iterable[str] = ()) -> Iterator[tuple[str, dict[str, Any]]]:
+def _recorded(doc: StateDoc, addresses: Iterable[str] = (), *,
+              redacted: bool = True) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(address, outputs) in address order; `redacted=False`: as recorded, for the caller to redact."""
     from jobrunner.redact import known_secrets, redact
 
     wanted = set(addresses)
@@ -132,20 +173,27 @@ def _recorded(doc: StateDoc, addresses: Iterable[str] = ()) -> Iterator[tuple[st
     for addr, st in sorted(doc.addresses.items()):
         if wanted and addr not in wanted and resource_of(addr) not in wanted:
             continue
-        if not st.outputs:
+        outputs = st.peek_outputs()  # not kept unpacked: each address is read once
+        if not outputs:
             continue
-        yield addr, redact(st.outputs, secrets=secrets)
+        yield addr, redact(outputs, secrets=secrets) if redacted else outputs
 
 
 def outputs_text_chunks(doc: StateDoc, addresses: Iterable[str] = (), *,
                         lines_per_chunk: int = 2000) -> Iterator[str]:
     """`outputs_text(recorded_outputs(doc, addresses)) + "\n"` in pieces, one address redacted
     at a time: 100,000 batch items' outputs are never copied all at once."""
+    from jobrunner.redact import known_secrets, redact, redacts_nothing
+
+    secrets = known_secrets()
     chunk: list[str] = []
     any_output = False
-    for addr, outs in _recorded(doc, addresses):
+    for addr, outs in _recorded(doc, addresses, redacted=False):
         any_output = True
-        chunk.extend(_output_lines(addr, outs))
+        lines = list(_output_lines(addr, outs))
+        if not redacts_nothing("\n".join(lines), secrets):  # the lines hold every key and string
+            lines = list(_output_lines(addr, redact(outs, secrets=secrets)))
+        chunk.extend(lines)
         if len(chunk) >= lines_per_chunk:
             yield "\n".join(chunk) + "\n"
             chunk = []
@@ -159,6 +207,28 @@ def outputs_json(data: dict[str, dict[str, Any]]) -> str:
     return json.dumps({"format_version": FORMAT_VERSION, "outputs": data}, indent=2, sort_keys=True, default=str)
 
 
+def outputs_json_chunks(doc: StateDoc, addresses: Iterable[str] = (), *, per_chunk: int = 1000) -> Iterator[str]:
+    """`outputs_json(recorded_outputs(doc, addresses))` in pieces, some addresses at a time (in
+    address order, as sort_keys orders them)."""
+    from jobrunner.redact import known_secrets, redact, redacts_nothing
+
+    secrets = known_secrets()
+
+    def parts() -> Iterator[str]:
+        for batch in _batched(_recorded(doc, addresses, redacted=False), per_chunk):
+            text = _OUTPUTS_JSON(dict(batch))
+            # Redacted only when the piece may hold something to hide. The encoder escapes non-ASCII
+            # as \uXXXX, which would hide a look-alike key (a Kelvin-sign "key") from the check.
+            if "\\u" in text or not redacts_nothing(text, secrets):
+                text = _OUTPUTS_JSON({addr: redact(outs, secrets=secrets) for addr, outs in batch})
+            yield text
+
+    yield from _json_filled(outputs_json({}), "{}", parts())
+
+
+_OUTPUTS_JSON = json.JSONEncoder(indent=2, sort_keys=True, default=str).encode
+
+
 def outputs_text(data: dict[str, dict[str, Any]]) -> str:
     """`address.key = value` lines (no trailing newline), or a note when there are none."""
     if not data:
@@ -169,11 +239,16 @@ def outputs_text(data: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# json.dumps(value, sort_keys=True, default=str, ensure_ascii=False), without building an encoder
+# per value (two values per batch item).
+_OUTPUT_JSON = json.JSONEncoder(sort_keys=True, default=str, ensure_ascii=False).encode
+
+
 def _output_lines(addr: str, outs: dict[str, Any]) -> Iterator[str]:
     for key, value in sorted(outs.items()):
         # One line per output: strings as they are unless multi-line, anything else as JSON.
         plain = isinstance(value, str) and "\n" not in value
-        text = value if plain else json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+        text = value if plain else _OUTPUT_JSON(value)
         yield f"{addr}.{key} = {text}"
 
 
@@ -201,5 +276,5 @@ def summary_outputs_lines(doc: StateDoc, resources: set[str] | None, files_writt
     return lines
 
 
-__all__ = ["status_rows", "status_json", "status_text", "status_text_chunks", "recorded_outputs", "outputs_json",
-           "outputs_text", "outputs_text_chunks", "summary_outputs_lines"]
+__all__ = ["status_rows", "status_json", "status_json_chunks", "status_text", "status_text_chunks", "recorded_outputs",
+           "outputs_json", "outputs_json_chunks", "outputs_text", "outputs_text_chunks", "summary_outputs_lines"]

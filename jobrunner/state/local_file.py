@@ -585,7 +585,7 @@ def _apply_record(doc: StateDoc, record: dict[str, Any]) -> None:
         doc.workspace_id = head["workspace_id"]
     doc.recovered_at = head.get("recovered_at")
     for address, data in record["set"].items():
-        doc.addresses[address] = AddressState.from_json(data)
+        doc.addresses[address] = AddressState.from_json(data, pack=True)
     for address in record["del"]:
         doc.addresses.pop(address, None)
 
@@ -613,33 +613,34 @@ def _read_by_line(fh: Any) -> _Streamed | None:
     decoder's per-call work is paid once per block, not once per line (about half the CPU of
     decoding line by line). None when the file is not in that layout or anything in it does not
     parse: the caller then parses it whole, which names the problem.
+
+    Blocks are cut after the last `,` + newline of each read: those two bytes end a member (a JSON
+    string holds no raw newline), so a block is a run of whole members of some object. When that
+    object is not the addresses (a member written over several lines), the block does not decode,
+    and the whole parse takes over; a block that decodes is read exactly as the whole parse reads it.
     """
     first = fh.readline()
     if not first.endswith(_ADDRESSES_OPEN):
         return _rewind(fh)
     crc, size = zlib.crc32(first), len(first)
     addresses: dict[str, AddressState] = {}
-    block: list[bytes] = []
-    pending = 0
-    closed, more = False, True  # `more`: the previous address line ended with a comma
+    rest = bytearray()  # read, not decoded yet: the members after the last cut
     try:
-        for line in fh:
-            crc, size = zlib.crc32(line, crc), size + len(line)
-            if line == b"}}\n":
-                closed = not more or not (addresses or block)
-                break
-            if not more or not line.endswith(b"\n"):
-                return _rewind(fh)
-            more = line.endswith(b",\n")
-            block.append(line)
-            pending += len(line)
-            if pending >= _BLOCK_BYTES:
-                _decode_block(block, addresses)
-                block, pending = [], 0
-        _decode_block(block, addresses)
+        while chunk := fh.read(_BLOCK_BYTES):
+            crc, size = zlib.crc32(chunk, crc), size + len(chunk)
+            rest += chunk
+            cut = rest.rfind(b",\n")
+            if cut >= 0:
+                _decode_block(rest[:cut], addresses)
+                del rest[:cut + 2]
+        if not rest.endswith(b"}}\n"):
+            return _rewind(fh)
+        last = rest[:-3].rstrip(b"\n")
+        if last:
+            _decode_block(last, addresses)
+        elif addresses or size != len(first) + len(rest):  # `,` then the end: not JSON
+            return _rewind(fh)
     except (UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError):
-        return _rewind(fh)
-    if not closed or fh.read(1):
         return _rewind(fh)
     head = first[: -len(_ADDRESSES_OPEN)] + b',"addresses":{}}'
     return head, addresses, size, f"{crc:08x}:{size}"
@@ -649,22 +650,13 @@ def _read_by_line(fh: Any) -> _Streamed | None:
 _BLOCK_BYTES = 1 << 20
 
 
-def _decode_block(block: list[bytes], addresses: dict[str, AddressState]) -> None:
-    """Decode whole `"address": {...},` lines as one JSON object into `addresses` (in file order).
-
-    Raises ValueError when a line is not exactly one `"address": {...}` member (e.g. two on one
-    line, or a key repeated), so the caller falls back to the whole-file parse and its message.
-    """
-    if not block:
-        return
-    text = b"".join(block).rstrip(b"\n")
-    if text.endswith(b","):
-        text = text[:-1]
-    decoded = json.loads(b"{" + text + b"}")
-    if len(decoded) != len(block):
-        raise ValueError("not one address per line")
+def _decode_block(members: bytes | bytearray, addresses: dict[str, AddressState]) -> None:
+    """Decode `"address": {...}` members (comma-separated) as one JSON object into `addresses`
+    (in file order; raises ValueError when they are not that)."""
+    decoded = json.loads(b"{" + members + b"}")
+    from_json = AddressState.from_json
     for address, data in decoded.items():
-        st = AddressState.from_json(data, share_keys=False)
+        st = from_json(data, share_keys=False, pack=True)
         if st.address == address:
             st.address = address  # one string for the key and the field (80 bytes an address)
         addresses[address] = st

@@ -29,3 +29,14 @@ def test_format_in_utc_with_z() -> None:
     assert to_rfc3339(WHEN.astimezone(timezone(timedelta(hours=-5)))) == "2024-10-04T18:07:40.328000Z"
     assert to_rfc3339(datetime(2024, 1, 1)) == "2024-01-01T00:00:00Z"  # naive is UTC
     assert parse_rfc3339(to_rfc3339(WHEN)) == WHEN
+
+
+def test_the_form_jobrunner_writes_parses_as_the_general_path_does() -> None:
+    # 27 characters, six fractional digits and a Z (to_rfc3339 with microseconds) take a fast path.
+    for when in (WHEN, WHEN.replace(microsecond=1), datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)):
+        text = to_rfc3339(when, timespec="microseconds")
+        assert len(text) == 27 and parse_rfc3339(text) == when
+        assert getattr(parse_rfc3339(text), "tzinfo", None) is UTC
+        assert parse_rfc3339(text) == parse_rfc3339(text[:-1] + "+00:00") == parse_rfc3339(" " + text)
+    for value in ("2024-13-04T18:07:40.328000Z", "2024-10-04T18:07:60.328000Z"):
+        assert parse_rfc3339(value) is None
