@@ -46,6 +46,34 @@ def canonical_json(value: Any) -> str:
     return _CANONICAL.encode(value)
 
 
+class FieldFingerprints:
+    """`fingerprint({**head, field: value})` for many values of one field: a batch's rows share
+    everything but their input. The text of `head`'s other fields is encoded once and the value's
+    canonical JSON spliced between, where sorted keys put it, so the bytes hashed are exactly
+    `canonical_json({**head, field: value})` and each row pays only for its own value.
+    """
+
+    def __init__(self, head: dict[str, Any], field: str) -> None:
+        self._head, self._field = head, field
+        self._ends: tuple[str, str] | None = None  # built at the first row: what fails, fails there
+
+    def of(self, value: Any) -> str:
+        """sha256 (hex) of the canonical JSON of `{**head, field: value}`."""
+        ends = self._ends or self._cut()
+        return sha256_text(ends[0] + canonical_json(value) + ends[1])
+
+    def _cut(self) -> tuple[str, str]:
+        """canonical_json of the whole mapping, cut where `field` goes (sorted keys, no whitespace)."""
+        field = self._field
+        rest = {k: v for k, v in self._head.items() if k != field}
+        if not all(isinstance(k, str) for k in rest):
+            raise TypeError("FieldFingerprints needs string keys")  # canonical_json sorts only those
+        before = "".join(f"{canonical_json(k)}:{canonical_json(rest[k])}," for k in sorted(rest) if k < field)
+        after = "".join(f",{canonical_json(k)}:{canonical_json(rest[k])}" for k in sorted(rest) if k > field)
+        self._ends = ("{" + before + canonical_json(field) + ":", after + "}")
+        return self._ends
+
+
 def interpolated_json(value: Any) -> str:
     """A non-string value as text inside a string: sorted keys, no whitespace, ASCII escapes."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
@@ -91,6 +119,7 @@ __all__ = [
     "FILE_MARKER",
     "FILE_DIGEST",
     "canonical_json",
+    "FieldFingerprints",
     "interpolated_json",
     "sha256_text",
     "fingerprint",

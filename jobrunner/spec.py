@@ -27,7 +27,14 @@ from typing import Any
 
 from jobrunner.deployment_changes import outputs_kept
 from jobrunner.errors import Diagnostic, ManifestError
-from jobrunner.fingerprint import FILE_DIGEST, FILE_MARKER, file_digest, fingerprint, is_file_marker
+from jobrunner.fingerprint import (
+    FILE_DIGEST,
+    FILE_MARKER,
+    FieldFingerprints,
+    file_digest,
+    fingerprint,
+    is_file_marker,
+)
 from jobrunner.inputs import BatchItem, read_batch_items, resolve_relative
 from jobrunner.providers.adapter import ProviderAdapter, RequestForm, split_version
 from jobrunner.providers.adapters import adapter_for
@@ -349,6 +356,7 @@ def _batch(res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]],
     request_head = {"provider": provider, "kind": JOB_PREDICTION, **runs_on}
     material_head = _material({"provider": provider, "kind": JOB_PREDICTION, **runs_on,
                                **{k: head[k] for k in release}})
+    row_fingerprint = FieldFingerprints(material_head, "input").of  # the head's JSON encoded once
     for item, has_ref in zip(items, with_refs, strict=True):
         item_input, item_unknown = resolve_refs(item.input, known_map) if has_ref else (item.input, False)
         input_req, input_mat = _files(item_input, res, root, ("$.spec", "inputs"), line=item.line, file=item.file)
@@ -362,7 +370,8 @@ def _batch(res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]],
             provider=provider,
             file=file,
             request=request,
-            fingerprint=None if (unknown or item_unknown) else fingerprint(material),
+            fingerprint=None if (unknown or item_unknown) else (
+                row_fingerprint(input_mat) if input_mat is not None else fingerprint(material)),
             depends_on=item_deps,
             sensitive_paths=sensitive,
             material=material,
