@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import replace as dc_replace
+from operator import attrgetter
 from typing import Any
 
 from jobrunner.deployment_changes import changed_fields, updatable_fields
@@ -110,7 +111,7 @@ def compute_plan(
     rerunning: set[str] = set()
     destroyed: list[str] = []  # deployments a change would delete despite lifecycle.prevent_destroy
 
-    ordered = sorted(desired, key=lambda j: (rank.get(j.resource_address, 0), j.address))
+    ordered = _in_order(desired, rank)
     for job in ordered:
         prior = state.addresses.get(job.address)
         policy = policies.get(job.resource_address) or Policy.of(None, prior.lifecycle if prior else None)
@@ -615,11 +616,24 @@ def _without_kind(material: dict[str, Any]) -> dict[str, Any]:
 # --- ordering and targeting ---------------------------------------------------------------------
 
 
+def _in_order(desired: list[DesiredJob], rank: dict[str, int]) -> list[DesiredJob]:
+    """The jobs by rank (`_ranks` of these jobs: it ranks each one's resource), then address.
+    With every rank the same (no references: the usual big batch), that is the order by address
+    alone, sorted without a key tuple per job."""
+    if len(set(rank.values())) <= 1:
+        return sorted(desired, key=attrgetter("address"))
+    return sorted(desired, key=lambda j: (rank.get(j.resource_address, 0), j.address))
+
+
 def _ranks(desired: Iterable[DesiredJob]) -> dict[str, int]:
     """Depth of each resource in the reference DAG (0 = no dependencies)."""
     deps: dict[str, set[str]] = {}
     for job in desired:
-        deps.setdefault(job.resource_address, set()).update(job.depends_on)
+        ups = deps.get(job.resource_address)
+        if ups is None:
+            ups = deps[job.resource_address] = set()  # once per resource, not once per batch item
+        if job.depends_on:
+            ups.update(job.depends_on)
     rank: dict[str, int] = {}
 
     def depth(addr: str, trail: frozenset[str]) -> int:

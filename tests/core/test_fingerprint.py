@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,24 @@ def test_field_fingerprints_of_a_batch_head() -> None:
         assert spliced.of(row) == fingerprint({**head, "input": row})
     with pytest.raises(ValueError):
         spliced.of({"x": float("nan")})
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=4), _json_values, max_size=5))
+def test_canonical_json_of_a_mapping_is_json_dumps_with_its_options(value: dict) -> None:
+    """Mappings take the kept C encoder: the text is what json.dumps gives with the same options."""
+    assert canonical_json(value) == json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                                               allow_nan=False)
+
+
+def test_canonical_json_after_a_refused_value() -> None:
+    """A failure (a cycle, NaN, a type JSON lacks) leaves nothing behind for the next value."""
+    shared: dict = {"a": [1]}
+    looped: dict = {"shared": shared}
+    shared["back"] = looped
+    for bad in (looped, {"x": float("nan")}, {"x": object()}):
+        with pytest.raises((ValueError, TypeError)):
+            canonical_json(bad)
+    del shared["back"]
+    assert canonical_json({"p": shared, "q": shared}) == '{"p":{"a":[1]},"q":{"a":[1]}}'
+    assert canonical_json(looped) == '{"shared":{"a":[1]}}'
