@@ -76,8 +76,8 @@ class _Compiler:
         return _all_of(checks)
 
     def _ref(self, ref: Any) -> Check:
-        if not isinstance(ref, str) or not ref.startswith("#/") or ref in self.resolving:
-            raise _Unsupported
+        if not isinstance(ref, str) or not ref.startswith("#/") or "%" in ref or ref in self.resolving:
+            raise _Unsupported  # percent-escapes are jsonschema's to decode
         target = self.root
         for part in ref[2:].split("/"):
             part = part.replace("~1", "/").replace("~0", "~")

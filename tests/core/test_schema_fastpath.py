@@ -56,7 +56,7 @@ def test_cog_schemas_compile_and_agree_on_examples() -> None:
 def test_unmodelled_keywords_leave_every_row_to_jsonschema() -> None:
     for schema in ({"type": "object", "properties": {"a": {"type": "string", "pattern": "^x"}}},
                    {"oneOf": [{"type": "string"}, {"type": "integer"}]},
-                   {"$ref": "#/definitions/missing"},
+                   {"$ref": "#/definitions/missing"}, {"$ref": "#/definitions/a%20b", "definitions": {"a%20b": {}}},
                    {"$ref": "#/definitions/a", "type": "string", "definitions": {"a": {}}},
                    {"type": "object", "patternProperties": {"^x": {}}},
                    {"type": "integer", "multipleOf": 2},
