@@ -205,7 +205,7 @@ def test_batch_rows_with_and_without_files(tmp_path: Path) -> None:
     row, gets the workspace-relative path in its request and the file's digest in its material."""
     (tmp_path / "specs").mkdir()
     (tmp_path / "specs" / "a.txt").write_text("A")
-    rows = [{"key": "plain", "prompt": "x", "n": 1}, {"key": "deep", "img": {"$file": "a.txt"}},
+    rows: list[dict] = [{"key": "plain", "prompt": "x", "n": 1}, {"key": "deep", "img": {"$file": "a.txt"}},
             {"key": "listed", "imgs": [{"$file": "a.txt"}, "y"]}]
     plain, deep, listed = expand([batch(inputs=rows)], tmp_path, {})
     assert plain.request["input"] is plain.material["input"] == {"prompt": "x", "n": 1}
