@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import replace as dc_replace
+from operator import attrgetter
 from typing import Any
 
 from jobrunner.deployment_changes import changed_fields, updatable_fields
@@ -72,7 +73,7 @@ from jobrunner.providers.base import (
 )
 from jobrunner.redact import Secrets, known_secrets, redact
 from jobrunner.references import missing_outputs_text
-from jobrunner.resources import JOB_DEPLOYMENT, JOB_MODEL, JOB_TRAINING, DesiredJob, Resource
+from jobrunner.resources import JOB_DEPLOYMENT, JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
 from jobrunner.state.model import AddressState, StateDoc
 
 RETRYABLE = frozenset({FAILED, ABORTED, CANCELED, GONE})
@@ -110,11 +111,14 @@ def compute_plan(
     rerunning: set[str] = set()
     destroyed: list[str] = []  # deployments a change would delete despite lifecycle.prevent_destroy
 
-    ordered = sorted(desired, key=lambda j: (rank.get(j.resource_address, 0), j.address))
+    ordered = _in_order(desired, rank)
     for job in ordered:
         prior = state.addresses.get(job.address)
         policy = policies.get(job.resource_address) or Policy.of(None, prior.lifecycle if prior else None)
         seen = remote.get(job.address)
+        if prior is not None and seen is None and not job.depends_on and _settled(job, prior, forced):
+            changes.append(_as_moved(_succeeded(job, prior, policy), moved))  # most of a re-planned batch
+            continue
         if job.job_kind == JOB_MODEL:
             change = _plan_model(job, prior, secrets)
         elif job.job_kind == JOB_DEPLOYMENT:
@@ -139,27 +143,7 @@ def compute_plan(
             failed_for_good.setdefault(job.resource_address, "is skipped")
         changes.append(_as_moved(_with_policy(change, policy), moved))
 
-    removed: list[PlannedChange] = []
-    protected: list[str] = []
-    for address in sorted(state.addresses):
-        if address in desired_addrs:
-            continue
-        prior = state.addresses[address]
-        if prior.file not in planned_files:
-            continue  # defined (or not) in manifests this plan did not read: not ours to judge
-        resource_address = address.split("[", 1)[0]
-        policy = policies.get(resource_address) or Policy.of(None, prior.lifecycle)
-        gone: PlannedChange | None
-        if prior.job_kind == JOB_DEPLOYMENT:
-            gone = _plan_deployment_removed(prior, remote.get(address))
-            if gone.action == DELETE and policy.prevent_destroy:
-                destroyed.append(address)
-        else:
-            gone = _plan_removed(prior, remote.get(address), policy)
-        if gone is None:
-            protected.append(address)
-            continue
-        removed.append(_as_moved(_with_policy(gone, policy), moved))
+    removed, protected = _removals(state, desired_addrs, planned_files, policies, remote, moved, destroyed)
     if destroyed:
         raise PlanError(
             "this plan would delete deployments whose lifecycle.prevent_destroy is true:\n"
@@ -183,6 +167,49 @@ def compute_plan(
         state_lineage=state.lineage,
         state_serial=state.serial,
     )
+
+
+def _removals(state: StateDoc, desired_addrs: set[str], planned_files: set[str], policies: dict[str, Policy],
+              remote: Mapping[str, RemoteJob], moved: Mapping[str, str] | None,
+              destroyed: list[str]) -> tuple[list[PlannedChange], list[str]]:
+    """(changes of the addresses no manifest defines any more, those prevent_cancel refuses);
+    deployments a removal would delete despite prevent_destroy are added to `destroyed`."""
+    removed: list[PlannedChange] = []
+    protected: list[str] = []
+    # Only the addresses not desired are sorted: a re-planned batch of 100,000 has none.
+    for address in sorted(a for a in state.addresses if a not in desired_addrs):
+        prior = state.addresses[address]
+        if prior.file not in planned_files:
+            continue  # defined (or not) in manifests this plan did not read: not ours to judge
+        resource_address = address.split("[", 1)[0]
+        policy = policies.get(resource_address) or Policy.of(None, prior.lifecycle)
+        gone: PlannedChange | None
+        if prior.job_kind == JOB_DEPLOYMENT:
+            gone = _plan_deployment_removed(prior, remote.get(address))
+            if gone.action == DELETE and policy.prevent_destroy:
+                destroyed.append(address)
+        else:
+            gone = _plan_removed(prior, remote.get(address), policy)
+        if gone is None:
+            protected.append(address)
+            continue
+        removed.append(_as_moved(_with_policy(gone, policy), moved))
+    return removed, protected
+
+
+def _settled(job: DesiredJob, prior: AddressState, forced: set[str]) -> bool:
+    """A job or batch item whose spec is unchanged and whose run succeeded, with nothing seen on
+    the provider since (the caller checks that): `_plan_job` would plan it as the quiet noop
+    `_succeeded` makes. Most of a re-planned batch; tested first, it skips the general path."""
+    return (prior.status == SUCCEEDED and prior.intent is None and bool(prior.remote_id)
+            and job.fingerprint is not None and job.fingerprint == prior.fingerprint
+            and (job.job_kind == JOB_PREDICTION or job.job_kind == JOB_TRAINING) and job.address not in forced)
+
+
+def _succeeded(job: DesiredJob, prior: AddressState, policy: Policy) -> PlannedChange:
+    """The change `_plan_job` plans for a `_settled` job, its policy set."""
+    return PlannedChange(job.address, NOOP, "succeeded", job, prior, prior.fingerprint, job.fingerprint,
+                         remote_status=prior.status, quiet=True, policy=policy)
 
 
 def _with_policy(change: PlannedChange, policy: Policy) -> PlannedChange:
@@ -589,11 +616,24 @@ def _without_kind(material: dict[str, Any]) -> dict[str, Any]:
 # --- ordering and targeting ---------------------------------------------------------------------
 
 
+def _in_order(desired: list[DesiredJob], rank: dict[str, int]) -> list[DesiredJob]:
+    """The jobs by rank (`_ranks` of these jobs: it ranks each one's resource), then address.
+    With every rank the same (no references: the usual big batch), that is the order by address
+    alone, sorted without a key tuple per job."""
+    if len(set(rank.values())) <= 1:
+        return sorted(desired, key=attrgetter("address"))
+    return sorted(desired, key=lambda j: (rank.get(j.resource_address, 0), j.address))
+
+
 def _ranks(desired: Iterable[DesiredJob]) -> dict[str, int]:
     """Depth of each resource in the reference DAG (0 = no dependencies)."""
     deps: dict[str, set[str]] = {}
     for job in desired:
-        deps.setdefault(job.resource_address, set()).update(job.depends_on)
+        ups = deps.get(job.resource_address)
+        if ups is None:
+            ups = deps[job.resource_address] = set()  # once per resource, not once per batch item
+        if job.depends_on:
+            ups.update(job.depends_on)
     rank: dict[str, int] = {}
 
     def depth(addr: str, trail: frozenset[str]) -> int:

@@ -198,3 +198,19 @@ def test_an_output_missing_from_a_settled_upstream_is_named(tmp_path: Path) -> N
     doc.addresses["Training/poems"].outputs = {}
     item = [j for j in expand(res, tmp_path, state=doc) if j.job_kind == JOB_PREDICTION][0]
     assert item.missing_outputs == (("Training/poems", "version"), ("Training/poems", "weights"))
+
+
+def test_batch_rows_with_and_without_files(tmp_path: Path) -> None:
+    """A row of plain values is used as it is; a row naming a file, at any depth or as the whole
+    row, gets the workspace-relative path in its request and the file's digest in its material."""
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "a.txt").write_text("A")
+    rows: list[dict] = [{"key": "plain", "prompt": "x", "n": 1}, {"key": "deep", "img": {"$file": "a.txt"}},
+            {"key": "listed", "imgs": [{"$file": "a.txt"}, "y"]}]
+    plain, deep, listed = expand([batch(inputs=rows)], tmp_path, {})
+    assert plain.request["input"] is plain.material["input"] == {"prompt": "x", "n": 1}
+    assert deep.request["input"] == {"img": {"$file": "specs/a.txt"}}
+    assert "$file_sha256" in deep.material["input"]["img"]
+    assert listed.request["input"]["imgs"] == [{"$file": "specs/a.txt"}, "y"]
+    whole = expand([batch(inputs=[{"$file": "a.txt"}])], tmp_path, {})[0]
+    assert whole.request["input"] == {"$file": "specs/a.txt"} and "$file_sha256" in whole.material["input"]
