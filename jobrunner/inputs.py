@@ -19,13 +19,27 @@ from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 from jobrunner.errors import Diagnostic, ManifestError
-from jobrunner.fingerprint import canonical_json, is_file_marker
+from jobrunner.fingerprint import FILE_MARKER, canonical_json, is_file_marker
 from jobrunner.resources import Resource
 
 MAX_INPUTS_FILE_BYTES = 256 * 1024 * 1024
 KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}\Z")
 _INT_RE = re.compile(r"-?(0|[1-9][0-9]*)\Z")
 _FLOAT_RE = re.compile(r"-?(0|[1-9][0-9]*)\.[0-9]+([eE][-+]?[0-9]+)?\Z")
+
+
+def plain_row(value: Any) -> bool:
+    """A mapping of plain values (no mapping or list in it) without a `$file` key: nothing in it
+    is a file reference, so it needs no walk for one. Most batch rows; checked in one loop, as it
+    runs for each row of a big batch (validation and expansion both ask)."""
+    if type(value) is not dict or FILE_MARKER in value:
+        return False
+    for v in value.values():  # a loop, not any(): no generator per row
+        if isinstance(v, (dict, list)):
+            break
+    else:
+        return True
+    return False
 
 
 class BatchItem(NamedTuple):

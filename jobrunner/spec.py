@@ -35,7 +35,7 @@ from jobrunner.fingerprint import (
     fingerprint,
     is_file_marker,
 )
-from jobrunner.inputs import BatchItem, read_batch_items, resolve_relative
+from jobrunner.inputs import BatchItem, plain_row, read_batch_items, resolve_relative
 from jobrunner.providers.adapter import ProviderAdapter, RequestForm, split_version
 from jobrunner.providers.adapters import adapter_for
 from jobrunner.providers.base import SUCCEEDED
@@ -361,7 +361,7 @@ def _batch(res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]],
     row_fingerprint = FieldFingerprints(material_head, "input").of  # the head's JSON encoded once
     for item, has_ref in zip(items, with_refs, strict=True):
         item_input, item_unknown = resolve_refs(item.input, known_map) if has_ref else (item.input, False)
-        input_req, input_mat = (item_input, item_input) if _plain(item_input) else \
+        input_req, input_mat = (item_input, item_input) if plain_row(item_input) else \
             _files(item_input, res, root, ("$.spec", "inputs"), line=item.line, file=item.file)
         material = {**material_head, "input": input_mat} if input_mat is not None else dict(material_head)
         request = {**request_head, "input": input_req, **passthrough}
@@ -435,19 +435,6 @@ def _has_ref(value: Any) -> bool:
                 return True
         elif isinstance(v, (dict, list)) and _has_ref(v):
             return True
-    return False
-
-
-def _plain(value: Any) -> bool:
-    """A mapping of plain values (no mapping or list in it) without a `$file` key: `_files` would
-    return it as is, twice. Most batch rows; one loop instead of `_files`' walk."""
-    if type(value) is not dict or FILE_MARKER in value:
-        return False
-    for v in value.values():  # a loop, not any(): called for each of a big batch's rows
-        if isinstance(v, (dict, list)):
-            break
-    else:
-        return True
     return False
 
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from jobrunner.durations import DurationError, parse_duration
 from jobrunner.errors import Diagnostic
-from jobrunner.inputs import BatchItem, is_file_ref, load_batch_items, resolve_relative
+from jobrunner.inputs import BatchItem, is_file_ref, load_batch_items, plain_row, resolve_relative
 from jobrunner.jsonpaths import find_values
 from jobrunner.loader import TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_TIMESTAMP, Document, child_path, load_file
 from jobrunner.providers.adapter import RequestForm
@@ -499,7 +499,7 @@ def _check_batch(r: Resource, root: Path, out: _Collector, result: ValidationRes
     # $file inside rows read from an inputs file (inline rows were checked with the spec).
     if has_file:
         for item in items:
-            if _flat_plain(item.input):
+            if plain_row(item.input):
                 continue  # the common row: no mapping anywhere, so no {$file: ...}
             for json_path, value in _file_refs(item.input, "$.input"):
                 _check_file_ref(r, root, json_path, value, out, item.file, item.line)
@@ -545,22 +545,9 @@ def _check_endpoint_rows(r: Resource, root: Path, rows: list[tuple[Any, str, str
                         label=f"{r.spec['endpoint']} request body")
 
 
-def _flat_plain(row: Any) -> bool:
-    """A mapping of plain values (no mapping or list in it) without a `$file` key: nothing in it
-    is a file reference. Most batch rows; checked in one loop instead of a walk."""
-    if type(row) is not dict or "$file" in row:
-        return False
-    for v in row.values():  # a loop, not any(): called for each of a big batch's rows
-        if isinstance(v, (dict, list)):
-            break
-    else:
-        return True
-    return False
-
-
 def _placeholders(value: Any) -> Any:
     """Input as the provider will see it: uploaded files become URLs, references stay strings."""
-    if _flat_plain(value):
+    if plain_row(value):
         return value  # nothing to replace: validated as it is (never changed by the validator)
     if is_file_ref(value):
         return "file:///uploaded-at-apply"
