@@ -29,6 +29,8 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
+from itertools import chain
+from operator import attrgetter, itemgetter
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit
 
@@ -424,7 +426,7 @@ class SecretRegistry:
         the workspace `root`, also the contents of sensitive `{$file: p}` inputs (p is relative to it)."""
         read: set[str] = set()  # each file once, however many rows name it
         clear = _ClearShapes()
-        for job in jobs:
+        for job in clear.unclear(jobs):
             request = getattr(job, "request", None) or {}
             sensitive = getattr(job, "sensitive_paths", ()) or ()
             if clear.holds_nothing(request, sensitive):
@@ -483,6 +485,69 @@ class _ClearShapes:
     def __init__(self) -> None:
         self._known: dict[tuple[Any, ...], bool] = {}
 
+    def unclear(self, jobs: Iterable[Any]) -> Iterator[Any]:
+        """The jobs that may hold something: a few thousand at a time, a run of rows that all hold
+        plain values under ordinary keys is passed over whole (`_all_clear`); the others are
+        judged one by one (`holds_nothing`)."""
+        chunk: list[Any] = []
+        for job in jobs:
+            chunk.append(job)
+            if len(chunk) == _RUN:
+                yield from self._unclear_of(chunk)
+                chunk = []
+        yield from self._unclear_of(chunk)
+
+    def _unclear_of(self, jobs: list[Any]) -> Iterator[Any]:
+        if jobs and self._all_clear(jobs):
+            return
+        for job in jobs:
+            request = getattr(job, "request", None) or {}
+            if not self.holds_nothing(request, getattr(job, "sensitive_paths", ()) or ()):
+                yield job
+
+    def _all_clear(self, jobs: list[Any]) -> bool:
+        """True when `holds_nothing` would say so of every job: all share one `sensitive`, every
+        `input` is a dict of plain values (str, numbers, booleans, null), no other request value
+        is a dict or list, no request has a webhook, and no key of any of them is secret-named or
+        listed. Told with map() and sets over the whole run (C loops, not a Python call per row);
+        False when unsure: the rows are then judged one by one."""
+        try:
+            listed = set(map(_SENSITIVE, jobs))
+            requests = list(map(_REQUEST, jobs))
+            if len(listed) != 1 or set(map(type, requests)) != {dict}:
+                return False
+            sensitive = tuple(listed.pop())
+        except (AttributeError, TypeError):  # not jobs as expansion makes them: one by one
+            return False
+        inputs = [r.get("input") for r in requests]
+        if set(map(type, inputs)) != {dict}:
+            return False
+        if not set(map(type, chain.from_iterable(map(dict.values, inputs)))) <= _PLAIN_TYPES:
+            return False
+        request_shapes = set(map(tuple, requests))
+        if len(request_shapes) != 1:
+            return False
+        request_keys = set(request_shapes.pop())
+        others = sorted(request_keys - {"input"}, key=str)
+        # No other request value nested (an Emissary body's `parameters`): the input is the only dict.
+        values = (map(itemgetter(*others), requests) if len(others) > 1
+                  else ((v,) for v in map(itemgetter(*others), requests)) if others else iter(()))
+        if any(issubclass(t, (dict, list)) for t in set(map(type, chain.from_iterable(values)))):
+            return False
+        if "webhook" in request_keys:
+            return False
+        keys = request_keys.union(*set(map(tuple, inputs))) - {"input"}
+        return self._keys_clear(tuple(sorted(map(str, keys))), sensitive)
+
+    def _keys_clear(self, keys: tuple[str, ...], listed: tuple[str, ...]) -> bool:
+        shape = ("all", keys, listed)
+        clear = self._known.get(shape)
+        if clear is None:
+            names, _ = _split_sensitive(listed) if listed else (set(), set())
+            clear = not any(is_secret_name(k) or k.lower() in names for k in keys)
+            self._known[shape] = clear
+        return clear
+
     def holds_nothing(self, request: dict[str, Any], sensitive: Iterable[str]) -> bool:
         """True when `request` and its `input` are flat (no dict or list values, so no `{$file}`
         either, and no webhook) and no key is secret-named or listed in `sensitive`: then
@@ -499,6 +564,13 @@ class _ClearShapes:
             clear = not any(is_secret_name(k) or k.lower() in names for k in keys)
             self._known[shape] = clear
         return clear and _flat(inputs) and _flat(request, but="input")
+
+
+# Values that hold no key, hence no secret-named one, and no `{$file}` marker.
+_PLAIN_TYPES = frozenset((str, int, float, bool, type(None)))
+_REQUEST = attrgetter("request")
+_SENSITIVE = attrgetter("sensitive_paths")
+_RUN = 4096
 
 
 def _flat(value: dict[str, Any], but: str | None = None) -> bool:

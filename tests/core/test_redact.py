@@ -211,3 +211,42 @@ def test_flat_rows_of_one_shape_are_judged_once_and_still_give_up_their_secrets(
     values = set(registry.snapshot())
     assert {"token-value-3", "pw-value-5", "e6@example.org"} <= values
     assert not any(v.startswith("plain prompt") for v in values)
+
+
+def test_a_run_of_plain_rows_is_passed_over_whole_and_secrets_are_still_found() -> None:
+    """A big batch's rows are judged a few thousand at a time: a run of plain rows of one key
+    shape registers nothing, but a secret-named key in one row, a key all rows share and that is
+    secret-named or listed, a nested value, a webhook, a list, or rows of several shapes still give
+    up their secrets; and a known secret in a plain row is still scrubbed by value."""
+    def row(i: int, sensitive: tuple[str, ...] = (), **extra: object) -> SimpleNamespace:
+        return SimpleNamespace(request={"version": "v1", "input": {"prompt": f"plain prompt {i}", "seed": i,
+                                                                   "t": 0.5, "on": True, "x": None, **extra}},
+                               sensitive_paths=sensitive)
+
+    registry = SecretRegistry()
+    registry.add_jobs([row(i) for i in range(10_000)])
+    assert set(registry.snapshot()) == set()
+
+    registry.add_jobs([row(i) for i in range(5000)] + [row(5000, hf_token="token-value-5000")])
+    registry.add_jobs([row(i, api_key=f"shared-key-{i:04d}") for i in range(3)])
+    registry.add_jobs([row(i, ("input.prompt",)) for i in range(100, 103)])
+    registry.add_jobs([row(i) for i in range(3)] + [row(3, meta={"password": "nested-pw-3"})])
+    registry.add_jobs([row(i) for i in range(3)] + [row(3, tags=["a", {"secret": "in-a-list-3"}])])
+    hook = SimpleNamespace(request={"input": {"prompt": "plain prompt 9"},
+                                    "webhook": "https://h.example/x?token=hook-secret-9"}, sensitive_paths=())
+    registry.add_jobs([row(1), hook])
+    body = SimpleNamespace(request={"input": {"prompt": "plain prompt 8"}, "parameters": {"api_key": "param-secret-8"}},
+                           sensitive_paths=())
+    registry.add_jobs([row(1), body])
+    registry.add_jobs([body, SimpleNamespace(request={"input": {"prompt": "plain prompt 7"},
+                                                      "parameters": {"api_key": "param-secret-7"}},
+                                             sensitive_paths=())])
+    values = set(registry.snapshot())
+    assert {"token-value-5000", "shared-key-0000", "shared-key-0002", "plain prompt 100", "plain prompt 102",
+            "nested-pw-3", "in-a-list-3", "hook-secret-9", "param-secret-8",
+            "param-secret-7"} <= values
+    assert "plain prompt 1" not in values and "plain prompt 4999" not in values
+
+    registry.add("r8_" + "k" * 30)  # e.g. a token the environment or another manifest holds
+    registry.add_jobs([row(i, echo="r8_" + "k" * 30) for i in range(3)])
+    assert registry.snapshot().scrub(json.dumps(row(0, echo="r8_" + "k" * 30).request)).count(REDACTED) == 1

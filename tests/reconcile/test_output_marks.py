@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from jobrunner.providers.base import JobStatus
-from jobrunner.reconcile import outputfiles
+from jobrunner.reconcile import outputfiles, outputmarks
 from jobrunner.reconcile.outputfiles import output_files_due, write_output_files
 from jobrunner.reconcile.outputmarks import MARKS_PATH, OutputMarks, RowsKey
 from jobrunner.redact import SecretSet
@@ -154,3 +154,62 @@ def test_the_key_is_the_same_in_the_run_that_wrote_the_file_and_after_state_is_r
         reloaded.addresses[address].outputs = {"output": {"n": 1, "text": address}, "metrics": {"a": 0, "t": 1.5}}
     assert RowsKey(jobs, in_run, SecretSet()).value == RowsKey(jobs, reloaded, SecretSet()).value
 
+
+
+def _reloaded(doc: StateDoc, change: str = "") -> StateDoc:
+    """`doc` as a later command loads it (outputs packed until read), with one recorded field of
+    the first address edited in the saved state when `change` says so."""
+    out = StateDoc(serial=doc.serial, lineage=doc.lineage)
+    for i, (address, st) in enumerate(doc.addresses.items()):
+        data = json.loads(json.dumps(st.to_json()))
+        if i == 0 and change == "output":
+            data["outputs"]["output"] = {"text": "edited"}
+        elif i == 0 and change == "metrics":
+            data["outputs"]["metrics"] = {"t": 9.5}
+        elif i == 0 and change == "status":
+            data["status"] = "failed"
+        elif i == 0 and change == "error":
+            data["error"] = "boom"
+        out.addresses[address] = AddressState.from_json(data, pack=True)
+    return out
+
+
+def _no_full_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*_a: object) -> None:
+        raise AssertionError("the recorded side was decoded and re-encoded")
+    monkeypatch.setattr(outputmarks, "_recorded_digest", fail)
+
+
+def test_a_loaded_state_is_told_unchanged_by_the_quick_digest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run that wrote the file holds unpacked outputs: its mark has only the full digest. The
+    next apply (state loaded, packed) matches it and adds the quick digest; the one after that
+    neither decodes the outputs nor reads the file row by row."""
+    resources, jobs, doc = _written(tmp_path)
+    out = str(tmp_path / "out" / "b.jsonl")
+    assert "quick" not in json.loads((tmp_path / MARKS_PATH).read_text())["files"][out]
+    _no_row_check(monkeypatch)
+    assert output_files_due(tmp_path, resources, jobs, _reloaded(doc)) == []
+    assert json.loads((tmp_path / MARKS_PATH).read_text())["files"][out]["quick"]
+    _no_full_digest(monkeypatch)
+    reloaded = _reloaded(doc)
+    assert output_files_due(tmp_path, resources, jobs, reloaded) == []
+    assert all(type(outputmarks.stored_outputs(st)) is bytes for st in reloaded.addresses.values())
+
+
+@pytest.mark.parametrize("change", ["output", "metrics", "status", "error", "file", "input", "forgotten"])
+def test_an_edit_behind_a_quick_mark_means_the_check(tmp_path: Path, change: str) -> None:
+    """With a quick digest in the mark: a recorded output, metrics, status or error edited in the
+    saved state, the output file edited, an input changed or an address forgotten is still seen."""
+    resources, jobs, doc = _written(tmp_path)
+    assert output_files_due(tmp_path, resources, jobs, _reloaded(doc)) == []  # the quick digest is added
+    out = tmp_path / "out" / "b.jsonl"
+    assert "quick" in json.loads((tmp_path / MARKS_PATH).read_text())["files"][str(out)]
+    reloaded = _reloaded(doc, change)
+    if change == "file":
+        out.write_bytes(out.read_bytes().replace(b"in-a", b"in-z"))
+    elif change == "input":
+        jobs[0].request["input"]["text"] = "changed"
+    elif change == "forgotten":
+        del reloaded.addresses[jobs[0].address]
+    due = output_files_due(tmp_path, resources, jobs, reloaded)
+    assert [p.name for p, _, _ in due] == ["b.jsonl"], change
