@@ -536,7 +536,9 @@ class _ClearShapes:
             return False
         if "webhook" in request_keys:
             return False
-        keys = request_keys.union(*set(map(tuple, inputs))) - {"input"}
+        # As `holds_nothing` reads them: the request's own keys but "input", and every input key
+        # (an input field may itself be named "input", and be listed as `input.input`).
+        keys = (request_keys - {"input"}).union(*set(map(tuple, inputs)))
         return self._keys_clear(tuple(sorted(map(str, keys))), sensitive)
 
     def _keys_clear(self, keys: tuple[str, ...], listed: tuple[str, ...]) -> bool:

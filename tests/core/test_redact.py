@@ -250,3 +250,13 @@ def test_a_run_of_plain_rows_is_passed_over_whole_and_secrets_are_still_found() 
     registry.add("r8_" + "k" * 30)  # e.g. a token the environment or another manifest holds
     registry.add_jobs([row(i, echo="r8_" + "k" * 30) for i in range(3)])
     assert registry.snapshot().scrub(json.dumps(row(0, echo="r8_" + "k" * 30).request)).count(REDACTED) == 1
+
+
+def test_an_input_field_named_input_listed_as_sensitive_is_registered_from_a_run_of_rows() -> None:
+    """A run of plain rows is judged on its keys as a whole: an input field that is itself named
+    `input` (listed as `input.input`) must count as a key there, as it does row by row."""
+    rows = [SimpleNamespace(request={"version": "v1", "input": {"prompt": "p", "input": f"hidden-value-{i}"}},
+                            sensitive_paths=("input.input",)) for i in range(3)]
+    registry = SecretRegistry()
+    registry.add_jobs(rows)
+    assert {"hidden-value-0", "hidden-value-1", "hidden-value-2"} <= set(registry.snapshot())
