@@ -58,7 +58,11 @@ async def _serve(handler: Handler) -> tuple[asyncio.base_events.Server, str]:
     return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
 
-def test_the_default_client_sends_through_the_asyncio_backend() -> None:
+def test_the_httpx_transport_sends_through_the_asyncio_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    # httpx's own transport (JOBRUNNER_HTTP_TRANSPORT=httpx, and the lean transport's fallback:
+    # see test_wire.py) runs on this backend.
+    monkeypatch.setenv("JOBRUNNER_HTTP_TRANSPORT", "httpx")
+
     async def main() -> None:
         http = _client("http://127.0.0.1:9")
         client = await http._ensure()
@@ -208,7 +212,8 @@ def test_a_read_timeout_of_one_attempt_is_retried_for_a_get() -> None:
     asyncio.run(main())
 
 
-def test_creates_and_gets_against_the_real_local_platform(tmp_path: Path) -> None:
+def test_creates_and_gets_against_the_real_local_platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBRUNNER_HTTP_TRANSPORT", "httpx")  # the lean transport's own: test_wire.py
     with serve_platform(tmp_path / "platform", TOKEN) as live:
         provider = ReplicateProvider(_client(live.url))
 
