@@ -2,8 +2,10 @@
 
 Every provider request goes through `HttpClient.request`, which:
 
-* reuses one `httpx.AsyncClient` (connection pooling, keep-alive) with explicit timeouts, its
-  sockets on plain asyncio (`netbackend.py`: anyio's socket layer was most of httpcore's CPU);
+* reuses one `httpx.AsyncClient` (connection pooling, keep-alive) with explicit timeouts, over
+  jobrunner's lean HTTP/1.1 transport (`wire.py`: httpcore's pool and h11 were most of a
+  request's client CPU), with httpx's own transport on plain asyncio sockets (`netbackend.py`)
+  under it for uploads and anything unusual, or for everything with `JOBRUNNER_HTTP_TRANSPORT=httpx`;
 * bounds every request in total time, not only per read: one attempt (connect, send, the whole
   answer) gets `timeout` seconds, all attempts and backoffs together get `deadline` seconds, and a
   command-wide deadline (`command_deadline`, e.g. `apply --timeout` or the refresh bound of

@@ -62,6 +62,7 @@ import httpx
 ESCAPE_VAR = "JOBRUNNER_HTTP_TRANSPORT"  # "httpx": httpx's own transport for every request
 MAX_HEAD_BYTES = 100 * 1024  # as httpcore's h11 connection: the largest status line + headers
 READ_CHUNK = 64 * 1024  # the most one body chunk holds (httpcore reads 64 KiB at a time)
+BUFFER_HIGH = 1024 * 1024  # stop reading the socket while this much arrived and was not taken
 
 _POOL_HANDLER = httpcore.AsyncConnectionPool.handle_async_request
 _TRANSPORT_HANDLER = httpx.AsyncHTTPTransport.handle_async_request
@@ -97,6 +98,7 @@ class _Conn(asyncio.Protocol):
         self.waiter: asyncio.Future[None] | None = None  # a read waiting for bytes
         self.drained: asyncio.Future[None] | None = None  # a write waiting for the send buffer
         self.paused = False
+        self.reading_paused = False
         self.idle_since = 0.0
         self._poller: select.poll | None = None
 
@@ -108,6 +110,9 @@ class _Conn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        if len(self.buffer) > BUFFER_HIGH and self.transport is not None and not self.reading_paused:
+            self.reading_paused = True  # a big body read slowly: let TCP hold the rest
+            self.transport.pause_reading()
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
@@ -135,6 +140,15 @@ class _Conn(asyncio.Protocol):
         self.resume_writing()
 
     # used by the exchange
+
+    def take(self, size: int) -> bytes:
+        """Up to `size` bytes from the front of the buffer, reading resumed once it is small."""
+        chunk = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        if self.reading_paused and len(self.buffer) < READ_CHUNK and self.transport is not None:
+            self.reading_paused = False
+            self.transport.resume_reading()
+        return chunk
 
     async def more(self, timeout: float | None) -> None:
         """Wait until bytes arrive or the connection ends; ReadTimeout after `timeout` seconds."""
@@ -295,8 +309,7 @@ class _Body(httpx.AsyncByteStream):
         conn = self._conn
         if self._mode == "length" and 0 < self._length == len(conn.buffer) <= READ_CHUNK:
             # The usual answer: all of it arrived with the headers.
-            chunk = bytes(conn.buffer)
-            conn.buffer.clear()
+            chunk = conn.take(self._length)
             self._finish(reuse=self._keep_alive)
             yield chunk
             return
@@ -335,10 +348,8 @@ class _Body(httpx.AsyncByteStream):
                         f"received {self._length - remaining} bytes, expected {self._length}")
                 await conn.more(self._timeout)
                 continue
-            take = min(len(conn.buffer), remaining, READ_CHUNK)
-            chunk = bytes(conn.buffer[:take])
-            del conn.buffer[:take]
-            remaining -= take
+            chunk = conn.take(min(remaining, READ_CHUNK))
+            remaining -= len(chunk)
             yield chunk
 
     async def _line(self) -> bytes:
@@ -348,9 +359,7 @@ class _Body(httpx.AsyncByteStream):
             if len(conn.buffer) > MAX_HEAD_BYTES:
                 raise httpx.RemoteProtocolError("a chunk size line is too long")
             await self._more_or_incomplete()
-        line = bytes(conn.buffer[:end]).rstrip(b"\r")
-        del conn.buffer[:end + 1]
-        return line
+        return conn.take(end + 1).rstrip(b"\r\n")
 
     async def _more_or_incomplete(self) -> None:
         conn = self._conn
@@ -377,10 +386,8 @@ class _Body(httpx.AsyncByteStream):
                 if not conn.buffer:
                     await self._more_or_incomplete()
                     continue
-                take = min(len(conn.buffer), size, READ_CHUNK)
-                chunk = bytes(conn.buffer[:take])
-                del conn.buffer[:take]
-                size -= take
+                chunk = conn.take(min(size, READ_CHUNK))
+                size -= len(chunk)
                 yield chunk
             if await self._line():
                 raise httpx.RemoteProtocolError("a chunk is longer than its size")
@@ -389,9 +396,7 @@ class _Body(httpx.AsyncByteStream):
         conn = self._conn
         while True:
             if conn.buffer:
-                chunk = bytes(conn.buffer[:READ_CHUNK])
-                del conn.buffer[:READ_CHUNK]
-                yield chunk
+                yield conn.take(READ_CHUNK)
             elif conn.eof:
                 if conn.error is not None:
                     raise conn.ended()

@@ -1,7 +1,9 @@
 """The asyncio network backend under httpx (`jobrunner.providers.netbackend`), on real sockets.
 
-Every provider request of a default `HttpClient` goes through it, so what a create depends on is
-tested against loopback servers that misbehave on purpose (a server that closes an idle
+httpx's own transport runs on it (the lean transport's fallback, and every request with
+`JOBRUNNER_HTTP_TRANSPORT=httpx`; the lean transport itself is tested in `test_wire.py`, where
+each failure is played through both). What a create depends on is tested with the default client
+against loopback servers that misbehave on purpose (a server that closes an idle
 keep-alive connection, one that reads a request and hangs up, one that reads slowly), and against
 the real local platform. The deadline cases (trickled bodies, black holes, refused ports) are in
 `test_deadlines.py` and run on the same backend. Also here: answers shorter than what the log

@@ -489,3 +489,28 @@ def test_a_connect_that_hangs_is_a_connect_timeout(monkeypatch: pytest.MonkeyPat
         return "answered"
 
     assert asyncio.run(main()) == "ConnectTimeout"
+
+
+def test_a_body_larger_than_the_receive_buffer_arrives_whole() -> None:
+    big = b'{"id": "p1", "output": "' + bytes(range(97, 123)) * 200_000 + b'"}'  # 5.2 MB
+
+    async def serve_big(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(answer(big))
+            await writer.drain()
+
+    async def main() -> None:
+        async with Server(serve_big) as server:
+            lean = transport("lean")
+            async with httpx.AsyncClient(transport=lean) as client:
+                for _ in range(2):
+                    async with client.stream("GET", server.url + "/v1/big") as response:
+                        got = b""
+                        async for chunk in response.aiter_raw():
+                            got += chunk
+                            await asyncio.sleep(0)  # a slow reader: the socket is paused meanwhile
+                    assert got == big
+            assert server.connections == 1
+
+    asyncio.run(main())
