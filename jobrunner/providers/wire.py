@@ -54,7 +54,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import httpcore
 import httpx
@@ -71,6 +71,8 @@ _STATUS = re.compile(rb"HTTP/(\d\.\d) (\d{3})(?: (.*))?\Z", re.S)
 _END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _NO_BODY_STATUS = frozenset({204, 304})
+# How an answer's body is delimited: none at all, Content-Length, chunked, or the server's close.
+Framing = Literal["none", "length", "chunked", "close"]
 
 
 def use_lean_transport() -> bool:
@@ -265,7 +267,7 @@ def _parse_head(head: bytes) -> tuple[bytes, int, bytes, list[tuple[bytes, bytes
 
 
 def _framing(head_request: bool, version: bytes, status: int,
-             headers: list[tuple[bytes, bytes]]) -> tuple[str, int, bool]:
+             headers: list[tuple[bytes, bytes]]) -> tuple[Framing, int, bool]:
     """How the body is delimited ("none", "length", "chunked", "close"), its length, keep-alive."""
     length: int | None = None
     chunked = False
@@ -297,7 +299,7 @@ class _Body(httpx.AsyncByteStream):
     """An answer's body, read from the connection's buffer; the connection goes back to the pool
     when the body was read to its end, and is closed when it was not (or anything failed)."""
 
-    def __init__(self, pool: LeanTransport, conn: _Conn, mode: str, length: int, keep_alive: bool,
+    def __init__(self, pool: LeanTransport, conn: _Conn, mode: Framing, length: int, keep_alive: bool,
                  timeout: float | None) -> None:
         self._pool, self._conn, self._mode, self._length = pool, conn, mode, length
         self._keep_alive, self._timeout = keep_alive, timeout
