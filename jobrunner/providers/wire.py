@@ -423,6 +423,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self._open = 0  # connections open or being opened, idle ones included
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._names: set[bytes] = set()  # header names already checked against h11's rule
+        self._closed = False
         self.stats = {"lean": 0, "fallback": 0, "connections": 0}
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -434,6 +435,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         return await self._exchange(request, wire)
 
     async def aclose(self) -> None:
+        self._closed = True  # an answer still being read closes its connection when it ends
         for conns in self._idle.values():
             for conn in conns:
                 conn.close()
@@ -562,10 +564,10 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
     def _release(self, conn: _Conn, *, reuse: bool) -> None:
         """The answer on `conn` is over: keep the connection for the next request, or close it."""
-        idle = self._idle.setdefault(conn.origin, [])
-        if reuse and not conn.eof and not conn.buffer and sum(map(len, self._idle.values())) < self._max_idle:
+        keep = reuse and not self._closed and not conn.eof and not conn.buffer
+        if keep and sum(map(len, self._idle.values())) < self._max_idle:
             conn.idle_since = time.monotonic()
-            idle.append(conn)
+            self._idle.setdefault(conn.origin, []).append(conn)
             self._wake_one()
             return
         conn.close()

@@ -514,3 +514,22 @@ def test_a_body_larger_than_the_receive_buffer_arrives_whole() -> None:
             assert server.connections == 1
 
     asyncio.run(main())
+
+
+def test_an_answer_read_after_the_client_closed_closes_its_connection() -> None:
+    async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(answer())
+
+    async def main() -> None:
+        async with Server(keep_alive) as server:
+            lean = transport("lean")
+            assert isinstance(lean, LeanTransport)
+            client = httpx.AsyncClient(transport=lean)
+            async with client.stream("GET", server.url + "/v1/x") as response:
+                await client.aclose()
+                assert (await response.aread()) == BODY
+            assert lean._idle == {} and lean._open == 0  # closed, not left open in a closed pool
+
+    asyncio.run(main())
