@@ -30,13 +30,16 @@ exactly as before:
 
 (httpcore swallows a failed write and reads the answer, so a write failure shows as the
 read-side error above; so does this transport. `tests/providers/test_wire.py` runs each
-situation against a raw loopback socket server through both transports.)
+situation against a raw loopback socket server through this transport, httpx's on the asyncio
+backend and httpx's stock one, and requires the same outcome from all three.)
 
 Anything unusual goes to httpx's own transport (`fallback`, built by `http.py` on the asyncio
 network backend): a streamed request body (uploads), a URL scheme other than http/https, request
 extensions other than timeouts, header bytes h11 would refuse (so its LocalProtocolError stays
 the answer). Proxies from the environment never reach here: httpx mounts its own transport for
-them. `JOBRUNNER_HTTP_TRANSPORT=httpx` (see `use_lean_transport`) turns this transport off.
+them; a transport a caller passes to `HttpClient` is used as given; jobrunner's client asks for
+neither HTTP/2 nor a Unix socket, which this transport does not speak.
+`JOBRUNNER_HTTP_TRANSPORT=httpx` (see `use_lean_transport`) turns this transport off.
 
 respx and instrumentation libraries intercept requests by replacing httpcore's
 `AsyncConnectionPool.handle_async_request` (respx's default mocker) or httpx's
