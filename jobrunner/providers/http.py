@@ -2,8 +2,10 @@
 
 Every provider request goes through `HttpClient.request`, which:
 
-* reuses one `httpx.AsyncClient` (connection pooling, keep-alive) with explicit timeouts, its
-  sockets on plain asyncio (`netbackend.py`: anyio's socket layer was most of httpcore's CPU);
+* reuses one `httpx.AsyncClient` (connection pooling, keep-alive) with explicit timeouts, over
+  jobrunner's lean HTTP/1.1 transport (`wire.py`: httpcore's pool and h11 were most of a
+  request's client CPU), with httpx's own transport on plain asyncio sockets (`netbackend.py`)
+  under it for uploads and anything unusual, or for everything with `JOBRUNNER_HTTP_TRANSPORT=httpx`;
 * bounds every request in total time, not only per read: one attempt (connect, send, the whole
   answer) gets `timeout` seconds, all attempts and backoffs together get `deadline` seconds, and a
   command-wide deadline (`command_deadline`, e.g. `apply --timeout` or the refresh bound of
@@ -65,6 +67,7 @@ from jobrunner.errors import (
 from jobrunner.providers.bodies import BodyTooLarge, KiB, LogTrimmer, MiB, read_capped
 from jobrunner.providers.netbackend import AsyncioBackend
 from jobrunner.providers.ratelimit import OTHER, RateLimiter
+from jobrunner.providers.wire import LeanTransport, use_lean_transport
 from jobrunner.redact import MIN_SECRET_LEN, register_secret
 
 log = logging.getLogger("jobrunner.providers")
@@ -99,13 +102,11 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def _default_transport() -> httpx.AsyncHTTPTransport:
+def _httpx_transport() -> httpx.AsyncHTTPTransport:
     """httpx's own transport (pool, h11, TLS context, limits), its sockets on plain asyncio.
 
     `netbackend` says why: anyio's socket layer cost more client CPU per request than the rest of
-    httpcore. The pool is built as httpx builds it, with the backend added; an explicit
-    `transport` (tests, respx) or a proxy from the environment (httpx mounts its own transport
-    for it) is used as given.
+    httpcore. The pool is built as httpx builds it, with the backend added.
     """
     transport = httpx.AsyncHTTPTransport(verify=_ssl_context(), limits=DEFAULT_LIMITS)
     transport._pool = httpcore.AsyncConnectionPool(
@@ -116,6 +117,17 @@ def _default_transport() -> httpx.AsyncHTTPTransport:
         network_backend=AsyncioBackend(),
     )
     return transport
+
+
+def _default_transport() -> httpx.AsyncBaseTransport:
+    """The lean HTTP/1.1 transport (`wire.py`: a tenth of httpcore's client CPU per request), with
+    httpx's own transport under it for what it does not handle; httpx's alone when
+    `JOBRUNNER_HTTP_TRANSPORT=httpx`. An explicit `transport` (tests) is used as given, and a
+    proxy from the environment goes through the transport httpx mounts for it.
+    """
+    if not use_lean_transport():
+        return _httpx_transport()
+    return LeanTransport(fallback=_httpx_transport(), ssl_context=_ssl_context(), limits=DEFAULT_LIMITS)
 
 
 def utcnow() -> datetime:

@@ -56,6 +56,13 @@ def test_apply_vs_official_with_the_floor_client() -> None:
     assert "jobrunner vs the raw asyncio floor: wall x" in out
 
 
+def test_http_client_cpu_small() -> None:
+    out = _run("bench/http_client_cpu.py", "--items", "30", "--runs", "1", "--parallelism", "3")
+    for name in ("httpx default", "HttpClient on httpx's transport", "HttpClient on the lean transport",
+                 "raw floor"):
+        assert f"| {name}" in out  # each ran its 30 creates, every one succeeded (else it exits non-zero)
+
+
 def test_rate_limit_small() -> None:
     out = _run("bench/rate_limit.py", "--items", "40", "--create-per-minute", "1200", "--parallelism", "10")
     jobrunner = _row(out, "jobrunner apply")

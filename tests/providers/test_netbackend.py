@@ -1,7 +1,9 @@
 """The asyncio network backend under httpx (`jobrunner.providers.netbackend`), on real sockets.
 
-Every provider request of a default `HttpClient` goes through it, so what a create depends on is
-tested against loopback servers that misbehave on purpose (a server that closes an idle
+httpx's own transport runs on it (the lean transport's fallback, and every request with
+`JOBRUNNER_HTTP_TRANSPORT=httpx`; the lean transport itself is tested in `test_wire.py`, where
+each failure is played through both). What a create depends on is tested with the default client
+against loopback servers that misbehave on purpose (a server that closes an idle
 keep-alive connection, one that reads a request and hangs up, one that reads slowly), and against
 the real local platform. The deadline cases (trickled bodies, black holes, refused ports) are in
 `test_deadlines.py` and run on the same backend. Also here: answers shorter than what the log
@@ -58,7 +60,11 @@ async def _serve(handler: Handler) -> tuple[asyncio.base_events.Server, str]:
     return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
 
-def test_the_default_client_sends_through_the_asyncio_backend() -> None:
+def test_the_httpx_transport_sends_through_the_asyncio_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    # httpx's own transport (JOBRUNNER_HTTP_TRANSPORT=httpx, and the lean transport's fallback:
+    # see test_wire.py) runs on this backend.
+    monkeypatch.setenv("JOBRUNNER_HTTP_TRANSPORT", "httpx")
+
     async def main() -> None:
         http = _client("http://127.0.0.1:9")
         client = await http._ensure()
@@ -208,7 +214,8 @@ def test_a_read_timeout_of_one_attempt_is_retried_for_a_get() -> None:
     asyncio.run(main())
 
 
-def test_creates_and_gets_against_the_real_local_platform(tmp_path: Path) -> None:
+def test_creates_and_gets_against_the_real_local_platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBRUNNER_HTTP_TRANSPORT", "httpx")  # the lean transport's own: test_wire.py
     with serve_platform(tmp_path / "platform", TOKEN) as live:
         provider = ReplicateProvider(_client(live.url))
 
