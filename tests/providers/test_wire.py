@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import ssl
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -316,7 +315,8 @@ def test_a_create_hung_up_on_is_ambiguous_sent_once_and_a_get_is_retried() -> No
                 await http.request_json("POST", "/v1/predictions", json={"input": {}})
             assert caught.value.ambiguous and len(seen) == 1
             assert (await http.request_json("GET", "/v1/predictions/p1"))["id"] == "p1"
-            assert http.stats["retries"] == 0 and isinstance(http._client._transport, LeanTransport)  # type: ignore[union-attr]
+            assert http.stats["retries"] == 0 and http._client is not None
+            assert isinstance(http._client._transport, LeanTransport)
             await http.aclose()
 
     asyncio.run(main())
@@ -403,27 +403,11 @@ def test_tls_with_a_trusted_and_an_untrusted_certificate(tmp_path: Path) -> None
         assert asyncio.run(main(kind, None)) == "ConnectError"  # self-signed: the default context refuses it
 
 
+TLS_FIXTURES = Path(__file__).parent / "fixtures" / "tls"  # a self-signed certificate for 127.0.0.1
+
+
 def _tls_contexts(tmp: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    import ipaddress
-
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
-    cert_file, key_file = tmp / "cert.pem", tmp / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    cert_file, key_file = TLS_FIXTURES / "loopback-cert.pem", TLS_FIXTURES / "loopback-key.pem"
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(cert_file, key_file)
     client_ctx = ssl.create_default_context(cafile=str(cert_file))
