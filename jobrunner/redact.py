@@ -199,6 +199,14 @@ class SecretSet:
             text = _ASCII_JSON.encode(data)
         except (TypeError, ValueError, RecursionError):
             return False
+        return self.absent_from_json(text)
+
+    def absent_from_json(self, text: str) -> bool:
+        """`absent_from` for data already encoded: `text` is its JSON (ASCII-escaped or not: JSON
+        writes a plain value's characters as they are either way, and escapes no others into
+        them). A writer that encodes anyway checks its own text instead of encoding twice."""
+        if not self._plain:
+            return False
         if self._pattern is not None and self._pattern.search(text):
             return False
         return not any(value in text for value in self._long)
