@@ -483,7 +483,13 @@ def _raw_environment() -> tuple[Any, ...]:
     data, encode = getattr(os.environ, "_data", None), getattr(os.environ, "encodekey", None)
     if type(data) is not dict or encode is None:  # not CPython's os._Environ: the public way
         return tuple(os.environ.get(v) for v in names)
-    return tuple(data.get(encode(v)) for v in names)
+    return tuple(map(data.get, _encoded_names(names, encode)))
+
+
+@lru_cache(maxsize=4)
+def _encoded_names(names: tuple[str, ...], encode: Callable[[str], Any]) -> tuple[Any, ...]:
+    """The variable names as `os.environ` keys its dict (encoded once, not at every snapshot)."""
+    return tuple(encode(v) for v in names)
 
 
 class _ClearShapes:
