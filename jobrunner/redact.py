@@ -483,13 +483,12 @@ def _raw_environment() -> tuple[Any, ...]:
     data, encode = getattr(os.environ, "_data", None), getattr(os.environ, "encodekey", None)
     if type(data) is not dict or encode is None:  # not CPython's os._Environ: the public way
         return tuple(os.environ.get(v) for v in names)
-    return tuple(map(data.get, _encoded_names(names, encode)))
+    if _ENV_KEYS[0] is not encode:  # the names as `os.environ` keys its dict, encoded once
+        _ENV_KEYS[:] = [encode, tuple(encode(v) for v in names)]
+    return tuple(map(data.get, _ENV_KEYS[1]))
 
 
-@lru_cache(maxsize=4)
-def _encoded_names(names: tuple[str, ...], encode: Callable[[str], Any]) -> tuple[Any, ...]:
-    """The variable names as `os.environ` keys its dict (encoded once, not at every snapshot)."""
-    return tuple(encode(v) for v in names)
+_ENV_KEYS: list[Any] = [None, ()]  # [os.environ's key encoder, the encoded variable names]
 
 
 class _ClearShapes:
@@ -734,17 +733,18 @@ def redacts_nothing(text: str, secrets: SecretSet) -> bool:
 _TEXT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def redact_unless_clear(value: Any, secrets: Secrets | None = None) -> Any:
-    """`redact(value, secrets=secrets)`, or `value` itself (not a copy) when its JSON text shows
-    there is nothing to hide in it (`redacts_nothing`): one encode in C instead of a walk that
-    copies, for callers that copy or encode the result anyway (each item of a batch, twice)."""
+def redact_unless_clear(value: Any, secrets: Secrets | None = None, *, whole_values: bool = False) -> Any:
+    """`redact(value, secrets=secrets, whole_values=whole_values)`, or `value` itself (not a copy)
+    when its JSON text shows there is nothing to hide in it (`redacts_nothing`; with nothing to
+    hide, `whole_values` changes nothing): one encode in C instead of a walk that copies, for
+    callers that copy or encode the result anyway, or never change it (each item of a batch)."""
     secrets = _as_set(secrets)
     try:
         text = _TEXT_JSON(value)
     except (TypeError, ValueError, RecursionError):
-        return redact(value, secrets=secrets)
+        return redact(value, secrets=secrets, whole_values=whole_values)
     if "\\u" in text or not redacts_nothing(text, secrets):  # an escaped character: walk it
-        return redact(value, secrets=secrets)
+        return redact(value, secrets=secrets, whole_values=whole_values)
     return value
 
 

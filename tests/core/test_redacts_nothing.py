@@ -49,6 +49,7 @@ def test_redact_unless_clear_equals_redact(value: Any, which: int) -> None:
     or the value itself when that result would equal it."""
     secrets = _SECRETS[which]
     assert redact_unless_clear(value, secrets) == redact(value, secrets=secrets)
+    assert redact_unless_clear(value, secrets, whole_values=True) == redact(value, secrets=secrets, whole_values=True)
 
 
 def test_redact_unless_clear_hands_back_a_value_with_nothing_to_hide_uncopied() -> None:
