@@ -199,6 +199,14 @@ class SecretSet:
             text = _ASCII_JSON.encode(data)
         except (TypeError, ValueError, RecursionError):
             return False
+        return self.absent_from_json(text)
+
+    def absent_from_json(self, text: str) -> bool:
+        """`absent_from` for data already encoded: `text` is its JSON (ASCII-escaped or not: JSON
+        writes a plain value's characters as they are either way, and escapes no others into
+        them). A writer that encodes anyway checks its own text instead of encoding twice."""
+        if not self._plain:
+            return False
         if self._pattern is not None and self._pattern.search(text):
             return False
         return not any(value in text for value in self._long)
@@ -475,7 +483,12 @@ def _raw_environment() -> tuple[Any, ...]:
     data, encode = getattr(os.environ, "_data", None), getattr(os.environ, "encodekey", None)
     if type(data) is not dict or encode is None:  # not CPython's os._Environ: the public way
         return tuple(os.environ.get(v) for v in names)
-    return tuple(data.get(encode(v)) for v in names)
+    if _ENV_KEYS[0] is not encode:  # the names as `os.environ` keys its dict, encoded once
+        _ENV_KEYS[:] = [encode, tuple(encode(v) for v in names)]
+    return tuple(map(data.get, _ENV_KEYS[1]))
+
+
+_ENV_KEYS: list[Any] = [None, ()]  # [os.environ's key encoder, the encoded variable names]
 
 
 class _ClearShapes:
@@ -716,6 +729,25 @@ def redacts_nothing(text: str, secrets: SecretSet) -> bool:
     return not secrets or secrets.scrub(text) == text
 
 
+# Non-ASCII as it is: a look-alike key (a Kelvin-sign "Key") stays in the text for `redacts_nothing`.
+_TEXT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def redact_unless_clear(value: Any, secrets: Secrets | None = None, *, whole_values: bool = False) -> Any:
+    """`redact(value, secrets=secrets, whole_values=whole_values)`, or `value` itself (not a copy)
+    when its JSON text shows there is nothing to hide in it (`redacts_nothing`; with nothing to
+    hide, `whole_values` changes nothing): one encode in C instead of a walk that copies, for
+    callers that copy or encode the result anyway, or never change it (each item of a batch)."""
+    secrets = _as_set(secrets)
+    try:
+        text = _TEXT_JSON(value)
+    except (TypeError, ValueError, RecursionError):
+        return redact(value, secrets=secrets, whole_values=whole_values)
+    if "\\u" in text or not redacts_nothing(text, secrets):  # an escaped character: walk it
+        return redact(value, secrets=secrets, whole_values=whole_values)
+    return value
+
+
 def _scrub(text: str, secrets: SecretSet) -> str:
     if secrets:
         text = secrets.scrub(text)
@@ -772,6 +804,6 @@ def scrub_values(text: str, *, secrets: Secrets | None = None) -> str:
 __all__ = [
     "MIN_SECRET_LEN", "REDACTED", "SECRETS", "SECRET_ENV_VARS", "SecretRegistry", "SecretSet", "encodings_of",
     "file_secrets", "hidden_files", "hidden_scalars", "hidden_values", "is_secret_name", "is_secret_url_param",
-    "known_secrets", "redact", "redacts_nothing",
+    "known_secrets", "redact", "redact_unless_clear", "redacts_nothing",
     "register_jobs", "register_secret", "scrub_data", "scrub_text", "scrub_values", "url_secrets",
 ]

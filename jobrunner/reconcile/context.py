@@ -94,14 +94,19 @@ class ApplyContext:
         """What state records as the job's inputs (`spec.recorded_inputs`). A create stores it
         twice, in its intent and then with the remote id: the second call hands back what the
         first made for the same job under the same known secrets instead of redacting again."""
-        from jobrunner.redact import known_secrets
+        from jobrunner.redact import known_secrets, redact_unless_clear
         from jobrunner.spec import recorded_inputs
 
         secrets = known_secrets()  # the registry hands back the same object while nothing is added
         held = self._recorded.pop(job.address, None)
         if held is not None and held[0] is job and held[1] is secrets:
             return held[2]
-        value = recorded_inputs(job)
+        if job.sensitive_paths or job.material is None:
+            value = recorded_inputs(job)
+        else:
+            # Nothing to hide in the material (its JSON text shows it): recorded as it is, shared
+            # with the job (neither is changed in place), instead of copied by a walk per item.
+            value = redact_unless_clear(job.material, secrets, whole_values=True)
         self._recorded[job.address] = (job, secrets, value)
         return value
 

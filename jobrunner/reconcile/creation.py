@@ -140,7 +140,15 @@ async def create_once(ctx: ApplyContext, job: DesiredJob, st: AddressState, atte
     async with ctx.sem, ctx.providers.gate(job.provider):
         ctx.stop.check()
         req = await _request_with_intent(ctx, provider, job, st, spec, desired, attempt)
-        return await _send(ctx, provider, key, job, st, req, desired, attempt)
+        remote, adopted = await _send(ctx, provider, key, job, st, req, desired, attempt)
+    # The record is saved after the parallelism slot is given back: its save is not a request,
+    # and holding the slot for it too bounded a fast batch's pace by two saves per create. The
+    # intent stays durable until this save is (a crash before it is resolved by a lookup), and
+    # the caller goes on only once it is on disk.
+    await ctx.writer.flush(job.address)
+    if not adopted:
+        crash_point("create.recorded")
+    return remote, adopted
 
 
 async def _find_earlier_create(ctx: ApplyContext, provider: Any, key: GateKey, job: DesiredJob, st: AddressState,
@@ -177,7 +185,8 @@ async def _request_with_intent(ctx: ApplyContext, provider: Any, job: DesiredJob
 
 async def _send(ctx: ApplyContext, provider: Any, key: GateKey, job: DesiredJob, st: AddressState,
                 req: CreateRequest, desired: CreateRequest, attempt: int) -> tuple[RemoteJob, bool]:
-    """Send the create; after an ambiguous failure look it up before ever sending it again."""
+    """Send the create; after an ambiguous failure look it up before ever sending it again. The job
+    it returns is recorded in memory, not yet saved (`create_once` saves it)."""
     assert st.intent is not None
     delay = 0.5
     for round_no in range(CREATE_TRIES):
@@ -190,9 +199,7 @@ async def _send(ctx: ApplyContext, provider: Any, key: GateKey, job: DesiredJob,
                 crash_point("create.sent")
                 check_answer(ctx, job, remote)
                 record(ctx, st, job, remote, attempt)
-            await ctx.writer.flush(job.address)
-            crash_point("create.recorded")
-            return remote, False
+            return remote, False  # recorded in memory; saved by the caller
         except RateLimitedError as exc:  # rejected before creation: safe to send again
             if round_no == CREATE_TRIES - 1:
                 st.intent = None
@@ -212,8 +219,7 @@ async def _send(ctx: ApplyContext, provider: Any, key: GateKey, job: DesiredJob,
                                  attempted_at if not last else 0.0, holds_slot=True)
             if found is not None:
                 record(ctx, st, job, found, attempt)
-                await ctx.writer.flush(job.address)
-                return found, True
+                return found, True  # saved by the caller
             if last:
                 raise
             if not ctx.options.lookup_window:  # else the window already spaced the re-send

@@ -38,9 +38,13 @@ def output_path(root: Path, resource: Resource) -> Path | None:
 
 def _row(job: DesiredJob, st: AddressState | None, secrets: Any = None) -> dict[str, Any]:
     """The item's row of its batch's output file (before the file boundary's scrub)."""
-    from jobrunner.redact import redact
+    from jobrunner.redact import redact, redact_unless_clear
 
-    redacted = redact(job.request.get("input") or {}, job.sensitive_paths, secrets=secrets)
+    value = job.request.get("input") or {}
+    if job.sensitive_paths:
+        redacted = redact(value, job.sensitive_paths, secrets=secrets)
+    else:  # the row is encoded, never changed: an input with nothing to hide is not copied
+        redacted = redact_unless_clear(value, secrets)
     return output_rows([(batch_key(job.address) or job.address, redacted, st)])[0]
 
 

@@ -43,10 +43,12 @@ def outputs_of(job_kind: str, remote: RemoteJob) -> dict[str, Any]:
                     break
         return recorded
     if job_kind == JOB_PREDICTION:
-        from jobrunner.redact import redact
+        from jobrunner.redact import known_secrets, redact_unless_clear
 
         # Models may echo their input: secret-named fields never reach state or output files.
-        return {"output": shared_keys(redact(remote.output)), "metrics": shared_keys(remote.metrics or {})}
+        # (shared_keys copies: an output with nothing to hide is not copied by redaction first.)
+        output = redact_unless_clear(remote.output, known_secrets())
+        return {"output": shared_keys(output), "metrics": shared_keys(remote.metrics or {})}
     if job_kind == JOB_DEPLOYMENT:  # ready: what RemoteDeployment.outputs() said (name, url, version...)
         outs = remote.extra.get("outputs")
         return dict(outs) if isinstance(outs, dict) else {"id": remote.id}

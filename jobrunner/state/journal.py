@@ -41,8 +41,8 @@ class JournalDamaged(ValueError):
         self.why = why
 
 
-def _dumps(value: object) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+# One kept encoder (`json.dumps` with options builds one per call).
+_dumps = json.JSONEncoder(sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
 def snapshot_digest(data: bytes) -> str:

@@ -50,7 +50,7 @@ from jobrunner.state.journal import (
 )
 from jobrunner.state.lock import FileLock
 from jobrunner.state.model import STATE_FORMAT_VERSION, AddressState, StateDoc
-from jobrunner.state.serialize import _dumps, iter_chunks
+from jobrunner.state.serialize import address_json, iter_chunks
 from jobrunner.timestamps import to_rfc3339, utcnow
 
 BACKUP_SUFFIX = ".bak"
@@ -572,7 +572,8 @@ class LocalFileStore:
 
 def _record(doc: StateDoc, changed: Collection[str]) -> bytes:
     """The journal record bringing the snapshot-plus-journal to `doc`, for `changed` addresses."""
-    present = {a: _dumps(doc.addresses[a].to_json()) for a in changed if a in doc.addresses}
+    addresses = doc.addresses
+    present = {a: address_json(addresses[a]) for a in changed if a in addresses}
     deleted = [a for a in changed if a not in doc.addresses]
     head = {"workspace_id": doc.workspace_id, "recovered_at": doc.recovered_at}
     return record_line(doc.serial, head, present, deleted)

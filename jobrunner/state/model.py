@@ -93,15 +93,17 @@ class AddressState:
         value = _get_inputs(self)
         return marshal.loads(value) if type(value) is bytes else value  # type: ignore[no-any-return]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, scrub: bool = True) -> dict[str, Any]:
         # Same result as dataclasses.asdict, an order of magnitude faster: asdict deep-copies every
         # value, which made saving 10,000 addresses take seconds. Nested plain data is shared, not
-        # copied; serialize it, do not mutate it.
+        # copied; serialize it, do not mutate it. `scrub=False` is for a writer that checks the
+        # encoded text for secrets instead (`serialize.address_json`), then calls `scrub_secrets`.
         data = dict(zip(_ADDRESS_FIELDS, _unpacked_values(self), strict=True))
         data["history"] = [dict(zip(_ATTEMPT_FIELDS, _attempt_values(a), strict=True)) for a in self.history]
         intent = self.intent
         data["intent"] = dict(zip(_INTENT_FIELDS, _intent_values(intent), strict=True)) if intent is not None else None
-        _scrub_secrets(data)
+        if scrub:
+            scrub_secrets(data)
         return data
 
     @classmethod
@@ -285,7 +287,7 @@ def _interned_keys(value: dict[str, Any]) -> dict[str, Any]:
             for k, v in value.items()}
 
 
-def _scrub_secrets(data: dict[str, Any]) -> None:
+def scrub_secrets(data: dict[str, Any]) -> None:
     """Every way out of an address's state (the state file, its backup, PostgreSQL, `state show`)
     passes here: the free-form fields lose every secret value the command knows (redact.SECRETS),
     so a model that echoes a sensitive input or an error that quotes one is never stored. Inputs

@@ -17,15 +17,34 @@ import dataclasses
 import json
 from collections.abc import Iterator
 
-from jobrunner.state.model import AddressState, StateDoc, field_values
+from jobrunner.state.model import AddressState, StateDoc, field_values, scrub_secrets
+
+# One kept encoder: `json.dumps` with options builds a new one per call (every address of every save).
+_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_dumps = _ENCODER.encode
 
 
-def _dumps(value: object) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+def address_json(st: AddressState) -> str:
+    """`_dumps(st.to_json())`, encoded once. The secret scrub of `to_json` encodes each free-form
+    field to look for known secret values in its text; here the address's own text is looked at
+    instead, and only an address whose text may hold one (rare) is scrubbed and encoded again."""
+    from jobrunner.redact import SecretSet, known_secrets
+
+    data = st.to_json(scrub=False)
+    text = _dumps(data)
+    secrets = known_secrets()
+    if not secrets:
+        return text
+    if not isinstance(secrets, SecretSet):  # a plain list (tests): the same check, slower
+        secrets = SecretSet(secrets)
+    if secrets.absent_from_json(text):
+        return text
+    scrub_secrets(data)
+    return _dumps(data)
 
 
 def address_line(address: str, st: AddressState) -> str:
-    return json.dumps(address, ensure_ascii=False) + ":" + _dumps(st.to_json())
+    return json.dumps(address, ensure_ascii=False) + ":" + address_json(st)
 
 
 def _line_and_copy(address: str, st: AddressState) -> tuple[AddressState, str]:
@@ -35,7 +54,7 @@ def _line_and_copy(address: str, st: AddressState) -> tuple[AddressState, str]:
     unchanged (a tuple, a non-string key) makes the copy differ from the live state, so that
     address is simply serialized again on every save: slower, never wrong.
     """
-    value = _dumps(st.to_json())
+    value = address_json(st)
     return AddressState.from_json(json.loads(value)), json.dumps(address, ensure_ascii=False) + ":" + value
 
 
@@ -103,4 +122,5 @@ class IncrementalSerializer:
         return text
 
 
-__all__ = ["IncrementalSerializer", "address_line", "iter_chunks", "join_document", "serialize", "serialize_chunks"]
+__all__ = ["IncrementalSerializer", "address_json", "address_line", "iter_chunks", "join_document", "serialize",
+           "serialize_chunks"]

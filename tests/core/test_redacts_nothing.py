@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobrunner.redact import REDACTED, SecretSet, redact, redacts_nothing
+from jobrunner.redact import REDACTED, SecretSet, redact, redact_unless_clear, redacts_nothing
 
 # Pieces that make keys and strings the redactor reacts to, or nearly: secret-looking names
 # (including a Kelvin sign, which matches "k" case-insensitively), tokens, headers, URLs with
@@ -40,3 +40,22 @@ def test_what_it_flags() -> None:
         text = json.dumps(value, ensure_ascii=False)
         assert not redacts_nothing(text, secrets)
         assert REDACTED in json.dumps(redact(value, secrets=secrets))  # and redact does hide something
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=_values, which=st.sampled_from([0, 1]))
+def test_redact_unless_clear_equals_redact(value: Any, which: int) -> None:
+    """What apply records of an item's output and writes as its row's input: `redact`'s result,
+    or the value itself when that result would equal it."""
+    secrets = _SECRETS[which]
+    assert redact_unless_clear(value, secrets) == redact(value, secrets=secrets)
+    assert redact_unless_clear(value, secrets, whole_values=True) == redact(value, secrets=secrets, whole_values=True)
+
+
+def test_redact_unless_clear_hands_back_a_value_with_nothing_to_hide_uncopied() -> None:
+    secrets = SecretSet(["hunter2-secret"])
+    plain = {"output": {"prompt": "p", "seed": 1}}
+    assert redact_unless_clear(plain, secrets) is plain
+    hiding = {"prompt": "say hunter2-secret", "api_key": "x"}
+    assert redact_unless_clear(hiding, secrets) == {"prompt": f"say {REDACTED}", "api_key": REDACTED}
+    assert redact_unless_clear({"when": object()}, secrets) is not None  # not JSON: redact walks it

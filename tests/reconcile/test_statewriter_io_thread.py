@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from jobrunner.reconcile.statewriter import StateWriter
-from jobrunner.state.local_file import LocalFileStore
+from jobrunner.state.local_file import LocalFileStore, read_state_json
 from jobrunner.state.model import AddressState, StateDoc
 
 
@@ -103,3 +103,48 @@ def test_stores_without_split_saves_are_saved_on_the_loop(tmp_path: Path) -> Non
     asyncio.run(writer.flush())
     writer.flush_now()
     assert store.saved == [1, 2]
+
+
+def test_flushes_made_while_a_write_is_in_flight_share_the_next_write(tmp_path: Path) -> None:
+    """Group commit: the first flush starts a write at once; every flush made while it is on its way
+    waits for it and then shares one more write, which holds all their changes."""
+    store = SlowStore(tmp_path / "state.json")
+    doc = StateDoc(lineage="l")
+    writer = StateWriter(store, doc)
+    store.save(doc)  # the snapshot the journal records extend
+    store.written.clear()
+
+    async def main() -> None:
+        doc.addresses["PredictionBatch/b[0]"] = _st(0, "starting")
+        first = asyncio.create_task(writer.flush("PredictionBatch/b[0]"))
+        await asyncio.sleep(0.005)  # the first write is in the thread now
+        assert len(store.written) == 0
+
+        async def later(i: int) -> None:
+            doc.addresses[f"PredictionBatch/b[{i}]"] = _st(i, "starting")
+            await writer.flush(f"PredictionBatch/b[{i}]")
+
+        await asyncio.gather(first, *(later(i) for i in range(1, 6)))
+
+    asyncio.run(main())
+    assert len(store.written) == 2 and writer.saves == 2
+    assert len(read_state_json(tmp_path / "state.json")["addresses"]) == 6
+    writer.close()
+
+
+def test_a_failed_write_raises_in_every_flush_waiting_on_it(tmp_path: Path) -> None:
+    class Failing(SlowStore):
+        def write_prepared(self, prepared) -> None:
+            time.sleep(0.01)
+            raise OSError("disk full")
+
+    store = Failing(tmp_path / "state.json")
+    doc = StateDoc(lineage="l")
+    writer = StateWriter(store, doc)
+
+    async def main() -> list[object]:
+        return await asyncio.gather(*(writer.flush() for _ in range(3)), return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, OSError) for r in results), results
+    writer.close()

@@ -66,9 +66,9 @@ def test_a_save_serializes_only_the_changed_addresses(store: LocalFileStore, mon
     calls = []
     real = AddressState.to_json
 
-    def counting_to_json(self: AddressState) -> dict[str, Any]:
+    def counting_to_json(self: AddressState, **options: Any) -> dict[str, Any]:
         calls.append(self.address)
-        return real(self)
+        return real(self, **options)
 
     monkeypatch.setattr(AddressState, "to_json", counting_to_json)
     doc.addresses["PredictionBatch/b[100]"].status = "succeeded"
