@@ -71,6 +71,14 @@ def _check_saved_plan(saved: dict[str, Any], planned: Any) -> Plan:
     return checked.plan
 
 
+def _mark_settled(ws: Any, doc: StateDoc, planned: Any) -> None:
+    """Mark the batches this apply leaves with every row succeeded at its fingerprint, so the next
+    plan need not read their rows (reconcile.settledmarks); drop the marks of the others."""
+    from jobrunner.reconcile.settledmarks import record_settled
+
+    record_settled(ws.root, planned.resources, planned.desired, doc, planned.warned)
+
+
 def _print_report(report: ApplyReport, doc: Any, plan: Plan, events: Any = None) -> int:
     """The closing report; with `--json` (`events`), the output and summary events, and only the
     report's standard-error lines (failures, what to do) as text."""
@@ -197,7 +205,9 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
             planned = await make_plan(ws, plan_paths, doc, pool, targets=targets, replace=replace)
         _show_plan(ws, doc, planned, saved, par, allow_over_budget, events)
         if not planned.plan.has_changes and not any(c.action == WAIT for c in planned.plan.changes):
-            return await _apply_converged(ws, pool, doc, planned, par, events, no_color)
+            code = await _apply_converged(ws, pool, doc, planned, par, events, no_color)
+            _mark_settled(ws, doc, planned)
+            return code
         # Only waiting for jobs already running, or changes that will all be skipped (blocked by
         # their upstream), change nothing: no need to ask.
         needs_ok = saved is None and bool(actionable(planned.plan))
@@ -213,6 +223,7 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
         report = await execute(ws, pool, doc, planned, wait=not no_wait, deadline=deadline, parallelism=par,
                                 why=f"apply --timeout {timeout} (+{TIMEOUT_GRACE:g}s for requests in flight)",
                                 progress=events or live_progress(no_color))
+        _mark_settled(ws, doc, planned)
         return _print_report(report, doc, planned.plan, events)
 
     with ws.store.lock("apply"):
