@@ -71,12 +71,23 @@ def _check_saved_plan(saved: dict[str, Any], planned: Any) -> Plan:
     return checked.plan
 
 
-def _mark_settled(ws: Any, doc: StateDoc, planned: Any) -> None:
+def _mark_settled(ws: Any, doc: StateDoc, planned: Any, code: int = 0) -> int:
     """Mark the batches this apply leaves with every row succeeded at its fingerprint, so the next
-    plan need not read their rows (reconcile.settledmarks); drop the marks of the others."""
+    plan need not read their rows (reconcile.settledmarks); drop the marks of the others. `code`
+    is returned as it is."""
     from jobrunner.reconcile.settledmarks import record_settled
 
     record_settled(ws.root, planned.resources, planned.desired, doc, planned.warned)
+    return code
+
+
+def _leave_decoded_copy(store: Any, code: int) -> int:
+    """After the run (its state let go: decoding does not add to the apply's peak), leave the
+    decoded copy of a snapshot it wrote (LocalFileStore.leave_decoded_copy). `code` is returned."""
+    leave = getattr(store, "leave_decoded_copy", None)
+    if callable(leave):
+        leave()
+    return code
 
 
 def _print_report(report: ApplyReport, doc: Any, plan: Plan, events: Any = None) -> int:
@@ -205,9 +216,8 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
             planned = await make_plan(ws, plan_paths, doc, pool, targets=targets, replace=replace)
         _show_plan(ws, doc, planned, saved, par, allow_over_budget, events)
         if not planned.plan.has_changes and not any(c.action == WAIT for c in planned.plan.changes):
-            code = await _apply_converged(ws, pool, doc, planned, par, events, no_color)
-            _mark_settled(ws, doc, planned)
-            return code
+            return _mark_settled(ws, doc, planned, await _apply_converged(ws, pool, doc, planned, par, events,
+                                                                          no_color))
         # Only waiting for jobs already running, or changes that will all be skipped (blocked by
         # their upstream), change nothing: no need to ask.
         needs_ok = saved is None and bool(actionable(planned.plan))
@@ -230,4 +240,4 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
         from jobrunner.crashpoints import crash_point
 
         crash_point("apply.locked")
-        return asyncio.run(with_pool(ws, run))
+        return _leave_decoded_copy(ws.store, asyncio.run(with_pool(ws, run)))
