@@ -28,6 +28,7 @@ import struct
 import tempfile
 import zlib
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -46,7 +47,10 @@ CACHE_SUFFIX = ".decoded"
 MIN_ADDRESSES = 5_000
 _FORMAT = f"jobrunner {__version__} decoded snapshot 1"
 _PER_RECORD = 1_000
+_HEAD_BYTES = 1024
 _RECORD = struct.Struct("<II")  # a record's length and crc32, before it
+# The fields as this jobrunner declares them: a copy built with other fields is not read.
+_FIELDS = [list(STORED_FIELDS), [f.name for f in fields(Attempt)], [f.name for f in fields(Intent)]]
 _HISTORY = STORED_FIELDS.index("history")
 _INTENT = STORED_FIELDS.index("intent")
 
@@ -70,7 +74,8 @@ def read_cached(state_path: Path, fh: BinaryIO, size: int) -> tuple[dict[str, Ad
         with open(cache_path(state_path), "rb") as cache:
             head = json.loads(cache.readline())
             if (not isinstance(head, dict) or head.get("format") != _FORMAT or head.get("size") != size
-                    or not isinstance(head.get("crc"), int) or not isinstance(head.get("records"), int)):
+                    or head.get("fields") != _FIELDS or not isinstance(head.get("crc"), int)
+                    or not isinstance(head.get("records"), int)):
                 return None
             crc, seen = _snapshot_print(fh)
             if (crc, seen) != (head["crc"], size):
@@ -122,7 +127,7 @@ def write_cached(state_path: Path, addresses: dict[str, AddressState], crc: int,
         return
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(b"\n" * 200)  # room for the header, written last
+            out.write(b"\n" * _HEAD_BYTES)  # room for the header, written last
             records_crc, records = 0, 0
             states = list(addresses.values())
             for i in range(0, len(states), _PER_RECORD):
@@ -131,11 +136,11 @@ def write_cached(state_path: Path, addresses: dict[str, AddressState], crc: int,
                 records_crc, records = zlib.crc32(raw, records_crc), records + 1
                 out.write(raw)
             head = json.dumps({"format": _FORMAT, "size": size, "crc": crc, "records": records,
-                               "records_crc": records_crc}).encode()
-            if len(head) >= 200:
+                               "records_crc": records_crc, "fields": _FIELDS}).encode()
+            if len(head) >= _HEAD_BYTES:
                 raise ValueError("header too long")
             out.seek(0)
-            out.write(head.ljust(199) + b"\n")
+            out.write(head.ljust(_HEAD_BYTES - 1) + b"\n")
         os.replace(tmp, target)
     except (OSError, ValueError, TypeError):
         Path(tmp).unlink(missing_ok=True)

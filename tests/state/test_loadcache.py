@@ -95,7 +95,7 @@ def test_a_snapshot_edited_in_place_is_decoded_not_taken_from_the_copy(tmp_path:
     assert loaded.addresses["PredictionBatch/b[k012]"].outputs["output"]["text"] == "OUT 12"
 
 
-@pytest.mark.parametrize("damage", ["flipped byte", "truncated", "other version", "garbage"])
+@pytest.mark.parametrize("damage", ["flipped byte", "truncated", "other version", "other fields", "garbage"])
 def test_a_copy_that_does_not_read_back_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     damage: str) -> None:
     path = _saved(tmp_path)
@@ -108,6 +108,8 @@ def test_a_copy_that_does_not_read_back_is_not_used(tmp_path: Path, monkeypatch:
         cache.write_bytes(raw[:-10])
     elif damage == "other version":
         monkeypatch.setattr(loadcache, "_FORMAT", "jobrunner 0.0.0 decoded snapshot 1")
+    elif damage == "other fields":  # a jobrunner whose address state declares its fields otherwise
+        monkeypatch.setattr(loadcache, "_FIELDS", [list(reversed(loadcache._FIELDS[0])), *loadcache._FIELDS[1:]])
     else:
         cache.write_bytes(b"\x00" * len(raw))
     loaded = LocalFileStore(path).load()
