@@ -3,8 +3,8 @@
 The read-only commands (`plan`, a no-change `apply`, `status`, `outputs`) over 100,000 succeeded
 items are worth measuring often, but a real 100,000-item apply costs minutes of CPU. This writes
 what such an apply leaves behind, in the same shapes (state as the reconciler records it, the
-output file as `write_jsonl` writes it, the output file's and the batch's marks), using jobrunner's
-own expansion for the fingerprints.
+output file as `write_jsonl` writes it, the output file's and the batch's marks, the snapshot's
+decoded copy), using jobrunner's own expansion for the fingerprints.
 
     python bench/_synthetic.py DIR ITEMS [URL]
 """
@@ -52,7 +52,9 @@ def build_succeeded(root: Path, items: int, url: str = "http://127.0.0.1:9") -> 
                              status="succeeded")],
         )
         doc.addresses[job.address] = st
-    LocalFileStore(root / ".jobrunner" / "state.json").save(doc)
+    store = LocalFileStore(root / ".jobrunner" / "state.json")
+    store.save(doc)
+    store.leave_decoded_copy()  # as the apply leaves it once its run is over (jobrunner.state.loadcache)
     # As the apply that ran them writes it: the file, and its mark (so a no-change apply skips the
     # row-by-row check, as after a real apply; run with the commands' environment, whose secrets
     # the mark covers).
