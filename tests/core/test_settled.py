@@ -98,7 +98,8 @@ def test_marks_not_shaped_as_written_are_ignored() -> None:
     good = {"inputs": "x", "keys": ["a"], "rows": "y", "written": "z"}
     assert BatchMark.from_json(good) == BatchMark("x", ("a",), "y", "z")
     assert BatchMark.from_json(json.loads(json.dumps(BatchMark("x", ("a",), "y", "z").to_json()))) is not None
-    for bad in (None, [], {**good, "keys": "a"}, {**good, "keys": [1]}, {**good, "rows": None}, {"inputs": "x"}):
+    bads: list[Any] = [None, [], {**good, "keys": "a"}, {**good, "keys": [1]}, {**good, "rows": None}, {"inputs": "x"}]
+    for bad in bads:
         assert BatchMark.from_json(bad) is None
 
 
