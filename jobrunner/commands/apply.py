@@ -81,12 +81,17 @@ def _mark_settled(ws: Any, doc: StateDoc, planned: Any, code: int = 0) -> int:
     return code
 
 
-def _leave_decoded_copy(store: Any, code: int) -> int:
+def _leave_decoded_copy(ws: Any, code: int, resources: list[Any]) -> int:
     """After the run (its state let go: decoding does not add to the apply's peak), leave the
-    decoded copy of a snapshot it wrote (LocalFileStore.leave_decoded_copy). `code` is returned."""
-    leave = getattr(store, "leave_decoded_copy", None)
-    if callable(leave):
-        leave()
+    decoded copy of a snapshot it wrote (LocalFileStore.leave_decoded_copy), and give the output
+    files of the settled batches among `resources` the marks the next apply will find quickly
+    (reconcile.settledmarks.prime_output_marks). `code` is returned."""
+    from jobrunner.reconcile.settledmarks import prime_output_marks
+
+    leave = getattr(ws.store, "leave_decoded_copy", None)
+    addresses = leave() if callable(leave) else None
+    if addresses is not None:
+        prime_output_marks(ws.root, resources, addresses)
     return code
 
 
@@ -209,11 +214,13 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
         plan_paths = resolve_paths(paths, ws.root)
         require_manifests(ws, plan_paths)  # before the lock: nothing is written where nothing is managed
     par = parallelism or getattr(ws.config, "parallelism", 10) or 10
+    planned_resources: list[Any] = []  # outlive the run, for its decoded copy (_leave_decoded_copy)
 
     async def run(pool: Any) -> int:
         doc = ws.store.load()
         with refresh_deadline(timeout, "apply", started):  # --timeout covers planning too
             planned = await make_plan(ws, plan_paths, doc, pool, targets=targets, replace=replace)
+        planned_resources.extend(planned.resources)
         _show_plan(ws, doc, planned, saved, par, allow_over_budget, events)
         if not planned.plan.has_changes and not any(c.action == WAIT for c in planned.plan.changes):
             return _mark_settled(ws, doc, planned, await _apply_converged(ws, pool, doc, planned, par, events,
@@ -240,4 +247,4 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
         from jobrunner.crashpoints import crash_point
 
         crash_point("apply.locked")
-        return _leave_decoded_copy(ws.store, asyncio.run(with_pool(ws, run)))
+        return _leave_decoded_copy(ws, asyncio.run(with_pool(ws, run)), planned_resources)

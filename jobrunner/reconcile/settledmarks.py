@@ -142,4 +142,29 @@ def record_settled(root: Path, resources: Iterable[Resource], desired: Iterable[
         _write(path, marks)
 
 
-__all__ = ["MARKS_PATH", "SettledCheck", "batch_inputs_digest", "record_settled"]
+def prime_output_marks(root: Path, resources: Iterable[Resource], addresses: dict[str, Any]) -> None:
+    """After an apply left its snapshot's decoded copy (`addresses`: as every later load builds
+    them): check the output-file mark of each batch proven settled against that state, as a
+    converged apply would (`OutputMarks.holds`: the file's bytes, then the rows' full digest),
+    which also adds the quick digest of the packed outputs to a mark that holds. The first
+    no-change apply after this one then finds the mark by its quick digest. Never raises for a
+    mark that does not hold: it stays as it was, and that apply checks it as before."""
+    from jobrunner.reconcile.outputfiles import output_path
+    from jobrunner.reconcile.outputmarks import OutputMarks, RowsKey
+    from jobrunner.redact import known_secrets
+    from jobrunner.spec import expand
+
+    batches = _read(root / MARKS_PATH)
+    doc = StateDoc(addresses=addresses)
+    marks, secrets = OutputMarks(root), known_secrets()
+    for res in resources:
+        path = output_path(root, res)
+        mark = BatchMark.from_json(batches.get(res.address))
+        proof = prove(res, batch_inputs_digest(res, root), mark, addresses) if path is not None else None
+        if path is not None and proof is not None:
+            jobs = expand([res], root, state=doc, settled={res.address: proof})
+            marks.holds(path, RowsKey(jobs, doc, secrets))
+    marks.save()
+
+
+__all__ = ["MARKS_PATH", "SettledCheck", "batch_inputs_digest", "prime_output_marks", "record_settled"]

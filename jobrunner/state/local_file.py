@@ -199,24 +199,28 @@ class LocalFileStore:
         doc.workspace_id = self._checked_identity(doc.workspace_id)
         return doc
 
-    def leave_decoded_copy(self) -> None:
+    def leave_decoded_copy(self) -> dict[str, AddressState] | None:
         """After this store wrote a snapshot (an apply), decode it once and leave its decoded copy
         (jobrunner.state.loadcache), so the next command's load reads that instead of paying the
-        decoding and the copy's writing itself. Changes nothing this store knows; never raises."""
+        decoding and the copy's writing itself. Returns the snapshot's addresses as every later
+        load builds them (packed outputs and all) when it wrote the copy, else None. Changes
+        nothing this store knows; never raises."""
         if not self.snapshots:
-            return
+            return None
         with collector_paused():
             try:
                 with open(self.path, "rb") as fh:
                     size = os.fstat(fh.fileno()).st_size
                     if size < _CACHED_MIN_BYTES or _read_cached(self.path, fh, size) is not None:
-                        return
+                        return None
                     streamed = _read_by_line(fh)
             except OSError:
-                return
-            if streamed is not None and len(streamed[1]) >= loadcache.MIN_ADDRESSES:
-                _, addresses, size, digest = streamed
-                loadcache.write_cached(self.path, addresses, int(digest.split(":")[0], 16), size)
+                return None
+            if streamed is None or len(streamed[1]) < loadcache.MIN_ADDRESSES:
+                return None
+            _, addresses, size, digest = streamed
+            loadcache.write_cached(self.path, addresses, int(digest.split(":")[0], 16), size)
+            return addresses
 
     def empty_doc(self) -> StateDoc:
         """A fresh, empty state of a new lineage (what a workspace that never applied starts from)."""

@@ -215,3 +215,28 @@ def test_json_plan_of_a_settled_batch_shows_each_request(workspace: Path, reads:
     assert read == []  # validation read no rows; the requests were read from them when shown
     shown = json.loads(plan.stdout)["changes"]
     assert len(shown) == 25
+
+
+def test_an_apply_leaves_the_output_files_mark_found_by_its_quick_digest(workspace: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the state's decoded copy left by the apply (here for a small state), the first
+    no-change apply after it proves the output file by the quick digest, not the full one."""
+    import jobrunner.reconcile.outputmarks as outputmarks
+    from jobrunner.state import loadcache
+    from jobrunner.state import local_file as lf
+
+    monkeypatch.setattr(loadcache, "MIN_ADDRESSES", 1)
+    monkeypatch.setattr(lf, "_CACHED_MIN_BYTES", 0)
+    _applied(workspace, 30)
+    assert (workspace / ".jobrunner" / "state.json.decoded").is_file()
+    (mark,) = json.loads((workspace / ".jobrunner" / "output-files.json").read_text())["files"].values()
+    assert "quick" in mark
+
+    def full_digest(*_a: Any) -> None:
+        raise AssertionError("the output file's mark was checked by its full digest")
+
+    monkeypatch.setattr(outputmarks, "_recorded_digest", full_digest)
+    again = run_cli("apply", "--auto-approve")
+    assert again.code == 0 and "No changes." in again.stdout, again.output
+    rows = (workspace / "out" / "evals.jsonl").read_text().splitlines()
+    assert len(rows) == 30 and all(json.loads(r)["status"] == "succeeded" for r in rows)
