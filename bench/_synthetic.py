@@ -3,7 +3,8 @@
 The read-only commands (`plan`, a no-change `apply`, `status`, `outputs`) over 100,000 succeeded
 items are worth measuring often, but a real 100,000-item apply costs minutes of CPU. This writes
 what such an apply leaves behind, in the same shapes (state as the reconciler records it, the
-output file as `write_jsonl` writes it), using jobrunner's own expansion for the fingerprints.
+output file as `write_jsonl` writes it, the output file's and the batch's marks, the snapshot's
+decoded copy), using jobrunner's own expansion for the fingerprints.
 
     python bench/_synthetic.py DIR ITEMS [URL]
 """
@@ -26,6 +27,7 @@ class _Quiet:
 def build_succeeded(root: Path, items: int, url: str = "http://127.0.0.1:9") -> Path:
     """`batch_workspace(root, items, url)` plus state and an output file recording every item succeeded."""
     from jobrunner.reconcile.outputfiles import write_output_files
+    from jobrunner.reconcile.settledmarks import prime_output_marks, record_settled
     from jobrunner.spec import expand, recorded_inputs
     from jobrunner.state.local_file import LocalFileStore
     from jobrunner.state.model import AddressState, Attempt, StateDoc
@@ -50,11 +52,17 @@ def build_succeeded(root: Path, items: int, url: str = "http://127.0.0.1:9") -> 
                              status="succeeded")],
         )
         doc.addresses[job.address] = st
-    LocalFileStore(root / ".jobrunner" / "state.json").save(doc)
+    store = LocalFileStore(root / ".jobrunner" / "state.json")
+    store.save(doc)
+    decoded = store.leave_decoded_copy()  # as the apply leaves it once its run is over (state.loadcache)
     # As the apply that ran them writes it: the file, and its mark (so a no-change apply skips the
     # row-by-row check, as after a real apply; run with the commands' environment, whose secrets
     # the mark covers).
     write_output_files(root, {res.address: res}, jobs, doc, {res.address}, _Quiet())
+    # And the batch's settled mark, as that apply leaves it (so `plan` need not read the rows).
+    record_settled(root, [res], jobs, doc, frozenset())
+    if decoded is not None:  # and, as that apply ends, the output file's mark found by its quick digest
+        prime_output_marks(root, [res], decoded)
     return root
 
 

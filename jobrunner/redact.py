@@ -612,6 +612,13 @@ def register_jobs(jobs: Iterable[Any], root: Any = None) -> None:
     SECRETS.add_jobs(jobs, root)
 
 
+def jobs_hold_no_secrets(jobs: Iterable[Any]) -> bool:
+    """True when `register_jobs` would find nothing to register in `jobs` (judged as it judges
+    them: a run of plain rows at once, the others one by one). A settled batch's rows are not
+    registered again (jobrunner.settled): only a batch of which this is true is marked settled."""
+    return next(_ClearShapes().unclear(jobs), None) is None
+
+
 def known_secrets() -> SecretSet:
     """Secret values to scrub: the environment's credentials and everything registered."""
     return SECRETS.snapshot()
@@ -804,6 +811,6 @@ def scrub_values(text: str, *, secrets: Secrets | None = None) -> str:
 __all__ = [
     "MIN_SECRET_LEN", "REDACTED", "SECRETS", "SECRET_ENV_VARS", "SecretRegistry", "SecretSet", "encodings_of",
     "file_secrets", "hidden_files", "hidden_scalars", "hidden_values", "is_secret_name", "is_secret_url_param",
-    "known_secrets", "redact", "redact_unless_clear", "redacts_nothing",
+    "jobs_hold_no_secrets", "known_secrets", "redact", "redact_unless_clear", "redacts_nothing",
     "register_jobs", "register_secret", "scrub_data", "scrub_text", "scrub_values", "url_secrets",
 ]

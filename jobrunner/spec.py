@@ -42,6 +42,7 @@ from jobrunner.providers.base import SUCCEEDED
 from jobrunner.redact import redact
 from jobrunner.references import REF_RE, dependency_order, find_refs, resolve_refs
 from jobrunner.resources import JOB_DEPLOYMENT, JOB_MODEL, JOB_PREDICTION, JOB_TRAINING, DesiredJob, Resource
+from jobrunner.settled import SettledProof
 from jobrunner.state.model import StateDoc
 
 # Request fields passed to the provider that never enter a fingerprint.
@@ -56,6 +57,7 @@ def expand(
     *,
     state: StateDoc | None = None,
     items: Mapping[str, list[BatchItem]] | None = None,
+    settled: Mapping[str, SettledProof] | None = None,
 ) -> list[DesiredJob]:
     """Every desired unit of `resources`, in dependency order (then manifest order).
 
@@ -65,7 +67,8 @@ def expand(
     dependents of a training about to be replaced show "known after apply", not stale values; a
     deployment updated in place offers only the outputs the update cannot change.
     `items` maps a PredictionBatch address to its rows as validation already read them
-    (`ValidationResult.items`); a batch not in it has its rows read here.
+    (`ValidationResult.items`); a batch not in it has its rows read here, unless `settled` holds
+    its proof (`jobrunner.settled`): then its jobs are made from that proof (`SettledJob`).
     Raises ManifestError (all problems at once) for unreadable files or batch inputs.
     """
     resources = list(resources)
@@ -79,9 +82,10 @@ def expand(
     partial: set[str] = set()  # upstreams of which only some outputs are known (deployments updated in place)
     for address in dependency_order(resources):
         res = by_addr[address]
+        proof = settled.get(address) if settled else None
         try:
-            made = _expand_one(res, root, known, models, (items or {}).get(address),
-                               state.addresses if state is not None else None)
+            made = _settled_batch(res, root, proof, state) if proof is not None else _expand_one(
+                res, root, known, models, (items or {}).get(address), state.addresses if state is not None else None)
         except ManifestError as err:
             diags.extend(err.diagnostics)
             continue
@@ -128,7 +132,8 @@ def _settled_outputs(res: Resource, made: list[DesiredJob], state: StateDoc) -> 
         return prior is not None and prior.status == SUCCEEDED and (
             keep or (job.fingerprint is not None and job.fingerprint == prior.fingerprint))
 
-    if not all(settled(j) for j in made):
+    if not (made and type(made[0]) is SettledJob) and not all(settled(j) for j in made):
+        # (a settled batch's jobs were proven succeeded at their fingerprints: see jobrunner.settled)
         if res.kind == "Deployment":
             # An update in place keeps what it cannot change (its name; the version it serves
             # unless that changes): dependents stay known, and run again only for a new version.
@@ -384,6 +389,70 @@ def _batch(res: Resource, root: Path, known: Mapping[str, Mapping[str, Any]],
     return jobs
 
 
+class _BatchRows:
+    """The rows of a settled batch, read and expanded only when a job's request or material is
+    asked for (e.g. a JSON plan shows every request): then all at once, as `_batch` makes them."""
+
+    def __init__(self, res: Resource, root: Path, proof: SettledProof, state: StateDoc | None) -> None:
+        self.res, self.root, self.proof, self.state = res, root, proof, state
+        self._jobs: dict[str, DesiredJob] | None = None
+
+    def job(self, address: str) -> DesiredJob:
+        if self._jobs is None:
+            made = _batch(self.res, self.root, {}, None, self.state.addresses if self.state is not None else None)
+            self._jobs = {j.address: j for j in made}
+        found = self._jobs.get(address)
+        if found is None:  # the inputs file changed while this command ran
+            raise ManifestError([Diagnostic("error", self.res.file, self.res.line, self.res.column,
+                                            f"{address}: its row is gone from the batch's inputs since this "
+                                            "command read them; run it again", self.res.address, "$.spec")])
+        return found
+
+
+class SettledJob(DesiredJob):
+    """A row of a settled batch (`jobrunner.settled`): every field as `_batch` would make it, the
+    fingerprint proven equal to state's; `request` and `material` are read from the rows on first
+    use (`_BatchRows`). Built by `_settled_batch`, never by the dataclass constructor (which
+    `dataclasses.replace` still may call: a value given then is kept)."""
+
+    rows: _BatchRows
+
+    @property
+    def request(self) -> dict[str, Any]:
+        given = self.__dict__.get("_request")
+        return given if given is not None else self.rows.job(self.address).request
+
+    @request.setter
+    def request(self, value: dict[str, Any]) -> None:
+        self.__dict__["_request"] = value
+
+    @property
+    def material(self) -> dict[str, Any] | None:
+        if "_material" in self.__dict__:
+            return self.__dict__["_material"]  # type: ignore[no-any-return]
+        return self.rows.job(self.address).material
+
+    @material.setter
+    def material(self, value: dict[str, Any] | None) -> None:
+        self.__dict__["_material"] = value
+
+
+def _settled_batch(res: Resource, root: Path, proof: SettledProof, state: StateDoc | None) -> list[DesiredJob]:
+    """The jobs of a proven settled batch, in manifest order, without reading its rows: what
+    `_batch` makes of rows without references, `{$file}` or webhook (the only ones a proof covers)."""
+    rows = _BatchRows(res, root, proof, state)
+    common = {"resource_address": res.address, "job_kind": JOB_PREDICTION, "provider": res.provider,
+              "file": res.file, "depends_on": (), "sensitive_paths": _sensitive(res), "missing_outputs": (),
+              "rows": rows}
+    new = object.__new__
+    jobs: list[DesiredJob] = []
+    for address, fp in zip(proof.addresses, proof.fingerprints, strict=True):
+        job = new(SettledJob)
+        job.__dict__.update(common, address=address, fingerprint=fp)
+        jobs.append(job)
+    return jobs
+
+
 def _shared(address: str, fp: str | None, recorded: Mapping[str, Any] | None) -> tuple[str, str | None]:
     """(address, fingerprint) as the strings state already holds when they are equal: a re-planned
     batch of 100,000 unchanged rows then holds each once, not twice (some 20 MB)."""
@@ -506,6 +575,7 @@ def _workspace_relative(path: Path, root: Path) -> str:
 
 
 __all__ = [
+    "SettledJob",
     "expand",
     "recorded_inputs",
     "split_version",

@@ -13,7 +13,7 @@ import difflib
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,11 +93,14 @@ class _Collector:
         self.add("warning", r.file, r.position(json_path), message, r.address, json_path)
 
 
-def validate_paths(paths: list[Path], root: Path, *, also: Iterable[Path] = ()) -> ValidationResult:
+def validate_paths(paths: list[Path], root: Path, *, also: Iterable[Path] = (),
+                   settled: Callable[[Resource], bool] | None = None) -> ValidationResult:
     """Load and validate every manifest under `paths` (default: the workspace root).
 
     `also`: files read even when a directory scan would skip them (files state tracks jobs from:
     whatever they now hold must be reported, never taken for "no manifests here").
+    `settled`: true for a batch proven settled (`jobrunner.settled`: the same document and rows,
+    byte for byte, as an apply found valid and left all succeeded); its rows are not read again.
     """
     out = _Collector()
     docs: list[Document] = []
@@ -113,7 +116,7 @@ def validate_paths(paths: list[Path], root: Path, *, also: Iterable[Path] = ()) 
         docs.extend(loaded.documents)
         if not loaded.documents and not loaded.diagnostics:
             empty.append(shown)
-    result = _validate(docs, files, root, out)
+    result = _validate(docs, files, root, out, settled)
     result.empty_files = empty
     return result
 
@@ -123,7 +126,8 @@ def validate_documents(docs: list[Document], root: Path) -> ValidationResult:
     return _validate(docs, sorted({d.file for d in docs}), root, _Collector())
 
 
-def _validate(docs: list[Document], files: list[str], root: Path, out: _Collector) -> ValidationResult:
+def _validate(docs: list[Document], files: list[str], root: Path, out: _Collector,
+              settled: Callable[[Resource], bool] | None = None) -> ValidationResult:
     from jobrunner.redact import SECRETS
 
     result = ValidationResult(files=files)
@@ -134,7 +138,7 @@ def _validate(docs: list[Document], files: list[str], root: Path, out: _Collecto
         resource = _check_document(doc, out)
         if resource is not None:
             result.resources.append(resource)
-    _check_workspace(result, root, out)
+    _check_workspace(result, root, out, settled)
     result.diagnostics = sorted(out.diagnostics, key=Diagnostic.sort_key)
     return result
 
@@ -264,7 +268,8 @@ def _explain(err: Any, doc: Document | None, base: str = "$") -> Iterable[tuple[
 
 # --- across documents -------------------------------------------------------------------------
 
-def _check_workspace(result: ValidationResult, root: Path, out: _Collector) -> None:
+def _check_workspace(result: ValidationResult, root: Path, out: _Collector,
+                     settled: Callable[[Resource], bool] | None = None) -> None:
     resources = result.resources
     by_addr: dict[str, Resource] = {}
     unique: list[Resource] = []
@@ -301,7 +306,7 @@ def _check_workspace(result: ValidationResult, root: Path, out: _Collector) -> N
         if r.kind == "Training":
             _check_training(r, root, models, out)
         elif r.kind == "PredictionBatch":
-            _check_batch(r, root, out, result, output_files)
+            _check_batch(r, root, out, result, output_files, settled)
         elif r.kind == "Deployment":
             _check_deployment(r, out)
 
@@ -469,7 +474,7 @@ def _check_deployment(r: Resource, out: _Collector) -> None:
 
 
 def _check_batch(r: Resource, root: Path, out: _Collector, result: ValidationResult,
-                 output_files: dict[str, Resource]) -> None:
+                 output_files: dict[str, Resource], settled: Callable[[Resource], bool] | None = None) -> None:
     spec = r.spec
     has_inline, has_file = "inputs" in spec, "inputs_file" in spec
     if has_inline and has_file:
@@ -490,6 +495,10 @@ def _check_batch(r: Resource, root: Path, out: _Collector, result: ValidationRes
                                   "or `deployment`)")
     if has_inline and not isinstance(spec.get("inputs"), list):
         return  # the schema reported it
+    if settled is not None and settled(r):
+        # Rows found valid by the apply that settled them, unchanged since: not read again.
+        _check_output_file(r, root, out, output_files)
+        return
     items, diags = load_batch_items(r, root)
     # Inline rows were schema-checked already: do not say twice that a row is not a mapping.
     out.extend(d for d in diags if not out.has_error_at(d.file, d.json_path))
@@ -503,19 +512,7 @@ def _check_batch(r: Resource, root: Path, out: _Collector, result: ValidationRes
                 continue  # the common row: no mapping anywhere, so no {$file: ...}
             for json_path, value in _file_refs(item.input, "$.input"):
                 _check_file_ref(r, root, json_path, value, out, item.file, item.line)
-    out_file = spec.get("output_file")
-    if isinstance(out_file, str):
-        path = resolve_relative(r, root, out_file)
-        if not _inside(path, _boundary(r, root)):
-            out.error_at(r, "$.spec.output_file", f"output_file {out_file!r} is outside the workspace")
-        else:
-            key = str(path.resolve())
-            other = output_files.get(key)
-            if other is not None:
-                out.error_at(r, "$.spec.output_file",
-                             f"output_file {out_file!r} is also written by {other.address}; each batch needs its own")
-            else:
-                output_files[key] = r
+    _check_output_file(r, root, out, output_files)
     _check_sensitive(r, [spec.get("input_defaults")] + [i.input for i in items[:1000]], out)
     defaults: dict[str, Any] = spec["input_defaults"] if isinstance(spec.get("input_defaults"), dict) else {}
     rows: list[tuple[Any, str, str | None, int | None]] = []
@@ -528,6 +525,23 @@ def _check_batch(r: Resource, root: Path, out: _Collector, result: ValidationRes
         _check_endpoint_rows(r, root, rows, out, defaults)
     else:
         _check_known_inputs(r, root, rows, PREDICTION_INPUT, out, defaults)
+
+
+def _check_output_file(r: Resource, root: Path, out: _Collector, output_files: dict[str, Resource]) -> None:
+    """A batch's output file stays inside the workspace, and no two batches share one."""
+    out_file = r.spec.get("output_file")
+    if isinstance(out_file, str):
+        path = resolve_relative(r, root, out_file)
+        if not _inside(path, _boundary(r, root)):
+            out.error_at(r, "$.spec.output_file", f"output_file {out_file!r} is outside the workspace")
+        else:
+            key = str(path.resolve())
+            other = output_files.get(key)
+            if other is not None:
+                out.error_at(r, "$.spec.output_file",
+                             f"output_file {out_file!r} is also written by {other.address}; each batch needs its own")
+            else:
+                output_files[key] = r
 
 
 def _check_endpoint_rows(r: Resource, root: Path, rows: list[tuple[Any, str, str | None, int | None]],

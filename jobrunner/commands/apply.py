@@ -71,6 +71,30 @@ def _check_saved_plan(saved: dict[str, Any], planned: Any) -> Plan:
     return checked.plan
 
 
+def _mark_settled(ws: Any, doc: StateDoc, planned: Any, code: int = 0) -> int:
+    """Mark the batches this apply leaves with every row succeeded at its fingerprint, so the next
+    plan need not read their rows (reconcile.settledmarks); drop the marks of the others. `code`
+    is returned as it is."""
+    from jobrunner.reconcile.settledmarks import record_settled
+
+    record_settled(ws.root, planned.resources, planned.desired, doc, planned.warned)
+    return code
+
+
+def _leave_decoded_copy(ws: Any, code: int, resources: list[Any]) -> int:
+    """After the run (its state let go: decoding does not add to the apply's peak), leave the
+    decoded copy of a snapshot it wrote (LocalFileStore.leave_decoded_copy), and give the output
+    files of the settled batches among `resources` the marks the next apply will find quickly
+    (reconcile.settledmarks.prime_output_marks). `code` is returned."""
+    from jobrunner.reconcile.settledmarks import prime_output_marks
+
+    leave = getattr(ws.store, "leave_decoded_copy", None)
+    addresses = leave() if callable(leave) else None
+    if addresses is not None:
+        prime_output_marks(ws.root, resources, addresses)
+    return code
+
+
 def _print_report(report: ApplyReport, doc: Any, plan: Plan, events: Any = None) -> int:
     """The closing report; with `--json` (`events`), the output and summary events, and only the
     report's standard-error lines (failures, what to do) as text."""
@@ -190,14 +214,17 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
         plan_paths = resolve_paths(paths, ws.root)
         require_manifests(ws, plan_paths)  # before the lock: nothing is written where nothing is managed
     par = parallelism or getattr(ws.config, "parallelism", 10) or 10
+    planned_resources: list[Any] = []  # outlive the run, for its decoded copy (_leave_decoded_copy)
 
     async def run(pool: Any) -> int:
         doc = ws.store.load()
         with refresh_deadline(timeout, "apply", started):  # --timeout covers planning too
             planned = await make_plan(ws, plan_paths, doc, pool, targets=targets, replace=replace)
+        planned_resources.extend(planned.resources)
         _show_plan(ws, doc, planned, saved, par, allow_over_budget, events)
         if not planned.plan.has_changes and not any(c.action == WAIT for c in planned.plan.changes):
-            return await _apply_converged(ws, pool, doc, planned, par, events, no_color)
+            return _mark_settled(ws, doc, planned, await _apply_converged(ws, pool, doc, planned, par, events,
+                                                                          no_color))
         # Only waiting for jobs already running, or changes that will all be skipped (blocked by
         # their upstream), change nothing: no need to ask.
         needs_ok = saved is None and bool(actionable(planned.plan))
@@ -213,10 +240,11 @@ def apply(paths: tuple[str, ...], auto_approve: bool, no_wait: bool, timeout: st
         report = await execute(ws, pool, doc, planned, wait=not no_wait, deadline=deadline, parallelism=par,
                                 why=f"apply --timeout {timeout} (+{TIMEOUT_GRACE:g}s for requests in flight)",
                                 progress=events or live_progress(no_color))
+        _mark_settled(ws, doc, planned)
         return _print_report(report, doc, planned.plan, events)
 
     with ws.store.lock("apply"):
         from jobrunner.crashpoints import crash_point
 
         crash_point("apply.locked")
-        return asyncio.run(with_pool(ws, run))
+        return _leave_decoded_copy(ws, asyncio.run(with_pool(ws, run)), planned_resources)

@@ -64,7 +64,7 @@ class RowsKey:
         """What both digests start with: the format, the secrets' digest and the written side."""
         if self._prefix is None:
             self._prefix = (_ROWS_FORMAT.encode() + b"\0" + _secrets_digest(self._secrets) + b"\0"
-                            + _written_digest(self._jobs))
+                            + written_digest(self._jobs))
         return self._prefix
 
     @property
@@ -107,13 +107,34 @@ def _chunks(jobs: list[DesiredJob]) -> Iterable[list[DesiredJob]]:
     return (jobs[i:i + _CHUNK] for i in range(0, len(jobs), _CHUNK))
 
 
-def _written_digest(jobs: list[DesiredJob]) -> bytes:
-    """sha256 of each item's address, input (its own key order) and sensitive keys, in manifest order."""
+def written_digest(jobs: list[DesiredJob]) -> bytes:
+    """sha256 of each item's address, input (its own key order) and sensitive keys, in manifest order.
+
+    The jobs of a batch proven settled (`spec.SettledJob`, all of them) give the digest their
+    batch's mark kept, taken over the same rows by the apply that settled them: their inputs are
+    not read for it (`jobrunner.settled`)."""
+    kept = _settled_written(jobs)
+    if kept is not None:
+        return kept
     h = hashlib.sha256()
     for chunk in _chunks(jobs):
         written = [(j.address, j.request.get("input") or {}, j.sensitive_paths) for j in chunk]
         h.update(_AS_WRITTEN.encode(written).encode("utf-8", "surrogatepass"))
     return h.digest()
+
+
+def _settled_written(jobs: list[DesiredJob]) -> bytes | None:
+    from jobrunner.spec import SettledJob
+
+    rows = getattr(jobs[0], "rows", None) if jobs and isinstance(jobs[0], SettledJob) else None
+    if rows is None or len(jobs) != len(rows.proof.addresses):
+        return None
+    if any(getattr(j, "rows", None) is not rows for j in jobs):  # all of them, and only them
+        return None
+    try:
+        return bytes.fromhex(rows.proof.written)
+    except ValueError:  # not what jobrunner writes: the inputs are read after all
+        return None
 
 
 def _recorded_digest(h: Any, jobs: list[DesiredJob], addresses: dict[str, Any]) -> None:

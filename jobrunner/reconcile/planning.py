@@ -56,6 +56,9 @@ class Planned:
     # flag: apply's first save must carry these intents too, or a kill right after it leaves a
     # state that neither is flagged nor has the intents, and the next apply creates them again.
     recovery_marked: tuple[str, ...] = ()
+    # Resource addresses validation warned about; None when a warning named none. Apply marks
+    # only batches without warnings settled (reconcile.settledmarks).
+    warned: frozenset[str] | None = frozenset()
 
     def __repr__(self) -> str:  # asyncio may repr a finished task's result: keep that cheap
         return f"Planned({len(self.plan.changes)} changes, {len(self.desired)} desired jobs)"
@@ -91,7 +94,7 @@ def load_resources(paths: list[Path], root: Path) -> tuple[list[Resource], list[
 
 
 def load_validated(paths: list[Path], root: Path, *, doc: StateDoc | None = None,
-                   rel_paths: list[str] | None = None) -> Any:
+                   rel_paths: list[str] | None = None, settled: Any = None) -> Any:
     """The ValidationResult of the manifests under `paths`; raises ManifestError on errors.
 
     With `doc` (and the planned `rel_paths`), every file state tracks jobs from under those paths
@@ -102,7 +105,7 @@ def load_validated(paths: list[Path], root: Path, *, doc: StateDoc | None = None
 
     tracked = tracked_by_file(doc, rel_paths if rel_paths is not None else ["."]) if doc is not None else {}
     existing = [root / f for f in tracked if (root / f).is_file()]
-    result = validate_paths(paths, root, also=existing)
+    result = validate_paths(paths, root, also=existing, settled=settled)
     errors = [d for d in result.diagnostics if d.severity == "error"]
     if errors or not result.ok:
         raise ManifestError(list(result.diagnostics), note=_tracked_note({d.file for d in errors}, tracked, doc))
@@ -119,7 +122,7 @@ def tracked_by_file(doc: StateDoc, rel_paths: list[str]) -> dict[str, list[str]]
     """
     out: dict[str, list[str]] = {}
     under: dict[str, bool] = {}  # per file: a state of 100,000 addresses names a handful of files
-    for address, st in sorted(doc.addresses.items()):
+    for address, st in doc.addresses.items():
         file = st.file
         if not file:
             continue
@@ -128,6 +131,8 @@ def tracked_by_file(doc: StateDoc, rel_paths: list[str]) -> dict[str, list[str]]
             hit = under[file] = _under(file, rel_paths)
         if hit:
             out.setdefault(file, []).append(address)
+    for addresses in out.values():
+        addresses.sort()  # a loaded state is in address order already: a quick pass, no tuple per address
     return out
 
 
@@ -228,19 +233,37 @@ def output_files(resources: list[Resource]) -> dict[str, str]:
 
 
 def expand_desired(resources: list[Resource], root: Path, doc: StateDoc,
-                   items: dict[str, list[Any]] | None = None) -> list[DesiredJob]:
+                   items: dict[str, list[Any]] | None = None, settled: Any = None) -> list[DesiredJob]:
     """Desired jobs; references resolve only from upstreams that will not re-run (spec.expand).
 
     `items`: batch rows already read by validation (ValidationResult.items), reused as they are.
+    `settled`: the proofs of batches proven settled (reconcile.settledmarks.SettledCheck.proofs).
     """
     from jobrunner.redact import register_jobs
-    from jobrunner.spec import expand
+    from jobrunner.spec import SettledJob, expand
 
-    desired = expand(resources, root, state=doc, items=items)
+    desired = expand(resources, root, state=doc, items=items, settled=settled)
     # Every secret value the manifests hold (sensitive inputs, webhook URL parts) is scrubbed from
     # everything this command stores or prints from here on, wherever it turns up (redact.SECRETS).
-    register_jobs(desired, root)  # with root: sensitive {$file} inputs' contents too
+    # A settled batch's rows hold none: it is marked only then (redact.jobs_hold_no_secrets).
+    register_jobs((j for j in desired if type(j) is not SettledJob), root)  # with root: {$file} contents too
     return desired
+
+
+def settled_check(ws: Workspace, doc: StateDoc, targets: tuple[str, ...], replace: tuple[str, ...]) -> Any:
+    """What proves batches settled for this plan (reconcile.settledmarks.SettledCheck), or None
+    where the full path is taken whatever the marks say: `--target` and `--replace` (which pick
+    rows out of batches), declared moves (which re-key state after validation), and a state
+    restored from a backup (every address is looked up again)."""
+    from jobrunner.moves import read_moves
+    from jobrunner.reconcile.settledmarks import SettledCheck
+
+    if targets or replace or doc.recovered_at is not None:
+        return None
+    moves, problems = read_moves(ws.root)
+    if moves or problems:
+        return None
+    return SettledCheck(ws.root, doc)
 
 
 def _file_placeholders(value: Any) -> Any:
@@ -455,14 +478,15 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
     from jobrunner.refresh import absorb
 
     rel_paths = [_rel(p, ws.root) for p in paths]
-    validated = load_validated(paths, ws.root, doc=doc, rel_paths=rel_paths)
+    check = settled_check(ws, doc, targets, replace)
+    validated = load_validated(paths, ws.root, doc=doc, rel_paths=rel_paths, settled=check)
     resources, files, warnings = list(validated.resources), list(validated.files), warnings_of(validated)
     by_res = {r.address: r for r in resources}
     doc.check_remote_ids()  # one remote job, one address: a state that breaks it is not planned on
     moved = apply_declared_moves(ws, validated, doc, rel_paths)
     remote = await refresh_tracked(doc, pool, addresses=_refreshed(doc, rel_paths))
     absorbed = absorb(doc, remote, only_succeeded=True)  # outputs of jobs that finished unattended
-    desired = expand_desired(resources, ws.root, doc, validated.items)
+    desired = expand_desired(resources, ws.root, doc, validated.items, check.proofs if check is not None else None)
     forced = expand_replace(replace, desired)
     if any("[" not in a for a in forced):
         desired = _expand_without(forced, resources, ws.root, doc, validated.items)
@@ -495,7 +519,14 @@ async def make_plan(ws: Workspace, paths: list[Path], doc: StateDoc, pool: Any, 
     estimate_into(plan, doc, resources, ws.config)
     return Planned(plan=plan, resources=resources, desired=desired, remote=remote, files=files,
                    warnings=[w.format() for w in warnings], items=items, absorbed=absorbed,
-                   recovery_marked=marks.addresses)
+                   recovery_marked=marks.addresses, warned=_warned(warnings))
+
+
+def _warned(warnings: list[Diagnostic]) -> frozenset[str] | None:
+    """The resource addresses `warnings` name; None when one names none."""
+    if any(not w.address for w in warnings):
+        return None
+    return frozenset(str(w.address).split("[", 1)[0] for w in warnings)
 
 
 def estimate_into(plan: Plan, doc: StateDoc, resources: list[Resource], config: Any,

@@ -37,6 +37,7 @@ from typing import Any
 
 from jobrunner.crashpoints import armed, crash_point
 from jobrunner.errors import StateError
+from jobrunner.state import loadcache
 from jobrunner.state.applied import lost_state_error, note_applied
 from jobrunner.state.gcpause import collector_paused, keep_out_of_collections
 from jobrunner.state.identity import UNCHECKED, _Unchecked, check_identity
@@ -155,7 +156,8 @@ class LocalFileStore:
         try:
             with open(self.path, "rb") as fh:
                 st = os.fstat(fh.fileno())
-                streamed = _read_by_line(fh)
+                cached = _read_cached(self.path, fh, st.st_size)
+                streamed = cached or _read_by_line(fh)
                 raw = b"" if streamed is not None else fh.read()
         except FileNotFoundError:
             if self.backup_path.is_file():
@@ -185,6 +187,9 @@ class LocalFileStore:
             head, addresses, size, digest = streamed
             doc = self._parse(head, self.path)
             doc.addresses = addresses
+            if cached is None and len(addresses) >= loadcache.MIN_ADDRESSES:
+                # Before the journal is replayed on them: the copy is of the snapshot alone.
+                loadcache.write_cached(self.path, addresses, int(digest.split(":")[0], 16), size)
         else:  # not in the layout jobrunner writes (or damaged): parse it whole, for the exact error
             doc = self._parse(raw, self.path)
             size, digest = len(raw), snapshot_digest(raw)
@@ -193,6 +198,29 @@ class LocalFileStore:
         self._replay_journal(doc)
         doc.workspace_id = self._checked_identity(doc.workspace_id)
         return doc
+
+    def leave_decoded_copy(self) -> dict[str, AddressState] | None:
+        """After this store wrote a snapshot (an apply), decode it once and leave its decoded copy
+        (jobrunner.state.loadcache), so the next command's load reads that instead of paying the
+        decoding and the copy's writing itself. Returns the snapshot's addresses as every later
+        load builds them (packed outputs and all) when it wrote the copy, else None. Changes
+        nothing this store knows; never raises."""
+        if not self.snapshots:
+            return None
+        with collector_paused():
+            try:
+                with open(self.path, "rb") as fh:
+                    size = os.fstat(fh.fileno()).st_size
+                    if size < _CACHED_MIN_BYTES or _read_cached(self.path, fh, size) is not None:
+                        return None
+                    streamed = _read_by_line(fh)
+            except OSError:
+                return None
+            if streamed is None or len(streamed[1]) < loadcache.MIN_ADDRESSES:
+                return None
+            _, addresses, size, digest = streamed
+            loadcache.write_cached(self.path, addresses, int(digest.split(":")[0], 16), size)
+            return addresses
 
     def empty_doc(self) -> StateDoc:
         """A fresh, empty state of a new lineage (what a workspace that never applied starts from)."""
@@ -645,6 +673,27 @@ def _read_by_line(fh: Any) -> _Streamed | None:
         return _rewind(fh)
     head = first[: -len(_ADDRESSES_OPEN)] + b',"addresses":{}}'
     return head, addresses, size, f"{crc:08x}:{size}"
+
+
+def _read_cached(path: Path, fh: Any, size: int) -> _Streamed | None:
+    """`_read_by_line`'s result from the snapshot's decoded copy (jobrunner.state.loadcache), when
+    there is one of these very bytes; None otherwise (`fh` back at its start)."""
+    if size < _CACHED_MIN_BYTES:
+        return None
+    first = fh.readline()
+    fh.seek(0)
+    if not first.endswith(_ADDRESSES_OPEN):
+        return None
+    found = loadcache.read_cached(path, fh, size)
+    if found is None:
+        return None
+    addresses, crc = found
+    head = first[: -len(_ADDRESSES_OPEN)] + b',"addresses":{}}'
+    return head, addresses, size, f"{crc:08x}:{size}"
+
+
+# Below this a snapshot is decoded quickly enough: no decoded copy is looked for.
+_CACHED_MIN_BYTES = 1 << 22
 
 
 # About 1 MiB of address lines per `json.loads` (some 1,000 addresses).

@@ -276,6 +276,14 @@ def _unpacked_values(st: AddressState) -> list[Any]:
 stored_outputs: Callable[[AddressState], Any] = _get_outputs
 
 
+# The fields in declaration order, and getters of their values as stored (packed `outputs` and
+# `inputs` as they are), for the decoded copy of a snapshot (jobrunner.state.loadcache).
+STORED_FIELDS: tuple[str, ...] = _ADDRESS_FIELDS
+stored_values: Callable[[AddressState], tuple[Any, ...]] = _stored_values
+attempt_values: Callable[[Attempt], tuple[Any, ...]] = _attempt_values
+intent_values: Callable[[Intent], tuple[Any, ...]] = _intent_values
+
+
 def field_values(st: AddressState) -> tuple[Any, ...]:
     """Every field of `st`, in declaration order (comparing two of these compares the states)."""
     return tuple(_unpacked_values(st))
