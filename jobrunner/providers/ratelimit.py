@@ -85,6 +85,19 @@ class TokenBucket:
             return 0.0
         return (1.0 - self.tokens) * 60.0 / self.rate
 
+    def try_take(self) -> bool:
+        """Take a token now if one is there and nobody is waiting for one; False otherwise (then
+        `acquire`). Apply's creates with limits off take this path: no lock, no timer per request."""
+        if self._lock is not None and self._lock.locked():
+            return False  # waiters are served in arrival order: do not overtake them
+        now = self._clock()
+        self._refill(now)
+        if self._delay(now) > 0:
+            return False
+        if self.rate is not None:
+            self.tokens -= 1.0
+        return True
+
     async def acquire(self) -> None:
         if self._lock is None:  # created lazily so the bucket can be built outside a loop
             self._lock = asyncio.Lock()
@@ -156,6 +169,9 @@ class RateLimiter:
 
     def bucket(self, request_class: str) -> TokenBucket:
         return self.buckets.get(request_class) or self.buckets[OTHER]
+
+    def try_take(self, request_class: str) -> bool:
+        return self.bucket(request_class).try_take()
 
     async def acquire(self, request_class: str) -> None:
         await self.bucket(request_class).acquire()
