@@ -25,7 +25,7 @@ from typing import Any
 from jobrunner.crashpoints import crash_point
 from jobrunner.plan_types import NOOP, Plan
 from jobrunner.reconcile.outputmarks import OutputMarks, RowsKey
-from jobrunner.reconcile.outputs import batch_key, output_rows, row_line, write_jsonl
+from jobrunner.reconcile.outputs import batch_key, output_rows, scrubbed_row_line, write_jsonl
 from jobrunner.resources import DesiredJob, Resource
 from jobrunner.state.model import AddressState, StateDoc
 
@@ -92,10 +92,10 @@ class OutputAppender:
 
     @staticmethod
     def _append(path: Path, rows: list[dict[str, Any]]) -> None:
-        from jobrunner.redact import known_secrets, scrub_data
+        from jobrunner.redact import known_secrets
 
         secrets = known_secrets()
-        data = "".join(_line(scrub_data(row, secrets=secrets)) for row in rows).encode("utf-8")
+        data = "".join(scrubbed_row_line(row, secrets) for row in rows).encode("utf-8")
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             view = memoryview(data)
@@ -109,11 +109,6 @@ def _ended(st: AddressState) -> bool:
     from jobrunner.providers.base import TERMINAL
 
     return st.status in TERMINAL
-
-
-def _line(row: dict[str, Any]) -> str:
-    """One row as `write_jsonl` writes it."""
-    return row_line(row)
 
 
 class BatchRows:
@@ -168,8 +163,6 @@ def output_files_due(root: Path, resources: dict[str, Resource], desired: Iterab
 
 def _file_holds(path: Path, rows: Iterable[dict[str, Any]], secrets: Any) -> bool:
     """Does the output file at `path` already hold exactly `rows` (as `write_jsonl` writes them)?"""
-    from jobrunner.redact import scrub_data
-
     # Row by row: a 100,000-row file is never held whole, nor parsed whole, nor its rows copied.
     # A line is first compared as text with what `write_jsonl` writes (the file jobrunner wrote);
     # only a line that differs is parsed, so a file reformatted by hand still counts when equal.
@@ -180,7 +173,7 @@ def _file_holds(path: Path, rows: Iterable[dict[str, Any]], secrets: Any) -> boo
                 line = next(lines, None)
                 if line is None:
                     return False
-                expected = _line(scrub_data(row, secrets=secrets))
+                expected = scrubbed_row_line(row, secrets)
                 if line != expected and json.loads(line) != json.loads(expected):
                     return False
             return next(lines, None) is None

@@ -169,9 +169,22 @@ def row_line(row: dict[str, Any]) -> str:
     return _ROW_ENCODER.encode(row) + "\n"
 
 
+def scrubbed_row_line(row: dict[str, Any], secrets: Any) -> str:
+    """`row_line(scrub_data(row, secrets=secrets))`, encoding the row once: its text is written as it
+    is when it shows no known secret (the usual case), else the row is scrubbed and encoded again."""
+    from jobrunner.redact import SecretSet, known_secrets, scrub_data
+
+    if secrets is None:
+        secrets = known_secrets()
+    line = row_line(row)
+    if not secrets or (isinstance(secrets, SecretSet) and secrets.absent_from_json(line)):
+        return line
+    return row_line(scrub_data(row, secrets=secrets))
+
+
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     """Atomically (temp + rename) write rows as JSON Lines (rows are consumed one at a time)."""
-    from jobrunner.redact import known_secrets, scrub_data
+    from jobrunner.redact import known_secrets
 
     # The file boundary: a row's output or error that quotes a secret value (a model echoing a
     # sensitive input) is written scrubbed, like its input.
@@ -181,8 +194,7 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             for row in rows:
-                row = scrub_data(row, secrets=secrets)
-                fh.write(row_line(row))
+                fh.write(scrubbed_row_line(row, secrets))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -24,3 +24,25 @@ def test_recorded_outputs_of_separately_decoded_answers_share_their_key_strings(
     for a, b in ((first["output"], second["output"]), (first["metrics"], second["metrics"]),
                  (first["output"]["parts"][0], second["output"]["parts"][0])):
         assert [id(k) for k in a] == [id(k) for k in b]
+
+
+def test_an_output_row_is_written_as_the_scrubbed_row_encodes_with_or_without_a_secret_in_it() -> None:
+    """A row is encoded once and written as it is when its text shows no known secret; a row that
+    quotes one (a model echoing a sensitive input, a secret that JSON escapes) is scrubbed first."""
+    from jobrunner.reconcile.outputs import row_line, scrubbed_row_line
+    from jobrunner.redact import SecretSet, scrub_data
+
+    secrets = SecretSet(["s3cr3t-value-123", 'quo"ted-secret-456'])
+    rows = [
+        {"key": "a", "input": {"prompt": "hello"}, "status": "succeeded", "output": "hi", "metrics": {}},
+        {"key": "b", "input": {"prompt": "x"}, "status": "succeeded", "output": "echo s3cr3t-value-123", "metrics": {}},
+        {"key": "c", "input": {}, "status": "failed", "output": None, "metrics": {},
+         "error": 'it said quo"ted-secret-456'},
+        {"key": "d", "input": {"n": 1.5, "uni": "héllo \u2028"}, "status": "succeeded", "output": [1, {"k": "v"}],
+         "metrics": {"predict_time": 0.1}},
+    ]
+    for row in rows:
+        for known in (secrets, SecretSet(), None):
+            assert scrubbed_row_line(row, known) == row_line(scrub_data(row, secrets=known))
+    assert "s3cr3t" not in scrubbed_row_line(rows[1], secrets)
+    assert "quo" not in scrubbed_row_line(rows[2], secrets)
