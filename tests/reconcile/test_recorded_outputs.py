@@ -3,6 +3,7 @@ output and metrics, secret-named fields redacted, sharing key strings across ite
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from jobrunner.providers.base import JobStatus, RemoteJob
 from jobrunner.reconcile.outputs import outputs_of
@@ -33,7 +34,7 @@ def test_an_output_row_is_written_as_the_scrubbed_row_encodes_with_or_without_a_
     from jobrunner.redact import SecretSet, scrub_data
 
     secrets = SecretSet(["s3cr3t-value-123", 'quo"ted-secret-456'])
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"key": "a", "input": {"prompt": "hello"}, "status": "succeeded", "output": "hi", "metrics": {}},
         {"key": "b", "input": {"prompt": "x"}, "status": "succeeded", "output": "echo s3cr3t-value-123", "metrics": {}},
         {"key": "c", "input": {}, "status": "failed", "output": None, "metrics": {},
