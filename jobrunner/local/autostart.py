@@ -44,8 +44,8 @@ import httpx
 from jobrunner.durations import DurationError, format_duration, parse_duration
 from jobrunner.errors import ConfigError
 from jobrunner.local.build import build_fingerprint
+from jobrunner.local.runtime import RUNTIME_FILE, read_last_port, read_runtime
 from jobrunner.local.security import read_token
-from jobrunner.local.server import RUNTIME_FILE, read_last_port, read_runtime
 from jobrunner.state.lock import pid_alive
 
 HOME_ENV = "JOBRUNNER_HOME"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import json
 import os
 import socket
 import time
@@ -22,11 +21,10 @@ from typing import Any, TextIO
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from jobrunner.local.runtime import RUNTIME_FILE, read_runtime, write_runtime
 from jobrunner.local.security import check_bind, load_or_create_token
 
-RUNTIME_FILE = "server.json"
 LOCK_FILE = "server.lock"
-LAST_PORT_FILE = "last_port"  # kept after exit: auto-start asks for the same port again
 
 
 class AlreadyRunning(RuntimeError):
@@ -111,38 +109,6 @@ def uvicorn_config(app: Any, host: str = "127.0.0.1", port: int = 0, **kwargs: A
         app, host=host, port=port, http=_http_protocol(), access_log=False, lifespan="on",
         timeout_graceful_shutdown=3, **kwargs,
     )
-
-
-def _url(host: str, port: int) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    if host in ("0.0.0.0", "::"):
-        shown = "127.0.0.1"
-    return f"http://{shown}:{port}"
-
-
-def write_runtime(data_dir: Path, host: str, port: int) -> dict[str, Any]:
-    info = {"pid": os.getpid(), "host": host, "port": port, "url": _url(host, port), "started_at": time.time()}
-    tmp = data_dir / f".{RUNTIME_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(info))
-    os.replace(tmp, data_dir / RUNTIME_FILE)
-    (data_dir / LAST_PORT_FILE).write_text(str(port))
-    return info
-
-
-def read_last_port(data_dir: Path) -> int | None:
-    try:
-        port = int((data_dir / LAST_PORT_FILE).read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return port if 0 < port < 65536 else None
-
-
-def read_runtime(data_dir: Path) -> dict[str, Any] | None:
-    try:
-        info = json.loads((data_dir / RUNTIME_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return info if isinstance(info, dict) and "pid" in info and "url" in info else None
 
 
 def _lock(data_dir: Path) -> TextIO:

@@ -200,18 +200,18 @@ class LocalFileStore:
         return doc
 
     def leave_decoded_copy(self) -> dict[str, AddressState] | None:
-        """After this store wrote a snapshot (an apply), decode it once and leave its decoded copy
-        (jobrunner.state.loadcache), so the next command's load reads that instead of paying the
-        decoding and the copy's writing itself. Returns the snapshot's addresses as every later
-        load builds them (packed outputs and all) when it wrote the copy, else None. Changes
-        nothing this store knows; never raises."""
+        """After this store wrote a big snapshot (an apply; `_LEAVE_COPY_TIMES`), decode it once
+        and leave its decoded copy (jobrunner.state.loadcache), so the next command's load reads
+        that instead of paying the decoding and the copy's writing itself. Returns the snapshot's
+        addresses as every later load builds them (packed outputs and all) when it wrote the copy,
+        else None. Changes nothing this store knows; never raises."""
         if not self.snapshots:
             return None
         with collector_paused():
             try:
                 with open(self.path, "rb") as fh:
                     size = os.fstat(fh.fileno()).st_size
-                    if size < _CACHED_MIN_BYTES or _read_cached(self.path, fh, size) is not None:
+                    if size < _LEAVE_COPY_TIMES * _CACHED_MIN_BYTES or _read_cached(self.path, fh, size) is not None:
                         return None
                     streamed = _read_by_line(fh)
             except OSError:
@@ -694,6 +694,12 @@ def _read_cached(path: Path, fh: Any, size: int) -> _Streamed | None:
 
 # Below this a snapshot is decoded quickly enough: no decoded copy is looked for.
 _CACHED_MIN_BYTES = 1 << 22
+# An apply leaves a decoded copy (`leave_decoded_copy`) only of a snapshot this many times
+# `_CACHED_MIN_BYTES` (32 MB, some 30,000 addresses): leaving it means decoding the snapshot again
+# after the run, while whoever ran the apply waits. A smaller one (10,000 addresses: 10 MB, a
+# quarter of a second) is decoded by the next load, which leaves the copy then, as any load of a
+# snapshot of MIN_ADDRESSES does.
+_LEAVE_COPY_TIMES = 8
 
 
 # About 1 MiB of address lines per `json.loads` (some 1,000 addresses).

@@ -133,3 +133,23 @@ def test_an_apply_that_wrote_a_snapshot_leaves_the_copy(tmp_path: Path, monkeypa
         _no_decoding(m)
         loaded = LocalFileStore(path).load()
     _same(loaded, _json_load(path, monkeypatch))
+
+
+def test_an_apply_leaves_no_copy_of_a_snapshot_the_next_load_decodes_quickly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below `_LEAVE_COPY_TIMES` the size a load looks for a copy of, the apply does not decode its
+    snapshot again after the run; the next load decodes it and leaves the copy then."""
+    path = tmp_path / "state.json"
+    store = LocalFileStore(path)
+    store.save(_doc())
+    size = path.stat().st_size
+    monkeypatch.setattr(lf, "_CACHED_MIN_BYTES", size // lf._LEAVE_COPY_TIMES + 1)
+    assert store.leave_decoded_copy() is None
+    assert not loadcache.cache_path(path).exists()
+    loaded = LocalFileStore(path).load()  # MIN_ADDRESSES (10 here) reached: this load leaves it
+    assert loadcache.cache_path(path).is_file()
+    _same(loaded, _json_load(path, monkeypatch))
+    loadcache.cache_path(path).unlink()
+    monkeypatch.setattr(lf, "_CACHED_MIN_BYTES", size // lf._LEAVE_COPY_TIMES)  # as big as it must be
+    assert store.leave_decoded_copy() is not None
+    assert loadcache.cache_path(path).is_file()
