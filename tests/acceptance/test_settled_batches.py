@@ -240,3 +240,48 @@ def test_an_apply_leaves_the_output_files_mark_found_by_its_quick_digest(workspa
     assert again.code == 0 and "No changes." in again.stdout, again.output
     rows = (workspace / "out" / "evals.jsonl").read_text().splitlines()
     assert len(rows) == 30 and all(json.loads(r)["status"] == "succeeded" for r in rows)
+
+
+def test_a_changed_version_or_renamed_key_plans_as_the_full_path(workspace: Path, reads: list[str]) -> None:
+    _applied(workspace, 20)
+    rows = _rows(20)
+    rows[3]["key"] = "item-x003"  # same content under another key
+    _write_rows(workspace, rows)
+    plan, read = _same_as_full_path(workspace, reads, "plan", "--format", "json")
+    assert _changes(plan) == {f"{BATCH}[item-0003]": "forget", f"{BATCH}[item-x003]": "create"}
+    assert read == [BATCH]
+    _write_rows(workspace, _rows(20))
+    batch = workspace / "batch.yaml"
+    batch.write_text(batch.read_text().replace(ECHO_VERSION, "1" * 64))
+    _, read = _same_as_full_path(workspace, reads, "plan", "--format", "json")
+    assert read == [BATCH]
+
+
+@pytest.mark.parametrize("damage", ["deleted", "edited"])
+def test_an_output_file_damaged_by_hand_is_rewritten(workspace: Path, reads: list[str], damage: str) -> None:
+    _applied(workspace, 20)
+    out = workspace / "out" / "evals.jsonl"
+    before = out.read_text()
+    if damage == "deleted":
+        out.unlink()
+    else:
+        out.write_text(before.replace("number 3", "number 33"))
+    _same_as_full_path(workspace, reads, "plan", "--format", "json")
+    r = run_cli("apply", "--auto-approve")
+    assert r.code == 0, r.output
+    assert out.read_text() == before
+
+
+def test_marks_outlive_neither_a_destroy_nor_a_second_batch_on_the_same_rows(workspace: Path,
+                                                                           reads: list[str]) -> None:
+    _applied(workspace, 20)
+    _write_batch(workspace, name="evals2", file="b2.yaml")  # the same inputs file, a new batch
+    plan, _ = _same_as_full_path(workspace, reads, "plan", "--format", "json")
+    assert _changes(plan) == {f"PredictionBatch/evals2[{r['key']}]": "create" for r in _rows(20)}
+    (workspace / "b2.yaml").unlink()
+    marks = (workspace / MARKS).read_text()
+    assert run_cli("destroy", "--auto-approve").code == 0
+    (workspace / MARKS).write_text(marks)  # a mark put back over a state that no longer has the rows
+    plan, read = _same_as_full_path(workspace, reads, "plan", "--format", "json")
+    assert _changes(plan) == {f"{BATCH}[{r['key']}]": "create" for r in _rows(20)}
+    assert read == [BATCH]
