@@ -30,8 +30,9 @@ if TYPE_CHECKING:  # a private module: read only by the type checker, never at r
     from httpcore._backends.base import SOCKET_OPTION
 
 
-class _Connection(asyncio.Protocol):
-    """What arrived on one connection and has not been read yet, and whether the server is gone."""
+class ConnectionBuffer(asyncio.Protocol):
+    """What arrived on one connection and has not been read yet, and whether the server is gone
+    (also the base of `wire`'s pooled connections)."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -79,7 +80,7 @@ def _expire(future: asyncio.Future[None]) -> None:
         future.set_exception(TimeoutError())
 
 
-async def _wait(future: asyncio.Future[None], timeout: float | None) -> None:
+async def wait_or_timeout(future: asyncio.Future[None], timeout: float | None) -> None:
     """Await `future`, failing with TimeoutError after `timeout` seconds (None: no limit)."""
     if timeout is None:
         await future
@@ -94,7 +95,7 @@ async def _wait(future: asyncio.Future[None], timeout: float | None) -> None:
 class AsyncioStream(httpcore.AsyncNetworkStream):
     """One TCP connection (TLS included, through asyncio's own TLS transport)."""
 
-    def __init__(self, transport: asyncio.Transport, conn: _Connection) -> None:
+    def __init__(self, transport: asyncio.Transport, conn: ConnectionBuffer) -> None:
         self._transport = transport
         self._conn = conn
         raw = transport.get_extra_info("socket")
@@ -106,7 +107,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if not conn.buffer and not conn.eof:
             conn.waiter = asyncio.get_running_loop().create_future()
             try:
-                await _wait(conn.waiter, timeout)
+                await wait_or_timeout(conn.waiter, timeout)
             except TimeoutError:
                 raise httpcore.ReadTimeout("timed out reading from the server") from None
             finally:
@@ -129,7 +130,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if conn.paused:  # a big body: wait until the kernel took enough of it
             conn.drained = asyncio.get_running_loop().create_future()
             try:
-                await _wait(conn.drained, timeout)
+                await wait_or_timeout(conn.drained, timeout)
             except TimeoutError:
                 raise httpcore.WriteTimeout("timed out sending to the server") from None
             finally:
@@ -195,7 +196,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         if socket_options:
             return await self._fallback.connect_tcp(host, port, timeout, local_address, socket_options)
         loop = asyncio.get_running_loop()
-        conn = _Connection()
+        conn = ConnectionBuffer()
         local = (local_address, 0) if local_address else None
         try:
             async with asyncio.timeout(timeout):

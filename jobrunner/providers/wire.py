@@ -62,6 +62,8 @@ from typing import Any, Literal
 import httpcore
 import httpx
 
+from jobrunner.providers.netbackend import ConnectionBuffer, wait_or_timeout
+
 ESCAPE_VAR = "JOBRUNNER_HTTP_TRANSPORT"  # "httpx": httpx's own transport for every request
 MAX_HEAD_BYTES = 100 * 1024  # as httpcore's h11 connection: the largest status line + headers
 READ_CHUNK = 64 * 1024  # the most one body chunk holds (httpcore reads 64 KiB at a time)
@@ -91,58 +93,25 @@ def intercepted() -> bool:
 
 # --- one connection ------------------------------------------------------------------------
 
-class _Conn(asyncio.Protocol):
+class _Conn(ConnectionBuffer):
     """One keep-alive connection: what arrived and has not been parsed, and whether it ended."""
 
     def __init__(self, origin: tuple[str, str, int]) -> None:
+        super().__init__()
         self.origin = origin
-        self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        self.eof = False
-        self.error: BaseException | None = None
-        self.waiter: asyncio.Future[None] | None = None  # a read waiting for bytes
-        self.drained: asyncio.Future[None] | None = None  # a write waiting for the send buffer
-        self.paused = False
         self.reading_paused = False
         self.idle_since = 0.0
         self._poller: select.poll | None = None
 
-    # asyncio.Protocol callbacks
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
+        super().data_received(data)
         if len(self.buffer) > BUFFER_HIGH and self.transport is not None and not self.reading_paused:
             self.reading_paused = True  # a big body read slowly: let TCP hold the rest
             self.transport.pause_reading()
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
 
     def eof_received(self) -> bool:
-        self.eof = True
-        self._wake()
-        return False  # close: HTTP/1.1 sends nothing after the server's end
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.eof = True
-        self.error = exc
-        self._wake()
-
-    def pause_writing(self) -> None:
-        self.paused = True
-
-    def resume_writing(self) -> None:
-        self.paused = False
-        if self.drained is not None and not self.drained.done():
-            self.drained.set_result(None)
-
-    def _wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-        self.resume_writing()
+        self.resume_writing()  # a body still being sent stops waiting: the read reports the end
+        return super().eof_received()
 
     # used by the exchange
 
@@ -157,16 +126,13 @@ class _Conn(asyncio.Protocol):
 
     async def more(self, timeout: float | None) -> None:
         """Wait until bytes arrive or the connection ends; ReadTimeout after `timeout` seconds."""
-        self.waiter = waiter = asyncio.get_running_loop().create_future()
-        timer = None if timeout is None else waiter.get_loop().call_later(max(0.0, timeout), _expire, waiter)
+        self.waiter = asyncio.get_running_loop().create_future()
         try:
-            await waiter
+            await wait_or_timeout(self.waiter, timeout)
         except TimeoutError:
             raise httpx.ReadTimeout("timed out reading from the server") from None
         finally:
             self.waiter = None
-            if timer is not None:
-                timer.cancel()
 
     async def send(self, data: bytes, timeout: float | None) -> None:
         """Write the whole request; a closed connection is left for the read to report, as httpcore
@@ -176,16 +142,13 @@ class _Conn(asyncio.Protocol):
             return
         transport.write(data)
         if self.paused:  # a big body: wait until the kernel took enough of it
-            self.drained = drained = asyncio.get_running_loop().create_future()
-            timer = None if timeout is None else drained.get_loop().call_later(max(0.0, timeout), _expire, drained)
+            self.drained = asyncio.get_running_loop().create_future()
             try:
-                await drained
+                await wait_or_timeout(self.drained, timeout)
             except TimeoutError:
                 raise httpx.WriteTimeout("timed out sending to the server") from None
             finally:
                 self.drained = None
-                if timer is not None:
-                    timer.cancel()
 
     def ended(self) -> BaseException:
         """The error of a read that found the connection over (nothing more will arrive)."""
@@ -214,11 +177,6 @@ class _Conn(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
         self.eof = True
-
-
-def _expire(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError())
 
 
 # --- the answer ----------------------------------------------------------------------------
