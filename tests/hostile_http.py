@@ -40,6 +40,16 @@ def _reserve(port: int = 0) -> socket.socket:
     return sock
 
 
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    """One HTTP/1.1 request off a raw connection: its head and its Content-Length body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return head + (await reader.readexactly(length) if length else b"")
+
+
 def refused_url() -> str:
     """http://127.0.0.1:<port> of a port held bound and never listened on (connections are refused)."""
     sock = _reserve()
@@ -145,13 +155,7 @@ class HostileServer:
             writer.transport.abort()
 
     async def _read_request(self, reader: asyncio.StreamReader) -> bool:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":", 1)[1])
-        if length:
-            await reader.readexactly(length)
+        await read_request(reader)
         return True
 
     async def _trickle(self, writer: asyncio.StreamWriter) -> None:

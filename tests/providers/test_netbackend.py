@@ -29,6 +29,7 @@ from jobrunner.providers.bodies import LogTrimmer, read_capped
 from jobrunner.providers.http import HttpClient, RetryPolicy
 from jobrunner.providers.netbackend import AsyncioBackend, AsyncioStream
 from jobrunner.providers.replicate import ReplicateProvider
+from tests.hostile_http import read_request
 from tests.platform_fixture import serve_platform
 from tests.providers.conftest import TOKEN
 
@@ -39,15 +40,6 @@ ANSWER = b'{"id": "p1", "status": "starting"}'
 def _client(url: str, **kw: Any) -> HttpClient:
     return HttpClient("replicate", url, token=TOKEN, policy=RetryPolicy(max_attempts=3, backoff_base=0.01),
                       timeout=httpx.Timeout(5.0), deadline=10.0, **kw)
-
-
-async def _read_request(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-    return head + (await reader.readexactly(length) if length else b"")
 
 
 def _answer(body: bytes = ANSWER, *, close: bool = False) -> bytes:
@@ -88,7 +80,7 @@ def test_a_keep_alive_connection_the_server_closed_is_not_reused_for_a_create() 
 
     async def one_and_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connections.append(1)
-        await _read_request(reader)
+        await read_request(reader)
         writer.write(_answer())
         await writer.drain()
         writer.close()
@@ -114,7 +106,7 @@ def test_a_create_the_server_hung_up_on_is_ambiguous_and_not_sent_again() -> Non
     seen: list[bytes] = []
 
     async def read_and_hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        seen.append(await _read_request(reader))
+        seen.append(await read_request(reader))
         writer.close()
 
     async def main() -> None:
@@ -137,7 +129,7 @@ def test_a_get_the_server_hung_up_on_is_retried() -> None:
     calls: list[int] = []
 
     async def hang_up_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
+        await read_request(reader)
         calls.append(1)
         if len(calls) > 1:
             writer.write(_answer())
@@ -192,7 +184,7 @@ def test_a_read_timeout_of_one_attempt_is_retried_for_a_get() -> None:
     calls: list[int] = []
 
     async def silent_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
+        await read_request(reader)
         calls.append(1)
         if len(calls) == 1:
             await asyncio.sleep(2.0)  # longer than the read timeout

@@ -28,7 +28,7 @@ from jobrunner.errors import ProtocolError, TransportError
 from jobrunner.providers.http import DEFAULT_LIMITS, HttpClient, RetryPolicy, _default_transport, _ssl_context
 from jobrunner.providers.netbackend import AsyncioBackend
 from jobrunner.providers.wire import ESCAPE_VAR, LeanTransport, intercepted
-from tests.hostile_http import refused_url
+from tests.hostile_http import read_request, refused_url
 from tests.providers.conftest import TOKEN
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -48,15 +48,6 @@ def transport(kind: str, *, limits: httpx.Limits = DEFAULT_LIMITS,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry, network_backend=AsyncioBackend())
     return stock
-
-
-async def read_request(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-    return head + (await reader.readexactly(length) if length else b"")
 
 
 def answer(body: bytes = BODY, *, extra: str = "", status: str = "200 OK") -> bytes:
