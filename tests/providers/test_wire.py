@@ -55,6 +55,13 @@ def answer(body: bytes = BODY, *, extra: str = "", status: str = "200 OK") -> by
             ).encode() + body
 
 
+async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A well-behaved keep-alive server: one answer per request, the connection kept open."""
+    while True:
+        await read_request(reader)
+        writer.write(answer())
+
+
 class Server:
     """A loopback server running `handler` per connection; counts connections."""
 
@@ -125,11 +132,6 @@ def test_refused() -> None:
 
 
 def test_a_keep_alive_exchange_uses_one_connection() -> None:
-    async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            await read_request(reader)
-            writer.write(answer())
-
     results, connections = all_kinds(keep_alive, [POST, GET, POST])
     assert results == [f"200 {BODY.decode()}"] * 3 and connections == 1
 
@@ -374,11 +376,6 @@ def test_the_pool_waits_for_a_slot_and_times_out_as_httpcore_does() -> None:
 def test_tls_with_a_trusted_and_an_untrusted_certificate(tmp_path: Path) -> None:
     server_ctx, client_ctx = _tls_contexts(tmp_path)
 
-    async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            await read_request(reader)
-            writer.write(answer())
-
     async def main(kind: str, ctx: ssl.SSLContext | None) -> str:
         async with Server(keep_alive, server_ctx) as server, httpx.AsyncClient(
                 transport=transport(kind, ctx=ctx)) as client:
@@ -425,11 +422,6 @@ def test_respx_intercepts_even_a_client_built_before_it_started() -> None:
 
 
 def test_uploads_and_header_bytes_h11_refuses_go_to_httpx() -> None:
-    async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            await read_request(reader)
-            writer.write(answer())
-
     async def main() -> None:
         async with Server(keep_alive) as server:
             lean = transport("lean")
@@ -492,11 +484,6 @@ def test_a_body_larger_than_the_receive_buffer_arrives_whole() -> None:
 
 
 def test_an_answer_read_after_the_client_closed_closes_its_connection() -> None:
-    async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            await read_request(reader)
-            writer.write(answer())
-
     async def main() -> None:
         async with Server(keep_alive) as server:
             lean = transport("lean")
