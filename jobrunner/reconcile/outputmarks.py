@@ -248,17 +248,23 @@ class OutputMarks:
 
     def save(self) -> None:
         """Write the marks atomically; a failure only means the next apply checks row by row."""
-        if not self._dirty:
-            return
-        try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".output-files.", dir=self._path.parent)
-        except OSError:
-            return
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"format": _MARKS_FORMAT, "files": self._marks}, fh, sort_keys=True)
-            os.replace(tmp, self._path)
+        if self._dirty and write_marks_file(self._path, {"format": _MARKS_FORMAT, "files": self._marks}):
             self._dirty = False
-        except OSError:
-            Path(tmp).unlink(missing_ok=True)
+
+
+def write_marks_file(path: Path, data: dict[str, Any]) -> bool:
+    """Write a marks file (a cache beside the state) atomically; False when it could not be
+    written, which only costs the next command the slower path."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, sort_keys=True)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
+        return False

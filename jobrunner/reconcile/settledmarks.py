@@ -13,8 +13,6 @@ is ignored. Only `apply` writes the file (under the state lock); `plan` only rea
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -42,17 +40,9 @@ def _read(path: Path) -> dict[str, Any]:
 
 def _write(path: Path, batches: dict[str, Any]) -> None:
     """Atomically; a failure only means the next plan takes the full path."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".settled-batches.", dir=path.parent)
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"format": _FORMAT, "batches": batches}, fh, sort_keys=True)
-        os.replace(tmp, path)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
+    from jobrunner.reconcile.outputmarks import write_marks_file
+
+    write_marks_file(path, {"format": _FORMAT, "batches": batches})
 
 
 def batch_inputs_digest(res: Resource, root: Path) -> str | None:
