@@ -32,6 +32,9 @@ from typing import Any, Literal
 from jobrunner.errors import ConfigError, UsageError
 
 CONFIG_FILE = "jobrunner.yaml"
+# Names a config is easily given by mistake. Not read, such a file would leave the workspace with
+# default state and providers: a different state file, where every job looks new.
+MISNAMED_CONFIGS = ("jobrunner.yml", ".jobrunner.yaml", ".jobrunner.yml", "Jobrunner.yaml", "jobrunner.YAML")
 # A directory holding this file is skipped by directory scans (unless named on the command line),
 # e.g. a test corpus of deliberately broken manifests.
 IGNORE_MARKER = ".jobrunnerignore"
@@ -92,10 +95,20 @@ def locate_workspace(start: Path | None = None) -> tuple[Path, WorkspaceSource]:
     for candidate in chain:
         if (candidate / CONFIG_FILE).is_file():
             return candidate, "config"
+        _refuse_misnamed_config(candidate)
     for candidate in chain:
         if (candidate / DEFAULT_STATE_PATH).is_file():
             return candidate, "state"
     return here, "cwd"
+
+
+def _refuse_misnamed_config(directory: Path) -> None:
+    """A config under a near-miss name (and no `jobrunner.yaml` beside it) is an error, not ignored."""
+    wrong = next((directory / name for name in MISNAMED_CONFIGS if (directory / name).is_file()), None)
+    if wrong is not None:
+        raise ConfigError(f"{wrong}: jobrunner reads its workspace config only from {CONFIG_FILE}; this file is "
+                          f"not read, so the workspace would use default state and providers",
+                          hint=f"rename it: mv {wrong} {directory / CONFIG_FILE}")
 
 
 def find_workspace_for(paths: list[Path] | tuple[Path, ...], start: Path | None = None) -> Path:

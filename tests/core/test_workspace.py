@@ -238,3 +238,30 @@ def test_validate_and_plan_name_a_mistyped_base_url(tmp_path: Path, monkeypatch:
         assert result.code == 1, result.output
         assert "jobrunner.yaml:3:5: $.providers.emissary.base_url: 'locall' is not an http(s) URL" in result.stderr
         assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("name", ["jobrunner.yml", ".jobrunner.yaml", "Jobrunner.yaml"])
+def test_a_misnamed_config_is_an_error_not_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   name: str) -> None:
+    """Ignored, `jobrunner.yml` with `state: {path: ...}` or a postgres backend would leave the
+    workspace on default state, where every job looks new. Every command names the file instead."""
+    from tests.helpers.cli import run_cli
+
+    (tmp_path / "specs").mkdir()
+    (tmp_path / name).write_text("state: {path: shared/state.json}\n")
+    model = "spec: {provider: local, owner: me, name: m, visibility: private, hardware: cpu}\n"
+    (tmp_path / "specs" / "m.yaml").write_text("apiVersion: jobrunner/v1\nkind: Model\nmetadata: {name: m}\n" + model)
+    with pytest.raises(ConfigError) as exc:
+        locate_workspace(tmp_path / "specs")
+    assert str(exc.value).startswith(f"{tmp_path / name}: jobrunner reads its workspace config only from")
+    assert f"mv {tmp_path / name} {tmp_path / 'jobrunner.yaml'}" in (exc.value.hint or "")
+    monkeypatch.chdir(tmp_path / "specs")
+    for command in ("validate", "plan"):
+        result = run_cli(command)
+        assert result.code == 1, result.output
+        assert f"{tmp_path / name}: jobrunner reads its workspace config only from" in result.stderr
+        assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, "specs"])
+    # Renamed, it is the workspace's config.
+    (tmp_path / name).rename(tmp_path / "jobrunner.yaml")
+    assert locate_workspace(tmp_path / "specs") == (tmp_path.resolve(), "config")
