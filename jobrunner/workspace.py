@@ -8,8 +8,10 @@ walking up from the current directory (`locate_workspace`):
 2. else the nearest directory holding default local state (`.jobrunner/state.json`), so a
    workspace first used without a config (the README's one-step apply) is found again from below;
 3. else the current directory itself (a brand-new workspace; nothing is written there unless it
-   holds manifests, see `reconcile.planning.require_manifests`), unless the manifests a command
-   names lie elsewhere: then theirs (`find_workspace_for`).
+   holds manifests, see `reconcile.planning.require_manifests`), unless a workspace is marked at
+   or above the manifests a command names, or they lie elsewhere: then theirs
+   (`find_workspace_for`). A command never plans one workspace's manifests against another's
+   state: that would create all their jobs again.
 
 Its config names the state backend, provider endpoints, rate limits and default parallelism;
 everything has a default so a workspace without a config file works. Manifest discovery is cheap
@@ -30,6 +32,9 @@ from typing import Any, Literal
 from jobrunner.errors import ConfigError, UsageError
 
 CONFIG_FILE = "jobrunner.yaml"
+# Names a config is easily given by mistake. Not read, such a file would leave the workspace with
+# default state and providers: a different state file, where every job looks new.
+MISNAMED_CONFIGS = ("jobrunner.yml", ".jobrunner.yaml", ".jobrunner.yml", "Jobrunner.yaml", "jobrunner.YAML")
 # A directory holding this file is skipped by directory scans (unless named on the command line),
 # e.g. a test corpus of deliberately broken manifests.
 IGNORE_MARKER = ".jobrunnerignore"
@@ -90,32 +95,65 @@ def locate_workspace(start: Path | None = None) -> tuple[Path, WorkspaceSource]:
     for candidate in chain:
         if (candidate / CONFIG_FILE).is_file():
             return candidate, "config"
+        _refuse_misnamed_config(candidate)
     for candidate in chain:
         if (candidate / DEFAULT_STATE_PATH).is_file():
             return candidate, "state"
     return here, "cwd"
 
 
+def _refuse_misnamed_config(directory: Path) -> None:
+    """A config under a near-miss name (and no `jobrunner.yaml` beside it) is an error, not ignored."""
+    wrong = next((directory / name for name in MISNAMED_CONFIGS if (directory / name).is_file()), None)
+    if wrong is not None:
+        raise ConfigError(f"{wrong}: jobrunner reads its workspace config only from {CONFIG_FILE}; this file is "
+                          f"not read, so the workspace would use default state and providers",
+                          hint=f"rename it: mv {wrong} {directory / CONFIG_FILE}")
+
+
 def find_workspace_for(paths: list[Path] | tuple[Path, ...], start: Path | None = None) -> Path:
     """The workspace root for a command run in `start` (default: cwd) on manifest `paths`.
 
     The current directory decides when it is in a workspace. When it is not (nothing marks one
-    at or above it) and the paths are elsewhere, the workspace is the one marked at or above the
-    first path that has one, else the first path's directory: `cd /tmp && jobrunner apply
-    ~/proj/specs` then uses ~/proj's state (or starts it beside the manifests), never /tmp.
+    at or above it), the workspace is the one marked at or above the first path that has one,
+    even below the current directory, else the current directory if every path is below it, else
+    the first path's directory: `cd /tmp && jobrunner apply ~/proj/specs` (or `/tmp/proj/specs`)
+    uses proj's state (or starts it beside the manifests), never /tmp's.
+
+    A named path inside a different marked workspace than the one chosen is a UsageError: planned
+    against another workspace's state, every job of it would look new and be created again.
     """
     here, how = locate_workspace(start)
-    if how != "cwd" or not paths:
+    if not paths:
         return here
     absolute = [(p if p.is_absolute() else here / p).resolve() for p in paths]
+    marked = [(p, *locate_workspace(p)) for p in absolute]
+    if how == "cwd":
+        here = _unmarked_cwd_root(here, absolute, [(root, m) for _, root, m in marked])
+    for path, root, mark in marked:
+        if mark != "cwd" and root != here:
+            raise _foreign_workspace(path, root, here, start)
+    return here
+
+
+def _unmarked_cwd_root(here: Path, absolute: list[Path], marks: list[tuple[Path, WorkspaceSource]]) -> Path:
+    for root, mark in marks:
+        if mark != "cwd":
+            return root
     if all(_is_within(p, here) for p in absolute):
         return here
-    for p in absolute:
-        root, how = locate_workspace(p)
-        if how != "cwd":
-            return root
     first = absolute[0]
     return first if first.is_dir() else first.parent
+
+
+def _foreign_workspace(path: Path, root: Path, here: Path, start: Path | None) -> UsageError:
+    cwd = (start or Path.cwd()).resolve()
+    shown = os.path.relpath(path, cwd) if _is_within(path, cwd) else str(path)
+    return UsageError(
+        f"{shown} belongs to the workspace at {root}, but this command uses the workspace at {here}: "
+        f"planned against {here}'s state, its jobs would all look new and be created again",
+        hint=f"run the command from {root} (cd {root} && jobrunner ...), or name the paths of one workspace at a time",
+    )
 
 
 def _is_within(path: Path, root: Path) -> bool:

@@ -246,6 +246,52 @@ def test_manifests_named_from_an_unrelated_directory_use_their_workspace(workspa
     assert state(workspace) == {}
 
 
+def test_manifests_below_an_unmarked_directory_use_the_workspace_between(workspace: Path, platform: Platform,
+                                                                          tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch):
+    """`cd /tmp && jobrunner plan /tmp/proj/specs` (or `proj/specs`): nothing marks /tmp, proj is a
+    workspace with state. The plan is proj's (no changes), never a fresh /tmp workspace planning
+    every job as new, and nothing is written in /tmp."""
+    m = workspace / "manifests"
+    m.mkdir()
+    (m / "run.yaml").write_text(sleep_batch("run", 2))
+    assert run_cli("apply", "--auto-approve", "--no-wait").code == 0
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for named in (str(m), "ws/manifests", "ws/manifests/run.yaml"):
+        r = run_cli("plan", "--detailed-exitcode", named)
+        assert r.code == 0, (named, r.output)
+        assert "create" not in r.stdout.lower(), (named, r.stdout)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert run_cli("destroy", "--auto-approve", "ws/manifests").code == 0
+    assert state(workspace) == {}
+
+
+def test_manifests_of_another_workspace_are_refused(workspace: Path, platform: Platform, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch):
+    """Run inside workspace B on workspace A's manifests: planned against B's state, A's running
+    jobs would look new and be created again. Every command that reads manifests refuses, names
+    both workspaces and says where to run it; nothing is created or written."""
+    from tests.helpers.cli import write_workspace
+
+    m = workspace / "manifests"
+    m.mkdir()
+    (m / "run.yaml").write_text(sleep_batch("run", 2))
+    assert run_cli("apply", "--auto-approve", "--no-wait").code == 0
+    jobs = len(platform_jobs(platform))
+    other = write_workspace(tmp_path / "other", platform.url)
+    monkeypatch.chdir(other)
+    for command in (["plan"], ["apply", "--auto-approve", "--no-wait"], ["validate"], ["destroy", "--auto-approve"]):
+        r = run_cli(*command, str(m))
+        assert r.code != 0, (command, r.output)
+        assert f"belongs to the workspace at {workspace.resolve()}" in r.stderr, (command, r.stderr)
+        assert f"cd {workspace.resolve()}" in r.stderr and "Traceback" not in r.output
+    assert len(platform_jobs(platform)) == jobs
+    assert sorted(p.name for p in other.iterdir()) == ["jobrunner.yaml"]
+    monkeypatch.chdir(workspace)
+    assert run_cli("destroy", "--auto-approve").code == 0
+
+
 def test_state_rm_where_nothing_is_tracked_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     r = run_cli("state", "rm", "Training/x")

@@ -174,6 +174,42 @@ def test_manifests_named_from_outside_any_workspace_use_their_own(tmp_path: Path
     assert find_workspace_for([], elsewhere) == elsewhere.resolve()
 
 
+def test_a_workspace_between_an_unmarked_cwd_and_the_manifests_is_theirs(tmp_path: Path) -> None:
+    """`cd /tmp && jobrunner plan proj/specs` with proj marked and /tmp not: proj's state, never a
+    new workspace at /tmp that would plan every job of proj again."""
+    proj = tmp_path / "proj"
+    (proj / "specs" / "deep").mkdir(parents=True)
+    (proj / ".jobrunner").mkdir()
+    (proj / ".jobrunner" / "state.json").write_text("{}")
+    for named in (Path("proj/specs"), proj / "specs", Path("proj/specs/deep/a.yaml"), Path("proj")):
+        assert find_workspace_for([named], tmp_path) == proj.resolve(), named
+    # Unmarked manifests next to the marked ones do not change that; only marked ones count.
+    (tmp_path / "loose").mkdir()
+    assert find_workspace_for([Path("loose"), Path("proj/specs")], tmp_path) == proj.resolve()
+    assert find_workspace_for([Path("loose")], tmp_path) == tmp_path.resolve()
+
+
+def test_manifests_of_another_workspace_are_a_usage_error(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for root in (a, b):
+        (root / "specs").mkdir(parents=True)
+        (root / "jobrunner.yaml").write_text("{}\n")
+    with pytest.raises(UsageError) as exc:
+        find_workspace_for([b / "specs"], a)
+    assert (f"belongs to the workspace at {b.resolve()}, but this command uses the workspace at {a.resolve()}"
+            in str(exc.value))
+    assert f"cd {b.resolve()}" in (exc.value.hint or "")
+    # From an unmarked directory, two workspaces at once are refused the same way.
+    with pytest.raises(UsageError, match="belongs to the workspace at"):
+        find_workspace_for([Path("a/specs"), Path("b/specs")], tmp_path)
+    # A nested workspace is its own: named from the outer one, it is refused too.
+    (a / "specs" / "inner").mkdir()
+    (a / "specs" / "inner" / "jobrunner.yaml").write_text("{}\n")
+    with pytest.raises(UsageError):
+        find_workspace_for([Path("specs/inner")], a)
+    assert find_workspace_for([Path("specs")], a) == a.resolve()
+
+
 @pytest.mark.parametrize("value", ["locall", "api.replicate.com", "''", "3"])
 def test_a_mistyped_base_url_is_named_where_it_is_written(tmp_path: Path, value: str) -> None:
     (tmp_path / "jobrunner.yaml").write_text(f"providers:\n  replicate: {{}}\n  emissary:\n    base_url: {value}\n")
@@ -202,3 +238,30 @@ def test_validate_and_plan_name_a_mistyped_base_url(tmp_path: Path, monkeypatch:
         assert result.code == 1, result.output
         assert "jobrunner.yaml:3:5: $.providers.emissary.base_url: 'locall' is not an http(s) URL" in result.stderr
         assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("name", ["jobrunner.yml", ".jobrunner.yaml", "Jobrunner.yaml"])
+def test_a_misnamed_config_is_an_error_not_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   name: str) -> None:
+    """Ignored, `jobrunner.yml` with `state: {path: ...}` or a postgres backend would leave the
+    workspace on default state, where every job looks new. Every command names the file instead."""
+    from tests.helpers.cli import run_cli
+
+    (tmp_path / "specs").mkdir()
+    (tmp_path / name).write_text("state: {path: shared/state.json}\n")
+    model = "spec: {provider: local, owner: me, name: m, visibility: private, hardware: cpu}\n"
+    (tmp_path / "specs" / "m.yaml").write_text("apiVersion: jobrunner/v1\nkind: Model\nmetadata: {name: m}\n" + model)
+    with pytest.raises(ConfigError) as exc:
+        locate_workspace(tmp_path / "specs")
+    assert str(exc.value).startswith(f"{tmp_path / name}: jobrunner reads its workspace config only from")
+    assert f"mv {tmp_path / name} {tmp_path / 'jobrunner.yaml'}" in (exc.value.hint or "")
+    monkeypatch.chdir(tmp_path / "specs")
+    for command in ("validate", "plan"):
+        result = run_cli(command)
+        assert result.code == 1, result.output
+        assert f"{tmp_path / name}: jobrunner reads its workspace config only from" in result.stderr
+        assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, "specs"])
+    # Renamed, it is the workspace's config.
+    (tmp_path / name).rename(tmp_path / "jobrunner.yaml")
+    assert locate_workspace(tmp_path / "specs") == (tmp_path.resolve(), "config")
