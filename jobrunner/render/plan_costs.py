@@ -129,7 +129,8 @@ def _md(text: str) -> str:
 def _markdown_serving(est: PlanEstimate) -> list[str]:
     if not est.serving:
         return []
-    out = [f"{_md(SERVING_HEAD)}\n\n", "| Deployment | Instances | Per hour | Source |\n", "|---|---|---:|---|\n"]
+    out = ["**Serving while deployed** (billed per hour for as long as it exists, not in the totals above)\n\n",
+           "| Deployment | Instances | Per hour | Source |\n", "|---|---|---:|---|\n"]
     out += [f"| `{sv.resource}` | {_md(_instances(sv))} | {_md(_hourly(sv))} | {_md(sv.source)} |\n"
             for sv in est.serving[:MAX_MARKDOWN_ROWS]]
     return [*out, "\n"]
