@@ -17,7 +17,10 @@ Per change, in order of preference:
 
 A deployment updated in place without an `estimate.duration` hint runs no job: its estimate says
 so (basis `no_job`, 0 s, $0) instead of an unknown job, so a budget policy does not refuse a
-scale-up for a cost nobody could know; its serving time is not estimated.
+scale-up for a cost nobody could know. What a deployment the plan creates or changes costs while
+it is deployed is estimated apart, per hour (`Serving`: `min_instances` kept running as the idle
+floor, `max_instances` as the ceiling, times its hardware's price), where the provider's adapter
+says how (`Costing.serving`); it is never added to the totals, which are one-off costs.
 
 Wall clock of a resource with N changes, per-item run time d, parallelism P and a provider create
 rate R per minute: max(ceil(N/P)·d, N/R minutes): batches are bounded by the slower of compute and
@@ -40,6 +43,7 @@ from jobrunner.estimate.model import (
     Estimate,
     PlanEstimate,
     ResourceEstimate,
+    Serving,
     Totals,
 )
 from jobrunner.estimate.prices import PriceTable
@@ -195,6 +199,30 @@ def _no_job(change: PlannedChange, inp: _Inputs) -> Estimate | None:
     return Estimate(0.0, Basis.NO_JOB, why, None, why, 0.0, why, job.job_kind)
 
 
+def serving_of(change: PlannedChange, inp: _Inputs) -> Serving | None:
+    """The hourly serving cost of a deployment this change creates, replaces or updates."""
+    job = change.job
+    if job is None or job.job_kind != JOB_DEPLOYMENT:
+        return None
+    adapter = find_adapter(job.provider)
+    if adapter is None or adapter.costing.serving is None:
+        why = f"not estimated: {adapter.title if adapter else job.provider} reports no instance counts to price"
+        return Serving(job.resource_address, job.provider, None, None, None, None, None, why)
+    low, high, hardware = adapter.costing.serving(job.request)
+    if adapter.costing.fixed_hardware:
+        hardware = adapter.costing.fixed_hardware
+    price = inp.ctx.prices.price(hardware) if hardware else None
+    if price is None:
+        why = (f"unknown: no price for hardware {hardware!r} (add it under `prices:` in jobrunner.yaml)"
+               if hardware else "unknown: hardware unknown")
+        return Serving(job.resource_address, job.provider, low, high, hardware, None, None, why)
+    hourly = price.usd_per_second * 3600.0
+    source = (f"{hardware}: free ({price.source})" if hourly == 0
+              else f"{hardware} at ${price.usd_per_second:g}/s ({price.source})")
+    return Serving(job.resource_address, job.provider, low, high, hardware,
+                   None if low is None else low * hourly, None if high is None else high * hourly, source)
+
+
 def _estimated(change: PlannedChange) -> bool:
     return change.action in ESTIMATED_ACTIONS and change.job is not None and change.job.job_kind != JOB_MODEL
 
@@ -278,6 +306,7 @@ def estimate_plan(changes: Sequence[PlannedChange], doc: StateDoc, resources: Se
         depends[job.resource_address] = job.depends_on
         out.creates += change.action in CREATING_ACTIONS
     out.resources = [_resource_estimate(r, providers[r], items, ctx) for r, items in groups.items()]
+    out.serving = [s for c in estimated if (s := serving_of(c, inp)) is not None]
     for name in sorted(set(providers.values())):
         mine = [r for r in out.resources if r.provider == name]
         out.providers.append(_totals(name, mine, depends, ctx))
@@ -300,4 +329,4 @@ def context_for(config: Any, parallelism: int | None = None) -> EstimateContext:
 
 
 __all__ = ["CREATING_ACTIONS", "ESTIMATED_ACTIONS", "EstimateContext", "context_for", "estimate_job", "estimate_plan",
-           "measured_runs"]
+           "measured_runs", "serving_of"]

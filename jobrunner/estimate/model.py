@@ -68,6 +68,25 @@ class Totals:
     wall_seconds: float | None
 
 
+@dataclass(frozen=True)
+class Serving:
+    """What a deployment this plan creates or changes costs per hour while it is deployed.
+
+    Not a one-off: it is billed for as long as the deployment exists, so it is never added to the
+    plan's totals (nor to a budget policy's). `usd_per_hour_min` is the idle floor (`min_instances`
+    kept running), `usd_per_hour_max` the ceiling at `max_instances`; None: unknown.
+    """
+
+    resource: str  # Deployment/name
+    provider: str
+    min_instances: int | None
+    max_instances: int | None
+    hardware: str | None
+    usd_per_hour_min: float | None
+    usd_per_hour_max: float | None
+    source: str  # e.g. "gpu-t4 at $0.000225/s (list prices …)", or why it is unknown
+
+
 @dataclass
 class PlanEstimate:
     """Estimates of a whole plan: per change, per resource, per provider and in all."""
@@ -76,6 +95,7 @@ class PlanEstimate:
     resources: list[ResourceEstimate] = field(default_factory=list)
     providers: list[Totals] = field(default_factory=list)
     total: Totals = field(default_factory=lambda: Totals("", 0, 0, 0, 0.0, 0.0))
+    serving: list[Serving] = field(default_factory=list)  # deployments created or changed, per hour
     creates: int = 0  # jobs this plan creates (create, replace, retry): what max_creates_per_apply counts
     parallelism: int = 10  # the wall-clock assumption
     # Policy verdicts (jobrunner.estimate.policy): what is over budget, and whether a flag allowed it.
@@ -83,4 +103,4 @@ class PlanEstimate:
     allow_over_budget: bool = False
 
 
-__all__ = ["Basis", "Estimate", "PlanEstimate", "ResourceEstimate", "Totals"]
+__all__ = ["Basis", "Estimate", "PlanEstimate", "ResourceEstimate", "Serving", "Totals"]

@@ -101,6 +101,10 @@ def recorded_predict_time(outputs: Mapping[str, Any]) -> float | None:
     return float(value)
 
 
+# A deployment's (min instances, max instances, hardware) as its request says; None where unsaid.
+ServingShape = tuple[int | None, int | None, str | None]
+
+
 @dataclass(frozen=True)
 class Costing:
     """What the estimator (`jobrunner.estimate`) needs to know about a provider.
@@ -111,7 +115,9 @@ class Costing:
     `hardware` (a `Model` resource) a job runs on. `fixed_hardware` is the SKU every job of the
     provider runs on whatever the manifests say (the local platform: this machine, priced 0).
     `rate_class` maps a job kind to the rate-limit class its creates spend
-    (`providers.limits.CREATE` or `OTHER`).
+    (`providers.limits.CREATE` or `OTHER`). `serving` reads a deployment's request as
+    (min instances, max instances, hardware) for its hourly serving cost; None: the provider's
+    deployments have no such figures (not estimated).
     """
 
     measured_seconds: Callable[[Mapping[str, Any]], float | None] = recorded_predict_time
@@ -119,6 +125,7 @@ class Costing:
     model_of: Callable[[Mapping[str, Any]], str | None] = lambda request: None
     fixed_hardware: str | None = None
     rate_class: Mapping[str, str] = field(default_factory=lambda: {JOB_PREDICTION: CREATE, JOB_TRAINING: OTHER})
+    serving: Callable[[Mapping[str, Any]], ServingShape] | None = None
 
 
 @dataclass(frozen=True)
@@ -201,6 +208,7 @@ __all__ = [
     "PROVIDER_NAMES",
     "Capabilities",
     "Costing",
+    "ServingShape",
     "DeploymentForm",
     "DiscoveredSpec",
     "Endpoint",

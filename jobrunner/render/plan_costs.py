@@ -9,8 +9,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from jobrunner.estimate.model import Estimate, PlanEstimate, ResourceEstimate, Totals
-from jobrunner.render.plan_common import fmt_seconds, fmt_total_usd
+from jobrunner.estimate.model import Estimate, PlanEstimate, ResourceEstimate, Serving, Totals
+from jobrunner.render.plan_common import fmt_seconds, fmt_total_usd, fmt_usd
 
 # Markdown rows of the per-resource table before it is cut (the comment must stay small).
 MAX_MARKDOWN_ROWS = 40
@@ -37,6 +37,32 @@ def budget_lines(est: PlanEstimate) -> list[str]:
     return [head, *(f"  - {v}" for v in est.over_budget)]
 
 
+SERVING_HEAD = "Serving while deployed (billed per hour for as long as it exists, not in the totals above):"
+
+
+def _instances(sv: Serving) -> str:
+    low = "?" if sv.min_instances is None else str(sv.min_instances)
+    high = "?" if sv.max_instances is None else str(sv.max_instances)
+    return f"{sv.hardware or 'unknown hardware'} x {low}-{high} instances"
+
+
+def _hourly(sv: Serving) -> str:
+    """`$0.81/h idle, up to $2.43/h`: the floor min_instances keep billed, and the ceiling."""
+    if sv.usd_per_hour_min is None and sv.usd_per_hour_max is None:
+        return "unknown"
+    return f"{fmt_usd(sv.usd_per_hour_min)}/h idle, up to {fmt_usd(sv.usd_per_hour_max)}/h"
+
+
+def serving_lines(est: PlanEstimate) -> list[str]:
+    """The text plan's serving section: a row per deployment created or changed."""
+    if not est.serving:
+        return []
+    rows = [(sv.resource, _instances(sv), _hourly(sv), sv.source) for sv in est.serving]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return ["", SERVING_HEAD, *(f"  {'  '.join(c.ljust(widths[i]) for i, c in enumerate(row[:3]))}  {row[3]}".rstrip()
+                            for row in rows)]
+
+
 def text_lines(est: PlanEstimate | None) -> list[str]:
     """The text plan's cost section (empty when nothing is estimated)."""
     if est is None or not est.resources:
@@ -54,7 +80,7 @@ def text_lines(est: PlanEstimate | None) -> list[str]:
     for row in rows:
         cells = "  ".join(cell.ljust(widths[i]) if i != 3 else cell.rjust(widths[i]) for i, cell in enumerate(row[:4]))
         lines.append(f"  {cells}  {row[4]}".rstrip())
-    return [*lines, *budget_lines(est), ""]
+    return [*lines, *serving_lines(est), *budget_lines(est), ""]
 
 
 def _estimate_dict(e: Estimate) -> dict[str, Any]:
@@ -87,6 +113,10 @@ def plan_json(est: PlanEstimate | None) -> dict[str, Any] | None:
                        "unknown_cost": r.unknown_cost, "unknown_duration": r.unknown_duration,
                        "compute_seconds": r.compute_seconds, "wall_seconds": r.wall_seconds,
                        "sources": list(r.sources)} for r in est.resources],
+        "serving": [{"resource": sv.resource, "provider": sv.provider, "min_instances": sv.min_instances,
+                     "max_instances": sv.max_instances, "hardware": sv.hardware,
+                     "usd_per_hour_min": sv.usd_per_hour_min, "usd_per_hour_max": sv.usd_per_hour_max,
+                     "source": sv.source} for sv in est.serving],
         "over_budget": list(est.over_budget),
         "allow_over_budget": est.allow_over_budget,
     }
@@ -94,6 +124,16 @@ def plan_json(est: PlanEstimate | None) -> dict[str, Any] | None:
 
 def _md(text: str) -> str:
     return html.escape(" ".join(text.split()), quote=False).replace("|", "\\|")
+
+
+def _markdown_serving(est: PlanEstimate) -> list[str]:
+    if not est.serving:
+        return []
+    out = ["**Serving while deployed** (billed per hour for as long as it exists, not in the totals above)\n\n",
+           "| Deployment | Instances | Per hour | Source |\n", "|---|---|---:|---|\n"]
+    out += [f"| `{sv.resource}` | {_md(_instances(sv))} | {_md(_hourly(sv))} | {_md(sv.source)} |\n"
+            for sv in est.serving[:MAX_MARKDOWN_ROWS]]
+    return [*out, "\n"]
 
 
 def markdown_table(est: PlanEstimate | None) -> str:
@@ -116,6 +156,7 @@ def markdown_table(est: PlanEstimate | None) -> str:
     t = est.total
     out.append(f"| **Total** | **{t.jobs:,}** | **{_wall(t.wall_seconds)}** "
                f"| **{fmt_total_usd(t.usd, t.unknown_cost)}** | parallelism {est.parallelism} |\n\n")
+    out.extend(_markdown_serving(est))
     verdict = budget_lines(est)
     if verdict:
         out.append(f"> **{_md(verdict[0])}**\n")
@@ -124,4 +165,5 @@ def markdown_table(est: PlanEstimate | None) -> str:
     return "".join(out)
 
 
-__all__ = ["MAX_MARKDOWN_ROWS", "budget_lines", "change_json", "markdown_table", "plan_json", "text_lines"]
+__all__ = ["MAX_MARKDOWN_ROWS", "budget_lines", "change_json", "markdown_table", "plan_json", "serving_lines",
+           "text_lines"]

@@ -190,6 +190,58 @@ def test_an_update_in_place_without_a_hint_runs_no_job_rather_than_one_of_unknow
     assert created.changes["Deployment/d"].basis is Basis.UNKNOWN  # creating one is not free of doubt
 
 
+def deployment_change(action: str, provider: str = "replicate", **request: Any) -> tuple[PlannedChange, Resource]:
+    res = Resource("Deployment", "api", {"provider": provider, **request}, FILE, 5)
+    job = DesiredJob(address="Deployment/api", resource_address="Deployment/api", job_kind=JOB_DEPLOYMENT,
+                     provider=provider, file=FILE, request=dict(request), fingerprint="f")
+    return PlannedChange("Deployment/api", action, "new deployment", job, None), res
+
+
+@pytest.mark.parametrize("action", [CREATE, UPDATE])
+def test_a_deployment_created_or_changed_shows_its_hourly_serving_cost_apart(action: str) -> None:
+    """min_instances kept running while idle is the floor, max_instances the ceiling; per hour,
+    never in the one-off totals nor against a budget (it is billed for as long as it exists)."""
+    change, res = deployment_change(action, hardware="gpu-t4", min_instances=1, max_instances=3,
+                                    model="acme/echo", version=ECHO)
+    est = estimate_plan([change], StateDoc(), [res])
+    (sv,) = est.serving
+    hourly = LIST_PRICES["gpu-t4"] * 3600
+    assert (sv.resource, sv.min_instances, sv.max_instances, sv.hardware) == ("Deployment/api", 1, 3, "gpu-t4")
+    assert sv.usd_per_hour_min == pytest.approx(hourly) and sv.usd_per_hour_max == pytest.approx(3 * hourly)
+    assert sv.source.startswith(f"gpu-t4 at ${LIST_PRICES['gpu-t4']:g}/s (list prices as of {PRICES_AS_OF}")
+    assert est.total.usd == 0.0
+    if action == UPDATE:  # the serving cost is not what a budget of one apply counts
+        assert not enforce(est, BudgetPolicy(max_cost_per_apply=0.01), allow=False)
+    plan = Plan(changes=[change], estimate=est)
+    text = plan_text.render(plan, color=False)
+    line = next(x for x in text.splitlines() if x.startswith("  Deployment/api  gpu-t4 x 1-3 instances"))
+    assert f"${hourly:,.2f}/h idle, up to ${3 * hourly:,.2f}/h" in line
+    assert "not in the totals" in text
+    (row,) = json.loads(plan_json.render(plan))["estimate"]["serving"]
+    assert row == {"resource": "Deployment/api", "provider": "replicate", "min_instances": 1, "max_instances": 3,
+                   "hardware": "gpu-t4", "usd_per_hour_min": pytest.approx(hourly),
+                   "usd_per_hour_max": pytest.approx(3 * hourly), "source": sv.source}
+    md = plan_markdown.render(plan)
+    assert f"| `Deployment/api` | gpu-t4 x 1-3 instances | ${hourly:,.2f}/h idle, up to ${3 * hourly:,.2f}/h |" in md
+
+
+def test_serving_cost_unknown_says_why_never_zero() -> None:
+    change, res = deployment_change(CREATE, hardware="gpu-made-up", min_instances=0, max_instances=2)
+    (sv,) = estimate_plan([change], StateDoc(), [res]).serving
+    assert sv.usd_per_hour_min is None and sv.usd_per_hour_max is None
+    assert sv.source == "unknown: no price for hardware 'gpu-made-up' (add it under `prices:` in jobrunner.yaml)"
+    change, res = deployment_change(CREATE, provider="emissary", server_type="a10")
+    (sv,) = estimate_plan([change], StateDoc(), [res]).serving
+    assert sv.usd_per_hour_max is None and sv.source == "not estimated: Emissary reports no instance counts to price"
+    plan = Plan(changes=[change], estimate=estimate_plan([change], StateDoc(), [res]))
+    assert "? x ?-? instances" not in plan_text.render(plan, color=False)  # hardware unknown is said so
+    assert "unknown hardware x ?-? instances  unknown" in plan_text.render(plan, color=False)
+    change, res = deployment_change(CREATE, provider="local", hardware="cpu", min_instances=0, max_instances=1)
+    (sv,) = estimate_plan([change], StateDoc(), [res]).serving
+    assert (sv.hardware, sv.usd_per_hour_min, sv.usd_per_hour_max) == ("local", 0.0, 0.0)
+    assert sv.source.startswith("local: free")
+
+
 # --- policy -------------------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from jobrunner.providers.adapter import (
     Endpoint,
     ProviderAdapter,
     RequestForm,
+    ServingShape,
     split_version,
 )
 from jobrunner.providers.base import CreateRequest, RemoteJob
@@ -43,6 +44,16 @@ DEPLOYMENT = DeploymentForm(
     # A PATCH keeps the deployment's owner/name (its id and URL); only a new version changes what it serves.
     update_keeps={"id": frozenset(), "name": frozenset(), "url": frozenset(), "version": frozenset({"version"})},
 )
+
+
+def serving_shape(request: Mapping[str, Any]) -> ServingShape:
+    """A deployment's instances and hardware: Replicate bills each running instance by the second
+    on its hardware, and keeps `min_instances` running while idle."""
+    def count(key: str) -> int | None:
+        value = request.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+    hardware = request.get("hardware")
+    return count("min_instances"), count("max_instances"), hardware if isinstance(hardware, str) else None
 
 
 def create_request(job: DesiredJob, spec: Mapping[str, Any], request: Mapping[str, Any] | None = None) -> CreateRequest:
@@ -119,9 +130,9 @@ REPLICATE = ProviderAdapter(
                       url_env="REPLICATE_BASE_URL", default_url="https://api.replicate.com",
                       rate_limits=REPLICATE_LIMITS),
     # metrics.predict_time (reference/replicate/api.md): CPU/GPU seconds, queueing excluded.
-    costing=Costing(version_of=version_of, model_of=model_of),
+    costing=Costing(version_of=version_of, model_of=model_of, serving=serving_shape),
     deployment=DEPLOYMENT,
 )
 
 __all__ = ["DEPLOYMENT", "OUTPUT_FIELDS", "PASS_THROUGH", "REPLICATE", "create_request", "discovered_training",
-           "model_of", "recorded_request", "version_of"]
+           "model_of", "recorded_request", "serving_shape", "version_of"]
