@@ -136,6 +136,25 @@ def find_workspace_for(paths: list[Path] | tuple[Path, ...], start: Path | None 
     return here
 
 
+def workspaces_for(paths: list[Path] | tuple[Path, ...], start: Path | None = None) -> list[tuple[Path, list[Path]]]:
+    """The named paths grouped by the workspace each belongs to, in order of first appearance.
+
+    For commands that read manifests without touching state (`validate`): each group is checked
+    with its own workspace's config, where `find_workspace_for` refuses paths of two workspaces.
+    A path inside no marked workspace goes where `find_workspace_for` would put it alone.
+    """
+    if not paths:
+        return [(find_workspace_for(paths, start), [])]
+    here = (start or Path.cwd()).resolve()
+    groups: dict[Path, list[Path]] = {}
+    for p in paths:
+        root, mark = locate_workspace(p if p.is_absolute() else here / p)
+        if mark == "cwd":  # unmarked: never refused (only a marked path can be another workspace's)
+            root = find_workspace_for([p], start)
+        groups.setdefault(root, []).append(p)
+    return list(groups.items())
+
+
 def _unmarked_cwd_root(here: Path, absolute: list[Path], marks: list[tuple[Path, WorkspaceSource]]) -> Path:
     for root, mark in marks:
         if mark != "cwd":

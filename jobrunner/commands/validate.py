@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -31,14 +31,13 @@ def validate(paths: tuple[Path, ...], fmt: str, json_out: bool) -> int:
       jobrunner validate --format github specs/      # annotations in a GitHub Actions run
     """
     from jobrunner.render.diagnostics import render_github, render_json, render_text
-    from jobrunner.validate import validate_paths
-    from jobrunner.workspace import find_workspace_for, load_config
+    from jobrunner.workspace import workspaces_for
 
     fmt = pick_format(fmt, json_out)
-    root = find_workspace_for(list(paths))
-    load_config(root)  # a broken jobrunner.yaml is reported here too (ConfigError, exit 1)
-    result = validate_paths(list(paths) or [Path.cwd()], root)
-    _check_moved_list(result, root)
+    groups = workspaces_for(list(paths))
+    result, root = _validate_group(*groups[0])
+    if len(groups) > 1:  # several workspaces, each with its config; files named from here
+        result, root = _merged([_validate_group(r, g) for r, g in groups]), Path.cwd()
     if fmt == "json":
         click.echo(render_json(result.diagnostics, files=result.files))
     elif fmt == "github":
@@ -47,6 +46,36 @@ def validate(paths: tuple[Path, ...], fmt: str, json_out: bool) -> int:
     else:
         click.echo(render_text(result.diagnostics, files=len(result.files), resources=len(result.resources)))
     return 0 if result.ok else 1
+
+
+def _validate_group(root: Path, paths: list[Path]) -> tuple[Any, Path]:
+    """The ValidationResult of `paths` (default: the current directory) in the workspace at `root`."""
+    from jobrunner.validate import validate_paths
+    from jobrunner.workspace import load_config
+
+    load_config(root)  # a broken jobrunner.yaml is reported here too (ConfigError, exit 1)
+    result = validate_paths(paths or [Path.cwd()], root)
+    _check_moved_list(result, root)
+    return result, root
+
+
+def _merged(results: list[tuple[Any, Path]]) -> Any:
+    """One result of several workspaces' (validated apart), its file names relative to the current
+    directory: `specs/a.yaml` of two workspaces must not read as one file."""
+    import dataclasses
+    import os
+
+    from jobrunner.validate import ValidationResult
+
+    def here(root: Path, file: str) -> str:
+        return os.path.relpath(root / file)
+
+    out = ValidationResult()
+    for result, root in results:
+        out.resources += result.resources
+        out.files += [here(root, f) for f in result.files]
+        out.diagnostics += [dataclasses.replace(d, file=here(root, d.file)) for d in result.diagnostics]
+    return out
 
 
 def _check_moved_list(result: object, root: Path) -> None:

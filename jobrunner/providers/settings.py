@@ -28,6 +28,7 @@ from jobrunner.providers.http import (
 )
 from jobrunner.providers.ratelimit import RateLimiter, RateLimits
 from jobrunner.providers.sync_create import SyncCreatePolicy
+from jobrunner.providers.wire import check_transport_choice
 
 # The `providers.<name>.base_url` value that means "the workspace's local platform" (for providers
 # whose wire it speaks: `Endpoint.local_platform`).
@@ -113,6 +114,7 @@ class ClientContext:
 
     def __post_init__(self) -> None:
         # Every setting is checked before any credential is read: a typo is reported first.
+        check_transport_choice(self.env)
         self._checked = {"policy": RetryPolicy.from_config(self.settings.get("retries")),
                          "timeout": _timeout(self.settings, self.name),
                          **_bounds(self.settings, self.name)}

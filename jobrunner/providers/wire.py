@@ -56,12 +56,13 @@ import select
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
 import httpcore
 import httpx
 
+from jobrunner.errors import ConfigError
 from jobrunner.providers.netbackend import ConnectionBuffer, wait_or_timeout
 
 ESCAPE_VAR = "JOBRUNNER_HTTP_TRANSPORT"  # "httpx": httpx's own transport for every request
@@ -80,9 +81,30 @@ _NO_BODY_STATUS = frozenset({204, 304})
 Framing = Literal["none", "length", "chunked", "close"]
 
 
+TransportChoice = Literal["lean", "httpx"]
+TRANSPORT_CHOICES: tuple[TransportChoice, ...] = ("lean", "httpx")
+
+
+def transport_choice(env: Mapping[str, str]) -> TransportChoice | None:
+    """`JOBRUNNER_HTTP_TRANSPORT` as given (unset or empty: "lean"); None for a value it does not
+    know, which `check_transport_choice` reports before any request (a typo of the escape hatch
+    must not silently leave the transport it was meant to turn off)."""
+    value = env.get(ESCAPE_VAR, "").strip().lower() or "lean"
+    return value if value in TRANSPORT_CHOICES else None
+
+
+def check_transport_choice(env: Mapping[str, str]) -> None:
+    """A ConfigError for a `JOBRUNNER_HTTP_TRANSPORT` value that is neither `lean` nor `httpx`."""
+    if transport_choice(env) is None:
+        raise ConfigError(
+            f"{ESCAPE_VAR}={env.get(ESCAPE_VAR, '').strip()!r} is not a transport jobrunner knows",
+            hint=f"set it to one of {', '.join(TRANSPORT_CHOICES)} (`httpx`: httpx's own transport for every "
+                 f"request; `lean` or unset: the default), or unset it")
+
+
 def use_lean_transport() -> bool:
     """False when `JOBRUNNER_HTTP_TRANSPORT=httpx` asks for httpx's own transport throughout."""
-    return os.environ.get(ESCAPE_VAR, "").strip().lower() != "httpx"
+    return transport_choice(os.environ) != "httpx"
 
 
 def intercepted() -> bool:
@@ -546,4 +568,5 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 return
 
 
-__all__ = ["ESCAPE_VAR", "LeanTransport", "intercepted", "use_lean_transport"]
+__all__ = ["ESCAPE_VAR", "TRANSPORT_CHOICES", "LeanTransport", "TransportChoice", "check_transport_choice",
+           "intercepted", "transport_choice", "use_lean_transport"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,9 +68,11 @@ class Planned:
 def open_workspace(start: Path | None = None, *, paths: tuple[str, ...] | list[str] = ()) -> Workspace:
     """The workspace a command run in `start` (default: cwd) on manifest `paths` works on
     (`workspace.find_workspace_for`), with its config and state store (nothing is written)."""
+    from jobrunner.providers.wire import check_transport_choice
     from jobrunner.state.store import open_store
     from jobrunner.workspace import find_workspace_for, load_config
 
+    check_transport_choice(os.environ)  # before anything is read or sent: a typo must not pass unseen
     root = find_workspace_for([Path(p) for p in paths], start)
     config = load_config(root)
     return Workspace(root=root, config=config, store=open_store(config, root))

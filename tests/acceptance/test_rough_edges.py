@@ -155,3 +155,23 @@ def test_status_ends_with_a_summary_line(workspace: Path) -> None:
         r = run_cli(*args)
         assert r.code == 0
         assert r.stdout.rstrip().splitlines()[-1] == "31 tracked: 30 succeeded, 1 failed.", r.stdout[-300:]
+
+
+def test_a_mistyped_http_transport_variable_stops_before_any_request(workspace: Path, platform: Platform,
+                                                                     monkeypatch) -> None:
+    """`JOBRUNNER_HTTP_TRANSPORT=htpx` meant to turn the lean transport off: ignored, the apply
+    would run on the transport the user wanted gone. It is named instead, nothing is created."""
+    batch(workspace, "quick", ECHO, "- {key: a, prompt: hi}\n")
+    monkeypatch.setenv("JOBRUNNER_HTTP_TRANSPORT", "htpx")
+    with platform.client() as c:
+        before = len(c.get("/v1/predictions").json()["results"])
+    r = run_cli("apply", "--auto-approve")
+    assert r.code == 1, r.output
+    assert "JOBRUNNER_HTTP_TRANSPORT='htpx' is not a transport jobrunner knows" in r.stderr
+    assert "lean, httpx" in r.stderr and "Traceback" not in r.output
+    with platform.client() as c:
+        assert len(c.get("/v1/predictions").json()["results"]) == before
+    for value in ("HTTPX", "lean", ""):  # the escape hatch, either spelling of the default
+        monkeypatch.setenv("JOBRUNNER_HTTP_TRANSPORT", value)
+        r = run_cli("plan", "--detailed-exitcode")
+        assert r.code == 2, (value, r.output)

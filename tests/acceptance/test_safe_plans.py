@@ -270,8 +270,9 @@ def test_manifests_below_an_unmarked_directory_use_the_workspace_between(workspa
 def test_manifests_of_another_workspace_are_refused(workspace: Path, platform: Platform, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch):
     """Run inside workspace B on workspace A's manifests: planned against B's state, A's running
-    jobs would look new and be created again. Every command that reads manifests refuses, names
-    both workspaces and says where to run it; nothing is created or written."""
+    jobs would look new and be created again. Every command that plans refuses, names both
+    workspaces and says where to run it; nothing is created or written. `validate` (offline, no
+    state) checks them with their own workspace's config instead."""
     from tests.helpers.cli import write_workspace
 
     m = workspace / "manifests"
@@ -281,15 +282,40 @@ def test_manifests_of_another_workspace_are_refused(workspace: Path, platform: P
     jobs = len(platform_jobs(platform))
     other = write_workspace(tmp_path / "other", platform.url)
     monkeypatch.chdir(other)
-    for command in (["plan"], ["apply", "--auto-approve", "--no-wait"], ["validate"], ["destroy", "--auto-approve"]):
+    for command in (["plan"], ["apply", "--auto-approve", "--no-wait"], ["destroy", "--auto-approve"]):
         r = run_cli(*command, str(m))
         assert r.code != 0, (command, r.output)
         assert f"belongs to the workspace at {workspace.resolve()}" in r.stderr, (command, r.stderr)
         assert f"cd {workspace.resolve()}" in r.stderr and "Traceback" not in r.output
     assert len(platform_jobs(platform)) == jobs
     assert sorted(p.name for p in other.iterdir()) == ["jobrunner.yaml"]
+    r = run_cli("validate", str(m))
+    assert r.code == 0 and "1 resource" in r.stdout, r.output
     monkeypatch.chdir(workspace)
     assert run_cli("destroy", "--auto-approve").code == 0
+
+
+def test_validate_of_several_workspaces_checks_each_with_its_own_config(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch):
+    """A monorepo's CI validates every workspace at once from the top: each is checked with its own
+    jobrunner.yaml (a mistyped base_url is named in its file), and files are named from where
+    the command runs, so two workspaces' `specs/run.yaml` never read as one."""
+    for name in ("a", "b"):
+        (tmp_path / name / "specs").mkdir(parents=True)
+        (tmp_path / name / "specs" / "run.yaml").write_text(sleep_batch("run", 1, seconds=0.1))
+    (tmp_path / "a" / "jobrunner.yaml").write_text("{}\n")
+    (tmp_path / "b" / "jobrunner.yaml").write_text("{}\n")
+    (tmp_path / "b" / "specs" / "run.yaml").write_text(sleep_batch("run", 1).replace("seconds: 120", "seconds: x"))
+    monkeypatch.chdir(tmp_path)
+    r = run_cli("validate", "a/specs", "b/specs")
+    assert r.code == 1, r.output
+    assert "b/specs/run.yaml:" in r.stdout and "a/specs/run.yaml:" not in r.stdout, r.stdout
+    assert "2 resources" in r.stdout or "2 files" in r.stdout, r.stdout
+    assert run_cli("validate", "a/specs").code == 0
+    (tmp_path / "b" / "jobrunner.yaml").write_text("providers:\n  emissary:\n    base_url: locall\n")
+    r = run_cli("validate", "a/specs", "b/specs")
+    assert r.code == 1 and "jobrunner.yaml:3:5: $.providers.emissary.base_url" in r.stderr, r.output
+    assert list((tmp_path / "a").iterdir()) and not (tmp_path / "a" / ".jobrunner").exists()
 
 
 def test_state_rm_where_nothing_is_tracked_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -265,3 +265,18 @@ def test_a_misnamed_config_is_an_error_not_ignored(tmp_path: Path, monkeypatch: 
     # Renamed, it is the workspace's config.
     (tmp_path / name).rename(tmp_path / "jobrunner.yaml")
     assert locate_workspace(tmp_path / "specs") == (tmp_path.resolve(), "config")
+
+
+def test_paths_grouped_by_workspace_for_validate(tmp_path: Path) -> None:
+    from jobrunner.workspace import workspaces_for
+
+    a, b, loose = tmp_path / "a", tmp_path / "b", tmp_path / "loose"
+    for root in (a, b):
+        (root / "specs").mkdir(parents=True)
+        (root / "jobrunner.yaml").write_text("{}\n")
+    loose.mkdir()
+    groups = workspaces_for([Path("a/specs"), Path("b/specs"), Path("a/specs/x.yaml")], tmp_path)
+    assert groups == [(a.resolve(), [Path("a/specs"), Path("a/specs/x.yaml")]), (b.resolve(), [Path("b/specs")])]
+    # An unmarked path goes where it would alone: the current directory's workspace when it has one.
+    assert workspaces_for([Path("../loose"), Path("specs")], a) == [(a.resolve(), [Path("../loose"), Path("specs")])]
+    assert workspaces_for([], a) == [(a.resolve(), [])]
