@@ -14,7 +14,7 @@ from jobrunner.estimate.model import Basis
 from jobrunner.estimate.policy import BudgetPolicy, enforce
 from jobrunner.estimate.prices import LIST_PRICES, PRICES_AS_OF, PriceTable
 from jobrunner.exitcodes import ExitCode, for_error
-from jobrunner.plan_types import CREATE, UPDATE, Plan, PlannedChange
+from jobrunner.plan_types import CREATE, UPDATE, Action, Plan, PlannedChange
 from jobrunner.render import plan_json, plan_markdown, plan_text
 from jobrunner.resources import JOB_DEPLOYMENT, DesiredJob, Resource
 from jobrunner.spec import expand
@@ -190,7 +190,7 @@ def test_an_update_in_place_without_a_hint_runs_no_job_rather_than_one_of_unknow
     assert created.changes["Deployment/d"].basis is Basis.UNKNOWN  # creating one is not free of doubt
 
 
-def deployment_change(action: str, provider: str = "replicate", **request: Any) -> tuple[PlannedChange, Resource]:
+def deployment_change(action: Action, provider: str = "replicate", **request: Any) -> tuple[PlannedChange, Resource]:
     res = Resource("Deployment", "api", {"provider": provider, **request}, FILE, 5)
     job = DesiredJob(address="Deployment/api", resource_address="Deployment/api", job_kind=JOB_DEPLOYMENT,
                      provider=provider, file=FILE, request=dict(request), fingerprint="f")
@@ -198,7 +198,7 @@ def deployment_change(action: str, provider: str = "replicate", **request: Any) 
 
 
 @pytest.mark.parametrize("action", [CREATE, UPDATE])
-def test_a_deployment_created_or_changed_shows_its_hourly_serving_cost_apart(action: str) -> None:
+def test_a_deployment_created_or_changed_shows_its_hourly_serving_cost_apart(action: Action) -> None:
     """min_instances kept running while idle is the floor, max_instances the ceiling; per hour,
     never in the one-off totals nor against a budget (it is billed for as long as it exists)."""
     change, res = deployment_change(action, hardware="gpu-t4", min_instances=1, max_instances=3,
