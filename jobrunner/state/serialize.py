@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from jobrunner.state.model import AddressState, StateDoc, field_values, scrub_secrets
 
@@ -24,15 +25,17 @@ _ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, allow_nan=False,
 _dumps = _ENCODER.encode
 
 
-def address_json(st: AddressState) -> str:
+def address_json(st: AddressState, secrets: Any = None) -> str:
     """`_dumps(st.to_json())`, encoded once. The secret scrub of `to_json` encodes each free-form
     field to look for known secret values in its text; here the address's own text is looked at
-    instead, and only an address whose text may hold one (rare) is scrubbed and encoded again."""
+    instead, and only an address whose text may hold one (rare) is scrubbed and encoded again.
+    `secrets`: `known_secrets()` as the caller just took it (a save encoding many addresses)."""
     from jobrunner.redact import SecretSet, known_secrets
 
     data = st.to_json(scrub=False)
     text = _dumps(data)
-    secrets = known_secrets()
+    if secrets is None:
+        secrets = known_secrets()
     if not secrets:
         return text
     if not isinstance(secrets, SecretSet):  # a plain list (tests): the same check, slower

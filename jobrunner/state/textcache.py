@@ -64,7 +64,7 @@ class AddressTexts:
         text = self._texts.get(address)
         if text is not None:
             return text
-        text = address_json(st)
+        text = address_json(st, self._secrets)  # the secrets `begin` checked, taken once per save
         self.encoded += 1
         size = len(text) + _OVERHEAD
         if self._keeping and self._bytes + size <= self.limit:
