@@ -65,6 +65,8 @@ class ApplyContext:
         self.pending_saves: set[asyncio.Future[Any]] = set()
         # The last recorded inputs made per address, until a second use takes them (redacted_input).
         self._recorded: dict[str, tuple[DesiredJob, Any, dict[str, Any]]] = {}
+        # Jobs whose material redaction left as it was, and under which secrets (input_clear).
+        self._clear: dict[str, tuple[DesiredJob, Any]] = {}
 
     def outcome(self, address: str, outcome: OutcomeKind, detail: str = "", created: int = 0, adopted: int = 0,
                 stopped_provider: str = "") -> None:
@@ -107,8 +109,22 @@ class ApplyContext:
             # Nothing to hide in the material (its JSON text shows it): recorded as it is, shared
             # with the job (neither is changed in place), instead of copied by a walk per item.
             value = redact_unless_clear(job.material, secrets, whole_values=True)
+            if value is job.material:
+                self._clear[job.address] = (job, secrets)
         self._recorded[job.address] = (job, secrets, value)
         return value
+
+    def input_clear(self, job: DesiredJob) -> bool:
+        """Whether the job's request input is known to hold nothing to hide: it is its material's
+        input, which `redacted_input` found clear under the secrets known now (asked once, at the
+        item's end: its output row then takes the input as it is, without checking it again)."""
+        from jobrunner.redact import known_secrets
+
+        held = self._clear.pop(job.address, None)
+        if held is None or held[0] is not job or held[1] is not known_secrets():
+            return False
+        material = job.material or {}
+        return "input" in material and job.request.get("input") is material["input"]
 
     @staticmethod
     def set_status(st: AddressState, job: RemoteJob) -> None:

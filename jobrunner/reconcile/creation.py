@@ -171,11 +171,14 @@ async def _find_earlier_create(ctx: ApplyContext, provider: Any, key: GateKey, j
 async def _request_with_intent(ctx: ApplyContext, provider: Any, job: DesiredJob, st: AddressState,
                                spec: dict[str, Any], desired: CreateRequest, attempt: int) -> CreateRequest:
     """Upload the `{$file}` inputs, build the request, and save the intent to send it."""
-    base_dirs = [ctx.root, (ctx.root / job.file).parent]  # spec.expand made paths workspace-relative
-    body = await rq.upload_files(desired.body, lambda p: provider.upload(p, project_id=desired.project_id),
-                                 base_dirs)
-    req = rq.create_request(job, spec, {**job.request, **({"input": body["input"]} if "input" in body else {}),
-                                        **({"body": body} if _takes_body(job) else {})})
+    if _takes_body(job) or rq.has_file_marker(desired.body):
+        base_dirs = [ctx.root, (ctx.root / job.file).parent]  # spec.expand made paths workspace-relative
+        body = await rq.upload_files(desired.body, lambda p: provider.upload(p, project_id=desired.project_id),
+                                     base_dirs)
+        req = rq.create_request(job, spec, {**job.request, **({"input": body["input"]} if "input" in body else {}),
+                                            **({"body": body} if _takes_body(job) else {})})
+    else:
+        req = desired  # nothing to upload: the request already built is the one to send
     st.intent = Intent(fingerprint=job.fingerprint or "", attempt=attempt, created_at=to_rfc3339(utcnow()),
                        request_digest=rq.request_digest(req), inputs=ctx.redacted_input(job))
     await ctx.writer.flush(job.address)

@@ -110,9 +110,10 @@ class Executor:
             await ctx.waiter.aclose()
             if ctx.pending_saves:
                 await asyncio.gather(*ctx.pending_saves, return_exceptions=True)
+            appended = ctx.appender.close()
             crash_point("outputs.before_write")
             ctx.report.files_written += write_output_files(ctx.root, ctx.resources, ctx.desired.values(), ctx.doc,
-                                                           ctx.touched_batches, ctx.progress)
+                                                           ctx.touched_batches, ctx.progress, appended)
             ctx.writer.flush_now()
         ctx.report.interrupted = ctx.stop.interrupted
         ctx.report.timed_out = ctx.stop.timed_out

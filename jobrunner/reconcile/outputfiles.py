@@ -17,15 +17,15 @@ time.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from jobrunner.crashpoints import crash_point
 from jobrunner.plan_types import NOOP, Plan
+from jobrunner.reconcile.appended import AppendedFile, Stale, reused_lines
 from jobrunner.reconcile.outputmarks import OutputMarks, RowsKey
-from jobrunner.reconcile.outputs import batch_key, output_rows, scrubbed_row_line, write_jsonl
+from jobrunner.reconcile.outputs import batch_key, output_rows, scrubbed_row_line, write_jsonl, write_lines
 from jobrunner.resources import DesiredJob, Resource
 from jobrunner.state.model import AddressState, StateDoc
 
@@ -36,12 +36,15 @@ def output_path(root: Path, resource: Resource) -> Path | None:
     return (root / resource.file).parent / str(out_file) if out_file else None
 
 
-def _row(job: DesiredJob, st: AddressState | None, secrets: Any = None) -> dict[str, Any]:
-    """The item's row of its batch's output file (before the file boundary's scrub)."""
+def _row(job: DesiredJob, st: AddressState | None, secrets: Any = None, input_clear: bool = False) -> dict[str, Any]:
+    """The item's row of its batch's output file (before the file boundary's scrub). `input_clear`:
+    the input is known to hold nothing to hide under `secrets` (see `OutputAppender.item_ended`)."""
     from jobrunner.redact import redact, redact_unless_clear
 
     value = job.request.get("input") or {}
-    if job.sensitive_paths:
+    if input_clear and not job.sensitive_paths:
+        redacted = value
+    elif job.sensitive_paths:
         redacted = redact(value, job.sensitive_paths, secrets=secrets)
     else:  # the row is encoded, never changed: an input with nothing to hide is not copied
         redacted = redact_unless_clear(value, secrets)
@@ -52,32 +55,42 @@ class OutputAppender:
     """Appends each batch item's row to its batch's output file as soon as the item has ended.
 
     The state of an item is saved before its row is appended, and a row is one `write` of a whole
-    line to a file opened for appending, so a killed apply leaves only whole rows behind.
+    line to a file opened for appending (once per batch, `appended.AppendedFile`), so a killed
+    apply leaves only whole rows behind. `close()` before the end's rewrite, which copies the rows
+    appended here (`write_output_files(..., appended=)`).
     """
 
     def __init__(self, root: Path, resources: dict[str, Resource], desired: dict[str, DesiredJob], doc: StateDoc,
                  plan: Plan) -> None:
         self.root, self.resources, self.desired, self.doc, self.plan = root, resources, desired, doc, plan
-        self._paths: dict[str, Path | None] = {}  # batch -> its file, once the run started appending
-        self._written: dict[str, set[str]] = {}  # batch -> addresses whose row is in the file
+        self._files: dict[str, AppendedFile | None] = {}  # batch -> its file, once the run started appending
         self.appended = 0  # rows appended in this run (tests, benchmarks)
 
-    def item_ended(self, job: DesiredJob, st: AddressState) -> None:
+    def item_ended(self, job: DesiredJob, st: AddressState, *, input_clear: bool = False) -> None:
+        """`input_clear`: the caller knows the job's input has nothing to hide under the known
+        secrets (its recorded inputs came out of redaction as they were): not checked again."""
+        from jobrunner.redact import known_secrets
+
         batch = job.resource_address
-        if batch not in self._paths:
-            self._paths[batch] = self._start(batch)
-        path = self._paths[batch]
-        written = self._written.get(batch)
-        if path is None or written is None or job.address in written:
-            return  # no output file; or ended twice in one run: the rewrite at the end settles it
-        self._append(path, [_row(job, st)])
-        written.add(job.address)
+        if batch not in self._files:
+            self._files[batch] = self._start(batch)
+        out = self._files[batch]
+        if out is None:
+            return  # no output file
+        if out.holds(job.address):  # ended twice in one run: the rewrite at the end settles it
+            out.reusable = False
+            return
+        secrets = known_secrets()
+        out.append(job.address, scrubbed_row_line(_row(job, st, secrets, input_clear), secrets).encode("utf-8"),
+                   secrets)
         self.appended += 1
         crash_point("outputs.row_appended")
 
-    def _start(self, batch: str) -> Path | None:
+    def _start(self, batch: str) -> AppendedFile | None:
         """The batch's file, rewritten with the rows of the items this run leaves as they are (ended,
         and planned as no-op): the rows of the others are appended as they end, so none is there twice."""
+        from jobrunner.redact import known_secrets
+
         resource = self.resources.get(batch)
         path = output_path(self.root, resource) if resource is not None else None
         if path is None:
@@ -86,23 +99,18 @@ class OutputAppender:
         kept = [(job, st) for job in self.desired.values() if job.resource_address == batch
                 and job.address not in acting and (st := self.doc.addresses.get(job.address)) is not None
                 and _ended(st)]
-        write_jsonl(path, (_row(job, st) for job, st in kept))
-        self._written[batch] = {job.address for job, _ in kept}
-        return path
-
-    @staticmethod
-    def _append(path: Path, rows: list[dict[str, Any]]) -> None:
-        from jobrunner.redact import known_secrets
-
         secrets = known_secrets()
-        data = "".join(scrubbed_row_line(row, secrets) for row in rows).encode("utf-8")
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
+        write_jsonl(path, (_row(job, st, secrets) for job, st in kept))
+        return AppendedFile(path, [job.address for job, _ in kept], secrets)
+
+    def close(self) -> dict[Path, AppendedFile]:
+        """Close the files; returns them by path for the end's rewrite (`write_output_files`)."""
+        files = {}
+        for out in self._files.values():
+            if out is not None:
+                out.close()
+                files[out.path] = out
+        return files
 
 
 def _ended(st: AddressState) -> bool:
@@ -124,6 +132,16 @@ class BatchRows:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         addresses = self._doc.addresses
         return (_row(j, addresses.get(j.address), self._secrets) for j in self._jobs)
+
+    def addresses_and_keys(self) -> tuple[list[str], list[str]]:
+        """The rows' addresses and keys, in order."""
+        addresses = [j.address for j in self._jobs]
+        return addresses, [batch_key(a) or a for a in addresses]
+
+    def line(self, index: int) -> str:
+        """Row `index` as `write_jsonl` writes it."""
+        job = self._jobs[index]
+        return scrubbed_row_line(_row(job, self._doc.addresses.get(job.address), self._secrets), self._secrets)
 
 
 def output_files_due(root: Path, resources: dict[str, Resource], desired: Iterable[DesiredJob], doc: StateDoc,
@@ -182,12 +200,16 @@ def _file_holds(path: Path, rows: Iterable[dict[str, Any]], secrets: Any) -> boo
 
 
 def write_output_files(root: Path, resources: dict[str, Resource], desired: Iterable[DesiredJob], doc: StateDoc,
-                       touched: set[str], progress: Any) -> list[str]:
-    """Write the files that are due; returns them as shown to the user (workspace-relative)."""
+                       touched: set[str], progress: Any,
+                       appended: dict[Path, AppendedFile] | None = None) -> list[str]:
+    """Write the files that are due; returns them as shown to the user (workspace-relative).
+    `appended`: what this run appended to them (`OutputAppender.close`), copied where still valid."""
     written = []
     marks = OutputMarks(root)
     for path, rows, key in output_files_due(root, resources, desired, doc, touched, marks):
-        write_jsonl(path, rows)
+        out = (appended or {}).get(path)
+        if out is None or not _write_reusing(path, rows, out):
+            write_jsonl(path, rows)
         marks.record(path, key)
         try:
             shown = str(path.relative_to(root))
@@ -197,3 +219,17 @@ def write_output_files(root: Path, resources: dict[str, Resource], desired: Iter
         progress.note(f"Wrote {shown} ({len(rows)} item(s))")
     marks.save()
     return written
+
+
+def _write_reusing(path: Path, rows: BatchRows, out: AppendedFile) -> bool:
+    """`write_jsonl(path, rows)`, copying the lines this run appended (`appended.reused_lines`);
+    False (nothing written) when they cannot be trusted: the caller writes every row then."""
+    from jobrunner.redact import known_secrets
+
+    secrets = known_secrets()
+    try:
+        out.check(secrets)
+        write_lines(path, reused_lines(out, *rows.addresses_and_keys(), rows.line))
+    except Stale:
+        return False
+    return True

@@ -182,6 +182,20 @@ def scrubbed_row_line(row: dict[str, Any], secrets: Any) -> str:
     return row_line(scrub_data(row, secrets=secrets))
 
 
+def write_lines(path: Path, lines: Iterable[bytes]) -> None:
+    """Atomically (temp + rename) write `lines` (encoded, each with its newline); an exception from
+    `lines` leaves the file as it was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.writelines(lines)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     """Atomically (temp + rename) write rows as JSON Lines (rows are consumed one at a time)."""
     from jobrunner.redact import known_secrets

@@ -33,6 +33,18 @@ def file_markers(value: Any, path: str = "") -> dict[str, str]:
     return out
 
 
+def has_file_marker(value: Any) -> bool:
+    """Whether a `{$file: p}` marker is anywhere inside `value` (a plain walk: most requests hold
+    none, and `upload_files` copies the value a coroutine per node to find out)."""
+    if isinstance(value, dict):
+        if is_file_marker(value):
+            return True
+        return any(has_file_marker(v) for v in value.values() if isinstance(v, (dict, list)))
+    if isinstance(value, list):
+        return any(has_file_marker(v) for v in value if isinstance(v, (dict, list)))
+    return False
+
+
 async def upload_files(value: Any, upload: Callable[[str], Awaitable[str]], base_dirs: list[Path]) -> Any:
     """Return a copy of `value` with each `{$file: p}` replaced by what `upload(abs_path)` returns."""
     if is_file_marker(value):
@@ -69,4 +81,5 @@ def request_digest(req: CreateRequest) -> str:
     return fingerprint(identity)
 
 
-__all__ = ["create_request", "file_markers", "is_file_marker", "request_digest", "split_version", "upload_files"]
+__all__ = ["create_request", "file_markers", "has_file_marker", "is_file_marker", "request_digest", "split_version",
+           "upload_files"]

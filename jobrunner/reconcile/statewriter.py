@@ -43,6 +43,7 @@ class StateWriter:
         self._saved_gen = 0
         self._inflight: asyncio.Future[None] | None = None  # the write in the thread, if any
         self._inflight_gen = 0  # the changes it holds
+        self._waiters: list[asyncio.Future[None]] = []  # flushes waiting for the write in flight
         self.saves = 0
         self._io: ThreadPoolExecutor | None = None
         self._split = callable(getattr(store, "prepare", None)) and callable(getattr(store, "write_prepared", None))
@@ -69,8 +70,12 @@ class StateWriter:
                     self._written(inflight, self._inflight_gen)
                     inflight.result()  # a failed write raises in every caller waiting on it
                     continue
-                # Shielded: a cancelled caller does not cancel a write other callers wait for.
-                await asyncio.shield(inflight)
+                # A future of its own, resolved when the write ends: a cancelled caller cancels
+                # only that one, never the write other callers wait for (what `asyncio.shield`
+                # does, with two loop callbacks fewer per wait: a flush waits about twice an item).
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiters.append(waiter)
+                await waiter
                 continue
             # Let the tasks ready in this step (siblings finishing together) add their changes.
             await asyncio.sleep(self.window)
@@ -95,8 +100,19 @@ class StateWriter:
             return
         self._inflight = None
         # A failed write raises in every caller waiting on it; the error ends the command.
-        if not done.cancelled() and done.exception() is None:
+        error = None if done.cancelled() else done.exception()
+        if not done.cancelled() and error is None:
             self._saved(gen)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if waiter.done():  # its caller was cancelled
+                continue
+            if done.cancelled():
+                waiter.cancel()
+            elif error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(None)
 
     def _saved(self, gen: int) -> None:
         self.saves += 1

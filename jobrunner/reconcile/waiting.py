@@ -96,7 +96,7 @@ def finish(ctx: ApplyContext, job: DesiredJob, st: AddressState, final: RemoteJo
     """Record how the job ended; None when it succeeded."""
     if job.job_kind == JOB_PREDICTION:
         ctx.touched_batches.add(job.resource_address)
-        ctx.appender.item_ended(job, st)  # its state is saved: its row may be read now
+        ctx.appender.item_ended(job, st, input_clear=ctx.input_clear(job))  # saved: its row may be read now
     if final.status == SUCCEEDED:
         detail = ""
         if job.job_kind == JOB_TRAINING and st.outputs.get("version"):

@@ -51,7 +51,8 @@ from jobrunner.state.journal import (
 )
 from jobrunner.state.lock import FileLock
 from jobrunner.state.model import STATE_FORMAT_VERSION, AddressState, StateDoc
-from jobrunner.state.serialize import address_json, iter_chunks
+from jobrunner.state.serialize import iter_chunks
+from jobrunner.state.textcache import AddressTexts
 from jobrunner.timestamps import to_rfc3339, utcnow
 
 BACKUP_SUFFIX = ".bak"
@@ -130,6 +131,7 @@ class LocalFileStore:
         self._compact_min = _compact_min()
         self.journal_records = 0  # records appended by this store (benchmarks, tests)
         self.snapshots = 0  # snapshots written by this store
+        self._texts = AddressTexts()  # each address's text as the last save encoded it
 
     def describe(self) -> str:
         return f"local file {self.path}"
@@ -340,9 +342,10 @@ class LocalFileStore:
         if not doc.lineage:
             doc.lineage = str(uuid.uuid4())
         doc.serial += 1
+        self._texts.begin(doc, changed)
         try:
             if changed is not None and self._journal_due(doc):
-                record = _record(doc, changed)
+                record = _record(doc, changed, self._texts)
                 assert self._planned_journal is not None
                 self._planned_journal += len(record)
                 return PreparedSave(spool=None, lineage=doc.lineage, serial=doc.serial, record=record,
@@ -367,7 +370,7 @@ class LocalFileStore:
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
         try:
             with os.fdopen(fd, "wb") as fh:
-                crc, size = _write_chunks(fh, itertools.chain(iter_chunks(doc), ["\n"]))
+                crc, size = _write_chunks(fh, itertools.chain(iter_chunks(doc, self._texts.text), ["\n"]))
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -598,10 +601,11 @@ class LocalFileStore:
         return self._lock.path
 
 
-def _record(doc: StateDoc, changed: Collection[str]) -> bytes:
-    """The journal record bringing the snapshot-plus-journal to `doc`, for `changed` addresses."""
+def _record(doc: StateDoc, changed: Collection[str], texts: AddressTexts) -> bytes:
+    """The journal record bringing the snapshot-plus-journal to `doc`, for `changed` addresses
+    (encoded through `texts`, which keeps them for the next compacting snapshot)."""
     addresses = doc.addresses
-    present = {a: address_json(addresses[a]) for a in changed if a in addresses}
+    present = {a: texts.text(a, addresses[a]) for a in changed if a in addresses}
     deleted = [a for a in changed if a not in doc.addresses]
     head = {"workspace_id": doc.workspace_id, "recovered_at": doc.recovered_at}
     return record_line(doc.serial, head, present, deleted)

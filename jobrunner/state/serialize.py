@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from jobrunner.state.model import AddressState, StateDoc, field_values, scrub_secrets
 
@@ -24,15 +25,17 @@ _ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, allow_nan=False,
 _dumps = _ENCODER.encode
 
 
-def address_json(st: AddressState) -> str:
+def address_json(st: AddressState, secrets: Any = None) -> str:
     """`_dumps(st.to_json())`, encoded once. The secret scrub of `to_json` encodes each free-form
     field to look for known secret values in its text; here the address's own text is looked at
-    instead, and only an address whose text may hold one (rare) is scrubbed and encoded again."""
+    instead, and only an address whose text may hold one (rare) is scrubbed and encoded again.
+    `secrets`: `known_secrets()` as the caller just took it (a save encoding many addresses)."""
     from jobrunner.redact import SecretSet, known_secrets
 
     data = st.to_json(scrub=False)
     text = _dumps(data)
-    secrets = known_secrets()
+    if secrets is None:
+        secrets = known_secrets()
     if not secrets:
         return text
     if not isinstance(secrets, SecretSet):  # a plain list (tests): the same check, slower
@@ -78,10 +81,11 @@ def serialize_chunks(doc: StateDoc) -> list[str]:
     return list(iter_chunks(doc))
 
 
-def iter_chunks(doc: StateDoc) -> Iterator[str]:
+def iter_chunks(doc: StateDoc, text_of: Callable[[str, AddressState], str] | None = None) -> Iterator[str]:
     """The pieces of `serialize_chunks(doc)`, each made when it is asked for: a snapshot written
     from it holds one piece at a time, not the whole serialized document (about 100 MB at 100,000
-    addresses). A value that is not JSON raises when its address is reached."""
+    addresses). A value that is not JSON raises when its address is reached. `text_of(address,
+    state)`: the address's `address_json` (e.g. one already encoded, `textcache`)."""
     addresses = sorted(doc.addresses)  # the keys only: no (key, state) pair per address besides
     if not addresses:
         yield join_document(doc, [])
@@ -91,7 +95,11 @@ def iter_chunks(doc: StateDoc) -> Iterator[str]:
     last = len(addresses) - 1
     states = doc.addresses
     for i, address in enumerate(addresses):
-        yield address_line(address, states[address]) + (",\n" if i < last else "\n}}")
+        if text_of is None:
+            line = address_line(address, states[address])
+        else:
+            line = json.dumps(address, ensure_ascii=False) + ":" + text_of(address, states[address])
+        yield line + (",\n" if i < last else "\n}}")
 
 
 class IncrementalSerializer:

@@ -180,3 +180,14 @@ def test_a_trainings_run_time_is_recorded_for_estimates():
     t = RemoteJob(id="t1", job_kind="training", status=SUCCEEDED, output={"version": f"me/p:{V}"},
                   metrics={"predict_time": 42.5, "total_time": 50})
     assert outputs_of("training", t) == {"id": "t1", "version": f"me/p:{V}", "metrics": {"predict_time": 42.5}}
+
+
+def test_has_file_marker_finds_markers_at_any_depth_and_only_markers():
+    from jobrunner.reconcile.requests import has_file_marker
+
+    assert has_file_marker({"input": {"data": {"$file": "a.txt"}}})
+    assert has_file_marker({"input": {"items": [1, {"x": [{"$file": "b.txt"}]}]}})
+    assert has_file_marker([{"$file": "c.txt"}])
+    assert not has_file_marker({"version": "v", "input": {"prompt": "$file", "seed": 1, "n": [1, 2]}})
+    assert not has_file_marker({"input": {"$file": "a", "other": 1}})  # not a marker: two keys
+    assert not has_file_marker({"input": {"$file": 3}})  # not a marker: no path

@@ -148,3 +148,27 @@ def test_a_failed_write_raises_in_every_flush_waiting_on_it(tmp_path: Path) -> N
     results = asyncio.run(main())
     assert all(isinstance(r, OSError) for r in results), results
     writer.close()
+
+
+def test_a_cancelled_waiter_leaves_the_write_and_the_other_waiters_alone(tmp_path: Path) -> None:
+    store = SlowStore(tmp_path / "state.json")
+    doc = StateDoc(lineage="l")
+    writer = StateWriter(store, doc, window=0)
+
+    async def main() -> list[object]:
+        doc.addresses["PredictionBatch/b[1]"] = _st(1, "starting")
+        first = asyncio.create_task(writer.flush("PredictionBatch/b[1]"))
+        await asyncio.sleep(0.005)  # its write is in flight in the thread
+        doc.addresses["PredictionBatch/b[2]"] = _st(2, "starting")
+        waiting = [asyncio.create_task(writer.flush("PredictionBatch/b[2]")) for _ in range(3)]
+        await asyncio.sleep(0.001)
+        waiting[1].cancel()
+        return await asyncio.gather(first, *waiting, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert results[0] is None and results[1] is None and results[3] is None
+    assert isinstance(results[2], asyncio.CancelledError)
+    assert store.written == [1, 2]
+    assert set(read_state_json(tmp_path / "state.json")["addresses"]) == {"PredictionBatch/b[1]",
+                                                                          "PredictionBatch/b[2]"}
+    writer.close()
