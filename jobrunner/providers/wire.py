@@ -72,6 +72,11 @@ BUFFER_HIGH = 1024 * 1024  # stop reading the socket while this much arrived and
 
 _POOL_HANDLER = httpcore.AsyncConnectionPool.handle_async_request
 _TRANSPORT_HANDLER = httpx.AsyncHTTPTransport.handle_async_request
+# Were the handlers above httpcore's and httpx's own when this module was imported? Not when it is
+# first imported while respx already mocks (a test that starts respx, then imports jobrunner): then
+# "unchanged since import" means "still mocked", and every request must go through httpx.
+_HANDLERS_GENUINE = (getattr(_POOL_HANDLER, "__module__", "") or "").startswith("httpcore.") and (
+    getattr(_TRANSPORT_HANDLER, "__module__", "") or "").startswith("httpx.")
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+\Z")  # an HTTP header name (RFC 9110 token)
 _STATUS = re.compile(rb"HTTP/(\d\.\d) (\d{3})(?: (.*))?\Z", re.S)
 _END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
@@ -110,7 +115,8 @@ def use_lean_transport() -> bool:
 def intercepted() -> bool:
     """Has respx (or an instrumentation library) replaced httpcore's or httpx's request handler?"""
     return (httpcore.AsyncConnectionPool.handle_async_request is not _POOL_HANDLER
-            or httpx.AsyncHTTPTransport.handle_async_request is not _TRANSPORT_HANDLER)
+            or httpx.AsyncHTTPTransport.handle_async_request is not _TRANSPORT_HANDLER
+            or not _HANDLERS_GENUINE)
 
 
 # --- one connection ------------------------------------------------------------------------

@@ -495,3 +495,30 @@ def test_an_answer_read_after_the_client_closed_closes_its_connection() -> None:
             assert lean._idle == {} and lean._open == 0  # closed, not left open in a closed pool
 
     asyncio.run(main())
+
+
+def test_imported_while_respx_mocks_requests_still_reach_respx() -> None:
+    """A test module that starts respx before anything imports jobrunner's HTTP modules: the
+    handlers seen at import are respx's, so "unchanged since import" must not read as "not
+    mocked" (the request would leave for the network instead of the mock)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio, httpx, respx\n"
+        "with respx.mock(assert_all_called=True) as mock:\n"
+        "    route = mock.get('https://api.replicate.com/v1/predictions/p1').respond(200, json={'id': 'p1'})\n"
+        "    from jobrunner.providers.http import HttpClient\n"
+        "    from jobrunner.providers.wire import intercepted\n"
+        "    assert intercepted()\n"
+        "    async def main():\n"
+        "        c = HttpClient('replicate', 'https://api.replicate.com', token='r8_x')\n"
+        "        try:\n"
+        "            return (await c.request('GET', '/v1/predictions/p1')).json()\n"
+        "        finally:\n"
+        "            await c.aclose()\n"
+        "    print(asyncio.run(main())['id'], route.call_count)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["p1", "1"]
