@@ -737,8 +737,11 @@ class HttpClient:
                 # A content-encoded body (gzip, ...) is decoded by httpx's decoders, as before.
                 decoding = answer.to_httpx(head.body) if answer.encoded else None
                 json_body = "json" in answer.headers.get("content-type", "").lower()
+                # A body shorter than the log cap and the size cap is what read_capped would return.
+                whole = None if decoding is not None else head.body.take_whole(
+                    min(log_bytes, self.max_body_bytes) if json_body else self.max_body_bytes)
                 try:
-                    answer.content = await read_capped(
+                    answer.content = whole if whole is not None else await read_capped(
                         decoding.aiter_bytes() if decoding is not None else aiter(head.body),
                         max_bytes=self.max_body_bytes, trimmer=LogTrimmer(log_bytes) if json_body else None,
                         progress=received,

@@ -79,6 +79,7 @@ _TRANSPORT_HANDLER = httpx.AsyncHTTPTransport.handle_async_request
 _HANDLERS_GENUINE = (getattr(_POOL_HANDLER, "__module__", "") or "").startswith("httpcore.") and (
     getattr(_TRANSPORT_HANDLER, "__module__", "") or "").startswith("httpx.")
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+\Z")  # an HTTP header name (RFC 9110 token)
+_GOOD_NAMES: set[bytes] = set()  # answer header names already matched against _TOKEN
 _STATUS = re.compile(rb"HTTP/(\d\.\d) (\d{3})(?: (.*))?\Z", re.S)
 _END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -236,6 +237,15 @@ async def _read_head(conn: _Conn, timeout: float | None) -> bytes:
         await conn.more(timeout)
 
 
+def _good_name(name: bytes) -> bool:
+    """Is `name` an HTTP header name? Remembered when it is (a server sends the same few)."""
+    if not _TOKEN.match(name):
+        return False
+    if len(_GOOD_NAMES) < 1024:
+        _GOOD_NAMES.add(name)
+    return True
+
+
 def _parse_head(head: bytes) -> tuple[bytes, int, bytes, list[tuple[bytes, bytes]]]:
     """(HTTP version, status, reason, raw headers) of an answer's head; RemoteProtocolError if malformed."""
     lines = head.replace(b"\r\n", b"\n").split(b"\n")
@@ -249,7 +259,7 @@ def _parse_head(head: bytes) -> tuple[bytes, int, bytes, list[tuple[bytes, bytes
             headers[-1] = (name, value + b" " + line.strip(b" \t\r"))
             continue
         name, sep, value = line.partition(b":")
-        if not sep or not _TOKEN.match(name):
+        if not sep or (name not in _GOOD_NAMES and not _good_name(name)):
             raise httpx.RemoteProtocolError(f"illegal header line: {line[:100]!r}")
         headers.append((name, value.strip(b" \t\r")))
     version, status, reason = status_line.groups()
@@ -319,6 +329,18 @@ class _Body(httpx.AsyncByteStream):
             self._finish(reuse=False)
             raise
         self._finish(reuse=self._keep_alive)
+
+    def take_whole(self, limit: int) -> bytes | None:
+        """The whole body at once when it all came with the head and is at most `limit` bytes
+        (nearly every answer), the connection released; None when it must be iterated."""
+        if self._mode == "none":
+            return b""
+        conn = self._conn
+        if self._done or self._mode != "length" or not 0 < self._length == len(conn.buffer) <= limit:
+            return None
+        chunk = conn.take(self._length)
+        self._finish(reuse=self._keep_alive)
+        return chunk
 
     async def aclose(self) -> None:
         self._finish(reuse=False)  # a body not read to its end: the connection cannot be reused
