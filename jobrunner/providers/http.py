@@ -5,7 +5,9 @@ Every provider request goes through `HttpClient.request`, which:
 * reuses one `httpx.AsyncClient` (connection pooling, keep-alive) with explicit timeouts, over
   jobrunner's lean HTTP/1.1 transport (`wire.py`: httpcore's pool and h11 were most of a
   request's client CPU), with httpx's own transport on plain asyncio sockets (`netbackend.py`)
-  under it for uploads and anything unusual, or for everything with `JOBRUNNER_HTTP_TRANSPORT=httpx`;
+  under it for uploads and anything unusual, or for everything with `JOBRUNNER_HTTP_TRANSPORT=httpx`.
+  JSON creates and GETs on the lean transport skip httpx's Request and Response objects
+  (`jsonwire.py`: the same bytes on the wire, the same answers and errors);
 * bounds every request in total time, not only per read: one attempt (connect, send, the whole
   answer) gets `timeout` seconds, all attempts and backoffs together get `deadline` seconds, and a
   command-wide deadline (`command_deadline`, e.g. `apply --timeout` or the refresh bound of
