@@ -5,7 +5,9 @@ Every provider request goes through `HttpClient.request`, which:
 * reuses one `httpx.AsyncClient` (connection pooling, keep-alive) with explicit timeouts, over
   jobrunner's lean HTTP/1.1 transport (`wire.py`: httpcore's pool and h11 were most of a
   request's client CPU), with httpx's own transport on plain asyncio sockets (`netbackend.py`)
-  under it for uploads and anything unusual, or for everything with `JOBRUNNER_HTTP_TRANSPORT=httpx`;
+  under it for uploads and anything unusual, or for everything with `JOBRUNNER_HTTP_TRANSPORT=httpx`.
+  JSON creates and GETs on the lean transport skip httpx's Request and Response objects
+  (`jsonwire.py`: the same bytes on the wire, the same answers and errors);
 * bounds every request in total time, not only per read: one attempt (connect, send, the whole
   answer) gets `timeout` seconds, all attempts and backoffs together get `deadline` seconds, and a
   command-wide deadline (`command_deadline`, e.g. `apply --timeout` or the refresh bound of
@@ -65,6 +67,7 @@ from jobrunner.errors import (
     TransportError,
 )
 from jobrunner.providers.bodies import BodyTooLarge, KiB, LogTrimmer, MiB, read_capped
+from jobrunner.providers.jsonwire import JsonAnswer, JsonWire, Prepared
 from jobrunner.providers.netbackend import AsyncioBackend
 from jobrunner.providers.ratelimit import OTHER, RateLimiter
 from jobrunner.providers.wire import LeanTransport, use_lean_transport
@@ -383,9 +386,16 @@ class _HeaderAuth(httpx.Auth):
     def __repr__(self) -> str:
         return f"<{self.header} credential>"
 
+    def header_value(self) -> tuple[str, str] | None:
+        """(header, value) that carries the credential, or None without one."""
+        if not self.token:
+            return None
+        return self.header, f"{self.scheme} {self.token}" if self.scheme else self.token
+
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self.token:
-            request.headers[self.header] = f"{self.scheme} {self.token}" if self.scheme else self.token
+        found = self.header_value()
+        if found is not None:
+            request.headers[found[0]] = found[1]
         yield request
 
 
@@ -448,6 +458,7 @@ class HttpClient:
         self._sleep = sleep
         self._now = now
         self._client: httpx.AsyncClient | None = None
+        self._jsonwire: JsonWire | None = None  # JSON requests without httpx's objects (lean transport only)
         self._urls: dict[str, httpx.URL] = {}  # see `_parsed`
         self._loop: asyncio.AbstractEventLoop | None = None
         # Counters: requests (sent, retries included), requests.<class>, retries, throttled (429s), errors.
@@ -498,6 +509,8 @@ class HttpClient:
             )
             if isinstance(getattr(self._client, "_cookies", None), httpx.Cookies):
                 self._client._cookies = _SetCookiesOnly(self._client._cookies.jar)
+            lean = getattr(self._client, "_transport", None)
+            self._jsonwire = JsonWire(self._client, lean) if isinstance(lean, LeanTransport) else None
         return self._client
 
     def url(self, path_or_url: str) -> str:
@@ -535,6 +548,7 @@ class HttpClient:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+            self._jsonwire = None
 
     # -- the request helper -----------------------------------------------------------------
 
@@ -563,6 +577,16 @@ class HttpClient:
         `attempt_timeout` replaces the total time one attempt may take (an upload's grows with
         its size, see `upload_seconds`); the request's deadline is never shorter than one attempt.
         """
+        answer = await self._send(
+            method, path, json=json, params=params, files=files, data=data, headers=headers, idempotent=idempotent,
+            request_class=request_class, what=what, timeout=timeout, log_bytes=log_bytes,
+            attempt_timeout=attempt_timeout)
+        return answer if isinstance(answer, httpx.Response) else answer.to_httpx()
+
+    async def _send(self, method: str, path: str, *, idempotent: bool | None, request_class: str = OTHER,
+                    what: str | None = None, timeout: httpx.Timeout | None = None, log_bytes: int = FIELD_LOG_BYTES,
+                    attempt_timeout: float | None = None, **kwargs: Any) -> httpx.Response | JsonAnswer:
+        """`request`'s retry loop; the 2xx answer as read (a `JsonAnswer` when it went by `jsonwire`)."""
         method = method.upper()
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
@@ -581,55 +605,70 @@ class HttpClient:
             limit = min(per_attempt, end - time.monotonic())
             try:
                 response = await self._attempt(
-                    client, method, url, limit=limit, log_bytes=log_bytes, timeout=timeout,
-                    json=json, params=params, files=files, data=data, headers=headers,
-                )
+                    client, method, url, limit=limit, log_bytes=log_bytes, timeout=timeout, **kwargs)
             except _AttemptTimedOut as cut:
                 last = cut.describe()
-                err = self._transport_error(shown, last, sent=True, idempotent=idempotent)
                 if time.monotonic() >= end - 0.001:
-                    raise self._out_of_time(shown, bound, attempt, sent=not idempotent, last=cut.describe()) from None
+                    raise self._out_of_time(shown, bound, attempt, sent=not idempotent, last=last) from None
                 if idempotent and attempt < self.policy.max_attempts and await self._backoff(
                         attempt, None, shown, "timeout", end):
                     continue
                 self.stats["errors"] += 1
-                raise err from None
+                raise self._transport_error(shown, last, sent=True, idempotent=idempotent) from None
             except httpx.TransportError as exc:
-                sent = not isinstance(exc, _NOT_SENT)
                 last = _describe(exc)
-                err = self._transport_error(shown, last, sent=sent, idempotent=idempotent)
-                hopeless = isinstance(exc, httpx.UnsupportedProtocol)  # a bad base URL: retrying cannot help
-                if (idempotent or not sent) and not hopeless and attempt < self.policy.max_attempts \
-                        and await self._backoff(attempt, None, shown, type(exc).__name__, end):
+                if await self._retry_transport(exc, idempotent, attempt, shown, end):
                     continue
                 self.stats["errors"] += 1
-                raise err from None
+                raise self._transport_error(shown, last, sent=not isinstance(exc, _NOT_SENT),
+                                            idempotent=idempotent) from None
             retry_after = self._retry_after(response)
             self.limiter.observe(request_class, response.status_code, response.headers, retry_after)
-            status = response.status_code
-            if 200 <= status < 300:
+            if 200 <= response.status_code < 300:
                 return response
-            if status == 429:
-                self.stats["throttled"] += 1
-            error = self._scrub_error(
-                translate_response(
-                    response, provider=self.provider, what=shown, credential_var=self.credential_var,
-                    retry_after=retry_after,
-                )
-            )
-            last = f"HTTP {status}"
-            retryable = status == 429 or (status >= 500 and idempotent)
-            too_long = retry_after is not None and retry_after > self.policy.max_retry_after
-            if retryable and not too_long and attempt < self.policy.max_attempts \
-                    and await self._backoff(attempt, retry_after, shown, str(status), end):
+            assert isinstance(response, httpx.Response)  # `_attempt` hands back others as httpx's
+            if await self._retry_status(response, retry_after, idempotent, attempt, shown, end):
+                last = f"HTTP {response.status_code}"
                 continue
-            if status >= 500 and not idempotent:
-                # The server may have created the job before failing: never re-send blindly.
-                error.ambiguous = True
-                error.hint = ("the provider may have created it anyway: "
-                              "jobrunner looks the job up before creating it again")
-            self.stats["errors"] += 1
-            raise error
+            raise self._failed(response, retry_after, shown, idempotent)
+
+    async def _retry_transport(self, exc: httpx.TransportError, idempotent: bool, attempt: int, shown: str,
+                               end: float) -> bool:
+        """Try again after a connection error? Only when it is safe (idempotent, or provably not
+        sent) and can help, after the backoff (False when that would pass the deadline)."""
+        sent = not isinstance(exc, _NOT_SENT)
+        hopeless = isinstance(exc, httpx.UnsupportedProtocol)  # a bad base URL: retrying cannot help
+        return ((idempotent or not sent) and not hopeless and attempt < self.policy.max_attempts
+                and await self._backoff(attempt, None, shown, type(exc).__name__, end))
+
+    async def _retry_status(self, response: httpx.Response, retry_after: float | None, idempotent: bool,
+                            attempt: int, shown: str, end: float) -> bool:
+        """Try again after a non-2xx answer? A 429 always (the server did nothing), a 5xx only when
+        idempotent, never past a Retry-After longer than the policy obeys or the deadline."""
+        status = response.status_code
+        if status == 429:
+            self.stats["throttled"] += 1
+        retryable = status == 429 or (status >= 500 and idempotent)
+        too_long = retry_after is not None and retry_after > self.policy.max_retry_after
+        return (retryable and not too_long and attempt < self.policy.max_attempts
+                and await self._backoff(attempt, retry_after, shown, str(status), end))
+
+    def _failed(self, response: httpx.Response, retry_after: float | None, shown: str,
+                idempotent: bool) -> ProviderError:
+        """The error a non-2xx answer ends the request with, counted."""
+        error = self._scrub_error(
+            translate_response(
+                response, provider=self.provider, what=shown, credential_var=self.credential_var,
+                retry_after=retry_after,
+            )
+        )
+        if response.status_code >= 500 and not idempotent:
+            # The server may have created the job before failing: never re-send blindly.
+            error.ambiguous = True
+            error.hint = ("the provider may have created it anyway: "
+                          "jobrunner looks the job up before creating it again")
+        self.stats["errors"] += 1
+        return error
 
     async def _take_turn(self, request_class: str, end: float, shown: str, bound: CommandDeadline | None,
                          attempt: int, last: str | None) -> None:
@@ -656,8 +695,15 @@ class HttpClient:
         return end, None
 
     async def _attempt(self, client: httpx.AsyncClient, method: str, url: str, *, limit: float, log_bytes: int,
-                       timeout: httpx.Timeout | None, **kwargs: Any) -> httpx.Response:
-        """One exchange, bounded in total by `limit` seconds; the body read streaming, capped."""
+                       timeout: httpx.Timeout | None, **kwargs: Any) -> httpx.Response | JsonAnswer:
+        """One exchange, bounded in total by `limit` seconds; the body read streaming, capped.
+        A 2xx answer that went by `jsonwire` is a `JsonAnswer`; every other answer is httpx's."""
+        if self._jsonwire is not None and kwargs.get("files") is None and kwargs.get("data") is None:
+            prepared = self._jsonwire.prepare(
+                method, url, self._parsed(url), json_body=kwargs.get("json"), params=kwargs.get("params"),
+                headers=kwargs.get("headers"), auth=self._auth.header_value(), timeout=timeout or self._timeout)
+            if prepared is not None:
+                return await self._attempt_lean(self._jsonwire, prepared, url, limit=limit, log_bytes=log_bytes)
         extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
         phase, received = "answer", [0]
         try:
@@ -676,10 +722,43 @@ class HttpClient:
         except TimeoutError:
             raise _AttemptTimedOut(phase, received[0], limit) from None
         except BodyTooLarge as big:
-            raise self._too_large(response, method, url, big) from None
+            raise self._too_large(response.status_code, method, url, big) from None
         # The body was read here, under the cap; hand it to the response as if httpx had read it.
         response._content = body
         return response
+
+    async def _attempt_lean(self, jsonwire: JsonWire, prepared: Prepared, url: str, *, limit: float,
+                            log_bytes: int) -> httpx.Response | JsonAnswer:
+        """`_attempt` without httpx's objects: the same bounds, cap, log trimming and decoding."""
+        phase, received = "answer", [0]
+        answer: JsonAnswer | None = None
+        try:
+            async with asyncio.timeout(max(0.0, limit)):
+                head, answer = await jsonwire.open(prepared)
+                phase = "body"
+                # A content-encoded body (gzip, ...) is decoded by httpx's decoders, as before.
+                decoding = answer.to_httpx(head.body) if answer.encoded else None
+                json_body = "json" in answer.headers.get("content-type", "").lower()
+                # A body shorter than the log cap and the size cap is what read_capped would return.
+                whole = None if decoding is not None else head.body.take_whole(
+                    min(log_bytes, self.max_body_bytes) if json_body else self.max_body_bytes)
+                try:
+                    answer.content = whole if whole is not None else await read_capped(
+                        decoding.aiter_bytes() if decoding is not None else aiter(head.body),
+                        max_bytes=self.max_body_bytes, trimmer=LogTrimmer(log_bytes) if json_body else None,
+                        progress=received,
+                    )
+                finally:
+                    await head.body.aclose()
+        except TimeoutError:
+            raise _AttemptTimedOut(phase, received[0], limit) from None
+        except BodyTooLarge as big:
+            assert answer is not None
+            raise self._too_large(answer.status_code, prepared.method, url, big) from None
+        answer.log()
+        if "set-cookie" in answer.headers:
+            jsonwire.client.cookies.extract_cookies(answer.to_httpx())
+        return answer if 200 <= answer.status_code < 300 else answer.to_httpx()
 
     def _parsed(self, url: str) -> httpx.URL:
         """`url` parsed once: every create of a batch goes to the same URL, and httpx parses a
@@ -691,12 +770,12 @@ class HttpClient:
             parsed = self._urls[url] = httpx.URL(url)
         return parsed
 
-    def _too_large(self, response: httpx.Response, method: str, url: str, big: BodyTooLarge) -> ProtocolError:
+    def _too_large(self, status: int, method: str, url: str, big: BodyTooLarge) -> ProtocolError:
         err = ProtocolError(
-            f"{self.provider}: {method} {urlsplit(url).path}: the answer (HTTP {response.status_code}) is larger than "
+            f"{self.provider}: {method} {urlsplit(url).path}: the answer (HTTP {status}) is larger than "
             f"{big.cap:,} bytes; jobrunner stopped reading it",
             provider=self.provider,
-            status=response.status_code,
+            status=status,
             hint=(f"raise providers.{self.provider}.max_body_bytes in jobrunner.yaml if answers this large are "
                   f"expected, else check that {self.base_url} is really a {self.provider} API endpoint"),
         )
@@ -743,7 +822,7 @@ class HttpClient:
         await self._sleep(delay)
         return True
 
-    def _retry_after(self, response: httpx.Response) -> float | None:
+    def _retry_after(self, response: httpx.Response | JsonAnswer) -> float | None:
         if response.status_code not in (429, 503) and "retry-after" not in response.headers:
             return None
         value = parse_retry_after(response.headers.get("retry-after"), self._now())
@@ -760,8 +839,13 @@ class HttpClient:
 
     async def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
         """`request`, then the parsed JSON body (a ProtocolError when it is not JSON)."""
-        response = await self.request(method, path, **kwargs)
-        return self.parse_json(response, kwargs.get("what"))
+        answer = await self._send(method, path, idempotent=kwargs.pop("idempotent", None), **kwargs)
+        if isinstance(answer, JsonAnswer):
+            parsed, data = answer.json()
+            if parsed:
+                return data
+            answer = answer.to_httpx()  # for parse_json to say what is wrong with it
+        return self.parse_json(answer, kwargs.get("what"))
 
     def parse_json(self, response: httpx.Response, what: str | None = None) -> Any:
         shown = what or f"{response.request.method} {response.request.url.path}"

@@ -57,6 +57,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpcore
@@ -78,6 +79,7 @@ _TRANSPORT_HANDLER = httpx.AsyncHTTPTransport.handle_async_request
 _HANDLERS_GENUINE = (getattr(_POOL_HANDLER, "__module__", "") or "").startswith("httpcore.") and (
     getattr(_TRANSPORT_HANDLER, "__module__", "") or "").startswith("httpx.")
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+\Z")  # an HTTP header name (RFC 9110 token)
+_GOOD_NAMES: set[bytes] = set()  # answer header names already matched against _TOKEN
 _STATUS = re.compile(rb"HTTP/(\d\.\d) (\d{3})(?: (.*))?\Z", re.S)
 _END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -235,6 +237,15 @@ async def _read_head(conn: _Conn, timeout: float | None) -> bytes:
         await conn.more(timeout)
 
 
+def _good_name(name: bytes) -> bool:
+    """Is `name` an HTTP header name? Remembered when it is (a server sends the same few)."""
+    if not _TOKEN.match(name):
+        return False
+    if len(_GOOD_NAMES) < 1024:
+        _GOOD_NAMES.add(name)
+    return True
+
+
 def _parse_head(head: bytes) -> tuple[bytes, int, bytes, list[tuple[bytes, bytes]]]:
     """(HTTP version, status, reason, raw headers) of an answer's head; RemoteProtocolError if malformed."""
     lines = head.replace(b"\r\n", b"\n").split(b"\n")
@@ -248,7 +259,7 @@ def _parse_head(head: bytes) -> tuple[bytes, int, bytes, list[tuple[bytes, bytes
             headers[-1] = (name, value + b" " + line.strip(b" \t\r"))
             continue
         name, sep, value = line.partition(b":")
-        if not sep or not _TOKEN.match(name):
+        if not sep or (name not in _GOOD_NAMES and not _good_name(name)):
             raise httpx.RemoteProtocolError(f"illegal header line: {line[:100]!r}")
         headers.append((name, value.strip(b" \t\r")))
     version, status, reason = status_line.groups()
@@ -318,6 +329,18 @@ class _Body(httpx.AsyncByteStream):
             self._finish(reuse=False)
             raise
         self._finish(reuse=self._keep_alive)
+
+    def take_whole(self, limit: int) -> bytes | None:
+        """The whole body at once when it all came with the head and is at most `limit` bytes
+        (nearly every answer), the connection released; None when it must be iterated."""
+        if self._mode == "none":
+            return b""
+        conn = self._conn
+        if self._done or self._mode != "length" or not 0 < self._length == len(conn.buffer) <= limit:
+            return None
+        chunk = conn.take(self._length)
+        self._finish(reuse=self._keep_alive)
+        return chunk
 
     async def aclose(self) -> None:
         self._finish(reuse=False)  # a body not read to its end: the connection cannot be reused
@@ -396,6 +419,18 @@ class _Body(httpx.AsyncByteStream):
                 await conn.more(self._timeout)
 
 
+@dataclass(frozen=True, slots=True)
+class AnswerHead:
+    """An answer's status line and headers, as read; `body` reads the rest from the connection
+    (iterate it to the end, or `aclose` it: either way the connection is released)."""
+
+    version: bytes
+    status: int
+    reason: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: _Body
+
+
 # --- the pool and the transport ------------------------------------------------------------
 
 class LeanTransport(httpx.AsyncBaseTransport):
@@ -420,7 +455,6 @@ class LeanTransport(httpx.AsyncBaseTransport):
         if wire is None:
             self.stats["fallback"] += 1
             return await self.fallback.handle_async_request(request)
-        self.stats["lean"] += 1
         return await self._exchange(request, wire)
 
     async def aclose(self) -> None:
@@ -441,14 +475,21 @@ class LeanTransport(httpx.AsyncBaseTransport):
             return None
         if request.extensions and set(request.extensions) - {"timeout"}:
             return None
-        raw = request.headers.raw
+        head = self.head_bytes(request.method.encode("ascii"), url.raw_path, request.headers.raw)
+        if head is None:
+            return None
+        body = request.content
+        return head + body if body else head
+
+    def head_bytes(self, method: bytes, target: bytes, raw: list[tuple[bytes, bytes]]) -> bytes | None:
+        """The request line and headers as they go on the wire, or None when a header name or
+        value is one h11 refuses (the fallback then raises its LocalProtocolError)."""
         for name, _ in raw:
             if name not in self._names:
                 if not _TOKEN.match(name):
                     return None
                 self._names.add(name)
-        body = request.content
-        parts = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
+        parts = [method, b" ", target, b" HTTP/1.1\r\n"]
         for name, value in raw:
             parts += (name, b": ", value, b"\r\n")
         parts.append(b"\r\n")
@@ -456,14 +497,23 @@ class LeanTransport(httpx.AsyncBaseTransport):
         lines = len(raw) + 2
         if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\0" in head:
             return None  # a header value h11 refuses: its LocalProtocolError stays the answer
-        return head + body if body else head
+        return head
 
     # -- one exchange -----------------------------------------------------------------------
 
     async def _exchange(self, request: httpx.Request, wire: bytes) -> httpx.Response:
-        timeouts = request.extensions.get("timeout") or {}
         url = request.url
         origin = (url.scheme, url.host, url.port or _DEFAULT_PORTS[url.scheme])
+        head = await self.open(origin, wire, request.extensions.get("timeout") or {}, request.method == "HEAD")
+        return httpx.Response(head.status, headers=head.headers, stream=head.body,
+                              extensions={"http_version": head.version, "reason_phrase": head.reason})
+
+    async def open(self, origin: tuple[str, str, int], wire: bytes, timeouts: Mapping[str, float | None],
+                   head_request: bool = False) -> AnswerHead:
+        """Send `wire` (a whole request) to `origin` on a pooled connection and read the answer's
+        head; its body is left on the connection for `AnswerHead.body` to read. Failures are the
+        httpx exceptions of the module docstring's table."""
+        self.stats["lean"] += 1
         conn = await self._connection(origin, timeouts.get("pool"), timeouts.get("connect"))
         read = timeouts.get("read")
         try:
@@ -474,15 +524,14 @@ class LeanTransport(httpx.AsyncBaseTransport):
                     break
                 if status == 101:
                     raise httpx.RemoteProtocolError("the server switched protocols, which was not asked for")
-            mode, length, keep_alive = _framing(request.method == "HEAD", version, status, headers)
+            mode, length, keep_alive = _framing(head_request, version, status, headers)
         except BaseException:
             self._release(conn, reuse=False)
             raise
         body = _Body(self, conn, mode, length, keep_alive, read)
         if mode == "none":
             body._finish(reuse=keep_alive)
-        return httpx.Response(status, headers=headers, stream=body,
-                              extensions={"http_version": version, "reason_phrase": reason})
+        return AnswerHead(version, status, reason, headers, body)
 
     # -- the pool ---------------------------------------------------------------------------
 
@@ -574,5 +623,5 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 return
 
 
-__all__ = ["ESCAPE_VAR", "TRANSPORT_CHOICES", "LeanTransport", "TransportChoice", "check_transport_choice",
-           "intercepted", "transport_choice", "use_lean_transport"]
+__all__ = ["ESCAPE_VAR", "TRANSPORT_CHOICES", "AnswerHead", "LeanTransport", "TransportChoice",
+           "check_transport_choice", "intercepted", "transport_choice", "use_lean_transport"]

@@ -25,7 +25,6 @@ TODAY: dict[tuple[str, str], int] = {
     ("plan.py", "compute_plan"): 70,
     ("plan.py", "_plan_job"): 79,
     ("providers/bodies.py", "LogTrimmer.feed"): 62,
-    ("providers/http.py", "HttpClient.request"): 75,
     ("render/plan_markdown.py", "render"): 74,
     ("workspace.py", "load_config"): 69,
 }
