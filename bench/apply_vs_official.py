@@ -144,7 +144,24 @@ def floor_client(args: argparse.Namespace) -> int:
 
 # --- measuring ---------------------------------------------------------------------------------
 
+def settle(platform: Platform, *, idle_cpu: float = 0.02, step: float = 0.5, limit: float = 30.0) -> float:
+    """Wait until the platform is idle (under `idle_cpu` CPU seconds per `step`), so no client pays
+    for the work a previous one left behind; the seconds waited (at most `limit`)."""
+    start = time.monotonic()
+    last = platform.cpu_seconds()
+    while time.monotonic() - start < limit:
+        time.sleep(step)
+        now = platform.cpu_seconds()
+        if now - last < idle_cpu:
+            break
+        last = now
+    return time.monotonic() - start
+
+
 def measure(platform: Platform, name: str, cmd: list[str], cwd: Path, items: int) -> dict[str, Any]:
+    waited = settle(platform)
+    if waited > 1.0:
+        print(f"  (the platform was busy for {waited:.1f} s before {name})", file=sys.stderr)
     before = platform.stats()
     server_cpu = platform.cpu_seconds()
     run = run_timed(cmd, cwd=cwd, env=bench_env(platform))
