@@ -29,13 +29,12 @@ from typing import Any
 
 import httpx
 
-from jobrunner.providers.wire import AnswerHead, LeanTransport, intercepted
+from jobrunner.providers.wire import DEFAULT_PORTS, AnswerHead, LeanTransport, intercepted
 
 # httpx's own log line per request ("HTTP Request: ..."), kept for whoever turned it on.
 _HTTPX_LOG = logging.getLogger("httpx")
 # As httpx's `encode_json`: compact, UTF-8, no NaN (its ValueError is raised as before).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _ROUTES = 64  # URLs kept prepared per client, as HttpClient keeps parsed ones
 _JSON_TYPE = (b"Content-Type", b"application/json")
@@ -227,11 +226,11 @@ class JsonWire:
 
     def _route_of(self, url: httpx.URL) -> Route | None:
         """A URL the lean transport takes, on the client's own transport (no proxy mounted)."""
-        if url.scheme not in _DEFAULT_PORTS or not url.host or url.userinfo:
+        if url.scheme not in DEFAULT_PORTS or not url.host or url.userinfo:
             return None
         if self.client._transport_for_url(url) is not self.lean:
             return None
-        origin = (url.scheme, url.host, url.port or _DEFAULT_PORTS[url.scheme])
+        origin = (url.scheme, url.host, url.port or DEFAULT_PORTS[url.scheme])
         return Route(url, origin, url.raw_path, url.netloc)
 
 

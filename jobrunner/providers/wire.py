@@ -82,7 +82,7 @@ _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+\Z")  # an HTTP header name (R
 _GOOD_NAMES: set[bytes] = set()  # answer header names already matched against _TOKEN
 _STATUS = re.compile(rb"HTTP/(\d\.\d) (\d{3})(?: (.*))?\Z", re.S)
 _END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+DEFAULT_PORTS = {"http": 80, "https": 443}  # also jsonwire's
 _NO_BODY_STATUS = frozenset({204, 304})
 # How an answer's body is delimited: none at all, Content-Length, chunked, or the server's close.
 Framing = Literal["none", "length", "chunked", "close"]
@@ -471,7 +471,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
     def _wire_bytes(self, request: httpx.Request) -> bytes | None:
         """The request as it goes on the wire, or None when it is for the fallback."""
         url = request.url
-        if url.scheme not in _DEFAULT_PORTS or not isinstance(request.stream, httpx.ByteStream):
+        if url.scheme not in DEFAULT_PORTS or not isinstance(request.stream, httpx.ByteStream):
             return None
         if request.extensions and set(request.extensions) - {"timeout"}:
             return None
@@ -503,7 +503,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
     async def _exchange(self, request: httpx.Request, wire: bytes) -> httpx.Response:
         url = request.url
-        origin = (url.scheme, url.host, url.port or _DEFAULT_PORTS[url.scheme])
+        origin = (url.scheme, url.host, url.port or DEFAULT_PORTS[url.scheme])
         head = await self.open(origin, wire, request.extensions.get("timeout") or {}, request.method == "HEAD")
         return httpx.Response(head.status, headers=head.headers, stream=head.body,
                               extensions={"http_version": head.version, "reason_phrase": head.reason})
@@ -623,5 +623,5 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 return
 
 
-__all__ = ["ESCAPE_VAR", "TRANSPORT_CHOICES", "AnswerHead", "LeanTransport", "TransportChoice",
+__all__ = ["DEFAULT_PORTS", "ESCAPE_VAR", "TRANSPORT_CHOICES", "AnswerHead", "LeanTransport", "TransportChoice",
            "check_transport_choice", "intercepted", "transport_choice", "use_lean_transport"]

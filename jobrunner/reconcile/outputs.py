@@ -203,13 +203,4 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     # The file boundary: a row's output or error that quotes a secret value (a model echoing a
     # sensitive input) is written scrubbed, like its input.
     secrets = known_secrets()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(scrubbed_row_line(row, secrets))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_lines(path, (scrubbed_row_line(row, secrets).encode("utf-8") for row in rows))

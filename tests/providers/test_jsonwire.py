@@ -29,7 +29,7 @@ from jobrunner.providers.http import HttpClient, RetryPolicy, _httpx_transport
 from jobrunner.providers.wire import LeanTransport
 from tests.hostile_http import read_request
 from tests.providers.conftest import TOKEN
-from tests.providers.test_wire import BODY, Server, answer
+from tests.providers.test_wire import BODY, Server, answer, second_unanswered
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 Call = tuple[str, str, dict[str, Any]]
@@ -194,12 +194,6 @@ def test_dropped_before_the_request_is_read_or_after_it_was() -> None:
 
 
 def test_a_pooled_connection_dropped_as_the_create_arrives_is_maybe_sent() -> None:
-    async def second_unanswered(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(answer())
-        await read_request(reader)
-        writer.close()
-
     got, connections, stats = both(second_unanswered, [POLL, CREATE])
     assert got[0]["id"] == "p1" and got[1][:2] == ["TransportError", True] and connections == 1
 

@@ -224,13 +224,15 @@ def test_a_pooled_connection_the_server_closed_while_idle_is_not_used() -> None:
     assert all_kinds(one_per_connection, [POST, POST, POST], pause=0.05) == ([f"200 {BODY.decode()}"] * 3, 3)
 
 
-def test_a_pooled_connection_closed_as_the_request_arrives_is_a_remote_protocol_error() -> None:
-    async def second_unanswered(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(answer())
-        await read_request(reader)
-        writer.close()
+async def second_unanswered(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers a connection's first request, then hangs up as its second one arrives."""
+    await read_request(reader)
+    writer.write(answer())
+    await read_request(reader)
+    writer.close()
 
+
+def test_a_pooled_connection_closed_as_the_request_arrives_is_a_remote_protocol_error() -> None:
     results, connections = all_kinds(second_unanswered, [POST, POST])
     assert results == [f"200 {BODY.decode()}", "RemoteProtocolError"] and connections == 1
 

@@ -12,22 +12,9 @@ from hypothesis import strategies as hs
 
 from jobrunner import redact
 from jobrunner.state.local_file import LocalFileStore
-from jobrunner.state.model import AddressState, StateDoc
 from jobrunner.state.serialize import serialize
 from jobrunner.state.textcache import AddressTexts
-
-
-def _st(address: str, status: str = "running") -> AddressState:
-    return AddressState(address=address, kind="PredictionBatch", job_kind="prediction", provider="local",
-                        file="jobs.yaml", remote_id=f"r-{address[-3:]}", status=status)
-
-
-def _doc(n: int) -> StateDoc:
-    doc = StateDoc(lineage="lin-1")
-    for i in range(n):
-        a = f"PredictionBatch/b[{i:03d}]"
-        doc.addresses[a] = _st(a)
-    return doc
+from tests.state.test_journal import _doc, _st
 
 
 def _compacting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalFileStore:
